@@ -1,0 +1,381 @@
+//! The task DAG: tasks with a kernel, inputs, outputs and a cost hint; chunks with a
+//! size and a producer. Built once, immutable afterwards, shared by every rank.
+//!
+//! Every chunk is produced by exactly one task (initial data comes from generator
+//! tasks), and a task can only read chunks that already exist when it is added, so
+//! task ids are a topological order and the graph is acyclic by construction.
+
+use crate::ids::{ChunkId, KernelId, Rank, TaskId};
+use std::ops::Range;
+
+/// What to add: one task, its inputs and the sizes of its outputs.
+///
+/// ```
+/// use dagwire_runtime::{DagBuilder, KernelId, Rank, TaskSpec};
+/// let mut b = DagBuilder::new(2);
+/// let gen = b.add(TaskSpec::new(KernelId(0), Rank(0)).outputs(&[64]));
+/// let use_it = b.add(TaskSpec::new(KernelId(1), Rank(1)).inputs(&[gen.output(0)]).outputs(&[8]));
+/// let dag = b.finish();
+/// assert_eq!(dag.task_count(), 2);
+/// assert_eq!(dag.consumers(gen.output(0)), &[use_it.task]);
+/// ```
+#[derive(Clone, Debug)]
+pub struct TaskSpec<'a> {
+    /// Kernel to run (numbering owned by the workload).
+    pub kernel: KernelId,
+    /// Rank that runs the task.
+    pub owner: Rank,
+    /// Chunks read.
+    pub inputs: &'a [ChunkId],
+    /// Sizes in bytes of the chunks written, in order.
+    pub outputs: &'a [u64],
+    /// Floating-point operations, the cost hint for reports and the simulator.
+    pub flops: f64,
+    /// Larger runs first among ready tasks of one rank (e.g. critical-path depth).
+    pub priority: u32,
+    /// Kernel arguments (tile coordinates, sizes): meaning owned by the workload.
+    pub args: [u32; 4],
+}
+
+impl<'a> TaskSpec<'a> {
+    /// A task with no inputs, outputs, cost or arguments yet.
+    pub fn new(kernel: KernelId, owner: Rank) -> Self {
+        TaskSpec { kernel, owner, inputs: &[], outputs: &[], flops: 0.0, priority: 0, args: [0; 4] }
+    }
+    /// Sets the chunks read.
+    pub fn inputs(mut self, inputs: &'a [ChunkId]) -> Self {
+        self.inputs = inputs;
+        self
+    }
+    /// Sets the sizes of the chunks written.
+    pub fn outputs(mut self, outputs: &'a [u64]) -> Self {
+        self.outputs = outputs;
+        self
+    }
+    /// Sets the flop count.
+    pub fn flops(mut self, flops: f64) -> Self {
+        self.flops = flops;
+        self
+    }
+    /// Sets the scheduling priority.
+    pub fn priority(mut self, priority: u32) -> Self {
+        self.priority = priority;
+        self
+    }
+    /// Sets the kernel arguments.
+    pub fn args(mut self, args: [u32; 4]) -> Self {
+        self.args = args;
+        self
+    }
+}
+
+/// The handle [`DagBuilder::add`] returns: the task and its output chunks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Added {
+    /// The new task.
+    pub task: TaskId,
+    first_output: u32,
+    outputs: u32,
+}
+
+impl Added {
+    /// The `i`-th output chunk.
+    ///
+    /// # Panics
+    /// If the task has no `i`-th output.
+    pub fn output(&self, i: usize) -> ChunkId {
+        assert!(i < self.outputs as usize, "task {} has {} outputs, asked for #{i}", self.task, self.outputs);
+        ChunkId(self.first_output + i as u32)
+    }
+}
+
+/// One task as stored in the DAG (kept small: a million of them must fit anywhere).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Task {
+    /// Kernel to run.
+    pub kernel: KernelId,
+    /// Rank that runs it.
+    pub owner: Rank,
+    /// Scheduling priority (larger first).
+    pub priority: u32,
+    /// Flop count.
+    pub flops: f64,
+    /// Kernel arguments.
+    pub args: [u32; 4],
+    first_output: u32,
+    outputs: u32,
+}
+
+impl Task {
+    /// The chunks this task writes.
+    pub fn outputs(&self) -> impl ExactSizeIterator<Item = ChunkId> {
+        (self.first_output..self.first_output + self.outputs).map(ChunkId)
+    }
+}
+
+/// One chunk as stored in the DAG.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Chunk {
+    /// Size in bytes.
+    pub bytes: u64,
+    /// The task that writes it.
+    pub producer: TaskId,
+}
+
+/// Builds a [`Dag`] task by task. See [`TaskSpec`] for an example.
+#[derive(Debug, Default)]
+pub struct DagBuilder {
+    ranks: u32,
+    tasks: Vec<Task>,
+    chunks: Vec<Chunk>,
+    input_offsets: Vec<u32>,
+    inputs: Vec<ChunkId>,
+}
+
+impl DagBuilder {
+    /// A builder for a DAG over `ranks` ranks.
+    pub fn new(ranks: usize) -> Self {
+        DagBuilder { ranks: ranks as u32, input_offsets: vec![0], ..Default::default() }
+    }
+
+    /// Adds a task.
+    ///
+    /// # Panics
+    /// If the owner is not a rank of this DAG or an input chunk does not exist yet
+    /// (both are bugs in the workload that builds the DAG).
+    pub fn add(&mut self, spec: TaskSpec<'_>) -> Added {
+        assert!(spec.owner.0 < self.ranks, "task owner {} outside {} ranks", spec.owner, self.ranks);
+        let task = TaskId(self.tasks.len() as u32);
+        for &c in spec.inputs {
+            assert!(c.index() < self.chunks.len(), "task {task} reads chunk {c}, which does not exist yet");
+        }
+        self.inputs.extend_from_slice(spec.inputs);
+        self.input_offsets.push(self.inputs.len() as u32);
+        let first_output = self.chunks.len() as u32;
+        self.chunks.extend(spec.outputs.iter().map(|&bytes| Chunk { bytes, producer: task }));
+        let outputs = spec.outputs.len() as u32;
+        self.tasks.push(Task {
+            kernel: spec.kernel,
+            owner: spec.owner,
+            priority: spec.priority,
+            flops: spec.flops,
+            args: spec.args,
+            first_output,
+            outputs,
+        });
+        Added { task, first_output, outputs }
+    }
+
+    /// Freezes the DAG and builds its reverse indices.
+    pub fn finish(self) -> Dag {
+        let consumers = Csr::build(self.chunks.len(), self.tasks.len(), |t| {
+            let (a, b) = (self.input_offsets[t] as usize, self.input_offsets[t + 1] as usize);
+            self.inputs[a..b].iter().map(|c| c.index()).collect()
+        });
+        let by_owner = Csr::build(self.ranks as usize, self.tasks.len(), |t| vec![self.tasks[t].owner.index()]);
+        Dag {
+            ranks: self.ranks,
+            tasks: self.tasks,
+            chunks: self.chunks,
+            input_offsets: self.input_offsets,
+            inputs: self.inputs,
+            consumers,
+            by_owner,
+        }
+    }
+}
+
+/// Compressed rows: for each key, a list of task ids.
+#[derive(Debug, Clone, PartialEq)]
+struct Csr {
+    offsets: Vec<u32>,
+    items: Vec<TaskId>,
+}
+
+impl Csr {
+    /// Rows indexed by key; `keys_of(t)` lists the keys task `t` belongs to, visited in task order
+    /// so every row comes out sorted.
+    fn build(keys: usize, tasks: usize, keys_of: impl Fn(usize) -> Vec<usize>) -> Csr {
+        let mut counts = vec![0u32; keys + 1];
+        for t in 0..tasks {
+            for k in keys_of(t) {
+                counts[k + 1] += 1;
+            }
+        }
+        for k in 0..keys {
+            counts[k + 1] += counts[k];
+        }
+        let mut fill = counts.clone();
+        let mut items = vec![TaskId(0); counts[keys] as usize];
+        for t in 0..tasks {
+            for k in keys_of(t) {
+                items[fill[k] as usize] = TaskId(t as u32);
+                fill[k] += 1;
+            }
+        }
+        Csr { offsets: counts, items }
+    }
+
+    fn row(&self, key: usize) -> &[TaskId] {
+        &self.items[self.offsets[key] as usize..self.offsets[key + 1] as usize]
+    }
+}
+
+/// An immutable task DAG. Build it with [`DagBuilder`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dag {
+    ranks: u32,
+    tasks: Vec<Task>,
+    chunks: Vec<Chunk>,
+    input_offsets: Vec<u32>,
+    inputs: Vec<ChunkId>,
+    consumers: Csr,
+    by_owner: Csr,
+}
+
+impl Dag {
+    /// Number of ranks the DAG was placed on.
+    pub fn ranks(&self) -> usize {
+        self.ranks as usize
+    }
+    /// Number of tasks.
+    pub fn task_count(&self) -> usize {
+        self.tasks.len()
+    }
+    /// Number of chunks.
+    pub fn chunk_count(&self) -> usize {
+        self.chunks.len()
+    }
+    /// A task.
+    pub fn task(&self, t: TaskId) -> &Task {
+        &self.tasks[t.index()]
+    }
+    /// All task ids, in topological order.
+    pub fn task_ids(&self) -> impl ExactSizeIterator<Item = TaskId> {
+        (0..self.tasks.len() as u32).map(TaskId)
+    }
+    /// A chunk.
+    pub fn chunk(&self, c: ChunkId) -> &Chunk {
+        &self.chunks[c.index()]
+    }
+    /// The rank that produces a chunk.
+    pub fn chunk_owner(&self, c: ChunkId) -> Rank {
+        self.task(self.chunk(c).producer).owner
+    }
+    /// The chunks a task reads, in the order its kernel receives them.
+    pub fn inputs(&self, t: TaskId) -> &[ChunkId] {
+        let i = t.index();
+        &self.inputs[self.input_offsets[i] as usize..self.input_offsets[i + 1] as usize]
+    }
+    /// The tasks that read a chunk, in id order.
+    pub fn consumers(&self, c: ChunkId) -> &[TaskId] {
+        self.consumers.row(c.index())
+    }
+    /// The tasks a rank runs, in id order.
+    pub fn tasks_of(&self, rank: Rank) -> &[TaskId] {
+        self.by_owner.row(rank.index())
+    }
+    /// Ranks other than the producer's that read a chunk, sorted and without repeats.
+    pub fn remote_readers(&self, c: ChunkId) -> Vec<Rank> {
+        let owner = self.chunk_owner(c);
+        let mut ranks: Vec<Rank> =
+            self.consumers(c).iter().map(|&t| self.task(t).owner).filter(|&r| r != owner).collect();
+        ranks.sort_unstable();
+        ranks.dedup();
+        ranks
+    }
+    /// Chunks nobody reads: the results of the computation.
+    pub fn sinks(&self) -> impl Iterator<Item = ChunkId> + '_ {
+        (0..self.chunks.len() as u32).map(ChunkId).filter(|&c| self.consumers(c).is_empty())
+    }
+    /// Total flops over all tasks.
+    pub fn total_flops(&self) -> f64 {
+        self.tasks.iter().map(|t| t.flops).sum()
+    }
+    /// Output chunk ids of a task as a range.
+    pub fn output_range(&self, t: TaskId) -> Range<u32> {
+        let task = self.task(t);
+        task.first_output..task.first_output + task.outputs
+    }
+
+    /// A 64-bit fingerprint of the whole plan (tasks, owners, edges, sizes). Ranks
+    /// compare it at start-up: different plans would otherwise show up as a hang.
+    ///
+    /// ```
+    /// use dagwire_runtime::{DagBuilder, KernelId, Rank, TaskSpec};
+    /// let build = |owner| {
+    ///     let mut b = DagBuilder::new(2);
+    ///     b.add(TaskSpec::new(KernelId(0), Rank(owner)).outputs(&[8]));
+    ///     b.finish()
+    /// };
+    /// assert_eq!(build(0).fingerprint(), build(0).fingerprint());
+    /// assert_ne!(build(0).fingerprint(), build(1).fingerprint());
+    /// ```
+    pub fn fingerprint(&self) -> u64 {
+        let mut h = Fnv64::default();
+        h.write(self.ranks as u64);
+        for t in &self.tasks {
+            h.write(t.kernel.0 as u64);
+            h.write(t.owner.0 as u64);
+            h.write(t.priority as u64);
+            h.write(t.flops.to_bits());
+            t.args.iter().for_each(|&a| h.write(a as u64));
+            h.write(t.outputs as u64);
+        }
+        self.chunks.iter().for_each(|c| h.write(c.bytes));
+        self.inputs.iter().for_each(|c| h.write(c.0 as u64));
+        self.input_offsets.iter().for_each(|&o| h.write(o as u64));
+        h.0
+    }
+}
+
+/// FNV-1a over 64-bit words: tiny, stable across platforms and releases.
+struct Fnv64(u64);
+
+impl Default for Fnv64 {
+    fn default() -> Self {
+        Fnv64(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv64 {
+    fn write(&mut self, word: u64) {
+        for byte in word.to_le_bytes() {
+            self.0 ^= byte as u64;
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn diamond() -> (Dag, [Added; 4]) {
+        let mut b = DagBuilder::new(3);
+        let a = b.add(TaskSpec::new(KernelId(0), Rank(0)).outputs(&[8]));
+        let l = b.add(TaskSpec::new(KernelId(1), Rank(1)).inputs(&[a.output(0)]).outputs(&[8]));
+        let r = b.add(TaskSpec::new(KernelId(1), Rank(2)).inputs(&[a.output(0)]).outputs(&[8]));
+        let j = b.add(TaskSpec::new(KernelId(2), Rank(0)).inputs(&[l.output(0), r.output(0)]).outputs(&[8, 16]));
+        (b.finish(), [a, l, r, j])
+    }
+
+    #[test]
+    fn reverse_indices_match_the_edges() {
+        let (dag, [a, l, r, j]) = diamond();
+        assert_eq!(dag.consumers(a.output(0)), &[l.task, r.task]);
+        assert_eq!(dag.inputs(j.task), &[l.output(0), r.output(0)]);
+        assert_eq!(dag.tasks_of(Rank(0)), &[a.task, j.task]);
+        assert_eq!(dag.remote_readers(a.output(0)), vec![Rank(1), Rank(2)]);
+        assert_eq!(dag.remote_readers(l.output(0)), vec![Rank(0)]);
+        assert_eq!(dag.sinks().collect::<Vec<_>>(), vec![j.output(0), j.output(1)]);
+        assert_eq!(dag.chunk(j.output(1)).bytes, 16);
+    }
+
+    #[test]
+    #[should_panic(expected = "does not exist yet")]
+    fn reading_a_future_chunk_is_refused() {
+        let mut b = DagBuilder::new(1);
+        b.add(TaskSpec::new(KernelId(0), Rank(0)).inputs(&[ChunkId(5)]));
+    }
+}

@@ -1,0 +1,303 @@
+//! The `local` driver: every rank is a thread of this process, messages move through
+//! in-process channels (the payload is copied, as a shared-memory transport would),
+//! and kernels really run on worker threads.
+
+use crate::dag::Dag;
+use crate::driver::{Fault, Progress, RunError, RunOutcome};
+use crate::engine::{Action, Engine, EngineError, RunTask, TaskDone};
+use crate::ids::{Rank, TaskId};
+use crate::kernel::Kernels;
+use crate::message::Message;
+use crate::strategy::StrategyFactory;
+use crate::trace::Trace;
+use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError, Sender};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+/// Settings of a local run.
+///
+/// ```
+/// use dagwire_runtime::local::LocalConfig;
+/// let cfg = LocalConfig { ranks: 4, ..LocalConfig::default() };
+/// assert_eq!(cfg.workers, 1);
+/// ```
+#[derive(Clone, Debug)]
+pub struct LocalConfig {
+    /// Number of rank threads (must match the DAG).
+    pub ranks: usize,
+    /// Kernel worker threads per rank (with [`Progress::Inline`], the rank thread is the one worker).
+    pub workers: usize,
+    /// How communication progresses.
+    pub progress: Progress,
+    /// A run that makes no progress for this long fails with a diagnosis.
+    pub timeout: Duration,
+    /// An optional deliberate fault.
+    pub fault: Option<Fault>,
+}
+
+impl Default for LocalConfig {
+    fn default() -> Self {
+        LocalConfig { ranks: 1, workers: 1, progress: Progress::Thread, timeout: Duration::from_secs(600), fault: None }
+    }
+}
+
+/// What reaches a rank thread.
+enum Incoming {
+    Message { from: Rank, msg: Message },
+    Done(TaskDone),
+    Failed { task: TaskId, reason: String },
+}
+
+/// Shared by all rank threads of one run.
+struct Shared<'a> {
+    dag: &'a Arc<Dag>,
+    kernels: &'a dyn Kernels,
+    cfg: &'a LocalConfig,
+    start: Instant,
+    abort: AtomicBool,
+    data_sent: AtomicU64,
+    inboxes: Vec<Sender<Incoming>>,
+}
+
+impl Shared<'_> {
+    fn now(&self) -> u64 {
+        self.start.elapsed().as_nanos() as u64
+    }
+}
+
+/// What one rank thread hands back.
+type RankResult = Result<(Trace, Vec<(crate::ChunkId, Arc<crate::Payload>)>, u64), RunError>;
+
+/// Runs `dag` on `cfg.ranks` threads with one strategy instance per rank.
+///
+/// ```
+/// use dagwire_runtime::local::{run, LocalConfig};
+/// use dagwire_runtime::{DagBuilder, KernelId, Kernels, Payload, Rank, Strategy, Task, TaskSpec};
+/// use std::sync::Arc;
+/// struct Zeros;
+/// impl Kernels for Zeros {
+///     fn run(&self, _: &Task, _: Vec<Arc<Payload>>) -> Result<Vec<Payload>, String> {
+///         Ok(vec![Payload::zeroed(8)])
+///     }
+/// }
+/// let mut b = DagBuilder::new(1);
+/// b.add(TaskSpec::new(KernelId(0), Rank(0)).outputs(&[8]));
+/// # struct NoStrategy;
+/// # impl Strategy for NoStrategy {
+/// #     fn name(&self) -> &'static str { "none" }
+/// #     fn op_name(&self, _: u8) -> &'static str { "none" }
+/// #     fn on_chunk_ready(&mut self, _: &mut dagwire_runtime::StrategyCtx<'_>, _: dagwire_runtime::ChunkId,
+/// #         _: &Arc<Payload>, _: &[Rank]) {}
+/// #     fn on_message(&mut self, _: &mut dagwire_runtime::StrategyCtx<'_>, _: Rank,
+/// #         _: dagwire_runtime::Message) -> Result<(), String> { Ok(()) }
+/// # }
+/// let factory = |_rank: Rank| -> Box<dyn Strategy> { Box::new(NoStrategy) };
+/// let out = run(&Arc::new(b.finish()), &Zeros, &factory, &LocalConfig::default()).unwrap();
+/// assert_eq!(out.results.len(), 1);
+/// ```
+pub fn run(
+    dag: &Arc<Dag>,
+    kernels: &dyn Kernels,
+    strategy: StrategyFactory<'_>,
+    cfg: &LocalConfig,
+) -> Result<RunOutcome, RunError> {
+    if cfg.ranks != dag.ranks() {
+        return Err(RunError::Config(format!("the DAG was placed on {} ranks, the run has {}", dag.ranks(), cfg.ranks)));
+    }
+    if cfg.workers == 0 {
+        return Err(RunError::Config("workers must be at least 1".into()));
+    }
+    let (senders, receivers): (Vec<_>, Vec<_>) = (0..cfg.ranks).map(|_| unbounded()).unzip();
+    let shared = Shared {
+        dag,
+        kernels,
+        cfg,
+        start: Instant::now(),
+        abort: AtomicBool::new(false),
+        data_sent: AtomicU64::new(0),
+        inboxes: senders,
+    };
+    let barrier = Barrier::new(cfg.ranks);
+    let outcomes: Vec<RankResult> = std::thread::scope(|s| {
+        let handles: Vec<_> = receivers
+            .into_iter()
+            .enumerate()
+            .map(|(r, inbox)| {
+                let (shared, barrier) = (&shared, &barrier);
+                let engine = Engine::new(Rank(r as u32), Arc::clone(dag), strategy(Rank(r as u32)), cfg.workers);
+                std::thread::Builder::new()
+                    .name(format!("rank-{r}"))
+                    .spawn_scoped(s, move || {
+                        barrier.wait();
+                        rank_main(shared, engine, inbox)
+                    })
+                    .expect("spawn rank thread")
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("rank thread panicked")).collect()
+    });
+    gather(outcomes)
+}
+
+/// Merges per-rank results; the first real error wins over the aborts it caused.
+fn gather(outcomes: Vec<RankResult>) -> Result<RunOutcome, RunError> {
+    let mut parts = Vec::new();
+    let mut results = std::collections::BTreeMap::new();
+    let mut makespan_ns = 0;
+    let mut stalled = Vec::new();
+    let mut first_error = None;
+    for outcome in outcomes {
+        match outcome {
+            Ok((trace, chunks, end)) => {
+                parts.push(trace);
+                results.extend(chunks);
+                makespan_ns = makespan_ns.max(end);
+            }
+            Err(RunError::Stalled { timeout, ranks }) => stalled.push((timeout, ranks)),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    if let Some((timeout, _)) = stalled.first() {
+        let timeout = *timeout;
+        return Err(RunError::Stalled { timeout, ranks: stalled.into_iter().flat_map(|(_, r)| r).collect() });
+    }
+    Ok(RunOutcome { trace: Trace::merge(parts), results, makespan_ns })
+}
+
+/// One rank's progress loop: drain the inbox, execute actions, block when idle.
+fn rank_main(shared: &Shared<'_>, mut engine: Engine, inbox: Receiver<Incoming>) -> RankResult {
+    let rank = engine.rank();
+    std::thread::scope(|s| {
+        let (jobs_tx, jobs_rx) = unbounded::<RunTask>();
+        if shared.cfg.progress == Progress::Thread {
+            for w in 0..shared.cfg.workers {
+                let (jobs, done) = (jobs_rx.clone(), shared.inboxes[rank.index()].clone());
+                std::thread::Builder::new()
+                    .name(format!("rank-{}-worker-{w}", rank.0))
+                    .spawn_scoped(s, move || worker_main(shared, w as u32, jobs, done))
+                    .expect("spawn worker thread");
+            }
+        }
+        engine.handle_start(shared.now());
+        let mut last_progress = Instant::now();
+        loop {
+            while let Ok(incoming) = inbox.try_recv() {
+                feed(shared, &mut engine, incoming);
+                last_progress = Instant::now();
+            }
+            let acted = act(shared, &mut engine, &jobs_tx);
+            if let Some(e) = engine.error() {
+                shared.abort.store(true, Ordering::Relaxed);
+                return Err(RunError::Engine(e.clone()));
+            }
+            if engine.is_done() {
+                let end = shared.now();
+                return Ok((engine.take_trace(), engine.take_results(), end));
+            }
+            if acted {
+                last_progress = Instant::now();
+                continue;
+            }
+            match inbox.recv_timeout(Duration::from_millis(50)) {
+                Ok(incoming) => {
+                    feed(shared, &mut engine, incoming);
+                    last_progress = Instant::now();
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    if shared.abort.load(Ordering::Relaxed) {
+                        return Err(RunError::Config(format!("rank {rank} aborted because another rank failed")));
+                    }
+                    if last_progress.elapsed() > shared.cfg.timeout {
+                        shared.abort.store(true, Ordering::Relaxed);
+                        let timeout = shared.cfg.timeout;
+                        return Err(RunError::Stalled { timeout, ranks: vec![engine.waiting_summary()] });
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => unreachable!("this rank holds a sender to its own inbox"),
+            }
+        }
+        // jobs_tx drops here, so the workers exit before the scope ends.
+    })
+}
+
+/// Executes the engine's pending actions. With inline progress, runs at most one
+/// task and returns so the inbox is drained between tasks.
+fn act(shared: &Shared<'_>, engine: &mut Engine, jobs: &Sender<RunTask>) -> bool {
+    let mut acted = false;
+    while let Some(action) = engine.poll_action(shared.now()) {
+        acted = true;
+        match action {
+            Action::Send(out) => {
+                let msg = maybe_corrupt(shared, out.msg);
+                // A closed inbox means that rank already failed; the abort flag reports it.
+                let _ = shared.inboxes[out.to.index()].send(Incoming::Message { from: engine.rank(), msg });
+            }
+            Action::Run(job) if shared.cfg.progress == Progress::Inline => {
+                let incoming = execute(shared, 0, job);
+                feed(shared, engine, incoming);
+                break;
+            }
+            Action::Run(job) => jobs.send(job).expect("workers live as long as the rank"),
+        }
+    }
+    acted
+}
+
+fn feed(shared: &Shared<'_>, engine: &mut Engine, incoming: Incoming) {
+    let now = shared.now();
+    match incoming {
+        Incoming::Message { from, msg } => engine.handle_message(now, from, msg),
+        Incoming::Done(done) => engine.handle_task_done(now, done),
+        Incoming::Failed { task, reason } => engine.handle_task_failed(task, reason),
+    }
+}
+
+fn worker_main(shared: &Shared<'_>, worker: u32, jobs: Receiver<RunTask>, done: Sender<Incoming>) {
+    for job in jobs {
+        let _ = done.send(execute(shared, worker, job));
+    }
+}
+
+/// Runs one kernel, turning a panic into a failure report.
+fn execute(shared: &Shared<'_>, worker: u32, job: RunTask) -> Incoming {
+    let task = shared.dag.task(job.task);
+    let start_ns = shared.now();
+    let result = catch_unwind(AssertUnwindSafe(|| shared.kernels.run(task, job.inputs)));
+    let end_ns = shared.now();
+    match result {
+        Ok(Ok(outputs)) => Incoming::Done(TaskDone { task: job.task, worker, start_ns, end_ns, outputs }),
+        Ok(Err(reason)) => Incoming::Failed { task: job.task, reason },
+        Err(panic) => Incoming::Failed { task: job.task, reason: format!("kernel panicked: {}", panic_text(&panic)) },
+    }
+}
+
+fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+fn maybe_corrupt(shared: &Shared<'_>, mut msg: Message) -> Message {
+    let Some(Fault::CorruptDataMessage { nth }) = shared.cfg.fault else { return msg };
+    if let Some(payload) = msg.payload.as_mut() {
+        if shared.data_sent.fetch_add(1, Ordering::Relaxed) == nth && !payload.is_empty() {
+            let mid = payload.len() / 2;
+            payload.as_bytes_mut()[mid] ^= 0x40;
+        }
+    }
+    msg
+}
+
+#[allow(dead_code)]
+fn _assert_error_is_send(e: EngineError) -> impl Send {
+    e
+}

@@ -1,0 +1,94 @@
+//! Chunk contents: bytes stored 8-byte aligned so kernels can view them as `f64`
+//! without copying.
+
+use std::fmt;
+
+/// The bytes of one chunk, always 8-byte aligned.
+///
+/// ```
+/// use dagwire_runtime::Payload;
+/// let p = Payload::from_f64(vec![1.0, 2.0]);
+/// assert_eq!(p.len(), 16);
+/// assert_eq!(p.as_f64(), &[1.0, 2.0]);
+/// let b = Payload::from_bytes(&[1, 2, 3]);
+/// assert_eq!(b.as_bytes(), &[1, 2, 3]);
+/// ```
+#[derive(Clone, PartialEq, Default)]
+pub struct Payload {
+    words: Vec<u64>,
+    len: usize,
+}
+
+impl Payload {
+    /// `len` zero bytes.
+    pub fn zeroed(len: usize) -> Self {
+        Payload { words: vec![0; len.div_ceil(8)], len }
+    }
+
+    /// Takes ownership of `values` without copying.
+    pub fn from_f64(values: Vec<f64>) -> Self {
+        let len = values.len() * 8;
+        Payload { words: bytemuck::allocation::cast_vec(values), len }
+    }
+
+    /// Copies `bytes` into a new aligned payload.
+    pub fn from_bytes(bytes: &[u8]) -> Self {
+        let mut p = Payload::zeroed(bytes.len());
+        p.as_bytes_mut().copy_from_slice(bytes);
+        p
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when the payload holds no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &bytemuck::cast_slice(&self.words)[..self.len]
+    }
+
+    /// The bytes, writable.
+    pub fn as_bytes_mut(&mut self) -> &mut [u8] {
+        let len = self.len;
+        &mut bytemuck::cast_slice_mut(&mut self.words)[..len]
+    }
+
+    /// The payload as `f64` values.
+    ///
+    /// # Panics
+    /// If the length is not a multiple of 8 bytes (the chunk was not built from `f64`s).
+    pub fn as_f64(&self) -> &[f64] {
+        assert!(self.len % 8 == 0, "payload of {} bytes is not a whole number of f64", self.len);
+        bytemuck::cast_slice(&self.words)
+    }
+
+    /// The payload as writable `f64` values.
+    ///
+    /// # Panics
+    /// If the length is not a multiple of 8 bytes.
+    pub fn as_f64_mut(&mut self) -> &mut [f64] {
+        assert!(self.len % 8 == 0, "payload of {} bytes is not a whole number of f64", self.len);
+        bytemuck::cast_slice_mut(&mut self.words)
+    }
+
+    /// Gives back the `f64` values without copying.
+    ///
+    /// # Panics
+    /// If the length is not a multiple of 8 bytes.
+    pub fn into_f64(self) -> Vec<f64> {
+        assert!(self.len % 8 == 0, "payload of {} bytes is not a whole number of f64", self.len);
+        bytemuck::allocation::cast_vec(self.words)
+    }
+}
+
+impl fmt::Debug for Payload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Payload({} bytes)", self.len)
+    }
+}

@@ -1,0 +1,196 @@
+//! Trace records: what every run writes, whatever the driver. Timestamps are
+//! nanoseconds since the run started, on one clock per run (virtual time in the
+//! simulator).
+
+use crate::ids::{ChunkId, KernelId, Rank, TaskId};
+use crate::message::MessageClass;
+use std::collections::BTreeMap;
+
+/// A task that ran.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TaskRecord {
+    /// Which task.
+    pub task: TaskId,
+    /// Its kernel.
+    pub kernel: KernelId,
+    /// Rank that ran it.
+    pub rank: Rank,
+    /// Worker thread of that rank.
+    pub worker: u32,
+    /// Kernel start, ns.
+    pub start_ns: u64,
+    /// Kernel end, ns.
+    pub end_ns: u64,
+    /// Flop count from the DAG.
+    pub flops: f64,
+}
+
+/// A message as received.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MessageRecord {
+    /// Sender.
+    pub src: Rank,
+    /// Receiver.
+    pub dst: Rank,
+    /// Strategy's name for the operation (`eager-data`, `rts`, ...).
+    pub kind: &'static str,
+    /// Data or control.
+    pub class: MessageClass,
+    /// Bytes counted (payload for data, header for control).
+    pub bytes: u64,
+    /// Chunk concerned.
+    pub chunk: ChunkId,
+    /// Sent, ns.
+    pub sent_ns: u64,
+    /// Received, ns.
+    pub recv_ns: u64,
+}
+
+/// The phases of moving one chunk to one rank.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Phase {
+    /// The producer knows the chunk must move (it exists, a reader is remote).
+    Posted,
+    /// The protocol began (first message sent).
+    Started,
+    /// The data bytes left the producer.
+    Wire,
+    /// The chunk is usable on the reader's rank.
+    Completed,
+}
+
+/// One phase of one transfer, as seen by one rank.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TransferEvent {
+    /// Chunk moved.
+    pub chunk: ChunkId,
+    /// Producer's rank.
+    pub src: Rank,
+    /// Reader's rank.
+    pub dst: Rank,
+    /// Which phase.
+    pub phase: Phase,
+    /// When, ns.
+    pub at_ns: u64,
+}
+
+/// One transfer with all its phases joined (missing phases are `None`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TransferRecord {
+    /// Chunk moved.
+    pub chunk: ChunkId,
+    /// Producer's rank.
+    pub src: Rank,
+    /// Reader's rank.
+    pub dst: Rank,
+    /// Bytes of the chunk.
+    pub bytes: u64,
+    /// Posted, ns.
+    pub posted_ns: Option<u64>,
+    /// Started, ns.
+    pub started_ns: Option<u64>,
+    /// Data left the producer, ns.
+    pub wire_ns: Option<u64>,
+    /// Usable on the reader, ns.
+    pub completed_ns: Option<u64>,
+}
+
+/// Everything one run recorded. Each rank fills its own; [`Trace::merge`] joins them.
+///
+/// ```
+/// use dagwire_runtime::trace::{Phase, Trace, TransferEvent};
+/// use dagwire_runtime::{ChunkId, Rank};
+/// let mut a = Trace::default();
+/// a.transfer_events.push(TransferEvent { chunk: ChunkId(1), src: Rank(0), dst: Rank(1), phase: Phase::Posted, at_ns: 5 });
+/// let mut b = Trace::default();
+/// b.transfer_events.push(TransferEvent { chunk: ChunkId(1), src: Rank(0), dst: Rank(1), phase: Phase::Completed, at_ns: 9 });
+/// let t = Trace::merge(vec![a, b]);
+/// let rows = t.transfers(|_| 64);
+/// assert_eq!(rows.len(), 1);
+/// assert_eq!((rows[0].posted_ns, rows[0].completed_ns), (Some(5), Some(9)));
+/// ```
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Trace {
+    /// Tasks run.
+    pub tasks: Vec<TaskRecord>,
+    /// Messages received.
+    pub messages: Vec<MessageRecord>,
+    /// Transfer phases.
+    pub transfer_events: Vec<TransferEvent>,
+}
+
+impl Trace {
+    /// Joins per-rank traces into one, sorted by time so the result does not depend
+    /// on the order ranks finished in.
+    pub fn merge(parts: Vec<Trace>) -> Trace {
+        let mut all = Trace::default();
+        for p in parts {
+            all.tasks.extend(p.tasks);
+            all.messages.extend(p.messages);
+            all.transfer_events.extend(p.transfer_events);
+        }
+        all.tasks.sort_by_key(|t| (t.start_ns, t.rank, t.task));
+        all.messages.sort_by_key(|m| (m.sent_ns, m.src, m.dst, m.chunk, m.recv_ns));
+        all.transfer_events.sort_by_key(|e| (e.at_ns, e.src, e.dst, e.chunk, e.phase));
+        all
+    }
+
+    /// One row per (chunk, src, dst) transfer, with its phases joined; `bytes_of`
+    /// gives the chunk sizes (from the DAG).
+    pub fn transfers(&self, bytes_of: impl Fn(ChunkId) -> u64) -> Vec<TransferRecord> {
+        let mut rows: BTreeMap<(ChunkId, Rank, Rank), TransferRecord> = BTreeMap::new();
+        for e in &self.transfer_events {
+            let row = rows.entry((e.chunk, e.src, e.dst)).or_insert_with(|| TransferRecord {
+                chunk: e.chunk,
+                src: e.src,
+                dst: e.dst,
+                bytes: bytes_of(e.chunk),
+                posted_ns: None,
+                started_ns: None,
+                wire_ns: None,
+                completed_ns: None,
+            });
+            let slot = match e.phase {
+                Phase::Posted => &mut row.posted_ns,
+                Phase::Started => &mut row.started_ns,
+                Phase::Wire => &mut row.wire_ns,
+                Phase::Completed => &mut row.completed_ns,
+            };
+            *slot = Some(slot.map_or(e.at_ns, |t| t.min(e.at_ns)));
+        }
+        let mut rows: Vec<_> = rows.into_values().collect();
+        rows.sort_by_key(|r| (r.posted_ns, r.src, r.dst, r.chunk));
+        rows
+    }
+
+    /// Totals over messages: (data messages, data bytes, control messages, control bytes).
+    pub fn message_totals(&self) -> MessageTotals {
+        let mut t = MessageTotals::default();
+        for m in &self.messages {
+            match m.class {
+                MessageClass::Data => {
+                    t.data_messages += 1;
+                    t.data_bytes += m.bytes;
+                }
+                MessageClass::Control => {
+                    t.control_messages += 1;
+                    t.control_bytes += m.bytes;
+                }
+            }
+        }
+        t
+    }
+}
+
+/// Message and byte counts split into data and control.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MessageTotals {
+    /// Messages carrying chunk bytes.
+    pub data_messages: u64,
+    /// Chunk bytes moved.
+    pub data_bytes: u64,
+    /// Protocol-only messages.
+    pub control_messages: u64,
+    /// Header bytes of protocol-only messages.
+    pub control_bytes: u64,
+}

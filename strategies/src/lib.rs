@@ -1,0 +1,54 @@
+//! # dagwire-strategies
+//!
+//! Transfer strategies: each is a protocol state machine, one file each, that moves
+//! chunks from producer to reader ranks using only the engine's actions, so it runs
+//! unchanged on every driver. [`REGISTRY`] lists them; it drives sweep validation,
+//! `experiment list` and "did you mean" hints.
+//!
+//! ```
+//! let eager = dagwire_strategies::find("eager").unwrap();
+//! assert_eq!(eager.name, "eager");
+//! assert!(dagwire_strategies::find("eagr").unwrap_err().to_string().contains("did you mean `eager`"));
+//! ```
+
+pub mod eager;
+
+use dagwire_runtime::params::did_you_mean;
+use dagwire_runtime::{ParamSpec, Params, Rank, Strategy};
+
+/// One registered strategy.
+pub struct StrategyInfo {
+    /// Name used in sweep files.
+    pub name: &'static str,
+    /// One line on the protocol.
+    pub summary: &'static str,
+    /// Parameters a sweep may set (as `<name>.<param>`).
+    pub params: fn() -> Vec<ParamSpec>,
+    /// Builds the instance for one rank of a run with `ranks` ranks.
+    pub build: fn(params: &Params, rank: Rank, ranks: usize) -> Box<dyn Strategy>,
+}
+
+/// Every strategy, in the order `experiment list` shows them. Adding a strategy is one
+/// file plus one line here.
+pub static REGISTRY: &[StrategyInfo] = &[eager::INFO];
+
+/// A strategy name that is not registered.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown strategy `{given}`{}; known strategies: {}", .suggestion.map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default(), .known.join(", "))]
+pub struct UnknownStrategy {
+    /// What was asked for.
+    pub given: String,
+    /// The closest known name, if close.
+    pub suggestion: Option<&'static str>,
+    /// All names.
+    pub known: Vec<&'static str>,
+}
+
+/// Looks a strategy up by name.
+pub fn find(name: &str) -> Result<&'static StrategyInfo, UnknownStrategy> {
+    REGISTRY.iter().find(|s| s.name == name).ok_or_else(|| UnknownStrategy {
+        given: name.to_string(),
+        suggestion: did_you_mean(name, REGISTRY.iter().map(|s| s.name)),
+        known: REGISTRY.iter().map(|s| s.name).collect(),
+    })
+}

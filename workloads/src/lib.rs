@@ -1,0 +1,83 @@
+//! # dagwire-workloads
+//!
+//! Real workloads: each builds a task DAG with real kernels for a given rank count
+//! and checks its own result. [`REGISTRY`] lists them for sweep validation and
+//! `experiment list`.
+
+pub mod cholesky;
+
+use dagwire_runtime::params::did_you_mean;
+use dagwire_runtime::{ChunkId, Dag, KernelId, Kernels, ParamError, ParamSpec, Params, Payload};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// One registered workload.
+pub struct WorkloadInfo {
+    /// Name used in sweep files.
+    pub name: &'static str,
+    /// One line on what it computes and how it is verified.
+    pub summary: &'static str,
+    /// Parameters a sweep may set (as `<name>.<param>`).
+    pub params: fn() -> Vec<ParamSpec>,
+    /// Checks the parameters against the rank count and builds the workload.
+    /// Errors name the parameter and what is allowed.
+    pub prepare: fn(params: &Params, ranks: usize, seed: u64) -> Result<Box<dyn Workload>, ParamError>,
+}
+
+/// A workload instance for one run: its DAG, its kernels, and its own check.
+pub trait Workload: Send + Sync {
+    /// The DAG, placed on the run's ranks.
+    fn dag(&self) -> &Arc<Dag>;
+    /// The kernels the DAG's tasks run.
+    fn kernels(&self) -> &dyn Kernels;
+    /// Name of a kernel, for traces (`potrf`, `gemm`, ...).
+    fn kernel_name(&self, kernel: KernelId) -> &'static str;
+    /// Useful floating-point operations of the whole computation (for GFLOP/s).
+    fn useful_flops(&self) -> f64;
+    /// Checks the result chunks of a run.
+    fn verify(&self, results: &BTreeMap<ChunkId, Arc<Payload>>) -> Verification;
+}
+
+/// The outcome of a workload's self-check.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Verification {
+    /// True when the result is right.
+    pub passed: bool,
+    /// What was measured (`scaled_residual`, `max_abs_error`, ...).
+    pub metric: &'static str,
+    /// The measured value.
+    pub value: f64,
+    /// The bound it must stay below.
+    pub bound: f64,
+    /// A sentence for humans (why it failed, if it did).
+    pub detail: String,
+}
+
+/// Every workload, in the order `experiment list` shows them.
+pub static REGISTRY: &[WorkloadInfo] = &[cholesky::INFO];
+
+/// A workload name that is not registered.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown workload `{given}`{}; known workloads: {}", .suggestion.map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default(), .known.join(", "))]
+pub struct UnknownWorkload {
+    /// What was asked for.
+    pub given: String,
+    /// The closest known name, if close.
+    pub suggestion: Option<&'static str>,
+    /// All names.
+    pub known: Vec<&'static str>,
+}
+
+/// Looks a workload up by name.
+///
+/// ```
+/// assert_eq!(dagwire_workloads::find("cholesky").unwrap().name, "cholesky");
+/// assert!(dagwire_workloads::find("cholesy").is_err());
+/// ```
+pub fn find(name: &str) -> Result<&'static WorkloadInfo, UnknownWorkload> {
+    REGISTRY.iter().find(|w| w.name == name).ok_or_else(|| UnknownWorkload {
+        given: name.to_string(),
+        suggestion: did_you_mean(name, REGISTRY.iter().map(|w| w.name)),
+        known: REGISTRY.iter().map(|w| w.name).collect(),
+    })
+}
