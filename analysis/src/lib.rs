@@ -1,1 +1,35 @@
+//! # dagwire-analysis
+//!
+//! The results tables of dagwire runs: the documented Parquet schema
+//! ([`schema`]), one point's results ([`PointRecord`], [`TraceRows`]), and the
+//! results directory ([`tables`]): part files written as each point finishes, combined
+//! into `points`, `tasks`, `transfers` and `messages` tables, read back with polars.
+//!
+//! ```
+//! use dagwire_analysis::{combine, read_points, write_point_parts, PointRecord};
+//! let dir = tempfile::tempdir()?;
+//! let point = PointRecord { makespan_ns: Some(1_000), verified: true, wall_s: 0.01, ..Default::default() };
+//! write_point_parts(dir.path(), &point, None)?;
+//! combine(dir.path())?;
+//! let points = read_points(dir.path())?;
+//! assert_eq!(points.column("makespan_ns")?.i64()?.get(0), Some(1_000));
+//! # anyhow::Ok(())
+//! ```
 
+#![warn(missing_docs)]
+
+mod parquet_file;
+pub mod point;
+pub mod schema;
+pub mod tables;
+pub mod trace_rows;
+
+pub use point::PointRecord;
+pub use schema::{
+    ColumnDoc, MESSAGES_COLUMNS, POINTS_COLUMNS, TASKS_COLUMNS, TRANSFERS_COLUMNS, Table,
+    schema_markdown,
+};
+pub use tables::{
+    CombineSummary, PARTS_DIR, combine, finished_parts, read_points, read_table, write_point_parts,
+};
+pub use trace_rows::TraceRows;

@@ -1,1 +1,111 @@
-fn main(){}
+//! `experiment`: run sweeps of dagwire workloads over strategies and drivers.
+//!
+//! Exit codes: 0 every run verified; 1 some run failed or did not verify; 2 the
+//! command could not do its job (bad sweep file, unwritable directory, ...).
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use dagwire_experiments::{bench, list, plan, results, runner, summary, sweep};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Run sweeps of task-DAG workloads over communication strategies and drivers, and
+/// write verified results as Parquet tables.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every point of a sweep file and write a results directory.
+    ///
+    /// The directory gets manifest.json and points/tasks/transfers/messages.parquet
+    /// (columns documented in README.md). Each finished run is saved at once, so an
+    /// interrupted sweep continues with --resume.
+    Run {
+        /// The sweep file (TOML), e.g. sweeps/quickstart.toml.
+        sweep: PathBuf,
+        /// Results directory [default: results/<sweep name>-<UTC timestamp>].
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Continue an interrupted sweep in --out DIR, skipping finished runs.
+        #[arg(long, requires = "out")]
+        resume: bool,
+        /// Only check the sweep file and print its points; run nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// List workloads, strategies and drivers with their parameters.
+    List {
+        /// What to list.
+        #[arg(value_enum, default_value = "all")]
+        what: list::What,
+    },
+    /// Benchmarks that print figures (not tests): see `experiment bench --help`.
+    Bench {
+        #[command(subcommand)]
+        which: bench::Which,
+    },
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Run {
+            sweep,
+            out,
+            resume,
+            dry_run,
+        } => run_sweep(sweep, out, resume, dry_run),
+        Command::List { what } => {
+            print!("{}", list::render(what));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench { which } => {
+            bench::run(which)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn run_sweep(path: PathBuf, out: Option<PathBuf>, resume: bool, dry_run: bool) -> Result<ExitCode> {
+    let sweep = sweep::load(&path)?;
+    let points = plan::expand(&sweep)?;
+    let runs = points.len() * sweep.repetitions as usize;
+    eprintln!(
+        "sweep {}: {} points x {} repetitions = {runs} runs",
+        sweep.name,
+        points.len(),
+        sweep.repetitions
+    );
+    if dry_run {
+        points
+            .iter()
+            .for_each(|p| println!("point {}: {}", p.id, p.label()));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let dir = out.unwrap_or_else(|| results::default_dir(&sweep, std::time::SystemTime::now()));
+    let outcome = runner::run_sweep(&sweep, &points, &dir, resume)?;
+    print!("{}", summary::render(&dir)?);
+    println!("results: {}", dir.display());
+    if outcome.bad_runs > 0 {
+        eprintln!(
+            "{} runs failed or did not verify; see the error column of points.parquet",
+            outcome.bad_runs
+        );
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -13,11 +13,11 @@ use std::ops::Range;
 /// ```
 /// use dagwire_runtime::{DagBuilder, KernelId, Rank, TaskSpec};
 /// let mut b = DagBuilder::new(2);
-/// let gen = b.add(TaskSpec::new(KernelId(0), Rank(0)).outputs(&[64]));
-/// let use_it = b.add(TaskSpec::new(KernelId(1), Rank(1)).inputs(&[gen.output(0)]).outputs(&[8]));
+/// let producer = b.add(TaskSpec::new(KernelId(0), Rank(0)).outputs(&[64]));
+/// let use_it = b.add(TaskSpec::new(KernelId(1), Rank(1)).inputs(&[producer.output(0)]).outputs(&[8]));
 /// let dag = b.finish();
 /// assert_eq!(dag.task_count(), 2);
-/// assert_eq!(dag.consumers(gen.output(0)), &[use_it.task]);
+/// assert_eq!(dag.consumers(producer.output(0)), &[use_it.task]);
 /// ```
 #[derive(Clone, Debug)]
 pub struct TaskSpec<'a> {
@@ -40,7 +40,15 @@ pub struct TaskSpec<'a> {
 impl<'a> TaskSpec<'a> {
     /// A task with no inputs, outputs, cost or arguments yet.
     pub fn new(kernel: KernelId, owner: Rank) -> Self {
-        TaskSpec { kernel, owner, inputs: &[], outputs: &[], flops: 0.0, priority: 0, args: [0; 4] }
+        TaskSpec {
+            kernel,
+            owner,
+            inputs: &[],
+            outputs: &[],
+            flops: 0.0,
+            priority: 0,
+            args: [0; 4],
+        }
     }
     /// Sets the chunks read.
     pub fn inputs(mut self, inputs: &'a [ChunkId]) -> Self {
@@ -84,7 +92,12 @@ impl Added {
     /// # Panics
     /// If the task has no `i`-th output.
     pub fn output(&self, i: usize) -> ChunkId {
-        assert!(i < self.outputs as usize, "task {} has {} outputs, asked for #{i}", self.task, self.outputs);
+        assert!(
+            i < self.outputs as usize,
+            "task {} has {} outputs, asked for #{i}",
+            self.task,
+            self.outputs
+        );
         ChunkId(self.first_output + i as u32)
     }
 }
@@ -135,7 +148,11 @@ pub struct DagBuilder {
 impl DagBuilder {
     /// A builder for a DAG over `ranks` ranks.
     pub fn new(ranks: usize) -> Self {
-        DagBuilder { ranks: ranks as u32, input_offsets: vec![0], ..Default::default() }
+        DagBuilder {
+            ranks: ranks as u32,
+            input_offsets: vec![0],
+            ..Default::default()
+        }
     }
 
     /// Adds a task.
@@ -144,15 +161,26 @@ impl DagBuilder {
     /// If the owner is not a rank of this DAG or an input chunk does not exist yet
     /// (both are bugs in the workload that builds the DAG).
     pub fn add(&mut self, spec: TaskSpec<'_>) -> Added {
-        assert!(spec.owner.0 < self.ranks, "task owner {} outside {} ranks", spec.owner, self.ranks);
+        assert!(
+            spec.owner.0 < self.ranks,
+            "task owner {} outside {} ranks",
+            spec.owner,
+            self.ranks
+        );
         let task = TaskId(self.tasks.len() as u32);
         for &c in spec.inputs {
-            assert!(c.index() < self.chunks.len(), "task {task} reads chunk {c}, which does not exist yet");
+            assert!(
+                c.index() < self.chunks.len(),
+                "task {task} reads chunk {c}, which does not exist yet"
+            );
         }
         self.inputs.extend_from_slice(spec.inputs);
         self.input_offsets.push(self.inputs.len() as u32);
         let first_output = self.chunks.len() as u32;
-        self.chunks.extend(spec.outputs.iter().map(|&bytes| Chunk { bytes, producer: task }));
+        self.chunks.extend(spec.outputs.iter().map(|&bytes| Chunk {
+            bytes,
+            producer: task,
+        }));
         let outputs = spec.outputs.len() as u32;
         self.tasks.push(Task {
             kernel: spec.kernel,
@@ -163,16 +191,28 @@ impl DagBuilder {
             first_output,
             outputs,
         });
-        Added { task, first_output, outputs }
+        Added {
+            task,
+            first_output,
+            outputs,
+        }
     }
 
     /// Freezes the DAG and builds its reverse indices.
     pub fn finish(self) -> Dag {
         let consumers = Csr::build(self.chunks.len(), self.tasks.len(), |t| {
-            let (a, b) = (self.input_offsets[t] as usize, self.input_offsets[t + 1] as usize);
-            self.inputs[a..b].iter().map(|c| c.index()).collect()
+            let (a, b) = (
+                self.input_offsets[t] as usize,
+                self.input_offsets[t + 1] as usize,
+            );
+            let mut chunks: Vec<usize> = self.inputs[a..b].iter().map(|c| c.index()).collect();
+            chunks.sort_unstable();
+            chunks.dedup(); // a task reading a chunk twice is still one consumer
+            chunks
         });
-        let by_owner = Csr::build(self.ranks as usize, self.tasks.len(), |t| vec![self.tasks[t].owner.index()]);
+        let by_owner = Csr::build(self.ranks as usize, self.tasks.len(), |t| {
+            vec![self.tasks[t].owner.index()]
+        });
         Dag {
             ranks: self.ranks,
             tasks: self.tasks,
@@ -213,7 +253,10 @@ impl Csr {
                 fill[k] += 1;
             }
         }
-        Csr { offsets: counts, items }
+        Csr {
+            offsets: counts,
+            items,
+        }
     }
 
     fn row(&self, key: usize) -> &[TaskId] {
@@ -278,15 +321,21 @@ impl Dag {
     /// Ranks other than the producer's that read a chunk, sorted and without repeats.
     pub fn remote_readers(&self, c: ChunkId) -> Vec<Rank> {
         let owner = self.chunk_owner(c);
-        let mut ranks: Vec<Rank> =
-            self.consumers(c).iter().map(|&t| self.task(t).owner).filter(|&r| r != owner).collect();
+        let mut ranks: Vec<Rank> = self
+            .consumers(c)
+            .iter()
+            .map(|&t| self.task(t).owner)
+            .filter(|&r| r != owner)
+            .collect();
         ranks.sort_unstable();
         ranks.dedup();
         ranks
     }
     /// Chunks nobody reads: the results of the computation.
     pub fn sinks(&self) -> impl Iterator<Item = ChunkId> + '_ {
-        (0..self.chunks.len() as u32).map(ChunkId).filter(|&c| self.consumers(c).is_empty())
+        (0..self.chunks.len() as u32)
+            .map(ChunkId)
+            .filter(|&c| self.consumers(c).is_empty())
     }
     /// Total flops over all tasks.
     pub fn total_flops(&self) -> f64 {
@@ -354,9 +403,21 @@ mod tests {
     fn diamond() -> (Dag, [Added; 4]) {
         let mut b = DagBuilder::new(3);
         let a = b.add(TaskSpec::new(KernelId(0), Rank(0)).outputs(&[8]));
-        let l = b.add(TaskSpec::new(KernelId(1), Rank(1)).inputs(&[a.output(0)]).outputs(&[8]));
-        let r = b.add(TaskSpec::new(KernelId(1), Rank(2)).inputs(&[a.output(0)]).outputs(&[8]));
-        let j = b.add(TaskSpec::new(KernelId(2), Rank(0)).inputs(&[l.output(0), r.output(0)]).outputs(&[8, 16]));
+        let l = b.add(
+            TaskSpec::new(KernelId(1), Rank(1))
+                .inputs(&[a.output(0)])
+                .outputs(&[8]),
+        );
+        let r = b.add(
+            TaskSpec::new(KernelId(1), Rank(2))
+                .inputs(&[a.output(0)])
+                .outputs(&[8]),
+        );
+        let j = b.add(
+            TaskSpec::new(KernelId(2), Rank(0))
+                .inputs(&[l.output(0), r.output(0)])
+                .outputs(&[8, 16]),
+        );
         (b.finish(), [a, l, r, j])
     }
 
@@ -368,7 +429,10 @@ mod tests {
         assert_eq!(dag.tasks_of(Rank(0)), &[a.task, j.task]);
         assert_eq!(dag.remote_readers(a.output(0)), vec![Rank(1), Rank(2)]);
         assert_eq!(dag.remote_readers(l.output(0)), vec![Rank(0)]);
-        assert_eq!(dag.sinks().collect::<Vec<_>>(), vec![j.output(0), j.output(1)]);
+        assert_eq!(
+            dag.sinks().collect::<Vec<_>>(),
+            vec![j.output(0), j.output(1)]
+        );
         assert_eq!(dag.chunk(j.output(1)).bytes, 16);
     }
 

@@ -10,8 +10,8 @@ use crate::kernel::Kernels;
 use crate::message::Message;
 use crate::strategy::StrategyFactory;
 use crate::trace::Trace;
-use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError, Sender};
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, unbounded};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
@@ -39,7 +39,13 @@ pub struct LocalConfig {
 
 impl Default for LocalConfig {
     fn default() -> Self {
-        LocalConfig { ranks: 1, workers: 1, progress: Progress::Thread, timeout: Duration::from_secs(600), fault: None }
+        LocalConfig {
+            ranks: 1,
+            workers: 1,
+            progress: Progress::Thread,
+            timeout: Duration::from_secs(600),
+            fault: None,
+        }
     }
 }
 
@@ -104,7 +110,11 @@ pub fn run(
     cfg: &LocalConfig,
 ) -> Result<RunOutcome, RunError> {
     if cfg.ranks != dag.ranks() {
-        return Err(RunError::Config(format!("the DAG was placed on {} ranks, the run has {}", dag.ranks(), cfg.ranks)));
+        return Err(RunError::Config(format!(
+            "the DAG was placed on {} ranks, the run has {}",
+            dag.ranks(),
+            cfg.ranks
+        )));
     }
     if cfg.workers == 0 {
         return Err(RunError::Config("workers must be at least 1".into()));
@@ -126,7 +136,12 @@ pub fn run(
             .enumerate()
             .map(|(r, inbox)| {
                 let (shared, barrier) = (&shared, &barrier);
-                let engine = Engine::new(Rank(r as u32), Arc::clone(dag), strategy(Rank(r as u32)), cfg.workers);
+                let engine = Engine::new(
+                    Rank(r as u32),
+                    Arc::clone(dag),
+                    strategy(Rank(r as u32)),
+                    cfg.workers,
+                );
                 std::thread::Builder::new()
                     .name(format!("rank-{r}"))
                     .spawn_scoped(s, move || {
@@ -136,7 +151,10 @@ pub fn run(
                     .expect("spawn rank thread")
             })
             .collect();
-        handles.into_iter().map(|h| h.join().expect("rank thread panicked")).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("rank thread panicked"))
+            .collect()
     });
     gather(outcomes)
 }
@@ -166,9 +184,16 @@ fn gather(outcomes: Vec<RankResult>) -> Result<RunOutcome, RunError> {
     }
     if let Some((timeout, _)) = stalled.first() {
         let timeout = *timeout;
-        return Err(RunError::Stalled { timeout, ranks: stalled.into_iter().flat_map(|(_, r)| r).collect() });
+        return Err(RunError::Stalled {
+            timeout,
+            ranks: stalled.into_iter().flat_map(|(_, r)| r).collect(),
+        });
     }
-    Ok(RunOutcome { trace: Trace::merge(parts), results, makespan_ns })
+    Ok(RunOutcome {
+        trace: Trace::merge(parts),
+        results,
+        makespan_ns,
+    })
 }
 
 /// One rank's progress loop: drain the inbox, execute actions, block when idle.
@@ -212,15 +237,22 @@ fn rank_main(shared: &Shared<'_>, mut engine: Engine, inbox: Receiver<Incoming>)
                 }
                 Err(RecvTimeoutError::Timeout) => {
                     if shared.abort.load(Ordering::Relaxed) {
-                        return Err(RunError::Config(format!("rank {rank} aborted because another rank failed")));
+                        return Err(RunError::Config(format!(
+                            "rank {rank} aborted because another rank failed"
+                        )));
                     }
                     if last_progress.elapsed() > shared.cfg.timeout {
                         shared.abort.store(true, Ordering::Relaxed);
                         let timeout = shared.cfg.timeout;
-                        return Err(RunError::Stalled { timeout, ranks: vec![engine.waiting_summary()] });
+                        return Err(RunError::Stalled {
+                            timeout,
+                            ranks: vec![engine.waiting_summary()],
+                        });
                     }
                 }
-                Err(RecvTimeoutError::Disconnected) => unreachable!("this rank holds a sender to its own inbox"),
+                Err(RecvTimeoutError::Disconnected) => {
+                    unreachable!("this rank holds a sender to its own inbox")
+                }
             }
         }
         // jobs_tx drops here, so the workers exit before the scope ends.
@@ -237,7 +269,10 @@ fn act(shared: &Shared<'_>, engine: &mut Engine, jobs: &Sender<RunTask>) -> bool
             Action::Send(out) => {
                 let msg = maybe_corrupt(shared, out.msg);
                 // A closed inbox means that rank already failed; the abort flag reports it.
-                let _ = shared.inboxes[out.to.index()].send(Incoming::Message { from: engine.rank(), msg });
+                let _ = shared.inboxes[out.to.index()].send(Incoming::Message {
+                    from: engine.rank(),
+                    msg,
+                });
             }
             Action::Run(job) if shared.cfg.progress == Progress::Inline => {
                 let incoming = execute(shared, 0, job);
@@ -272,9 +307,21 @@ fn execute(shared: &Shared<'_>, worker: u32, job: RunTask) -> Incoming {
     let result = catch_unwind(AssertUnwindSafe(|| shared.kernels.run(task, job.inputs)));
     let end_ns = shared.now();
     match result {
-        Ok(Ok(outputs)) => Incoming::Done(TaskDone { task: job.task, worker, start_ns, end_ns, outputs }),
-        Ok(Err(reason)) => Incoming::Failed { task: job.task, reason },
-        Err(panic) => Incoming::Failed { task: job.task, reason: format!("kernel panicked: {}", panic_text(&panic)) },
+        Ok(Ok(outputs)) => Incoming::Done(TaskDone {
+            task: job.task,
+            worker,
+            start_ns,
+            end_ns,
+            outputs,
+        }),
+        Ok(Err(reason)) => Incoming::Failed {
+            task: job.task,
+            reason,
+        },
+        Err(panic) => Incoming::Failed {
+            task: job.task,
+            reason: format!("kernel panicked: {}", panic_text(&panic)),
+        },
     }
 }
 
@@ -287,7 +334,9 @@ fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
 }
 
 fn maybe_corrupt(shared: &Shared<'_>, mut msg: Message) -> Message {
-    let Some(Fault::CorruptDataMessage { nth }) = shared.cfg.fault else { return msg };
+    let Some(Fault::CorruptDataMessage { nth }) = shared.cfg.fault else {
+        return msg;
+    };
     if let Some(payload) = msg.payload.as_mut() {
         if shared.data_sent.fetch_add(1, Ordering::Relaxed) == nth && !payload.is_empty() {
             let mid = payload.len() / 2;

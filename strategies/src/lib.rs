@@ -17,6 +17,7 @@ use dagwire_runtime::params::did_you_mean;
 use dagwire_runtime::{ParamSpec, Params, Rank, Strategy};
 
 /// One registered strategy.
+#[derive(Debug)]
 pub struct StrategyInfo {
     /// Name used in sweep files.
     pub name: &'static str,
@@ -46,9 +47,12 @@ pub struct UnknownStrategy {
 
 /// Looks a strategy up by name.
 pub fn find(name: &str) -> Result<&'static StrategyInfo, UnknownStrategy> {
-    REGISTRY.iter().find(|s| s.name == name).ok_or_else(|| UnknownStrategy {
-        given: name.to_string(),
-        suggestion: did_you_mean(name, REGISTRY.iter().map(|s| s.name)),
-        known: REGISTRY.iter().map(|s| s.name).collect(),
-    })
+    REGISTRY
+        .iter()
+        .find(|s| s.name == name)
+        .ok_or_else(|| UnknownStrategy {
+            given: name.to_string(),
+            suggestion: did_you_mean(name, REGISTRY.iter().map(|s| s.name)),
+            known: REGISTRY.iter().map(|s| s.name).collect(),
+        })
 }

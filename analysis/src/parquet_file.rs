@@ -1,0 +1,71 @@
+//! Reading and writing one Parquet file, with errors that name the file.
+
+use crate::schema::ColumnDoc;
+use anyhow::{Context, bail};
+use polars::prelude::{DataFrame, ParquetReader, ParquetWriter, SerReader};
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+
+/// Writes `df` to `path` (replacing it) and flushes it to disk.
+pub(crate) fn write(path: &Path, df: &mut DataFrame) -> anyhow::Result<()> {
+    let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let file = (|| {
+        let mut file = file;
+        ParquetWriter::new(&mut file).finish(df)?;
+        file.sync_all()?;
+        anyhow::Ok(())
+    })();
+    file.with_context(|| format!("writing {}", path.display()))
+}
+
+/// Writes `df` to `path` atomically: into a temporary file next to it, then renamed
+/// over it, so a reader sees the old file or the new one, never half of one.
+pub(crate) fn write_atomic(path: &Path, df: &mut DataFrame) -> anyhow::Result<()> {
+    let name = path
+        .file_name()
+        .with_context(|| format!("{} has no file name", path.display()))?;
+    let tmp: PathBuf = path.with_file_name(format!(
+        ".{}.tmp-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let result = write(&tmp, df).and_then(|()| {
+        fs::rename(&tmp, path)
+            .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+    });
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Reads the whole file at `path` and checks that it has the documented `columns`
+/// with their documented types (other columns are allowed).
+pub(crate) fn read(path: &Path, columns: &[ColumnDoc]) -> anyhow::Result<DataFrame> {
+    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let df = ParquetReader::new(file).finish().with_context(|| {
+        format!(
+            "reading {} (truncated, or not a Parquet file?)",
+            path.display()
+        )
+    })?;
+    for doc in columns {
+        let Ok(column) = df.column(doc.name) else {
+            bail!(
+                "{}: no column {:?}; is it a dagwire results table?",
+                path.display(),
+                doc.name
+            );
+        };
+        if column.dtype() != &doc.data_type() {
+            bail!(
+                "{}: column {:?} has type {}, expected {}",
+                path.display(),
+                doc.name,
+                column.dtype(),
+                doc.dtype
+            );
+        }
+    }
+    Ok(df)
+}

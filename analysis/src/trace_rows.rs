@@ -1,0 +1,156 @@
+//! A run's trace as rows of the `tasks`, `transfers` and `messages` tables.
+
+use anyhow::Context;
+use dagwire_runtime::trace::TransferRecord;
+use dagwire_runtime::{KernelId, Trace};
+use polars::prelude::{Column, DataFrame};
+
+/// What a finished run recorded, borrowed for writing its part files.
+///
+/// `transfers` is `trace.transfers(bytes_of)`, computed by the caller because chunk
+/// sizes come from the DAG; `kernel_name` names a kernel the way the workload does.
+///
+/// ```
+/// use dagwire_analysis::TraceRows;
+/// use dagwire_runtime::{KernelId, Trace};
+/// let trace = Trace::default();
+/// let transfers = trace.transfers(|_| 0);
+/// let name = |k: KernelId| if k.0 == 0 { "potrf" } else { "gemm" };
+/// let rows = TraceRows { trace: &trace, transfers: &transfers, kernel_name: &name };
+/// assert_eq!((rows.kernel_name)(KernelId(0)), "potrf");
+/// ```
+#[derive(Clone, Copy)]
+pub struct TraceRows<'a> {
+    /// The merged trace of the run.
+    pub trace: &'a Trace,
+    /// Its transfers, phases joined.
+    pub transfers: &'a [TransferRecord],
+    /// The name of each kernel.
+    pub kernel_name: &'a dyn Fn(KernelId) -> &'static str,
+}
+
+/// `v` as Int64, or an error naming the column.
+fn int(v: u64, column: &str) -> anyhow::Result<i64> {
+    i64::try_from(v).with_context(|| format!("{column} = {v} does not fit in Int64"))
+}
+
+fn ints<T>(rows: &[T], column: &str, f: impl Fn(&T) -> u64) -> anyhow::Result<Column> {
+    let values = rows
+        .iter()
+        .map(|r| int(f(r), column))
+        .collect::<anyhow::Result<Vec<i64>>>()?;
+    Ok(Column::new(column.into(), values))
+}
+
+fn opt_ints<T>(rows: &[T], column: &str, f: impl Fn(&T) -> Option<u64>) -> anyhow::Result<Column> {
+    let values = rows
+        .iter()
+        .map(|r| f(r).map(|v| int(v, column)).transpose())
+        .collect::<anyhow::Result<Vec<Option<i64>>>>()?;
+    Ok(Column::new(column.into(), values))
+}
+
+/// `point_id` and `repetition` columns of `n` rows.
+fn key_columns(point_id: u32, repetition: u32, n: usize) -> [Column; 2] {
+    [
+        Column::new("point_id".into(), vec![i64::from(point_id); n]),
+        Column::new("repetition".into(), vec![i64::from(repetition); n]),
+    ]
+}
+
+fn frame(n: usize, columns: Vec<Column>) -> anyhow::Result<DataFrame> {
+    Ok(DataFrame::new(n, columns)?)
+}
+
+/// The `tasks` rows of one point (none when `rows` is `None`).
+pub(crate) fn tasks_frame(
+    point_id: u32,
+    repetition: u32,
+    rows: Option<&TraceRows<'_>>,
+) -> anyhow::Result<DataFrame> {
+    let tasks = rows.map_or(&[][..], |r| &r.trace.tasks[..]);
+    let n = tasks.len();
+    let mut columns = Vec::from(key_columns(point_id, repetition, n));
+    let kernel: Vec<&str> = match rows {
+        Some(r) => tasks.iter().map(|t| (r.kernel_name)(t.kernel)).collect(),
+        None => Vec::new(),
+    };
+    columns.extend([
+        ints(tasks, "task", |t| t.task.0.into())?,
+        Column::new("kernel".into(), kernel),
+        ints(tasks, "rank", |t| t.rank.0.into())?,
+        ints(tasks, "worker", |t| t.worker.into())?,
+        ints(tasks, "start_ns", |t| t.start_ns)?,
+        ints(tasks, "end_ns", |t| t.end_ns)?,
+        ints(tasks, "duration_ns", |t| {
+            t.end_ns.saturating_sub(t.start_ns)
+        })?,
+        Column::new(
+            "flops".into(),
+            tasks.iter().map(|t| t.flops).collect::<Vec<f64>>(),
+        ),
+    ]);
+    frame(n, columns)
+}
+
+/// The `transfers` rows of one point.
+pub(crate) fn transfers_frame(
+    point_id: u32,
+    repetition: u32,
+    rows: Option<&TraceRows<'_>>,
+) -> anyhow::Result<DataFrame> {
+    let transfers = rows.map_or(&[][..], |r| r.transfers);
+    let n = transfers.len();
+    let mut columns = Vec::from(key_columns(point_id, repetition, n));
+    columns.extend([
+        ints(transfers, "chunk", |t| t.chunk.0.into())?,
+        ints(transfers, "src", |t| t.src.0.into())?,
+        ints(transfers, "dst", |t| t.dst.0.into())?,
+        ints(transfers, "bytes", |t| t.bytes)?,
+        opt_ints(transfers, "posted_ns", |t| t.posted_ns)?,
+        opt_ints(transfers, "started_ns", |t| t.started_ns)?,
+        opt_ints(transfers, "wire_ns", |t| t.wire_ns)?,
+        opt_ints(transfers, "completed_ns", |t| t.completed_ns)?,
+    ]);
+    // Signed: a completion recorded on another rank's clock may precede the post.
+    let latency = transfers
+        .iter()
+        .map(|t| match (t.posted_ns, t.completed_ns) {
+            (Some(p), Some(c)) => Ok(Some(int(c, "completed_ns")? - int(p, "posted_ns")?)),
+            _ => Ok(None),
+        })
+        .collect::<anyhow::Result<Vec<Option<i64>>>>()?;
+    columns.push(Column::new("latency_ns".into(), latency));
+    frame(n, columns)
+}
+
+/// The `messages` rows of one point.
+pub(crate) fn messages_frame(
+    point_id: u32,
+    repetition: u32,
+    rows: Option<&TraceRows<'_>>,
+) -> anyhow::Result<DataFrame> {
+    let messages = rows.map_or(&[][..], |r| &r.trace.messages[..]);
+    let n = messages.len();
+    let mut columns = Vec::from(key_columns(point_id, repetition, n));
+    columns.extend([
+        ints(messages, "src", |m| m.src.0.into())?,
+        ints(messages, "dst", |m| m.dst.0.into())?,
+        Column::new(
+            "kind".into(),
+            messages.iter().map(|m| m.kind).collect::<Vec<&str>>(),
+        ),
+        Column::new(
+            "class".into(),
+            messages
+                .iter()
+                .map(|m| m.class.as_str())
+                .collect::<Vec<&str>>(),
+        ),
+        ints(messages, "bytes", |m| m.bytes)?,
+        ints(messages, "chunk", |m| m.chunk.0.into())?,
+        ints(messages, "sent_ns", |m| m.sent_ns)?,
+        ints(messages, "recv_ns", |m| m.recv_ns)?,
+    ]);
+    frame(n, columns)
+}

@@ -1,0 +1,219 @@
+//! `experiment bench`: figures, not tests. Each benchmark measures its baseline in
+//! the same run and prints the ratio.
+
+use anyhow::{Result, ensure};
+use dagwire_runtime::engine::{Action, Engine, TaskDone};
+use dagwire_runtime::local::{self, LocalConfig};
+use dagwire_runtime::{
+    Dag, DagBuilder, KernelId, Kernels, Payload, Progress, Rank, Strategy, Task, TaskSpec,
+};
+use dagwire_strategies::eager::Eager;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Which benchmark.
+#[derive(Clone, Debug, clap::Subcommand)]
+pub enum Which {
+    /// Tiled Cholesky through the runtime (local driver, eager) against faer's own
+    /// one-call Cholesky of the same matrix on ranks x workers threads.
+    Cholesky {
+        /// Matrix order.
+        #[arg(long, default_value_t = 4096)]
+        n: usize,
+        /// Tile edge.
+        #[arg(long, default_value_t = 256)]
+        tile: usize,
+        /// Ranks (threads).
+        #[arg(long, default_value_t = 2)]
+        ranks: usize,
+        /// Kernel workers per rank.
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
+        /// Repetitions of each side (the best is reported).
+        #[arg(long, default_value_t = 3)]
+        reps: usize,
+    },
+    /// Runtime overhead: a DAG of empty tasks with dependencies; time per task on
+    /// one rank and across two, against the bare engine with no threads.
+    Overhead {
+        /// Number of tasks.
+        #[arg(long, default_value_t = 100_000)]
+        tasks: usize,
+        /// Independent chains the tasks form (each also reads its neighbour chain).
+        #[arg(long, default_value_t = 16)]
+        width: usize,
+    },
+}
+
+/// Runs a benchmark and prints its figures.
+pub fn run(which: Which) -> Result<()> {
+    match which {
+        Which::Cholesky {
+            n,
+            tile,
+            ranks,
+            workers,
+            reps,
+        } => cholesky(n, tile, ranks, workers, reps),
+        Which::Overhead { tasks, width } => overhead(tasks, width),
+    }
+}
+
+fn eager_factory(_: Rank) -> Box<dyn Strategy> {
+    Box::new(Eager)
+}
+
+fn cholesky(n: usize, tile: usize, ranks: usize, workers: usize, reps: usize) -> Result<()> {
+    let threads = ranks * workers;
+    let info = dagwire_workloads::find("cholesky")?;
+    let params = dagwire_runtime::Params::resolve(
+        &(info.params)(),
+        [
+            ("n".into(), dagwire_runtime::ParamValue::Int(n as i64)),
+            ("tile".into(), dagwire_runtime::ParamValue::Int(tile as i64)),
+        ]
+        .into(),
+    )?;
+    let seed = 1;
+    let flops = (n as f64).powi(3) / 3.0;
+    println!(
+        "Cholesky n={n}, tile={tile}: dagwire local/eager on {ranks} ranks x {workers} workers vs faer one-call on {threads} threads"
+    );
+    let mut best_dag = f64::INFINITY;
+    let mut best_ref = f64::INFINITY;
+    for rep in 0..reps {
+        let workload = (info.prepare)(&params, ranks, seed)?;
+        let cfg = LocalConfig {
+            ranks,
+            workers,
+            ..LocalConfig::default()
+        };
+        let out = local::run(workload.dag(), workload.kernels(), &eager_factory, &cfg)?;
+        let check = workload.verify(&out.results);
+        ensure!(
+            check.passed,
+            "dagwire result did not verify: {}",
+            check.detail
+        );
+        let dag_s = out.makespan_ns as f64 * 1e-9;
+        let reference = dagwire_workloads::cholesky::reference_cholesky(n, seed, threads)
+            .map_err(anyhow::Error::msg)?;
+        let (ref_s, ref_residual) = (reference.seconds, reference.scaled_residual);
+        println!(
+            "  rep {rep}: dagwire {dag_s:.3} s ({:.1} GFLOP/s, {} = {:.3}), faer {ref_s:.3} s ({:.1} GFLOP/s, residual {ref_residual:.3})",
+            flops / dag_s * 1e-9,
+            check.metric,
+            check.value,
+            flops / ref_s * 1e-9
+        );
+        best_dag = best_dag.min(dag_s);
+        best_ref = best_ref.min(ref_s);
+    }
+    println!(
+        "best: dagwire {:.1} GFLOP/s, faer {:.1} GFLOP/s, ratio dagwire/faer = {:.2}",
+        flops / best_dag * 1e-9,
+        flops / best_ref * 1e-9,
+        best_ref / best_dag
+    );
+    Ok(())
+}
+
+/// Empty kernels: each output is 8 zero bytes.
+struct Empty;
+
+impl Kernels for Empty {
+    fn run(&self, task: &Task, _inputs: Vec<Arc<Payload>>) -> Result<Vec<Payload>, String> {
+        Ok(task.outputs().map(|_| Payload::zeroed(8)).collect())
+    }
+}
+
+/// `tasks` tasks in `width` chains; step s of chain c reads step s-1 of chains c and
+/// c+1. Chains are split into contiguous blocks per rank, so most edges stay local.
+fn overhead_dag(tasks: usize, width: usize, ranks: usize) -> Arc<Dag> {
+    let mut b = DagBuilder::new(ranks);
+    let owner = |c: usize| Rank((c * ranks / width) as u32);
+    let mut prev: Vec<dagwire_runtime::ChunkId> = (0..width)
+        .map(|c| {
+            b.add(TaskSpec::new(KernelId(0), owner(c)).outputs(&[8]))
+                .output(0)
+        })
+        .collect();
+    let steps = tasks.saturating_sub(width).div_ceil(width);
+    for _ in 0..steps {
+        prev = (0..width)
+            .map(|c| {
+                let inputs = [prev[c], prev[(c + 1) % width]];
+                b.add(
+                    TaskSpec::new(KernelId(0), owner(c))
+                        .inputs(&inputs)
+                        .outputs(&[8]),
+                )
+                .output(0)
+            })
+            .collect();
+    }
+    Arc::new(b.finish())
+}
+
+fn overhead(tasks: usize, width: usize) -> Result<()> {
+    ensure!(
+        width >= 2 && tasks >= width,
+        "need width >= 2 and tasks >= width"
+    );
+    let bare = bare_engine_ns(&overhead_dag(tasks, width, 1));
+    println!("runtime overhead, {tasks} empty tasks in {width} chains");
+    println!("  {:<34} {:>10}", "configuration", "ns/task");
+    println!("  {:<34} {:>10.0}", "bare engine, 1 rank, no threads", bare);
+    for (ranks, progress) in [
+        (1, Progress::Inline),
+        (1, Progress::Thread),
+        (2, Progress::Inline),
+        (2, Progress::Thread),
+    ] {
+        let dag = overhead_dag(tasks, width, ranks);
+        let cfg = LocalConfig {
+            ranks,
+            workers: 1,
+            progress,
+            ..LocalConfig::default()
+        };
+        let out = local::run(&dag, &Empty, &eager_factory, &cfg)?;
+        let per_task = out.makespan_ns as f64 / dag.task_count() as f64;
+        println!(
+            "  {:<34} {:>10.0}   ({:.2}x bare engine)",
+            format!("local, {ranks} rank(s), {progress:?} progress"),
+            per_task,
+            per_task / bare
+        );
+    }
+    Ok(())
+}
+
+/// The engine alone: tasks completed immediately in the calling thread.
+fn bare_engine_ns(dag: &Arc<Dag>) -> f64 {
+    let mut engine = Engine::new(Rank(0), Arc::clone(dag), Box::new(Eager), 1);
+    let start = Instant::now();
+    engine.handle_start(0);
+    while let Some(action) = engine.poll_action(0) {
+        if let Action::Run(run) = action {
+            let outputs = dag
+                .task(run.task)
+                .outputs()
+                .map(|_| Payload::zeroed(8))
+                .collect();
+            drop(run.inputs);
+            engine.handle_task_done(
+                0,
+                TaskDone {
+                    task: run.task,
+                    worker: 0,
+                    start_ns: 0,
+                    end_ns: 0,
+                    outputs,
+                },
+            );
+        }
+    }
+    assert!(engine.is_done(), "bare engine stalled");
+    start.elapsed().as_nanos() as f64 / dag.task_count() as f64
+}

@@ -1,0 +1,16 @@
+//! # dagwire-experiments
+//!
+//! The library behind the `experiment` command: sweep files ([`sweep`]), their
+//! expansion into run points ([`plan`]), running them ([`runner`]) into a results
+//! directory ([`results`]), the summary table ([`summary`]), listings ([`list`])
+//! and benchmarks ([`bench`]). `main.rs` only parses the command line.
+
+pub mod bench;
+pub mod drivers;
+pub mod list;
+pub mod plan;
+pub mod progress;
+pub mod results;
+pub mod runner;
+pub mod summary;
+pub mod sweep;

@@ -1,0 +1,55 @@
+//! `experiment list`: the workloads, strategies and drivers this binary knows, with
+//! their parameters — generated from the same registries that validate sweeps.
+
+use dagwire_runtime::ParamSpec;
+use std::fmt::Write;
+
+/// What to list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum What {
+    /// Everything.
+    All,
+    /// Workloads and their parameters.
+    Workloads,
+    /// Transfer strategies and their parameters.
+    Strategies,
+    /// Drivers.
+    Drivers,
+}
+
+/// The listing as text.
+pub fn render(what: What) -> String {
+    let mut out = String::new();
+    if matches!(what, What::All | What::Workloads) {
+        out.push_str("WORKLOADS (grid.workload; parameters as [grid.<workload>] keys)\n");
+        for w in dagwire_workloads::REGISTRY {
+            entry(&mut out, w.name, w.summary, &(w.params)());
+        }
+    }
+    if matches!(what, What::All | What::Strategies) {
+        out.push_str("STRATEGIES (grid.strategy; parameters as [grid.<strategy>] keys)\n");
+        for s in dagwire_strategies::REGISTRY {
+            entry(&mut out, s.name, s.summary, &(s.params)());
+        }
+    }
+    if matches!(what, What::All | What::Drivers) {
+        out.push_str("DRIVERS (grid.driver)\n");
+        for d in crate::drivers::REGISTRY {
+            entry(&mut out, d.name, d.summary, &[]);
+        }
+        out.push_str("  every driver also takes grid.ranks, grid.workers (kernel threads per rank, default 1)\n");
+        out.push_str("  and grid.progress (thread: a progress thread per rank; inline: workers poll between tasks)\n");
+    }
+    out
+}
+
+fn entry(out: &mut String, name: &str, summary: &str, params: &[ParamSpec]) {
+    let _ = writeln!(out, "  {name:<12} {summary}");
+    for p in params {
+        let _ = writeln!(
+            out,
+            "      {}.{:<10} {} (default {}): {}",
+            name, p.name, p.kind, p.default, p.help
+        );
+    }
+}

@@ -1,0 +1,177 @@
+//! Expands a sweep's grid into run points and checks each one can be built, so a
+//! bad combination (a tile larger than the matrix) stops the sweep before any run.
+
+use crate::sweep::{CORE_AXES, Sweep, SweepError, axis_values, component_params};
+use dagwire_runtime::{ParamValue, Params, Progress};
+use dagwire_strategies::StrategyInfo;
+use dagwire_workloads::WorkloadInfo;
+use std::collections::BTreeMap;
+
+/// One run point: a full assignment of every axis.
+pub struct Point {
+    /// Position in the sweep, from 0.
+    pub id: u32,
+    /// The workload.
+    pub workload: &'static WorkloadInfo,
+    /// The strategy.
+    pub strategy: &'static StrategyInfo,
+    /// Driver name.
+    pub driver: String,
+    /// Ranks.
+    pub ranks: usize,
+    /// Kernel workers per rank.
+    pub workers: usize,
+    /// Progress mode.
+    pub progress: Progress,
+    /// The workload's parameters, defaults filled in.
+    pub workload_params: Params,
+    /// The strategy's parameters, defaults filled in.
+    pub strategy_params: Params,
+    /// Every parameter as a table column (`ranks`, `cholesky.tile`, ...).
+    pub columns: Vec<(String, ParamValue)>,
+}
+
+impl Point {
+    /// A short human label: `cholesky/eager/local ranks=2 n=1024 tile=256`.
+    pub fn label(&self) -> String {
+        let params: Vec<String> = self
+            .columns
+            .iter()
+            .filter(|(k, _)| k.contains('.'))
+            .map(|(k, v)| format!("{}={v}", k.split_once('.').map_or(k.as_str(), |(_, p)| p)))
+            .collect();
+        format!(
+            "{}/{}/{} ranks={} workers={} {}",
+            self.workload.name,
+            self.strategy.name,
+            self.driver,
+            self.ranks,
+            self.workers,
+            params.join(" ")
+        )
+    }
+}
+
+/// All points of a sweep, in grid order (earlier keys in the file vary slowest).
+pub fn expand(sweep: &Sweep) -> Result<Vec<Point>, SweepError> {
+    let values = axis_values(sweep);
+    let mut order: Vec<&str> = sweep.axes.iter().map(|a| a.key.as_str()).collect();
+    order.extend(
+        ["workers", "progress"]
+            .iter()
+            .filter(|k| sweep.axis(k).is_none()),
+    );
+    let mut assignments: Vec<BTreeMap<&str, &ParamValue>> = vec![BTreeMap::new()];
+    for key in &order {
+        assignments = assignments
+            .into_iter()
+            .flat_map(|a| {
+                values[*key].iter().map(move |v| {
+                    let mut a = a.clone();
+                    a.insert(*key, v);
+                    a
+                })
+            })
+            .collect();
+    }
+    let mut points: Vec<Point> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for a in assignments {
+        let point = build_point(sweep, &a, points.len() as u32)?;
+        // Component parameters of components not chosen were dropped: skip repeats.
+        if seen.insert(format!("{:?}", point.columns)) {
+            points.push(point);
+        }
+    }
+    Ok(points)
+}
+
+fn build_point(
+    sweep: &Sweep,
+    a: &BTreeMap<&str, &ParamValue>,
+    id: u32,
+) -> Result<Point, SweepError> {
+    let name = |k: &str| a[k].to_string();
+    let int = |k: &str| match a[k] {
+        ParamValue::Int(v) => *v as usize,
+        _ => unreachable!("validated as an integer"),
+    };
+    let workload = dagwire_workloads::find(&name("workload")).expect("validated");
+    let strategy = dagwire_strategies::find(&name("strategy")).expect("validated");
+    let component = |c: &str| -> BTreeMap<String, ParamValue> {
+        a.iter()
+            .filter_map(|(k, v)| {
+                k.strip_prefix(c)
+                    .and_then(|p| p.strip_prefix('.'))
+                    .map(|p| (p.to_string(), (*v).clone()))
+            })
+            .collect()
+    };
+    let resolve = |c: &str| {
+        Params::resolve(&component_params(c).unwrap_or_default(), component(c)).map_err(|e| {
+            SweepError {
+                file: sweep.path.clone(),
+                line: sweep.line_of(&format!("{c}.{}", e.key)),
+                key: format!("grid.{c}.{}", e.key),
+                message: e.reason,
+            }
+        })
+    };
+    let (workload_params, strategy_params) = (resolve(workload.name)?, resolve(strategy.name)?);
+    let mut columns: Vec<(String, ParamValue)> = CORE_AXES
+        .iter()
+        .map(|k| (k.to_string(), a[k].clone()))
+        .collect();
+    columns.extend(
+        workload_params
+            .iter()
+            .map(|(k, v)| (format!("{}.{k}", workload.name), v.clone())),
+    );
+    columns.extend(
+        strategy_params
+            .iter()
+            .map(|(k, v)| (format!("{}.{k}", strategy.name), v.clone())),
+    );
+    let point = Point {
+        id,
+        workload,
+        strategy,
+        driver: name("driver"),
+        ranks: int("ranks"),
+        workers: int("workers"),
+        progress: Progress::from_name(&name("progress")).expect("validated"),
+        workload_params,
+        strategy_params,
+        columns,
+    };
+    check_point(sweep, &point)?;
+    Ok(point)
+}
+
+/// Builds the workload once to let it refuse combinations (tile > n, too many ranks).
+/// Building only lays out the DAG (kernels run later), so this is cheap.
+fn check_point(sweep: &Sweep, p: &Point) -> Result<(), SweepError> {
+    let err = |key: String, message: String| SweepError {
+        file: sweep.path.clone(),
+        line: sweep.line_of(key.trim_start_matches("grid.")),
+        key,
+        message: format!("{message} (in point {})", p.label()),
+    };
+    if p.progress == Progress::Inline && p.workers > 1 {
+        return Err(err(
+            "grid.workers".into(),
+            "progress = \"inline\" runs kernels on the rank's own thread, so workers must be 1"
+                .into(),
+        ));
+    }
+    (p.workload.prepare)(&p.workload_params, p.ranks, sweep.seed)
+        .map(drop)
+        .map_err(|e| {
+            let key = if e.key == "ranks" {
+                "grid.ranks".to_string()
+            } else {
+                format!("grid.{}.{}", p.workload.name, e.key)
+            };
+            err(key, e.reason)
+        })
+}

@@ -1,0 +1,149 @@
+//! The results directory and its `manifest.json`: what ran, where, when, from which
+//! sweep file. Never overwritten silently; written atomically.
+
+use crate::sweep::Sweep;
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+/// Format tag written into every manifest, checked on `--resume`.
+pub const FORMAT: &str = "dagwire-results/1";
+
+/// The default results directory: `results/<sweep name>-<UTC timestamp>`.
+pub fn default_dir(sweep: &Sweep, now: SystemTime) -> PathBuf {
+    let stamp: String = humantime::format_rfc3339_seconds(now)
+        .to_string()
+        .chars()
+        .filter(|c| *c != '-' && *c != ':')
+        .collect();
+    PathBuf::from("results").join(format!("{}-{stamp}", sweep.name))
+}
+
+/// Creates `dir` for a new sweep, or reopens it for `--resume` after checking it
+/// holds the same sweep.
+pub fn open(dir: &Path, sweep: &Sweep, resume: bool) -> Result<()> {
+    let manifest = dir.join("manifest.json");
+    match (dir.exists(), resume) {
+        (true, false) => bail!(
+            "results directory {} already exists; pass --resume to continue that sweep, or --out DIR to write elsewhere",
+            dir.display()
+        ),
+        (false, true) => bail!(
+            "--resume: results directory {} does not exist (run without --resume to start it)",
+            dir.display()
+        ),
+        (false, false) => {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating results directory {}", dir.display()))?;
+            Ok(())
+        }
+        (true, true) => {
+            let text = std::fs::read_to_string(&manifest).with_context(|| {
+                format!(
+                    "--resume: {} is not a results directory (no readable manifest.json)",
+                    dir.display()
+                )
+            })?;
+            let old: Value = serde_json::from_str(&text)
+                .with_context(|| format!("--resume: {} is not valid JSON", manifest.display()))?;
+            let same = old["sweep"]["sha256"].as_str() == Some(&sha256(&sweep.text));
+            if !same {
+                bail!(
+                    "--resume: {} was made by a different sweep file (its text changed); start a new directory with --out",
+                    dir.display()
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Hex SHA-256 of a text.
+pub fn sha256(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+/// What the manifest records about the session.
+pub struct ManifestInfo<'a> {
+    /// The sweep.
+    pub sweep: &'a Sweep,
+    /// Number of grid points.
+    pub points: usize,
+    /// When this session started.
+    pub started: SystemTime,
+    /// When it finished, if it did.
+    pub finished: Option<SystemTime>,
+    /// Runs recorded as failed or unverified so far.
+    pub failed_runs: usize,
+}
+
+/// Writes (or rewrites) `manifest.json`, keeping the first start time of a resumed sweep.
+pub fn write_manifest(dir: &Path, info: &ManifestInfo<'_>) -> Result<()> {
+    let path = dir.join("manifest.json");
+    let previous: Option<Value> = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok());
+    let started = humantime::format_rfc3339_seconds(info.started).to_string();
+    let first_start = previous
+        .as_ref()
+        .and_then(|p| p["started_at"].as_str().map(String::from))
+        .unwrap_or(started.clone());
+    let mut sessions: Vec<Value> = previous
+        .as_ref()
+        .and_then(|p| p["sessions"].as_array().cloned())
+        .unwrap_or_default();
+    if !sessions.iter().any(|s| s.as_str() == Some(&started)) {
+        sessions.push(json!(started));
+    }
+    let manifest = json!({
+        "format": FORMAT,
+        "sweep": {
+            "name": info.sweep.name,
+            "path": info.sweep.path.display().to_string(),
+            "sha256": sha256(&info.sweep.text),
+            "text": info.sweep.text,
+            "description": info.sweep.description,
+        },
+        "seed": info.sweep.seed,
+        "repetitions": info.sweep.repetitions,
+        "points": info.points,
+        "command_line": std::env::args().collect::<Vec<_>>(),
+        "tool_version": env!("CARGO_PKG_VERSION"),
+        "git_revision": git_revision(),
+        "host": host_name(),
+        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "started_at": first_start,
+        "sessions": sessions,
+        "finished_at": info.finished.map(|t| humantime::format_rfc3339_seconds(t).to_string()),
+        "status": if info.finished.is_some() { "complete" } else { "running" },
+        "failed_runs": info.failed_runs,
+    });
+    let tmp = dir.join(".manifest.json.tmp");
+    std::fs::write(&tmp, serde_json::to_string_pretty(&manifest)?)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+    Ok(())
+}
+
+/// The git revision of the working directory, if it is a git checkout.
+fn git_revision() -> Option<String> {
+    let out = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown".into())
+}

@@ -1,0 +1,192 @@
+//! Runs a sweep: every point and repetition, one after the other, each written to
+//! the results directory as soon as it finishes, so an interrupted sweep resumes
+//! without redoing or losing finished runs. A failed run is recorded and the sweep
+//! goes on.
+
+use crate::drivers::{self, Execution};
+use crate::plan::Point;
+use crate::progress::SweepProgress;
+use crate::results::{self, ManifestInfo};
+use crate::sweep::Sweep;
+use anyhow::Result;
+use dagwire_analysis::tables::{self, PointRecord, TraceRows};
+use dagwire_runtime::{Rank, RunOutcome, Strategy};
+use dagwire_workloads::Workload;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime};
+
+/// How a sweep ended.
+pub struct SweepOutcome {
+    /// This session's runs (an earlier session's are in the tables).
+    pub records: Vec<PointRecord>,
+    /// Runs that failed or did not verify, over the whole directory.
+    pub bad_runs: usize,
+}
+
+/// Runs every point of `sweep` into `dir`.
+pub fn run_sweep(
+    sweep: &Sweep,
+    points: &[Point],
+    dir: &Path,
+    resume: bool,
+) -> Result<SweepOutcome> {
+    results::open(dir, sweep, resume)?;
+    let started = SystemTime::now();
+    let finished = if resume {
+        tables::finished_parts(dir)?
+    } else {
+        Default::default()
+    };
+    let total = points.len() * sweep.repetitions as usize;
+    let mut info = ManifestInfo {
+        sweep,
+        points: points.len(),
+        started,
+        finished: None,
+        failed_runs: 0,
+    };
+    results::write_manifest(dir, &info)?;
+    let mut progress = SweepProgress::new(total, finished.len());
+    let mut records = Vec::new();
+    for point in points {
+        for rep in 0..sweep.repetitions {
+            if finished.contains(&(point.id, rep)) {
+                continue;
+            }
+            let label = format!("point {} rep {}: {}", point.id, rep, point.label());
+            progress.start(&label);
+            let record = run_and_record(sweep, point, rep, dir)?;
+            progress.finish_one(&label, &outcome_line(&record));
+            records.push(record);
+        }
+    }
+    progress.close();
+    tables::combine(dir)?;
+    let bad_runs = count_bad(&tables::read_points(dir)?);
+    info.finished = Some(SystemTime::now());
+    info.failed_runs = bad_runs;
+    results::write_manifest(dir, &info)?;
+    Ok(SweepOutcome { records, bad_runs })
+}
+
+/// Runs one repetition of a point and writes its parts. Only a failure to write
+/// results is an error here; a failed run is a recorded outcome.
+fn run_and_record(sweep: &Sweep, point: &Point, rep: u32, dir: &Path) -> Result<PointRecord> {
+    let started = Instant::now();
+    let attempt = catch_unwind(AssertUnwindSafe(|| run_point(sweep, point)));
+    let wall_s = started.elapsed().as_secs_f64();
+    let mut record = base_record(point, rep, wall_s);
+    match attempt {
+        Ok(Ok((workload, outcome))) => {
+            fill_success(&mut record, workload.as_ref(), &outcome);
+            let transfers = outcome.trace.transfers(|c| workload.dag().chunk(c).bytes);
+            let kernel_name = |k| workload.kernel_name(k);
+            let rows = TraceRows {
+                trace: &outcome.trace,
+                transfers: &transfers,
+                kernel_name: &kernel_name,
+            };
+            tables::write_point_parts(dir, &record, Some(rows))?;
+        }
+        Ok(Err(error)) => {
+            record.error = Some(format!("{error:#}"));
+            tables::write_point_parts(dir, &record, None)?;
+        }
+        Err(panic) => {
+            let text = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned());
+            record.error = Some(format!(
+                "run panicked: {}",
+                text.unwrap_or_else(|| "unknown panic".into())
+            ));
+            tables::write_point_parts(dir, &record, None)?;
+        }
+    }
+    Ok(record)
+}
+
+/// Builds the workload and runs it on the point's driver.
+fn run_point(sweep: &Sweep, point: &Point) -> Result<(Box<dyn Workload>, RunOutcome)> {
+    let workload = (point.workload.prepare)(&point.workload_params, point.ranks, sweep.seed)?;
+    let factory = |rank: Rank| -> Box<dyn Strategy> {
+        (point.strategy.build)(&point.strategy_params, rank, point.ranks)
+    };
+    let exec = Execution {
+        driver: &point.driver,
+        ranks: point.ranks,
+        workers: point.workers,
+        progress: point.progress,
+        timeout: Duration::from_secs(sweep.timeout_s),
+    };
+    let outcome = drivers::execute(&exec, workload.dag(), workload.kernels(), &factory)?;
+    Ok((workload, outcome))
+}
+
+fn base_record(point: &Point, rep: u32, wall_s: f64) -> PointRecord {
+    PointRecord {
+        point_id: point.id,
+        repetition: rep,
+        params: point.columns.clone(),
+        makespan_ns: None,
+        gflops: None,
+        data_messages: 0,
+        data_bytes: 0,
+        control_messages: 0,
+        control_bytes: 0,
+        tasks: 0,
+        verified: false,
+        check_metric: None,
+        check_value: None,
+        error: None,
+        wall_s,
+    }
+}
+
+fn fill_success(record: &mut PointRecord, workload: &dyn Workload, outcome: &RunOutcome) {
+    let totals = outcome.trace.message_totals();
+    let check = workload.verify(&outcome.results);
+    let seconds = outcome.makespan_ns as f64 * 1e-9;
+    record.makespan_ns = Some(outcome.makespan_ns);
+    record.gflops = (seconds > 0.0).then(|| workload.useful_flops() / seconds * 1e-9);
+    record.data_messages = totals.data_messages;
+    record.data_bytes = totals.data_bytes;
+    record.control_messages = totals.control_messages;
+    record.control_bytes = totals.control_bytes;
+    record.tasks = outcome.trace.tasks.len() as u64;
+    record.verified = check.passed;
+    record.check_metric = Some(check.metric.to_string());
+    record.check_value = Some(check.value);
+    if !check.passed {
+        record.error = Some(format!("verification failed: {}", check.detail));
+    }
+}
+
+fn outcome_line(r: &PointRecord) -> String {
+    match (&r.error, r.makespan_ns) {
+        (Some(e), _) => format!("FAILED: {}", e.lines().next().unwrap_or_default()),
+        (None, Some(ns)) => format!(
+            "{:.2} ms, {:.2} GFLOP/s, verified ({} = {:.3})",
+            ns as f64 * 1e-6,
+            r.gflops.unwrap_or(0.0),
+            r.check_metric.as_deref().unwrap_or("check"),
+            r.check_value.unwrap_or(f64::NAN)
+        ),
+        (None, None) => "no result".into(),
+    }
+}
+
+/// Runs in the combined table that failed or did not verify.
+fn count_bad(points: &polars::prelude::DataFrame) -> usize {
+    points
+        .column("verified")
+        .ok()
+        .and_then(|c| {
+            c.bool()
+                .ok()
+                .map(|b| b.iter().filter(|v| *v != Some(true)).count())
+        })
+        .unwrap_or(0)
+}

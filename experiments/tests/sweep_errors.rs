@@ -1,0 +1,130 @@
+//! Malformed sweep files stop before any run with the file, line and key.
+
+use dagwire_experiments::{plan, sweep};
+use std::path::Path;
+
+fn error_of(text: &str) -> sweep::SweepError {
+    let path = Path::new("bad.toml");
+    match sweep::parse(path, text).and_then(|s| plan::expand(&s).map(|_| s)) {
+        Ok(_) => panic!("expected an error for:\n{text}"),
+        Err(e) => e,
+    }
+}
+
+const GOOD: &str = r#"name = "ok"
+seed = 7
+repetitions = 2
+
+[grid]
+workload = "cholesky"
+strategy = "eager"
+driver = "local"
+ranks = [1, 2]
+
+[grid.cholesky]
+n = 64
+tile = [16, 32]
+"#;
+
+#[test]
+fn a_good_sweep_expands_to_its_grid() {
+    let s = sweep::parse(Path::new("ok.toml"), GOOD).unwrap();
+    assert_eq!((s.name.as_str(), s.seed, s.repetitions), ("ok", 7, 2));
+    let points = plan::expand(&s).unwrap();
+    assert_eq!(points.len(), 4);
+    let ranks: Vec<usize> = points.iter().map(|p| p.ranks).collect();
+    assert_eq!(ranks, vec![1, 1, 2, 2], "earlier keys vary slowest");
+    assert_eq!(points[1].workload_params.int("tile"), 32);
+    assert_eq!(
+        points.iter().map(|p| p.id).collect::<Vec<_>>(),
+        vec![0, 1, 2, 3]
+    );
+}
+
+#[test]
+fn toml_syntax_errors_name_the_line() {
+    let e = error_of("name = \"x\"\n[grid]\nranks = [1, 2\n");
+    assert_eq!(e.file, Path::new("bad.toml"));
+    assert!(e.line >= 3, "{e}");
+    assert!(e.to_string().contains("not valid TOML"), "{e}");
+}
+
+#[test]
+fn unknown_top_level_keys_are_refused_with_a_hint() {
+    let e = error_of(&GOOD.replace("seed = 7", "sede = 7"));
+    assert_eq!((e.line, e.key.as_str()), (2, "sede"));
+    assert!(e.message.contains("did you mean `seed`"), "{e}");
+}
+
+#[test]
+fn unknown_names_list_what_is_allowed() {
+    let e = error_of(&GOOD.replace("strategy = \"eager\"", "strategy = \"eagr\""));
+    assert_eq!((e.line, e.key.as_str()), (7, "grid.strategy"));
+    assert!(
+        e.message.contains("did you mean `eager`") && e.message.contains("known:"),
+        "{e}"
+    );
+
+    let e = error_of(&GOOD.replace("workload = \"cholesky\"", "workload = \"lu\""));
+    assert_eq!((e.line, e.key.as_str()), (6, "grid.workload"));
+
+    let e = error_of(&GOOD.replace("driver = \"local\"", "driver = \"slurm\""));
+    assert_eq!((e.line, e.key.as_str()), (8, "grid.driver"));
+}
+
+#[test]
+fn unknown_parameters_of_a_component_are_refused() {
+    let e = error_of(&GOOD.replace("tile = [16, 32]", "tiles = [16, 32]"));
+    assert_eq!((e.line, e.key.as_str()), (13, "grid.cholesky.tiles"));
+    assert!(e.message.contains("tile"), "{e}");
+}
+
+#[test]
+fn out_of_range_values_say_what_is_allowed() {
+    let e = error_of(&GOOD.replace("ranks = [1, 2]", "ranks = [0, 2]"));
+    assert_eq!((e.line, e.key.as_str()), (9, "grid.ranks"));
+    assert!(e.message.contains(">= 1"), "{e}");
+
+    let e = error_of(&GOOD.replace("tile = [16, 32]", "tile = [16, 128]"));
+    assert_eq!((e.line, e.key.as_str()), (13, "grid.cholesky.tile"));
+    assert!(e.message.contains("128") && e.message.contains("64"), "{e}");
+}
+
+#[test]
+fn more_ranks_than_tiles_is_refused_on_the_ranks_line() {
+    // n = 64, tile = 32: 2x2 tiles, 3 in the lower triangle.
+    let e = error_of(
+        &GOOD
+            .replace("ranks = [1, 2]", "ranks = [1, 5]")
+            .replace("tile = [16, 32]", "tile = 32"),
+    );
+    assert_eq!((e.line, e.key.as_str()), (9, "grid.ranks"));
+}
+
+#[test]
+fn missing_required_axes_and_wrong_types_are_refused() {
+    let e = error_of(&GOOD.replace("driver = \"local\"\n", ""));
+    assert_eq!(e.key, "grid.driver");
+    let e = error_of(&GOOD.replace("ranks = [1, 2]", "ranks = \"two\""));
+    assert_eq!((e.line, e.key.as_str()), (9, "grid.ranks"));
+    let e = error_of(&GOOD.replace("repetitions = 2", "repetitions = 0"));
+    assert_eq!((e.line, e.key.as_str()), (3, "repetitions"));
+}
+
+#[test]
+fn parameters_of_an_unselected_component_are_refused() {
+    let text = GOOD
+        .replace("workload = \"cholesky\"", "workload = \"cholesky\"")
+        .replace("[grid.cholesky]", "[grid.eager]");
+    let e = error_of(&text);
+    assert!(e.key.starts_with("grid.eager"), "{e}");
+}
+
+#[test]
+fn inline_progress_with_several_workers_is_refused() {
+    let e = error_of(&GOOD.replace(
+        "ranks = [1, 2]",
+        "ranks = [1, 2]\nworkers = 2\nprogress = \"inline\"",
+    ));
+    assert_eq!(e.key, "grid.workers");
+}

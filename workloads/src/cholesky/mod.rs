@@ -1,0 +1,201 @@
+//! **cholesky**: tiled right-looking Cholesky `A = L L^T` of a random SPD matrix.
+//!
+//! - [`tiling`]: how the matrix is cut into (possibly ragged) tiles;
+//! - [`matrix`]: the input, regenerated anywhere from the seed;
+//! - [`plan`]: the DAG (GEN, POTRF, TRSM, SYRK, GEMM), owner-computes on a 2D
+//!   block-cyclic grid;
+//! - [`kernels`]: the tile kernels, on faer;
+//! - [`verify`]: the scaled-residual check;
+//! - [`reference`]: faer's dense Cholesky on the same matrix, the baseline to beat.
+//!
+//! ```
+//! use dagwire_runtime::{ParamValue, Params};
+//! let info = dagwire_workloads::find("cholesky").unwrap();
+//! let given = [("n".to_string(), ParamValue::Int(64)), ("tile".to_string(), ParamValue::Int(16))];
+//! let params = Params::resolve(&(info.params)(), given.into()).unwrap();
+//! let w = (info.prepare)(&params, 4, 7).unwrap();
+//! assert_eq!(w.dag().ranks(), 4);
+//! assert_eq!(w.useful_flops(), 64.0 * 64.0 * 64.0 / 3.0);
+//! ```
+
+pub mod kernels;
+pub mod matrix;
+pub mod plan;
+pub mod reference;
+pub mod tiling;
+pub mod verify;
+
+pub use kernels::CholeskyKernels;
+pub use matrix::element;
+pub use plan::Kind;
+pub use reference::{ReferenceRun, reference_cholesky};
+pub use tiling::Tiling;
+pub use verify::{RESIDUAL_BOUND, scaled_residual};
+
+use crate::{Verification, Workload, WorkloadInfo};
+use dagwire_runtime::{
+    BlockCyclic2D, ChunkId, Dag, KernelId, Kernels, ParamError, ParamSpec, Params, Payload,
+};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Registration.
+pub const INFO: WorkloadInfo = WorkloadInfo {
+    name: "cholesky",
+    summary: "tiled right-looking Cholesky (POTRF/TRSM/SYRK/GEMM), 2D block-cyclic; verified by ||A - L L^T||_F / (||A||_F n eps)",
+    params,
+    prepare: |params, ranks, seed| Ok(Box::new(Cholesky::new(params, ranks, seed)?)),
+};
+
+/// Largest accepted matrix order and tile edge (tile indices travel as `u32`, and a
+/// dense verification of a larger matrix would not fit in memory anyway).
+pub const MAX_N: i64 = 1 << 20;
+
+/// Largest DAG `prepare` builds: a tiny tile on a big matrix would otherwise ask for
+/// billions of tasks (about `nt^3 / 6`) and exhaust memory before saying anything.
+pub const MAX_TASKS: usize = 20_000_000;
+
+/// The parameters a sweep may set.
+pub fn params() -> Vec<ParamSpec> {
+    vec![
+        ParamSpec::int("n", 1, MAX_N, 1024, "matrix order"),
+        ParamSpec::int(
+            "tile",
+            1,
+            MAX_N,
+            256,
+            "tile edge in elements (the last tile row/column may be smaller)",
+        ),
+    ]
+}
+
+/// One Cholesky instance: its DAG, its kernels, and where its result tiles are.
+pub struct Cholesky {
+    dag: Arc<Dag>,
+    kernels: CholeskyKernels,
+    results: Vec<((usize, usize), ChunkId)>,
+}
+
+impl Cholesky {
+    /// Checks `n`, `tile` and the rank count, then builds the DAG.
+    ///
+    /// # Errors
+    /// Names the parameter (`tile`, `ranks`) and says what is allowed.
+    pub fn new(params: &Params, ranks: usize, seed: u64) -> Result<Self, ParamError> {
+        let (n, tile) = (params.int("n"), params.int("tile"));
+        let tiling = check(n, tile, ranks)?;
+        let built = plan::build(tiling, ranks);
+        Ok(Cholesky {
+            dag: Arc::new(built.dag),
+            kernels: CholeskyKernels { tiling, seed },
+            results: built.results,
+        })
+    }
+
+    /// The tile grid.
+    pub fn tiling(&self) -> Tiling {
+        self.kernels.tiling
+    }
+
+    /// Which chunk holds which final tile `L(i,j)`.
+    pub fn result_tiles(&self) -> &[((usize, usize), ChunkId)] {
+        &self.results
+    }
+}
+
+/// Validates the parameters against each other and the rank count.
+fn check(n: i64, tile: i64, ranks: usize) -> Result<Tiling, ParamError> {
+    if !(1..=MAX_N).contains(&n) {
+        return Err(ParamError::new(
+            "n",
+            format!("n = {n} is outside 1..={MAX_N}"),
+        ));
+    }
+    if tile < 1 || tile > n {
+        return Err(ParamError::new(
+            "tile",
+            format!("tile {tile} is larger than n = {n}; use a tile <= n"),
+        ));
+    }
+    let tiling = Tiling::new(n as usize, tile as usize);
+    let nt = tiling.tiles();
+    let tasks = nt * (nt + 1) * (nt + 2) / 6 + tiling.lower_tiles();
+    if tasks > MAX_TASKS {
+        let why = format!(
+            "n = {n} with tile {tile} gives {nt}x{nt} tiles and about {tasks} tasks, more than {MAX_TASKS}; use a larger tile"
+        );
+        return Err(ParamError::new("tile", why));
+    }
+    check_ranks(tiling, ranks)?;
+    Ok(tiling)
+}
+
+/// Refuses a rank count under which some rank would own no tile (and so run nothing).
+///
+/// More ranks than lower-triangle tiles always leaves one idle, but fewer is not
+/// enough: on the `1 x 3` grid of 3 ranks, a `2 x 2` tile grid leaves column 2 empty.
+fn check_ranks(tiling: Tiling, ranks: usize) -> Result<(), ParamError> {
+    if ranks == 0 {
+        return Err(ParamError::new(
+            "ranks",
+            "0 ranks cannot run anything; use at least 1",
+        ));
+    }
+    let (nt, owned) = (tiling.tiles(), tiling.lower_tiles());
+    let grid = BlockCyclic2D::for_ranks(ranks);
+    let Some(idle) = idle_rank(nt, grid) else {
+        return Ok(());
+    };
+    let most = (1..=ranks.min(owned))
+        .rev()
+        .find(|&r| idle_rank(nt, BlockCyclic2D::for_ranks(r)).is_none());
+    let why = format!(
+        "with {ranks} ranks ({}x{} grid), rank {idle} would own none of the {owned} lower-triangle tiles \
+         (n = {}, tile = {}: {nt}x{nt} tiles); use at most {} ranks here, or a smaller tile",
+        grid.rows,
+        grid.cols,
+        tiling.n,
+        tiling.tile,
+        most.unwrap_or(1)
+    );
+    Err(ParamError::new("ranks", why))
+}
+
+/// The first rank of `grid` owning no tile `(i, j)`, `i >= j`, of an `nt x nt` tile grid.
+fn idle_rank(nt: usize, grid: BlockCyclic2D) -> Option<usize> {
+    let (rows, cols) = (grid.rows as usize, grid.cols as usize);
+    (0..rows * cols).find(|&r| {
+        let (pr, pc) = (r / cols, r % cols);
+        // The rank's best chance: its first column `pc` and the first row `i >= pc` in its grid row.
+        let i = pc + (pr + rows - pc % rows) % rows;
+        pc >= nt || i >= nt
+    })
+}
+
+impl Workload for Cholesky {
+    fn dag(&self) -> &Arc<Dag> {
+        &self.dag
+    }
+
+    fn kernels(&self) -> &dyn Kernels {
+        &self.kernels
+    }
+
+    fn kernel_name(&self, kernel: KernelId) -> &'static str {
+        Kind::from_id(kernel).map_or("unknown", Kind::name)
+    }
+
+    fn useful_flops(&self) -> f64 {
+        let n = self.kernels.tiling.n as f64;
+        n * n * n / 3.0
+    }
+
+    fn verify(&self, results: &BTreeMap<ChunkId, Arc<Payload>>) -> Verification {
+        verify::verify(
+            self.kernels.tiling,
+            self.kernels.seed,
+            &self.results,
+            results,
+        )
+    }
+}

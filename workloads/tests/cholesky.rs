@@ -1,0 +1,151 @@
+//! End-to-end: the Cholesky workload through the local driver with the eager strategy.
+
+use dagwire_runtime::local::{LocalConfig, run};
+use dagwire_runtime::{Fault, KernelId, ParamError, ParamValue, Params, Progress, Rank, Strategy};
+use dagwire_strategies::eager::Eager;
+use dagwire_workloads::cholesky::{RESIDUAL_BOUND, reference_cholesky};
+use dagwire_workloads::{Verification, Workload, find};
+use std::time::Duration;
+
+fn prepare(n: i64, tile: i64, ranks: usize) -> Result<Box<dyn Workload>, ParamError> {
+    let info = find("cholesky").unwrap();
+    let given = [
+        ("n".to_string(), ParamValue::Int(n)),
+        ("tile".to_string(), ParamValue::Int(tile)),
+    ];
+    let params = Params::resolve(&(info.params)(), given.into()).unwrap();
+    (info.prepare)(&params, ranks, 2024)
+}
+
+fn run_cfg(n: i64, tile: i64, cfg: LocalConfig) -> Verification {
+    let w = prepare(n, tile, cfg.ranks).unwrap();
+    let factory = |_r: Rank| Box::new(Eager) as Box<dyn Strategy>;
+    let out = run(w.dag(), w.kernels(), &factory, &cfg).unwrap();
+    w.verify(&out.results)
+}
+
+fn cfg(ranks: usize, workers: usize, progress: Progress) -> LocalConfig {
+    LocalConfig {
+        ranks,
+        workers,
+        progress,
+        timeout: Duration::from_secs(60),
+        fault: None,
+    }
+}
+
+fn assert_verified(n: i64, tile: i64, cfg: LocalConfig) {
+    let label = format!(
+        "n={n} tile={tile} ranks={} workers={} {:?}",
+        cfg.ranks, cfg.workers, cfg.progress
+    );
+    let v = run_cfg(n, tile, cfg);
+    assert!(v.passed, "{label}: {}", v.detail);
+    assert!(
+        v.value < RESIDUAL_BOUND && v.value.is_finite(),
+        "{label}: {v:?}"
+    );
+}
+
+#[test]
+fn verified_on_one_to_four_ranks_with_progress_threads() {
+    // (n, tile, ranks): square and 1x3 grids, ragged last tiles, tile == n, a single element.
+    let cases = [
+        (1, 1, 1),
+        (64, 64, 1),
+        (100, 32, 1),
+        (96, 32, 2),
+        (100, 32, 2),
+        (96, 24, 3),
+        (100, 16, 3),
+        (128, 32, 4),
+        (100, 32, 4),
+        (256, 64, 4),
+    ];
+    for (n, tile, ranks) in cases {
+        assert_verified(n, tile, cfg(ranks, 2, Progress::Thread));
+    }
+}
+
+#[test]
+fn verified_with_inline_progress() {
+    for (n, tile, ranks) in [(64, 64, 1), (100, 32, 2), (90, 20, 3), (128, 16, 4)] {
+        assert_verified(n, tile, cfg(ranks, 1, Progress::Inline));
+    }
+}
+
+#[test]
+fn a_corrupted_transfer_fails_verification() {
+    // The local driver flips bit 6 of the middle byte of the payload. With an even
+    // number of f64 per tile that is the lowest mantissa byte of an element (a change
+    // of 64 ulps, below any residual bound); 15x15 tiles hold 225 values, so the flip
+    // lands in byte 4 of element 112 (mantissa bit 38), a relative change of 2^-14.
+    // On 2 ranks (1x2 grid) only off-diagonal panel tiles travel, and element 112 of
+    // those is non-zero.
+    let cfg = LocalConfig {
+        fault: Some(Fault::CorruptDataMessage { nth: 0 }),
+        ..cfg(2, 1, Progress::Thread)
+    };
+    let v = run_cfg(45, 15, cfg);
+    assert!(!v.passed, "corruption went unnoticed: {v:?}");
+    assert!(v.value > RESIDUAL_BOUND, "{v:?}");
+}
+
+#[test]
+fn parameter_errors_name_the_key() {
+    let err = prepare(256, 512, 1).err().expect("tile > n is refused");
+    assert_eq!(err.key, "tile");
+    assert!(
+        err.reason.contains("512") && err.reason.contains("256"),
+        "{err}"
+    );
+
+    // n = 64, tile = 32: 2x2 tiles, 3 in the lower triangle.
+    let err = prepare(64, 32, 4)
+        .err()
+        .expect("4 ranks for 3 tiles is refused");
+    assert_eq!(err.key, "ranks");
+    assert!(err.reason.contains("own none"), "{err}");
+    // 3 ranks form a 1x3 grid, so the third tile column (which does not exist) is idle.
+    let err = prepare(64, 32, 3).err().expect("an idle rank is refused");
+    assert_eq!(err.key, "ranks");
+    assert!(err.reason.contains("at most 2 ranks"), "{err}");
+    assert!(prepare(64, 32, 2).is_ok());
+
+    assert_eq!(
+        prepare(64, 32, 0).err().expect("0 ranks is refused").key,
+        "ranks"
+    );
+    let err = prepare(1 << 20, 1, 1)
+        .err()
+        .expect("a billion tasks is refused");
+    assert_eq!(err.key, "tile");
+}
+
+#[test]
+fn names_flops_and_registry() {
+    let w = prepare(100, 32, 2).unwrap();
+    let names: Vec<_> = (0..5).map(|k| w.kernel_name(KernelId(k))).collect();
+    assert_eq!(names, ["gen", "potrf", "trsm", "syrk", "gemm"]);
+    assert_eq!(w.kernel_name(KernelId(9)), "unknown");
+    assert_eq!(w.useful_flops(), 1e6 / 3.0);
+    let defaults =
+        Params::resolve(&(find("cholesky").unwrap().params)(), Default::default()).unwrap();
+    assert_eq!((defaults.int("n"), defaults.int("tile")), (1024, 256));
+}
+
+#[test]
+fn missing_results_fail_verification() {
+    let w = prepare(64, 16, 1).unwrap();
+    let v = w.verify(&Default::default());
+    assert!(!v.passed && v.detail.contains("missing"), "{v:?}");
+}
+
+#[test]
+fn faer_reference_factors_the_same_matrix() {
+    for threads in [1, 2] {
+        let r = reference_cholesky(200, 2024, threads).unwrap();
+        assert!(r.scaled_residual < RESIDUAL_BOUND, "{r:?}");
+        assert!(r.seconds >= 0.0);
+    }
+}
