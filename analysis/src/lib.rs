@@ -26,10 +26,7 @@ pub mod trace_rows;
 
 pub use point::PointRecord;
 pub use schema::{
-    ColumnDoc, MESSAGES_COLUMNS, POINTS_COLUMNS, TASKS_COLUMNS, TRANSFERS_COLUMNS, Table,
-    schema_markdown,
+    ColumnDoc, MESSAGES_COLUMNS, POINTS_COLUMNS, TASKS_COLUMNS, TRANSFERS_COLUMNS, Table, schema_markdown,
 };
-pub use tables::{
-    CombineSummary, PARTS_DIR, combine, finished_parts, read_points, read_table, write_point_parts,
-};
+pub use tables::{CombineSummary, PARTS_DIR, combine, finished_parts, read_points, read_table, write_point_parts};
 pub use trace_rows::TraceRows;

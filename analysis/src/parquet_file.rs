@@ -21,17 +21,10 @@ pub(crate) fn write(path: &Path, df: &mut DataFrame) -> anyhow::Result<()> {
 /// Writes `df` to `path` atomically: into a temporary file next to it, then renamed
 /// over it, so a reader sees the old file or the new one, never half of one.
 pub(crate) fn write_atomic(path: &Path, df: &mut DataFrame) -> anyhow::Result<()> {
-    let name = path
-        .file_name()
-        .with_context(|| format!("{} has no file name", path.display()))?;
-    let tmp: PathBuf = path.with_file_name(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
+    let name = path.file_name().with_context(|| format!("{} has no file name", path.display()))?;
+    let tmp: PathBuf = path.with_file_name(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
     let result = write(&tmp, df).and_then(|()| {
-        fs::rename(&tmp, path)
-            .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+        fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
     });
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
@@ -43,28 +36,15 @@ pub(crate) fn write_atomic(path: &Path, df: &mut DataFrame) -> anyhow::Result<()
 /// with their documented types (other columns are allowed).
 pub(crate) fn read(path: &Path, columns: &[ColumnDoc]) -> anyhow::Result<DataFrame> {
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let df = ParquetReader::new(file).finish().with_context(|| {
-        format!(
-            "reading {} (truncated, or not a Parquet file?)",
-            path.display()
-        )
-    })?;
+    let df = ParquetReader::new(file)
+        .finish()
+        .with_context(|| format!("reading {} (truncated, or not a Parquet file?)", path.display()))?;
     for doc in columns {
         let Ok(column) = df.column(doc.name) else {
-            bail!(
-                "{}: no column {:?}; is it a dagwire results table?",
-                path.display(),
-                doc.name
-            );
+            bail!("{}: no column {:?}; is it a dagwire results table?", path.display(), doc.name);
         };
         if column.dtype() != &doc.data_type() {
-            bail!(
-                "{}: column {:?} has type {}, expected {}",
-                path.display(),
-                doc.name,
-                column.dtype(),
-                doc.dtype
-            );
+            bail!("{}: column {:?} has type {}, expected {}", path.display(), doc.name, column.dtype(), doc.dtype);
         }
     }
     Ok(df)

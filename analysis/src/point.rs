@@ -79,14 +79,7 @@ impl PointRecord {
         error: impl Into<String>,
         wall_s: f64,
     ) -> Self {
-        PointRecord {
-            point_id,
-            repetition,
-            params,
-            error: Some(error.into()),
-            wall_s,
-            ..Self::default()
-        }
+        PointRecord { point_id, repetition, params, error: Some(error.into()), wall_s, ..Self::default() }
     }
 
     /// Sets the message, byte and task counts from a run's trace.
@@ -126,10 +119,7 @@ impl PointRecord {
                 bail!("point {}: a parameter has an empty name", self.point_id);
             }
             if POINTS_COLUMNS.iter().any(|c| c.name == key) {
-                bail!(
-                    "point {}: parameter {key:?} has the name of a fixed points column; rename it",
-                    self.point_id
-                );
+                bail!("point {}: parameter {key:?} has the name of a fixed points column; rename it", self.point_id);
             }
             if !seen.insert(key.as_str()) {
                 bail!("point {}: parameter {key:?} is given twice", self.point_id);
@@ -143,37 +133,17 @@ impl PointRecord {
             });
         }
         let int = |v: u64, what: &str| {
-            i64::try_from(v).with_context(|| {
-                format!(
-                    "point {}: {what} = {v} does not fit in Int64",
-                    self.point_id
-                )
-            })
+            i64::try_from(v).with_context(|| format!("point {}: {what} = {v} does not fit in Int64", self.point_id))
         };
-        let makespan_ns = self
-            .makespan_ns
-            .map(|v| int(v, "makespan_ns"))
-            .transpose()?;
+        let makespan_ns = self.makespan_ns.map(|v| int(v, "makespan_ns")).transpose()?;
         columns.extend([
             Column::new("makespan_ns".into(), [makespan_ns]),
-            Column::new(
-                "makespan_s".into(),
-                [self.makespan_ns.map(|ns| ns as f64 / 1e9)],
-            ),
+            Column::new("makespan_s".into(), [self.makespan_ns.map(|ns| ns as f64 / 1e9)]),
             Column::new("gflops".into(), [self.gflops]),
-            Column::new(
-                "data_messages".into(),
-                [int(self.data_messages, "data_messages")?],
-            ),
+            Column::new("data_messages".into(), [int(self.data_messages, "data_messages")?]),
             Column::new("data_bytes".into(), [int(self.data_bytes, "data_bytes")?]),
-            Column::new(
-                "control_messages".into(),
-                [int(self.control_messages, "control_messages")?],
-            ),
-            Column::new(
-                "control_bytes".into(),
-                [int(self.control_bytes, "control_bytes")?],
-            ),
+            Column::new("control_messages".into(), [int(self.control_messages, "control_messages")?]),
+            Column::new("control_bytes".into(), [int(self.control_bytes, "control_bytes")?]),
             Column::new("tasks".into(), [int(self.tasks, "tasks")?]),
             Column::new("verified".into(), [self.verified]),
             Column::new("check_metric".into(), [self.check_metric.clone()]),

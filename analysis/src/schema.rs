@@ -67,29 +67,11 @@ const fn col(
     nullable: bool,
     meaning: &'static str,
 ) -> ColumnDoc {
-    ColumnDoc {
-        name,
-        dtype,
-        unit,
-        nullable,
-        meaning,
-    }
+    ColumnDoc { name, dtype, unit, nullable, meaning }
 }
 
-const POINT_ID: ColumnDoc = col(
-    "point_id",
-    "Int64",
-    "",
-    false,
-    "Index of the run point in the expanded sweep grid.",
-);
-const REPETITION: ColumnDoc = col(
-    "repetition",
-    "Int64",
-    "",
-    false,
-    "Repetition of the point, counted from 0.",
-);
+const POINT_ID: ColumnDoc = col("point_id", "Int64", "", false, "Index of the run point in the expanded sweep grid.");
+const REPETITION: ColumnDoc = col("repetition", "Int64", "", false, "Repetition of the point, counted from 0.");
 
 /// The fixed columns of `points.parquet`, one row per (point, repetition), failed
 /// points included. Between `repetition` and `makespan_ns` the table also has one
@@ -110,7 +92,7 @@ pub const POINTS_COLUMNS: &[ColumnDoc] = &[
         "Int64",
         "ns",
         true,
-        "From the start of the run to the end of its last task; null for a failed point.",
+        "From the common start of the ranks to the last rank finishing; null for a failed point.",
     ),
     col("makespan_s", "Float64", "s", true, "makespan_ns / 1e9."),
     col(
@@ -120,20 +102,8 @@ pub const POINTS_COLUMNS: &[ColumnDoc] = &[
         true,
         "Flops of the workload divided by the makespan; null for a failed point or a workload that counts no flops.",
     ),
-    col(
-        "data_messages",
-        "Int64",
-        "messages",
-        false,
-        "Messages carrying chunk bytes (0 for a failed point).",
-    ),
-    col(
-        "data_bytes",
-        "Int64",
-        "bytes",
-        false,
-        "Chunk bytes moved between ranks.",
-    ),
+    col("data_messages", "Int64", "messages", false, "Messages carrying chunk bytes (0 for a failed point)."),
+    col("data_bytes", "Int64", "bytes", false, "Chunk bytes moved between ranks."),
     col(
         "control_messages",
         "Int64",
@@ -141,27 +111,9 @@ pub const POINTS_COLUMNS: &[ColumnDoc] = &[
         false,
         "Protocol-only messages (ready-to-send, clear-to-send, notifications).",
     ),
-    col(
-        "control_bytes",
-        "Int64",
-        "bytes",
-        false,
-        "Header bytes of the protocol-only messages.",
-    ),
-    col(
-        "tasks",
-        "Int64",
-        "tasks",
-        false,
-        "Tasks run (0 for a failed point).",
-    ),
-    col(
-        "verified",
-        "Boolean",
-        "",
-        false,
-        "The result was checked against a reference and passed.",
-    ),
+    col("control_bytes", "Int64", "bytes", false, "Header bytes of the protocol-only messages."),
+    col("tasks", "Int64", "tasks", false, "Tasks run (0 for a failed point)."),
+    col("verified", "Boolean", "", false, "The result was checked against a reference and passed."),
     col(
         "check_metric",
         "String",
@@ -169,27 +121,9 @@ pub const POINTS_COLUMNS: &[ColumnDoc] = &[
         true,
         "What the verification measured (for example a relative residual); null when not checked.",
     ),
-    col(
-        "check_value",
-        "Float64",
-        "",
-        true,
-        "The value of check_metric; null when not checked.",
-    ),
-    col(
-        "error",
-        "String",
-        "",
-        true,
-        "Why the point failed (the whole error chain); null when it ran to the end.",
-    ),
-    col(
-        "wall_s",
-        "Float64",
-        "s",
-        false,
-        "Wall time of the whole point, including building the DAG and verifying.",
-    ),
+    col("check_value", "Float64", "", true, "The value of check_metric; null when not checked."),
+    col("error", "String", "", true, "Why the point failed (the whole error chain); null when it ran to the end."),
+    col("wall_s", "Float64", "s", false, "Wall time of the whole point, including building the DAG and verifying."),
 ];
 
 /// The columns of `tasks.parquet`: one row per task that ran.
@@ -201,32 +135,14 @@ pub const POINTS_COLUMNS: &[ColumnDoc] = &[
 pub const TASKS_COLUMNS: &[ColumnDoc] = &[
     POINT_ID,
     REPETITION,
-    col(
-        "task",
-        "Int64",
-        "",
-        false,
-        "Task id in the DAG (ids follow a topological order).",
-    ),
-    col(
-        "kernel",
-        "String",
-        "",
-        false,
-        "Name of the task's kernel, as the workload calls it.",
-    ),
+    col("task", "Int64", "", false, "Task id in the DAG (ids follow a topological order)."),
+    col("kernel", "String", "", false, "Name of the task's kernel, as the workload calls it."),
     col("rank", "Int64", "", false, "Rank that ran the task."),
     col("worker", "Int64", "", false, "Worker thread of that rank."),
     col("start_ns", "Int64", "ns", false, "Kernel start."),
     col("end_ns", "Int64", "ns", false, "Kernel end."),
     col("duration_ns", "Int64", "ns", false, "end_ns - start_ns."),
-    col(
-        "flops",
-        "Float64",
-        "flop",
-        false,
-        "Floating-point operations of the task, from the DAG.",
-    ),
+    col("flops", "Float64", "flop", false, "Floating-point operations of the task, from the DAG."),
 ];
 
 /// The columns of `transfers.parquet`: one row per chunk moved to one remote rank,
@@ -251,34 +167,10 @@ pub const TRANSFERS_COLUMNS: &[ColumnDoc] = &[
         true,
         "The producer knew the chunk had to move (it existed and a reader was remote).",
     ),
-    col(
-        "started_ns",
-        "Int64",
-        "ns",
-        true,
-        "The protocol began (its first message was sent).",
-    ),
-    col(
-        "wire_ns",
-        "Int64",
-        "ns",
-        true,
-        "The data bytes left the producer.",
-    ),
-    col(
-        "completed_ns",
-        "Int64",
-        "ns",
-        true,
-        "The chunk was usable on the reader's rank.",
-    ),
-    col(
-        "latency_ns",
-        "Int64",
-        "ns",
-        true,
-        "completed_ns - posted_ns; null when either is null.",
-    ),
+    col("started_ns", "Int64", "ns", true, "The protocol began (its first message was sent)."),
+    col("wire_ns", "Int64", "ns", true, "The data bytes left the producer."),
+    col("completed_ns", "Int64", "ns", true, "The chunk was usable on the reader's rank."),
+    col("latency_ns", "Int64", "ns", true, "completed_ns - posted_ns; null when either is null."),
 ];
 
 /// The columns of `messages.parquet`: one row per message received.
@@ -292,36 +184,12 @@ pub const MESSAGES_COLUMNS: &[ColumnDoc] = &[
     REPETITION,
     col("src", "Int64", "", false, "Sender's rank."),
     col("dst", "Int64", "", false, "Receiver's rank."),
-    col(
-        "kind",
-        "String",
-        "",
-        false,
-        "The strategy's name for the operation (eager-data, rts, ...).",
-    ),
-    col(
-        "class",
-        "String",
-        "",
-        false,
-        "\"data\" (carries chunk bytes) or \"control\" (protocol only).",
-    ),
-    col(
-        "bytes",
-        "Int64",
-        "bytes",
-        false,
-        "Bytes counted: the payload for data, the header for control.",
-    ),
+    col("kind", "String", "", false, "The strategy's name for the operation (eager-data, rts, ...)."),
+    col("class", "String", "", false, "\"data\" (carries chunk bytes) or \"control\" (protocol only)."),
+    col("bytes", "Int64", "bytes", false, "Bytes counted: the payload for data, the header for control."),
     col("chunk", "Int64", "", false, "Chunk the message is about."),
     col("sent_ns", "Int64", "ns", false, "Sent, on the run's clock."),
-    col(
-        "recv_ns",
-        "Int64",
-        "ns",
-        false,
-        "Received, on the run's clock.",
-    ),
+    col("recv_ns", "Int64", "ns", false, "Received, on the run's clock."),
 ];
 
 /// The four tables of a results directory.
@@ -352,12 +220,7 @@ impl Table {
     /// let names: Vec<_> = Table::ALL.iter().map(|t| t.name()).collect();
     /// assert_eq!(names, ["points", "tasks", "transfers", "messages"]);
     /// ```
-    pub const ALL: [Table; 4] = [
-        Table::Points,
-        Table::Tasks,
-        Table::Transfers,
-        Table::Messages,
-    ];
+    pub const ALL: [Table; 4] = [Table::Points, Table::Tasks, Table::Transfers, Table::Messages];
 
     /// The table's name: `points`, `tasks`, `transfers` or `messages`.
     ///
@@ -429,15 +292,7 @@ impl Table {
             Table::Points => &["point_id", "repetition"],
             Table::Tasks => &["point_id", "repetition", "start_ns", "rank", "task"],
             Table::Transfers => &["point_id", "repetition", "posted_ns", "src", "dst", "chunk"],
-            Table::Messages => &[
-                "point_id",
-                "repetition",
-                "sent_ns",
-                "src",
-                "dst",
-                "chunk",
-                "recv_ns",
-            ],
+            Table::Messages => &["point_id", "repetition", "sent_ns", "src", "dst", "chunk", "recv_ns"],
         }
     }
 
@@ -450,9 +305,7 @@ impl Table {
         match self {
             Table::Points => "one row per run point and repetition, failed points included",
             Table::Tasks => "one row per task run",
-            Table::Transfers => {
-                "one row per chunk moved to a remote rank, with the times of its phases"
-            }
+            Table::Transfers => "one row per chunk moved to a remote rank, with the times of its phases",
             Table::Messages => "one row per message received",
         }
     }
@@ -485,18 +338,14 @@ pub fn schema_markdown() -> String {
          by the keys listed under each.\n",
     );
     for table in Table::ALL {
-        md.push_str(&format!(
-            "\n### `{}` — {}\n\n",
-            table.file_name(),
-            table.row_meaning()
-        ));
+        md.push_str(&format!("\n### `{}` — {}\n\n", table.file_name(), table.row_meaning()));
         let keys: Vec<String> = table.sort_keys().iter().map(|k| format!("`{k}`")).collect();
         md.push_str(&format!("Sorted by {}.\n\n", keys.join(", ")));
         if table == Table::Points {
             md.push_str(
                 "After `repetition` come the parameters of the point, one column per parameter, \
-                 named by its key: `workload`, `strategy`, `driver`, `ranks`, `workers`, then the \
-                 component's own (`cholesky.n`, `cholesky.tile`, ...). Their types follow the \
+                 named by its key: `workload`, `strategy`, `driver`, `ranks`, `workers`, `progress`, \
+                 `fault`, then the workload's and strategy's own (`cholesky.n`, `cholesky.tile`, ...). Their types follow the \
                  parameter: integer → Int64, real → Float64, name → String, switch → Boolean. A \
                  point without a parameter that other points have holds null there.\n\n",
             );
@@ -505,10 +354,7 @@ pub fn schema_markdown() -> String {
         for c in table.columns() {
             let unit = if c.unit.is_empty() { "—" } else { c.unit };
             let nullable = if c.nullable { "yes" } else { "no" };
-            md.push_str(&format!(
-                "| `{}` | {} | {unit} | {nullable} | {} |\n",
-                c.name, c.dtype, c.meaning
-            ));
+            md.push_str(&format!("| `{}` | {} | {unit} | {nullable} | {} |\n", c.name, c.dtype, c.meaning));
         }
     }
     md

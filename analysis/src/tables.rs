@@ -38,8 +38,7 @@ use std::path::{Path, PathBuf};
 
 pub use crate::point::PointRecord;
 pub use crate::schema::{
-    ColumnDoc, MESSAGES_COLUMNS, POINTS_COLUMNS, TASKS_COLUMNS, TRANSFERS_COLUMNS, Table,
-    schema_markdown,
+    ColumnDoc, MESSAGES_COLUMNS, POINTS_COLUMNS, TASKS_COLUMNS, TRANSFERS_COLUMNS, Table, schema_markdown,
 };
 pub use crate::trace_rows::TraceRows;
 
@@ -80,23 +79,14 @@ const TMP_PREFIX: &str = ".tmp-";
 /// assert_eq!(finished_parts(dir.path())?.into_iter().collect::<Vec<_>>(), [(7, 0)]);
 /// # anyhow::Ok(())
 /// ```
-pub fn write_point_parts(
-    dir: &Path,
-    point: &PointRecord,
-    rows: Option<TraceRows<'_>>,
-) -> anyhow::Result<()> {
+pub fn write_point_parts(dir: &Path, point: &PointRecord, rows: Option<TraceRows<'_>>) -> anyhow::Result<()> {
     let (id, rep) = (point.point_id, point.repetition);
     let parts = dir.join(PARTS_DIR);
     fs::create_dir_all(&parts).with_context(|| format!("creating {}", parts.display()))?;
     let done = parts.join(part_name(id, rep));
-    let tmp = parts.join(format!(
-        "{TMP_PREFIX}{}-{}",
-        part_name(id, rep),
-        std::process::id()
-    ));
+    let tmp = parts.join(format!("{TMP_PREFIX}{}-{}", part_name(id, rep), std::process::id()));
     if tmp.exists() {
-        fs::remove_dir_all(&tmp)
-            .with_context(|| format!("removing the leftover {}", tmp.display()))?;
+        fs::remove_dir_all(&tmp).with_context(|| format!("removing the leftover {}", tmp.display()))?;
     }
     fs::create_dir(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     let written = (|| {
@@ -114,18 +104,12 @@ pub fn write_point_parts(
         if done.exists() {
             fs::remove_dir_all(&done).with_context(|| format!("replacing {}", done.display()))?;
         }
-        fs::rename(&tmp, &done)
-            .with_context(|| format!("renaming {} to {}", tmp.display(), done.display()))
+        fs::rename(&tmp, &done).with_context(|| format!("renaming {} to {}", tmp.display(), done.display()))
     })();
     if written.is_err() {
         let _ = fs::remove_dir_all(&tmp);
     }
-    written.with_context(|| {
-        format!(
-            "writing the results of point {id} repetition {rep} under {}",
-            dir.display()
-        )
-    })
+    written.with_context(|| format!("writing the results of point {id} repetition {rep} under {}", dir.display()))
 }
 
 /// The `(point_id, repetition)` of every complete part directory under `dir/parts`,
@@ -142,11 +126,7 @@ pub fn finished_parts(dir: &Path) -> anyhow::Result<BTreeSet<(u32, u32)>> {
     if !dir.is_dir() {
         bail!("{} is not a directory", dir.display());
     }
-    Ok(scan_parts(dir)?
-        .into_iter()
-        .filter(|p| p.complete)
-        .map(|p| p.key)
-        .collect())
+    Ok(scan_parts(dir)?.into_iter().filter(|p| p.complete).map(|p| p.key).collect())
 }
 
 /// Row counts of the combined tables.
@@ -198,10 +178,7 @@ impl CombineSummary {
 
 impl fmt::Display for CombineSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let all: Vec<String> = Table::ALL
-            .iter()
-            .map(|&t| format!("{} {}", self.rows(t), t.name()))
-            .collect();
+        let all: Vec<String> = Table::ALL.iter().map(|&t| format!("{} {}", self.rows(t), t.name())).collect();
         f.write_str(&all.join(", "))
     }
 }
@@ -227,23 +204,14 @@ pub fn combine(dir: &Path) -> anyhow::Result<CombineSummary> {
     }
     let parts_dir = dir.join(PARTS_DIR);
     if !parts_dir.is_dir() {
-        bail!(
-            "{} is not a dagwire results directory: it has no {PARTS_DIR}/",
-            dir.display()
-        );
+        bail!("{} is not a dagwire results directory: it has no {PARTS_DIR}/", dir.display());
     }
     let parts = scan_parts(dir)?;
     if let Some(p) = parts.iter().find(|p| !p.complete) {
-        bail!(
-            "{} is incomplete (missing part files); delete it and run the point again (--resume)",
-            p.path.display()
-        );
+        bail!("{} is incomplete (missing part files); delete it and run the point again (--resume)", p.path.display());
     }
     if parts.is_empty() {
-        bail!(
-            "{} holds no finished points: nothing to combine",
-            parts_dir.display()
-        );
+        bail!("{} holds no finished points: nothing to combine", parts_dir.display());
     }
     let mut summary = CombineSummary::default();
     for table in Table::ALL {
@@ -252,8 +220,7 @@ pub fn combine(dir: &Path) -> anyhow::Result<CombineSummary> {
             .map(|p| parquet_file::read(&p.path.join(table.part_file_name()), table.columns()))
             .collect::<anyhow::Result<Vec<_>>>()?;
         let path = dir.join(table.file_name());
-        let mut df = concat_sorted(frames, table)
-            .with_context(|| format!("combining {}", path.display()))?;
+        let mut df = concat_sorted(frames, table).with_context(|| format!("combining {}", path.display()))?;
         *summary.rows_mut(table) = df.height();
         parquet_file::write_atomic(&path, &mut df)?;
     }
@@ -283,24 +250,13 @@ pub fn read_points(dir: &Path) -> anyhow::Result<DataFrame> {
 pub fn read_table(dir: &Path, table: Table) -> anyhow::Result<DataFrame> {
     let path = dir.join(table.file_name());
     if !dir.is_dir() {
-        bail!(
-            "cannot read {}: {} is not a directory",
-            path.display(),
-            dir.display()
-        );
+        bail!("cannot read {}: {} is not a directory", path.display(), dir.display());
     }
     if !path.exists() {
         if dir.join(PARTS_DIR).is_dir() {
-            bail!(
-                "{} does not exist: the parts of this run were not combined yet",
-                path.display()
-            );
+            bail!("{} does not exist: the parts of this run were not combined yet", path.display());
         }
-        bail!(
-            "{} does not exist: {} is not a dagwire results directory",
-            path.display(),
-            dir.display()
-        );
+        bail!("{} does not exist: {} is not a dagwire results directory", path.display(), dir.display());
     }
     parquet_file::read(&path, table.columns())
 }
@@ -328,30 +284,18 @@ fn scan_parts(dir: &Path) -> anyhow::Result<Vec<Part>> {
         return Ok(Vec::new());
     }
     let mut parts = Vec::new();
-    for entry in
-        fs::read_dir(&parts_dir).with_context(|| format!("listing {}", parts_dir.display()))?
-    {
+    for entry in fs::read_dir(&parts_dir).with_context(|| format!("listing {}", parts_dir.display()))? {
         let entry = entry.with_context(|| format!("listing {}", parts_dir.display()))?;
         let name = entry.file_name();
-        let Some(key) = name
-            .to_str()
-            .filter(|n| !n.starts_with('.'))
-            .and_then(parse_part_name)
-        else {
+        let Some(key) = name.to_str().filter(|n| !n.starts_with('.')).and_then(parse_part_name) else {
             continue;
         };
         let path = entry.path();
         if !path.is_dir() {
             continue;
         }
-        let complete = Table::ALL
-            .iter()
-            .all(|t| path.join(t.part_file_name()).is_file());
-        parts.push(Part {
-            key,
-            path,
-            complete,
-        });
+        let complete = Table::ALL.iter().all(|t| path.join(t.part_file_name()).is_file());
+        parts.push(Part { key, path, complete });
     }
     parts.sort_by_key(|p| p.key);
     Ok(parts)
@@ -361,25 +305,14 @@ fn scan_parts(dir: &Path) -> anyhow::Result<Vec<Part>> {
 /// parameter columns are moved between the identifiers and the metrics.
 fn concat_sorted(frames: Vec<DataFrame>, table: Table) -> anyhow::Result<DataFrame> {
     let lazy: Vec<LazyFrame> = frames.into_iter().map(|df| df.lazy()).collect();
-    let args = UnionArgs {
-        diagonal: true,
-        to_supertypes: true,
-        rechunk: true,
-        ..Default::default()
-    };
+    let args = UnionArgs { diagonal: true, to_supertypes: true, rechunk: true, ..Default::default() };
     let sort = SortMultipleOptions::default().with_maintain_order(true);
-    let df = concat(lazy, args)?
-        .sort(table.sort_keys().iter().copied(), sort)
-        .collect()?;
+    let df = concat(lazy, args)?.sort(table.sort_keys().iter().copied(), sort).collect()?;
     if table != Table::Points {
         return Ok(df);
     }
     let fixed = |name: &str| POINTS_COLUMNS.iter().any(|c| c.name == name);
-    let params = df
-        .get_column_names()
-        .into_iter()
-        .filter(|n| !fixed(n.as_str()))
-        .map(|n| n.to_string());
+    let params = df.get_column_names().into_iter().filter(|n| !fixed(n.as_str())).map(|n| n.to_string());
     let order: Vec<String> = ["point_id", "repetition"]
         .into_iter()
         .map(String::from)

@@ -35,18 +35,13 @@ fn int(v: u64, column: &str) -> anyhow::Result<i64> {
 }
 
 fn ints<T>(rows: &[T], column: &str, f: impl Fn(&T) -> u64) -> anyhow::Result<Column> {
-    let values = rows
-        .iter()
-        .map(|r| int(f(r), column))
-        .collect::<anyhow::Result<Vec<i64>>>()?;
+    let values = rows.iter().map(|r| int(f(r), column)).collect::<anyhow::Result<Vec<i64>>>()?;
     Ok(Column::new(column.into(), values))
 }
 
 fn opt_ints<T>(rows: &[T], column: &str, f: impl Fn(&T) -> Option<u64>) -> anyhow::Result<Column> {
-    let values = rows
-        .iter()
-        .map(|r| f(r).map(|v| int(v, column)).transpose())
-        .collect::<anyhow::Result<Vec<Option<i64>>>>()?;
+    let values =
+        rows.iter().map(|r| f(r).map(|v| int(v, column)).transpose()).collect::<anyhow::Result<Vec<Option<i64>>>>()?;
     Ok(Column::new(column.into(), values))
 }
 
@@ -63,11 +58,7 @@ fn frame(n: usize, columns: Vec<Column>) -> anyhow::Result<DataFrame> {
 }
 
 /// The `tasks` rows of one point (none when `rows` is `None`).
-pub(crate) fn tasks_frame(
-    point_id: u32,
-    repetition: u32,
-    rows: Option<&TraceRows<'_>>,
-) -> anyhow::Result<DataFrame> {
+pub(crate) fn tasks_frame(point_id: u32, repetition: u32, rows: Option<&TraceRows<'_>>) -> anyhow::Result<DataFrame> {
     let tasks = rows.map_or(&[][..], |r| &r.trace.tasks[..]);
     let n = tasks.len();
     let mut columns = Vec::from(key_columns(point_id, repetition, n));
@@ -82,13 +73,8 @@ pub(crate) fn tasks_frame(
         ints(tasks, "worker", |t| t.worker.into())?,
         ints(tasks, "start_ns", |t| t.start_ns)?,
         ints(tasks, "end_ns", |t| t.end_ns)?,
-        ints(tasks, "duration_ns", |t| {
-            t.end_ns.saturating_sub(t.start_ns)
-        })?,
-        Column::new(
-            "flops".into(),
-            tasks.iter().map(|t| t.flops).collect::<Vec<f64>>(),
-        ),
+        ints(tasks, "duration_ns", |t| t.end_ns.saturating_sub(t.start_ns))?,
+        Column::new("flops".into(), tasks.iter().map(|t| t.flops).collect::<Vec<f64>>()),
     ]);
     frame(n, columns)
 }
@@ -136,17 +122,8 @@ pub(crate) fn messages_frame(
     columns.extend([
         ints(messages, "src", |m| m.src.0.into())?,
         ints(messages, "dst", |m| m.dst.0.into())?,
-        Column::new(
-            "kind".into(),
-            messages.iter().map(|m| m.kind).collect::<Vec<&str>>(),
-        ),
-        Column::new(
-            "class".into(),
-            messages
-                .iter()
-                .map(|m| m.class.as_str())
-                .collect::<Vec<&str>>(),
-        ),
+        Column::new("kind".into(), messages.iter().map(|m| m.kind).collect::<Vec<&str>>()),
+        Column::new("class".into(), messages.iter().map(|m| m.class.as_str()).collect::<Vec<&str>>()),
         ints(messages, "bytes", |m| m.bytes)?,
         ints(messages, "chunk", |m| m.chunk.0.into())?,
         ints(messages, "sent_ns", |m| m.sent_ns)?,

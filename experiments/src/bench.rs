@@ -4,9 +4,7 @@
 use anyhow::{Result, ensure};
 use dagwire_runtime::engine::{Action, Engine, TaskDone};
 use dagwire_runtime::local::{self, LocalConfig};
-use dagwire_runtime::{
-    Dag, DagBuilder, KernelId, Kernels, Payload, Progress, Rank, Strategy, Task, TaskSpec,
-};
+use dagwire_runtime::{Dag, DagBuilder, KernelId, Kernels, Payload, Progress, Rank, Strategy, Task, TaskSpec};
 use dagwire_strategies::eager::Eager;
 use std::sync::Arc;
 use std::time::Instant;
@@ -48,13 +46,7 @@ pub enum Which {
 /// Runs a benchmark and prints its figures.
 pub fn run(which: Which) -> Result<()> {
     match which {
-        Which::Cholesky {
-            n,
-            tile,
-            ranks,
-            workers,
-            reps,
-        } => cholesky(n, tile, ranks, workers, reps),
+        Which::Cholesky { n, tile, ranks, workers, reps } => cholesky(n, tile, ranks, workers, reps),
         Which::Overhead { tasks, width } => overhead(tasks, width),
     }
 }
@@ -83,21 +75,13 @@ fn cholesky(n: usize, tile: usize, ranks: usize, workers: usize, reps: usize) ->
     let mut best_ref = f64::INFINITY;
     for rep in 0..reps {
         let workload = (info.prepare)(&params, ranks, seed)?;
-        let cfg = LocalConfig {
-            ranks,
-            workers,
-            ..LocalConfig::default()
-        };
+        let cfg = LocalConfig { ranks, workers, ..LocalConfig::default() };
         let out = local::run(workload.dag(), workload.kernels(), &eager_factory, &cfg)?;
         let check = workload.verify(&out.results);
-        ensure!(
-            check.passed,
-            "dagwire result did not verify: {}",
-            check.detail
-        );
+        ensure!(check.passed, "dagwire result did not verify: {}", check.detail);
         let dag_s = out.makespan_ns as f64 * 1e-9;
-        let reference = dagwire_workloads::cholesky::reference_cholesky(n, seed, threads)
-            .map_err(anyhow::Error::msg)?;
+        let reference =
+            dagwire_workloads::cholesky::reference_cholesky(n, seed, threads).map_err(anyhow::Error::msg)?;
         let (ref_s, ref_residual) = (reference.seconds, reference.scaled_residual);
         println!(
             "  rep {rep}: dagwire {dag_s:.3} s ({:.1} GFLOP/s, {} = {:.3}), faer {ref_s:.3} s ({:.1} GFLOP/s, residual {ref_residual:.3})",
@@ -132,23 +116,14 @@ impl Kernels for Empty {
 fn overhead_dag(tasks: usize, width: usize, ranks: usize) -> Arc<Dag> {
     let mut b = DagBuilder::new(ranks);
     let owner = |c: usize| Rank((c * ranks / width) as u32);
-    let mut prev: Vec<dagwire_runtime::ChunkId> = (0..width)
-        .map(|c| {
-            b.add(TaskSpec::new(KernelId(0), owner(c)).outputs(&[8]))
-                .output(0)
-        })
-        .collect();
+    let mut prev: Vec<dagwire_runtime::ChunkId> =
+        (0..width).map(|c| b.add(TaskSpec::new(KernelId(0), owner(c)).outputs(&[8])).output(0)).collect();
     let steps = tasks.saturating_sub(width).div_ceil(width);
     for _ in 0..steps {
         prev = (0..width)
             .map(|c| {
                 let inputs = [prev[c], prev[(c + 1) % width]];
-                b.add(
-                    TaskSpec::new(KernelId(0), owner(c))
-                        .inputs(&inputs)
-                        .outputs(&[8]),
-                )
-                .output(0)
+                b.add(TaskSpec::new(KernelId(0), owner(c)).inputs(&inputs).outputs(&[8])).output(0)
             })
             .collect();
     }
@@ -156,27 +131,16 @@ fn overhead_dag(tasks: usize, width: usize, ranks: usize) -> Arc<Dag> {
 }
 
 fn overhead(tasks: usize, width: usize) -> Result<()> {
-    ensure!(
-        width >= 2 && tasks >= width,
-        "need width >= 2 and tasks >= width"
-    );
+    ensure!(width >= 2 && tasks >= width, "need width >= 2 and tasks >= width");
     let bare = bare_engine_ns(&overhead_dag(tasks, width, 1));
     println!("runtime overhead, {tasks} empty tasks in {width} chains");
     println!("  {:<34} {:>10}", "configuration", "ns/task");
     println!("  {:<34} {:>10.0}", "bare engine, 1 rank, no threads", bare);
-    for (ranks, progress) in [
-        (1, Progress::Inline),
-        (1, Progress::Thread),
-        (2, Progress::Inline),
-        (2, Progress::Thread),
-    ] {
+    for (ranks, progress) in
+        [(1, Progress::Inline), (1, Progress::Thread), (2, Progress::Inline), (2, Progress::Thread)]
+    {
         let dag = overhead_dag(tasks, width, ranks);
-        let cfg = LocalConfig {
-            ranks,
-            workers: 1,
-            progress,
-            ..LocalConfig::default()
-        };
+        let cfg = LocalConfig { ranks, workers: 1, progress, ..LocalConfig::default() };
         let out = local::run(&dag, &Empty, &eager_factory, &cfg)?;
         let per_task = out.makespan_ns as f64 / dag.task_count() as f64;
         println!(
@@ -196,22 +160,9 @@ fn bare_engine_ns(dag: &Arc<Dag>) -> f64 {
     engine.handle_start(0);
     while let Some(action) = engine.poll_action(0) {
         if let Action::Run(run) = action {
-            let outputs = dag
-                .task(run.task)
-                .outputs()
-                .map(|_| Payload::zeroed(8))
-                .collect();
+            let outputs = dag.task(run.task).outputs().map(|_| Payload::zeroed(8)).collect();
             drop(run.inputs);
-            engine.handle_task_done(
-                0,
-                TaskDone {
-                    task: run.task,
-                    worker: 0,
-                    start_ns: 0,
-                    end_ns: 0,
-                    outputs,
-                },
-            );
+            engine.handle_task_done(0, TaskDone { task: run.task, worker: 0, start_ns: 0, end_ns: 0, outputs });
         }
     }
     assert!(engine.is_done(), "bare engine stalled");

@@ -1,7 +1,7 @@
 //! The drivers a sweep can name, and how a point is executed on each.
 
 use dagwire_runtime::local::{self, LocalConfig};
-use dagwire_runtime::{Dag, Kernels, Progress, RunError, RunOutcome, StrategyFactory};
+use dagwire_runtime::{Dag, Fault, Kernels, Progress, RunError, RunOutcome, StrategyFactory};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,6 +32,8 @@ pub struct Execution<'a> {
     pub progress: Progress,
     /// No-progress timeout.
     pub timeout: Duration,
+    /// A deliberate fault, if any.
+    pub fault: Option<Fault>,
 }
 
 /// Runs a DAG with the named driver.
@@ -48,12 +50,10 @@ pub fn execute(
                 workers: exec.workers,
                 progress: exec.progress,
                 timeout: exec.timeout,
-                fault: None,
+                fault: exec.fault,
             };
             local::run(dag, kernels, strategy, &cfg)
         }
-        other => Err(RunError::Config(format!(
-            "driver `{other}` is not built into this binary"
-        ))),
+        other => Err(RunError::Config(format!("driver `{other}` is not built into this binary"))),
     }
 }

@@ -15,11 +15,16 @@ pub enum What {
     Strategies,
     /// Drivers.
     Drivers,
+    /// The columns of the results tables (Markdown).
+    Tables,
 }
 
 /// The listing as text.
 pub fn render(what: What) -> String {
     let mut out = String::new();
+    if what == What::Tables {
+        return dagwire_analysis::schema_markdown();
+    }
     if matches!(what, What::All | What::Workloads) {
         out.push_str("WORKLOADS (grid.workload; parameters as [grid.<workload>] keys)\n");
         for w in dagwire_workloads::REGISTRY {
@@ -38,7 +43,10 @@ pub fn render(what: What) -> String {
             entry(&mut out, d.name, d.summary, &[]);
         }
         out.push_str("  every driver also takes grid.ranks, grid.workers (kernel threads per rank, default 1)\n");
-        out.push_str("  and grid.progress (thread: a progress thread per rank; inline: workers poll between tasks)\n");
+        out.push_str("  grid.progress (thread: a progress thread per rank; inline: the rank runs kernels and polls between them)\n");
+        out.push_str(
+            "  and grid.fault (none; corrupt-data flips a bit of the first data message, to see verification fail)\n",
+        );
     }
     out
 }
@@ -46,10 +54,6 @@ pub fn render(what: What) -> String {
 fn entry(out: &mut String, name: &str, summary: &str, params: &[ParamSpec]) {
     let _ = writeln!(out, "  {name:<12} {summary}");
     for p in params {
-        let _ = writeln!(
-            out,
-            "      {}.{:<10} {} (default {}): {}",
-            name, p.name, p.kind, p.default, p.help
-        );
+        let _ = writeln!(out, "      {}.{:<10} {} (default {}): {}", name, p.name, p.kind, p.default, p.help);
     }
 }

@@ -63,12 +63,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Run {
-            sweep,
-            out,
-            resume,
-            dry_run,
-        } => run_sweep(sweep, out, resume, dry_run),
+        Command::Run { sweep, out, resume, dry_run } => run_sweep(sweep, out, resume, dry_run),
         Command::List { what } => {
             print!("{}", list::render(what));
             Ok(ExitCode::SUCCESS)
@@ -84,16 +79,9 @@ fn run_sweep(path: PathBuf, out: Option<PathBuf>, resume: bool, dry_run: bool) -
     let sweep = sweep::load(&path)?;
     let points = plan::expand(&sweep)?;
     let runs = points.len() * sweep.repetitions as usize;
-    eprintln!(
-        "sweep {}: {} points x {} repetitions = {runs} runs",
-        sweep.name,
-        points.len(),
-        sweep.repetitions
-    );
+    eprintln!("sweep {}: {} points x {} repetitions = {runs} runs", sweep.name, points.len(), sweep.repetitions);
     if dry_run {
-        points
-            .iter()
-            .for_each(|p| println!("point {}: {}", p.id, p.label()));
+        points.iter().for_each(|p| println!("point {}: {}", p.id, p.label()));
         return Ok(ExitCode::SUCCESS);
     }
     let dir = out.unwrap_or_else(|| results::default_dir(&sweep, std::time::SystemTime::now()));
@@ -101,10 +89,7 @@ fn run_sweep(path: PathBuf, out: Option<PathBuf>, resume: bool, dry_run: bool) -
     print!("{}", summary::render(&dir)?);
     println!("results: {}", dir.display());
     if outcome.bad_runs > 0 {
-        eprintln!(
-            "{} runs failed or did not verify; see the error column of points.parquet",
-            outcome.bad_runs
-        );
+        eprintln!("{} runs failed or did not verify; see the error column of points.parquet", outcome.bad_runs);
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)

@@ -2,7 +2,7 @@
 //! bad combination (a tile larger than the matrix) stops the sweep before any run.
 
 use crate::sweep::{CORE_AXES, Sweep, SweepError, axis_values, component_params};
-use dagwire_runtime::{ParamValue, Params, Progress};
+use dagwire_runtime::{Fault, ParamValue, Params, Progress};
 use dagwire_strategies::StrategyInfo;
 use dagwire_workloads::WorkloadInfo;
 use std::collections::BTreeMap;
@@ -23,6 +23,8 @@ pub struct Point {
     pub workers: usize,
     /// Progress mode.
     pub progress: Progress,
+    /// A deliberate fault (testing that verification catches corruption).
+    pub fault: Option<Fault>,
     /// The workload's parameters, defaults filled in.
     pub workload_params: Params,
     /// The strategy's parameters, defaults filled in.
@@ -56,11 +58,7 @@ impl Point {
 pub fn expand(sweep: &Sweep) -> Result<Vec<Point>, SweepError> {
     let values = axis_values(sweep);
     let mut order: Vec<&str> = sweep.axes.iter().map(|a| a.key.as_str()).collect();
-    order.extend(
-        ["workers", "progress"]
-            .iter()
-            .filter(|k| sweep.axis(k).is_none()),
-    );
+    order.extend(CORE_AXES.iter().filter(|k| sweep.axis(k).is_none()));
     let mut assignments: Vec<BTreeMap<&str, &ParamValue>> = vec![BTreeMap::new()];
     for key in &order {
         assignments = assignments
@@ -86,11 +84,7 @@ pub fn expand(sweep: &Sweep) -> Result<Vec<Point>, SweepError> {
     Ok(points)
 }
 
-fn build_point(
-    sweep: &Sweep,
-    a: &BTreeMap<&str, &ParamValue>,
-    id: u32,
-) -> Result<Point, SweepError> {
+fn build_point(sweep: &Sweep, a: &BTreeMap<&str, &ParamValue>, id: u32) -> Result<Point, SweepError> {
     let name = |k: &str| a[k].to_string();
     let int = |k: &str| match a[k] {
         ParamValue::Int(v) => *v as usize,
@@ -101,37 +95,22 @@ fn build_point(
     let component = |c: &str| -> BTreeMap<String, ParamValue> {
         a.iter()
             .filter_map(|(k, v)| {
-                k.strip_prefix(c)
-                    .and_then(|p| p.strip_prefix('.'))
-                    .map(|p| (p.to_string(), (*v).clone()))
+                k.strip_prefix(c).and_then(|p| p.strip_prefix('.')).map(|p| (p.to_string(), (*v).clone()))
             })
             .collect()
     };
     let resolve = |c: &str| {
-        Params::resolve(&component_params(c).unwrap_or_default(), component(c)).map_err(|e| {
-            SweepError {
-                file: sweep.path.clone(),
-                line: sweep.line_of(&format!("{c}.{}", e.key)),
-                key: format!("grid.{c}.{}", e.key),
-                message: e.reason,
-            }
+        Params::resolve(&component_params(c).unwrap_or_default(), component(c)).map_err(|e| SweepError {
+            file: sweep.path.clone(),
+            line: sweep.line_of(&format!("{c}.{}", e.key)),
+            key: format!("grid.{c}.{}", e.key),
+            message: e.reason,
         })
     };
     let (workload_params, strategy_params) = (resolve(workload.name)?, resolve(strategy.name)?);
-    let mut columns: Vec<(String, ParamValue)> = CORE_AXES
-        .iter()
-        .map(|k| (k.to_string(), a[k].clone()))
-        .collect();
-    columns.extend(
-        workload_params
-            .iter()
-            .map(|(k, v)| (format!("{}.{k}", workload.name), v.clone())),
-    );
-    columns.extend(
-        strategy_params
-            .iter()
-            .map(|(k, v)| (format!("{}.{k}", strategy.name), v.clone())),
-    );
+    let mut columns: Vec<(String, ParamValue)> = CORE_AXES.iter().map(|k| (k.to_string(), a[k].clone())).collect();
+    columns.extend(workload_params.iter().map(|(k, v)| (format!("{}.{k}", workload.name), v.clone())));
+    columns.extend(strategy_params.iter().map(|(k, v)| (format!("{}.{k}", strategy.name), v.clone())));
     let point = Point {
         id,
         workload,
@@ -140,6 +119,7 @@ fn build_point(
         ranks: int("ranks"),
         workers: int("workers"),
         progress: Progress::from_name(&name("progress")).expect("validated"),
+        fault: Fault::from_name(&name("fault")).expect("validated"),
         workload_params,
         strategy_params,
         columns,
@@ -160,18 +140,12 @@ fn check_point(sweep: &Sweep, p: &Point) -> Result<(), SweepError> {
     if p.progress == Progress::Inline && p.workers > 1 {
         return Err(err(
             "grid.workers".into(),
-            "progress = \"inline\" runs kernels on the rank's own thread, so workers must be 1"
-                .into(),
+            "progress = \"inline\" runs kernels on the rank's own thread, so workers must be 1".into(),
         ));
     }
-    (p.workload.prepare)(&p.workload_params, p.ranks, sweep.seed)
-        .map(drop)
-        .map_err(|e| {
-            let key = if e.key == "ranks" {
-                "grid.ranks".to_string()
-            } else {
-                format!("grid.{}.{}", p.workload.name, e.key)
-            };
-            err(key, e.reason)
-        })
+    (p.workload.prepare)(&p.workload_params, p.ranks, sweep.seed).map(drop).map_err(|e| {
+        let key =
+            if e.key == "ranks" { "grid.ranks".to_string() } else { format!("grid.{}.{}", p.workload.name, e.key) };
+        err(key, e.reason)
+    })
 }

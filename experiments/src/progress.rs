@@ -27,11 +27,7 @@ impl SweepProgress {
         if already > 0 {
             eprintln!("resuming: {already} of {total} runs already finished, skipping them");
         }
-        SweepProgress {
-            bar,
-            total,
-            done: already,
-        }
+        SweepProgress { bar, total, done: already }
     }
 
     /// A run is starting.

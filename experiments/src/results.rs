@@ -13,11 +13,8 @@ pub const FORMAT: &str = "dagwire-results/1";
 
 /// The default results directory: `results/<sweep name>-<UTC timestamp>`.
 pub fn default_dir(sweep: &Sweep, now: SystemTime) -> PathBuf {
-    let stamp: String = humantime::format_rfc3339_seconds(now)
-        .to_string()
-        .chars()
-        .filter(|c| *c != '-' && *c != ':')
-        .collect();
+    let stamp: String =
+        humantime::format_rfc3339_seconds(now).to_string().chars().filter(|c| *c != '-' && *c != ':').collect();
     PathBuf::from("results").join(format!("{}-{stamp}", sweep.name))
 }
 
@@ -30,21 +27,16 @@ pub fn open(dir: &Path, sweep: &Sweep, resume: bool) -> Result<()> {
             "results directory {} already exists; pass --resume to continue that sweep, or --out DIR to write elsewhere",
             dir.display()
         ),
-        (false, true) => bail!(
-            "--resume: results directory {} does not exist (run without --resume to start it)",
-            dir.display()
-        ),
+        (false, true) => {
+            bail!("--resume: results directory {} does not exist (run without --resume to start it)", dir.display())
+        }
         (false, false) => {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("creating results directory {}", dir.display()))?;
+            std::fs::create_dir_all(dir).with_context(|| format!("creating results directory {}", dir.display()))?;
             Ok(())
         }
         (true, true) => {
             let text = std::fs::read_to_string(&manifest).with_context(|| {
-                format!(
-                    "--resume: {} is not a results directory (no readable manifest.json)",
-                    dir.display()
-                )
+                format!("--resume: {} is not a results directory (no readable manifest.json)", dir.display())
             })?;
             let old: Value = serde_json::from_str(&text)
                 .with_context(|| format!("--resume: {} is not valid JSON", manifest.display()))?;
@@ -82,18 +74,12 @@ pub struct ManifestInfo<'a> {
 /// Writes (or rewrites) `manifest.json`, keeping the first start time of a resumed sweep.
 pub fn write_manifest(dir: &Path, info: &ManifestInfo<'_>) -> Result<()> {
     let path = dir.join("manifest.json");
-    let previous: Option<Value> = std::fs::read_to_string(&path)
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok());
+    let previous: Option<Value> = std::fs::read_to_string(&path).ok().and_then(|t| serde_json::from_str(&t).ok());
     let started = humantime::format_rfc3339_seconds(info.started).to_string();
-    let first_start = previous
-        .as_ref()
-        .and_then(|p| p["started_at"].as_str().map(String::from))
-        .unwrap_or(started.clone());
-    let mut sessions: Vec<Value> = previous
-        .as_ref()
-        .and_then(|p| p["sessions"].as_array().cloned())
-        .unwrap_or_default();
+    let first_start =
+        previous.as_ref().and_then(|p| p["started_at"].as_str().map(String::from)).unwrap_or(started.clone());
+    let mut sessions: Vec<Value> =
+        previous.as_ref().and_then(|p| p["sessions"].as_array().cloned()).unwrap_or_default();
     if !sessions.iter().any(|s| s.as_str() == Some(&started)) {
         sessions.push(json!(started));
     }
@@ -123,20 +109,14 @@ pub fn write_manifest(dir: &Path, info: &ManifestInfo<'_>) -> Result<()> {
     let tmp = dir.join(".manifest.json.tmp");
     std::fs::write(&tmp, serde_json::to_string_pretty(&manifest)?)
         .with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, &path)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
     Ok(())
 }
 
 /// The git revision of the working directory, if it is a git checkout.
 fn git_revision() -> Option<String> {
-    let out = std::process::Command::new("git")
-        .args(["rev-parse", "HEAD"])
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    let out = std::process::Command::new("git").args(["rev-parse", "HEAD"]).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 fn host_name() -> String {

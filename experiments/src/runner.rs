@@ -25,27 +25,12 @@ pub struct SweepOutcome {
 }
 
 /// Runs every point of `sweep` into `dir`.
-pub fn run_sweep(
-    sweep: &Sweep,
-    points: &[Point],
-    dir: &Path,
-    resume: bool,
-) -> Result<SweepOutcome> {
+pub fn run_sweep(sweep: &Sweep, points: &[Point], dir: &Path, resume: bool) -> Result<SweepOutcome> {
     results::open(dir, sweep, resume)?;
     let started = SystemTime::now();
-    let finished = if resume {
-        tables::finished_parts(dir)?
-    } else {
-        Default::default()
-    };
+    let finished = if resume { tables::finished_parts(dir)? } else { Default::default() };
     let total = points.len() * sweep.repetitions as usize;
-    let mut info = ManifestInfo {
-        sweep,
-        points: points.len(),
-        started,
-        finished: None,
-        failed_runs: 0,
-    };
+    let mut info = ManifestInfo { sweep, points: points.len(), started, finished: None, failed_runs: 0 };
     results::write_manifest(dir, &info)?;
     let mut progress = SweepProgress::new(total, finished.len());
     let mut records = Vec::new();
@@ -82,11 +67,7 @@ fn run_and_record(sweep: &Sweep, point: &Point, rep: u32, dir: &Path) -> Result<
             fill_success(&mut record, workload.as_ref(), &outcome);
             let transfers = outcome.trace.transfers(|c| workload.dag().chunk(c).bytes);
             let kernel_name = |k| workload.kernel_name(k);
-            let rows = TraceRows {
-                trace: &outcome.trace,
-                transfers: &transfers,
-                kernel_name: &kernel_name,
-            };
+            let rows = TraceRows { trace: &outcome.trace, transfers: &transfers, kernel_name: &kernel_name };
             tables::write_point_parts(dir, &record, Some(rows))?;
         }
         Ok(Err(error)) => {
@@ -94,14 +75,9 @@ fn run_and_record(sweep: &Sweep, point: &Point, rep: u32, dir: &Path) -> Result<
             tables::write_point_parts(dir, &record, None)?;
         }
         Err(panic) => {
-            let text = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned());
-            record.error = Some(format!(
-                "run panicked: {}",
-                text.unwrap_or_else(|| "unknown panic".into())
-            ));
+            let text =
+                panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned());
+            record.error = Some(format!("run panicked: {}", text.unwrap_or_else(|| "unknown panic".into())));
             tables::write_point_parts(dir, &record, None)?;
         }
     }
@@ -111,15 +87,15 @@ fn run_and_record(sweep: &Sweep, point: &Point, rep: u32, dir: &Path) -> Result<
 /// Builds the workload and runs it on the point's driver.
 fn run_point(sweep: &Sweep, point: &Point) -> Result<(Box<dyn Workload>, RunOutcome)> {
     let workload = (point.workload.prepare)(&point.workload_params, point.ranks, sweep.seed)?;
-    let factory = |rank: Rank| -> Box<dyn Strategy> {
-        (point.strategy.build)(&point.strategy_params, rank, point.ranks)
-    };
+    let factory =
+        |rank: Rank| -> Box<dyn Strategy> { (point.strategy.build)(&point.strategy_params, rank, point.ranks) };
     let exec = Execution {
         driver: &point.driver,
         ranks: point.ranks,
         workers: point.workers,
         progress: point.progress,
         timeout: Duration::from_secs(sweep.timeout_s),
+        fault: point.fault,
     };
     let outcome = drivers::execute(&exec, workload.dag(), workload.kernels(), &factory)?;
     Ok((workload, outcome))
@@ -183,10 +159,6 @@ fn count_bad(points: &polars::prelude::DataFrame) -> usize {
     points
         .column("verified")
         .ok()
-        .and_then(|c| {
-            c.bool()
-                .ok()
-                .map(|b| b.iter().filter(|v| *v != Some(true)).count())
-        })
+        .and_then(|c| c.bool().ok().map(|b| b.iter().filter(|v| *v != Some(true)).count()))
         .unwrap_or(0)
 }

@@ -18,10 +18,7 @@ pub fn render(dir: &Path) -> Result<String> {
     let ids = numbers(&df, "point_id")?;
     let mut groups: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
     for (row, id) in ids.iter().enumerate() {
-        groups
-            .entry(id.unwrap_or(f64::NAN) as u64)
-            .or_default()
-            .push(row);
+        groups.entry(id.unwrap_or(f64::NAN) as u64).or_default().push(row);
     }
     let makespan = numbers(&df, "makespan_ns")?;
     let gflops = numbers(&df, "gflops")?;
@@ -31,11 +28,7 @@ pub fn render(dir: &Path) -> Result<String> {
         .zip(numbers(&df, "control_messages")?)
         .map(|(d, c)| Some(d.unwrap_or(0.0) + c.unwrap_or(0.0)))
         .collect();
-    let verified = df
-        .column("verified")?
-        .bool()
-        .context("column verified")?
-        .clone();
+    let verified = df.column("verified")?.bool().context("column verified")?.clone();
     let mut header: Vec<String> = vec!["point".into()];
     header.extend(shown.iter().cloned());
     header.extend(["makespan ms", "GFLOP/s", "data MB", "messages", "verified"].map(String::from));
@@ -44,25 +37,14 @@ pub fn render(dir: &Path) -> Result<String> {
         let mut row = vec![id.to_string()];
         for col in &shown {
             let s = df.column(col)?.as_materialized_series().clone();
-            row.push(
-                s.str_value(members[0])
-                    .map(|v| v.to_string())
-                    .unwrap_or_default(),
-            );
+            row.push(s.str_value(members[0]).map(|v| v.to_string()).unwrap_or_default());
         }
-        let ok = members
-            .iter()
-            .filter(|&&r| verified.get(r) == Some(true))
-            .count();
+        let ok = members.iter().filter(|&&r| verified.get(r) == Some(true)).count();
         row.push(fmt(median(members, &makespan).map(|v| v * 1e-6), 2));
         row.push(fmt(median(members, &gflops), 2));
         row.push(fmt(median(members, &bytes).map(|v| v * 1e-6), 2));
         row.push(fmt(median(members, &msgs), 0));
-        row.push(if ok == members.len() {
-            "yes".into()
-        } else {
-            format!("NO ({ok}/{})", members.len())
-        });
+        row.push(if ok == members.len() { "yes".into() } else { format!("NO ({ok}/{})", members.len()) });
         rows.push(row);
     }
     Ok(table(&rows))
@@ -77,11 +59,7 @@ fn shown_params(df: &DataFrame) -> Result<Vec<String>> {
         if !is_param {
             continue;
         }
-        let distinct = df
-            .column(name)?
-            .as_materialized_series()
-            .n_unique()
-            .unwrap_or(2);
+        let distinct = df.column(name)?.as_materialized_series().n_unique().unwrap_or(2);
         if ALWAYS.contains(&name) || distinct > 1 {
             shown.push(name.to_string());
         }
@@ -90,9 +68,7 @@ fn shown_params(df: &DataFrame) -> Result<Vec<String>> {
 }
 
 fn numbers(df: &DataFrame, name: &str) -> Result<Vec<Option<f64>>> {
-    let s = df
-        .column(name)
-        .with_context(|| format!("points table has no column {name}"))?;
+    let s = df.column(name).with_context(|| format!("points table has no column {name}"))?;
     let s = s.as_materialized_series().cast(&DataType::Float64)?;
     Ok(s.f64()?.iter().collect())
 }
@@ -104,11 +80,7 @@ fn median(rows: &[usize], values: &[Option<f64>]) -> Option<f64> {
     }
     v.sort_by(f64::total_cmp);
     let mid = v.len() / 2;
-    Some(if v.len() % 2 == 1 {
-        v[mid]
-    } else {
-        (v[mid - 1] + v[mid]) / 2.0
-    })
+    Some(if v.len() % 2 == 1 { v[mid] } else { (v[mid - 1] + v[mid]) / 2.0 })
 }
 
 fn fmt(v: Option<f64>, decimals: usize) -> String {
@@ -117,21 +89,17 @@ fn fmt(v: Option<f64>, decimals: usize) -> String {
 
 /// Left-aligned text columns, right-aligned numbers.
 fn table(rows: &[Vec<String>]) -> String {
-    let widths: Vec<usize> = (0..rows[0].len())
-        .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
-        .collect();
+    let widths: Vec<usize> = (0..rows[0].len()).map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0)).collect();
     let mut out = String::new();
     for (i, row) in rows.iter().enumerate() {
         let cells: Vec<String> = row
             .iter()
             .zip(&widths)
-            .map(|(cell, w)| {
-                if i > 0 && cell.parse::<f64>().is_ok() {
-                    format!("{cell:>w$}")
-                } else {
-                    format!("{cell:<w$}")
-                }
-            })
+            .map(
+                |(cell, w)| {
+                    if i > 0 && cell.parse::<f64>().is_ok() { format!("{cell:>w$}") } else { format!("{cell:<w$}") }
+                },
+            )
             .collect();
         out.push_str(cells.join("  ").trim_end());
         out.push('\n');

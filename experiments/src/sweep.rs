@@ -3,7 +3,7 @@
 
 use crate::drivers;
 use dagwire_runtime::params::did_you_mean;
-use dagwire_runtime::{ParamSpec, ParamValue, Progress};
+use dagwire_runtime::{Fault, ParamSpec, ParamValue, Progress};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Range;
@@ -12,18 +12,9 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 /// Top-level keys of a sweep file.
-const TOP_KEYS: &[&str] = &[
-    "name",
-    "description",
-    "seed",
-    "repetitions",
-    "timeout_s",
-    "grid",
-];
+const TOP_KEYS: &[&str] = &["name", "description", "seed", "repetitions", "timeout_s", "grid"];
 /// Axes of `[grid]` that are not a component's parameter table.
-pub const CORE_AXES: &[&str] = &[
-    "workload", "strategy", "driver", "ranks", "workers", "progress",
-];
+pub const CORE_AXES: &[&str] = &["workload", "strategy", "driver", "ranks", "workers", "progress", "fault"];
 
 /// A parsed, validated sweep file.
 #[derive(Clone, Debug)]
@@ -119,11 +110,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Sweep, SweepError> {
         }
     }
     let name = at.required_str(&table, "name")?;
-    if name.is_empty()
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    {
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
         return Err(at.error(
             at.span_of(&table, "name"),
             "name",
@@ -131,18 +118,18 @@ pub fn parse(path: &Path, text: &str) -> Result<Sweep, SweepError> {
         ));
     }
     let seed = at.optional_int(&table, "seed", 0, i64::MAX)?.unwrap_or(1) as u64;
-    let repetitions = at
-        .optional_int(&table, "repetitions", 1, 10_000)?
-        .unwrap_or(1) as u32;
-    let timeout_s = at
-        .optional_int(&table, "timeout_s", 1, 7 * 24 * 3600)?
-        .unwrap_or(600) as u64;
+    let repetitions = at.optional_int(&table, "repetitions", 1, 10_000)?.unwrap_or(1) as u32;
+    let timeout_s = at.optional_int(&table, "timeout_s", 1, 7 * 24 * 3600)?.unwrap_or(600) as u64;
     let description = match table.get("description") {
         Some(v) => Some(at.as_str(v, "description")?),
         None => None,
     };
     let grid = table.get("grid").ok_or_else(|| {
-        at.error_at_line(1, "grid", "missing `[grid]` table: it lists the values to sweep (workload, strategy, driver, ranks, ...)".into())
+        at.error_at_line(
+            1,
+            "grid",
+            "missing `[grid]` table: it lists the values to sweep (workload, strategy, driver, ranks, ...)".into(),
+        )
     })?;
     let DeValue::Table(grid) = grid.get_ref() else {
         return Err(at.error(grid.span(), "grid", "must be a table (`[grid]`)"));
@@ -169,23 +156,17 @@ fn grid_axes(at: &Locator<'_>, grid: &DeTable<'_>) -> Result<Vec<Axis>, SweepErr
         let name = key.get_ref().as_ref();
         match value.get_ref() {
             DeValue::Table(params) if !CORE_AXES.contains(&name) => {
-                let specs = component_params(name)
-                    .ok_or_else(|| at.unknown(key, "grid.", &known_grid_keys()))?;
+                let specs = component_params(name).ok_or_else(|| at.unknown(key, "grid.", &known_grid_keys()))?;
                 for (pkey, pvalue) in params.iter() {
                     let full = format!("{name}.{}", pkey.get_ref());
-                    let spec = specs
-                        .iter()
-                        .find(|s| s.name == pkey.get_ref().as_ref())
-                        .ok_or_else(|| {
-                            let names: Vec<&str> = specs.iter().map(|s| s.name).collect();
-                            at.unknown(pkey, &format!("grid.{name}."), &names)
-                        })?;
+                    let spec = specs.iter().find(|s| s.name == pkey.get_ref().as_ref()).ok_or_else(|| {
+                        let names: Vec<&str> = specs.iter().map(|s| s.name).collect();
+                        at.unknown(pkey, &format!("grid.{name}."), &names)
+                    })?;
                     axes.push(axis(at, &full, pvalue, |v| spec.check(v))?);
                 }
             }
-            _ if CORE_AXES.contains(&name) => {
-                axes.push(axis(at, name, value, |v| check_core(name, v))?)
-            }
+            _ if CORE_AXES.contains(&name) => axes.push(axis(at, name, value, |v| check_core(name, v))?),
             _ => return Err(at.unknown(key, "grid.", &known_grid_keys())),
         }
     }
@@ -205,49 +186,25 @@ fn axis(
         _ => vec![value],
     };
     if items.is_empty() {
-        return Err(at.error(
-            value.span(),
-            &format!("grid.{key}"),
-            "the list is empty; give at least one value",
-        ));
+        return Err(at.error(value.span(), &format!("grid.{key}"), "the list is empty; give at least one value"));
     }
     let mut values = Vec::new();
     for item in items {
-        let v = scalar(item.get_ref()).ok_or_else(|| {
-            at.error(
-                item.span(),
-                &format!("grid.{key}"),
-                "expected a number, a string or a boolean",
-            )
-        })?;
+        let v = scalar(item.get_ref())
+            .ok_or_else(|| at.error(item.span(), &format!("grid.{key}"), "expected a number, a string or a boolean"))?;
         let v = check(&v).map_err(|m| at.error(item.span(), &format!("grid.{key}"), &m))?;
         if values.contains(&v) {
-            return Err(at.error(
-                item.span(),
-                &format!("grid.{key}"),
-                &format!("value {v} is listed twice"),
-            ));
+            return Err(at.error(item.span(), &format!("grid.{key}"), &format!("value {v} is listed twice")));
         }
         values.push(v);
     }
-    Ok(Axis {
-        key: key.to_string(),
-        values,
-        line: at.line(value.span().start),
-    })
+    Ok(Axis { key: key.to_string(), values, line: at.line(value.span().start) })
 }
 
 fn scalar(v: &DeValue<'_>) -> Option<ParamValue> {
     match v {
-        DeValue::Integer(i) => i64::from_str_radix(&i.as_str().replace('_', ""), i.radix())
-            .ok()
-            .map(ParamValue::Int),
-        DeValue::Float(f) => f
-            .as_str()
-            .replace('_', "")
-            .parse()
-            .ok()
-            .map(ParamValue::Float),
+        DeValue::Integer(i) => i64::from_str_radix(&i.as_str().replace('_', ""), i.radix()).ok().map(ParamValue::Int),
+        DeValue::Float(f) => f.as_str().replace('_', "").parse().ok().map(ParamValue::Float),
         DeValue::String(s) => Some(ParamValue::Str(s.to_string())),
         DeValue::Boolean(b) => Some(ParamValue::Bool(*b)),
         _ => None,
@@ -260,27 +217,17 @@ fn check_core(key: &str, v: &ParamValue) -> Result<ParamValue, String> {
         ParamValue::Str(s) if known.contains(&s.as_str()) => Ok(v.clone()),
         ParamValue::Str(s) => Err(format!(
             "unknown {what} `{s}`{}; known: {}",
-            did_you_mean(s, known.iter().copied())
-                .map(|k| format!(" (did you mean `{k}`?)"))
-                .unwrap_or_default(),
+            did_you_mean(s, known.iter().copied()).map(|k| format!(" (did you mean `{k}`?)")).unwrap_or_default(),
             known.join(", ")
         )),
         _ => Err(format!("expected a {what} name (a string), got {v}")),
     };
     match key {
-        "workload" => name_in(
-            dagwire_workloads::REGISTRY.iter().map(|w| w.name).collect(),
-            "workload",
-        ),
-        "strategy" => name_in(
-            dagwire_strategies::REGISTRY
-                .iter()
-                .map(|s| s.name)
-                .collect(),
-            "strategy",
-        ),
+        "workload" => name_in(dagwire_workloads::REGISTRY.iter().map(|w| w.name).collect(), "workload"),
+        "strategy" => name_in(dagwire_strategies::REGISTRY.iter().map(|s| s.name).collect(), "strategy"),
         "driver" => name_in(drivers::REGISTRY.iter().map(|d| d.name).collect(), "driver"),
         "progress" => name_in(Progress::NAMES.to_vec(), "progress mode"),
+        "fault" => name_in(Fault::NAMES.to_vec(), "fault"),
         "ranks" => ParamSpec::int("ranks", 1, 1 << 20, 1, "").check(v),
         "workers" => ParamSpec::int("workers", 1, 1024, 1, "").check(v),
         _ => unreachable!("{key} is a core axis"),
@@ -309,19 +256,15 @@ fn check_axes(at: &Locator<'_>, sweep: &Sweep) -> Result<(), SweepError> {
             return Err(at.error_at_line(
                 sweep.axes.first().map_or(1, |a| a.line),
                 &format!("grid.{required}"),
-                format!(
-                    "missing; every sweep must list at least one {required} (see `experiment list`)"
-                ),
+                format!("missing; every sweep must list at least one {required} (see `experiment list`)"),
             ));
         }
     }
     for axis in sweep.axes.iter().filter(|a| a.key.contains('.')) {
         let component = axis.key.split('.').next().unwrap_or_default();
-        let listed = ["workload", "strategy"].iter().any(|k| {
-            sweep
-                .axis(k)
-                .is_some_and(|a| a.values.contains(&ParamValue::Str(component.to_string())))
-        });
+        let listed = ["workload", "strategy"]
+            .iter()
+            .any(|k| sweep.axis(k).is_some_and(|a| a.values.contains(&ParamValue::Str(component.to_string()))));
         if !listed {
             return Err(at.error_at_line(
                 axis.line,
@@ -341,10 +284,7 @@ struct Locator<'a> {
 
 impl Locator<'_> {
     fn line(&self, offset: usize) -> usize {
-        self.text[..offset.min(self.text.len())]
-            .matches('\n')
-            .count()
-            + 1
+        self.text[..offset.min(self.text.len())].matches('\n').count() + 1
     }
 
     fn error(&self, span: Range<usize>, key: &str, message: &str) -> SweepError {
@@ -352,24 +292,13 @@ impl Locator<'_> {
     }
 
     fn error_at_line(&self, line: usize, key: &str, message: String) -> SweepError {
-        SweepError {
-            file: self.file.to_path_buf(),
-            line,
-            key: key.to_string(),
-            message,
-        }
+        SweepError { file: self.file.to_path_buf(), line, key: key.to_string(), message }
     }
 
-    fn unknown(
-        &self,
-        key: &Spanned<std::borrow::Cow<'_, str>>,
-        prefix: &str,
-        known: &[&str],
-    ) -> SweepError {
+    fn unknown(&self, key: &Spanned<std::borrow::Cow<'_, str>>, prefix: &str, known: &[&str]) -> SweepError {
         let name = key.get_ref().as_ref();
-        let hint = did_you_mean(name, known.iter().copied())
-            .map(|k| format!(" (did you mean `{k}`?)"))
-            .unwrap_or_default();
+        let hint =
+            did_you_mean(name, known.iter().copied()).map(|k| format!(" (did you mean `{k}`?)")).unwrap_or_default();
         self.error(
             key.span(),
             &format!("{prefix}{name}"),
@@ -389,43 +318,27 @@ impl Locator<'_> {
     }
 
     fn required_str(&self, table: &DeTable<'_>, key: &str) -> Result<String, SweepError> {
-        let v = table.get(key).ok_or_else(|| {
-            self.error_at_line(1, key, "missing; every sweep needs a name".into())
-        })?;
+        let v = table.get(key).ok_or_else(|| self.error_at_line(1, key, "missing; every sweep needs a name".into()))?;
         self.as_str(v, key)
     }
 
-    fn optional_int(
-        &self,
-        table: &DeTable<'_>,
-        key: &str,
-        min: i64,
-        max: i64,
-    ) -> Result<Option<i64>, SweepError> {
+    fn optional_int(&self, table: &DeTable<'_>, key: &str, min: i64, max: i64) -> Result<Option<i64>, SweepError> {
         let Some(v) = table.get(key) else {
             return Ok(None);
         };
         match scalar(v.get_ref()) {
             Some(ParamValue::Int(i)) if (min..=max).contains(&i) => Ok(Some(i)),
-            _ => Err(self.error(
-                v.span(),
-                key,
-                &format!("expected an integer in {min}..={max}"),
-            )),
+            _ => Err(self.error(v.span(), key, &format!("expected an integer in {min}..={max}"))),
         }
     }
 }
 
 /// The values of every axis, with defaults for optional core axes.
 pub fn axis_values(sweep: &Sweep) -> BTreeMap<String, Vec<ParamValue>> {
-    let mut out: BTreeMap<String, Vec<ParamValue>> = sweep
-        .axes
-        .iter()
-        .map(|a| (a.key.clone(), a.values.clone()))
-        .collect();
-    out.entry("workers".into())
-        .or_insert_with(|| vec![ParamValue::Int(1)]);
-    out.entry("progress".into())
-        .or_insert_with(|| vec![ParamValue::Str("thread".into())]);
+    let mut out: BTreeMap<String, Vec<ParamValue>> =
+        sweep.axes.iter().map(|a| (a.key.clone(), a.values.clone())).collect();
+    out.entry("workers".into()).or_insert_with(|| vec![ParamValue::Int(1)]);
+    out.entry("progress".into()).or_insert_with(|| vec![ParamValue::Str("thread".into())]);
+    out.entry("fault".into()).or_insert_with(|| vec![ParamValue::Str("none".into())]);
     out
 }

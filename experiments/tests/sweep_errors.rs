@@ -35,10 +35,7 @@ fn a_good_sweep_expands_to_its_grid() {
     let ranks: Vec<usize> = points.iter().map(|p| p.ranks).collect();
     assert_eq!(ranks, vec![1, 1, 2, 2], "earlier keys vary slowest");
     assert_eq!(points[1].workload_params.int("tile"), 32);
-    assert_eq!(
-        points.iter().map(|p| p.id).collect::<Vec<_>>(),
-        vec![0, 1, 2, 3]
-    );
+    assert_eq!(points.iter().map(|p| p.id).collect::<Vec<_>>(), vec![0, 1, 2, 3]);
 }
 
 #[test]
@@ -60,10 +57,7 @@ fn unknown_top_level_keys_are_refused_with_a_hint() {
 fn unknown_names_list_what_is_allowed() {
     let e = error_of(&GOOD.replace("strategy = \"eager\"", "strategy = \"eagr\""));
     assert_eq!((e.line, e.key.as_str()), (7, "grid.strategy"));
-    assert!(
-        e.message.contains("did you mean `eager`") && e.message.contains("known:"),
-        "{e}"
-    );
+    assert!(e.message.contains("did you mean `eager`") && e.message.contains("known:"), "{e}");
 
     let e = error_of(&GOOD.replace("workload = \"cholesky\"", "workload = \"lu\""));
     assert_eq!((e.line, e.key.as_str()), (6, "grid.workload"));
@@ -83,7 +77,7 @@ fn unknown_parameters_of_a_component_are_refused() {
 fn out_of_range_values_say_what_is_allowed() {
     let e = error_of(&GOOD.replace("ranks = [1, 2]", "ranks = [0, 2]"));
     assert_eq!((e.line, e.key.as_str()), (9, "grid.ranks"));
-    assert!(e.message.contains(">= 1"), "{e}");
+    assert!(e.message.contains("got 0") && e.message.contains("1..="), "{e}");
 
     let e = error_of(&GOOD.replace("tile = [16, 32]", "tile = [16, 128]"));
     assert_eq!((e.line, e.key.as_str()), (13, "grid.cholesky.tile"));
@@ -93,11 +87,7 @@ fn out_of_range_values_say_what_is_allowed() {
 #[test]
 fn more_ranks_than_tiles_is_refused_on_the_ranks_line() {
     // n = 64, tile = 32: 2x2 tiles, 3 in the lower triangle.
-    let e = error_of(
-        &GOOD
-            .replace("ranks = [1, 2]", "ranks = [1, 5]")
-            .replace("tile = [16, 32]", "tile = 32"),
-    );
+    let e = error_of(&GOOD.replace("ranks = [1, 2]", "ranks = [1, 5]").replace("tile = [16, 32]", "tile = 32"));
     assert_eq!((e.line, e.key.as_str()), (9, "grid.ranks"));
 }
 
@@ -113,18 +103,14 @@ fn missing_required_axes_and_wrong_types_are_refused() {
 
 #[test]
 fn parameters_of_an_unselected_component_are_refused() {
-    let text = GOOD
-        .replace("workload = \"cholesky\"", "workload = \"cholesky\"")
-        .replace("[grid.cholesky]", "[grid.eager]");
+    let text =
+        GOOD.replace("workload = \"cholesky\"", "workload = \"cholesky\"").replace("[grid.cholesky]", "[grid.eager]");
     let e = error_of(&text);
     assert!(e.key.starts_with("grid.eager"), "{e}");
 }
 
 #[test]
 fn inline_progress_with_several_workers_is_refused() {
-    let e = error_of(&GOOD.replace(
-        "ranks = [1, 2]",
-        "ranks = [1, 2]\nworkers = 2\nprogress = \"inline\"",
-    ));
+    let e = error_of(&GOOD.replace("ranks = [1, 2]", "ranks = [1, 2]\nworkers = 2\nprogress = \"inline\""));
     assert_eq!(e.key, "grid.workers");
 }

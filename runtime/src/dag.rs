@@ -40,15 +40,7 @@ pub struct TaskSpec<'a> {
 impl<'a> TaskSpec<'a> {
     /// A task with no inputs, outputs, cost or arguments yet.
     pub fn new(kernel: KernelId, owner: Rank) -> Self {
-        TaskSpec {
-            kernel,
-            owner,
-            inputs: &[],
-            outputs: &[],
-            flops: 0.0,
-            priority: 0,
-            args: [0; 4],
-        }
+        TaskSpec { kernel, owner, inputs: &[], outputs: &[], flops: 0.0, priority: 0, args: [0; 4] }
     }
     /// Sets the chunks read.
     pub fn inputs(mut self, inputs: &'a [ChunkId]) -> Self {
@@ -92,12 +84,7 @@ impl Added {
     /// # Panics
     /// If the task has no `i`-th output.
     pub fn output(&self, i: usize) -> ChunkId {
-        assert!(
-            i < self.outputs as usize,
-            "task {} has {} outputs, asked for #{i}",
-            self.task,
-            self.outputs
-        );
+        assert!(i < self.outputs as usize, "task {} has {} outputs, asked for #{i}", self.task, self.outputs);
         ChunkId(self.first_output + i as u32)
     }
 }
@@ -143,16 +130,13 @@ pub struct DagBuilder {
     chunks: Vec<Chunk>,
     input_offsets: Vec<u32>,
     inputs: Vec<ChunkId>,
+    marked: Vec<ChunkId>,
 }
 
 impl DagBuilder {
     /// A builder for a DAG over `ranks` ranks.
     pub fn new(ranks: usize) -> Self {
-        DagBuilder {
-            ranks: ranks as u32,
-            input_offsets: vec![0],
-            ..Default::default()
-        }
+        DagBuilder { ranks: ranks as u32, input_offsets: vec![0], ..Default::default() }
     }
 
     /// Adds a task.
@@ -161,26 +145,15 @@ impl DagBuilder {
     /// If the owner is not a rank of this DAG or an input chunk does not exist yet
     /// (both are bugs in the workload that builds the DAG).
     pub fn add(&mut self, spec: TaskSpec<'_>) -> Added {
-        assert!(
-            spec.owner.0 < self.ranks,
-            "task owner {} outside {} ranks",
-            spec.owner,
-            self.ranks
-        );
+        assert!(spec.owner.0 < self.ranks, "task owner {} outside {} ranks", spec.owner, self.ranks);
         let task = TaskId(self.tasks.len() as u32);
         for &c in spec.inputs {
-            assert!(
-                c.index() < self.chunks.len(),
-                "task {task} reads chunk {c}, which does not exist yet"
-            );
+            assert!(c.index() < self.chunks.len(), "task {task} reads chunk {c}, which does not exist yet");
         }
         self.inputs.extend_from_slice(spec.inputs);
         self.input_offsets.push(self.inputs.len() as u32);
         let first_output = self.chunks.len() as u32;
-        self.chunks.extend(spec.outputs.iter().map(|&bytes| Chunk {
-            bytes,
-            producer: task,
-        }));
+        self.chunks.extend(spec.outputs.iter().map(|&bytes| Chunk { bytes, producer: task }));
         let outputs = spec.outputs.len() as u32;
         self.tasks.push(Task {
             kernel: spec.kernel,
@@ -191,29 +164,39 @@ impl DagBuilder {
             first_output,
             outputs,
         });
-        Added {
-            task,
-            first_output,
-            outputs,
-        }
+        Added { task, first_output, outputs }
+    }
+
+    /// Marks `chunk` as a result: the run hands it back even though tasks read it
+    /// (a finished tile that later updates still use). Chunks nobody reads are
+    /// results without marking.
+    ///
+    /// # Panics
+    /// If the chunk does not exist yet.
+    pub fn mark_result(&mut self, chunk: ChunkId) {
+        assert!(chunk.index() < self.chunks.len(), "result chunk {chunk} does not exist yet");
+        self.marked.push(chunk);
     }
 
     /// Freezes the DAG and builds its reverse indices.
     pub fn finish(self) -> Dag {
         let consumers = Csr::build(self.chunks.len(), self.tasks.len(), |t| {
-            let (a, b) = (
-                self.input_offsets[t] as usize,
-                self.input_offsets[t + 1] as usize,
-            );
+            let (a, b) = (self.input_offsets[t] as usize, self.input_offsets[t + 1] as usize);
             let mut chunks: Vec<usize> = self.inputs[a..b].iter().map(|c| c.index()).collect();
             chunks.sort_unstable();
             chunks.dedup(); // a task reading a chunk twice is still one consumer
             chunks
         });
-        let by_owner = Csr::build(self.ranks as usize, self.tasks.len(), |t| {
-            vec![self.tasks[t].owner.index()]
-        });
+        let by_owner = Csr::build(self.ranks as usize, self.tasks.len(), |t| vec![self.tasks[t].owner.index()]);
+        let mut results: Vec<ChunkId> = (0..self.chunks.len() as u32)
+            .map(ChunkId)
+            .filter(|c| consumers.row(c.index()).is_empty())
+            .chain(self.marked)
+            .collect();
+        results.sort_unstable();
+        results.dedup();
         Dag {
+            results,
             ranks: self.ranks,
             tasks: self.tasks,
             chunks: self.chunks,
@@ -253,10 +236,7 @@ impl Csr {
                 fill[k] += 1;
             }
         }
-        Csr {
-            offsets: counts,
-            items,
-        }
+        Csr { offsets: counts, items }
     }
 
     fn row(&self, key: usize) -> &[TaskId] {
@@ -274,6 +254,7 @@ pub struct Dag {
     inputs: Vec<ChunkId>,
     consumers: Csr,
     by_owner: Csr,
+    results: Vec<ChunkId>,
 }
 
 impl Dag {
@@ -321,21 +302,24 @@ impl Dag {
     /// Ranks other than the producer's that read a chunk, sorted and without repeats.
     pub fn remote_readers(&self, c: ChunkId) -> Vec<Rank> {
         let owner = self.chunk_owner(c);
-        let mut ranks: Vec<Rank> = self
-            .consumers(c)
-            .iter()
-            .map(|&t| self.task(t).owner)
-            .filter(|&r| r != owner)
-            .collect();
+        let mut ranks: Vec<Rank> =
+            self.consumers(c).iter().map(|&t| self.task(t).owner).filter(|&r| r != owner).collect();
         ranks.sort_unstable();
         ranks.dedup();
         ranks
     }
-    /// Chunks nobody reads: the results of the computation.
+    /// Chunks nobody reads.
     pub fn sinks(&self) -> impl Iterator<Item = ChunkId> + '_ {
-        (0..self.chunks.len() as u32)
-            .map(ChunkId)
-            .filter(|&c| self.consumers(c).is_empty())
+        (0..self.chunks.len() as u32).map(ChunkId).filter(|&c| self.consumers(c).is_empty())
+    }
+    /// The results a run hands back: chunks nobody reads plus those marked with
+    /// [`DagBuilder::mark_result`], sorted.
+    pub fn results(&self) -> &[ChunkId] {
+        &self.results
+    }
+    /// True if `chunk` is a result.
+    pub fn is_result(&self, chunk: ChunkId) -> bool {
+        self.results.binary_search(&chunk).is_ok()
     }
     /// Total flops over all tasks.
     pub fn total_flops(&self) -> f64 {
@@ -403,21 +387,9 @@ mod tests {
     fn diamond() -> (Dag, [Added; 4]) {
         let mut b = DagBuilder::new(3);
         let a = b.add(TaskSpec::new(KernelId(0), Rank(0)).outputs(&[8]));
-        let l = b.add(
-            TaskSpec::new(KernelId(1), Rank(1))
-                .inputs(&[a.output(0)])
-                .outputs(&[8]),
-        );
-        let r = b.add(
-            TaskSpec::new(KernelId(1), Rank(2))
-                .inputs(&[a.output(0)])
-                .outputs(&[8]),
-        );
-        let j = b.add(
-            TaskSpec::new(KernelId(2), Rank(0))
-                .inputs(&[l.output(0), r.output(0)])
-                .outputs(&[8, 16]),
-        );
+        let l = b.add(TaskSpec::new(KernelId(1), Rank(1)).inputs(&[a.output(0)]).outputs(&[8]));
+        let r = b.add(TaskSpec::new(KernelId(1), Rank(2)).inputs(&[a.output(0)]).outputs(&[8]));
+        let j = b.add(TaskSpec::new(KernelId(2), Rank(0)).inputs(&[l.output(0), r.output(0)]).outputs(&[8, 16]));
         (b.finish(), [a, l, r, j])
     }
 
@@ -429,11 +401,20 @@ mod tests {
         assert_eq!(dag.tasks_of(Rank(0)), &[a.task, j.task]);
         assert_eq!(dag.remote_readers(a.output(0)), vec![Rank(1), Rank(2)]);
         assert_eq!(dag.remote_readers(l.output(0)), vec![Rank(0)]);
-        assert_eq!(
-            dag.sinks().collect::<Vec<_>>(),
-            vec![j.output(0), j.output(1)]
-        );
+        assert_eq!(dag.sinks().collect::<Vec<_>>(), vec![j.output(0), j.output(1)]);
         assert_eq!(dag.chunk(j.output(1)).bytes, 16);
+    }
+
+    #[test]
+    fn results_are_sinks_plus_marked_chunks() {
+        let mut b = DagBuilder::new(1);
+        let a = b.add(TaskSpec::new(KernelId(0), Rank(0)).outputs(&[8]));
+        let c = b.add(TaskSpec::new(KernelId(1), Rank(0)).inputs(&[a.output(0)]).outputs(&[8]));
+        b.mark_result(a.output(0));
+        let dag = b.finish();
+        assert_eq!(dag.results(), &[a.output(0), c.output(0)]);
+        assert!(dag.is_result(a.output(0)));
+        assert_eq!(dag.sinks().collect::<Vec<_>>(), vec![c.output(0)]);
     }
 
     #[test]

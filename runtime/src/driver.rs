@@ -14,7 +14,7 @@ use std::time::Duration;
 pub struct RunOutcome {
     /// All ranks' records, merged.
     pub trace: Trace,
-    /// Every result chunk (chunks nobody reads), gathered from the ranks that made them.
+    /// Every result chunk ([`crate::Dag::results`]), gathered from the ranks that made them.
     pub results: BTreeMap<ChunkId, Arc<Payload>>,
     /// From the common start to the last rank finishing, ns.
     pub makespan_ns: u64,
@@ -71,6 +71,12 @@ impl Progress {
 }
 
 /// A deliberate fault, for tests that prove verification catches corruption.
+///
+/// ```
+/// use dagwire_runtime::Fault;
+/// assert_eq!(Fault::from_name("corrupt-data"), Ok(Some(Fault::CorruptDataMessage { nth: 0 })));
+/// assert_eq!(Fault::from_name("none"), Ok(None));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fault {
     /// Flip one byte in the `nth` (0-based, counted over the run) data message sent.
@@ -78,4 +84,19 @@ pub enum Fault {
         /// Which data message.
         nth: u64,
     },
+}
+
+impl Fault {
+    /// Names accepted in sweep files (`grid.fault`).
+    pub const NAMES: &'static [&'static str] = &["none", "corrupt-data"];
+
+    /// Parses a name from [`Fault::NAMES`]: `none`, or `corrupt-data` (flip a bit of
+    /// the first data message of the run).
+    pub fn from_name(name: &str) -> Result<Option<Fault>, String> {
+        match name {
+            "none" => Ok(None),
+            "corrupt-data" => Ok(Some(Fault::CorruptDataMessage { nth: 0 })),
+            other => Err(format!("unknown fault `{other}`; known: {}", Fault::NAMES.join(", "))),
+        }
+    }
 }

@@ -17,7 +17,8 @@ use crate::message::Message;
 use crate::payload::Payload;
 use crate::strategy::{Strategy, StrategyCtx};
 use crate::trace::{MessageRecord, Phase, TaskRecord, Trace};
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use rustc_hash::FxHashMap as HashMap;
+use std::collections::{BinaryHeap, VecDeque};
 use std::sync::Arc;
 
 /// Something the driver must do now.
@@ -195,10 +196,7 @@ impl Engine {
     /// An engine for `rank` running at most `workers` tasks at once.
     pub fn new(rank: Rank, dag: Arc<Dag>, strategy: Box<dyn Strategy>, workers: usize) -> Self {
         let local = dag.tasks_of(rank);
-        let missing = local
-            .iter()
-            .map(|&t| (t, dag.inputs(t).len() as u32))
-            .collect();
+        let missing = local.iter().map(|&t| (t, dag.inputs(t).len() as u32)).collect();
         Engine {
             rank,
             unfinished: local.len(),
@@ -209,7 +207,7 @@ impl Engine {
             missing,
             ready: BinaryHeap::new(),
             running: Vec::new(),
-            store: HashMap::new(),
+            store: HashMap::default(),
             results: Vec::new(),
             sends: VecDeque::new(),
             delivered: Vec::new(),
@@ -230,12 +228,7 @@ impl Engine {
 
     /// Starts the run: tasks without inputs become ready.
     pub fn handle_start(&mut self, _now: u64) {
-        let roots: Vec<TaskId> = self
-            .missing
-            .iter()
-            .filter(|(_, n)| **n == 0)
-            .map(|(&t, _)| t)
-            .collect();
+        let roots: Vec<TaskId> = self.missing.iter().filter(|(_, n)| **n == 0).map(|(&t, _)| t).collect();
         for t in roots {
             self.make_ready(t);
         }
@@ -269,10 +262,7 @@ impl Engine {
             return;
         }
         let Some(pos) = self.running.iter().position(|&t| t == done.task) else {
-            self.error = Some(EngineError::NotRunning {
-                rank: self.rank,
-                task: done.task,
-            });
+            self.error = Some(EngineError::NotRunning { rank: self.rank, task: done.task });
             return;
         };
         self.running.swap_remove(pos);
@@ -283,11 +273,7 @@ impl Engine {
         let expected: Vec<u64> = task.outputs().map(|c| dag.chunk(c).bytes).collect();
         let got: Vec<u64> = done.outputs.iter().map(|p| p.len() as u64).collect();
         if expected != got {
-            self.error = Some(EngineError::OutputShape {
-                task: done.task,
-                expected,
-                got,
-            });
+            self.error = Some(EngineError::OutputShape { task: done.task, expected, got });
             return;
         }
         self.trace.tasks.push(TaskRecord {
@@ -307,12 +293,7 @@ impl Engine {
     /// A task's kernel failed; the run is over for this rank.
     pub fn handle_task_failed(&mut self, task: TaskId, reason: String) {
         let kernel = self.dag.task(task).kernel.0;
-        self.error.get_or_insert(EngineError::Kernel {
-            task,
-            kernel,
-            rank: self.rank,
-            reason,
-        });
+        self.error.get_or_insert(EngineError::Kernel { task, kernel, rank: self.rank, reason });
     }
 
     /// A message arrived from `from`.
@@ -330,15 +311,9 @@ impl Engine {
             sent_ns: msg.sent_ns,
             recv_ns: now,
         });
-        let result = self
-            .strategy
-            .on_message(&mut strategy_ctx!(self, now), from, msg);
+        let result = self.strategy.on_message(&mut strategy_ctx!(self, now), from, msg);
         if let Err(reason) = result {
-            self.error = Some(EngineError::Protocol {
-                strategy: self.strategy.name(),
-                rank: self.rank,
-                reason,
-            });
+            self.error = Some(EngineError::Protocol { strategy: self.strategy.name(), rank: self.rank, reason });
             return;
         }
         for (chunk, src, payload) in std::mem::take(&mut self.delivered) {
@@ -356,7 +331,7 @@ impl Engine {
         self.error.as_ref()
     }
 
-    /// Result chunks (chunks nobody reads) produced on this rank.
+    /// Result chunks ([`Dag::results`]) produced on this rank.
     pub fn take_results(&mut self) -> Vec<(ChunkId, Arc<Payload>)> {
         std::mem::take(&mut self.results)
     }
@@ -370,20 +345,12 @@ impl Engine {
     pub fn waiting_summary(&self) -> String {
         let mut waiting: Vec<ChunkId> = Vec::new();
         for (&t, _) in self.missing.iter().filter(|(_, n)| **n > 0) {
-            waiting.extend(
-                self.dag
-                    .inputs(t)
-                    .iter()
-                    .filter(|c| !self.store.contains_key(c)),
-            );
+            waiting.extend(self.dag.inputs(t).iter().filter(|c| !self.store.contains_key(c)));
         }
         waiting.sort_unstable();
         waiting.dedup();
-        let shown: Vec<String> = waiting
-            .iter()
-            .take(5)
-            .map(|&c| format!("{c} from {}", self.dag.chunk_owner(c)))
-            .collect();
+        let shown: Vec<String> =
+            waiting.iter().take(5).map(|&c| format!("{c} from {}", self.dag.chunk_owner(c))).collect();
         format!(
             "rank {}: {} tasks unfinished ({} running, {} ready), waiting for {} chunks [{}], strategy idle: {}",
             self.rank,
@@ -405,10 +372,9 @@ impl Engine {
             for &r in &readers {
                 ctx.phase(chunk, self.rank, r, Phase::Posted);
             }
-            self.strategy
-                .on_chunk_ready(&mut ctx, chunk, &data, &readers);
+            self.strategy.on_chunk_ready(&mut ctx, chunk, &data, &readers);
         }
-        if self.dag.consumers(chunk).is_empty() {
+        if self.dag.is_result(chunk) {
             self.results.push((chunk, Arc::clone(&data)));
         }
         self.arrived(chunk, data);
@@ -416,11 +382,7 @@ impl Engine {
 
     /// A chunk came in from `src`.
     fn received(&mut self, chunk: ChunkId, src: Rank, payload: Payload) {
-        let reads_it = self
-            .dag
-            .consumers(chunk)
-            .iter()
-            .any(|&t| self.dag.task(t).owner == self.rank);
+        let reads_it = self.dag.consumers(chunk).iter().any(|&t| self.dag.task(t).owner == self.rank);
         let why = if !reads_it {
             Some("does not read")
         } else if self.store.contains_key(&chunk) {
@@ -429,12 +391,7 @@ impl Engine {
             None
         };
         if let Some(why) = why {
-            self.error = Some(EngineError::UnexpectedChunk {
-                rank: self.rank,
-                chunk,
-                from: src,
-                why,
-            });
+            self.error = Some(EngineError::UnexpectedChunk { rank: self.rank, chunk, from: src, why });
             return;
         }
         self.arrived(chunk, Arc::new(payload));
@@ -444,11 +401,7 @@ impl Engine {
     fn arrived(&mut self, chunk: ChunkId, data: Arc<Payload>) {
         let dag = Arc::clone(&self.dag);
         let (rank, mut readers) = (self.rank, 0);
-        for &t in dag
-            .consumers(chunk)
-            .iter()
-            .filter(|&&t| dag.task(t).owner == rank)
-        {
+        for &t in dag.consumers(chunk).iter().filter(|&&t| dag.task(t).owner == rank) {
             // A task may read the same chunk twice; it waits for it (and reads it) each time.
             let uses = dag.inputs(t).iter().filter(|&&c| c == chunk).count() as u32;
             readers += uses;
@@ -459,31 +412,19 @@ impl Engine {
             }
         }
         if readers > 0 {
-            self.store.insert(
-                chunk,
-                Stored {
-                    data,
-                    readers_left: readers,
-                },
-            );
+            self.store.insert(chunk, Stored { data, readers_left: readers });
         }
     }
 
     fn make_ready(&mut self, t: TaskId) {
         self.missing.remove(&t);
-        self.ready.push(Ready {
-            priority: self.dag.task(t).priority,
-            id: std::cmp::Reverse(t),
-        });
+        self.ready.push(Ready { priority: self.dag.task(t).priority, id: std::cmp::Reverse(t) });
     }
 
     /// One read of a stored chunk; the last read takes it out, so an in-place kernel
     /// can reuse the buffer without a copy.
     fn read(&mut self, chunk: ChunkId) -> Arc<Payload> {
-        let stored = self
-            .store
-            .get_mut(&chunk)
-            .expect("a ready task's inputs are present");
+        let stored = self.store.get_mut(&chunk).expect("a ready task's inputs are present");
         stored.readers_left -= 1;
         if stored.readers_left == 0 {
             self.store.remove(&chunk).expect("present").data

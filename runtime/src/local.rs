@@ -39,13 +39,7 @@ pub struct LocalConfig {
 
 impl Default for LocalConfig {
     fn default() -> Self {
-        LocalConfig {
-            ranks: 1,
-            workers: 1,
-            progress: Progress::Thread,
-            timeout: Duration::from_secs(600),
-            fault: None,
-        }
+        LocalConfig { ranks: 1, workers: 1, progress: Progress::Thread, timeout: Duration::from_secs(600), fault: None }
     }
 }
 
@@ -136,12 +130,7 @@ pub fn run(
             .enumerate()
             .map(|(r, inbox)| {
                 let (shared, barrier) = (&shared, &barrier);
-                let engine = Engine::new(
-                    Rank(r as u32),
-                    Arc::clone(dag),
-                    strategy(Rank(r as u32)),
-                    cfg.workers,
-                );
+                let engine = Engine::new(Rank(r as u32), Arc::clone(dag), strategy(Rank(r as u32)), cfg.workers);
                 std::thread::Builder::new()
                     .name(format!("rank-{r}"))
                     .spawn_scoped(s, move || {
@@ -151,10 +140,7 @@ pub fn run(
                     .expect("spawn rank thread")
             })
             .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("rank thread panicked"))
-            .collect()
+        handles.into_iter().map(|h| h.join().expect("rank thread panicked")).collect()
     });
     gather(outcomes)
 }
@@ -184,16 +170,9 @@ fn gather(outcomes: Vec<RankResult>) -> Result<RunOutcome, RunError> {
     }
     if let Some((timeout, _)) = stalled.first() {
         let timeout = *timeout;
-        return Err(RunError::Stalled {
-            timeout,
-            ranks: stalled.into_iter().flat_map(|(_, r)| r).collect(),
-        });
+        return Err(RunError::Stalled { timeout, ranks: stalled.into_iter().flat_map(|(_, r)| r).collect() });
     }
-    Ok(RunOutcome {
-        trace: Trace::merge(parts),
-        results,
-        makespan_ns,
-    })
+    Ok(RunOutcome { trace: Trace::merge(parts), results, makespan_ns })
 }
 
 /// One rank's progress loop: drain the inbox, execute actions, block when idle.
@@ -230,24 +209,19 @@ fn rank_main(shared: &Shared<'_>, mut engine: Engine, inbox: Receiver<Incoming>)
                 last_progress = Instant::now();
                 continue;
             }
-            match inbox.recv_timeout(Duration::from_millis(50)) {
+            match wait(&inbox) {
                 Ok(incoming) => {
                     feed(shared, &mut engine, incoming);
                     last_progress = Instant::now();
                 }
                 Err(RecvTimeoutError::Timeout) => {
                     if shared.abort.load(Ordering::Relaxed) {
-                        return Err(RunError::Config(format!(
-                            "rank {rank} aborted because another rank failed"
-                        )));
+                        return Err(RunError::Config(format!("rank {rank} aborted because another rank failed")));
                     }
                     if last_progress.elapsed() > shared.cfg.timeout {
                         shared.abort.store(true, Ordering::Relaxed);
                         let timeout = shared.cfg.timeout;
-                        return Err(RunError::Stalled {
-                            timeout,
-                            ranks: vec![engine.waiting_summary()],
-                        });
+                        return Err(RunError::Stalled { timeout, ranks: vec![engine.waiting_summary()] });
                     }
                 }
                 Err(RecvTimeoutError::Disconnected) => {
@@ -269,10 +243,7 @@ fn act(shared: &Shared<'_>, engine: &mut Engine, jobs: &Sender<RunTask>) -> bool
             Action::Send(out) => {
                 let msg = maybe_corrupt(shared, out.msg);
                 // A closed inbox means that rank already failed; the abort flag reports it.
-                let _ = shared.inboxes[out.to.index()].send(Incoming::Message {
-                    from: engine.rank(),
-                    msg,
-                });
+                let _ = shared.inboxes[out.to.index()].send(Incoming::Message { from: engine.rank(), msg });
             }
             Action::Run(job) if shared.cfg.progress == Progress::Inline => {
                 let incoming = execute(shared, 0, job);
@@ -295,9 +266,31 @@ fn feed(shared: &Shared<'_>, engine: &mut Engine, incoming: Incoming) {
 }
 
 fn worker_main(shared: &Shared<'_>, worker: u32, jobs: Receiver<RunTask>, done: Sender<Incoming>) {
-    for job in jobs {
+    while let Ok(job) = wait(&jobs).or_else(|e| match e {
+        RecvTimeoutError::Timeout => jobs.recv().map_err(|_| RecvTimeoutError::Disconnected),
+        e => Err(e),
+    }) {
         let _ = done.send(execute(shared, worker, job));
     }
+}
+
+/// How long a thread polls before it sleeps: waking a sleeping thread costs tens of
+/// microseconds on a VM, more than most short tasks.
+const SPIN: Duration = Duration::from_micros(50);
+
+/// Receives with a short spin first, then blocks for up to 50 ms.
+fn wait<T>(rx: &Receiver<T>) -> Result<T, RecvTimeoutError> {
+    let start = Instant::now();
+    while start.elapsed() < SPIN {
+        match rx.try_recv() {
+            Ok(v) => return Ok(v),
+            Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                return Err(RecvTimeoutError::Disconnected);
+            }
+            Err(crossbeam_channel::TryRecvError::Empty) => std::thread::yield_now(),
+        }
+    }
+    rx.recv_timeout(Duration::from_millis(50))
 }
 
 /// Runs one kernel, turning a panic into a failure report.
@@ -307,21 +300,9 @@ fn execute(shared: &Shared<'_>, worker: u32, job: RunTask) -> Incoming {
     let result = catch_unwind(AssertUnwindSafe(|| shared.kernels.run(task, job.inputs)));
     let end_ns = shared.now();
     match result {
-        Ok(Ok(outputs)) => Incoming::Done(TaskDone {
-            task: job.task,
-            worker,
-            start_ns,
-            end_ns,
-            outputs,
-        }),
-        Ok(Err(reason)) => Incoming::Failed {
-            task: job.task,
-            reason,
-        },
-        Err(panic) => Incoming::Failed {
-            task: job.task,
-            reason: format!("kernel panicked: {}", panic_text(&panic)),
-        },
+        Ok(Ok(outputs)) => Incoming::Done(TaskDone { task: job.task, worker, start_ns, end_ns, outputs }),
+        Ok(Err(reason)) => Incoming::Failed { task: job.task, reason },
+        Err(panic) => Incoming::Failed { task: job.task, reason: format!("kernel panicked: {}", panic_text(&panic)) },
     }
 }
 
@@ -339,8 +320,11 @@ fn maybe_corrupt(shared: &Shared<'_>, mut msg: Message) -> Message {
     };
     if let Some(payload) = msg.payload.as_mut() {
         if shared.data_sent.fetch_add(1, Ordering::Relaxed) == nth && !payload.is_empty() {
-            let mid = payload.len() / 2;
-            payload.as_bytes_mut()[mid] ^= 0x40;
+            // Byte 6 of an 8-byte word holds high mantissa bits of an f64, so the flip
+            // changes a value visibly whatever the workload's element type.
+            let at = ((payload.len() / 2) & !7) + 6;
+            let at = if at < payload.len() { at } else { payload.len() / 2 };
+            payload.as_bytes_mut()[at] ^= 0x40;
         }
     }
     msg

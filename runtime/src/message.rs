@@ -55,39 +55,21 @@ impl MessageClass {
 impl Message {
     /// A control message.
     pub fn control(op: u8, chunk: ChunkId, arg: u64) -> Self {
-        Message {
-            op,
-            chunk,
-            arg,
-            sent_ns: 0,
-            payload: None,
-        }
+        Message { op, chunk, arg, sent_ns: 0, payload: None }
     }
 
     /// A message carrying chunk bytes.
     pub fn data(op: u8, chunk: ChunkId, payload: Payload) -> Self {
-        Message {
-            op,
-            chunk,
-            arg: 0,
-            sent_ns: 0,
-            payload: Some(payload),
-        }
+        Message { op, chunk, arg: 0, sent_ns: 0, payload: Some(payload) }
     }
 
     /// Data or control.
     pub fn class(&self) -> MessageClass {
-        if self.payload.is_some() {
-            MessageClass::Data
-        } else {
-            MessageClass::Control
-        }
+        if self.payload.is_some() { MessageClass::Data } else { MessageClass::Control }
     }
 
     /// Bytes counted for this message: the payload for data, the header for control.
     pub fn wire_bytes(&self) -> u64 {
-        self.payload
-            .as_ref()
-            .map_or(HEADER_BYTES, |p| p.len() as u64)
+        self.payload.as_ref().map_or(HEADER_BYTES, |p| p.len() as u64)
     }
 }

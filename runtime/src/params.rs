@@ -92,22 +92,12 @@ pub struct ParamSpec {
 impl ParamSpec {
     /// An integer parameter.
     pub fn int(name: &'static str, min: i64, max: i64, default: i64, help: &'static str) -> Self {
-        ParamSpec {
-            name,
-            kind: ParamKind::Int { min, max },
-            default: ParamValue::Int(default),
-            help,
-        }
+        ParamSpec { name, kind: ParamKind::Int { min, max }, default: ParamValue::Int(default), help }
     }
 
     /// A real-valued parameter.
     pub fn float(name: &'static str, min: f64, max: f64, default: f64, help: &'static str) -> Self {
-        ParamSpec {
-            name,
-            kind: ParamKind::Float { min, max },
-            default: ParamValue::Float(default),
-            help,
-        }
+        ParamSpec { name, kind: ParamKind::Float { min, max }, default: ParamValue::Float(default), help }
     }
 
     /// A parameter naming one of `choices`.
@@ -117,22 +107,12 @@ impl ParamSpec {
         default: &'static str,
         help: &'static str,
     ) -> Self {
-        ParamSpec {
-            name,
-            kind: ParamKind::Choice(choices),
-            default: ParamValue::Str(default.into()),
-            help,
-        }
+        ParamSpec { name, kind: ParamKind::Choice(choices), default: ParamValue::Str(default.into()), help }
     }
 
     /// A switch.
     pub fn boolean(name: &'static str, default: bool, help: &'static str) -> Self {
-        ParamSpec {
-            name,
-            kind: ParamKind::Bool,
-            default: ParamValue::Bool(default),
-            help,
-        }
+        ParamSpec { name, kind: ParamKind::Bool, default: ParamValue::Bool(default), help }
     }
 
     /// Checks a value, converting an integer to a real where a real is expected.
@@ -140,20 +120,12 @@ impl ParamSpec {
     pub fn check(&self, value: &ParamValue) -> Result<ParamValue, String> {
         let bad = || Err(format!("got {value}, expected {}", self.kind));
         match (&self.kind, value) {
-            (ParamKind::Int { min, max }, ParamValue::Int(v)) if v >= min && v <= max => {
-                Ok(value.clone())
-            }
-            (ParamKind::Float { min, max }, ParamValue::Float(v)) if v >= min && v <= max => {
-                Ok(value.clone())
-            }
-            (ParamKind::Float { min, max }, ParamValue::Int(v))
-                if *v as f64 >= *min && *v as f64 <= *max =>
-            {
+            (ParamKind::Int { min, max }, ParamValue::Int(v)) if v >= min && v <= max => Ok(value.clone()),
+            (ParamKind::Float { min, max }, ParamValue::Float(v)) if v >= min && v <= max => Ok(value.clone()),
+            (ParamKind::Float { min, max }, ParamValue::Int(v)) if *v as f64 >= *min && *v as f64 <= *max => {
                 Ok(ParamValue::Float(*v as f64))
             }
-            (ParamKind::Choice(names), ParamValue::Str(s)) if names.contains(&s.as_str()) => {
-                Ok(value.clone())
-            }
+            (ParamKind::Choice(names), ParamValue::Str(s)) if names.contains(&s.as_str()) => Ok(value.clone()),
             (ParamKind::Bool, ParamValue::Bool(_)) => Ok(value.clone()),
             _ => bad(),
         }
@@ -187,37 +159,25 @@ pub struct ParamError {
 impl ParamError {
     /// An error for `key`.
     pub fn new(key: impl Into<String>, reason: impl Into<String>) -> Self {
-        ParamError {
-            key: key.into(),
-            reason: reason.into(),
-        }
+        ParamError { key: key.into(), reason: reason.into() }
     }
 }
 
 impl Params {
     /// Checks `given` against `specs` and fills in defaults. Unknown names are refused
     /// with the list of known ones.
-    pub fn resolve(
-        specs: &[ParamSpec],
-        given: BTreeMap<String, ParamValue>,
-    ) -> Result<Params, ParamError> {
+    pub fn resolve(specs: &[ParamSpec], given: BTreeMap<String, ParamValue>) -> Result<Params, ParamError> {
         let mut out = BTreeMap::new();
         for (key, value) in given {
             let spec = specs.iter().find(|s| s.name == key).ok_or_else(|| {
                 let known: Vec<_> = specs.iter().map(|s| s.name).collect();
-                ParamError::new(
-                    &key,
-                    format!("unknown parameter; known: {}", known.join(", ")),
-                )
+                ParamError::new(&key, format!("unknown parameter; known: {}", known.join(", ")))
             })?;
-            let value = spec
-                .check(&value)
-                .map_err(|reason| ParamError::new(&key, reason))?;
+            let value = spec.check(&value).map_err(|reason| ParamError::new(&key, reason))?;
             out.insert(key, value);
         }
         for spec in specs {
-            out.entry(spec.name.to_string())
-                .or_insert_with(|| spec.default.clone());
+            out.entry(spec.name.to_string()).or_insert_with(|| spec.default.clone());
         }
         Ok(Params(out))
     }

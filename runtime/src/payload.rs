@@ -22,19 +22,13 @@ pub struct Payload {
 impl Payload {
     /// `len` zero bytes.
     pub fn zeroed(len: usize) -> Self {
-        Payload {
-            words: vec![0; len.div_ceil(8)],
-            len,
-        }
+        Payload { words: vec![0; len.div_ceil(8)], len }
     }
 
     /// Takes ownership of `values` without copying.
     pub fn from_f64(values: Vec<f64>) -> Self {
         let len = values.len() * 8;
-        Payload {
-            words: bytemuck::allocation::cast_vec(values),
-            len,
-        }
+        Payload { words: bytemuck::allocation::cast_vec(values), len }
     }
 
     /// Copies `bytes` into a new aligned payload.
@@ -70,11 +64,7 @@ impl Payload {
     /// # Panics
     /// If the length is not a multiple of 8 bytes (the chunk was not built from `f64`s).
     pub fn as_f64(&self) -> &[f64] {
-        assert!(
-            self.len % 8 == 0,
-            "payload of {} bytes is not a whole number of f64",
-            self.len
-        );
+        assert!(self.len % 8 == 0, "payload of {} bytes is not a whole number of f64", self.len);
         bytemuck::cast_slice(&self.words)
     }
 
@@ -83,11 +73,7 @@ impl Payload {
     /// # Panics
     /// If the length is not a multiple of 8 bytes.
     pub fn as_f64_mut(&mut self) -> &mut [f64] {
-        assert!(
-            self.len % 8 == 0,
-            "payload of {} bytes is not a whole number of f64",
-            self.len
-        );
+        assert!(self.len % 8 == 0, "payload of {} bytes is not a whole number of f64", self.len);
         bytemuck::cast_slice_mut(&mut self.words)
     }
 
@@ -96,11 +82,7 @@ impl Payload {
     /// # Panics
     /// If the length is not a multiple of 8 bytes.
     pub fn into_f64(self) -> Vec<f64> {
-        assert!(
-            self.len % 8 == 0,
-            "payload of {} bytes is not a whole number of f64",
-            self.len
-        );
+        assert!(self.len % 8 == 0, "payload of {} bytes is not a whole number of f64", self.len);
         bytemuck::allocation::cast_vec(self.words)
     }
 }

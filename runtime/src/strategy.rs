@@ -24,22 +24,11 @@ pub trait Strategy: Send {
     fn op_name(&self, op: u8) -> &'static str;
 
     /// `chunk` now exists on this rank and `readers` (never this rank) need it.
-    fn on_chunk_ready(
-        &mut self,
-        ctx: &mut StrategyCtx<'_>,
-        chunk: ChunkId,
-        data: &Arc<Payload>,
-        readers: &[Rank],
-    );
+    fn on_chunk_ready(&mut self, ctx: &mut StrategyCtx<'_>, chunk: ChunkId, data: &Arc<Payload>, readers: &[Rank]);
 
     /// A message of this strategy arrived from `from`. An error is fatal to the run
     /// and should say what was expected.
-    fn on_message(
-        &mut self,
-        ctx: &mut StrategyCtx<'_>,
-        from: Rank,
-        msg: Message,
-    ) -> Result<(), String>;
+    fn on_message(&mut self, ctx: &mut StrategyCtx<'_>, from: Rank, msg: Message) -> Result<(), String>;
 
     /// True when nothing is in flight on the sending side (the rank may finish).
     fn is_idle(&self) -> bool {
@@ -77,12 +66,6 @@ impl StrategyCtx<'_> {
 
     /// Records a phase of the transfer of `chunk` from `src` to `dst`, now.
     pub fn phase(&mut self, chunk: ChunkId, src: Rank, dst: Rank, phase: Phase) {
-        self.events.push(TransferEvent {
-            chunk,
-            src,
-            dst,
-            phase,
-            at_ns: self.now,
-        });
+        self.events.push(TransferEvent { chunk, src, dst, phase, at_ns: self.now });
     }
 }

@@ -130,10 +130,8 @@ impl Trace {
             all.transfer_events.extend(p.transfer_events);
         }
         all.tasks.sort_by_key(|t| (t.start_ns, t.rank, t.task));
-        all.messages
-            .sort_by_key(|m| (m.sent_ns, m.src, m.dst, m.chunk, m.recv_ns));
-        all.transfer_events
-            .sort_by_key(|e| (e.at_ns, e.src, e.dst, e.chunk, e.phase));
+        all.messages.sort_by_key(|m| (m.sent_ns, m.src, m.dst, m.chunk, m.recv_ns));
+        all.transfer_events.sort_by_key(|e| (e.at_ns, e.src, e.dst, e.chunk, e.phase));
         all
     }
 
@@ -142,18 +140,16 @@ impl Trace {
     pub fn transfers(&self, bytes_of: impl Fn(ChunkId) -> u64) -> Vec<TransferRecord> {
         let mut rows: BTreeMap<(ChunkId, Rank, Rank), TransferRecord> = BTreeMap::new();
         for e in &self.transfer_events {
-            let row = rows
-                .entry((e.chunk, e.src, e.dst))
-                .or_insert_with(|| TransferRecord {
-                    chunk: e.chunk,
-                    src: e.src,
-                    dst: e.dst,
-                    bytes: bytes_of(e.chunk),
-                    posted_ns: None,
-                    started_ns: None,
-                    wire_ns: None,
-                    completed_ns: None,
-                });
+            let row = rows.entry((e.chunk, e.src, e.dst)).or_insert_with(|| TransferRecord {
+                chunk: e.chunk,
+                src: e.src,
+                dst: e.dst,
+                bytes: bytes_of(e.chunk),
+                posted_ns: None,
+                started_ns: None,
+                wire_ns: None,
+                completed_ns: None,
+            });
             let slot = match e.phase {
                 Phase::Posted => &mut row.posted_ns,
                 Phase::Started => &mut row.started_ns,

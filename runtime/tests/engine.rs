@@ -3,8 +3,7 @@
 use dagwire_runtime::engine::{Action, Engine, EngineError, TaskDone};
 use dagwire_runtime::trace::Phase;
 use dagwire_runtime::{
-    ChunkId, Dag, DagBuilder, KernelId, Message, Payload, Rank, Strategy, StrategyCtx, TaskId,
-    TaskSpec,
+    ChunkId, Dag, DagBuilder, KernelId, Message, Payload, Rank, Strategy, StrategyCtx, TaskId, TaskSpec,
 };
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -19,24 +18,13 @@ impl Strategy for Push {
     fn op_name(&self, _: u8) -> &'static str {
         "push-data"
     }
-    fn on_chunk_ready(
-        &mut self,
-        ctx: &mut StrategyCtx<'_>,
-        chunk: ChunkId,
-        data: &Arc<Payload>,
-        readers: &[Rank],
-    ) {
+    fn on_chunk_ready(&mut self, ctx: &mut StrategyCtx<'_>, chunk: ChunkId, data: &Arc<Payload>, readers: &[Rank]) {
         for &r in readers {
             ctx.phase(chunk, ctx.rank, r, Phase::Wire);
             ctx.send(r, Message::data(1, chunk, (**data).clone()));
         }
     }
-    fn on_message(
-        &mut self,
-        ctx: &mut StrategyCtx<'_>,
-        from: Rank,
-        msg: Message,
-    ) -> Result<(), String> {
+    fn on_message(&mut self, ctx: &mut StrategyCtx<'_>, from: Rank, msg: Message) -> Result<(), String> {
         let payload = msg.payload.ok_or("push expects data")?;
         ctx.deliver(msg.chunk, from, payload);
         Ok(())
@@ -48,13 +36,7 @@ fn engine(rank: u32, dag: &Arc<Dag>, workers: usize) -> Engine {
 }
 
 fn done(task: TaskId, outputs: Vec<Payload>) -> TaskDone {
-    TaskDone {
-        task,
-        worker: 0,
-        start_ns: 0,
-        end_ns: 1,
-        outputs,
-    }
+    TaskDone { task, worker: 0, start_ns: 0, end_ns: 1, outputs }
 }
 
 fn drain(e: &mut Engine, now: u64) -> Vec<Action> {
@@ -65,11 +47,7 @@ fn drain(e: &mut Engine, now: u64) -> Vec<Action> {
 fn two_rank_chain() -> (Arc<Dag>, TaskId, TaskId) {
     let mut b = DagBuilder::new(2);
     let p = b.add(TaskSpec::new(KernelId(0), Rank(0)).outputs(&[16]));
-    let c = b.add(
-        TaskSpec::new(KernelId(1), Rank(1))
-            .inputs(&[p.output(0)])
-            .outputs(&[8]),
-    );
+    let c = b.add(TaskSpec::new(KernelId(1), Rank(1)).inputs(&[p.output(0)]).outputs(&[8]));
     (Arc::new(b.finish()), p.task, c.task)
 }
 
@@ -79,24 +57,15 @@ fn a_remote_reader_waits_for_the_message_then_runs() {
     let (mut r0, mut r1) = (engine(0, &dag, 1), engine(1, &dag, 1));
     r0.handle_start(0);
     r1.handle_start(0);
-    assert!(
-        drain(&mut r1, 0).is_empty(),
-        "the consumer must wait for its input"
-    );
-    let [Action::Run(run)] = &drain(&mut r0, 0)[..] else {
-        panic!("r0 should run its task")
-    };
+    assert!(drain(&mut r1, 0).is_empty(), "the consumer must wait for its input");
+    let [Action::Run(run)] = &drain(&mut r0, 0)[..] else { panic!("r0 should run its task") };
     assert_eq!(run.task, producer);
     r0.handle_task_done(10, done(producer, vec![Payload::from_bytes(&[7; 16])]));
-    let [Action::Send(out)] = &mut drain(&mut r0, 12)[..] else {
-        panic!("r0 should send the chunk")
-    };
+    let [Action::Send(out)] = &mut drain(&mut r0, 12)[..] else { panic!("r0 should send the chunk") };
     assert_eq!((out.to, out.msg.sent_ns), (Rank(1), 12));
     assert!(r0.is_done());
     r1.handle_message(20, Rank(0), out.msg.clone());
-    let [Action::Run(run)] = &drain(&mut r1, 20)[..] else {
-        panic!("r1 should now run")
-    };
+    let [Action::Run(run)] = &drain(&mut r1, 20)[..] else { panic!("r1 should now run") };
     assert_eq!(run.task, consumer);
     assert_eq!(run.inputs[0].as_bytes(), &[7; 16]);
     let trace = r1.take_trace();
@@ -106,21 +75,9 @@ fn a_remote_reader_waits_for_the_message_then_runs() {
 #[test]
 fn ready_tasks_run_by_priority_and_never_exceed_the_workers() {
     let mut b = DagBuilder::new(1);
-    let low = b.add(
-        TaskSpec::new(KernelId(0), Rank(0))
-            .priority(1)
-            .outputs(&[8]),
-    );
-    let high = b.add(
-        TaskSpec::new(KernelId(0), Rank(0))
-            .priority(9)
-            .outputs(&[8]),
-    );
-    let mid = b.add(
-        TaskSpec::new(KernelId(0), Rank(0))
-            .priority(5)
-            .outputs(&[8]),
-    );
+    let low = b.add(TaskSpec::new(KernelId(0), Rank(0)).priority(1).outputs(&[8]));
+    let high = b.add(TaskSpec::new(KernelId(0), Rank(0)).priority(9).outputs(&[8]));
+    let mid = b.add(TaskSpec::new(KernelId(0), Rank(0)).priority(5).outputs(&[8]));
     let dag = Arc::new(b.finish());
     let mut e = engine(0, &dag, 2);
     e.handle_start(0);
@@ -131,15 +88,9 @@ fn ready_tasks_run_by_priority_and_never_exceed_the_workers() {
             Action::Send(_) => panic!("no sends on one rank"),
         })
         .collect();
-    assert_eq!(
-        order,
-        vec![high.task, mid.task],
-        "two workers, highest priorities first"
-    );
+    assert_eq!(order, vec![high.task, mid.task], "two workers, highest priorities first");
     e.handle_task_done(1, done(high.task, vec![Payload::zeroed(8)]));
-    let [Action::Run(run)] = &drain(&mut e, 1)[..] else {
-        panic!("a worker freed up")
-    };
+    let [Action::Run(run)] = &drain(&mut e, 1)[..] else { panic!("a worker freed up") };
     assert_eq!(run.task, low.task);
     assert!(!e.is_done());
 }
@@ -148,18 +99,8 @@ fn ready_tasks_run_by_priority_and_never_exceed_the_workers() {
 fn the_last_reader_gets_the_only_reference_so_updates_need_no_copy() {
     let mut b = DagBuilder::new(1);
     let a = b.add(TaskSpec::new(KernelId(0), Rank(0)).outputs(&[8]));
-    let r1 = b.add(
-        TaskSpec::new(KernelId(1), Rank(0))
-            .priority(2)
-            .inputs(&[a.output(0)])
-            .outputs(&[8]),
-    );
-    let r2 = b.add(
-        TaskSpec::new(KernelId(1), Rank(0))
-            .priority(1)
-            .inputs(&[a.output(0)])
-            .outputs(&[8]),
-    );
+    let r1 = b.add(TaskSpec::new(KernelId(1), Rank(0)).priority(2).inputs(&[a.output(0)]).outputs(&[8]));
+    let r2 = b.add(TaskSpec::new(KernelId(1), Rank(0)).priority(1).inputs(&[a.output(0)]).outputs(&[8]));
     let dag = Arc::new(b.finish());
     let mut e = engine(0, &dag, 2);
     e.handle_start(0);
@@ -172,42 +113,25 @@ fn the_last_reader_gets_the_only_reference_so_updates_need_no_copy() {
             Action::Send(_) => unreachable!(),
         })
         .collect();
-    assert_eq!(
-        runs.iter().map(|r| r.task).collect::<Vec<_>>(),
-        vec![r1.task, r2.task]
-    );
-    assert_eq!(
-        Arc::strong_count(&runs[1].inputs[0]),
-        2,
-        "r1 still holds the chunk"
-    );
+    assert_eq!(runs.iter().map(|r| r.task).collect::<Vec<_>>(), vec![r1.task, r2.task]);
+    assert_eq!(Arc::strong_count(&runs[1].inputs[0]), 2, "r1 still holds the chunk");
     let mut runs = runs.into_iter();
     drop(runs.next());
     let last = runs.next().unwrap();
-    assert_eq!(
-        Arc::strong_count(&last.inputs[0]),
-        1,
-        "the engine kept no copy after the last read"
-    );
+    assert_eq!(Arc::strong_count(&last.inputs[0]), 1, "the engine kept no copy after the last read");
 }
 
 #[test]
 fn a_task_reading_one_chunk_twice_gets_it_twice() {
     let mut b = DagBuilder::new(1);
     let a = b.add(TaskSpec::new(KernelId(0), Rank(0)).outputs(&[8]));
-    let twice = b.add(
-        TaskSpec::new(KernelId(1), Rank(0))
-            .inputs(&[a.output(0), a.output(0)])
-            .outputs(&[8]),
-    );
+    let twice = b.add(TaskSpec::new(KernelId(1), Rank(0)).inputs(&[a.output(0), a.output(0)]).outputs(&[8]));
     let dag = Arc::new(b.finish());
     let mut e = engine(0, &dag, 1);
     e.handle_start(0);
     let _ = drain(&mut e, 0);
     e.handle_task_done(1, done(a.task, vec![Payload::from_bytes(&[3; 8])]));
-    let [Action::Run(run)] = &drain(&mut e, 1)[..] else {
-        panic!("ready")
-    };
+    let [Action::Run(run)] = &drain(&mut e, 1)[..] else { panic!("ready") };
     assert_eq!(run.task, twice.task);
     assert_eq!(run.inputs.len(), 2);
     e.handle_task_done(2, done(twice.task, vec![Payload::zeroed(8)]));
@@ -225,10 +149,7 @@ fn wrong_output_sizes_are_a_sticky_error() {
     assert!(
         matches!(r0.error(), Some(EngineError::OutputShape { expected, got, .. }) if expected == &[16] && got == &[4])
     );
-    assert!(
-        r0.poll_action(2).is_none(),
-        "a failed engine does nothing more"
-    );
+    assert!(r0.poll_action(2).is_none(), "a failed engine does nothing more");
     let msg = r0.error().unwrap().to_string();
     assert!(msg.contains("16") && msg.contains("declares"), "{msg}");
 }
@@ -239,26 +160,14 @@ fn a_chunk_the_rank_does_not_read_or_already_has_is_refused() {
     let chunk = dag.task(producer).outputs().next().unwrap();
     let mut r0 = engine(0, &dag, 1);
     r0.handle_message(0, Rank(1), Message::data(1, chunk, Payload::zeroed(16)));
-    assert!(matches!(
-        r0.error(),
-        Some(EngineError::UnexpectedChunk {
-            why: "does not read",
-            ..
-        })
-    ));
+    assert!(matches!(r0.error(), Some(EngineError::UnexpectedChunk { why: "does not read", .. })));
 
     let mut r1 = engine(1, &dag, 1);
     r1.handle_start(0);
     r1.handle_message(1, Rank(0), Message::data(1, chunk, Payload::zeroed(16)));
     assert!(r1.error().is_none());
     r1.handle_message(2, Rank(0), Message::data(1, chunk, Payload::zeroed(16)));
-    assert!(matches!(
-        r1.error(),
-        Some(EngineError::UnexpectedChunk {
-            why: "already has",
-            ..
-        })
-    ));
+    assert!(matches!(r1.error(), Some(EngineError::UnexpectedChunk { why: "already has", .. })));
 }
 
 #[test]
@@ -291,20 +200,16 @@ fn drive(dag: &Arc<Dag>, latency: u64, max_steps: usize) -> (u64, Vec<Engine>) {
                             .collect();
                         events.push_back((now + latency, r, Ok(done(run.task, sizes))));
                     }
-                    Action::Send(out) => events.push_back((
-                        now + latency,
-                        out.to.index(),
-                        Err((Rank(r as u32), out.msg)),
-                    )),
+                    Action::Send(out) => {
+                        events.push_back((now + latency, out.to.index(), Err((Rank(r as u32), out.msg))))
+                    }
                 }
             }
         }
         if engines.iter().all(|e| e.is_done()) {
             return (now, engines);
         }
-        let (at, r, ev) = events
-            .pop_front()
-            .expect("work remains but nothing is in flight: deadlock");
+        let (at, r, ev) = events.pop_front().expect("work remains but nothing is in flight: deadlock");
         now = at;
         match ev {
             Ok(d) => engines[r].handle_task_done(now, d),
@@ -321,23 +226,12 @@ fn a_fan_out_over_four_ranks_finishes_with_one_message_per_reader_rank() {
     let root = b.add(TaskSpec::new(KernelId(0), Rank(0)).outputs(&[64]));
     for r in 0..4 {
         for _ in 0..3 {
-            b.add(
-                TaskSpec::new(KernelId(1), Rank(r))
-                    .inputs(&[root.output(0)])
-                    .outputs(&[8]),
-            );
+            b.add(TaskSpec::new(KernelId(1), Rank(r)).inputs(&[root.output(0)]).outputs(&[8]));
         }
     }
     let dag = Arc::new(b.finish());
     let (end, mut engines) = drive(&dag, 10, 1000);
-    let messages: usize = engines
-        .iter_mut()
-        .map(|e| e.take_trace().messages.len())
-        .sum();
+    let messages: usize = engines.iter_mut().map(|e| e.take_trace().messages.len()).sum();
     assert_eq!(messages, 3, "a chunk crosses to each reader rank once");
-    assert_eq!(
-        end,
-        10 + 10 + 3 * 10,
-        "produce, message, three reads in a row on one worker"
-    );
+    assert_eq!(end, 10 + 10 + 3 * 10, "produce, message, three reads in a row on one worker");
 }

@@ -41,13 +41,7 @@ impl Strategy for Eager {
         }
     }
 
-    fn on_chunk_ready(
-        &mut self,
-        ctx: &mut StrategyCtx<'_>,
-        chunk: ChunkId,
-        data: &Arc<Payload>,
-        readers: &[Rank],
-    ) {
+    fn on_chunk_ready(&mut self, ctx: &mut StrategyCtx<'_>, chunk: ChunkId, data: &Arc<Payload>, readers: &[Rank]) {
         for &reader in readers {
             ctx.phase(chunk, ctx.rank, reader, Phase::Started);
             ctx.phase(chunk, ctx.rank, reader, Phase::Wire);
@@ -55,20 +49,13 @@ impl Strategy for Eager {
         }
     }
 
-    fn on_message(
-        &mut self,
-        ctx: &mut StrategyCtx<'_>,
-        from: Rank,
-        msg: Message,
-    ) -> Result<(), String> {
+    fn on_message(&mut self, ctx: &mut StrategyCtx<'_>, from: Rank, msg: Message) -> Result<(), String> {
         match (msg.op, msg.payload) {
             (DATA, Some(payload)) => {
                 ctx.deliver(msg.chunk, from, payload);
                 Ok(())
             }
-            (op, _) => Err(format!(
-                "eager got operation {op} from {from}, expected a data message ({DATA})"
-            )),
+            (op, _) => Err(format!("eager got operation {op} from {from}, expected a data message ({DATA})")),
         }
     }
 }

@@ -47,12 +47,9 @@ pub struct UnknownStrategy {
 
 /// Looks a strategy up by name.
 pub fn find(name: &str) -> Result<&'static StrategyInfo, UnknownStrategy> {
-    REGISTRY
-        .iter()
-        .find(|s| s.name == name)
-        .ok_or_else(|| UnknownStrategy {
-            given: name.to_string(),
-            suggestion: did_you_mean(name, REGISTRY.iter().map(|s| s.name)),
-            known: REGISTRY.iter().map(|s| s.name).collect(),
-        })
+    REGISTRY.iter().find(|s| s.name == name).ok_or_else(|| UnknownStrategy {
+        given: name.to_string(),
+        suggestion: did_you_mean(name, REGISTRY.iter().map(|s| s.name)),
+        known: REGISTRY.iter().map(|s| s.name).collect(),
+    })
 }

@@ -22,8 +22,7 @@ pub struct WorkloadInfo {
     pub params: fn() -> Vec<ParamSpec>,
     /// Checks the parameters against the rank count and builds the workload.
     /// Errors name the parameter and what is allowed.
-    pub prepare:
-        fn(params: &Params, ranks: usize, seed: u64) -> Result<Box<dyn Workload>, ParamError>,
+    pub prepare: fn(params: &Params, ranks: usize, seed: u64) -> Result<Box<dyn Workload>, ParamError>,
 }
 
 /// A workload instance for one run: its DAG, its kernels, and its own check.
@@ -77,12 +76,9 @@ pub struct UnknownWorkload {
 /// assert!(dagwire_workloads::find("cholesy").is_err());
 /// ```
 pub fn find(name: &str) -> Result<&'static WorkloadInfo, UnknownWorkload> {
-    REGISTRY
-        .iter()
-        .find(|w| w.name == name)
-        .ok_or_else(|| UnknownWorkload {
-            given: name.to_string(),
-            suggestion: did_you_mean(name, REGISTRY.iter().map(|w| w.name)),
-            known: REGISTRY.iter().map(|w| w.name).collect(),
-        })
+    REGISTRY.iter().find(|w| w.name == name).ok_or_else(|| UnknownWorkload {
+        given: name.to_string(),
+        suggestion: did_you_mean(name, REGISTRY.iter().map(|w| w.name)),
+        known: REGISTRY.iter().map(|w| w.name).collect(),
+    })
 }

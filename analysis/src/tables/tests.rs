@@ -11,24 +11,8 @@ fn s(v: &str) -> ParamValue {
     ParamValue::Str(v.to_string())
 }
 
-fn task(
-    id: u32,
-    kernel: u16,
-    rank: u32,
-    worker: u32,
-    start_ns: u64,
-    end_ns: u64,
-    flops: f64,
-) -> TaskRecord {
-    TaskRecord {
-        task: TaskId(id),
-        kernel: KernelId(kernel),
-        rank: Rank(rank),
-        worker,
-        start_ns,
-        end_ns,
-        flops,
-    }
+fn task(id: u32, kernel: u16, rank: u32, worker: u32, start_ns: u64, end_ns: u64, flops: f64) -> TaskRecord {
+    TaskRecord { task: TaskId(id), kernel: KernelId(kernel), rank: Rank(rank), worker, start_ns, end_ns, flops }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -42,26 +26,11 @@ fn message(
     sent_ns: u64,
     recv_ns: u64,
 ) -> MessageRecord {
-    MessageRecord {
-        src: Rank(src),
-        dst: Rank(dst),
-        kind,
-        class,
-        bytes,
-        chunk: ChunkId(chunk),
-        sent_ns,
-        recv_ns,
-    }
+    MessageRecord { src: Rank(src), dst: Rank(dst), kind, class, bytes, chunk: ChunkId(chunk), sent_ns, recv_ns }
 }
 
 fn event(chunk: u32, src: u32, dst: u32, phase: Phase, at_ns: u64) -> TransferEvent {
-    TransferEvent {
-        chunk: ChunkId(chunk),
-        src: Rank(src),
-        dst: Rank(dst),
-        phase,
-        at_ns,
-    }
+    TransferEvent { chunk: ChunkId(chunk), src: Rank(src), dst: Rank(dst), phase, at_ns }
 }
 
 fn kernel_name(k: KernelId) -> &'static str {
@@ -75,18 +44,8 @@ fn cholesky_trace() -> Trace {
     t.tasks.push(task(2, 2, 1, 1, 400, 900, 2e6));
     t.tasks.push(task(0, 0, 0, 0, 0, 300, 1e6));
     t.tasks.push(task(1, 1, 1, 0, 350, 600, 5e5));
-    t.messages.push(message(
-        0,
-        1,
-        "eager-data",
-        MessageClass::Data,
-        8192,
-        0,
-        300,
-        340,
-    ));
-    t.messages
-        .push(message(1, 0, "ack", MessageClass::Control, 16, 0, 345, 360));
+    t.messages.push(message(0, 1, "eager-data", MessageClass::Data, 8192, 0, 300, 340));
+    t.messages.push(message(1, 0, "ack", MessageClass::Control, 16, 0, 345, 360));
     t.transfer_events.extend([
         event(0, 0, 1, Phase::Posted, 300),
         event(0, 0, 1, Phase::Started, 301),
@@ -146,14 +105,8 @@ fn stencil_point() -> PointRecord {
     let mut params = common("stencil", "eager", 1);
     params.push(param("stencil.alpha", ParamValue::Float(0.25)));
     params.push(param("stencil.verify", ParamValue::Bool(false)));
-    let mut p = PointRecord {
-        point_id: 2,
-        repetition: 1,
-        params,
-        makespan_ns: Some(30),
-        wall_s: 0.5,
-        ..Default::default()
-    };
+    let mut p =
+        PointRecord { point_id: 2, repetition: 1, params, makespan_ns: Some(30), wall_s: 0.5, ..Default::default() };
     p.count_trace(&stencil_trace());
     p
 }
@@ -162,11 +115,7 @@ fn stencil_point() -> PointRecord {
 fn write_three(dir: &Path) -> CombineSummary {
     let (chol, sten) = (cholesky_trace(), stencil_trace());
     let (chol_tr, sten_tr) = (chol.transfers(|_| 8192), sten.transfers(|_| 0));
-    let rows = |trace, transfers| TraceRows {
-        trace,
-        transfers,
-        kernel_name: &kernel_name,
-    };
+    let rows = |trace, transfers| TraceRows { trace, transfers, kernel_name: &kernel_name };
     write_point_parts(dir, &stencil_point(), Some(rows(&sten, &sten_tr))).unwrap();
     write_point_parts(dir, &failed_point(), None).unwrap();
     write_point_parts(dir, &cholesky_point(), Some(rows(&chol, &chol_tr))).unwrap();
@@ -182,13 +131,7 @@ fn floats(df: &DataFrame, name: &str) -> Vec<Option<f64>> {
 }
 
 fn strs(df: &DataFrame, name: &str) -> Vec<Option<String>> {
-    df.column(name)
-        .unwrap()
-        .str()
-        .unwrap()
-        .iter()
-        .map(|v| v.map(String::from))
-        .collect()
+    df.column(name).unwrap().str().unwrap().iter().map(|v| v.map(String::from)).collect()
 }
 
 fn bools(df: &DataFrame, name: &str) -> Vec<Option<bool>> {
@@ -196,33 +139,16 @@ fn bools(df: &DataFrame, name: &str) -> Vec<Option<bool>> {
 }
 
 fn names(df: &DataFrame) -> Vec<String> {
-    df.get_column_names()
-        .iter()
-        .map(|n| n.to_string())
-        .collect()
+    df.get_column_names().iter().map(|n| n.to_string()).collect()
 }
 
 /// Asserts that `df` has every documented column with its documented type.
 fn assert_documented(df: &DataFrame, table: Table) {
     for doc in table.columns() {
-        let column = df
-            .column(doc.name)
-            .unwrap_or_else(|_| panic!("{}: no column {}", table.name(), doc.name));
-        assert_eq!(
-            column.dtype(),
-            &doc.data_type(),
-            "{}.{}",
-            table.name(),
-            doc.name
-        );
+        let column = df.column(doc.name).unwrap_or_else(|_| panic!("{}: no column {}", table.name(), doc.name));
+        assert_eq!(column.dtype(), &doc.data_type(), "{}.{}", table.name(), doc.name);
         if !doc.nullable {
-            assert_eq!(
-                column.null_count(),
-                0,
-                "{}.{} is documented as never null",
-                table.name(),
-                doc.name
-            );
+            assert_eq!(column.null_count(), 0, "{}.{} is documented as never null", table.name(), doc.name);
         }
     }
 }
@@ -231,15 +157,7 @@ fn assert_documented(df: &DataFrame, table: Table) {
 fn combine_counts_rows_of_every_table() {
     let dir = tempfile::tempdir().unwrap();
     let summary = write_three(dir.path());
-    assert_eq!(
-        summary,
-        CombineSummary {
-            points: 3,
-            tasks: 5,
-            transfers: 2,
-            messages: 2
-        }
-    );
+    assert_eq!(summary, CombineSummary { points: 3, tasks: 5, transfers: 2, messages: 2 });
     for table in Table::ALL {
         let df = read_table(dir.path(), table).unwrap();
         assert_eq!(df.height(), summary.rows(table), "{}", table.name());
@@ -256,35 +174,17 @@ fn points_table_has_one_row_per_point_with_the_written_values() {
     assert_eq!(ints(&points, "point_id"), [Some(0), Some(1), Some(2)]);
     assert_eq!(ints(&points, "repetition"), [Some(0), Some(0), Some(1)]);
     assert_eq!(ints(&points, "makespan_ns"), [Some(900), None, Some(30)]);
-    assert_eq!(
-        floats(&points, "makespan_s"),
-        [Some(900e-9), None, Some(30e-9)]
-    );
+    assert_eq!(floats(&points, "makespan_s"), [Some(900e-9), None, Some(30e-9)]);
     assert_eq!(floats(&points, "gflops"), [Some(3.5e6 / 900.0), None, None]);
-    assert_eq!(
-        strs(&points, "error"),
-        [None, Some("rank 3: connection refused".to_string()), None]
-    );
-    assert_eq!(
-        bools(&points, "verified"),
-        [Some(true), Some(false), Some(false)]
-    );
-    assert_eq!(
-        strs(&points, "check_metric"),
-        [Some("relative_residual".to_string()), None, None]
-    );
+    assert_eq!(strs(&points, "error"), [None, Some("rank 3: connection refused".to_string()), None]);
+    assert_eq!(bools(&points, "verified"), [Some(true), Some(false), Some(false)]);
+    assert_eq!(strs(&points, "check_metric"), [Some("relative_residual".to_string()), None, None]);
     assert_eq!(floats(&points, "check_value"), [Some(1e-15), None, None]);
-    assert_eq!(
-        floats(&points, "wall_s"),
-        [Some(0.25), Some(0.125), Some(0.5)]
-    );
+    assert_eq!(floats(&points, "wall_s"), [Some(0.25), Some(0.125), Some(0.5)]);
     assert_eq!(ints(&points, "tasks"), [Some(3), Some(0), Some(2)]);
     assert_eq!(ints(&points, "data_messages"), [Some(1), Some(0), Some(0)]);
     assert_eq!(ints(&points, "data_bytes"), [Some(8192), Some(0), Some(0)]);
-    assert_eq!(
-        ints(&points, "control_messages"),
-        [Some(1), Some(0), Some(0)]
-    );
+    assert_eq!(ints(&points, "control_messages"), [Some(1), Some(0), Some(0)]);
     assert_eq!(ints(&points, "control_bytes"), [Some(16), Some(0), Some(0)]);
 }
 
@@ -294,24 +194,11 @@ fn points_table_has_every_parameter_as_a_typed_column() {
     write_three(dir.path());
     let points = read_points(dir.path()).unwrap();
     // Identifiers, parameters in order of first appearance, then the fixed metrics.
-    let expected: Vec<&str> = [
-        "point_id",
-        "repetition",
-        "workload",
-        "strategy",
-        "driver",
-        "ranks",
-        "workers",
-    ]
-    .into_iter()
-    .chain([
-        "cholesky.n",
-        "cholesky.tile",
-        "stencil.alpha",
-        "stencil.verify",
-    ])
-    .chain(POINTS_COLUMNS[2..].iter().map(|c| c.name))
-    .collect();
+    let expected: Vec<&str> = ["point_id", "repetition", "workload", "strategy", "driver", "ranks", "workers"]
+        .into_iter()
+        .chain(["cholesky.n", "cholesky.tile", "stencil.alpha", "stencil.verify"])
+        .chain(POINTS_COLUMNS[2..].iter().map(|c| c.name))
+        .collect();
     assert_eq!(names(&points), expected);
     let dtype = |name: &str| points.column(name).unwrap().dtype().clone();
     assert_eq!(dtype("workload"), DataType::String);
@@ -320,34 +207,14 @@ fn points_table_has_every_parameter_as_a_typed_column() {
     assert_eq!(dtype("stencil.alpha"), DataType::Float64);
     assert_eq!(dtype("stencil.verify"), DataType::Boolean);
     let workload = strs(&points, "workload");
-    assert_eq!(
-        workload,
-        [
-            Some("cholesky".into()),
-            Some("stencil".into()),
-            Some("stencil".into())
-        ]
-    );
-    assert_eq!(
-        strs(&points, "strategy"),
-        [
-            Some("eager".into()),
-            Some("rendezvous".into()),
-            Some("eager".into())
-        ]
-    );
+    assert_eq!(workload, [Some("cholesky".into()), Some("stencil".into()), Some("stencil".into())]);
+    assert_eq!(strs(&points, "strategy"), [Some("eager".into()), Some("rendezvous".into()), Some("eager".into())]);
     assert_eq!(ints(&points, "ranks"), [Some(2), Some(4), Some(1)]);
     // A parameter a point does not have is null there.
     assert_eq!(ints(&points, "cholesky.n"), [Some(64), None, None]);
     assert_eq!(ints(&points, "cholesky.tile"), [Some(32), None, None]);
-    assert_eq!(
-        floats(&points, "stencil.alpha"),
-        [None, Some(0.5), Some(0.25)]
-    );
-    assert_eq!(
-        bools(&points, "stencil.verify"),
-        [None, Some(true), Some(false)]
-    );
+    assert_eq!(floats(&points, "stencil.alpha"), [None, Some(0.5), Some(0.25)]);
+    assert_eq!(bools(&points, "stencil.verify"), [None, Some(true), Some(false)]);
 }
 
 #[test]
@@ -356,57 +223,24 @@ fn tasks_table_matches_the_traces_and_the_points() {
     write_three(dir.path());
     let tasks = read_table(dir.path(), Table::Tasks).unwrap();
     let got: Vec<String> = TASKS_COLUMNS.iter().map(|c| c.name.to_string()).collect();
-    assert_eq!(
-        names(&tasks),
-        got,
-        "tasks has exactly the documented columns, in order"
-    );
+    assert_eq!(names(&tasks), got, "tasks has exactly the documented columns, in order");
     // Sorted by point, then start time.
-    assert_eq!(
-        ints(&tasks, "point_id"),
-        [Some(0), Some(0), Some(0), Some(2), Some(2)]
-    );
-    assert_eq!(
-        ints(&tasks, "repetition"),
-        [Some(0), Some(0), Some(0), Some(1), Some(1)]
-    );
-    assert_eq!(
-        ints(&tasks, "task"),
-        [Some(0), Some(1), Some(2), Some(0), Some(1)]
-    );
-    let kernels: Vec<Option<String>> = ["potrf", "trsm", "gemm", "stencil", "stencil"]
-        .iter()
-        .map(|k| Some(k.to_string()))
-        .collect();
+    assert_eq!(ints(&tasks, "point_id"), [Some(0), Some(0), Some(0), Some(2), Some(2)]);
+    assert_eq!(ints(&tasks, "repetition"), [Some(0), Some(0), Some(0), Some(1), Some(1)]);
+    assert_eq!(ints(&tasks, "task"), [Some(0), Some(1), Some(2), Some(0), Some(1)]);
+    let kernels: Vec<Option<String>> =
+        ["potrf", "trsm", "gemm", "stencil", "stencil"].iter().map(|k| Some(k.to_string())).collect();
     assert_eq!(strs(&tasks, "kernel"), kernels);
-    assert_eq!(
-        ints(&tasks, "rank"),
-        [Some(0), Some(1), Some(1), Some(0), Some(0)]
-    );
-    assert_eq!(
-        ints(&tasks, "worker"),
-        [Some(0), Some(0), Some(1), Some(0), Some(1)]
-    );
-    assert_eq!(
-        ints(&tasks, "start_ns"),
-        [Some(0), Some(350), Some(400), Some(10), Some(12)]
-    );
-    assert_eq!(
-        ints(&tasks, "duration_ns"),
-        [Some(300), Some(250), Some(500), Some(10), Some(18)]
-    );
-    assert_eq!(
-        floats(&tasks, "flops"),
-        [Some(1e6), Some(5e5), Some(2e6), Some(100.0), Some(100.0)]
-    );
+    assert_eq!(ints(&tasks, "rank"), [Some(0), Some(1), Some(1), Some(0), Some(0)]);
+    assert_eq!(ints(&tasks, "worker"), [Some(0), Some(0), Some(1), Some(0), Some(1)]);
+    assert_eq!(ints(&tasks, "start_ns"), [Some(0), Some(350), Some(400), Some(10), Some(12)]);
+    assert_eq!(ints(&tasks, "duration_ns"), [Some(300), Some(250), Some(500), Some(10), Some(18)]);
+    assert_eq!(floats(&tasks, "flops"), [Some(1e6), Some(5e5), Some(2e6), Some(100.0), Some(100.0)]);
 
     // The points' task counts agree with the tasks table.
     let points = read_points(dir.path()).unwrap();
     let task_points = ints(&tasks, "point_id");
-    for (id, count) in ints(&points, "point_id")
-        .into_iter()
-        .zip(ints(&points, "tasks"))
-    {
+    for (id, count) in ints(&points, "point_id").into_iter().zip(ints(&points, "tasks")) {
         let rows = task_points.iter().filter(|&&p| p == id).count() as i64;
         assert_eq!(Some(rows), count, "point {id:?}");
     }
@@ -417,10 +251,7 @@ fn transfers_and_messages_tables_match_the_trace() {
     let dir = tempfile::tempdir().unwrap();
     write_three(dir.path());
     let transfers = read_table(dir.path(), Table::Transfers).unwrap();
-    let got: Vec<String> = TRANSFERS_COLUMNS
-        .iter()
-        .map(|c| c.name.to_string())
-        .collect();
+    let got: Vec<String> = TRANSFERS_COLUMNS.iter().map(|c| c.name.to_string()).collect();
     assert_eq!(names(&transfers), got);
     assert_eq!(ints(&transfers, "chunk"), [Some(0), Some(3)]);
     assert_eq!(ints(&transfers, "src"), [Some(0), Some(1)]);
@@ -433,19 +264,10 @@ fn transfers_and_messages_tables_match_the_trace() {
     assert_eq!(ints(&transfers, "latency_ns"), [Some(45), None]);
 
     let messages = read_table(dir.path(), Table::Messages).unwrap();
-    let got: Vec<String> = MESSAGES_COLUMNS
-        .iter()
-        .map(|c| c.name.to_string())
-        .collect();
+    let got: Vec<String> = MESSAGES_COLUMNS.iter().map(|c| c.name.to_string()).collect();
     assert_eq!(names(&messages), got);
-    assert_eq!(
-        strs(&messages, "kind"),
-        [Some("eager-data".into()), Some("ack".into())]
-    );
-    assert_eq!(
-        strs(&messages, "class"),
-        [Some("data".into()), Some("control".into())]
-    );
+    assert_eq!(strs(&messages, "kind"), [Some("eager-data".into()), Some("ack".into())]);
+    assert_eq!(strs(&messages, "class"), [Some("data".into()), Some("control".into())]);
     assert_eq!(ints(&messages, "bytes"), [Some(8192), Some(16)]);
     assert_eq!(ints(&messages, "src"), [Some(0), Some(1)]);
     assert_eq!(ints(&messages, "recv_ns"), [Some(340), Some(360)]);
@@ -473,32 +295,18 @@ fn finished_parts_ignores_temporary_incomplete_and_foreign_dirs() {
     fs::create_dir(parts.join(".tmp-5-0-12345")).unwrap();
     for entry in fs::read_dir(parts.join("1-0")).unwrap() {
         let entry = entry.unwrap();
-        fs::copy(
-            entry.path(),
-            parts.join(".tmp-5-0-12345").join(entry.file_name()),
-        )
-        .unwrap();
+        fs::copy(entry.path(), parts.join(".tmp-5-0-12345").join(entry.file_name())).unwrap();
     }
     fs::create_dir(parts.join("notes")).unwrap();
     fs::write(parts.join("6-0"), b"a file, not a part").unwrap();
-    assert_eq!(
-        finished_parts(dir.path()).unwrap(),
-        BTreeSet::from([(1, 0), (2, 1)])
-    );
+    assert_eq!(finished_parts(dir.path()).unwrap(), BTreeSet::from([(1, 0), (2, 1)]));
     // combine reads only finished parts too.
     assert_eq!(combine(dir.path()).unwrap().points, 2);
 
     // A plain-named part that lacks a file is not finished, and combine refuses it.
     fs::create_dir(parts.join("9-0")).unwrap();
-    fs::copy(
-        parts.join("1-0/point.parquet"),
-        parts.join("9-0/point.parquet"),
-    )
-    .unwrap();
-    assert_eq!(
-        finished_parts(dir.path()).unwrap(),
-        BTreeSet::from([(1, 0), (2, 1)])
-    );
+    fs::copy(parts.join("1-0/point.parquet"), parts.join("9-0/point.parquet")).unwrap();
+    assert_eq!(finished_parts(dir.path()).unwrap(), BTreeSet::from([(1, 0), (2, 1)]));
     let err = format!("{:#}", combine(dir.path()).unwrap_err());
     assert!(err.contains("9-0") && err.contains("incomplete"), "{err}");
 }
@@ -516,10 +324,7 @@ fn writing_leaves_no_temporary_directory_and_replaces_an_old_part() {
         .collect();
     assert_eq!(entries, ["1-0"]);
     combine(dir.path()).unwrap();
-    assert_eq!(
-        strs(&read_points(dir.path()).unwrap(), "error"),
-        [Some("second attempt".into())]
-    );
+    assert_eq!(strs(&read_points(dir.path()).unwrap(), "error"), [Some("second attempt".into())]);
 }
 
 #[test]
@@ -527,20 +332,11 @@ fn bad_parameter_names_are_refused_without_leaving_files() {
     let dir = tempfile::tempdir().unwrap();
     let mut point = failed_point();
     point.params.push(param("makespan_ns", ParamValue::Int(1)));
-    let err = format!(
-        "{:#}",
-        write_point_parts(dir.path(), &point, None).unwrap_err()
-    );
-    assert!(
-        err.contains("makespan_ns") && err.contains("fixed points column"),
-        "{err}"
-    );
+    let err = format!("{:#}", write_point_parts(dir.path(), &point, None).unwrap_err());
+    assert!(err.contains("makespan_ns") && err.contains("fixed points column"), "{err}");
     let mut point = failed_point();
     point.params.push(param("ranks", ParamValue::Int(9)));
-    let err = format!(
-        "{:#}",
-        write_point_parts(dir.path(), &point, None).unwrap_err()
-    );
+    let err = format!("{:#}", write_point_parts(dir.path(), &point, None).unwrap_err());
     assert!(err.contains("\"ranks\" is given twice"), "{err}");
     assert_eq!(fs::read_dir(dir.path().join(PARTS_DIR)).unwrap().count(), 0);
 }
@@ -548,12 +344,7 @@ fn bad_parameter_names_are_refused_without_leaving_files() {
 /// Cuts `path` to half its length.
 fn truncate(path: &Path) {
     let len = fs::metadata(path).unwrap().len();
-    fs::OpenOptions::new()
-        .write(true)
-        .open(path)
-        .unwrap()
-        .set_len(len / 2)
-        .unwrap();
+    fs::OpenOptions::new().write(true).open(path).unwrap().set_len(len / 2).unwrap();
 }
 
 #[test]
@@ -573,17 +364,11 @@ fn a_truncated_or_missing_table_is_an_error_naming_it() {
     let file = dir.path().join("points.parquet");
     truncate(&file);
     let err = format!("{:#}", read_points(dir.path()).unwrap_err());
-    assert!(
-        err.contains(&file.display().to_string()) && err.contains("truncated"),
-        "{err}"
-    );
+    assert!(err.contains(&file.display().to_string()) && err.contains("truncated"), "{err}");
 
     fs::remove_file(&file).unwrap();
     let err = format!("{:#}", read_points(dir.path()).unwrap_err());
-    assert!(
-        err.contains(&file.display().to_string()) && err.contains("not combined"),
-        "{err}"
-    );
+    assert!(err.contains(&file.display().to_string()) && err.contains("not combined"), "{err}");
 }
 
 #[test]
@@ -591,22 +376,15 @@ fn a_directory_that_is_not_a_results_dir_is_an_error_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let err = format!("{:#}", read_points(dir.path()).unwrap_err());
     let file = dir.path().join("points.parquet");
-    assert!(
-        err.contains(&file.display().to_string()) && err.contains("not a dagwire results"),
-        "{err}"
-    );
+    assert!(err.contains(&file.display().to_string()) && err.contains("not a dagwire results"), "{err}");
     let err = format!("{:#}", combine(dir.path()).unwrap_err());
     assert!(err.contains(&dir.path().display().to_string()), "{err}");
 
     // A Parquet file that is not one of ours.
-    let mut other =
-        DataFrame::new(1, vec![polars::prelude::Column::new("x".into(), [1i64])]).unwrap();
+    let mut other = DataFrame::new(1, vec![polars::prelude::Column::new("x".into(), [1i64])]).unwrap();
     parquet_file::write(&file, &mut other).unwrap();
     let err = format!("{:#}", read_points(dir.path()).unwrap_err());
-    assert!(
-        err.contains(&file.display().to_string()) && err.contains("point_id"),
-        "{err}"
-    );
+    assert!(err.contains(&file.display().to_string()) && err.contains("point_id"), "{err}");
 
     let missing = dir.path().join("missing");
     assert!(format!("{:#}", finished_parts(&missing).unwrap_err()).contains("missing"));
@@ -621,31 +399,17 @@ fn column_docs_are_well_formed_and_documented_in_the_markdown() {
         assert_eq!(cols[0].name, "point_id");
         assert_eq!(cols[1].name, "repetition");
         let unique: BTreeSet<_> = cols.iter().map(|c| c.name).collect();
-        assert_eq!(
-            unique.len(),
-            cols.len(),
-            "{}: duplicate column",
-            table.name()
-        );
+        assert_eq!(unique.len(), cols.len(), "{}: duplicate column", table.name());
         for c in cols {
             let _ = c.data_type(); // panics on an unknown dtype
             assert!(!c.meaning.is_empty(), "{}.{}", table.name(), c.name);
             if c.name.ends_with("_ns") {
                 assert_eq!(c.unit, "ns", "{}.{}", table.name(), c.name);
             }
-            assert!(
-                md.contains(&format!("| `{}` | {} |", c.name, c.dtype)),
-                "{}.{}",
-                table.name(),
-                c.name
-            );
+            assert!(md.contains(&format!("| `{}` | {} |", c.name, c.dtype)), "{}.{}", table.name(), c.name);
         }
         for key in table.sort_keys() {
-            assert!(
-                cols.iter().any(|c| c.name == *key),
-                "{}: sort key {key}",
-                table.name()
-            );
+            assert!(cols.iter().any(|c| c.name == *key), "{}: sort key {key}", table.name());
         }
         assert!(md.contains(table.file_name()));
     }

@@ -1,9 +1,9 @@
 //! The tile kernels (faer, sequential: parallelism comes from the DAG) and the
 //! [`Kernels`] implementation that dispatches tasks to them.
 //!
-//! Tiles are column-major `f64` slices viewed in place by faer, never copied,
-//! except the one copy a POTRF or TRSM makes of its finished tile for the results
-//! (see [`super::plan`]).
+//! Tiles are column-major `f64` slices viewed in place by faer, never copied (a
+//! finished tile that is also a result is copied once by the first update that
+//! writes it, since the run keeps the result).
 
 use super::matrix;
 use super::plan::Kind;
@@ -25,11 +25,7 @@ use std::sync::Arc;
 /// If the tile is not positive definite (a non-positive or NaN pivot).
 pub fn potrf(a: &mut [f64], b: usize) -> Result<(), String> {
     let view = MatMut::from_column_major_slice_mut(a, b, b);
-    let mut scratch = MemBuffer::new(cholesky_in_place_scratch::<f64>(
-        b,
-        Par::Seq,
-        Default::default(),
-    ));
+    let mut scratch = MemBuffer::new(cholesky_in_place_scratch::<f64>(b, Par::Seq, Default::default()));
     let stack = MemStack::new(&mut scratch);
     cholesky_in_place(view, Default::default(), Par::Seq, stack, Default::default()).map_err(
         |LltError::NonPositivePivot { index }| {
@@ -59,17 +55,7 @@ pub fn syrk(l: &[f64], m: usize, kk: usize, a: &mut [f64]) {
     let l = MatRef::from_column_major_slice(l, m, kk);
     let a = MatMut::from_column_major_slice_mut(a, m, m);
     let rect = BlockStructure::Rectangular;
-    triangular::matmul(
-        a,
-        BlockStructure::TriangularLower,
-        Accum::Add,
-        l,
-        rect,
-        l.transpose(),
-        rect,
-        -1.0,
-        Par::Seq,
-    );
+    triangular::matmul(a, BlockStructure::TriangularLower, Accum::Add, l, rect, l.transpose(), rect, -1.0, Par::Seq);
 }
 
 /// GEMM: `A := A - Li Lj^T` for the `m x p` tile `a`, `li` of `m x kk`, `lj` of `p x kk`.
@@ -92,42 +78,26 @@ pub struct CholeskyKernels {
 
 impl Kernels for CholeskyKernels {
     fn run(&self, task: &Task, mut inputs: Vec<Arc<Payload>>) -> Result<Vec<Payload>, String> {
-        let kind = Kind::from_id(task.kernel)
-            .ok_or_else(|| format!("unknown cholesky kernel {:?}", task.kernel))?;
+        let kind = Kind::from_id(task.kernel).ok_or_else(|| format!("unknown cholesky kernel {:?}", task.kernel))?;
         let [i, j, k, _] = task.args.map(|a| a as usize);
         let want_inputs = kind.inputs();
         if inputs.len() != want_inputs {
-            return Err(format!(
-                "{} ({i},{j}) k={k} got {} inputs, expected {want_inputs}",
-                kind.name(),
-                inputs.len()
-            ));
+            return Err(format!("{} ({i},{j}) k={k} got {} inputs, expected {want_inputs}", kind.name(), inputs.len()));
         }
         if kind == Kind::Gen {
-            return Ok(vec![Payload::from_f64(matrix::tile(
-                self.seed,
-                &self.tiling,
-                i,
-                j,
-            ))]);
+            return Ok(vec![Payload::from_f64(matrix::tile(self.seed, &self.tiling, i, j))]);
         }
         // The tile being updated is always the last input: take it, in place when unshared.
         let mut a = take(inputs.pop().expect("counted above")).into_f64();
         self.check_len("updated tile", &a, i, j)?;
         self.update(kind, [i, j, k], &inputs, &mut a)?;
-        Ok(finish(a, task.outputs().len()))
+        Ok(vec![Payload::from_f64(a)])
     }
 }
 
 impl CholeskyKernels {
     /// Applies one non-GEN kernel to tile `(i, j)` at step `k`; `l` holds the read-only inputs.
-    fn update(
-        &self,
-        kind: Kind,
-        [i, j, k]: [usize; 3],
-        l: &[Arc<Payload>],
-        a: &mut [f64],
-    ) -> Result<(), String> {
+    fn update(&self, kind: Kind, [i, j, k]: [usize; 3], l: &[Arc<Payload>], a: &mut [f64]) -> Result<(), String> {
         let t = &self.tiling;
         let (m, p, kk) = (t.rows(i), t.rows(j), t.rows(k));
         let l0 = l.first().map(|x| x.as_f64()).unwrap_or_default();
@@ -158,21 +128,8 @@ impl CholeskyKernels {
         if data.len() == want {
             Ok(())
         } else {
-            Err(format!(
-                "{what} for tile ({i},{j}) has {} values, expected {want}",
-                data.len()
-            ))
+            Err(format!("{what} for tile ({i},{j}) has {} values, expected {want}", data.len()))
         }
-    }
-}
-
-/// The task's outputs: the tile, plus a copy when the DAG declares a separate result chunk.
-fn finish(a: Vec<f64>, outputs: usize) -> Vec<Payload> {
-    if outputs == 2 {
-        let copy = Payload::from_f64(a.clone());
-        vec![Payload::from_f64(a), copy]
-    } else {
-        vec![Payload::from_f64(a)]
     }
 }
 
@@ -182,9 +139,7 @@ mod tests {
 
     /// A small tile with distinct, non-symmetric values (column-major `rows x cols`).
     fn sample(rows: usize, cols: usize, salt: f64) -> Vec<f64> {
-        (0..rows * cols)
-            .map(|x| ((x as f64 + salt) * 0.37).sin())
-            .collect()
+        (0..rows * cols).map(|x| ((x as f64 + salt) * 0.37).sin()).collect()
     }
 
     /// Naive `C[r][c] = sum_q A[r][q] B[c][q]` for column-major `A` (`m x kk`), `B` (`p x kk`).
@@ -201,10 +156,7 @@ mod tests {
     fn assert_close(got: &[f64], want: &[f64], what: &str) {
         assert_eq!(got.len(), want.len());
         for (x, (g, w)) in got.iter().zip(want).enumerate() {
-            assert!(
-                (g - w).abs() <= 1e-12 * (1.0 + w.abs()),
-                "{what}[{x}]: got {g}, want {w}"
-            );
+            assert!((g - w).abs() <= 1e-12 * (1.0 + w.abs()), "{what}[{x}]: got {g}, want {w}");
         }
     }
 
@@ -228,16 +180,8 @@ mod tests {
         for c in 0..m {
             for r in 0..m {
                 let x = c * m + r;
-                let want = if r >= c {
-                    before[x] - prod[x]
-                } else {
-                    before[x]
-                };
-                assert!(
-                    (a[x] - want).abs() < 1e-12,
-                    "syrk at ({r}, {c}): got {}, want {want}",
-                    a[x]
-                );
+                let want = if r >= c { before[x] - prod[x] } else { before[x] };
+                assert!((a[x] - want).abs() < 1e-12, "syrk at ({r}, {c}): got {}, want {want}", a[x]);
             }
         }
     }
@@ -249,10 +193,7 @@ mod tests {
         let mut l = a0.clone();
         potrf(&mut l, b).unwrap();
         assert_close(&naive_abt(&l, &l, b, b, b), &a0, "L L^T");
-        assert!(
-            (0..b).all(|c| (0..c).all(|r| l[c * b + r] == 0.0)),
-            "upper triangle not zeroed"
-        );
+        assert!((0..b).all(|c| (0..c).all(|r| l[c * b + r] == 0.0)), "upper triangle not zeroed");
         // TRSM: X L^T must give back the right-hand side.
         let m = 4;
         let rhs = sample(m, b, 5.0);

@@ -64,11 +64,7 @@ mod tests {
         for r in 0..37 {
             for c in 0..37 {
                 assert_eq!(a[(r, c)], a[(c, r)], "not symmetric at ({r}, {c})");
-                assert_eq!(
-                    a[(r, c)],
-                    element(42, 37, r, c),
-                    "not deterministic at ({r}, {c})"
-                );
+                assert_eq!(a[(r, c)], element(42, 37, r, c), "not deterministic at ({r}, {c})");
             }
         }
         assert_ne!(dense(43, 37), a, "the seed must change the matrix");
@@ -94,14 +90,8 @@ mod tests {
         for i in 0..3 {
             for j in 0..=i {
                 let t = tile(9, &tiling, i, j);
-                let view =
-                    faer::MatRef::from_column_major_slice(&t, tiling.rows(i), tiling.rows(j));
-                let want = a.submatrix(
-                    tiling.offset(i),
-                    tiling.offset(j),
-                    tiling.rows(i),
-                    tiling.rows(j),
-                );
+                let view = faer::MatRef::from_column_major_slice(&t, tiling.rows(i), tiling.rows(j));
+                let want = a.submatrix(tiling.offset(i), tiling.offset(j), tiling.rows(i), tiling.rows(j));
                 assert_eq!(view, want, "tile ({i}, {j})");
             }
         }

@@ -6,7 +6,7 @@
 //!   block-cyclic grid;
 //! - [`kernels`]: the tile kernels, on faer;
 //! - [`verify`]: the scaled-residual check;
-//! - [`reference`]: faer's dense Cholesky on the same matrix, the baseline to beat.
+//! - [`mod@reference`]: faer's dense Cholesky on the same matrix, the baseline to beat.
 //!
 //! ```
 //! use dagwire_runtime::{ParamValue, Params};
@@ -33,9 +33,7 @@ pub use tiling::Tiling;
 pub use verify::{RESIDUAL_BOUND, scaled_residual};
 
 use crate::{Verification, Workload, WorkloadInfo};
-use dagwire_runtime::{
-    BlockCyclic2D, ChunkId, Dag, KernelId, Kernels, ParamError, ParamSpec, Params, Payload,
-};
+use dagwire_runtime::{BlockCyclic2D, ChunkId, Dag, KernelId, Kernels, ParamError, ParamSpec, Params, Payload};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -59,13 +57,7 @@ pub const MAX_TASKS: usize = 20_000_000;
 pub fn params() -> Vec<ParamSpec> {
     vec![
         ParamSpec::int("n", 1, MAX_N, 1024, "matrix order"),
-        ParamSpec::int(
-            "tile",
-            1,
-            MAX_N,
-            256,
-            "tile edge in elements (the last tile row/column may be smaller)",
-        ),
+        ParamSpec::int("tile", 1, MAX_N, 256, "tile edge in elements (the last tile row/column may be smaller)"),
     ]
 }
 
@@ -85,11 +77,7 @@ impl Cholesky {
         let (n, tile) = (params.int("n"), params.int("tile"));
         let tiling = check(n, tile, ranks)?;
         let built = plan::build(tiling, ranks);
-        Ok(Cholesky {
-            dag: Arc::new(built.dag),
-            kernels: CholeskyKernels { tiling, seed },
-            results: built.results,
-        })
+        Ok(Cholesky { dag: Arc::new(built.dag), kernels: CholeskyKernels { tiling, seed }, results: built.results })
     }
 
     /// The tile grid.
@@ -106,16 +94,10 @@ impl Cholesky {
 /// Validates the parameters against each other and the rank count.
 fn check(n: i64, tile: i64, ranks: usize) -> Result<Tiling, ParamError> {
     if !(1..=MAX_N).contains(&n) {
-        return Err(ParamError::new(
-            "n",
-            format!("n = {n} is outside 1..={MAX_N}"),
-        ));
+        return Err(ParamError::new("n", format!("n = {n} is outside 1..={MAX_N}")));
     }
     if tile < 1 || tile > n {
-        return Err(ParamError::new(
-            "tile",
-            format!("tile {tile} is larger than n = {n}; use a tile <= n"),
-        ));
+        return Err(ParamError::new("tile", format!("tile {tile} is larger than n = {n}; use a tile <= n")));
     }
     let tiling = Tiling::new(n as usize, tile as usize);
     let nt = tiling.tiles();
@@ -136,19 +118,14 @@ fn check(n: i64, tile: i64, ranks: usize) -> Result<Tiling, ParamError> {
 /// enough: on the `1 x 3` grid of 3 ranks, a `2 x 2` tile grid leaves column 2 empty.
 fn check_ranks(tiling: Tiling, ranks: usize) -> Result<(), ParamError> {
     if ranks == 0 {
-        return Err(ParamError::new(
-            "ranks",
-            "0 ranks cannot run anything; use at least 1",
-        ));
+        return Err(ParamError::new("ranks", "0 ranks cannot run anything; use at least 1"));
     }
     let (nt, owned) = (tiling.tiles(), tiling.lower_tiles());
     let grid = BlockCyclic2D::for_ranks(ranks);
     let Some(idle) = idle_rank(nt, grid) else {
         return Ok(());
     };
-    let most = (1..=ranks.min(owned))
-        .rev()
-        .find(|&r| idle_rank(nt, BlockCyclic2D::for_ranks(r)).is_none());
+    let most = (1..=ranks.min(owned)).rev().find(|&r| idle_rank(nt, BlockCyclic2D::for_ranks(r)).is_none());
     let why = format!(
         "with {ranks} ranks ({}x{} grid), rank {idle} would own none of the {owned} lower-triangle tiles \
          (n = {}, tile = {}: {nt}x{nt} tiles); use at most {} ranks here, or a smaller tile",
@@ -191,11 +168,6 @@ impl Workload for Cholesky {
     }
 
     fn verify(&self, results: &BTreeMap<ChunkId, Arc<Payload>>) -> Verification {
-        verify::verify(
-            self.kernels.tiling,
-            self.kernels.seed,
-            &self.results,
-            results,
-        )
+        verify::verify(self.kernels.tiling, self.kernels.seed, &self.results, results)
     }
 }

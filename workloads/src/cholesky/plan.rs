@@ -2,11 +2,9 @@
 //! block-cyclic grid.
 //!
 //! Every task writes a new version (chunk) of the tile it updates and reads the
-//! previous version as its last input. The runtime only returns chunks nobody reads,
-//! but a finished `L(i,k)` is still read by the updates of later steps, so POTRF
-//! and TRSM declare a second output, a copy of the finished tile that nobody reads:
-//! that copy is the result (an `O(b^2)` copy per `O(b^3)` kernel). The very last
-//! POTRF has no readers, so its only output already is the result.
+//! previous version as its last input. The version a POTRF or TRSM writes is the
+//! finished `L(i,k)`: it is marked as a result, so the run hands it back although
+//! later updates still read it.
 
 use super::tiling::Tiling;
 use dagwire_runtime::{BlockCyclic2D, ChunkId, Dag, DagBuilder, KernelId, TaskSpec};
@@ -84,13 +82,8 @@ pub fn build(tiling: Tiling, ranks: usize) -> Plan {
         }
     }
     let finished = std::mem::take(&mut b.results).into_iter().enumerate();
-    let results = finished
-        .map(|(x, c)| (b.tile_of(x), c.expect("every tile is finished")))
-        .collect();
-    Plan {
-        dag: b.dag.finish(),
-        results,
-    }
+    let results = finished.map(|(x, c)| (b.tile_of(x), c.expect("every tile is finished"))).collect();
+    Plan { dag: b.dag.finish(), results }
 }
 
 /// The DAG under construction and the latest version of every lower tile.
@@ -136,22 +129,10 @@ impl Builder {
     }
 
     /// Adds a task writing tile `(i, j)`; `finished` marks the version that is `L(i,j)`.
-    fn add(
-        &mut self,
-        kind: Kind,
-        [i, j, k]: [usize; 3],
-        reads: &[ChunkId],
-        flops: f64,
-        finished: bool,
-    ) {
+    fn add(&mut self, kind: Kind, [i, j, k]: [usize; 3], reads: &[ChunkId], flops: f64, finished: bool) {
         let t = self.tiling;
         let bytes = (t.elements(i, j) * 8) as u64;
-        let last_potrf = kind == Kind::Potrf && k + 1 == t.tiles();
-        let outputs: &[u64] = if finished && !last_potrf {
-            &[bytes, bytes]
-        } else {
-            &[bytes]
-        };
+        let outputs: &[u64] = &[bytes];
         let mut inputs = reads.to_vec();
         if kind != Kind::Gen {
             inputs.push(self.latest(i, j)); // the version being updated goes last
@@ -166,7 +147,8 @@ impl Builder {
         let slot = self.slot(i, j);
         self.current[slot] = Some(added.output(0));
         if finished {
-            self.results[slot] = Some(added.output(outputs.len() - 1));
+            self.results[slot] = Some(added.output(0));
+            self.dag.mark_result(added.output(0));
         }
     }
 
@@ -226,13 +208,10 @@ mod tests {
         let updates = (0..nt).map(|k| (nt - k - 1) * (nt - k) / 2).sum::<usize>();
         assert_eq!(plan.dag.task_count(), 10 + nt + 6 + updates); // gen, potrf, trsm, syrk + gemm
         assert_eq!(plan.results.len(), 10);
-        let sinks: Vec<ChunkId> = plan.dag.sinks().collect();
+        let sinks: Vec<ChunkId> = plan.dag.results().to_vec();
         let mut results: Vec<ChunkId> = plan.results.iter().map(|&(_, c)| c).collect();
         results.sort_unstable();
-        assert_eq!(
-            sinks, results,
-            "the results are exactly the chunks nobody reads"
-        );
+        assert_eq!(sinks, results, "the results are exactly the finished tiles");
     }
 
     #[test]
@@ -252,17 +231,11 @@ mod tests {
         let grid = BlockCyclic2D::for_ranks(4);
         for id in plan.dag.task_ids() {
             let task = plan.dag.task(id);
-            assert_eq!(
-                task.owner,
-                grid.owner(task.args[0] as usize, task.args[1] as usize)
-            );
+            assert_eq!(task.owner, grid.owner(task.args[0] as usize, task.args[1] as usize));
         }
         let n = 64.0_f64;
         let total = plan.dag.total_flops();
         // With square tiles the per-task counts add up to exactly n^3/3.
-        assert!(
-            (total - n * n * n / 3.0).abs() < 1e-9 * n * n * n,
-            "{total}"
-        );
+        assert!((total - n * n * n / 3.0).abs() < 1e-9 * n * n * n, "{total}");
     }
 }

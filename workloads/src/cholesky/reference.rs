@@ -28,26 +28,13 @@ pub struct ReferenceRun {
 /// assert!(run.scaled_residual < dagwire_workloads::cholesky::RESIDUAL_BOUND);
 /// ```
 pub fn reference_cholesky(n: usize, seed: u64, threads: usize) -> Result<ReferenceRun, String> {
-    let par = if threads == 1 {
-        Par::Seq
-    } else {
-        Par::rayon(threads)
-    };
+    let par = if threads == 1 { Par::Seq } else { Par::rayon(threads) };
     let a = matrix::dense(seed, n);
     let mut l = a.clone();
     let mut scratch = MemBuffer::new(cholesky_in_place_scratch::<f64>(n, par, Default::default()));
     let start = Instant::now();
-    cholesky_in_place(
-        l.as_mut(),
-        Default::default(),
-        par,
-        MemStack::new(&mut scratch),
-        Default::default(),
-    )
-    .map_err(|e| format!("faer's dense Cholesky failed on the {n}x{n} input: {e}"))?;
+    cholesky_in_place(l.as_mut(), Default::default(), par, MemStack::new(&mut scratch), Default::default())
+        .map_err(|e| format!("faer's dense Cholesky failed on the {n}x{n} input: {e}"))?;
     let seconds = start.elapsed().as_secs_f64();
-    Ok(ReferenceRun {
-        seconds,
-        scaled_residual: scaled_residual(a.as_ref(), l.as_ref(), par),
-    })
+    Ok(ReferenceRun { seconds, scaled_residual: scaled_residual(a.as_ref(), l.as_ref(), par) })
 }

@@ -25,10 +25,7 @@ impl Tiling {
     /// # Panics
     /// If `n` or `tile` is zero.
     pub fn new(n: usize, tile: usize) -> Self {
-        assert!(
-            n > 0 && tile > 0,
-            "a tiling needs n >= 1 and tile >= 1, got n = {n}, tile = {tile}"
-        );
+        assert!(n > 0 && tile > 0, "a tiling needs n >= 1 and tile >= 1, got n = {n}, tile = {tile}");
         Tiling { n, tile }
     }
 

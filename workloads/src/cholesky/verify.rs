@@ -39,24 +39,9 @@ pub const METRIC: &str = "scaled_residual";
 pub fn scaled_residual(a: MatRef<'_, f64>, l: MatRef<'_, f64>, par: Par) -> f64 {
     let n = a.nrows();
     let mut r = a.to_owned();
-    let (lower, upper) = (
-        BlockStructure::TriangularLower,
-        BlockStructure::TriangularUpper,
-    );
-    triangular::matmul(
-        r.as_mut(),
-        lower,
-        Accum::Add,
-        l,
-        lower,
-        l.transpose(),
-        upper,
-        -1.0,
-        par,
-    );
-    let strict_sq: f64 = (0..n)
-        .map(|c| r.col(c).subrows(c + 1, n - c - 1).squared_norm_l2())
-        .sum();
+    let (lower, upper) = (BlockStructure::TriangularLower, BlockStructure::TriangularUpper);
+    triangular::matmul(r.as_mut(), lower, Accum::Add, l, lower, l.transpose(), upper, -1.0, par);
+    let strict_sq: f64 = (0..n).map(|c| r.col(c).subrows(c + 1, n - c - 1).squared_norm_l2()).sum();
     let diag_sq: f64 = (0..n).map(|c| r[(c, c)] * r[(c, c)]).sum();
     let residual = (2.0 * strict_sq + diag_sq).sqrt();
     residual / (a.norm_l2() * n as f64 * f64::EPSILON)
@@ -69,13 +54,8 @@ pub fn verify(
     table: &[((usize, usize), ChunkId)],
     results: &BTreeMap<ChunkId, Arc<Payload>>,
 ) -> Verification {
-    let failed = |detail: String| Verification {
-        passed: false,
-        metric: METRIC,
-        value: f64::NAN,
-        bound: RESIDUAL_BOUND,
-        detail,
-    };
+    let failed =
+        |detail: String| Verification { passed: false, metric: METRIC, value: f64::NAN, bound: RESIDUAL_BOUND, detail };
     let l = match assemble(tiling, table, results) {
         Ok(l) => l,
         Err(detail) => return failed(detail),
@@ -87,21 +67,13 @@ pub fn verify(
     let detail = if !value.is_finite() {
         format!("the residual is {value} (n = {n}, tile = {tile})")
     } else if passed {
-        format!(
-            "||A - L L^T||_F / (||A||_F n eps) = {value:.3} < {RESIDUAL_BOUND} (n = {n}, tile = {tile})"
-        )
+        format!("||A - L L^T||_F / (||A||_F n eps) = {value:.3} < {RESIDUAL_BOUND} (n = {n}, tile = {tile})")
     } else {
         format!(
             "||A - L L^T||_F / (||A||_F n eps) = {value:.3e} >= {RESIDUAL_BOUND}: L is wrong (n = {n}, tile = {tile})"
         )
     };
-    Verification {
-        passed,
-        metric: METRIC,
-        value,
-        bound: RESIDUAL_BOUND,
-        detail,
-    }
+    Verification { passed, metric: METRIC, value, bound: RESIDUAL_BOUND, detail }
 }
 
 /// The dense lower triangular `L` from the result tiles; an error names the first
@@ -113,30 +85,19 @@ fn assemble(
 ) -> Result<Mat<f64>, String> {
     let mut l = Mat::<f64>::zeros(tiling.n, tiling.n);
     for &((i, j), chunk) in table {
-        let payload = results
-            .get(&chunk)
-            .ok_or_else(|| format!("result tile L({i},{j}) (chunk {chunk}) is missing"))?;
+        let payload =
+            results.get(&chunk).ok_or_else(|| format!("result tile L({i},{j}) (chunk {chunk}) is missing"))?;
         let (rows, cols) = (tiling.rows(i), tiling.rows(j));
         if payload.len() != rows * cols * 8 {
-            return Err(format!(
-                "result tile L({i},{j}) has {} bytes, expected {rows}x{cols} f64",
-                payload.len()
-            ));
+            return Err(format!("result tile L({i},{j}) has {} bytes, expected {rows}x{cols} f64", payload.len()));
         }
         let values = payload.as_f64();
         // Checked here because a NaN must fail even where a norm routine might skip it.
         if let Some(x) = values.iter().position(|v| !v.is_finite()) {
-            return Err(format!(
-                "result tile L({i},{j}) holds {} at row {}, column {}",
-                values[x],
-                x % rows,
-                x / rows
-            ));
+            return Err(format!("result tile L({i},{j}) holds {} at row {}, column {}", values[x], x % rows, x / rows));
         }
         let tile = MatRef::from_column_major_slice(values, rows, cols);
-        let mut dst = l
-            .as_mut()
-            .submatrix_mut(tiling.offset(i), tiling.offset(j), rows, cols);
+        let mut dst = l.as_mut().submatrix_mut(tiling.offset(i), tiling.offset(j), rows, cols);
         if i == j {
             dst.copy_from_triangular_lower(tile);
         } else {
@@ -168,32 +129,16 @@ mod tests {
         let results = BTreeMap::from([(ChunkId(0), Arc::new(Payload::from_f64(vec![1.0; 4])))]);
         let v = verify(Tiling::new(4, 2), 1, &table, &results);
         assert!(!v.passed);
-        assert!(
-            v.detail.contains("L(1,0)") && v.detail.contains("missing"),
-            "{}",
-            v.detail
-        );
+        assert!(v.detail.contains("L(1,0)") && v.detail.contains("missing"), "{}", v.detail);
     }
 
     #[test]
     fn nan_fails() {
-        let table = [
-            ((0, 0), ChunkId(0)),
-            ((1, 0), ChunkId(1)),
-            ((1, 1), ChunkId(2)),
-        ];
+        let table = [((0, 0), ChunkId(0)), ((1, 0), ChunkId(1)), ((1, 1), ChunkId(2))];
         let tile = |v: f64| Arc::new(Payload::from_f64(vec![v]));
-        let results = BTreeMap::from([
-            (ChunkId(0), tile(1.0)),
-            (ChunkId(1), tile(f64::NAN)),
-            (ChunkId(2), tile(1.0)),
-        ]);
+        let results = BTreeMap::from([(ChunkId(0), tile(1.0)), (ChunkId(1), tile(f64::NAN)), (ChunkId(2), tile(1.0))]);
         let v = verify(Tiling::new(2, 1), 1, &table, &results);
-        assert!(
-            !v.passed && v.detail.contains("L(1,0) holds NaN"),
-            "{}",
-            v.detail
-        );
+        assert!(!v.passed && v.detail.contains("L(1,0) holds NaN"), "{}", v.detail);
     }
 
     #[test]
