@@ -84,7 +84,7 @@ fn cholesky(n: usize, tile: usize, ranks: usize, workers: usize, reps: usize) ->
             dagwire_workloads::cholesky::reference_cholesky(n, seed, threads).map_err(anyhow::Error::msg)?;
         let (ref_s, ref_residual) = (reference.seconds, reference.scaled_residual);
         println!(
-            "  rep {rep}: dagwire {dag_s:.3} s ({:.1} GFLOP/s, {} = {:.3}), faer {ref_s:.3} s ({:.1} GFLOP/s, residual {ref_residual:.3})",
+            "  rep {rep}: dagwire {dag_s:.3} s ({:.1} GFLOP/s, {} = {:.2e}), faer {ref_s:.3} s ({:.1} GFLOP/s, residual {ref_residual:.2e})",
             flops / dag_s * 1e-9,
             check.metric,
             check.value,

@@ -144,7 +144,7 @@ fn outcome_line(r: &PointRecord) -> String {
     match (&r.error, r.makespan_ns) {
         (Some(e), _) => format!("FAILED: {}", e.lines().next().unwrap_or_default()),
         (None, Some(ns)) => format!(
-            "{:.2} ms, {:.2} GFLOP/s, verified ({} = {:.3})",
+            "{:.2} ms, {:.2} GFLOP/s, verified ({} = {:.2e})",
             ns as f64 * 1e-6,
             r.gflops.unwrap_or(0.0),
             r.check_metric.as_deref().unwrap_or("check"),
