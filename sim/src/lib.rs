@@ -1,0 +1,9 @@
+//! # dagwire-sim
+//!
+//! The discrete-event simulator: one event queue in virtual nanoseconds, a LogGP-family
+//! network model over real topologies, a compute model, machine files, and the `sim`
+//! driver that runs every rank's [`dagwire_runtime::Engine`] in virtual time.
+
+pub mod machine;
+pub mod network;
+pub mod queue;

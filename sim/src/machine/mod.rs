@@ -1,0 +1,149 @@
+//! Machine models: what the simulator knows about a machine. Read from TOML files in
+//! `machines/` (presets are embedded) and validated before any run.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A whole machine model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Machine {
+    /// Short name (`ib-hdr-fattree`).
+    pub name: String,
+    /// One line on what it models, with its sources.
+    pub description: String,
+    /// `analytic`: LogGP per message with NIC queues, no link contention (fastest);
+    /// `flow`: messages are flows over topology links shared max-min fairly.
+    pub fidelity: Fidelity,
+    /// Ranks placed on one node (consecutive ranks share a node).
+    pub ranks_per_node: u32,
+    /// Per-node NIC injection bandwidth, Gbit/s.
+    pub nic_gbps: f64,
+    /// Message costs between nodes.
+    pub inter_node: LogGp,
+    /// Message costs within a node (shared memory).
+    pub intra_node: LogGp,
+    /// How nodes are connected.
+    pub topology: Topology,
+    /// How long kernels take.
+    pub compute: Compute,
+}
+
+/// Simulation fidelity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Fidelity {
+    /// LogGP per message, NIC queues only.
+    Analytic,
+    /// Flow-level max-min link sharing on the topology.
+    Flow,
+}
+
+/// LogGP-family message costs, piecewise in message size (MPI libraries switch
+/// protocols at their eager limit, so small and large messages follow different lines).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogGp {
+    /// Segments sorted by `from_bytes`, the first starting at 0; a message uses the
+    /// last segment whose `from_bytes` is at most its size.
+    pub segments: Vec<LogGpSegment>,
+}
+
+/// One size range of [`LogGp`]. Times in nanoseconds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogGpSegment {
+    /// Smallest message size (bytes) this segment applies to.
+    pub from_bytes: u64,
+    /// Sender CPU overhead per message (`o_s`).
+    pub o_s_ns: f64,
+    /// Receiver CPU overhead per message (`o_r`).
+    pub o_r_ns: f64,
+    /// Minimum gap between consecutive message injections of one NIC (`g`).
+    pub g_ns: f64,
+    /// Latency from injection of the last byte to arrival (`L`), end to end.
+    pub l_ns: f64,
+    /// Gap per byte (`G`): the inverse of the path bandwidth, ns/byte.
+    pub g_per_byte_ns: f64,
+}
+
+/// The interconnect topology. Link bandwidths in Gbit/s, per-hop latency in ns (added
+/// to `L` for every switch traversed beyond the first).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Topology {
+    /// Every node reaches every other through one non-blocking switch.
+    Crossbar {
+        /// Node-to-switch link bandwidth.
+        link_gbps: f64,
+    },
+    /// A three-level k-ary fat-tree (k pods of k/2 edge and k/2 aggregation switches,
+    /// (k/2)^2 core switches, k^3/4 nodes), with optional oversubscription of the
+    /// edge-to-aggregation and aggregation-to-core links.
+    FatTree {
+        /// Switch radix (even).
+        k: u32,
+        /// Down-to-up bandwidth ratio at the edge and aggregation levels (1 = full bisection, 2 = 2:1).
+        oversubscription: f64,
+        /// Link bandwidth before oversubscription.
+        link_gbps: f64,
+        /// Latency per switch hop.
+        hop_ns: f64,
+    },
+    /// Dragonfly: groups of routers, all-to-all local links in a group, global links
+    /// between groups, minimal routing (local, global, local).
+    Dragonfly {
+        /// Number of groups.
+        groups: u32,
+        /// Routers per group.
+        routers_per_group: u32,
+        /// Nodes per router.
+        nodes_per_router: u32,
+        /// Global links per router.
+        global_links_per_router: u32,
+        /// Local (intra-group) link bandwidth.
+        local_gbps: f64,
+        /// Global link bandwidth.
+        global_gbps: f64,
+        /// Latency per router hop.
+        hop_ns: f64,
+    },
+    /// A 2D or 3D torus with one node per router and dimension-order routing.
+    Torus {
+        /// Size of each dimension (2 or 3 entries).
+        dims: Vec<u32>,
+        /// Link bandwidth (each direction).
+        link_gbps: f64,
+        /// Latency per router hop.
+        hop_ns: f64,
+    },
+}
+
+/// How long kernels take in the simulator.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Compute {
+    /// `model`: duration = flops / rate; `measure`: run each kernel shape once for real
+    /// and reuse its time.
+    pub mode: ComputeMode,
+    /// Cores per rank (a rank's workers run in parallel up to this count).
+    pub cores_per_rank: u32,
+    /// Sustained rate per core, GFLOP/s, by kernel name (`gemm`, `potrf`...).
+    #[serde(default)]
+    pub kernel_gflops: BTreeMap<String, f64>,
+    /// Rate for kernels not listed.
+    pub default_gflops: f64,
+    /// Fixed cost of every task (scheduling, launch), ns.
+    #[serde(default)]
+    pub task_overhead_ns: f64,
+}
+
+/// Where kernel durations come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ComputeMode {
+    /// From the cost hint and a rate.
+    Model,
+    /// From running the kernel once per shape.
+    Measure,
+}
