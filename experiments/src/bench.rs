@@ -41,6 +41,26 @@ pub enum Which {
         #[arg(long, default_value_t = 16)]
         width: usize,
     },
+    /// The simulator: raw event-queue throughput, then a cost-model tiled Cholesky of
+    /// about a million tasks on 1024 ranks (wall time, events/s, peak memory per task)
+    /// and how wall time grows from 1/8 of that size to the full size.
+    Sim {
+        /// Machine preset or file.
+        #[arg(long, default_value = "ib-hdr-fattree")]
+        machine: String,
+        /// Simulated ranks.
+        #[arg(long, default_value_t = 1024)]
+        ranks: usize,
+        /// Tiles per matrix dimension at full size (180 gives about one million tasks).
+        #[arg(long, default_value_t = 180)]
+        tiles: usize,
+        /// Tile edge.
+        #[arg(long, default_value_t = 256)]
+        tile: usize,
+        /// Network fidelity: machine, analytic or flow.
+        #[arg(long, default_value = "machine")]
+        fidelity: String,
+    },
 }
 
 /// Runs a benchmark and prints its figures.
@@ -48,6 +68,9 @@ pub fn run(which: Which) -> Result<()> {
     match which {
         Which::Cholesky { n, tile, ranks, workers, reps } => cholesky(n, tile, ranks, workers, reps),
         Which::Overhead { tasks, width } => overhead(tasks, width),
+        Which::Sim { machine, ranks, tiles, tile, fidelity } => {
+            crate::bench_sim::run(&machine, ranks, tiles, tile, &fidelity)
+        }
     }
 }
 

@@ -1,8 +1,10 @@
-//! The drivers a sweep can name, and how a point is executed on each.
+//! The drivers a sweep can name, their parameters, and how a point is executed on each.
 
 use dagwire_runtime::local::{self, LocalConfig};
-use dagwire_runtime::{Dag, Fault, Kernels, Progress, RunError, RunOutcome, StrategyFactory};
-use std::sync::Arc;
+use dagwire_runtime::{Fault, ParamSpec, Params, Progress, RunError, RunOutcome, StrategyFactory};
+use dagwire_sim::driver::{SimConfig, SimKernels};
+use dagwire_sim::machine::{Fidelity, Machine};
+use dagwire_workloads::Workload;
 use std::time::Duration;
 
 /// One registered driver.
@@ -12,18 +14,57 @@ pub struct DriverInfo {
     pub name: &'static str,
     /// One line on how ranks run.
     pub summary: &'static str,
+    /// Parameters a sweep may set in `[grid.<driver>]`.
+    pub params: fn() -> Vec<ParamSpec>,
 }
 
 /// Every driver, in the order `experiment list` shows them.
-pub static REGISTRY: &[DriverInfo] = &[DriverInfo {
-    name: "local",
-    summary: "ranks are threads of this process, messages move through in-process channels, kernels run for real; needs nothing installed",
-}];
+pub static REGISTRY: &[DriverInfo] = &[
+    DriverInfo {
+        name: "local",
+        summary: "ranks are threads of this process, messages move through in-process channels, kernels run for real; needs nothing installed",
+        params: Vec::new,
+    },
+    DriverInfo {
+        name: "sim",
+        summary: "discrete-event simulation of a machine model in virtual time (any rank count); kernels run for real or are only costed",
+        params: sim_params,
+    },
+];
+
+fn sim_params() -> Vec<ParamSpec> {
+    vec![
+        ParamSpec::text(
+            "machine",
+            "ib-hdr-fattree",
+            "a machine preset (experiment list machines) or a path to a machine TOML file",
+        ),
+        ParamSpec::choice(
+            "fidelity",
+            &["machine", "analytic", "flow"],
+            "machine",
+            "network model: the machine file's choice, analytic (LogGP, no link contention) or flow (max-min link sharing)",
+        ),
+        ParamSpec::choice(
+            "kernels",
+            &["run", "model"],
+            "run",
+            "run: execute kernels so results verify; model: cost model only (large sizes), verification skipped",
+        ),
+    ]
+}
+
+/// Looks a driver up by name.
+pub fn find(name: &str) -> Option<&'static DriverInfo> {
+    REGISTRY.iter().find(|d| d.name == name)
+}
 
 /// How to execute one run, whatever the driver.
 pub struct Execution<'a> {
     /// Driver name from [`REGISTRY`].
     pub driver: &'a str,
+    /// The driver's parameters (defaults filled in).
+    pub params: &'a Params,
     /// Ranks.
     pub ranks: usize,
     /// Kernel workers per rank.
@@ -36,13 +77,20 @@ pub struct Execution<'a> {
     pub fault: Option<Fault>,
 }
 
-/// Runs a DAG with the named driver.
+/// A finished run and whether its kernels really ran (so it can be verified).
+pub struct Executed {
+    /// The run.
+    pub outcome: RunOutcome,
+    /// False for cost-model-only simulations.
+    pub kernels_ran: bool,
+}
+
+/// Runs a workload with the named driver.
 pub fn execute(
     exec: &Execution<'_>,
-    dag: &Arc<Dag>,
-    kernels: &dyn Kernels,
+    workload: &dyn Workload,
     strategy: StrategyFactory<'_>,
-) -> Result<RunOutcome, RunError> {
+) -> Result<Executed, RunError> {
     match exec.driver {
         "local" => {
             let cfg = LocalConfig {
@@ -52,8 +100,32 @@ pub fn execute(
                 timeout: exec.timeout,
                 fault: exec.fault,
             };
-            local::run(dag, kernels, strategy, &cfg)
+            let outcome = local::run(workload.dag(), workload.kernels(), strategy, &cfg)?;
+            Ok(Executed { outcome, kernels_ran: true })
+        }
+        "sim" => {
+            if exec.fault.is_some() {
+                return Err(RunError::Config("the sim driver does not inject faults; use driver = \"local\"".into()));
+            }
+            let machine = sim_machine(exec.params).map_err(RunError::Config)?;
+            let run_kernels = exec.params.str("kernels") == "run";
+            let cfg = SimConfig { ranks: exec.ranks, workers: exec.workers, run_kernels };
+            let name = |k| workload.kernel_name(k);
+            let kernels = SimKernels { kernels: workload.kernels(), name: &name };
+            let out = dagwire_sim::driver::run(workload.dag(), &kernels, strategy, &machine, cfg)?;
+            Ok(Executed { outcome: out.run, kernels_ran: run_kernels })
         }
         other => Err(RunError::Config(format!("driver `{other}` is not built into this binary"))),
     }
+}
+
+/// The machine a sim point runs on, with its fidelity override applied.
+pub fn sim_machine(params: &Params) -> Result<Machine, String> {
+    let mut machine = dagwire_sim::machine::load_machine(params.str("machine")).map_err(|e| e.to_string())?;
+    match params.str("fidelity") {
+        "analytic" => machine.fidelity = Fidelity::Analytic,
+        "flow" => machine.fidelity = Fidelity::Flow,
+        _ => {}
+    }
+    Ok(machine)
 }

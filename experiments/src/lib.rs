@@ -6,6 +6,7 @@
 //! and benchmarks ([`bench`]). `main.rs` only parses the command line.
 
 pub mod bench;
+pub mod bench_sim;
 pub mod drivers;
 pub mod list;
 pub mod plan;

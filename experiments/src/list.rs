@@ -15,6 +15,8 @@ pub enum What {
     Strategies,
     /// Drivers.
     Drivers,
+    /// Machine presets for the sim driver.
+    Machines,
     /// The columns of the results tables (Markdown).
     Tables,
 }
@@ -37,10 +39,19 @@ pub fn render(what: What) -> String {
             entry(&mut out, s.name, s.summary, &(s.params)());
         }
     }
+    if matches!(what, What::All | What::Machines) {
+        out.push_str("MACHINES (grid.sim.machine: a preset name or a path to a TOML file like machines/*.toml)\n");
+        for name in dagwire_sim::machine::preset_names() {
+            let machine = dagwire_sim::machine::load_machine(name).expect("presets are valid (tested)");
+            for line in dagwire_sim::machine::describe(&machine).lines() {
+                let _ = writeln!(out, "  {line}");
+            }
+        }
+    }
     if matches!(what, What::All | What::Drivers) {
         out.push_str("DRIVERS (grid.driver)\n");
         for d in crate::drivers::REGISTRY {
-            entry(&mut out, d.name, d.summary, &[]);
+            entry(&mut out, d.name, d.summary, &(d.params)());
         }
         out.push_str("  every driver also takes grid.ranks, grid.workers (kernel threads per rank, default 1)\n");
         out.push_str("  grid.progress (thread: a progress thread per rank; inline: the rank runs kernels and polls between them)\n");

@@ -29,6 +29,8 @@ pub struct Point {
     pub workload_params: Params,
     /// The strategy's parameters, defaults filled in.
     pub strategy_params: Params,
+    /// The driver's parameters, defaults filled in.
+    pub driver_params: Params,
     /// Every parameter as a table column (`ranks`, `cholesky.tile`, ...).
     pub columns: Vec<(String, ParamValue)>,
 }
@@ -108,9 +110,11 @@ fn build_point(sweep: &Sweep, a: &BTreeMap<&str, &ParamValue>, id: u32) -> Resul
         })
     };
     let (workload_params, strategy_params) = (resolve(workload.name)?, resolve(strategy.name)?);
+    let driver_params = resolve(&name("driver"))?;
     let mut columns: Vec<(String, ParamValue)> = CORE_AXES.iter().map(|k| (k.to_string(), a[k].clone())).collect();
     columns.extend(workload_params.iter().map(|(k, v)| (format!("{}.{k}", workload.name), v.clone())));
     columns.extend(strategy_params.iter().map(|(k, v)| (format!("{}.{k}", strategy.name), v.clone())));
+    columns.extend(driver_params.iter().map(|(k, v)| (format!("{}.{k}", name("driver")), v.clone())));
     let point = Point {
         id,
         workload,
@@ -122,6 +126,7 @@ fn build_point(sweep: &Sweep, a: &BTreeMap<&str, &ParamValue>, id: u32) -> Resul
         fault: Fault::from_name(&name("fault")).expect("validated"),
         workload_params,
         strategy_params,
+        driver_params,
         columns,
     };
     check_point(sweep, &point)?;
@@ -142,6 +147,10 @@ fn check_point(sweep: &Sweep, p: &Point) -> Result<(), SweepError> {
             "grid.workers".into(),
             "progress = \"inline\" runs kernels on the rank's own thread, so workers must be 1".into(),
         ));
+    }
+    if p.driver == "sim" {
+        let machine = crate::drivers::sim_machine(&p.driver_params).map_err(|m| err("grid.sim.machine".into(), m))?;
+        dagwire_sim::network::Network::new(&machine, p.ranks).map_err(|m| err("grid.ranks".into(), m))?;
     }
     (p.workload.prepare)(&p.workload_params, p.ranks, sweep.seed).map(drop).map_err(|e| {
         let key =

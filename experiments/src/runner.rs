@@ -3,7 +3,7 @@
 //! without redoing or losing finished runs. A failed run is recorded and the sweep
 //! goes on.
 
-use crate::drivers::{self, Execution};
+use crate::drivers::{self, Executed, Execution};
 use crate::plan::Point;
 use crate::progress::SweepProgress;
 use crate::results::{self, ManifestInfo};
@@ -63,8 +63,8 @@ fn run_and_record(sweep: &Sweep, point: &Point, rep: u32, dir: &Path) -> Result<
     let wall_s = started.elapsed().as_secs_f64();
     let mut record = base_record(point, rep, wall_s);
     match attempt {
-        Ok(Ok((workload, outcome))) => {
-            fill_success(&mut record, workload.as_ref(), &outcome);
+        Ok(Ok((workload, Executed { outcome, kernels_ran }))) => {
+            fill_success(&mut record, workload.as_ref(), &outcome, kernels_ran);
             let transfers = outcome.trace.transfers(|c| workload.dag().chunk(c).bytes);
             let kernel_name = |k| workload.kernel_name(k);
             let rows = TraceRows { trace: &outcome.trace, transfers: &transfers, kernel_name: &kernel_name };
@@ -85,20 +85,21 @@ fn run_and_record(sweep: &Sweep, point: &Point, rep: u32, dir: &Path) -> Result<
 }
 
 /// Builds the workload and runs it on the point's driver.
-fn run_point(sweep: &Sweep, point: &Point) -> Result<(Box<dyn Workload>, RunOutcome)> {
+fn run_point(sweep: &Sweep, point: &Point) -> Result<(Box<dyn Workload>, Executed)> {
     let workload = (point.workload.prepare)(&point.workload_params, point.ranks, sweep.seed)?;
     let factory =
         |rank: Rank| -> Box<dyn Strategy> { (point.strategy.build)(&point.strategy_params, rank, point.ranks) };
     let exec = Execution {
         driver: &point.driver,
+        params: &point.driver_params,
         ranks: point.ranks,
         workers: point.workers,
         progress: point.progress,
         timeout: Duration::from_secs(sweep.timeout_s),
         fault: point.fault,
     };
-    let outcome = drivers::execute(&exec, workload.dag(), workload.kernels(), &factory)?;
-    Ok((workload, outcome))
+    let executed = drivers::execute(&exec, workload.as_ref(), &factory)?;
+    Ok((workload, executed))
 }
 
 fn base_record(point: &Point, rep: u32, wall_s: f64) -> PointRecord {
@@ -121,9 +122,8 @@ fn base_record(point: &Point, rep: u32, wall_s: f64) -> PointRecord {
     }
 }
 
-fn fill_success(record: &mut PointRecord, workload: &dyn Workload, outcome: &RunOutcome) {
+fn fill_success(record: &mut PointRecord, workload: &dyn Workload, outcome: &RunOutcome, kernels_ran: bool) {
     let totals = outcome.trace.message_totals();
-    let check = workload.verify(&outcome.results);
     let seconds = outcome.makespan_ns as f64 * 1e-9;
     record.makespan_ns = Some(outcome.makespan_ns);
     record.gflops = (seconds > 0.0).then(|| workload.useful_flops() / seconds * 1e-9);
@@ -132,6 +132,11 @@ fn fill_success(record: &mut PointRecord, workload: &dyn Workload, outcome: &Run
     record.control_messages = totals.control_messages;
     record.control_bytes = totals.control_bytes;
     record.tasks = outcome.trace.tasks.len() as u64;
+    if !kernels_ran {
+        record.check_metric = Some(SKIPPED.to_string());
+        return;
+    }
+    let check = workload.verify(&outcome.results);
     record.verified = check.passed;
     record.check_metric = Some(check.metric.to_string());
     record.check_value = Some(check.value);
@@ -141,6 +146,14 @@ fn fill_success(record: &mut PointRecord, workload: &dyn Workload, outcome: &Run
 }
 
 fn outcome_line(r: &PointRecord) -> String {
+    if r.check_metric.as_deref() == Some(SKIPPED) {
+        let ns = r.makespan_ns.unwrap_or(0) as f64;
+        return format!(
+            "{:.2} ms (virtual), {:.2} GFLOP/s, not verified (kernels not run)",
+            ns * 1e-6,
+            r.gflops.unwrap_or(0.0)
+        );
+    }
     match (&r.error, r.makespan_ns) {
         (Some(e), _) => format!("FAILED: {}", e.lines().next().unwrap_or_default()),
         (None, Some(ns)) => format!(
@@ -154,11 +167,10 @@ fn outcome_line(r: &PointRecord) -> String {
     }
 }
 
-/// Runs in the combined table that failed or did not verify.
+/// `check_metric` of a run whose kernels were only costed, so nothing could be verified.
+pub const SKIPPED: &str = "skipped: kernels not run (cost model)";
+
+/// Runs in the combined table that failed or did not verify (their `error` is set).
 fn count_bad(points: &polars::prelude::DataFrame) -> usize {
-    points
-        .column("verified")
-        .ok()
-        .and_then(|c| c.bool().ok().map(|b| b.iter().filter(|v| *v != Some(true)).count()))
-        .unwrap_or(0)
+    points.column("error").map(|c| c.len() - c.null_count()).unwrap_or(0)
 }

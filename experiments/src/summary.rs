@@ -29,6 +29,7 @@ pub fn render(dir: &Path) -> Result<String> {
         .map(|(d, c)| Some(d.unwrap_or(0.0) + c.unwrap_or(0.0)))
         .collect();
     let verified = df.column("verified")?.bool().context("column verified")?.clone();
+    let checks = df.column("check_metric")?.as_materialized_series().clone();
     let mut header: Vec<String> = vec!["point".into()];
     header.extend(shown.iter().cloned());
     header.extend(["makespan ms", "GFLOP/s", "data MB", "messages", "verified"].map(String::from));
@@ -44,7 +45,12 @@ pub fn render(dir: &Path) -> Result<String> {
         row.push(fmt(median(members, &gflops), 2));
         row.push(fmt(median(members, &bytes).map(|v| v * 1e-6), 2));
         row.push(fmt(median(members, &msgs), 0));
-        row.push(if ok == members.len() { "yes".into() } else { format!("NO ({ok}/{})", members.len()) });
+        let skipped = members.iter().all(|&r| checks.str_value(r).is_ok_and(|v| v == crate::runner::SKIPPED));
+        row.push(match () {
+            _ if skipped => "skipped".into(),
+            _ if ok == members.len() => "yes".into(),
+            _ => format!("NO ({ok}/{})", members.len()),
+        });
         rows.push(row);
     }
     Ok(table(&rows))

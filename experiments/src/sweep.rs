@@ -239,13 +239,17 @@ pub fn component_params(name: &str) -> Option<Vec<ParamSpec>> {
     if let Ok(w) = dagwire_workloads::find(name) {
         return Some((w.params)());
     }
-    dagwire_strategies::find(name).ok().map(|s| (s.params)())
+    if let Ok(s) = dagwire_strategies::find(name) {
+        return Some((s.params)());
+    }
+    drivers::find(name).map(|d| (d.params)())
 }
 
 fn known_grid_keys() -> Vec<&'static str> {
     let mut keys = CORE_AXES.to_vec();
     keys.extend(dagwire_workloads::REGISTRY.iter().map(|w| w.name));
     keys.extend(dagwire_strategies::REGISTRY.iter().map(|s| s.name));
+    keys.extend(drivers::REGISTRY.iter().map(|d| d.name));
     keys
 }
 
@@ -262,14 +266,16 @@ fn check_axes(at: &Locator<'_>, sweep: &Sweep) -> Result<(), SweepError> {
     }
     for axis in sweep.axes.iter().filter(|a| a.key.contains('.')) {
         let component = axis.key.split('.').next().unwrap_or_default();
-        let listed = ["workload", "strategy"]
+        let listed = ["workload", "strategy", "driver"]
             .iter()
             .any(|k| sweep.axis(k).is_some_and(|a| a.values.contains(&ParamValue::Str(component.to_string()))));
         if !listed {
             return Err(at.error_at_line(
                 axis.line,
                 &format!("grid.{}", axis.key),
-                format!("sets a parameter of `{component}`, which is not in grid.workload or grid.strategy"),
+                format!(
+                    "sets a parameter of `{component}`, which is not in grid.workload, grid.strategy or grid.driver"
+                ),
             ));
         }
     }

@@ -55,6 +55,8 @@ pub enum ParamKind {
     Choice(&'static [&'static str]),
     /// `true` or `false`.
     Bool,
+    /// Any non-empty text (a path, a preset name); the component checks it further.
+    Text,
 }
 
 impl fmt::Display for ParamKind {
@@ -65,6 +67,7 @@ impl fmt::Display for ParamKind {
             ParamKind::Float { min, max } => write!(f, "a number in {min}..={max}"),
             ParamKind::Choice(names) => write!(f, "one of {}", names.join(", ")),
             ParamKind::Bool => write!(f, "true or false"),
+            ParamKind::Text => write!(f, "a non-empty string"),
         }
     }
 }
@@ -110,6 +113,11 @@ impl ParamSpec {
         ParamSpec { name, kind: ParamKind::Choice(choices), default: ParamValue::Str(default.into()), help }
     }
 
+    /// A free-text parameter (a path or a name checked by its component).
+    pub fn text(name: &'static str, default: &'static str, help: &'static str) -> Self {
+        ParamSpec { name, kind: ParamKind::Text, default: ParamValue::Str(default.into()), help }
+    }
+
     /// A switch.
     pub fn boolean(name: &'static str, default: bool, help: &'static str) -> Self {
         ParamSpec { name, kind: ParamKind::Bool, default: ParamValue::Bool(default), help }
@@ -127,6 +135,7 @@ impl ParamSpec {
             }
             (ParamKind::Choice(names), ParamValue::Str(s)) if names.contains(&s.as_str()) => Ok(value.clone()),
             (ParamKind::Bool, ParamValue::Bool(_)) => Ok(value.clone()),
+            (ParamKind::Text, ParamValue::Str(s)) if !s.is_empty() => Ok(value.clone()),
             _ => bad(),
         }
     }

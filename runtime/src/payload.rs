@@ -25,6 +25,27 @@ impl Payload {
         Payload { words: vec![0; len.div_ceil(8)], len }
     }
 
+    /// A payload that has a size but no bytes: what a simulated run moves when kernels
+    /// are not executed (cost model only). Cloning it costs nothing; reading its bytes panics.
+    ///
+    /// ```
+    /// let p = dagwire_runtime::Payload::phantom(1 << 30);
+    /// assert_eq!(p.len(), 1 << 30);
+    /// assert!(p.is_phantom());
+    /// ```
+    pub fn phantom(len: usize) -> Self {
+        Payload { words: Vec::new(), len }
+    }
+
+    /// True for a [`Payload::phantom`] with a non-zero size.
+    pub fn is_phantom(&self) -> bool {
+        self.words.is_empty() && self.len > 0
+    }
+
+    fn assert_real(&self) {
+        assert!(!self.is_phantom(), "payload of {} bytes is a phantom (cost-model run): it has no bytes", self.len);
+    }
+
     /// Takes ownership of `values` without copying.
     pub fn from_f64(values: Vec<f64>) -> Self {
         let len = values.len() * 8;
@@ -50,11 +71,13 @@ impl Payload {
 
     /// The bytes.
     pub fn as_bytes(&self) -> &[u8] {
+        self.assert_real();
         &bytemuck::cast_slice(&self.words)[..self.len]
     }
 
     /// The bytes, writable.
     pub fn as_bytes_mut(&mut self) -> &mut [u8] {
+        self.assert_real();
         let len = self.len;
         &mut bytemuck::cast_slice_mut(&mut self.words)[..len]
     }
@@ -64,6 +87,7 @@ impl Payload {
     /// # Panics
     /// If the length is not a multiple of 8 bytes (the chunk was not built from `f64`s).
     pub fn as_f64(&self) -> &[f64] {
+        self.assert_real();
         assert!(self.len % 8 == 0, "payload of {} bytes is not a whole number of f64", self.len);
         bytemuck::cast_slice(&self.words)
     }
@@ -73,6 +97,7 @@ impl Payload {
     /// # Panics
     /// If the length is not a multiple of 8 bytes.
     pub fn as_f64_mut(&mut self) -> &mut [f64] {
+        self.assert_real();
         assert!(self.len % 8 == 0, "payload of {} bytes is not a whole number of f64", self.len);
         bytemuck::cast_slice_mut(&mut self.words)
     }

@@ -4,6 +4,8 @@
 //! network model over real topologies, a compute model, machine files, and the `sim`
 //! driver that runs every rank's [`dagwire_runtime::Engine`] in virtual time.
 
+pub mod compute;
+pub mod driver;
 pub mod machine;
 pub mod network;
 pub mod queue;

@@ -4,6 +4,16 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+mod describe;
+mod parse;
+mod presets;
+#[cfg(test)]
+mod tests;
+
+pub use describe::describe;
+pub use parse::{MachineError, load_machine, parse_machine, validate_machine};
+pub use presets::{PRESETS, preset_names, preset_text};
+
 /// A whole machine model.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -1,1 +1,386 @@
-//! The network model (being written).
+//! The network model: when does a message handed to the network at virtual time `now`
+//! reach its receiver? LogGP costs per message (LogGOPSim's model), NIC and CPU queues, and,
+//! in the flow fidelity, max-min fair sharing of topology links (SimGrid's flow model).
+//!
+//! # Semantics
+//!
+//! Rank `r` lives on node `r / ranks_per_node`. A message of `bytes` between two nodes uses
+//! the machine's `inter_node` costs, within a node its `intra_node` costs; of those it uses
+//! the **segment**: the last [`LogGpSegment`](crate::machine::LogGpSegment) with
+//! `from_bytes <= bytes`. A 0-byte message costs what a 1-byte one does (`k = max(bytes, 1)`).
+//!
+//! Every term is rounded up to whole nanoseconds on its own (values within 1e-9 of an
+//! integer count as that integer), so an **isolated message** of `k` bytes takes exactly
+//!
+//! ```text
+//! T(k) = ceil(o_s) + ceil((k-1)*G) + ceil(L + (hops-1)*hop_ns) + ceil(o_r)
+//! ```
+//!
+//! where `hops` is the number of switches (routers) on the route; intra-node messages and
+//! single-switch routes add no hop latency.
+//!
+//! **Resources** are next-free times, as in LogGOPSim. Each rank has a sender CPU (`o_s`
+//! serialises its sends in call order) and a receiver CPU (`o_r` serialises its receives in
+//! arrival order); each node has a NIC.
+//!
+//! **Analytic fidelity** ([`Fidelity::Analytic`]): after `o_s`, an inter-node message is
+//! injected into its node's NIC, whose consecutive injections are at least
+//! `ceil(max(g, k*G, k*8/nic_gbps))` apart (so the NIC's injection bandwidth is shared by
+//! the node's ranks); its last byte arrives `ceil((k-1)*G) + ceil(L + hops)` after the
+//! injection starts; then the receiver's `o_r`. No link is shared.
+//!
+//! **Flow fidelity** ([`Fidelity::Flow`]): after `o_s` and the NIC gap `ceil(g)`, the
+//! message's `k-1` bytes (the first byte's time is part of `L`) move as a flow over the
+//! source NIC's up-link (`nic_gbps`), the route's topology links and the destination NIC's
+//! down-link (`nic_gbps`). Concurrent flows share links max-min fairly (progressive
+//! filling); each flow's rate is also capped by `1/G`; rates are recomputed whenever a flow
+//! starts or ends. When the last byte is through (the end rounded up to a whole ns), the
+//! message arrives `ceil(L + hops)` later, then the receiver's `o_r`. On idle links at least
+//! `1/G` fast the message therefore takes `T(k)`, as in the analytic fidelity.
+//! Intra-node messages take the analytic path in both fidelities.
+//!
+//! **Intra-node** messages: after `o_s`, the sending rank's shared-memory injector keeps
+//! consecutive intra-node sends at least `ceil(max(g, k*G))` apart; the last byte arrives
+//! `ceil((k-1)*G) + ceil(L)` after the injection starts; then `o_r`.
+//!
+//! **Topologies** (see `topology/`): crossbar, k-ary 3-level fat-tree (destination-based
+//! up-link choice), dragonfly (minimal local-global-local routing), 2D/3D torus
+//! (dimension-order routing, shorter way round, `+` on a tie). Links are directional.
+//!
+//! Everything is deterministic: no clock, no randomness, no hash-map iteration; events at the
+//! same time are taken in insertion order and deliveries come out ordered by `(time, id)`.
+//!
+//! # Cost
+//!
+//! Analytic: `O(log n)` per message (two heap events: arrival and delivery). Flow: every
+//! instant at which flows start or end refills the connected component of links those flows
+//! touch, `O(sum of route lengths * log)` over the component's flows; with all-to-all traffic
+//! that is every active flow, twice per message.
+
+mod analytic;
+mod flow;
+mod loggp;
+mod maxmin;
+mod topology;
+
+#[cfg(test)]
+mod tests;
+
+use crate::machine::{Fidelity, Machine};
+use crate::queue::Time;
+use analytic::Resources;
+use dagwire_runtime::Rank;
+use flow::{Flows, Meta};
+use loggp::Costs;
+use std::cmp::{Ordering, Reverse};
+use std::collections::BinaryHeap;
+use topology::Fabric;
+
+/// Identifies a message handed to [`Network::send`]; ids count up from 0 in send order.
+pub type MessageId = u64;
+
+/// The route between two nodes, for tests and inspection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RouteInfo {
+    /// Directional topology links crossed (NIC links not counted; 0 within a node).
+    pub links: usize,
+    /// Switches or routers traversed (0 within a node).
+    pub hops: u32,
+}
+
+/// What happens next to a message, in the network's own timeline.
+#[derive(Clone, Copy, Debug)]
+enum Step {
+    /// The last byte reached the receiving rank, whose CPU takes `o_r` next.
+    Arrive { id: MessageId, dst: u32, seg: u32 },
+    /// `o_r` is done: the message is delivered.
+    Deliver { id: MessageId },
+    /// The message's flow starts taking bandwidth.
+    FlowStart { slot: u32 },
+    /// The flow's last byte is through, if its rate has not changed since (`version`).
+    FlowEnd { slot: u32, version: u32 },
+}
+
+/// A step at a time, ordered by `(time, seq)` (house rule 5).
+#[derive(Clone, Copy, Debug)]
+struct Event {
+    time: Time,
+    seq: u64,
+    step: Step,
+}
+
+impl PartialEq for Event {
+    fn eq(&self, other: &Self) -> bool {
+        (self.time, self.seq) == (other.time, other.seq)
+    }
+}
+impl Eq for Event {}
+impl PartialOrd for Event {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Event {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (self.time, self.seq).cmp(&(other.time, other.seq))
+    }
+}
+
+/// The network of one simulated run (see the [module docs](self) for the model).
+///
+/// Call order: [`send`](Self::send) whenever a rank sends, with `now` never earlier than the
+/// last `now` given to either call; [`next_delivery`](Self::next_delivery) to learn when to
+/// come back; [`deliver_until`](Self::deliver_until) at that time (or later) to collect
+/// what was delivered. `next_delivery` is a wake-up time: the earliest step the network
+/// has pending (a delivery, or an arrival or flow change that leads to one). It is never
+/// later than the next delivery, and a call to `deliver_until` there may return nothing;
+/// ask `next_delivery` again (an early wake-up does nothing, house rule 3).
+///
+/// ```
+/// use dagwire_runtime::Rank;
+/// use dagwire_sim::machine::*;
+/// use dagwire_sim::network::Network;
+/// let seg = LogGpSegment { from_bytes: 0, o_s_ns: 100.0, o_r_ns: 100.0, g_ns: 0.0, l_ns: 1000.0, g_per_byte_ns: 0.5 };
+/// let machine = Machine {
+///     name: "doc".into(),
+///     description: "doc".into(),
+///     fidelity: Fidelity::Analytic,
+///     ranks_per_node: 1,
+///     nic_gbps: 100.0,
+///     inter_node: LogGp { segments: vec![seg.clone()] },
+///     intra_node: LogGp { segments: vec![seg] },
+///     topology: Topology::Crossbar { link_gbps: 100.0 },
+///     compute: Compute {
+///         mode: ComputeMode::Model,
+///         cores_per_rank: 1,
+///         kernel_gflops: Default::default(),
+///         default_gflops: 1.0,
+///         task_overhead_ns: 0.0,
+///     },
+/// };
+/// let mut net = Network::new(&machine, 2).unwrap();
+/// let id = net.send(0, Rank(0), Rank(1), 1001);
+/// let mut got = Vec::new();
+/// while let Some(t) = net.next_delivery() {
+///     got.extend(net.deliver_until(t));
+/// }
+/// // o_s + (k-1)*G + L + o_r = 100 + 500 + 1000 + 100
+/// assert_eq!(got, vec![(1700, id)]);
+/// ```
+#[derive(Debug)]
+pub struct Network {
+    ranks: usize,
+    ranks_per_node: u32,
+    nic_bytes_per_ns: f64,
+    costs: Costs,
+    fabric: Fabric,
+    resources: Resources,
+    flows: Option<Flows>,
+    events: BinaryHeap<Reverse<Event>>,
+    seq: u64,
+    clock: Time,
+    next_id: MessageId,
+    in_flight: usize,
+    route: Vec<u32>,
+}
+
+impl Network {
+    /// Model for `ranks` ranks on `machine`: rank r lives on node r / ranks_per_node.
+    ///
+    /// Errors (naming the machine key and the numbers) if the topology cannot hold the
+    /// nodes, e.g. "topology fat-tree with k = 4 holds 16 nodes, the run needs 32 (raise
+    /// topology.k or ranks_per_node)", or if a cost or bandwidth is not a usable number.
+    pub fn new(machine: &Machine, ranks: usize) -> Result<Network, String> {
+        if machine.ranks_per_node == 0 {
+            return Err("ranks_per_node = 0: must be at least 1".into());
+        }
+        let nic_bytes_per_ns = topology::bytes_per_ns("nic_gbps", machine.nic_gbps)?;
+        let costs = Costs::new(&machine.inter_node, &machine.intra_node)?;
+        let nodes = (ranks as u64).div_ceil(u64::from(machine.ranks_per_node));
+        let fabric = Fabric::build(&machine.topology, nodes)?;
+        if ranks > u32::MAX as usize {
+            return Err(format!("{ranks} ranks: the simulator numbers ranks with 32 bits"));
+        }
+        Ok(Network {
+            ranks,
+            ranks_per_node: machine.ranks_per_node,
+            nic_bytes_per_ns,
+            costs,
+            fabric,
+            resources: Resources::new(ranks, nodes as usize),
+            flows: (machine.fidelity == Fidelity::Flow).then(|| Flows::new(nic_bytes_per_ns)),
+            events: BinaryHeap::new(),
+            seq: 0,
+            clock: 0,
+            next_id: 0,
+            in_flight: 0,
+            route: Vec::new(),
+        })
+    }
+
+    /// A message of `bytes` from `src` to `dst`, handed to the network at virtual time `now`.
+    ///
+    /// # Panics
+    /// If `now` is earlier than a time already given to `send` or `deliver_until`, or a
+    /// rank is out of range.
+    pub fn send(&mut self, now: Time, src: Rank, dst: Rank, bytes: u64) -> MessageId {
+        assert!(now >= self.clock, "send at {now} ns, but the network is already at {} ns", self.clock);
+        assert!(
+            src.index() < self.ranks && dst.index() < self.ranks,
+            "send {src} -> {dst}: the network has {} ranks",
+            self.ranks
+        );
+        self.clock = now;
+        let id = self.next_id;
+        self.next_id += 1;
+        self.in_flight += 1;
+        let (src_node, dst_node) = (src.0 / self.ranks_per_node, dst.0 / self.ranks_per_node);
+        if src_node == dst_node {
+            let seg = self.costs.intra(bytes);
+            let arrive =
+                analytic::intra_node_arrival(&mut self.resources, self.costs.get(seg), now, src.index(), bytes);
+            self.push(arrive, Step::Arrive { id, dst: dst.0, seg });
+            return id;
+        }
+        let seg_index = self.costs.inter(bytes);
+        let seg = self.costs.get(seg_index);
+        let hops = self.fabric.route(src_node, dst_node, &mut self.route);
+        let latency = seg.latency_ns(hops, self.fabric.hop_ns());
+        let Some(flows) = &mut self.flows else {
+            let arrive = analytic::inter_node_arrival(
+                &mut self.resources,
+                seg,
+                now,
+                src.index(),
+                src_node as usize,
+                bytes,
+                self.nic_bytes_per_ns,
+                latency,
+            );
+            self.push(arrive, Step::Arrive { id, dst: dst.0, seg: seg_index });
+            return id;
+        };
+        let ready = self.resources.send_overhead(now, src.index(), seg.o_s);
+        let start = self.resources.inject_nic(ready, src_node as usize, loggp::ceil_ns(seg.g_ns));
+        let flow_bytes = loggp::counted_bytes(bytes) - 1;
+        if flow_bytes == 0 {
+            self.push(start + latency, Step::Arrive { id, dst: dst.0, seg: seg_index });
+            return id;
+        }
+        let meta = Meta { id, dst: dst.0, seg: seg_index, latency };
+        let slot =
+            flows.prepare(&self.fabric, &self.route, src_node, dst_node, flow_bytes as f64, seg.rate_cap(), meta);
+        self.push(start, Step::FlowStart { slot });
+        id
+    }
+
+    /// The earliest time the network has a step pending, if any: a delivery (received,
+    /// `o_r` included) or an earlier internal step leading to one. Never later than the next
+    /// delivery; see the [type docs](Network) for why `deliver_until` there may return
+    /// nothing.
+    pub fn next_delivery(&self) -> Option<Time> {
+        self.events.peek().map(|Reverse(e)| e.time)
+    }
+
+    /// Advances to `now` (never earlier than a previous call) and returns the messages delivered
+    /// at or before `now`, ordered by (time, id).
+    ///
+    /// # Panics
+    /// If `now` is earlier than a time already given to `send` or `deliver_until`.
+    pub fn deliver_until(&mut self, now: Time) -> Vec<(Time, MessageId)> {
+        assert!(now >= self.clock, "deliver_until({now} ns), but the network is already at {} ns", self.clock);
+        let mut delivered = Vec::new();
+        while let Some(Reverse(first)) = self.events.peek() {
+            let t = first.time;
+            if t > now {
+                break;
+            }
+            while let Some(Reverse(e)) = self.events.peek() {
+                if e.time != t {
+                    break;
+                }
+                let Reverse(e) = self.events.pop().expect("peeked");
+                self.step(e.time, e.step, &mut delivered);
+            }
+            if let Some(flows) = &mut self.flows {
+                let changed = flows.recompute(t);
+                for &(slot, version, end) in changed {
+                    let seq = self.seq;
+                    self.seq += 1;
+                    self.events.push(Reverse(Event { time: end, seq, step: Step::FlowEnd { slot, version } }));
+                }
+            }
+        }
+        self.clock = now;
+        self.drop_stale();
+        delivered.sort_unstable();
+        delivered
+    }
+
+    /// Messages in flight (sent, not yet returned by `deliver_until`).
+    pub fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    /// Route of a node pair, for tests/inspection: number of topology links and switch hops.
+    ///
+    /// # Panics
+    /// If a node is beyond what the topology holds.
+    pub fn route_len(&self, src_node: u32, dst_node: u32) -> RouteInfo {
+        let nodes = self.fabric.nodes();
+        assert!(
+            src_node < nodes && dst_node < nodes,
+            "route {src_node} -> {dst_node}: the topology holds {nodes} nodes"
+        );
+        if src_node == dst_node {
+            return RouteInfo { links: 0, hops: 0 };
+        }
+        let mut links = Vec::new();
+        let hops = self.fabric.route(src_node, dst_node, &mut links);
+        RouteInfo { links: links.len(), hops }
+    }
+
+    /// Flows currently sharing links (0 in the analytic fidelity).
+    pub fn active_flows(&self) -> usize {
+        self.flows.as_ref().map_or(0, Flows::active)
+    }
+
+    fn push(&mut self, time: Time, step: Step) {
+        let seq = self.seq;
+        self.seq += 1;
+        self.events.push(Reverse(Event { time, seq, step }));
+    }
+
+    /// One step of the timeline at `t` (the one `match` of the network).
+    fn step(&mut self, t: Time, step: Step, delivered: &mut Vec<(Time, MessageId)>) {
+        match step {
+            Step::Arrive { id, dst, seg } => {
+                let at = self.resources.receive(t, dst as usize, self.costs.get(seg).o_r);
+                self.push(at, Step::Deliver { id });
+            }
+            Step::Deliver { id } => {
+                self.in_flight -= 1;
+                delivered.push((t, id));
+            }
+            Step::FlowStart { slot } => self.flows.as_mut().expect("flow fidelity").start(slot, t),
+            Step::FlowEnd { slot, version } => {
+                let flows = self.flows.as_mut().expect("flow fidelity");
+                if flows.is_current(slot, version) {
+                    let m = flows.finish(slot);
+                    self.push(t + m.latency, Step::Arrive { id: m.id, dst: m.dst, seg: m.seg });
+                }
+            }
+        }
+    }
+
+    /// Pops predicted flow ends that no longer hold, so `next_delivery` names a real step.
+    fn drop_stale(&mut self) {
+        let Some(flows) = &self.flows else { return };
+        while let Some(Reverse(Event { step: Step::FlowEnd { slot, version }, .. })) = self.events.peek() {
+            if flows.is_current(*slot, *version) {
+                break;
+            }
+            self.events.pop();
+        }
+    }
+}

@@ -1,0 +1,608 @@
+//! Reading machine files: TOML parsing with file/line/key errors, then semantic
+//! validation (units, ranges, topology shapes) before any simulation runs.
+
+use super::{LogGp, Machine, Topology};
+use dagwire_runtime::params::did_you_mean;
+use std::fmt;
+use std::ops::Range;
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+/// A machine file that cannot be used, located as precisely as possible.
+///
+/// Displays as `FILE:LINE: key `KEY`: REASON` (the line and key are left out when unknown):
+///
+/// ```
+/// use dagwire_sim::machine::MachineError;
+/// let e = MachineError {
+///     file: "machines/x.toml".into(),
+///     line: Some(12),
+///     key: "topology.k".into(),
+///     reason: "must be an even number >= 2, got 5".into(),
+/// };
+/// assert_eq!(e.to_string(), "machines/x.toml:12: key `topology.k`: must be an even number >= 2, got 5");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MachineError {
+    /// The file's path as given, or `preset NAME` for an embedded preset.
+    pub file: String,
+    /// 1-based line of the offending key or value, when known.
+    pub line: Option<usize>,
+    /// Dotted key path (`inter_node.segments[1].l_ns`, `topology.k`); empty when the
+    /// error concerns the whole file (unreadable, not TOML, unknown preset).
+    pub key: String,
+    /// What is wrong and what is allowed.
+    pub reason: String,
+}
+
+impl fmt::Display for MachineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        write!(f, ": ")?;
+        if !self.key.is_empty() {
+            write!(f, "key `{}`: ", self.key)?;
+        }
+        write!(f, "{}", self.reason)
+    }
+}
+
+impl std::error::Error for MachineError {}
+
+/// Loads a machine: `spec` is a preset name (see [`preset_names`](super::preset_names))
+/// or the path of a TOML file. Presets win over files of the same name; anything that
+/// is neither gets an error listing the presets, with a did-you-mean.
+///
+/// ```
+/// use dagwire_sim::machine::load_machine;
+/// let m = load_machine("ib-hdr-fattree").unwrap();
+/// assert_eq!(m.name, "ib-hdr-fattree");
+/// let err = load_machine("ib-hdr-fatree").unwrap_err();
+/// assert!(err.to_string().contains("did you mean `ib-hdr-fattree`?"), "{err}");
+/// ```
+pub fn load_machine(spec: &str) -> Result<Machine, MachineError> {
+    if let Some(text) = super::presets::preset_text(spec) {
+        return parse_machine(&format!("preset {spec}"), text);
+    }
+    let path = std::path::Path::new(spec);
+    let looks_like_path = spec.contains('/') || spec.contains('\\') || spec.ends_with(".toml");
+    if looks_like_path || path.exists() {
+        let text = std::fs::read_to_string(path).map_err(|e| MachineError {
+            file: spec.to_string(),
+            line: None,
+            key: String::new(),
+            reason: format!("cannot read the machine file: {e}"),
+        })?;
+        return parse_machine(spec, &text);
+    }
+    let names = super::presets::preset_names();
+    let hint = did_you_mean(spec, names.iter().copied()).map(|n| format!(" (did you mean `{n}`?)")).unwrap_or_default();
+    Err(MachineError {
+        file: format!("preset {spec}"),
+        line: None,
+        key: String::new(),
+        reason: format!(
+            "no such machine preset{hint} and no such file; presets: {}; or give the path of a TOML file \
+             (e.g. machines/{}.toml)",
+            names.join(", "),
+            names.first().copied().unwrap_or("NAME"),
+        ),
+    })
+}
+
+/// Parses and validates machine `text`; `origin` names it in errors (a path, or
+/// `preset NAME`).
+///
+/// ```
+/// use dagwire_sim::machine::{parse_machine, preset_text};
+/// let text = preset_text("shm-node").unwrap();
+/// let bad = text.replacen("ranks_per_node = 64", "ranks_per_node = 0", 1);
+/// let err = parse_machine("my.toml", &bad).unwrap_err();
+/// assert_eq!(err.key, "ranks_per_node");
+/// assert!(err.line.is_some());
+/// ```
+pub fn parse_machine(origin: &str, text: &str) -> Result<Machine, MachineError> {
+    let tree = DeTable::parse(text).map_err(|e| syntax_error(origin, text, &e))?;
+    let tree = tree.get_ref();
+    let machine: Machine = toml::from_str(text).map_err(|e| serde_error(origin, text, tree, &e))?;
+    validate(&machine).map_err(|(path, reason)| {
+        let line = span_of_path(tree, &path).map(|s| line_at(text, s.start));
+        MachineError { file: origin.to_string(), line, key: render_path(&path), reason }
+    })?;
+    Ok(machine)
+}
+
+/// Checks the meaning of an already-built machine (ranges, units, topology shapes):
+/// what [`parse_machine`] runs after parsing, for machines changed in code (what-ifs).
+/// Errors carry no line.
+///
+/// ```
+/// use dagwire_sim::machine::{load_machine, validate_machine};
+/// let mut m = load_machine("eth-100g").unwrap();
+/// m.inter_node.segments[0].l_ns = -1.0;
+/// let err = validate_machine("eth-100g (modified)", &m).unwrap_err();
+/// assert_eq!(err.key, "inter_node.segments[0].l_ns");
+/// ```
+pub fn validate_machine(origin: &str, machine: &Machine) -> Result<(), MachineError> {
+    validate(machine).map_err(|(path, reason)| MachineError {
+        file: origin.to_string(),
+        line: None,
+        key: render_path(&path),
+        reason,
+    })
+}
+
+// ---------------------------------------------------------------------------------
+// Key paths
+
+/// One step of a key path.
+#[derive(Clone, Debug, PartialEq)]
+enum Seg {
+    Key(String),
+    Index(usize),
+}
+
+type Path = Vec<Seg>;
+
+fn key(k: &str) -> Seg {
+    Seg::Key(k.to_string())
+}
+
+fn render_path(path: &[Seg]) -> String {
+    let mut out = String::new();
+    for seg in path {
+        match seg {
+            Seg::Key(k) => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(k);
+            }
+            Seg::Index(i) => out.push_str(&format!("[{i}]")),
+        }
+    }
+    out
+}
+
+fn line_at(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// The span of the deepest node on `path` that exists in the document: the key's value
+/// (a table header for `[table]`s), falling back to the nearest existing ancestor.
+fn span_of_path(root: &DeTable<'_>, path: &[Seg]) -> Option<Range<usize>> {
+    let mut best: Option<Range<usize>> = None;
+    let mut node: Option<&DeValue<'_>> = None;
+    for seg in path {
+        let next: Option<&Spanned<DeValue<'_>>> = match (seg, node) {
+            (Seg::Key(k), None) => root.get(k.as_str()),
+            (Seg::Key(k), Some(DeValue::Table(t))) => t.get(k.as_str()),
+            (Seg::Index(i), Some(DeValue::Array(a))) => a.get(*i),
+            _ => None,
+        };
+        let Some(next) = next else { break };
+        best = Some(next.span());
+        node = Some(next.get_ref());
+    }
+    best
+}
+
+/// The node whose span (key or value) best contains `target`: the smallest, and the
+/// deepest among equals. Returns its path, span, and whether the key (not the value) matched.
+fn locate(root: &DeTable<'_>, target: &Range<usize>) -> Option<(Path, Range<usize>, bool)> {
+    fn contains(outer: &Range<usize>, inner: &Range<usize>) -> bool {
+        outer.start <= inner.start && inner.end <= outer.end && (inner.is_empty() || !outer.is_empty())
+    }
+    fn consider(best: &mut Option<(Path, Range<usize>, bool)>, path: &Path, span: Range<usize>, is_key: bool) {
+        if best.as_ref().is_some_and(|(_, b, _)| span.len() > b.len()) {
+            return;
+        }
+        *best = Some((path.clone(), span, is_key));
+    }
+    fn walk_value(
+        value: &Spanned<DeValue<'_>>,
+        path: &mut Path,
+        target: &Range<usize>,
+        best: &mut Option<(Path, Range<usize>, bool)>,
+    ) {
+        if contains(&value.span(), target) {
+            consider(best, path, value.span(), false);
+        }
+        match value.get_ref() {
+            DeValue::Table(t) => walk_table(t, path, target, best),
+            DeValue::Array(a) => {
+                for (i, item) in a.iter().enumerate() {
+                    path.push(Seg::Index(i));
+                    walk_value(item, path, target, best);
+                    path.pop();
+                }
+            }
+            _ => {}
+        }
+    }
+    fn walk_table(
+        table: &DeTable<'_>,
+        path: &mut Path,
+        target: &Range<usize>,
+        best: &mut Option<(Path, Range<usize>, bool)>,
+    ) {
+        for (k, v) in table.iter() {
+            path.push(key(k.get_ref()));
+            if contains(&k.span(), target) {
+                consider(best, path, k.span(), true);
+            }
+            walk_value(v, path, target, best);
+            path.pop();
+        }
+    }
+    let mut best = None;
+    walk_table(root, &mut Vec::new(), target, &mut best);
+    best
+}
+
+/// The node at `path`, if present.
+fn node_at<'a, 'i>(root: &'a DeTable<'i>, path: &[Seg]) -> Option<&'a DeValue<'i>> {
+    let mut node: Option<&'a DeValue<'i>> = None;
+    for seg in path {
+        let next = match (seg, node) {
+            (Seg::Key(k), None) => root.get(k.as_str()),
+            (Seg::Key(k), Some(DeValue::Table(t))) => t.get(k.as_str()),
+            (Seg::Index(i), Some(DeValue::Array(a))) => a.get(*i),
+            _ => None,
+        }?;
+        node = Some(next.get_ref());
+    }
+    node
+}
+
+// ---------------------------------------------------------------------------------
+// Parse errors
+
+fn syntax_error(origin: &str, text: &str, e: &toml::de::Error) -> MachineError {
+    let span = e.span();
+    let message = e.message().trim();
+    // A repeated key is the one syntax-level error that names a key: its span covers it.
+    let key = match &span {
+        Some(s) if message.starts_with("duplicate key") => text.get(s.clone()).unwrap_or("").trim().to_string(),
+        _ => String::new(),
+    };
+    let reason = if key.is_empty() {
+        format!("not valid TOML: {message}")
+    } else {
+        "is defined twice (each key may appear once per table)".to_string()
+    };
+    MachineError { file: origin.to_string(), line: span.map(|s| line_at(text, s.start)), key, reason }
+}
+
+/// Maps a serde error (unknown key, wrong type, missing key, unknown variant) to a
+/// file/line/key error, using the error's span to find the key in the document and
+/// the message to name fields serde reports only by name.
+fn serde_error(origin: &str, text: &str, root: &DeTable<'_>, e: &toml::de::Error) -> MachineError {
+    let message = e.message().trim().to_string();
+    // An empty span at the very start stands for the whole document (a missing top-level key).
+    let located = e.span().filter(|s| !(s.is_empty() && s.start == 0)).and_then(|s| locate(root, &s));
+    let (mut path, mut span) = match &located {
+        Some((p, s, _)) => (p.clone(), Some(s.clone())),
+        None => (Vec::new(), None),
+    };
+    let reason;
+    if let Some(field) = backticked_after(&message, "unknown field ") {
+        if path.last() != Some(&Seg::Key(field.clone())) {
+            if let Some(s) = child_key_span(root, &path, &field) {
+                span = Some(s);
+            }
+            path.push(Seg::Key(field.clone()));
+        }
+        let allowed = backticked_all(message.split_once("expected").map_or("", |(_, rest)| rest));
+        let hint = did_you_mean(&field, allowed.iter().map(String::as_str))
+            .map(|k| format!(" (did you mean `{k}`?)"))
+            .unwrap_or_default();
+        reason = if allowed.is_empty() {
+            format!("unknown key{hint}; this table takes no other keys")
+        } else {
+            format!("unknown key{hint}; allowed here: {}", allowed.join(", "))
+        };
+    } else if let Some(field) = backticked_after(&message, "missing field ") {
+        path.push(Seg::Key(field.clone()));
+        reason = if field == "kind" && path.len() == 2 && path[0] == key("topology") {
+            "missing; say which topology this is: kind = \"crossbar\", \"fat-tree\", \"dragonfly\" or \"torus\""
+                .to_string()
+        } else {
+            format!("missing; this key is required{}", section_hint(&path))
+        };
+    } else if let Some(variant) = backticked_after(&message, "unknown variant ") {
+        let allowed = backticked_all(message.split_once("expected").map_or("", |(_, rest)| rest));
+        let hint = did_you_mean(&variant, allowed.iter().map(String::as_str))
+            .map(|k| format!(" (did you mean `{k}`?)"))
+            .unwrap_or_default();
+        reason = format!("unknown value `{variant}`{hint}; allowed: {}", allowed.join(", "));
+    } else if let Some((got, expected)) = type_mismatch(&message) {
+        // Internally tagged tables (`topology`) are buffered before serde sees their
+        // fields, so the span is the whole table: find the value the message quotes.
+        let container = matches!(node_at(root, &path), Some(DeValue::Table(_) | DeValue::Array(_)));
+        let wants_container = expected.contains("map") || expected.contains("struct");
+        if let (true, false, Some((p, s))) = (container, wants_container, find_value(root, &path, &got)) {
+            path = p;
+            span = Some(s);
+        }
+        reason = format!("expected {}, got {got}", describe_expected(&expected));
+    } else {
+        reason = message;
+    }
+    MachineError {
+        file: origin.to_string(),
+        line: span.map(|s| line_at(text, s.start)),
+        key: render_path(&path),
+        reason,
+    }
+}
+
+/// Where a missing key belongs, for the message.
+fn section_hint(path: &[Seg]) -> String {
+    match path.first() {
+        Some(Seg::Key(k)) if path.len() > 1 && k == "topology" => {
+            " (every topology `kind` has its own keys: see the presets in machines/)".to_string()
+        }
+        _ => String::new(),
+    }
+}
+
+/// The first `` `word` `` after `prefix` at the start of `message`.
+fn backticked_after(message: &str, prefix: &str) -> Option<String> {
+    let rest = message.strip_prefix(prefix)?;
+    let rest = rest.strip_prefix('`')?;
+    let end = rest.find('`')?;
+    Some(rest[..end].to_string())
+}
+
+/// Every `` `word` `` in `s`.
+fn backticked_all(s: &str) -> Vec<String> {
+    s.split('`').skip(1).step_by(2).map(str::to_string).collect()
+}
+
+/// `invalid type: GOT, expected EXPECTED` / `invalid value: GOT, expected EXPECTED`.
+fn type_mismatch(message: &str) -> Option<(String, String)> {
+    let rest = message.strip_prefix("invalid type: ").or_else(|| message.strip_prefix("invalid value: "))?;
+    let (got, expected) = rest.rsplit_once(", expected ")?;
+    Some((got.to_string(), expected.to_string()))
+}
+
+fn describe_expected(expected: &str) -> String {
+    match expected {
+        "u32" | "u64" => "a whole number >= 0".to_string(),
+        "f64" => "a number".to_string(),
+        "a sequence" => "a list (`[...]`)".to_string(),
+        "a string" => "a string (in quotes)".to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// Span of key `field` in the table at `path`.
+fn child_key_span(root: &DeTable<'_>, path: &[Seg], field: &str) -> Option<Range<usize>> {
+    let table = if path.is_empty() {
+        root
+    } else {
+        match node_at(root, path)? {
+            DeValue::Table(t) => t,
+            _ => return None,
+        }
+    };
+    table.iter().find(|(k, _)| k.get_ref() == field).map(|(k, _)| k.span())
+}
+
+/// The first value under `path` (in document order) that serde would describe as `got`
+/// (`string "x"`, `integer `-3``, `floating point `1.5``, `boolean `true``, `a sequence`...).
+fn find_value(root: &DeTable<'_>, path: &[Seg], got: &str) -> Option<(Path, Range<usize>)> {
+    fn matches(v: &DeValue<'_>, got: &str) -> bool {
+        match v {
+            DeValue::String(s) => got == format!("string {s:?}") || got.starts_with("string") && got.contains(&**s),
+            DeValue::Integer(i) => got.starts_with("integer") && got.contains(&format!("`{}`", i.as_str())),
+            DeValue::Float(f) => {
+                got.starts_with("floating point")
+                    && (got.contains(&format!("`{}`", f.as_str()))
+                        || f.as_str().parse::<f64>().is_ok_and(|x| got.contains(&format!("`{x}`"))))
+            }
+            DeValue::Boolean(b) => got == format!("boolean `{b}`"),
+            DeValue::Datetime(_) => got.contains("datetime") || got.contains("map"),
+            DeValue::Array(_) => got.contains("sequence"),
+            DeValue::Table(_) => got.contains("map"),
+        }
+    }
+    fn walk(v: &Spanned<DeValue<'_>>, path: &mut Path, got: &str, found: &mut Vec<(Path, Range<usize>)>, top: bool) {
+        if !top && matches(v.get_ref(), got) {
+            found.push((path.clone(), v.span()));
+        }
+        match v.get_ref() {
+            DeValue::Table(t) => {
+                for (k, child) in t.iter() {
+                    path.push(key(k.get_ref()));
+                    walk(child, path, got, found, false);
+                    path.pop();
+                }
+            }
+            DeValue::Array(a) => {
+                for (i, child) in a.iter().enumerate() {
+                    path.push(Seg::Index(i));
+                    walk(child, path, got, found, false);
+                    path.pop();
+                }
+            }
+            _ => {}
+        }
+    }
+    let start = span_of_path(root, path)?;
+    let node = node_at(root, path)?;
+    let spanned = Spanned::new(start, node.clone());
+    let mut found = Vec::new();
+    walk(&spanned, &mut path.to_vec(), got, &mut found, true);
+    found.into_iter().min_by_key(|(_, s)| s.start)
+}
+
+// ---------------------------------------------------------------------------------
+// Semantic validation
+
+type Invalid = (Path, String);
+
+fn validate(m: &Machine) -> Result<(), Invalid> {
+    if m.name.trim().is_empty() {
+        return Err((vec![key("name")], "must not be empty (it names the machine in results)".into()));
+    }
+    if m.ranks_per_node < 1 {
+        return Err((vec![key("ranks_per_node")], format!("must be an integer >= 1, got {}", m.ranks_per_node)));
+    }
+    positive(m.nic_gbps, vec![key("nic_gbps")], "a bandwidth in Gbit/s")?;
+    validate_loggp(&m.inter_node, "inter_node")?;
+    validate_loggp(&m.intra_node, "intra_node")?;
+    validate_topology(&m.topology)?;
+    let c = &m.compute;
+    let at = |k: &str| vec![key("compute"), key(k)];
+    if c.cores_per_rank < 1 {
+        return Err((at("cores_per_rank"), format!("must be an integer >= 1, got {}", c.cores_per_rank)));
+    }
+    positive(c.default_gflops, at("default_gflops"), "a rate in GFLOP/s per core")?;
+    for (name, &rate) in &c.kernel_gflops {
+        if name.is_empty() {
+            return Err((at("kernel_gflops"), "kernel names must not be empty".into()));
+        }
+        positive(rate, vec![key("compute"), key("kernel_gflops"), key(name)], "a rate in GFLOP/s per core")?;
+    }
+    time(c.task_overhead_ns, at("task_overhead_ns"))?;
+    Ok(())
+}
+
+fn validate_loggp(l: &LogGp, section: &str) -> Result<(), Invalid> {
+    let base = vec![key(section), key("segments")];
+    if l.segments.is_empty() {
+        return Err((base, "must list at least one segment, the first with from_bytes = 0".into()));
+    }
+    let mut previous: Option<u64> = None;
+    for (i, s) in l.segments.iter().enumerate() {
+        let at = |k: &str| {
+            let mut p = base.clone();
+            p.push(Seg::Index(i));
+            p.push(key(k));
+            p
+        };
+        match previous {
+            None if s.from_bytes != 0 => {
+                return Err((
+                    at("from_bytes"),
+                    format!(
+                        "the first segment must start at 0 bytes (so every size has a segment), got {}",
+                        s.from_bytes
+                    ),
+                ));
+            }
+            Some(p) if s.from_bytes <= p => {
+                return Err((
+                    at("from_bytes"),
+                    format!(
+                        "segments must be sorted by strictly increasing from_bytes: got {} after {p}",
+                        s.from_bytes
+                    ),
+                ));
+            }
+            _ => {}
+        }
+        previous = Some(s.from_bytes);
+        time(s.o_s_ns, at("o_s_ns"))?;
+        time(s.o_r_ns, at("o_r_ns"))?;
+        time(s.g_ns, at("g_ns"))?;
+        time(s.l_ns, at("l_ns"))?;
+        if !(s.g_per_byte_ns.is_finite() && s.g_per_byte_ns > 0.0) {
+            return Err((
+                at("g_per_byte_ns"),
+                format!(
+                    "must be a finite number > 0 (ns per byte, the inverse of the bandwidth: 0.04 = 25 GB/s), got {}",
+                    s.g_per_byte_ns
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn validate_topology(t: &Topology) -> Result<(), Invalid> {
+    let at = |k: &str| vec![key("topology"), key(k)];
+    match t {
+        Topology::Crossbar { link_gbps } => positive(*link_gbps, at("link_gbps"), "a bandwidth in Gbit/s"),
+        Topology::FatTree { k, oversubscription, link_gbps, hop_ns } => {
+            if *k < 2 || k % 2 != 0 || *k > 65_534 {
+                return Err((at("k"), format!("must be an even number >= 2 (the switch radix), got {k}")));
+            }
+            if !(oversubscription.is_finite() && *oversubscription >= 1.0) {
+                return Err((
+                    at("oversubscription"),
+                    format!("must be a number >= 1 (1 = full bisection, 2 = 2:1), got {oversubscription}"),
+                ));
+            }
+            positive(*link_gbps, at("link_gbps"), "a bandwidth in Gbit/s")?;
+            time(*hop_ns, at("hop_ns"))
+        }
+        Topology::Dragonfly {
+            groups,
+            routers_per_group,
+            nodes_per_router,
+            global_links_per_router,
+            local_gbps,
+            global_gbps,
+            hop_ns,
+        } => {
+            for (name, v) in [
+                ("groups", groups),
+                ("routers_per_group", routers_per_group),
+                ("nodes_per_router", nodes_per_router),
+                ("global_links_per_router", global_links_per_router),
+            ] {
+                if *v < 1 {
+                    return Err((at(name), format!("must be an integer >= 1, got {v}")));
+                }
+            }
+            let reachable = u64::from(*routers_per_group) * u64::from(*global_links_per_router) + 1;
+            if u64::from(*groups) > reachable {
+                return Err((
+                    at("groups"),
+                    format!(
+                        "must be at most routers_per_group × global_links_per_router + 1 = {reachable} \
+                         (minimal routing needs a global link between every two groups), got {groups}"
+                    ),
+                ));
+            }
+            positive(*local_gbps, at("local_gbps"), "a bandwidth in Gbit/s")?;
+            positive(*global_gbps, at("global_gbps"), "a bandwidth in Gbit/s")?;
+            time(*hop_ns, at("hop_ns"))
+        }
+        Topology::Torus { dims, link_gbps, hop_ns } => {
+            if !(2..=3).contains(&dims.len()) {
+                return Err((
+                    at("dims"),
+                    format!("must have 2 or 3 entries (a 2D or 3D torus), got {} ({dims:?})", dims.len()),
+                ));
+            }
+            for (i, d) in dims.iter().enumerate() {
+                if *d < 2 {
+                    return Err((
+                        vec![key("topology"), key("dims"), Seg::Index(i)],
+                        format!("every dimension must be >= 2, got {d}"),
+                    ));
+                }
+            }
+            positive(*link_gbps, at("link_gbps"), "a bandwidth in Gbit/s")?;
+            time(*hop_ns, at("hop_ns"))
+        }
+    }
+}
+
+fn positive(v: f64, path: Path, what: &str) -> Result<(), Invalid> {
+    if v.is_finite() && v > 0.0 { Ok(()) } else { Err((path, format!("must be {what}: a finite number > 0, got {v}"))) }
+}
+
+fn time(v: f64, path: Path) -> Result<(), Invalid> {
+    if v.is_finite() && v >= 0.0 {
+        Ok(())
+    } else {
+        Err((path, format!("must be a time in ns: a finite number >= 0, got {v}")))
+    }
+}

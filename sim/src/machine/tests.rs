@@ -1,0 +1,397 @@
+//! Tests of machine parsing, validation, presets and descriptions.
+
+use super::*;
+
+/// A small valid machine; tests edit it one key at a time.
+const BASE: &str = r#"name = "test"
+description = "a test machine"
+fidelity = "flow"
+ranks_per_node = 4
+nic_gbps = 100.0
+
+[inter_node]
+[[inter_node.segments]]
+from_bytes = 0
+o_s_ns = 100.0
+o_r_ns = 100.0
+g_ns = 10.0
+l_ns = 1000.0
+g_per_byte_ns = 0.1
+
+[[inter_node.segments]]
+from_bytes = 8192
+o_s_ns = 200.0
+o_r_ns = 200.0
+g_ns = 10.0
+l_ns = 2000.0
+g_per_byte_ns = 0.05
+
+[intra_node]
+segments = [{ from_bytes = 0, o_s_ns = 50.0, o_r_ns = 50.0, g_ns = 5.0, l_ns = 100.0, g_per_byte_ns = 0.1 }]
+
+[topology]
+kind = "fat-tree"
+k = 4
+oversubscription = 1.0
+link_gbps = 100.0
+hop_ns = 100.0
+
+[compute]
+mode = "model"
+cores_per_rank = 2
+default_gflops = 10.0
+kernel_gflops = { gemm = 30.0, potrf = 5.0 }
+"#;
+
+/// `BASE` with the first occurrence of `from` replaced by `to` (which must exist).
+fn edit(from: &str, to: &str) -> String {
+    assert!(BASE.contains(from), "test bug: {from:?} not in BASE");
+    BASE.replacen(from, to, 1)
+}
+
+/// 1-based line of the first occurrence of `needle` in `text`.
+fn line_of(text: &str, needle: &str) -> usize {
+    let at = text.find(needle).unwrap_or_else(|| panic!("test bug: {needle:?} not found"));
+    text[..at].matches('\n').count() + 1
+}
+
+/// The `n`-th (0-based) occurrence's line.
+fn nth_line_of(text: &str, needle: &str, n: usize) -> usize {
+    let at = text.match_indices(needle).nth(n).unwrap_or_else(|| panic!("test bug: {needle:?} #{n}")).0;
+    text[..at].matches('\n').count() + 1
+}
+
+fn err(text: &str) -> MachineError {
+    parse_machine("machines/x.toml", text).expect_err("should be rejected")
+}
+
+#[test]
+fn base_machine_parses() {
+    let m = parse_machine("x.toml", BASE).unwrap();
+    assert_eq!(m.inter_node.segments.len(), 2);
+    assert_eq!(m.compute.kernel_gflops["gemm"], 30.0);
+    assert_eq!(m.node_capacity(), Some(16));
+}
+
+#[test]
+fn every_preset_parses_validates_and_holds_1024_ranks() {
+    assert_eq!(preset_names().len(), 4);
+    for name in preset_names() {
+        let m = load_machine(name).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(m.name, name, "a preset's name field must equal its preset name");
+        assert!(!m.description.is_empty());
+        if let Some(nodes) = m.node_capacity() {
+            assert!(nodes * u64::from(m.ranks_per_node) >= 1024, "{name} holds only {nodes} nodes");
+        }
+        assert!(m.ranks_per_node > 1, "{name}");
+        for kernel in ["gemm", "potrf", "trsm", "syrk"] {
+            assert!(m.compute.kernel_gflops.contains_key(kernel), "{name} lacks a rate for {kernel}");
+        }
+        // The text on disk is the text embedded.
+        let on_disk =
+            std::fs::read_to_string(format!("{}/../machines/{name}.toml", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        assert_eq!(on_disk, preset_text(name).unwrap());
+    }
+}
+
+#[test]
+fn presets_pick_the_documented_fidelity_and_topology() {
+    let kinds: Vec<(Fidelity, &str)> = preset_names()
+        .into_iter()
+        .map(|n| {
+            let m = load_machine(n).unwrap();
+            let kind = match m.topology {
+                Topology::Crossbar { .. } => "crossbar",
+                Topology::FatTree { .. } => "fat-tree",
+                Topology::Dragonfly { .. } => "dragonfly",
+                Topology::Torus { .. } => "torus",
+            };
+            (m.fidelity, kind)
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (Fidelity::Analytic, "crossbar"),
+            (Fidelity::Analytic, "fat-tree"),
+            (Fidelity::Flow, "fat-tree"),
+            (Fidelity::Flow, "dragonfly"),
+        ]
+    );
+    // The IB preset is the ~1 us machine, Slingshot ~2 us, TCP Ethernet ~10 us.
+    let small = |n: &str| {
+        let s = &load_machine(n).unwrap().inter_node.segments[0];
+        s.o_s_ns + s.l_ns + s.o_r_ns
+    };
+    assert_eq!(small("ib-hdr-fattree"), 1000.0);
+    assert_eq!(small("slingshot-11-dragonfly"), 2000.0);
+    assert_eq!(small("eth-100g"), 10_000.0);
+}
+
+#[test]
+fn unknown_top_level_key_names_file_line_and_key() {
+    let text = edit("nic_gbps = 100.0\n", "nic_gbps = 100.0\nnic_gbs = 3\n");
+    let e = err(&text);
+    assert_eq!(e.file, "machines/x.toml");
+    assert_eq!(e.key, "nic_gbs");
+    assert_eq!(e.line, Some(line_of(&text, "nic_gbs =")));
+    assert!(e.reason.contains("unknown key (did you mean `nic_gbps`?)"), "{e}");
+    assert!(e.reason.contains("ranks_per_node"), "lists the allowed keys: {e}");
+    assert_eq!(e.to_string(), format!("machines/x.toml:6: key `nic_gbs`: {}", e.reason));
+}
+
+#[test]
+fn unknown_key_in_a_segment_names_the_segment() {
+    let text = edit("from_bytes = 8192\n", "from_bytes = 8192\nlatency = 3\n");
+    let e = err(&text);
+    assert_eq!(e.key, "inter_node.segments[1].latency");
+    assert_eq!(e.line, Some(line_of(&text, "latency =")));
+    // And inside an inline table.
+    let text = edit("l_ns = 100.0, g_per", "l_ns = 100.0, l_nss = 1.0, g_per");
+    let e = err(&text);
+    assert_eq!(e.key, "intra_node.segments[0].l_nss");
+    assert_eq!(e.line, Some(line_of(&text, "l_nss")));
+    assert!(e.reason.contains("did you mean `l_ns`?"), "{e}");
+}
+
+#[test]
+fn unknown_key_in_the_tagged_topology_table_is_found_by_name() {
+    let text = edit("k = 4\n", "k = 4\nradix = 8\n");
+    let e = err(&text);
+    assert_eq!(e.key, "topology.radix");
+    assert_eq!(e.line, Some(line_of(&text, "radix")));
+    assert!(e.reason.contains("allowed here: k, oversubscription, link_gbps, hop_ns"), "{e}");
+}
+
+#[test]
+fn type_errors_name_the_key() {
+    // A plain struct: serde's span points at the value.
+    let text = edit("cores_per_rank = 2", "cores_per_rank = 2.5");
+    let e = err(&text);
+    assert_eq!((e.key.as_str(), e.line), ("compute.cores_per_rank", Some(line_of(&text, "cores_per_rank"))));
+    assert!(e.reason.contains("expected a whole number"), "{e}");
+    // Inside the internally tagged topology (serde only reports the table).
+    let text = edit("k = 4", "k = \"four\"");
+    let e = err(&text);
+    assert_eq!((e.key.as_str(), e.line), ("topology.k", Some(line_of(&text, "k = \"four\""))));
+    let text = edit("k = 4", "k = -4");
+    let e = err(&text);
+    assert_eq!((e.key.as_str(), e.line), ("topology.k", Some(line_of(&text, "k = -4"))));
+    let text = edit("hop_ns = 100.0", "hop_ns = true");
+    let e = err(&text);
+    assert_eq!(e.key, "topology.hop_ns");
+    // A rate that is not a number.
+    let text = edit("gemm = 30.0", "gemm = \"fast\"");
+    let e = err(&text);
+    assert_eq!((e.key.as_str(), e.line), ("compute.kernel_gflops.gemm", Some(line_of(&text, "gemm"))));
+}
+
+#[test]
+fn unknown_enum_values_list_the_allowed_ones() {
+    let text = edit("fidelity = \"flow\"", "fidelity = \"flwo\"");
+    let e = err(&text);
+    assert_eq!((e.key.as_str(), e.line), ("fidelity", Some(3)));
+    assert!(e.reason.contains("did you mean `flow`?") && e.reason.contains("analytic"), "{e}");
+    let text = edit("kind = \"fat-tree\"", "kind = \"fattree\"");
+    let e = err(&text);
+    assert_eq!((e.key.as_str(), e.line), ("topology.kind", Some(line_of(&text, "kind ="))));
+    assert!(e.reason.contains("did you mean `fat-tree`?") && e.reason.contains("dragonfly"), "{e}");
+}
+
+#[test]
+fn missing_keys_are_named() {
+    let e = err(&edit("nic_gbps = 100.0\n", ""));
+    assert_eq!(e.key, "nic_gbps");
+    assert!(e.reason.contains("required"), "{e}");
+    let text = edit("link_gbps = 100.0\n", "");
+    let e = err(&text);
+    assert_eq!((e.key.as_str(), e.line), ("topology.link_gbps", Some(line_of(&text, "[topology]"))));
+    let e = err(&edit("kind = \"fat-tree\"\n", ""));
+    assert_eq!(e.key, "topology.kind");
+    assert!(e.reason.contains("\"dragonfly\""), "{e}");
+}
+
+#[test]
+fn syntax_errors_give_the_line() {
+    let text = edit("[topology]", "[topology");
+    let e = err(&text);
+    assert_eq!(e.line, Some(line_of(&text, "[topology")));
+    assert!(e.reason.starts_with("not valid TOML"), "{e}");
+    let text = edit("g_ns = 10.0\n", "g_ns = 10.0\ng_ns = 11.0\n");
+    let e = err(&text);
+    assert_eq!((e.key.as_str(), e.line), ("g_ns", Some(line_of(&text, "g_ns = 11.0"))));
+}
+
+#[test]
+fn negative_latency_names_key_and_reason() {
+    let text = edit("l_ns = 2000.0", "l_ns = -5.0");
+    let e = err(&text);
+    assert_eq!(e.key, "inter_node.segments[1].l_ns");
+    assert_eq!(e.line, Some(line_of(&text, "l_ns = -5.0")));
+    assert_eq!(e.reason, "must be a time in ns: a finite number >= 0, got -5");
+}
+
+#[test]
+fn nan_and_zero_rates_are_rejected() {
+    let text = edit("gemm = 30.0", "gemm = nan");
+    let e = err(&text);
+    assert_eq!((e.key.as_str(), e.line), ("compute.kernel_gflops.gemm", Some(line_of(&text, "gemm"))));
+    assert!(e.reason.contains("got NaN"), "{e}");
+    let e = err(&edit("nic_gbps = 100.0", "nic_gbps = 0.0"));
+    assert_eq!((e.key.as_str(), e.line), ("nic_gbps", Some(5)));
+    let e = err(&edit("g_per_byte_ns = 0.1\n\n[[", "g_per_byte_ns = 0.0\n\n[["));
+    assert_eq!(e.key, "inter_node.segments[0].g_per_byte_ns");
+    let e = err(&edit("cores_per_rank = 2", "cores_per_rank = 0"));
+    assert_eq!(e.key, "compute.cores_per_rank");
+    let e = err(&edit("ranks_per_node = 4", "ranks_per_node = 0"));
+    assert_eq!(e.key, "ranks_per_node");
+    let e = err(&edit("hop_ns = 100.0", "hop_ns = -inf"));
+    assert_eq!(e.key, "topology.hop_ns");
+}
+
+#[test]
+fn unsorted_segments_are_rejected() {
+    let text = edit("from_bytes = 8192", "from_bytes = 0");
+    let e = err(&text);
+    assert_eq!(e.key, "inter_node.segments[1].from_bytes");
+    assert_eq!(e.line, Some(nth_line_of(&text, "from_bytes = 0", 1)));
+    assert!(e.reason.contains("strictly increasing"), "{e}");
+    let text = edit("from_bytes = 0\n", "from_bytes = 64\n");
+    let e = err(&text);
+    assert_eq!(e.key, "inter_node.segments[0].from_bytes");
+    assert!(e.reason.contains("must start at 0"), "{e}");
+    let e = err(&edit(
+        "segments = [{ from_bytes = 0, o_s_ns = 50.0, o_r_ns = 50.0, g_ns = 5.0, l_ns = 100.0, g_per_byte_ns = 0.1 }]",
+        "segments = []",
+    ));
+    assert_eq!(e.key, "intra_node.segments");
+    assert!(e.reason.contains("at least one segment"), "{e}");
+}
+
+#[test]
+fn odd_fat_tree_radix_is_rejected() {
+    let text = edit("k = 4", "k = 5");
+    let e = err(&text);
+    let line = line_of(&text, "k = 5");
+    assert_eq!(
+        e.to_string(),
+        format!("machines/x.toml:{line}: key `topology.k`: must be an even number >= 2 (the switch radix), got 5")
+    );
+    let e = err(&edit("oversubscription = 1.0", "oversubscription = 0.5"));
+    assert_eq!(e.key, "topology.oversubscription");
+}
+
+#[test]
+fn torus_needs_two_or_three_dimensions_of_at_least_two() {
+    let torus = |dims: &str| {
+        edit("kind = \"fat-tree\"\nk = 4\noversubscription = 1.0\n", &format!("kind = \"torus\"\ndims = {dims}\n"))
+    };
+    let text = torus("[4, 4, 4, 4]");
+    let e = err(&text);
+    assert_eq!((e.key.as_str(), e.line), ("topology.dims", Some(line_of(&text, "dims"))));
+    assert!(e.reason.contains("must have 2 or 3 entries") && e.reason.contains("got 4"), "{e}");
+    let e = err(&torus("[4, 1]"));
+    assert_eq!(e.key, "topology.dims[1]");
+    let m = parse_machine("t.toml", &torus("[4, 4, 2]")).unwrap();
+    assert_eq!(m.node_capacity(), Some(32));
+    let e = err(&torus("[4, \"x\"]"));
+    assert_eq!(e.key, "topology.dims[1]");
+}
+
+#[test]
+fn dragonfly_counts_and_reach_are_checked() {
+    let dragonfly = |groups: u32, routers: u32, globals: u32| {
+        edit(
+            "kind = \"fat-tree\"\nk = 4\noversubscription = 1.0\nlink_gbps = 100.0\n",
+            &format!(
+                "kind = \"dragonfly\"\ngroups = {groups}\nrouters_per_group = {routers}\nnodes_per_router = 4\n\
+                 global_links_per_router = {globals}\nlocal_gbps = 200.0\nglobal_gbps = 100.0\n"
+            ),
+        )
+    };
+    let m = parse_machine("d.toml", &dragonfly(9, 4, 2)).unwrap();
+    assert_eq!(m.node_capacity(), Some(9 * 4 * 4));
+    let e = err(&dragonfly(10, 4, 2));
+    assert_eq!(e.key, "topology.groups");
+    assert!(e.reason.contains("= 9"), "{e}");
+    let e = err(&dragonfly(2, 0, 2));
+    assert_eq!(e.key, "topology.routers_per_group");
+    assert_eq!(e.reason, "must be an integer >= 1, got 0");
+}
+
+#[test]
+fn unknown_preset_suggests_the_nearest() {
+    let e = load_machine("slingshot-dragonfly").unwrap_err();
+    assert_eq!(e.file, "preset slingshot-dragonfly");
+    assert!(e.reason.contains("did you mean `slingshot-11-dragonfly`?"), "{e}");
+    for name in preset_names() {
+        assert!(e.reason.contains(name), "lists every preset: {e}");
+    }
+    let e = load_machine("zzz").unwrap_err();
+    assert!(!e.reason.contains("did you mean"), "{e}");
+}
+
+#[test]
+fn loads_a_machine_from_a_file_path() {
+    let dir = std::env::temp_dir().join(format!("dagwire-machine-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("custom.toml");
+    std::fs::write(&path, edit("name = \"test\"", "name = \"custom\"")).unwrap();
+    let spec = path.to_str().unwrap();
+    let m = load_machine(spec).unwrap();
+    assert_eq!(m.name, "custom");
+    // Errors name the path as given.
+    std::fs::write(&path, edit("k = 4", "k = 3")).unwrap();
+    let e = load_machine(spec).unwrap_err();
+    assert_eq!(e.file, spec);
+    assert_eq!(e.key, "topology.k");
+    // A missing file is an error about the file, not about presets.
+    let missing = dir.join("missing.toml");
+    let e = load_machine(missing.to_str().unwrap()).unwrap_err();
+    assert!(e.reason.starts_with("cannot read the machine file"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn describe_mentions_the_key_numbers() {
+    let text = describe(&load_machine("ib-hdr-fattree").unwrap());
+    for needle in [
+        "ib-hdr-fattree",
+        "InfiniBand HDR",
+        "flow",
+        "fat-tree k=16",
+        "1024 nodes = 8192 ranks",
+        "8 ranks/node x 16 cores/rank",
+        "NIC 200 Gbit/s",
+        "from 0 B: L 600 ns, o_s 200 ns, o_r 200 ns, g 5 ns, 12.5 GB/s",
+        "from 8 KiB: L 2000 ns",
+        "g 5 ns, 24 GB/s",
+        "130 ns/hop",
+        "gemm 33",
+        "potrf 12",
+        "other 8",
+        "task overhead 1000 ns",
+    ] {
+        assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
+    }
+    let text = describe(&load_machine("shm-node").unwrap());
+    assert!(text.contains("crossbar") && text.contains("any number of nodes"), "{text}");
+    let text = describe(&load_machine("slingshot-11-dragonfly").unwrap());
+    assert!(text.contains("dragonfly 4 groups x 32 routers x 16 nodes") && text.contains("2048 nodes"), "{text}");
+}
+
+#[test]
+fn validate_machine_checks_built_machines() {
+    let mut m = load_machine("ib-hdr-fattree").unwrap();
+    validate_machine("x", &m).unwrap();
+    m.topology = Topology::Torus { dims: vec![2, 2, 2, 2], link_gbps: 1.0, hop_ns: 1.0 };
+    let e = validate_machine("x", &m).unwrap_err();
+    assert_eq!((e.key.as_str(), e.line), ("topology.dims", None));
+    assert_eq!(m.node_capacity(), Some(16));
+}
+
+#[test]
+fn error_display_omits_unknown_parts() {
+    let e = MachineError { file: "f.toml".into(), line: None, key: String::new(), reason: "r".into() };
+    assert_eq!(e.to_string(), "f.toml: r");
+}

@@ -1,0 +1,82 @@
+//! The analytic path: resources as next-free times (LogGOPSim's `nexto`/`nextgs`/`nextgr`).
+//!
+//! Every rank has a sender CPU (`o_s` serialises its sends), a receiver CPU (`o_r`
+//! serialises its receives) and a shared-memory injector (intra-node messages at least
+//! `max(g, k*G)` apart); every node has a NIC (inter-node injections at least
+//! `max(g, k*G, k / NIC bandwidth)` apart). No link is shared: an injected message arrives
+//! `(k-1)*G + L (+ hops)` later. The flow fidelity reuses the CPUs and the NIC's `g`.
+
+use super::loggp::Segment;
+use crate::queue::Time;
+
+/// Next-free times of every CPU, injector and NIC.
+#[derive(Clone, Debug)]
+pub(crate) struct Resources {
+    send_cpu: Vec<Time>,
+    recv_cpu: Vec<Time>,
+    local: Vec<Time>,
+    nic: Vec<Time>,
+}
+
+impl Resources {
+    /// Idle resources for `ranks` ranks on `nodes` nodes.
+    pub fn new(ranks: usize, nodes: usize) -> Resources {
+        Resources { send_cpu: vec![0; ranks], recv_cpu: vec![0; ranks], local: vec![0; ranks], nic: vec![0; nodes] }
+    }
+
+    /// Runs `o_s` on `rank`'s sender CPU from `now` (or when it frees up); returns when the
+    /// message is ready to inject.
+    pub fn send_overhead(&mut self, now: Time, rank: usize, o_s: Time) -> Time {
+        let done = now.max(self.send_cpu[rank]) + o_s;
+        self.send_cpu[rank] = done;
+        done
+    }
+
+    /// Injects into `node`'s NIC at `ready` or when it frees up; the NIC then stays busy for
+    /// `gap`. Returns the injection start.
+    pub fn inject_nic(&mut self, ready: Time, node: usize, gap: Time) -> Time {
+        let start = ready.max(self.nic[node]);
+        self.nic[node] = start + gap;
+        start
+    }
+
+    /// Like [`Self::inject_nic`] for `rank`'s shared-memory injector.
+    pub fn inject_local(&mut self, ready: Time, rank: usize, gap: Time) -> Time {
+        let start = ready.max(self.local[rank]);
+        self.local[rank] = start + gap;
+        start
+    }
+
+    /// Runs `o_r` on `rank`'s receiver CPU from `arrive` (or when it frees up); returns the
+    /// delivery time.
+    pub fn receive(&mut self, arrive: Time, rank: usize, o_r: Time) -> Time {
+        let done = arrive.max(self.recv_cpu[rank]) + o_r;
+        self.recv_cpu[rank] = done;
+        done
+    }
+}
+
+/// Arrival time (before `o_r`) of an intra-node message sent at `now`.
+pub(crate) fn intra_node_arrival(res: &mut Resources, seg: &Segment, now: Time, src: usize, bytes: u64) -> Time {
+    let ready = res.send_overhead(now, src, seg.o_s);
+    let start = res.inject_local(ready, src, seg.gap_ns(bytes, f64::INFINITY));
+    start + seg.data_ns(bytes) + seg.latency_ns(0, 0.0)
+}
+
+/// Arrival time (before `o_r`) of an inter-node message sent at `now` in the analytic
+/// fidelity; `latency` is the route's `ceil(L + (hops-1)*hop_ns)`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn inter_node_arrival(
+    res: &mut Resources,
+    seg: &Segment,
+    now: Time,
+    src: usize,
+    src_node: usize,
+    bytes: u64,
+    nic_bytes_per_ns: f64,
+    latency: Time,
+) -> Time {
+    let ready = res.send_overhead(now, src, seg.o_s);
+    let start = res.inject_nic(ready, src_node, seg.gap_ns(bytes, nic_bytes_per_ns));
+    start + seg.data_ns(bytes) + latency
+}

@@ -1,0 +1,122 @@
+//! The flow fidelity: an inter-node message's bytes (all but the first, whose time is part
+//! of `L`) move as a flow over the source NIC's up-link, the topology route and the
+//! destination NIC's down-link, sharing every link max-min fairly with the other flows
+//! ([`super::maxmin`]), its own rate capped at `1/G`.
+//!
+//! Links get dense indices on first use (NIC up-links, NIC down-links and topology links
+//! in one `FxHashMap` used only for lookups), so a large topology costs memory only for the
+//! links traffic actually crosses.
+
+use super::MessageId;
+use super::maxmin::FlowNet;
+use super::topology::Fabric;
+use crate::queue::Time;
+use rustc_hash::FxHashMap;
+
+/// What a message needs once its flow is through.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Meta {
+    /// The message.
+    pub id: MessageId,
+    /// Receiving rank.
+    pub dst: u32,
+    /// Its segment (for `o_r`).
+    pub seg: u32,
+    /// `ceil(L + (hops-1)*hop_ns)` of its route.
+    pub latency: Time,
+}
+
+/// Flows, their links and their messages.
+#[derive(Debug)]
+pub(crate) struct Flows {
+    net: FlowNet,
+    dense: FxHashMap<u64, u32>,
+    meta: Vec<Meta>,
+    route: Vec<u32>,
+    nic_bytes_per_ns: f64,
+}
+
+const NIC_UP: u64 = 0;
+const NIC_DOWN: u64 = 1 << 32;
+const TOPOLOGY: u64 = 2 << 32;
+
+impl Flows {
+    /// No flows yet; NIC links run at `nic_bytes_per_ns`.
+    pub fn new(nic_bytes_per_ns: f64) -> Flows {
+        Flows {
+            net: FlowNet::default(),
+            dense: FxHashMap::default(),
+            meta: Vec::new(),
+            route: Vec::new(),
+            nic_bytes_per_ns,
+        }
+    }
+
+    fn link(&mut self, key: u64, bytes_per_ns: impl FnOnce() -> f64) -> u32 {
+        if let Some(&l) = self.dense.get(&key) {
+            return l;
+        }
+        let l = self.net.add_link(bytes_per_ns());
+        self.dense.insert(key, l);
+        l
+    }
+
+    /// Prepares the flow of a message from `src_node` to `dst_node` over `topology_links`
+    /// (`bytes` > 0, rate capped at `cap`). Returns its slot; it starts with [`Self::start`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn prepare(
+        &mut self,
+        fabric: &Fabric,
+        topology_links: &[u32],
+        src_node: u32,
+        dst_node: u32,
+        bytes: f64,
+        cap: f64,
+        meta: Meta,
+    ) -> u32 {
+        let nic = self.nic_bytes_per_ns;
+        let mut route = std::mem::take(&mut self.route);
+        route.clear();
+        route.push(self.link(NIC_UP | u64::from(src_node), || nic));
+        for &l in topology_links {
+            route.push(self.link(TOPOLOGY | u64::from(l), || fabric.link_bytes_per_ns(l)));
+        }
+        route.push(self.link(NIC_DOWN | u64::from(dst_node), || nic));
+        let slot = self.net.insert(&route, bytes, cap);
+        self.route = route;
+        let s = slot as usize;
+        if s == self.meta.len() {
+            self.meta.push(meta);
+        } else {
+            self.meta[s] = meta;
+        }
+        slot
+    }
+
+    /// The flow in `slot` starts at `t`.
+    pub fn start(&mut self, slot: u32, t: Time) {
+        self.net.start(slot, t);
+    }
+
+    /// True when an end predicted under `version` still holds.
+    pub fn is_current(&self, slot: u32, version: u32) -> bool {
+        self.net.version(slot) == version
+    }
+
+    /// The flow in `slot` is through; returns its message.
+    pub fn finish(&mut self, slot: u32) -> Meta {
+        self.net.finish(slot);
+        self.meta[slot as usize]
+    }
+
+    /// New rates after this instant's starts and ends: `(slot, version, predicted end)` of
+    /// every flow whose rate changed.
+    pub fn recompute(&mut self, t: Time) -> &[(u32, u32, Time)] {
+        self.net.recompute(t)
+    }
+
+    /// Flows sharing links now.
+    pub fn active(&self) -> usize {
+        self.net.active()
+    }
+}
