@@ -107,3 +107,37 @@ fn the_cli_exits_2_with_file_line_and_key_on_a_bad_sweep() {
     assert!(stderr.contains("bad.toml:9: key `grid.ranks`"), "{stderr}");
     assert!(!tmp.path().join("o").exists(), "nothing runs when the sweep is invalid");
 }
+
+#[test]
+fn a_simulated_sweep_lands_in_the_same_tables_with_virtual_times() {
+    let text = r#"name = "simtiny"
+[grid]
+workload = "cholesky"
+strategy = "eager"
+driver = "sim"
+ranks = [4, 64]
+[grid.sim]
+kernels = ["run", "model"]
+[grid.cholesky]
+n = 512
+tile = 32
+"#;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("out");
+    let s = sweep::parse(Path::new("simtiny.toml"), text).unwrap();
+    let points = plan::expand(&s).unwrap();
+    let outcome = runner::run_sweep(&s, &points, &dir, false).unwrap();
+    assert_eq!(outcome.bad_runs, 0, "cost-model runs are not failures");
+    let df = tables::read_points(&dir).unwrap();
+    let kernels = strings(&df, "sim.kernels");
+    let checks = strings(&df, "check_metric");
+    let verified: Vec<bool> = df.column("verified").unwrap().bool().unwrap().iter().map(|v| v == Some(true)).collect();
+    for i in 0..df.height() {
+        match kernels[i].as_str() {
+            "run" => assert!(verified[i], "row {i} ran kernels and must verify"),
+            _ => assert!(!verified[i] && checks[i].starts_with("skipped"), "row {i}: {}", checks[i]),
+        }
+    }
+    let tasks = tables::read_table(&dir, Table::Tasks).unwrap();
+    assert!(tasks.height() > 0);
+}

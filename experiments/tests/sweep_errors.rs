@@ -114,3 +114,64 @@ fn inline_progress_with_several_workers_is_refused() {
     let e = error_of(&GOOD.replace("ranks = [1, 2]", "ranks = [1, 2]\nworkers = 2\nprogress = \"inline\""));
     assert_eq!(e.key, "grid.workers");
 }
+
+const SIM: &str = r#"name = "sim"
+
+[grid]
+workload = "cholesky"
+strategy = "eager"
+driver = "sim"
+ranks = [4, 64]
+
+[grid.sim]
+machine = "ib-hdr-fattree"
+kernels = "model"
+
+[grid.cholesky]
+n = 2048
+tile = 128
+"#;
+
+#[test]
+fn sim_points_expand_with_their_driver_parameters() {
+    let points = plan::expand(&sweep::parse(Path::new("sim.toml"), SIM).unwrap()).unwrap();
+    assert_eq!(points.len(), 2);
+    assert_eq!(points[0].driver_params.str("machine"), "ib-hdr-fattree");
+    assert!(points[0].columns.iter().any(|(k, _)| k == "sim.fidelity"));
+}
+
+#[test]
+fn an_unknown_machine_is_refused_on_its_line() {
+    let e = error_of(&SIM.replace("\"ib-hdr-fattree\"", "\"ib-hdr-fatree\""));
+    assert_eq!((e.line, e.key.as_str()), (10, "grid.sim.machine"));
+    assert!(e.message.contains("ib-hdr-fattree"), "{e}");
+}
+
+#[test]
+fn an_invalid_machine_file_names_its_own_file_and_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("m.toml");
+    let preset = dagwire_sim::machine::preset_text("ib-hdr-fattree").unwrap();
+    let bad = preset.replacen("l_ns = ", "l_ns = -", 1);
+    std::fs::write(&file, bad).unwrap();
+    let e = error_of(&SIM.replace("\"ib-hdr-fattree\"", &format!("{:?}", file.to_str().unwrap())));
+    assert_eq!(e.key, "grid.sim.machine");
+    assert!(e.message.contains("m.toml") && e.message.contains("l_ns"), "{e}");
+}
+
+#[test]
+fn more_ranks_than_the_machine_holds_is_refused_on_the_ranks_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("small.toml");
+    let preset = dagwire_sim::machine::preset_text("ib-hdr-fattree").unwrap();
+    std::fs::write(&file, preset.replace("k = 16", "k = 2")).unwrap();
+    let e = error_of(&SIM.replace("\"ib-hdr-fattree\"", &format!("{:?}", file.to_str().unwrap())));
+    assert_eq!((e.line, e.key.as_str()), (7, "grid.ranks"));
+    assert!(e.message.contains("fat-tree"), "{e}");
+}
+
+#[test]
+fn sim_parameters_need_the_sim_driver() {
+    let e = error_of(&SIM.replace("driver = \"sim\"", "driver = \"local\""));
+    assert!(e.key.starts_with("grid.sim."), "{e}");
+}

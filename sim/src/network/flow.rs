@@ -14,7 +14,7 @@ use crate::queue::Time;
 use rustc_hash::FxHashMap;
 
 /// What a message needs once its flow is through.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub(crate) struct Meta {
     /// The message.
     pub id: MessageId,
@@ -98,9 +98,9 @@ impl Flows {
         self.net.start(slot, t);
     }
 
-    /// True when an end predicted under `version` still holds.
-    pub fn is_current(&self, slot: u32, version: u32) -> bool {
-        self.net.version(slot) == version
+    /// The earliest predicted flow end, `(time, slot)`.
+    pub fn next_end(&self) -> Option<(Time, u32)> {
+        self.net.next_end()
     }
 
     /// The flow in `slot` is through; returns its message.
@@ -109,10 +109,9 @@ impl Flows {
         self.meta[slot as usize]
     }
 
-    /// New rates after this instant's starts and ends: `(slot, version, predicted end)` of
-    /// every flow whose rate changed.
-    pub fn recompute(&mut self, t: Time) -> &[(u32, u32, Time)] {
-        self.net.recompute(t)
+    /// New rates and predicted ends after this instant's starts and ends.
+    pub fn recompute(&mut self, t: Time) {
+        self.net.recompute(t);
     }
 
     /// Flows sharing links now.

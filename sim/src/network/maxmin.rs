@@ -4,20 +4,24 @@
 //! Links have capacities (bytes/ns) and flows have a route (a list of links), a cap on
 //! their own rate and bytes left. Rates are max-min fair: raise every flow's rate together
 //! until a link is full or a flow reaches its cap; freeze those flows; go on with the rest.
-//! Shares are taken from a heap of "level" candidates (a link's remaining capacity over its
-//! unfrozen flows, or a flow's cap); when flows freeze at level `m`, every other link's level
-//! can only rise, so stale heap entries are skipped lazily.
+//! Link levels (remaining capacity over unfrozen flows) come from a heap; when flows freeze
+//! at level `m`, every other link's share can only rise, so a link found below its current
+//! share is raised in place. Flow caps that can bind (below the route's narrowest link) come
+//! from a sorted list.
 //!
 //! A change (a flow starting or ending) marks its links dirty. [`FlowNet::recompute`]
 //! collects the connected component of the dirty links (links to their flows to those flows'
 //! links...), settles those flows' bytes at the old rates, and refills only that component:
 //! max-min rates decompose over components, so flows elsewhere keep theirs. The cost is
 //! proportional to the component: `O(sum of route lengths * log)` of the flows in it.
+//! Predicted ends live in a `BTreeSet<(time, slot)>` updated only for flows whose rate
+//! changed, so no stale end is ever scheduled.
 
 use super::loggp::ceil_ns;
 use crate::queue::Time;
 use std::cmp::{Ordering, Reverse};
-use std::collections::BinaryHeap;
+use std::collections::binary_heap::PeekMut;
+use std::collections::{BTreeSet, BinaryHeap};
 
 /// A flow slot.
 #[derive(Clone, Debug, Default)]
@@ -27,20 +31,19 @@ struct Flow {
     rate: f64,
     cap: f64,
     last: Time,
-    version: u32,
+    /// Predicted end under the current rate (`Time::MAX`: none, the flow is not running).
+    end: Time,
     active: bool,
     fixed: bool,
     new_rate: f64,
 }
 
-/// A candidate level: a link's fair share or a flow's cap. Ordered by value, then link
-/// before flow, then index, so ties resolve the same way every run.
+/// A link's fair share (a lower bound of it once the link has changed). Ordered by value,
+/// then link index, so ties resolve the same way every run.
 #[derive(Clone, Copy, Debug)]
 struct Level {
     value: f64,
-    flow: bool,
     index: u32,
-    version: u32,
 }
 
 impl PartialEq for Level {
@@ -56,15 +59,11 @@ impl PartialOrd for Level {
 }
 impl Ord for Level {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.value
-            .total_cmp(&other.value)
-            .then(self.flow.cmp(&other.flow))
-            .then(self.index.cmp(&other.index))
-            .then(self.version.cmp(&other.version))
+        self.value.total_cmp(&other.value).then(self.index.cmp(&other.index))
     }
 }
 
-/// Links, the flows on them, and scratch space for recomputation.
+/// Links, the flows on them, their predicted ends, and scratch space for recomputation.
 #[derive(Debug, Default)]
 pub(crate) struct FlowNet {
     capacity: Vec<f64>,
@@ -73,17 +72,19 @@ pub(crate) struct FlowNet {
     free: Vec<u32>,
     dirty: Vec<u32>,
     active: usize,
+    /// Predicted ends of running flows, `(time, slot)`: the earliest is the next flow event.
+    ends: BTreeSet<(Time, u32)>,
     // Scratch, reused by every recomputation.
     epoch: u32,
     link_seen: Vec<u32>,
     flow_seen: Vec<u32>,
     left: Vec<f64>,
     unfixed: Vec<u32>,
-    link_version: Vec<u32>,
     comp_links: Vec<u32>,
     comp_flows: Vec<u32>,
     heap: BinaryHeap<Reverse<Level>>,
-    changed: Vec<(u32, u32, Time)>,
+    capped: Vec<(f64, u32)>,
+    to_fix: usize,
 }
 
 impl FlowNet {
@@ -95,7 +96,6 @@ impl FlowNet {
         self.link_seen.push(0);
         self.left.push(0.0);
         self.unfixed.push(0);
-        self.link_version.push(0);
         (self.capacity.len() - 1) as u32
     }
 
@@ -115,7 +115,10 @@ impl FlowNet {
         f.route.extend_from_slice(route);
         f.remaining = bytes;
         f.rate = 0.0;
-        f.cap = cap;
+        // A cap at or above the narrowest link of the route can never bind.
+        let narrowest = route.iter().map(|&l| self.capacity[l as usize]).fold(f64::INFINITY, f64::min);
+        f.cap = if cap >= narrowest { f64::INFINITY } else { cap };
+        f.end = Time::MAX;
         f.active = false;
         slot
     }
@@ -127,7 +130,6 @@ impl FlowNet {
         f.active = true;
         f.last = t;
         f.rate = 0.0;
-        f.version = f.version.wrapping_add(1);
         for &l in &f.route {
             self.on_link[l as usize].push(slot);
             self.dirty.push(l);
@@ -135,13 +137,21 @@ impl FlowNet {
         self.active += 1;
     }
 
-    /// The flow in `slot` is through (at `t`, its predicted end): it leaves its links and
-    /// its slot is free for reuse.
+    /// The earliest predicted flow end, `(time, slot)`.
+    #[inline]
+    pub fn next_end(&self) -> Option<(Time, u32)> {
+        self.ends.first().copied()
+    }
+
+    /// The flow in `slot` is through: it leaves its links and its slot is free for reuse.
     pub fn finish(&mut self, slot: u32) {
         let f = &mut self.flows[slot as usize];
         debug_assert!(f.active);
         f.active = false;
-        f.version = f.version.wrapping_add(1);
+        if f.end != Time::MAX {
+            self.ends.remove(&(f.end, slot));
+            f.end = Time::MAX;
+        }
         for &l in &f.route {
             let list = &mut self.on_link[l as usize];
             let at = list.iter().position(|&s| s == slot).expect("an active flow is on its links");
@@ -150,12 +160,6 @@ impl FlowNet {
         }
         self.free.push(slot);
         self.active -= 1;
-    }
-
-    /// Version of the flow's current rate; an end predicted under another version is stale.
-    #[inline]
-    pub fn version(&self, slot: u32) -> u32 {
-        self.flows[slot as usize].version
     }
 
     /// Flows currently sharing links.
@@ -169,13 +173,24 @@ impl FlowNet {
         self.flows[slot as usize].rate
     }
 
-    /// Refills the component touched since the last call, at time `t`. Returns the flows
-    /// whose rate changed as `(slot, version, predicted end)`; other flows' predicted ends
-    /// still hold.
-    pub fn recompute(&mut self, t: Time) -> &[(u32, u32, Time)] {
-        self.changed.clear();
+    /// Flows in the last recomputed component (for tests).
+    #[cfg(test)]
+    pub fn component_len(&self) -> usize {
+        self.comp_flows.len()
+    }
+
+    /// Predicted end of a flow (for tests).
+    #[cfg(test)]
+    pub fn end(&self, slot: u32) -> Time {
+        self.flows[slot as usize].end
+    }
+
+    /// Refills the component touched since the last call, at time `t`, and re-predicts the
+    /// end of every flow whose rate changed (other flows' predicted ends still hold).
+    /// Returns how many flows changed rate.
+    pub fn recompute(&mut self, t: Time) -> usize {
         if self.dirty.is_empty() {
-            return &self.changed;
+            return 0;
         }
         self.epoch = self.epoch.wrapping_add(1);
         if self.epoch == 0 {
@@ -220,60 +235,80 @@ impl FlowNet {
             fl.fixed = false;
         }
 
-        // Progressive filling.
-        self.heap.clear();
+        // Progressive filling. Link shares come from a heap: a link's entry is pushed once
+        // and raised in place when it comes out below its current share (shares only rise).
+        // Binding flow caps come from a sorted list; at equal levels links go first.
+        let mut levels = std::mem::take(&mut self.heap).into_vec();
+        levels.clear();
         for &l in &self.comp_links {
             let l = l as usize;
             self.left[l] = self.capacity[l];
             self.unfixed[l] = self.on_link[l].len() as u32;
-            self.link_version[l] = self.link_version[l].wrapping_add(1);
             if self.unfixed[l] > 0 {
-                self.heap.push(Reverse(Level {
-                    value: self.left[l] / self.unfixed[l] as f64,
-                    flow: false,
-                    index: l as u32,
-                    version: self.link_version[l],
-                }));
+                let value = self.left[l] / self.unfixed[l] as f64;
+                levels.push(Reverse(Level { value, index: l as u32 }));
             }
         }
+        self.heap = BinaryHeap::from(levels);
+        self.to_fix = self.comp_flows.len();
+        self.capped.clear();
         for &f in &self.comp_flows {
             let cap = self.flows[f as usize].cap;
             if cap.is_finite() {
-                self.heap.push(Reverse(Level { value: cap, flow: true, index: f, version: 0 }));
+                self.capped.push((cap, f));
             }
         }
-        while let Some(Reverse(level)) = self.heap.pop() {
-            if level.flow {
-                if !self.flows[level.index as usize].fixed {
-                    self.fix(level.index, level.value);
-                }
+        self.capped.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        let mut next_cap = 0;
+        while self.to_fix > 0 {
+            while next_cap < self.capped.len() && self.flows[self.capped[next_cap].1 as usize].fixed {
+                next_cap += 1;
+            }
+            let link_level = self.heap.peek().map(|Reverse(level)| level.value);
+            let binding_cap = self.capped.get(next_cap).filter(|c| link_level.is_none_or(|v| c.0 < v));
+            if let Some(&(cap, f)) = binding_cap {
+                self.fix(f, cap);
                 continue;
             }
-            let l = level.index as usize;
-            if self.link_version[l] != level.version || self.unfixed[l] == 0 {
+            let Some(mut top) = self.heap.peek_mut() else { break };
+            let l = top.0.index as usize;
+            if self.unfixed[l] == 0 {
+                PeekMut::pop(top);
                 continue;
             }
+            let share = self.left[l] / self.unfixed[l] as f64;
+            if share > top.0.value {
+                top.0.value = share;
+                continue;
+            }
+            PeekMut::pop(top);
             let mut k = 0;
             while k < self.on_link[l].len() {
                 let f = self.on_link[l][k];
                 k += 1;
                 if !self.flows[f as usize].fixed {
-                    self.fix(f, level.value);
+                    self.fix(f, share);
                 }
             }
         }
 
+        let mut changed = 0;
         for &f in &self.comp_flows {
             let fl = &mut self.flows[f as usize];
             if fl.new_rate == fl.rate {
                 continue;
             }
+            changed += 1;
             fl.rate = fl.new_rate;
-            fl.version = fl.version.wrapping_add(1);
-            let end = if fl.rate > 0.0 { t.saturating_add(ceil_ns(fl.remaining / fl.rate)) } else { Time::MAX };
-            self.changed.push((f, fl.version, end));
+            if fl.end != Time::MAX {
+                self.ends.remove(&(fl.end, f));
+            }
+            fl.end = if fl.rate > 0.0 { t.saturating_add(ceil_ns(fl.remaining / fl.rate)) } else { Time::MAX };
+            if fl.end != Time::MAX {
+                self.ends.insert((fl.end, f));
+            }
         }
-        &self.changed
+        changed
     }
 
     /// Freezes flow `f` at `rate` and takes that rate off each of its links.
@@ -281,19 +316,11 @@ impl FlowNet {
         let fl = &mut self.flows[f as usize];
         fl.fixed = true;
         fl.new_rate = rate;
+        self.to_fix -= 1;
         for &l in &fl.route {
             let l = l as usize;
             self.left[l] = (self.left[l] - rate).max(0.0);
             self.unfixed[l] -= 1;
-            self.link_version[l] = self.link_version[l].wrapping_add(1);
-            if self.unfixed[l] > 0 {
-                self.heap.push(Reverse(Level {
-                    value: self.left[l] / self.unfixed[l] as f64,
-                    flow: false,
-                    index: l as u32,
-                    version: self.link_version[l],
-                }));
-            }
         }
     }
 }
@@ -319,12 +346,12 @@ mod tests {
     #[test]
     fn progressive_filling_gives_max_min_rates() {
         let (mut net, [f1, f2, f3]) = three_flows(f64::INFINITY);
-        let changed = net.recompute(0).to_vec();
-        assert_eq!(changed.len(), 3);
+        assert_eq!(net.recompute(0), 3);
         // L1 is the bottleneck: f2 = f3 = 2; f1 gets the rest of L0.
         assert_eq!((net.rate(f1), net.rate(f2), net.rate(f3)), (8.0, 2.0, 2.0));
         // Predicted ends: 1000 / 8 = 125, 1000 / 2 = 500.
-        assert_eq!(changed.iter().map(|c| c.2).collect::<Vec<_>>(), vec![125, 500, 500]);
+        assert_eq!((net.end(f1), net.end(f2), net.end(f3)), (125, 500, 500));
+        assert_eq!(net.next_end(), Some((125, f1)));
     }
 
     #[test]
@@ -339,13 +366,31 @@ mod tests {
         let (mut net, [f1, f2, f3]) = three_flows(f64::INFINITY);
         net.recompute(0);
         net.finish(f3); // at t = 100: f2 has 800 bytes left, f1 200.
-        let mut changed = net.recompute(100).to_vec();
-        changed.sort();
+        assert_eq!(net.recompute(100), 2);
         // L0 now shared 5/5 and L1 4/1: f2 freezes at 4, f1 gets the 6 left on L0.
         assert_eq!((net.rate(f1), net.rate(f2)), (6.0, 4.0));
         // f1: 200 bytes at 6 B/ns -> ceil(33.3) = 34; f2: 800 at 4 -> 200.
-        assert_eq!(changed, vec![(f1, net.version(f1), 134), (f2, net.version(f2), 300)]);
+        assert_eq!((net.end(f1), net.end(f2)), (134, 300));
+        assert_eq!(net.next_end(), Some((134, f1)));
         assert_eq!(net.active(), 2);
+    }
+
+    #[test]
+    fn a_link_whose_share_rose_waits_for_its_turn() {
+        // X is held to 1 by Lc; La's share then rises from 5 to 9, above Lb's 6,
+        // so Lb must freeze s1 and s2 at 6 before La is considered.
+        let mut net = FlowNet::default();
+        let la = net.add_link(10.0);
+        let lb = net.add_link(12.0);
+        let lc = net.add_link(1.0);
+        let x = net.insert(&[la, lc], 100.0, f64::INFINITY);
+        let s1 = net.insert(&[la, lb], 100.0, f64::INFINITY);
+        let s2 = net.insert(&[lb], 100.0, f64::INFINITY);
+        for f in [x, s1, s2] {
+            net.start(f, 0);
+        }
+        net.recompute(0);
+        assert_eq!((net.rate(x), net.rate(s1), net.rate(s2)), (1.0, 6.0, 6.0));
     }
 
     #[test]
@@ -357,11 +402,11 @@ mod tests {
         let fb = net.insert(&[b], 100.0, f64::INFINITY);
         net.start(fa, 0);
         net.start(fb, 0);
-        assert_eq!(net.recompute(0).len(), 2);
+        assert_eq!(net.recompute(0), 2);
         let fa2 = net.insert(&[a], 100.0, f64::INFINITY);
         net.start(fa2, 5);
-        let changed: Vec<u32> = net.recompute(5).iter().map(|c| c.0).collect();
-        assert_eq!(changed, vec![fa, fa2]);
+        assert_eq!(net.recompute(5), 2);
+        assert_eq!(net.component_len(), 2, "fb's link was not touched");
         assert_eq!((net.rate(fa), net.rate(fa2), net.rate(fb)), (5.0, 5.0, 10.0));
     }
 }

@@ -530,33 +530,3 @@ fn the_same_sends_give_the_same_deliveries() {
         assert!(first.windows(2).all(|w| w[0] <= w[1]));
     }
 }
-
-#[test]
-#[ignore]
-fn perf_probe() {
-    for (fidelity, n) in [(Fidelity::Analytic, 1_000_000u64), (Fidelity::Flow, 200_000)] {
-        let m = machine(fidelity, 4, 200.0, fat_tree(16, 2.0, 40.0), piecewise_inter(), piecewise_intra());
-        let mut net = Network::new(&m, 1024).unwrap();
-        let start = std::time::Instant::now();
-        let mut x: u64 = 1;
-        let mut now = 0;
-        let mut delivered = 0;
-        let mut max_flows = 0;
-        for i in 0..n {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            if i % 8 == 0 {
-                now += 200;
-            }
-            while let Some(t) = net.next_delivery().filter(|&t| t <= now) {
-                delivered += net.deliver_until(t).len();
-            }
-            max_flows = max_flows.max(net.active_flows());
-            net.send(now, Rank((x >> 33) as u32 % 1024), Rank((x >> 13) as u32 % 1024), (x >> 40) % 100_000);
-        }
-        while let Some(t) = net.next_delivery() {
-            delivered += net.deliver_until(t).len();
-        }
-        assert_eq!(delivered as u64, n);
-        eprintln!("{fidelity:?}: {n} messages in {:?}, max active flows {max_flows}", start.elapsed());
-    }
-}
