@@ -123,15 +123,20 @@ impl Trace {
     /// Joins per-rank traces into one, sorted by time so the result does not depend
     /// on the order ranks finished in.
     pub fn merge(parts: Vec<Trace>) -> Trace {
-        let mut all = Trace::default();
+        // Allocate once and sort in place: a simulated run's trace can be most of its memory.
+        let mut all = Trace {
+            tasks: Vec::with_capacity(parts.iter().map(|p| p.tasks.len()).sum()),
+            messages: Vec::with_capacity(parts.iter().map(|p| p.messages.len()).sum()),
+            transfer_events: Vec::with_capacity(parts.iter().map(|p| p.transfer_events.len()).sum()),
+        };
         for p in parts {
             all.tasks.extend(p.tasks);
             all.messages.extend(p.messages);
             all.transfer_events.extend(p.transfer_events);
         }
-        all.tasks.sort_by_key(|t| (t.start_ns, t.rank, t.task));
-        all.messages.sort_by_key(|m| (m.sent_ns, m.src, m.dst, m.chunk, m.recv_ns));
-        all.transfer_events.sort_by_key(|e| (e.at_ns, e.src, e.dst, e.chunk, e.phase));
+        all.tasks.sort_unstable_by_key(|t| (t.start_ns, t.rank, t.task));
+        all.messages.sort_unstable_by_key(|m| (m.sent_ns, m.src, m.dst, m.chunk, m.recv_ns, m.kind, m.bytes));
+        all.transfer_events.sort_unstable_by_key(|e| (e.at_ns, e.src, e.dst, e.chunk, e.phase));
         all
     }
 

@@ -12,6 +12,7 @@
 //! ```
 
 pub mod eager;
+pub mod rendezvous;
 
 use dagwire_runtime::params::did_you_mean;
 use dagwire_runtime::{ParamSpec, Params, Rank, Strategy};
@@ -31,7 +32,7 @@ pub struct StrategyInfo {
 
 /// Every strategy, in the order `experiment list` shows them. Adding a strategy is one
 /// file plus one line here.
-pub static REGISTRY: &[StrategyInfo] = &[eager::INFO];
+pub static REGISTRY: &[StrategyInfo] = &[eager::INFO, rendezvous::INFO];
 
 /// A strategy name that is not registered.
 #[derive(Debug, thiserror::Error)]
