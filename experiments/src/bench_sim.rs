@@ -89,7 +89,7 @@ fn one_size(
     let name = |k| workload.kernel_name(k);
     let kernels = SimKernels { kernels: workload.kernels(), name: &name };
     let factory = |_: Rank| -> Box<dyn Strategy> { Box::new(Eager) };
-    let cfg = SimConfig { ranks, workers: 1, run_kernels: false };
+    let cfg = SimConfig { ranks, workers: 1, run_kernels: false, seed: 1 };
     let out = dagwire_sim::driver::run(workload.dag(), &kernels, &factory, machine, cfg)?;
     let wall = start.elapsed().as_secs_f64();
     let tasks = workload.dag().task_count();

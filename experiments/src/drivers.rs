@@ -75,6 +75,8 @@ pub struct Execution<'a> {
     pub timeout: Duration,
     /// A deliberate fault, if any.
     pub fault: Option<Fault>,
+    /// Seed for the run's modelled randomness (the simulator's jitter).
+    pub seed: u64,
 }
 
 /// A finished run and whether its kernels really ran (so it can be verified).
@@ -109,7 +111,7 @@ pub fn execute(
             }
             let machine = sim_machine(exec.params).map_err(RunError::Config)?;
             let run_kernels = exec.params.str("kernels") == "run";
-            let cfg = SimConfig { ranks: exec.ranks, workers: exec.workers, run_kernels };
+            let cfg = SimConfig { ranks: exec.ranks, workers: exec.workers, run_kernels, seed: exec.seed };
             let name = |k| workload.kernel_name(k);
             let kernels = SimKernels { kernels: workload.kernels(), name: &name };
             let out = dagwire_sim::driver::run(workload.dag(), &kernels, strategy, &machine, cfg)?;

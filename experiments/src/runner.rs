@@ -59,7 +59,7 @@ pub fn run_sweep(sweep: &Sweep, points: &[Point], dir: &Path, resume: bool) -> R
 /// results is an error here; a failed run is a recorded outcome.
 fn run_and_record(sweep: &Sweep, point: &Point, rep: u32, dir: &Path) -> Result<PointRecord> {
     let started = Instant::now();
-    let attempt = catch_unwind(AssertUnwindSafe(|| run_point(sweep, point)));
+    let attempt = catch_unwind(AssertUnwindSafe(|| run_point(sweep, point, rep)));
     let wall_s = started.elapsed().as_secs_f64();
     let mut record = base_record(point, rep, wall_s);
     match attempt {
@@ -85,7 +85,7 @@ fn run_and_record(sweep: &Sweep, point: &Point, rep: u32, dir: &Path) -> Result<
 }
 
 /// Builds the workload and runs it on the point's driver.
-fn run_point(sweep: &Sweep, point: &Point) -> Result<(Box<dyn Workload>, Executed)> {
+fn run_point(sweep: &Sweep, point: &Point, rep: u32) -> Result<(Box<dyn Workload>, Executed)> {
     let workload = (point.workload.prepare)(&point.workload_params, point.ranks, sweep.seed)?;
     let factory =
         |rank: Rank| -> Box<dyn Strategy> { (point.strategy.build)(&point.strategy_params, rank, point.ranks) };
@@ -97,6 +97,8 @@ fn run_point(sweep: &Sweep, point: &Point) -> Result<(Box<dyn Workload>, Execute
         progress: point.progress,
         timeout: Duration::from_secs(sweep.timeout_s),
         fault: point.fault,
+        // Repetitions draw different jitter; the same repetition always the same.
+        seed: sweep.seed ^ u64::from(rep).wrapping_mul(0x9e37_79b9_7f4a_7c15),
     };
     let executed = drivers::execute(&exec, workload.as_ref(), &factory)?;
     Ok((workload, executed))

@@ -28,6 +28,8 @@ pub struct SimConfig {
     pub workers: usize,
     /// Run the kernels for real (results can be verified) or only model their time.
     pub run_kernels: bool,
+    /// Seed of everything random in the model (latency jitter).
+    pub seed: u64,
 }
 
 /// What the kernels are and what they are called (rates are per kernel name).
@@ -97,7 +99,8 @@ pub fn run(
             "machine compute mode `measure` needs kernels to run: set kernels = \"run\" or use mode = \"model\"".into(),
         ));
     }
-    let network = Network::new(machine, cfg.ranks).map_err(RunError::Config)?;
+    let mut network = Network::new(machine, cfg.ranks).map_err(RunError::Config)?;
+    network.seed(cfg.seed);
     let workers = cfg.workers.clamp(1, machine.compute.cores_per_rank.max(1) as usize);
     let sim = Sim {
         dag,

@@ -26,7 +26,7 @@ fn cholesky(n: i64, tile: i64, ranks: usize) -> Box<dyn Workload> {
 fn simulate(w: &dyn Workload, machine: &Machine, ranks: usize, run_kernels: bool) -> RunOutcome {
     let name = |k| w.kernel_name(k);
     let kernels = SimKernels { kernels: w.kernels(), name: &name };
-    let cfg = SimConfig { ranks, workers: 1, run_kernels };
+    let cfg = SimConfig { ranks, workers: 1, run_kernels, seed: 1 };
     run(w.dag(), &kernels, &eager, machine, cfg).unwrap().run
 }
 
@@ -88,6 +88,7 @@ fn toy_machine(ranks_per_node: u32) -> Machine {
             default_gflops: 1.0,
             task_overhead_ns: 0.0,
         },
+        latency_jitter: 0.0,
     }
 }
 
@@ -106,9 +107,10 @@ fn a_two_rank_chain_takes_compute_plus_the_loggp_message_time() {
     let dag = Arc::new(b.finish());
     let name = |_| "k";
     let kernels = SimKernels { kernels: &Zeros, name: &name };
-    let out = run(&dag, &kernels, &eager, &toy_machine(1), SimConfig { ranks: 2, workers: 1, run_kernels: true })
-        .unwrap()
-        .run;
+    let out =
+        run(&dag, &kernels, &eager, &toy_machine(1), SimConfig { ranks: 2, workers: 1, run_kernels: true, seed: 1 })
+            .unwrap()
+            .run;
     // 5000 flop at 1 GFLOP/s = 5000 ns; message o_s + (k-1) G + L + o_r = 100 + 4095*0.5 + 1000 + 200.
     let message = 100 + (4095.0f64 * 0.5).ceil() as u64 + 1000 + 200;
     assert_eq!(out.makespan_ns, 5000 + message + 3000);
@@ -123,8 +125,42 @@ fn a_machine_too_small_for_the_ranks_is_refused() {
     let w = cholesky(256, 32, 8);
     let name = |k| w.kernel_name(k);
     let kernels = SimKernels { kernels: w.kernels(), name: &name };
-    let err = run(w.dag(), &kernels, &eager, &machine, SimConfig { ranks: 8, workers: 1, run_kernels: false })
+    let err = run(w.dag(), &kernels, &eager, &machine, SimConfig { ranks: 8, workers: 1, run_kernels: false, seed: 1 })
         .err()
         .expect("8 nodes do not fit a 2x2 torus");
     assert!(err.to_string().contains("torus"), "{err}");
+}
+
+/// A chain of `n` tasks alternating between two ranks: n-1 messages.
+fn ping_chain(n: usize) -> Arc<dagwire_runtime::Dag> {
+    let mut b = DagBuilder::new(2);
+    let mut prev = b.add(TaskSpec::new(KernelId(0), Rank(0)).outputs(&[4096])).output(0);
+    for i in 1..n {
+        let inputs = [prev];
+        prev = b.add(TaskSpec::new(KernelId(0), Rank((i % 2) as u32)).inputs(&inputs).outputs(&[4096])).output(0);
+    }
+    Arc::new(b.finish())
+}
+
+#[test]
+fn latency_jitter_is_bounded_and_reproducible_from_the_seed() {
+    let dag = ping_chain(40);
+    let name = |_| "k";
+    let kernels = SimKernels { kernels: &Zeros, name: &name };
+    let mut machine = toy_machine(1);
+    let simulate = |machine: &Machine, seed| {
+        let cfg = SimConfig { ranks: 2, workers: 1, run_kernels: false, seed };
+        run(&dag, &kernels, &eager, machine, cfg).unwrap().run
+    };
+    let plain = simulate(&machine, 1);
+    machine.latency_jitter = 0.5;
+    let (a, b, c) = (simulate(&machine, 1), simulate(&machine, 1), simulate(&machine, 2));
+    assert!(a.trace == b.trace, "the same seed must give the same trace");
+    assert_ne!(a.makespan_ns, c.makespan_ns, "another seed draws other jitter");
+    let base = plain.trace.messages[0].recv_ns - plain.trace.messages[0].sent_ns;
+    for m in &a.trace.messages {
+        let t = m.recv_ns - m.sent_ns;
+        assert!(t >= base && t <= base + 500, "message took {t} ns, outside [{base}, {base} + L/2]");
+    }
+    assert!(a.trace.messages.iter().any(|m| m.recv_ns - m.sent_ns > base), "jitter never applied");
 }

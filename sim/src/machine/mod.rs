@@ -37,6 +37,11 @@ pub struct Machine {
     pub topology: Topology,
     /// How long kernels take.
     pub compute: Compute,
+    /// Random extra latency per message, as a fraction of its `L` (0 = off, the
+    /// default): each message waits `L * jitter * u` more, `u` uniform in [0, 1) drawn
+    /// from the run's seed, so runs stay reproducible.
+    #[serde(default)]
+    pub latency_jitter: f64,
 }
 
 /// Simulation fidelity.

@@ -469,6 +469,12 @@ fn validate(m: &Machine) -> Result<(), Invalid> {
         positive(rate, vec![key("compute"), key("kernel_gflops"), key(name)], "a rate in GFLOP/s per core")?;
     }
     time(c.task_overhead_ns, at("task_overhead_ns"))?;
+    if !(m.latency_jitter.is_finite() && (0.0..=10.0).contains(&m.latency_jitter)) {
+        return Err((
+            vec![key("latency_jitter")],
+            format!("must be a fraction in 0..=10 (0 = off), got {}", m.latency_jitter),
+        ));
+    }
     Ok(())
 }
 

@@ -161,6 +161,7 @@ impl Ord for Event {
 ///         default_gflops: 1.0,
 ///         task_overhead_ns: 0.0,
 ///     },
+///     latency_jitter: 0.0,
 /// };
 /// let mut net = Network::new(&machine, 2).unwrap();
 /// let id = net.send(0, Rank(0), Rank(1), 1001);
@@ -186,6 +187,25 @@ pub struct Network {
     next_id: MessageId,
     in_flight: usize,
     route: Vec<u32>,
+    jitter: f64,
+    rng: SplitMix64,
+}
+
+/// A tiny seeded generator (SplitMix64): all of the network's randomness comes from
+/// the run's seed, never from entropy.
+#[derive(Debug, Clone)]
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    /// Uniform in [0, 1).
+    fn next_unit(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        (z >> 11) as f64 / (1u64 << 53) as f64
+    }
 }
 
 impl Network {
@@ -219,7 +239,23 @@ impl Network {
             next_id: 0,
             in_flight: 0,
             route: Vec::new(),
+            jitter: machine.latency_jitter,
+            rng: SplitMix64(0),
         })
+    }
+
+    /// Seeds the latency jitter (see `Machine::latency_jitter`); without jitter the
+    /// seed changes nothing.
+    pub fn seed(&mut self, seed: u64) {
+        self.rng = SplitMix64(seed);
+    }
+
+    /// Extra latency for one message whose segment has latency `l_ns`.
+    fn jitter_ns(&mut self, l_ns: f64) -> Time {
+        if self.jitter == 0.0 {
+            return 0;
+        }
+        loggp::ceil_ns(l_ns * self.jitter * self.rng.next_unit())
     }
 
     /// A message of `bytes` from `src` to `dst`, handed to the network at virtual time `now`.
@@ -241,15 +277,18 @@ impl Network {
         let (src_node, dst_node) = (src.0 / self.ranks_per_node, dst.0 / self.ranks_per_node);
         if src_node == dst_node {
             let seg = self.costs.intra(bytes);
+            let extra = self.jitter_ns(self.costs.get(seg).l_ns);
             let arrive =
-                analytic::intra_node_arrival(&mut self.resources, self.costs.get(seg), now, src.index(), bytes);
+                extra + analytic::intra_node_arrival(&mut self.resources, self.costs.get(seg), now, src.index(), bytes);
             self.push(arrive, Step::Arrive { id, dst: dst.0, seg });
             return id;
         }
         let seg_index = self.costs.inter(bytes);
         let seg = self.costs.get(seg_index);
         let hops = self.fabric.route(src_node, dst_node, &mut self.route);
-        let latency = seg.latency_ns(hops, self.fabric.hop_ns());
+        let l_ns = seg.l_ns;
+        let latency = seg.latency_ns(hops, self.fabric.hop_ns()) + self.jitter_ns(l_ns);
+        let seg = self.costs.get(seg_index);
         let Some(flows) = &mut self.flows else {
             let arrive = analytic::inter_node_arrival(
                 &mut self.resources,

@@ -31,6 +31,7 @@ fn machine(
             default_gflops: 1.0,
             task_overhead_ns: 0.0,
         },
+        latency_jitter: 0.0,
     }
 }
 
