@@ -38,7 +38,8 @@ pub fn render(dir: &Path) -> Result<String> {
         let mut row = vec![id.to_string()];
         for col in &shown {
             let s = df.column(col)?.as_materialized_series().clone();
-            row.push(s.str_value(members[0]).map(|v| v.to_string()).unwrap_or_default());
+            let value = s.str_value(members[0]).map(|v| v.to_string()).unwrap_or_default();
+            row.push(if value == "null" { "-".into() } else { value });
         }
         let ok = members.iter().filter(|&&r| verified.get(r) == Some(true)).count();
         row.push(fmt(median(members, &makespan).map(|v| v * 1e-6), 2));

@@ -164,3 +164,22 @@ fn latency_jitter_is_bounded_and_reproducible_from_the_seed() {
     }
     assert!(a.trace.messages.iter().any(|m| m.recv_ns - m.sent_ns > base), "jitter never applied");
 }
+
+#[test]
+fn rendezvous_pays_its_full_handshake_in_virtual_time() {
+    let mut b = DagBuilder::new(2);
+    let p = b.add(TaskSpec::new(KernelId(0), Rank(0)).flops(5000.0).outputs(&[4096]));
+    b.add(TaskSpec::new(KernelId(0), Rank(1)).flops(3000.0).inputs(&[p.output(0)]).outputs(&[4096]));
+    let dag = Arc::new(b.finish());
+    let name = |_| "k";
+    let kernels = SimKernels { kernels: &Zeros, name: &name };
+    let info = dagwire_strategies::find("rendezvous").unwrap();
+    let params = Params::resolve(&(info.params)(), Default::default()).unwrap();
+    let factory = |r: Rank| (info.build)(&params, r, 2);
+    let cfg = SimConfig { ranks: 2, workers: 1, run_kernels: true, seed: 1 };
+    let out = run(&dag, &kernels, &factory, &toy_machine(1), cfg).unwrap().run;
+    // T(k) = o_s + ceil((k-1) G) + L + o_r; RTS and CTS are 32-byte headers.
+    let t = |k: u64| 100 + ((k - 1) as f64 * 0.5).ceil() as u64 + 1000 + 200;
+    assert_eq!(out.trace.messages.len(), 3);
+    assert_eq!(out.makespan_ns, 5000 + t(32) + t(32) + t(4096) + 3000, "RTS, CTS and data each cost a message");
+}
