@@ -7,7 +7,7 @@
 pub mod cholesky;
 
 use dagwire_runtime::params::did_you_mean;
-use dagwire_runtime::{ChunkId, Dag, KernelId, Kernels, ParamError, ParamSpec, Params, Payload};
+use dagwire_runtime::{ChunkId, Dag, KernelId, Kernels, ParamError, ParamSpec, Params, Payload, Trace};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -37,6 +37,13 @@ pub trait Workload: Send + Sync {
     fn useful_flops(&self) -> f64;
     /// Checks the result chunks of a run.
     fn verify(&self, results: &BTreeMap<ChunkId, Arc<Payload>>) -> Verification;
+
+    /// Workload-specific figures of a finished run, computed from its trace (for
+    /// example a ping-pong's one-way latency in µs). Each becomes a column
+    /// `<workload>.<name>` of the points table. Most workloads have none.
+    fn figures(&self, _trace: &Trace) -> Vec<(&'static str, f64)> {
+        Vec::new()
+    }
 }
 
 /// The outcome of a workload's self-check.
