@@ -347,7 +347,9 @@ pub fn schema_markdown() -> String {
                  named by its key: `workload`, `strategy`, `driver`, `ranks`, `workers`, `progress`, \
                  `fault`, then the workload's and strategy's own (`cholesky.n`, `cholesky.tile`, ...). Their types follow the \
                  parameter: integer → Int64, real → Float64, name → String, switch → Boolean. A \
-                 point without a parameter that other points have holds null there.\n\n",
+                 point without a parameter that other points have holds null there. Workloads that compute \
+                 figures of their own from the trace (the micro benchmarks' `micro.latency_us`, \
+                 `micro.bandwidth_mbps`, ...) add them the same way, as Float64 columns.\n\n",
             );
         }
         md.push_str("| column | type | unit | nullable | meaning |\n|---|---|---|---|---|\n");

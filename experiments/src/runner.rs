@@ -134,6 +134,10 @@ fn fill_success(record: &mut PointRecord, workload: &dyn Workload, outcome: &Run
     record.control_messages = totals.control_messages;
     record.control_bytes = totals.control_bytes;
     record.tasks = outcome.trace.tasks.len() as u64;
+    let prefix = record.params.iter().find(|(k, _)| k == "workload").map(|(_, v)| v.to_string()).unwrap_or_default();
+    for (name, value) in workload.figures(&outcome.trace) {
+        record.params.push((format!("{prefix}.{name}"), dagwire_runtime::ParamValue::Float(value)));
+    }
     if !kernels_ran {
         record.check_metric = Some(SKIPPED.to_string());
         return;
