@@ -95,6 +95,14 @@ fn one_size(
     let tasks = workload.dag().task_count();
     ensure!(out.run.trace.tasks.len() == tasks, "not every task ran");
     let peak = peak_rss_bytes().saturating_sub(base);
+    let t = &out.run.trace;
+    eprintln!(
+        "    ({} tiles: trace holds {} task, {} message and {} transfer-phase records)",
+        nt,
+        t.tasks.len(),
+        t.messages.len(),
+        t.transfer_events.len()
+    );
     Ok((tasks, wall, out.events, peak))
 }
 
