@@ -88,7 +88,7 @@ impl Payload {
     /// If the length is not a multiple of 8 bytes (the chunk was not built from `f64`s).
     pub fn as_f64(&self) -> &[f64] {
         self.assert_real();
-        assert!(self.len % 8 == 0, "payload of {} bytes is not a whole number of f64", self.len);
+        assert!(self.len.is_multiple_of(8), "payload of {} bytes is not a whole number of f64", self.len);
         bytemuck::cast_slice(&self.words)
     }
 
@@ -98,7 +98,7 @@ impl Payload {
     /// If the length is not a multiple of 8 bytes.
     pub fn as_f64_mut(&mut self) -> &mut [f64] {
         self.assert_real();
-        assert!(self.len % 8 == 0, "payload of {} bytes is not a whole number of f64", self.len);
+        assert!(self.len.is_multiple_of(8), "payload of {} bytes is not a whole number of f64", self.len);
         bytemuck::cast_slice_mut(&mut self.words)
     }
 
@@ -107,7 +107,7 @@ impl Payload {
     /// # Panics
     /// If the length is not a multiple of 8 bytes.
     pub fn into_f64(self) -> Vec<f64> {
-        assert!(self.len % 8 == 0, "payload of {} bytes is not a whole number of f64", self.len);
+        assert!(self.len.is_multiple_of(8), "payload of {} bytes is not a whole number of f64", self.len);
         bytemuck::allocation::cast_vec(self.words)
     }
 }

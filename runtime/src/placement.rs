@@ -31,7 +31,7 @@ impl BlockCyclic2D {
     pub fn for_ranks(ranks: usize) -> Self {
         assert!(ranks > 0, "a process grid needs at least one rank");
         let ranks = ranks as u32;
-        let rows = (1..=ranks).filter(|r| ranks % r == 0 && r * r <= ranks).max().unwrap_or(1);
+        let rows = (1..=ranks).filter(|r| ranks.is_multiple_of(*r) && r * r <= ranks).max().unwrap_or(1);
         BlockCyclic2D { rows, cols: ranks / rows }
     }
 
