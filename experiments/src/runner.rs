@@ -128,7 +128,7 @@ fn fill_success(record: &mut PointRecord, workload: &dyn Workload, outcome: &Run
     let totals = outcome.trace.message_totals();
     let seconds = outcome.makespan_ns as f64 * 1e-9;
     record.makespan_ns = Some(outcome.makespan_ns);
-    record.gflops = (seconds > 0.0).then(|| workload.useful_flops() / seconds * 1e-9);
+    record.gflops = (seconds > 0.0 && workload.useful_flops() > 0.0).then(|| workload.useful_flops() / seconds * 1e-9);
     record.data_messages = totals.data_messages;
     record.data_bytes = totals.data_bytes;
     record.control_messages = totals.control_messages;
@@ -163,9 +163,9 @@ fn outcome_line(r: &PointRecord) -> String {
     match (&r.error, r.makespan_ns) {
         (Some(e), _) => format!("FAILED: {}", e.lines().next().unwrap_or_default()),
         (None, Some(ns)) => format!(
-            "{:.2} ms, {:.2} GFLOP/s, verified ({} = {:.2e})",
+            "{:.2} ms,{} verified ({} = {:.2e})",
             ns as f64 * 1e-6,
-            r.gflops.unwrap_or(0.0),
+            r.gflops.map(|g| format!(" {g:.2} GFLOP/s,")).unwrap_or_default(),
             r.check_metric.as_deref().unwrap_or("check"),
             r.check_value.unwrap_or(f64::NAN)
         ),

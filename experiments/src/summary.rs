@@ -39,7 +39,11 @@ pub fn render(dir: &Path) -> Result<String> {
         for col in &shown {
             let s = df.column(col)?.as_materialized_series().clone();
             let value = s.str_value(members[0]).map(|v| v.to_string()).unwrap_or_default();
-            row.push(if value == "null" { "-".into() } else { value });
+            row.push(match value.parse::<f64>() {
+                _ if value == "null" => "-".into(),
+                Ok(v) if value.contains('.') => format!("{v:.2}"),
+                _ => value,
+            });
         }
         let ok = members.iter().filter(|&&r| verified.get(r) == Some(true)).count();
         row.push(fmt(median(members, &makespan).map(|v| v * 1e-6), 2));

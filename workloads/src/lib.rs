@@ -5,6 +5,7 @@
 //! `experiment list`.
 
 pub mod cholesky;
+pub mod micro;
 
 use dagwire_runtime::params::did_you_mean;
 use dagwire_runtime::{ChunkId, Dag, KernelId, Kernels, ParamError, ParamSpec, Params, Payload, Trace};
@@ -62,7 +63,7 @@ pub struct Verification {
 }
 
 /// Every workload, in the order `experiment list` shows them.
-pub static REGISTRY: &[WorkloadInfo] = &[cholesky::INFO];
+pub static REGISTRY: &[WorkloadInfo] = &[cholesky::INFO, micro::INFO];
 
 /// A workload name that is not registered.
 #[derive(Debug, thiserror::Error)]
