@@ -12,7 +12,11 @@ use std::process::ExitCode;
 /// Run sweeps of task-DAG workloads over communication strategies and drivers, and
 /// write verified results as Parquet tables.
 #[derive(Parser)]
-#[command(version, about, long_about = None)]
+#[command(
+    version,
+    about = "Run sweeps of task-DAG workloads over communication strategies and drivers; write verified results as Parquet tables",
+    after_help = "Examples:\n  experiment run sweeps/quickstart.toml\n  experiment run sweeps/sim-cholesky.toml --out results/sim\n  experiment run sweeps/sim-cholesky.toml --out results/sim --resume\n  experiment list strategies\n  experiment bench cholesky --n 4096 --tile 256\n\nExit codes: 0 every run verified, 1 a run failed or did not verify, 2 the command could not run."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -38,7 +42,7 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-    /// List workloads, strategies and drivers with their parameters.
+    /// List workloads, strategies, drivers, machines or the results tables' columns.
     List {
         /// What to list.
         #[arg(value_enum, default_value = "all")]
