@@ -3,17 +3,21 @@
 //! # Call order
 //! 1. [`Engine::handle_start`] once.
 //! 2. Loop: drain [`Engine::poll_action`] and execute every action; then feed what
-//!    happened back with [`Engine::handle_task_done`] / [`Engine::handle_message`]
-//!    (or [`Engine::handle_task_failed`]); stop when [`Engine::is_done`] or
-//!    [`Engine::error`] says so.
+//!    happened back with [`Engine::handle_task_done`] / [`Engine::handle_message`] /
+//!    [`Engine::handle_collective_done`] (or [`Engine::handle_task_failed`]); stop when
+//!    [`Engine::is_done`] or [`Engine::error`] says so.
 //! 3. [`Engine::take_results`] and [`Engine::take_trace`].
+//!
+//! Before step 1 a driver checks that it offers what the strategy [`Engine::needs`]
+//! ([`crate::collective::check_capabilities`]).
 //!
 //! `now` (ns since the run started) is always an argument, so the same engine runs
 //! under real threads, MPI and the simulator's virtual time.
 
+use crate::collective::{Capability, CollectiveJoin, CollectiveKind, Contribution, wire_bytes};
 use crate::dag::Dag;
 use crate::ids::{ChunkId, Rank, TaskId};
-use crate::message::Message;
+use crate::message::{Message, MessageClass, NO_CHUNK};
 use crate::payload::Payload;
 use crate::strategy::{Strategy, StrategyCtx};
 use crate::trace::{MessageRecord, Phase, TaskRecord, Trace};
@@ -29,6 +33,10 @@ pub enum Action {
     Run(RunTask),
     /// Deliver a message to another rank's [`Engine::handle_message`].
     Send(Outgoing),
+    /// Join a collective with the other ranks; once it has completed on this rank, call
+    /// [`Engine::handle_collective_done`] with what the peers contributed. Only strategies
+    /// that [need](Engine::needs) a collective capability ask for this.
+    Collective(CollectiveJoin),
 }
 
 /// A task to run with its inputs, in declared order.
@@ -111,6 +119,28 @@ pub enum EngineError {
         /// What went wrong.
         reason: String,
     },
+    /// The driver reported a collective this rank had not joined (or had already seen complete).
+    #[error(
+        "rank {rank} was told collective {id} completed, but it has not joined it (joined and pending: {pending:?})"
+    )]
+    UnknownCollective {
+        /// Rank.
+        rank: Rank,
+        /// The collective's id.
+        id: u64,
+        /// Collectives this rank joined that have not completed.
+        pending: Vec<u64>,
+    },
+    /// The strategy joined a collective whose id was not above every id it used before.
+    #[error("strategy {strategy} on rank {rank} joined collective {id} after a higher or equal id; ids must increase")]
+    CollectiveTwice {
+        /// Strategy name.
+        strategy: &'static str,
+        /// Rank.
+        rank: Rank,
+        /// The repeated id.
+        id: u64,
+    },
     /// The driver reported a task that was not running.
     #[error("rank {rank} was told task {task} finished, but it was not running")]
     NotRunning {
@@ -130,6 +160,7 @@ macro_rules! strategy_ctx {
             rank: $engine.rank,
             dag: &$engine.dag,
             sends: &mut $engine.sends,
+            collectives: &mut $engine.collectives,
             delivered: &mut $engine.delivered,
             events: &mut $engine.trace.transfer_events,
         }
@@ -187,6 +218,11 @@ pub struct Engine {
     store: HashMap<ChunkId, Stored>,
     results: Vec<(ChunkId, Arc<Payload>)>,
     sends: VecDeque<(Rank, Message)>,
+    collectives: VecDeque<CollectiveJoin>,
+    /// Collectives joined (handed to the driver) and not yet completed, in join order.
+    joined: Vec<u64>,
+    /// The highest collective id joined so far, so an id is never used twice.
+    last_joined: Option<u64>,
     delivered: Vec<(ChunkId, Rank, Payload)>,
     trace: Trace,
     error: Option<EngineError>,
@@ -210,6 +246,9 @@ impl Engine {
             store: HashMap::default(),
             results: Vec::new(),
             sends: VecDeque::new(),
+            collectives: VecDeque::new(),
+            joined: Vec::new(),
+            last_joined: None,
             delivered: Vec::new(),
             trace: Trace::default(),
             error: None,
@@ -221,17 +260,29 @@ impl Engine {
         self.rank
     }
 
+    /// Ranks in the run (the DAG's).
+    pub fn ranks(&self) -> usize {
+        self.dag.ranks()
+    }
+
     /// The strategy's name.
     pub fn strategy_name(&self) -> &'static str {
         self.strategy.name()
     }
 
-    /// Starts the run: tasks without inputs become ready.
-    pub fn handle_start(&mut self, _now: u64) {
-        let roots: Vec<TaskId> = self.missing.iter().filter(|(_, n)| **n == 0).map(|(&t, _)| t).collect();
+    /// What the strategy needs from the driver (see [`Strategy::needs`]).
+    pub fn needs(&self) -> &'static [Capability] {
+        self.strategy.needs()
+    }
+
+    /// Starts the run: tasks without inputs become ready, and the strategy is told.
+    pub fn handle_start(&mut self, now: u64) {
+        let mut roots: Vec<TaskId> = self.missing.iter().filter(|(_, n)| **n == 0).map(|(&t, _)| t).collect();
+        roots.sort_unstable();
         for t in roots {
             self.make_ready(t);
         }
+        self.strategy.on_start(&mut strategy_ctx!(self, now));
     }
 
     /// The next action, or `None` when there is nothing to do until an input arrives.
@@ -244,6 +295,32 @@ impl Engine {
         if let Some((to, mut msg)) = self.sends.pop_front() {
             msg.sent_ns = now;
             return Some(Action::Send(Outgoing { to, msg }));
+        }
+        if let Some(mut join) = self.collectives.pop_front() {
+            // Ids only grow (a strategy joins in order), so "already used" is one comparison.
+            if self.last_joined.is_some_and(|last| join.id <= last) {
+                let (strategy, rank, id) = (self.strategy.name(), self.rank, join.id);
+                self.error = Some(EngineError::CollectiveTwice { strategy, rank, id });
+                return None;
+            }
+            if let CollectiveKind::Broadcast { members, .. } = &join.kind {
+                let mut sorted = members.clone();
+                sorted.sort_unstable();
+                sorted.dedup();
+                if !members.contains(&self.rank) || sorted.len() != members.len() {
+                    let reason = format!(
+                        "joined broadcast {} with members {members:?}; they must include this rank, once each",
+                        join.id
+                    );
+                    self.error =
+                        Some(EngineError::Protocol { strategy: self.strategy.name(), rank: self.rank, reason });
+                    return None;
+                }
+            }
+            self.last_joined = Some(join.id);
+            self.joined.push(join.id);
+            join.sends.iter_mut().flat_map(|(_, m)| m.iter_mut()).for_each(|m| m.sent_ns = now);
+            return Some(Action::Collective(join));
         }
         if self.busy >= self.workers {
             return None;
@@ -288,6 +365,7 @@ impl Engine {
         for (chunk, payload) in task.outputs().zip(done.outputs) {
             self.produced(now, chunk, payload);
         }
+        self.strategy.on_task_done(&mut strategy_ctx!(self, now), done.task);
     }
 
     /// A task's kernel failed; the run is over for this rank.
@@ -312,18 +390,51 @@ impl Engine {
             recv_ns: now,
         });
         let result = self.strategy.on_message(&mut strategy_ctx!(self, now), from, msg);
-        if let Err(reason) = result {
-            self.error = Some(EngineError::Protocol { strategy: self.strategy.name(), rank: self.rank, reason });
-            return;
-        }
-        for (chunk, src, payload) in std::mem::take(&mut self.delivered) {
-            self.received(chunk, src, payload);
-        }
+        self.after_input(result);
     }
 
-    /// True when every local task ran and the strategy has nothing in flight.
+    /// Collective `id`, which this rank joined, completed here: `received` is every
+    /// peer's contribution to this rank (in any order; the strategy sees them in rank
+    /// order). Each contribution is recorded as one message of its
+    /// [`wire_bytes`], named after its first message: data
+    /// if it carries chunk bytes, else control; one with no message at all is a header
+    /// of kind `empty` about [`NO_CHUNK`].
+    pub fn handle_collective_done(&mut self, now: u64, id: u64, mut received: Vec<Contribution>) {
+        if self.error.is_some() {
+            return;
+        }
+        let Some(at) = self.joined.iter().position(|&j| j == id) else {
+            self.error = Some(EngineError::UnknownCollective { rank: self.rank, id, pending: self.joined.clone() });
+            return;
+        };
+        self.joined.remove(at);
+        received.sort_by_key(|c| c.from);
+        for c in &received {
+            let first = c.messages.first();
+            let data = c.messages.iter().any(|m| m.payload.is_some());
+            self.trace.messages.push(MessageRecord {
+                src: c.from,
+                dst: self.rank,
+                kind: first.map_or("empty", |m| self.strategy.op_name(m.op)),
+                class: if data { MessageClass::Data } else { MessageClass::Control },
+                bytes: wire_bytes(&c.messages),
+                chunk: first.map_or(NO_CHUNK, |m| m.chunk),
+                sent_ns: c.sent_ns,
+                recv_ns: c.recv_ns,
+            });
+        }
+        let result = self.strategy.on_collective_done(&mut strategy_ctx!(self, now), id, received);
+        self.after_input(result);
+    }
+
+    /// True when every local task ran, the strategy has nothing in flight and every
+    /// collective this rank joined has completed.
     pub fn is_done(&self) -> bool {
-        self.unfinished == 0 && self.sends.is_empty() && self.strategy.is_idle()
+        self.unfinished == 0
+            && self.sends.is_empty()
+            && self.collectives.is_empty()
+            && self.joined.is_empty()
+            && self.strategy.is_idle()
     }
 
     /// The sticky fatal error, if any.
@@ -351,8 +462,10 @@ impl Engine {
         waiting.dedup();
         let shown: Vec<String> =
             waiting.iter().take(5).map(|&c| format!("{c} from {}", self.dag.chunk_owner(c))).collect();
+        let collectives =
+            if self.joined.is_empty() { String::new() } else { format!(", in collectives {:?}", self.joined) };
         format!(
-            "rank {}: {} tasks unfinished ({} running, {} ready), waiting for {} chunks [{}], strategy idle: {}",
+            "rank {}: {} tasks unfinished ({} running, {} ready), waiting for {} chunks [{}]{collectives}, strategy idle: {}",
             self.rank,
             self.unfinished,
             self.running.len(),
@@ -361,6 +474,18 @@ impl Engine {
             shown.join(", "),
             self.strategy.is_idle()
         )
+    }
+
+    /// After the strategy handled an input: a refusal becomes the sticky error, and
+    /// chunks it delivered reach their readers.
+    fn after_input(&mut self, result: Result<(), String>) {
+        if let Err(reason) = result {
+            self.error = Some(EngineError::Protocol { strategy: self.strategy.name(), rank: self.rank, reason });
+            return;
+        }
+        for (chunk, src, payload) in std::mem::take(&mut self.delivered) {
+            self.received(chunk, src, payload);
+        }
     }
 
     /// A local task produced `chunk`: hand it to remote readers and local ones.

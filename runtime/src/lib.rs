@@ -8,6 +8,7 @@
 //! Drivers are thin: they execute actions and feed results back. The same engine and
 //! strategies run under threads, MPI, libfabric and the simulator.
 
+pub mod collective;
 pub mod dag;
 pub mod driver;
 pub mod engine;
@@ -21,6 +22,7 @@ pub mod placement;
 pub mod strategy;
 pub mod trace;
 
+pub use collective::{Capability, CollectiveJoin, CollectiveKind, Contribution};
 pub use dag::{Added, Chunk, Dag, DagBuilder, Task, TaskSpec};
 pub use driver::{Fault, Progress, RunError, RunOutcome};
 pub use engine::{Action, Engine, EngineError};

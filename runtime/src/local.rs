@@ -1,7 +1,16 @@
 //! The `local` driver: every rank is a thread of this process, messages move through
 //! in-process channels (the payload is copied, as a shared-memory transport would),
 //! and kernels really run on worker threads.
+//!
+//! Collectives travel as in-process messages tagged with the collective's id.
+//! All-to-all-v: a rank that joins sends each peer its contribution; the collective
+//! completes on a rank once it has joined and holds one contribution from every other
+//! rank. Broadcast: the root sends its messages to its children in the tree, and so does
+//! every member once it has joined and received them from its parent; it then completes
+//! (the root as soon as it has sent). Contributions that arrive before the rank joins
+//! (a peer ahead by a collective or more) wait in a table keyed by id.
 
+use crate::collective::{Capability, CollectiveJoin, CollectiveKind, Contribution, check_capabilities};
 use crate::dag::Dag;
 use crate::driver::{Fault, Progress, RunError, RunOutcome};
 use crate::engine::{Action, Engine, EngineError, RunTask, TaskDone};
@@ -11,6 +20,7 @@ use crate::message::Message;
 use crate::strategy::StrategyFactory;
 use crate::trace::Trace;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, unbounded};
+use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
@@ -43,11 +53,25 @@ impl Default for LocalConfig {
     }
 }
 
+/// What the local driver offers strategies.
+pub const CAPABILITIES: &[Capability] = &[Capability::PointToPoint, Capability::AllToAllV, Capability::Broadcast];
+
 /// What reaches a rank thread.
 enum Incoming {
-    Message { from: Rank, msg: Message },
+    Message {
+        from: Rank,
+        msg: Message,
+    },
+    /// A peer's contribution to collective `id` (`recv_ns` is filled in on arrival).
+    Contribution {
+        id: u64,
+        part: Contribution,
+    },
     Done(TaskDone),
-    Failed { task: TaskId, reason: String },
+    Failed {
+        task: TaskId,
+        reason: String,
+    },
 }
 
 /// Shared by all rank threads of one run.
@@ -113,6 +137,12 @@ pub fn run(
     if cfg.workers == 0 {
         return Err(RunError::Config("workers must be at least 1".into()));
     }
+    let mut engines = Vec::with_capacity(cfg.ranks);
+    for r in 0..cfg.ranks as u32 {
+        let engine = Engine::new(Rank(r), Arc::clone(dag), strategy(Rank(r)), cfg.workers);
+        check_capabilities("local", CAPABILITIES, engine.strategy_name(), engine.needs())?;
+        engines.push(engine);
+    }
     let (senders, receivers): (Vec<_>, Vec<_>) = (0..cfg.ranks).map(|_| unbounded()).unzip();
     let shared = Shared {
         dag,
@@ -127,10 +157,10 @@ pub fn run(
     let outcomes: Vec<RankResult> = std::thread::scope(|s| {
         let handles: Vec<_> = receivers
             .into_iter()
+            .zip(engines)
             .enumerate()
-            .map(|(r, inbox)| {
+            .map(|(r, (inbox, engine))| {
                 let (shared, barrier) = (&shared, &barrier);
-                let engine = Engine::new(Rank(r as u32), Arc::clone(dag), strategy(Rank(r as u32)), cfg.workers);
                 std::thread::Builder::new()
                     .name(format!("rank-{r}"))
                     .spawn_scoped(s, move || {
@@ -190,18 +220,20 @@ fn rank_main(shared: &Shared<'_>, mut engine: Engine, inbox: Receiver<Incoming>)
             }
         }
         engine.handle_start(shared.now());
+        let mut collectives = Collectives::default();
         let mut last_progress = Instant::now();
         loop {
             while let Ok(incoming) = inbox.try_recv() {
-                feed(shared, &mut engine, incoming);
+                feed(shared, &mut engine, &mut collectives, incoming);
                 last_progress = Instant::now();
             }
-            let acted = act(shared, &mut engine, &jobs_tx);
+            let acted = act(shared, &mut engine, &mut collectives, &jobs_tx);
             if let Some(e) = engine.error() {
                 shared.abort.store(true, Ordering::Relaxed);
                 return Err(RunError::Engine(e.clone()));
             }
             if engine.is_done() {
+                debug_assert!(collectives.pending.is_empty(), "rank {rank} done with collectives pending");
                 let end = shared.now();
                 return Ok((engine.take_trace(), engine.take_results(), end));
             }
@@ -211,7 +243,7 @@ fn rank_main(shared: &Shared<'_>, mut engine: Engine, inbox: Receiver<Incoming>)
             }
             match wait(&inbox) {
                 Ok(incoming) => {
-                    feed(shared, &mut engine, incoming);
+                    feed(shared, &mut engine, &mut collectives, incoming);
                     last_progress = Instant::now();
                 }
                 Err(RecvTimeoutError::Timeout) => {
@@ -221,7 +253,8 @@ fn rank_main(shared: &Shared<'_>, mut engine: Engine, inbox: Receiver<Incoming>)
                     if last_progress.elapsed() > shared.cfg.timeout {
                         shared.abort.store(true, Ordering::Relaxed);
                         let timeout = shared.cfg.timeout;
-                        return Err(RunError::Stalled { timeout, ranks: vec![engine.waiting_summary()] });
+                        let summary = engine.waiting_summary() + &collectives.summary();
+                        return Err(RunError::Stalled { timeout, ranks: vec![summary] });
                     }
                 }
                 Err(RecvTimeoutError::Disconnected) => {
@@ -233,9 +266,109 @@ fn rank_main(shared: &Shared<'_>, mut engine: Engine, inbox: Receiver<Incoming>)
     })
 }
 
+/// One rank's collectives in progress: joined or not yet, with the contributions that
+/// arrived so far, by id.
+#[derive(Default)]
+struct Collectives {
+    pending: BTreeMap<u64, PendingCollective>,
+}
+
+#[derive(Default)]
+struct PendingCollective {
+    joined: Option<Joined>,
+    received: Vec<Contribution>,
+}
+
+/// How this rank takes part in a collective it joined.
+enum Joined {
+    /// Waits for one contribution from every other rank.
+    AllToAllV,
+    /// Waits for the data from its parent, then forwards it to `children`.
+    Broadcast { children: Vec<Rank> },
+}
+
+impl Collectives {
+    /// This rank joins: sends what it contributes now and records how it takes part.
+    fn join(&mut self, shared: &Shared<'_>, engine: &mut Engine, now: u64, join: CollectiveJoin) {
+        let me = engine.rank();
+        let send = |to: Rank, messages: Vec<Message>| {
+            let part = Contribution { from: me, sent_ns: now, recv_ns: 0, messages };
+            let _ = shared.inboxes[to.index()].send(Incoming::Contribution { id: join.id, part });
+        };
+        let corrupt = |messages: Vec<Message>| messages.into_iter().map(|m| maybe_corrupt(shared, m)).collect();
+        let joined = match join.kind {
+            CollectiveKind::AllToAllV => {
+                for (to, messages) in join.sends {
+                    send(to, corrupt(messages));
+                }
+                Joined::AllToAllV
+            }
+            CollectiveKind::Broadcast { members, tree } => {
+                let v = members.iter().position(|&r| r == me).expect("a broadcast's members include who joins it");
+                let children: Vec<Rank> = tree.children(v, members.len()).into_iter().map(|c| members[c]).collect();
+                if v == 0 {
+                    let messages: Vec<Message> = corrupt(join.sends.into_iter().flat_map(|(_, m)| m).collect());
+                    for &child in &children {
+                        send(child, messages.clone());
+                    }
+                    engine.handle_collective_done(now, join.id, Vec::new());
+                    return;
+                }
+                Joined::Broadcast { children }
+            }
+        };
+        self.progress(shared, engine, now, join.id, |p| p.joined = Some(joined));
+    }
+
+    /// Records a join or an arrival for `id`; completes the collective on `engine` when
+    /// the rank has joined and has every contribution it waits for (forwarding a
+    /// broadcast's data to its children first).
+    fn progress(
+        &mut self,
+        shared: &Shared<'_>,
+        engine: &mut Engine,
+        now: u64,
+        id: u64,
+        update: impl FnOnce(&mut PendingCollective),
+    ) {
+        let entry = self.pending.entry(id).or_default();
+        update(entry);
+        let complete = match &entry.joined {
+            None => false,
+            Some(Joined::AllToAllV) => entry.received.len() == engine.ranks() - 1,
+            Some(Joined::Broadcast { .. }) => entry.received.len() == 1,
+        };
+        if !complete {
+            return;
+        }
+        let done = self.pending.remove(&id).expect("present");
+        if let Some(Joined::Broadcast { children }) = done.joined {
+            for child in children {
+                let messages = done.received[0].messages.clone();
+                let part = Contribution { from: engine.rank(), sent_ns: now, recv_ns: 0, messages };
+                let _ = shared.inboxes[child.index()].send(Incoming::Contribution { id, part });
+            }
+        }
+        engine.handle_collective_done(now, id, done.received);
+    }
+
+    /// For stall diagnostics: collectives with contributions missing.
+    fn summary(&self) -> String {
+        let open: Vec<String> = self
+            .pending
+            .iter()
+            .map(|(id, p)| {
+                let joined = if p.joined.is_some() { "" } else { "not " };
+                format!("{id} ({joined}joined, {} contributions in)", p.received.len())
+            })
+            .collect();
+        if open.is_empty() { String::new() } else { format!("; local collectives open: {}", open.join(", ")) }
+    }
+}
+
 /// Executes the engine's pending actions. With inline progress, runs at most one
 /// task and returns so the inbox is drained between tasks.
-fn act(shared: &Shared<'_>, engine: &mut Engine, jobs: &Sender<RunTask>) -> bool {
+fn act(shared: &Shared<'_>, engine: &mut Engine, collectives: &mut Collectives, jobs: &Sender<RunTask>) -> bool {
     let mut acted = false;
     while let Some(action) = engine.poll_action(shared.now()) {
         acted = true;
@@ -245,9 +378,10 @@ fn act(shared: &Shared<'_>, engine: &mut Engine, jobs: &Sender<RunTask>) -> bool
                 // A closed inbox means that rank already failed; the abort flag reports it.
                 let _ = shared.inboxes[out.to.index()].send(Incoming::Message { from: engine.rank(), msg });
             }
+            Action::Collective(join) => collectives.join(shared, engine, shared.now(), join),
             Action::Run(job) if shared.cfg.progress == Progress::Inline => {
                 let incoming = execute(shared, 0, job);
-                feed(shared, engine, incoming);
+                feed(shared, engine, collectives, incoming);
                 break;
             }
             Action::Run(job) => jobs.send(job).expect("workers live as long as the rank"),
@@ -256,10 +390,14 @@ fn act(shared: &Shared<'_>, engine: &mut Engine, jobs: &Sender<RunTask>) -> bool
     acted
 }
 
-fn feed(shared: &Shared<'_>, engine: &mut Engine, incoming: Incoming) {
+fn feed(shared: &Shared<'_>, engine: &mut Engine, collectives: &mut Collectives, incoming: Incoming) {
     let now = shared.now();
     match incoming {
         Incoming::Message { from, msg } => engine.handle_message(now, from, msg),
+        Incoming::Contribution { id, mut part } => {
+            part.recv_ns = now;
+            collectives.progress(shared, engine, now, id, |p| p.received.push(part));
+        }
         Incoming::Done(done) => engine.handle_task_done(now, done),
         Incoming::Failed { task, reason } => engine.handle_task_failed(task, reason),
     }

@@ -7,6 +7,10 @@ use crate::payload::Payload;
 /// Bytes a message header takes on the wire (counted as control traffic).
 pub const HEADER_BYTES: u64 = 32;
 
+/// The `chunk` of a message about no chunk in particular (an empty contribution to a
+/// collective). It names no chunk of any DAG.
+pub const NO_CHUNK: ChunkId = ChunkId(u32::MAX);
+
 /// One message. `op` is defined by the strategy that sent it (it names it in
 /// traces through [`crate::Strategy::op_name`]); `chunk` and `arg` are its fields.
 ///

@@ -1,9 +1,10 @@
 //! The transfer-strategy interface: a protocol state machine that moves chunks
-//! between ranks using only what the engine lets it do (send messages, deliver
-//! chunks, record phases). It never touches a network or a clock.
+//! between ranks using only what the engine lets it do (send messages, join
+//! collectives, deliver chunks, record phases). It never touches a network or a clock.
 
+use crate::collective::{Capability, CollectiveJoin, CollectiveKind, Contribution};
 use crate::dag::Dag;
-use crate::ids::{ChunkId, Rank};
+use crate::ids::{ChunkId, Rank, TaskId};
 use crate::message::Message;
 use crate::payload::Payload;
 use crate::trace::{Phase, TransferEvent};
@@ -12,9 +13,11 @@ use std::sync::Arc;
 
 /// A transfer protocol, one instance per rank.
 ///
-/// The engine calls [`Strategy::on_chunk_ready`] when a chunk it produced has readers
-/// on other ranks and [`Strategy::on_message`] for every message that arrives; the
-/// strategy answers through the [`StrategyCtx`]. See `dagwire-strategies` for the
+/// The engine calls [`Strategy::on_start`] once, [`Strategy::on_chunk_ready`] when a
+/// chunk it produced has readers on other ranks, [`Strategy::on_task_done`] after each
+/// local task's outputs were handed over, [`Strategy::on_message`] for every message that
+/// arrives and [`Strategy::on_collective_done`] for every collective the strategy joined;
+/// the strategy answers through the [`StrategyCtx`]. See `dagwire-strategies` for the
 /// protocols themselves.
 pub trait Strategy: Send {
     /// The registered name (`eager`, `rendezvous`, ...).
@@ -34,6 +37,31 @@ pub trait Strategy: Send {
     fn is_idle(&self) -> bool {
         true
     }
+
+    /// What the strategy needs from a driver; drivers refuse to run it without all of it
+    /// ([`crate::collective::check_capabilities`]). Default: point-to-point messages only.
+    fn needs(&self) -> &'static [Capability] {
+        Capability::POINT_TO_POINT
+    }
+
+    /// The run starts on this rank (before any task runs). Default: nothing.
+    fn on_start(&mut self, _ctx: &mut StrategyCtx<'_>) {}
+
+    /// Local task `task` finished and each of its outputs went through
+    /// [`Strategy::on_chunk_ready`] (those with remote readers). Default: nothing.
+    fn on_task_done(&mut self, _ctx: &mut StrategyCtx<'_>, _task: TaskId) {}
+
+    /// Collective `id`, which this strategy joined, completed on this rank; `received`
+    /// holds every peer's contribution to this rank, in rank order. An error is fatal to
+    /// the run. Default: refuses, as a strategy that joins no collective gets none.
+    fn on_collective_done(
+        &mut self,
+        _ctx: &mut StrategyCtx<'_>,
+        id: u64,
+        _received: Vec<Contribution>,
+    ) -> Result<(), String> {
+        Err(format!("collective {id} completed, but this strategy joins no collectives"))
+    }
 }
 
 /// Builds one strategy instance per rank.
@@ -48,6 +76,7 @@ pub struct StrategyCtx<'a> {
     /// The DAG (chunk sizes, producers, readers).
     pub dag: &'a Dag,
     pub(crate) sends: &'a mut VecDeque<(Rank, Message)>,
+    pub(crate) collectives: &'a mut VecDeque<CollectiveJoin>,
     pub(crate) delivered: &'a mut Vec<(ChunkId, Rank, Payload)>,
     pub(crate) events: &'a mut Vec<TransferEvent>,
 }
@@ -58,6 +87,37 @@ impl StrategyCtx<'_> {
         self.sends.push_back((to, msg));
     }
 
+    /// Joins collective `id` of `kind` with this rank's contribution to each peer. The
+    /// engine hands it to the driver, which calls back through
+    /// [`Strategy::on_collective_done`]. Every rank taking part joins with the same `id`,
+    /// and a rank's ids must increase from one join to the next (a repeat is a fatal
+    /// [`crate::EngineError::CollectiveTwice`]). For [`CollectiveKind::AllToAllV`], peers left out
+    /// of `sends` get an empty contribution and a peer named twice gets both lists,
+    /// concatenated; contributions to this rank itself are dropped. For
+    /// [`CollectiveKind::Broadcast`], the root's lists are concatenated into the one list
+    /// every member receives, and a non-root's are dropped.
+    pub fn join_collective(&mut self, id: u64, kind: CollectiveKind, sends: Vec<(Rank, Vec<Message>)>) {
+        let sends = match &kind {
+            CollectiveKind::Broadcast { members, .. } => {
+                let messages: Vec<Message> = sends.into_iter().flat_map(|(_, m)| m).collect();
+                if members.first() == Some(&self.rank) { vec![(self.rank, messages)] } else { Vec::new() }
+            }
+            CollectiveKind::AllToAllV => {
+                let mut per_peer: Vec<Vec<Message>> = vec![Vec::new(); self.dag.ranks()];
+                for (to, messages) in sends {
+                    per_peer[to.index()].extend(messages);
+                }
+                per_peer
+                    .into_iter()
+                    .enumerate()
+                    .map(|(r, m)| (Rank(r as u32), m))
+                    .filter(|&(r, _)| r != self.rank)
+                    .collect()
+            }
+        };
+        self.collectives.push_back(CollectiveJoin { id, kind, sends });
+    }
+
     /// Hands a received chunk produced on `src` to the engine (records `Completed`).
     pub fn deliver(&mut self, chunk: ChunkId, src: Rank, payload: Payload) {
         self.phase(chunk, src, self.rank, Phase::Completed);
@@ -66,6 +126,12 @@ impl StrategyCtx<'_> {
 
     /// Records a phase of the transfer of `chunk` from `src` to `dst`, now.
     pub fn phase(&mut self, chunk: ChunkId, src: Rank, dst: Rank, phase: Phase) {
-        self.events.push(TransferEvent { chunk, src, dst, phase, at_ns: self.now });
+        self.phase_at(chunk, src, dst, phase, self.now);
+    }
+
+    /// Records a phase that happened at `at_ns` (not now), e.g. when a received collective
+    /// contribution says when it left its producer.
+    pub fn phase_at(&mut self, chunk: ChunkId, src: Rank, dst: Rank, phase: Phase, at_ns: u64) {
+        self.events.push(TransferEvent { chunk, src, dst, phase, at_ns });
     }
 }

@@ -1,9 +1,12 @@
 //! Engine behaviour on scripted events: no threads, no clock, every step explicit.
 
+use dagwire_runtime::collective::Tree;
 use dagwire_runtime::engine::{Action, Engine, EngineError, TaskDone};
+use dagwire_runtime::message::{HEADER_BYTES, NO_CHUNK};
 use dagwire_runtime::trace::Phase;
 use dagwire_runtime::{
-    ChunkId, Dag, DagBuilder, KernelId, Message, Payload, Rank, Strategy, StrategyCtx, TaskId, TaskSpec,
+    Capability, ChunkId, CollectiveKind, Contribution, Dag, DagBuilder, KernelId, Message, MessageClass, Payload, Rank,
+    Strategy, StrategyCtx, TaskId, TaskSpec,
 };
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -85,7 +88,7 @@ fn ready_tasks_run_by_priority_and_never_exceed_the_workers() {
         .into_iter()
         .map(|a| match a {
             Action::Run(r) => r.task,
-            Action::Send(_) => panic!("no sends on one rank"),
+            Action::Send(_) | Action::Collective(_) => panic!("no communication on one rank"),
         })
         .collect();
     assert_eq!(order, vec![high.task, mid.task], "two workers, highest priorities first");
@@ -110,7 +113,7 @@ fn the_last_reader_gets_the_only_reference_so_updates_need_no_copy() {
         .into_iter()
         .map(|a| match a {
             Action::Run(r) => r,
-            Action::Send(_) => unreachable!(),
+            Action::Send(_) | Action::Collective(_) => unreachable!(),
         })
         .collect();
     assert_eq!(runs.iter().map(|r| r.task).collect::<Vec<_>>(), vec![r1.task, r2.task]);
@@ -203,6 +206,7 @@ fn drive(dag: &Arc<Dag>, latency: u64, max_steps: usize) -> (u64, Vec<Engine>) {
                     Action::Send(out) => {
                         events.push_back((now + latency, out.to.index(), Err((Rank(r as u32), out.msg))))
                     }
+                    Action::Collective(_) => panic!("the push strategy joins no collective"),
                 }
             }
         }
@@ -234,4 +238,153 @@ fn a_fan_out_over_four_ranks_finishes_with_one_message_per_reader_rank() {
     let messages: usize = engines.iter_mut().map(|e| e.take_trace().messages.len()).sum();
     assert_eq!(messages, 3, "a chunk crosses to each reader rank once");
     assert_eq!(end, 10 + 10 + 3 * 10, "produce, message, three reads in a row on one worker");
+}
+
+/// Per peer, the messages of one contribution.
+type Sends = Vec<(Rank, Vec<Message>)>;
+
+/// A strategy that joins the collectives it is given when the run starts and delivers
+/// whatever chunks they bring.
+struct Joiner {
+    joins: Vec<(u64, CollectiveKind, Sends)>,
+}
+
+impl Strategy for Joiner {
+    fn name(&self) -> &'static str {
+        "joiner"
+    }
+    fn op_name(&self, op: u8) -> &'static str {
+        if op == 1 { "joiner-data" } else { "joiner-ctrl" }
+    }
+    fn needs(&self) -> &'static [Capability] {
+        &[Capability::AllToAllV]
+    }
+    fn on_start(&mut self, ctx: &mut StrategyCtx<'_>) {
+        for (id, kind, sends) in std::mem::take(&mut self.joins) {
+            ctx.join_collective(id, kind, sends);
+        }
+    }
+    fn on_chunk_ready(&mut self, _: &mut StrategyCtx<'_>, _: ChunkId, _: &Arc<Payload>, _: &[Rank]) {}
+    fn on_message(&mut self, _: &mut StrategyCtx<'_>, _: Rank, _: Message) -> Result<(), String> {
+        Err("joiner takes no messages".into())
+    }
+    fn on_collective_done(
+        &mut self,
+        ctx: &mut StrategyCtx<'_>,
+        _: u64,
+        received: Vec<Contribution>,
+    ) -> Result<(), String> {
+        for c in received {
+            for m in c.messages {
+                if let Some(p) = m.payload {
+                    ctx.deliver(m.chunk, c.from, p);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn a_collective_join_names_every_other_rank_once_and_completes_with_one_record_per_contribution() {
+    // r0 produces a chunk r1 reads; r1 joins collective 7 naming r2 twice and itself.
+    let mut b = DagBuilder::new(3);
+    let p = b.add(TaskSpec::new(KernelId(0), Rank(0)).outputs(&[16]));
+    b.add(TaskSpec::new(KernelId(1), Rank(1)).inputs(&[p.output(0)]).outputs(&[8]));
+    let dag = Arc::new(b.finish());
+    let chunk = p.output(0);
+    let ctrl = |arg| Message::control(2, NO_CHUNK, arg);
+    let sends = vec![(Rank(2), vec![ctrl(1)]), (Rank(1), vec![ctrl(9)]), (Rank(2), vec![ctrl(2)])];
+    let joins = vec![(7, CollectiveKind::AllToAllV, sends)];
+    let mut r1 = Engine::new(Rank(1), Arc::clone(&dag), Box::new(Joiner { joins }), 1);
+    assert_eq!(r1.needs(), &[Capability::AllToAllV]);
+    r1.handle_start(3);
+    let [Action::Collective(join)] = &drain(&mut r1, 4)[..] else { panic!("r1 joins, it cannot run yet") };
+    assert_eq!((join.id, &join.kind), (7, &CollectiveKind::AllToAllV));
+    let mut stamped = ctrl(1);
+    stamped.sent_ns = 4;
+    let mut second = ctrl(2);
+    second.sent_ns = 4;
+    assert_eq!(join.sends, [(Rank(0), vec![]), (Rank(2), vec![stamped, second])]);
+    assert!(!r1.is_done(), "a joined collective is in flight");
+
+    let received = vec![
+        Contribution { from: Rank(2), sent_ns: 5, recv_ns: 9, messages: vec![] },
+        Contribution {
+            from: Rank(0),
+            sent_ns: 6,
+            recv_ns: 8,
+            messages: vec![Message::data(1, chunk, Payload::zeroed(16))],
+        },
+    ];
+    r1.handle_collective_done(10, 7, received);
+    assert!(r1.error().is_none(), "{:?}", r1.error());
+    let [Action::Run(run)] = &drain(&mut r1, 10)[..] else { panic!("the chunk arrived: r1 runs") };
+    assert_eq!(run.inputs[0].len(), 16);
+    let records: Vec<_> = r1
+        .take_trace()
+        .messages
+        .iter()
+        .map(|m| (m.src, m.kind, m.class, m.bytes, m.chunk, m.sent_ns, m.recv_ns))
+        .collect();
+    assert_eq!(
+        records,
+        [
+            (Rank(0), "joiner-data", MessageClass::Data, 16, chunk, 6, 8),
+            (Rank(2), "empty", MessageClass::Control, HEADER_BYTES, NO_CHUNK, 5, 9),
+        ]
+    );
+}
+
+#[test]
+fn collective_ids_must_increase_and_only_joined_collectives_complete() {
+    let (dag, _, _) = two_rank_chain();
+    let joins = vec![(5, CollectiveKind::AllToAllV, vec![]), (5, CollectiveKind::AllToAllV, vec![])];
+    let mut r0 = Engine::new(Rank(0), Arc::clone(&dag), Box::new(Joiner { joins }), 1);
+    r0.handle_start(0);
+    assert!(matches!(r0.poll_action(0), Some(Action::Collective(j)) if j.id == 5));
+    assert!(r0.poll_action(0).is_none());
+    assert!(matches!(r0.error(), Some(EngineError::CollectiveTwice { id: 5, .. })), "{:?}", r0.error());
+
+    let joins = vec![(5, CollectiveKind::AllToAllV, vec![])];
+    let mut r0 = Engine::new(Rank(0), Arc::clone(&dag), Box::new(Joiner { joins }), 1);
+    r0.handle_start(0);
+    let _ = drain(&mut r0, 0);
+    r0.handle_collective_done(1, 6, vec![]);
+    assert!(matches!(r0.error(), Some(EngineError::UnknownCollective { id: 6, pending, .. }) if pending == &[5]));
+
+    // A point-to-point strategy joins nothing, needs nothing more, and is told so.
+    let mut r0 = engine(0, &dag, 1);
+    assert_eq!(r0.needs(), Capability::POINT_TO_POINT);
+    r0.handle_collective_done(1, 0, vec![]);
+    assert!(matches!(r0.error(), Some(EngineError::UnknownCollective { id: 0, .. })));
+}
+
+#[test]
+fn a_broadcast_join_carries_only_the_roots_messages_and_needs_this_rank_as_a_member() {
+    let (dag, _, _) = two_rank_chain();
+    let tree = Tree::Binomial;
+    let data = |arg| Message::control(1, NO_CHUNK, arg);
+    let join_as = |rank: u32, members: Vec<Rank>| {
+        let kind = CollectiveKind::Broadcast { members, tree };
+        let sends = vec![(Rank(1), vec![data(1)]), (Rank(0), vec![data(2)])];
+        let mut e = Engine::new(Rank(rank), Arc::clone(&dag), Box::new(Joiner { joins: vec![(3, kind, sends)] }), 1);
+        e.handle_start(0);
+        let action = e.poll_action(0);
+        (e, action)
+    };
+    let (_, root) = join_as(0, vec![Rank(0), Rank(1)]);
+    let Some(Action::Collective(join)) = root else { panic!("the root joins") };
+    let args: Vec<(Rank, Vec<u64>)> =
+        join.sends.iter().map(|(r, ms)| (*r, ms.iter().map(|m| m.arg).collect())).collect();
+    assert_eq!(args, [(Rank(0), vec![1, 2])], "the root's lists become the one list every member gets");
+    let (_, member) = join_as(1, vec![Rank(0), Rank(1)]);
+    let Some(Action::Collective(join)) = member else { panic!("a member joins") };
+    assert!(join.sends.is_empty(), "a non-root sends nothing");
+    for members in [vec![Rank(0)], vec![Rank(1), Rank(0), Rank(1)]] {
+        let (e, action) = join_as(1, members.clone());
+        assert!(action.is_none(), "{members:?}");
+        let Some(EngineError::Protocol { reason, .. }) = e.error() else { panic!("{members:?}: {:?}", e.error()) };
+        assert!(reason.contains("must include this rank, once each"), "{reason}");
+    }
 }

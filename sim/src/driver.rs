@@ -5,19 +5,30 @@
 //! outputs are [`Payload::phantom`]s of the declared size. With modelled compute the
 //! run is a pure function of its inputs: the same DAG, strategy, machine and seed give
 //! the same trace, bit for bit.
+//!
+//! Collectives are decomposed into their algorithm's point-to-point steps, each a
+//! message through the [`Network`], so they share links and NICs with everything else:
+//! all-to-all-v as a pairwise exchange, broadcast along a binomial tree or a pipelined
+//! chain (see [`crate::collectives`]).
 
+use crate::collectives::{Collectives, Piece};
 use crate::compute::ComputeModel;
 use crate::machine::Machine;
 use crate::network::{MessageId, Network};
 use crate::queue::{EventQueue, Time};
+use dagwire_runtime::collective::check_capabilities;
 use dagwire_runtime::engine::{Action, Engine, RunTask, TaskDone};
 use dagwire_runtime::{
-    ChunkId, Dag, KernelId, Kernels, Message, Payload, Rank, RunError, RunOutcome, StrategyFactory, TaskId, Trace,
+    Capability, ChunkId, Dag, KernelId, Kernels, Message, Payload, Rank, RunError, RunOutcome, StrategyFactory, TaskId,
+    Trace,
 };
 use rustc_hash::FxHashMap;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
+
+/// What the sim driver offers strategies.
+pub const CAPABILITIES: &[Capability] = &[Capability::PointToPoint, Capability::AllToAllV, Capability::Broadcast];
 
 /// Settings of a simulated run.
 #[derive(Clone, Copy, Debug)]
@@ -57,6 +68,14 @@ struct TaskFinished {
     task: TaskId,
 }
 
+/// What the network is carrying, by message id.
+enum InFlight {
+    /// A point-to-point message.
+    Message { src: Rank, dst: Rank, msg: Message },
+    /// One step of a collective.
+    Piece(Piece),
+}
+
 /// A running task's results and timing, until its completion event fires.
 struct Pending {
     outputs: Vec<Payload>,
@@ -74,8 +93,10 @@ struct Sim<'a> {
     queue: EventQueue<TaskFinished>,
     network: Network,
     compute: ComputeModel,
-    in_flight: FxHashMap<MessageId, (Rank, Rank, Message)>,
+    in_flight: FxHashMap<MessageId, InFlight>,
     pending: FxHashMap<(u32, TaskId), Pending>,
+    /// Every rank's collectives in progress.
+    collectives: Collectives,
     events: u64,
 }
 
@@ -102,19 +123,23 @@ pub fn run(
     let mut network = Network::new(machine, cfg.ranks).map_err(RunError::Config)?;
     network.seed(cfg.seed);
     let workers = cfg.workers.clamp(1, machine.compute.cores_per_rank.max(1) as usize);
+    let engines: Vec<Engine> =
+        (0..cfg.ranks as u32).map(|r| Engine::new(Rank(r), Arc::clone(dag), strategy(Rank(r)), workers)).collect();
+    for e in &engines {
+        check_capabilities("sim", CAPABILITIES, e.strategy_name(), e.needs())?;
+    }
     let sim = Sim {
         dag,
         kernels,
         cfg,
-        engines: (0..cfg.ranks as u32)
-            .map(|r| Engine::new(Rank(r), Arc::clone(dag), strategy(Rank(r)), workers))
-            .collect(),
+        engines,
         free_workers: vec![(0..workers as u32).rev().collect(); cfg.ranks],
         queue: EventQueue::default(),
         network,
         compute: ComputeModel::new(&machine.compute),
         in_flight: FxHashMap::default(),
         pending: FxHashMap::default(),
+        collectives: Collectives::new(cfg.ranks),
         events: 0,
     };
     sim.run()
@@ -144,10 +169,18 @@ impl Sim<'_> {
     /// Delivers every message due at `at`.
     fn deliver(&mut self, at: Time) -> Result<Time, RunError> {
         for (t, id) in self.network.deliver_until(at) {
-            let (src, dst, msg) = self.in_flight.remove(&id).expect("the network delivers only what was sent");
             self.events += 1;
-            self.engines[dst.index()].handle_message(t, src, msg);
-            self.pump(dst.index(), t)?;
+            match self.in_flight.remove(&id).expect("the network delivers only what was sent") {
+                InFlight::Message { src, dst, msg } => {
+                    self.engines[dst.index()].handle_message(t, src, msg);
+                    self.pump(dst.index(), t)?;
+                }
+                InFlight::Piece(piece) => {
+                    let dst = piece.dst.index();
+                    self.collectives.arrive(piece, t);
+                    self.pump(dst, t)?;
+                }
+            }
         }
         Ok(at)
     }
@@ -164,20 +197,35 @@ impl Sim<'_> {
         Ok(now)
     }
 
-    /// Executes everything rank `r` wants to do at `now`.
+    /// Executes everything rank `r` wants to do at `now`, including collective steps
+    /// that can go ahead and the completions they lead to.
     fn pump(&mut self, r: usize, now: Time) -> Result<(), RunError> {
-        while let Some(action) = self.engines[r].poll_action(now) {
-            match action {
-                Action::Send(out) => {
-                    let id = self.network.send(now, Rank(r as u32), out.to, out.msg.wire_bytes());
-                    self.in_flight.insert(id, (Rank(r as u32), out.to, out.msg));
+        loop {
+            while let Some(action) = self.engines[r].poll_action(now) {
+                match action {
+                    Action::Send(out) => {
+                        let (src, dst) = (Rank(r as u32), out.to);
+                        let id = self.network.send(now, src, dst, out.msg.wire_bytes());
+                        self.in_flight.insert(id, InFlight::Message { src, dst, msg: out.msg });
+                    }
+                    Action::Run(job) => self.start_task(r, now, job)?,
+                    Action::Collective(join) => {
+                        let (network, in_flight) = (&mut self.network, &mut self.in_flight);
+                        self.collectives.join(r, now, join, &mut |piece| send_piece(network, in_flight, now, piece));
+                    }
                 }
-                Action::Run(job) => self.start_task(r, now, job)?,
             }
-        }
-        match self.engines[r].error() {
-            Some(e) => Err(RunError::Engine(e.clone())),
-            None => Ok(()),
+            if let Some(e) = self.engines[r].error() {
+                return Err(RunError::Engine(e.clone()));
+            }
+            let (network, in_flight) = (&mut self.network, &mut self.in_flight);
+            let completed = self.collectives.advance(r, now, &mut |piece| send_piece(network, in_flight, now, piece));
+            if completed.is_empty() {
+                return Ok(());
+            }
+            for (id, received) in completed {
+                self.engines[r].handle_collective_done(now, id, received);
+            }
         }
     }
 
@@ -213,7 +261,13 @@ impl Sim<'_> {
 
     /// Checks every rank finished and gathers the outcome.
     fn finish(mut self, end: Time) -> Result<SimOutcome, RunError> {
-        let stuck: Vec<String> = self.engines.iter().filter(|e| !e.is_done()).map(|e| e.waiting_summary()).collect();
+        let stuck: Vec<String> = self
+            .engines
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| !e.is_done())
+            .map(|(r, e)| e.waiting_summary() + &self.collectives.summary(r))
+            .collect();
         if !stuck.is_empty() {
             return Err(RunError::Config(format!(
                 "simulation deadlocked at {end} ns: no event left but {} ranks unfinished\n{}",
@@ -222,6 +276,7 @@ impl Sim<'_> {
             )));
         }
         debug_assert!(self.in_flight.is_empty() && self.pending.is_empty());
+        debug_assert!(self.collectives.is_idle());
         let mut results: BTreeMap<ChunkId, Arc<Payload>> = BTreeMap::new();
         let mut parts = Vec::with_capacity(self.engines.len());
         for e in &mut self.engines {
@@ -231,4 +286,10 @@ impl Sim<'_> {
         let run = RunOutcome { trace: Trace::merge(parts), results, makespan_ns: end };
         Ok(SimOutcome { run, events: self.events })
     }
+}
+
+/// Hands a collective's piece to the network at `now`.
+fn send_piece(network: &mut Network, in_flight: &mut FxHashMap<MessageId, InFlight>, now: Time, piece: Piece) {
+    let id = network.send(now, piece.src, piece.dst, piece.bytes);
+    in_flight.insert(id, InFlight::Piece(piece));
 }

@@ -4,6 +4,7 @@
 //! network model over real topologies, a compute model, machine files, and the `sim`
 //! driver that runs every rank's [`dagwire_runtime::Engine`] in virtual time.
 
+pub mod collectives;
 pub mod compute;
 pub mod driver;
 pub mod machine;

@@ -27,13 +27,8 @@ fn measured_compute_runs_each_kernel_and_reuses_one_time_per_shape() {
         .run;
     assert!(w.verify(&out.results).passed);
     // Every GEMM here has the same shape, so all take the one measured time.
-    let gemm: Vec<u64> = out
-        .trace
-        .tasks
-        .iter()
-        .filter(|t| w.kernel_name(t.kernel) == "gemm")
-        .map(|t| t.end_ns - t.start_ns)
-        .collect();
+    let gemm: Vec<u64> =
+        out.trace.tasks.iter().filter(|t| w.kernel_name(t.kernel) == "gemm").map(|t| t.end_ns - t.start_ns).collect();
     assert!(gemm.len() > 1 && gemm.iter().all(|&d| d == gemm[0] && d > 0), "{gemm:?}");
 }
 

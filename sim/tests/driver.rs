@@ -183,3 +183,188 @@ fn rendezvous_pays_its_full_handshake_in_virtual_time() {
     assert_eq!(out.trace.messages.len(), 3);
     assert_eq!(out.makespan_ns, 5000 + t(32) + t(32) + t(4096) + 3000, "RTS, CTS and data each cost a message");
 }
+
+/// A batched factory through the registry, as a sweep would build it.
+fn batched(epochs: &str, epoch_tasks: i64) -> impl Fn(Rank) -> Box<dyn Strategy> + Sync {
+    let info = dagwire_strategies::find("batched").unwrap();
+    let given = [
+        ("epochs".to_string(), ParamValue::Str(epochs.into())),
+        ("epoch_tasks".to_string(), ParamValue::Int(epoch_tasks)),
+    ];
+    let params = Params::resolve(&(info.params)(), given.into()).unwrap();
+    move |r: Rank| (info.build)(&params, r, 0)
+}
+
+#[test]
+fn a_batched_cholesky_verifies_in_both_epoch_modes_with_every_step_through_the_network() {
+    for fidelity in [Fidelity::Analytic, Fidelity::Flow] {
+        let mut machine = load_machine("ib-hdr-fattree").unwrap();
+        machine.fidelity = fidelity;
+        for ranks in [2, 3, 4] {
+            for (mode, k) in [("level", 1), ("tasks", 1), ("tasks", 6)] {
+                let label = format!("{fidelity:?} {ranks} ranks {mode}/{k}");
+                let w = cholesky(160, 32, ranks);
+                let name = |k| w.kernel_name(k);
+                let kernels = SimKernels { kernels: w.kernels(), name: &name };
+                let cfg = SimConfig { ranks, workers: 1, run_kernels: true, seed: 1 };
+                let out =
+                    run(w.dag(), &kernels, &batched(mode, k), &machine, cfg).unwrap_or_else(|e| panic!("{label}: {e}"));
+                let check = w.verify(&out.run.results);
+                assert!(check.passed, "{label}: {check:?}");
+                let trace = &out.run.trace;
+                assert!(trace.messages.iter().all(|m| m.kind.starts_with("batch-")), "{label}");
+                // Every pairwise step is one network message: p (p - 1) per collective,
+                // and the simulator's events are exactly the tasks and those messages.
+                let per_collective = ranks * (ranks - 1);
+                assert_eq!(trace.messages.len() % per_collective, 0, "{label}");
+                assert_eq!(out.events as usize, trace.tasks.len() + trace.messages.len(), "{label}");
+                for m in &trace.messages {
+                    assert!(m.recv_ns > m.sent_ns, "{label}: {m:?}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_batched_all_to_all_v_is_a_pairwise_exchange_in_virtual_time() {
+    // r0 produces one 4096-byte chunk that r1 and r2 read: one collective, two data and
+    // four header steps. Step i: r sends to r+i, receives from r-i, then moves on.
+    let mut b = DagBuilder::new(3);
+    let p = b.add(TaskSpec::new(KernelId(0), Rank(0)).flops(5000.0).outputs(&[4096]));
+    for r in [1, 2] {
+        b.add(TaskSpec::new(KernelId(0), Rank(r)).flops(3000.0).inputs(&[p.output(0)]).outputs(&[4096]));
+    }
+    let dag = Arc::new(b.finish());
+    let name = |_| "k";
+    let kernels = SimKernels { kernels: &Zeros, name: &name };
+    let cfg = SimConfig { ranks: 3, workers: 1, run_kernels: true, seed: 1 };
+    let out = run(&dag, &kernels, &batched("level", 1), &toy_machine(1), cfg).unwrap().run;
+    let steps: Vec<(u32, u32, &str, u64, u64)> =
+        out.trace.messages.iter().map(|m| (m.src.0, m.dst.0, m.kind, m.sent_ns, m.recv_ns)).collect();
+    // T(k) = o_s + ceil((k-1) G) + L + o_r on an idle path.
+    let t = |k: u64| 100 + ((k - 1) as f64 * 0.5).ceil() as u64 + 1000 + 200;
+    let (h, d) = (t(32), t(4096));
+    // r1 and r2 produce nothing in epoch 0 and join at once; r0 joins when its task ends
+    // at 5000 and, holding r2's step-1 header already, sends both data steps back to back:
+    // the second waits for the first's o_s and then for the NIC (k G = 2048 ns apart).
+    // `second` is when its injection starts; the rest of T(4096) after o_s follows.
+    let second = 5000 + 100 + 2048;
+    assert_eq!(
+        steps,
+        [
+            (1, 2, "batch-empty", 0, h),
+            (2, 0, "batch-empty", 0, h),
+            (2, 1, "batch-empty", h, 2 * h),
+            (0, 1, "batch-data", 5000, 5000 + d),
+            (0, 2, "batch-data", 5000, second + d - 100),
+            (1, 0, "batch-empty", 5000 + d, 5000 + d + h),
+        ]
+    );
+    assert_eq!(out.makespan_ns, second + d - 100 + 3000);
+}
+
+#[test]
+fn both_built_in_drivers_offer_collectives_and_a_driver_without_them_refuses_batched() {
+    use dagwire_runtime::collective::{Capability, check_capabilities};
+    for offers in [dagwire_sim::driver::CAPABILITIES, dagwire_runtime::local::CAPABILITIES] {
+        assert!(offers.contains(&Capability::AllToAllV) && offers.contains(&Capability::PointToPoint));
+    }
+    let s = batched("level", 1)(Rank(0));
+    let err = check_capabilities("p2p-only", Capability::POINT_TO_POINT, s.name(), s.needs()).unwrap_err();
+    assert!(err.to_string().contains("strategy batched needs collectives (all-to-all-v), which driver p2p-only"));
+}
+
+/// Batched with broadcasts for chunks read on more than `threshold` other ranks.
+fn batched_trees(threshold: i64, tree: &str, segment_bytes: i64) -> impl Fn(Rank) -> Box<dyn Strategy> + Sync {
+    let info = dagwire_strategies::find("batched").unwrap();
+    let given = [
+        ("bcast_threshold".to_string(), ParamValue::Int(threshold)),
+        ("tree".to_string(), ParamValue::Str(tree.into())),
+        ("segment_bytes".to_string(), ParamValue::Int(segment_bytes)),
+    ];
+    let params = Params::resolve(&(info.params)(), given.into()).unwrap();
+    move |r: Rank| (info.build)(&params, r, 0)
+}
+
+#[test]
+fn a_batched_cholesky_with_broadcast_trees_verifies() {
+    for fidelity in [Fidelity::Analytic, Fidelity::Flow] {
+        let mut machine = load_machine("ib-hdr-fattree").unwrap();
+        machine.fidelity = fidelity;
+        for (threshold, tree) in [(1, "binomial"), (2, "chain")] {
+            let label = format!("{fidelity:?} bcast>{threshold} {tree}");
+            let w = cholesky(192, 32, 6);
+            let name = |k| w.kernel_name(k);
+            let kernels = SimKernels { kernels: w.kernels(), name: &name };
+            let cfg = SimConfig { ranks: 6, workers: 1, run_kernels: true, seed: 1 };
+            let strategy = batched_trees(threshold, tree, 2048);
+            let out = run(w.dag(), &kernels, &strategy, &machine, cfg).unwrap_or_else(|e| panic!("{label}: {e}"));
+            assert!(w.verify(&out.run.results).passed, "{label}");
+            assert!(out.run.trace.messages.iter().any(|m| m.kind == "batch-bcast"), "{label}");
+        }
+    }
+}
+
+/// Rank 0 produces one chunk of `bytes` that every other of `ranks` ranks reads.
+fn one_to_all(ranks: u32, bytes: u64) -> Arc<dagwire_runtime::Dag> {
+    let mut b = DagBuilder::new(ranks as usize);
+    let p = b.add(TaskSpec::new(KernelId(0), Rank(0)).flops(5000.0).outputs(&[bytes]));
+    for r in 1..ranks {
+        b.add(TaskSpec::new(KernelId(0), Rank(r)).flops(1000.0).inputs(&[p.output(0)]).outputs(&[8]));
+    }
+    Arc::new(b.finish())
+}
+
+fn simulate_dag(
+    dag: &Arc<dagwire_runtime::Dag>,
+    strategy: &(dyn Fn(Rank) -> Box<dyn Strategy> + Sync),
+) -> (RunOutcome, u64) {
+    let name = |_| "k";
+    let kernels = SimKernels { kernels: &Zeros, name: &name };
+    let cfg = SimConfig { ranks: dag.ranks(), workers: 1, run_kernels: false, seed: 1 };
+    let out = run(dag, &kernels, strategy, &toy_machine(1), cfg).unwrap();
+    (out.run, out.events)
+}
+
+#[test]
+fn a_binomial_broadcast_forwards_along_the_tree_after_each_arrival() {
+    use dagwire_runtime::collective::Tree;
+    let dag = one_to_all(8, 4096);
+    let (out, events) = simulate_dag(&dag, &batched_trees(1, "binomial", 1));
+    // One record and one network message per tree edge; nothing else moves.
+    let mut got: Vec<(u32, u32)> = out.trace.messages.iter().map(|m| (m.src.0, m.dst.0)).collect();
+    let mut want: Vec<(u32, u32)> = (1..8).map(|v| (Tree::Binomial.parent(v).unwrap() as u32, v as u32)).collect();
+    got.sort_unstable();
+    want.sort_unstable();
+    assert_eq!(got, want);
+    assert_eq!(events as usize, dag.task_count() + 7);
+    // A member forwards only after its own copy arrived: r4 -> r6 -> r7 is three hops.
+    let at = |src: u32, dst: u32| out.trace.messages.iter().find(|m| (m.src.0, m.dst.0) == (src, dst)).unwrap();
+    assert!(at(4, 6).sent_ns >= at(0, 4).recv_ns && at(6, 7).sent_ns >= at(4, 6).recv_ns);
+    // The root sends to the farthest subtree first.
+    assert!(at(0, 4).sent_ns <= at(0, 2).sent_ns && at(0, 2).sent_ns <= at(0, 1).sent_ns);
+    let t = |k: u64| 100 + ((k - 1) as f64 * 0.5).ceil() as u64 + 1000 + 200;
+    assert_eq!(at(0, 4).recv_ns, 5000 + t(4096), "the first edge is an idle path");
+}
+
+#[test]
+fn a_pipelined_chain_beats_an_unpipelined_one_and_sends_every_segment_on_each_edge() {
+    let dag = one_to_all(5, 64 * 1024);
+    let (whole, whole_events) = simulate_dag(&dag, &batched_trees(1, "chain", 64 * 1024));
+    let (piped, piped_events) = simulate_dag(&dag, &batched_trees(1, "chain", 8 * 1024));
+    let chain: Vec<(u32, u32)> = (0..4).map(|r| (r, r + 1)).collect();
+    for out in [&whole, &piped] {
+        let mut edges: Vec<(u32, u32)> = out.trace.messages.iter().map(|m| (m.src.0, m.dst.0)).collect();
+        edges.sort_unstable();
+        assert_eq!(edges, chain, "one record per chain edge");
+    }
+    assert_eq!(whole_events as usize, dag.task_count() + 4);
+    assert_eq!(piped_events as usize, dag.task_count() + 8 * 4, "8 segments on each of 4 edges");
+    assert!(
+        piped.makespan_ns < whole.makespan_ns,
+        "pipelining should pay off: {} vs {}",
+        piped.makespan_ns,
+        whole.makespan_ns
+    );
+}

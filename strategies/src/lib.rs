@@ -11,6 +11,7 @@
 //! assert!(dagwire_strategies::find("eagr").unwrap_err().to_string().contains("did you mean `eager`"));
 //! ```
 
+pub mod batched;
 pub mod eager;
 pub mod rendezvous;
 
@@ -32,7 +33,7 @@ pub struct StrategyInfo {
 
 /// Every strategy, in the order `experiment list` shows them. Adding a strategy is one
 /// file plus one line here.
-pub static REGISTRY: &[StrategyInfo] = &[eager::INFO, rendezvous::INFO];
+pub static REGISTRY: &[StrategyInfo] = &[eager::INFO, rendezvous::INFO, batched::INFO];
 
 /// A strategy name that is not registered.
 #[derive(Debug, thiserror::Error)]

@@ -102,6 +102,7 @@ fn drive(
                     Action::Send(out) => {
                         (now + timing.latency, out.to.index(), Event::Message(Rank(r as u32), out.msg))
                     }
+                    Action::Collective(join) => return Err(format!("r{r} joined collective {}", join.id)),
                 };
                 events.insert((at, seq), (to, event));
                 seq += 1;
@@ -412,6 +413,7 @@ fn sends(e: &mut Engine, now: u64) -> Vec<(Rank, Message)> {
         .filter_map(|a| match a {
             Action::Send(out) => Some((out.to, out.msg)),
             Action::Run(_) => None,
+            Action::Collective(_) => panic!("rendezvous joins no collective"),
         })
         .collect()
 }
