@@ -1,5 +1,6 @@
 //! The drivers a sweep can name, their parameters, and how a point is executed on each.
 
+use dagwire_runtime::collective::Capability;
 use dagwire_runtime::local::{self, LocalConfig};
 use dagwire_runtime::{Fault, ParamSpec, Params, Progress, RunError, RunOutcome, StrategyFactory};
 use dagwire_sim::driver::{SimConfig, SimKernels};
@@ -16,6 +17,8 @@ pub struct DriverInfo {
     pub summary: &'static str,
     /// Parameters a sweep may set in `[grid.<driver>]`.
     pub params: fn() -> Vec<ParamSpec>,
+    /// The engine actions it can execute (a strategy needing more is refused).
+    pub offers: &'static [Capability],
 }
 
 /// Every driver, in the order `experiment list` shows them.
@@ -24,11 +27,13 @@ pub static REGISTRY: &[DriverInfo] = &[
         name: "local",
         summary: "ranks are threads of this process, messages move through in-process channels, kernels run for real; needs nothing installed",
         params: Vec::new,
+        offers: local::CAPABILITIES,
     },
     DriverInfo {
         name: "sim",
         summary: "discrete-event simulation of a machine model in virtual time (any rank count); kernels run for real or are only costed",
         params: sim_params,
+        offers: dagwire_sim::driver::CAPABILITIES,
     },
 ];
 

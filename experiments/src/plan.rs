@@ -148,6 +148,10 @@ fn check_point(sweep: &Sweep, p: &Point) -> Result<(), SweepError> {
             "progress = \"inline\" runs kernels on the rank's own thread, so workers must be 1".into(),
         ));
     }
+    let driver = crate::drivers::find(&p.driver).expect("validated");
+    let needs = (p.strategy.build)(&p.strategy_params, dagwire_runtime::Rank(0), p.ranks).needs();
+    dagwire_runtime::collective::check_capabilities(driver.name, driver.offers, p.strategy.name, needs)
+        .map_err(|e| err("grid.strategy".into(), e.to_string()))?;
     if p.driver == "sim" {
         let machine = crate::drivers::sim_machine(&p.driver_params).map_err(|m| err("grid.sim.machine".into(), m))?;
         dagwire_sim::network::Network::new(&machine, p.ranks).map_err(|m| err("grid.ranks".into(), m))?;

@@ -70,7 +70,8 @@ fn shown_params(df: &DataFrame) -> Result<Vec<String>> {
         if !is_param {
             continue;
         }
-        let distinct = df.column(name)?.as_materialized_series().n_unique().unwrap_or(2);
+        // Columns set for only some points differ by nulls alone: those are not worth a column.
+        let distinct = df.column(name)?.as_materialized_series().drop_nulls().n_unique().unwrap_or(2);
         if ALWAYS.contains(&name) || distinct > 1 {
             shown.push(name.to_string());
         }
