@@ -452,6 +452,13 @@ impl Engine {
         std::mem::take(&mut self.trace)
     }
 
+    /// Moves the records so far into `sink`, keeping this engine's buffers: a driver
+    /// that owns all ranks (the simulator) collects one trace as it goes instead of
+    /// merging per-rank copies at the end.
+    pub fn drain_trace_into(&mut self, sink: &mut Trace) {
+        sink.append(&mut self.trace);
+    }
+
     /// Why this rank is not done: for stall diagnostics.
     pub fn waiting_summary(&self) -> String {
         let mut waiting: Vec<ChunkId> = Vec::new();

@@ -134,10 +134,24 @@ impl Trace {
             all.messages.extend(p.messages);
             all.transfer_events.extend(p.transfer_events);
         }
-        all.tasks.sort_unstable_by_key(|t| (t.start_ns, t.rank, t.task));
-        all.messages.sort_unstable_by_key(|m| (m.sent_ns, m.src, m.dst, m.chunk, m.recv_ns, m.kind, m.bytes));
-        all.transfer_events.sort_unstable_by_key(|e| (e.at_ns, e.src, e.dst, e.chunk, e.phase));
+        all.sort();
         all
+    }
+
+    /// Moves every record of `other` to the end of this trace, leaving `other` empty
+    /// with its capacity (so a rank's buffers are reused as a run drains them).
+    pub fn append(&mut self, other: &mut Trace) {
+        self.tasks.append(&mut other.tasks);
+        self.messages.append(&mut other.messages);
+        self.transfer_events.append(&mut other.transfer_events);
+    }
+
+    /// Sorts every table by time (then ranks and ids), so the order does not depend on
+    /// the order in which ranks reported.
+    pub fn sort(&mut self) {
+        self.tasks.sort_unstable_by_key(|t| (t.start_ns, t.rank, t.task));
+        self.messages.sort_unstable_by_key(|m| (m.sent_ns, m.src, m.dst, m.chunk, m.recv_ns, m.kind, m.bytes));
+        self.transfer_events.sort_unstable_by_key(|e| (e.at_ns, e.src, e.dst, e.chunk, e.phase));
     }
 
     /// One row per (chunk, src, dst) transfer, with its phases joined; `bytes_of`

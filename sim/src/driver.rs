@@ -98,6 +98,7 @@ struct Sim<'a> {
     /// Every rank's collectives in progress.
     collectives: Collectives,
     events: u64,
+    trace: Trace,
 }
 
 /// Simulates `dag` on `machine`.
@@ -141,6 +142,7 @@ pub fn run(
         pending: FxHashMap::default(),
         collectives: Collectives::new(cfg.ranks),
         events: 0,
+        trace: Trace::default(),
     };
     sim.run()
 }
@@ -221,6 +223,8 @@ impl Sim<'_> {
             let (network, in_flight) = (&mut self.network, &mut self.in_flight);
             let completed = self.collectives.advance(r, now, &mut |piece| send_piece(network, in_flight, now, piece));
             if completed.is_empty() {
+                // Collect records as the run goes: no per-rank copies to merge at the end.
+                self.engines[r].drain_trace_into(&mut self.trace);
                 return Ok(());
             }
             for (id, received) in completed {
@@ -278,12 +282,13 @@ impl Sim<'_> {
         debug_assert!(self.in_flight.is_empty() && self.pending.is_empty());
         debug_assert!(self.collectives.is_idle());
         let mut results: BTreeMap<ChunkId, Arc<Payload>> = BTreeMap::new();
-        let mut parts = Vec::with_capacity(self.engines.len());
+        let mut trace = std::mem::take(&mut self.trace);
         for e in &mut self.engines {
             results.extend(e.take_results());
-            parts.push(e.take_trace());
+            e.drain_trace_into(&mut trace);
         }
-        let run = RunOutcome { trace: Trace::merge(parts), results, makespan_ns: end };
+        trace.sort();
+        let run = RunOutcome { trace, results, makespan_ns: end };
         Ok(SimOutcome { run, events: self.events })
     }
 }
