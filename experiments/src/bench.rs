@@ -4,7 +4,9 @@
 use anyhow::{Result, ensure};
 use dagwire_runtime::engine::{Action, Engine, TaskDone};
 use dagwire_runtime::local::{self, LocalConfig};
-use dagwire_runtime::{Dag, DagBuilder, KernelId, Kernels, Payload, Progress, Rank, Strategy, Task, TaskSpec};
+use dagwire_runtime::{
+    Dag, DagBuilder, KernelId, Kernels, ParamValue, Payload, Progress, Rank, Strategy, Task, TaskSpec,
+};
 use dagwire_strategies::eager::Eager;
 use std::sync::Arc;
 use std::time::Instant;
@@ -81,14 +83,7 @@ fn eager_factory(_: Rank) -> Box<dyn Strategy> {
 fn cholesky(n: usize, tile: usize, ranks: usize, workers: usize, reps: usize) -> Result<()> {
     let threads = ranks * workers;
     let info = dagwire_workloads::find("cholesky")?;
-    let params = dagwire_runtime::Params::resolve(
-        &(info.params)(),
-        [
-            ("n".into(), dagwire_runtime::ParamValue::Int(n as i64)),
-            ("tile".into(), dagwire_runtime::ParamValue::Int(tile as i64)),
-        ]
-        .into(),
-    )?;
+    let given = [("n", ParamValue::Int(n as i64)), ("tile", ParamValue::Int(tile as i64))];
     let seed = 1;
     let flops = (n as f64).powi(3) / 3.0;
     println!(
@@ -97,7 +92,7 @@ fn cholesky(n: usize, tile: usize, ranks: usize, workers: usize, reps: usize) ->
     let mut best_dag = f64::INFINITY;
     let mut best_ref = f64::INFINITY;
     for rep in 0..reps {
-        let workload = (info.prepare)(&params, ranks, seed)?;
+        let workload = info.build(&given, ranks, seed)?;
         let cfg = LocalConfig { ranks, workers, ..LocalConfig::default() };
         let out = local::run(workload.dag(), workload.kernels(), &eager_factory, &cfg)?;
         let check = workload.verify(&out.results);

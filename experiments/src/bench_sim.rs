@@ -10,13 +10,9 @@ use std::time::Instant;
 /// Runs the simulator benchmark.
 pub fn run(machine: &str, ranks: usize, tiles: usize, tile: usize, fidelity: &str) -> Result<()> {
     queue_throughput();
-    let params = Params::resolve(
+    let params = Params::from_pairs(
         &crate::drivers::find("sim").map(|d| (d.params)()).unwrap_or_default(),
-        [
-            ("machine".to_string(), ParamValue::Str(machine.into())),
-            ("fidelity".to_string(), ParamValue::Str(fidelity.into())),
-        ]
-        .into(),
+        &[("machine", ParamValue::Str(machine.into())), ("fidelity", ParamValue::Str(fidelity.into()))],
     )?;
     let machine = crate::drivers::sim_machine(&params).map_err(anyhow::Error::msg)?;
     println!(
@@ -78,14 +74,9 @@ fn one_size(
 ) -> Result<(usize, f64, u64, u64)> {
     reset_peak_rss();
     let base = rss_bytes();
-    let info = dagwire_workloads::find("cholesky")?;
-    let n = (nt * tile) as i64;
-    let params = Params::resolve(
-        &(info.params)(),
-        [("n".to_string(), ParamValue::Int(n)), ("tile".to_string(), ParamValue::Int(tile as i64))].into(),
-    )?;
+    let given = [("n", ParamValue::Int((nt * tile) as i64)), ("tile", ParamValue::Int(tile as i64))];
     let start = Instant::now();
-    let workload = (info.prepare)(&params, ranks, 1)?;
+    let workload = dagwire_workloads::find("cholesky")?.build(&given, ranks, 1)?;
     let name = |k| workload.kernel_name(k);
     let kernels = SimKernels { kernels: workload.kernels(), name: &name };
     let factory = |_: Rank| -> Box<dyn Strategy> { Box::new(Eager) };

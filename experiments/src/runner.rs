@@ -10,7 +10,7 @@ use crate::results::{self, ManifestInfo};
 use crate::sweep::Sweep;
 use anyhow::Result;
 use dagwire_analysis::tables::{self, PointRecord, TraceRows};
-use dagwire_runtime::{Rank, RunOutcome, Strategy};
+use dagwire_runtime::RunOutcome;
 use dagwire_workloads::Workload;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
@@ -87,8 +87,7 @@ fn run_and_record(sweep: &Sweep, point: &Point, rep: u32, dir: &Path) -> Result<
 /// Builds the workload and runs it on the point's driver.
 fn run_point(sweep: &Sweep, point: &Point, rep: u32) -> Result<(Box<dyn Workload>, Executed)> {
     let workload = (point.workload.prepare)(&point.workload_params, point.ranks, sweep.seed)?;
-    let factory =
-        |rank: Rank| -> Box<dyn Strategy> { (point.strategy.build)(&point.strategy_params, rank, point.ranks) };
+    let factory = point.strategy.factory(point.strategy_params.clone(), point.ranks);
     let exec = Execution {
         driver: &point.driver,
         params: &point.driver_params,

@@ -191,6 +191,17 @@ impl Params {
         Ok(Params(out))
     }
 
+    /// [`Params::resolve`] for values written inline, as tests and benchmarks do.
+    ///
+    /// ```
+    /// use dagwire_runtime::{ParamSpec, ParamValue, Params};
+    /// let specs = [ParamSpec::int("n", 1, i64::MAX, 1024, "matrix order")];
+    /// assert_eq!(Params::from_pairs(&specs, &[("n", ParamValue::Int(64))]).unwrap().int("n"), 64);
+    /// ```
+    pub fn from_pairs(specs: &[ParamSpec], given: &[(&str, ParamValue)]) -> Result<Params, ParamError> {
+        Params::resolve(specs, given.iter().map(|(k, v)| (k.to_string(), v.clone())).collect())
+    }
+
     /// All values, by name.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &ParamValue)> {
         self.0.iter().map(|(k, v)| (k.as_str(), v))

@@ -1,6 +1,6 @@
 //! Compute modes of the sim driver.
 
-use dagwire_runtime::{ParamValue, Params, Rank, Strategy};
+use dagwire_runtime::{ParamValue, Rank, Strategy};
 use dagwire_sim::driver::{SimConfig, SimKernels, run};
 use dagwire_sim::machine::{ComputeMode, load_machine};
 use dagwire_strategies::eager::Eager;
@@ -10,9 +10,8 @@ fn eager(_: Rank) -> Box<dyn Strategy> {
 }
 
 fn cholesky(ranks: usize) -> Box<dyn dagwire_workloads::Workload> {
-    let info = dagwire_workloads::find("cholesky").unwrap();
-    let given = [("n".to_string(), ParamValue::Int(256)), ("tile".to_string(), ParamValue::Int(64))].into();
-    (info.prepare)(&Params::resolve(&(info.params)(), given).unwrap(), ranks, 3).unwrap()
+    let given = [("n", ParamValue::Int(256)), ("tile", ParamValue::Int(64))];
+    dagwire_workloads::find("cholesky").unwrap().build(&given, ranks, 3).unwrap()
 }
 
 #[test]

@@ -1,8 +1,6 @@
 //! The sim driver end to end: real workloads and strategies in virtual time.
 
-use dagwire_runtime::{
-    DagBuilder, KernelId, Kernels, ParamValue, Params, Payload, Rank, RunOutcome, Strategy, Task, TaskSpec,
-};
+use dagwire_runtime::{DagBuilder, KernelId, Kernels, ParamValue, Payload, Rank, RunOutcome, Strategy, Task, TaskSpec};
 use dagwire_sim::driver::{SimConfig, SimKernels, run};
 use dagwire_sim::machine::{Compute, ComputeMode, Fidelity, LogGp, LogGpSegment, Machine, Topology, load_machine};
 use dagwire_strategies::eager::Eager;
@@ -14,13 +12,8 @@ fn eager(_: Rank) -> Box<dyn Strategy> {
 }
 
 fn cholesky(n: i64, tile: i64, ranks: usize) -> Box<dyn Workload> {
-    let info = dagwire_workloads::find("cholesky").unwrap();
-    let params = Params::resolve(
-        &(info.params)(),
-        [("n".to_string(), ParamValue::Int(n)), ("tile".to_string(), ParamValue::Int(tile))].into(),
-    )
-    .unwrap();
-    (info.prepare)(&params, ranks, 7).unwrap()
+    let given = [("n", ParamValue::Int(n)), ("tile", ParamValue::Int(tile))];
+    dagwire_workloads::find("cholesky").unwrap().build(&given, ranks, 7).unwrap()
 }
 
 fn simulate(w: &dyn Workload, machine: &Machine, ranks: usize, run_kernels: bool) -> RunOutcome {
@@ -173,9 +166,7 @@ fn rendezvous_pays_its_full_handshake_in_virtual_time() {
     let dag = Arc::new(b.finish());
     let name = |_| "k";
     let kernels = SimKernels { kernels: &Zeros, name: &name };
-    let info = dagwire_strategies::find("rendezvous").unwrap();
-    let params = Params::resolve(&(info.params)(), Default::default()).unwrap();
-    let factory = |r: Rank| (info.build)(&params, r, 2);
+    let factory = dagwire_strategies::find("rendezvous").unwrap().factory_with(&[], 2).unwrap();
     let cfg = SimConfig { ranks: 2, workers: 1, run_kernels: true, seed: 1 };
     let out = run(&dag, &kernels, &factory, &toy_machine(1), cfg).unwrap().run;
     // T(k) = o_s + ceil((k-1) G) + L + o_r; RTS and CTS are 32-byte headers.
@@ -186,13 +177,8 @@ fn rendezvous_pays_its_full_handshake_in_virtual_time() {
 
 /// A batched factory through the registry, as a sweep would build it.
 fn batched(epochs: &str, epoch_tasks: i64) -> impl Fn(Rank) -> Box<dyn Strategy> + Sync {
-    let info = dagwire_strategies::find("batched").unwrap();
-    let given = [
-        ("epochs".to_string(), ParamValue::Str(epochs.into())),
-        ("epoch_tasks".to_string(), ParamValue::Int(epoch_tasks)),
-    ];
-    let params = Params::resolve(&(info.params)(), given.into()).unwrap();
-    move |r: Rank| (info.build)(&params, r, 0)
+    let given = [("epochs", ParamValue::Str(epochs.into())), ("epoch_tasks", ParamValue::Int(epoch_tasks))];
+    dagwire_strategies::find("batched").unwrap().factory_with(&given, 0).unwrap()
 }
 
 #[test]
@@ -277,14 +263,12 @@ fn both_built_in_drivers_offer_collectives_and_a_driver_without_them_refuses_bat
 
 /// Batched with broadcasts for chunks read on more than `threshold` other ranks.
 fn batched_trees(threshold: i64, tree: &str, segment_bytes: i64) -> impl Fn(Rank) -> Box<dyn Strategy> + Sync {
-    let info = dagwire_strategies::find("batched").unwrap();
     let given = [
-        ("bcast_threshold".to_string(), ParamValue::Int(threshold)),
-        ("tree".to_string(), ParamValue::Str(tree.into())),
-        ("segment_bytes".to_string(), ParamValue::Int(segment_bytes)),
+        ("bcast_threshold", ParamValue::Int(threshold)),
+        ("tree", ParamValue::Str(tree.into())),
+        ("segment_bytes", ParamValue::Int(segment_bytes)),
     ];
-    let params = Params::resolve(&(info.params)(), given.into()).unwrap();
-    move |r: Rank| (info.build)(&params, r, 0)
+    dagwire_strategies::find("batched").unwrap().factory_with(&given, 0).unwrap()
 }
 
 #[test]

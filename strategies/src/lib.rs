@@ -16,7 +16,7 @@ pub mod eager;
 pub mod rendezvous;
 
 use dagwire_runtime::params::did_you_mean;
-use dagwire_runtime::{ParamSpec, Params, Rank, Strategy};
+use dagwire_runtime::{ParamError, ParamSpec, ParamValue, Params, Rank, Strategy};
 
 /// One registered strategy.
 #[derive(Debug)]
@@ -29,6 +29,29 @@ pub struct StrategyInfo {
     pub params: fn() -> Vec<ParamSpec>,
     /// Builds the instance for one rank of a run with `ranks` ranks.
     pub build: fn(params: &Params, rank: Rank, ranks: usize) -> Box<dyn Strategy>,
+}
+
+impl StrategyInfo {
+    /// The per-rank factory a driver takes, for checked `params` of a run with `ranks` ranks.
+    pub fn factory(&'static self, params: Params, ranks: usize) -> impl Fn(Rank) -> Box<dyn Strategy> + Sync + use<> {
+        move |rank| (self.build)(&params, rank, ranks)
+    }
+
+    /// [`StrategyInfo::factory`] for values written inline (defaults for the rest).
+    ///
+    /// ```
+    /// use dagwire_runtime::{ParamValue, Rank};
+    /// let rdv = dagwire_strategies::find("rendezvous").unwrap();
+    /// let factory = rdv.factory_with(&[("eager_limit", ParamValue::Int(4096))], 2).unwrap();
+    /// assert_eq!(factory(Rank(0)).name(), "rendezvous");
+    /// ```
+    pub fn factory_with(
+        &'static self,
+        given: &[(&str, ParamValue)],
+        ranks: usize,
+    ) -> Result<impl Fn(Rank) -> Box<dyn Strategy> + Sync + use<>, ParamError> {
+        Ok(self.factory(Params::from_pairs(&(self.params)(), given)?, ranks))
+    }
 }
 
 /// Every strategy, in the order `experiment list` shows them. Adding a strategy is one

@@ -11,7 +11,7 @@ use dagwire_runtime::{
     ChunkId, Dag, DagBuilder, KernelId, Message, MessageClass, ParamValue, Params, Payload, Rank, Strategy, TaskId,
     TaskSpec,
 };
-use dagwire_strategies::batched::{self, Batched, Epochs, all_to_all_id, broadcast_id, epochs};
+use dagwire_strategies::batched::{Batched, Epochs, all_to_all_id, broadcast_id, epochs};
 use std::collections::{BTreeMap, BTreeSet};
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -29,14 +29,13 @@ fn batched(mode: &str, epoch_tasks: i64) -> impl Fn(Rank) -> Box<dyn Strategy> {
 /// The same with broadcasts for chunks read on more than `threshold` other ranks.
 fn with_trees(mode: &str, epoch_tasks: i64, threshold: i64, tree: &str) -> impl Fn(Rank) -> Box<dyn Strategy> {
     let given = [
-        ("epochs".to_string(), ParamValue::Str(mode.into())),
-        ("epoch_tasks".to_string(), ParamValue::Int(epoch_tasks)),
-        ("bcast_threshold".to_string(), ParamValue::Int(threshold)),
-        ("tree".to_string(), ParamValue::Str(tree.into())),
-        ("segment_bytes".to_string(), ParamValue::Int(100)),
+        ("epochs", ParamValue::Str(mode.into())),
+        ("epoch_tasks", ParamValue::Int(epoch_tasks)),
+        ("bcast_threshold", ParamValue::Int(threshold)),
+        ("tree", ParamValue::Str(tree.into())),
+        ("segment_bytes", ParamValue::Int(100)),
     ];
-    let params = Params::resolve(&(batched::INFO.params)(), given.into()).unwrap();
-    move |rank| (batched::INFO.build)(&params, rank, 4)
+    dagwire_strategies::find("batched").unwrap().factory_with(&given, 4).unwrap()
 }
 
 fn mode_of(mode: &str, epoch_tasks: i64) -> Epochs {
@@ -314,10 +313,8 @@ fn fan_dag() -> Arc<Dag> {
 
 /// Tiled Cholesky's DAG (tile 4, so chunks stay small) on `ranks` ranks.
 fn cholesky_dag(tiles: i64, ranks: usize) -> Arc<Dag> {
-    let info = dagwire_workloads::find("cholesky").unwrap();
-    let given = [("n".to_string(), ParamValue::Int(4 * tiles)), ("tile".to_string(), ParamValue::Int(4))];
-    let params = Params::resolve(&(info.params)(), given.into()).unwrap();
-    Arc::clone((info.prepare)(&params, ranks, 1).unwrap().dag())
+    let given = [("n", ParamValue::Int(4 * tiles)), ("tile", ParamValue::Int(4))];
+    Arc::clone(dagwire_workloads::find("cholesky").unwrap().build(&given, ranks, 1).unwrap().dag())
 }
 
 const TIMINGS: [Timing; 4] = [

@@ -2,8 +2,8 @@
 //! kernels) with the batched strategy, verified by the workload's residual.
 
 use dagwire_runtime::local::{LocalConfig, run};
-use dagwire_runtime::{Fault, ParamValue, Params, Progress, Rank, RunOutcome, Strategy};
-use dagwire_strategies::batched::{self, Epochs, epochs};
+use dagwire_runtime::{Fault, ParamValue, Progress, RunOutcome};
+use dagwire_strategies::batched::{Epochs, epochs};
 use dagwire_workloads::cholesky::RESIDUAL_BOUND;
 use dagwire_workloads::{Verification, Workload};
 use std::collections::BTreeSet;
@@ -11,10 +11,8 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 fn cholesky(n: i64, tile: i64, ranks: usize) -> Box<dyn Workload> {
-    let info = dagwire_workloads::find("cholesky").unwrap();
-    let given = [("n".to_string(), ParamValue::Int(n)), ("tile".to_string(), ParamValue::Int(tile))];
-    let params = Params::resolve(&(info.params)(), given.into()).unwrap();
-    (info.prepare)(&params, ranks, 2024).unwrap()
+    let given = [("n", ParamValue::Int(n)), ("tile", ParamValue::Int(tile))];
+    dagwire_workloads::find("cholesky").unwrap().build(&given, ranks, 2024).unwrap()
 }
 
 /// One batched run of Cholesky(`n`, `tile`) on `ranks` ranks.
@@ -35,15 +33,14 @@ impl Point {
     fn run(&self) -> (Box<dyn Workload>, RunOutcome, Verification) {
         let w = cholesky(self.n, self.tile, self.ranks);
         let given = [
-            ("epochs".to_string(), ParamValue::Str(self.epochs.into())),
-            ("epoch_tasks".to_string(), ParamValue::Int(self.epoch_tasks)),
-            ("bcast_threshold".to_string(), ParamValue::Int(self.bcast_threshold)),
-            ("tree".to_string(), ParamValue::Str(self.tree.into())),
-            ("segment_bytes".to_string(), ParamValue::Int(1000)),
+            ("epochs", ParamValue::Str(self.epochs.into())),
+            ("epoch_tasks", ParamValue::Int(self.epoch_tasks)),
+            ("bcast_threshold", ParamValue::Int(self.bcast_threshold)),
+            ("tree", ParamValue::Str(self.tree.into())),
+            ("segment_bytes", ParamValue::Int(1000)),
         ];
-        let params = Params::resolve(&(batched::INFO.params)(), given.into()).unwrap();
         let ranks = self.ranks;
-        let factory = move |r: Rank| -> Box<dyn Strategy> { (batched::INFO.build)(&params, r, ranks) };
+        let factory = dagwire_strategies::find("batched").unwrap().factory_with(&given, ranks).unwrap();
         let cfg = LocalConfig {
             ranks,
             workers: 2,

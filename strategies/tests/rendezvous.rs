@@ -9,7 +9,7 @@ use dagwire_runtime::{
     ChunkId, Dag, DagBuilder, KernelId, Message, MessageClass, ParamValue, Params, Payload, Rank, Strategy, TaskSpec,
 };
 use dagwire_strategies::eager::Eager;
-use dagwire_strategies::rendezvous::{self, Rendezvous};
+use dagwire_strategies::rendezvous::Rendezvous;
 use std::collections::{BTreeMap, BTreeSet};
 use std::num::NonZeroUsize;
 use std::sync::Arc;
@@ -20,12 +20,8 @@ use std::sync::Arc;
 
 /// A rendezvous instance through the registry, as a sweep would build it.
 fn rndv(eager_limit: u64, max_receives: i64) -> impl Fn(Rank) -> Box<dyn Strategy> {
-    let given = [
-        ("eager_limit".to_string(), ParamValue::Int(eager_limit as i64)),
-        ("max_receives".to_string(), ParamValue::Int(max_receives)),
-    ];
-    let params = Params::resolve(&(rendezvous::INFO.params)(), given.into()).unwrap();
-    move |rank| (rendezvous::INFO.build)(&params, rank, 4)
+    let given = [("eager_limit", ParamValue::Int(eager_limit as i64)), ("max_receives", ParamValue::Int(max_receives))];
+    dagwire_strategies::find("rendezvous").unwrap().factory_with(&given, 4).unwrap()
 }
 
 /// The byte every position of `chunk` holds, so a reader can tell chunks apart.

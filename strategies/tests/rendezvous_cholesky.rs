@@ -2,17 +2,14 @@
 //! kernels) with the rendezvous strategy, verified by the workload's residual.
 
 use dagwire_runtime::local::{LocalConfig, run};
-use dagwire_runtime::{Fault, ParamValue, Params, Progress, Rank, RunOutcome, Strategy};
-use dagwire_strategies::rendezvous;
+use dagwire_runtime::{Fault, ParamValue, Progress, RunOutcome};
 use dagwire_workloads::cholesky::RESIDUAL_BOUND;
 use dagwire_workloads::{Verification, Workload};
 use std::time::Duration;
 
 fn cholesky(n: i64, tile: i64, ranks: usize) -> Box<dyn Workload> {
-    let info = dagwire_workloads::find("cholesky").unwrap();
-    let given = [("n".to_string(), ParamValue::Int(n)), ("tile".to_string(), ParamValue::Int(tile))];
-    let params = Params::resolve(&(info.params)(), given.into()).unwrap();
-    (info.prepare)(&params, ranks, 2024).unwrap()
+    let given = [("n", ParamValue::Int(n)), ("tile", ParamValue::Int(tile))];
+    dagwire_workloads::find("cholesky").unwrap().build(&given, ranks, 2024).unwrap()
 }
 
 /// One rendezvous run of Cholesky(`n`, `tile`) on `ranks` ranks.
@@ -29,13 +26,10 @@ struct Point {
 impl Point {
     fn run(&self) -> (RunOutcome, Verification) {
         let w = cholesky(self.n, self.tile, self.ranks);
-        let given = [
-            ("eager_limit".to_string(), ParamValue::Int(self.eager_limit)),
-            ("max_receives".to_string(), ParamValue::Int(self.max_receives)),
-        ];
-        let params = Params::resolve(&(rendezvous::INFO.params)(), given.into()).unwrap();
+        let given =
+            [("eager_limit", ParamValue::Int(self.eager_limit)), ("max_receives", ParamValue::Int(self.max_receives))];
         let ranks = self.ranks;
-        let factory = move |r: Rank| -> Box<dyn Strategy> { (rendezvous::INFO.build)(&params, r, ranks) };
+        let factory = dagwire_strategies::find("rendezvous").unwrap().factory_with(&given, ranks).unwrap();
         let cfg = LocalConfig {
             ranks,
             workers: 2,

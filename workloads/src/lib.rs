@@ -8,7 +8,7 @@ pub mod cholesky;
 pub mod micro;
 
 use dagwire_runtime::params::did_you_mean;
-use dagwire_runtime::{ChunkId, Dag, KernelId, Kernels, ParamError, ParamSpec, Params, Payload, Trace};
+use dagwire_runtime::{ChunkId, Dag, KernelId, Kernels, ParamError, ParamSpec, ParamValue, Params, Payload, Trace};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -24,6 +24,26 @@ pub struct WorkloadInfo {
     /// Checks the parameters against the rank count and builds the workload.
     /// Errors name the parameter and what is allowed.
     pub prepare: fn(params: &Params, ranks: usize, seed: u64) -> Result<Box<dyn Workload>, ParamError>,
+}
+
+impl WorkloadInfo {
+    /// Resolves `given` against this workload's parameters (defaults for the rest) and
+    /// builds it for `ranks` ranks.
+    ///
+    /// ```
+    /// use dagwire_runtime::ParamValue;
+    /// let chol = dagwire_workloads::find("cholesky").unwrap();
+    /// let w = chol.build(&[("n", ParamValue::Int(64)), ("tile", ParamValue::Int(32))], 2, 1).unwrap();
+    /// assert_eq!(w.dag().ranks(), 2);
+    /// ```
+    pub fn build(
+        &self,
+        given: &[(&str, ParamValue)],
+        ranks: usize,
+        seed: u64,
+    ) -> Result<Box<dyn Workload>, ParamError> {
+        (self.prepare)(&Params::from_pairs(&(self.params)(), given)?, ranks, seed)
+    }
 }
 
 /// A workload instance for one run: its DAG, its kernels, and its own check.

@@ -8,10 +8,7 @@ use dagwire_workloads::{Verification, Workload, find};
 use std::time::Duration;
 
 fn prepare(n: i64, tile: i64, ranks: usize) -> Result<Box<dyn Workload>, ParamError> {
-    let info = find("cholesky").unwrap();
-    let given = [("n".to_string(), ParamValue::Int(n)), ("tile".to_string(), ParamValue::Int(tile))];
-    let params = Params::resolve(&(info.params)(), given.into()).unwrap();
-    (info.prepare)(&params, ranks, 2024)
+    find("cholesky").unwrap().build(&[("n", ParamValue::Int(n)), ("tile", ParamValue::Int(tile))], ranks, 2024)
 }
 
 fn run_cfg(n: i64, tile: i64, cfg: LocalConfig) -> Verification {

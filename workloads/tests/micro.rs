@@ -28,16 +28,14 @@ impl Point {
 }
 
 fn prepare(p: Point) -> Result<Box<dyn Workload>, ParamError> {
-    let info = find("micro").unwrap();
     let given = [
-        ("pattern".to_string(), ParamValue::Str(p.pattern.into())),
-        ("size".to_string(), ParamValue::Int(p.size)),
-        ("iterations".to_string(), ParamValue::Int(p.iterations)),
-        ("warmup".to_string(), ParamValue::Int(p.warmup)),
-        ("window".to_string(), ParamValue::Int(p.window)),
+        ("pattern", ParamValue::Str(p.pattern.into())),
+        ("size", ParamValue::Int(p.size)),
+        ("iterations", ParamValue::Int(p.iterations)),
+        ("warmup", ParamValue::Int(p.warmup)),
+        ("window", ParamValue::Int(p.window)),
     ];
-    let params = Params::resolve(&(info.params)(), given.into())?;
-    (info.prepare)(&params, p.ranks, 1)
+    find("micro").unwrap().build(&given, p.ranks, 1)
 }
 
 fn cfg(ranks: usize, progress: Progress, fault: Option<Fault>) -> LocalConfig {
