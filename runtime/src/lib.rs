@@ -20,6 +20,7 @@ pub mod params;
 pub mod payload;
 pub mod placement;
 pub mod strategy;
+pub mod testing;
 pub mod trace;
 
 pub use collective::{Capability, CollectiveJoin, CollectiveKind, Contribution};

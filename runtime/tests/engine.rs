@@ -3,12 +3,12 @@
 use dagwire_runtime::collective::Tree;
 use dagwire_runtime::engine::{Action, Engine, EngineError, TaskDone};
 use dagwire_runtime::message::{HEADER_BYTES, NO_CHUNK};
+use dagwire_runtime::testing::{Timing, drive};
 use dagwire_runtime::trace::Phase;
 use dagwire_runtime::{
     Capability, ChunkId, CollectiveKind, Contribution, Dag, DagBuilder, KernelId, Message, MessageClass, Payload, Rank,
     Strategy, StrategyCtx, TaskId, TaskSpec,
 };
-use std::collections::VecDeque;
 use std::sync::Arc;
 
 /// A minimal eager protocol, so these tests do not depend on the strategies crate.
@@ -184,46 +184,6 @@ fn a_task_reported_twice_is_an_error() {
     assert!(matches!(r0.error(), Some(EngineError::NotRunning { .. })));
 }
 
-/// An in-memory N-rank harness with simulated time and a fixed latency: every
-/// action completes `latency` ns after it is issued. Bounded: panics after `max_steps`.
-fn drive(dag: &Arc<Dag>, latency: u64, max_steps: usize) -> (u64, Vec<Engine>) {
-    let mut engines: Vec<Engine> = (0..dag.ranks() as u32).map(|r| engine(r, dag, 1)).collect();
-    let mut events: VecDeque<(u64, usize, Result<TaskDone, (Rank, Message)>)> = VecDeque::new();
-    let mut now = 0;
-    engines.iter_mut().for_each(|e| e.handle_start(0));
-    for _ in 0..max_steps {
-        for (r, e) in engines.iter_mut().enumerate() {
-            while let Some(a) = e.poll_action(now) {
-                match a {
-                    Action::Run(run) => {
-                        let sizes: Vec<Payload> = dag
-                            .task(run.task)
-                            .outputs()
-                            .map(|c| Payload::zeroed(dag.chunk(c).bytes as usize))
-                            .collect();
-                        events.push_back((now + latency, r, Ok(done(run.task, sizes))));
-                    }
-                    Action::Send(out) => {
-                        events.push_back((now + latency, out.to.index(), Err((Rank(r as u32), out.msg))))
-                    }
-                    Action::Collective(_) => panic!("the push strategy joins no collective"),
-                }
-            }
-        }
-        if engines.iter().all(|e| e.is_done()) {
-            return (now, engines);
-        }
-        let (at, r, ev) = events.pop_front().expect("work remains but nothing is in flight: deadlock");
-        now = at;
-        match ev {
-            Ok(d) => engines[r].handle_task_done(now, d),
-            Err((from, msg)) => engines[r].handle_message(now, from, msg),
-        }
-        assert!(engines[r].error().is_none(), "{:?}", engines[r].error());
-    }
-    panic!("not done after {max_steps} steps");
-}
-
 #[test]
 fn a_fan_out_over_four_ranks_finishes_with_one_message_per_reader_rank() {
     let mut b = DagBuilder::new(4);
@@ -234,8 +194,10 @@ fn a_fan_out_over_four_ranks_finishes_with_one_message_per_reader_rank() {
         }
     }
     let dag = Arc::new(b.finish());
-    let (end, mut engines) = drive(&dag, 10, 1000);
-    let messages: usize = engines.iter_mut().map(|e| e.take_trace().messages.len()).sum();
+    let timing = Timing { latency: 10, task_ns: 10 };
+    let run =
+        drive(&dag, &|_| Box::new(Push), 1, timing, 1000, &mut |_| Err("push joins no collective".into())).unwrap();
+    let (end, messages) = (run.end_ns, run.trace.messages.len());
     assert_eq!(messages, 3, "a chunk crosses to each reader rank once");
     assert_eq!(end, 10 + 10 + 3 * 10, "produce, message, three reads in a row on one worker");
 }

@@ -6,7 +6,8 @@
 use dagwire_runtime::collective::{Capability, CollectiveKind, Contribution, Tree, check_capabilities};
 use dagwire_runtime::engine::{Action, Engine, EngineError, TaskDone};
 use dagwire_runtime::message::{HEADER_BYTES, NO_CHUNK};
-use dagwire_runtime::trace::{Phase, Trace};
+use dagwire_runtime::testing::{self, JoinView, Run, Timing};
+use dagwire_runtime::trace::Phase;
 use dagwire_runtime::{
     ChunkId, Dag, DagBuilder, KernelId, Message, MessageClass, ParamValue, Params, Payload, Rank, Strategy, TaskId,
     TaskSpec,
@@ -45,57 +46,11 @@ fn mode_of(mode: &str, epoch_tasks: i64) -> Epochs {
     }
 }
 
-/// The byte every position of `chunk` holds, so a reader can tell chunks apart.
-fn fill(chunk: ChunkId) -> u8 {
-    (chunk.0 as u8).wrapping_mul(37).wrapping_add(1)
-}
-
-/// Time settings of a harness run.
-#[derive(Clone, Copy, Debug)]
-struct Timing {
-    /// A collective completes this long after its last rank joined.
-    latency: u64,
-    /// Every task runs this long.
-    task_ns: u64,
-}
-
-/// What a finished harness run leaves.
-struct Run {
-    /// When the last rank finished.
-    end_ns: u64,
-    /// All ranks' traces, merged.
-    trace: Trace,
-    /// Per rank, the collective ids it joined, in join order.
-    joins: Vec<Vec<u64>>,
-    /// Point-to-point sends the engines asked for.
-    p2p_sends: usize,
-}
-
-enum Event {
-    Done(TaskDone),
-    Message(Rank, Message),
-    CollectiveDone(u64, Vec<Contribution>),
-}
-
-/// One rank's contribution to each peer, as it joined.
-type Sends = Vec<(Rank, Vec<Message>)>;
-
-/// One collective on its way: its kind, and who joined, when, with what.
-struct Gathering {
-    kind: CollectiveKind,
-    joined: BTreeMap<usize, (u64, Sends)>,
-}
-
-/// Runs `dag` on one engine per rank (two workers each) until every rank is done. A
-/// collective completes on every member `latency` after the last one joined it (an
-/// all-to-all-v's members are all ranks; a broadcast's data reaches every other member
-/// from its root).
-/// Checks, as it goes, that every rank joins collectives one at a time in increasing
-/// id order, and only once all its tasks producing chunks of that epoch read
-/// elsewhere have finished (`epoch_of` gives each task's epoch; a collective's epoch is
-/// its id / 2^32), and that all members of a collective agree on its kind. Kernels are simulated:
-/// each checks that every input holds the bytes its producer wrote. Fails, with every
-/// rank's diagnosis, on an engine error, a broken rule, a deadlock or after `max_steps`.
+/// Runs `dag` on the shared harness (two workers per rank), which checks that each
+/// rank has one collective open at a time, in increasing id order, with members
+/// agreeing on its kind; this adds batched's own rule: a rank joins epoch e's
+/// collective (epoch = id / 2^32) only once all its tasks of that epoch producing
+/// chunks read elsewhere have finished (`epoch_of` gives each task's epoch).
 fn drive(
     dag: &Arc<Dag>,
     strategy: &dyn Fn(Rank) -> Box<dyn Strategy>,
@@ -103,140 +58,26 @@ fn drive(
     timing: Timing,
     max_steps: usize,
 ) -> Result<Run, String> {
-    let p = dag.ranks();
-    let mut engines: Vec<Engine> =
-        (0..p as u32).map(|r| Engine::new(Rank(r), Arc::clone(dag), strategy(Rank(r)), 2)).collect();
-    let mut events: BTreeMap<(u64, u64), (usize, Event)> = BTreeMap::new();
-    let mut gathering: BTreeMap<u64, Gathering> = BTreeMap::new();
-    let mut finished: BTreeSet<TaskId> = BTreeSet::new();
-    let mut open: Vec<Option<u64>> = vec![None; p];
-    let mut joins: Vec<Vec<u64>> = vec![Vec::new(); p];
-    let (mut seq, mut now, mut p2p_sends) = (0, 0, 0);
     let crosses = |c: ChunkId| dag.consumers(c).iter().any(|&t| dag.task(t).owner != dag.chunk_owner(c));
-    engines.iter_mut().for_each(|e| e.handle_start(0));
-    for _ in 0..max_steps {
-        for r in 0..p {
-            while let Some(action) = engines[r].poll_action(now) {
-                match action {
-                    Action::Run(run) => {
-                        for (&c, input) in dag.inputs(run.task).iter().zip(&run.inputs) {
-                            if input.as_bytes() != vec![fill(c); dag.chunk(c).bytes as usize].as_slice() {
-                                return Err(format!("task {} on r{r} got wrong bytes for chunk {c}", run.task));
-                            }
-                        }
-                        let outputs = dag
-                            .task(run.task)
-                            .outputs()
-                            .map(|c| Payload::from_bytes(&vec![fill(c); dag.chunk(c).bytes as usize]))
-                            .collect();
-                        let (start_ns, end_ns) = (now, now + timing.task_ns);
-                        let done = TaskDone { task: run.task, worker: 0, start_ns, end_ns, outputs };
-                        events.insert((end_ns, seq), (r, Event::Done(done)));
-                    }
-                    Action::Send(out) => {
-                        p2p_sends += 1;
-                        events.insert(
-                            (now + timing.latency, seq),
-                            (out.to.index(), Event::Message(Rank(r as u32), out.msg)),
-                        );
-                    }
-                    Action::Collective(join) => {
-                        let epoch = join.id >> 32;
-                        if let Some(id) = open[r] {
-                            return Err(format!("r{r} joined collective {} while {id} was still open", join.id));
-                        }
-                        if joins[r].last().is_some_and(|&last| last >= join.id) {
-                            return Err(format!("r{r} joined collective {} after {:?}", join.id, joins[r]));
-                        }
-                        let early: Vec<TaskId> = dag
-                            .tasks_of(Rank(r as u32))
-                            .iter()
-                            .copied()
-                            .filter(|&t| epoch_of[t.index()] as u64 == epoch)
-                            .filter(|&t| dag.task(t).outputs().any(crosses) && !finished.contains(&t))
-                            .collect();
-                        if !early.is_empty() {
-                            return Err(format!(
-                                "r{r} joined collective {} (epoch {epoch}) before its producers {early:?} finished",
-                                join.id
-                            ));
-                        }
-                        open[r] = Some(join.id);
-                        joins[r].push(join.id);
-                        let g = gathering
-                            .entry(join.id)
-                            .or_insert_with(|| Gathering { kind: join.kind.clone(), joined: BTreeMap::new() });
-                        if g.kind != join.kind {
-                            return Err(format!("r{r} joined {} as {:?}, others as {:?}", join.id, join.kind, g.kind));
-                        }
-                        g.joined.insert(r, (now, join.sends));
-                        let members = match &g.kind {
-                            CollectiveKind::AllToAllV => (0..p).map(|r| Rank(r as u32)).collect(),
-                            CollectiveKind::Broadcast { members, .. } => members.clone(),
-                        };
-                        if !members.contains(&Rank(r as u32)) {
-                            return Err(format!("r{r} joined {}, which it is no member of", join.id));
-                        }
-                        if g.joined.len() == members.len() {
-                            let g = gathering.remove(&join.id).expect("present");
-                            let at = now + timing.latency;
-                            let mut inbox: BTreeMap<Rank, Vec<Contribution>> =
-                                members.iter().map(|&m| (m, Vec::new())).collect();
-                            let broadcast = matches!(g.kind, CollectiveKind::Broadcast { .. });
-                            for (from, (sent_ns, sends)) in g.joined {
-                                for (to, messages) in sends {
-                                    let from = Rank(from as u32);
-                                    let part = Contribution { from, sent_ns, recv_ns: at, messages };
-                                    if broadcast {
-                                        members[1..].iter().for_each(|m| inbox.get_mut(m).unwrap().push(part.clone()));
-                                    } else {
-                                        inbox.get_mut(&to).unwrap().push(part);
-                                    }
-                                }
-                            }
-                            for (to, received) in inbox {
-                                seq += 1;
-                                events.insert((at, seq), (to.index(), Event::CollectiveDone(join.id, received)));
-                            }
-                        }
-                    }
-                }
-                seq += 1;
-            }
+    let mut producers_done = |v: &JoinView<'_>| {
+        let epoch = v.join.id >> 32;
+        let early: Vec<TaskId> = dag
+            .tasks_of(v.rank)
+            .iter()
+            .copied()
+            .filter(|&t| epoch_of[t.index()] as u64 == epoch)
+            .filter(|&t| dag.task(t).outputs().any(crosses) && !v.finished.contains(&t))
+            .collect();
+        if early.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} joined collective {} (epoch {epoch}) before its producers {early:?} finished",
+                v.rank, v.join.id
+            ))
         }
-        if engines.iter().all(Engine::is_done) {
-            if !gathering.is_empty() {
-                return Err(format!("all ranks done with collectives {:?} still gathering", gathering.keys()));
-            }
-            let trace = Trace::merge(engines.iter_mut().map(Engine::take_trace).collect());
-            return Ok(Run { end_ns: now, trace, joins, p2p_sends });
-        }
-        let Some(((at, _), (r, event))) = events.pop_first() else {
-            return Err(diagnose(&engines, now, "deadlock: work remains but nothing is in flight"));
-        };
-        now = at;
-        match event {
-            Event::Done(done) => {
-                finished.insert(done.task);
-                engines[r].handle_task_done(now, done);
-            }
-            Event::Message(from, msg) => engines[r].handle_message(now, from, msg),
-            Event::CollectiveDone(id, received) => {
-                open[r] = None;
-                engines[r].handle_collective_done(now, id, received);
-            }
-        }
-        if let Some(e) = engines[r].error() {
-            return Err(diagnose(&engines, now, &format!("r{r} failed: {e}")));
-        }
-    }
-    Err(diagnose(&engines, now, &format!("not done after {max_steps} steps")))
-}
-
-/// `why`, then what every rank is waiting for.
-fn diagnose(engines: &[Engine], now: u64, why: &str) -> String {
-    let ranks: Vec<String> = engines.iter().map(Engine::waiting_summary).collect();
-    format!("{why} at {now} ns\n{}", ranks.join("\n"))
+    };
+    testing::drive(dag, strategy, 2, timing, max_steps, &mut producers_done)
 }
 
 /// Every (chunk, producer rank, reader rank) the DAG moves.

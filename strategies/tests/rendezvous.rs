@@ -4,6 +4,7 @@
 
 use dagwire_runtime::engine::{Action, Engine, EngineError, TaskDone};
 use dagwire_runtime::message::HEADER_BYTES;
+use dagwire_runtime::testing::{self, Run, Timing};
 use dagwire_runtime::trace::{MessageRecord, MessageTotals, Phase, Trace};
 use dagwire_runtime::{
     ChunkId, Dag, DagBuilder, KernelId, Message, MessageClass, ParamValue, Params, Payload, Rank, Strategy, TaskSpec,
@@ -24,110 +25,17 @@ fn rndv(eager_limit: u64, max_receives: i64) -> impl Fn(Rank) -> Box<dyn Strateg
     dagwire_strategies::find("rendezvous").unwrap().factory_with(&given, 4).unwrap()
 }
 
-/// The byte every position of `chunk` holds, so a reader can tell chunks apart.
-fn fill(chunk: ChunkId) -> u8 {
-    (chunk.0 as u8).wrapping_mul(37).wrapping_add(1)
-}
-
-/// Time settings of a harness run.
-#[derive(Clone, Copy, Debug)]
-struct Timing {
-    /// Every message arrives this long after it is sent.
-    latency: u64,
-    /// Every task runs this long.
-    task_ns: u64,
-}
-
-/// What a finished harness run leaves.
-struct Run {
-    /// When the last rank finished.
-    end_ns: u64,
-    /// All ranks' traces, merged.
-    trace: Trace,
-    /// Result chunks, from every rank.
-    results: BTreeSet<ChunkId>,
-}
-
-enum Event {
-    Done(TaskDone),
-    Message(Rank, Message),
-}
-
-/// Runs `dag` on one engine per rank (two workers each) until every rank is done.
-/// Events are ordered by (time, insertion sequence). Kernels are simulated: each
-/// checks that every input holds the bytes its producer wrote and fills its outputs.
-/// Fails, with every rank's diagnosis, on an engine error, a wrong input, a deadlock
-/// (work left, nothing in flight) or after `max_steps` events.
+/// Runs `dag` on the shared harness (two workers per rank); rendezvous never joins a
+/// collective, so a join fails the run.
 fn drive(
     dag: &Arc<Dag>,
     strategy: &dyn Fn(Rank) -> Box<dyn Strategy>,
     timing: Timing,
     max_steps: usize,
 ) -> Result<Run, String> {
-    let mut engines: Vec<Engine> =
-        (0..dag.ranks() as u32).map(|r| Engine::new(Rank(r), Arc::clone(dag), strategy(Rank(r)), 2)).collect();
-    let mut events: BTreeMap<(u64, u64), (usize, Event)> = BTreeMap::new();
-    let mut seq = 0;
-    let mut now = 0;
-    engines.iter_mut().for_each(|e| e.handle_start(0));
-    for _ in 0..max_steps {
-        for (r, e) in engines.iter_mut().enumerate() {
-            while let Some(action) = e.poll_action(now) {
-                let (at, to, event) = match action {
-                    Action::Run(run) => {
-                        for (&c, input) in dag.inputs(run.task).iter().zip(&run.inputs) {
-                            let want = vec![fill(c); dag.chunk(c).bytes as usize];
-                            if input.as_bytes() != want.as_slice() {
-                                return Err(format!("task {} on r{r} got wrong bytes for chunk {c}", run.task));
-                            }
-                        }
-                        let outputs = dag
-                            .task(run.task)
-                            .outputs()
-                            .map(|c| Payload::from_bytes(&vec![fill(c); dag.chunk(c).bytes as usize]))
-                            .collect();
-                        let done = TaskDone {
-                            task: run.task,
-                            worker: 0,
-                            start_ns: now,
-                            end_ns: now + timing.task_ns,
-                            outputs,
-                        };
-                        (now + timing.task_ns, r, Event::Done(done))
-                    }
-                    Action::Send(out) => {
-                        (now + timing.latency, out.to.index(), Event::Message(Rank(r as u32), out.msg))
-                    }
-                    Action::Collective(join) => return Err(format!("r{r} joined collective {}", join.id)),
-                };
-                events.insert((at, seq), (to, event));
-                seq += 1;
-            }
-        }
-        if engines.iter().all(Engine::is_done) {
-            let results = engines.iter_mut().flat_map(|e| e.take_results()).map(|(c, _)| c).collect();
-            let trace = Trace::merge(engines.iter_mut().map(Engine::take_trace).collect());
-            return Ok(Run { end_ns: now, trace, results });
-        }
-        let Some(((at, _), (r, event))) = events.pop_first() else {
-            return Err(diagnose(&engines, now, "deadlock: work remains but nothing is in flight"));
-        };
-        now = at;
-        match event {
-            Event::Done(done) => engines[r].handle_task_done(now, done),
-            Event::Message(from, msg) => engines[r].handle_message(now, from, msg),
-        }
-        if let Some(e) = engines[r].error() {
-            return Err(diagnose(&engines, now, &format!("r{r} failed: {e}")));
-        }
-    }
-    Err(diagnose(&engines, now, &format!("not done after {max_steps} steps")))
-}
-
-/// `why`, then what every rank is waiting for.
-fn diagnose(engines: &[Engine], now: u64, why: &str) -> String {
-    let ranks: Vec<String> = engines.iter().map(Engine::waiting_summary).collect();
-    format!("{why} at {now} ns\n{}", ranks.join("\n"))
+    testing::drive(dag, strategy, 2, timing, max_steps, &mut |v| {
+        Err(format!("{} joined collective {}", v.rank, v.join.id))
+    })
 }
 
 /// Chunk sizes in the test DAG, so eager limits can fall between them.

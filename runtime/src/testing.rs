@@ -1,0 +1,289 @@
+//! An in-memory N-rank harness for engine and strategy tests: every rank's [`Engine`]
+//! in one thread, simulated time, fixed latencies, a bounded number of steps
+//! (house rule 10). Kernels are simulated: each checks that every input holds the
+//! bytes its producer wrote ([`fill`]) and writes its own outputs the same way, so a
+//! strategy that loses, mixes up or corrupts a chunk fails the run.
+//!
+//! The harness also enforces the rules every collective follows, whatever the
+//! strategy: a rank has at most one collective open, joins them in increasing id
+//! order, agrees with the other members on the kind, and is a member of what it joins.
+
+use crate::collective::{CollectiveJoin, CollectiveKind, Contribution};
+use crate::dag::Dag;
+use crate::engine::{Action, Engine, TaskDone};
+use crate::ids::{ChunkId, Rank, TaskId};
+use crate::message::Message;
+use crate::payload::Payload;
+use crate::strategy::Strategy;
+use crate::trace::Trace;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+/// The byte every position of `chunk` holds, so a reader can tell chunks apart.
+///
+/// ```
+/// use dagwire_runtime::{ChunkId, testing::fill};
+/// assert_ne!(fill(ChunkId(1)), fill(ChunkId(2)));
+/// ```
+pub fn fill(chunk: ChunkId) -> u8 {
+    (chunk.0 as u8).wrapping_mul(37).wrapping_add(1)
+}
+
+/// Simulated time of a harness run.
+#[derive(Clone, Copy, Debug)]
+pub struct Timing {
+    /// A message arrives, and a collective completes after its last member joined,
+    /// this long later.
+    pub latency: u64,
+    /// Every task runs this long.
+    pub task_ns: u64,
+}
+
+/// A rank joining a collective, shown to the test's own check (for example batched's
+/// "only after this epoch's producers finished").
+pub struct JoinView<'a> {
+    /// The joining rank.
+    pub rank: Rank,
+    /// What it joins with.
+    pub join: &'a CollectiveJoin,
+    /// Every task finished so far, on any rank.
+    pub finished: &'a BTreeSet<TaskId>,
+}
+
+/// What a finished harness run leaves.
+#[derive(Debug)]
+pub struct Run {
+    /// When the last rank finished, ns.
+    pub end_ns: u64,
+    /// All ranks' traces, merged.
+    pub trace: Trace,
+    /// Result chunks, from every rank.
+    pub results: BTreeSet<ChunkId>,
+    /// Per rank, the collective ids it joined, in join order.
+    pub joins: Vec<Vec<u64>>,
+    /// Point-to-point sends the engines asked for.
+    pub p2p_sends: usize,
+}
+
+/// Runs `dag` with `workers` workers per rank until every rank is done, checking each
+/// collective join with `check_join` as well as the harness's own rules. Events are
+/// ordered by (time, insertion sequence). Fails, with every rank's diagnosis, on an
+/// engine error, a wrong input, a broken rule, a deadlock or after `max_steps` events.
+///
+/// ```
+/// use dagwire_runtime::testing::{Timing, drive};
+/// use dagwire_runtime::{DagBuilder, KernelId, Rank, TaskSpec};
+/// use std::sync::Arc;
+/// # struct NoStrategy;
+/// # impl dagwire_runtime::Strategy for NoStrategy {
+/// #     fn name(&self) -> &'static str { "none" }
+/// #     fn op_name(&self, _: u8) -> &'static str { "none" }
+/// #     fn on_chunk_ready(&mut self, _: &mut dagwire_runtime::StrategyCtx<'_>, _: dagwire_runtime::ChunkId,
+/// #         _: &Arc<dagwire_runtime::Payload>, _: &[Rank]) {}
+/// #     fn on_message(&mut self, _: &mut dagwire_runtime::StrategyCtx<'_>, _: Rank,
+/// #         _: dagwire_runtime::Message) -> Result<(), String> { Ok(()) }
+/// # }
+/// let mut b = DagBuilder::new(1);
+/// let a = b.add(TaskSpec::new(KernelId(0), Rank(0)).outputs(&[8]));
+/// b.add(TaskSpec::new(KernelId(0), Rank(0)).inputs(&[a.output(0)]).outputs(&[8]));
+/// let timing = Timing { latency: 5, task_ns: 10 };
+/// let run = drive(&Arc::new(b.finish()), &|_| Box::new(NoStrategy), 1, timing, 100, &mut |_| Ok(())).unwrap();
+/// assert_eq!(run.end_ns, 20);
+/// ```
+pub fn drive(
+    dag: &Arc<Dag>,
+    strategy: &dyn Fn(Rank) -> Box<dyn Strategy>,
+    workers: usize,
+    timing: Timing,
+    max_steps: usize,
+    check_join: &mut dyn FnMut(&JoinView<'_>) -> Result<(), String>,
+) -> Result<Run, String> {
+    let p = dag.ranks();
+    let mut h = Harness {
+        dag,
+        timing,
+        engines: (0..p as u32).map(|r| Engine::new(Rank(r), Arc::clone(dag), strategy(Rank(r)), workers)).collect(),
+        events: BTreeMap::new(),
+        seq: 0,
+        now: 0,
+        gathering: BTreeMap::new(),
+        finished: BTreeSet::new(),
+        open: vec![None; p],
+        joins: vec![Vec::new(); p],
+        p2p_sends: 0,
+    };
+    h.engines.iter_mut().for_each(|e| e.handle_start(0));
+    for _ in 0..max_steps {
+        for r in 0..p {
+            h.act(r, check_join)?;
+        }
+        if h.engines.iter().all(Engine::is_done) {
+            return h.finish();
+        }
+        h.step()?;
+    }
+    Err(h.diagnose(&format!("not done after {max_steps} steps")))
+}
+
+enum Event {
+    Done(TaskDone),
+    Message(Rank, Message),
+    CollectiveDone(u64, Vec<Contribution>),
+}
+
+/// One collective on its way: its kind, and who joined, when, with what.
+struct Gathering {
+    kind: CollectiveKind,
+    joined: BTreeMap<Rank, (u64, Vec<(Rank, Vec<Message>)>)>,
+}
+
+struct Harness<'a> {
+    dag: &'a Arc<Dag>,
+    timing: Timing,
+    engines: Vec<Engine>,
+    events: BTreeMap<(u64, u64), (usize, Event)>,
+    seq: u64,
+    now: u64,
+    gathering: BTreeMap<u64, Gathering>,
+    finished: BTreeSet<TaskId>,
+    open: Vec<Option<u64>>,
+    joins: Vec<Vec<u64>>,
+    p2p_sends: usize,
+}
+
+impl Harness<'_> {
+    fn push(&mut self, at: u64, rank: usize, event: Event) {
+        self.events.insert((at, self.seq), (rank, event));
+        self.seq += 1;
+    }
+
+    /// Executes everything rank `r` wants to do now.
+    fn act(&mut self, r: usize, check_join: &mut dyn FnMut(&JoinView<'_>) -> Result<(), String>) -> Result<(), String> {
+        while let Some(action) = self.engines[r].poll_action(self.now) {
+            match action {
+                Action::Run(run) => {
+                    let outputs = self.kernel(r, run.task, &run.inputs)?;
+                    let (start_ns, end_ns) = (self.now, self.now + self.timing.task_ns);
+                    self.push(
+                        end_ns,
+                        r,
+                        Event::Done(TaskDone { task: run.task, worker: 0, start_ns, end_ns, outputs }),
+                    );
+                }
+                Action::Send(out) => {
+                    self.p2p_sends += 1;
+                    self.push(self.now + self.timing.latency, out.to.index(), Event::Message(Rank(r as u32), out.msg));
+                }
+                Action::Collective(join) => {
+                    let view = JoinView { rank: Rank(r as u32), join: &join, finished: &self.finished };
+                    check_join(&view)?;
+                    self.join(Rank(r as u32), join)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A simulated kernel: checks its inputs' bytes and fills its outputs.
+    fn kernel(&self, r: usize, task: TaskId, inputs: &[Arc<Payload>]) -> Result<Vec<Payload>, String> {
+        let dag = self.dag;
+        let bytes_of = |c: ChunkId| vec![fill(c); dag.chunk(c).bytes as usize];
+        for (&c, input) in dag.inputs(task).iter().zip(inputs) {
+            if input.as_bytes() != bytes_of(c).as_slice() {
+                return Err(format!("task {task} on r{r} got wrong bytes for chunk {c}"));
+            }
+        }
+        Ok(dag.task(task).outputs().map(|c| Payload::from_bytes(&bytes_of(c))).collect())
+    }
+
+    /// A rank joins a collective; once every member has, it completes `latency` later.
+    fn join(&mut self, rank: Rank, join: CollectiveJoin) -> Result<(), String> {
+        let r = rank.index();
+        if let Some(id) = self.open[r] {
+            return Err(format!("{rank} joined collective {} while {id} was still open", join.id));
+        }
+        if self.joins[r].last().is_some_and(|&last| last >= join.id) {
+            return Err(format!("{rank} joined collective {} after {:?}", join.id, self.joins[r]));
+        }
+        self.open[r] = Some(join.id);
+        self.joins[r].push(join.id);
+        let g = self
+            .gathering
+            .entry(join.id)
+            .or_insert_with(|| Gathering { kind: join.kind.clone(), joined: BTreeMap::new() });
+        if g.kind != join.kind {
+            return Err(format!("{rank} joined {} as {:?}, others as {:?}", join.id, join.kind, g.kind));
+        }
+        let members = match &g.kind {
+            CollectiveKind::AllToAllV => (0..self.engines.len() as u32).map(Rank).collect(),
+            CollectiveKind::Broadcast { members, .. } => members.clone(),
+        };
+        if !members.contains(&rank) {
+            return Err(format!("{rank} joined {}, which it is no member of", join.id));
+        }
+        g.joined.insert(rank, (self.now, join.sends));
+        if g.joined.len() == members.len() {
+            let g = self.gathering.remove(&join.id).expect("present");
+            self.complete(join.id, g, &members);
+        }
+        Ok(())
+    }
+
+    /// Delivers a complete collective to every member.
+    fn complete(&mut self, id: u64, g: Gathering, members: &[Rank]) {
+        let at = self.now + self.timing.latency;
+        let mut inbox: BTreeMap<Rank, Vec<Contribution>> = members.iter().map(|&m| (m, Vec::new())).collect();
+        let broadcast = matches!(g.kind, CollectiveKind::Broadcast { .. });
+        for (from, (sent_ns, sends)) in g.joined {
+            for (to, messages) in sends {
+                let part = Contribution { from, sent_ns, recv_ns: at, messages };
+                if broadcast {
+                    members[1..].iter().for_each(|m| inbox.get_mut(m).expect("member").push(part.clone()));
+                } else {
+                    inbox.get_mut(&to).expect("every rank is a member").push(part);
+                }
+            }
+        }
+        for (to, received) in inbox {
+            self.push(at, to.index(), Event::CollectiveDone(id, received));
+        }
+    }
+
+    /// Feeds the earliest event to its rank.
+    fn step(&mut self) -> Result<(), String> {
+        let Some(((at, _), (r, event))) = self.events.pop_first() else {
+            return Err(self.diagnose("deadlock: work remains but nothing is in flight"));
+        };
+        self.now = at;
+        match event {
+            Event::Done(done) => {
+                self.finished.insert(done.task);
+                self.engines[r].handle_task_done(at, done);
+            }
+            Event::Message(from, msg) => self.engines[r].handle_message(at, from, msg),
+            Event::CollectiveDone(id, received) => {
+                self.open[r] = None;
+                self.engines[r].handle_collective_done(at, id, received);
+            }
+        }
+        match self.engines[r].error() {
+            Some(e) => Err(self.diagnose(&format!("r{r} failed: {e}"))),
+            None => Ok(()),
+        }
+    }
+
+    fn finish(mut self) -> Result<Run, String> {
+        if !self.gathering.is_empty() {
+            return Err(format!("all ranks done with collectives {:?} still gathering", self.gathering.keys()));
+        }
+        let results = self.engines.iter_mut().flat_map(|e| e.take_results()).map(|(c, _)| c).collect();
+        let trace = Trace::merge(self.engines.iter_mut().map(Engine::take_trace).collect());
+        Ok(Run { end_ns: self.now, trace, results, joins: self.joins, p2p_sends: self.p2p_sends })
+    }
+
+    /// `why`, then what every rank is waiting for.
+    fn diagnose(&self, why: &str) -> String {
+        let ranks: Vec<String> = self.engines.iter().map(Engine::waiting_summary).collect();
+        format!("{why} at {} ns\n{}", self.now, ranks.join("\n"))
+    }
+}
