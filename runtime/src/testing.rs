@@ -162,10 +162,13 @@ struct Written {
     epoch: u32,
 }
 
+/// When a member joined (for a fence, when its earlier operations complete) and what it sent.
+type Joined = (u64, Vec<(Rank, Vec<Message>)>);
+
 /// One collective on its way: its kind, and who joined, when, with what.
 struct Gathering {
     kind: CollectiveKind,
-    joined: BTreeMap<Rank, (u64, Vec<(Rank, Vec<Message>)>)>,
+    joined: BTreeMap<Rank, Joined>,
 }
 
 struct Harness<'a> {

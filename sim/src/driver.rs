@@ -328,10 +328,10 @@ impl Sim<'_> {
         let r = origin.index();
         self.engines[r].handle_one_sided_done(t, id, data);
         self.outstanding[r] -= 1;
-        if self.outstanding[r] == 0 {
-            if let Some(fence) = self.parked_fence[r].take() {
-                self.join(r, t, fence);
-            }
+        if self.outstanding[r] == 0
+            && let Some(fence) = self.parked_fence[r].take()
+        {
+            self.join(r, t, fence);
         }
         self.pump(r, t)
     }
