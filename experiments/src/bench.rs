@@ -62,6 +62,10 @@ pub enum Which {
         /// Network fidelity: machine, analytic or flow.
         #[arg(long, default_value = "machine")]
         fidelity: String,
+        /// Internal: measure only this many tiles, in this process, and print one line
+        /// (the benchmark runs each size in a fresh process so sizes do not share a heap).
+        #[arg(long, hide = true)]
+        only_tiles: Option<usize>,
     },
 }
 
@@ -70,8 +74,12 @@ pub fn run(which: Which) -> Result<()> {
     match which {
         Which::Cholesky { n, tile, ranks, workers, reps } => cholesky(n, tile, ranks, workers, reps),
         Which::Overhead { tasks, width } => overhead(tasks, width),
-        Which::Sim { machine, ranks, tiles, tile, fidelity } => {
-            crate::bench_sim::run(&machine, ranks, tiles, tile, &fidelity)
+        Which::Sim { machine, ranks, tiles, tile, fidelity, only_tiles } => {
+            let setup = crate::bench_sim::Setup { machine, ranks, tile, fidelity };
+            match only_tiles {
+                Some(nt) => crate::bench_sim::one_size_line(&setup, nt),
+                None => crate::bench_sim::run(&setup, tiles),
+            }
         }
     }
 }
