@@ -16,6 +16,27 @@ fn cholesky(n: i64, tile: i64, ranks: usize) -> Box<dyn Workload> {
     dagwire_workloads::find("cholesky").unwrap().build(&given, ranks, 7).unwrap()
 }
 
+/// Simulates Cholesky(`n`, tile 32) with real kernels on `ranks` ranks of the IB
+/// fat-tree at `fidelity`, and checks that it verifies.
+fn verified_cholesky(
+    n: i64,
+    ranks: usize,
+    fidelity: Fidelity,
+    strategy: &(dyn Fn(Rank) -> Box<dyn Strategy> + Sync),
+    label: &str,
+) -> dagwire_sim::driver::SimOutcome {
+    let mut machine = load_machine("ib-hdr-fattree").unwrap();
+    machine.fidelity = fidelity;
+    let w = cholesky(n, 32, ranks);
+    let name = |k| w.kernel_name(k);
+    let kernels = SimKernels { kernels: w.kernels(), name: &name };
+    let cfg = SimConfig { ranks, workers: 1, run_kernels: true, seed: 1 };
+    let out = run(w.dag(), &kernels, strategy, &machine, cfg).unwrap_or_else(|e| panic!("{label}: {e}"));
+    let check = w.verify(&out.run.results);
+    assert!(check.passed, "{label}: {check:?}");
+    out
+}
+
 fn simulate(w: &dyn Workload, machine: &Machine, ranks: usize, run_kernels: bool) -> RunOutcome {
     let name = |k| w.kernel_name(k);
     let kernels = SimKernels { kernels: w.kernels(), name: &name };
@@ -184,19 +205,10 @@ fn batched(epochs: &str, epoch_tasks: i64) -> impl Fn(Rank) -> Box<dyn Strategy>
 #[test]
 fn a_batched_cholesky_verifies_in_both_epoch_modes_with_every_step_through_the_network() {
     for fidelity in [Fidelity::Analytic, Fidelity::Flow] {
-        let mut machine = load_machine("ib-hdr-fattree").unwrap();
-        machine.fidelity = fidelity;
         for ranks in [2, 3, 4] {
             for (mode, k) in [("level", 1), ("tasks", 1), ("tasks", 6)] {
                 let label = format!("{fidelity:?} {ranks} ranks {mode}/{k}");
-                let w = cholesky(160, 32, ranks);
-                let name = |k| w.kernel_name(k);
-                let kernels = SimKernels { kernels: w.kernels(), name: &name };
-                let cfg = SimConfig { ranks, workers: 1, run_kernels: true, seed: 1 };
-                let out =
-                    run(w.dag(), &kernels, &batched(mode, k), &machine, cfg).unwrap_or_else(|e| panic!("{label}: {e}"));
-                let check = w.verify(&out.run.results);
-                assert!(check.passed, "{label}: {check:?}");
+                let out = verified_cholesky(160, ranks, fidelity, &batched(mode, k), &label);
                 let trace = &out.run.trace;
                 assert!(trace.messages.iter().all(|m| m.kind.starts_with("batch-")), "{label}");
                 // Every pairwise step is one network message: p (p - 1) per collective,
@@ -274,17 +286,9 @@ fn batched_trees(threshold: i64, tree: &str, segment_bytes: i64) -> impl Fn(Rank
 #[test]
 fn a_batched_cholesky_with_broadcast_trees_verifies() {
     for fidelity in [Fidelity::Analytic, Fidelity::Flow] {
-        let mut machine = load_machine("ib-hdr-fattree").unwrap();
-        machine.fidelity = fidelity;
         for (threshold, tree) in [(1, "binomial"), (2, "chain")] {
             let label = format!("{fidelity:?} bcast>{threshold} {tree}");
-            let w = cholesky(192, 32, 6);
-            let name = |k| w.kernel_name(k);
-            let kernels = SimKernels { kernels: w.kernels(), name: &name };
-            let cfg = SimConfig { ranks: 6, workers: 1, run_kernels: true, seed: 1 };
-            let strategy = batched_trees(threshold, tree, 2048);
-            let out = run(w.dag(), &kernels, &strategy, &machine, cfg).unwrap_or_else(|e| panic!("{label}: {e}"));
-            assert!(w.verify(&out.run.results).passed, "{label}");
+            let out = verified_cholesky(192, 6, fidelity, &batched_trees(threshold, tree, 2048), &label);
             assert!(out.run.trace.messages.iter().any(|m| m.kind == "batch-bcast"), "{label}");
         }
     }
@@ -362,19 +366,12 @@ fn rma(mode: &str, sync: &str) -> impl Fn(Rank) -> Box<dyn Strategy> + Sync + us
 #[test]
 fn an_rma_cholesky_verifies_in_every_mode_and_sync() {
     for fidelity in [Fidelity::Analytic, Fidelity::Flow] {
-        let mut machine = load_machine("ib-hdr-fattree").unwrap();
-        machine.fidelity = fidelity;
         for ranks in [2, 3, 4] {
             for (mode, sync) in [("get", "passive"), ("put", "passive"), ("get", "fence"), ("put", "fence")] {
                 let label = format!("{fidelity:?} {ranks} ranks {mode}/{sync}");
-                let w = cholesky(160, 32, ranks);
-                let name = |k| w.kernel_name(k);
-                let kernels = SimKernels { kernels: w.kernels(), name: &name };
-                let cfg = SimConfig { ranks, workers: 1, run_kernels: true, seed: 1 };
-                let out =
-                    run(w.dag(), &kernels, &rma(mode, sync), &machine, cfg).unwrap_or_else(|e| panic!("{label}: {e}"));
-                let check = w.verify(&out.run.results);
-                assert!(check.passed, "{label}: {check:?}");
+                let out = verified_cholesky(160, ranks, fidelity, &rma(mode, sync), &label);
+                let kind = if mode == "get" { "rma-get" } else { "rma-put" };
+                assert!(out.run.trace.messages.iter().any(|m| m.kind == kind), "{label}");
             }
         }
     }
