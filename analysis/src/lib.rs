@@ -18,13 +18,20 @@
 
 #![warn(missing_docs)]
 
+pub mod intervals;
 mod parquet_file;
 pub mod point;
+pub mod results_dir;
+pub mod run_metrics;
+pub mod stats;
 pub mod schema;
 pub mod tables;
 pub mod trace_rows;
 
 pub use point::PointRecord;
+pub use results_dir::{Manifest, RESULTS_FORMAT, ResultsDir};
+pub use run_metrics::RunMetrics;
+pub use stats::Spread;
 pub use schema::{
     ColumnDoc, MESSAGES_COLUMNS, POINTS_COLUMNS, TASKS_COLUMNS, TRANSFERS_COLUMNS, Table, schema_markdown,
 };
