@@ -18,9 +18,15 @@
 
 #![warn(missing_docs)]
 
+pub mod compare;
+pub mod figures;
 pub mod intervals;
+pub mod osu;
+pub mod perfetto;
 mod parquet_file;
 pub mod point;
+pub mod point_summary;
+pub mod report;
 pub mod results_dir;
 pub mod run_metrics;
 pub mod stats;
