@@ -208,13 +208,20 @@ pub fn verdicts(configs: &[Configuration]) -> Vec<String> {
     if contested.is_empty() {
         return vec![match all.as_slice() {
             [] => "No point finished, so no strategy can be ranked.".to_string(),
-            [one] => format!("Only **{one}** ran in each configuration: there is no other strategy to compare it with."),
+            [one] => {
+                format!("Only **{one}** ran in each configuration: there is no other strategy to compare it with.")
+            }
             _ => "No configuration ran more than one strategy, so none can be ranked against another.".to_string(),
         }];
     }
     let mut wins: BTreeMap<&str, Vec<&Configuration>> = BTreeMap::new();
+    let mut ties: Vec<&Configuration> = Vec::new();
     for c in &contested {
-        wins.entry(c.ranking[0].0.as_str()).or_default().push(c);
+        if c.margin().is_some_and(|m| m.abs() < TIE) {
+            ties.push(c);
+        } else {
+            wins.entry(c.ranking[0].0.as_str()).or_default().push(c);
+        }
     }
     let mut out = Vec::new();
     let mut ordered: Vec<(&str, Vec<&Configuration>)> = wins.into_iter().collect();
@@ -253,8 +260,25 @@ pub fn verdicts(configs: &[Configuration]) -> Vec<String> {
         };
         out.push(format!("**{who}** is {verb} {place}, {by}{noise}."));
     }
+    for c in ties {
+        let tied: Vec<String> = c
+            .ranking
+            .iter()
+            .take_while(|r| (r.2.median - c.ranking[0].2.median).abs() <= TIE * c.ranking[0].2.median.abs())
+            .map(|r| format!("**{}**", r.0))
+            .collect();
+        out.push(format!(
+            "For {}, {} tie (medians within {:.1}% of each other).",
+            c.label(),
+            tied.join(", "),
+            TIE * 100.0
+        ));
+    }
     out
 }
+
+/// Contenders whose medians differ by less than this fraction are tied.
+pub const TIE: f64 = 0.001;
 
 /// One condition over a configuration parameter.
 #[derive(Clone, Debug)]
@@ -361,7 +385,8 @@ mod tests {
     fn bandwidth_ranks_higher_first_and_margins_are_relative_to_the_runner_up() {
         let mut c = cfg(&[], &[]);
         c.merit = Merit::Bandwidth;
-        c.ranking = vec![("a".into(), 0, Spread::of(&[100.0]).unwrap()), ("b".into(), 1, Spread::of(&[125.0]).unwrap())];
+        c.ranking =
+            vec![("a".into(), 0, Spread::of(&[100.0]).unwrap()), ("b".into(), 1, Spread::of(&[125.0]).unwrap())];
         c.ranking.sort_by(|x, y| (-x.2.median).total_cmp(&(-y.2.median)));
         assert_eq!(c.ranking[0].0, "b");
         assert!((c.margin().unwrap() - 0.25).abs() < 1e-12);

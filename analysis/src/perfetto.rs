@@ -40,12 +40,7 @@ use std::collections::{BTreeMap, BTreeSet};
 /// assert_eq!(events.iter().filter(|e| e["ph"] == "s").count(), 1);
 /// # anyhow::Ok(())
 /// ```
-pub fn trace_events(
-    tasks: &DataFrame,
-    transfers: &DataFrame,
-    point_id: i64,
-    repetition: i64,
-) -> anyhow::Result<Value> {
+pub fn trace_events(tasks: &DataFrame, transfers: &DataFrame, point_id: i64, repetition: i64) -> anyhow::Result<Value> {
     let (tp, tr) = (ints(tasks, "point_id")?, ints(tasks, "repetition")?);
     let rows: Vec<usize> =
         (0..tasks.height()).filter(|&i| tp[i] == Some(point_id) && tr[i] == Some(repetition)).collect();
@@ -53,8 +48,7 @@ pub fn trace_events(
     let xrows: Vec<usize> =
         (0..transfers.height()).filter(|&i| xp[i] == Some(point_id) && xr[i] == Some(repetition)).collect();
     if rows.is_empty() && xrows.is_empty() {
-        let runs: BTreeSet<(i64, i64)> =
-            tp.iter().zip(&tr).filter_map(|(p, r)| Some(((*p)?, (*r)?))).collect();
+        let runs: BTreeSet<(i64, i64)> = tp.iter().zip(&tr).filter_map(|(p, r)| Some(((*p)?, (*r)?))).collect();
         let sample: Vec<String> = runs.iter().take(12).map(|(p, r)| format!("{p}/{r}")).collect();
         bail!(
             "point {point_id} repetition {repetition} recorded no tasks or transfers (a failed run, or not in this sweep); runs with tasks (point/repetition): {}{}",
@@ -107,9 +101,8 @@ pub fn trace_events(
         events.push(json!({"name": name, "cat": "transfer", "ph": "e", "id": n, "ts": us(finish), "pid": d, "tid": 0}));
         // Flow: from inside the producer (last task on src ending at or before the post) ...
         let post = posted[i].unwrap_or(begin);
-        let producer = by_rank
-            .get(&s)
-            .and_then(|ts| ts.iter().filter(|t| t.1 <= post).max_by_key(|t| (t.1, t.0)).copied());
+        let producer =
+            by_rank.get(&s).and_then(|ts| ts.iter().filter(|t| t.1 <= post).max_by_key(|t| (t.1, t.0)).copied());
         let (from_ts, from_tid) = match producer {
             Some((ps, pe, w)) => ((pe - 1).max(ps), w),
             None => (begin, 0),
@@ -126,11 +119,15 @@ pub fn trace_events(
     let ranks: BTreeSet<i64> = threads.iter().map(|t| t.0).collect();
     let mut meta = Vec::new();
     for r in &ranks {
-        meta.push(json!({"name": "process_name", "ph": "M", "pid": r, "tid": 0, "args": {"name": format!("rank {r}")}}));
+        meta.push(
+            json!({"name": "process_name", "ph": "M", "pid": r, "tid": 0, "args": {"name": format!("rank {r}")}}),
+        );
         meta.push(json!({"name": "process_sort_index", "ph": "M", "pid": r, "tid": 0, "args": {"sort_index": r}}));
     }
     for (r, w) in &threads {
-        meta.push(json!({"name": "thread_name", "ph": "M", "pid": r, "tid": w, "args": {"name": format!("worker {w}")}}));
+        meta.push(
+            json!({"name": "thread_name", "ph": "M", "pid": r, "tid": w, "args": {"name": format!("worker {w}")}}),
+        );
         meta.push(json!({"name": "thread_sort_index", "ph": "M", "pid": r, "tid": w, "args": {"sort_index": w}}));
     }
     meta.extend(events);

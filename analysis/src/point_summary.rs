@@ -171,8 +171,10 @@ pub fn summarize(
     let figure_values: Vec<Vec<Option<f64>>> =
         figure_cols.iter().map(|c| floats(points, c)).collect::<anyhow::Result<_>>()?;
     let checks = crate::run_metrics::strs(points, "check_metric")?;
-    let param_series: Vec<_> =
-        params.iter().map(|p| points.column(p).map(|c| c.as_materialized_series().clone())).collect::<Result<_, _>>()?;
+    let param_series: Vec<_> = params
+        .iter()
+        .map(|p| points.column(p).map(|c| c.as_materialized_series().clone()))
+        .collect::<Result<_, _>>()?;
     let mut rows: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
     for (row, run) in runs.iter().enumerate() {
         rows.entry(run.point_id).or_default().push(row);

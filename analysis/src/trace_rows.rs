@@ -84,7 +84,8 @@ pub(crate) fn tasks_frame(point_id: u32, repetition: u32, rows: Option<&TraceRow
         Some((dag, trace)) => chain_ns(dag, trace),
         None => vec![None; n],
     };
-    let chains = chains.into_iter().map(|c| c.map(|v| int(v, "chain_ns")).transpose()).collect::<anyhow::Result<Vec<_>>>()?;
+    let chains =
+        chains.into_iter().map(|c| c.map(|v| int(v, "chain_ns")).transpose()).collect::<anyhow::Result<Vec<_>>>()?;
     columns.push(Column::new("chain_ns".into(), chains));
     frame(n, columns)
 }

@@ -12,10 +12,7 @@ pub fn run(dir: &Path) -> Result<(Report, String)> {
     out.push_str(&format!("report: {}\n", report.html.display()));
     out.push_str(&format!("        {}\n", report.markdown.display()));
     let svgs = report.figures.iter().filter(|f| f.extension().is_some_and(|e| e == "svg")).count();
-    out.push_str(&format!(
-        "figures: {svgs} (SVG and PNG) in {}\n",
-        report.dir.join("figures").display()
-    ));
+    out.push_str(&format!("figures: {svgs} (SVG and PNG) in {}\n", report.dir.join("figures").display()));
     for (title, reason) in &report.skipped {
         out.push_str(&format!("not drawn: {title}: {reason}\n"));
     }

@@ -82,7 +82,9 @@ impl Chart for LoadChart {
                 .configure_mesh()
                 .disable_x_mesh()
                 .x_labels(n.min(32))
-                .x_label_formatter(&|v| if (v - v.round()).abs() < 1e-6 { format!("{}", v.round() as i64) } else { String::new() })
+                .x_label_formatter(&|v| {
+                    if (v - v.round()).abs() < 1e-6 { format!("{}", v.round() as i64) } else { String::new() }
+                })
                 .y_label_formatter(&|v| si(*v))
                 .x_desc("rank")
                 .y_desc(format!("{} ({})", self.what, self.unit))
@@ -98,18 +100,11 @@ impl Chart for LoadChart {
                 )
                 .map_err(plot_err)?;
             chart
-                .draw_series([PathElement::new(
-                    vec![(-0.5, mean), (n as f64 - 0.5, mean)],
-                    color(3).stroke_width(2),
-                )])
+                .draw_series([PathElement::new(vec![(-0.5, mean), (n as f64 - 0.5, mean)], color(3).stroke_width(2))])
                 .map_err(plot_err)?;
             let (px, py) = chart.backend_coord(&(n as f64 - 0.5, mean));
-            root.draw(&Text::new(
-                format!("mean {}", si(mean)),
-                (px - 110, py - 18),
-                text(15).color(&color(3)),
-            ))
-            .map_err(plot_err)?;
+            root.draw(&Text::new(format!("mean {}", si(mean)), (px - 110, py - 18), text(15).color(&color(3))))
+                .map_err(plot_err)?;
         } else {
             let bins = self.bins(20.min(self.loads.len()));
             let top = bins.iter().map(|b| b.2).max().unwrap_or(1) as f64;

@@ -36,7 +36,7 @@ pub fn text(size: u32) -> TextStyle<'static> {
 }
 
 /// Width of the legend strip at the right of a figure, px.
-pub const LEGEND_WIDTH: u32 = 280;
+pub const LEGEND_WIDTH: u32 = 340;
 
 /// A number for an axis or a label, short: `1k`, `4.19M`, `0.25`, `12.5`.
 ///
@@ -68,7 +68,8 @@ pub fn si(v: f64) -> String {
     } else {
         format!("{x:.1e}")
     };
-    let s = if s.contains('.') && !s.contains('e') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s };
+    let s =
+        if s.contains('.') && !s.contains('e') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s };
     format!("{s}{suffix}")
 }
 
@@ -95,10 +96,12 @@ pub fn with_legend<'a, DB: DrawingBackend>(
             break;
         }
         legend.draw(&Rectangle::new([(10, y - 7), (28, y + 7)], c.filled())).map_err(plot_err)?;
-        let label = if name.chars().count() > 30 { format!("{}…", name.chars().take(29).collect::<String>()) } else { name.clone() };
-        legend
-            .draw(&Text::new(label, (36, y), text(15).pos(Pos::new(HPos::Left, VPos::Center))))
-            .map_err(plot_err)?;
+        let label = if name.chars().count() > 36 {
+            format!("{}…", name.chars().take(35).collect::<String>())
+        } else {
+            name.clone()
+        };
+        legend.draw(&Text::new(label, (36, y), text(15).pos(Pos::new(HPos::Left, VPos::Center)))).map_err(plot_err)?;
     }
     Ok(plot)
 }

@@ -64,7 +64,7 @@ impl XyChart {
             return (if log { 1.0 } else { 0.0 }, 1.0);
         }
         if log {
-            (lo / 1.6, hi * 1.6)
+            (lo / 1.3, hi * 1.3)
         } else {
             let pad = ((hi - lo) * 0.08).max(hi.abs() * 0.05).max(1e-9);
             ((lo - pad).min(if lo >= 0.0 { 0.0 } else { lo - pad }), hi + pad)

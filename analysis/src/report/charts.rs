@@ -17,7 +17,8 @@ use std::path::Path;
 const GANTT_TASKS: usize = 20_000;
 const GANTT_LANES: usize = 32;
 
-const CI_NOTE: &str = "whiskers: 95% confidence interval of the mean over repetitions (Student t); none where a point ran once";
+const CI_NOTE: &str =
+    "whiskers: 95% confidence interval of the mean over repetitions (Student t); none where a point ran once";
 
 /// Every figure of the report, written into `dir`.
 pub fn all(a: &Analysis, dir: &Path) -> anyhow::Result<Vec<Drawn>> {
@@ -132,11 +133,8 @@ fn scaling(a: &Analysis, dir: &Path) -> anyhow::Result<Drawn> {
             continue;
         };
         let rest = label(p, &others);
-        let name = if others.is_empty() {
-            contender(p, &a.varying)
-        } else {
-            format!("{} {rest}", contender(p, &a.varying))
-        };
+        let name =
+            if others.is_empty() { contender(p, &a.varying) } else { format!("{} {rest}", contender(p, &a.varying)) };
         series.entry(name).or_default().push((r, m.median, whisker(&m)));
     }
     let mut list: Vec<Series> = series
@@ -148,17 +146,21 @@ fn scaling(a: &Analysis, dir: &Path) -> anyhow::Result<Drawn> {
         .collect();
     list.retain(|s| !s.points.is_empty());
     let spread = ranks[ranks.len() - 1] / ranks[0];
+    let ys: Vec<f64> = list.iter().flat_map(|s| s.points.iter().map(|p| p.1)).filter(|v| *v > 0.0).collect();
+    let y_spread = ys.iter().copied().fold(0.0, f64::max) / ys.iter().copied().fold(f64::INFINITY, f64::min);
     let chart = XyChart {
         title: "Makespan over ranks".into(),
         x_label: "ranks".into(),
         y_label: "makespan (ms), median".into(),
-        log_x: spread >= 4.0,
-        log_y: spread >= 4.0,
+        log_x: spread >= 8.0,
+        log_y: y_spread >= 10.0,
         lines: true,
         diagonal: false,
         series: list,
     };
-    let caption = format!("Median makespan against the number of ranks, one line per strategy and setting of the other varying parameters; {CI_NOTE}.");
+    let caption = format!(
+        "Median makespan against the number of ranks, one line per strategy and setting of the other varying parameters; {CI_NOTE}."
+    );
     Ok(Drawn::Figure(render(&chart, dir, "scaling", title, &caption)?))
 }
 
@@ -166,8 +168,20 @@ fn scaling(a: &Analysis, dir: &Path) -> anyhow::Result<Drawn> {
 fn micro(a: &Analysis, dir: &Path) -> anyhow::Result<Vec<Drawn>> {
     let pts: Vec<&PointSummary> = ok_points(a).filter(|p| p.param("workload") == Some("micro")).collect();
     let kinds = [
-        ("micro-latency", "Latency against message size", "latency_us", "latency (µs), one way", "Ping-pong one-way latency (half a round trip, as osu_latency) and the collectives' average iteration time, against message size; log-log, lower is better."),
-        ("micro-bandwidth", "Bandwidth against message size", "bandwidth_mbps", "bandwidth (MB/s, 10^6 bytes/s)", "Streaming bandwidth (a window of messages then an acknowledgement, as osu_bw) against message size; log-log, higher is better."),
+        (
+            "micro-latency",
+            "Latency against message size",
+            "latency_us",
+            "latency (µs), one way",
+            "Ping-pong one-way latency (half a round trip, as osu_latency) and the collectives' average iteration time, against message size; log-log, lower is better.",
+        ),
+        (
+            "micro-bandwidth",
+            "Bandwidth against message size",
+            "bandwidth_mbps",
+            "bandwidth (MB/s, 10^6 bytes/s)",
+            "Streaming bandwidth (a window of messages then an acknowledgement, as osu_bw) against message size; log-log, higher is better.",
+        ),
     ];
     if pts.is_empty() {
         return Ok(kinds.iter().map(|k| skipped(k.1, "no micro benchmark in this sweep")).collect());
@@ -185,7 +199,11 @@ fn micro(a: &Analysis, dir: &Path) -> anyhow::Result<Vec<Drawn>> {
             let strategy = p.param("strategy").unwrap_or("?");
             let pattern = p.param("micro.pattern").unwrap_or("micro");
             let rest = label(p, &others);
-            let key = if others.is_empty() { format!("{strategy} ({pattern})") } else { format!("{strategy} ({pattern}) {rest}") };
+            let key = if others.is_empty() {
+                format!("{strategy} ({pattern})")
+            } else {
+                format!("{strategy} ({pattern}) {rest}")
+            };
             series.entry(key).or_default().push((size, v.median, whisker(v)));
         }
         if series.is_empty() {
@@ -219,8 +237,12 @@ fn micro(a: &Analysis, dir: &Path) -> anyhow::Result<Vec<Drawn>> {
 /// then the most ranks, then the lowest point.
 fn timeline_run(a: &Analysis) -> Option<(i64, i64)> {
     let tasks = &a.results.tasks;
-    let (p, r, rank, worker) =
-        (ints(tasks, "point_id").ok()?, ints(tasks, "repetition").ok()?, ints(tasks, "rank").ok()?, ints(tasks, "worker").ok()?);
+    let (p, r, rank, worker) = (
+        ints(tasks, "point_id").ok()?,
+        ints(tasks, "repetition").ok()?,
+        ints(tasks, "rank").ok()?,
+        ints(tasks, "worker").ok()?,
+    );
     let mut count: BTreeMap<(i64, i64), (usize, std::collections::BTreeSet<(i64, i64)>)> = BTreeMap::new();
     for i in 0..tasks.height() {
         let e = count.entry((p[i]?, r[i]?)).or_default();
@@ -242,7 +264,9 @@ fn timeline(a: &Analysis, dir: &Path) -> anyhow::Result<Drawn> {
     let Some((pid, rep)) = timeline_run(a) else {
         return Ok(skipped(
             title,
-            format!("no successful run has tasks recorded with at most {GANTT_TASKS} tasks and {GANTT_LANES} rank-worker lanes"),
+            format!(
+                "no successful run has tasks recorded with at most {GANTT_TASKS} tasks and {GANTT_LANES} rank-worker lanes"
+            ),
         ));
     };
     let t = &a.results.tasks;
@@ -280,7 +304,9 @@ fn timeline(a: &Analysis, dir: &Path) -> anyhow::Result<Drawn> {
     let mut arrows = Vec::new();
     for i in (0..x.height()).filter(|&i| xp[i] == Some(pid) && xr[i] == Some(rep)) {
         let from = wire[i].or(started[i]).or(posted[i]);
-        if let (Some(s), Some(d), Some(f), Some(c)) = (src[i].and_then(first_lane), dst[i].and_then(first_lane), from, done[i]) {
+        if let (Some(s), Some(d), Some(f), Some(c)) =
+            (src[i].and_then(first_lane), dst[i].and_then(first_lane), from, done[i])
+        {
             arrows.push(Arrow { from: (s, ms(Some(f))), to: (d, ms(Some(c))) });
         }
     }

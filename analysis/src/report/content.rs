@@ -88,6 +88,7 @@ pub fn blocks(a: &Analysis, figures: &[Drawn]) -> Vec<Block> {
     let pairs = sim_pairs(a);
     if !pairs.is_empty() {
         b.push(Block::Heading(2, "Simulation against measurement".into()));
+        b.push(Block::Para("Each simulated point against the real point with the same parameters (other than the driver and the simulator's own). The error is only a prediction error if the simulated machine (`sim.machine`) models the machine the real runs used, for example a machine file calibrated on it; otherwise it measures how different the two machines are.".into()));
         let rows = pairs
             .iter()
             .filter_map(|(real, sim)| {
@@ -103,7 +104,9 @@ pub fn blocks(a: &Analysis, figures: &[Drawn]) -> Vec<Block> {
             })
             .collect();
         b.push(Block::Table(
-            ["sim point", "real point", "parameters", "measured ms", "simulated ms", "error %"].map(String::from).to_vec(),
+            ["sim point", "real point", "parameters", "measured ms", "simulated ms", "error %"]
+                .map(String::from)
+                .to_vec(),
             rows,
         ));
     }
@@ -201,8 +204,11 @@ fn summary_table(a: &Analysis) -> Block {
                 opt(p.imbalance, 2),
             ]);
             if micro {
-                let figs: Vec<String> =
-                    p.figures.iter().map(|(k, s)| format!("{} {}", short(k), crate::figures::style::si(s.median))).collect();
+                let figs: Vec<String> = p
+                    .figures
+                    .iter()
+                    .map(|(k, s)| format!("{} {}", short(k), crate::figures::style::si(s.median)))
+                    .collect();
                 row.push(figs.join(", "));
             }
             row.push(if p.failed() {
