@@ -76,8 +76,8 @@ pub fn si(v: f64) -> String {
 /// Splits `root` into the plot area and a legend strip on the right, and draws the
 /// legend: a colour swatch and a name per entry (at most as many as fit; the rest
 /// summarised as "+ N more").
-pub fn with_legend<'a, DB: DrawingBackend>(
-    root: &'a DrawingArea<DB, Shift>,
+pub fn with_legend<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
     entries: &[(String, RGBColor)],
 ) -> anyhow::Result<DrawingArea<DB, Shift>> {
     if entries.is_empty() {

@@ -8,13 +8,16 @@ use plotters::coord::Shift;
 use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::prelude::*;
 
+/// A point: `(x, y, whisker from lo to hi)`.
+pub type XyPoint = (f64, f64, Option<(f64, f64)>);
+
 /// One series.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Series {
     /// Legend name.
     pub name: String,
     /// `(x, y, whisker)` points, in x order for lines.
-    pub points: Vec<(f64, f64, Option<(f64, f64)>)>,
+    pub points: Vec<XyPoint>,
 }
 
 /// A line or scatter chart.
@@ -51,7 +54,7 @@ pub struct XyChart {
 }
 
 impl XyChart {
-    fn bounds(&self, pick: impl Fn(&(f64, f64, Option<(f64, f64)>)) -> [f64; 3], log: bool) -> (f64, f64) {
+    fn bounds(&self, pick: impl Fn(&XyPoint) -> [f64; 3], log: bool) -> (f64, f64) {
         let vals: Vec<f64> = self
             .series
             .iter()

@@ -6,7 +6,7 @@ use crate::compare::{Merit, contender, short};
 use crate::figures::bars::{Bar, BarChart};
 use crate::figures::gantt::{Arrow, GanttChart, Slice};
 use crate::figures::load::LoadChart;
-use crate::figures::xy::{Series, XyChart};
+use crate::figures::xy::{Series, XyChart, XyPoint};
 use crate::figures::{Drawn, render};
 use crate::point_summary::PointSummary;
 use crate::run_metrics::{ints, strs};
@@ -127,7 +127,7 @@ fn scaling(a: &Analysis, dir: &Path) -> anyhow::Result<Drawn> {
         .filter(|k| !a.points.iter().any(|p| p.param("strategy").is_some_and(|s| k.starts_with(&format!("{s}.")))))
         .cloned()
         .collect();
-    let mut series: BTreeMap<String, Vec<(f64, f64, Option<(f64, f64)>)>> = BTreeMap::new();
+    let mut series: BTreeMap<String, Vec<XyPoint>> = BTreeMap::new();
     for p in &pts {
         let (Some(r), Some(m)) = (p.param("ranks").and_then(|r| r.parse::<f64>().ok()), p.makespan_ms) else {
             continue;
@@ -190,7 +190,7 @@ fn micro(a: &Analysis, dir: &Path) -> anyhow::Result<Vec<Drawn>> {
         a.varying.iter().filter(|k| *k != "micro.size" && *k != "micro.pattern" && *k != "strategy").cloned().collect();
     let mut out = Vec::new();
     for (name, title, figure, y_label, caption) in kinds {
-        let mut series: BTreeMap<String, Vec<(f64, f64, Option<(f64, f64)>)>> = BTreeMap::new();
+        let mut series: BTreeMap<String, Vec<XyPoint>> = BTreeMap::new();
         for p in &pts {
             let value = p.figure(figure).or_else(|| if figure == "latency_us" { p.figure("avg_us") } else { None });
             let (Some(size), Some(v)) = (p.param("micro.size").and_then(|s| s.parse::<f64>().ok()), value) else {
@@ -243,7 +243,8 @@ fn timeline_run(a: &Analysis) -> Option<(i64, i64)> {
         ints(tasks, "rank").ok()?,
         ints(tasks, "worker").ok()?,
     );
-    let mut count: BTreeMap<(i64, i64), (usize, std::collections::BTreeSet<(i64, i64)>)> = BTreeMap::new();
+    type Lanes = std::collections::BTreeSet<(i64, i64)>;
+    let mut count: BTreeMap<(i64, i64), (usize, Lanes)> = BTreeMap::new();
     for i in 0..tasks.height() {
         let e = count.entry((p[i]?, r[i]?)).or_default();
         e.0 += 1;
@@ -383,7 +384,7 @@ fn sim_vs_real(a: &Analysis, dir: &Path) -> anyhow::Result<Drawn> {
         };
         return Ok(skipped(title, why));
     }
-    let mut series: BTreeMap<String, Vec<(f64, f64, Option<(f64, f64)>)>> = BTreeMap::new();
+    let mut series: BTreeMap<String, Vec<XyPoint>> = BTreeMap::new();
     for (real, sim) in &pairs {
         if let (Some(x), Some(y)) = (real.makespan_ms.map(|s| s.median), sim.makespan_ms.map(|s| s.median)) {
             let name = format!("{} (real: {})", contender(sim, &a.varying), real.param("driver").unwrap_or("?"));
