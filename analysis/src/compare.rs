@@ -198,6 +198,26 @@ pub fn configurations(points: &[PointSummary], varying: &[String]) -> Vec<Config
 /// assert!(v.iter().any(|l| l.contains("**eager** is fastest for tile = 128")), "{v:?}");
 /// ```
 pub fn verdicts(configs: &[Configuration]) -> Vec<String> {
+    let merits: Vec<Merit> = configs.iter().fold(Vec::new(), |mut v, c| {
+        if !v.contains(&c.merit) {
+            v.push(c.merit);
+        }
+        v
+    });
+    if merits.len() <= 1 {
+        return verdicts_of_one_merit(configs);
+    }
+    merits
+        .into_iter()
+        .flat_map(|m| {
+            let same: Vec<Configuration> = configs.iter().filter(|c| c.merit == m).cloned().collect();
+            verdicts_of_one_merit(&same)
+        })
+        .collect()
+}
+
+/// [`verdicts`] for configurations judged by one merit.
+fn verdicts_of_one_merit(configs: &[Configuration]) -> Vec<String> {
     let contested: Vec<&Configuration> = configs.iter().filter(|c| c.ranking.len() >= 2).collect();
     let all: Vec<&str> = {
         let mut v: Vec<&str> = configs.iter().flat_map(|c| c.ranking.iter().map(|r| r.0.as_str())).collect();
@@ -250,7 +270,9 @@ pub fn verdicts(configs: &[Configuration]) -> Vec<String> {
         };
         let count = format!("{} of {} configurations", cs.len(), contested.len());
         let whole = cs.len() == contested.len();
-        let place = if whole {
+        let place = if whole && contested.len() == 1 {
+            format!("for {}", cs[0].label())
+        } else if whole {
             format!("in all {} configurations", contested.len())
         } else if let Some(rule) = rule_for(&cs, &contested) {
             format!("for {rule} ({count})")
@@ -372,6 +394,24 @@ mod tests {
         let rma = v.iter().find(|l| l.starts_with("**rma**")).unwrap();
         assert!(rma.contains("ranks >= 16 and tile >= 256 (4 of 9 configurations)"), "{rma}");
         assert!(rma.contains("by 12.0% median"), "{rma}");
+    }
+
+    #[test]
+    fn latency_and_bandwidth_wins_are_stated_separately() {
+        let mut lat =
+            cfg(&[("micro.pattern", "pingpong"), ("micro.size", "8")], &[("eager", 1.0), ("rendezvous", 2.0)]);
+        lat.merit = Merit::Latency;
+        let mut bw =
+            cfg(&[("micro.pattern", "bandwidth"), ("micro.size", "8")], &[("eager", 1.0), ("rendezvous", 2.0)]);
+        bw.merit = Merit::Bandwidth;
+        bw.ranking.reverse();
+        let v = verdicts(&[lat, bw]);
+        assert_eq!(v.len(), 2, "{v:?}");
+        assert!(v[0].starts_with("**eager** is lowest in latency for pattern=pingpong size=8, by 50.0%"), "{v:?}");
+        assert!(
+            v[1].starts_with("**rendezvous** is highest in bandwidth for pattern=bandwidth size=8, by 100.0%"),
+            "{v:?}"
+        );
     }
 
     #[test]

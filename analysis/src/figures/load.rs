@@ -102,9 +102,6 @@ impl Chart for LoadChart {
             chart
                 .draw_series([PathElement::new(vec![(-0.5, mean), (n as f64 - 0.5, mean)], color(3).stroke_width(2))])
                 .map_err(plot_err)?;
-            let (px, py) = chart.backend_coord(&(n as f64 - 0.5, mean));
-            root.draw(&Text::new(format!("mean {}", si(mean)), (px - 110, py - 18), text(15).color(&color(3))))
-                .map_err(plot_err)?;
         } else {
             let bins = self.bins(20.min(self.loads.len()));
             let top = bins.iter().map(|b| b.2).max().unwrap_or(1) as f64;
