@@ -67,7 +67,12 @@ fn run_and_record(sweep: &Sweep, point: &Point, rep: u32, dir: &Path) -> Result<
             fill_success(&mut record, workload.as_ref(), &outcome, kernels_ran);
             let transfers = outcome.trace.transfers(|c| workload.dag().chunk(c).bytes);
             let kernel_name = |k| workload.kernel_name(k);
-            let rows = TraceRows { trace: &outcome.trace, transfers: &transfers, kernel_name: &kernel_name };
+            let rows = TraceRows {
+                trace: &outcome.trace,
+                transfers: &transfers,
+                kernel_name: &kernel_name,
+                dag: Some(workload.dag()),
+            };
             tables::write_point_parts(dir, &record, Some(rows))?;
         }
         Ok(Err(error)) => {
