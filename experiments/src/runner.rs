@@ -177,8 +177,9 @@ fn outcome_line(r: &PointRecord) -> String {
     }
 }
 
-/// `check_metric` of a run whose kernels were only costed, so nothing could be verified.
-pub const SKIPPED: &str = "skipped: kernels not run (cost model)";
+/// `check_metric` of a run whose kernels were only costed, so nothing could be verified
+/// (the report reads the same constant).
+pub const SKIPPED: &str = dagwire_analysis::report::UNVERIFIABLE;
 
 /// Runs in the combined table that failed or did not verify (their `error` is set).
 fn count_bad(points: &polars::prelude::DataFrame) -> usize {

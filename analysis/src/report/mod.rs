@@ -34,7 +34,7 @@ use std::path::{Path, PathBuf};
 pub const REPORT_DIR: &str = "report";
 
 /// `check_metric` of runs whose kernels were only costed (the experiments runner
-/// writes exactly this text).
+/// writes this constant).
 pub const UNVERIFIABLE: &str = "skipped: kernels not run (cost model)";
 
 /// A results directory and everything computed from it.
