@@ -66,6 +66,9 @@ pub enum Which {
         /// (the benchmark runs each size in a fresh process so sizes do not share a heap).
         #[arg(long, hide = true)]
         only_tiles: Option<usize>,
+        /// Internal, with --only-tiles: keep only counts in the trace.
+        #[arg(long, hide = true)]
+        counts_only: bool,
     },
 }
 
@@ -74,10 +77,10 @@ pub fn run(which: Which) -> Result<()> {
     match which {
         Which::Cholesky { n, tile, ranks, workers, reps } => cholesky(n, tile, ranks, workers, reps),
         Which::Overhead { tasks, width } => overhead(tasks, width),
-        Which::Sim { machine, ranks, tiles, tile, fidelity, only_tiles } => {
+        Which::Sim { machine, ranks, tiles, tile, fidelity, only_tiles, counts_only } => {
             let setup = crate::bench_sim::Setup { machine, ranks, tile, fidelity };
             match only_tiles {
-                Some(nt) => crate::bench_sim::one_size_line(&setup, nt),
+                Some(nt) => crate::bench_sim::one_size_line(&setup, nt, counts_only),
                 None => crate::bench_sim::run(&setup, tiles),
             }
         }

@@ -1,7 +1,7 @@
 //! `experiment bench sim`: how fast and how lean the simulator is.
 
 use anyhow::{Result, ensure};
-use dagwire_runtime::{ParamValue, Params, Rank, Strategy};
+use dagwire_runtime::{ParamValue, Params, Rank, Strategy, TraceLevel};
 use dagwire_sim::driver::{SimConfig, SimKernels};
 use dagwire_strategies::eager::Eager;
 use std::time::Instant;
@@ -27,21 +27,25 @@ pub fn run(setup: &Setup, tiles: usize) -> Result<()> {
         "\ncost-model tiled Cholesky (tile {}) on {} ranks of {} ({:?} fidelity), each size in its own process",
         setup.tile, setup.ranks, machine.name, machine.fidelity
     );
+    println!("  peak memory: the whole process's growth, DAG included; with the full trace (every task, message and");
+    println!("  transfer-phase record kept) and with a counts-only trace (sim.trace = \"counts\")");
     println!(
-        "  {:>6} {:>10} {:>10} {:>12} {:>12} {:>14}",
-        "tiles", "tasks", "wall s", "events/s", "peak MB", "bytes/task"
+        "  {:>6} {:>10} {:>10} {:>12} {:>12} {:>14} {:>16}",
+        "tiles", "tasks", "wall s", "events/s", "peak MB", "bytes/task", "counts bytes/task"
     );
     let sizes: Vec<usize> = [0.5f64, 0.63, 0.794, 1.0].iter().map(|f| ((tiles as f64) * f).round() as usize).collect();
     let mut points = Vec::new();
     for nt in sizes {
-        let m = measure_in_child(setup, nt)?;
+        let m = measure_in_child(setup, nt, false)?;
+        let counts = measure_in_child(setup, nt, true)?;
         println!(
-            "  {nt:>6} {:>10} {:>10.2} {:>12.0} {:>12.0} {:>14.0}",
+            "  {nt:>6} {:>10} {:>10.2} {:>12.0} {:>12.0} {:>14.0} {:>16.0}",
             m.tasks,
             m.wall,
             m.events as f64 / m.wall,
             m.peak as f64 / 1e6,
-            m.peak as f64 / m.tasks as f64
+            m.peak as f64 / m.tasks as f64,
+            counts.peak as f64 / counts.tasks as f64
         );
         let [tasks, messages, phases] = m.records;
         println!("         (trace: {tasks} task, {messages} message, {phases} transfer-phase records)");
@@ -52,8 +56,9 @@ pub fn run(setup: &Setup, tiles: usize) -> Result<()> {
 }
 
 /// Measures `nt` tiles in this process and prints the figures as one line for the parent.
-pub fn one_size_line(setup: &Setup, nt: usize) -> Result<()> {
-    let m = one_size(&machine(setup)?, setup.ranks, nt, setup.tile)?;
+pub fn one_size_line(setup: &Setup, nt: usize, counts_only: bool) -> Result<()> {
+    let trace = if counts_only { TraceLevel::Counts } else { TraceLevel::Full };
+    let m = one_size(&machine(setup)?, setup.ranks, nt, setup.tile, trace)?;
     let [a, b, c] = m.records;
     println!("{} {} {} {} {a} {b} {c}", m.tasks, m.wall, m.events, m.peak);
     Ok(())
@@ -68,11 +73,12 @@ fn machine(setup: &Setup) -> Result<dagwire_sim::machine::Machine> {
 }
 
 /// Runs `experiment bench sim --only-tiles nt ...` and parses its line.
-fn measure_in_child(setup: &Setup, nt: usize) -> Result<Measured> {
+fn measure_in_child(setup: &Setup, nt: usize, counts_only: bool) -> Result<Measured> {
     let out = std::process::Command::new(std::env::current_exe()?)
         .args(["bench", "sim", "--machine", &setup.machine, "--fidelity", &setup.fidelity])
         .args(["--ranks", &setup.ranks.to_string(), "--tile", &setup.tile.to_string()])
         .args(["--only-tiles", &nt.to_string()])
+        .args(counts_only.then_some("--counts-only"))
         .output()?;
     let text = String::from_utf8_lossy(&out.stdout);
     ensure!(out.status.success(), "measuring {nt} tiles failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -109,7 +115,13 @@ fn queue_throughput() {
 
 /// One cost-model run, with the peak RSS it added (the DAG is about 100 bytes a task
 /// of it, the trace most of the rest).
-fn one_size(machine: &dagwire_sim::machine::Machine, ranks: usize, nt: usize, tile: usize) -> Result<Measured> {
+fn one_size(
+    machine: &dagwire_sim::machine::Machine,
+    ranks: usize,
+    nt: usize,
+    tile: usize,
+    trace: TraceLevel,
+) -> Result<Measured> {
     reset_peak_rss();
     let base = rss_bytes();
     let given = [("n", ParamValue::Int((nt * tile) as i64)), ("tile", ParamValue::Int(tile as i64))];
@@ -118,11 +130,11 @@ fn one_size(machine: &dagwire_sim::machine::Machine, ranks: usize, nt: usize, ti
     let name = |k| workload.kernel_name(k);
     let kernels = SimKernels { kernels: workload.kernels(), name: &name };
     let factory = |_: Rank| -> Box<dyn Strategy> { Box::new(Eager) };
-    let cfg = SimConfig { ranks, workers: 1, run_kernels: false, seed: 1 };
+    let cfg = SimConfig { ranks, workers: 1, run_kernels: false, seed: 1, trace };
     let out = dagwire_sim::driver::run(workload.dag(), &kernels, &factory, machine, cfg)?;
     let wall = start.elapsed().as_secs_f64();
     let tasks = workload.dag().task_count();
-    ensure!(out.run.trace.tasks.len() == tasks, "not every task ran");
+    ensure!(out.run.trace.task_count() == tasks as u64, "not every task ran");
     let peak = peak_rss_bytes().saturating_sub(base);
     let t = &out.run.trace;
     let records = [t.tasks.len(), t.messages.len(), t.transfer_events.len()];

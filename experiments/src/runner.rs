@@ -137,7 +137,7 @@ fn fill_success(record: &mut PointRecord, workload: &dyn Workload, outcome: &Run
     record.data_bytes = totals.data_bytes;
     record.control_messages = totals.control_messages;
     record.control_bytes = totals.control_bytes;
-    record.tasks = outcome.trace.tasks.len() as u64;
+    record.tasks = outcome.trace.task_count();
     let prefix = record.params.iter().find(|(k, _)| k == "workload").map(|(_, v)| v.to_string()).unwrap_or_default();
     for (name, value) in workload.figures(&outcome.trace) {
         record.params.push((format!("{prefix}.{name}"), dagwire_runtime::ParamValue::Float(value)));

@@ -1,6 +1,8 @@
 //! The sim driver end to end: real workloads and strategies in virtual time.
 
-use dagwire_runtime::{DagBuilder, KernelId, Kernels, ParamValue, Payload, Rank, RunOutcome, Strategy, Task, TaskSpec};
+use dagwire_runtime::{
+    DagBuilder, KernelId, Kernels, ParamValue, Payload, Rank, RunOutcome, Strategy, Task, TaskSpec, TraceLevel,
+};
 use dagwire_sim::driver::{SimConfig, SimKernels, run};
 use dagwire_sim::machine::{Compute, ComputeMode, Fidelity, LogGp, LogGpSegment, Machine, Topology, load_machine};
 use dagwire_strategies::eager::Eager;
@@ -30,7 +32,7 @@ fn verified_cholesky(
     let w = cholesky(n, 32, ranks);
     let name = |k| w.kernel_name(k);
     let kernels = SimKernels { kernels: w.kernels(), name: &name };
-    let cfg = SimConfig { ranks, workers: 1, run_kernels: true, seed: 1 };
+    let cfg = SimConfig { ranks, workers: 1, run_kernels: true, seed: 1, trace: Default::default() };
     let out = run(w.dag(), &kernels, strategy, &machine, cfg).unwrap_or_else(|e| panic!("{label}: {e}"));
     let check = w.verify(&out.run.results);
     assert!(check.passed, "{label}: {check:?}");
@@ -40,7 +42,7 @@ fn verified_cholesky(
 fn simulate(w: &dyn Workload, machine: &Machine, ranks: usize, run_kernels: bool) -> RunOutcome {
     let name = |k| w.kernel_name(k);
     let kernels = SimKernels { kernels: w.kernels(), name: &name };
-    let cfg = SimConfig { ranks, workers: 1, run_kernels, seed: 1 };
+    let cfg = SimConfig { ranks, workers: 1, run_kernels, seed: 1, trace: Default::default() };
     run(w.dag(), &kernels, &eager, machine, cfg).unwrap().run
 }
 
@@ -121,10 +123,15 @@ fn a_two_rank_chain_takes_compute_plus_the_loggp_message_time() {
     let dag = Arc::new(b.finish());
     let name = |_| "k";
     let kernels = SimKernels { kernels: &Zeros, name: &name };
-    let out =
-        run(&dag, &kernels, &eager, &toy_machine(1), SimConfig { ranks: 2, workers: 1, run_kernels: true, seed: 1 })
-            .unwrap()
-            .run;
+    let out = run(
+        &dag,
+        &kernels,
+        &eager,
+        &toy_machine(1),
+        SimConfig { ranks: 2, workers: 1, run_kernels: true, seed: 1, trace: Default::default() },
+    )
+    .unwrap()
+    .run;
     // 5000 flop at 1 GFLOP/s = 5000 ns; message o_s + (k-1) G + L + o_r = 100 + 4095*0.5 + 1000 + 200.
     let message = 100 + (4095.0f64 * 0.5).ceil() as u64 + 1000 + 200;
     assert_eq!(out.makespan_ns, 5000 + message + 3000);
@@ -139,9 +146,15 @@ fn a_machine_too_small_for_the_ranks_is_refused() {
     let w = cholesky(256, 32, 8);
     let name = |k| w.kernel_name(k);
     let kernels = SimKernels { kernels: w.kernels(), name: &name };
-    let err = run(w.dag(), &kernels, &eager, &machine, SimConfig { ranks: 8, workers: 1, run_kernels: false, seed: 1 })
-        .err()
-        .expect("8 nodes do not fit a 2x2 torus");
+    let err = run(
+        w.dag(),
+        &kernels,
+        &eager,
+        &machine,
+        SimConfig { ranks: 8, workers: 1, run_kernels: false, seed: 1, trace: Default::default() },
+    )
+    .err()
+    .expect("8 nodes do not fit a 2x2 torus");
     assert!(err.to_string().contains("torus"), "{err}");
 }
 
@@ -163,7 +176,7 @@ fn latency_jitter_is_bounded_and_reproducible_from_the_seed() {
     let kernels = SimKernels { kernels: &Zeros, name: &name };
     let mut machine = toy_machine(1);
     let simulate = |machine: &Machine, seed| {
-        let cfg = SimConfig { ranks: 2, workers: 1, run_kernels: false, seed };
+        let cfg = SimConfig { ranks: 2, workers: 1, run_kernels: false, seed, trace: Default::default() };
         run(&dag, &kernels, &eager, machine, cfg).unwrap().run
     };
     let plain = simulate(&machine, 1);
@@ -188,7 +201,7 @@ fn rendezvous_pays_its_full_handshake_in_virtual_time() {
     let name = |_| "k";
     let kernels = SimKernels { kernels: &Zeros, name: &name };
     let factory = dagwire_strategies::find("rendezvous").unwrap().factory_with(&[], 2).unwrap();
-    let cfg = SimConfig { ranks: 2, workers: 1, run_kernels: true, seed: 1 };
+    let cfg = SimConfig { ranks: 2, workers: 1, run_kernels: true, seed: 1, trace: Default::default() };
     let out = run(&dag, &kernels, &factory, &toy_machine(1), cfg).unwrap().run;
     // T(k) = o_s + ceil((k-1) G) + L + o_r; RTS and CTS are 32-byte headers.
     let t = |k: u64| 100 + ((k - 1) as f64 * 0.5).ceil() as u64 + 1000 + 200;
@@ -236,7 +249,7 @@ fn a_batched_all_to_all_v_is_a_pairwise_exchange_in_virtual_time() {
     let dag = Arc::new(b.finish());
     let name = |_| "k";
     let kernels = SimKernels { kernels: &Zeros, name: &name };
-    let cfg = SimConfig { ranks: 3, workers: 1, run_kernels: true, seed: 1 };
+    let cfg = SimConfig { ranks: 3, workers: 1, run_kernels: true, seed: 1, trace: Default::default() };
     let out = run(&dag, &kernels, &batched("level", 1), &toy_machine(1), cfg).unwrap().run;
     let steps: Vec<(u32, u32, &str, u64, u64)> =
         out.trace.messages.iter().map(|m| (m.src.0, m.dst.0, m.kind, m.sent_ns, m.recv_ns)).collect();
@@ -310,7 +323,7 @@ fn simulate_dag(
 ) -> (RunOutcome, u64) {
     let name = |_| "k";
     let kernels = SimKernels { kernels: &Zeros, name: &name };
-    let cfg = SimConfig { ranks: dag.ranks(), workers: 1, run_kernels: false, seed: 1 };
+    let cfg = SimConfig { ranks: dag.ranks(), workers: 1, run_kernels: false, seed: 1, trace: Default::default() };
     let out = run(dag, &kernels, strategy, &toy_machine(1), cfg).unwrap();
     (out.run, out.events)
 }
@@ -385,7 +398,7 @@ fn rma_pays_request_data_and_acknowledgement_legs_in_virtual_time() {
     let dag = Arc::new(b.finish());
     let name = |_| "k";
     let kernels = SimKernels { kernels: &Zeros, name: &name };
-    let cfg = SimConfig { ranks: 2, workers: 1, run_kernels: true, seed: 1 };
+    let cfg = SimConfig { ranks: 2, workers: 1, run_kernels: true, seed: 1, trace: Default::default() };
     // T(k) = o_s + ceil((k-1) G) + L + o_r; notifications, requests, acks and fence
     // steps are 32-byte headers.
     let t = |k: u64| 100 + ((k - 1) as f64 * 0.5).ceil() as u64 + 1000 + 200;
@@ -400,4 +413,24 @@ fn rma_pays_request_data_and_acknowledgement_legs_in_virtual_time() {
             1 + (sync == "passive") as usize
         );
     }
+}
+
+#[test]
+fn a_counts_only_trace_keeps_the_totals_and_the_timeline_but_no_records() {
+    let w = cholesky(640, 64, 16);
+    let name = |k| w.kernel_name(k);
+    let kernels = SimKernels { kernels: w.kernels(), name: &name };
+    let machine = load_machine("ib-hdr-fattree").unwrap();
+    let simulate = |trace| {
+        let cfg = SimConfig { ranks: 16, workers: 1, run_kernels: false, seed: 1, trace };
+        run(w.dag(), &kernels, &eager, &machine, cfg).unwrap()
+    };
+    let (full, counts) = (simulate(TraceLevel::Full), simulate(TraceLevel::Counts));
+    assert_eq!(full.run.makespan_ns, counts.run.makespan_ns, "what is kept does not change what happens");
+    assert_eq!(full.events, counts.events);
+    let (f, c) = (&full.run.trace, &counts.run.trace);
+    assert!(c.tasks.is_empty() && c.messages.is_empty() && c.transfer_events.is_empty());
+    assert_eq!((c.task_count(), f.task_count()), (w.dag().task_count() as u64, w.dag().task_count() as u64));
+    assert_eq!(c.message_totals(), f.message_totals());
+    assert_eq!(c.counted.transfer_events, f.transfer_events.len() as u64);
 }
