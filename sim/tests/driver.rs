@@ -115,12 +115,17 @@ impl Kernels for Zeros {
     }
 }
 
-#[test]
-fn a_two_rank_chain_takes_compute_plus_the_loggp_message_time() {
+/// r0 computes 5000 flops and sends 4096 bytes to r1, which computes 3000 flops.
+fn producer_and_reader() -> Arc<dagwire_runtime::Dag> {
     let mut b = DagBuilder::new(2);
     let p = b.add(TaskSpec::new(KernelId(0), Rank(0)).flops(5000.0).outputs(&[4096]));
     b.add(TaskSpec::new(KernelId(0), Rank(1)).flops(3000.0).inputs(&[p.output(0)]).outputs(&[4096]));
-    let dag = Arc::new(b.finish());
+    Arc::new(b.finish())
+}
+
+#[test]
+fn a_two_rank_chain_takes_compute_plus_the_loggp_message_time() {
+    let dag = producer_and_reader();
     let name = |_| "k";
     let kernels = SimKernels { kernels: &Zeros, name: &name };
     let out = run(
@@ -194,10 +199,7 @@ fn latency_jitter_is_bounded_and_reproducible_from_the_seed() {
 
 #[test]
 fn rendezvous_pays_its_full_handshake_in_virtual_time() {
-    let mut b = DagBuilder::new(2);
-    let p = b.add(TaskSpec::new(KernelId(0), Rank(0)).flops(5000.0).outputs(&[4096]));
-    b.add(TaskSpec::new(KernelId(0), Rank(1)).flops(3000.0).inputs(&[p.output(0)]).outputs(&[4096]));
-    let dag = Arc::new(b.finish());
+    let dag = producer_and_reader();
     let name = |_| "k";
     let kernels = SimKernels { kernels: &Zeros, name: &name };
     let factory = dagwire_strategies::find("rendezvous").unwrap().factory_with(&[], 2).unwrap();
@@ -392,10 +394,7 @@ fn an_rma_cholesky_verifies_in_every_mode_and_sync() {
 
 #[test]
 fn rma_pays_request_data_and_acknowledgement_legs_in_virtual_time() {
-    let mut b = DagBuilder::new(2);
-    let p = b.add(TaskSpec::new(KernelId(0), Rank(0)).flops(5000.0).outputs(&[4096]));
-    b.add(TaskSpec::new(KernelId(0), Rank(1)).flops(3000.0).inputs(&[p.output(0)]).outputs(&[4096]));
-    let dag = Arc::new(b.finish());
+    let dag = producer_and_reader();
     let name = |_| "k";
     let kernels = SimKernels { kernels: &Zeros, name: &name };
     let cfg = SimConfig { ranks: 2, workers: 1, run_kernels: true, seed: 1, trace: Default::default() };
