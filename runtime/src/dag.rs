@@ -188,6 +188,12 @@ impl DagBuilder {
             chunks
         });
         let by_owner = Csr::build(self.ranks as usize, self.tasks.len(), |t| vec![self.tasks[t].owner.index()]);
+        let mut local_index = vec![0u32; self.tasks.len()];
+        for r in 0..self.ranks as usize {
+            for (i, t) in by_owner.row(r).iter().enumerate() {
+                local_index[t.index()] = i as u32;
+            }
+        }
         let mut results: Vec<ChunkId> = (0..self.chunks.len() as u32)
             .map(ChunkId)
             .filter(|c| consumers.row(c.index()).is_empty())
@@ -204,6 +210,7 @@ impl DagBuilder {
             inputs: self.inputs,
             consumers,
             by_owner,
+            local_index,
         }
     }
 }
@@ -254,6 +261,8 @@ pub struct Dag {
     inputs: Vec<ChunkId>,
     consumers: Csr,
     by_owner: Csr,
+    /// Each task's position among its owner's tasks ([`Dag::tasks_of`]).
+    local_index: Vec<u32>,
     results: Vec<ChunkId>,
 }
 
@@ -298,6 +307,11 @@ impl Dag {
     /// The tasks a rank runs, in id order.
     pub fn tasks_of(&self, rank: Rank) -> &[TaskId] {
         self.by_owner.row(rank.index())
+    }
+    /// Where `t` stands in its owner's [`Dag::tasks_of`], so per-rank state can live in
+    /// a dense array instead of a map.
+    pub fn local_index(&self, t: TaskId) -> usize {
+        self.local_index[t.index()] as usize
     }
     /// Ranks other than the producer's that read a chunk, sorted and without repeats.
     pub fn remote_readers(&self, c: ChunkId) -> Vec<Rank> {

@@ -229,7 +229,8 @@ pub struct Engine {
     strategy: Box<dyn Strategy>,
     workers: u32,
     busy: u32,
-    missing: HashMap<TaskId, u32>,
+    /// Inputs each local task still waits for, by [`Dag::local_index`].
+    missing: Vec<u32>,
     ready: BinaryHeap<Ready>,
     running: Vec<TaskId>,
     unfinished: usize,
@@ -270,7 +271,7 @@ impl Engine {
     pub fn new(rank: Rank, dag: Arc<Dag>, mut strategy: Box<dyn Strategy>, workers: usize) -> Self {
         let window = strategy.window(&dag, rank);
         let local = dag.tasks_of(rank);
-        let missing = local.iter().map(|&t| (t, dag.inputs(t).len() as u32)).collect();
+        let missing = local.iter().map(|&t| dag.inputs(t).len() as u32).collect();
         Engine {
             rank,
             unfinished: local.len(),
@@ -326,8 +327,9 @@ impl Engine {
 
     /// Starts the run: tasks without inputs become ready, and the strategy is told.
     pub fn handle_start(&mut self, now: u64) {
-        let mut roots: Vec<TaskId> = self.missing.iter().filter(|(_, n)| **n == 0).map(|(&t, _)| t).collect();
-        roots.sort_unstable();
+        let dag = Arc::clone(&self.dag);
+        let roots: Vec<TaskId> =
+            dag.tasks_of(self.rank).iter().zip(&self.missing).filter(|(_, n)| **n == 0).map(|(&t, _)| t).collect();
         for t in roots {
             self.make_ready(t);
         }
@@ -566,7 +568,7 @@ impl Engine {
     /// Why this rank is not done: for stall diagnostics.
     pub fn waiting_summary(&self) -> String {
         let mut waiting: Vec<ChunkId> = Vec::new();
-        for (&t, _) in self.missing.iter().filter(|(_, n)| **n > 0) {
+        for (&t, _) in self.dag.tasks_of(self.rank).iter().zip(&self.missing).filter(|(_, n)| **n > 0) {
             waiting.extend(self.dag.inputs(t).iter().filter(|c| !self.store.contains_key(c)));
         }
         waiting.sort_unstable();
@@ -671,7 +673,7 @@ impl Engine {
             // A task may read the same chunk twice; it waits for it (and reads it) each time.
             let uses = dag.inputs(t).iter().filter(|&&c| c == chunk).count() as u32;
             readers += uses;
-            let left = self.missing.get_mut(&t).expect("local task is tracked");
+            let left = &mut self.missing[dag.local_index(t)];
             *left -= uses;
             if *left == 0 {
                 self.make_ready(t);
@@ -683,7 +685,6 @@ impl Engine {
     }
 
     fn make_ready(&mut self, t: TaskId) {
-        self.missing.remove(&t);
         self.ready.push(Ready { priority: self.dag.task(t).priority, id: std::cmp::Reverse(t) });
     }
 
