@@ -26,6 +26,12 @@ pub enum Capability {
     AllToAllV,
     /// Broadcasts along a tree ([`CollectiveKind::Broadcast`]).
     Broadcast,
+    /// One-sided put/get on windows with passive-target synchronisation
+    /// ([`crate::one_sided::WindowSync::Passive`]).
+    OneSidedPassive,
+    /// One-sided put/get on windows synchronised by fences
+    /// ([`crate::one_sided::WindowSync::Fence`], [`CollectiveKind::Fence`]).
+    OneSidedFence,
 }
 
 impl Capability {
@@ -39,6 +45,8 @@ impl fmt::Display for Capability {
             Capability::PointToPoint => "point-to-point messages",
             Capability::AllToAllV => "collectives (all-to-all-v)",
             Capability::Broadcast => "collectives (broadcast)",
+            Capability::OneSidedPassive => "one-sided access (passive target: lock_all + flush)",
+            Capability::OneSidedFence => "one-sided access (fence epochs)",
         })
     }
 }
@@ -92,6 +100,10 @@ pub enum CollectiveKind {
         /// How the data spreads.
         tree: Tree,
     },
+    /// A fence on the one-sided windows: a barrier of every rank of the run that also
+    /// completes every one-sided operation its members issued before joining it (see
+    /// [`crate::one_sided`]). Carries no messages. Needs [`Capability::OneSidedFence`].
+    Fence,
 }
 
 impl CollectiveKind {
@@ -100,6 +112,7 @@ impl CollectiveKind {
         match self {
             CollectiveKind::AllToAllV => Capability::AllToAllV,
             CollectiveKind::Broadcast { .. } => Capability::Broadcast,
+            CollectiveKind::Fence => Capability::OneSidedFence,
         }
     }
 }
@@ -166,7 +179,8 @@ impl Tree {
 ///
 /// For [`CollectiveKind::AllToAllV`], `sends` has exactly one entry per other rank, in
 /// rank order (the engine fills in empty contributions for ranks the strategy left
-/// out), and every rank of the run joins the collective with the same `id`. For
+/// out), and every rank of the run joins the collective with the same `id`; the same
+/// for [`CollectiveKind::Fence`], whose `sends` is empty. For
 /// [`CollectiveKind::Broadcast`], the root's `sends` is one entry `(root, messages)`,
 /// the messages every other member receives, and other members' `sends` is empty.
 #[derive(Debug)]

@@ -18,6 +18,7 @@ use crate::collective::{Capability, CollectiveJoin, CollectiveKind, Contribution
 use crate::dag::Dag;
 use crate::ids::{ChunkId, Rank, TaskId};
 use crate::message::{Message, MessageClass, NO_CHUNK};
+use crate::one_sided::{Access, OneSided, WindowSpec};
 use crate::payload::Payload;
 use crate::strategy::{Strategy, StrategyCtx};
 use crate::trace::{MessageRecord, Phase, TaskRecord, Trace};
@@ -37,6 +38,10 @@ pub enum Action {
     /// [`Engine::handle_collective_done`] with what the peers contributed. Only strategies
     /// that [need](Engine::needs) a collective capability ask for this.
     Collective(CollectiveJoin),
+    /// Put into or get from a rank's one-sided window; once complete here, call
+    /// [`Engine::handle_one_sided_done`]. Only strategies with a [window](Engine::window)
+    /// ask for this (see [`crate::one_sided`] for what drivers guarantee).
+    OneSided(OneSided),
 }
 
 /// A task to run with its inputs, in declared order.
@@ -141,6 +146,17 @@ pub enum EngineError {
         /// The repeated id.
         id: u64,
     },
+    /// The driver reported a one-sided operation this rank has not issued (or whose
+    /// completion it already saw), or a get that returned the wrong number of bytes.
+    #[error("rank {rank}: one-sided operation {id} {why}")]
+    OneSided {
+        /// Rank.
+        rank: Rank,
+        /// The operation's id.
+        id: u64,
+        /// What is wrong with it.
+        why: String,
+    },
     /// The driver reported a task that was not running.
     #[error("rank {rank} was told task {task} finished, but it was not running")]
     NotRunning {
@@ -163,6 +179,8 @@ macro_rules! strategy_ctx {
             collectives: &mut $engine.collectives,
             delivered: &mut $engine.delivered,
             events: &mut $engine.trace.transfer_events,
+            one_sided: &mut $engine.one_sided,
+            next_one_sided: &mut $engine.next_one_sided,
         }
     };
 }
@@ -224,13 +242,31 @@ pub struct Engine {
     /// The highest collective id joined so far, so an id is never used twice.
     last_joined: Option<u64>,
     delivered: Vec<(ChunkId, Rank, Payload)>,
+    /// The window the strategy declared, if it uses one-sided access.
+    window: Option<WindowSpec>,
+    /// One-sided operations the strategy issued, not yet handed to the driver.
+    one_sided: VecDeque<OneSided>,
+    next_one_sided: u64,
+    /// Handed to the driver and not complete yet, by id.
+    in_flight: HashMap<u64, Issued>,
     trace: Trace,
     error: Option<EngineError>,
 }
 
+/// A one-sided operation handed to the driver, remembered for its completion.
+struct Issued {
+    target: Rank,
+    chunk: ChunkId,
+    /// Bytes a get must return (`None` for a put).
+    get_len: Option<u64>,
+    bytes: u64,
+    issued_ns: u64,
+}
+
 impl Engine {
     /// An engine for `rank` running at most `workers` tasks at once.
-    pub fn new(rank: Rank, dag: Arc<Dag>, strategy: Box<dyn Strategy>, workers: usize) -> Self {
+    pub fn new(rank: Rank, dag: Arc<Dag>, mut strategy: Box<dyn Strategy>, workers: usize) -> Self {
+        let window = strategy.window(&dag, rank);
         let local = dag.tasks_of(rank);
         let missing = local.iter().map(|&t| (t, dag.inputs(t).len() as u32)).collect();
         Engine {
@@ -250,9 +286,19 @@ impl Engine {
             joined: Vec::new(),
             last_joined: None,
             delivered: Vec::new(),
+            window,
+            one_sided: VecDeque::new(),
+            next_one_sided: 0,
+            in_flight: HashMap::default(),
             trace: Trace::default(),
             error: None,
         }
+    }
+
+    /// The one-sided window this rank exposes, if the strategy uses one (declared when
+    /// the engine was built): drivers allocate every rank's window before the run.
+    pub fn window(&self) -> Option<WindowSpec> {
+        self.window
     }
 
     /// This engine's rank.
@@ -286,11 +332,16 @@ impl Engine {
     }
 
     /// The next action, or `None` when there is nothing to do until an input arrives.
-    /// Messages go first (they are cheap and others wait on them), then tasks, as long
-    /// as a worker is free.
+    /// Communication goes first (it is cheap and others wait on it): one-sided
+    /// operations, then messages, then collectives, each in the order the strategy asked
+    /// (so operations issued before a fence reach the driver before it); then tasks, as
+    /// long as a worker is free.
     pub fn poll_action(&mut self, now: u64) -> Option<Action> {
         if self.error.is_some() {
             return None;
+        }
+        if let Some(op) = self.one_sided.pop_front() {
+            return self.issue(now, op);
         }
         if let Some((to, mut msg)) = self.sends.pop_front() {
             msg.sent_ns = now;
@@ -427,13 +478,61 @@ impl Engine {
         self.after_input(result);
     }
 
+    /// One-sided operation `id`, which this rank issued, completed here: `data` holds a
+    /// get's bytes (`None` for a put). A remote operation is recorded as one data
+    /// message (`rma-put` from here to the target, `rma-get` from the target to here)
+    /// from its issue to now; an operation on this rank's own window is a local copy and
+    /// is not.
+    pub fn handle_one_sided_done(&mut self, now: u64, id: u64, data: Option<Payload>) {
+        if self.error.is_some() {
+            return;
+        }
+        let Some(op) = self.in_flight.remove(&id) else {
+            let why = "was reported complete, but it is not in flight here".to_string();
+            self.error = Some(EngineError::OneSided { rank: self.rank, id, why });
+            return;
+        };
+        let got = data.as_ref().map(|d| d.len() as u64);
+        if got != op.get_len {
+            let why = format!("should return {:?} bytes, the driver returned {got:?}", op.get_len);
+            self.error = Some(EngineError::OneSided { rank: self.rank, id, why });
+            return;
+        }
+        if op.target != self.rank {
+            let (src, dst, kind) = match op.get_len {
+                Some(_) => (op.target, self.rank, "rma-get"),
+                None => (self.rank, op.target, "rma-put"),
+            };
+            self.trace.messages.push(MessageRecord {
+                src,
+                dst,
+                kind,
+                class: MessageClass::Data,
+                bytes: op.bytes,
+                chunk: op.chunk,
+                sent_ns: op.issued_ns,
+                recv_ns: now,
+            });
+        }
+        let result = self.strategy.on_one_sided_done(&mut strategy_ctx!(self, now), id, data);
+        self.after_input(result);
+    }
+
+    /// One-sided operation `id` failed in the driver (for example it reached past the end
+    /// of its target's window); the run is over for this rank.
+    pub fn handle_one_sided_failed(&mut self, id: u64, why: String) {
+        self.error.get_or_insert(EngineError::OneSided { rank: self.rank, id, why });
+    }
+
     /// True when every local task ran, the strategy has nothing in flight and every
-    /// collective this rank joined has completed.
+    /// collective this rank joined and one-sided operation it issued has completed.
     pub fn is_done(&self) -> bool {
         self.unfinished == 0
             && self.sends.is_empty()
             && self.collectives.is_empty()
             && self.joined.is_empty()
+            && self.one_sided.is_empty()
+            && self.in_flight.is_empty()
             && self.strategy.is_idle()
     }
 
@@ -469,8 +568,13 @@ impl Engine {
         waiting.dedup();
         let shown: Vec<String> =
             waiting.iter().take(5).map(|&c| format!("{c} from {}", self.dag.chunk_owner(c))).collect();
-        let collectives =
+        let mut collectives =
             if self.joined.is_empty() { String::new() } else { format!(", in collectives {:?}", self.joined) };
+        if !self.in_flight.is_empty() {
+            let mut ids: Vec<u64> = self.in_flight.keys().copied().collect();
+            ids.sort_unstable();
+            collectives += &format!(", one-sided operations in flight {ids:?}");
+        }
         format!(
             "rank {}: {} tasks unfinished ({} running, {} ready), waiting for {} chunks [{}]{collectives}, strategy idle: {}",
             self.rank,
@@ -481,6 +585,29 @@ impl Engine {
             shown.join(", "),
             self.strategy.is_idle()
         )
+    }
+
+    /// Hands one-sided operation `op` to the driver, once it is checked against the
+    /// declared window.
+    fn issue(&mut self, now: u64, op: OneSided) -> Option<Action> {
+        let why = if self.window.is_none() {
+            Some("was issued, but the strategy declared no window".to_string())
+        } else if op.target.index() >= self.dag.ranks() {
+            Some(format!("targets {}, but the run has {} ranks", op.target, self.dag.ranks()))
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            self.error = Some(EngineError::OneSided { rank: self.rank, id: op.id, why });
+            return None;
+        }
+        let get_len = match &op.access {
+            Access::Get { len } => Some(*len),
+            Access::Put(_) => None,
+        };
+        let issued = Issued { target: op.target, chunk: op.chunk, get_len, bytes: op.bytes(), issued_ns: now };
+        self.in_flight.insert(op.id, issued);
+        Some(Action::OneSided(op))
     }
 
     /// After the strategy handled an input: a refusal becomes the sticky error, and

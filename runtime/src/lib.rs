@@ -18,6 +18,7 @@ pub mod local;
 pub mod message;
 #[cfg(feature = "mpi")]
 pub mod mpi;
+pub mod one_sided;
 pub mod params;
 pub mod payload;
 pub mod placement;
@@ -32,6 +33,7 @@ pub use engine::{Action, Engine, EngineError};
 pub use ids::{ChunkId, KernelId, Rank, TaskId};
 pub use kernel::Kernels;
 pub use message::{Message, MessageClass};
+pub use one_sided::{WindowSpec, WindowSync};
 pub use params::{ParamError, ParamKind, ParamSpec, ParamValue, Params};
 pub use payload::Payload;
 pub use placement::BlockCyclic2D;

@@ -8,7 +8,12 @@
 //! rank. Broadcast: the root sends its messages to its children in the tree, and so does
 //! every member once it has joined and received them from its parent; it then completes
 //! (the root as soon as it has sent). Contributions that arrive before the rank joins
-//! (a peer ahead by a collective or more) wait in a table keyed by id.
+//! (a peer ahead by a collective or more) wait in a table keyed by id. A fence is an
+//! all-to-all of empty contributions, i.e. a barrier.
+//!
+//! One-sided windows are byte buffers behind a mutex each; a put or get copies under
+//! the target's lock when the origin executes it, so it is complete at once (and so
+//! before any later fence), whatever the window's synchronisation.
 
 use crate::collective::{Capability, CollectiveJoin, CollectiveKind, Contribution, check_capabilities};
 use crate::dag::Dag;
@@ -17,13 +22,15 @@ use crate::engine::{Action, Engine, EngineError, RunTask, TaskDone};
 use crate::ids::{Rank, TaskId};
 use crate::kernel::Kernels;
 use crate::message::Message;
+use crate::one_sided::{Access, OneSided, WindowMemory};
+use crate::payload::Payload;
 use crate::strategy::StrategyFactory;
 use crate::trace::Trace;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, unbounded};
 use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Barrier};
+use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
 /// Settings of a local run.
@@ -54,7 +61,13 @@ impl Default for LocalConfig {
 }
 
 /// What the local driver offers strategies.
-pub const CAPABILITIES: &[Capability] = &[Capability::PointToPoint, Capability::AllToAllV, Capability::Broadcast];
+pub const CAPABILITIES: &[Capability] = &[
+    Capability::PointToPoint,
+    Capability::AllToAllV,
+    Capability::Broadcast,
+    Capability::OneSidedPassive,
+    Capability::OneSidedFence,
+];
 
 /// What reaches a rank thread.
 enum Incoming {
@@ -83,6 +96,8 @@ struct Shared<'a> {
     abort: AtomicBool,
     data_sent: AtomicU64,
     inboxes: Vec<Sender<Incoming>>,
+    /// Every rank's one-sided window (empty when the strategy declares none).
+    windows: Vec<Mutex<WindowMemory>>,
 }
 
 impl Shared<'_> {
@@ -143,6 +158,7 @@ pub fn run(
         check_capabilities("local", CAPABILITIES, engine.strategy_name(), engine.needs())?;
         engines.push(engine);
     }
+    let windows = engines.iter().map(|e| Mutex::new(WindowMemory::new(e.window().map_or(0, |w| w.bytes)))).collect();
     let (senders, receivers): (Vec<_>, Vec<_>) = (0..cfg.ranks).map(|_| unbounded()).unzip();
     let shared = Shared {
         dag,
@@ -152,6 +168,7 @@ pub fn run(
         abort: AtomicBool::new(false),
         data_sent: AtomicU64::new(0),
         inboxes: senders,
+        windows,
     };
     let barrier = Barrier::new(cfg.ranks);
     let outcomes: Vec<RankResult> = std::thread::scope(|s| {
@@ -283,6 +300,8 @@ struct PendingCollective {
 enum Joined {
     /// Waits for one contribution from every other rank.
     AllToAllV,
+    /// Waits for every other rank to join; completes with no contributions.
+    Fence,
     /// Waits for the data from its parent, then forwards it to `children`.
     Broadcast { children: Vec<Rank> },
 }
@@ -302,6 +321,10 @@ impl Collectives {
                     send(to, corrupt(messages));
                 }
                 Joined::AllToAllV
+            }
+            CollectiveKind::Fence => {
+                (0..engine.ranks() as u32).map(Rank).filter(|&r| r != me).for_each(|r| send(r, Vec::new()));
+                Joined::Fence
             }
             CollectiveKind::Broadcast { members, tree } => {
                 let v = members.iter().position(|&r| r == me).expect("a broadcast's members include who joins it");
@@ -335,13 +358,16 @@ impl Collectives {
         update(entry);
         let complete = match &entry.joined {
             None => false,
-            Some(Joined::AllToAllV) => entry.received.len() == engine.ranks() - 1,
+            Some(Joined::AllToAllV | Joined::Fence) => entry.received.len() == engine.ranks() - 1,
             Some(Joined::Broadcast { .. }) => entry.received.len() == 1,
         };
         if !complete {
             return;
         }
-        let done = self.pending.remove(&id).expect("present");
+        let mut done = self.pending.remove(&id).expect("present");
+        if let Some(Joined::Fence) = done.joined {
+            done.received.clear();
+        }
         if let Some(Joined::Broadcast { children }) = done.joined {
             for child in children {
                 let messages = done.received[0].messages.clone();
@@ -379,6 +405,7 @@ fn act(shared: &Shared<'_>, engine: &mut Engine, collectives: &mut Collectives, 
                 let _ = shared.inboxes[out.to.index()].send(Incoming::Message { from: engine.rank(), msg });
             }
             Action::Collective(join) => collectives.join(shared, engine, shared.now(), join),
+            Action::OneSided(op) => one_sided(shared, engine, op),
             Action::Run(job) if shared.cfg.progress == Progress::Inline => {
                 let incoming = execute(shared, 0, job);
                 feed(shared, engine, collectives, incoming);
@@ -388,6 +415,31 @@ fn act(shared: &Shared<'_>, engine: &mut Engine, collectives: &mut Collectives, 
         }
     }
     acted
+}
+
+/// Executes a put or get on the target's window now and reports it complete.
+fn one_sided(shared: &Shared<'_>, engine: &mut Engine, op: OneSided) {
+    let remote = op.target != engine.rank();
+    let mut window = shared.windows[op.target.index()].lock().unwrap_or_else(|e| e.into_inner());
+    let result = match op.access {
+        Access::Put(data) if remote => {
+            let mut copy = Payload::clone(&data);
+            corrupt(shared, &mut copy);
+            window.put(op.offset, copy.as_bytes()).map(|()| None)
+        }
+        Access::Put(data) => window.put(op.offset, data.as_bytes()).map(|()| None),
+        Access::Get { len } => window.get(op.offset, len).map(|mut data| {
+            if remote {
+                corrupt(shared, &mut data);
+            }
+            Some(data)
+        }),
+    };
+    drop(window);
+    match result {
+        Ok(data) => engine.handle_one_sided_done(shared.now(), op.id, data),
+        Err(why) => engine.handle_one_sided_failed(op.id, format!("on {}'s window: {why}", op.target)),
+    }
 }
 
 fn feed(shared: &Shared<'_>, engine: &mut Engine, collectives: &mut Collectives, incoming: Incoming) {
@@ -453,19 +505,25 @@ fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
 }
 
 fn maybe_corrupt(shared: &Shared<'_>, mut msg: Message) -> Message {
-    let Some(Fault::CorruptDataMessage { nth }) = shared.cfg.fault else {
-        return msg;
-    };
     if let Some(payload) = msg.payload.as_mut() {
-        if shared.data_sent.fetch_add(1, Ordering::Relaxed) == nth && !payload.is_empty() {
-            // Byte 6 of an 8-byte word holds high mantissa bits of an f64, so the flip
-            // changes a value visibly whatever the workload's element type.
-            let at = ((payload.len() / 2) & !7) + 6;
-            let at = if at < payload.len() { at } else { payload.len() / 2 };
-            payload.as_bytes_mut()[at] ^= 0x40;
-        }
+        corrupt(shared, payload);
     }
     msg
+}
+
+/// Applies the run's [`Fault::CorruptDataMessage`] to `payload`, if it is the nth data
+/// transfer (message or one-sided) between ranks.
+fn corrupt(shared: &Shared<'_>, payload: &mut Payload) {
+    let Some(Fault::CorruptDataMessage { nth }) = shared.cfg.fault else {
+        return;
+    };
+    if shared.data_sent.fetch_add(1, Ordering::Relaxed) == nth && !payload.is_empty() {
+        // Byte 6 of an 8-byte word holds high mantissa bits of an f64, so the flip
+        // changes a value visibly whatever the workload's element type.
+        let at = ((payload.len() / 2) & !7) + 6;
+        let at = if at < payload.len() { at } else { payload.len() / 2 };
+        payload.as_bytes_mut()[at] ^= 0x40;
+    }
 }
 
 #[allow(dead_code)]

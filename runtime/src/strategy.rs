@@ -6,6 +6,7 @@ use crate::collective::{Capability, CollectiveJoin, CollectiveKind, Contribution
 use crate::dag::Dag;
 use crate::ids::{ChunkId, Rank, TaskId};
 use crate::message::Message;
+use crate::one_sided::{Access, OneSided, WindowSpec};
 use crate::payload::Payload;
 use crate::trace::{Phase, TransferEvent};
 use std::collections::VecDeque;
@@ -13,12 +14,14 @@ use std::sync::Arc;
 
 /// A transfer protocol, one instance per rank.
 ///
-/// The engine calls [`Strategy::on_start`] once, [`Strategy::on_chunk_ready`] when a
-/// chunk it produced has readers on other ranks, [`Strategy::on_task_done`] after each
-/// local task's outputs were handed over, [`Strategy::on_message`] for every message that
-/// arrives and [`Strategy::on_collective_done`] for every collective the strategy joined;
-/// the strategy answers through the [`StrategyCtx`]. See `dagwire-strategies` for the
-/// protocols themselves.
+/// The engine calls [`Strategy::window`] once when it is built, [`Strategy::on_start`]
+/// once, [`Strategy::on_chunk_ready`] when a chunk it produced has readers on other
+/// ranks, [`Strategy::on_task_done`] after each local task's outputs were handed over,
+/// [`Strategy::on_message`] for every message that arrives,
+/// [`Strategy::on_collective_done`] for every collective the strategy joined and
+/// [`Strategy::on_one_sided_done`] for every one-sided operation it issued; the strategy
+/// answers through the [`StrategyCtx`]. See `dagwire-strategies` for the protocols
+/// themselves.
 pub trait Strategy: Send {
     /// The registered name (`eager`, `rendezvous`, ...).
     fn name(&self) -> &'static str;
@@ -62,6 +65,20 @@ pub trait Strategy: Send {
     ) -> Result<(), String> {
         Err(format!("collective {id} completed, but this strategy joins no collectives"))
     }
+
+    /// The one-sided window this rank exposes, if the strategy uses one-sided access
+    /// ([`crate::one_sided`]). Called once, when the engine is built and before the run
+    /// starts, so drivers can allocate every window up front. Default: none.
+    fn window(&mut self, _dag: &Dag, _rank: Rank) -> Option<WindowSpec> {
+        None
+    }
+
+    /// One-sided operation `id`, which this strategy issued, completed: `data` holds a
+    /// get's bytes, `None` for a put. An error is fatal to the run. Default: refuses, as
+    /// a strategy that issues none gets none.
+    fn on_one_sided_done(&mut self, _ctx: &mut StrategyCtx<'_>, id: u64, _data: Option<Payload>) -> Result<(), String> {
+        Err(format!("one-sided operation {id} completed, but this strategy issues none"))
+    }
 }
 
 /// Builds one strategy instance per rank.
@@ -79,6 +96,8 @@ pub struct StrategyCtx<'a> {
     pub(crate) collectives: &'a mut VecDeque<CollectiveJoin>,
     pub(crate) delivered: &'a mut Vec<(ChunkId, Rank, Payload)>,
     pub(crate) events: &'a mut Vec<TransferEvent>,
+    pub(crate) one_sided: &'a mut VecDeque<OneSided>,
+    pub(crate) next_one_sided: &'a mut u64,
 }
 
 impl StrategyCtx<'_> {
@@ -98,6 +117,7 @@ impl StrategyCtx<'_> {
     /// every member receives, and a non-root's are dropped.
     pub fn join_collective(&mut self, id: u64, kind: CollectiveKind, sends: Vec<(Rank, Vec<Message>)>) {
         let sends = match &kind {
+            CollectiveKind::Fence => Vec::new(),
             CollectiveKind::Broadcast { members, .. } => {
                 let messages: Vec<Message> = sends.into_iter().flat_map(|(_, m)| m).collect();
                 if members.first() == Some(&self.rank) { vec![(self.rank, messages)] } else { Vec::new() }
@@ -116,6 +136,27 @@ impl StrategyCtx<'_> {
             }
         };
         self.collectives.push_back(CollectiveJoin { id, kind, sends });
+    }
+
+    /// Writes `data` (the bytes of `chunk`, named for traces) at `offset` of `target`'s
+    /// window (this rank's own, for a local store) and returns the operation's id, which
+    /// [`Strategy::on_one_sided_done`] reports once the bytes are there.
+    pub fn put(&mut self, target: Rank, offset: u64, chunk: ChunkId, data: Arc<Payload>) -> u64 {
+        self.one_sided_op(target, offset, chunk, Access::Put(data))
+    }
+
+    /// Reads `len` bytes (of `chunk`, named for traces) at `offset` of `target`'s window
+    /// (this rank's own, for a local load) and returns the operation's id;
+    /// [`Strategy::on_one_sided_done`] hands over the bytes.
+    pub fn get(&mut self, target: Rank, offset: u64, chunk: ChunkId, len: u64) -> u64 {
+        self.one_sided_op(target, offset, chunk, Access::Get { len })
+    }
+
+    fn one_sided_op(&mut self, target: Rank, offset: u64, chunk: ChunkId, access: Access) -> u64 {
+        let id = *self.next_one_sided;
+        *self.next_one_sided += 1;
+        self.one_sided.push_back(OneSided { id, target, offset, chunk, access });
+        id
     }
 
     /// Hands a received chunk produced on `src` to the engine (records `Completed`).

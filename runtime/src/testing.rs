@@ -7,12 +7,23 @@
 //! The harness also enforces the rules every collective follows, whatever the
 //! strategy: a rank has at most one collective open, joins them in increasing id
 //! order, agrees with the other members on the kind, and is a member of what it joins.
+//!
+//! One-sided windows hold real bytes. A put writes when it is issued and completes
+//! `2 * latency` later (data there, acknowledgement back); a get reads when it is issued
+//! and completes `2 * latency` later; an operation on the rank's own window completes at
+//! once. A fence completes `latency` after the last member joined, and never before the
+//! operations its members issued earlier. The harness refuses a get that does not read
+//! exactly one region an earlier put wrote, and one that reads it too soon: with passive
+//! synchronisation before the put completed, with fences before a fence closed the
+//! writer's epoch (house rule: "rma with fence never reads before the producing epoch
+//! closed").
 
 use crate::collective::{CollectiveJoin, CollectiveKind, Contribution};
 use crate::dag::Dag;
 use crate::engine::{Action, Engine, TaskDone};
 use crate::ids::{ChunkId, Rank, TaskId};
 use crate::message::Message;
+use crate::one_sided::{Access, OneSided, WindowMemory, WindowSync};
 use crate::payload::Payload;
 use crate::strategy::Strategy;
 use crate::trace::Trace;
@@ -99,10 +110,19 @@ pub fn drive(
     check_join: &mut dyn FnMut(&JoinView<'_>) -> Result<(), String>,
 ) -> Result<Run, String> {
     let p = dag.ranks();
+    let engines: Vec<Engine> =
+        (0..p as u32).map(|r| Engine::new(Rank(r), Arc::clone(dag), strategy(Rank(r)), workers)).collect();
+    let windows = engines.iter().map(|e| WindowMemory::new(e.window().map_or(0, |w| w.bytes))).collect();
+    let sync = engines.iter().find_map(Engine::window).map(|w| w.sync);
     let mut h = Harness {
         dag,
         timing,
-        engines: (0..p as u32).map(|r| Engine::new(Rank(r), Arc::clone(dag), strategy(Rank(r)), workers)).collect(),
+        engines,
+        windows,
+        sync,
+        written: BTreeMap::new(),
+        fences_done: vec![0; p],
+        ops_done_by: vec![0; p],
         events: BTreeMap::new(),
         seq: 0,
         now: 0,
@@ -128,19 +148,41 @@ pub fn drive(
 enum Event {
     Done(TaskDone),
     Message(Rank, Message),
-    CollectiveDone(u64, Vec<Contribution>),
+    /// A collective completed (`true` for a fence).
+    CollectiveDone(u64, Vec<Contribution>, bool),
+    OneSidedDone(u64, Option<Payload>),
 }
+
+/// A region a put wrote: how long, when the put completes, and in which of the
+/// writer's fence epochs it was issued.
+struct Written {
+    len: u64,
+    complete_at: u64,
+    writer: Rank,
+    epoch: u32,
+}
+
+/// When a member joined (for a fence, when its earlier operations complete) and what it sent.
+type Joined = (u64, Vec<(Rank, Vec<Message>)>);
 
 /// One collective on its way: its kind, and who joined, when, with what.
 struct Gathering {
     kind: CollectiveKind,
-    joined: BTreeMap<Rank, (u64, Vec<(Rank, Vec<Message>)>)>,
+    joined: BTreeMap<Rank, Joined>,
 }
 
 struct Harness<'a> {
     dag: &'a Arc<Dag>,
     timing: Timing,
     engines: Vec<Engine>,
+    windows: Vec<WindowMemory>,
+    sync: Option<WindowSync>,
+    /// Regions written by puts, by (target rank, offset).
+    written: BTreeMap<(Rank, u64), Written>,
+    /// Fences completed on each rank.
+    fences_done: Vec<u32>,
+    /// Per rank, when the last one-sided operation it issued completes.
+    ops_done_by: Vec<u64>,
     events: BTreeMap<(u64, u64), (usize, Event)>,
     seq: u64,
     now: u64,
@@ -179,6 +221,7 @@ impl Harness<'_> {
                     check_join(&view)?;
                     self.join(Rank(r as u32), join)?;
                 }
+                Action::OneSided(op) => self.one_sided(r, op)?,
             }
         }
         Ok(())
@@ -194,6 +237,52 @@ impl Harness<'_> {
             }
         }
         Ok(dag.task(task).outputs().map(|c| Payload::from_bytes(&bytes_of(c))).collect())
+    }
+
+    /// Executes a put or get of rank `r` on its target's window now; schedules its
+    /// completion.
+    fn one_sided(&mut self, r: usize, op: OneSided) -> Result<(), String> {
+        let origin = Rank(r as u32);
+        let remote = op.target != origin;
+        let complete_at = if remote { self.now + 2 * self.timing.latency } else { self.now };
+        let what =
+            format!("{origin}'s one-sided operation {} on {}'s window at offset {}", op.id, op.target, op.offset);
+        let data = match op.access {
+            Access::Put(data) => {
+                self.windows[op.target.index()].put(op.offset, data.as_bytes()).map_err(|e| format!("{what}: {e}"))?;
+                let epoch = self.fences_done[r];
+                let region = Written { len: data.len() as u64, complete_at, writer: origin, epoch };
+                self.written.insert((op.target, op.offset), region);
+                None
+            }
+            Access::Get { len } => {
+                self.check_read(origin, op.target, op.offset, len).map_err(|e| format!("{what}: {e}"))?;
+                Some(self.windows[op.target.index()].get(op.offset, len).map_err(|e| format!("{what}: {e}"))?)
+            }
+        };
+        self.ops_done_by[r] = self.ops_done_by[r].max(complete_at);
+        self.push(complete_at, r, Event::OneSidedDone(op.id, data));
+        Ok(())
+    }
+
+    /// A get by `reader` must read exactly a region a put wrote, after that put became
+    /// visible to it.
+    fn check_read(&self, reader: Rank, target: Rank, offset: u64, len: u64) -> Result<(), String> {
+        let Some(w) = self.written.get(&(target, offset)).filter(|w| w.len == len) else {
+            return Err(format!("reads {len} bytes that no earlier put wrote there"));
+        };
+        match self.sync {
+            Some(WindowSync::Fence) if self.fences_done[reader.index()] <= w.epoch => Err(format!(
+                "reads in fence epoch {} what {} put in its epoch {}, before a fence closed that epoch",
+                self.fences_done[reader.index()],
+                w.writer,
+                w.epoch
+            )),
+            Some(WindowSync::Passive) if self.now < w.complete_at => {
+                Err(format!("reads at {} ns what a put completes only at {} ns", self.now, w.complete_at))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// A rank joins a collective; once every member has, it completes `latency` later.
@@ -215,13 +304,18 @@ impl Harness<'_> {
             return Err(format!("{rank} joined {} as {:?}, others as {:?}", join.id, join.kind, g.kind));
         }
         let members = match &g.kind {
-            CollectiveKind::AllToAllV => (0..self.engines.len() as u32).map(Rank).collect(),
+            CollectiveKind::AllToAllV | CollectiveKind::Fence => (0..self.engines.len() as u32).map(Rank).collect(),
             CollectiveKind::Broadcast { members, .. } => members.clone(),
         };
         if !members.contains(&rank) {
             return Err(format!("{rank} joined {}, which it is no member of", join.id));
         }
-        g.joined.insert(rank, (self.now, join.sends));
+        // A fence completes only after what its members issued before it.
+        let joined_at = match g.kind {
+            CollectiveKind::Fence => self.now.max(self.ops_done_by[r]),
+            _ => self.now,
+        };
+        g.joined.insert(rank, (joined_at, join.sends));
         if g.joined.len() == members.len() {
             let g = self.gathering.remove(&join.id).expect("present");
             self.complete(join.id, g, &members);
@@ -231,9 +325,11 @@ impl Harness<'_> {
 
     /// Delivers a complete collective to every member.
     fn complete(&mut self, id: u64, g: Gathering, members: &[Rank]) {
-        let at = self.now + self.timing.latency;
+        let last_join = g.joined.values().map(|(at, _)| *at).max().unwrap_or(self.now);
+        let at = last_join.max(self.now) + self.timing.latency;
         let mut inbox: BTreeMap<Rank, Vec<Contribution>> = members.iter().map(|&m| (m, Vec::new())).collect();
         let broadcast = matches!(g.kind, CollectiveKind::Broadcast { .. });
+        let fence = g.kind == CollectiveKind::Fence;
         for (from, (sent_ns, sends)) in g.joined {
             for (to, messages) in sends {
                 let part = Contribution { from, sent_ns, recv_ns: at, messages };
@@ -245,7 +341,7 @@ impl Harness<'_> {
             }
         }
         for (to, received) in inbox {
-            self.push(at, to.index(), Event::CollectiveDone(id, received));
+            self.push(at, to.index(), Event::CollectiveDone(id, received, fence));
         }
     }
 
@@ -261,10 +357,14 @@ impl Harness<'_> {
                 self.engines[r].handle_task_done(at, done);
             }
             Event::Message(from, msg) => self.engines[r].handle_message(at, from, msg),
-            Event::CollectiveDone(id, received) => {
+            Event::CollectiveDone(id, received, fence) => {
                 self.open[r] = None;
+                if fence {
+                    self.fences_done[r] += 1;
+                }
                 self.engines[r].handle_collective_done(at, id, received);
             }
+            Event::OneSidedDone(id, data) => self.engines[r].handle_one_sided_done(at, id, data),
         }
         match self.engines[r].error() {
             Some(e) => Err(self.diagnose(&format!("r{r} failed: {e}"))),

@@ -11,6 +11,9 @@
 //!   arrived from its parent to its children and completes when all of it has arrived.
 //!   A binomial tree moves the data whole; a pipelined chain cuts it into segments of
 //!   `segment_bytes` and forwards each as soon as it arrives.
+//! - **Fence: dissemination barrier**, `ceil(log2 p)` rounds: in round `k` rank `r`
+//!   sends a header to `(r + 2^k) mod p` and waits for the one from `(r - 2^k) mod p`.
+//!   (The driver joins a rank only once its one-sided operations have completed.)
 //!
 //! Pieces that arrive before their receiver reached their step (or joined at all) wait.
 //! The driver owns the network: [`Collectives::advance`] asks it to send pieces through
@@ -80,9 +83,19 @@ struct Inbound {
     messages: Option<Vec<Message>>,
 }
 
+/// One rank's part in a dissemination barrier.
+struct Barrier {
+    /// The current round; `rounds` means complete.
+    round: u32,
+    rounds: u32,
+    /// Whether the current round's header has been sent.
+    sent: bool,
+}
+
 enum Part {
     Exchange(Exchange),
     Relay(Relay),
+    Barrier(Barrier),
 }
 
 /// Every rank's collectives in progress, and the pieces that arrived early.
@@ -118,6 +131,10 @@ impl Collectives {
     pub fn join(&mut self, r: usize, now: Time, join: CollectiveJoin, send: &mut impl FnMut(Piece)) {
         let me = Rank(r as u32);
         let part = match join.kind {
+            CollectiveKind::Fence => {
+                let rounds = self.ranks.next_power_of_two().trailing_zeros();
+                Part::Barrier(Barrier { round: 0, rounds, sent: false })
+            }
             CollectiveKind::AllToAllV => {
                 let mut sends: Vec<Option<Vec<Message>>> = vec![None; self.ranks];
                 for (to, messages) in join.sends {
@@ -213,6 +230,35 @@ impl Collectives {
                         completed.push((id, std::mem::take(&mut ex.received)));
                     }
                 }
+                Part::Barrier(b) => {
+                    while b.round < b.rounds {
+                        let stride = 1usize << b.round;
+                        let (to, from) = ((r + stride) % p, (r + p - stride % p) % p);
+                        if !b.sent {
+                            let dst = Rank(to as u32);
+                            let bytes = wire_bytes(&[]);
+                            send(Piece {
+                                id,
+                                src: me,
+                                dst,
+                                sent: now,
+                                bytes,
+                                broadcast: false,
+                                index: 0,
+                                of: 1,
+                                messages: None,
+                            });
+                            b.sent = true;
+                        }
+                        if self.early.remove(&(r as u32, id, from as u32)).is_none() {
+                            break;
+                        }
+                        (b.round, b.sent) = (b.round + 1, false);
+                    }
+                    if b.round >= b.rounds {
+                        completed.push((id, Vec::new()));
+                    }
+                }
                 Part::Relay(Relay { parent: None, .. }) => completed.push((id, Vec::new())),
                 Part::Relay(relay @ Relay { parent: Some(_), .. }) => {
                     let Some(inbound) = self.inbound.get(&(me.0, id)) else { continue };
@@ -251,6 +297,7 @@ impl Collectives {
                     format!("{id} at step {} of {}, waiting for r{}", ex.step, p - 1, (r + p - ex.step) % p)
                 }
                 Part::Relay(relay) => format!("broadcast {id}, waiting for {:?}", relay.parent),
+                Part::Barrier(b) => format!("fence {id} at round {} of {}", b.round, b.rounds),
             })
             .collect();
         if open.is_empty() { String::new() } else { format!("; collectives open: {}", open.join(", ")) }

@@ -9,7 +9,14 @@
 //! Collectives are decomposed into their algorithm's point-to-point steps, each a
 //! message through the [`Network`], so they share links and NICs with everything else:
 //! all-to-all-v as a pairwise exchange, broadcast along a binomial tree or a pipelined
-//! chain (see [`crate::collectives`]).
+//! chain, fence as a dissemination barrier (see [`crate::collectives`]).
+//!
+//! One-sided operations cost what RDMA does: a put is its data to the target then an
+//! acknowledgement header back (it completes at the origin when the acknowledgement
+//! arrives); a get is a request header to the target then the data back. Windows hold
+//! the payloads put into them, by (rank, offset); an operation on a rank's own window
+//! is a local copy and completes at once. A rank's fence starts only once its own
+//! operations have completed, so a fence costs the wait for them plus the barrier.
 
 use crate::collectives::{Collectives, Piece};
 use crate::compute::ComputeModel;
@@ -18,9 +25,11 @@ use crate::network::{MessageId, Network};
 use crate::queue::{EventQueue, Time};
 use dagwire_runtime::collective::check_capabilities;
 use dagwire_runtime::engine::{Action, Engine, RunTask, TaskDone};
+use dagwire_runtime::message::HEADER_BYTES;
+use dagwire_runtime::one_sided::{Access, OneSided};
 use dagwire_runtime::{
-    Capability, ChunkId, Dag, KernelId, Kernels, Message, Payload, Rank, RunError, RunOutcome, StrategyFactory, TaskId,
-    Trace,
+    Capability, ChunkId, CollectiveJoin, CollectiveKind, Dag, KernelId, Kernels, Message, Payload, Rank, RunError,
+    RunOutcome, StrategyFactory, TaskId, Trace,
 };
 use rustc_hash::FxHashMap;
 use std::collections::BTreeMap;
@@ -28,7 +37,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// What the sim driver offers strategies.
-pub const CAPABILITIES: &[Capability] = &[Capability::PointToPoint, Capability::AllToAllV, Capability::Broadcast];
+pub const CAPABILITIES: &[Capability] = &[
+    Capability::PointToPoint,
+    Capability::AllToAllV,
+    Capability::Broadcast,
+    Capability::OneSidedPassive,
+    Capability::OneSidedFence,
+];
 
 /// Settings of a simulated run.
 #[derive(Clone, Copy, Debug)]
@@ -74,6 +89,14 @@ enum InFlight {
     Message { src: Rank, dst: Rank, msg: Message },
     /// One step of a collective.
     Piece(Piece),
+    /// A put's data, on its way to the target window.
+    Put { origin: Rank, id: u64, target: Rank, offset: u64, data: Arc<Payload> },
+    /// A put's acknowledgement, on its way back to the origin.
+    PutAck { origin: Rank, id: u64 },
+    /// A get's request, on its way to the target.
+    GetRequest { origin: Rank, id: u64, target: Rank, offset: u64, len: u64 },
+    /// A get's data, on its way back to the origin.
+    GetData { origin: Rank, id: u64, data: Payload },
 }
 
 /// A running task's results and timing, until its completion event fires.
@@ -97,6 +120,12 @@ struct Sim<'a> {
     pending: FxHashMap<(u32, TaskId), Pending>,
     /// Every rank's collectives in progress.
     collectives: Collectives,
+    /// What puts wrote into the windows, by (rank, offset).
+    windows: FxHashMap<(u32, u64), Arc<Payload>>,
+    /// Per rank, remote one-sided operations not yet complete.
+    outstanding: Vec<u32>,
+    /// Per rank, a fence joined while operations were outstanding: it starts when they complete.
+    parked_fence: Vec<Option<CollectiveJoin>>,
     events: u64,
     trace: Trace,
 }
@@ -141,6 +170,9 @@ pub fn run(
         in_flight: FxHashMap::default(),
         pending: FxHashMap::default(),
         collectives: Collectives::new(cfg.ranks),
+        windows: FxHashMap::default(),
+        outstanding: vec![0; cfg.ranks],
+        parked_fence: (0..cfg.ranks).map(|_| None).collect(),
         events: 0,
         trace: Trace::default(),
     };
@@ -182,6 +214,7 @@ impl Sim<'_> {
                     self.collectives.arrive(piece, t);
                     self.pump(dst, t)?;
                 }
+                one_sided => self.one_sided_arrived(t, one_sided)?,
             }
         }
         Ok(at)
@@ -211,10 +244,11 @@ impl Sim<'_> {
                         self.in_flight.insert(id, InFlight::Message { src, dst, msg: out.msg });
                     }
                     Action::Run(job) => self.start_task(r, now, job)?,
-                    Action::Collective(join) => {
-                        let (network, in_flight) = (&mut self.network, &mut self.in_flight);
-                        self.collectives.join(r, now, join, &mut |piece| send_piece(network, in_flight, now, piece));
+                    Action::Collective(join) if join.kind == CollectiveKind::Fence && self.outstanding[r] > 0 => {
+                        self.parked_fence[r] = Some(join);
                     }
+                    Action::Collective(join) => self.join(r, now, join),
+                    Action::OneSided(op) => self.one_sided(r, now, op),
                 }
             }
             if let Some(e) = self.engines[r].error() {
@@ -230,6 +264,88 @@ impl Sim<'_> {
             for (id, received) in completed {
                 self.engines[r].handle_collective_done(now, id, received);
             }
+        }
+    }
+
+    fn join(&mut self, r: usize, now: Time, join: CollectiveJoin) {
+        let (network, in_flight) = (&mut self.network, &mut self.in_flight);
+        self.collectives.join(r, now, join, &mut |piece| send_piece(network, in_flight, now, piece));
+    }
+
+    /// Starts rank `r`'s one-sided operation: a local copy completes now, a remote one
+    /// sends its first leg.
+    fn one_sided(&mut self, r: usize, now: Time, op: OneSided) {
+        let origin = Rank(r as u32);
+        let OneSided { id, target, offset, access, .. } = op;
+        if target == origin {
+            match access {
+                Access::Put(data) => {
+                    self.windows.insert((target.0, offset), data);
+                    self.engines[r].handle_one_sided_done(now, id, None);
+                }
+                Access::Get { len } => match self.read_window(target, offset, len) {
+                    Ok(data) => self.engines[r].handle_one_sided_done(now, id, Some(data)),
+                    Err(why) => self.engines[r].handle_one_sided_failed(id, why),
+                },
+            }
+            return;
+        }
+        self.outstanding[r] += 1;
+        let (bytes, leg) = match access {
+            Access::Put(data) => (data.len() as u64, InFlight::Put { origin, id, target, offset, data }),
+            Access::Get { len } => (HEADER_BYTES, InFlight::GetRequest { origin, id, target, offset, len }),
+        };
+        let msg = self.network.send(now, origin, target, bytes);
+        self.in_flight.insert(msg, leg);
+    }
+
+    /// A one-sided operation's leg arrived at `t`: the first leg turns around, the
+    /// second completes the operation at its origin.
+    fn one_sided_arrived(&mut self, t: Time, leg: InFlight) -> Result<(), RunError> {
+        let (origin, id, data) = match leg {
+            InFlight::Put { origin, id, target, offset, data } => {
+                self.windows.insert((target.0, offset), data);
+                let msg = self.network.send(t, target, origin, HEADER_BYTES);
+                self.in_flight.insert(msg, InFlight::PutAck { origin, id });
+                return Ok(());
+            }
+            InFlight::GetRequest { origin, id, target, offset, len } => {
+                let data = match self.read_window(target, offset, len) {
+                    Ok(data) => data,
+                    Err(why) => {
+                        self.engines[origin.index()].handle_one_sided_failed(id, why);
+                        return self.pump(origin.index(), t);
+                    }
+                };
+                let msg = self.network.send(t, target, origin, len);
+                self.in_flight.insert(msg, InFlight::GetData { origin, id, data });
+                return Ok(());
+            }
+            InFlight::PutAck { origin, id } => (origin, id, None),
+            InFlight::GetData { origin, id, data } => (origin, id, Some(data)),
+            InFlight::Message { .. } | InFlight::Piece(_) => unreachable!("not a one-sided leg"),
+        };
+        let r = origin.index();
+        self.engines[r].handle_one_sided_done(t, id, data);
+        self.outstanding[r] -= 1;
+        if self.outstanding[r] == 0
+            && let Some(fence) = self.parked_fence[r].take()
+        {
+            self.join(r, t, fence);
+        }
+        self.pump(r, t)
+    }
+
+    /// The bytes a get of `len` at `offset` of `target`'s window reads: exactly what one
+    /// earlier put wrote there.
+    fn read_window(&self, target: Rank, offset: u64, len: u64) -> Result<Payload, String> {
+        match self.windows.get(&(target.0, offset)) {
+            Some(data) if data.len() as u64 == len => Ok(Payload::clone(data)),
+            Some(data) => Err(format!(
+                "get of {len} bytes at offset {offset} of {target}'s window, where a put wrote {} bytes",
+                data.len()
+            )),
+            None => Err(format!("get of {len} bytes at offset {offset} of {target}'s window, which no put wrote")),
         }
     }
 

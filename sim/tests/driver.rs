@@ -352,3 +352,55 @@ fn a_pipelined_chain_beats_an_unpipelined_one_and_sends_every_segment_on_each_ed
         whole.makespan_ns
     );
 }
+
+/// An rma factory through the registry, as a sweep would build it.
+fn rma(mode: &str, sync: &str) -> impl Fn(Rank) -> Box<dyn Strategy> + Sync + use<> {
+    let given = [("mode", ParamValue::Str(mode.into())), ("sync", ParamValue::Str(sync.into()))];
+    dagwire_strategies::find("rma").unwrap().factory_with(&given, 0).unwrap()
+}
+
+#[test]
+fn an_rma_cholesky_verifies_in_every_mode_and_sync() {
+    for fidelity in [Fidelity::Analytic, Fidelity::Flow] {
+        let mut machine = load_machine("ib-hdr-fattree").unwrap();
+        machine.fidelity = fidelity;
+        for ranks in [2, 3, 4] {
+            for (mode, sync) in [("get", "passive"), ("put", "passive"), ("get", "fence"), ("put", "fence")] {
+                let label = format!("{fidelity:?} {ranks} ranks {mode}/{sync}");
+                let w = cholesky(160, 32, ranks);
+                let name = |k| w.kernel_name(k);
+                let kernels = SimKernels { kernels: w.kernels(), name: &name };
+                let cfg = SimConfig { ranks, workers: 1, run_kernels: true, seed: 1 };
+                let out =
+                    run(w.dag(), &kernels, &rma(mode, sync), &machine, cfg).unwrap_or_else(|e| panic!("{label}: {e}"));
+                let check = w.verify(&out.run.results);
+                assert!(check.passed, "{label}: {check:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn rma_pays_request_data_and_acknowledgement_legs_in_virtual_time() {
+    let mut b = DagBuilder::new(2);
+    let p = b.add(TaskSpec::new(KernelId(0), Rank(0)).flops(5000.0).outputs(&[4096]));
+    b.add(TaskSpec::new(KernelId(0), Rank(1)).flops(3000.0).inputs(&[p.output(0)]).outputs(&[4096]));
+    let dag = Arc::new(b.finish());
+    let name = |_| "k";
+    let kernels = SimKernels { kernels: &Zeros, name: &name };
+    let cfg = SimConfig { ranks: 2, workers: 1, run_kernels: true, seed: 1 };
+    // T(k) = o_s + ceil((k-1) G) + L + o_r; notifications, requests, acks and fence
+    // steps are 32-byte headers.
+    let t = |k: u64| 100 + ((k - 1) as f64 * 0.5).ceil() as u64 + 1000 + 200;
+    // get/passive: notify, request, data. put/passive: data, ack, notify. put/fence:
+    // data, ack, then r0's barrier header to r1 (r1 joined at once). get/fence: r0's
+    // barrier header, then r1's request and the data (the second fence finishes sooner).
+    for (mode, sync) in [("get", "passive"), ("put", "passive"), ("put", "fence"), ("get", "fence")] {
+        let out = run(&dag, &kernels, &rma(mode, sync), &toy_machine(1), cfg).unwrap().run;
+        assert_eq!(out.makespan_ns, 5000 + t(32) + t(32) + t(4096) + 3000, "{mode}/{sync}");
+        assert_eq!(
+            out.trace.messages.iter().filter(|m| m.kind.starts_with("rma-")).count(),
+            1 + (sync == "passive") as usize
+        );
+    }
+}

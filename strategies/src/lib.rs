@@ -14,6 +14,7 @@
 pub mod batched;
 pub mod eager;
 pub mod rendezvous;
+pub mod rma;
 
 use dagwire_runtime::params::did_you_mean;
 use dagwire_runtime::{ParamError, ParamSpec, ParamValue, Params, Rank, Strategy};
@@ -56,7 +57,7 @@ impl StrategyInfo {
 
 /// Every strategy, in the order `experiment list` shows them. Adding a strategy is one
 /// file plus one line here.
-pub static REGISTRY: &[StrategyInfo] = &[eager::INFO, rendezvous::INFO, batched::INFO];
+pub static REGISTRY: &[StrategyInfo] = &[eager::INFO, rendezvous::INFO, batched::INFO, rma::INFO];
 
 /// A strategy name that is not registered.
 #[derive(Debug, thiserror::Error)]

@@ -317,7 +317,9 @@ fn sends(e: &mut Engine, now: u64) -> Vec<(Rank, Message)> {
         .filter_map(|a| match a {
             Action::Send(out) => Some((out.to, out.msg)),
             Action::Run(_) => None,
-            Action::Collective(_) => panic!("rendezvous joins no collective"),
+            Action::Collective(_) | Action::OneSided(_) => {
+                panic!("rendezvous joins no collective, issues no put or get")
+            }
         })
         .collect()
 }

@@ -1,0 +1,151 @@
+//! One-sided access (RMA): every rank may expose one memory window that other ranks
+//! put bytes into and get bytes from without the target's engine taking part.
+//!
+//! A strategy declares its window once, before the run, through
+//! [`crate::Strategy::window`] (size and [`WindowSync`]); drivers that
+//! [offer](crate::collective::check_capabilities) the matching [`Capability`] allocate
+//! every rank's window before any rank starts (MPI's `MPI_Win_allocate` is collective).
+//! The strategy then issues [`OneSided`] operations through
+//! [`crate::StrategyCtx::put`] / [`crate::StrategyCtx::get`]; the engine hands each to the
+//! driver as [`crate::Action::OneSided`], and the driver answers with
+//! [`crate::Engine::handle_one_sided_done`] once the operation is complete at the origin
+//! (a put's bytes are in the target window; a get's bytes are here).
+//!
+//! # What every driver guarantees
+//! - An operation on this rank's own window (`target` = self) is a local load or store:
+//!   it happens when the driver executes it, in action order, and completes at once.
+//! - [`WindowSync::Passive`] (MPI: `lock_all` at start, `flush` per operation): a remote
+//!   operation completes on its own, as soon as the network allows.
+//! - [`WindowSync::Fence`] (MPI: `MPI_Win_fence` epochs): a remote operation completes no
+//!   later than the next fence ([`crate::CollectiveKind::Fence`]) its origin joins, and
+//!   its completion is reported before that fence's. Every rank joins every fence.
+//!
+//! Bytes outside a window, or a get of bytes nobody wrote, are the strategy's bug; drivers
+//! that keep real bytes refuse out-of-range access with an error naming the operation.
+
+use crate::collective::Capability;
+use crate::ids::{ChunkId, Rank};
+use crate::payload::Payload;
+use std::sync::Arc;
+
+/// How one-sided operations on the windows are synchronised.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum WindowSync {
+    /// Passive target: every operation completes by itself (lock_all + flush).
+    Passive,
+    /// Active target: operations complete at the next fence, a collective of all ranks.
+    Fence,
+}
+
+impl WindowSync {
+    /// The capability a driver needs for this synchronisation.
+    pub fn capability(self) -> Capability {
+        match self {
+            WindowSync::Passive => Capability::OneSidedPassive,
+            WindowSync::Fence => Capability::OneSidedFence,
+        }
+    }
+}
+
+/// The window a rank exposes: `bytes` long, synchronised by `sync`. Every rank of a run
+/// declares the same `sync`; sizes may differ (zero is allowed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WindowSpec {
+    /// Window size in bytes.
+    pub bytes: u64,
+    /// Synchronisation of every operation on it.
+    pub sync: WindowSync,
+}
+
+/// One one-sided operation, as the engine hands it to the driver.
+#[derive(Debug)]
+pub struct OneSided {
+    /// Names the operation in [`crate::Engine::handle_one_sided_done`]; unique per rank.
+    pub id: u64,
+    /// The rank whose window is accessed (possibly this rank).
+    pub target: Rank,
+    /// Byte offset in the target's window.
+    pub offset: u64,
+    /// The chunk whose bytes move, for traces.
+    pub chunk: ChunkId,
+    /// Put or get.
+    pub access: Access,
+}
+
+/// What a one-sided operation does.
+#[derive(Debug)]
+pub enum Access {
+    /// Write these bytes at the offset; completes with no data.
+    Put(Arc<Payload>),
+    /// Read `len` bytes at the offset; completes with them.
+    Get {
+        /// Bytes to read.
+        len: u64,
+    },
+}
+
+impl OneSided {
+    /// Bytes the operation moves.
+    ///
+    /// ```
+    /// use dagwire_runtime::one_sided::{Access, OneSided};
+    /// use dagwire_runtime::{ChunkId, Payload, Rank};
+    /// use std::sync::Arc;
+    /// let data = Access::Put(Arc::new(Payload::zeroed(24)));
+    /// let put = OneSided { id: 0, target: Rank(1), offset: 64, chunk: ChunkId(3), access: data };
+    /// assert_eq!(put.bytes(), 24);
+    /// let get = OneSided { id: 1, target: Rank(1), offset: 64, chunk: ChunkId(3), access: Access::Get { len: 24 } };
+    /// assert_eq!(get.bytes(), 24);
+    /// ```
+    pub fn bytes(&self) -> u64 {
+        match &self.access {
+            Access::Put(data) => data.len() as u64,
+            Access::Get { len } => *len,
+        }
+    }
+}
+
+/// A window's bytes, for drivers that keep real memory (local threads, the test
+/// harness): bounds-checked puts and gets.
+///
+/// ```
+/// use dagwire_runtime::one_sided::WindowMemory;
+/// let mut w = WindowMemory::new(16);
+/// w.put(8, &[1, 2, 3]).unwrap();
+/// assert_eq!(w.get(8, 3).unwrap().as_bytes(), &[1, 2, 3]);
+/// assert!(w.get(12, 8).unwrap_err().contains("past the end of a 16-byte window"));
+/// ```
+#[derive(Debug, Default)]
+pub struct WindowMemory {
+    bytes: Vec<u8>,
+}
+
+impl WindowMemory {
+    /// A zeroed window of `len` bytes.
+    pub fn new(len: u64) -> Self {
+        WindowMemory { bytes: vec![0; len as usize] }
+    }
+
+    /// Writes `data` at `offset`.
+    pub fn put(&mut self, offset: u64, data: &[u8]) -> Result<(), String> {
+        let range = self.range(offset, data.len() as u64)?;
+        self.bytes[range].copy_from_slice(data);
+        Ok(())
+    }
+
+    /// Reads `len` bytes at `offset`.
+    pub fn get(&self, offset: u64, len: u64) -> Result<Payload, String> {
+        Ok(Payload::from_bytes(&self.bytes[self.range(offset, len)?]))
+    }
+
+    fn range(&self, offset: u64, len: u64) -> Result<std::ops::Range<usize>, String> {
+        let end = offset.checked_add(len).filter(|&end| end <= self.bytes.len() as u64);
+        match end {
+            Some(end) => Ok(offset as usize..end as usize),
+            None => Err(format!(
+                "access of {len} bytes at offset {offset} reaches past the end of a {}-byte window",
+                self.bytes.len()
+            )),
+        }
+    }
+}
