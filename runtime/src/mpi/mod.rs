@@ -16,6 +16,13 @@
 //!   (bytes) on a communicator of their own, one at a time in join order (the engine
 //!   makes every rank join them in the same order); broadcasts travel down their tree
 //!   as point-to-point messages, as in the `local` driver;
+//! - serves one-sided operations on an MPI window ([`Window`], allocated before the run
+//!   when the strategy declares one): an operation on this rank's own window is a local
+//!   copy; with passive synchronisation the window is in a `lock_all` epoch for the
+//!   whole run and each pass of the loop ends with one `MPI_Win_flush_all` that
+//!   completes every operation it issued; with fences, operations complete at the next
+//!   fence, which the loop runs as an `MPI_Ibarrier` (polled, so no rank blocks while a
+//!   peer still needs its progress) followed by `MPI_Win_fence`;
 //! - when idle, spins briefly, then yields, then sleeps with a growing back-off, so
 //!   ranks oversubscribed on few cores do not starve each other or their workers.
 //!
@@ -39,6 +46,8 @@ mod wire;
 
 pub use raw::{Epoch, GetId, Window, WindowError};
 
+use crate::one_sided::{Access, OneSided, WindowSync};
+
 use crate::collective::{Capability, CollectiveJoin, CollectiveKind, Contribution, check_capabilities};
 use crate::dag::Dag;
 use crate::driver::{Fault, Progress, RunError, RunOutcome};
@@ -54,14 +63,20 @@ use ::mpi::raw::AsRaw;
 use ::mpi::topology::{Communicator, SimpleCommunicator};
 use ::mpi::traits::{Destination, Source};
 use crossbeam_channel::{Receiver, Sender, unbounded};
-use raw::{AllToAllV, RawComm, RecvOp, SendBuf, SendOp};
+use raw::{AllToAllV, IBarrier, RawComm, RecvOp, SendBuf, SendOp};
 use std::collections::{BTreeMap, VecDeque};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What the MPI driver offers strategies.
-pub const CAPABILITIES: &[Capability] = &[Capability::PointToPoint, Capability::AllToAllV, Capability::Broadcast];
+pub const CAPABILITIES: &[Capability] = &[
+    Capability::PointToPoint,
+    Capability::AllToAllV,
+    Capability::Broadcast,
+    Capability::OneSidedPassive,
+    Capability::OneSidedFence,
+];
 
 /// Payloads up to this many bytes travel in the same MPI message as their header (one
 /// copy on each side); larger ones as a message of their own, without copies.
@@ -204,9 +219,23 @@ pub fn run(
     }
     let engine = Engine::new(Rank(rank as u32), Arc::clone(dag), strategy, cfg.workers);
     check_capabilities("mpi", CAPABILITIES, engine.strategy_name(), engine.needs())?;
-    let clock = Clock::synchronise(mpi);
     let p2p = mpi.world.duplicate();
     let coll = mpi.world.duplicate();
+    let win_comm = mpi.world.duplicate();
+    let mut window = match engine.window() {
+        None => None,
+        Some(spec) => {
+            let w = Window::allocate(win_comm.as_raw(), spec.bytes as usize);
+            let mut w = w.map_err(|e| RunError::Config(format!("allocating the one-sided window: {e}")))?;
+            let opened = match spec.sync {
+                WindowSync::Passive => w.lock_all(),
+                WindowSync::Fence => w.fence(),
+            };
+            opened.map_err(|e| RunError::Config(format!("opening the one-sided window: {e}")))?;
+            Some((w, spec.sync))
+        }
+    };
+    let clock = Clock::synchronise(mpi);
     let report = std::thread::scope(|s| {
         let (jobs_tx, jobs_rx) = unbounded::<RunTask>();
         let (done_tx, done_rx) = unbounded::<Finished>();
@@ -226,10 +255,15 @@ pub fn run(
             }
         }
         let mut driver = Driver::new(engine, p2p.as_raw(), coll.as_raw(), size, cfg, &clock, jobs_tx, done_rx);
+        driver.window = window.take();
         let result = driver.run(dag, kernels);
+        window = driver.window.take();
         drop(driver); // closes the job channel, so the workers end before the scope does
         result
     })?;
+    // Collective: every rank frees its window once its run is over, before the communicator goes.
+    drop(window);
+    drop(win_comm);
     gather(mpi, report)
 }
 
@@ -377,11 +411,23 @@ struct Driver<'a> {
     tags: Tags,
     sends: Vec<SendOp>,
     arriving: Vec<VecDeque<Arriving>>,
-    /// All-to-all-v joins not started yet, and the one in flight (id, op).
+    /// Collectives of every rank (all-to-all-v, fences) not started yet, in join order,
+    /// and the one in flight.
     a2a_queue: VecDeque<CollectiveJoin>,
-    a2a: Option<(u64, AllToAllV)>,
+    a2a: Option<(u64, WorldOp)>,
     broadcasts: BTreeMap<u64, PendingBroadcast>,
     data_sent: u64,
+    /// The one-sided window and its synchronisation, when the strategy declared one.
+    window: Option<(Window, WindowSync)>,
+    /// Remote one-sided operations issued and not yet complete: (id, get ticket).
+    rma_pending: Vec<(u64, Option<GetId>)>,
+}
+
+/// A collective of every rank in flight.
+enum WorldOp {
+    AllToAllV(AllToAllV),
+    /// The barrier before a window fence.
+    Fence(IBarrier),
 }
 
 impl<'a> Driver<'a> {
@@ -414,6 +460,8 @@ impl<'a> Driver<'a> {
             a2a: None,
             broadcasts: BTreeMap::new(),
             data_sent: 0,
+            window: None,
+            rma_pending: Vec::new(),
         }
     }
 
@@ -527,7 +575,19 @@ impl<'a> Driver<'a> {
             entry.received = Some((Rank(from as u32), sent_ns, messages));
             self.try_complete_broadcast(id)?;
         }
-        if let Some((id, op)) = self.a2a.as_mut()
+        if let Some((id, WorldOp::Fence(barrier))) = self.a2a.as_mut()
+            && barrier.test()
+        {
+            let id = *id;
+            self.a2a = None;
+            any = true;
+            let (w, _) = self.window.as_mut().ok_or("a fence was joined, but the strategy declared no window")?;
+            // Every rank is past the barrier, so this fence returns once all arrive.
+            w.fence().map_err(|e| e.to_string())?;
+            self.complete_rma()?;
+            self.engine.handle_collective_done(self.clock.now(), id, Vec::new());
+        }
+        if let Some((id, WorldOp::AllToAllV(op))) = self.a2a.as_mut()
             && let Some(parts) = op.test()?
         {
             let id = *id;
@@ -547,7 +607,10 @@ impl<'a> Driver<'a> {
             && let Some(join) = self.a2a_queue.pop_front()
         {
             any = true;
-            self.start_all_to_all(join)?;
+            match join.kind {
+                CollectiveKind::Fence => self.a2a = Some((join.id, WorldOp::Fence(IBarrier::start(self.coll)))),
+                _ => self.start_all_to_all(join)?,
+            }
         }
         Ok(any)
     }
@@ -566,9 +629,70 @@ impl<'a> Driver<'a> {
                     break;
                 }
                 Action::Run(job) => self.jobs.send(job).map_err(|_| "the kernel workers are gone".to_string())?,
+                Action::OneSided(op) => self.one_sided(op)?,
             }
         }
+        if matches!(self.window, Some((_, WindowSync::Passive))) && !self.rma_pending.is_empty() {
+            let (w, _) = self.window.as_mut().expect("matched");
+            w.flush_all().map_err(|e| e.to_string())?;
+            self.complete_rma()?;
+        }
         Ok(any)
+    }
+
+    /// Issues a one-sided operation: a local copy on this rank's own window (complete at
+    /// once), otherwise an MPI put or get completed by the next flush or fence.
+    fn one_sided(&mut self, op: OneSided) -> Result<(), String> {
+        let now = self.clock.now();
+        let (w, _) = self.window.as_mut().ok_or("a one-sided operation, but the strategy declared no window")?;
+        let offset = op.offset as usize;
+        if op.target == self.rank {
+            let result = match op.access {
+                Access::Put(data) => w.write_local(offset, data.as_bytes()).map(|()| None),
+                Access::Get { len } => {
+                    let mut buf = Payload::zeroed(len as usize);
+                    w.read_local(offset, buf.as_bytes_mut()).map(|()| Some(buf))
+                }
+            };
+            match result {
+                Ok(data) => self.engine.handle_one_sided_done(now, op.id, data),
+                Err(e) => self.engine.handle_one_sided_failed(op.id, format!("on {}'s window: {e}", op.target)),
+            }
+            return Ok(());
+        }
+        let issued = match op.access {
+            Access::Put(data) => {
+                let mut bytes = Payload::clone(&data);
+                corrupt(self.cfg.fault, &mut self.data_sent, &mut bytes);
+                let (w, _) = self.window.as_mut().expect("checked");
+                w.put(op.target.index(), offset, bytes.as_bytes().to_vec()).map(|()| None)
+            }
+            Access::Get { len } => w.get(op.target.index(), offset, len as usize).map(Some),
+        };
+        match issued {
+            Ok(get) => self.rma_pending.push((op.id, get)),
+            Err(e) => self.engine.handle_one_sided_failed(op.id, format!("on {}'s window: {e}", op.target)),
+        }
+        Ok(())
+    }
+
+    /// Reports every issued one-sided operation complete (after a flush or a fence).
+    fn complete_rma(&mut self) -> Result<(), String> {
+        let now = self.clock.now();
+        for (id, get) in std::mem::take(&mut self.rma_pending) {
+            let data = match get {
+                None => None,
+                Some(ticket) => {
+                    let (w, _) = self.window.as_mut().expect("operations imply a window");
+                    let bytes = w.take_get(ticket).ok_or("a get was not complete after a flush or fence")?;
+                    let mut data = Payload::from_bytes(&bytes);
+                    corrupt(self.cfg.fault, &mut self.data_sent, &mut data);
+                    Some(data)
+                }
+            };
+            self.engine.handle_one_sided_done(now, id, data);
+        }
+        Ok(())
     }
 
     fn send(&mut self, to: Rank, mut msg: Message) -> Result<(), String> {
@@ -592,17 +716,8 @@ impl<'a> Driver<'a> {
     }
 
     fn maybe_corrupt(&mut self, msg: &mut Message) {
-        let Some(Fault::CorruptDataMessage { nth }) = self.cfg.fault else {
-            return;
-        };
         if let Some(payload) = msg.payload.as_mut() {
-            self.data_sent += 1;
-            if self.data_sent - 1 == nth && !payload.is_empty() {
-                // As the local driver: byte 6 of an 8-byte word is high mantissa bits of an f64.
-                let at = ((payload.len() / 2) & !7) + 6;
-                let at = if at < payload.len() { at } else { payload.len() / 2 };
-                payload.as_bytes_mut()[at] ^= 0x40;
-            }
+            corrupt(self.cfg.fault, &mut self.data_sent, payload);
         }
     }
 
@@ -611,7 +726,7 @@ impl<'a> Driver<'a> {
             self.maybe_corrupt(m);
         }
         match &join.kind {
-            CollectiveKind::AllToAllV => {
+            CollectiveKind::AllToAllV | CollectiveKind::Fence => {
                 self.a2a_queue.push_back(join);
                 Ok(())
             }
@@ -666,8 +781,23 @@ impl<'a> Driver<'a> {
             part.extend_from_slice(&now.to_le_bytes());
             wire::put_messages(part, messages);
         }
-        self.a2a = Some((join.id, AllToAllV::start(self.coll, parts)?));
+        self.a2a = Some((join.id, WorldOp::AllToAllV(AllToAllV::start(self.coll, parts)?)));
         Ok(())
+    }
+}
+
+/// Applies [`Fault::CorruptDataMessage`] to `payload` if it is this rank's `nth` data
+/// transfer (message or one-sided operation), counted in `sent`.
+fn corrupt(fault: Option<Fault>, sent: &mut u64, payload: &mut Payload) {
+    let Some(Fault::CorruptDataMessage { nth }) = fault else {
+        return;
+    };
+    *sent += 1;
+    if *sent - 1 == nth && !payload.is_empty() {
+        // As the local driver: byte 6 of an 8-byte word is high mantissa bits of an f64.
+        let at = ((payload.len() / 2) & !7) + 6;
+        let at = if at < payload.len() { at } else { payload.len() / 2 };
+        payload.as_bytes_mut()[at] ^= 0x40;
     }
 }
 

@@ -361,6 +361,40 @@ impl Drop for AllToAllV {
     }
 }
 
+/// A nonblocking barrier (`MPI_Ibarrier`): the driver runs one before each window
+/// fence, so no rank blocks in `MPI_Win_fence` while a peer still needs its progress.
+#[derive(Debug)]
+pub struct IBarrier {
+    req: ffi::MPI_Request,
+    done: bool,
+}
+
+impl IBarrier {
+    /// Enters the barrier.
+    pub fn start(comm: RawComm) -> IBarrier {
+        let mut req = request_null();
+        // SAFETY: no buffers; the communicator outlives the request (invariant 5).
+        unsafe { ok(ffi::MPI_Ibarrier(comm, &mut req), "MPI_Ibarrier") };
+        IBarrier { req, done: false }
+    }
+
+    /// True once every rank entered the barrier.
+    pub fn test(&mut self) -> bool {
+        if !self.done {
+            self.done = test(&mut self.req);
+        }
+        self.done
+    }
+}
+
+impl Drop for IBarrier {
+    fn drop(&mut self) {
+        if !self.done {
+            abandon(&mut self.req);
+        }
+    }
+}
+
 /// Which kind of access epoch a [`Window`] is in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Epoch {
