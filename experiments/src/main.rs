@@ -5,7 +5,7 @@
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use dagwire_experiments::{bench, list, plan, results, runner, summary, sweep};
+use dagwire_experiments::{bench, list, plan, point, results, runner, summary, sweep};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -48,6 +48,11 @@ enum Command {
         #[arg(value_enum, default_value = "all")]
         what: list::What,
     },
+    /// Run one rank of an mpi point (SPMD): `mpirun -n 4 experiment point SWEEP --point 0`.
+    ///
+    /// `experiment run` launches this for every point with driver = "mpi"; inside an
+    /// allocation you can run one point yourself. Rank 0 writes the results under --out.
+    Point(point::PointArgs),
     /// Benchmarks that print figures (not tests): see `experiment bench --help`.
     Bench {
         #[command(subcommand)]
@@ -72,6 +77,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             print!("{}", list::render(what));
             Ok(ExitCode::SUCCESS)
         }
+        Command::Point(args) => point::run(args),
         Command::Bench { which } => {
             bench::run(which)?;
             Ok(ExitCode::SUCCESS)

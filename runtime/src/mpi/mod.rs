@@ -44,6 +44,8 @@
 pub mod raw;
 mod wire;
 
+/// rsmpi, for programs that call MPI next to the driver (benchmarks, tests).
+pub use ::mpi as rsmpi;
 pub use raw::{Epoch, GetId, Window, WindowError};
 
 use crate::one_sided::{Access, OneSided, WindowSync};
