@@ -56,10 +56,13 @@ mod imp {
     use std::process::ExitCode;
     use std::time::{Duration, Instant, SystemTime};
 
-    /// Environment hook for tests: the rank with this number kills itself (SIGKILL)...
+    /// Environment hook for tests: the rank with this number fails on purpose...
     pub const KILL_RANK_ENV: &str = "DAGWIRE_TEST_KILL_RANK";
-    /// ...this many milliseconds after the run started (default 0).
+    /// ...this many milliseconds after the point started (default 0)...
     pub const KILL_AFTER_ENV: &str = "DAGWIRE_TEST_KILL_AFTER_MS";
+    /// ...by sending itself this signal (`KILL`, the default, or `STOP` to hang), or by
+    /// panicking (`panic`).
+    pub const KILL_SIGNAL_ENV: &str = "DAGWIRE_TEST_KILL_SIGNAL";
 
     pub fn run(args: PointArgs) -> Result<ExitCode> {
         let mpi = Mpi::init()?;
@@ -70,7 +73,15 @@ mod imp {
             if std::thread::current().name().is_some_and(|n| n.contains("-worker-")) {
                 return default_hook(info);
             }
-            eprintln!("{FAILURE_PREFIX}{rank} panicked: {info}");
+            // One line, so the launcher can quote it whole.
+            let payload = info.payload();
+            let text = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            let at = info.location().map(|l| format!(" (at {}:{})", l.file(), l.line())).unwrap_or_default();
+            eprintln!("{FAILURE_PREFIX}{rank} panicked: {}{at}", text.replace('\n', " "));
             mpi::abort_job(101);
         }));
         let (sweep, point) = match find_point(&args, &mpi) {
@@ -105,7 +116,8 @@ mod imp {
         };
         let mut record = base_record(&point, args.rep, started.elapsed().as_secs_f64());
         if !args.record_line {
-            results::open(&args.out, &sweep, true)?;
+            // By hand: a new results directory, or more points into one of the same sweep.
+            results::open(&args.out, &sweep, args.out.exists())?;
         }
         write_success(&args.out, &mut record, workload.as_ref(), &outcome, true)?;
         if args.record_line {
@@ -155,15 +167,26 @@ mod imp {
         mpi.abort(1)
     }
 
-    /// For the killed-rank test: SIGKILL this process after a while, if asked to.
+    /// For the failure tests: kill, stop or panic this rank after a while, if asked to.
     fn kill_hook(rank: usize) {
         if std::env::var(KILL_RANK_ENV).ok().and_then(|v| v.parse::<usize>().ok()) != Some(rank) {
             return;
         }
         let after = std::env::var(KILL_AFTER_ENV).ok().and_then(|v| v.parse().ok()).unwrap_or(0);
-        std::thread::spawn(move || {
+        let signal = std::env::var(KILL_SIGNAL_ENV).unwrap_or_else(|_| "KILL".into());
+        let strike = move || {
             std::thread::sleep(Duration::from_millis(after));
-            let _ = std::process::Command::new("kill").args(["-KILL", &std::process::id().to_string()]).status();
-        });
+            if signal == "panic" {
+                panic!("{KILL_RANK_ENV} asked rank {rank} to panic");
+            }
+            let pid = std::process::id().to_string();
+            let _ = std::process::Command::new("kill").args([&format!("-{signal}"), &pid]).status();
+        };
+        // At once: before the run, while the peers wait in its start-up exchange.
+        if after == 0 {
+            strike();
+        } else {
+            std::thread::spawn(strike);
+        }
     }
 }
