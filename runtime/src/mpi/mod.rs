@@ -120,9 +120,10 @@ impl Mpi {
     }
 
     /// True when this process runs under an MPI launcher (`mpirun`, `srun`), judged by
-    /// the environment variables Open MPI, MPICH/Hydra and Slurm's PMI set.
+    /// the environment variables Open MPI, MPICH/Hydra and the PMI/PMIx of Slurm set for
+    /// the ranks they start (a batch script itself has none of them).
     pub fn launched() -> bool {
-        ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS", "SLURM_STEP_ID"]
+        ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMI_RANK", "PMIX_RANK", "MPI_LOCALNRANKS"]
             .iter()
             .any(|v| std::env::var_os(v).is_some())
     }
@@ -419,6 +420,8 @@ struct Driver<'a> {
     a2a: Option<(u64, WorldOp)>,
     broadcasts: BTreeMap<u64, PendingBroadcast>,
     data_sent: u64,
+    /// Whether the strategy may broadcast (else the loop does not probe for it).
+    broadcasting: bool,
     /// The one-sided window and its synchronisation, when the strategy declared one.
     window: Option<(Window, WindowSync)>,
     /// Remote one-sided operations issued and not yet complete: (id, get ticket).
@@ -445,7 +448,9 @@ impl<'a> Driver<'a> {
         done: Receiver<Finished>,
     ) -> Self {
         let rank = engine.rank();
+        let broadcasting = engine.needs().contains(&Capability::Broadcast);
         Driver {
+            broadcasting,
             engine,
             comm,
             coll,
@@ -548,6 +553,7 @@ impl<'a> Driver<'a> {
         }
         for from in 0..self.size {
             while let Some(front) = self.arriving[from].front_mut() {
+                // Most passes find every queue empty; this loop then costs one check per rank.
                 let msg = match front {
                     Arriving::Ready(_) => match self.arriving[from].pop_front() {
                         Some(Arriving::Ready(m)) => m,
@@ -568,7 +574,9 @@ impl<'a> Driver<'a> {
                 self.engine.handle_message(self.clock.now(), Rank(from as u32), msg);
             }
         }
-        while let Some((from, bytes)) = raw::try_receive(self.comm, TAG_BCAST) {
+        while self.broadcasting
+            && let Some((from, bytes)) = raw::try_receive(self.comm, TAG_BCAST)
+        {
             any = true;
             let mut r = wire::Reader::new(&bytes);
             let (id, sent_ns) = (r.u64()?, r.u64()?);
