@@ -187,3 +187,17 @@ fn a_user_runs_one_point_under_mpirun_and_gets_a_results_directory() {
     let stderr = String::from_utf8_lossy(&wrong.stderr);
     assert!(stderr.contains("point 1 needs 4 ranks, this MPI job has 2; launch it with -n 4"), "{stderr}");
 }
+
+#[test]
+fn corrupted_data_moved_by_mpi_fails_verification() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let file = sweep(tmp.path(), r#""eager""#, "2", 60);
+    let text = std::fs::read_to_string(&file).unwrap().replace("ranks = 2\n", "ranks = 2\nfault = \"corrupt-data\"\n");
+    std::fs::write(&file, text).unwrap();
+    let out = tmp.path().join("out");
+    let run = experiment(&["run", file.to_str().unwrap(), "--out", out.to_str().unwrap()], &[]);
+    assert_eq!(run.status.code(), Some(1), "{}", String::from_utf8_lossy(&run.stderr));
+    let errors = column(&tables::read_points(&out).unwrap(), "error");
+    assert!(errors[0].contains("verification failed"), "{}", errors[0]);
+}

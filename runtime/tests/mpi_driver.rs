@@ -1,7 +1,8 @@
-//! The mpi driver's start-up check under a real MPI job: ranks that built different
-//! plans all fail with the same clear error instead of hanging, and ranks with the same
-//! plan run it and gather every result to rank 0. Run by `cargo test` (feature `mpi`),
-//! this program launches itself with `mpirun -n 3` (`DAGWIRE_MPI_LAUNCHER`,
+//! The mpi driver under a real MPI job: ranks with the same plan run it and gather every
+//! result to rank 0; ranks that built different plans all fail with the same clear error
+//! instead of hanging; a kernel that fails on one rank fails that rank with the task,
+//! the rank and the kernel's reason, and the job ends. Run by `cargo test` (feature
+//! `mpi`), this program launches itself with `mpirun -n 3` (`DAGWIRE_MPI_LAUNCHER`,
 //! `DAGWIRE_MPI_LAUNCHER_ARGS` override the launcher and its `--oversubscribe`).
 
 use dagwire_runtime::mpi::{self, Mpi, MpiConfig};
@@ -11,22 +12,59 @@ use dagwire_runtime::{
 use std::process::Command;
 use std::sync::Arc;
 
+/// Set for the job whose kernel fails on rank 1.
+const FAILING: &str = "DAGWIRE_TEST_FAILING_KERNEL";
+
 fn main() {
     if Mpi::launched() {
-        ranks_main();
+        if std::env::var_os(FAILING).is_some() {
+            failing_kernel_main()
+        } else {
+            ranks_main()
+        }
         return;
     }
-    let launcher = std::env::var("DAGWIRE_MPI_LAUNCHER").unwrap_or_else(|_| "mpirun".into());
-    let args = std::env::var("DAGWIRE_MPI_LAUNCHER_ARGS").unwrap_or_else(|_| "--oversubscribe".into());
-    let status = Command::new(&launcher)
-        .args(["-n", "3"])
-        .args(args.split_whitespace())
-        .arg(std::env::current_exe().expect("own path"))
-        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
-        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
-        .status()
-        .unwrap_or_else(|e| panic!("cannot start `{launcher}` ({e}); install Open MPI (scripts/packages.txt)"));
-    assert!(status.success(), "the driver checks failed: {status}");
+    let launch = |failing: bool| {
+        let launcher = std::env::var("DAGWIRE_MPI_LAUNCHER").unwrap_or_else(|_| "mpirun".into());
+        let args = std::env::var("DAGWIRE_MPI_LAUNCHER_ARGS").unwrap_or_else(|_| "--oversubscribe".into());
+        let mut cmd = Command::new(&launcher);
+        cmd.args(["-n", "3"])
+            .args(args.split_whitespace())
+            .arg(std::env::current_exe().expect("own path"))
+            .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+            .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1");
+        if failing {
+            cmd.env(FAILING, "1");
+        }
+        cmd.output()
+            .unwrap_or_else(|e| panic!("cannot start `{launcher}` ({e}); install Open MPI (scripts/packages.txt)"))
+    };
+    let ok = launch(false);
+    assert!(ok.status.success(), "the driver checks failed: {}\n{}", ok.status, String::from_utf8_lossy(&ok.stderr));
+    let started = std::time::Instant::now();
+    let failed = launch(true);
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(!failed.status.success(), "a failing kernel did not fail the job");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30), "the failed job hung");
+    assert!(
+        stderr.contains("rank 1 failed: task t1 (kernel 9) on rank r1 failed: kernel 9 refuses"),
+        "the job's error does not name the rank, task and reason:\n{stderr}"
+    );
+}
+
+/// Rank 1's only task fails; it reports why and aborts the job while the others wait.
+fn failing_kernel_main() {
+    let mpi = Mpi::init().expect("MPI initialises");
+    let n = mpi.size();
+    let mut b = DagBuilder::new(n);
+    let first = b.add(TaskSpec::new(KernelId(0), Rank(0)).args([1, 1, 0, 0]).outputs(&[8])).output(0);
+    b.add(TaskSpec::new(KernelId(9), Rank(1)).inputs(&[first]).outputs(&[8]));
+    let push = |_: Rank| -> Box<dyn Strategy> { Box::new(Push) };
+    if let Err(e) = mpi::run(&mpi, &Arc::new(b.finish()), &Sums, &push, &MpiConfig::default()) {
+        eprintln!("rank {} failed: {e}", mpi.rank());
+        mpi.abort(3);
+    }
+    // Ranks 0 and 2 finish and wait in the gather for rank 1, which never reports.
 }
 
 /// Sends every chunk whole to each remote reader.
@@ -58,6 +96,7 @@ impl Kernels for Sums {
     fn run(&self, task: &Task, inputs: Vec<Arc<Payload>>) -> Result<Vec<Payload>, String> {
         Ok(vec![match task.kernel.0 {
             0 => Payload::from_f64(vec![task.args[0] as f64; task.args[1] as usize]),
+            9 => return Err("kernel 9 refuses".into()),
             _ => Payload::from_f64(vec![inputs.iter().map(|p| p.as_f64()[0]).sum()]),
         }])
     }
