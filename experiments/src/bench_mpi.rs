@@ -9,7 +9,9 @@
 //!   strategy and driver alone.
 //!
 //! Started outside an MPI job it launches itself with `mpirun -n 2` (the launcher and
-//! its arguments from `DAGWIRE_MPI_LAUNCHER` and `DAGWIRE_MPI_LAUNCHER_ARGS`).
+//! its arguments from `DAGWIRE_MPI_LAUNCHER` and `DAGWIRE_MPI_LAUNCHER_ARGS`) and the
+//! same malloc settings as `experiment run` gives MPI jobs
+//! ([`crate::launcher::MALLOC_TUNABLES`]).
 
 use anyhow::{Result, bail};
 
@@ -35,11 +37,10 @@ fn relaunch() -> Result<()> {
     use crate::launcher::{LAUNCHER_ARGS_ENV, LAUNCHER_ENV};
     let launcher = std::env::var(LAUNCHER_ENV).unwrap_or_else(|_| "mpirun".into());
     let extra = std::env::var(LAUNCHER_ARGS_ENV).unwrap_or_default();
-    let status = std::process::Command::new(&launcher)
-        .args(["-n", "2"])
-        .args(extra.split_whitespace())
-        .arg(std::env::current_exe()?)
-        .args(std::env::args().skip(1))
+    let mut cmd = std::process::Command::new(&launcher);
+    cmd.args(["-n", "2"]).args(extra.split_whitespace()).arg(std::env::current_exe()?).args(std::env::args().skip(1));
+    crate::launcher::tune_malloc(&mut cmd);
+    let status = cmd
         .status()
         .map_err(|e| anyhow::anyhow!("cannot start `{launcher}` ({e}); set ${LAUNCHER_ENV} or install an MPI"))?;
     if !status.success() {

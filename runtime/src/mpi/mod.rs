@@ -476,7 +476,6 @@ impl<'a> Driver<'a> {
     fn run(&mut self, dag: &Dag, kernels: &dyn Kernels) -> Result<wire::Report, RunError> {
         self.engine.handle_start(self.clock.now());
         let mut backoff = Backoff::default();
-        let mut last_progress = Instant::now();
         loop {
             let mut progressed = self.poll_workers();
             progressed |= self.poll_network().map_err(|e| self.protocol(e))?;
@@ -490,12 +489,8 @@ impl<'a> Driver<'a> {
             }
             if progressed {
                 backoff.reset();
-                last_progress = Instant::now();
-            } else {
-                if last_progress.elapsed() > self.cfg.timeout {
-                    return Err(RunError::Stalled { timeout: self.cfg.timeout, ranks: vec![self.summary()] });
-                }
-                backoff.idle();
+            } else if backoff.idle().is_some_and(|idle| idle > self.cfg.timeout) {
+                return Err(RunError::Stalled { timeout: self.cfg.timeout, ranks: vec![self.summary()] });
             }
         }
     }
@@ -518,6 +513,9 @@ impl<'a> Driver<'a> {
     }
 
     fn poll_workers(&mut self) -> bool {
+        if self.cfg.progress == Progress::Inline {
+            return false; // kernels ran on this thread and reported at once
+        }
         let mut any = false;
         while let Ok(f) = self.done.try_recv() {
             any = true;
@@ -559,7 +557,7 @@ impl<'a> Driver<'a> {
                         Some(Arriving::Ready(m)) => m,
                         _ => unreachable!("front was ready"),
                     },
-                    Arriving::Payload(op, _) => match op.test() {
+                    Arriving::Payload(op, _) => match op.test()? {
                         Some(payload) => match self.arriving[from].pop_front() {
                             Some(Arriving::Payload(_, mut m)) => {
                                 m.payload = Some(payload);
@@ -811,7 +809,8 @@ fn corrupt(fault: Option<Fault>, sent: &mut u64, payload: &mut Payload) {
     }
 }
 
-/// Idle waiting: spin, then yield, then sleep with a growing pause.
+/// Idle waiting: spin, then yield, then sleep with a growing pause. The clock is read
+/// only once the spinning is over (reading it costs as much as a poll).
 #[derive(Default)]
 struct Backoff {
     idle_polls: u32,
@@ -820,7 +819,7 @@ struct Backoff {
 }
 
 impl Backoff {
-    /// How long the loop keeps polling flat out after its last progress.
+    /// How long the loop keeps polling (yielding between polls) before it sleeps.
     const SPIN: Duration = Duration::from_micros(100);
     /// The longest pause between polls once idle.
     const MAX_SLEEP_US: u64 = 200;
@@ -831,17 +830,24 @@ impl Backoff {
         self.sleep_us = 0;
     }
 
-    fn idle(&mut self) {
+    /// Polls without progress in a row that only spin.
+    const SPIN_POLLS: u32 = 32;
+
+    /// One idle pass; returns how long the loop has been idle when it looked at the clock.
+    fn idle(&mut self) -> Option<Duration> {
         self.idle_polls += 1;
-        let since = *self.since.get_or_insert_with(Instant::now);
-        if self.idle_polls < 32 {
+        if self.idle_polls < Backoff::SPIN_POLLS {
             std::hint::spin_loop();
-        } else if since.elapsed() < Backoff::SPIN {
+            return None;
+        }
+        let idle = self.since.get_or_insert_with(Instant::now).elapsed();
+        if idle < Backoff::SPIN {
             std::thread::yield_now();
         } else {
             self.sleep_us = (self.sleep_us * 2).clamp(5, Backoff::MAX_SLEEP_US);
             std::thread::sleep(Duration::from_micros(self.sleep_us));
         }
+        Some(idle)
     }
 }
 

@@ -172,31 +172,76 @@ impl Drop for SendOp {
 }
 
 /// A nonblocking receive into a chunk's payload (`MPI_Irecv`).
+///
+/// A payload of whole `f64`s (most chunks) is received into memory that is allocated but
+/// not zeroed, saving a pass over it; the request completes only once MPI wrote exactly
+/// `len` bytes (checked with `MPI_Get_count`), so no uninitialised byte is ever read.
 #[derive(Debug)]
 pub struct RecvOp {
     req: ffi::MPI_Request,
-    buf: Option<Payload>,
+    len: usize,
+    buf: Option<RecvBuf>,
+}
+
+#[derive(Debug)]
+enum RecvBuf {
+    /// `len / 8` values of capacity, length 0 until the receive completed.
+    Words(Vec<f64>),
+    /// Any length, zeroed first.
+    Bytes(Payload),
 }
 
 impl RecvOp {
     /// Starts receiving exactly `len` bytes from `source` with `tag`.
     pub fn start(comm: RawComm, source: i32, tag: i32, len: usize) -> Result<RecvOp, String> {
         let n = count(len, "a message")?;
-        let mut buf = Payload::zeroed(len);
-        let mut req = request_null();
-        // SAFETY: the payload's heap words are owned by the RecvOp until completion.
-        unsafe {
-            ok(
-                ffi::MPI_Irecv(buf.as_bytes_mut().as_mut_ptr().cast(), n, byte(), source, tag, comm, &mut req),
-                "MPI_Irecv",
-            )
+        let mut buf = if len.is_multiple_of(8) {
+            RecvBuf::Words(Vec::with_capacity(len / 8))
+        } else {
+            RecvBuf::Bytes(Payload::zeroed(len))
         };
-        Ok(RecvOp { req, buf: Some(buf) })
+        let ptr: *mut c_void = match &mut buf {
+            RecvBuf::Words(v) => v.as_mut_ptr().cast(),
+            RecvBuf::Bytes(p) => p.as_bytes_mut().as_mut_ptr().cast(),
+        };
+        let mut req = request_null();
+        // SAFETY: `ptr` points at `len` writable bytes (capacity or zeroed payload) owned
+        // by the RecvOp until the request completes (invariant 1).
+        unsafe { ok(ffi::MPI_Irecv(ptr, n, byte(), source, tag, comm, &mut req), "MPI_Irecv") };
+        Ok(RecvOp { req, len, buf: Some(buf) })
     }
 
-    /// The received bytes, once the receive completed.
-    pub fn test(&mut self) -> Option<Payload> {
-        if self.buf.is_some() && test(&mut self.req) { self.buf.take() } else { None }
+    /// The received bytes once the receive completed, or an error if the message was
+    /// shorter than announced.
+    pub fn test(&mut self) -> Result<Option<Payload>, String> {
+        if self.buf.is_none() {
+            return Ok(None);
+        }
+        let mut flag: c_int = 0;
+        let mut status = MaybeUninit::<ffi::MPI_Status>::uninit();
+        // SAFETY: a live request; MPI writes the status when it reports completion.
+        let status = unsafe {
+            ok(ffi::MPI_Test(&mut self.req, &mut flag, status.as_mut_ptr()), "MPI_Test");
+            if flag == 0 {
+                return Ok(None);
+            }
+            status.assume_init()
+        };
+        let mut got: c_int = 0;
+        // SAFETY: a status MPI filled in for a completed receive.
+        unsafe { ok(ffi::MPI_Get_count(&status, byte(), &mut got), "MPI_Get_count") };
+        let buf = self.buf.take().expect("checked above");
+        if got as usize != self.len {
+            return Err(format!("a payload announced as {} bytes arrived with {got}", self.len));
+        }
+        Ok(Some(match buf {
+            RecvBuf::Words(mut v) => {
+                // SAFETY: MPI wrote all `len` = 8 * capacity bytes (count checked above).
+                unsafe { v.set_len(self.len / 8) };
+                Payload::from_f64(v)
+            }
+            RecvBuf::Bytes(p) => p,
+        }))
     }
 }
 
