@@ -416,8 +416,8 @@ struct Driver<'a> {
     arriving: Vec<VecDeque<Arriving>>,
     /// Collectives of every rank (all-to-all-v, fences) not started yet, in join order,
     /// and the one in flight.
-    a2a_queue: VecDeque<CollectiveJoin>,
-    a2a: Option<(u64, WorldOp)>,
+    world_queue: VecDeque<CollectiveJoin>,
+    world_op: Option<(u64, WorldOp)>,
     broadcasts: BTreeMap<u64, PendingBroadcast>,
     data_sent: u64,
     /// Whether the strategy may broadcast (else the loop does not probe for it).
@@ -463,8 +463,8 @@ impl<'a> Driver<'a> {
             tags: Tags::new(size, raw::tag_ub(comm)),
             sends: Vec::new(),
             arriving: (0..size).map(|_| VecDeque::new()).collect(),
-            a2a_queue: VecDeque::new(),
-            a2a: None,
+            world_queue: VecDeque::new(),
+            world_op: None,
             broadcasts: BTreeMap::new(),
             data_sent: 0,
             window: None,
@@ -502,12 +502,12 @@ impl<'a> Driver<'a> {
     fn summary(&self) -> String {
         let arriving: usize = self.arriving.iter().map(VecDeque::len).sum();
         format!(
-            "{}; MPI: {} sends in flight, {arriving} receives in flight, all-to-all-v {} in flight and {} queued, \
+            "{}; MPI: {} sends in flight, {arriving} receives in flight, collective (all-to-all-v or fence) {} in flight and {} queued, \
              broadcasts open {:?}",
             self.engine.waiting_summary(),
             self.sends.len(),
-            self.a2a.as_ref().map_or("none".to_string(), |(id, _)| id.to_string()),
-            self.a2a_queue.len(),
+            self.world_op.as_ref().map_or("none".to_string(), |(id, _)| id.to_string()),
+            self.world_queue.len(),
             self.broadcasts.keys().collect::<Vec<_>>()
         )
     }
@@ -583,11 +583,11 @@ impl<'a> Driver<'a> {
             entry.received = Some((Rank(from as u32), sent_ns, messages));
             self.try_complete_broadcast(id)?;
         }
-        if let Some((id, WorldOp::Fence(barrier))) = self.a2a.as_mut()
+        if let Some((id, WorldOp::Fence(barrier))) = self.world_op.as_mut()
             && barrier.test()
         {
             let id = *id;
-            self.a2a = None;
+            self.world_op = None;
             any = true;
             let (w, _) = self.window.as_mut().ok_or("a fence was joined, but the strategy declared no window")?;
             // Every rank is past the barrier, so this fence returns once all arrive.
@@ -595,11 +595,11 @@ impl<'a> Driver<'a> {
             self.complete_rma()?;
             self.engine.handle_collective_done(self.clock.now(), id, Vec::new());
         }
-        if let Some((id, WorldOp::AllToAllV(op))) = self.a2a.as_mut()
+        if let Some((id, WorldOp::AllToAllV(op))) = self.world_op.as_mut()
             && let Some(parts) = op.test()?
         {
             let id = *id;
-            self.a2a = None;
+            self.world_op = None;
             any = true;
             let now = self.clock.now();
             let mut received = Vec::with_capacity(self.size - 1);
@@ -611,12 +611,12 @@ impl<'a> Driver<'a> {
             }
             self.engine.handle_collective_done(now, id, received);
         }
-        if self.a2a.is_none()
-            && let Some(join) = self.a2a_queue.pop_front()
+        if self.world_op.is_none()
+            && let Some(join) = self.world_queue.pop_front()
         {
             any = true;
             match join.kind {
-                CollectiveKind::Fence => self.a2a = Some((join.id, WorldOp::Fence(IBarrier::start(self.coll)))),
+                CollectiveKind::Fence => self.world_op = Some((join.id, WorldOp::Fence(IBarrier::start(self.coll)))),
                 _ => self.start_all_to_all(join)?,
             }
         }
@@ -735,7 +735,7 @@ impl<'a> Driver<'a> {
         }
         match &join.kind {
             CollectiveKind::AllToAllV | CollectiveKind::Fence => {
-                self.a2a_queue.push_back(join);
+                self.world_queue.push_back(join);
                 Ok(())
             }
             CollectiveKind::Broadcast { members, tree } => {
@@ -789,7 +789,7 @@ impl<'a> Driver<'a> {
             part.extend_from_slice(&now.to_le_bytes());
             wire::put_messages(part, messages);
         }
-        self.a2a = Some((join.id, WorldOp::AllToAllV(AllToAllV::start(self.coll, parts)?)));
+        self.world_op = Some((join.id, WorldOp::AllToAllV(AllToAllV::start(self.coll, parts)?)));
         Ok(())
     }
 }
