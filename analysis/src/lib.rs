@@ -18,15 +18,28 @@
 
 #![warn(missing_docs)]
 
+pub mod compare;
+pub mod figures;
+pub mod intervals;
+pub mod osu;
 mod parquet_file;
+pub mod perfetto;
 pub mod point;
+pub mod point_summary;
+pub mod report;
+pub mod results_dir;
+pub mod run_metrics;
 pub mod schema;
+pub mod stats;
 pub mod tables;
 pub mod trace_rows;
 
 pub use point::PointRecord;
+pub use results_dir::{Manifest, RESULTS_FORMAT, ResultsDir};
+pub use run_metrics::RunMetrics;
 pub use schema::{
     ColumnDoc, MESSAGES_COLUMNS, POINTS_COLUMNS, TASKS_COLUMNS, TRANSFERS_COLUMNS, Table, schema_markdown,
 };
+pub use stats::Spread;
 pub use tables::{CombineSummary, PARTS_DIR, combine, finished_parts, read_points, read_table, write_point_parts};
 pub use trace_rows::TraceRows;

@@ -41,7 +41,12 @@ pub(crate) fn read(path: &Path, columns: &[ColumnDoc]) -> anyhow::Result<DataFra
         .with_context(|| format!("reading {} (truncated, or not a Parquet file?)", path.display()))?;
     for doc in columns {
         let Ok(column) = df.column(doc.name) else {
-            bail!("{}: no column {:?}; is it a dagwire results table?", path.display(), doc.name);
+            bail!(
+                "{}: no column {:?}: the table was written by an older dagwire (rerun the sweep into a new directory to \
+                 rewrite it), or it is not a dagwire results table",
+                path.display(),
+                doc.name
+            );
         };
         if column.dtype() != &doc.data_type() {
             bail!("{}: column {:?} has type {}, expected {}", path.display(), doc.name, column.dtype(), doc.dtype);

@@ -143,6 +143,13 @@ pub const TASKS_COLUMNS: &[ColumnDoc] = &[
     col("end_ns", "Int64", "ns", false, "Kernel end."),
     col("duration_ns", "Int64", "ns", false, "end_ns - start_ns."),
     col("flops", "Float64", "flop", false, "Floating-point operations of the task, from the DAG."),
+    col(
+        "chain_ns",
+        "Int64",
+        "ns",
+        true,
+        "Longest chain of measured kernel durations through the DAG that ends with this task (its own included); the maximum over a run is its critical path. Null when the writer had no DAG.",
+    ),
 ];
 
 /// The columns of `transfers.parquet`: one row per chunk moved to one remote rank,

@@ -71,7 +71,7 @@ const TMP_PREFIX: &str = ".tmp-";
 ///     task: TaskId(0), kernel: KernelId(0), rank: Rank(0), worker: 0, start_ns: 0, end_ns: 50, flops: 1e3,
 /// });
 /// let transfers = trace.transfers(|_| 0);
-/// let rows = TraceRows { trace: &trace, transfers: &transfers, kernel_name: &|_| "potrf" };
+/// let rows = TraceRows { trace: &trace, transfers: &transfers, kernel_name: &|_| "potrf", dag: None };
 /// let mut point = PointRecord { point_id: 7, makespan_ns: Some(50), verified: true, ..Default::default() };
 /// point.count_trace(&trace);
 /// write_point_parts(dir.path(), &point, Some(rows))?;

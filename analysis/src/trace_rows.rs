@@ -2,21 +2,23 @@
 
 use anyhow::Context;
 use dagwire_runtime::trace::TransferRecord;
-use dagwire_runtime::{KernelId, Trace};
+use dagwire_runtime::{Dag, KernelId, Trace};
 use polars::prelude::{Column, DataFrame};
 
 /// What a finished run recorded, borrowed for writing its part files.
 ///
 /// `transfers` is `trace.transfers(bytes_of)`, computed by the caller because chunk
-/// sizes come from the DAG; `kernel_name` names a kernel the way the workload does.
+/// sizes come from the DAG; `kernel_name` names a kernel the way the workload does;
+/// `dag`, when given, lets the `tasks` rows carry `chain_ns` (the longest chain of
+/// measured durations ending at each task, from which the report takes the critical path).
 ///
 /// ```
 /// use dagwire_analysis::TraceRows;
-/// use dagwire_runtime::{KernelId, Trace};
+/// use dagwire_runtime::{Dag, KernelId, Trace};
 /// let trace = Trace::default();
 /// let transfers = trace.transfers(|_| 0);
 /// let name = |k: KernelId| if k.0 == 0 { "potrf" } else { "gemm" };
-/// let rows = TraceRows { trace: &trace, transfers: &transfers, kernel_name: &name };
+/// let rows = TraceRows { trace: &trace, transfers: &transfers, kernel_name: &name, dag: None };
 /// assert_eq!((rows.kernel_name)(KernelId(0)), "potrf");
 /// ```
 #[derive(Clone, Copy)]
@@ -27,6 +29,8 @@ pub struct TraceRows<'a> {
     pub transfers: &'a [TransferRecord],
     /// The name of each kernel.
     pub kernel_name: &'a dyn Fn(KernelId) -> &'static str,
+    /// The DAG that ran, for `chain_ns`; `None` leaves that column null.
+    pub dag: Option<&'a Dag>,
 }
 
 /// `v` as Int64, or an error naming the column.
@@ -76,7 +80,33 @@ pub(crate) fn tasks_frame(point_id: u32, repetition: u32, rows: Option<&TraceRow
         ints(tasks, "duration_ns", |t| t.end_ns.saturating_sub(t.start_ns))?,
         Column::new("flops".into(), tasks.iter().map(|t| t.flops).collect::<Vec<f64>>()),
     ]);
+    let chains = match rows.and_then(|r| r.dag.map(|dag| (dag, r.trace))) {
+        Some((dag, trace)) => chain_ns(dag, trace),
+        None => vec![None; n],
+    };
+    let chains =
+        chains.into_iter().map(|c| c.map(|v| int(v, "chain_ns")).transpose()).collect::<anyhow::Result<Vec<_>>>()?;
+    columns.push(Column::new("chain_ns".into(), chains));
     frame(n, columns)
+}
+
+/// For each task record of `trace`, in order: the longest chain of measured kernel
+/// durations through `dag` ending with that task, its own duration included (an input
+/// whose producer did not run adds nothing). `None` for a record whose task is not in
+/// the DAG. Task ids follow a topological order, so one pass in id order suffices.
+fn chain_ns(dag: &Dag, trace: &Trace) -> Vec<Option<u64>> {
+    let mut duration: Vec<Option<u64>> = vec![None; dag.task_count()];
+    for rec in &trace.tasks {
+        if let Some(d) = duration.get_mut(rec.task.index()) {
+            *d = Some(rec.end_ns.saturating_sub(rec.start_ns));
+        }
+    }
+    let mut chain = vec![0u64; dag.task_count()];
+    for t in dag.task_ids() {
+        let before = dag.inputs(t).iter().map(|&c| chain[dag.chunk(c).producer.index()]).max().unwrap_or(0);
+        chain[t.index()] = before + duration[t.index()].unwrap_or(0);
+    }
+    trace.tasks.iter().map(|rec| chain.get(rec.task.index()).copied()).collect()
 }
 
 /// The `transfers` rows of one point.
@@ -130,4 +160,38 @@ pub(crate) fn messages_frame(
         ints(messages, "recv_ns", |m| m.recv_ns)?,
     ]);
     frame(n, columns)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dagwire_runtime::trace::TaskRecord;
+    use dagwire_runtime::{DagBuilder, Rank, TaskSpec};
+
+    #[test]
+    fn chain_is_the_longest_path_of_measured_durations() {
+        // a -> c, b -> c, c -> d; a takes 10, b 30, c 5, d 1: the chain to d is b, c, d = 36.
+        let mut dag = DagBuilder::new(2);
+        let k = KernelId(0);
+        let a = dag.add(TaskSpec::new(k, Rank(0)).outputs(&[8]));
+        let b = dag.add(TaskSpec::new(k, Rank(1)).outputs(&[8]));
+        let c = dag.add(TaskSpec::new(k, Rank(0)).inputs(&[a.output(0), b.output(0)]).outputs(&[8]));
+        let _d = dag.add(TaskSpec::new(k, Rank(1)).inputs(&[c.output(0)]));
+        let dag = dag.finish();
+        let times = [(0, 10), (0, 30), (40, 45), (60, 61)];
+        let mut trace = Trace::default();
+        // Records in another order than the ids, as a merged trace may have them.
+        for t in [3usize, 1, 0, 2] {
+            trace.tasks.push(TaskRecord {
+                task: dagwire_runtime::TaskId(t as u32),
+                kernel: k,
+                rank: dag.task(dagwire_runtime::TaskId(t as u32)).owner,
+                worker: 0,
+                start_ns: times[t].0,
+                end_ns: times[t].1,
+                flops: 0.0,
+            });
+        }
+        assert_eq!(chain_ns(&dag, &trace), [Some(36), Some(30), Some(10), Some(35)]);
+    }
 }

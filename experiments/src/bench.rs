@@ -62,6 +62,13 @@ pub enum Which {
         /// Network fidelity: machine, analytic or flow.
         #[arg(long, default_value = "machine")]
         fidelity: String,
+        /// Internal: measure only this many tiles, in this process, and print one line
+        /// (the benchmark runs each size in a fresh process so sizes do not share a heap).
+        #[arg(long, hide = true)]
+        only_tiles: Option<usize>,
+        /// Internal, with --only-tiles: keep only counts in the trace.
+        #[arg(long, hide = true)]
+        counts_only: bool,
     },
     /// MPI: ping-pong latency and streaming bandwidth through the engine on the mpi
     /// driver against raw rsmpi in the same job (2 ranks; launches `mpirun -n 2` itself).
@@ -84,8 +91,12 @@ pub fn run(which: Which) -> Result<()> {
         Which::Cholesky { n, tile, ranks, workers, reps } => cholesky(n, tile, ranks, workers, reps),
         Which::Overhead { tasks, width } => overhead(tasks, width),
         Which::Mpi { max_size, iterations, window } => crate::bench_mpi::run(max_size, iterations, window),
-        Which::Sim { machine, ranks, tiles, tile, fidelity } => {
-            crate::bench_sim::run(&machine, ranks, tiles, tile, &fidelity)
+        Which::Sim { machine, ranks, tiles, tile, fidelity, only_tiles, counts_only } => {
+            let setup = crate::bench_sim::Setup { machine, ranks, tile, fidelity };
+            match only_tiles {
+                Some(nt) => crate::bench_sim::one_size_line(&setup, nt, counts_only),
+                None => crate::bench_sim::run(&setup, tiles),
+            }
         }
     }
 }

@@ -1,77 +1,127 @@
 //! `experiment bench sim`: how fast and how lean the simulator is.
 
 use anyhow::{Result, ensure};
-use dagwire_runtime::{ParamValue, Params, Rank, Strategy};
+use dagwire_runtime::{ParamValue, Params, Rank, Strategy, TraceLevel};
 use dagwire_sim::driver::{SimConfig, SimKernels};
-use dagwire_sim::queue::EventQueue;
 use dagwire_strategies::eager::Eager;
 use std::time::Instant;
 
-/// Runs the simulator benchmark.
-pub fn run(machine: &str, ranks: usize, tiles: usize, tile: usize, fidelity: &str) -> Result<()> {
+/// What every size of the benchmark simulates.
+pub struct Setup {
+    /// Machine preset or file.
+    pub machine: String,
+    /// Simulated ranks.
+    pub ranks: usize,
+    /// Tile edge.
+    pub tile: usize,
+    /// Network fidelity.
+    pub fidelity: String,
+}
+
+/// Runs the simulator benchmark: the raw queue, then each size in a fresh process of
+/// this binary (so one size's freed heap does not flatter or inflate the next one's peak).
+pub fn run(setup: &Setup, tiles: usize) -> Result<()> {
     queue_throughput();
-    let params = Params::from_pairs(
-        &crate::drivers::find("sim").map(|d| (d.params)()).unwrap_or_default(),
-        &[("machine", ParamValue::Str(machine.into())), ("fidelity", ParamValue::Str(fidelity.into()))],
-    )?;
-    let machine = crate::drivers::sim_machine(&params).map_err(anyhow::Error::msg)?;
+    let machine = machine(setup)?;
     println!(
-        "\ncost-model tiled Cholesky (tile {tile}) on {ranks} ranks of {} ({:?} fidelity)",
-        machine.name, machine.fidelity
+        "\ncost-model tiled Cholesky (tile {}) on {} ranks of {} ({:?} fidelity), each size in its own process",
+        setup.tile, setup.ranks, machine.name, machine.fidelity
     );
+    println!("  peak memory: the whole process's growth, DAG included; with the full trace (every task, message and");
+    println!("  transfer-phase record kept) and with a counts-only trace (sim.trace = \"counts\")");
     println!(
-        "  {:>6} {:>10} {:>10} {:>12} {:>12} {:>14}",
-        "tiles", "tasks", "wall s", "events/s", "peak MB", "bytes/task"
+        "  {:>6} {:>10} {:>10} {:>12} {:>12} {:>14} {:>16}",
+        "tiles", "tasks", "wall s", "events/s", "peak MB", "bytes/task", "counts bytes/task"
     );
     let sizes: Vec<usize> = [0.5f64, 0.63, 0.794, 1.0].iter().map(|f| ((tiles as f64) * f).round() as usize).collect();
     let mut points = Vec::new();
     for nt in sizes {
-        let (tasks, wall, events, peak) = one_size(&machine, ranks, nt, tile)?;
+        let m = measure_in_child(setup, nt, false)?;
+        let counts = measure_in_child(setup, nt, true)?;
         println!(
-            "  {nt:>6} {tasks:>10} {wall:>10.2} {:>12.0} {:>12.0} {:>14.0}",
-            events as f64 / wall,
-            peak as f64 / 1e6,
-            peak as f64 / tasks as f64
+            "  {nt:>6} {:>10} {:>10.2} {:>12.0} {:>12.0} {:>14.0} {:>16.0}",
+            m.tasks,
+            m.wall,
+            m.events as f64 / m.wall,
+            m.peak as f64 / 1e6,
+            m.peak as f64 / m.tasks as f64,
+            counts.peak as f64 / counts.tasks as f64
         );
-        points.push(((tasks as f64).ln(), wall.ln()));
+        let [tasks, messages, phases] = m.records;
+        println!("         (trace: {tasks} task, {messages} message, {phases} transfer-phase records)");
+        points.push(((m.tasks as f64).ln(), m.wall.ln()));
     }
     println!("  wall time grows as tasks^{:.2} (least-squares slope of log wall vs log tasks)", slope(&points));
     Ok(())
 }
 
-/// Raw queue: push and pop events with scattered times, at two pending-set sizes.
+/// Measures `nt` tiles in this process and prints the figures as one line for the parent.
+pub fn one_size_line(setup: &Setup, nt: usize, counts_only: bool) -> Result<()> {
+    let trace = if counts_only { TraceLevel::Counts } else { TraceLevel::Full };
+    let m = one_size(&machine(setup)?, setup.ranks, nt, setup.tile, trace)?;
+    let [a, b, c] = m.records;
+    println!("{} {} {} {} {a} {b} {c}", m.tasks, m.wall, m.events, m.peak);
+    Ok(())
+}
+
+fn machine(setup: &Setup) -> Result<dagwire_sim::machine::Machine> {
+    let params = Params::from_pairs(
+        &crate::drivers::find("sim").map(|d| (d.params)()).unwrap_or_default(),
+        &[("machine", ParamValue::Str(setup.machine.clone())), ("fidelity", ParamValue::Str(setup.fidelity.clone()))],
+    )?;
+    crate::drivers::sim_machine(&params).map_err(anyhow::Error::msg)
+}
+
+/// Runs `experiment bench sim --only-tiles nt ...` and parses its line.
+fn measure_in_child(setup: &Setup, nt: usize, counts_only: bool) -> Result<Measured> {
+    let out = std::process::Command::new(std::env::current_exe()?)
+        .args(["bench", "sim", "--machine", &setup.machine, "--fidelity", &setup.fidelity])
+        .args(["--ranks", &setup.ranks.to_string(), "--tile", &setup.tile.to_string()])
+        .args(["--only-tiles", &nt.to_string()])
+        .args(counts_only.then_some("--counts-only"))
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    ensure!(out.status.success(), "measuring {nt} tiles failed: {}", String::from_utf8_lossy(&out.stderr));
+    let f: Vec<f64> = text.split_whitespace().map(str::parse).collect::<Result<_, _>>()?;
+    ensure!(f.len() == 7, "unexpected line from the measuring process: {text}");
+    Ok(Measured {
+        tasks: f[0] as usize,
+        wall: f[1],
+        events: f[2] as u64,
+        peak: f[3] as u64,
+        records: [f[4] as usize, f[5] as usize, f[6] as usize],
+    })
+}
+
+/// One size's figures.
+struct Measured {
+    tasks: usize,
+    wall: f64,
+    events: u64,
+    /// Peak RSS above the RSS before the workload was built, bytes.
+    peak: u64,
+    /// Trace records: tasks, messages, transfer phases.
+    records: [usize; 3],
+}
+
+/// Raw queue: pop+push with scattered times, at two pending-set sizes.
 fn queue_throughput() {
     println!("event queue (binary heap, (time, seq) order):");
     for pending in [1_000usize, 1_000_000] {
-        let mut q = EventQueue::default();
-        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x % 1_000_000
-        };
-        for _ in 0..pending {
-            q.push(next(), 0u64);
-        }
-        let ops = 4_000_000usize;
-        let start = Instant::now();
-        for _ in 0..ops {
-            let (t, e) = q.pop().expect("never empty");
-            q.push(t + next(), e);
-        }
-        let rate = ops as f64 / start.elapsed().as_secs_f64();
+        let rate = dagwire_sim::queue::throughput(pending, 4_000_000);
         println!("  {pending:>9} pending: {:.1} M pop+push per second", rate / 1e6);
     }
 }
 
-/// One cost-model run: (tasks, wall s, events, peak RSS bytes during the run).
+/// One cost-model run, with the peak RSS it added (the DAG is about 100 bytes a task
+/// of it, the trace most of the rest).
 fn one_size(
     machine: &dagwire_sim::machine::Machine,
     ranks: usize,
     nt: usize,
     tile: usize,
-) -> Result<(usize, f64, u64, u64)> {
+    trace: TraceLevel,
+) -> Result<Measured> {
     reset_peak_rss();
     let base = rss_bytes();
     let given = [("n", ParamValue::Int((nt * tile) as i64)), ("tile", ParamValue::Int(tile as i64))];
@@ -80,21 +130,15 @@ fn one_size(
     let name = |k| workload.kernel_name(k);
     let kernels = SimKernels { kernels: workload.kernels(), name: &name };
     let factory = |_: Rank| -> Box<dyn Strategy> { Box::new(Eager) };
-    let cfg = SimConfig { ranks, workers: 1, run_kernels: false, seed: 1 };
+    let cfg = SimConfig { ranks, workers: 1, run_kernels: false, seed: 1, trace };
     let out = dagwire_sim::driver::run(workload.dag(), &kernels, &factory, machine, cfg)?;
     let wall = start.elapsed().as_secs_f64();
     let tasks = workload.dag().task_count();
-    ensure!(out.run.trace.tasks.len() == tasks, "not every task ran");
+    ensure!(out.run.trace.task_count() == tasks as u64, "not every task ran");
     let peak = peak_rss_bytes().saturating_sub(base);
     let t = &out.run.trace;
-    eprintln!(
-        "    ({} tiles: trace holds {} task, {} message and {} transfer-phase records)",
-        nt,
-        t.tasks.len(),
-        t.messages.len(),
-        t.transfer_events.len()
-    );
-    Ok((tasks, wall, out.events, peak))
+    let records = [t.tasks.len(), t.messages.len(), t.transfer_events.len()];
+    Ok(Measured { tasks, wall, events: out.events, peak, records })
 }
 
 fn slope(points: &[(f64, f64)]) -> f64 {

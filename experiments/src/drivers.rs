@@ -1,5 +1,6 @@
 //! The drivers a sweep can name, their parameters, and how a point is executed on each.
 
+use dagwire_runtime::TraceLevel;
 use dagwire_runtime::collective::Capability;
 use dagwire_runtime::local::{self, LocalConfig};
 use dagwire_runtime::{Fault, ParamSpec, Params, Progress, RunError, RunOutcome, StrategyFactory};
@@ -69,6 +70,13 @@ fn sim_params() -> Vec<ParamSpec> {
             "run",
             "run: execute kernels so results verify; model: cost model only (large sizes), verification skipped",
         ),
+        ParamSpec::choice(
+            "trace",
+            &["full", "counts"],
+            "full",
+            "full: every task, message and transfer phase in the tables; counts: only the points table's counts (runs \
+             whose records would not fit in memory, about 170 bytes per task)",
+        ),
     ]
 }
 
@@ -129,7 +137,13 @@ pub fn execute(
             }
             let machine = sim_machine(exec.params).map_err(RunError::Config)?;
             let run_kernels = exec.params.str("kernels") == "run";
-            let cfg = SimConfig { ranks: exec.ranks, workers: exec.workers, run_kernels, seed: exec.seed };
+            let cfg = SimConfig {
+                ranks: exec.ranks,
+                workers: exec.workers,
+                run_kernels,
+                seed: exec.seed,
+                trace: if exec.params.str("trace") == "counts" { TraceLevel::Counts } else { TraceLevel::Full },
+            };
             let name = |k| workload.kernel_name(k);
             let kernels = SimKernels { kernels: workload.kernels(), name: &name };
             let out = dagwire_sim::driver::run(workload.dag(), &kernels, strategy, &machine, cfg)?;

@@ -2,8 +2,9 @@
 //!
 //! The library behind the `experiment` command: sweep files ([`sweep`]), their
 //! expansion into run points ([`plan`]), running them ([`runner`]) into a results
-//! directory ([`results`]), the summary table ([`summary`]), listings ([`list`])
-//! and benchmarks ([`bench`]). `main.rs` only parses the command line.
+//! directory ([`results`]), the summary table ([`summary`]), the report
+//! ([`report`]) and trace export ([`trace_export`]), listings ([`list`]) and
+//! benchmarks ([`bench`]). `main.rs` only parses the command line.
 
 pub mod bench;
 pub mod bench_mpi;
@@ -14,7 +15,9 @@ pub mod list;
 pub mod plan;
 pub mod point;
 pub mod progress;
+pub mod report;
 pub mod results;
 pub mod runner;
 pub mod summary;
 pub mod sweep;
+pub mod trace_export;

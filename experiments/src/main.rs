@@ -5,7 +5,7 @@
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use dagwire_experiments::{bench, list, plan, point, results, runner, summary, sweep};
+use dagwire_experiments::{bench, list, plan, point, report, results, runner, summary, sweep, trace_export};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -15,7 +15,7 @@ use std::process::ExitCode;
 #[command(
     version,
     about = "Run sweeps of task-DAG workloads over communication strategies and drivers; write verified results as Parquet tables",
-    after_help = "Examples:\n  experiment run sweeps/quickstart.toml\n  experiment run sweeps/sim-cholesky.toml --out results/sim\n  experiment run sweeps/sim-cholesky.toml --out results/sim --resume\n  experiment list strategies\n  experiment bench cholesky --n 4096 --tile 256\n\nExit codes: 0 every run verified, 1 a run failed or did not verify, 2 the command could not run."
+    after_help = "Examples:\n  experiment run sweeps/quickstart.toml\n  experiment run sweeps/sim-cholesky.toml --out results/sim\n  experiment run sweeps/sim-cholesky.toml --out results/sim --resume\n  experiment run sweeps/quickstart.toml --report\n  experiment report results/quickstart-20261123T203000Z\n  experiment trace results/quickstart-20261123T203000Z --point 0 --format perfetto\n  experiment list strategies\n  experiment bench cholesky --n 4096 --tile 256\n\nExit codes: 0 every run verified, 1 a run failed or did not verify, 2 the command could not run."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -41,6 +41,32 @@ enum Command {
         /// Only check the sweep file and print its points; run nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Write the report (as `experiment report DIR`) once the sweep is done.
+        #[arg(long)]
+        report: bool,
+    },
+    /// Write the performance report of a results directory: DIR/report/report.html
+    /// (self-contained), report.md and the figures (SVG and PNG).
+    Report {
+        /// The results directory `experiment run` printed.
+        dir: PathBuf,
+    },
+    /// Export one run's trace for a viewer (ui.perfetto.dev, chrome://tracing).
+    Trace {
+        /// The results directory.
+        dir: PathBuf,
+        /// The point (the `point` column of the summary).
+        #[arg(long)]
+        point: i64,
+        /// The repetition.
+        #[arg(long, default_value_t = 0)]
+        repetition: i64,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "perfetto")]
+        format: trace_export::Format,
+        /// Output file [default: DIR/trace-<point>-<repetition>.json].
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// List workloads, strategies, drivers, machines or the results tables' columns.
     List {
@@ -72,7 +98,16 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Run { sweep, out, resume, dry_run } => run_sweep(sweep, out, resume, dry_run),
+        Command::Run { sweep, out, resume, dry_run, report } => run_sweep(sweep, out, resume, dry_run, report),
+        Command::Report { dir } => {
+            print!("{}", report::run(&dir)?.1);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Trace { dir, point, repetition, format, out } => {
+            let path = trace_export::run(&dir, point, repetition, format, out)?;
+            println!("trace: {} (open it in ui.perfetto.dev or chrome://tracing)", path.display());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::List { what } => {
             print!("{}", list::render(what));
             Ok(ExitCode::SUCCESS)
@@ -85,7 +120,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-fn run_sweep(path: PathBuf, out: Option<PathBuf>, resume: bool, dry_run: bool) -> Result<ExitCode> {
+fn run_sweep(path: PathBuf, out: Option<PathBuf>, resume: bool, dry_run: bool, write_report: bool) -> Result<ExitCode> {
     let sweep = sweep::load(&path)?;
     let points = plan::expand(&sweep)?;
     let runs = points.len() * sweep.repetitions as usize;
@@ -98,6 +133,9 @@ fn run_sweep(path: PathBuf, out: Option<PathBuf>, resume: bool, dry_run: bool) -
     let outcome = runner::run_sweep(&sweep, &points, &dir, resume)?;
     print!("{}", summary::render(&dir)?);
     println!("results: {}", dir.display());
+    if write_report {
+        print!("{}", report::run(&dir)?.1);
+    }
     if outcome.bad_runs > 0 {
         eprintln!("{} runs failed or did not verify; see the error column of points.parquet", outcome.bad_runs);
         return Ok(ExitCode::from(1));

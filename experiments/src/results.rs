@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 /// Format tag written into every manifest, checked on `--resume`.
-pub const FORMAT: &str = "dagwire-results/1";
+pub const FORMAT: &str = dagwire_analysis::RESULTS_FORMAT;
 
 /// The default results directory: `results/<sweep name>-<UTC timestamp>`.
 pub fn default_dir(sweep: &Sweep, now: SystemTime) -> PathBuf {

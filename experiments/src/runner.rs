@@ -96,7 +96,8 @@ pub(crate) fn write_success(
     fill_success(record, workload, outcome, kernels_ran);
     let transfers = outcome.trace.transfers(|c| workload.dag().chunk(c).bytes);
     let kernel_name = |k| workload.kernel_name(k);
-    let rows = TraceRows { trace: &outcome.trace, transfers: &transfers, kernel_name: &kernel_name };
+    let rows =
+        TraceRows { trace: &outcome.trace, transfers: &transfers, kernel_name: &kernel_name, dag: Some(workload.dag()) };
     tables::write_point_parts(dir, record, Some(rows))
 }
 
@@ -148,7 +149,7 @@ fn fill_success(record: &mut PointRecord, workload: &dyn Workload, outcome: &Run
     record.data_bytes = totals.data_bytes;
     record.control_messages = totals.control_messages;
     record.control_bytes = totals.control_bytes;
-    record.tasks = outcome.trace.tasks.len() as u64;
+    record.tasks = outcome.trace.task_count();
     let prefix = record.params.iter().find(|(k, _)| k == "workload").map(|(_, v)| v.to_string()).unwrap_or_default();
     for (name, value) in workload.figures(&outcome.trace) {
         record.params.push((format!("{prefix}.{name}"), dagwire_runtime::ParamValue::Float(value)));
@@ -188,8 +189,9 @@ pub(crate) fn outcome_line(r: &PointRecord) -> String {
     }
 }
 
-/// `check_metric` of a run whose kernels were only costed, so nothing could be verified.
-pub const SKIPPED: &str = "skipped: kernels not run (cost model)";
+/// `check_metric` of a run whose kernels were only costed, so nothing could be verified
+/// (the report reads the same constant).
+pub const SKIPPED: &str = dagwire_analysis::report::UNVERIFIABLE;
 
 /// Runs in the combined table that failed or did not verify (their `error` is set).
 fn count_bad(points: &polars::prelude::DataFrame) -> usize {

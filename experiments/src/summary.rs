@@ -1,6 +1,7 @@
 //! The summary table printed at the end of `experiment run`: one line per point,
-//! medians over repetitions, read back from the written tables (so a resumed sweep
-//! shows every point, not just this session's).
+//! medians over repetitions (workload figures such as `micro.latency_us` included),
+//! read back from the written tables (so a resumed sweep shows every point, not just
+//! this session's).
 
 use anyhow::{Context, Result};
 use dagwire_analysis::tables;
@@ -14,7 +15,7 @@ const ALWAYS: &[&str] = &["ranks"];
 /// Renders the summary of the results in `dir`.
 pub fn render(dir: &Path) -> Result<String> {
     let df = tables::read_points(dir)?;
-    let shown = shown_params(&df)?;
+    let (shown, figures) = shown_columns(&df)?;
     let ids = numbers(&df, "point_id")?;
     let mut groups: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
     for (row, id) in ids.iter().enumerate() {
@@ -32,7 +33,9 @@ pub fn render(dir: &Path) -> Result<String> {
     let checks = df.column("check_metric")?.as_materialized_series().clone();
     let mut header: Vec<String> = vec!["point".into()];
     header.extend(shown.iter().cloned());
+    header.extend(figures.iter().cloned());
     header.extend(["makespan ms", "GFLOP/s", "data MB", "messages", "verified"].map(String::from));
+    let figure_values = figures.iter().map(|f| numbers(&df, f)).collect::<Result<Vec<_>>>()?;
     let mut rows = vec![header];
     for (id, members) in &groups {
         let mut row = vec![id.to_string()];
@@ -44,6 +47,9 @@ pub fn render(dir: &Path) -> Result<String> {
                 Ok(v) if value.contains('.') => format!("{v:.2}"),
                 _ => value,
             });
+        }
+        for values in &figure_values {
+            row.push(fmt(median(members, values), 2));
         }
         let ok = members.iter().filter(|&&r| verified.get(r) == Some(true)).count();
         row.push(fmt(median(members, &makespan).map(|v| v * 1e-6), 2));
@@ -61,22 +67,42 @@ pub fn render(dir: &Path) -> Result<String> {
     Ok(table(&rows))
 }
 
-/// Parameter columns that differ between points (plus [`ALWAYS`]), in table order.
-fn shown_params(df: &DataFrame) -> Result<Vec<String>> {
-    let mut shown = Vec::new();
+/// Parameter columns that differ between points (plus [`ALWAYS`]), and workload
+/// figure columns that hold a value somewhere, in table order.
+fn shown_columns(df: &DataFrame) -> Result<(Vec<String>, Vec<String>)> {
+    let (mut shown, mut figures) = (Vec::new(), Vec::new());
     for name in df.get_column_names() {
         let name = name.as_str();
-        let is_param = crate::sweep::CORE_AXES.contains(&name) || name.contains('.');
-        if !is_param {
+        let column = df.column(name)?.as_materialized_series();
+        if name.contains('.') && !is_declared_param(name) {
+            if column.null_count() < column.len() {
+                figures.push(name.to_string());
+            }
+            continue;
+        }
+        if !(crate::sweep::CORE_AXES.contains(&name) || name.contains('.')) {
             continue;
         }
         // Columns set for only some points differ by nulls alone: those are not worth a column.
-        let distinct = df.column(name)?.as_materialized_series().drop_nulls().n_unique().unwrap_or(2);
+        let distinct = column.drop_nulls().n_unique().unwrap_or(2);
         if ALWAYS.contains(&name) || distinct > 1 {
             shown.push(name.to_string());
         }
     }
-    Ok(shown)
+    Ok((shown, figures))
+}
+
+/// Whether `<component>.<key>` is a parameter some workload, strategy or driver
+/// declares (otherwise it is a workload's figure, a result).
+fn is_declared_param(column: &str) -> bool {
+    let Some((component, key)) = column.split_once('.') else { return false };
+    let specs = dagwire_workloads::find(component)
+        .map(|w| (w.params)())
+        .or_else(|_| dagwire_strategies::find(component).map(|s| (s.params)()))
+        .ok()
+        .or_else(|| crate::drivers::find(component).map(|d| (d.params)()))
+        .unwrap_or_default();
+    specs.iter().any(|p| p.name == key)
 }
 
 fn numbers(df: &DataFrame, name: &str) -> Result<Vec<Option<f64>>> {

@@ -301,12 +301,19 @@ impl Dag {
     }
     /// Ranks other than the producer's that read a chunk, sorted and without repeats.
     pub fn remote_readers(&self, c: ChunkId) -> Vec<Rank> {
+        let mut ranks = Vec::new();
+        self.remote_readers_into(c, &mut ranks);
+        ranks
+    }
+
+    /// [`Dag::remote_readers`] into a buffer the caller reuses (the engine calls this
+    /// for every chunk it produces).
+    pub fn remote_readers_into(&self, c: ChunkId, ranks: &mut Vec<Rank>) {
         let owner = self.chunk_owner(c);
-        let mut ranks: Vec<Rank> =
-            self.consumers(c).iter().map(|&t| self.task(t).owner).filter(|&r| r != owner).collect();
+        ranks.clear();
+        ranks.extend(self.consumers(c).iter().map(|&t| self.task(t).owner).filter(|&r| r != owner));
         ranks.sort_unstable();
         ranks.dedup();
-        ranks
     }
     /// Chunks nobody reads.
     pub fn sinks(&self) -> impl Iterator<Item = ChunkId> + '_ {

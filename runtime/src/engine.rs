@@ -242,6 +242,8 @@ pub struct Engine {
     /// The highest collective id joined so far, so an id is never used twice.
     last_joined: Option<u64>,
     delivered: Vec<(ChunkId, Rank, Payload)>,
+    /// Scratch list of a produced chunk's remote readers, reused for every chunk.
+    readers: Vec<Rank>,
     /// The window the strategy declared, if it uses one-sided access.
     window: Option<WindowSpec>,
     /// One-sided operations the strategy issued, not yet handed to the driver.
@@ -286,6 +288,7 @@ impl Engine {
             joined: Vec::new(),
             last_joined: None,
             delivered: Vec::new(),
+            readers: Vec::new(),
             window,
             one_sided: VecDeque::new(),
             next_one_sided: 0,
@@ -398,9 +401,11 @@ impl Engine {
         self.unfinished -= 1;
         let dag = Arc::clone(&self.dag);
         let task = dag.task(done.task);
-        let expected: Vec<u64> = task.outputs().map(|c| dag.chunk(c).bytes).collect();
-        let got: Vec<u64> = done.outputs.iter().map(|p| p.len() as u64).collect();
-        if expected != got {
+        let sizes_match = task.outputs().len() == done.outputs.len()
+            && task.outputs().zip(&done.outputs).all(|(c, p)| dag.chunk(c).bytes == p.len() as u64);
+        if !sizes_match {
+            let expected = task.outputs().map(|c| dag.chunk(c).bytes).collect();
+            let got = done.outputs.iter().map(|p| p.len() as u64).collect();
             self.error = Some(EngineError::OutputShape { task: done.task, expected, got });
             return;
         }
@@ -625,7 +630,8 @@ impl Engine {
     /// A local task produced `chunk`: hand it to remote readers and local ones.
     fn produced(&mut self, now: u64, chunk: ChunkId, payload: Payload) {
         let data = Arc::new(payload);
-        let readers = self.dag.remote_readers(chunk);
+        let mut readers = std::mem::take(&mut self.readers);
+        self.dag.remote_readers_into(chunk, &mut readers);
         if !readers.is_empty() {
             let mut ctx = strategy_ctx!(self, now);
             for &r in &readers {
@@ -633,6 +639,7 @@ impl Engine {
             }
             self.strategy.on_chunk_ready(&mut ctx, chunk, &data, &readers);
         }
+        self.readers = readers;
         if self.dag.is_result(chunk) {
             self.results.push((chunk, Arc::clone(&data)));
         }

@@ -38,4 +38,4 @@ pub use params::{ParamError, ParamKind, ParamSpec, ParamValue, Params};
 pub use payload::Payload;
 pub use placement::BlockCyclic2D;
 pub use strategy::{Strategy, StrategyCtx, StrategyFactory};
-pub use trace::Trace;
+pub use trace::{Trace, TraceLevel};

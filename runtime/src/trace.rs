@@ -117,6 +117,33 @@ pub struct Trace {
     pub messages: Vec<MessageRecord>,
     /// Transfer phases.
     pub transfer_events: Vec<TransferEvent>,
+    /// What this trace keeps of the records [`Trace::append`] hands it.
+    pub level: TraceLevel,
+    /// Records counted but not kept (at [`TraceLevel::Counts`]).
+    pub counted: Counted,
+}
+
+/// How much of a run a trace keeps.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TraceLevel {
+    /// Every task, message and transfer phase.
+    #[default]
+    Full,
+    /// Only how many tasks ran and the message totals: for runs whose records would
+    /// not fit in memory (a simulated million-task run keeps about 170 bytes of records
+    /// per task at [`TraceLevel::Full`]).
+    Counts,
+}
+
+/// Records a [`TraceLevel::Counts`] trace counted instead of keeping.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counted {
+    /// Tasks.
+    pub tasks: u64,
+    /// Messages, data and control.
+    pub messages: MessageTotals,
+    /// Transfer phases.
+    pub transfer_events: u64,
 }
 
 impl Trace {
@@ -128,22 +155,58 @@ impl Trace {
             tasks: Vec::with_capacity(parts.iter().map(|p| p.tasks.len()).sum()),
             messages: Vec::with_capacity(parts.iter().map(|p| p.messages.len()).sum()),
             transfer_events: Vec::with_capacity(parts.iter().map(|p| p.transfer_events.len()).sum()),
+            ..Trace::default()
         };
-        for p in parts {
-            all.tasks.extend(p.tasks);
-            all.messages.extend(p.messages);
-            all.transfer_events.extend(p.transfer_events);
+        for mut p in parts {
+            all.counted.add(&p.counted);
+            all.append(&mut p);
         }
         all.sort();
         all
     }
 
-    /// Moves every record of `other` to the end of this trace, leaving `other` empty
-    /// with its capacity (so a rank's buffers are reused as a run drains them).
+    /// An empty trace that keeps what `level` says.
+    pub fn with_level(level: TraceLevel) -> Trace {
+        Trace { level, ..Trace::default() }
+    }
+
+    /// Moves every record of `other` to the end of this trace (or, at
+    /// [`TraceLevel::Counts`], counts and drops them), leaving `other` empty with its
+    /// capacity (so a rank's buffers are reused as a run drains them).
+    ///
+    /// ```
+    /// use dagwire_runtime::trace::{Trace, TraceLevel};
+    /// use dagwire_runtime::{ChunkId, KernelId, Rank, TaskId};
+    /// let mut rank = Trace::default();
+    /// rank.tasks.push(dagwire_runtime::trace::TaskRecord {
+    ///     task: TaskId(0), kernel: KernelId(0), rank: Rank(0), worker: 0, start_ns: 0, end_ns: 5, flops: 1.0,
+    /// });
+    /// let mut counts = Trace::with_level(TraceLevel::Counts);
+    /// counts.append(&mut rank);
+    /// assert!(counts.tasks.is_empty() && rank.tasks.is_empty());
+    /// assert_eq!(counts.task_count(), 1);
+    /// ```
     pub fn append(&mut self, other: &mut Trace) {
-        self.tasks.append(&mut other.tasks);
-        self.messages.append(&mut other.messages);
-        self.transfer_events.append(&mut other.transfer_events);
+        match self.level {
+            TraceLevel::Full => {
+                self.tasks.append(&mut other.tasks);
+                self.messages.append(&mut other.messages);
+                self.transfer_events.append(&mut other.transfer_events);
+            }
+            TraceLevel::Counts => {
+                self.counted.tasks += other.tasks.len() as u64;
+                self.counted.messages.add(&totals(&other.messages));
+                self.counted.transfer_events += other.transfer_events.len() as u64;
+                other.tasks.clear();
+                other.messages.clear();
+                other.transfer_events.clear();
+            }
+        }
+    }
+
+    /// Tasks run: the records kept plus those only counted.
+    pub fn task_count(&self) -> u64 {
+        self.tasks.len() as u64 + self.counted.tasks
     }
 
     /// Sorts every table by time (then ranks and ids), so the order does not depend on
@@ -182,22 +245,46 @@ impl Trace {
         rows
     }
 
-    /// Totals over messages: (data messages, data bytes, control messages, control bytes).
+    /// Totals over messages, kept and only counted: (data messages, data bytes,
+    /// control messages, control bytes).
     pub fn message_totals(&self) -> MessageTotals {
-        let mut t = MessageTotals::default();
-        for m in &self.messages {
-            match m.class {
-                MessageClass::Data => {
-                    t.data_messages += 1;
-                    t.data_bytes += m.bytes;
-                }
-                MessageClass::Control => {
-                    t.control_messages += 1;
-                    t.control_bytes += m.bytes;
-                }
+        let mut t = totals(&self.messages);
+        t.add(&self.counted.messages);
+        t
+    }
+}
+
+fn totals(messages: &[MessageRecord]) -> MessageTotals {
+    let mut t = MessageTotals::default();
+    for m in messages {
+        match m.class {
+            MessageClass::Data => {
+                t.data_messages += 1;
+                t.data_bytes += m.bytes;
+            }
+            MessageClass::Control => {
+                t.control_messages += 1;
+                t.control_bytes += m.bytes;
             }
         }
-        t
+    }
+    t
+}
+
+impl Counted {
+    fn add(&mut self, other: &Counted) {
+        self.tasks += other.tasks;
+        self.messages.add(&other.messages);
+        self.transfer_events += other.transfer_events;
+    }
+}
+
+impl MessageTotals {
+    fn add(&mut self, other: &MessageTotals) {
+        self.data_messages += other.data_messages;
+        self.data_bytes += other.data_bytes;
+        self.control_messages += other.control_messages;
+        self.control_bytes += other.control_bytes;
     }
 }
 

@@ -49,16 +49,22 @@ pub struct Piece {
     pub messages: Option<Vec<Message>>,
 }
 
-/// One rank's part in a pairwise-exchange all-to-all-v.
+/// One rank's part in an exchange: in step `i` it sends to the rank `stride(i)` above
+/// it and waits for the one `stride(i)` below (a pairwise all-to-all-v, or a
+/// dissemination barrier whose steps carry only headers).
 struct Exchange {
     /// This rank's contribution per peer rank, taken when its step is sent.
     sends: Vec<Option<Vec<Message>>>,
-    /// The current step, `1..p`; `p` means complete.
+    /// The current step, `0..steps`; `steps` means complete.
     step: usize,
+    steps: usize,
+    stride: fn(usize) -> usize,
     /// Whether the current step's message has been sent.
     sent: bool,
     /// Contributions received so far.
     received: Vec<Contribution>,
+    /// Whether what arrived is handed to the rank (a barrier's headers are not).
+    keep: bool,
 }
 
 /// One member's part in a broadcast.
@@ -83,19 +89,9 @@ struct Inbound {
     messages: Option<Vec<Message>>,
 }
 
-/// One rank's part in a dissemination barrier.
-struct Barrier {
-    /// The current round; `rounds` means complete.
-    round: u32,
-    rounds: u32,
-    /// Whether the current round's header has been sent.
-    sent: bool,
-}
-
 enum Part {
     Exchange(Exchange),
     Relay(Relay),
-    Barrier(Barrier),
 }
 
 /// Every rank's collectives in progress, and the pieces that arrived early.
@@ -132,15 +128,26 @@ impl Collectives {
         let me = Rank(r as u32);
         let part = match join.kind {
             CollectiveKind::Fence => {
-                let rounds = self.ranks.next_power_of_two().trailing_zeros();
-                Part::Barrier(Barrier { round: 0, rounds, sent: false })
+                let steps = self.ranks.next_power_of_two().trailing_zeros() as usize;
+                let sends = vec![None; self.ranks];
+                let (stride, keep) = (|i: usize| 1 << i, false);
+                Part::Exchange(Exchange { sends, step: 0, steps, stride, sent: false, received: Vec::new(), keep })
             }
             CollectiveKind::AllToAllV => {
                 let mut sends: Vec<Option<Vec<Message>>> = vec![None; self.ranks];
                 for (to, messages) in join.sends {
                     sends[to.index()] = Some(messages);
                 }
-                Part::Exchange(Exchange { sends, step: 1, sent: false, received: Vec::new() })
+                let (steps, stride) = (self.ranks - 1, |i: usize| i + 1);
+                Part::Exchange(Exchange {
+                    sends,
+                    step: 0,
+                    steps,
+                    stride,
+                    sent: false,
+                    received: Vec::new(),
+                    keep: true,
+                })
             }
             CollectiveKind::Broadcast { members, tree } => {
                 let v = members.iter().position(|&m| m == me).expect("a broadcast's members include who joins it");
@@ -203,8 +210,9 @@ impl Collectives {
         for (&id, part) in self.parts[r].iter_mut() {
             match part {
                 Part::Exchange(ex) => {
-                    while ex.step < p {
-                        let (to, from) = ((r + ex.step) % p, (r + p - ex.step) % p);
+                    while ex.step < ex.steps {
+                        let stride = (ex.stride)(ex.step) % p;
+                        let (to, from) = ((r + stride) % p, (r + p - stride) % p);
                         if !ex.sent {
                             let messages = ex.sends[to].take().unwrap_or_default();
                             let (dst, bytes) = (Rank(to as u32), wire_bytes(&messages));
@@ -223,40 +231,13 @@ impl Collectives {
                             ex.sent = true;
                         }
                         let Some(got) = self.early.remove(&(r as u32, id, from as u32)) else { break };
-                        ex.received.push(got);
+                        if ex.keep {
+                            ex.received.push(got);
+                        }
                         (ex.step, ex.sent) = (ex.step + 1, false);
                     }
-                    if ex.step >= p {
+                    if ex.step >= ex.steps {
                         completed.push((id, std::mem::take(&mut ex.received)));
-                    }
-                }
-                Part::Barrier(b) => {
-                    while b.round < b.rounds {
-                        let stride = 1usize << b.round;
-                        let (to, from) = ((r + stride) % p, (r + p - stride % p) % p);
-                        if !b.sent {
-                            let dst = Rank(to as u32);
-                            let bytes = wire_bytes(&[]);
-                            send(Piece {
-                                id,
-                                src: me,
-                                dst,
-                                sent: now,
-                                bytes,
-                                broadcast: false,
-                                index: 0,
-                                of: 1,
-                                messages: None,
-                            });
-                            b.sent = true;
-                        }
-                        if self.early.remove(&(r as u32, id, from as u32)).is_none() {
-                            break;
-                        }
-                        (b.round, b.sent) = (b.round + 1, false);
-                    }
-                    if b.round >= b.rounds {
-                        completed.push((id, Vec::new()));
                     }
                 }
                 Part::Relay(Relay { parent: None, .. }) => completed.push((id, Vec::new())),
@@ -294,10 +275,10 @@ impl Collectives {
             .iter()
             .map(|(id, part)| match part {
                 Part::Exchange(ex) => {
-                    format!("{id} at step {} of {}, waiting for r{}", ex.step, p - 1, (r + p - ex.step) % p)
+                    let stride = (ex.stride)(ex.step) % p;
+                    format!("{id} at step {} of {}, waiting for r{}", ex.step + 1, ex.steps, (r + p - stride) % p)
                 }
                 Part::Relay(relay) => format!("broadcast {id}, waiting for {:?}", relay.parent),
-                Part::Barrier(b) => format!("fence {id} at round {} of {}", b.round, b.rounds),
             })
             .collect();
         if open.is_empty() { String::new() } else { format!("; collectives open: {}", open.join(", ")) }

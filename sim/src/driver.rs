@@ -27,6 +27,7 @@ use dagwire_runtime::collective::check_capabilities;
 use dagwire_runtime::engine::{Action, Engine, RunTask, TaskDone};
 use dagwire_runtime::message::HEADER_BYTES;
 use dagwire_runtime::one_sided::{Access, OneSided};
+use dagwire_runtime::trace::TraceLevel;
 use dagwire_runtime::{
     Capability, ChunkId, CollectiveJoin, CollectiveKind, Dag, KernelId, Kernels, Message, Payload, Rank, RunError,
     RunOutcome, StrategyFactory, TaskId, Trace,
@@ -56,6 +57,9 @@ pub struct SimConfig {
     pub run_kernels: bool,
     /// Seed of everything random in the model (latency jitter).
     pub seed: u64,
+    /// What the run's trace keeps: every record, or only counts (for runs whose
+    /// records would not fit in memory).
+    pub trace: TraceLevel,
 }
 
 /// What the kernels are and what they are called (rates are per kernel name).
@@ -174,7 +178,7 @@ pub fn run(
         outstanding: vec![0; cfg.ranks],
         parked_fence: (0..cfg.ranks).map(|_| None).collect(),
         events: 0,
-        trace: Trace::default(),
+        trace: Trace::with_level(cfg.trace),
     };
     sim.run()
 }

@@ -21,9 +21,15 @@ fn measured_compute_runs_each_kernel_and_reuses_one_time_per_shape() {
     let w = cholesky(2);
     let name = |k| w.kernel_name(k);
     let kernels = SimKernels { kernels: w.kernels(), name: &name };
-    let out = run(w.dag(), &kernels, &eager, &machine, SimConfig { ranks: 2, workers: 1, run_kernels: true, seed: 1 })
-        .unwrap()
-        .run;
+    let out = run(
+        w.dag(),
+        &kernels,
+        &eager,
+        &machine,
+        SimConfig { ranks: 2, workers: 1, run_kernels: true, seed: 1, trace: Default::default() },
+    )
+    .unwrap()
+    .run;
     assert!(w.verify(&out.results).passed);
     // Every GEMM here has the same shape, so all take the one measured time.
     let gemm: Vec<u64> =
@@ -38,8 +44,14 @@ fn measured_compute_needs_kernels_to_run() {
     let w = cholesky(2);
     let name = |k| w.kernel_name(k);
     let kernels = SimKernels { kernels: w.kernels(), name: &name };
-    let err = run(w.dag(), &kernels, &eager, &machine, SimConfig { ranks: 2, workers: 1, run_kernels: false, seed: 1 })
-        .err()
-        .expect("measure without kernels is refused");
+    let err = run(
+        w.dag(),
+        &kernels,
+        &eager,
+        &machine,
+        SimConfig { ranks: 2, workers: 1, run_kernels: false, seed: 1, trace: Default::default() },
+    )
+    .err()
+    .expect("measure without kernels is refused");
     assert!(err.to_string().contains("measure"), "{err}");
 }

@@ -1,6 +1,8 @@
 //! The sim driver end to end: real workloads and strategies in virtual time.
 
-use dagwire_runtime::{DagBuilder, KernelId, Kernels, ParamValue, Payload, Rank, RunOutcome, Strategy, Task, TaskSpec};
+use dagwire_runtime::{
+    DagBuilder, KernelId, Kernels, ParamValue, Payload, Rank, RunOutcome, Strategy, Task, TaskSpec, TraceLevel,
+};
 use dagwire_sim::driver::{SimConfig, SimKernels, run};
 use dagwire_sim::machine::{Compute, ComputeMode, Fidelity, LogGp, LogGpSegment, Machine, Topology, load_machine};
 use dagwire_strategies::eager::Eager;
@@ -16,10 +18,31 @@ fn cholesky(n: i64, tile: i64, ranks: usize) -> Box<dyn Workload> {
     dagwire_workloads::find("cholesky").unwrap().build(&given, ranks, 7).unwrap()
 }
 
+/// Simulates Cholesky(`n`, tile 32) with real kernels on `ranks` ranks of the IB
+/// fat-tree at `fidelity`, and checks that it verifies.
+fn verified_cholesky(
+    n: i64,
+    ranks: usize,
+    fidelity: Fidelity,
+    strategy: &(dyn Fn(Rank) -> Box<dyn Strategy> + Sync),
+    label: &str,
+) -> dagwire_sim::driver::SimOutcome {
+    let mut machine = load_machine("ib-hdr-fattree").unwrap();
+    machine.fidelity = fidelity;
+    let w = cholesky(n, 32, ranks);
+    let name = |k| w.kernel_name(k);
+    let kernels = SimKernels { kernels: w.kernels(), name: &name };
+    let cfg = SimConfig { ranks, workers: 1, run_kernels: true, seed: 1, trace: Default::default() };
+    let out = run(w.dag(), &kernels, strategy, &machine, cfg).unwrap_or_else(|e| panic!("{label}: {e}"));
+    let check = w.verify(&out.run.results);
+    assert!(check.passed, "{label}: {check:?}");
+    out
+}
+
 fn simulate(w: &dyn Workload, machine: &Machine, ranks: usize, run_kernels: bool) -> RunOutcome {
     let name = |k| w.kernel_name(k);
     let kernels = SimKernels { kernels: w.kernels(), name: &name };
-    let cfg = SimConfig { ranks, workers: 1, run_kernels, seed: 1 };
+    let cfg = SimConfig { ranks, workers: 1, run_kernels, seed: 1, trace: Default::default() };
     run(w.dag(), &kernels, &eager, machine, cfg).unwrap().run
 }
 
@@ -92,18 +115,28 @@ impl Kernels for Zeros {
     }
 }
 
-#[test]
-fn a_two_rank_chain_takes_compute_plus_the_loggp_message_time() {
+/// r0 computes 5000 flops and sends 4096 bytes to r1, which computes 3000 flops.
+fn producer_and_reader() -> Arc<dagwire_runtime::Dag> {
     let mut b = DagBuilder::new(2);
     let p = b.add(TaskSpec::new(KernelId(0), Rank(0)).flops(5000.0).outputs(&[4096]));
     b.add(TaskSpec::new(KernelId(0), Rank(1)).flops(3000.0).inputs(&[p.output(0)]).outputs(&[4096]));
-    let dag = Arc::new(b.finish());
+    Arc::new(b.finish())
+}
+
+#[test]
+fn a_two_rank_chain_takes_compute_plus_the_loggp_message_time() {
+    let dag = producer_and_reader();
     let name = |_| "k";
     let kernels = SimKernels { kernels: &Zeros, name: &name };
-    let out =
-        run(&dag, &kernels, &eager, &toy_machine(1), SimConfig { ranks: 2, workers: 1, run_kernels: true, seed: 1 })
-            .unwrap()
-            .run;
+    let out = run(
+        &dag,
+        &kernels,
+        &eager,
+        &toy_machine(1),
+        SimConfig { ranks: 2, workers: 1, run_kernels: true, seed: 1, trace: Default::default() },
+    )
+    .unwrap()
+    .run;
     // 5000 flop at 1 GFLOP/s = 5000 ns; message o_s + (k-1) G + L + o_r = 100 + 4095*0.5 + 1000 + 200.
     let message = 100 + (4095.0f64 * 0.5).ceil() as u64 + 1000 + 200;
     assert_eq!(out.makespan_ns, 5000 + message + 3000);
@@ -118,9 +151,15 @@ fn a_machine_too_small_for_the_ranks_is_refused() {
     let w = cholesky(256, 32, 8);
     let name = |k| w.kernel_name(k);
     let kernels = SimKernels { kernels: w.kernels(), name: &name };
-    let err = run(w.dag(), &kernels, &eager, &machine, SimConfig { ranks: 8, workers: 1, run_kernels: false, seed: 1 })
-        .err()
-        .expect("8 nodes do not fit a 2x2 torus");
+    let err = run(
+        w.dag(),
+        &kernels,
+        &eager,
+        &machine,
+        SimConfig { ranks: 8, workers: 1, run_kernels: false, seed: 1, trace: Default::default() },
+    )
+    .err()
+    .expect("8 nodes do not fit a 2x2 torus");
     assert!(err.to_string().contains("torus"), "{err}");
 }
 
@@ -142,7 +181,7 @@ fn latency_jitter_is_bounded_and_reproducible_from_the_seed() {
     let kernels = SimKernels { kernels: &Zeros, name: &name };
     let mut machine = toy_machine(1);
     let simulate = |machine: &Machine, seed| {
-        let cfg = SimConfig { ranks: 2, workers: 1, run_kernels: false, seed };
+        let cfg = SimConfig { ranks: 2, workers: 1, run_kernels: false, seed, trace: Default::default() };
         run(&dag, &kernels, &eager, machine, cfg).unwrap().run
     };
     let plain = simulate(&machine, 1);
@@ -160,14 +199,11 @@ fn latency_jitter_is_bounded_and_reproducible_from_the_seed() {
 
 #[test]
 fn rendezvous_pays_its_full_handshake_in_virtual_time() {
-    let mut b = DagBuilder::new(2);
-    let p = b.add(TaskSpec::new(KernelId(0), Rank(0)).flops(5000.0).outputs(&[4096]));
-    b.add(TaskSpec::new(KernelId(0), Rank(1)).flops(3000.0).inputs(&[p.output(0)]).outputs(&[4096]));
-    let dag = Arc::new(b.finish());
+    let dag = producer_and_reader();
     let name = |_| "k";
     let kernels = SimKernels { kernels: &Zeros, name: &name };
     let factory = dagwire_strategies::find("rendezvous").unwrap().factory_with(&[], 2).unwrap();
-    let cfg = SimConfig { ranks: 2, workers: 1, run_kernels: true, seed: 1 };
+    let cfg = SimConfig { ranks: 2, workers: 1, run_kernels: true, seed: 1, trace: Default::default() };
     let out = run(&dag, &kernels, &factory, &toy_machine(1), cfg).unwrap().run;
     // T(k) = o_s + ceil((k-1) G) + L + o_r; RTS and CTS are 32-byte headers.
     let t = |k: u64| 100 + ((k - 1) as f64 * 0.5).ceil() as u64 + 1000 + 200;
@@ -184,19 +220,10 @@ fn batched(epochs: &str, epoch_tasks: i64) -> impl Fn(Rank) -> Box<dyn Strategy>
 #[test]
 fn a_batched_cholesky_verifies_in_both_epoch_modes_with_every_step_through_the_network() {
     for fidelity in [Fidelity::Analytic, Fidelity::Flow] {
-        let mut machine = load_machine("ib-hdr-fattree").unwrap();
-        machine.fidelity = fidelity;
         for ranks in [2, 3, 4] {
             for (mode, k) in [("level", 1), ("tasks", 1), ("tasks", 6)] {
                 let label = format!("{fidelity:?} {ranks} ranks {mode}/{k}");
-                let w = cholesky(160, 32, ranks);
-                let name = |k| w.kernel_name(k);
-                let kernels = SimKernels { kernels: w.kernels(), name: &name };
-                let cfg = SimConfig { ranks, workers: 1, run_kernels: true, seed: 1 };
-                let out =
-                    run(w.dag(), &kernels, &batched(mode, k), &machine, cfg).unwrap_or_else(|e| panic!("{label}: {e}"));
-                let check = w.verify(&out.run.results);
-                assert!(check.passed, "{label}: {check:?}");
+                let out = verified_cholesky(160, ranks, fidelity, &batched(mode, k), &label);
                 let trace = &out.run.trace;
                 assert!(trace.messages.iter().all(|m| m.kind.starts_with("batch-")), "{label}");
                 // Every pairwise step is one network message: p (p - 1) per collective,
@@ -224,7 +251,7 @@ fn a_batched_all_to_all_v_is_a_pairwise_exchange_in_virtual_time() {
     let dag = Arc::new(b.finish());
     let name = |_| "k";
     let kernels = SimKernels { kernels: &Zeros, name: &name };
-    let cfg = SimConfig { ranks: 3, workers: 1, run_kernels: true, seed: 1 };
+    let cfg = SimConfig { ranks: 3, workers: 1, run_kernels: true, seed: 1, trace: Default::default() };
     let out = run(&dag, &kernels, &batched("level", 1), &toy_machine(1), cfg).unwrap().run;
     let steps: Vec<(u32, u32, &str, u64, u64)> =
         out.trace.messages.iter().map(|m| (m.src.0, m.dst.0, m.kind, m.sent_ns, m.recv_ns)).collect();
@@ -274,17 +301,9 @@ fn batched_trees(threshold: i64, tree: &str, segment_bytes: i64) -> impl Fn(Rank
 #[test]
 fn a_batched_cholesky_with_broadcast_trees_verifies() {
     for fidelity in [Fidelity::Analytic, Fidelity::Flow] {
-        let mut machine = load_machine("ib-hdr-fattree").unwrap();
-        machine.fidelity = fidelity;
         for (threshold, tree) in [(1, "binomial"), (2, "chain")] {
             let label = format!("{fidelity:?} bcast>{threshold} {tree}");
-            let w = cholesky(192, 32, 6);
-            let name = |k| w.kernel_name(k);
-            let kernels = SimKernels { kernels: w.kernels(), name: &name };
-            let cfg = SimConfig { ranks: 6, workers: 1, run_kernels: true, seed: 1 };
-            let strategy = batched_trees(threshold, tree, 2048);
-            let out = run(w.dag(), &kernels, &strategy, &machine, cfg).unwrap_or_else(|e| panic!("{label}: {e}"));
-            assert!(w.verify(&out.run.results).passed, "{label}");
+            let out = verified_cholesky(192, 6, fidelity, &batched_trees(threshold, tree, 2048), &label);
             assert!(out.run.trace.messages.iter().any(|m| m.kind == "batch-bcast"), "{label}");
         }
     }
@@ -306,7 +325,7 @@ fn simulate_dag(
 ) -> (RunOutcome, u64) {
     let name = |_| "k";
     let kernels = SimKernels { kernels: &Zeros, name: &name };
-    let cfg = SimConfig { ranks: dag.ranks(), workers: 1, run_kernels: false, seed: 1 };
+    let cfg = SimConfig { ranks: dag.ranks(), workers: 1, run_kernels: false, seed: 1, trace: Default::default() };
     let out = run(dag, &kernels, strategy, &toy_machine(1), cfg).unwrap();
     (out.run, out.events)
 }
@@ -362,19 +381,12 @@ fn rma(mode: &str, sync: &str) -> impl Fn(Rank) -> Box<dyn Strategy> + Sync + us
 #[test]
 fn an_rma_cholesky_verifies_in_every_mode_and_sync() {
     for fidelity in [Fidelity::Analytic, Fidelity::Flow] {
-        let mut machine = load_machine("ib-hdr-fattree").unwrap();
-        machine.fidelity = fidelity;
         for ranks in [2, 3, 4] {
             for (mode, sync) in [("get", "passive"), ("put", "passive"), ("get", "fence"), ("put", "fence")] {
                 let label = format!("{fidelity:?} {ranks} ranks {mode}/{sync}");
-                let w = cholesky(160, 32, ranks);
-                let name = |k| w.kernel_name(k);
-                let kernels = SimKernels { kernels: w.kernels(), name: &name };
-                let cfg = SimConfig { ranks, workers: 1, run_kernels: true, seed: 1 };
-                let out =
-                    run(w.dag(), &kernels, &rma(mode, sync), &machine, cfg).unwrap_or_else(|e| panic!("{label}: {e}"));
-                let check = w.verify(&out.run.results);
-                assert!(check.passed, "{label}: {check:?}");
+                let out = verified_cholesky(160, ranks, fidelity, &rma(mode, sync), &label);
+                let kind = if mode == "get" { "rma-get" } else { "rma-put" };
+                assert!(out.run.trace.messages.iter().any(|m| m.kind == kind), "{label}");
             }
         }
     }
@@ -382,13 +394,10 @@ fn an_rma_cholesky_verifies_in_every_mode_and_sync() {
 
 #[test]
 fn rma_pays_request_data_and_acknowledgement_legs_in_virtual_time() {
-    let mut b = DagBuilder::new(2);
-    let p = b.add(TaskSpec::new(KernelId(0), Rank(0)).flops(5000.0).outputs(&[4096]));
-    b.add(TaskSpec::new(KernelId(0), Rank(1)).flops(3000.0).inputs(&[p.output(0)]).outputs(&[4096]));
-    let dag = Arc::new(b.finish());
+    let dag = producer_and_reader();
     let name = |_| "k";
     let kernels = SimKernels { kernels: &Zeros, name: &name };
-    let cfg = SimConfig { ranks: 2, workers: 1, run_kernels: true, seed: 1 };
+    let cfg = SimConfig { ranks: 2, workers: 1, run_kernels: true, seed: 1, trace: Default::default() };
     // T(k) = o_s + ceil((k-1) G) + L + o_r; notifications, requests, acks and fence
     // steps are 32-byte headers.
     let t = |k: u64| 100 + ((k - 1) as f64 * 0.5).ceil() as u64 + 1000 + 200;
@@ -403,4 +412,24 @@ fn rma_pays_request_data_and_acknowledgement_legs_in_virtual_time() {
             1 + (sync == "passive") as usize
         );
     }
+}
+
+#[test]
+fn a_counts_only_trace_keeps_the_totals_and_the_timeline_but_no_records() {
+    let w = cholesky(640, 64, 16);
+    let name = |k| w.kernel_name(k);
+    let kernels = SimKernels { kernels: w.kernels(), name: &name };
+    let machine = load_machine("ib-hdr-fattree").unwrap();
+    let simulate = |trace| {
+        let cfg = SimConfig { ranks: 16, workers: 1, run_kernels: false, seed: 1, trace };
+        run(w.dag(), &kernels, &eager, &machine, cfg).unwrap()
+    };
+    let (full, counts) = (simulate(TraceLevel::Full), simulate(TraceLevel::Counts));
+    assert_eq!(full.run.makespan_ns, counts.run.makespan_ns, "what is kept does not change what happens");
+    assert_eq!(full.events, counts.events);
+    let (f, c) = (&full.run.trace, &counts.run.trace);
+    assert!(c.tasks.is_empty() && c.messages.is_empty() && c.transfer_events.is_empty());
+    assert_eq!((c.task_count(), f.task_count()), (w.dag().task_count() as u64, w.dag().task_count() as u64));
+    assert_eq!(c.message_totals(), f.message_totals());
+    assert_eq!(c.counted.transfer_events, f.transfer_events.len() as u64);
 }

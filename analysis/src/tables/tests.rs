@@ -115,7 +115,7 @@ fn stencil_point() -> PointRecord {
 fn write_three(dir: &Path) -> CombineSummary {
     let (chol, sten) = (cholesky_trace(), stencil_trace());
     let (chol_tr, sten_tr) = (chol.transfers(|_| 8192), sten.transfers(|_| 0));
-    let rows = |trace, transfers| TraceRows { trace, transfers, kernel_name: &kernel_name };
+    let rows = |trace, transfers| TraceRows { trace, transfers, kernel_name: &kernel_name, dag: None };
     write_point_parts(dir, &stencil_point(), Some(rows(&sten, &sten_tr))).unwrap();
     write_point_parts(dir, &failed_point(), None).unwrap();
     write_point_parts(dir, &cholesky_point(), Some(rows(&chol, &chol_tr))).unwrap();

@@ -1,0 +1,236 @@
+//! The report's text: what ran, which strategy wins where, the summary table, the
+//! failed points, the figures, the OSU tables and the definitions.
+
+use super::Analysis;
+use super::charts::sim_pairs;
+use super::doc::Block;
+use crate::compare::short;
+use crate::figures::Drawn;
+use crate::stats::Spread;
+
+/// The blocks of the report of `a`, with its `figures`.
+pub fn blocks(a: &Analysis, figures: &[Drawn]) -> Vec<Block> {
+    let m = &a.results.manifest;
+    let mut b = vec![Block::Heading(1, format!("dagwire report: {}", m.sweep_name))];
+    if let Some(d) = &m.description {
+        b.push(Block::Para(d.clone()));
+    }
+    let runs = a.runs.len();
+    let failed = a.runs.iter().filter(|r| r.error.is_some()).count();
+    let failed_points = a.points.iter().filter(|p| p.failed()).count();
+    b.push(Block::Para(format!(
+        "{} points, {runs} runs{}. Results directory: `{}`.",
+        a.points.len(),
+        match failed {
+            0 => ", all successful".to_string(),
+            n => format!(", **{n} failed or did not verify** ({failed_points} points failed in every repetition; see Failed runs)"),
+        },
+        a.results.path.display()
+    )));
+
+    b.push(Block::Heading(2, "What ran".into()));
+    let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    let num = |v: Option<u64>| v.map_or("-".into(), |v| v.to_string());
+    let mut rows = vec![
+        vec!["sweep".into(), m.sweep_name.clone()],
+        vec!["sweep file".into(), opt(&m.sweep_path)],
+        vec!["seed".into(), num(m.seed)],
+        vec!["repetitions".into(), num(m.repetitions)],
+        vec!["points".into(), num(m.points)],
+        vec!["status".into(), m.status.clone()],
+        vec!["started".into(), opt(&m.started_at)],
+        vec!["finished".into(), opt(&m.finished_at)],
+        vec!["host".into(), format!("{} ({} cores)", opt(&m.host), num(m.cores))],
+        vec!["dagwire".into(), format!("{} at {}", opt(&m.tool_version), opt(&m.git_revision))],
+    ];
+    if !a.varying.is_empty() {
+        rows.push(vec!["varying".into(), a.varying.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")]);
+    }
+    b.push(Block::Table(vec!["".into(), "".into()], rows));
+    if m.status != "complete" {
+        b.push(Block::Para(format!(
+            "**This sweep did not finish** (status `{}`): the report covers the runs recorded so far; `experiment run --resume --out DIR` continues it.",
+            m.status
+        )));
+    }
+    if let Some(text) = &m.sweep_text {
+        b.push(Block::Folded("The sweep file".into(), text.clone()));
+    }
+
+    b.push(Block::Heading(2, "Which strategy wins where".into()));
+    b.push(Block::List(a.verdicts.clone()));
+    let merit_note = "Judged by the median over repetitions of the makespan (the micro benchmarks: latency, or bandwidth), within each configuration: equal values of every varying parameter other than the strategy. The margin is relative to the runner-up's median.";
+    b.push(Block::Para(merit_note.into()));
+
+    b.push(Block::Heading(2, "Summary".into()));
+    b.push(summary_table(a));
+    b.push(Block::Para(peak_note(a)));
+
+    let failed: Vec<Vec<String>> = a
+        .runs
+        .iter()
+        .filter_map(|r| {
+            let e = r.error.as_ref()?;
+            Some(vec![r.point_id.to_string(), r.repetition.to_string(), point_label(a, r.point_id), e.clone()])
+        })
+        .collect();
+    b.push(Block::Heading(2, "Failed runs".into()));
+    if failed.is_empty() {
+        b.push(Block::Para("None: every run finished and passed its check.".into()));
+    } else {
+        b.push(Block::Para(format!(
+            "{} runs failed or did not verify; they are left out of the medians and figures above and below.",
+            failed.len()
+        )));
+        b.push(Block::Table(vec!["point".into(), "rep".into(), "parameters".into(), "error".into()], failed));
+    }
+
+    let pairs = sim_pairs(a);
+    if !pairs.is_empty() {
+        b.push(Block::Heading(2, "Simulation against measurement".into()));
+        b.push(Block::Para("Each simulated point against the real point with the same parameters (other than the driver and the simulator's own). The error is only a prediction error if the simulated machine (`sim.machine`) models the machine the real runs used, for example a machine file calibrated on it; otherwise it measures how different the two machines are.".into()));
+        let rows = pairs
+            .iter()
+            .filter_map(|(real, sim)| {
+                let (r, s) = (real.makespan_ms?.median, sim.makespan_ms?.median);
+                Some(vec![
+                    sim.point_id.to_string(),
+                    real.point_id.to_string(),
+                    point_label(a, sim.point_id),
+                    format!("{r:.3}"),
+                    format!("{s:.3}"),
+                    format!("{:+.1}", (s - r) / r * 100.0),
+                ])
+            })
+            .collect();
+        b.push(Block::Table(
+            ["sim point", "real point", "parameters", "measured ms", "simulated ms", "error %"]
+                .map(String::from)
+                .to_vec(),
+            rows,
+        ));
+    }
+
+    b.push(Block::Heading(2, "Figures".into()));
+    b.extend(figures.iter().cloned().map(Block::Figure));
+
+    if !a.osu.is_empty() {
+        b.push(Block::Heading(2, "Micro benchmarks, OSU format".into()));
+        b.push(Block::Para("Medians over repetitions. Size in bytes, latency in µs, bandwidth in MB/s (10^6 bytes per second). Ping-pong and bandwidth are measured on rank 0 alone, as osu_latency and osu_bw do, so they have one value per size; the collectives give the average, minimum and maximum over ranks of the per-rank mean iteration time. Also in `osu.txt`.".into()));
+        b.push(Block::Code(a.osu.iter().map(|t| t.render()).collect::<Vec<_>>().join("\n")));
+    }
+
+    b.push(Block::Heading(2, "Definitions".into()));
+    b.push(Block::List(vec![
+        "**makespan**: from the common start of the ranks to the last rank finishing (virtual time for the simulator).".into(),
+        "**CI95**: 95% confidence interval of the mean over repetitions (Student t); shown when a point ran at least twice.".into(),
+        "**data / control**: messages carrying chunk bytes / protocol-only messages (ready-to-send, clear-to-send, notifications).".into(),
+        "**transfer p50 / p99**: percentiles of the transfer latency (posted on the producer to usable on the reader), per run, then the median over repetitions.".into(),
+        "**overlap**: of the time a rank had data coming in (a transfer to it between its start and completion), the fraction during which it also ran a kernel: communication hidden under compute.".into(),
+        "**makespan / critical path**: the critical path is the longest chain of measured kernel durations through the DAG; the ratio (≥ 1) is what communication, waiting and scheduling added.".into(),
+        "**busy**: mean over ranks of the kernel time over makespan × workers. **imbalance**: the largest per-rank kernel time over the mean (1.00 = balanced).".into(),
+    ]));
+    b
+}
+
+fn point_label(a: &Analysis, id: i64) -> String {
+    let Some(p) = a.points.iter().find(|p| p.point_id == id) else { return String::new() };
+    let keys: Vec<&String> = a.varying.iter().collect();
+    let parts: Vec<String> = keys.iter().filter_map(|k| p.param(k).map(|v| format!("{}={v}", short(k)))).collect();
+    if parts.is_empty() { "the only point".into() } else { parts.join(" ") }
+}
+
+fn spread_cell(s: Option<Spread>, digits: usize) -> String {
+    match s {
+        None => "-".into(),
+        Some(s) => match s.ci95 {
+            Some((lo, hi)) if s.n > 1 => format!("{:.digits$} [{lo:.digits$}, {hi:.digits$}]", s.median),
+            _ => format!("{:.digits$}", s.median),
+        },
+    }
+}
+
+fn opt(v: Option<f64>, digits: usize) -> String {
+    v.map_or("-".into(), |v| format!("{v:.digits$}"))
+}
+
+fn summary_table(a: &Analysis) -> Block {
+    let mut header: Vec<String> = vec!["point".into()];
+    header.extend(a.varying.iter().map(|k| short(k).to_string()));
+    let micro = a.points.iter().any(|p| !p.figures.is_empty());
+    header.extend(
+        [
+            "runs ok",
+            "makespan ms (median [CI95])",
+            "GFLOP/s",
+            "data MB",
+            "data msgs",
+            "control msgs",
+            "transfer p50 µs",
+            "p99 µs",
+            "overlap %",
+            "makespan / crit. path",
+            "busy %",
+            "imbalance",
+        ]
+        .map(String::from),
+    );
+    if micro {
+        header.push("figures".into());
+    }
+    header.push("status".into());
+    let rows = a
+        .points
+        .iter()
+        .map(|p| {
+            let mut row = vec![p.point_id.to_string()];
+            row.extend(a.varying.iter().map(|k| p.param(k).unwrap_or("-").to_string()));
+            let ratio = match (p.makespan_ms, p.critical_path_ms) {
+                (Some(m), Some(c)) if c > 0.0 => format!("{:.2}", m.median / c),
+                _ => "-".into(),
+            };
+            row.extend([
+                format!("{}/{}", p.ok_runs, p.runs),
+                spread_cell(p.makespan_ms, 3),
+                opt(p.gflops.map(|s| s.median), 2),
+                opt(p.data_bytes.map(|v| v * 1e-6), 2),
+                opt(p.data_messages, 0),
+                opt(p.control_messages, 0),
+                opt(p.latency_p50_us, 1),
+                opt(p.latency_p99_us, 1),
+                opt(p.overlap.map(|v| v * 100.0), 1),
+                ratio,
+                opt(p.busy_fraction.map(|v| v * 100.0), 1),
+                opt(p.imbalance, 2),
+            ]);
+            if micro {
+                let figs: Vec<String> = p
+                    .figures
+                    .iter()
+                    .map(|(k, s)| format!("{} {}", short(k), crate::figures::style::si(s.median)))
+                    .collect();
+                row.push(figs.join(", "));
+            }
+            row.push(if p.failed() {
+                "FAILED".into()
+            } else if p.ok_runs < p.runs {
+                "some runs failed".into()
+            } else if p.unverifiable {
+                "not verifiable (cost model)".into()
+            } else {
+                "verified".into()
+            });
+            row
+        })
+        .collect();
+    Block::Table(header, rows)
+}
+
+fn peak_note(a: &Analysis) -> String {
+    let any = a.points.iter().any(|p| p.gflops.is_some());
+    if any {
+        "GFLOP/s are the workload's flops over the makespan. No measured peak is recorded in this results directory, so they are not given as a fraction of peak; `experiment bench cholesky` measures the same kernels' one-call speed on this machine for comparison.".into()
+    } else {
+        "No point counts flops (or none finished), so there are no GFLOP/s figures.".into()
+    }
+}
