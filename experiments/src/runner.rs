@@ -96,8 +96,12 @@ pub(crate) fn write_success(
     fill_success(record, workload, outcome, kernels_ran);
     let transfers = outcome.trace.transfers(|c| workload.dag().chunk(c).bytes);
     let kernel_name = |k| workload.kernel_name(k);
-    let rows =
-        TraceRows { trace: &outcome.trace, transfers: &transfers, kernel_name: &kernel_name, dag: Some(workload.dag()) };
+    let rows = TraceRows {
+        trace: &outcome.trace,
+        transfers: &transfers,
+        kernel_name: &kernel_name,
+        dag: Some(workload.dag()),
+    };
     tables::write_point_parts(dir, record, Some(rows))
 }
 
