@@ -70,6 +70,19 @@ pub enum Which {
         #[arg(long, hide = true)]
         counts_only: bool,
     },
+    /// MPI: ping-pong latency and streaming bandwidth through the engine on the mpi
+    /// driver against raw rsmpi in the same job (2 ranks; launches `mpirun -n 2` itself).
+    Mpi {
+        /// Largest message, bytes (sizes go 8, 64, 512, ... up to it).
+        #[arg(long, default_value_t = 4 << 20)]
+        max_size: usize,
+        /// Measured iterations (divided by 10 above 8 KiB, as OSU does).
+        #[arg(long, default_value_t = 2000)]
+        iterations: u32,
+        /// Bandwidth: messages in flight per iteration.
+        #[arg(long, default_value_t = 16)]
+        window: u32,
+    },
 }
 
 /// Runs a benchmark and prints its figures.
@@ -77,6 +90,7 @@ pub fn run(which: Which) -> Result<()> {
     match which {
         Which::Cholesky { n, tile, ranks, workers, reps } => cholesky(n, tile, ranks, workers, reps),
         Which::Overhead { tasks, width } => overhead(tasks, width),
+        Which::Mpi { max_size, iterations, window } => crate::bench_mpi::run(max_size, iterations, window),
         Which::Sim { machine, ranks, tiles, tile, fidelity, only_tiles, counts_only } => {
             let setup = crate::bench_sim::Setup { machine, ranks, tile, fidelity };
             match only_tiles {

@@ -31,12 +31,25 @@ pub static REGISTRY: &[DriverInfo] = &[
         offers: local::CAPABILITIES,
     },
     DriverInfo {
+        name: "mpi",
+        summary: "one process per rank: each point is an MPI job (`mpirun -n R experiment point ...`, launcher configurable), kernels run for real; needs an MPI library",
+        params: crate::launcher::params,
+        offers: MPI_CAPABILITIES,
+    },
+    DriverInfo {
         name: "sim",
         summary: "discrete-event simulation of a machine model in virtual time (any rank count); kernels run for real or are only costed",
         params: sim_params,
         offers: dagwire_sim::driver::CAPABILITIES,
     },
 ];
+
+/// What the MPI driver offers (nothing, in a binary built without the `mpi` feature:
+/// sweeps naming it are then refused at check time).
+#[cfg(feature = "mpi")]
+const MPI_CAPABILITIES: &[Capability] = dagwire_runtime::mpi::CAPABILITIES;
+#[cfg(not(feature = "mpi"))]
+const MPI_CAPABILITIES: &[Capability] = &[];
 
 fn sim_params() -> Vec<ParamSpec> {
     vec![
@@ -136,6 +149,11 @@ pub fn execute(
             let out = dagwire_sim::driver::run(workload.dag(), &kernels, strategy, &machine, cfg)?;
             Ok(Executed { outcome: out.run, kernels_ran: run_kernels })
         }
+        "mpi" => Err(RunError::Config(
+            "the mpi driver runs each point as an MPI job of its own: `experiment run` launches it, or run \
+             `mpirun -n RANKS experiment point SWEEP --point ID` inside an allocation"
+                .into(),
+        )),
         other => Err(RunError::Config(format!("driver `{other}` is not built into this binary"))),
     }
 }

@@ -7,10 +7,13 @@
 //! benchmarks ([`bench`]). `main.rs` only parses the command line.
 
 pub mod bench;
+pub mod bench_mpi;
 pub mod bench_sim;
 pub mod drivers;
+pub mod launcher;
 pub mod list;
 pub mod plan;
+pub mod point;
 pub mod progress;
 pub mod report;
 pub mod results;

@@ -5,7 +5,7 @@
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use dagwire_experiments::{bench, list, plan, report, results, runner, summary, sweep, trace_export};
+use dagwire_experiments::{bench, list, plan, point, report, results, runner, summary, sweep, trace_export};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -74,6 +74,11 @@ enum Command {
         #[arg(value_enum, default_value = "all")]
         what: list::What,
     },
+    /// Run one rank of an mpi point (SPMD): `mpirun -n 4 experiment point SWEEP --point 0`.
+    ///
+    /// `experiment run` launches this for every point with driver = "mpi"; inside an
+    /// allocation you can run one point yourself. Rank 0 writes the results under --out.
+    Point(point::PointArgs),
     /// Benchmarks that print figures (not tests): see `experiment bench --help`.
     Bench {
         #[command(subcommand)]
@@ -107,6 +112,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             print!("{}", list::render(what));
             Ok(ExitCode::SUCCESS)
         }
+        Command::Point(args) => point::run(args),
         Command::Bench { which } => {
             bench::run(which)?;
             Ok(ExitCode::SUCCESS)

@@ -58,22 +58,17 @@ pub fn run_sweep(sweep: &Sweep, points: &[Point], dir: &Path, resume: bool) -> R
 /// Runs one repetition of a point and writes its parts. Only a failure to write
 /// results is an error here; a failed run is a recorded outcome.
 fn run_and_record(sweep: &Sweep, point: &Point, rep: u32, dir: &Path) -> Result<PointRecord> {
+    if point.driver == "mpi" {
+        // Each MPI point is a job of its own: `mpirun -n R experiment point ...`.
+        return crate::launcher::run_and_record(sweep, point, rep, dir);
+    }
     let started = Instant::now();
     let attempt = catch_unwind(AssertUnwindSafe(|| run_point(sweep, point, rep)));
     let wall_s = started.elapsed().as_secs_f64();
     let mut record = base_record(point, rep, wall_s);
     match attempt {
         Ok(Ok((workload, Executed { outcome, kernels_ran }))) => {
-            fill_success(&mut record, workload.as_ref(), &outcome, kernels_ran);
-            let transfers = outcome.trace.transfers(|c| workload.dag().chunk(c).bytes);
-            let kernel_name = |k| workload.kernel_name(k);
-            let rows = TraceRows {
-                trace: &outcome.trace,
-                transfers: &transfers,
-                kernel_name: &kernel_name,
-                dag: Some(workload.dag()),
-            };
-            tables::write_point_parts(dir, &record, Some(rows))?;
+            write_success(dir, &mut record, workload.as_ref(), &outcome, kernels_ran)?;
         }
         Ok(Err(error)) => {
             record.error = Some(format!("{error:#}"));
@@ -87,6 +82,27 @@ fn run_and_record(sweep: &Sweep, point: &Point, rep: u32, dir: &Path) -> Result<
         }
     }
     Ok(record)
+}
+
+/// Fills `record` from a finished run (verifying it when its kernels ran) and writes
+/// the run's parts under `dir`.
+pub(crate) fn write_success(
+    dir: &Path,
+    record: &mut PointRecord,
+    workload: &dyn Workload,
+    outcome: &RunOutcome,
+    kernels_ran: bool,
+) -> Result<()> {
+    fill_success(record, workload, outcome, kernels_ran);
+    let transfers = outcome.trace.transfers(|c| workload.dag().chunk(c).bytes);
+    let kernel_name = |k| workload.kernel_name(k);
+    let rows = TraceRows {
+        trace: &outcome.trace,
+        transfers: &transfers,
+        kernel_name: &kernel_name,
+        dag: Some(workload.dag()),
+    };
+    tables::write_point_parts(dir, record, Some(rows))
 }
 
 /// Builds the workload and runs it on the point's driver.
@@ -108,7 +124,7 @@ fn run_point(sweep: &Sweep, point: &Point, rep: u32) -> Result<(Box<dyn Workload
     Ok((workload, executed))
 }
 
-fn base_record(point: &Point, rep: u32, wall_s: f64) -> PointRecord {
+pub(crate) fn base_record(point: &Point, rep: u32, wall_s: f64) -> PointRecord {
     PointRecord {
         point_id: point.id,
         repetition: rep,
@@ -155,7 +171,7 @@ fn fill_success(record: &mut PointRecord, workload: &dyn Workload, outcome: &Run
     }
 }
 
-fn outcome_line(r: &PointRecord) -> String {
+pub(crate) fn outcome_line(r: &PointRecord) -> String {
     if r.check_metric.as_deref() == Some(SKIPPED) {
         let ns = r.makespan_ns.unwrap_or(0) as f64;
         return format!(

@@ -16,6 +16,8 @@ pub mod ids;
 pub mod kernel;
 pub mod local;
 pub mod message;
+#[cfg(feature = "mpi")]
+pub mod mpi;
 pub mod one_sided;
 pub mod params;
 pub mod payload;

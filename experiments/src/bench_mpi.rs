@@ -1,0 +1,292 @@
+//! `experiment bench mpi`: OSU-style ping-pong latency and streaming bandwidth through
+//! the engine on the `mpi` driver, next to a raw rsmpi ping-pong and window of sends in
+//! the same job, with their ratio. Two engine columns each:
+//! - **micro**: the `micro` workload (eager strategy), whose kernels fill every message
+//!   with a pattern and check every byte received — what a task-based program pays;
+//! - **lean**: the same DAG shapes with kernels that only hand chunks on (the ping-pong
+//!   moves one buffer back and forth without copying it in a kernel; the bandwidth
+//!   sender's messages are allocated, not filled), so the column shows the engine,
+//!   strategy and driver alone.
+//!
+//! Started outside an MPI job it launches itself with `mpirun -n 2` (the launcher and
+//! its arguments from `DAGWIRE_MPI_LAUNCHER` and `DAGWIRE_MPI_LAUNCHER_ARGS`) and the
+//! same malloc settings as `experiment run` gives MPI jobs
+//! ([`crate::launcher::MALLOC_TUNABLES`]).
+
+use anyhow::{Result, bail};
+
+/// Runs the benchmark (launching itself under MPI first if needed).
+#[cfg(feature = "mpi")]
+pub fn run(max_size: usize, iterations: u32, window: u32) -> Result<()> {
+    use dagwire_runtime::mpi::Mpi;
+    if !Mpi::launched() {
+        return relaunch();
+    }
+    imp::run(max_size, iterations, window)
+}
+
+/// Without the `mpi` feature there is no MPI to measure.
+#[cfg(not(feature = "mpi"))]
+pub fn run(_max_size: usize, _iterations: u32, _window: u32) -> Result<()> {
+    bail!("this experiment binary was built without the `mpi` feature; rebuild it with MPI installed")
+}
+
+/// Runs this same command under `LAUNCHER -n 2`.
+#[cfg(feature = "mpi")]
+fn relaunch() -> Result<()> {
+    use crate::launcher::{LAUNCHER_ARGS_ENV, LAUNCHER_ENV};
+    let launcher = std::env::var(LAUNCHER_ENV).unwrap_or_else(|_| "mpirun".into());
+    let extra = std::env::var(LAUNCHER_ARGS_ENV).unwrap_or_default();
+    let mut cmd = std::process::Command::new(&launcher);
+    cmd.args(["-n", "2"]).args(extra.split_whitespace()).arg(std::env::current_exe()?).args(std::env::args().skip(1));
+    crate::launcher::tune_malloc(&mut cmd);
+    let status = cmd
+        .status()
+        .map_err(|e| anyhow::anyhow!("cannot start `{launcher}` ({e}); set ${LAUNCHER_ENV} or install an MPI"))?;
+    if !status.success() {
+        bail!("the benchmark job failed: {launcher} {status}");
+    }
+    Ok(())
+}
+
+#[cfg(feature = "mpi")]
+mod imp {
+    use anyhow::{Result, bail, ensure};
+    use dagwire_runtime::kernel::take;
+    use dagwire_runtime::mpi::rsmpi as mpi_api;
+    use dagwire_runtime::mpi::{self, Mpi, MpiConfig};
+    use dagwire_runtime::{
+        ChunkId, Dag, DagBuilder, KernelId, Kernels, ParamValue, Payload, Progress, Rank, Strategy, Task, TaskSpec,
+    };
+    use dagwire_strategies::eager::Eager;
+    use dagwire_workloads::micro::effective_iterations;
+    use mpi_api::point_to_point::{Destination, Source};
+    use mpi_api::topology::Communicator;
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    fn eager(_: Rank) -> Box<dyn Strategy> {
+        Box::new(Eager)
+    }
+
+    pub fn run(max_size: usize, iterations: u32, window: u32) -> Result<()> {
+        let mpi = Mpi::init()?;
+        ensure!(mpi.size() == 2, "bench mpi needs exactly 2 ranks, the job has {}", mpi.size());
+        let root = mpi.rank() == 0;
+        let sizes: Vec<usize> =
+            std::iter::successors(Some(8usize), |s| Some(s * 8)).take_while(|&s| s <= max_size).collect();
+        let mut sizes = sizes;
+        if sizes.last() != Some(&max_size) {
+            sizes.push(max_size);
+        }
+        if root {
+            println!("MPI ping-pong latency (one way, us) and streaming bandwidth (MB/s, window {window}), 2 ranks");
+            println!(
+                "raw = rsmpi send/receive; micro = micro workload (pattern fill + check), lean = hand-on kernels; \
+                 both eager, mpi driver, inline progress; ratio = engine / raw"
+            );
+            println!(
+                "{:>9} | {:>8} {:>8} {:>6} {:>8} {:>6} | {:>8} {:>8} {:>6} {:>8} {:>6}",
+                "bytes", "raw lat", "micro", "ratio", "lean", "ratio", "raw bw", "micro", "ratio", "lean", "ratio"
+            );
+        }
+        for &size in &sizes {
+            let (measured, warmup) = effective_iterations(size as u64, iterations, iterations / 10);
+            let raw_lat = raw_pingpong(&mpi, size, measured, warmup);
+            let micro_lat = engine_figure(&mpi, "pingpong", size, iterations, 1)?;
+            let lean_lat = lean(&mpi, lean_pingpong(size, measured, warmup), size, measured, 1)?;
+            let raw_bw = raw_bandwidth(&mpi, size, measured, warmup, window);
+            let micro_bw = engine_figure(&mpi, "bandwidth", size, iterations, window)?;
+            let lean_bw = lean(&mpi, lean_bandwidth(size, measured, warmup, window), size, measured, window)?;
+            if root {
+                println!(
+                    "{size:>9} | {raw_lat:>8.2} {micro_lat:>8.2} {:>5.2}x {lean_lat:>8.2} {:>5.2}x | {raw_bw:>8.0} \
+                     {micro_bw:>8.0} {:>5.2}x {lean_bw:>8.0} {:>5.2}x",
+                    micro_lat / raw_lat,
+                    lean_lat / raw_lat,
+                    micro_bw / raw_bw,
+                    lean_bw / raw_bw
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Lean kernels: 0 = make a chunk of `args[1]` bytes (zeroed, not filled); 1 = hand the
+    /// first input on unchanged (moved, not copied, when nothing else holds it); 2 = an
+    /// 8-byte acknowledgement.
+    struct Lean;
+
+    impl Kernels for Lean {
+        fn run(&self, task: &Task, mut inputs: Vec<Arc<Payload>>) -> Result<Vec<Payload>, String> {
+            match task.kernel.0 {
+                0 => Ok((0..task.args[2]).map(|_| Payload::zeroed(task.args[1] as usize)).collect()),
+                1 => Ok(vec![take(inputs.swap_remove(0))]),
+                _ => Ok(vec![Payload::zeroed(8)]),
+            }
+        }
+    }
+
+    /// A lean DAG and which tasks time its measured part: (first measured task, last one).
+    struct LeanPlan {
+        dag: Arc<Dag>,
+        first: u32,
+        last: u32,
+    }
+
+    /// One buffer bounced `warmup + measured` times there and back: the hop tasks
+    /// alternate between the ranks, each reading the previous hop's chunk.
+    fn lean_pingpong(size: usize, measured: u32, warmup: u32) -> LeanPlan {
+        let mut b = DagBuilder::new(2);
+        let mut prev: ChunkId =
+            b.add(TaskSpec::new(KernelId(0), Rank(0)).args([0, size as u32, 1, 0]).outputs(&[size as u64])).output(0);
+        let (mut first, mut last) = (0, 0);
+        for hop in 1..=2 * (warmup + measured) {
+            let rank = Rank(hop % 2);
+            let t = b.add(TaskSpec::new(KernelId(1), rank).inputs(&[prev]).outputs(&[size as u64]));
+            if hop == 2 * warmup {
+                first = t.task.0;
+            }
+            last = t.task.0;
+            prev = t.output(0);
+        }
+        LeanPlan { dag: Arc::new(b.finish()), first, last }
+    }
+
+    /// Per iteration, rank 0 makes `window` chunks that rank 1 reads, and rank 1's
+    /// acknowledgement gates rank 0's next iteration.
+    fn lean_bandwidth(size: usize, measured: u32, warmup: u32, window: u32) -> LeanPlan {
+        let mut b = DagBuilder::new(2);
+        let mut ack: Option<ChunkId> = None;
+        let (mut first, mut last) = (0, 0);
+        let outputs = vec![size as u64; window as usize];
+        for i in 0..warmup + measured {
+            let gate: Vec<ChunkId> = ack.into_iter().collect();
+            let spec = TaskSpec::new(KernelId(0), Rank(0)).inputs(&gate).args([0, size as u32, window, 0]);
+            let send = b.add(spec.outputs(&outputs));
+            let chunks: Vec<ChunkId> = (0..window as usize).map(|k| send.output(k)).collect();
+            let recv = b.add(TaskSpec::new(KernelId(2), Rank(1)).inputs(&chunks).outputs(&[8]));
+            let back = b.add(TaskSpec::new(KernelId(2), Rank(0)).inputs(&[recv.output(0)]).outputs(&[8]));
+            if i == warmup {
+                first = send.task.0;
+            }
+            last = back.task.0;
+            ack = Some(back.output(0));
+        }
+        LeanPlan { dag: Arc::new(b.finish()), first, last }
+    }
+
+    /// Runs a lean plan; rank 0 returns one-way latency (window 1) or bandwidth, from
+    /// the start of the first measured task to the end of the last.
+    fn lean(mpi: &Mpi, plan: LeanPlan, size: usize, measured: u32, window: u32) -> Result<f64> {
+        let cfg = MpiConfig { progress: Progress::Inline, ..MpiConfig::default() };
+        let out = match mpi::run(mpi, &plan.dag, &Lean, &eager, &cfg) {
+            Ok(out) => out,
+            Err(e) => {
+                eprintln!("rank {}: {e}", mpi.rank());
+                mpi.abort(1)
+            }
+        };
+        let Some(out) = out else { return Ok(0.0) };
+        let at = |t: u32| out.trace.tasks.iter().find(|r| r.task.0 == t).map(|r| (r.start_ns, r.end_ns));
+        // Ping-pong: from the end of the last warm-up hop; bandwidth: from the start of
+        // the first measured send task.
+        let (Some((first_start, first_end)), Some((_, end))) = (at(plan.first), at(plan.last)) else {
+            bail!("the lean run's trace lacks its measured tasks");
+        };
+        let start = if window == 1 { first_end } else { first_start };
+        let span = (end - start) as f64;
+        Ok(if window == 1 {
+            span / (2.0 * measured as f64) / 1e3
+        } else {
+            size as f64 * window as f64 * measured as f64 * 1e3 / span
+        })
+    }
+
+    /// One-way latency of a blocking rsmpi ping-pong, us.
+    fn raw_pingpong(mpi: &Mpi, size: usize, measured: u32, warmup: u32) -> f64 {
+        let world = mpi.world();
+        let (me, peer) = (world.rank(), world.process_at_rank(1 - world.rank()));
+        let mut buf = vec![1u8; size];
+        mpi.barrier();
+        let mut start = Instant::now();
+        for i in 0..warmup + measured {
+            if i == warmup {
+                start = Instant::now();
+            }
+            if me == 0 {
+                peer.send(&buf[..]);
+                peer.receive_into(&mut buf[..]);
+            } else {
+                peer.receive_into(&mut buf[..]);
+                peer.send(&buf[..]);
+            }
+        }
+        start.elapsed().as_secs_f64() * 1e6 / (2.0 * measured as f64)
+    }
+
+    /// Streaming bandwidth as osu_bw: a window of nonblocking sends, then an ack, MB/s.
+    fn raw_bandwidth(mpi: &Mpi, size: usize, measured: u32, warmup: u32, window: u32) -> f64 {
+        let world = mpi.world();
+        let (me, peer) = (world.rank(), world.process_at_rank(1 - world.rank()));
+        let send = vec![1u8; size];
+        let mut recv: Vec<Vec<u8>> = (0..window).map(|_| vec![0u8; size]).collect();
+        let mut ack = [0u8; 4];
+        mpi.barrier();
+        let mut start = Instant::now();
+        for i in 0..warmup + measured {
+            if i == warmup {
+                start = Instant::now();
+            }
+            if me == 0 {
+                mpi_api::request::multiple_scope(window as usize, |scope, coll| {
+                    for _ in 0..window {
+                        coll.add(peer.immediate_send(scope, &send[..]));
+                    }
+                    let mut out = Vec::new();
+                    coll.wait_all(&mut out);
+                });
+                peer.receive_into(&mut ack[..]);
+            } else {
+                mpi_api::request::multiple_scope(window as usize, |scope, coll| {
+                    for r in recv.iter_mut() {
+                        coll.add(peer.immediate_receive_into(scope, &mut r[..]));
+                    }
+                    let mut out = Vec::new();
+                    coll.wait_all(&mut out);
+                });
+                peer.send(&ack[..]);
+            }
+        }
+        (size as f64 * window as f64 * measured as f64) / start.elapsed().as_secs_f64() / 1e6
+    }
+
+    /// The micro workload's figure for `pattern` through the engine on the mpi driver.
+    fn engine_figure(mpi: &Mpi, pattern: &str, size: usize, iterations: u32, window: u32) -> Result<f64> {
+        let info = dagwire_workloads::find("micro")?;
+        let given = [
+            ("pattern", ParamValue::Str(pattern.into())),
+            ("size", ParamValue::Int(size as i64)),
+            ("iterations", ParamValue::Int(iterations as i64)),
+            ("warmup", ParamValue::Int((iterations / 10) as i64)),
+            ("window", ParamValue::Int(window as i64)),
+        ];
+        let workload = info.build(&given, 2, 1)?;
+        let cfg = MpiConfig { progress: Progress::Inline, ..MpiConfig::default() };
+        let out = match mpi::run(mpi, workload.dag(), workload.kernels(), &eager, &cfg) {
+            Ok(out) => out,
+            Err(e) => {
+                eprintln!("rank {}: {e}", mpi.rank());
+                mpi.abort(1)
+            }
+        };
+        // Rank 0 holds the trace; it tells rank 1 nothing, so rank 1 returns 0.
+        let Some(out) = out else { return Ok(0.0) };
+        let check = workload.verify(&out.results);
+        if !check.passed {
+            bail!("the {pattern} run of {size} bytes did not verify: {}", check.detail);
+        }
+        let figures = workload.figures(&out.trace);
+        figures.first().map(|(_, v)| *v).ok_or_else(|| anyhow::anyhow!("the {pattern} run produced no figure"))
+    }
+}

@@ -1,0 +1,192 @@
+//! `experiment point`: one rank of an `mpi` point (SPMD: every rank of the job runs
+//! this same command). `experiment run` launches it for each `mpi` point; a user inside
+//! an allocation can run it too: `mpirun -n 4 experiment point sweeps/mpi.toml --point 0`.
+//!
+//! Every rank builds the point's workload and strategy from the sweep file and runs the
+//! `mpi` driver; rank 0 gathers the trace and results, verifies them and writes the
+//! point's parts under `--out` (and, run by hand, the combined tables). A rank whose run
+//! fails prints `dagwire: rank R failed: REASON` and aborts the job; a rank that panics
+//! prints `dagwire: rank R panicked: ...` and aborts it, so no rank waits forever.
+
+use anyhow::Result;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Arguments of `experiment point`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct PointArgs {
+    /// The sweep file the point comes from.
+    pub sweep: PathBuf,
+    /// The point's id (see `experiment run SWEEP --dry-run`).
+    #[arg(long)]
+    pub point: u32,
+    /// Which repetition this is.
+    #[arg(long, default_value_t = 0)]
+    pub rep: u32,
+    /// Results directory (created if missing).
+    #[arg(long, default_value = "results/point")]
+    pub out: PathBuf,
+    /// Print the record on one line for `experiment run` (which then combines the tables).
+    #[arg(long, hide = true)]
+    pub record_line: bool,
+}
+
+/// Runs this process's rank of the point.
+#[cfg(feature = "mpi")]
+pub fn run(args: PointArgs) -> Result<ExitCode> {
+    imp::run(args)
+}
+
+/// Without the `mpi` feature there is no MPI to run on.
+#[cfg(not(feature = "mpi"))]
+pub fn run(_args: PointArgs) -> Result<ExitCode> {
+    anyhow::bail!("this experiment binary was built without the `mpi` feature; rebuild it with MPI installed")
+}
+
+#[cfg(feature = "mpi")]
+mod imp {
+    use super::PointArgs;
+    use crate::launcher::{FAILURE_PREFIX, record_line};
+    use crate::plan::{self, Point};
+    use crate::results::{self, ManifestInfo};
+    use crate::runner::{base_record, outcome_line, write_success};
+    use crate::sweep::{self, Sweep};
+    use anyhow::{Result, bail};
+    use dagwire_runtime::mpi::{self, Mpi, MpiConfig};
+    use std::process::ExitCode;
+    use std::time::{Duration, Instant, SystemTime};
+
+    /// Environment hook for tests: the rank with this number fails on purpose...
+    pub const KILL_RANK_ENV: &str = "DAGWIRE_TEST_KILL_RANK";
+    /// ...this many milliseconds after the point started (default 0)...
+    pub const KILL_AFTER_ENV: &str = "DAGWIRE_TEST_KILL_AFTER_MS";
+    /// ...by sending itself this signal (`KILL`, the default, or `STOP` to hang), or by
+    /// panicking (`panic`).
+    pub const KILL_SIGNAL_ENV: &str = "DAGWIRE_TEST_KILL_SIGNAL";
+
+    pub fn run(args: PointArgs) -> Result<ExitCode> {
+        let mpi = Mpi::init()?;
+        let rank = mpi.rank();
+        let default_hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            // A kernel's panic on a worker is caught and fails its task with the reason.
+            if std::thread::current().name().is_some_and(|n| n.contains("-worker-")) {
+                return default_hook(info);
+            }
+            // One line, so the launcher can quote it whole.
+            let payload = info.payload();
+            let text = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            let at = info.location().map(|l| format!(" (at {}:{})", l.file(), l.line())).unwrap_or_default();
+            eprintln!("{FAILURE_PREFIX}{rank} panicked: {}{at}", text.replace('\n', " "));
+            mpi::abort_job(101);
+        }));
+        let (sweep, point) = match find_point(&args, &mpi) {
+            Ok(found) => found,
+            Err(e) => {
+                // Every rank reads the same file and finds the same problem: say it once.
+                if rank == 0 {
+                    eprintln!("error: {e:#}");
+                }
+                return Ok(ExitCode::from(2));
+            }
+        };
+        kill_hook(rank);
+        let started = Instant::now();
+        let workload = match (point.workload.prepare)(&point.workload_params, point.ranks, sweep.seed) {
+            Ok(w) => w,
+            Err(e) => fail(&mpi, &format!("building the workload: {e}")),
+        };
+        let factory = point.strategy.factory(point.strategy_params.clone(), point.ranks);
+        let cfg = MpiConfig {
+            workers: point.workers,
+            progress: point.progress,
+            timeout: Duration::from_secs(sweep.timeout_s),
+            fault: point.fault,
+        };
+        let outcome = match mpi::run(&mpi, workload.dag(), workload.kernels(), &factory, &cfg) {
+            Ok(outcome) => outcome,
+            Err(e) => fail(&mpi, &format!("{e}")),
+        };
+        let Some(outcome) = outcome else {
+            return Ok(ExitCode::SUCCESS);
+        };
+        let mut record = base_record(&point, args.rep, started.elapsed().as_secs_f64());
+        if !args.record_line {
+            // By hand: a new results directory, or more points into one of the same sweep.
+            results::open(&args.out, &sweep, args.out.exists())?;
+        }
+        write_success(&args.out, &mut record, workload.as_ref(), &outcome, true)?;
+        if args.record_line {
+            println!("{}", record_line(&record, point.columns.len()));
+        } else {
+            let info =
+                ManifestInfo { sweep: &sweep, points: 1, started: SystemTime::now(), finished: None, failed_runs: 0 };
+            results::write_manifest(&args.out, &info)?;
+            dagwire_analysis::tables::combine(&args.out)?;
+            eprintln!("point {} rep {}: {}", point.id, args.rep, outcome_line(&record));
+            println!("results: {}", args.out.display());
+        }
+        Ok(if record.error.is_none() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    }
+
+    /// The point to run, checked against the job.
+    fn find_point(args: &PointArgs, mpi: &Mpi) -> Result<(Sweep, Point)> {
+        let sweep = sweep::load(&args.sweep)?;
+        let points = plan::expand(&sweep)?;
+        let count = points.len();
+        let Some(point) = points.into_iter().find(|p| p.id == args.point) else {
+            bail!("{} has {count} points (0..{count}); there is no point {}", args.sweep.display(), args.point);
+        };
+        if point.driver != "mpi" {
+            bail!(
+                "point {} of {} runs on driver `{}`; `experiment point` runs mpi points only (use `experiment run`)",
+                point.id,
+                args.sweep.display(),
+                point.driver
+            );
+        }
+        if point.ranks != mpi.size() {
+            bail!(
+                "point {} needs {} ranks, this MPI job has {}; launch it with -n {}",
+                point.id,
+                point.ranks,
+                mpi.size(),
+                point.ranks
+            );
+        }
+        Ok((sweep, point))
+    }
+
+    /// Says why this rank failed and ends the job.
+    fn fail(mpi: &Mpi, reason: &str) -> ! {
+        eprintln!("{FAILURE_PREFIX}{} failed: {reason}", mpi.rank());
+        mpi.abort(1)
+    }
+
+    /// For the failure tests: kill, stop or panic this rank after a while, if asked to.
+    fn kill_hook(rank: usize) {
+        if std::env::var(KILL_RANK_ENV).ok().and_then(|v| v.parse::<usize>().ok()) != Some(rank) {
+            return;
+        }
+        let after = std::env::var(KILL_AFTER_ENV).ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+        let signal = std::env::var(KILL_SIGNAL_ENV).unwrap_or_else(|_| "KILL".into());
+        let strike = move || {
+            std::thread::sleep(Duration::from_millis(after));
+            if signal == "panic" {
+                panic!("{KILL_RANK_ENV} asked rank {rank} to panic");
+            }
+            let pid = std::process::id().to_string();
+            let _ = std::process::Command::new("kill").args([&format!("-{signal}"), &pid]).status();
+        };
+        // At once: before the run, while the peers wait in its start-up exchange.
+        if after == 0 {
+            strike();
+        } else {
+            std::thread::spawn(strike);
+        }
+    }
+}

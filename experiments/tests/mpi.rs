@@ -1,0 +1,203 @@
+//! The mpi driver end to end: real `mpirun` jobs (2 and 4 ranks, `--oversubscribe`)
+//! launched by `experiment run` and by hand, including ranks that are killed, hang or
+//! panic. The tests take turns (a lock), as MPI jobs on two cores are slow enough alone.
+
+#![cfg(feature = "mpi")]
+
+use dagwire_analysis::tables::{self, Table};
+use polars::prelude::*;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+const EXE: &str = env!("CARGO_BIN_EXE_experiment");
+
+/// A sweep of `strategies` on the mpi driver, Cholesky n=256 with 64-wide tiles.
+fn sweep(dir: &Path, strategies: &str, ranks: &str, job_timeout_s: u32) -> std::path::PathBuf {
+    let rma = if strategies.contains("rma") {
+        "[grid.rma]\nmode = [\"get\", \"put\"]\nsync = [\"passive\", \"fence\"]"
+    } else {
+        ""
+    };
+    let text = format!(
+        r#"name = "mpi-test"
+seed = 5
+timeout_s = 60
+
+[grid]
+workload = "cholesky"
+strategy = {strategies}
+driver = "mpi"
+ranks = {ranks}
+
+{rma}
+
+[grid.mpi]
+launcher_args = "--oversubscribe"
+job_timeout_s = {job_timeout_s}
+
+[grid.cholesky]
+n = 256
+tile = 64
+"#
+    );
+    let path = dir.join("mpi-test.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn experiment(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(EXE);
+    cmd.args(args).env("OMPI_ALLOW_RUN_AS_ROOT", "1").env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run the experiment binary")
+}
+
+fn column(df: &DataFrame, name: &str) -> Vec<String> {
+    let s = df.column(name).unwrap().as_materialized_series().clone();
+    (0..df.height()).map(|i| s.str_value(i).unwrap().to_string()).collect()
+}
+
+fn u64s(df: &DataFrame, name: &str) -> Vec<u64> {
+    let s = df.column(name).unwrap().as_materialized_series().cast(&DataType::UInt64).unwrap();
+    s.u64().unwrap().iter().map(|v| v.unwrap_or(0)).collect()
+}
+
+#[test]
+fn every_strategy_verifies_on_2_and_4_ranks_with_aligned_clocks() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let file = sweep(tmp.path(), r#"["eager", "rendezvous", "batched", "rma"]"#, "[2, 4]", 120);
+    let out = tmp.path().join("out");
+    let run = experiment(&["run", file.to_str().unwrap(), "--out", out.to_str().unwrap()], &[]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "experiment run failed: {}\n{stderr}", run.status);
+
+    let points = tables::read_points(&out).unwrap();
+    assert_eq!(points.height(), 2 * (3 + 4), "(eager, rendezvous, batched, 4 rma variants) x 2 rank counts");
+    let (strategy, ranks, verified) =
+        (column(&points, "strategy"), column(&points, "ranks"), column(&points, "verified"));
+    for i in 0..points.height() {
+        assert_eq!(verified[i], "true", "{} on {} ranks did not verify: {stderr}", strategy[i], ranks[i]);
+    }
+    assert!(column(&points, "driver").iter().all(|d| d == "mpi"));
+
+    // Every rank's tasks are in the table, and timestamps from different ranks line up:
+    // no message arrives before it left (a rank's clock off by its start-up time would
+    // show as milliseconds), within a tolerance for the offset measurement.
+    let tasks = tables::read_table(&out, Table::Tasks).unwrap();
+    let total: u64 = u64s(&points, "tasks").iter().sum();
+    assert_eq!(tasks.height() as u64, total);
+    let task_ranks: std::collections::BTreeSet<String> = column(&tasks, "rank").into_iter().collect();
+    assert_eq!(task_ranks.len(), 4, "tasks from all four ranks: {task_ranks:?}");
+    let messages = tables::read_table(&out, Table::Messages).unwrap();
+    assert!(messages.height() > 0);
+    let (sent, recv) = (u64s(&messages, "sent_ns"), u64s(&messages, "recv_ns"));
+    let worst = sent.iter().zip(&recv).map(|(&s, &r)| s as i64 - r as i64).max().unwrap();
+    assert!(worst < 200_000, "a message arrived {worst} ns before it was sent: clocks are not aligned");
+}
+
+#[test]
+fn a_killed_rank_fails_its_point_with_a_clear_error_and_the_sweep_goes_on() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let file = sweep(tmp.path(), r#""eager""#, "[2, 4]", 60);
+    let out = tmp.path().join("out");
+    let started = Instant::now();
+    // Rank 3 exists only in the 4-rank point.
+    let run = experiment(
+        &["run", file.to_str().unwrap(), "--out", out.to_str().unwrap()],
+        &[("DAGWIRE_TEST_KILL_RANK", "3")],
+    );
+    assert!(started.elapsed() < Duration::from_secs(50), "the killed job hung until the job timeout");
+    assert_eq!(run.status.code(), Some(1), "{}", String::from_utf8_lossy(&run.stderr));
+    let points = tables::read_points(&out).unwrap();
+    let (ranks, verified, errors) = (column(&points, "ranks"), column(&points, "verified"), column(&points, "error"));
+    let two = ranks.iter().position(|r| r == "2").unwrap();
+    let four = ranks.iter().position(|r| r == "4").unwrap();
+    assert_eq!(verified[two], "true", "the 2-rank point ran after or before the failure: {}", errors[two]);
+    assert_eq!(verified[four], "false");
+    let error = &errors[four];
+    assert!(error.contains("MPI job failed"), "{error}");
+    assert!(error.contains("signal 9") || error.contains("Killed") || error.contains("rank 3"), "{error}");
+}
+
+#[test]
+fn a_hung_rank_is_killed_at_the_job_timeout() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let file = sweep(tmp.path(), r#""eager""#, "2", 4);
+    let out = tmp.path().join("out");
+    let started = Instant::now();
+    let run = experiment(
+        &["run", file.to_str().unwrap(), "--out", out.to_str().unwrap()],
+        &[("DAGWIRE_TEST_KILL_RANK", "1"), ("DAGWIRE_TEST_KILL_SIGNAL", "STOP")],
+    );
+    let took = started.elapsed();
+    assert!(took >= Duration::from_secs(4) && took < Duration::from_secs(40), "took {took:?}");
+    assert_eq!(run.status.code(), Some(1));
+    let errors = column(&tables::read_points(&out).unwrap(), "error");
+    assert!(errors[0].contains("ran longer than 4s") && errors[0].contains("job_timeout_s"), "{}", errors[0]);
+}
+
+#[test]
+fn a_panicking_rank_aborts_the_job_with_its_rank_and_reason() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let file = sweep(tmp.path(), r#""eager""#, "2", 60);
+    let out = tmp.path().join("out");
+    let run = experiment(
+        &["run", file.to_str().unwrap(), "--out", out.to_str().unwrap()],
+        &[("DAGWIRE_TEST_KILL_RANK", "1"), ("DAGWIRE_TEST_KILL_SIGNAL", "panic")],
+    );
+    assert_eq!(run.status.code(), Some(1));
+    let errors = column(&tables::read_points(&out).unwrap(), "error");
+    assert!(errors[0].contains("rank 1 panicked") && errors[0].contains("asked rank 1 to panic"), "{}", errors[0]);
+}
+
+#[test]
+fn a_user_runs_one_point_under_mpirun_and_gets_a_results_directory() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let file = sweep(tmp.path(), r#""batched""#, "[2, 4]", 60);
+    let out = tmp.path().join("by-hand");
+    let mpirun = |point: &str| {
+        Command::new("mpirun")
+            .args(["-n", "2", "--oversubscribe", EXE, "point", file.to_str().unwrap(), "--point", point, "--out"])
+            .arg(&out)
+            .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+            .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+            .output()
+            .expect("mpirun")
+    };
+    let ok = mpirun("0");
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let points = tables::read_points(&out).unwrap();
+    assert_eq!(column(&points, "verified"), ["true"]);
+    assert!(out.join("manifest.json").is_file());
+
+    // Point 1 is the 4-rank one: the job has the wrong size, and says what to do.
+    let wrong = mpirun("1");
+    assert_eq!(wrong.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&wrong.stderr);
+    assert!(stderr.contains("point 1 needs 4 ranks, this MPI job has 2; launch it with -n 4"), "{stderr}");
+}
+
+#[test]
+fn corrupted_data_moved_by_mpi_fails_verification() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let file = sweep(tmp.path(), r#""eager""#, "2", 60);
+    let text = std::fs::read_to_string(&file).unwrap().replace("ranks = 2\n", "ranks = 2\nfault = \"corrupt-data\"\n");
+    std::fs::write(&file, text).unwrap();
+    let out = tmp.path().join("out");
+    let run = experiment(&["run", file.to_str().unwrap(), "--out", out.to_str().unwrap()], &[]);
+    assert_eq!(run.status.code(), Some(1), "{}", String::from_utf8_lossy(&run.stderr));
+    let errors = column(&tables::read_points(&out).unwrap(), "error");
+    assert!(errors[0].contains("verification failed"), "{}", errors[0]);
+}

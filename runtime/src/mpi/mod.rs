@@ -1,0 +1,895 @@
+//! The `mpi` driver (cargo feature `mpi`): one process per rank under `mpirun` (or
+//! `srun`), every rank running the same program (SPMD).
+//!
+//! Each rank's thread that initialised MPI runs the **progress loop**, the only place
+//! MPI is called (so the driver asks for `MPI_THREAD_FUNNELED` and checks it got it);
+//! kernels run on worker threads ([`Progress::Thread`]) or between polls on the loop's
+//! own thread ([`Progress::Inline`]). The loop:
+//! - receives engine messages with a matched probe (`MPI_Improbe` + `MPI_Mrecv`) on one
+//!   tag; a payload larger than [`INLINE_LIMIT`] travels as its own message, received
+//!   with `MPI_Irecv` straight into the chunk's buffer on a tag from one allocator
+//!   ([`Tags`]) that stays below the communicator's `MPI_TAG_UB`; messages from one
+//!   source reach the engine in the order they were sent;
+//! - sends with `MPI_Isend` from the message's own buffer (no copy for large payloads)
+//!   and tests outstanding sends and receives;
+//! - runs all-to-all-v collectives as `MPI_Ialltoall` (counts) then `MPI_Ialltoallv`
+//!   (bytes) on a communicator of their own, one at a time in join order (the engine
+//!   makes every rank join them in the same order); broadcasts travel down their tree
+//!   as point-to-point messages, as in the `local` driver;
+//! - serves one-sided operations on an MPI window ([`Window`], allocated before the run
+//!   when the strategy declares one): an operation on this rank's own window is a local
+//!   copy; with passive synchronisation the window is in a `lock_all` epoch for the
+//!   whole run and each pass of the loop ends with one `MPI_Win_flush_all` that
+//!   completes every operation it issued; with fences, operations complete at the next
+//!   fence, which the loop runs as an `MPI_Ibarrier` (polled, so no rank blocks while a
+//!   peer still needs its progress) followed by `MPI_Win_fence`;
+//! - when idle, spins briefly, then yields, then sleeps with a growing back-off, so
+//!   ranks oversubscribed on few cores do not starve each other or their workers.
+//!
+//! Before the run, every rank compares the plan it built ([`crate::Dag::fingerprint`],
+//! the strategy and the rank count) with every other rank's, and fails with a message
+//! naming the ranks that differ instead of hanging later. Each rank measures its clock
+//! offset to rank 0 (the best of several ping-pongs), so every timestamp is on rank 0's
+//! timeline. At the end, traces and result chunks are gathered to rank 0, which gets the
+//! [`RunOutcome`].
+//!
+//! A rank whose kernel fails or whose run stalls returns the error; its peers may be
+//! waiting for it, so the caller must end the job with [`Mpi::abort`] (the `experiment
+//! point` command does, printing the rank and the reason first).
+//!
+//! All `unsafe` code (raw MPI requests, the RMA [`Window`]) lives in [`raw`].
+
+#![deny(unsafe_code)]
+
+pub mod raw;
+mod wire;
+
+/// rsmpi, for programs that call MPI next to the driver (benchmarks, tests).
+pub use ::mpi as rsmpi;
+pub use raw::{Epoch, GetId, Window, WindowError};
+
+use crate::one_sided::{Access, OneSided, WindowSync};
+
+use crate::collective::{Capability, CollectiveJoin, CollectiveKind, Contribution, check_capabilities};
+use crate::dag::Dag;
+use crate::driver::{Fault, Progress, RunError, RunOutcome};
+use crate::engine::{Action, Engine, RunTask, TaskDone};
+use crate::ids::{ChunkId, Rank, TaskId};
+use crate::kernel::Kernels;
+use crate::message::Message;
+use crate::payload::Payload;
+use crate::strategy::StrategyFactory;
+use crate::trace::Trace;
+use ::mpi::environment::Universe;
+use ::mpi::raw::AsRaw;
+use ::mpi::topology::{Communicator, SimpleCommunicator};
+use ::mpi::traits::{Destination, Source};
+use crossbeam_channel::{Receiver, Sender, unbounded};
+use raw::{AllToAllV, IBarrier, RawComm, RecvOp, SendBuf, SendOp};
+use std::collections::{BTreeMap, VecDeque};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What the MPI driver offers strategies.
+pub const CAPABILITIES: &[Capability] = &[
+    Capability::PointToPoint,
+    Capability::AllToAllV,
+    Capability::Broadcast,
+    Capability::OneSidedPassive,
+    Capability::OneSidedFence,
+];
+
+/// Payloads up to this many bytes travel in the same MPI message as their header (one
+/// copy on each side); larger ones as a message of their own, without copies.
+pub const INLINE_LIMIT: usize = 16 << 10;
+
+/// Tag of engine message headers (on the driver's point-to-point communicator).
+const TAG_MSG: i32 = 1;
+/// Tag of broadcast tree messages.
+const TAG_BCAST: i32 = 2;
+/// Tag of clock synchronisation (on the world communicator).
+const TAG_CLOCK: i32 = 3;
+/// Tag of the final gather of traces and results (on the world communicator).
+const TAG_GATHER: i32 = 4;
+/// Smallest tag handed out for separate payloads.
+const FIRST_DATA_TAG: i32 = 16;
+
+/// MPI, initialised once per process with the threading level the driver needs.
+/// Dropping it finalises MPI.
+pub struct Mpi {
+    world: SimpleCommunicator,
+    // Dropped last: MPI_Finalize.
+    _universe: Universe,
+}
+
+impl Mpi {
+    /// Initialises MPI asking for `MPI_THREAD_FUNNELED` (only the thread calling this
+    /// makes MPI calls) and checks that the library provides it.
+    pub fn init() -> Result<Mpi, RunError> {
+        let (universe, provided) = ::mpi::initialize_with_threading(::mpi::Threading::Funneled).ok_or_else(|| {
+            RunError::Config("MPI is already initialised in this process; create one Mpi and reuse it".into())
+        })?;
+        if provided < ::mpi::Threading::Funneled {
+            return Err(RunError::Config(format!(
+                "the MPI library provides thread level {provided:?}, the driver needs Funneled (MPI calls from the \
+                 main thread, kernels on worker threads); use an MPI built with thread support"
+            )));
+        }
+        Ok(Mpi { world: universe.world(), _universe: universe })
+    }
+
+    /// True when this process runs under an MPI launcher (`mpirun`, `srun`), judged by
+    /// the environment variables Open MPI, MPICH/Hydra and the PMI/PMIx of Slurm set for
+    /// the ranks they start (a batch script itself has none of them).
+    pub fn launched() -> bool {
+        ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMI_RANK", "PMIX_RANK", "MPI_LOCALNRANKS"]
+            .iter()
+            .any(|v| std::env::var_os(v).is_some())
+    }
+
+    /// This process's rank in `MPI_COMM_WORLD`.
+    pub fn rank(&self) -> usize {
+        self.world.rank() as usize
+    }
+
+    /// Ranks in `MPI_COMM_WORLD`.
+    pub fn size(&self) -> usize {
+        self.world.size() as usize
+    }
+
+    /// The world communicator, for programs that also call MPI themselves (benchmarks).
+    pub fn world(&self) -> &SimpleCommunicator {
+        &self.world
+    }
+
+    /// Waits until every rank got here.
+    pub fn barrier(&self) {
+        ::mpi::collective::CommunicatorCollectives::barrier(&self.world);
+    }
+
+    /// Collectively allocates an RMA window of `bytes` on every rank of the world.
+    pub fn window(&self, bytes: usize) -> Result<Window, WindowError> {
+        Window::allocate(self.world.as_raw(), bytes)
+    }
+
+    /// Ends every rank of the job with exit code `code` (print why first).
+    pub fn abort(&self, code: i32) -> ! {
+        raw::abort(code)
+    }
+}
+
+impl Drop for Mpi {
+    /// Finalises MPI; while the thread panics it aborts the job instead, because peers
+    /// waiting for this rank would otherwise hang (and `MPI_Finalize` with them).
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("rank {}: panicked; aborting the MPI job", self.rank());
+            raw::abort(101);
+        }
+    }
+}
+
+/// Ends the job from anywhere (a panic hook): `MPI_Abort` if MPI is up, else exit.
+pub fn abort_job(code: i32) -> ! {
+    if raw::initialized() { raw::abort(code) } else { std::process::exit(code) }
+}
+
+/// Settings of one rank of an MPI run (the rank count is the job's).
+#[derive(Clone, Debug)]
+pub struct MpiConfig {
+    /// Kernel worker threads (with [`Progress::Inline`], the progress thread is the one worker).
+    pub workers: usize,
+    /// How communication progresses while kernels run.
+    pub progress: Progress,
+    /// A rank that makes no progress for this long fails with a diagnosis.
+    pub timeout: Duration,
+    /// An optional deliberate fault: each rank corrupts its own `nth` data message.
+    pub fault: Option<Fault>,
+}
+
+impl Default for MpiConfig {
+    fn default() -> Self {
+        MpiConfig { workers: 1, progress: Progress::Thread, timeout: Duration::from_secs(600), fault: None }
+    }
+}
+
+/// Runs `dag` with this process as one rank of the MPI job. Every rank calls it with
+/// the same plan; rank 0 gets `Some` outcome with everyone's trace and results, the
+/// others `None`. On `Err`, end the job with [`Mpi::abort`]: peers may wait forever.
+pub fn run(
+    mpi: &Mpi,
+    dag: &Arc<Dag>,
+    kernels: &dyn Kernels,
+    strategy: StrategyFactory<'_>,
+    cfg: &MpiConfig,
+) -> Result<Option<RunOutcome>, RunError> {
+    let (rank, size) = (mpi.rank(), mpi.size());
+    let strategy = strategy(Rank(rank as u32));
+    check_plans(mpi, dag, strategy.name(), cfg)?;
+    if dag.ranks() != size {
+        return Err(RunError::Config(format!(
+            "the DAG was placed on {} ranks, the MPI job has {size}; launch with -n {}",
+            dag.ranks(),
+            dag.ranks()
+        )));
+    }
+    if cfg.workers == 0 {
+        return Err(RunError::Config("workers must be at least 1".into()));
+    }
+    if cfg.progress == Progress::Inline && cfg.workers > 1 {
+        return Err(RunError::Config("inline progress runs kernels on the progress thread: use workers = 1".into()));
+    }
+    let engine = Engine::new(Rank(rank as u32), Arc::clone(dag), strategy, cfg.workers);
+    check_capabilities("mpi", CAPABILITIES, engine.strategy_name(), engine.needs())?;
+    let p2p = mpi.world.duplicate();
+    let coll = mpi.world.duplicate();
+    let win_comm = mpi.world.duplicate();
+    let mut window = match engine.window() {
+        None => None,
+        Some(spec) => {
+            let w = Window::allocate(win_comm.as_raw(), spec.bytes as usize);
+            let mut w = w.map_err(|e| RunError::Config(format!("allocating the one-sided window: {e}")))?;
+            let opened = match spec.sync {
+                WindowSync::Passive => w.lock_all(),
+                WindowSync::Fence => w.fence(),
+            };
+            opened.map_err(|e| RunError::Config(format!("opening the one-sided window: {e}")))?;
+            Some((w, spec.sync))
+        }
+    };
+    let clock = Clock::synchronise(mpi);
+    let report = std::thread::scope(|s| {
+        let (jobs_tx, jobs_rx) = unbounded::<RunTask>();
+        let (done_tx, done_rx) = unbounded::<Finished>();
+        if cfg.progress == Progress::Thread {
+            for w in 0..cfg.workers {
+                let (jobs, done, clock) = (jobs_rx.clone(), done_tx.clone(), &clock);
+                std::thread::Builder::new()
+                    .name(format!("rank-{rank}-worker-{w}"))
+                    .spawn_scoped(s, move || {
+                        while let Ok(job) = jobs.recv() {
+                            if done.send(execute(dag, kernels, clock, w as u32, job)).is_err() {
+                                break;
+                            }
+                        }
+                    })
+                    .expect("spawn worker thread");
+            }
+        }
+        let mut driver = Driver::new(engine, p2p.as_raw(), coll.as_raw(), size, cfg, &clock, jobs_tx, done_rx);
+        driver.window = window.take();
+        let result = driver.run(dag, kernels);
+        window = driver.window.take();
+        drop(driver); // closes the job channel, so the workers end before the scope does
+        result
+    })?;
+    // Collective: every rank frees its window once its run is over, before the communicator goes.
+    drop(window);
+    drop(win_comm);
+    gather(mpi, report)
+}
+
+/// A kernel's outcome, from a worker to the progress loop.
+enum Finished {
+    Done(TaskDone),
+    Failed { task: TaskId, reason: String },
+}
+
+/// Each rank's time on rank 0's timeline: ns since the common start.
+struct Clock {
+    base: Instant,
+    /// The common start on this rank's local clock, ns.
+    start: i64,
+}
+
+impl Clock {
+    fn local(base: Instant) -> i64 {
+        base.elapsed().as_nanos() as i64
+    }
+
+    /// Measures this rank's offset to rank 0 (the ping-pong with the shortest round
+    /// trip of several wins) and agrees on a common start just after a barrier.
+    fn synchronise(mpi: &Mpi) -> Clock {
+        const ROUNDS: usize = 16;
+        let base = Instant::now();
+        let world = &mpi.world;
+        let mut offset = 0i64;
+        if mpi.rank() == 0 {
+            for r in 1..mpi.size() {
+                let peer = world.process_at_rank(r as i32);
+                for _ in 0..ROUNDS {
+                    let (_ping, _) = peer.receive_with_tag::<i64>(TAG_CLOCK);
+                    peer.send_with_tag(&Clock::local(base), TAG_CLOCK);
+                }
+            }
+        } else {
+            let root = world.process_at_rank(0);
+            let mut best = i64::MAX;
+            for _ in 0..ROUNDS {
+                let a = Clock::local(base);
+                root.send_with_tag(&a, TAG_CLOCK);
+                let (t0, _) = root.receive_with_tag::<i64>(TAG_CLOCK);
+                let b = Clock::local(base);
+                if b - a < best {
+                    best = b - a;
+                    offset = t0 - (a + b) / 2;
+                }
+            }
+        }
+        mpi.barrier();
+        let mut start = Clock::local(base) + offset;
+        ::mpi::collective::Root::broadcast_into(&world.process_at_rank(0), &mut start);
+        Clock { base, start: start - offset }
+    }
+
+    /// ns since the common start, on rank 0's timeline.
+    fn now(&self) -> u64 {
+        (Clock::local(self.base) - self.start).max(0) as u64
+    }
+}
+
+/// Compares every rank's plan with every other rank's; a difference fails every rank
+/// with the same message.
+fn check_plans(mpi: &Mpi, dag: &Dag, strategy: &str, cfg: &MpiConfig) -> Result<(), RunError> {
+    let name_hash =
+        strategy.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
+    let mine = [dag.fingerprint(), dag.ranks() as u64, name_hash, cfg.workers as u64];
+    let mut all = vec![0u64; 4 * mpi.size()];
+    ::mpi::collective::CommunicatorCollectives::all_gather_into(&mpi.world, &mine[..], &mut all[..]);
+    let plans: Vec<&[u64]> = all.chunks(4).collect();
+    let differ: Vec<usize> = (0..plans.len()).filter(|&r| plans[r] != plans[0]).collect();
+    if differ.is_empty() {
+        return Ok(());
+    }
+    let what = ["DAG fingerprint", "DAG rank count", "strategy", "workers"];
+    let fields: Vec<&str> =
+        (0..4).filter(|&i| differ.iter().any(|&r| plans[r][i] != plans[0][i])).map(|i| what[i]).collect();
+    Err(RunError::Config(format!(
+        "ranks {differ:?} built a different plan from rank 0 ({} differ: rank 0 has DAG fingerprint {:#018x}, rank {} \
+         has {:#018x}); every rank must run the same binary with the same workload, strategy, parameters and seed",
+        fields.join(", "),
+        plans[0][0],
+        differ[0],
+        plans[differ[0]][0]
+    )))
+}
+
+/// Hands out tags for separate payloads, cycling through `FIRST_DATA_TAG..=MPI_TAG_UB`
+/// per destination. A tag is reused only after the whole range went by; that is safe
+/// even while an older message with it is in flight, because MPI keeps messages of
+/// one source and tag in order and receivers post their receives in header order.
+pub struct Tags {
+    ub: i32,
+    next: Vec<i32>,
+}
+
+impl Tags {
+    /// An allocator for `ranks` destinations with `ub` the largest tag allowed.
+    ///
+    /// ```
+    /// use dagwire_runtime::mpi::Tags;
+    /// let mut t = Tags::new(2, 17);
+    /// assert_eq!((t.next(1), t.next(1), t.next(1), t.next(0)), (16, 17, 16, 16));
+    /// ```
+    pub fn new(ranks: usize, ub: i32) -> Tags {
+        assert!(ub > FIRST_DATA_TAG, "MPI_TAG_UB {ub} leaves no data tags (the standard guarantees 32767)");
+        Tags { ub, next: vec![FIRST_DATA_TAG; ranks] }
+    }
+
+    /// The next tag for a payload to `to`.
+    pub fn next(&mut self, to: usize) -> i32 {
+        let tag = self.next[to];
+        self.next[to] = if tag >= self.ub { FIRST_DATA_TAG } else { tag + 1 };
+        tag
+    }
+}
+
+/// A message from one source on its way to the engine, in arrival order.
+enum Arriving {
+    Ready(Message),
+    Payload(RecvOp, Message),
+}
+
+/// A broadcast this rank takes part in, until it completes here.
+#[derive(Default)]
+struct PendingBroadcast {
+    /// Set once the rank joined: the members to forward to.
+    children: Option<Vec<Rank>>,
+    /// What the parent sent: (from, bytes of the messages list, its sent_ns).
+    received: Option<(Rank, u64, Vec<Message>)>,
+}
+
+/// One rank's progress loop and everything in flight.
+struct Driver<'a> {
+    engine: Engine,
+    comm: RawComm,
+    coll: RawComm,
+    rank: Rank,
+    size: usize,
+    cfg: &'a MpiConfig,
+    clock: &'a Clock,
+    jobs: Sender<RunTask>,
+    done: Receiver<Finished>,
+    tags: Tags,
+    sends: Vec<SendOp>,
+    arriving: Vec<VecDeque<Arriving>>,
+    /// Collectives of every rank (all-to-all-v, fences) not started yet, in join order,
+    /// and the one in flight.
+    world_queue: VecDeque<CollectiveJoin>,
+    world_op: Option<(u64, WorldOp)>,
+    broadcasts: BTreeMap<u64, PendingBroadcast>,
+    data_sent: u64,
+    /// Whether the strategy may broadcast (else the loop does not probe for it).
+    broadcasting: bool,
+    /// The one-sided window and its synchronisation, when the strategy declared one.
+    window: Option<(Window, WindowSync)>,
+    /// Remote one-sided operations issued and not yet complete: (id, get ticket).
+    rma_pending: Vec<(u64, Option<GetId>)>,
+}
+
+/// A collective of every rank in flight.
+enum WorldOp {
+    AllToAllV(AllToAllV),
+    /// The barrier before a window fence.
+    Fence(IBarrier),
+}
+
+impl<'a> Driver<'a> {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        engine: Engine,
+        comm: RawComm,
+        coll: RawComm,
+        size: usize,
+        cfg: &'a MpiConfig,
+        clock: &'a Clock,
+        jobs: Sender<RunTask>,
+        done: Receiver<Finished>,
+    ) -> Self {
+        let rank = engine.rank();
+        let broadcasting = engine.needs().contains(&Capability::Broadcast);
+        Driver {
+            broadcasting,
+            engine,
+            comm,
+            coll,
+            rank,
+            size,
+            cfg,
+            clock,
+            jobs,
+            done,
+            tags: Tags::new(size, raw::tag_ub(comm)),
+            sends: Vec::new(),
+            arriving: (0..size).map(|_| VecDeque::new()).collect(),
+            world_queue: VecDeque::new(),
+            world_op: None,
+            broadcasts: BTreeMap::new(),
+            data_sent: 0,
+            window: None,
+            rma_pending: Vec::new(),
+        }
+    }
+
+    /// Runs until the engine is done and every send completed; returns this rank's report.
+    fn run(&mut self, dag: &Dag, kernels: &dyn Kernels) -> Result<wire::Report, RunError> {
+        self.engine.handle_start(self.clock.now());
+        let mut backoff = Backoff::default();
+        loop {
+            let mut progressed = self.poll_workers();
+            progressed |= self.poll_network().map_err(|e| self.protocol(e))?;
+            progressed |= self.act(dag, kernels).map_err(|e| self.protocol(e))?;
+            if let Some(e) = self.engine.error() {
+                return Err(RunError::Engine(e.clone()));
+            }
+            if self.engine.is_done() && self.sends.is_empty() {
+                let end = self.clock.now();
+                return Ok((self.engine.take_trace(), self.engine.take_results(), end));
+            }
+            if progressed {
+                backoff.reset();
+            } else if backoff.idle().is_some_and(|idle| idle > self.cfg.timeout) {
+                return Err(RunError::Stalled { timeout: self.cfg.timeout, ranks: vec![self.summary()] });
+            }
+        }
+    }
+
+    fn protocol(&self, reason: String) -> RunError {
+        RunError::Config(format!("rank {}: MPI driver: {reason}", self.rank))
+    }
+
+    fn summary(&self) -> String {
+        let arriving: usize = self.arriving.iter().map(VecDeque::len).sum();
+        format!(
+            "{}; MPI: {} sends in flight, {arriving} receives in flight, collective (all-to-all-v or fence) {} in flight and {} queued, \
+             broadcasts open {:?}",
+            self.engine.waiting_summary(),
+            self.sends.len(),
+            self.world_op.as_ref().map_or("none".to_string(), |(id, _)| id.to_string()),
+            self.world_queue.len(),
+            self.broadcasts.keys().collect::<Vec<_>>()
+        )
+    }
+
+    fn poll_workers(&mut self) -> bool {
+        if self.cfg.progress == Progress::Inline {
+            return false; // kernels ran on this thread and reported at once
+        }
+        let mut any = false;
+        while let Ok(f) = self.done.try_recv() {
+            any = true;
+            self.finished(f);
+        }
+        any
+    }
+
+    fn finished(&mut self, f: Finished) {
+        match f {
+            Finished::Done(done) => self.engine.handle_task_done(self.clock.now(), done),
+            Finished::Failed { task, reason } => self.engine.handle_task_failed(task, reason),
+        }
+    }
+
+    /// Everything MPI may have finished since the last poll.
+    fn poll_network(&mut self) -> Result<bool, String> {
+        let mut any = false;
+        self.sends.retain_mut(|s| {
+            let done = s.test();
+            any |= done;
+            !done
+        });
+        while let Some((from, bytes)) = raw::try_receive(self.comm, TAG_MSG) {
+            any = true;
+            let h = wire::decode(&bytes)?;
+            let from_i = from as usize;
+            let item = match h.data_tag {
+                Some(tag) => Arriving::Payload(RecvOp::start(self.comm, from, tag, h.len as usize)?, h.msg),
+                None => Arriving::Ready(h.msg),
+            };
+            self.arriving[from_i].push_back(item);
+        }
+        for from in 0..self.size {
+            while let Some(front) = self.arriving[from].front_mut() {
+                // Most passes find every queue empty; this loop then costs one check per rank.
+                let msg = match front {
+                    Arriving::Ready(_) => match self.arriving[from].pop_front() {
+                        Some(Arriving::Ready(m)) => m,
+                        _ => unreachable!("front was ready"),
+                    },
+                    Arriving::Payload(op, _) => match op.test()? {
+                        Some(payload) => match self.arriving[from].pop_front() {
+                            Some(Arriving::Payload(_, mut m)) => {
+                                m.payload = Some(payload);
+                                m
+                            }
+                            _ => unreachable!("front was a payload"),
+                        },
+                        None => break,
+                    },
+                };
+                any = true;
+                self.engine.handle_message(self.clock.now(), Rank(from as u32), msg);
+            }
+        }
+        while self.broadcasting
+            && let Some((from, bytes)) = raw::try_receive(self.comm, TAG_BCAST)
+        {
+            any = true;
+            let mut r = wire::Reader::new(&bytes);
+            let (id, sent_ns) = (r.u64()?, r.u64()?);
+            let messages = wire::get_messages(&mut r)?;
+            let entry = self.broadcasts.entry(id).or_default();
+            entry.received = Some((Rank(from as u32), sent_ns, messages));
+            self.try_complete_broadcast(id)?;
+        }
+        if let Some((id, WorldOp::Fence(barrier))) = self.world_op.as_mut()
+            && barrier.test()
+        {
+            let id = *id;
+            self.world_op = None;
+            any = true;
+            let (w, _) = self.window.as_mut().ok_or("a fence was joined, but the strategy declared no window")?;
+            // Every rank is past the barrier, so this fence returns once all arrive.
+            w.fence().map_err(|e| e.to_string())?;
+            self.complete_rma()?;
+            self.engine.handle_collective_done(self.clock.now(), id, Vec::new());
+        }
+        if let Some((id, WorldOp::AllToAllV(op))) = self.world_op.as_mut()
+            && let Some(parts) = op.test()?
+        {
+            let id = *id;
+            self.world_op = None;
+            any = true;
+            let now = self.clock.now();
+            let mut received = Vec::with_capacity(self.size - 1);
+            for (r, bytes) in parts.into_iter().enumerate().filter(|&(r, _)| r != self.rank.index()) {
+                let mut rd = wire::Reader::new(&bytes);
+                let sent_ns = rd.u64()?;
+                let messages = wire::get_messages(&mut rd)?;
+                received.push(Contribution { from: Rank(r as u32), sent_ns, recv_ns: now, messages });
+            }
+            self.engine.handle_collective_done(now, id, received);
+        }
+        if self.world_op.is_none()
+            && let Some(join) = self.world_queue.pop_front()
+        {
+            any = true;
+            match join.kind {
+                CollectiveKind::Fence => self.world_op = Some((join.id, WorldOp::Fence(IBarrier::start(self.coll)))),
+                _ => self.start_all_to_all(join)?,
+            }
+        }
+        Ok(any)
+    }
+
+    /// Executes the engine's actions; with inline progress, at most one kernel.
+    fn act(&mut self, dag: &Dag, kernels: &dyn Kernels) -> Result<bool, String> {
+        let mut any = false;
+        while let Some(action) = self.engine.poll_action(self.clock.now()) {
+            any = true;
+            match action {
+                Action::Send(out) => self.send(out.to, out.msg)?,
+                Action::Collective(join) => self.join(join)?,
+                Action::Run(job) if self.cfg.progress == Progress::Inline => {
+                    let f = execute(dag, kernels, self.clock, 0, job);
+                    self.finished(f);
+                    break;
+                }
+                Action::Run(job) => self.jobs.send(job).map_err(|_| "the kernel workers are gone".to_string())?,
+                Action::OneSided(op) => self.one_sided(op)?,
+            }
+        }
+        if matches!(self.window, Some((_, WindowSync::Passive))) && !self.rma_pending.is_empty() {
+            let (w, _) = self.window.as_mut().expect("matched");
+            w.flush_all().map_err(|e| e.to_string())?;
+            self.complete_rma()?;
+        }
+        Ok(any)
+    }
+
+    /// Issues a one-sided operation: a local copy on this rank's own window (complete at
+    /// once), otherwise an MPI put or get completed by the next flush or fence.
+    fn one_sided(&mut self, op: OneSided) -> Result<(), String> {
+        let now = self.clock.now();
+        let (w, _) = self.window.as_mut().ok_or("a one-sided operation, but the strategy declared no window")?;
+        let offset = op.offset as usize;
+        if op.target == self.rank {
+            let result = match op.access {
+                Access::Put(data) => w.write_local(offset, data.as_bytes()).map(|()| None),
+                Access::Get { len } => {
+                    let mut buf = Payload::zeroed(len as usize);
+                    w.read_local(offset, buf.as_bytes_mut()).map(|()| Some(buf))
+                }
+            };
+            match result {
+                Ok(data) => self.engine.handle_one_sided_done(now, op.id, data),
+                Err(e) => self.engine.handle_one_sided_failed(op.id, format!("on {}'s window: {e}", op.target)),
+            }
+            return Ok(());
+        }
+        let issued = match op.access {
+            Access::Put(data) => {
+                let mut bytes = Payload::clone(&data);
+                corrupt(self.cfg.fault, &mut self.data_sent, &mut bytes);
+                let (w, _) = self.window.as_mut().expect("checked");
+                w.put(op.target.index(), offset, bytes.as_bytes().to_vec()).map(|()| None)
+            }
+            Access::Get { len } => w.get(op.target.index(), offset, len as usize).map(Some),
+        };
+        match issued {
+            Ok(get) => self.rma_pending.push((op.id, get)),
+            Err(e) => self.engine.handle_one_sided_failed(op.id, format!("on {}'s window: {e}", op.target)),
+        }
+        Ok(())
+    }
+
+    /// Reports every issued one-sided operation complete (after a flush or a fence).
+    fn complete_rma(&mut self) -> Result<(), String> {
+        let now = self.clock.now();
+        for (id, get) in std::mem::take(&mut self.rma_pending) {
+            let data = match get {
+                None => None,
+                Some(ticket) => {
+                    let (w, _) = self.window.as_mut().expect("operations imply a window");
+                    let bytes = w.take_get(ticket).ok_or("a get was not complete after a flush or fence")?;
+                    let mut data = Payload::from_bytes(&bytes);
+                    corrupt(self.cfg.fault, &mut self.data_sent, &mut data);
+                    Some(data)
+                }
+            };
+            self.engine.handle_one_sided_done(now, id, data);
+        }
+        Ok(())
+    }
+
+    fn send(&mut self, to: Rank, mut msg: Message) -> Result<(), String> {
+        self.maybe_corrupt(&mut msg);
+        let dest = to.0 as i32;
+        match msg.payload.take() {
+            Some(payload) if payload.len() > INLINE_LIMIT => {
+                let tag = self.tags.next(to.index());
+                let mut header = Vec::with_capacity(wire::HEADER);
+                msg.payload = Some(Payload::default());
+                wire::put_header(&mut header, &msg, payload.len() as u64, Some(tag));
+                self.sends.push(SendOp::start(self.comm, dest, TAG_MSG, SendBuf::Bytes(header))?);
+                self.sends.push(SendOp::start(self.comm, dest, tag, SendBuf::Payload(payload))?);
+            }
+            payload => {
+                msg.payload = payload;
+                self.sends.push(SendOp::start(self.comm, dest, TAG_MSG, SendBuf::Bytes(wire::encode_inline(&msg)))?);
+            }
+        }
+        Ok(())
+    }
+
+    fn maybe_corrupt(&mut self, msg: &mut Message) {
+        if let Some(payload) = msg.payload.as_mut() {
+            corrupt(self.cfg.fault, &mut self.data_sent, payload);
+        }
+    }
+
+    fn join(&mut self, mut join: CollectiveJoin) -> Result<(), String> {
+        for m in join.sends.iter_mut().flat_map(|(_, m)| m.iter_mut()) {
+            self.maybe_corrupt(m);
+        }
+        match &join.kind {
+            CollectiveKind::AllToAllV | CollectiveKind::Fence => {
+                self.world_queue.push_back(join);
+                Ok(())
+            }
+            CollectiveKind::Broadcast { members, tree } => {
+                let v = members.iter().position(|&r| r == self.rank).expect("the engine checked membership");
+                let children: Vec<Rank> = tree.children(v, members.len()).into_iter().map(|c| members[c]).collect();
+                let id = join.id;
+                if v == 0 {
+                    let messages: Vec<Message> = join.sends.into_iter().flat_map(|(_, m)| m).collect();
+                    self.forward(id, &children, &messages)?;
+                    self.engine.handle_collective_done(self.clock.now(), id, Vec::new());
+                    return Ok(());
+                }
+                self.broadcasts.entry(id).or_default().children = Some(children);
+                self.try_complete_broadcast(id)
+            }
+        }
+    }
+
+    fn forward(&mut self, id: u64, children: &[Rank], messages: &[Message]) -> Result<(), String> {
+        if children.is_empty() {
+            return Ok(());
+        }
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(&id.to_le_bytes());
+        bytes.extend_from_slice(&self.clock.now().to_le_bytes());
+        wire::put_messages(&mut bytes, messages);
+        for c in children {
+            self.sends.push(SendOp::start(self.comm, c.0 as i32, TAG_BCAST, SendBuf::Bytes(bytes.clone()))?);
+        }
+        Ok(())
+    }
+
+    fn try_complete_broadcast(&mut self, id: u64) -> Result<(), String> {
+        let ready = self.broadcasts.get(&id).is_some_and(|b| b.children.is_some() && b.received.is_some());
+        if !ready {
+            return Ok(());
+        }
+        let b = self.broadcasts.remove(&id).expect("present");
+        let (children, (from, sent_ns, messages)) = (b.children.expect("joined"), b.received.expect("received"));
+        self.forward(id, &children, &messages)?;
+        let now = self.clock.now();
+        self.engine.handle_collective_done(now, id, vec![Contribution { from, sent_ns, recv_ns: now, messages }]);
+        Ok(())
+    }
+
+    fn start_all_to_all(&mut self, join: CollectiveJoin) -> Result<(), String> {
+        let now = self.clock.now();
+        let mut parts = vec![Vec::new(); self.size];
+        for (to, messages) in &join.sends {
+            let part = &mut parts[to.index()];
+            part.extend_from_slice(&now.to_le_bytes());
+            wire::put_messages(part, messages);
+        }
+        self.world_op = Some((join.id, WorldOp::AllToAllV(AllToAllV::start(self.coll, parts)?)));
+        Ok(())
+    }
+}
+
+/// Applies [`Fault::CorruptDataMessage`] to `payload` if it is this rank's `nth` data
+/// transfer (message or one-sided operation), counted in `sent`.
+fn corrupt(fault: Option<Fault>, sent: &mut u64, payload: &mut Payload) {
+    let Some(Fault::CorruptDataMessage { nth }) = fault else {
+        return;
+    };
+    *sent += 1;
+    if *sent - 1 == nth && !payload.is_empty() {
+        // As the local driver: byte 6 of an 8-byte word is high mantissa bits of an f64.
+        let at = ((payload.len() / 2) & !7) + 6;
+        let at = if at < payload.len() { at } else { payload.len() / 2 };
+        payload.as_bytes_mut()[at] ^= 0x40;
+    }
+}
+
+/// Idle waiting: spin, then yield, then sleep with a growing pause. The clock is read
+/// only once the spinning is over (reading it costs as much as a poll).
+#[derive(Default)]
+struct Backoff {
+    idle_polls: u32,
+    since: Option<Instant>,
+    sleep_us: u64,
+}
+
+impl Backoff {
+    /// How long the loop keeps polling (yielding between polls) before it sleeps.
+    const SPIN: Duration = Duration::from_micros(100);
+    /// The longest pause between polls once idle.
+    const MAX_SLEEP_US: u64 = 200;
+
+    fn reset(&mut self) {
+        self.idle_polls = 0;
+        self.since = None;
+        self.sleep_us = 0;
+    }
+
+    /// Polls without progress in a row that only spin.
+    const SPIN_POLLS: u32 = 32;
+
+    /// One idle pass; returns how long the loop has been idle when it looked at the clock.
+    fn idle(&mut self) -> Option<Duration> {
+        self.idle_polls += 1;
+        if self.idle_polls < Backoff::SPIN_POLLS {
+            std::hint::spin_loop();
+            return None;
+        }
+        let idle = self.since.get_or_insert_with(Instant::now).elapsed();
+        if idle < Backoff::SPIN {
+            std::thread::yield_now();
+        } else {
+            self.sleep_us = (self.sleep_us * 2).clamp(5, Backoff::MAX_SLEEP_US);
+            std::thread::sleep(Duration::from_micros(self.sleep_us));
+        }
+        Some(idle)
+    }
+}
+
+/// Runs one kernel, turning a panic into a failure report.
+fn execute(dag: &Dag, kernels: &dyn Kernels, clock: &Clock, worker: u32, job: RunTask) -> Finished {
+    let task = dag.task(job.task);
+    let start_ns = clock.now();
+    let result = catch_unwind(AssertUnwindSafe(|| kernels.run(task, job.inputs)));
+    let end_ns = clock.now();
+    match result {
+        Ok(Ok(outputs)) => Finished::Done(TaskDone { task: job.task, worker, start_ns, end_ns, outputs }),
+        Ok(Err(reason)) => Finished::Failed { task: job.task, reason },
+        Err(panic) => {
+            let text = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            Finished::Failed { task: job.task, reason: format!("kernel panicked: {text}") }
+        }
+    }
+}
+
+/// Sends every rank's report to rank 0, which merges them.
+fn gather(mpi: &Mpi, (trace, results, end): wire::Report) -> Result<Option<RunOutcome>, RunError> {
+    let world = &mpi.world;
+    if mpi.rank() != 0 {
+        let bytes = wire::encode_report(&trace, &results, end);
+        raw::count(bytes.len(), "a rank's trace and results").map_err(RunError::Config)?;
+        world.process_at_rank(0).send_with_tag(&bytes[..], TAG_GATHER);
+        return Ok(None);
+    }
+    let mut parts: Vec<Trace> = vec![trace];
+    let mut all: BTreeMap<ChunkId, Arc<Payload>> = results.into_iter().collect();
+    let mut makespan_ns = end;
+    for r in 1..mpi.size() {
+        let (bytes, _) = world.process_at_rank(r as i32).receive_vec_with_tag::<u8>(TAG_GATHER);
+        let (t, res, end) =
+            wire::decode_report(&bytes).map_err(|e| RunError::Config(format!("the report of rank {r}: {e}")))?;
+        parts.push(t);
+        all.extend(res);
+        makespan_ns = makespan_ns.max(end);
+    }
+    Ok(Some(RunOutcome { trace: Trace::merge(parts), results: all, makespan_ns }))
+}

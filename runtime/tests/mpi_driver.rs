@@ -1,0 +1,147 @@
+//! The mpi driver under a real MPI job: ranks with the same plan run it and gather every
+//! result to rank 0; ranks that built different plans all fail with the same clear error
+//! instead of hanging; a kernel that fails on one rank fails that rank with the task,
+//! the rank and the kernel's reason, and the job ends. Run by `cargo test` (feature
+//! `mpi`), this program launches itself with `mpirun -n 3` (`DAGWIRE_MPI_LAUNCHER`,
+//! `DAGWIRE_MPI_LAUNCHER_ARGS` override the launcher and its `--oversubscribe`).
+
+use dagwire_runtime::mpi::{self, Mpi, MpiConfig};
+use dagwire_runtime::{
+    ChunkId, DagBuilder, KernelId, Kernels, Message, Payload, Rank, RunError, Strategy, StrategyCtx, Task, TaskSpec,
+};
+use std::process::Command;
+use std::sync::Arc;
+
+/// Set for the job whose kernel fails on rank 1.
+const FAILING: &str = "DAGWIRE_TEST_FAILING_KERNEL";
+
+fn main() {
+    if Mpi::launched() {
+        if std::env::var_os(FAILING).is_some() {
+            failing_kernel_main()
+        } else {
+            ranks_main()
+        }
+        return;
+    }
+    let launch = |failing: bool| {
+        let launcher = std::env::var("DAGWIRE_MPI_LAUNCHER").unwrap_or_else(|_| "mpirun".into());
+        let args = std::env::var("DAGWIRE_MPI_LAUNCHER_ARGS").unwrap_or_else(|_| "--oversubscribe".into());
+        let mut cmd = Command::new(&launcher);
+        cmd.args(["-n", "3"])
+            .args(args.split_whitespace())
+            .arg(std::env::current_exe().expect("own path"))
+            .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+            .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1");
+        if failing {
+            cmd.env(FAILING, "1");
+        }
+        cmd.output()
+            .unwrap_or_else(|e| panic!("cannot start `{launcher}` ({e}); install Open MPI (scripts/packages.txt)"))
+    };
+    let ok = launch(false);
+    assert!(ok.status.success(), "the driver checks failed: {}\n{}", ok.status, String::from_utf8_lossy(&ok.stderr));
+    let started = std::time::Instant::now();
+    let failed = launch(true);
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(!failed.status.success(), "a failing kernel did not fail the job");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30), "the failed job hung");
+    assert!(
+        stderr.contains("rank 1 failed: task t1 (kernel 9) on rank r1 failed: kernel 9 refuses"),
+        "the job's error does not name the rank, task and reason:\n{stderr}"
+    );
+}
+
+/// Rank 1's only task fails; it reports why and aborts the job while the others wait.
+fn failing_kernel_main() {
+    let mpi = Mpi::init().expect("MPI initialises");
+    let n = mpi.size();
+    let mut b = DagBuilder::new(n);
+    let first = b.add(TaskSpec::new(KernelId(0), Rank(0)).args([1, 1, 0, 0]).outputs(&[8])).output(0);
+    b.add(TaskSpec::new(KernelId(9), Rank(1)).inputs(&[first]).outputs(&[8]));
+    let push = |_: Rank| -> Box<dyn Strategy> { Box::new(Push) };
+    if let Err(e) = mpi::run(&mpi, &Arc::new(b.finish()), &Sums, &push, &MpiConfig::default()) {
+        eprintln!("rank {} failed: {e}", mpi.rank());
+        mpi.abort(3);
+    }
+    // Ranks 0 and 2 finish and wait in the gather for rank 1, which never reports.
+}
+
+/// Sends every chunk whole to each remote reader.
+struct Push;
+
+impl Strategy for Push {
+    fn name(&self) -> &'static str {
+        "push"
+    }
+    fn op_name(&self, _: u8) -> &'static str {
+        "push-data"
+    }
+    fn on_chunk_ready(&mut self, ctx: &mut StrategyCtx<'_>, chunk: ChunkId, data: &Arc<Payload>, readers: &[Rank]) {
+        for &r in readers {
+            ctx.send(r, Message::data(0, chunk, (**data).clone()));
+        }
+    }
+    fn on_message(&mut self, ctx: &mut StrategyCtx<'_>, from: Rank, msg: Message) -> Result<(), String> {
+        let payload = msg.payload.ok_or("a data message without data")?;
+        ctx.deliver(msg.chunk, from, payload);
+        Ok(())
+    }
+}
+
+/// Kernel 0 writes `args[0]` repeated over `args[1]` f64s; kernel 1 sums its inputs' first values.
+struct Sums;
+
+impl Kernels for Sums {
+    fn run(&self, task: &Task, inputs: Vec<Arc<Payload>>) -> Result<Vec<Payload>, String> {
+        Ok(vec![match task.kernel.0 {
+            0 => Payload::from_f64(vec![task.args[0] as f64; task.args[1] as usize]),
+            9 => return Err("kernel 9 refuses".into()),
+            _ => Payload::from_f64(vec![inputs.iter().map(|p| p.as_f64()[0]).sum()]),
+        }])
+    }
+}
+
+fn ranks_main() {
+    let mpi = Mpi::init().expect("MPI initialises");
+    let (me, n) = (mpi.rank(), mpi.size());
+    let push = |_: Rank| -> Box<dyn Strategy> { Box::new(Push) };
+
+    // Every rank makes a value (one small, one above the driver's inline limit);
+    // rank 0 sums them.
+    let plan = |owner_of_sum: u32| {
+        let mut b = DagBuilder::new(n);
+        let parts: Vec<ChunkId> = (0..n as u32)
+            .map(|r| {
+                let len = if r == 1 { 1 << 16 } else { 4 };
+                b.add(TaskSpec::new(KernelId(0), Rank(r)).args([r + 1, len, 0, 0]).outputs(&[len as u64 * 8])).output(0)
+            })
+            .collect();
+        b.add(TaskSpec::new(KernelId(1), Rank(owner_of_sum)).inputs(&parts).outputs(&[8]));
+        Arc::new(b.finish())
+    };
+    let cfg = MpiConfig::default();
+    let out = mpi::run(&mpi, &plan(0), &Sums, &push, &cfg).expect("same plans run");
+    match out {
+        Some(out) => {
+            assert_eq!(me, 0, "only rank 0 gets the outcome");
+            let expected: f64 = (1..=n).map(|r| r as f64).sum();
+            let sum = out.results.values().find(|p| p.len() == 8).expect("the sum is a result");
+            assert_eq!(sum.as_f64()[0], expected);
+            assert_eq!(out.trace.tasks.len(), n + 1, "every rank's tasks gathered");
+            assert!(out.makespan_ns > 0);
+        }
+        None => assert_ne!(me, 0),
+    }
+
+    // Rank 2 puts the sum elsewhere: a different plan, refused on every rank.
+    let owner = if me == 2 { 1 } else { 0 };
+    match mpi::run(&mpi, &plan(owner), &Sums, &push, &cfg) {
+        Err(RunError::Config(msg)) => {
+            assert!(msg.contains("ranks [2] built a different plan from rank 0"), "rank {me}: {msg}");
+            assert!(msg.contains("DAG fingerprint"), "rank {me}: {msg}");
+        }
+        other => panic!("rank {me}: a different plan was not refused: {other:?}"),
+    }
+    mpi.barrier();
+}
