@@ -310,15 +310,11 @@ impl Collectives {
     /// This rank joins: sends what it contributes now and records how it takes part.
     fn join(&mut self, shared: &Shared<'_>, engine: &mut Engine, now: u64, join: CollectiveJoin) {
         let me = engine.rank();
-        let send = |to: Rank, messages: Vec<Message>| {
-            let part = Contribution { from: me, sent_ns: now, recv_ns: 0, messages };
-            let _ = shared.inboxes[to.index()].send(Incoming::Contribution { id: join.id, part });
-        };
-        let corrupt = |messages: Vec<Message>| messages.into_iter().map(|m| maybe_corrupt(shared, m)).collect();
+        let send = |to: Rank, messages: Vec<Message>| send_contribution(shared, to, join.id, me, now, messages);
         let joined = match join.kind {
             CollectiveKind::AllToAllV => {
                 for (to, messages) in join.sends {
-                    send(to, corrupt(messages));
+                    send(to, messages);
                 }
                 Joined::AllToAllV
             }
@@ -330,7 +326,7 @@ impl Collectives {
                 let v = members.iter().position(|&r| r == me).expect("a broadcast's members include who joins it");
                 let children: Vec<Rank> = tree.children(v, members.len()).into_iter().map(|c| members[c]).collect();
                 if v == 0 {
-                    let messages: Vec<Message> = corrupt(join.sends.into_iter().flat_map(|(_, m)| m).collect());
+                    let messages: Vec<Message> = join.sends.into_iter().flat_map(|(_, m)| m).collect();
                     for &child in &children {
                         send(child, messages.clone());
                     }
@@ -370,9 +366,7 @@ impl Collectives {
         }
         if let Some(Joined::Broadcast { children }) = done.joined {
             for child in children {
-                let messages = done.received[0].messages.clone();
-                let part = Contribution { from: engine.rank(), sent_ns: now, recv_ns: 0, messages };
-                let _ = shared.inboxes[child.index()].send(Incoming::Contribution { id, part });
+                send_contribution(shared, child, id, engine.rank(), now, done.received[0].messages.clone());
             }
         }
         engine.handle_collective_done(now, id, done.received);
@@ -400,7 +394,7 @@ fn act(shared: &Shared<'_>, engine: &mut Engine, collectives: &mut Collectives, 
         acted = true;
         match action {
             Action::Send(out) => {
-                let msg = maybe_corrupt(shared, out.msg);
+                let msg = on_the_wire(shared, out.msg);
                 // A closed inbox means that rank already failed; the abort flag reports it.
                 let _ = shared.inboxes[out.to.index()].send(Incoming::Message { from: engine.rank(), msg });
             }
@@ -504,8 +498,20 @@ fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_else(|| "unknown panic".into())
 }
 
-fn maybe_corrupt(shared: &Shared<'_>, mut msg: Message) -> Message {
+/// Sends `from`'s contribution to collective `id` to `to`, each message as it travels.
+fn send_contribution(shared: &Shared<'_>, to: Rank, id: u64, from: Rank, now: u64, messages: Vec<Message>) {
+    let messages = messages.into_iter().map(|m| on_the_wire(shared, m)).collect();
+    let part = Contribution { from, sent_ns: now, recv_ns: 0, messages };
+    // A closed inbox means that rank already failed; the abort flag reports it.
+    let _ = shared.inboxes[to.index()].send(Incoming::Contribution { id, part });
+}
+
+/// A message as it reaches its receiver: its bytes copied into a buffer of their own, as
+/// a shared-memory transport copies them (payloads are shared copy-on-write in the
+/// process), and corrupted if this is the run's faulty transfer.
+fn on_the_wire(shared: &Shared<'_>, mut msg: Message) -> Message {
     if let Some(payload) = msg.payload.as_mut() {
+        *payload = payload.copied();
         corrupt(shared, payload);
     }
     msg
