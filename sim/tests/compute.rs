@@ -51,7 +51,6 @@ fn measured_compute_needs_kernels_to_run() {
         &machine,
         SimConfig { ranks: 2, workers: 1, run_kernels: false, seed: 1, trace: Default::default() },
     )
-    .err()
-    .expect("measure without kernels is refused");
+    .expect_err("measure without kernels is refused");
     assert!(err.to_string().contains("measure"), "{err}");
 }

@@ -158,8 +158,7 @@ fn a_machine_too_small_for_the_ranks_is_refused() {
         &machine,
         SimConfig { ranks: 8, workers: 1, run_kernels: false, seed: 1, trace: Default::default() },
     )
-    .err()
-    .expect("8 nodes do not fit a 2x2 torus");
+    .expect_err("8 nodes do not fit a 2x2 torus");
     assert!(err.to_string().contains("torus"), "{err}");
 }
 

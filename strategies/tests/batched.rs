@@ -353,7 +353,7 @@ fn the_harness_catches_a_join_before_the_epochs_producers_finished() {
     let epoch_of = epochs(&dag, Epochs::Level);
     let inner = batched("level", 1);
     let hasty = |r: Rank| Box::new(Hasty { inner: inner(r), faked: None }) as Box<dyn Strategy>;
-    let err = drive(&dag, &hasty, &epoch_of, TIMINGS[0], 10_000).err().expect("a broken rule");
+    let err = drive(&dag, &hasty, &epoch_of, TIMINGS[0], 10_000).expect_err("a broken rule");
     assert!(err.contains("r2 joined collective 4294967296 (epoch 1) before its producers [t5] finished"), "{err}");
 }
 

@@ -23,8 +23,11 @@ pub struct WorkloadInfo {
     pub params: fn() -> Vec<ParamSpec>,
     /// Checks the parameters against the rank count and builds the workload.
     /// Errors name the parameter and what is allowed.
-    pub prepare: fn(params: &Params, ranks: usize, seed: u64) -> Result<Box<dyn Workload>, ParamError>,
+    pub prepare: Prepare,
 }
+
+/// Checks a workload's parameters against the rank count and builds it (seeded).
+pub type Prepare = fn(params: &Params, ranks: usize, seed: u64) -> Result<Box<dyn Workload>, ParamError>;
 
 impl WorkloadInfo {
     /// Resolves `given` against this workload's parameters (defaults for the rest) and
