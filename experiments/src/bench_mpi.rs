@@ -112,15 +112,34 @@ mod imp {
         Ok(())
     }
 
-    /// Lean kernels: 0 = make a chunk of `args[1]` bytes (zeroed, not filled); 1 = hand the
-    /// first input on unchanged (moved, not copied, when nothing else holds it); 2 = an
-    /// 8-byte acknowledgement.
-    struct Lean;
+    /// Lean kernels: 0 = hand out `args[2]` chunks sharing one zeroed buffer of `args[1]`
+    /// bytes (payloads are copy-on-write and nothing writes them, so, like the raw
+    /// baseline's one send buffer, it is allocated once); 1 = hand the first input on
+    /// unchanged (moved, not copied, when nothing else holds it); 2 = an 8-byte
+    /// acknowledgement.
+    struct Lean {
+        source: std::sync::Mutex<Payload>,
+    }
+
+    impl Lean {
+        fn new() -> Self {
+            Lean { source: std::sync::Mutex::new(Payload::default()) }
+        }
+
+        /// The shared source buffer, `len` bytes long.
+        fn source(&self, len: usize) -> Payload {
+            let mut source = self.source.lock().unwrap_or_else(|e| e.into_inner());
+            if source.len() != len {
+                *source = Payload::zeroed(len);
+            }
+            source.clone()
+        }
+    }
 
     impl Kernels for Lean {
         fn run(&self, task: &Task, mut inputs: Vec<Arc<Payload>>) -> Result<Vec<Payload>, String> {
             match task.kernel.0 {
-                0 => Ok((0..task.args[2]).map(|_| Payload::zeroed(task.args[1] as usize)).collect()),
+                0 => Ok((0..task.args[2]).map(|_| self.source(task.args[1] as usize)).collect()),
                 1 => Ok(vec![take(inputs.swap_remove(0))]),
                 _ => Ok(vec![Payload::zeroed(8)]),
             }
@@ -180,7 +199,7 @@ mod imp {
     /// the start of the first measured task to the end of the last.
     fn lean(mpi: &Mpi, plan: LeanPlan, size: usize, measured: u32, window: u32) -> Result<f64> {
         let cfg = MpiConfig { progress: Progress::Inline, ..MpiConfig::default() };
-        let out = match mpi::run(mpi, &plan.dag, &Lean, &eager, &cfg) {
+        let out = match mpi::run(mpi, &plan.dag, &Lean::new(), &eager, &cfg) {
             Ok(out) => out,
             Err(e) => {
                 eprintln!("rank {}: {e}", mpi.rank());
