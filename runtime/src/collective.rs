@@ -37,6 +37,15 @@ pub enum Capability {
 impl Capability {
     /// What a strategy that needs only messages needs.
     pub const POINT_TO_POINT: &'static [Capability] = &[Capability::PointToPoint];
+
+    /// Everything the engine can ask of a driver (what a complete driver offers).
+    pub const ALL: &'static [Capability] = &[
+        Capability::PointToPoint,
+        Capability::AllToAllV,
+        Capability::Broadcast,
+        Capability::OneSidedPassive,
+        Capability::OneSidedFence,
+    ];
 }
 
 impl fmt::Display for Capability {

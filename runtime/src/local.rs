@@ -61,13 +61,7 @@ impl Default for LocalConfig {
 }
 
 /// What the local driver offers strategies.
-pub const CAPABILITIES: &[Capability] = &[
-    Capability::PointToPoint,
-    Capability::AllToAllV,
-    Capability::Broadcast,
-    Capability::OneSidedPassive,
-    Capability::OneSidedFence,
-];
+pub const CAPABILITIES: &[Capability] = Capability::ALL;
 
 /// What reaches a rank thread.
 enum Incoming {

@@ -38,13 +38,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// What the sim driver offers strategies.
-pub const CAPABILITIES: &[Capability] = &[
-    Capability::PointToPoint,
-    Capability::AllToAllV,
-    Capability::Broadcast,
-    Capability::OneSidedPassive,
-    Capability::OneSidedFence,
-];
+pub const CAPABILITIES: &[Capability] = Capability::ALL;
 
 /// Settings of a simulated run.
 #[derive(Clone, Copy, Debug)]

@@ -72,13 +72,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What the MPI driver offers strategies.
-pub const CAPABILITIES: &[Capability] = &[
-    Capability::PointToPoint,
-    Capability::AllToAllV,
-    Capability::Broadcast,
-    Capability::OneSidedPassive,
-    Capability::OneSidedFence,
-];
+pub const CAPABILITIES: &[Capability] = Capability::ALL;
 
 /// Payloads up to this many bytes travel in the same MPI message as their header (one
 /// copy on each side); larger ones as a message of their own, without copies.
