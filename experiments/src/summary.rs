@@ -4,6 +4,7 @@
 //! this session's).
 
 use anyhow::{Context, Result};
+use dagwire_analysis::point_summary::is_figure_column;
 use dagwire_analysis::tables;
 use polars::prelude::{DataFrame, DataType};
 use std::collections::BTreeMap;
@@ -74,7 +75,7 @@ fn shown_columns(df: &DataFrame) -> Result<(Vec<String>, Vec<String>)> {
     for name in df.get_column_names() {
         let name = name.as_str();
         let column = df.column(name)?.as_materialized_series();
-        if name.contains('.') && !is_declared_param(name) {
+        if is_figure_column(name) {
             if column.null_count() < column.len() {
                 figures.push(name.to_string());
             }
@@ -90,19 +91,6 @@ fn shown_columns(df: &DataFrame) -> Result<(Vec<String>, Vec<String>)> {
         }
     }
     Ok((shown, figures))
-}
-
-/// Whether `<component>.<key>` is a parameter some workload, strategy or driver
-/// declares (otherwise it is a workload's figure, a result).
-fn is_declared_param(column: &str) -> bool {
-    let Some((component, key)) = column.split_once('.') else { return false };
-    let specs = dagwire_workloads::find(component)
-        .map(|w| (w.params)())
-        .or_else(|_| dagwire_strategies::find(component).map(|s| (s.params)()))
-        .ok()
-        .or_else(|| crate::drivers::find(component).map(|d| (d.params)()))
-        .unwrap_or_default();
-    specs.iter().any(|p| p.name == key)
 }
 
 fn numbers(df: &DataFrame, name: &str) -> Result<Vec<Option<f64>>> {
