@@ -313,6 +313,12 @@ impl Dag {
     pub fn local_index(&self, t: TaskId) -> usize {
         self.local_index[t.index()] as usize
     }
+    /// Whether a task on another rank than the producer's reads `c` (it must move).
+    pub fn is_read_remotely(&self, c: ChunkId) -> bool {
+        let owner = self.chunk_owner(c);
+        self.consumers(c).iter().any(|&t| self.task(t).owner != owner)
+    }
+
     /// Ranks other than the producer's that read a chunk, sorted and without repeats.
     pub fn remote_readers(&self, c: ChunkId) -> Vec<Rank> {
         let mut ranks = Vec::new();
@@ -421,6 +427,7 @@ mod tests {
         assert_eq!(dag.inputs(j.task), &[l.output(0), r.output(0)]);
         assert_eq!(dag.tasks_of(Rank(0)), &[a.task, j.task]);
         assert_eq!(dag.remote_readers(a.output(0)), vec![Rank(1), Rank(2)]);
+        assert!(dag.is_read_remotely(a.output(0)));
         assert_eq!(dag.remote_readers(l.output(0)), vec![Rank(0)]);
         assert_eq!(dag.sinks().collect::<Vec<_>>(), vec![j.output(0), j.output(1)]);
         assert_eq!(dag.chunk(j.output(1)).bytes, 16);

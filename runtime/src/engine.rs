@@ -260,8 +260,8 @@ pub struct Engine {
 struct Issued {
     target: Rank,
     chunk: ChunkId,
-    /// Bytes a get must return (`None` for a put).
-    get_len: Option<u64>,
+    /// A get (it returns `bytes` bytes), else a put.
+    get: bool,
     bytes: u64,
     issued_ns: u64,
 }
@@ -499,17 +499,15 @@ impl Engine {
             self.error = Some(EngineError::OneSided { rank: self.rank, id, why });
             return;
         };
-        let got = data.as_ref().map(|d| d.len() as u64);
-        if got != op.get_len {
-            let why = format!("should return {:?} bytes, the driver returned {got:?}", op.get_len);
+        let (got, want) = (data.as_ref().map(|d| d.len() as u64), op.get.then_some(op.bytes));
+        if got != want {
+            let why = format!("should return {want:?} bytes, the driver returned {got:?}");
             self.error = Some(EngineError::OneSided { rank: self.rank, id, why });
             return;
         }
         if op.target != self.rank {
-            let (src, dst, kind) = match op.get_len {
-                Some(_) => (op.target, self.rank, "rma-get"),
-                None => (self.rank, op.target, "rma-put"),
-            };
+            let (src, dst, kind) =
+                if op.get { (op.target, self.rank, "rma-get") } else { (self.rank, op.target, "rma-put") };
             self.trace.messages.push(MessageRecord {
                 src,
                 dst,
@@ -608,11 +606,8 @@ impl Engine {
             self.error = Some(EngineError::OneSided { rank: self.rank, id: op.id, why });
             return None;
         }
-        let get_len = match &op.access {
-            Access::Get { len } => Some(*len),
-            Access::Put(_) => None,
-        };
-        let issued = Issued { target: op.target, chunk: op.chunk, get_len, bytes: op.bytes(), issued_ns: now };
+        let get = matches!(op.access, Access::Get { .. });
+        let issued = Issued { target: op.target, chunk: op.chunk, get, bytes: op.bytes(), issued_ns: now };
         self.in_flight.insert(op.id, issued);
         Some(Action::OneSided(op))
     }

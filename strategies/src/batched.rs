@@ -300,14 +300,10 @@ impl Plan {
             let What::AllToAllV { incoming } = &mut collectives[at].what else { unreachable!("an all-to-all-v id") };
             incoming.push(c);
         }
-        let crosses = |c: ChunkId| {
-            let owner = dag.chunk_owner(c);
-            dag.consumers(c).iter().any(|&t| dag.task(t).owner != owner)
-        };
         let mut unfinished = BTreeMap::new();
         let mut senders = Vec::new();
         for &t in dag.tasks_of(rank) {
-            if dag.task(t).outputs().any(crosses) {
+            if dag.task(t).outputs().any(|c| dag.is_read_remotely(c)) {
                 senders.push((t, epoch[t.index()]));
                 *unfinished.entry(epoch[t.index()]).or_insert(0) += 1;
             }

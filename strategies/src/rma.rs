@@ -180,8 +180,8 @@ pub struct Layout {
 impl Layout {
     /// The window of `rank` in get mode: the chunks it produces that other ranks read.
     pub fn exposed(dag: &Dag, rank: Rank) -> Layout {
-        let read_elsewhere = |c: &ChunkId| dag.consumers(*c).iter().any(|&t| dag.task(t).owner != rank);
-        let chunks = dag.tasks_of(rank).iter().flat_map(|&t| dag.task(t).outputs()).filter(read_elsewhere);
+        let chunks =
+            dag.tasks_of(rank).iter().flat_map(|&t| dag.task(t).outputs()).filter(|&c| dag.is_read_remotely(c));
         Layout::of(dag, chunks.collect())
     }
 
@@ -267,13 +267,9 @@ impl Fences {
     fn new(dag: &Dag, rank: Rank, mode: Mode, cut: Epochs) -> Fences {
         let epoch = epochs(dag, cut);
         let per_epoch = if mode == Mode::Get { 2 } else { 1 };
-        let crosses = |c: ChunkId| {
-            let owner = dag.chunk_owner(c);
-            dag.consumers(c).iter().any(|&t| dag.task(t).owner != owner)
-        };
         let mut carrying: Vec<u32> = (0..dag.chunk_count() as u32)
             .map(ChunkId)
-            .filter(|&c| crosses(c))
+            .filter(|&c| dag.is_read_remotely(c))
             .map(|c| epoch[dag.chunk(c).producer.index()])
             .collect();
         carrying.sort_unstable();
@@ -281,8 +277,7 @@ impl Fences {
         let mut senders = Vec::new();
         let mut unfinished = BTreeMap::new();
         for &t in dag.tasks_of(rank) {
-            let read_elsewhere = |c: ChunkId| dag.consumers(c).iter().any(|&r| dag.task(r).owner != rank);
-            if dag.task(t).outputs().any(read_elsewhere) {
+            if dag.task(t).outputs().any(|c| dag.is_read_remotely(c)) {
                 senders.push((t, epoch[t.index()]));
                 *unfinished.entry(epoch[t.index()]).or_insert(0) += 1;
             }
