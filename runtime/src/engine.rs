@@ -342,6 +342,43 @@ impl Engine {
     /// (so operations issued before a fence reach the driver before it); then tasks, as
     /// long as a worker is free.
     pub fn poll_action(&mut self, now: u64) -> Option<Action> {
+        self.poll_communication(now).or_else(|| self.next_task().map(Action::Run))
+    }
+
+    /// Whether [`poll_communication`](Self::poll_communication) has something to hand
+    /// out (cheap: drivers ask before reading the clock for it).
+    pub fn has_communication(&self) -> bool {
+        self.error.is_none() && !(self.one_sided.is_empty() && self.sends.is_empty() && self.collectives.is_empty())
+    }
+
+    /// The next communication action (one-sided operation, message or collective, in
+    /// that order), never a task. [`poll_action`](Self::poll_action) is this, then
+    /// [`next_task`](Self::next_task); a driver that runs kernels on its own thread calls
+    /// them apart, to send what a kernel's outputs caused before it runs the next one.
+    ///
+    /// ```
+    /// use dagwire_runtime::engine::Engine;
+    /// use dagwire_runtime::{DagBuilder, KernelId, Rank, TaskSpec};
+    /// use std::sync::Arc;
+    /// # struct NoStrategy;
+    /// # impl dagwire_runtime::Strategy for NoStrategy {
+    /// #     fn name(&self) -> &'static str { "none" }
+    /// #     fn op_name(&self, _: u8) -> &'static str { "none" }
+    /// #     fn on_chunk_ready(&mut self, _: &mut dagwire_runtime::StrategyCtx<'_>, _: dagwire_runtime::ChunkId,
+    /// #         _: &Arc<dagwire_runtime::Payload>, _: &[Rank]) {}
+    /// #     fn on_message(&mut self, _: &mut dagwire_runtime::StrategyCtx<'_>, _: Rank,
+    /// #         _: dagwire_runtime::Message) -> Result<(), String> { Ok(()) }
+    /// # }
+    /// let mut b = DagBuilder::new(1);
+    /// b.add(TaskSpec::new(KernelId(0), Rank(0)).outputs(&[8]));
+    /// let mut engine = Engine::new(Rank(0), Arc::new(b.finish()), Box::new(NoStrategy), 1);
+    /// engine.handle_start(0);
+    /// assert!(!engine.has_communication());
+    /// assert!(engine.poll_communication(0).is_none()); // a task is ready, no communication
+    /// assert!(engine.next_task().is_some());
+    /// assert!(engine.next_task().is_none()); // the one worker is busy
+    /// ```
+    pub fn poll_communication(&mut self, now: u64) -> Option<Action> {
         if self.error.is_some() {
             return None;
         }
@@ -378,7 +415,13 @@ impl Engine {
             join.sends.iter_mut().flat_map(|(_, m)| m.iter_mut()).for_each(|m| m.sent_ns = now);
             return Some(Action::Collective(join));
         }
-        if self.busy >= self.workers {
+        None
+    }
+
+    /// The next ready task, if a worker is free (the highest priority, then the lowest
+    /// id), with its inputs.
+    pub fn next_task(&mut self) -> Option<RunTask> {
+        if self.error.is_some() || self.busy >= self.workers {
             return None;
         }
         let task = self.ready.pop()?.id.0;
@@ -386,7 +429,7 @@ impl Engine {
         self.running.push(task);
         let dag = Arc::clone(&self.dag);
         let inputs = dag.inputs(task).iter().map(|&c| self.read(c)).collect();
-        Some(Action::Run(RunTask { task, inputs }))
+        Some(RunTask { task, inputs })
     }
 
     /// A task this rank ran has finished.

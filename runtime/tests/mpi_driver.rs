@@ -89,6 +89,43 @@ impl Strategy for Push {
     }
 }
 
+/// Numbers its messages to each destination and refuses any that arrives out of that
+/// order: MPI keeps one source's messages in order and the driver must too, through its
+/// posted receives and separately received large payloads.
+#[derive(Default)]
+struct Sequenced {
+    sent: Vec<u64>,
+    due: Vec<u64>,
+}
+
+impl Strategy for Sequenced {
+    fn name(&self) -> &'static str {
+        "sequenced"
+    }
+    fn op_name(&self, _: u8) -> &'static str {
+        "sequenced-data"
+    }
+    fn on_chunk_ready(&mut self, ctx: &mut StrategyCtx<'_>, chunk: ChunkId, data: &Arc<Payload>, readers: &[Rank]) {
+        self.sent.resize(ctx.dag.ranks(), 0);
+        for &r in readers {
+            let mut msg = Message::data(0, chunk, (**data).clone());
+            msg.arg = self.sent[r.index()];
+            self.sent[r.index()] += 1;
+            ctx.send(r, msg);
+        }
+    }
+    fn on_message(&mut self, ctx: &mut StrategyCtx<'_>, from: Rank, msg: Message) -> Result<(), String> {
+        self.due.resize(ctx.dag.ranks(), 0);
+        let due = &mut self.due[from.index()];
+        if msg.arg != *due {
+            return Err(format!("message {} from {from} arrived when {due} was due", msg.arg));
+        }
+        *due += 1;
+        ctx.deliver(msg.chunk, from, msg.payload.ok_or("a data message without data")?);
+        Ok(())
+    }
+}
+
 /// Kernel 0 writes `args[0]` repeated over `args[1]` f64s; kernel 1 sums its inputs' first values.
 struct Sums;
 
@@ -134,6 +171,8 @@ fn ranks_main() {
         None => assert_ne!(me, 0),
     }
 
+    in_order_burst(&mpi);
+
     // Rank 2 puts the sum elsewhere: a different plan, refused on every rank.
     let owner = if me == 2 { 1 } else { 0 };
     match mpi::run(&mpi, &plan(owner), &Sums, &push, &cfg) {
@@ -144,4 +183,31 @@ fn ranks_main() {
         other => panic!("rank {me}: a different plan was not refused: {other:?}"),
     }
     mpi.barrier();
+}
+
+/// Every other rank sends rank 0 a burst of many more messages than the driver posts
+/// receives for, small ones inline and large ones (above the inline limit) with their
+/// payload apart, interleaved; they must reach the strategy in sending order and sum right.
+fn in_order_burst(mpi: &Mpi) {
+    const BURST: u32 = 64;
+    let n = mpi.size();
+    let mut b = DagBuilder::new(n);
+    let mut parts = Vec::new();
+    for r in 1..n as u32 {
+        for i in 0..BURST {
+            let len = if i % 3 == 0 { 4096 } else { 2 };
+            let bytes = [len as u64 * 8];
+            parts.push(b.add(TaskSpec::new(KernelId(0), Rank(r)).args([i + 1, len, 0, 0]).outputs(&bytes)).output(0));
+        }
+    }
+    b.add(TaskSpec::new(KernelId(1), Rank(0)).inputs(&parts).outputs(&[8]));
+    let sequenced = |_: Rank| -> Box<dyn Strategy> { Box::new(Sequenced::default()) };
+    let cfg = MpiConfig { progress: dagwire_runtime::Progress::Inline, ..MpiConfig::default() };
+    let out = mpi::run(mpi, &Arc::new(b.finish()), &Sums, &sequenced, &cfg);
+    let out = out.unwrap_or_else(|e| panic!("rank {}: the burst failed: {e}", mpi.rank()));
+    if let Some(out) = out {
+        let expected = (n - 1) as f64 * (BURST * (BURST + 1) / 2) as f64;
+        let sum = out.results.values().find(|p| p.len() == 8).expect("the sum is a result");
+        assert_eq!(sum.as_f64()[0], expected, "the burst's sum");
+    }
 }

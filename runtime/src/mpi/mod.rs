@@ -5,13 +5,15 @@
 //! MPI is called (so the driver asks for `MPI_THREAD_FUNNELED` and checks it got it);
 //! kernels run on worker threads ([`Progress::Thread`]) or between polls on the loop's
 //! own thread ([`Progress::Inline`]). The loop:
-//! - receives engine messages with a matched probe (`MPI_Improbe` + `MPI_Mrecv`) on one
-//!   tag; a payload larger than [`INLINE_LIMIT`] travels as its own message, received
+//! - receives engine messages on one tag into receives posted ahead ([`Mailbox`]: an
+//!   arriving message lands in place, with none of a matched probe's extra queueing and
+//!   copy); a payload larger than [`INLINE_LIMIT`] travels as its own message, received
 //!   with `MPI_Irecv` straight into the chunk's buffer on a tag from one allocator
 //!   ([`Tags`]) that stays below the communicator's `MPI_TAG_UB`; messages from one
 //!   source reach the engine in the order they were sent;
 //! - sends with `MPI_Isend` from the message's own buffer (no copy for large payloads)
-//!   and tests outstanding sends and receives;
+//!   and tests outstanding sends and receives; messages a kernel's outputs cause leave
+//!   right after it, stamped with its end (inline progress), before the next poll;
 //! - runs all-to-all-v collectives as `MPI_Ialltoall` (counts) then `MPI_Ialltoallv`
 //!   (bytes) on a communicator of their own, one at a time in join order (the engine
 //!   makes every rank join them in the same order); broadcasts travel down their tree
@@ -65,7 +67,7 @@ use ::mpi::raw::AsRaw;
 use ::mpi::topology::{Communicator, SimpleCommunicator};
 use ::mpi::traits::{Destination, Source};
 use crossbeam_channel::{Receiver, Sender, unbounded};
-use raw::{AllToAllV, IBarrier, RawComm, RecvOp, SendBuf, SendOp};
+use raw::{AllToAllV, IBarrier, Mailbox, RawComm, RecvOp, SendBuf, SendOp};
 use std::collections::{BTreeMap, VecDeque};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -77,6 +79,10 @@ pub const CAPABILITIES: &[Capability] = Capability::ALL;
 /// Payloads up to this many bytes travel in the same MPI message as their header (one
 /// copy on each side); larger ones as a message of their own, without copies.
 pub const INLINE_LIMIT: usize = 16 << 10;
+
+/// Receives posted ahead for engine messages: enough for a burst from a few peers;
+/// more arrivals wait in MPI's unexpected queue until a receive is posted again.
+const MAILBOX_DEPTH: usize = 8;
 
 /// Tag of engine message headers (on the driver's point-to-point communicator).
 const TAG_MSG: i32 = 1;
@@ -251,7 +257,8 @@ pub fn run(
                     .expect("spawn worker thread");
             }
         }
-        let mut driver = Driver::new(engine, p2p.as_raw(), coll.as_raw(), size, cfg, &clock, jobs_tx, done_rx);
+        let mut driver = Driver::new(engine, p2p.as_raw(), coll.as_raw(), size, cfg, &clock, jobs_tx, done_rx)
+            .map_err(|e| RunError::Config(format!("rank {rank}: MPI driver: {e}")))?;
         driver.window = window.take();
         let result = driver.run(dag, kernels);
         window = driver.window.take();
@@ -406,6 +413,8 @@ struct Driver<'a> {
     jobs: Sender<RunTask>,
     done: Receiver<Finished>,
     tags: Tags,
+    /// Receives posted ahead for engine messages (headers and inline payloads).
+    mailbox: Mailbox,
     sends: Vec<SendOp>,
     arriving: Vec<VecDeque<Arriving>>,
     /// Collectives of every rank (all-to-all-v, fences) not started yet, in join order,
@@ -440,10 +449,11 @@ impl<'a> Driver<'a> {
         clock: &'a Clock,
         jobs: Sender<RunTask>,
         done: Receiver<Finished>,
-    ) -> Self {
+    ) -> Result<Self, String> {
         let rank = engine.rank();
         let broadcasting = engine.needs().contains(&Capability::Broadcast);
-        Driver {
+        let mailbox = Mailbox::post(comm, TAG_MSG, MAILBOX_DEPTH, wire::HEADER + INLINE_LIMIT)?;
+        Ok(Driver {
             broadcasting,
             engine,
             comm,
@@ -455,6 +465,7 @@ impl<'a> Driver<'a> {
             jobs,
             done,
             tags: Tags::new(size, raw::tag_ub(comm)),
+            mailbox,
             sends: Vec::new(),
             arriving: (0..size).map(|_| VecDeque::new()).collect(),
             world_queue: VecDeque::new(),
@@ -463,7 +474,7 @@ impl<'a> Driver<'a> {
             data_sent: 0,
             window: None,
             rma_pending: Vec::new(),
-        }
+        })
     }
 
     /// Runs until the engine is done and every send completed; returns this rank's report.
@@ -520,7 +531,8 @@ impl<'a> Driver<'a> {
 
     fn finished(&mut self, f: Finished) {
         match f {
-            Finished::Done(done) => self.engine.handle_task_done(self.clock.now(), done),
+            // The kernel's end is the latest time known: no second clock read.
+            Finished::Done(done) => self.engine.handle_task_done(done.end_ns, done),
             Finished::Failed { task, reason } => self.engine.handle_task_failed(task, reason),
         }
     }
@@ -533,15 +545,18 @@ impl<'a> Driver<'a> {
             any |= done;
             !done
         });
-        while let Some((from, bytes)) = raw::try_receive(self.comm, TAG_MSG) {
-            any = true;
-            let h = wire::decode(&bytes)?;
-            let from_i = from as usize;
+        let (comm, arriving) = (self.comm, &mut self.arriving);
+        while let Some(got) = self.mailbox.try_next(|from, bytes| -> Result<(), String> {
+            let h = wire::decode(bytes)?;
             let item = match h.data_tag {
-                Some(tag) => Arriving::Payload(RecvOp::start(self.comm, from, tag, h.len as usize)?, h.msg),
+                Some(tag) => Arriving::Payload(RecvOp::start(comm, from, tag, h.len as usize)?, h.msg),
                 None => Arriving::Ready(h.msg),
             };
-            self.arriving[from_i].push_back(item);
+            arriving[from as usize].push_back(item);
+            Ok(())
+        }) {
+            got?;
+            any = true;
         }
         for from in 0..self.size {
             while let Some(front) = self.arriving[from].front_mut() {
@@ -617,27 +632,48 @@ impl<'a> Driver<'a> {
         Ok(any)
     }
 
-    /// Executes the engine's actions; with inline progress, at most one kernel.
+    /// Executes the engine's actions: communication first (stamped with one clock read),
+    /// then tasks; with inline progress at most one kernel, and what its outputs caused
+    /// leaves at once, stamped with the kernel's end (it is on the critical path).
     fn act(&mut self, dag: &Dag, kernels: &dyn Kernels) -> Result<bool, String> {
         let mut any = false;
-        while let Some(action) = self.engine.poll_action(self.clock.now()) {
+        if self.engine.has_communication() {
+            any |= self.communicate(self.clock.now())?;
+        }
+        while let Some(job) = self.engine.next_task() {
             any = true;
-            match action {
-                Action::Send(out) => self.send(out.to, out.msg)?,
-                Action::Collective(join) => self.join(join)?,
-                Action::Run(job) if self.cfg.progress == Progress::Inline => {
-                    let f = execute(dag, kernels, self.clock, 0, job);
-                    self.finished(f);
-                    break;
-                }
-                Action::Run(job) => self.jobs.send(job).map_err(|_| "the kernel workers are gone".to_string())?,
-                Action::OneSided(op) => self.one_sided(op)?,
+            if self.cfg.progress == Progress::Thread {
+                self.jobs.send(job).map_err(|_| "the kernel workers are gone".to_string())?;
+                continue;
             }
+            let f = execute(dag, kernels, self.clock, 0, job);
+            let end = match &f {
+                Finished::Done(done) => done.end_ns,
+                Finished::Failed { .. } => self.clock.now(),
+            };
+            self.finished(f);
+            self.communicate(end)?;
+            break;
         }
         if matches!(self.window, Some((_, WindowSync::Passive))) && !self.rma_pending.is_empty() {
             let (w, _) = self.window.as_mut().expect("matched");
             w.flush_all().map_err(|e| e.to_string())?;
             self.complete_rma()?;
+        }
+        Ok(any)
+    }
+
+    /// Hands every pending communication action to MPI, stamped `now`.
+    fn communicate(&mut self, now: u64) -> Result<bool, String> {
+        let mut any = false;
+        while let Some(action) = self.engine.poll_communication(now) {
+            any = true;
+            match action {
+                Action::Send(out) => self.send(out.to, out.msg)?,
+                Action::Collective(join) => self.join(join)?,
+                Action::OneSided(op) => self.one_sided(op)?,
+                Action::Run(_) => unreachable!("poll_communication hands out no tasks"),
+            }
         }
         Ok(any)
     }

@@ -1,5 +1,5 @@
 //! Every `unsafe` line of the MPI driver: nonblocking point-to-point operations that
-//! own their buffers, matched probes, the nonblocking all-to-all-v, a communicator's
+//! own their buffers, receives posted ahead ([`Mailbox`]), matched probes, the nonblocking all-to-all-v, a communicator's
 //! tag limit, and [`Window`], a safe wrapper over MPI one-sided communication (RMA),
 //! which rsmpi does not offer. Nothing outside this module calls `::mpi::ffi`.
 //!
@@ -9,7 +9,8 @@
 //!    them back only once `MPI_Test` says the request completed. Moving the owning
 //!    struct moves only the `Vec`/`Payload` handles, not the heap memory MPI was given.
 //!    Dropping an operation that has not completed leaks its buffers on purpose
-//!    (`mem::forget`) and frees the request handle, so MPI never writes into freed memory.
+//!    (`mem::forget`) and frees the request handle, so MPI never writes into freed memory;
+//!    a [`Mailbox`] instead cancels its receives and waits for them before freeing.
 //! 2. **Counts fit a C `int`.** Lengths are checked against `c_int::MAX` before every
 //!    call; a larger message is refused with a message saying so (split the chunk).
 //! 3. **Window memory is never a Rust reference.** The bytes of a [`Window`] are
@@ -250,6 +251,92 @@ impl Drop for RecvOp {
         if let Some(buf) = self.buf.take() {
             abandon(&mut self.req);
             std::mem::forget(buf);
+        }
+    }
+}
+
+/// Receives of small messages from any source on one tag, posted ahead of time
+/// (`MPI_Irecv` into fixed buffers) so an arriving message lands straight in one:
+/// cheaper than a matched probe, which leaves the message in MPI's unexpected queue
+/// first. Receives are posted and completed in ring order; MPI's non-overtaking rule
+/// matches messages of one source to them in sending order, so taking them in that
+/// order keeps each source's messages in order.
+#[derive(Debug)]
+pub struct Mailbox {
+    comm: RawComm,
+    tag: i32,
+    /// Posted receives in posting order (the front is tested first).
+    slots: std::collections::VecDeque<Slot>,
+    capacity: c_int,
+}
+
+#[derive(Debug)]
+struct Slot {
+    req: ffi::MPI_Request,
+    buf: Box<[u8]>,
+}
+
+impl Mailbox {
+    /// Posts `depth` receives of up to `capacity` bytes each; a longer message on `tag`
+    /// is an error (MPI's truncation), so senders must keep under it.
+    pub fn post(comm: RawComm, tag: i32, depth: usize, capacity: usize) -> Result<Mailbox, String> {
+        let capacity = count(capacity, "a mailbox slot")?;
+        let mut mailbox = Mailbox { comm, tag, slots: std::collections::VecDeque::with_capacity(depth), capacity };
+        for _ in 0..depth.max(1) {
+            let slot = Slot { req: request_null(), buf: vec![0u8; capacity as usize].into_boxed_slice() };
+            mailbox.repost(slot);
+        }
+        Ok(mailbox)
+    }
+
+    fn repost(&mut self, mut slot: Slot) {
+        let ptr: *mut c_void = slot.buf.as_mut_ptr().cast();
+        // SAFETY: the slot's buffer has `capacity` writable bytes and stays owned by the
+        // mailbox, at a stable heap address, until the request completes or is cancelled
+        // (invariant 1).
+        unsafe {
+            ok(
+                ffi::MPI_Irecv(ptr, self.capacity, byte(), ffi::RSMPI_ANY_SOURCE, self.tag, self.comm, &mut slot.req),
+                "MPI_Irecv",
+            )
+        };
+        self.slots.push_back(slot);
+    }
+
+    /// Hands the oldest posted receive's message, if it arrived, to `read` as
+    /// `(source, bytes)`, then posts that receive again.
+    pub fn try_next<R>(&mut self, read: impl FnOnce(i32, &[u8]) -> R) -> Option<R> {
+        let front = self.slots.front_mut()?;
+        let mut flag: c_int = 0;
+        let mut status = MaybeUninit::<ffi::MPI_Status>::uninit();
+        // SAFETY: a live request; MPI writes the status when it reports completion.
+        let status = unsafe {
+            ok(ffi::MPI_Test(&mut front.req, &mut flag, status.as_mut_ptr()), "MPI_Test");
+            if flag == 0 {
+                return None;
+            }
+            status.assume_init()
+        };
+        let mut n: c_int = 0;
+        // SAFETY: a status MPI filled in for a completed receive.
+        unsafe { ok(ffi::MPI_Get_count(&status, byte(), &mut n), "MPI_Get_count") };
+        let slot = self.slots.pop_front().expect("tested above");
+        let out = read(status.MPI_SOURCE, &slot.buf[..n.max(0) as usize]);
+        self.repost(slot);
+        Some(out)
+    }
+}
+
+impl Drop for Mailbox {
+    /// Cancels the posted receives and waits for each to end (cancelled, or completed by
+    /// a message nobody will read), so MPI holds no pointer into the buffers freed next.
+    fn drop(&mut self) {
+        for slot in &mut self.slots {
+            // SAFETY: a live receive request; after MPI_Wait returns MPI no longer uses the buffer.
+            unsafe {
+                ok(ffi::MPI_Cancel(&mut slot.req), "MPI_Cancel");
+                ok(ffi::MPI_Wait(&mut slot.req, ffi::RSMPI_STATUS_IGNORE), "MPI_Wait");
+            }
         }
     }
 }
