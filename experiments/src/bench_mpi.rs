@@ -8,6 +8,11 @@
 //!   sender's messages are allocated, not filled), so the column shows the engine,
 //!   strategy and driver alone.
 //!
+//! Below the table, the smallest size's lean ping-pong is taken apart hop by hop from
+//! its own trace (medians, rank 0's timeline): from a kernel's end (when its message is
+//! stamped sent) to the message's arrival, from there to the next kernel's start, and
+//! the kernel itself — where the engine's latency over raw MPI goes.
+//!
 //! Started outside an MPI job it launches itself with `mpirun -n 2` (the launcher and
 //! its arguments from `DAGWIRE_MPI_LAUNCHER` and `DAGWIRE_MPI_LAUNCHER_ARGS`) and the
 //! same malloc settings as `experiment run` gives MPI jobs
@@ -90,14 +95,16 @@ mod imp {
                 "bytes", "raw lat", "micro", "ratio", "lean", "ratio", "raw bw", "micro", "ratio", "lean", "ratio"
             );
         }
+        let mut first_hops = None;
         for &size in &sizes {
             let (measured, warmup) = effective_iterations(size as u64, iterations, iterations / 10);
             let raw_lat = raw_pingpong(&mpi, size, measured, warmup);
             let micro_lat = engine_figure(&mpi, "pingpong", size, iterations, 1)?;
-            let lean_lat = lean(&mpi, lean_pingpong(size, measured, warmup), size, measured, 1)?;
+            let (lean_lat, hops) = lean(&mpi, lean_pingpong(size, measured, warmup), size, measured, 1)?;
+            first_hops = first_hops.or(hops.map(|h| (size, h, raw_lat)));
             let raw_bw = raw_bandwidth(&mpi, size, measured, warmup, window);
             let micro_bw = engine_figure(&mpi, "bandwidth", size, iterations, window)?;
-            let lean_bw = lean(&mpi, lean_bandwidth(size, measured, warmup, window), size, measured, window)?;
+            let (lean_bw, _) = lean(&mpi, lean_bandwidth(size, measured, warmup, window), size, measured, window)?;
             if root {
                 println!(
                     "{size:>9} | {raw_lat:>8.2} {micro_lat:>8.2} {:>5.2}x {lean_lat:>8.2} {:>5.2}x | {raw_bw:>8.0} \
@@ -109,7 +116,56 @@ mod imp {
                 );
             }
         }
+        if let Some((size, h, raw)) = first_hops {
+            println!(
+                "a lean {size}-byte hop, median ns: kernel end (message sent) -> received {}, received -> next \
+                 kernel starts {}, kernel {}; one way {:.0} against raw {:.0}",
+                h.wire,
+                h.dispatch,
+                h.kernel,
+                h.total(),
+                raw * 1e3
+            );
+        }
         Ok(())
+    }
+
+    /// Where one hop of the lean ping-pong goes, medians over the measured hops, ns.
+    struct Hops {
+        /// From the sending kernel's end (the message's send stamp) to its arrival.
+        wire: i64,
+        /// From the arrival to the start of the kernel that reads it.
+        dispatch: i64,
+        /// The reading kernel (it hands the buffer on).
+        kernel: i64,
+    }
+
+    impl Hops {
+        fn total(&self) -> f64 {
+            (self.wire + self.dispatch + self.kernel) as f64
+        }
+
+        /// Medians over the messages whose producer is a measured hop of `plan`.
+        fn of(plan: &LeanPlan, trace: &dagwire_runtime::Trace) -> Option<Hops> {
+            let at: std::collections::HashMap<u32, (u64, u64)> =
+                trace.tasks.iter().map(|r| (r.task.0, (r.start_ns, r.end_ns))).collect();
+            let (mut wire, mut dispatch, mut kernel) = (Vec::new(), Vec::new(), Vec::new());
+            for m in &trace.messages {
+                let producer = plan.dag.chunk(m.chunk).producer.0;
+                if producer < plan.first || producer >= plan.last {
+                    continue;
+                }
+                let (start, end) = *at.get(&plan.dag.consumers(m.chunk).first()?.0)?;
+                wire.push(m.recv_ns as i64 - m.sent_ns as i64);
+                dispatch.push(start as i64 - m.recv_ns as i64);
+                kernel.push(end as i64 - start as i64);
+            }
+            let median = |mut v: Vec<i64>| {
+                v.sort_unstable();
+                v.get(v.len() / 2).copied()
+            };
+            Some(Hops { wire: median(wire)?, dispatch: median(dispatch)?, kernel: median(kernel)? })
+        }
     }
 
     /// Lean kernels: 0 = hand out `args[2]` chunks sharing one zeroed buffer of `args[1]`
@@ -195,9 +251,9 @@ mod imp {
         LeanPlan { dag: Arc::new(b.finish()), first, last }
     }
 
-    /// Runs a lean plan; rank 0 returns one-way latency (window 1) or bandwidth, from
-    /// the start of the first measured task to the end of the last.
-    fn lean(mpi: &Mpi, plan: LeanPlan, size: usize, measured: u32, window: u32) -> Result<f64> {
+    /// Runs a lean plan; rank 0 returns one-way latency (window 1, with where its hops
+    /// go) or bandwidth, from the start of the first measured task to the end of the last.
+    fn lean(mpi: &Mpi, plan: LeanPlan, size: usize, measured: u32, window: u32) -> Result<(f64, Option<Hops>)> {
         let cfg = MpiConfig { progress: Progress::Inline, ..MpiConfig::default() };
         let out = match mpi::run(mpi, &plan.dag, &Lean::new(), &eager, &cfg) {
             Ok(out) => out,
@@ -206,7 +262,7 @@ mod imp {
                 mpi.abort(1)
             }
         };
-        let Some(out) = out else { return Ok(0.0) };
+        let Some(out) = out else { return Ok((0.0, None)) };
         let at = |t: u32| out.trace.tasks.iter().find(|r| r.task.0 == t).map(|r| (r.start_ns, r.end_ns));
         // Ping-pong: from the end of the last warm-up hop; bandwidth: from the start of
         // the first measured send task.
@@ -216,9 +272,9 @@ mod imp {
         let start = if window == 1 { first_end } else { first_start };
         let span = (end - start) as f64;
         Ok(if window == 1 {
-            span / (2.0 * measured as f64) / 1e3
+            (span / (2.0 * measured as f64) / 1e3, Hops::of(&plan, &out.trace))
         } else {
-            size as f64 * window as f64 * measured as f64 * 1e3 / span
+            (size as f64 * window as f64 * measured as f64 * 1e3 / span, None)
         })
     }
 

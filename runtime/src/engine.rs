@@ -662,9 +662,12 @@ impl Engine {
             self.error = Some(EngineError::Protocol { strategy: self.strategy.name(), rank: self.rank, reason });
             return;
         }
-        for (chunk, src, payload) in std::mem::take(&mut self.delivered) {
+        // Drained through a taken list handed back afterwards, so its allocation is reused.
+        let mut delivered = std::mem::take(&mut self.delivered);
+        for (chunk, src, payload) in delivered.drain(..) {
             self.received(chunk, src, payload);
         }
+        self.delivered = delivered;
     }
 
     /// A local task produced `chunk`: hand it to remote readers and local ones.

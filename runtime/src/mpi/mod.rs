@@ -485,6 +485,7 @@ impl<'a> Driver<'a> {
             let mut progressed = self.poll_workers();
             progressed |= self.poll_network().map_err(|e| self.protocol(e))?;
             progressed |= self.act(dag, kernels).map_err(|e| self.protocol(e))?;
+            self.mailbox.rearm();
             if let Some(e) = self.engine.error() {
                 return Err(RunError::Engine(e.clone()));
             }

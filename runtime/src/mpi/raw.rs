@@ -267,6 +267,8 @@ pub struct Mailbox {
     tag: i32,
     /// Posted receives in posting order (the front is tested first).
     slots: std::collections::VecDeque<Slot>,
+    /// Receives whose message was taken, to post again ([`Mailbox::rearm`]).
+    taken: Vec<Slot>,
     capacity: c_int,
 }
 
@@ -281,7 +283,8 @@ impl Mailbox {
     /// is an error (MPI's truncation), so senders must keep under it.
     pub fn post(comm: RawComm, tag: i32, depth: usize, capacity: usize) -> Result<Mailbox, String> {
         let capacity = count(capacity, "a mailbox slot")?;
-        let mut mailbox = Mailbox { comm, tag, slots: std::collections::VecDeque::with_capacity(depth), capacity };
+        let slots = std::collections::VecDeque::with_capacity(depth);
+        let mut mailbox = Mailbox { comm, tag, slots, taken: Vec::with_capacity(depth), capacity };
         for _ in 0..depth.max(1) {
             let slot = Slot { req: request_null(), buf: vec![0u8; capacity as usize].into_boxed_slice() };
             mailbox.repost(slot);
@@ -304,7 +307,7 @@ impl Mailbox {
     }
 
     /// Hands the oldest posted receive's message, if it arrived, to `read` as
-    /// `(source, bytes)`, then posts that receive again.
+    /// `(source, bytes)`; [`Mailbox::rearm`] posts that receive again.
     pub fn try_next<R>(&mut self, read: impl FnOnce(i32, &[u8]) -> R) -> Option<R> {
         let front = self.slots.front_mut()?;
         let mut flag: c_int = 0;
@@ -322,8 +325,17 @@ impl Mailbox {
         unsafe { ok(ffi::MPI_Get_count(&status, byte(), &mut n), "MPI_Get_count") };
         let slot = self.slots.pop_front().expect("tested above");
         let out = read(status.MPI_SOURCE, &slot.buf[..n.max(0) as usize]);
-        self.repost(slot);
+        self.taken.push(slot);
         Some(out)
+    }
+
+    /// Posts again the receives whose messages were taken (call it once the messages are
+    /// handled: posting is then off the critical path). Until then, messages that find no
+    /// posted receive wait in MPI's unexpected queue and match when it is posted.
+    pub fn rearm(&mut self) {
+        while let Some(slot) = self.taken.pop() {
+            self.repost(slot);
+        }
     }
 }
 
