@@ -201,3 +201,41 @@ fn corrupted_data_moved_by_mpi_fails_verification() {
     let errors = column(&tables::read_points(&out).unwrap(), "error");
     assert!(errors[0].contains("verification failed"), "{}", errors[0]);
 }
+
+/// `experiment bench mpi` launches its own 2-rank job and prints, for every size, the raw
+/// and engine figures and their ratios, then where the smallest hop's time goes: parts
+/// that add up to the one-way figure on that line.
+#[test]
+fn the_mpi_benchmark_prints_engine_and_raw_figures_and_where_a_hop_goes() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let args = ["bench", "mpi", "--max-size", "64", "--iterations", "200", "--window", "2"];
+    let out = experiment(&args, &[("DAGWIRE_MPI_LAUNCHER_ARGS", "--oversubscribe")]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "bench mpi failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    for size in ["8", "64"] {
+        let row = stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{size} |")))
+            .unwrap_or_else(|| panic!("no row for {size} bytes:\n{stdout}"));
+        let figures: Vec<f64> = row
+            .split(|c: char| c == '|' || c.is_whitespace())
+            .filter(|w| !w.is_empty())
+            .skip(1)
+            .map(|w| w.trim_end_matches('x').parse().unwrap_or_else(|_| panic!("not a figure: {w:?} in {row}")))
+            .collect();
+        assert_eq!(figures.len(), 10, "raw, micro, ratio, lean, ratio for latency and bandwidth: {row}");
+        assert!(figures.iter().all(|f| f.is_finite() && *f > 0.0), "every figure positive: {row}");
+        let ratio = figures[1] / figures[0];
+        assert!((ratio - figures[2]).abs() <= 0.01 + 0.01 * ratio, "the ratio is engine / raw: {row}");
+    }
+    let hop = stdout.lines().find(|l| l.starts_with("a lean 8-byte hop")).expect("the hop breakdown line");
+    let after = |key: &str| -> f64 {
+        let rest = &hop[hop.find(key).unwrap_or_else(|| panic!("{key:?} missing: {hop}")) + key.len()..];
+        let word: String = rest.trim_start().chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+        word.parse().unwrap_or_else(|_| panic!("no number after {key:?}: {hop}"))
+    };
+    let parts = after("-> received") + after("kernel starts") + after(", kernel ");
+    let one_way = after("one way");
+    assert!(after("-> received") > 0.0 && after("kernel starts") >= 0.0, "{hop}");
+    assert!((parts - one_way).abs() <= 1.0, "the parts add up to the one-way time: {hop}");
+}
