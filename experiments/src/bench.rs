@@ -179,6 +179,8 @@ fn overhead(tasks: usize, width: usize) -> Result<()> {
     println!("runtime overhead, {tasks} empty tasks in {width} chains");
     println!("  {:<34} {:>10}", "configuration", "ns/task");
     println!("  {:<34} {:>10.0}", "bare engine, 1 rank, no threads", bare);
+    let hop = bare_hop_ns(tasks);
+    println!("  {:<34} {:>10.0}   (every input remote: a message per task)", "bare engines, 2 ranks, one chain", hop);
     for (ranks, progress) in
         [(1, Progress::Inline), (1, Progress::Thread), (2, Progress::Inline), (2, Progress::Thread)]
     {
@@ -194,6 +196,41 @@ fn overhead(tasks: usize, width: usize) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Two engines in the calling thread passing one chain back and forth, eager: the
+/// engine's own share of a message hop (a task, its message out and in), ns per task.
+fn bare_hop_ns(tasks: usize) -> f64 {
+    let mut b = DagBuilder::new(2);
+    let mut prev = b.add(TaskSpec::new(KernelId(0), Rank(0)).outputs(&[8])).output(0);
+    for t in 1..tasks {
+        prev = b.add(TaskSpec::new(KernelId(0), Rank(t as u32 % 2)).inputs(&[prev]).outputs(&[8])).output(0);
+    }
+    let dag = Arc::new(b.finish());
+    let mut engines = [Rank(0), Rank(1)].map(|r| Engine::new(r, Arc::clone(&dag), Box::new(Eager), 1));
+    let start = Instant::now();
+    engines.iter_mut().for_each(|e| e.handle_start(0));
+    let mut moved = true;
+    while moved {
+        moved = false;
+        for r in 0..2 {
+            while let Some(action) = engines[r].poll_action(0) {
+                moved = true;
+                match action {
+                    Action::Run(run) => {
+                        let outputs = vec![Payload::zeroed(8)];
+                        drop(run.inputs);
+                        let done = TaskDone { task: run.task, worker: 0, start_ns: 0, end_ns: 0, outputs };
+                        engines[r].handle_task_done(0, done);
+                    }
+                    Action::Send(out) => engines[out.to.index()].handle_message(0, Rank(r as u32), out.msg),
+                    _ => unreachable!("eager only sends messages"),
+                }
+            }
+        }
+    }
+    assert!(engines.iter().all(Engine::is_done), "bare engines stalled");
+    start.elapsed().as_nanos() as f64 / tasks as f64
 }
 
 /// The engine alone: tasks completed immediately in the calling thread.

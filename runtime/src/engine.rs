@@ -728,7 +728,6 @@ impl Engine {
     fn make_ready(&mut self, t: TaskId) {
         self.ready.push(Ready { priority: self.dag.task(t).priority, id: std::cmp::Reverse(t) });
     }
-
 }
 
 /// One read of a stored chunk; the last read takes it out, so an in-place kernel can
@@ -736,9 +735,5 @@ impl Engine {
 fn read(store: &mut HashMap<ChunkId, Stored>, chunk: ChunkId) -> Arc<Payload> {
     let stored = store.get_mut(&chunk).expect("a ready task's inputs are present");
     stored.readers_left -= 1;
-    if stored.readers_left == 0 {
-        store.remove(&chunk).expect("present").data
-    } else {
-        Arc::clone(&stored.data)
-    }
+    if stored.readers_left == 0 { store.remove(&chunk).expect("present").data } else { Arc::clone(&stored.data) }
 }
