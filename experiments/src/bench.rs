@@ -149,7 +149,7 @@ fn cholesky(n: usize, tile: usize, ranks: usize, workers: usize, reps: usize) ->
 struct Empty;
 
 impl Kernels for Empty {
-    fn run(&self, task: &Task, _inputs: Vec<Arc<Payload>>) -> Result<Vec<Payload>, String> {
+    fn run(&self, task: &Task, _inputs: Vec<Payload>) -> Result<Vec<Payload>, String> {
         Ok(task.outputs().map(|_| Payload::zeroed(8)).collect())
     }
 }

@@ -57,7 +57,6 @@ fn relaunch() -> Result<()> {
 #[cfg(feature = "mpi")]
 mod imp {
     use anyhow::{Result, bail, ensure};
-    use dagwire_runtime::kernel::take;
     use dagwire_runtime::mpi::rsmpi as mpi_api;
     use dagwire_runtime::mpi::{self, Mpi, MpiConfig};
     use dagwire_runtime::{
@@ -193,10 +192,10 @@ mod imp {
     }
 
     impl Kernels for Lean {
-        fn run(&self, task: &Task, mut inputs: Vec<Arc<Payload>>) -> Result<Vec<Payload>, String> {
+        fn run(&self, task: &Task, mut inputs: Vec<Payload>) -> Result<Vec<Payload>, String> {
             match task.kernel.0 {
                 0 => Ok((0..task.args[2]).map(|_| self.source(task.args[1] as usize)).collect()),
-                1 => Ok(vec![take(inputs.swap_remove(0))]),
+                1 => Ok(vec![inputs.swap_remove(0)]),
                 _ => Ok(vec![Payload::zeroed(8)]),
             }
         }

@@ -6,7 +6,6 @@ use crate::ids::ChunkId;
 use crate::payload::Payload;
 use crate::trace::Trace;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// A finished run.
@@ -15,7 +14,7 @@ pub struct RunOutcome {
     /// All ranks' records, merged.
     pub trace: Trace,
     /// Every result chunk ([`crate::Dag::results`]), gathered from the ranks that made them.
-    pub results: BTreeMap<ChunkId, Arc<Payload>>,
+    pub results: BTreeMap<ChunkId, Payload>,
     /// From the common start to the last rank finishing, ns.
     pub makespan_ns: u64,
 }

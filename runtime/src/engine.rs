@@ -50,7 +50,7 @@ pub struct RunTask {
     /// The task.
     pub task: TaskId,
     /// Its inputs.
-    pub inputs: Vec<Arc<Payload>>,
+    pub inputs: Vec<Payload>,
 }
 
 /// A message to send.
@@ -194,7 +194,7 @@ struct Ready {
 
 /// A chunk present on this rank and how many local tasks still need to read it.
 struct Stored {
-    data: Arc<Payload>,
+    data: Payload,
     readers_left: u32,
 }
 
@@ -209,7 +209,7 @@ struct Stored {
 /// #     fn name(&self) -> &'static str { "none" }
 /// #     fn op_name(&self, _: u8) -> &'static str { "none" }
 /// #     fn on_chunk_ready(&mut self, _: &mut dagwire_runtime::StrategyCtx<'_>, _: dagwire_runtime::ChunkId,
-/// #         _: &Arc<dagwire_runtime::Payload>, _: &[Rank]) {}
+/// #         _: &dagwire_runtime::Payload, _: &[Rank]) {}
 /// #     fn on_message(&mut self, _: &mut dagwire_runtime::StrategyCtx<'_>, _: Rank,
 /// #         _: dagwire_runtime::Message) -> Result<(), String> { Ok(()) }
 /// # }
@@ -235,7 +235,7 @@ pub struct Engine {
     running: Vec<TaskId>,
     unfinished: usize,
     store: HashMap<ChunkId, Stored>,
-    results: Vec<(ChunkId, Arc<Payload>)>,
+    results: Vec<(ChunkId, Payload)>,
     sends: VecDeque<(Rank, Message)>,
     collectives: VecDeque<CollectiveJoin>,
     /// Collectives joined (handed to the driver) and not yet completed, in join order.
@@ -365,7 +365,7 @@ impl Engine {
     /// #     fn name(&self) -> &'static str { "none" }
     /// #     fn op_name(&self, _: u8) -> &'static str { "none" }
     /// #     fn on_chunk_ready(&mut self, _: &mut dagwire_runtime::StrategyCtx<'_>, _: dagwire_runtime::ChunkId,
-    /// #         _: &Arc<dagwire_runtime::Payload>, _: &[Rank]) {}
+    /// #         _: &dagwire_runtime::Payload, _: &[Rank]) {}
     /// #     fn on_message(&mut self, _: &mut dagwire_runtime::StrategyCtx<'_>, _: Rank,
     /// #         _: dagwire_runtime::Message) -> Result<(), String> { Ok(()) }
     /// # }
@@ -591,7 +591,7 @@ impl Engine {
     }
 
     /// Result chunks ([`Dag::results`]) produced on this rank.
-    pub fn take_results(&mut self) -> Vec<(ChunkId, Arc<Payload>)> {
+    pub fn take_results(&mut self) -> Vec<(ChunkId, Payload)> {
         std::mem::take(&mut self.results)
     }
 
@@ -672,8 +672,7 @@ impl Engine {
     }
 
     /// A local task produced `chunk`: hand it to remote readers and local ones.
-    fn produced(&mut self, now: u64, chunk: ChunkId, payload: Payload) {
-        let data = Arc::new(payload);
+    fn produced(&mut self, now: u64, chunk: ChunkId, data: Payload) {
         let mut readers = std::mem::take(&mut self.readers);
         self.dag.remote_readers_into(chunk, &mut readers);
         if !readers.is_empty() {
@@ -685,7 +684,7 @@ impl Engine {
         }
         self.readers = readers;
         if self.dag.is_result(chunk) {
-            self.results.push((chunk, Arc::clone(&data)));
+            self.results.push((chunk, data.clone()));
         }
         self.arrived(chunk, data);
     }
@@ -704,11 +703,11 @@ impl Engine {
             self.error = Some(EngineError::UnexpectedChunk { rank: self.rank, chunk, from: src, why });
             return;
         }
-        self.arrived(chunk, Arc::new(payload));
+        self.arrived(chunk, payload);
     }
 
     /// `chunk` is now present here: count its local readers and wake them.
-    fn arrived(&mut self, chunk: ChunkId, data: Arc<Payload>) {
+    fn arrived(&mut self, chunk: ChunkId, data: Payload) {
         let (dag, rank, mut readers) = (&*self.dag, self.rank, 0);
         for &t in dag.consumers(chunk).iter().filter(|&&t| dag.task(t).owner == rank) {
             // A task may read the same chunk twice; it waits for it (and reads it) each time.
@@ -732,8 +731,8 @@ impl Engine {
 
 /// One read of a stored chunk; the last read takes it out, so an in-place kernel can
 /// reuse the buffer without a copy.
-fn read(store: &mut HashMap<ChunkId, Stored>, chunk: ChunkId) -> Arc<Payload> {
+fn read(store: &mut HashMap<ChunkId, Stored>, chunk: ChunkId) -> Payload {
     let stored = store.get_mut(&chunk).expect("a ready task's inputs are present");
     stored.readers_left -= 1;
-    if stored.readers_left == 0 { store.remove(&chunk).expect("present").data } else { Arc::clone(&stored.data) }
+    if stored.readers_left == 0 { store.remove(&chunk).expect("present").data } else { stored.data.clone() }
 }

@@ -2,21 +2,19 @@
 
 use crate::dag::Task;
 use crate::payload::Payload;
-use std::sync::Arc;
 
 /// Runs the kernels of one workload.
 ///
-/// Inputs arrive as shared chunks in the order the task declared them. A kernel that
-/// updates a tile in place takes it with [`take`], which moves the bytes when no one
-/// else holds the chunk and copies them otherwise, so in-place updates are safe.
+/// Inputs arrive in the order the task declared them. A [`Payload`] is shared
+/// copy-on-write, so a kernel may update an input in place: its bytes are copied first
+/// only if someone else still holds them (another reader, a message in flight).
 ///
 /// ```
-/// use dagwire_runtime::{kernel::take, Kernels, Payload, Task};
-/// use std::sync::Arc;
+/// use dagwire_runtime::{Kernels, Payload, Task};
 /// struct Double;
 /// impl Kernels for Double {
-///     fn run(&self, _task: &Task, mut inputs: Vec<Arc<Payload>>) -> Result<Vec<Payload>, String> {
-///         let mut p = take(inputs.pop().ok_or("no input")?);
+///     fn run(&self, _task: &Task, mut inputs: Vec<Payload>) -> Result<Vec<Payload>, String> {
+///         let mut p = inputs.pop().ok_or("no input")?;
 ///         p.as_f64_mut().iter_mut().for_each(|x| *x *= 2.0);
 ///         Ok(vec![p])
 ///     }
@@ -25,10 +23,5 @@ use std::sync::Arc;
 pub trait Kernels: Send + Sync {
     /// Runs `task` on its inputs and returns its outputs, one per declared output chunk
     /// with exactly the declared size. An error names what went wrong (it fails the run).
-    fn run(&self, task: &Task, inputs: Vec<Arc<Payload>>) -> Result<Vec<Payload>, String>;
-}
-
-/// The payload of a shared chunk, moved out if this is the last reference, copied otherwise.
-pub fn take(chunk: Arc<Payload>) -> Payload {
-    Arc::try_unwrap(chunk).unwrap_or_else(|shared| (*shared).clone())
+    fn run(&self, task: &Task, inputs: Vec<Payload>) -> Result<Vec<Payload>, String>;
 }

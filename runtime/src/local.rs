@@ -101,7 +101,7 @@ impl Shared<'_> {
 }
 
 /// What one rank thread hands back.
-type RankResult = Result<(Trace, Vec<(crate::ChunkId, Arc<crate::Payload>)>, u64), RunError>;
+type RankResult = Result<(Trace, Vec<(crate::ChunkId, crate::Payload)>, u64), RunError>;
 
 /// Runs `dag` on `cfg.ranks` threads with one strategy instance per rank.
 ///
@@ -111,7 +111,7 @@ type RankResult = Result<(Trace, Vec<(crate::ChunkId, Arc<crate::Payload>)>, u64
 /// use std::sync::Arc;
 /// struct Zeros;
 /// impl Kernels for Zeros {
-///     fn run(&self, _: &Task, _: Vec<Arc<Payload>>) -> Result<Vec<Payload>, String> {
+///     fn run(&self, _: &Task, _: Vec<Payload>) -> Result<Vec<Payload>, String> {
 ///         Ok(vec![Payload::zeroed(8)])
 ///     }
 /// }
@@ -122,7 +122,7 @@ type RankResult = Result<(Trace, Vec<(crate::ChunkId, Arc<crate::Payload>)>, u64
 /// #     fn name(&self) -> &'static str { "none" }
 /// #     fn op_name(&self, _: u8) -> &'static str { "none" }
 /// #     fn on_chunk_ready(&mut self, _: &mut dagwire_runtime::StrategyCtx<'_>, _: dagwire_runtime::ChunkId,
-/// #         _: &Arc<Payload>, _: &[Rank]) {}
+/// #         _: &Payload, _: &[Rank]) {}
 /// #     fn on_message(&mut self, _: &mut dagwire_runtime::StrategyCtx<'_>, _: Rank,
 /// #         _: dagwire_runtime::Message) -> Result<(), String> { Ok(()) }
 /// # }

@@ -26,7 +26,6 @@
 use crate::collective::Capability;
 use crate::ids::{ChunkId, Rank};
 use crate::payload::Payload;
-use std::sync::Arc;
 
 /// How one-sided operations on the windows are synchronised.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -76,7 +75,7 @@ pub struct OneSided {
 #[derive(Debug)]
 pub enum Access {
     /// Write these bytes at the offset; completes with no data.
-    Put(Arc<Payload>),
+    Put(Payload),
     /// Read `len` bytes at the offset; completes with them.
     Get {
         /// Bytes to read.
@@ -91,7 +90,7 @@ impl OneSided {
     /// use dagwire_runtime::one_sided::{Access, OneSided};
     /// use dagwire_runtime::{ChunkId, Payload, Rank};
     /// use std::sync::Arc;
-    /// let data = Access::Put(Arc::new(Payload::zeroed(24)));
+    /// let data = Access::Put(Payload::zeroed(24));
     /// let put = OneSided { id: 0, target: Rank(1), offset: 64, chunk: ChunkId(3), access: data };
     /// assert_eq!(put.bytes(), 24);
     /// let get = OneSided { id: 1, target: Rank(1), offset: 64, chunk: ChunkId(3), access: Access::Get { len: 24 } };

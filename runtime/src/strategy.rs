@@ -10,7 +10,6 @@ use crate::one_sided::{Access, OneSided, WindowSpec};
 use crate::payload::Payload;
 use crate::trace::{Phase, TransferEvent};
 use std::collections::VecDeque;
-use std::sync::Arc;
 
 /// A transfer protocol, one instance per rank.
 ///
@@ -30,7 +29,7 @@ pub trait Strategy: Send {
     fn op_name(&self, op: u8) -> &'static str;
 
     /// `chunk` now exists on this rank and `readers` (never this rank) need it.
-    fn on_chunk_ready(&mut self, ctx: &mut StrategyCtx<'_>, chunk: ChunkId, data: &Arc<Payload>, readers: &[Rank]);
+    fn on_chunk_ready(&mut self, ctx: &mut StrategyCtx<'_>, chunk: ChunkId, data: &Payload, readers: &[Rank]);
 
     /// A message of this strategy arrived from `from`. An error is fatal to the run
     /// and should say what was expected.
@@ -141,7 +140,7 @@ impl StrategyCtx<'_> {
     /// Writes `data` (the bytes of `chunk`, named for traces) at `offset` of `target`'s
     /// window (this rank's own, for a local store) and returns the operation's id, which
     /// [`Strategy::on_one_sided_done`] reports once the bytes are there.
-    pub fn put(&mut self, target: Rank, offset: u64, chunk: ChunkId, data: Arc<Payload>) -> u64 {
+    pub fn put(&mut self, target: Rank, offset: u64, chunk: ChunkId, data: Payload) -> u64 {
         self.one_sided_op(target, offset, chunk, Access::Put(data))
     }
 

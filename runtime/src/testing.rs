@@ -90,7 +90,7 @@ pub struct Run {
 /// #     fn name(&self) -> &'static str { "none" }
 /// #     fn op_name(&self, _: u8) -> &'static str { "none" }
 /// #     fn on_chunk_ready(&mut self, _: &mut dagwire_runtime::StrategyCtx<'_>, _: dagwire_runtime::ChunkId,
-/// #         _: &Arc<dagwire_runtime::Payload>, _: &[Rank]) {}
+/// #         _: &dagwire_runtime::Payload, _: &[Rank]) {}
 /// #     fn on_message(&mut self, _: &mut dagwire_runtime::StrategyCtx<'_>, _: Rank,
 /// #         _: dagwire_runtime::Message) -> Result<(), String> { Ok(()) }
 /// # }
@@ -228,7 +228,7 @@ impl Harness<'_> {
     }
 
     /// A simulated kernel: checks its inputs' bytes and fills its outputs.
-    fn kernel(&self, r: usize, task: TaskId, inputs: &[Arc<Payload>]) -> Result<Vec<Payload>, String> {
+    fn kernel(&self, r: usize, task: TaskId, inputs: &[Payload]) -> Result<Vec<Payload>, String> {
         let dag = self.dag;
         let bytes_of = |c: ChunkId| vec![fill(c); dag.chunk(c).bytes as usize];
         for (&c, input) in dag.inputs(task).iter().zip(inputs) {

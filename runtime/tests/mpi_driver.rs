@@ -77,9 +77,9 @@ impl Strategy for Push {
     fn op_name(&self, _: u8) -> &'static str {
         "push-data"
     }
-    fn on_chunk_ready(&mut self, ctx: &mut StrategyCtx<'_>, chunk: ChunkId, data: &Arc<Payload>, readers: &[Rank]) {
+    fn on_chunk_ready(&mut self, ctx: &mut StrategyCtx<'_>, chunk: ChunkId, data: &Payload, readers: &[Rank]) {
         for &r in readers {
-            ctx.send(r, Message::data(0, chunk, (**data).clone()));
+            ctx.send(r, Message::data(0, chunk, data.clone()));
         }
     }
     fn on_message(&mut self, ctx: &mut StrategyCtx<'_>, from: Rank, msg: Message) -> Result<(), String> {
@@ -105,10 +105,10 @@ impl Strategy for Sequenced {
     fn op_name(&self, _: u8) -> &'static str {
         "sequenced-data"
     }
-    fn on_chunk_ready(&mut self, ctx: &mut StrategyCtx<'_>, chunk: ChunkId, data: &Arc<Payload>, readers: &[Rank]) {
+    fn on_chunk_ready(&mut self, ctx: &mut StrategyCtx<'_>, chunk: ChunkId, data: &Payload, readers: &[Rank]) {
         self.sent.resize(ctx.dag.ranks(), 0);
         for &r in readers {
-            let mut msg = Message::data(0, chunk, (**data).clone());
+            let mut msg = Message::data(0, chunk, data.clone());
             msg.arg = self.sent[r.index()];
             self.sent[r.index()] += 1;
             ctx.send(r, msg);
@@ -130,7 +130,7 @@ impl Strategy for Sequenced {
 struct Sums;
 
 impl Kernels for Sums {
-    fn run(&self, task: &Task, inputs: Vec<Arc<Payload>>) -> Result<Vec<Payload>, String> {
+    fn run(&self, task: &Task, inputs: Vec<Payload>) -> Result<Vec<Payload>, String> {
         Ok(vec![match task.kernel.0 {
             0 => Payload::from_f64(vec![task.args[0] as f64; task.args[1] as usize]),
             9 => return Err("kernel 9 refuses".into()),

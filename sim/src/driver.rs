@@ -88,7 +88,7 @@ enum InFlight {
     /// One step of a collective.
     Piece(Piece),
     /// A put's data, on its way to the target window.
-    Put { origin: Rank, id: u64, target: Rank, offset: u64, data: Arc<Payload> },
+    Put { origin: Rank, id: u64, target: Rank, offset: u64, data: Payload },
     /// A put's acknowledgement, on its way back to the origin.
     PutAck { origin: Rank, id: u64 },
     /// A get's request, on its way to the target.
@@ -119,7 +119,7 @@ struct Sim<'a> {
     /// Every rank's collectives in progress.
     collectives: Collectives,
     /// What puts wrote into the windows, by (rank, offset).
-    windows: FxHashMap<(u32, u64), Arc<Payload>>,
+    windows: FxHashMap<(u32, u64), Payload>,
     /// Per rank, remote one-sided operations not yet complete.
     outstanding: Vec<u32>,
     /// Per rank, a fence joined while operations were outstanding: it starts when they complete.
@@ -395,7 +395,7 @@ impl Sim<'_> {
         }
         debug_assert!(self.in_flight.is_empty() && self.pending.is_empty());
         debug_assert!(self.collectives.is_idle());
-        let mut results: BTreeMap<ChunkId, Arc<Payload>> = BTreeMap::new();
+        let mut results: BTreeMap<ChunkId, Payload> = BTreeMap::new();
         let mut trace = std::mem::take(&mut self.trace);
         for e in &mut self.engines {
             results.extend(e.take_results());

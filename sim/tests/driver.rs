@@ -110,7 +110,7 @@ fn toy_machine(ranks_per_node: u32) -> Machine {
 
 struct Zeros;
 impl Kernels for Zeros {
-    fn run(&self, task: &Task, _: Vec<Arc<Payload>>) -> Result<Vec<Payload>, String> {
+    fn run(&self, task: &Task, _: Vec<Payload>) -> Result<Vec<Payload>, String> {
         Ok(task.outputs().map(|_| Payload::zeroed(4096)).collect())
     }
 }

@@ -57,7 +57,6 @@ use dagwire_runtime::{
 };
 use std::collections::BTreeMap;
 use std::num::NonZeroU32;
-use std::sync::Arc;
 
 /// Registration.
 pub const INFO: StrategyInfo = StrategyInfo {
@@ -242,9 +241,9 @@ struct Plan {
     /// Per epoch: local senders not finished yet (absent: none).
     unfinished: BTreeMap<u32, u32>,
     /// Per epoch: (reader, chunk, bytes) this rank contributes to its all-to-all-v.
-    outbox: BTreeMap<u32, Vec<(Rank, ChunkId, Arc<Payload>)>>,
+    outbox: BTreeMap<u32, Vec<(Rank, ChunkId, Payload)>>,
     /// Chunks this rank broadcasts, until their broadcast.
-    roots: BTreeMap<ChunkId, Arc<Payload>>,
+    roots: BTreeMap<ChunkId, Payload>,
     /// The next collective to join (index into `collectives`).
     next: usize,
     /// The collective joined and not completed yet.
@@ -411,7 +410,7 @@ impl Batched {
                 let mut per_peer: Vec<Vec<Message>> = vec![Vec::new(); ctx.dag.ranks()];
                 for (reader, chunk, data) in plan.outbox.remove(&epoch).unwrap_or_default() {
                     ctx.phase(chunk, ctx.rank, reader, Phase::Started);
-                    let mut msg = Message::data(DATA, chunk, (*data).clone());
+                    let mut msg = Message::data(DATA, chunk, data.clone());
                     msg.arg = epoch as u64;
                     per_peer[reader.index()].push(msg);
                 }
@@ -433,7 +432,7 @@ impl Batched {
                         ctx.phase(*chunk, ctx.rank, reader, Phase::Started);
                         ctx.phase(*chunk, ctx.rank, reader, Phase::Wire);
                     }
-                    let mut msg = Message::data(BCAST, *chunk, Arc::try_unwrap(data).unwrap_or_else(|d| (*d).clone()));
+                    let mut msg = Message::data(BCAST, *chunk, data);
                     msg.arg = epoch as u64;
                     sends.push((ctx.rank, vec![msg]));
                 }
@@ -538,16 +537,16 @@ impl Strategy for Batched {
         self.try_join(ctx);
     }
 
-    fn on_chunk_ready(&mut self, ctx: &mut StrategyCtx<'_>, chunk: ChunkId, data: &Arc<Payload>, readers: &[Rank]) {
+    fn on_chunk_ready(&mut self, ctx: &mut StrategyCtx<'_>, chunk: ChunkId, data: &Payload, readers: &[Rank]) {
         let by_broadcast = self.broadcast.is_some_and(|t| readers.len() > t as usize);
         let plan = self.plan.as_mut().expect("planned at start");
         let producer = ctx.dag.chunk(chunk).producer;
         let epoch = plan.epoch_of_sender(producer).expect("a chunk with remote readers comes from a planned sender");
         if by_broadcast {
-            plan.roots.insert(chunk, Arc::clone(data));
+            plan.roots.insert(chunk, data.clone());
         } else {
             let outbox = plan.outbox.entry(epoch).or_default();
-            outbox.extend(readers.iter().map(|&r| (r, chunk, Arc::clone(data))));
+            outbox.extend(readers.iter().map(|&r| (r, chunk, data.clone())));
         }
     }
 

@@ -5,7 +5,6 @@
 use crate::StrategyInfo;
 use dagwire_runtime::trace::Phase;
 use dagwire_runtime::{ChunkId, Message, Params, Payload, Rank, Strategy, StrategyCtx};
-use std::sync::Arc;
 
 /// Registration.
 pub const INFO: StrategyInfo = StrategyInfo {
@@ -41,11 +40,11 @@ impl Strategy for Eager {
         }
     }
 
-    fn on_chunk_ready(&mut self, ctx: &mut StrategyCtx<'_>, chunk: ChunkId, data: &Arc<Payload>, readers: &[Rank]) {
+    fn on_chunk_ready(&mut self, ctx: &mut StrategyCtx<'_>, chunk: ChunkId, data: &Payload, readers: &[Rank]) {
         for &reader in readers {
             ctx.phase(chunk, ctx.rank, reader, Phase::Started);
             ctx.phase(chunk, ctx.rank, reader, Phase::Wire);
-            ctx.send(reader, Message::data(DATA, chunk, (**data).clone()));
+            ctx.send(reader, Message::data(DATA, chunk, data.clone()));
         }
     }
 

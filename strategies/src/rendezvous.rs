@@ -20,7 +20,6 @@ use dagwire_runtime::trace::Phase;
 use dagwire_runtime::{ChunkId, Message, ParamSpec, Params, Payload, Rank, Strategy, StrategyCtx};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::num::NonZeroUsize;
-use std::sync::Arc;
 
 /// Registration.
 pub const INFO: StrategyInfo = StrategyInfo {
@@ -79,7 +78,7 @@ const EAGER_DATA: u8 = 4;
 #[derive(Debug)]
 struct Owed {
     /// The bytes, kept alive until the last clear-to-send is answered.
-    data: Arc<Payload>,
+    data: Payload,
     /// Readers that were sent a ready-to-send and have not been sent the data yet.
     readers: Vec<Rank>,
 }
@@ -216,13 +215,8 @@ impl Rendezvous {
         let owed = self.owed.get_mut(&chunk).ok_or_else(unexpected)?;
         let at = owed.readers.iter().position(|&r| r == reader).ok_or_else(unexpected)?;
         owed.readers.swap_remove(at);
-        let payload = if owed.readers.is_empty() {
-            // The last reader: hand over the bytes without a copy when nobody else holds them.
-            let data = self.owed.remove(&chunk).expect("present").data;
-            Arc::try_unwrap(data).unwrap_or_else(|shared| (*shared).clone())
-        } else {
-            (*owed.data).clone()
-        };
+        let payload =
+            if owed.readers.is_empty() { self.owed.remove(&chunk).expect("present").data } else { owed.data.clone() };
         ctx.phase(chunk, ctx.rank, reader, Phase::Wire);
         ctx.send(reader, Message::data(RNDV_DATA, chunk, payload));
         Ok(())
@@ -262,13 +256,13 @@ impl Strategy for Rendezvous {
         }
     }
 
-    fn on_chunk_ready(&mut self, ctx: &mut StrategyCtx<'_>, chunk: ChunkId, data: &Arc<Payload>, readers: &[Rank]) {
+    fn on_chunk_ready(&mut self, ctx: &mut StrategyCtx<'_>, chunk: ChunkId, data: &Payload, readers: &[Rank]) {
         let bytes = data.len() as u64;
         if bytes < self.eager_limit {
             for &reader in readers {
                 ctx.phase(chunk, ctx.rank, reader, Phase::Started);
                 ctx.phase(chunk, ctx.rank, reader, Phase::Wire);
-                ctx.send(reader, Message::data(EAGER_DATA, chunk, (**data).clone()));
+                ctx.send(reader, Message::data(EAGER_DATA, chunk, data.clone()));
             }
             return;
         }
@@ -277,7 +271,7 @@ impl Strategy for Rendezvous {
             ctx.send(reader, Message::control(RTS, chunk, bytes));
         }
         if !readers.is_empty() {
-            self.owed.insert(chunk, Owed { data: Arc::clone(data), readers: readers.to_vec() });
+            self.owed.insert(chunk, Owed { data: data.clone(), readers: readers.to_vec() });
         }
     }
 

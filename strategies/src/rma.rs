@@ -47,7 +47,6 @@ use dagwire_runtime::{
 };
 use std::collections::{BTreeMap, VecDeque};
 use std::num::NonZeroU32;
-use std::sync::Arc;
 
 /// Registration.
 pub const INFO: StrategyInfo = StrategyInfo {
@@ -238,7 +237,7 @@ enum Op {
 #[derive(Debug)]
 enum Queued {
     Get { from: Rank, offset: u64, chunk: ChunkId },
-    Put { to: Rank, offset: u64, chunk: ChunkId, data: Arc<Payload> },
+    Put { to: Rank, offset: u64, chunk: ChunkId, data: Payload },
 }
 
 /// The fence schedule of one rank (see the [module docs](self)).
@@ -473,25 +472,25 @@ impl Strategy for Rma {
         self.try_fence(ctx);
     }
 
-    fn on_chunk_ready(&mut self, ctx: &mut StrategyCtx<'_>, chunk: ChunkId, data: &Arc<Payload>, readers: &[Rank]) {
+    fn on_chunk_ready(&mut self, ctx: &mut StrategyCtx<'_>, chunk: ChunkId, data: &Payload, readers: &[Rank]) {
         let passive = self.cfg.sync == WindowSync::Passive;
         if passive && (data.len() as u64) <= self.cfg.inline_limit {
             for &reader in readers {
                 ctx.phase(chunk, ctx.rank, reader, Phase::Started);
-                ctx.send(reader, Message::data(INLINE, chunk, (**data).clone()));
+                ctx.send(reader, Message::data(INLINE, chunk, data.clone()));
             }
             return;
         }
         match self.cfg.mode {
             Mode::Get => {
                 let offset = self.own.offset(chunk).expect("a chunk read on another rank is exposed");
-                let id = ctx.put(ctx.rank, offset, chunk, Arc::clone(data));
+                let id = ctx.put(ctx.rank, offset, chunk, data.clone());
                 self.ops.insert(id, Op::Exposed { chunk, readers: readers.to_vec() });
             }
             Mode::Put => {
                 for &to in readers {
                     let offset = self.peer(ctx.dag, to).offset(chunk).expect("a reader's window holds what it reads");
-                    self.remote_op(ctx, Queued::Put { to, offset, chunk, data: Arc::clone(data) });
+                    self.remote_op(ctx, Queued::Put { to, offset, chunk, data: data.clone() });
                 }
             }
         }

@@ -317,7 +317,7 @@ impl Strategy for Hasty {
             self.inner.on_task_done(ctx, t);
         }
     }
-    fn on_chunk_ready(&mut self, ctx: &mut dagwire_runtime::StrategyCtx<'_>, c: ChunkId, d: &Arc<Payload>, r: &[Rank]) {
+    fn on_chunk_ready(&mut self, ctx: &mut dagwire_runtime::StrategyCtx<'_>, c: ChunkId, d: &Payload, r: &[Rank]) {
         self.inner.on_chunk_ready(ctx, c, d, r);
     }
     fn on_task_done(&mut self, ctx: &mut dagwire_runtime::StrategyCtx<'_>, task: TaskId) {

@@ -148,8 +148,8 @@ impl Strategy for NotifiedReader {
     fn window(&mut self, _: &Dag, _: Rank) -> Option<WindowSpec> {
         Some(WindowSpec { bytes: 8, sync: self.0 })
     }
-    fn on_chunk_ready(&mut self, ctx: &mut StrategyCtx<'_>, chunk: ChunkId, data: &Arc<Payload>, readers: &[Rank]) {
-        ctx.put(ctx.rank, 0, chunk, Arc::clone(data));
+    fn on_chunk_ready(&mut self, ctx: &mut StrategyCtx<'_>, chunk: ChunkId, data: &Payload, readers: &[Rank]) {
+        ctx.put(ctx.rank, 0, chunk, data.clone());
         readers.iter().for_each(|&r| ctx.send(r, Message::control(1, chunk, 0)));
     }
     fn on_message(&mut self, ctx: &mut StrategyCtx<'_>, from: Rank, msg: Message) -> Result<(), String> {

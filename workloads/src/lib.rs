@@ -60,7 +60,7 @@ pub trait Workload: Send + Sync {
     /// Useful floating-point operations of the whole computation (for GFLOP/s).
     fn useful_flops(&self) -> f64;
     /// Checks the result chunks of a run.
-    fn verify(&self, results: &BTreeMap<ChunkId, Arc<Payload>>) -> Verification;
+    fn verify(&self, results: &BTreeMap<ChunkId, Payload>) -> Verification;
 
     /// Workload-specific figures of a finished run, computed from its trace (for
     /// example a ping-pong's one-way latency in µs). Each becomes a column

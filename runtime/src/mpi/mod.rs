@@ -912,7 +912,7 @@ fn gather(mpi: &Mpi, (trace, results, end): wire::Report) -> Result<Option<RunOu
         return Ok(None);
     }
     let mut parts: Vec<Trace> = vec![trace];
-    let mut all: BTreeMap<ChunkId, Arc<Payload>> = results.into_iter().collect();
+    let mut all: BTreeMap<ChunkId, Payload> = results.into_iter().collect();
     let mut makespan_ns = end;
     for r in 1..mpi.size() {
         let (bytes, _) = world.process_at_rank(r as i32).receive_vec_with_tag::<u8>(TAG_GATHER);

@@ -8,7 +8,7 @@ use crate::message::{Message, MessageClass};
 use crate::payload::Payload;
 use crate::trace::{MessageRecord, Phase, TaskRecord, Trace, TransferEvent};
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock};
 
 /// Bytes of a message header.
 pub const HEADER: usize = 40;
@@ -201,7 +201,7 @@ fn phase_of(code: u8) -> Result<Phase, String> {
 }
 
 /// What a rank hands rank 0 at the end: its trace, its result chunks and when it ended.
-pub fn encode_report(trace: &Trace, results: &[(ChunkId, Arc<Payload>)], end_ns: u64) -> Vec<u8> {
+pub fn encode_report(trace: &Trace, results: &[(ChunkId, Payload)], end_ns: u64) -> Vec<u8> {
     let mut out = Vec::new();
     out.extend_from_slice(&end_ns.to_le_bytes());
     out.extend_from_slice(&(trace.tasks.len() as u64).to_le_bytes());
@@ -240,7 +240,7 @@ pub fn encode_report(trace: &Trace, results: &[(ChunkId, Arc<Payload>)], end_ns:
 }
 
 /// A rank's report: trace, results, end time.
-pub type Report = (Trace, Vec<(ChunkId, Arc<Payload>)>, u64);
+pub type Report = (Trace, Vec<(ChunkId, Payload)>, u64);
 
 /// Reads what [`encode_report`] wrote.
 pub fn decode_report(bytes: &[u8]) -> Result<Report, String> {
@@ -291,7 +291,7 @@ pub fn decode_report(bytes: &[u8]) -> Result<Report, String> {
     for _ in 0..r.u64()? {
         let chunk = ChunkId(r.u32()?);
         let len = r.u64()? as usize;
-        results.push((chunk, Arc::new(Payload::from_bytes(r.take(len)?))));
+        results.push((chunk, Payload::from_bytes(r.take(len)?)));
     }
     if !r.is_empty() {
         return Err("a rank's report has trailing bytes".into());
@@ -361,7 +361,7 @@ mod tests {
             phase: Phase::Wire,
             at_ns: 4,
         });
-        let results = vec![(ChunkId(3), Arc::new(Payload::from_f64(vec![1.0, 2.0])))];
+        let results = vec![(ChunkId(3), Payload::from_f64(vec![1.0, 2.0]))];
         let (t2, r2, end) = decode_report(&encode_report(&t, &results, 99)).unwrap();
         assert_eq!((t2, r2, end), (t, results, 99));
     }

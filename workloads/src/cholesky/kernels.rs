@@ -8,7 +8,6 @@
 use super::matrix;
 use super::plan::Kind;
 use super::tiling::Tiling;
-use dagwire_runtime::kernel::take;
 use dagwire_runtime::{Kernels, Payload, Task};
 use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::linalg::cholesky::llt::factor::{LltError, cholesky_in_place, cholesky_in_place_scratch};
@@ -16,7 +15,6 @@ use faer::linalg::matmul::triangular::BlockStructure;
 use faer::linalg::matmul::{matmul, triangular};
 use faer::linalg::triangular_solve::solve_lower_triangular_in_place;
 use faer::{Accum, MatMut, MatRef, Par};
-use std::sync::Arc;
 
 /// POTRF: overwrites the lower triangle of the `b x b` tile `a` with its Cholesky
 /// factor `L` and zeroes the strict upper triangle, so the tile holds exactly `L`.
@@ -77,7 +75,7 @@ pub struct CholeskyKernels {
 }
 
 impl Kernels for CholeskyKernels {
-    fn run(&self, task: &Task, mut inputs: Vec<Arc<Payload>>) -> Result<Vec<Payload>, String> {
+    fn run(&self, task: &Task, mut inputs: Vec<Payload>) -> Result<Vec<Payload>, String> {
         let kind = Kind::from_id(task.kernel).ok_or_else(|| format!("unknown cholesky kernel {:?}", task.kernel))?;
         let [i, j, k, _] = task.args.map(|a| a as usize);
         let want_inputs = kind.inputs();
@@ -88,7 +86,7 @@ impl Kernels for CholeskyKernels {
             return Ok(vec![Payload::from_f64(matrix::tile(self.seed, &self.tiling, i, j))]);
         }
         // The tile being updated is always the last input: take it, in place when unshared.
-        let mut a = take(inputs.pop().expect("counted above")).into_f64();
+        let mut a = inputs.pop().expect("counted above").into_f64();
         self.check_len("updated tile", &a, i, j)?;
         self.update(kind, [i, j, k], &inputs, &mut a)?;
         Ok(vec![Payload::from_f64(a)])
@@ -97,7 +95,7 @@ impl Kernels for CholeskyKernels {
 
 impl CholeskyKernels {
     /// Applies one non-GEN kernel to tile `(i, j)` at step `k`; `l` holds the read-only inputs.
-    fn update(&self, kind: Kind, [i, j, k]: [usize; 3], l: &[Arc<Payload>], a: &mut [f64]) -> Result<(), String> {
+    fn update(&self, kind: Kind, [i, j, k]: [usize; 3], l: &[Payload], a: &mut [f64]) -> Result<(), String> {
         let t = &self.tiling;
         let (m, p, kk) = (t.rows(i), t.rows(j), t.rows(k));
         let l0 = l.first().map(|x| x.as_f64()).unwrap_or_default();

@@ -167,7 +167,7 @@ impl Workload for Cholesky {
         n * n * n / 3.0
     }
 
-    fn verify(&self, results: &BTreeMap<ChunkId, Arc<Payload>>) -> Verification {
+    fn verify(&self, results: &BTreeMap<ChunkId, Payload>) -> Verification {
         verify::verify(self.kernels.tiling, self.kernels.seed, &self.results, results)
     }
 }

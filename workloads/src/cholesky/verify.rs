@@ -8,7 +8,6 @@ use dagwire_runtime::{ChunkId, Payload};
 use faer::linalg::matmul::triangular::{self, BlockStructure};
 use faer::{Accum, Mat, MatRef, Par};
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 /// Largest scaled residual that passes.
 ///
@@ -52,7 +51,7 @@ pub fn verify(
     tiling: Tiling,
     seed: u64,
     table: &[((usize, usize), ChunkId)],
-    results: &BTreeMap<ChunkId, Arc<Payload>>,
+    results: &BTreeMap<ChunkId, Payload>,
 ) -> Verification {
     let failed =
         |detail: String| Verification { passed: false, metric: METRIC, value: f64::NAN, bound: RESIDUAL_BOUND, detail };
@@ -81,7 +80,7 @@ pub fn verify(
 fn assemble(
     tiling: Tiling,
     table: &[((usize, usize), ChunkId)],
-    results: &BTreeMap<ChunkId, Arc<Payload>>,
+    results: &BTreeMap<ChunkId, Payload>,
 ) -> Result<Mat<f64>, String> {
     let mut l = Mat::<f64>::zeros(tiling.n, tiling.n);
     for &((i, j), chunk) in table {
@@ -126,7 +125,7 @@ mod tests {
     #[test]
     fn missing_tile_is_named() {
         let table = [((0, 0), ChunkId(0)), ((1, 0), ChunkId(3))];
-        let results = BTreeMap::from([(ChunkId(0), Arc::new(Payload::from_f64(vec![1.0; 4])))]);
+        let results = BTreeMap::from([(ChunkId(0), Payload::from_f64(vec![1.0; 4]))]);
         let v = verify(Tiling::new(4, 2), 1, &table, &results);
         assert!(!v.passed);
         assert!(v.detail.contains("L(1,0)") && v.detail.contains("missing"), "{}", v.detail);
@@ -135,7 +134,7 @@ mod tests {
     #[test]
     fn nan_fails() {
         let table = [((0, 0), ChunkId(0)), ((1, 0), ChunkId(1)), ((1, 1), ChunkId(2))];
-        let tile = |v: f64| Arc::new(Payload::from_f64(vec![v]));
+        let tile = |v: f64| Payload::from_f64(vec![v]);
         let results = BTreeMap::from([(ChunkId(0), tile(1.0)), (ChunkId(1), tile(f64::NAN)), (ChunkId(2), tile(1.0))]);
         let v = verify(Tiling::new(2, 1), 1, &table, &results);
         assert!(!v.passed && v.detail.contains("L(1,0) holds NaN"), "{}", v.detail);

@@ -9,7 +9,6 @@
 
 use super::pattern::{Layout, MsgKey};
 use dagwire_runtime::{KernelId, Kernels, Payload, Task};
-use std::sync::Arc;
 
 /// Bytes of a receive task's count chunk.
 pub const COUNT_BYTES: u64 = 8;
@@ -135,7 +134,7 @@ pub struct MicroKernels {
 }
 
 impl Kernels for MicroKernels {
-    fn run(&self, task: &Task, inputs: Vec<Arc<Payload>>) -> Result<Vec<Payload>, String> {
+    fn run(&self, task: &Task, inputs: Vec<Payload>) -> Result<Vec<Payload>, String> {
         let kind = Kind::from_id(task.kernel).ok_or_else(|| format!("unknown micro kernel {:?}", task.kernel))?;
         let (iteration, owner) = (task.args[0], task.owner.0);
         match kind {
@@ -218,7 +217,7 @@ mod tests {
         corrupted.as_bytes_mut()[3] ^= 1;
         corrupted.as_bytes_mut()[15] ^= 1;
         for (input, want) in [(sent[0].clone(), 0u64), (corrupted, 2)] {
-            let out = k.run(dag.task(r.task), vec![Arc::new(input)]).unwrap();
+            let out = k.run(dag.task(r.task), vec![input]).unwrap();
             assert_eq!(out[0].as_bytes(), want.to_le_bytes());
         }
         assert!(k.run(dag.task(r.task), vec![]).unwrap_err().contains("expected 1 messages"));

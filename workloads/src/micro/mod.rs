@@ -213,7 +213,7 @@ impl Workload for Micro {
         0.0
     }
 
-    fn verify(&self, results: &BTreeMap<ChunkId, Arc<Payload>>) -> Verification {
+    fn verify(&self, results: &BTreeMap<ChunkId, Payload>) -> Verification {
         verify::verify(&self.counts, results, self.checked_bytes())
     }
 

@@ -6,7 +6,6 @@ use super::plan::CountChunk;
 use crate::Verification;
 use dagwire_runtime::{ChunkId, Payload};
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 /// The name under which the number of wrong bytes is reported.
 pub const METRIC: &str = "mismatched_bytes";
@@ -22,13 +21,13 @@ pub const BOUND: f64 = 1.0;
 /// use dagwire_workloads::micro::{verify, CountChunk};
 /// use std::sync::Arc;
 /// let counts = [CountChunk { iteration: 0, rank: 1, chunk: ChunkId(1) }];
-/// let zero = [(ChunkId(1), Arc::new(Payload::from_bytes(&0u64.to_le_bytes())))].into();
+/// let zero = [(ChunkId(1), Payload::from_bytes(&0u64.to_le_bytes()))].into();
 /// assert!(verify(&counts, &zero, 8).passed);
-/// let three = [(ChunkId(1), Arc::new(Payload::from_bytes(&3u64.to_le_bytes())))].into();
+/// let three = [(ChunkId(1), Payload::from_bytes(&3u64.to_le_bytes()))].into();
 /// let v = verify(&counts, &three, 8);
 /// assert!(!v.passed && v.value == 3.0);
 /// ```
-pub fn verify(counts: &[CountChunk], results: &BTreeMap<ChunkId, Arc<Payload>>, checked_bytes: u64) -> Verification {
+pub fn verify(counts: &[CountChunk], results: &BTreeMap<ChunkId, Payload>, checked_bytes: u64) -> Verification {
     let failed =
         |value: f64, detail: String| Verification { passed: false, metric: METRIC, value, bound: BOUND, detail };
     let mut total: u128 = 0;
@@ -84,8 +83,8 @@ pub fn verify(counts: &[CountChunk], results: &BTreeMap<ChunkId, Arc<Payload>>, 
 mod tests {
     use super::*;
 
-    fn count(v: u64) -> Arc<Payload> {
-        Arc::new(Payload::from_bytes(&v.to_le_bytes()))
+    fn count(v: u64) -> Payload {
+        Payload::from_bytes(&v.to_le_bytes())
     }
 
     #[test]
@@ -104,7 +103,7 @@ mod tests {
         let counts = [CountChunk { iteration: 7, rank: 1, chunk: ChunkId(9) }];
         let v = verify(&counts, &BTreeMap::new(), 8);
         assert!(!v.passed && v.value.is_nan() && v.detail.contains("iteration 7"), "{v:?}");
-        let short = BTreeMap::from([(ChunkId(9), Arc::new(Payload::from_bytes(&[0; 4])))]);
+        let short = BTreeMap::from([(ChunkId(9), Payload::from_bytes(&[0; 4]))]);
         let v = verify(&counts, &short, 8);
         assert!(!v.passed && v.detail.contains("4 bytes"), "{v:?}");
     }
