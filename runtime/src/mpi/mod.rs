@@ -525,15 +525,14 @@ impl<'a> Driver<'a> {
         let mut any = false;
         while let Ok(f) = self.done.try_recv() {
             any = true;
-            self.finished(f);
+            self.finished(f, self.clock.now());
         }
         any
     }
 
-    fn finished(&mut self, f: Finished) {
+    fn finished(&mut self, f: Finished, now: u64) {
         match f {
-            // The kernel's end is the latest time known: no second clock read.
-            Finished::Done(done) => self.engine.handle_task_done(done.end_ns, done),
+            Finished::Done(done) => self.engine.handle_task_done(now, done),
             Finished::Failed { task, reason } => self.engine.handle_task_failed(task, reason),
         }
     }
@@ -648,12 +647,13 @@ impl<'a> Driver<'a> {
                 continue;
             }
             let f = execute(dag, kernels, self.clock, 0, job);
-            let end = match &f {
+            // The kernel just ended on this thread: its end is now, without another clock read.
+            let now = match &f {
                 Finished::Done(done) => done.end_ns,
                 Finished::Failed { .. } => self.clock.now(),
             };
-            self.finished(f);
-            self.communicate(end)?;
+            self.finished(f, now);
+            self.communicate(now)?;
             break;
         }
         if matches!(self.window, Some((_, WindowSync::Passive))) && !self.rma_pending.is_empty() {
