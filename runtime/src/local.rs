@@ -381,28 +381,42 @@ impl Collectives {
 }
 
 /// Executes the engine's pending actions. With inline progress, runs at most one
-/// task and returns so the inbox is drained between tasks.
+/// task, sends what its outputs caused at once (it is on the critical path), and
+/// returns so the inbox is drained between tasks.
 fn act(shared: &Shared<'_>, engine: &mut Engine, collectives: &mut Collectives, jobs: &Sender<RunTask>) -> bool {
     let mut acted = false;
     while let Some(action) = engine.poll_action(shared.now()) {
         acted = true;
         match action {
-            Action::Send(out) => {
-                let msg = on_the_wire(shared, out.msg);
-                // A closed inbox means that rank already failed; the abort flag reports it.
-                let _ = shared.inboxes[out.to.index()].send(Incoming::Message { from: engine.rank(), msg });
-            }
-            Action::Collective(join) => collectives.join(shared, engine, shared.now(), join),
-            Action::OneSided(op) => one_sided(shared, engine, op),
             Action::Run(job) if shared.cfg.progress == Progress::Inline => {
                 let incoming = execute(shared, 0, job);
                 feed(shared, engine, collectives, incoming);
+                while engine.has_communication()
+                    && let Some(action) = engine.poll_communication(shared.now())
+                {
+                    communicate(shared, engine, collectives, action);
+                }
                 break;
             }
             Action::Run(job) => jobs.send(job).expect("workers live as long as the rank"),
+            action => communicate(shared, engine, collectives, action),
         }
     }
     acted
+}
+
+/// Executes one communication action: a message, a collective join or a one-sided operation.
+fn communicate(shared: &Shared<'_>, engine: &mut Engine, collectives: &mut Collectives, action: Action) {
+    match action {
+        Action::Send(out) => {
+            let msg = on_the_wire(shared, out.msg);
+            // A closed inbox means that rank already failed; the abort flag reports it.
+            let _ = shared.inboxes[out.to.index()].send(Incoming::Message { from: engine.rank(), msg });
+        }
+        Action::Collective(join) => collectives.join(shared, engine, shared.now(), join),
+        Action::OneSided(op) => one_sided(shared, engine, op),
+        Action::Run(_) => unreachable!("tasks are not communication"),
+    }
 }
 
 /// Executes a put or get on the target's window now and reports it complete.
