@@ -6,9 +6,10 @@
 //! `launcher_args`) or, when those are `auto`, from the environment
 //! (`DAGWIRE_MPI_LAUNCHER`, `DAGWIRE_MPI_LAUNCHER_ARGS`), so `srun` works as well as
 //! `mpirun`. A job that runs longer than `job_timeout_s` is killed (its whole process
-//! group); a job that fails (a rank's kernel failed, a rank panicked or was killed) is
-//! recorded as a failed point with the reason the ranks or the launcher gave, and the
-//! sweep goes on.
+//! group), and so is one that has not ended [`TEARDOWN_GRACE`] after its output showed
+//! a failure (Open MPI sometimes hangs tearing down an aborted job); a job that fails (a
+//! rank's kernel failed, a rank panicked or was killed) is recorded as a failed point
+//! with the reason the ranks or the launcher gave, and the sweep goes on.
 
 use crate::plan::Point;
 use crate::runner::base_record;
@@ -134,29 +135,64 @@ pub fn run_and_record(sweep: &Sweep, point: &Point, rep: u32, dir: &Path) -> Res
 /// What a finished (or killed) job left.
 struct Job {
     status: Option<ExitStatus>,
+    /// The job was killed because it had not ended [`TEARDOWN_GRACE`] after a failure
+    /// showed in its output.
+    stuck_after_failure: bool,
     stdout: String,
     stderr: String,
 }
 
-/// Runs `cmd` in a process group of its own, capturing its output; after `timeout`
-/// the whole group (launcher and ranks) is terminated, then killed.
+/// How long a job may take to end once its output shows it failed (a rank's failure
+/// line, or the launcher reporting an abort or a rank killed by a signal). Open MPI 4.1
+/// sometimes never exits, or crashes, while tearing down such a job; waiting for
+/// `job_timeout_s` would cost the whole timeout for an answer already known.
+const TEARDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Whether an output line shows the job failed: one of our ranks said why, or the
+/// launcher reports an abort or a rank that died.
+fn shows_failure(line: &str) -> bool {
+    line.starts_with(FAILURE_PREFIX)
+        || line.contains("MPI_ABORT was invoked")
+        || line.contains("exited on signal")
+        || line.contains("exited with non-zero status")
+}
+
+/// Runs `cmd` in a process group of its own, capturing its output; after `timeout`,
+/// or [`TEARDOWN_GRACE`] after its output showed a failure, the whole group (launcher
+/// and ranks) is terminated, then killed.
 fn run_job(cmd: &mut Command, timeout: Duration) -> std::io::Result<Job> {
+    use std::io::BufRead;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
     let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0).spawn()?;
-    let drain = |mut r: Box<dyn Read + Send>| {
+    let failed = Arc::new(AtomicBool::new(false));
+    let drain = |r: Box<dyn Read + Send>| {
+        let failed = Arc::clone(&failed);
         std::thread::spawn(move || {
             let mut s = String::new();
-            let _ = r.read_to_string(&mut s);
+            for line in std::io::BufReader::new(r).lines().map_while(Result::ok) {
+                if shows_failure(&line) {
+                    failed.store(true, Ordering::Relaxed);
+                }
+                s.push_str(&line);
+                s.push('\n');
+            }
             s
         })
     };
     let out = drain(Box::new(child.stdout.take().expect("piped")));
     let err = drain(Box::new(child.stderr.take().expect("piped")));
-    let deadline = Instant::now() + timeout;
+    let mut deadline = Instant::now() + timeout;
+    let mut grace_started = false;
     let mut status = None;
     while Instant::now() < deadline {
         if let Some(s) = child.try_wait()? {
             status = Some(s);
             break;
+        }
+        if !grace_started && failed.load(Ordering::Relaxed) {
+            grace_started = true;
+            deadline = deadline.min(Instant::now() + TEARDOWN_GRACE);
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -170,7 +206,12 @@ fn run_job(cmd: &mut Command, timeout: Duration) -> std::io::Result<Job> {
         let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = child.wait();
     }
-    Ok(Job { status, stdout: out.join().unwrap_or_default(), stderr: err.join().unwrap_or_default() })
+    Ok(Job {
+        status,
+        stuck_after_failure: status.is_none() && grace_started,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    })
 }
 
 /// The record of a finished job, or why it failed.
@@ -186,6 +227,13 @@ fn interpret(
         job.stderr.lines().chain(job.stdout.lines()).filter(|l| l.starts_with(FAILURE_PREFIX)).collect();
     let record = job.stdout.lines().find_map(|l| l.strip_prefix(RECORD_PREFIX));
     match (job.status, record) {
+        (None, _) if job.stuck_after_failure => {
+            let why = if reasons.is_empty() { launcher_says(job) } else { reasons.join("; ") };
+            Err(format!(
+                "the MPI job failed ({launcher} had not exited {}s after the failure and was killed): {why}",
+                TEARDOWN_GRACE.as_secs()
+            ))
+        }
         (None, _) => Err(format!(
             "the MPI job ran longer than {}s ([grid.mpi] job_timeout_s) and was killed{}",
             timeout.as_secs(),
