@@ -146,7 +146,7 @@ struct Job {
 /// line, or the launcher reporting an abort or a rank killed by a signal). Open MPI 4.1
 /// sometimes never exits, or crashes, while tearing down such a job; waiting for
 /// `job_timeout_s` would cost the whole timeout for an answer already known.
-const TEARDOWN_GRACE: Duration = Duration::from_secs(10);
+pub const TEARDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Whether an output line shows the job failed: one of our ranks said why, or the
 /// launcher reports an abort or a rank that died.
