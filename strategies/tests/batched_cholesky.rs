@@ -1,14 +1,15 @@
 //! End to end: tiled Cholesky through the local driver (ranks as threads, real
 //! kernels) with the batched strategy, verified by the workload's residual.
 
-use dagwire_runtime::local::{LocalConfig, run};
+mod common;
+
+use common::run_local;
 use dagwire_runtime::{Fault, ParamValue, Progress, RunOutcome};
 use dagwire_strategies::batched::{Epochs, epochs};
 use dagwire_workloads::cholesky::RESIDUAL_BOUND;
 use dagwire_workloads::{Verification, Workload};
 use std::collections::BTreeSet;
 use std::num::NonZeroU32;
-use std::time::Duration;
 
 fn cholesky(n: i64, tile: i64, ranks: usize) -> Box<dyn Workload> {
     let given = [("n", ParamValue::Int(n)), ("tile", ParamValue::Int(tile))];
@@ -39,17 +40,7 @@ impl Point {
             ("tree", ParamValue::Str(self.tree.into())),
             ("segment_bytes", ParamValue::Int(1000)),
         ];
-        let ranks = self.ranks;
-        let factory = dagwire_strategies::find("batched").unwrap().factory_with(&given, ranks).unwrap();
-        let cfg = LocalConfig {
-            ranks,
-            workers: 2,
-            progress: self.progress,
-            timeout: Duration::from_secs(60),
-            fault: self.fault,
-        };
-        let out = run(w.dag(), w.kernels(), &factory, &cfg).unwrap_or_else(|e| panic!("{self:?}: {e}"));
-        let v = w.verify(&out.results);
+        let (out, v) = run_local(&*w, "batched", &given, self.ranks, (self.progress, self.fault), &format!("{self:?}"));
         (w, out, v)
     }
 

@@ -1,11 +1,12 @@
 //! End to end: tiled Cholesky through the local driver (ranks as threads, real
 //! kernels) with the rendezvous strategy, verified by the workload's residual.
 
-use dagwire_runtime::local::{LocalConfig, run};
+mod common;
+
+use common::run_local;
 use dagwire_runtime::{Fault, ParamValue, Progress, RunOutcome};
 use dagwire_workloads::cholesky::RESIDUAL_BOUND;
 use dagwire_workloads::{Verification, Workload};
-use std::time::Duration;
 
 fn cholesky(n: i64, tile: i64, ranks: usize) -> Box<dyn Workload> {
     let given = [("n", ParamValue::Int(n)), ("tile", ParamValue::Int(tile))];
@@ -28,18 +29,7 @@ impl Point {
         let w = cholesky(self.n, self.tile, self.ranks);
         let given =
             [("eager_limit", ParamValue::Int(self.eager_limit)), ("max_receives", ParamValue::Int(self.max_receives))];
-        let ranks = self.ranks;
-        let factory = dagwire_strategies::find("rendezvous").unwrap().factory_with(&given, ranks).unwrap();
-        let cfg = LocalConfig {
-            ranks,
-            workers: 2,
-            progress: self.progress,
-            timeout: Duration::from_secs(60),
-            fault: self.fault,
-        };
-        let out = run(w.dag(), w.kernels(), &factory, &cfg).unwrap_or_else(|e| panic!("{}: {e}", self.label()));
-        let v = w.verify(&out.results);
-        (out, v)
+        run_local(&*w, "rendezvous", &given, self.ranks, (self.progress, self.fault), &self.label())
     }
 
     fn label(&self) -> String {

@@ -1,12 +1,13 @@
 //! End to end: tiled Cholesky through the local driver (ranks as threads, real kernels,
 //! real window bytes) with the rma strategy, verified by the workload's residual.
 
-use dagwire_runtime::local::{LocalConfig, run};
+mod common;
+
+use common::run_local;
 use dagwire_runtime::trace::Phase;
 use dagwire_runtime::{Fault, ParamValue, Progress, RunOutcome};
 use dagwire_workloads::cholesky::RESIDUAL_BOUND;
 use dagwire_workloads::{Verification, Workload};
-use std::time::Duration;
 
 #[derive(Clone, Copy, Debug)]
 struct Point {
@@ -34,16 +35,7 @@ impl Point {
             ("inline_limit", ParamValue::Int(self.inline_limit)),
             ("max_outstanding", ParamValue::Int(self.max_outstanding)),
         ];
-        let factory = dagwire_strategies::find("rma").unwrap().factory_with(&given, self.ranks).unwrap();
-        let cfg = LocalConfig {
-            ranks: self.ranks,
-            workers: 2,
-            progress: self.progress,
-            timeout: Duration::from_secs(60),
-            fault: self.fault,
-        };
-        let out = run(w.dag(), w.kernels(), &factory, &cfg).unwrap_or_else(|e| panic!("{self:?}: {e}"));
-        let v = w.verify(&out.results);
+        let (out, v) = run_local(&*w, "rma", &given, self.ranks, (self.progress, self.fault), &format!("{self:?}"));
         (w, out, v)
     }
 }
