@@ -1,38 +1,17 @@
 //! Engine behaviour on scripted events: no threads, no clock, every step explicit.
 
+mod common;
+
+use common::Push;
 use dagwire_runtime::collective::Tree;
 use dagwire_runtime::engine::{Action, Engine, EngineError, TaskDone};
 use dagwire_runtime::message::{HEADER_BYTES, NO_CHUNK};
 use dagwire_runtime::testing::{Timing, drive};
-use dagwire_runtime::trace::Phase;
 use dagwire_runtime::{
     Capability, ChunkId, CollectiveKind, Contribution, Dag, DagBuilder, KernelId, Message, MessageClass, Payload, Rank,
     Strategy, StrategyCtx, TaskId, TaskSpec,
 };
 use std::sync::Arc;
-
-/// A minimal eager protocol, so these tests do not depend on the strategies crate.
-struct Push;
-
-impl Strategy for Push {
-    fn name(&self) -> &'static str {
-        "push"
-    }
-    fn op_name(&self, _: u8) -> &'static str {
-        "push-data"
-    }
-    fn on_chunk_ready(&mut self, ctx: &mut StrategyCtx<'_>, chunk: ChunkId, data: &Payload, readers: &[Rank]) {
-        for &r in readers {
-            ctx.phase(chunk, ctx.rank, r, Phase::Wire);
-            ctx.send(r, Message::data(1, chunk, data.clone()));
-        }
-    }
-    fn on_message(&mut self, ctx: &mut StrategyCtx<'_>, from: Rank, msg: Message) -> Result<(), String> {
-        let payload = msg.payload.ok_or("push expects data")?;
-        ctx.deliver(msg.chunk, from, payload);
-        Ok(())
-    }
-}
 
 fn engine(rank: u32, dag: &Arc<Dag>, workers: usize) -> Engine {
     Engine::new(Rank(rank), Arc::clone(dag), Box::new(Push), workers)

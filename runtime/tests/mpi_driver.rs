@@ -5,6 +5,9 @@
 //! `mpi`), this program launches itself with `mpirun -n 3` (`DAGWIRE_MPI_LAUNCHER`,
 //! `DAGWIRE_MPI_LAUNCHER_ARGS` override the launcher and its `--oversubscribe`).
 
+mod common;
+
+use common::Push;
 use dagwire_runtime::mpi::{self, Mpi, MpiConfig};
 use dagwire_runtime::{
     ChunkId, DagBuilder, KernelId, Kernels, Message, Payload, Rank, RunError, Strategy, StrategyCtx, Task, TaskSpec,
@@ -119,28 +122,6 @@ fn failing_kernel_main() {
         mpi.abort(3);
     }
     // Ranks 0 and 2 finish and wait in the gather for rank 1, which never reports.
-}
-
-/// Sends every chunk whole to each remote reader.
-struct Push;
-
-impl Strategy for Push {
-    fn name(&self) -> &'static str {
-        "push"
-    }
-    fn op_name(&self, _: u8) -> &'static str {
-        "push-data"
-    }
-    fn on_chunk_ready(&mut self, ctx: &mut StrategyCtx<'_>, chunk: ChunkId, data: &Payload, readers: &[Rank]) {
-        for &r in readers {
-            ctx.send(r, Message::data(0, chunk, data.clone()));
-        }
-    }
-    fn on_message(&mut self, ctx: &mut StrategyCtx<'_>, from: Rank, msg: Message) -> Result<(), String> {
-        let payload = msg.payload.ok_or("a data message without data")?;
-        ctx.deliver(msg.chunk, from, payload);
-        Ok(())
-    }
 }
 
 /// Numbers its messages to each destination and refuses any that arrives out of that
