@@ -192,6 +192,12 @@ struct Ready {
     id: std::cmp::Reverse<TaskId>,
 }
 
+impl Ready {
+    fn of(dag: &Dag, t: TaskId) -> Ready {
+        Ready { priority: dag.task(t).priority, id: std::cmp::Reverse(t) }
+    }
+}
+
 /// A chunk present on this rank and how many local tasks still need to read it.
 struct Stored {
     data: Payload,
@@ -327,12 +333,9 @@ impl Engine {
 
     /// Starts the run: tasks without inputs become ready, and the strategy is told.
     pub fn handle_start(&mut self, now: u64) {
-        let dag = Arc::clone(&self.dag);
-        let roots: Vec<TaskId> =
-            dag.tasks_of(self.rank).iter().zip(&self.missing).filter(|(_, n)| **n == 0).map(|(&t, _)| t).collect();
-        for t in roots {
-            self.make_ready(t);
-        }
+        let (dag, ready) = (&*self.dag, &mut self.ready);
+        let roots = dag.tasks_of(self.rank).iter().zip(&self.missing).filter(|(_, n)| **n == 0);
+        ready.extend(roots.map(|(&t, _)| Ready::of(dag, t)));
         self.strategy.on_start(&mut strategy_ctx!(self, now));
     }
 
@@ -716,16 +719,12 @@ impl Engine {
             let left = &mut self.missing[dag.local_index(t)];
             *left -= uses;
             if *left == 0 {
-                self.ready.push(Ready { priority: dag.task(t).priority, id: std::cmp::Reverse(t) });
+                self.ready.push(Ready::of(dag, t));
             }
         }
         if readers > 0 {
             self.store.insert(chunk, Stored { data, readers_left: readers });
         }
-    }
-
-    fn make_ready(&mut self, t: TaskId) {
-        self.ready.push(Ready { priority: self.dag.task(t).priority, id: std::cmp::Reverse(t) });
     }
 }
 
