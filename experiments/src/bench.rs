@@ -2,8 +2,8 @@
 //! the same run and prints the ratio.
 
 use anyhow::{Result, ensure};
+use dagwire_runtime::drivers::local::{self, LocalConfig};
 use dagwire_runtime::engine::{Action, Engine, TaskDone};
-use dagwire_runtime::local::{self, LocalConfig};
 use dagwire_runtime::{
     Dag, DagBuilder, KernelId, Kernels, ParamValue, Payload, Progress, Rank, Strategy, Task, TaskSpec,
 };

@@ -23,7 +23,7 @@ use anyhow::{Result, bail};
 /// Runs the benchmark (launching itself under MPI first if needed).
 #[cfg(feature = "mpi")]
 pub fn run(max_size: usize, iterations: u32, window: u32) -> Result<()> {
-    use dagwire_runtime::mpi::Mpi;
+    use dagwire_runtime::drivers::mpi::Mpi;
     if !Mpi::launched() {
         return relaunch();
     }
@@ -57,8 +57,8 @@ fn relaunch() -> Result<()> {
 #[cfg(feature = "mpi")]
 mod imp {
     use anyhow::{Result, bail, ensure};
-    use dagwire_runtime::mpi::rsmpi as mpi_api;
-    use dagwire_runtime::mpi::{self, Mpi, MpiConfig};
+    use dagwire_runtime::drivers::mpi::rsmpi as mpi_api;
+    use dagwire_runtime::drivers::mpi::{self, Mpi, MpiConfig};
     use dagwire_runtime::{
         ChunkId, Dag, DagBuilder, KernelId, Kernels, ParamValue, Payload, Progress, Rank, Strategy, Task, TaskSpec,
     };

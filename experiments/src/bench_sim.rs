@@ -66,10 +66,10 @@ pub fn one_size_line(setup: &Setup, nt: usize, counts_only: bool) -> Result<()> 
 
 fn machine(setup: &Setup) -> Result<dagwire_sim::machine::Machine> {
     let params = Params::from_pairs(
-        &crate::drivers::find("sim").map(|d| (d.params)()).unwrap_or_default(),
+        &dagwire_sim::registry::params(),
         &[("machine", ParamValue::Str(setup.machine.clone())), ("fidelity", ParamValue::Str(setup.fidelity.clone()))],
     )?;
-    crate::drivers::sim_machine(&params).map_err(anyhow::Error::msg)
+    dagwire_sim::registry::machine(&params).map_err(anyhow::Error::msg)
 }
 
 /// Runs `experiment bench sim --only-tiles nt ...` and parses its line.

@@ -16,7 +16,7 @@ use crate::runner::base_record;
 use crate::sweep::Sweep;
 use anyhow::{Context, Result};
 use dagwire_analysis::tables::{self, PointRecord};
-use dagwire_runtime::{ParamSpec, ParamValue, Params};
+use dagwire_runtime::{ParamValue, Params};
 use serde_json::{Value, json};
 use std::io::Read;
 use std::os::unix::process::CommandExt;
@@ -47,37 +47,14 @@ pub const RECORD_PREFIX: &str = "dagwire-record: ";
 /// Prefix of the lines on which a failing rank says why (before aborting the job).
 pub const FAILURE_PREFIX: &str = "dagwire: rank ";
 
-/// The parameters of `[grid.mpi]`.
-pub fn params() -> Vec<ParamSpec> {
-    vec![
-        ParamSpec::text(
-            "launcher",
-            "auto",
-            "the MPI launcher (mpirun, mpiexec, srun); auto: $DAGWIRE_MPI_LAUNCHER, else mpirun",
-        ),
-        ParamSpec::text(
-            "launcher_args",
-            "auto",
-            "extra launcher arguments, split at spaces (e.g. \"--oversubscribe --bind-to none\"); auto: \
-             $DAGWIRE_MPI_LAUNCHER_ARGS, else none; none: none",
-        ),
-        ParamSpec::int(
-            "job_timeout_s",
-            1,
-            7 * 24 * 3600,
-            600,
-            "wall-clock limit of one point's MPI job, s; a job still running then is killed and the point fails",
-        ),
-    ]
-}
-
 /// The launcher command and its extra arguments for a point's parameters.
 ///
 /// ```
-/// use dagwire_experiments::launcher::{command_line, params};
+/// use dagwire_experiments::launcher::command_line;
+/// use dagwire_runtime::drivers::JobDriver;
 /// use dagwire_runtime::{ParamValue, Params};
 /// let given = [("launcher", ParamValue::Str("srun".into())), ("launcher_args", ParamValue::Str("--mpi=pmix -c 2".into()))];
-/// let p = Params::from_pairs(&params(), &given).unwrap();
+/// let p = Params::from_pairs(&JobDriver::launcher_params(), &given).unwrap();
 /// assert_eq!(command_line(&p), ("srun".to_string(), vec!["--mpi=pmix".to_string(), "-c".into(), "2".into()]));
 /// ```
 pub fn command_line(params: &Params) -> (String, Vec<String>) {

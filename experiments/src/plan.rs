@@ -2,7 +2,8 @@
 //! bad combination (a tile larger than the matrix) stops the sweep before any run.
 
 use crate::sweep::{CORE_AXES, Sweep, SweepError, axis_values, component_params};
-use dagwire_runtime::{Fault, ParamValue, Params, Progress};
+use dagwire_runtime::drivers::{CheckKey, DriverCheck, DriverInfo, RunRequest};
+use dagwire_runtime::{Fault, KernelId, Kernels, ParamValue, Params, Progress, StrategyFactory};
 use dagwire_strategies::StrategyInfo;
 use dagwire_workloads::WorkloadInfo;
 use std::collections::BTreeMap;
@@ -15,8 +16,8 @@ pub struct Point {
     pub workload: &'static WorkloadInfo,
     /// The strategy.
     pub strategy: &'static StrategyInfo,
-    /// Driver name.
-    pub driver: String,
+    /// The driver.
+    pub driver: &'static DriverInfo,
     /// Ranks.
     pub ranks: usize,
     /// Kernel workers per rank.
@@ -48,11 +49,39 @@ impl Point {
             "{}/{}/{} ranks={} workers={} {}",
             self.workload.name,
             self.strategy.name,
-            self.driver,
+            self.driver.name,
             self.ranks,
             self.workers,
             params.join(" ")
         )
+    }
+}
+
+impl Point {
+    /// The request that runs this point with `strategy` on the workload's `dag`,
+    /// `kernels` and `kernel_name`, a no-progress `timeout` and the run's `seed`.
+    pub fn request<'a>(
+        &'a self,
+        dag: &'a std::sync::Arc<dagwire_runtime::Dag>,
+        kernels: &'a dyn Kernels,
+        kernel_name: &'a (dyn Fn(KernelId) -> &'static str + Sync),
+        strategy: StrategyFactory<'a>,
+        timeout: std::time::Duration,
+        seed: u64,
+    ) -> RunRequest<'a> {
+        RunRequest {
+            dag,
+            kernels,
+            kernel_name,
+            strategy,
+            params: &self.driver_params,
+            ranks: self.ranks,
+            workers: self.workers,
+            progress: self.progress,
+            timeout,
+            fault: self.fault,
+            seed,
+        }
     }
 }
 
@@ -119,7 +148,7 @@ fn build_point(sweep: &Sweep, a: &BTreeMap<&str, &ParamValue>, id: u32) -> Resul
         id,
         workload,
         strategy,
-        driver: name("driver"),
+        driver: crate::drivers::find(&name("driver")).expect("validated"),
         ranks: int("ranks"),
         workers: int("workers"),
         progress: Progress::from_name(&name("progress")).expect("validated"),
@@ -148,14 +177,18 @@ fn check_point(sweep: &Sweep, p: &Point) -> Result<(), SweepError> {
             "progress = \"inline\" runs kernels on the rank's own thread, so workers must be 1".into(),
         ));
     }
-    let driver = crate::drivers::find(&p.driver).expect("validated");
+    let driver = p.driver;
     let needs = (p.strategy.build)(&p.strategy_params, dagwire_runtime::Rank(0), p.ranks).needs();
     dagwire_runtime::collective::check_capabilities(driver.name, driver.offers, p.strategy.name, needs)
         .map_err(|e| err("grid.strategy".into(), e.to_string()))?;
-    if p.driver == "sim" {
-        let machine = crate::drivers::sim_machine(&p.driver_params).map_err(|m| err("grid.sim.machine".into(), m))?;
-        dagwire_sim::network::Network::new(&machine, p.ranks).map_err(|m| err("grid.ranks".into(), m))?;
-    }
+    let check = DriverCheck { params: &p.driver_params, ranks: p.ranks, workers: p.workers, fault: p.fault };
+    (driver.check)(&check).map_err(|e| {
+        let key = match e.key {
+            CheckKey::Param(k) => format!("grid.{}.{k}", driver.name),
+            CheckKey::Axis(k) => format!("grid.{k}"),
+        };
+        err(key, e.reason)
+    })?;
     (p.workload.prepare)(&p.workload_params, p.ranks, sweep.seed).map(drop).map_err(|e| {
         let key =
             if e.key == "ranks" { "grid.ranks".to_string() } else { format!("grid.{}.{}", p.workload.name, e.key) };

@@ -1,12 +1,14 @@
-//! `experiment point`: one rank of an `mpi` point (SPMD: every rank of the job runs
-//! this same command). `experiment run` launches it for each `mpi` point; a user inside
-//! an allocation can run it too: `mpirun -n 4 experiment point sweeps/mpi.toml --point 0`.
+//! `experiment point`: one rank of a point on a job driver (SPMD: every rank of the job
+//! runs this same command). `experiment run` launches it for each point whose driver
+//! runs points as jobs (`mpi`); a user inside an allocation can run it too:
+//! `mpirun -n 4 experiment point sweeps/mpi.toml --point 0`.
 //!
-//! Every rank builds the point's workload and strategy from the sweep file and runs the
-//! `mpi` driver; rank 0 gathers the trace and results, verifies them and writes the
-//! point's parts under `--out` (and, run by hand, the combined tables). A rank whose run
-//! fails prints `dagwire: rank R failed: REASON` and aborts the job; a rank that panics
-//! prints `dagwire: rank R panicked: ...` and aborts it, so no rank waits forever.
+//! Every rank builds the point's workload and strategy from the sweep file and joins the
+//! job through its driver's registry entry; rank 0 gathers the trace and results,
+//! verifies them and writes the point's parts under `--out` (and, run by hand, the
+//! combined tables). A rank whose run fails prints `dagwire: rank R failed: REASON` and
+//! aborts the job; a rank that panics prints `dagwire: rank R panicked: ...` and aborts
+//! it, so no rank waits forever.
 
 use anyhow::Result;
 use std::path::PathBuf;
@@ -32,27 +34,19 @@ pub struct PointArgs {
 }
 
 /// Runs this process's rank of the point.
-#[cfg(feature = "mpi")]
 pub fn run(args: PointArgs) -> Result<ExitCode> {
     imp::run(args)
 }
 
-/// Without the `mpi` feature there is no MPI to run on.
-#[cfg(not(feature = "mpi"))]
-pub fn run(_args: PointArgs) -> Result<ExitCode> {
-    anyhow::bail!("this experiment binary was built without the `mpi` feature; rebuild it with MPI installed")
-}
-
-#[cfg(feature = "mpi")]
 mod imp {
     use super::PointArgs;
     use crate::launcher::{FAILURE_PREFIX, record_line};
     use crate::plan::{self, Point};
     use crate::results::{self, ManifestInfo};
-    use crate::runner::{base_record, outcome_line, write_success};
+    use crate::runner::{base_record, outcome_line, run_seed, write_success};
     use crate::sweep::{self, Sweep};
     use anyhow::{Result, bail};
-    use dagwire_runtime::mpi::{self, Mpi, MpiConfig};
+    use dagwire_runtime::drivers::{JobDriver, JobRank, Launch};
     use std::process::ExitCode;
     use std::time::{Duration, Instant, SystemTime};
 
@@ -65,8 +59,19 @@ mod imp {
     pub const KILL_SIGNAL_ENV: &str = "DAGWIRE_TEST_KILL_SIGNAL";
 
     pub fn run(args: PointArgs) -> Result<ExitCode> {
-        let mpi = Mpi::init()?;
-        let rank = mpi.rank();
+        let (sweep, point, job_driver) = match find_point(&args) {
+            Ok(found) => found,
+            Err(e) => {
+                // Every rank reads the same file and finds the same problem: say it once.
+                if launcher_rank().is_none_or(|r| r == 0) {
+                    eprintln!("error: {e:#}");
+                }
+                return Ok(ExitCode::from(2));
+            }
+        };
+        let job = (job_driver.join)()?;
+        let rank = job.rank();
+        let abort = job_driver.abort;
         let default_hook = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
             // A kernel's panic on a worker is caught and fails its task with the reason.
@@ -82,36 +87,36 @@ mod imp {
                 .unwrap_or_else(|| "unknown panic".into());
             let at = info.location().map(|l| format!(" (at {}:{})", l.file(), l.line())).unwrap_or_default();
             eprintln!("{FAILURE_PREFIX}{rank} panicked: {}{at}", text.replace('\n', " "));
-            mpi::abort_job(101);
+            abort(101);
         }));
-        let (sweep, point) = match find_point(&args, &mpi) {
-            Ok(found) => found,
-            Err(e) => {
-                // Every rank reads the same file and finds the same problem: say it once.
-                if rank == 0 {
-                    eprintln!("error: {e:#}");
-                }
-                return Ok(ExitCode::from(2));
+        if point.ranks != job.size() {
+            if rank == 0 {
+                eprintln!(
+                    "error: point {} needs {} ranks, this job has {}; launch it with -n {}",
+                    point.id,
+                    point.ranks,
+                    job.size(),
+                    point.ranks
+                );
             }
-        };
+            return Ok(ExitCode::from(2));
+        }
         kill_hook(rank);
         let started = Instant::now();
         let workload = match (point.workload.prepare)(&point.workload_params, point.ranks, sweep.seed) {
             Ok(w) => w,
-            Err(e) => fail(&mpi, &format!("building the workload: {e}")),
+            Err(e) => fail(job.as_ref(), &format!("building the workload: {e}")),
         };
         let factory = point.strategy.factory(point.strategy_params.clone(), point.ranks);
-        let cfg = MpiConfig {
-            workers: point.workers,
-            progress: point.progress,
-            timeout: Duration::from_secs(sweep.timeout_s),
-            fault: point.fault,
+        let kernel_name = |k| workload.kernel_name(k);
+        let timeout = Duration::from_secs(sweep.timeout_s);
+        let seed = run_seed(sweep.seed, args.rep);
+        let req = point.request(workload.dag(), workload.kernels(), &kernel_name, &factory, timeout, seed);
+        let executed = match job.run(&req) {
+            Ok(executed) => executed,
+            Err(e) => fail(job.as_ref(), &format!("{e}")),
         };
-        let outcome = match mpi::run(&mpi, workload.dag(), workload.kernels(), &factory, &cfg) {
-            Ok(outcome) => outcome,
-            Err(e) => fail(&mpi, &format!("{e}")),
-        };
-        let Some(outcome) = outcome else {
+        let Some(executed) = executed else {
             return Ok(ExitCode::SUCCESS);
         };
         let mut record = base_record(&point, args.rep, started.elapsed().as_secs_f64());
@@ -119,7 +124,7 @@ mod imp {
             // By hand: a new results directory, or more points into one of the same sweep.
             results::open(&args.out, &sweep, args.out.exists())?;
         }
-        write_success(&args.out, &mut record, workload.as_ref(), &outcome, true)?;
+        write_success(&args.out, &mut record, workload.as_ref(), &executed.outcome, executed.kernels_ran)?;
         if args.record_line {
             println!("{}", record_line(&record, point.columns.len()));
         } else {
@@ -133,38 +138,38 @@ mod imp {
         Ok(if record.error.is_none() { ExitCode::SUCCESS } else { ExitCode::from(1) })
     }
 
-    /// The point to run, checked against the job.
-    fn find_point(args: &PointArgs, mpi: &Mpi) -> Result<(Sweep, Point)> {
+    /// This process's rank as the launcher told it in the environment (Open MPI,
+    /// MPICH/Hydra, PMIx, Slurm), before the job is joined.
+    fn launcher_rank() -> Option<usize> {
+        ["OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK", "SLURM_PROCID"]
+            .iter()
+            .find_map(|v| std::env::var(v).ok()?.parse().ok())
+    }
+
+    /// The point to run, and its driver, which must run points as jobs.
+    fn find_point(args: &PointArgs) -> Result<(Sweep, Point, &'static JobDriver)> {
         let sweep = sweep::load(&args.sweep)?;
         let points = plan::expand(&sweep)?;
         let count = points.len();
         let Some(point) = points.into_iter().find(|p| p.id == args.point) else {
             bail!("{} has {count} points (0..{count}); there is no point {}", args.sweep.display(), args.point);
         };
-        if point.driver != "mpi" {
+        let Launch::Job(job_driver) = &point.driver.launch else {
             bail!(
-                "point {} of {} runs on driver `{}`; `experiment point` runs mpi points only (use `experiment run`)",
+                "point {} of {} runs on driver `{}`, which runs points in one process; `experiment point` runs \
+                 points of job drivers (mpi) only (use `experiment run`)",
                 point.id,
                 args.sweep.display(),
-                point.driver
+                point.driver.name
             );
-        }
-        if point.ranks != mpi.size() {
-            bail!(
-                "point {} needs {} ranks, this MPI job has {}; launch it with -n {}",
-                point.id,
-                point.ranks,
-                mpi.size(),
-                point.ranks
-            );
-        }
-        Ok((sweep, point))
+        };
+        Ok((sweep, point, job_driver))
     }
 
     /// Says why this rank failed and ends the job.
-    fn fail(mpi: &Mpi, reason: &str) -> ! {
-        eprintln!("{FAILURE_PREFIX}{} failed: {reason}", mpi.rank());
-        mpi.abort(1)
+    fn fail(job: &dyn JobRank, reason: &str) -> ! {
+        eprintln!("{FAILURE_PREFIX}{} failed: {reason}", job.rank());
+        job.abort(1)
     }
 
     /// For the failure tests: kill, stop or panic this rank after a while, if asked to.

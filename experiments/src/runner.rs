@@ -3,7 +3,7 @@
 //! without redoing or losing finished runs. A failed run is recorded and the sweep
 //! goes on.
 
-use crate::drivers::{self, Executed, Execution};
+use crate::drivers;
 use crate::plan::Point;
 use crate::progress::SweepProgress;
 use crate::results::{self, ManifestInfo};
@@ -11,6 +11,7 @@ use crate::sweep::Sweep;
 use anyhow::Result;
 use dagwire_analysis::tables::{self, PointRecord, TraceRows};
 use dagwire_runtime::RunOutcome;
+use dagwire_runtime::drivers::{Executed, Launch};
 use dagwire_workloads::Workload;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
@@ -58,8 +59,8 @@ pub fn run_sweep(sweep: &Sweep, points: &[Point], dir: &Path, resume: bool) -> R
 /// Runs one repetition of a point and writes its parts. Only a failure to write
 /// results is an error here; a failed run is a recorded outcome.
 fn run_and_record(sweep: &Sweep, point: &Point, rep: u32, dir: &Path) -> Result<PointRecord> {
-    if point.driver == "mpi" {
-        // Each MPI point is a job of its own: `mpirun -n R experiment point ...`.
+    if let Launch::Job(_) = point.driver.launch {
+        // Each point of a job driver is a job of its own: `mpirun -n R experiment point ...`.
         return crate::launcher::run_and_record(sweep, point, rep, dir);
     }
     let started = Instant::now();
@@ -109,19 +110,18 @@ pub(crate) fn write_success(
 fn run_point(sweep: &Sweep, point: &Point, rep: u32) -> Result<(Box<dyn Workload>, Executed)> {
     let workload = (point.workload.prepare)(&point.workload_params, point.ranks, sweep.seed)?;
     let factory = point.strategy.factory(point.strategy_params.clone(), point.ranks);
-    let exec = Execution {
-        driver: &point.driver,
-        params: &point.driver_params,
-        ranks: point.ranks,
-        workers: point.workers,
-        progress: point.progress,
-        timeout: Duration::from_secs(sweep.timeout_s),
-        fault: point.fault,
-        // Repetitions draw different jitter; the same repetition always the same.
-        seed: sweep.seed ^ u64::from(rep).wrapping_mul(0x9e37_79b9_7f4a_7c15),
-    };
-    let executed = drivers::execute(&exec, workload.as_ref(), &factory)?;
+    let kernel_name = |k| workload.kernel_name(k);
+    let timeout = Duration::from_secs(sweep.timeout_s);
+    let req =
+        point.request(workload.dag(), workload.kernels(), &kernel_name, &factory, timeout, run_seed(sweep.seed, rep));
+    let executed = drivers::execute_in_process(point.driver, &req)?;
     Ok((workload, executed))
+}
+
+/// The seed of one repetition's modelled randomness: repetitions draw different
+/// jitter, the same repetition always the same.
+pub(crate) fn run_seed(sweep_seed: u64, rep: u32) -> u64 {
+    sweep_seed ^ u64::from(rep).wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
 pub(crate) fn base_record(point: &Point, rep: u32, wall_s: f64) -> PointRecord {

@@ -185,7 +185,7 @@ fn a_user_runs_one_point_under_mpirun_and_gets_a_results_directory() {
     let wrong = mpirun("1");
     assert_eq!(wrong.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&wrong.stderr);
-    assert!(stderr.contains("point 1 needs 4 ranks, this MPI job has 2; launch it with -n 4"), "{stderr}");
+    assert!(stderr.contains("point 1 needs 4 ranks, this job has 2; launch it with -n 4"), "{stderr}");
 }
 
 #[test]

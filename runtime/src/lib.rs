@@ -1,34 +1,27 @@
 //! # dagwire-runtime
 //!
-//! The core of dagwire: a task DAG ([`Dag`]), its placement ([`BlockCyclic2D`]), the
-//! per-rank [`Engine`] — a deterministic state machine with no I/O that is fed events
-//! and answers with [`Action`]s — the [`Strategy`] interface that transfer protocols
-//! implement, trace records, and the `local` driver (ranks as threads).
+//! The core of dagwire and the drivers that run it, kept visibly apart:
 //!
-//! Drivers are thin: they execute actions and feed results back. The same engine and
-//! strategies run under threads, MPI, libfabric and the simulator.
+//! - [`core`] (sans-IO): a task DAG ([`Dag`]), its placement ([`BlockCyclic2D`]), the
+//!   per-rank [`Engine`] — a deterministic state machine with no I/O that is fed events
+//!   and answers with [`Action`]s — the [`Strategy`] interface that transfer protocols
+//!   implement, collectives, one-sided windows and trace records. Its modules are
+//!   re-exported here (`dagwire_runtime::engine`, `dagwire_runtime::dag`, ...).
+//! - [`drivers`]: thin adapters that execute the engine's actions: `local` (ranks as
+//!   threads), `mpi` (cargo feature `mpi`) and the in-memory test harness.
+//!
+//! The same engine and strategies run under threads, MPI, libfabric and the simulator.
 
-pub mod collective;
-pub mod dag;
-pub mod driver;
-pub mod engine;
-pub mod ids;
-pub mod kernel;
-pub mod local;
-pub mod message;
-#[cfg(feature = "mpi")]
-pub mod mpi;
-pub mod one_sided;
-pub mod params;
-pub mod payload;
-pub mod placement;
-pub mod strategy;
-pub mod testing;
-pub mod trace;
+pub mod core;
+pub mod drivers;
+
+pub use crate::core::{
+    collective, dag, engine, ids, kernel, message, one_sided, params, payload, placement, strategy, trace,
+};
 
 pub use collective::{Capability, CollectiveJoin, CollectiveKind, Contribution};
 pub use dag::{Added, Chunk, Dag, DagBuilder, Task, TaskSpec};
-pub use driver::{Fault, Progress, RunError, RunOutcome};
+pub use drivers::{Fault, Progress, RunError, RunOutcome};
 pub use engine::{Action, Engine, EngineError};
 pub use ids::{ChunkId, KernelId, Rank, TaskId};
 pub use kernel::Kernels;

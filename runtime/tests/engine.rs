@@ -4,9 +4,9 @@ mod common;
 
 use common::Push;
 use dagwire_runtime::collective::Tree;
+use dagwire_runtime::drivers::testing::{Timing, drive};
 use dagwire_runtime::engine::{Action, Engine, EngineError, TaskDone};
 use dagwire_runtime::message::{HEADER_BYTES, NO_CHUNK};
-use dagwire_runtime::testing::{Timing, drive};
 use dagwire_runtime::{
     Capability, ChunkId, CollectiveKind, Contribution, Dag, DagBuilder, KernelId, Message, MessageClass, Payload, Rank,
     Strategy, StrategyCtx, TaskId, TaskSpec,

@@ -8,7 +8,7 @@
 mod common;
 
 use common::Push;
-use dagwire_runtime::mpi::{self, Mpi, MpiConfig};
+use dagwire_runtime::drivers::mpi::{self, Mpi, MpiConfig};
 use dagwire_runtime::{
     ChunkId, DagBuilder, KernelId, Kernels, Message, Payload, Rank, RunError, Strategy, StrategyCtx, Task, TaskSpec,
 };

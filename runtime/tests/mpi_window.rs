@@ -5,7 +5,7 @@
 //! Launcher: `DAGWIRE_MPI_LAUNCHER` (default `mpirun`) with `DAGWIRE_MPI_LAUNCHER_ARGS`
 //! (default `--oversubscribe`, for Open MPI on a small machine).
 
-use dagwire_runtime::mpi::{Epoch, Mpi, WindowError};
+use dagwire_runtime::drivers::mpi::{Epoch, Mpi, WindowError};
 use std::process::Command;
 
 /// Bytes each source writes into its target's window in the passive-mode part.

@@ -2,7 +2,8 @@
 //!
 //! The discrete-event simulator: one event queue in virtual nanoseconds, a LogGP-family
 //! network model over real topologies, a compute model, machine files, and the `sim`
-//! driver that runs every rank's [`dagwire_runtime::Engine`] in virtual time.
+//! driver that runs every rank's [`dagwire_runtime::Engine`] in virtual time, registered
+//! as [`DRIVER`].
 
 pub mod collectives;
 pub mod compute;
@@ -10,3 +11,6 @@ pub mod driver;
 pub mod machine;
 pub mod network;
 pub mod queue;
+pub mod registry;
+
+pub use registry::DRIVER;

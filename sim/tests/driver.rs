@@ -279,7 +279,7 @@ fn a_batched_all_to_all_v_is_a_pairwise_exchange_in_virtual_time() {
 #[test]
 fn both_built_in_drivers_offer_collectives_and_a_driver_without_them_refuses_batched() {
     use dagwire_runtime::collective::{Capability, check_capabilities};
-    for offers in [dagwire_sim::driver::CAPABILITIES, dagwire_runtime::local::CAPABILITIES] {
+    for offers in [dagwire_sim::driver::CAPABILITIES, dagwire_runtime::drivers::local::CAPABILITIES] {
         assert!(offers.contains(&Capability::AllToAllV) && offers.contains(&Capability::PointToPoint));
     }
     let s = batched("level", 1)(Rank(0));

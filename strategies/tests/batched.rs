@@ -4,9 +4,9 @@
 //! checks of the epoch cut.
 
 use dagwire_runtime::collective::{Capability, CollectiveKind, Contribution, Tree, check_capabilities};
+use dagwire_runtime::drivers::testing::{self, JoinView, Run, Timing};
 use dagwire_runtime::engine::{Action, Engine, EngineError, TaskDone};
 use dagwire_runtime::message::{HEADER_BYTES, NO_CHUNK};
-use dagwire_runtime::testing::{self, JoinView, Run, Timing};
 use dagwire_runtime::trace::Phase;
 use dagwire_runtime::{
     ChunkId, Dag, DagBuilder, KernelId, Message, MessageClass, ParamValue, Params, Payload, Rank, Strategy, TaskId,
@@ -663,7 +663,7 @@ fn a_driver_without_collectives_refuses_batched_naming_both() {
     );
     // The local driver offers them (the sim driver's test says the same of it); eager
     // needs nothing it lacks.
-    let offers = dagwire_runtime::local::CAPABILITIES;
+    let offers = dagwire_runtime::drivers::local::CAPABILITIES;
     check_capabilities("local", offers, s.name(), s.needs()).unwrap();
     let eager = dagwire_strategies::eager::Eager;
     check_capabilities("local", offers, eager.name(), eager.needs()).unwrap();

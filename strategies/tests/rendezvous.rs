@@ -2,9 +2,9 @@
 //! latency, a task duration, a bounded number of steps) over the sans-IO engine, plus
 //! scripted single-engine exchanges for the protocol's error paths.
 
+use dagwire_runtime::drivers::testing::{self, Run, Timing};
 use dagwire_runtime::engine::{Action, Engine, EngineError, TaskDone};
 use dagwire_runtime::message::HEADER_BYTES;
-use dagwire_runtime::testing::{self, Run, Timing};
 use dagwire_runtime::trace::{MessageRecord, MessageTotals, Phase, Trace};
 use dagwire_runtime::{
     ChunkId, Dag, DagBuilder, KernelId, Message, MessageClass, ParamValue, Params, Payload, Rank, Strategy, TaskSpec,

@@ -2,8 +2,8 @@
 //! a get that reads too early (before the put completed, or before a fence closed the
 //! writer's epoch).
 
+use dagwire_runtime::drivers::testing::{Run, Timing, drive};
 use dagwire_runtime::one_sided::{WindowSpec, WindowSync};
-use dagwire_runtime::testing::{Run, Timing, drive};
 use dagwire_runtime::{
     ChunkId, Dag, DagBuilder, KernelId, Message, MessageClass, ParamValue, Payload, Rank, Strategy, StrategyCtx,
     TaskSpec,

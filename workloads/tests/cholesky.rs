@@ -1,6 +1,6 @@
 //! End-to-end: the Cholesky workload through the local driver with the eager strategy.
 
-use dagwire_runtime::local::{LocalConfig, run};
+use dagwire_runtime::drivers::local::{LocalConfig, run};
 use dagwire_runtime::{Fault, KernelId, ParamError, ParamValue, Params, Progress, Rank, Strategy};
 use dagwire_strategies::eager::Eager;
 use dagwire_workloads::cholesky::{RESIDUAL_BOUND, reference_cholesky};

@@ -1,7 +1,7 @@
 //! End-to-end: the micro workload through the local driver with the eager and the
 //! rendezvous strategies.
 
-use dagwire_runtime::local::{LocalConfig, run};
+use dagwire_runtime::drivers::local::{LocalConfig, run};
 use dagwire_runtime::{Fault, KernelId, ParamError, ParamValue, Params, Progress, Rank, RunOutcome, Strategy};
 use dagwire_strategies::eager::Eager;
 use dagwire_workloads::micro::{Micro, Pattern};

@@ -1,7 +1,7 @@
 //! What the end-to-end Cholesky tests share: one run of a workload through the local
 //! driver with a strategy chosen by name, verified by the workload.
 
-use dagwire_runtime::local::{LocalConfig, run};
+use dagwire_runtime::drivers::local::{LocalConfig, run};
 use dagwire_runtime::{Fault, ParamValue, Progress, RunOutcome};
 use dagwire_workloads::{Verification, Workload};
 use std::time::Duration;

@@ -54,7 +54,8 @@ use crate::one_sided::{Access, OneSided, WindowSync};
 
 use crate::collective::{Capability, CollectiveJoin, CollectiveKind, Contribution, check_capabilities};
 use crate::dag::Dag;
-use crate::driver::{Fault, Progress, RunError, RunOutcome};
+use crate::drivers::registry::{self, DriverInfo, Executed, JobDriver, JobRank, Launch, RunRequest};
+use crate::drivers::run::{Fault, Progress, RunError, RunOutcome};
 use crate::engine::{Action, Engine, RunTask, TaskDone};
 use crate::ids::{ChunkId, Rank, TaskId};
 use crate::kernel::Kernels;
@@ -75,6 +76,42 @@ use std::time::{Duration, Instant};
 
 /// What the MPI driver offers strategies.
 pub const CAPABILITIES: &[Capability] = Capability::ALL;
+
+/// The MPI driver's registry entry.
+pub const DRIVER: DriverInfo = DriverInfo {
+    name: "mpi",
+    summary: "one process per rank: each point is an MPI job (`mpirun -n R experiment point ...`, launcher \
+              configurable), kernels run for real; needs an MPI library",
+    params: JobDriver::launcher_params,
+    offers: CAPABILITIES,
+    check: registry::accept_all,
+    launch: Launch::Job(JobDriver { join, abort: abort_job }),
+};
+
+/// Joins the MPI job this process was started in.
+fn join() -> Result<Box<dyn JobRank>, RunError> {
+    Ok(Box::new(Mpi::init()?))
+}
+
+impl JobRank for Mpi {
+    fn rank(&self) -> usize {
+        Mpi::rank(self)
+    }
+
+    fn size(&self) -> usize {
+        Mpi::size(self)
+    }
+
+    fn run(&self, req: &RunRequest<'_>) -> Result<Option<Executed>, RunError> {
+        let cfg = MpiConfig { workers: req.workers, progress: req.progress, timeout: req.timeout, fault: req.fault };
+        let outcome = run(self, req.dag, req.kernels, req.strategy, &cfg)?;
+        Ok(outcome.map(|outcome| Executed { outcome, kernels_ran: true }))
+    }
+
+    fn abort(&self, code: i32) -> ! {
+        Mpi::abort(self, code)
+    }
+}
 
 /// Payloads up to this many bytes travel in the same MPI message as their header (one
 /// copy on each side); larger ones as a message of their own, without copies.
@@ -369,7 +406,7 @@ impl Tags {
     /// An allocator for `ranks` destinations with `ub` the largest tag allowed.
     ///
     /// ```
-    /// use dagwire_runtime::mpi::Tags;
+    /// use dagwire_runtime::drivers::mpi::Tags;
     /// let mut t = Tags::new(2, 17);
     /// assert_eq!((t.next(1), t.next(1), t.next(1), t.next(0)), (16, 17, 16, 16));
     /// ```

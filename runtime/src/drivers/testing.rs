@@ -33,7 +33,7 @@ use std::sync::Arc;
 /// The byte every position of `chunk` holds, so a reader can tell chunks apart.
 ///
 /// ```
-/// use dagwire_runtime::{ChunkId, testing::fill};
+/// use dagwire_runtime::{ChunkId, drivers::testing::fill};
 /// assert_ne!(fill(ChunkId(1)), fill(ChunkId(2)));
 /// ```
 pub fn fill(chunk: ChunkId) -> u8 {
@@ -82,7 +82,7 @@ pub struct Run {
 /// engine error, a wrong input, a broken rule, a deadlock or after `max_steps` events.
 ///
 /// ```
-/// use dagwire_runtime::testing::{Timing, drive};
+/// use dagwire_runtime::drivers::testing::{Timing, drive};
 /// use dagwire_runtime::{DagBuilder, KernelId, Rank, TaskSpec};
 /// use std::sync::Arc;
 /// # struct NoStrategy;

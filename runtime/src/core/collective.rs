@@ -12,7 +12,7 @@
 //! and each driver what it offers; [`check_capabilities`] refuses a mismatch before the
 //! run starts, naming both.
 
-use crate::driver::RunError;
+use crate::drivers::RunError;
 use crate::ids::Rank;
 use crate::message::{HEADER_BYTES, Message};
 use std::fmt;

@@ -17,7 +17,8 @@
 
 use crate::collective::{Capability, CollectiveJoin, CollectiveKind, Contribution, check_capabilities};
 use crate::dag::Dag;
-use crate::driver::{Fault, Progress, RunError, RunOutcome};
+use crate::drivers::registry::{self, DriverInfo, Executed, Launch, RunRequest};
+use crate::drivers::run::{Fault, Progress, RunError, RunOutcome};
 use crate::engine::{Action, Engine, EngineError, RunTask, TaskDone};
 use crate::ids::{Rank, TaskId};
 use crate::kernel::Kernels;
@@ -36,7 +37,7 @@ use std::time::{Duration, Instant};
 /// Settings of a local run.
 ///
 /// ```
-/// use dagwire_runtime::local::LocalConfig;
+/// use dagwire_runtime::drivers::local::LocalConfig;
 /// let cfg = LocalConfig { ranks: 4, ..LocalConfig::default() };
 /// assert_eq!(cfg.workers, 1);
 /// ```
@@ -62,6 +63,29 @@ impl Default for LocalConfig {
 
 /// What the local driver offers strategies.
 pub const CAPABILITIES: &[Capability] = Capability::ALL;
+
+/// The local driver's registry entry.
+pub const DRIVER: DriverInfo = DriverInfo {
+    name: "local",
+    summary: "ranks are threads of this process, messages move through in-process channels, kernels run for real; \
+              needs nothing installed",
+    params: Vec::new,
+    offers: CAPABILITIES,
+    check: registry::accept_all,
+    launch: Launch::InProcess(run_request),
+};
+
+/// Runs a point from the registry's request.
+fn run_request(req: &RunRequest<'_>) -> Result<Executed, RunError> {
+    let cfg = LocalConfig {
+        ranks: req.ranks,
+        workers: req.workers,
+        progress: req.progress,
+        timeout: req.timeout,
+        fault: req.fault,
+    };
+    Ok(Executed { outcome: run(req.dag, req.kernels, req.strategy, &cfg)?, kernels_ran: true })
+}
 
 /// What reaches a rank thread.
 enum Incoming {
@@ -106,7 +130,7 @@ type RankResult = Result<(Trace, Vec<(crate::ChunkId, crate::Payload)>, u64), Ru
 /// Runs `dag` on `cfg.ranks` threads with one strategy instance per rank.
 ///
 /// ```
-/// use dagwire_runtime::local::{run, LocalConfig};
+/// use dagwire_runtime::drivers::local::{run, LocalConfig};
 /// use dagwire_runtime::{DagBuilder, KernelId, Kernels, Payload, Rank, Strategy, Task, TaskSpec};
 /// use std::sync::Arc;
 /// struct Zeros;

@@ -1,0 +1,28 @@
+//! The sans-IO core: everything here is a deterministic function of its inputs. No
+//! module reads a clock, touches a thread, a socket or MPI; time is an argument.
+//!
+//! - [`dag`], [`ids`], [`placement`]: the task DAG every rank builds alike, and where
+//!   its tasks run;
+//! - [`payload`], [`message`], [`kernel`]: the bytes that move, the messages that carry
+//!   them, and the kernels a workload provides;
+//! - [`engine`]: the per-rank state machine, fed events and answering with actions;
+//! - [`strategy`]: the interface transfer protocols implement;
+//! - [`collective`], [`one_sided`]: what a strategy may ask every rank to do together,
+//!   and one-sided windows;
+//! - [`params`]: typed, checked parameters of every registered component;
+//! - [`trace`]: the records every run writes.
+//!
+//! The drivers that execute the engine's actions live apart, in [`crate::drivers`].
+
+pub mod collective;
+pub mod dag;
+pub mod engine;
+pub mod ids;
+pub mod kernel;
+pub mod message;
+pub mod one_sided;
+pub mod params;
+pub mod payload;
+pub mod placement;
+pub mod strategy;
+pub mod trace;

@@ -1,0 +1,23 @@
+//! The drivers: they execute the engine's actions with real I/O (threads, MPI) or in an
+//! in-memory harness, and feed what happened back. Each is a thin adapter over the
+//! sans-IO [`crate::core`]; what they share is written once here.
+//!
+//! - [`run`]: what every driver takes and returns (settings, outcome, errors);
+//! - [`registry`]: a driver as a registry entry ([`DriverInfo`]): name, parameters,
+//!   capabilities, and how a point runs (in this process, or as a launched job);
+//! - [`local`]: ranks as threads of one process (the embedded default);
+//! - [`mpi`] (cargo feature `mpi`): one process per rank under an MPI launcher;
+//! - [`testing`]: an in-memory N-rank harness with simulated time, for engine and
+//!   strategy tests.
+//!
+//! The simulator's driver lives in the `dagwire-sim` crate.
+
+pub mod local;
+#[cfg(feature = "mpi")]
+pub mod mpi;
+pub mod registry;
+pub mod run;
+pub mod testing;
+
+pub use registry::{CheckError, CheckKey, DriverCheck, DriverInfo, Executed, JobDriver, JobRank, Launch, RunRequest};
+pub use run::{Fault, Progress, RunError, RunOutcome};

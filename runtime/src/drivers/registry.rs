@@ -1,0 +1,187 @@
+//! What a driver is, as a registry entry: its name, parameters, what it offers
+//! strategies, what it refuses, and how a point runs on it — in this process, or as a
+//! job of one process per rank started by a launcher.
+//!
+//! Each driver declares one [`DriverInfo`] next to its code (`local::DRIVER`,
+//! `mpi::DRIVER`, the simulator's `dagwire_sim::DRIVER`); the `experiment` command
+//! lists them in one table and looks drivers up by name there. Nothing else branches
+//! on a driver's name: adding a driver is its file plus one line in that table.
+
+use crate::collective::Capability;
+use crate::dag::Dag;
+use crate::drivers::run::{Fault, Progress, RunError, RunOutcome};
+use crate::ids::KernelId;
+use crate::kernel::Kernels;
+use crate::params::{ParamSpec, Params};
+use crate::strategy::StrategyFactory;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// One registered driver.
+#[derive(Debug)]
+pub struct DriverInfo {
+    /// Name used in sweep files (`grid.driver`).
+    pub name: &'static str,
+    /// One line on how ranks run.
+    pub summary: &'static str,
+    /// Parameters a sweep may set in `[grid.<driver>]`.
+    pub params: fn() -> Vec<ParamSpec>,
+    /// The engine actions it can execute (a strategy needing more is refused).
+    pub offers: &'static [Capability],
+    /// Refuses, before anything runs, a point this driver cannot run (a machine file
+    /// that does not load, a rank count the machine cannot hold, a fault it cannot
+    /// inject), naming the key at fault.
+    pub check: fn(&DriverCheck<'_>) -> Result<(), CheckError>,
+    /// How a point runs.
+    pub launch: Launch,
+}
+
+/// What a driver's [`DriverInfo::check`] looks at.
+#[derive(Clone, Copy, Debug)]
+pub struct DriverCheck<'a> {
+    /// The driver's parameters, defaults filled in.
+    pub params: &'a Params,
+    /// Ranks of the point.
+    pub ranks: usize,
+    /// Kernel workers per rank.
+    pub workers: usize,
+    /// The deliberate fault asked for, if any.
+    pub fault: Option<Fault>,
+}
+
+/// Why a driver refuses a point, and which key to change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckError {
+    /// The key at fault.
+    pub key: CheckKey,
+    /// What is wrong and what is allowed.
+    pub reason: String,
+}
+
+/// Where a [`CheckError`] points in a sweep file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CheckKey {
+    /// One of the driver's own parameters (`machine` is `grid.<driver>.machine`).
+    Param(&'static str),
+    /// An axis every point has (`ranks`, `workers`, `fault`, `progress`).
+    Axis(&'static str),
+}
+
+impl CheckError {
+    /// A refusal naming the driver's own parameter `key`.
+    pub fn param(key: &'static str, reason: impl Into<String>) -> Self {
+        CheckError { key: CheckKey::Param(key), reason: reason.into() }
+    }
+
+    /// A refusal naming the core axis `key` (`ranks`, `fault`, ...).
+    pub fn axis(key: &'static str, reason: impl Into<String>) -> Self {
+        CheckError { key: CheckKey::Axis(key), reason: reason.into() }
+    }
+}
+
+/// A check that accepts every point.
+pub fn accept_all(_: &DriverCheck<'_>) -> Result<(), CheckError> {
+    Ok(())
+}
+
+/// How a driver runs a point.
+#[derive(Debug)]
+pub enum Launch {
+    /// Every rank runs inside this process.
+    InProcess(fn(&RunRequest<'_>) -> Result<Executed, RunError>),
+    /// Each point is a job of one process per rank, started by a launcher (`mpirun`,
+    /// `srun`); every process runs the same program and joins the job.
+    Job(JobDriver),
+}
+
+/// A driver whose points run as launched jobs.
+#[derive(Debug)]
+pub struct JobDriver {
+    /// Joins the job this process was started in (initialises the transport). Call it
+    /// once per process, first thing.
+    pub join: fn() -> Result<Box<dyn JobRank>, RunError>,
+    /// Ends every process of the job from anywhere (a panic hook), with exit code `code`.
+    pub abort: fn(code: i32) -> !,
+}
+
+/// This process's place in a launched job.
+pub trait JobRank {
+    /// This process's rank.
+    fn rank(&self) -> usize;
+    /// Processes in the job.
+    fn size(&self) -> usize;
+    /// Runs one point as this rank of the job. Every rank calls it with the same
+    /// request; rank 0 gets the outcome with every rank's trace and results, the others
+    /// `None`. On `Err`, end the job with [`JobRank::abort`]: peers may wait forever.
+    fn run(&self, req: &RunRequest<'_>) -> Result<Option<Executed>, RunError>;
+    /// Ends every process of the job with exit code `code` (say why first).
+    fn abort(&self, code: i32) -> !;
+}
+
+/// Everything a driver needs to run one point.
+pub struct RunRequest<'a> {
+    /// The workload's DAG, placed on `ranks` ranks.
+    pub dag: &'a Arc<Dag>,
+    /// Its kernels.
+    pub kernels: &'a dyn Kernels,
+    /// Names of its kernels (the simulator's compute rates are per name).
+    pub kernel_name: &'a (dyn Fn(KernelId) -> &'static str + Sync),
+    /// Builds each rank's strategy instance.
+    pub strategy: StrategyFactory<'a>,
+    /// The driver's own parameters, defaults filled in.
+    pub params: &'a Params,
+    /// Ranks.
+    pub ranks: usize,
+    /// Kernel workers per rank.
+    pub workers: usize,
+    /// How communication progresses while kernels run.
+    pub progress: Progress,
+    /// A rank making no progress this long fails the run with a diagnosis.
+    pub timeout: Duration,
+    /// A deliberate fault, if any.
+    pub fault: Option<Fault>,
+    /// Seed of the run's modelled randomness (the simulator's jitter).
+    pub seed: u64,
+}
+
+/// A finished run and whether its kernels really ran (so its results can be verified).
+#[derive(Debug)]
+pub struct Executed {
+    /// The run.
+    pub outcome: RunOutcome,
+    /// False when kernels were only costed (a cost-model simulation).
+    pub kernels_ran: bool,
+}
+
+impl std::fmt::Debug for dyn JobRank {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "JobRank {} of {}", self.rank(), self.size())
+    }
+}
+
+impl JobDriver {
+    /// The parameters every job driver takes for its launcher (`[grid.<driver>]`
+    /// `launcher`, `launcher_args`, `job_timeout_s`), next to its own.
+    pub fn launcher_params() -> Vec<ParamSpec> {
+        vec![
+            ParamSpec::text(
+                "launcher",
+                "auto",
+                "the launcher that starts the ranks (mpirun, mpiexec, srun); auto: $DAGWIRE_MPI_LAUNCHER, else mpirun",
+            ),
+            ParamSpec::text(
+                "launcher_args",
+                "auto",
+                "extra launcher arguments, split at spaces (e.g. \"--oversubscribe --bind-to none\"); auto: \
+                 $DAGWIRE_MPI_LAUNCHER_ARGS, else none; none: none",
+            ),
+            ParamSpec::int(
+                "job_timeout_s",
+                1,
+                7 * 24 * 3600,
+                600,
+                "wall-clock limit of one point's job, s; a job still running then is killed and the point fails",
+            ),
+        ]
+    }
+}

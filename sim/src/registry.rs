@@ -1,0 +1,92 @@
+//! The `sim` driver's registry entry: its parameters (`[grid.sim]`), the check that
+//! loads the machine and fits the ranks on it before anything runs, and how a point
+//! runs (every rank in this process, in virtual time).
+
+use crate::driver::{self, SimConfig, SimKernels};
+use crate::machine::{Fidelity, Machine};
+use crate::network::Network;
+use dagwire_runtime::drivers::{CheckError, DriverCheck, DriverInfo, Executed, Launch, RunRequest};
+use dagwire_runtime::{ParamSpec, Params, RunError, TraceLevel};
+
+/// The simulator's registry entry.
+pub const DRIVER: DriverInfo = DriverInfo {
+    name: "sim",
+    summary: "discrete-event simulation of a machine model in virtual time (any rank count); kernels run for real \
+              or are only costed",
+    params,
+    offers: driver::CAPABILITIES,
+    check,
+    launch: Launch::InProcess(run_request),
+};
+
+/// The parameters of `[grid.sim]`.
+pub fn params() -> Vec<ParamSpec> {
+    vec![
+        ParamSpec::text(
+            "machine",
+            "ib-hdr-fattree",
+            "a machine preset (experiment list machines) or a path to a machine TOML file",
+        ),
+        ParamSpec::choice(
+            "fidelity",
+            &["machine", "analytic", "flow"],
+            "machine",
+            "network model: the machine file's choice, analytic (LogGP, no link contention) or flow (max-min link sharing)",
+        ),
+        ParamSpec::choice(
+            "kernels",
+            &["run", "model"],
+            "run",
+            "run: execute kernels so results verify; model: cost model only (large sizes), verification skipped",
+        ),
+        ParamSpec::choice(
+            "trace",
+            &["full", "counts"],
+            "full",
+            "full: every task, message and transfer phase in the tables; counts: only the points table's counts (runs \
+             whose records would not fit in memory, about 170 bytes per task)",
+        ),
+    ]
+}
+
+/// The machine a point runs on: its `machine` loaded, its `fidelity` override applied.
+pub fn machine(params: &Params) -> Result<Machine, String> {
+    let mut machine = crate::machine::load_machine(params.str("machine")).map_err(|e| e.to_string())?;
+    match params.str("fidelity") {
+        "analytic" => machine.fidelity = Fidelity::Analytic,
+        "flow" => machine.fidelity = Fidelity::Flow,
+        _ => {}
+    }
+    Ok(machine)
+}
+
+/// Loads the machine and lays the ranks out on it; refuses faults, which the simulator
+/// does not inject.
+fn check(c: &DriverCheck<'_>) -> Result<(), CheckError> {
+    if c.fault.is_some() {
+        return Err(CheckError::axis(
+            "fault",
+            "the sim driver does not inject faults (its messages carry no bytes to corrupt when kernels are \
+             modelled); use driver = \"local\" or \"mpi\"",
+        ));
+    }
+    let machine = machine(c.params).map_err(|m| CheckError::param("machine", m))?;
+    Network::new(&machine, c.ranks).map_err(|m| CheckError::axis("ranks", m))?;
+    Ok(())
+}
+
+/// Runs a point from the registry's request.
+fn run_request(req: &RunRequest<'_>) -> Result<Executed, RunError> {
+    let machine = machine(req.params).map_err(RunError::Config)?;
+    let run_kernels = req.params.str("kernels") == "run";
+    let cfg = SimConfig {
+        ranks: req.ranks,
+        workers: req.workers,
+        run_kernels,
+        seed: req.seed,
+        trace: if req.params.str("trace") == "counts" { TraceLevel::Counts } else { TraceLevel::Full },
+    };
+    let kernels = SimKernels { kernels: req.kernels, name: req.kernel_name };
+    let out = driver::run(req.dag, &kernels, req.strategy, &machine, cfg)?;
+    Ok(Executed { outcome: out.run, kernels_ran: run_kernels })
+}
