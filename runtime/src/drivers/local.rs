@@ -331,7 +331,8 @@ fn rank_main(shared: &Shared<'_>, engine: &mut Engine, inbox: &Receiver<Incoming
         set_handling(Handling::Start);
         engine.handle_start(shared.now());
         let mut collectives = Collectives::default();
-        let mut last_progress = Instant::now();
+        // Since when nothing happened (set by a wait that timed out; no clock read per event).
+        let mut idle_since: Option<Instant> = None;
         let aborted = |engine: &Engine, collectives: &Collectives| {
             Err(RankError::Aborted(engine.waiting_summary() + &collectives.summary()))
         };
@@ -341,7 +342,12 @@ fn rank_main(shared: &Shared<'_>, engine: &mut Engine, inbox: &Receiver<Incoming
                     return aborted(engine, &collectives);
                 }
                 feed(shared, engine, &mut collectives, incoming);
-                last_progress = Instant::now();
+                idle_since = None;
+                // Keep the workers busy while results are taken in (acting sends what a
+                // result caused at once, too); inline, kernels wait until the inbox is empty.
+                if workers.is_some() {
+                    act(shared, engine, &mut collectives, workers.as_ref());
+                }
             }
             let acted = act(shared, engine, &mut collectives, workers.as_ref());
             if let Some(e) = engine.error() {
@@ -353,20 +359,20 @@ fn rank_main(shared: &Shared<'_>, engine: &mut Engine, inbox: &Receiver<Incoming
                 return Ok((engine.take_trace(), engine.take_results(), end));
             }
             if acted {
-                last_progress = Instant::now();
+                idle_since = None;
                 continue;
             }
             match workers::recv(inbox, STALL_CHECK) {
                 Ok(Incoming::Abort) => return aborted(engine, &collectives),
                 Ok(incoming) => {
                     feed(shared, engine, &mut collectives, incoming);
-                    last_progress = Instant::now();
+                    idle_since = None;
                 }
                 Err(RecvTimeoutError::Timeout) => {
                     if shared.abort.load(Ordering::Relaxed) {
                         return aborted(engine, &collectives);
                     }
-                    if last_progress.elapsed() > shared.cfg.timeout {
+                    if idle_since.get_or_insert_with(|| Instant::now() - STALL_CHECK).elapsed() > shared.cfg.timeout {
                         let timeout = shared.cfg.timeout;
                         let summary = engine.waiting_summary() + &collectives.summary();
                         return Err(RankError::Failed(RunError::Stalled { timeout, ranks: vec![summary] }));

@@ -2,17 +2,19 @@
 //! rank's progress loop hands them tasks, they run them with the [`KernelRunner`] and
 //! hand each result back.
 //!
-//! A hand-off costs no sleep and wake while work keeps coming:
-//! - the loop keeps a few tasks queued per worker, so a worker that finishes one starts
-//!   the next without waiting for the loop, and the loop takes several results in one
-//!   pass. How many depends on how long kernels take (a running mean): enough that short
-//!   tasks do not wait for hand-offs, few enough that a task queued behind others waits
-//!   at most about [`QUEUE_BUDGET`] (one per worker once kernels take longer than that),
-//!   so the engine's priorities still decide what runs next;
-//! - a waiting worker (and a waiting progress loop, through [`recv`]) polls a few times,
-//!   then yields its core between polls, which lets a thread that shares the core run
-//!   (two cores shared by ranks, workers and other processes are the common case here),
-//!   and only after [`YIELD`] blocks.
+//! A hand-off costs no sleep and wake while work is queued: the loop keeps a few tasks
+//! queued per worker, so a worker that finishes one starts the next without waiting for
+//! the loop, and the loop takes several results in one pass. How many depends on how
+//! long kernels take (a running mean): enough that short tasks do not wait for
+//! hand-offs, few enough that a task queued behind others waits at most about
+//! [`QUEUE_BUDGET`] (one per worker once kernels take longer than that), so the
+//! engine's priorities still decide what runs next.
+//!
+//! With nothing queued, a worker blocks at once (after the channel's own brief spin): on
+//! cores shared with other threads, polling idle workers took turns with the busy
+//! threads and doubled an 8-byte ping-pong's latency on the mpi driver. A progress loop
+//! that waits for results polls for a while first ([`recv`]), because results come
+//! while the workers have work.
 
 use crate::drivers::kernels::{Finished, KernelRunner};
 use crate::engine::RunTask;
@@ -27,11 +29,11 @@ use std::time::{Duration, Instant};
 pub const MAX_DEPTH: usize = 8;
 /// About how long a task may wait in the queue behind others.
 pub const QUEUE_BUDGET: Duration = Duration::from_micros(20);
-/// Polls a waiting thread makes before it starts yielding.
+/// Polls [`recv`] makes before it reads the clock.
 const SPIN_POLLS: u32 = 8;
-/// How long a waiting thread polls, yielding in between, before it blocks: waking a
-/// blocked thread costs tens of microseconds on a VM, more than most short tasks.
-pub const YIELD: Duration = Duration::from_micros(50);
+/// How long [`recv`] polls, yielding in between, before it blocks: waking a blocked
+/// thread costs tens of microseconds on a VM, more than most short tasks.
+pub const PATIENCE: Duration = Duration::from_micros(20);
 
 /// One rank's kernel worker threads. Dropping it lets them end once they finished the
 /// tasks they hold (the scope they were started in waits for them).
@@ -78,7 +80,7 @@ impl Workers {
             std::thread::Builder::new()
                 .name(format!("rank-{}-worker-{w}", rank.0))
                 .spawn_scoped(scope, move || {
-                    while let Ok(job) = recv(&queue, Duration::MAX) {
+                    while let Ok(job) = queue.recv() {
                         let finished = runner.run(w as u32, job);
                         if let Finished::Done(done) = &finished {
                             load.ran(done.end_ns.saturating_sub(done.start_ns));
@@ -126,8 +128,9 @@ impl Load {
     }
 }
 
-/// Receives from `rx`: polls, then polls yielding in between for [`YIELD`], then blocks
-/// for what is left of `timeout` (measured from the call).
+/// Receives from `rx`: polls a few times, then polls yielding its core in between (a
+/// thread sharing the core runs meanwhile) for up to [`PATIENCE`], then blocks for what
+/// is left of `timeout` (measured from the call).
 pub fn recv<T>(rx: &Receiver<T>, timeout: Duration) -> Result<T, RecvTimeoutError> {
     let mut start = None;
     let mut polls = 0u32;
@@ -143,17 +146,13 @@ pub fn recv<T>(rx: &Receiver<T>, timeout: Duration) -> Result<T, RecvTimeoutErro
             continue;
         }
         // The clock is read only once polling alone did not do.
-        if start.get_or_insert_with(Instant::now).elapsed() >= YIELD {
+        if start.get_or_insert_with(Instant::now).elapsed() >= PATIENCE.min(timeout) {
             break;
         }
         std::thread::yield_now();
     }
     let waited = start.map_or(Duration::ZERO, |s| s.elapsed());
-    match timeout.checked_sub(waited) {
-        None => Err(RecvTimeoutError::Timeout),
-        Some(left) if left > Duration::from_secs(24 * 3600) => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-        Some(left) => rx.recv_timeout(left),
-    }
+    rx.recv_timeout(timeout.saturating_sub(waited))
 }
 
 #[cfg(test)]
