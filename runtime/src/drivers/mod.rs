@@ -28,4 +28,4 @@ pub mod testing;
 pub mod workers;
 
 pub use registry::{CheckError, CheckKey, DriverCheck, DriverInfo, Executed, JobDriver, JobRank, Launch, RunRequest};
-pub use run::{Fault, Progress, RunError, RunOutcome, usable_cores};
+pub use run::{Fault, PROGRESS_NOTE, Progress, RunError, RunOutcome, online_cores, usable_cores};

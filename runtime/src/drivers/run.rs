@@ -96,33 +96,58 @@ impl Progress {
     /// assert_eq!(Progress::Auto.resolve(2, 1, 2).0, Progress::Inline);
     /// assert_eq!(
     ///     Progress::Auto.resolve(2, 1, 2).1,
-    ///     "auto: inline, 2 rank(s) x (1 worker(s) + 1 progress thread) = 4 threads > 2 core(s)"
+    ///     "inline (auto: 2 rank(s) x (1 worker(s) + 1 progress thread) = 4 threads > 2 core(s))"
     /// );
     /// ```
     pub fn resolve(self, ranks_here: usize, workers: usize, cores: usize) -> (Progress, String) {
         match self {
-            Progress::Thread => (Progress::Thread, "thread, as asked".into()),
-            Progress::Inline => (Progress::Inline, "inline, as asked".into()),
+            Progress::Thread => (Progress::Thread, "thread (as asked)".into()),
+            Progress::Inline => (Progress::Inline, "inline (as asked)".into()),
             Progress::Auto if workers > 1 => {
-                (Progress::Thread, format!("auto: thread, {workers} workers per rank need worker threads"))
+                (Progress::Thread, format!("thread (auto: {workers} workers per rank need worker threads)"))
             }
             Progress::Auto => {
                 let threads = ranks_here * (workers + 1);
                 let sum =
                     format!("{ranks_here} rank(s) x ({workers} worker(s) + 1 progress thread) = {threads} threads");
                 if threads > cores {
-                    (Progress::Inline, format!("auto: inline, {sum} > {cores} core(s)"))
+                    (Progress::Inline, format!("inline (auto: {sum} > {cores} core(s))"))
                 } else {
-                    (Progress::Thread, format!("auto: thread, {sum} <= {cores} core(s)"))
+                    (Progress::Thread, format!("thread (auto: {sum} <= {cores} core(s))"))
                 }
             }
         }
     }
 }
 
+/// How a line on stderr starts that says which mode [`Progress::Auto`] picked for a
+/// point: `dagwire progress: DRIVER: MODE (auto: WHY)` (`experiment run` passes these on
+/// from launched jobs).
+pub const PROGRESS_NOTE: &str = "dagwire progress: ";
+
 /// Cores this process may run on (its CPU affinity and cgroup quota), at least 1.
 pub fn usable_cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Cores the machine has online (Linux: `/sys/devices/system/cpu/online`), or
+/// [`usable_cores`] where that cannot be read. A process that may use fewer than these is
+/// bound to its own (as `mpirun` binds each rank).
+pub fn online_cores() -> usize {
+    std::fs::read_to_string("/sys/devices/system/cpu/online")
+        .ok()
+        .and_then(|list| count_cpu_list(list.trim()))
+        .unwrap_or_else(usable_cores)
+}
+
+/// Counts the CPUs of a kernel CPU list such as `0-3,8,10-11`.
+fn count_cpu_list(list: &str) -> Option<usize> {
+    list.split(',')
+        .map(|part| match part.split_once('-') {
+            Some((a, b)) => Some(b.parse::<usize>().ok()?.checked_sub(a.parse::<usize>().ok()?)? + 1),
+            None => part.parse::<usize>().ok().map(|_| 1),
+        })
+        .sum()
 }
 
 /// A deliberate fault, for tests that prove verification catches corruption.
@@ -176,12 +201,24 @@ mod tests {
         for ((ranks, workers, cores), picked) in cases {
             let (got, why) = Auto.resolve(ranks, workers, cores);
             assert_eq!(got, picked, "{ranks} ranks x {workers} workers on {cores} cores: {why}");
-            assert!(why.starts_with(&format!("auto: {}", if picked == Thread { "thread" } else { "inline" })), "{why}");
+            assert!(
+                why.starts_with(&format!("{} (auto: ", if picked == Thread { "thread" } else { "inline" })),
+                "{why}"
+            );
         }
         assert_eq!(
             Auto.resolve(1, 1, 2).1,
-            "auto: thread, 1 rank(s) x (1 worker(s) + 1 progress thread) = 2 threads <= 2 core(s)"
+            "thread (auto: 1 rank(s) x (1 worker(s) + 1 progress thread) = 2 threads <= 2 core(s))"
         );
+    }
+
+    #[test]
+    fn cpu_lists_count_every_cpu() {
+        assert_eq!(super::count_cpu_list("0-1"), Some(2));
+        assert_eq!(super::count_cpu_list("0-3,8,10-11"), Some(7));
+        assert_eq!(super::count_cpu_list("5"), Some(1));
+        assert_eq!(super::count_cpu_list("x"), None);
+        assert!(super::online_cores() >= 1);
     }
 
     #[test]

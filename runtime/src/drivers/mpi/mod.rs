@@ -58,7 +58,7 @@ use crate::drivers::fault::Injector;
 use crate::drivers::kernels::{self, Finished, KernelRunner};
 use crate::drivers::panics::{Handling, set_handling};
 use crate::drivers::registry::{self, DriverInfo, Executed, JobDriver, JobRank, Launch, RunRequest};
-use crate::drivers::run::{Fault, Progress, RunError, RunOutcome, usable_cores};
+use crate::drivers::run::{Fault, PROGRESS_NOTE, Progress, RunError, RunOutcome, online_cores, usable_cores};
 use crate::drivers::workers::Workers;
 use crate::engine::{Action, Engine};
 use crate::ids::{ChunkId, Rank};
@@ -259,11 +259,14 @@ pub fn run(
     if cfg.workers == 0 {
         return Err(RunError::Config("workers must be at least 1".into()));
     }
-    // The ranks sharing this node's memory are the ones sharing its cores.
-    let ranks_here = mpi.world.split_shared(rank as i32).size() as usize;
-    let (progress, why) = cfg.progress.resolve(ranks_here, cfg.workers, usable_cores());
+    // The ranks sharing this node's memory share its cores, unless the launcher bound
+    // each to cores of its own.
+    let on_node = mpi.world.split_shared(rank as i32).size() as usize;
+    let (cores, bound) = (usable_cores(), usable_cores() < online_cores());
+    let (progress, why) = cfg.progress.resolve(if bound { 1 } else { on_node }, cfg.workers, cores);
     if cfg.progress == Progress::Auto && rank == 0 {
-        eprintln!("mpi: rank 0: progress {why}");
+        let sharing = if bound { "bound to cores of its own" } else { "sharing the node's cores" };
+        eprintln!("{PROGRESS_NOTE}mpi: {why}; rank 0, one of {on_node} rank(s) on its node, {sharing}");
     }
     let cfg = &MpiConfig { progress, ..cfg.clone() };
     if cfg.progress == Progress::Inline && cfg.workers > 1 {
@@ -567,14 +570,22 @@ impl<'a> Driver<'a> {
         )
     }
 
+    /// Takes in the workers' results, handing out what each made ready as it goes, so
+    /// the workers stay busy meanwhile.
     fn poll_workers(&mut self) -> bool {
-        if self.cfg.progress == Progress::Inline {
+        let Some(workers) = &self.workers else {
             return false; // kernels ran on this thread and reported at once
-        }
+        };
         let mut any = false;
         while let Ok(f) = self.done.try_recv() {
             any = true;
-            self.finished(f, self.clock.now());
+            set_handling(Handling::TaskDone(f.task()));
+            f.report(&mut self.engine, self.clock.now());
+            while workers.has_room()
+                && let Some(job) = self.engine.next_task()
+            {
+                workers.submit(job);
+            }
         }
         any
     }
