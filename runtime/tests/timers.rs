@@ -1,46 +1,9 @@
 //! Engine timers and the stall watch on scripted events: no threads, no clock.
 
+use dagwire_runtime::drivers::testing::{Delayed, Timing, drive};
 use dagwire_runtime::engine::{Action, Engine, EngineError, TaskDone};
-use dagwire_runtime::trace::Phase;
 use dagwire_runtime::{ChunkId, Dag, DagBuilder, KernelId, Message, Payload, Rank, Strategy, StrategyCtx, TaskSpec};
 use std::sync::Arc;
-
-/// Holds each chunk for `delay` ns after it exists, then sends it (a one-chunk time
-/// window): the timer's token is the chunk id.
-struct Delayed {
-    delay: u64,
-    held: Vec<(ChunkId, Payload, Vec<Rank>)>,
-}
-
-impl Strategy for Delayed {
-    fn name(&self) -> &'static str {
-        "delayed"
-    }
-    fn op_name(&self, _: u8) -> &'static str {
-        "delayed-data"
-    }
-    fn on_chunk_ready(&mut self, ctx: &mut StrategyCtx<'_>, chunk: ChunkId, data: &Payload, readers: &[Rank]) {
-        self.held.push((chunk, data.clone(), readers.to_vec()));
-        ctx.set_timer(ctx.now + self.delay, chunk.0 as u64);
-    }
-    fn on_timer(&mut self, ctx: &mut StrategyCtx<'_>, token: u64) -> Result<(), String> {
-        let at = self.held.iter().position(|(c, ..)| c.0 as u64 == token).ok_or("a timer for no held chunk")?;
-        let (chunk, data, readers) = self.held.swap_remove(at);
-        for r in readers {
-            ctx.phase(chunk, ctx.rank, r, Phase::Started);
-            ctx.phase(chunk, ctx.rank, r, Phase::Wire);
-            ctx.send(r, Message::data(1, chunk, data.clone()));
-        }
-        Ok(())
-    }
-    fn on_message(&mut self, ctx: &mut StrategyCtx<'_>, from: Rank, msg: Message) -> Result<(), String> {
-        ctx.deliver(msg.chunk, from, msg.payload.ok_or("data expected")?);
-        Ok(())
-    }
-    fn is_idle(&self) -> bool {
-        self.held.is_empty()
-    }
-}
 
 /// r0 produces a 16-byte chunk, r1 reads it.
 fn chain() -> Arc<Dag> {
@@ -51,7 +14,7 @@ fn chain() -> Arc<Dag> {
 }
 
 fn delayed(rank: u32, dag: &Arc<Dag>, delay: u64) -> Engine {
-    Engine::new(Rank(rank), Arc::clone(dag), Box::new(Delayed { delay, held: Vec::new() }), 1)
+    Engine::new(Rank(rank), Arc::clone(dag), Box::new(Delayed::new(delay)), 1)
 }
 
 fn drain(e: &mut Engine, now: u64) -> Vec<Action> {
@@ -189,4 +152,69 @@ fn input_restarts_the_stall_watch_and_a_done_rank_never_stalls() {
     assert_eq!(r1.poll_timeout(), None, "a done rank has no deadline");
     r1.handle_timeout(u64::MAX);
     assert!(r1.error().is_none());
+}
+
+#[test]
+fn the_harness_fires_timers_at_their_virtual_time() {
+    let timing = Timing { latency: 7, task_ns: 10 };
+    for delay in [0, 1, 100] {
+        let run = drive(&chain(), &|_| Box::new(Delayed::new(delay)), 1, timing, 100, &mut |_| Ok(())).unwrap();
+        // Producer 10 ns, held `delay`, on the wire 7 ns, reader 10 ns.
+        assert_eq!(run.end_ns, 10 + delay + 7 + 10, "delay {delay}");
+        let sent = run.trace.messages[0].sent_ns;
+        assert_eq!(sent, 10 + delay, "the chunk left when its timer fired");
+    }
+}
+
+#[test]
+fn the_local_driver_honours_timers() {
+    use dagwire_runtime::drivers::local::{LocalConfig, run};
+    use dagwire_runtime::{Kernels, Progress, Task};
+    struct Zeros;
+    impl Kernels for Zeros {
+        fn run(&self, task: &Task, _: Vec<Payload>) -> Result<Vec<Payload>, String> {
+            Ok(vec![Payload::zeroed(if task.kernel == KernelId(0) { 16 } else { 8 })])
+        }
+    }
+    for progress in [Progress::Thread, Progress::Inline] {
+        let cfg = LocalConfig { ranks: 2, progress, ..LocalConfig::default() };
+        let delay = 20_000_000; // 20 ms: long against a thread's wake-up, short for a test
+        let out = run(&chain(), &Zeros, &|_| Box::new(Delayed::new(delay)), &cfg).unwrap();
+        let producer_end = out.trace.tasks.iter().find(|t| t.rank == Rank(0)).unwrap().end_ns;
+        let sent = out.trace.messages[0].sent_ns;
+        assert!(sent >= producer_end + delay, "{progress:?}: sent at {sent}, producer ended at {producer_end}");
+        assert_eq!(out.results.len(), 1);
+    }
+}
+
+#[test]
+fn a_local_rank_that_waits_past_the_timeout_fails_with_what_it_waits_for() {
+    use dagwire_runtime::drivers::local::{LocalConfig, run};
+    use dagwire_runtime::{Kernels, RunError, Task};
+    use std::time::Duration;
+    struct Zeros;
+    impl Kernels for Zeros {
+        fn run(&self, task: &Task, _: Vec<Payload>) -> Result<Vec<Payload>, String> {
+            Ok(vec![Payload::zeroed(if task.kernel == KernelId(0) { 16 } else { 8 })])
+        }
+    }
+    /// Never sends anything: its reader waits forever.
+    struct Mute;
+    impl Strategy for Mute {
+        fn name(&self) -> &'static str {
+            "mute"
+        }
+        fn op_name(&self, _: u8) -> &'static str {
+            "none"
+        }
+        fn on_chunk_ready(&mut self, _: &mut StrategyCtx<'_>, _: ChunkId, _: &Payload, _: &[Rank]) {}
+        fn on_message(&mut self, _: &mut StrategyCtx<'_>, _: Rank, _: Message) -> Result<(), String> {
+            Ok(())
+        }
+    }
+    let cfg = LocalConfig { ranks: 2, timeout: Duration::from_millis(200), ..LocalConfig::default() };
+    let err = run(&chain(), &Zeros, &|_| Box::new(Mute), &cfg).unwrap_err();
+    let RunError::Stalled { timeout, ranks } = &err else { panic!("a stall: {err}") };
+    assert_eq!(*timeout, Duration::from_millis(200));
+    assert!(ranks.iter().any(|r| r.starts_with("rank r1") && r.contains("c0 from r0")), "{ranks:?}");
 }

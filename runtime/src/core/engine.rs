@@ -621,6 +621,12 @@ impl Engine {
         self.stall = after_ns.map(|after_ns| Stall { after_ns, last_input_ns: now });
     }
 
+    /// Whether the strategy has a timer armed (cheap: a driver that reads its clock
+    /// sparingly asks this before it reads the clock for [`Engine::poll_timeout`]).
+    pub fn has_timer(&self) -> bool {
+        !self.timers.is_empty()
+    }
+
     /// When the engine next needs [`Engine::handle_timeout`]: the earliest of the
     /// strategy's timers and the stall deadline (`None`: no deadline; never after an
     /// error or once done).

@@ -254,18 +254,22 @@ fn rank_main(shared: &Shared<'_>, mut engine: Engine, inbox: Receiver<Incoming>)
                     .expect("spawn worker thread");
             }
         }
+        engine.set_stall_timeout(Some(shared.cfg.timeout.as_nanos() as u64), shared.now());
         engine.handle_start(shared.now());
         let mut collectives = Collectives::default();
-        let mut last_progress = Instant::now();
         loop {
             while let Ok(incoming) = inbox.try_recv() {
                 feed(shared, &mut engine, &mut collectives, incoming);
-                last_progress = Instant::now();
             }
             let acted = act(shared, &mut engine, &mut collectives, &jobs_tx);
+            if let Some(at) = engine.poll_timeout()
+                && shared.now() >= at
+            {
+                engine.handle_timeout(shared.now());
+            }
             if let Some(e) = engine.error() {
                 shared.abort.store(true, Ordering::Relaxed);
-                return Err(RunError::Engine(e.clone()));
+                return Err(stopped(shared, e, &collectives));
             }
             if engine.is_done() {
                 debug_assert!(collectives.pending.is_empty(), "rank {rank} done with collectives pending");
@@ -273,23 +277,15 @@ fn rank_main(shared: &Shared<'_>, mut engine: Engine, inbox: Receiver<Incoming>)
                 return Ok((engine.take_trace(), engine.take_results(), end));
             }
             if acted {
-                last_progress = Instant::now();
                 continue;
             }
-            match wait(&inbox) {
-                Ok(incoming) => {
-                    feed(shared, &mut engine, &mut collectives, incoming);
-                    last_progress = Instant::now();
-                }
+            // Sleep no longer than the engine's next deadline (a strategy timer, the stall watch).
+            let until = engine.poll_timeout().map(|at| Duration::from_nanos(at.saturating_sub(shared.now())));
+            match wait(&inbox, until) {
+                Ok(incoming) => feed(shared, &mut engine, &mut collectives, incoming),
                 Err(RecvTimeoutError::Timeout) => {
                     if shared.abort.load(Ordering::Relaxed) {
                         return Err(RunError::Config(format!("rank {rank} aborted because another rank failed")));
-                    }
-                    if last_progress.elapsed() > shared.cfg.timeout {
-                        shared.abort.store(true, Ordering::Relaxed);
-                        let timeout = shared.cfg.timeout;
-                        let summary = engine.waiting_summary() + &collectives.summary();
-                        return Err(RunError::Stalled { timeout, ranks: vec![summary] });
                     }
                 }
                 Err(RecvTimeoutError::Disconnected) => {
@@ -299,6 +295,17 @@ fn rank_main(shared: &Shared<'_>, mut engine: Engine, inbox: Receiver<Incoming>)
         }
         // jobs_tx drops here, so the workers exit before the scope ends.
     })
+}
+
+/// The run error for a rank whose engine stopped with `e`: a stall names what the rank
+/// waits for, with this driver's open collectives.
+fn stopped(shared: &Shared<'_>, e: &EngineError, collectives: &Collectives) -> RunError {
+    match e {
+        EngineError::Stalled { waiting, .. } => {
+            RunError::Stalled { timeout: shared.cfg.timeout, ranks: vec![waiting.clone() + &collectives.summary()] }
+        }
+        e => RunError::Engine(e.clone()),
+    }
 }
 
 /// One rank's collectives in progress: joined or not yet, with the contributions that
@@ -482,7 +489,7 @@ fn feed(shared: &Shared<'_>, engine: &mut Engine, collectives: &mut Collectives,
 }
 
 fn worker_main(shared: &Shared<'_>, worker: u32, jobs: Receiver<RunTask>, done: Sender<Incoming>) {
-    while let Ok(job) = wait(&jobs).or_else(|e| match e {
+    while let Ok(job) = wait(&jobs, None).or_else(|e| match e {
         RecvTimeoutError::Timeout => jobs.recv().map_err(|_| RecvTimeoutError::Disconnected),
         e => Err(e),
     }) {
@@ -494,10 +501,12 @@ fn worker_main(shared: &Shared<'_>, worker: u32, jobs: Receiver<RunTask>, done: 
 /// microseconds on a VM, more than most short tasks.
 const SPIN: Duration = Duration::from_micros(50);
 
-/// Receives with a short spin first, then blocks for up to 50 ms.
-fn wait<T>(rx: &Receiver<T>) -> Result<T, RecvTimeoutError> {
+/// Receives with a short spin first, then blocks for up to 50 ms (less if `until` says
+/// the caller must look again sooner).
+fn wait<T>(rx: &Receiver<T>, until: Option<Duration>) -> Result<T, RecvTimeoutError> {
     let start = Instant::now();
-    while start.elapsed() < SPIN {
+    let block = until.map_or(BLOCK, |u| u.min(BLOCK));
+    while start.elapsed() < SPIN.min(block) {
         match rx.try_recv() {
             Ok(v) => return Ok(v),
             Err(crossbeam_channel::TryRecvError::Disconnected) => {
@@ -506,8 +515,11 @@ fn wait<T>(rx: &Receiver<T>) -> Result<T, RecvTimeoutError> {
             Err(crossbeam_channel::TryRecvError::Empty) => std::thread::yield_now(),
         }
     }
-    rx.recv_timeout(Duration::from_millis(50))
+    rx.recv_timeout(block.saturating_sub(start.elapsed()))
 }
+
+/// The longest a waiting thread blocks before it looks at the abort flag again.
+const BLOCK: Duration = Duration::from_millis(50);
 
 /// Runs one kernel, turning a panic into a failure report.
 fn execute(shared: &Shared<'_>, worker: u32, job: RunTask) -> Incoming {
