@@ -120,10 +120,8 @@ mod imp {
             return Ok(ExitCode::SUCCESS);
         };
         let mut record = base_record(&point, args.rep, started.elapsed().as_secs_f64());
-        if !args.record_line {
-            // By hand: a new results directory, or more points into one of the same sweep.
-            results::open(&args.out, &sweep, args.out.exists())?;
-        }
+        // By hand: a new results directory, or more points into one of the same sweep.
+        let _lock = if args.record_line { None } else { Some(results::open(&args.out, &sweep, args.out.exists())?) };
         write_success(&args.out, &mut record, workload.as_ref(), &executed.outcome, executed.kernels_ran)?;
         if args.record_line {
             println!("{}", record_line(&record, point.columns.len()));

@@ -18,9 +18,55 @@ pub fn default_dir(sweep: &Sweep, now: SystemTime) -> PathBuf {
     PathBuf::from("results").join(format!("{}-{stamp}", sweep.name))
 }
 
+/// One writer's hold on a results directory: an exclusive lock on `DIR/.lock`, which the
+/// kernel releases when every process holding it has ended. Jobs the sweep launches
+/// inherit it, so a job that outlives its sweep (killed before it could stop the job)
+/// still holds the directory, and a `--resume` is refused until the job is gone.
+#[derive(Debug)]
+pub struct DirLock {
+    _file: std::fs::File,
+}
+
+/// The lock file inside a results directory.
+pub const LOCK_FILE: &str = ".lock";
+
+/// Takes `dir`'s lock, or says who holds it and what to do.
+pub fn lock(dir: &Path) -> Result<DirLock> {
+    use std::io::Write;
+    let path = dir.join(LOCK_FILE);
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening the lock file {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let holder = std::fs::read_to_string(&path).unwrap_or_default();
+            bail!(
+                "results directory {} is in use by another process ({}, or an MPI job it launched that still runs); \
+                 wait for it to end, or stop it (`fuser -k {}` ends every holder), then run again",
+                dir.display(),
+                holder.trim().strip_prefix("pid ").map_or("the sweep writing it".to_string(), |p| format!("PID {p}")),
+                path.display()
+            );
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("locking {}", path.display()));
+        }
+    }
+    file.set_len(0).and_then(|()| file.write_all(format!("pid {}\n", std::process::id()).as_bytes())).ok();
+    // Launched jobs inherit the descriptor, and with it the lock (see [`DirLock`]).
+    crate::process::inherit(&file);
+    Ok(DirLock { _file: file })
+}
+
 /// Creates `dir` for a new sweep, or reopens it for `--resume` after checking it
-/// holds the same sweep.
-pub fn open(dir: &Path, sweep: &Sweep, resume: bool) -> Result<()> {
+/// holds the same sweep; either way takes its lock, which the caller holds while it
+/// writes there.
+pub fn open(dir: &Path, sweep: &Sweep, resume: bool) -> Result<DirLock> {
     let manifest = dir.join("manifest.json");
     match (dir.exists(), resume) {
         (true, false) => bail!(
@@ -32,9 +78,10 @@ pub fn open(dir: &Path, sweep: &Sweep, resume: bool) -> Result<()> {
         }
         (false, false) => {
             std::fs::create_dir_all(dir).with_context(|| format!("creating results directory {}", dir.display()))?;
-            Ok(())
+            lock(dir)
         }
         (true, true) => {
+            let lock = lock(dir)?;
             let text = std::fs::read_to_string(&manifest).with_context(|| {
                 format!("--resume: {} is not a results directory (no readable manifest.json)", dir.display())
             })?;
@@ -47,7 +94,7 @@ pub fn open(dir: &Path, sweep: &Sweep, resume: bool) -> Result<()> {
                     dir.display()
                 );
             }
-            Ok(())
+            Ok(lock)
         }
     }
 }

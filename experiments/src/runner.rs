@@ -27,7 +27,7 @@ pub struct SweepOutcome {
 
 /// Runs every point of `sweep` into `dir`.
 pub fn run_sweep(sweep: &Sweep, points: &[Point], dir: &Path, resume: bool) -> Result<SweepOutcome> {
-    results::open(dir, sweep, resume)?;
+    let _lock = results::open(dir, sweep, resume)?;
     let started = SystemTime::now();
     let finished = if resume { tables::finished_parts(dir)? } else { Default::default() };
     let total = points.len() * sweep.repetitions as usize;
