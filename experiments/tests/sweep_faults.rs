@@ -1,7 +1,9 @@
-//! A sweep is one writer that takes its jobs down with it: killing `experiment run`
-//! (SIGKILL or SIGTERM) while an MPI point runs leaves no process of that job behind,
-//! a second writer on a live results directory is refused with the holder's PID, and a
-//! resume after the kill ends with the same runs as a sweep never interrupted.
+//! Sweeps that survive faults. A sweep is one writer that takes its jobs down with it:
+//! killing `experiment run` (SIGKILL or SIGTERM) while an MPI point runs leaves no
+//! process of that job behind, a second writer on a live results directory is refused
+//! with the holder's PID, and a resume after the kill ends with the same runs as a sweep
+//! never interrupted. A sweep is one immutable input: editing its file while it runs
+//! changes none of its points.
 
 #![cfg(feature = "mpi")]
 
@@ -155,4 +157,29 @@ fn a_second_writer_on_a_live_results_directory_is_refused_with_the_holders_pid()
     );
     assert!(first.wait().unwrap().success(), "the first writer finished its sweep");
     assert_eq!(runs(&out), BTreeSet::from([(0, 0), (1, 0)]));
+}
+
+#[test]
+fn editing_the_sweep_file_while_it_runs_changes_none_of_its_points() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let file = sweep(tmp.path());
+    let out = tmp.path().join("out");
+    let out_s = out.to_str().unwrap().to_string();
+    // A launcher that waits a second before it starts mpirun: time to edit the file.
+    let slow = tmp.path().join("slow-mpirun");
+    std::fs::write(&slow, "#!/bin/sh\nsleep 1\nexec mpirun \"$@\"\n").unwrap();
+    std::fs::set_permissions(&slow, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let launcher = [("DAGWIRE_MPI_LAUNCHER", slow.to_str().unwrap())];
+    let run = start_with(&["run", file.to_str().unwrap(), "--out", &out_s], &launcher);
+    assert!(wait_for(Duration::from_secs(60), || out.join("manifest.json").exists()).is_some());
+    let original = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, original.replace("n = 768", "n = 128")).unwrap();
+    let done = run.wait_with_output().unwrap();
+    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+    let points = tables::read_points(&out).unwrap();
+    let tasks = points.column("tasks").unwrap().i64().unwrap().clone();
+    // n = 768 in 64-wide tiles: 12 tile rows, 12 * 13 * 14 / 6 = 364 Cholesky tasks + 78 generators.
+    let expected = 12 * 13 * 14 / 6 + 12 * 13 / 2;
+    assert_eq!(tasks.iter().collect::<Vec<_>>(), vec![Some(expected), Some(expected)], "both points ran n = 768");
 }
