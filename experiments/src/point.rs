@@ -130,8 +130,9 @@ mod imp {
         } else {
             let info =
                 ManifestInfo { sweep: &sweep, points: 1, started: SystemTime::now(), finished: None, failed_runs: 0 };
-            results::write_manifest(&args.out, &info)?;
+            // Tables first: the manifest records their checksums.
             dagwire_analysis::tables::combine(&args.out)?;
+            results::write_manifest(&args.out, &info)?;
             eprintln!("point {} rep {}: {}", point.id, args.rep, outcome_line(&record));
             println!("results: {}", args.out.display());
         }

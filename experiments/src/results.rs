@@ -152,6 +152,7 @@ pub fn write_manifest(dir: &Path, info: &ManifestInfo<'_>) -> Result<()> {
         "finished_at": info.finished.map(|t| humantime::format_rfc3339_seconds(t).to_string()),
         "status": if info.finished.is_some() { "complete" } else { "running" },
         "failed_runs": info.failed_runs,
+        "tables": dagwire_analysis::integrity::table_checksums(dir)?,
     });
     let tmp = dir.join(".manifest.json.tmp");
     std::fs::write(&tmp, serde_json::to_string_pretty(&manifest)?)
