@@ -175,3 +175,26 @@ fn sim_parameters_need_the_sim_driver() {
     let e = error_of(&SIM.replace("driver = \"sim\"", "driver = \"local\""));
     assert!(e.key.starts_with("grid.sim."), "{e}");
 }
+
+#[test]
+fn a_grid_too_large_is_refused_before_it_is_expanded() {
+    // 13 lines of TOML, 10^8 points: counting them must not expand them.
+    let tile: Vec<String> = (1..=100).map(|t| t.to_string()).collect();
+    let list = format!("[{}]", tile.join(", "));
+    let text = format!(
+        "name = \"huge\"\n\n[grid]\nworkload = \"cholesky\"\nstrategy = \"eager\"\ndriver = \"local\"\nranks = {list}\nworkers = {list}\n\n[grid.cholesky]\nn = {list}\ntile = {list}\n"
+    );
+    let s = sweep::parse(Path::new("huge.toml"), &text).unwrap();
+    assert_eq!(s.grid_size(), 100_000_000);
+    let started = std::time::Instant::now();
+    let e = s.check_size(100_000).unwrap_err();
+    assert!(started.elapsed() < std::time::Duration::from_secs(1), "counting is not expanding");
+    assert_eq!((e.line, e.key.as_str()), (7, "grid.ranks"));
+    assert_eq!(
+        e.message,
+        "the grid expands to 100000000 points (100 x 100 x 100 x 100), more than the limit of 100000; split the \
+         sweep, or raise the limit with --max-points"
+    );
+    let ok = sweep::parse(Path::new("ok.toml"), GOOD).unwrap();
+    assert!(ok.check_size(4).is_ok() && ok.check_size(3).is_err(), "GOOD has 2 x 2 points");
+}
