@@ -68,22 +68,29 @@ pub fn lock(dir: &Path) -> Result<DirLock> {
 /// writes there.
 pub fn open(dir: &Path, sweep: &Sweep, resume: bool) -> Result<DirLock> {
     let manifest = dir.join("manifest.json");
-    match (dir.exists(), resume) {
+    // A directory that holds nothing of a sweep yet (a first run killed before it wrote
+    // its manifest) is as good as none.
+    let exists = dir.exists() && !holds_nothing(dir);
+    let lock = match (exists, resume) {
         (true, false) => bail!(
             "results directory {} already exists; pass --resume to continue that sweep, or --out DIR to write elsewhere",
             dir.display()
         ),
-        (false, true) => {
+        (false, true) if !dir.exists() => {
             bail!("--resume: results directory {} does not exist (run without --resume to start it)", dir.display())
         }
-        (false, false) => {
+        (false, _) => {
             std::fs::create_dir_all(dir).with_context(|| format!("creating results directory {}", dir.display()))?;
             lock(dir)
         }
         (true, true) => {
             let lock = lock(dir)?;
             let text = std::fs::read_to_string(&manifest).with_context(|| {
-                format!("--resume: {} is not a results directory (no readable manifest.json)", dir.display())
+                format!(
+                    "--resume: {} is not a results directory (no readable manifest.json); if it is what a killed run \
+                     left, delete it and start again without --resume",
+                    dir.display()
+                )
             })?;
             let old: Value = serde_json::from_str(&text)
                 .with_context(|| format!("--resume: {} is not valid JSON", manifest.display()))?;
@@ -96,7 +103,34 @@ pub fn open(dir: &Path, sweep: &Sweep, resume: bool) -> Result<DirLock> {
             }
             Ok(lock)
         }
+    }?;
+    remove_temporaries(dir)?;
+    Ok(lock)
+}
+
+/// Whether `dir` holds nothing a sweep wrote: no entries but a lock file.
+fn holds_nothing(dir: &Path) -> bool {
+    std::fs::read_dir(dir).map(|entries| entries.flatten().all(|e| e.file_name() == LOCK_FILE)).unwrap_or(false)
+}
+
+/// Removes what killed writers left half-written in `dir` and `dir/parts` (every
+/// temporary is a dot-name with `.tmp` in it). Called with the lock held, so no live
+/// writer owns them.
+fn remove_temporaries(dir: &Path) -> Result<()> {
+    for folder in [dir.to_path_buf(), dir.join(dagwire_analysis::PARTS_DIR)] {
+        let Ok(entries) = std::fs::read_dir(&folder) else { continue };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if !(name.starts_with('.') && name.contains(".tmp")) {
+                continue;
+            }
+            let path = entry.path();
+            let removed = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+            removed.with_context(|| format!("removing {}, left by a killed run", path.display()))?;
+        }
     }
+    Ok(())
 }
 
 /// Hex SHA-256 of a text.

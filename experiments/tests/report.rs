@@ -6,7 +6,7 @@ use dagwire_experiments::{plan, report, runner, sweep, trace_export};
 use serde_json::Value;
 use std::path::Path;
 
-/// Two strategies, 1 and 2 ranks, and a corrupted run that fails verification.
+/// Two strategies, 2 and 3 ranks, and corrupted runs that fail verification.
 const SWEEP: &str = r#"name = "tiny-report"
 seed = 5
 repetitions = 2
@@ -15,7 +15,7 @@ repetitions = 2
 workload = "cholesky"
 strategy = ["eager", "rendezvous"]
 driver = "local"
-ranks = [1, 2]
+ranks = [2, 3]
 fault = ["none", "corrupt-data"]
 
 [grid.cholesky]

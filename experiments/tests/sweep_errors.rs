@@ -198,3 +198,16 @@ fn a_grid_too_large_is_refused_before_it_is_expanded() {
     let ok = sweep::parse(Path::new("ok.toml"), GOOD).unwrap();
     assert!(ok.check_size(4).is_ok() && ok.check_size(3).is_err(), "GOOD has 2 x 2 points");
 }
+
+#[test]
+fn a_fault_that_cannot_happen_is_refused_on_the_fault_line() {
+    // One rank sends no message to corrupt: the run would verify, silently unfaulted.
+    let text = GOOD.replace("ranks = [1, 2]", "ranks = [1, 2]\nfault = \"corrupt-data\"");
+    let e = error_of(&text);
+    assert_eq!((e.line, e.key.as_str()), (10, "grid.fault"));
+    assert!(e.message.contains("use ranks >= 2 with it") && e.message.contains("ranks=1"), "{e}");
+    // The simulator injects no faults: refused before the run, not recorded as failed runs.
+    let e = error_of(&SIM.replace("ranks = [4, 64]", "ranks = [4, 64]\nfault = \"corrupt-data\""));
+    assert_eq!((e.line, e.key.as_str()), (8, "grid.fault"));
+    assert!(e.message.contains("the sim driver does not inject faults"), "{e}");
+}

@@ -71,7 +71,7 @@ pub const DRIVER: DriverInfo = DriverInfo {
               needs nothing installed",
     params: Vec::new,
     offers: CAPABILITIES,
-    check: registry::accept_all,
+    check: registry::faults_need_two_ranks,
     launch: Launch::InProcess(run_request),
 };
 

@@ -84,7 +84,7 @@ pub const DRIVER: DriverInfo = DriverInfo {
               configurable), kernels run for real; needs an MPI library",
     params: JobDriver::launcher_params,
     offers: CAPABILITIES,
-    check: registry::accept_all,
+    check: registry::faults_need_two_ranks,
     launch: Launch::Job(JobDriver { join, abort: abort_job }),
 };
 
