@@ -10,6 +10,7 @@
 //! - [`collective`], [`one_sided`]: what a strategy may ask every rank to do together,
 //!   and one-sided windows;
 //! - [`params`]: typed, checked parameters of every registered component;
+//! - [`timer`]: timers strategies set, fired by the engine when the driver says the time came;
 //! - [`trace`]: the records every run writes.
 //!
 //! The drivers that execute the engine's actions live apart, in [`crate::drivers`].
@@ -25,4 +26,5 @@ pub mod params;
 pub mod payload;
 pub mod placement;
 pub mod strategy;
+pub mod timer;
 pub mod trace;

@@ -76,7 +76,7 @@ pub const DRIVER: DriverInfo = DriverInfo {
               needs nothing installed",
     params: Vec::new,
     offers: CAPABILITIES,
-    check: registry::accept_all,
+    check: registry::faults_need_two_ranks,
     launch: Launch::InProcess(run_request),
 };
 
@@ -316,8 +316,8 @@ fn rank_thread(shared: &Shared<'_>, mut engine: Engine, inbox: Receiver<Incoming
     result
 }
 
-/// How long a rank waits on its inbox before it looks at the clock for a stall.
-const STALL_CHECK: Duration = Duration::from_millis(50);
+/// The longest a waiting rank blocks before it looks at the abort flag again.
+const BLOCK: Duration = Duration::from_millis(50);
 
 /// One rank's progress loop: drain the inbox, execute actions, block when idle.
 fn rank_main(shared: &Shared<'_>, engine: &mut Engine, inbox: &Receiver<Incoming>) -> RankResult {
@@ -328,11 +328,10 @@ fn rank_main(shared: &Shared<'_>, engine: &mut Engine, inbox: &Receiver<Incoming
             let deliver = move |f: Finished| done.send(Incoming::Finished(f)).is_ok();
             Workers::start(s, rank, shared.cfg.workers, shared.runner(), deliver)
         });
+        engine.set_stall_timeout(Some(shared.cfg.timeout.as_nanos() as u64), shared.now());
         set_handling(Handling::Start);
         engine.handle_start(shared.now());
         let mut collectives = Collectives::default();
-        // Since when nothing happened (set by a wait that timed out; no clock read per event).
-        let mut idle_since: Option<Instant> = None;
         let aborted = |engine: &Engine, collectives: &Collectives| {
             Err(RankError::Aborted(engine.waiting_summary() + &collectives.summary()))
         };
@@ -342,7 +341,6 @@ fn rank_main(shared: &Shared<'_>, engine: &mut Engine, inbox: &Receiver<Incoming
                     return aborted(engine, &collectives);
                 }
                 feed(shared, engine, &mut collectives, incoming);
-                idle_since = None;
                 // Keep the workers busy while results are taken in (acting sends what a
                 // result caused at once, too); inline, kernels wait until the inbox is empty.
                 if workers.is_some() {
@@ -350,8 +348,14 @@ fn rank_main(shared: &Shared<'_>, engine: &mut Engine, inbox: &Receiver<Incoming
                 }
             }
             let acted = act(shared, engine, &mut collectives, workers.as_ref());
+            if let Some(at) = engine.poll_timeout()
+                && shared.now() >= at
+            {
+                set_handling(Handling::Timers);
+                engine.handle_timeout(shared.now());
+            }
             if let Some(e) = engine.error() {
-                return Err(RankError::Failed(RunError::Engine(e.clone())));
+                return Err(RankError::Failed(stopped(shared, e, &collectives)));
             }
             if engine.is_done() {
                 debug_assert!(collectives.pending.is_empty(), "rank {rank} done with collectives pending");
@@ -359,23 +363,17 @@ fn rank_main(shared: &Shared<'_>, engine: &mut Engine, inbox: &Receiver<Incoming
                 return Ok((engine.take_trace(), engine.take_results(), end));
             }
             if acted {
-                idle_since = None;
                 continue;
             }
-            match workers::recv(inbox, STALL_CHECK) {
+            // Wait no longer than the engine's next deadline (a strategy timer, the stall
+            // watch), nor than BLOCK (the abort flag).
+            let until = engine.poll_timeout().map(|at| Duration::from_nanos(at.saturating_sub(shared.now())));
+            match workers::recv(inbox, until.map_or(BLOCK, |u| u.min(BLOCK))) {
                 Ok(Incoming::Abort) => return aborted(engine, &collectives),
-                Ok(incoming) => {
-                    feed(shared, engine, &mut collectives, incoming);
-                    idle_since = None;
-                }
+                Ok(incoming) => feed(shared, engine, &mut collectives, incoming),
                 Err(RecvTimeoutError::Timeout) => {
                     if shared.abort.load(Ordering::Relaxed) {
                         return aborted(engine, &collectives);
-                    }
-                    if idle_since.get_or_insert_with(|| Instant::now() - STALL_CHECK).elapsed() > shared.cfg.timeout {
-                        let timeout = shared.cfg.timeout;
-                        let summary = engine.waiting_summary() + &collectives.summary();
-                        return Err(RankError::Failed(RunError::Stalled { timeout, ranks: vec![summary] }));
                     }
                 }
                 Err(RecvTimeoutError::Disconnected) => {
@@ -386,6 +384,17 @@ fn rank_main(shared: &Shared<'_>, engine: &mut Engine, inbox: &Receiver<Incoming
         // `workers` drops here, so the workers end before the scope does (also when
         // this loop panics).
     })
+}
+
+/// The run error for a rank whose engine stopped with `e`: a stall names what the rank
+/// waits for, with this driver's open collectives.
+fn stopped(shared: &Shared<'_>, e: &EngineError, collectives: &Collectives) -> RunError {
+    match e {
+        EngineError::Stalled { waiting, .. } => {
+            RunError::Stalled { timeout: shared.cfg.timeout, ranks: vec![waiting.clone() + &collectives.summary()] }
+        }
+        e => RunError::Engine(e.clone()),
+    }
 }
 
 /// One rank's collectives in progress: joined or not yet, with the contributions that

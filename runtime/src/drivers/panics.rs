@@ -49,6 +49,8 @@ pub enum Handling {
     },
     /// The engine's next actions.
     Actions,
+    /// The engine's deadlines: strategy timers (the strategy's `on_timer`), the stall watch.
+    Timers,
 }
 
 impl Handling {
@@ -77,6 +79,7 @@ impl fmt::Display for Handling {
             Handling::Collective { id, from: None } => write!(f, "collective {id}"),
             Handling::OneSided { id, target } => write!(f, "one-sided operation {id} on rank {target}'s window"),
             Handling::Actions => write!(f, "the engine's next actions"),
+            Handling::Timers => write!(f, "the engine's timers"),
         }
     }
 }
