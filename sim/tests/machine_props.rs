@@ -95,9 +95,10 @@ proptest! {
             }
             Ok(machine) => {
                 // Accepted: it must carry messages of any size without overflow.
-                let ranks = (machine.node_capacity().unwrap_or(4).min(4) as usize).max(1) * machine.ranks_per_node.min(2) as usize;
-                if let Ok(mut network) = Network::new(&machine, ranks.max(2).min(8)) {
-                    let last = Rank((ranks.max(2).min(8) - 1) as u32);
+                let capacity = machine.node_capacity().unwrap_or(4).clamp(1, 4) as usize;
+                let ranks = (capacity * machine.ranks_per_node.min(2) as usize).clamp(2, 8);
+                if let Ok(mut network) = Network::new(&machine, ranks) {
+                    let last = Rank((ranks - 1) as u32);
                     for bytes in [0u64, 1, 1 << 20, 1 << 30] {
                         network.send(0, Rank(0), last, bytes);
                     }
