@@ -3,7 +3,9 @@
 //! plus scripted single-engine exchanges for the protocol's error paths and property
 //! checks of the epoch cut.
 
-use dagwire_runtime::collective::{Capability, CollectiveKind, Contribution, Tree, check_capabilities};
+use dagwire_runtime::collective::{
+    AllToAllAlgorithm, Capability, CollectiveKind, Contribution, Tree, check_capabilities,
+};
 use dagwire_runtime::drivers::testing::{self, JoinView, Run, Timing};
 use dagwire_runtime::engine::{Action, Engine, EngineError, TaskDone};
 use dagwire_runtime::message::{HEADER_BYTES, NO_CHUNK};
@@ -16,6 +18,9 @@ use dagwire_strategies::batched::{Batched, Epochs, all_to_all_id, broadcast_id, 
 use std::collections::{BTreeMap, BTreeSet};
 use std::num::NonZeroU32;
 use std::sync::Arc;
+
+/// The all-to-all-v kind most tests join.
+const PAIRWISE: CollectiveKind = CollectiveKind::AllToAllV { algorithm: AllToAllAlgorithm::Pairwise };
 
 // ---------------------------------------------------------------------------------
 // Harness
@@ -513,7 +518,7 @@ fn a_rank_joins_only_after_its_producers_and_sends_each_peer_one_contribution() 
     let task = run.task;
     r0.handle_task_done(5, TaskDone { task, worker: 0, start_ns: 0, end_ns: 5, outputs: vec![Payload::zeroed(16)] });
     let [Action::Collective(join)] = &actions(&mut r0, 6)[..] else { panic!("r0 joins epoch 0 once x exists") };
-    assert_eq!((join.id, &join.kind), (0, &CollectiveKind::AllToAllV));
+    assert_eq!((join.id, &join.kind), (0, &PAIRWISE));
     let shape: Vec<(Rank, u8, ChunkId, u64, u64)> = join
         .sends
         .iter()
