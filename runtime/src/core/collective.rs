@@ -441,7 +441,7 @@ impl Tree {
 /// length on every rank and a whole number of elements. A reduction of
 /// [`Payload::phantom`](crate::Payload::phantom) vectors (the simulator's cost-model
 /// runs) gives a phantom of the same length, with no arithmetic.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct CollectiveJoin {
     /// Names the collective; the same on every rank that joins it, unique per run.
     pub id: u64,

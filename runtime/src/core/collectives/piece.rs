@@ -62,7 +62,8 @@ pub struct Block {
 }
 
 /// The bytes a piece with `body` stands for: its messages' [`wire_bytes`] (a header
-/// for an empty list), each block's, a vector block's length, or one header. (A
+/// for an empty list), the sum of its blocks', a vector block's length, or one header
+/// when it carries nothing at all. (A
 /// broadcast segment's size is the algorithm's, so [`Body::Segment`] has no rule here.)
 ///
 /// ```
@@ -77,7 +78,8 @@ pub fn body_bytes(body: &Body) -> u64 {
     match body {
         Body::Header | Body::Segment { .. } => HEADER_BYTES,
         Body::Messages(m) => wire_bytes(m),
-        Body::Blocks(blocks) => blocks.iter().map(|b| wire_bytes(&b.messages)).sum::<u64>().max(HEADER_BYTES),
+        Body::Blocks(blocks) if blocks.is_empty() => HEADER_BYTES,
+        Body::Blocks(blocks) => blocks.iter().map(|b| wire_bytes(&b.messages)).sum(),
         Body::Values(v) if v.is_empty() => HEADER_BYTES,
         Body::Values(v) => v.len() as u64,
     }
