@@ -4,6 +4,9 @@
 //! Cost-model tiled Cholesky with the batched strategy (one all-to-all-v per
 //! topological level, every step of it a network message) on the IB fat-tree, with and
 //! without broadcast trees; prints wall time, events and the simulated makespan.
+//! `DAGWIRE_BENCH_ONLY="128 alltoallv"` runs one case, `DAGWIRE_BENCH_REPS=1` once (for
+//! an instruction count under `valgrind --tool=cachegrind`, steadier than wall time on
+//! a shared machine).
 
 use dagwire_runtime::{ParamValue, Rank, Strategy, TraceLevel};
 use dagwire_sim::driver::{SimConfig, SimKernels, run};
@@ -32,17 +35,22 @@ fn time_batched_cholesky_collectives() {
             ],
         ),
     ];
+    let only = std::env::var("DAGWIRE_BENCH_ONLY").ok();
+    let reps: usize = std::env::var("DAGWIRE_BENCH_REPS").ok().and_then(|r| r.parse().ok()).unwrap_or(3);
     for ranks in [64, 128] {
         let given = [("n", ParamValue::Int(64 * 40)), ("tile", ParamValue::Int(64))];
         let w = dagwire_workloads::find("cholesky").unwrap().build(&given, ranks, 7).unwrap();
         let name = |k| w.kernel_name(k);
         let kernels = SimKernels { kernels: w.kernels(), name: &name };
         for (label, params) in &cases {
+            if only.as_ref().is_some_and(|o| *o != format!("{ranks} {label}")) {
+                continue;
+            }
             let cfg = SimConfig { ranks, workers: 1, run_kernels: false, seed: 1, trace: TraceLevel::Counts };
             let strategy = batched(params);
             let mut best = f64::INFINITY;
             let mut last = None;
-            for _ in 0..3 {
+            for _ in 0..reps {
                 let t = Instant::now();
                 let out = run(w.dag(), &kernels, &strategy, &machine, cfg).unwrap();
                 best = best.min(t.elapsed().as_secs_f64());
@@ -50,7 +58,7 @@ fn time_batched_cholesky_collectives() {
             }
             let out = last.unwrap();
             println!(
-                "ranks {ranks:4} {label:15} tasks {:6} wall {:8.3} s (best of 3)  events {:9}  makespan {:.3} ms",
+                "ranks {ranks:4} {label:15} tasks {:6} wall {:8.3} s (best of {reps})  events {:9}  makespan {:.3} ms",
                 w.dag().task_count(),
                 best,
                 out.events,

@@ -21,7 +21,7 @@ impl Pairwise {
     pub(crate) fn new(p: usize, sends: Vec<(Rank, Vec<Message>)>) -> Self {
         let mut by_peer = vec![Vec::new(); p];
         for (to, messages) in sends {
-            by_peer[to.index()].extend(messages);
+            append(&mut by_peer[to.index()], messages);
         }
         Pairwise { sends: by_peer, step: 0, sent: false, received: Vec::with_capacity(p.saturating_sub(1)) }
     }
@@ -79,7 +79,7 @@ impl Bruck {
         for (to, messages) in sends {
             let j = (to.index() + p - me.index()) % p;
             if let Some(b) = blocks[j].as_mut() {
-                b.messages.extend(messages);
+                append(&mut b.messages, messages);
             }
         }
         let rounds = p.next_power_of_two().trailing_zeros();
@@ -144,5 +144,15 @@ impl Bruck {
     pub(crate) fn waiting(&self, r: usize, p: usize) -> String {
         let from = minus(r, 1 << self.round, p);
         format!("at round {} of {}, waiting for {from}", self.round + 1, self.rounds)
+    }
+}
+
+/// Appends `more` to `list`, taking `more` whole when `list` is empty (the usual case:
+/// one list per peer), so no contribution is copied.
+fn append(list: &mut Vec<Message>, mut more: Vec<Message>) {
+    if list.is_empty() {
+        *list = more;
+    } else {
+        list.append(&mut more);
     }
 }

@@ -33,14 +33,14 @@ pub(crate) struct Broadcast {
 }
 
 impl Broadcast {
+    /// Member `v` of `members` (this rank) joins.
     pub(crate) fn new(
-        me: Rank,
+        v: usize,
         members: &[Rank],
         tree: Tree,
         sends: Vec<(Rank, Vec<Message>)>,
         segmenting: Segmenting,
     ) -> Self {
-        let v = members.iter().position(|&m| m == me).expect("checked: a member joins");
         let parent = tree.parent(v).map(|i| members[i]);
         let children = tree.children(v, members.len()).into_iter().map(|c| members[c]).collect();
         let root = parent.is_none().then(|| sends.into_iter().flat_map(|(_, m)| m).collect());
@@ -86,7 +86,7 @@ impl Broadcast {
             }
             return Ok(Some(Vec::new()));
         };
-        while let Some(a) = inbox.pop() {
+        for a in inbox.drain() {
             let piece = a.piece;
             let Body::Segment { of, messages } = piece.body else { return Err(unexpected(&piece, "a segment")) };
             if piece.src != parent || piece.step >= of || self.of.is_some_and(|o| o != of) {

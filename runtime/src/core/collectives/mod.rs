@@ -43,9 +43,10 @@ mod values;
 
 pub use piece::{Block, Body, Piece, body_bytes};
 
-use crate::collective::{AllReduceAlgorithm, AllToAllAlgorithm, CollectiveJoin, CollectiveKind, Contribution};
+use crate::collective::{AllReduceAlgorithm, AllToAllAlgorithm, CollectiveJoin, CollectiveKind, Contribution, DType};
 use crate::ids::Rank;
 use crate::message::Message;
+use rustc_hash::FxHashMap;
 use std::collections::{BTreeMap, VecDeque};
 use values::Vector;
 
@@ -103,7 +104,7 @@ pub struct Collectives {
     segmenting: Segmenting,
     open: BTreeMap<u64, Open>,
     /// Pieces for collectives this rank has not joined yet, with their arrival times.
-    early: BTreeMap<u64, Vec<(Piece, u64)>>,
+    early: BTreeMap<u64, Inbox>,
     last_joined: Option<u64>,
     sends: VecDeque<Piece>,
     done: VecDeque<(u64, Vec<Contribution>)>,
@@ -136,7 +137,10 @@ impl Collectives {
     /// This rank joins `join` at `now` (ids must increase from one join to the next).
     /// Pieces it sends wait in [`Collectives::poll_send`]; if it completes at once (a
     /// broadcast's root, a rank without neighbours, a run of one rank), it waits in
-    /// [`Collectives::poll_done`].
+    /// [`Collectives::poll_done`]. The join should pass [`CollectiveJoin::check`] (the
+    /// engine checks every join it hands out); what would derail an algorithm here (a
+    /// broadcast this rank is no member of, a neighbour out of range, a reduction
+    /// without its vector) is an error all the same.
     pub fn join(&mut self, now: u64, join: CollectiveJoin) {
         if self.error.is_some() {
             return;
@@ -145,21 +149,14 @@ impl Collectives {
         if let Some(last) = self.last_joined.filter(|&last| id <= last) {
             return self.fail(id, format!("joined after collective {last}; ids must increase"));
         }
-        if let Err(reason) = join.check(self.rank, self.ranks) {
-            return self.fail(id, reason);
-        }
         self.last_joined = Some(id);
         let algorithm = match Algorithm::new(self.rank, self.ranks, now, join, self.segmenting) {
             Ok(a) => a,
             Err(reason) => return self.fail(id, reason),
         };
-        let mut open = Open { algorithm, inbox: Inbox::default() };
-        for (piece, at) in self.early.remove(&id).unwrap_or_default() {
-            if let Err(reason) = open.inbox.put(piece, at) {
-                return self.fail(id, reason);
-            }
-        }
-        self.advance(now, id, open);
+        let inbox = self.early.remove(&id).unwrap_or_default();
+        self.open.insert(id, Open { algorithm, inbox });
+        self.advance(now, id);
     }
 
     /// `piece` reached this rank at `now`.
@@ -171,31 +168,35 @@ impl Collectives {
         if piece.dst != self.rank {
             return self.fail(id, format!("a piece for {} from {} was handed to this rank", piece.dst, piece.src));
         }
-        if let Some(mut open) = self.open.remove(&id) {
-            if let Err(reason) = open.inbox.put(piece, now) {
-                return self.fail(id, reason);
-            }
-            return self.advance(now, id, open);
+        if let Some(open) = self.open.get_mut(&id) {
+            let mut out = Out { id, me: self.rank, p: self.ranks, now, sends: &mut self.sends };
+            let moved = open.inbox.put(piece, now).and_then(|()| open.algorithm.advance(&mut out, &mut open.inbox));
+            return self.settle(id, moved);
         }
         if self.last_joined.is_some_and(|last| id <= last) {
             let (src, step) = (piece.src, piece.step);
             return self.fail(id, format!("step {step} from {src} arrived after the collective completed here"));
         }
-        self.early.entry(id).or_default().push((piece, now));
+        if let Err(reason) = self.early.entry(id).or_default().put(piece, now) {
+            self.fail(id, reason);
+        }
     }
 
     /// The next piece to hand to the transport, towards its `dst`.
+    #[inline]
     pub fn poll_send(&mut self) -> Option<Piece> {
         self.sends.pop_front()
     }
 
     /// The next collective that completed on this rank, with what it received (for
     /// [`crate::Engine::handle_collective_done`]).
+    #[inline]
     pub fn poll_done(&mut self) -> Option<(u64, Vec<Contribution>)> {
         self.done.pop_front()
     }
 
     /// The first malformed join or piece, if any; once set, every call does nothing.
+    #[inline]
     pub fn error(&self) -> Option<&CollectiveError> {
         self.error.as_ref()
     }
@@ -226,8 +227,9 @@ impl Collectives {
                 format!("{id} {name} {state}")
             })
             .collect();
-        parts.extend(self.early.iter().map(|(id, pieces)| {
-            let from: Vec<String> = pieces.iter().take(4).map(|(p, _)| format!("{}@{}", p.src, p.step)).collect();
+        parts.extend(self.early.iter().map(|(id, inbox)| {
+            let pieces = inbox.keys();
+            let from: Vec<String> = pieces.iter().take(4).map(|(step, src)| format!("{src}@{step}")).collect();
             format!("{id} not joined yet, {} pieces in (from {})", pieces.len(), from.join(" "))
         }));
         if parts.is_empty() { String::new() } else { format!("collectives open: {}", parts.join("; ")) }
@@ -237,19 +239,29 @@ impl Collectives {
         self.error.get_or_insert(CollectiveError { rank: self.rank, id, reason });
     }
 
-    /// Moves `open` as far as its pieces allow; keeps it open or reports it done.
-    fn advance(&mut self, now: u64, id: u64, mut open: Open) {
+    /// Moves open collective `id` as far as its pieces allow; reports it once done.
+    /// (It stays in place in `open` meanwhile: moving it in and out per piece costs.)
+    fn advance(&mut self, now: u64, id: u64) {
+        let open = self.open.get_mut(&id).expect("advancing an open collective");
         let mut out = Out { id, me: self.rank, p: self.ranks, now, sends: &mut self.sends };
-        match open.algorithm.advance(&mut out, &mut open.inbox) {
+        let moved = open.algorithm.advance(&mut out, &mut open.inbox);
+        self.settle(id, moved);
+    }
+
+    /// Acts on how far open collective `id` got: an error, still open, or done.
+    fn settle(&mut self, id: u64, moved: Result<Option<Vec<Contribution>>, String>) {
+        match moved {
             Err(reason) => self.fail(id, reason),
-            Ok(Some(received)) if open.inbox.is_empty() => self.done.push_back((id, received)),
-            Ok(Some(_)) => {
-                let left = open.inbox.pieces.values().map(|a| format!("{}@{}", a.piece.src, a.piece.step)).collect();
-                let left: Vec<String> = left;
-                self.fail(id, format!("completed with pieces it never used: {}", left.join(" ")));
-            }
-            Ok(None) => {
-                self.open.insert(id, open);
+            Ok(None) => {}
+            Ok(Some(received)) => {
+                let open = self.open.remove(&id).expect("present");
+                if open.inbox.is_empty() {
+                    self.done.push_back((id, received));
+                } else {
+                    let left: Vec<String> =
+                        open.inbox.keys().iter().map(|(step, src)| format!("{src}@{step}")).collect();
+                    self.fail(id, format!("completed with pieces it never used: {}", left.join(" ")));
+                }
             }
         }
     }
@@ -291,34 +303,64 @@ pub(crate) struct Arrived {
     pub(crate) at: u64,
 }
 
+impl Arrived {
+    fn key(&self) -> (u32, Rank) {
+        (self.piece.step, self.piece.src)
+    }
+}
+
 /// Pieces of one collective that arrived and were not used yet, by (step, sender).
+/// Most pieces are taken soon after they arrive, so a few wait in a short list searched
+/// in order (allocated once per collective) and only a backlog goes to a hash map.
 #[derive(Debug, Default)]
 pub(crate) struct Inbox {
-    pieces: BTreeMap<(u32, u32), Arrived>,
+    few: Vec<Arrived>,
+    more: FxHashMap<(u32, Rank), Arrived>,
 }
+
+/// Pieces an [`Inbox`] keeps in its short list before it uses its map.
+const FEW: usize = 8;
 
 impl Inbox {
     fn put(&mut self, piece: Piece, at: u64) -> Result<(), String> {
-        let key = (piece.step, piece.src.0);
-        if self.pieces.contains_key(&key) {
+        let key = (piece.step, piece.src);
+        if self.few.iter().any(|a| a.key() == key) || (!self.more.is_empty() && self.more.contains_key(&key)) {
             return Err(format!("step {} from {} arrived twice", piece.step, piece.src));
         }
-        self.pieces.insert(key, Arrived { piece, at });
+        let arrived = Arrived { piece, at };
+        if self.few.len() < FEW {
+            self.few.push(arrived);
+        } else {
+            self.more.insert(key, arrived);
+        }
         Ok(())
     }
 
     /// Step `step` from `src`, if it arrived.
     pub(crate) fn take(&mut self, src: Rank, step: u32) -> Option<Arrived> {
-        self.pieces.remove(&(step, src.0))
+        if let Some(i) = self.few.iter().position(|a| a.key() == (step, src)) {
+            return Some(self.few.swap_remove(i));
+        }
+        if self.more.is_empty() { None } else { self.more.remove(&(step, src)) }
     }
 
-    /// Any piece that arrived (the lowest step, then sender).
-    pub(crate) fn pop(&mut self) -> Option<Arrived> {
-        self.pieces.pop_first().map(|(_, a)| a)
+    /// Every piece that arrived, by (step, sender), leaving the inbox empty (and its
+    /// short list's allocation in place).
+    pub(crate) fn drain(&mut self) -> std::vec::Drain<'_, Arrived> {
+        self.few.extend(self.more.drain().map(|(_, a)| a));
+        self.few.sort_unstable_by_key(Arrived::key);
+        self.few.drain(..)
     }
 
     fn is_empty(&self) -> bool {
-        self.pieces.is_empty()
+        self.few.is_empty() && self.more.is_empty()
+    }
+
+    /// The (step, sender) of every piece waiting, in order.
+    fn keys(&self) -> Vec<(u32, Rank)> {
+        let mut keys: Vec<(u32, Rank)> = self.more.keys().copied().chain(self.few.iter().map(Arrived::key)).collect();
+        keys.sort_unstable();
+        keys
     }
 }
 
@@ -359,14 +401,22 @@ impl Algorithm {
                 Algorithm::Bruck(alltoall::Bruck::new(me, p, now, sends))
             }
             CollectiveKind::NeighborAllToAllV { sources, .. } => {
+                if let Some(r) =
+                    sources.iter().chain(sends.iter().map(|(r, _)| r)).find(|r| r.index() >= p || **r == me)
+                {
+                    return Err(format!("a neighbour all-to-all-v with {r} as a neighbour, in a run of {p} ranks"));
+                }
                 Algorithm::Neighbor(neighbor::Neighbor::new(p, &sources, sends))
             }
             CollectiveKind::Broadcast { members, tree } => {
-                Algorithm::Broadcast(broadcast::Broadcast::new(me, &members, tree, sends, segmenting))
+                let Some(v) = members.iter().position(|&m| m == me) else {
+                    return Err(format!("joined a broadcast over {members:?}, which it is no member of"));
+                };
+                Algorithm::Broadcast(broadcast::Broadcast::new(v, &members, tree, sends, segmenting))
             }
             CollectiveKind::Fence => Algorithm::Barrier(barrier::Dissemination::new(p)),
             CollectiveKind::AllReduce { op, dtype, algorithm } => {
-                let (template, data) = vector_of(sends)?;
+                let (template, data) = vector_of(sends, dtype)?;
                 let vector = Vector { dtype, data };
                 match algorithm {
                     AllReduceAlgorithm::Ring => {
@@ -381,7 +431,7 @@ impl Algorithm {
                 }
             }
             CollectiveKind::ReduceScatter { op, dtype } => {
-                let (template, data) = vector_of(sends)?;
+                let (template, data) = vector_of(sends, dtype)?;
                 Algorithm::RingReduce(ring::RingReduce::new(p, now, op, Vector { dtype, data }, template, true))
             }
             CollectiveKind::AllGather => {
@@ -437,15 +487,19 @@ impl Algorithm {
     }
 }
 
-/// A reduction's one data message: its header (to hand back with the result) and its vector.
-fn vector_of(sends: Vec<(Rank, Vec<Message>)>) -> Result<(Message, crate::Payload), String> {
+/// A reduction's one data message: its header (to hand back with the result) and its
+/// vector of whole `dtype` elements.
+fn vector_of(sends: Vec<(Rank, Vec<Message>)>, dtype: DType) -> Result<(Message, crate::Payload), String> {
     let mut messages = sends.into_iter().flat_map(|(_, m)| m);
     match (messages.next(), messages.next()) {
-        (Some(mut m), None) if m.payload.is_some() => {
+        (Some(mut m), None) if m.payload.as_ref().is_some_and(|p| p.len().is_multiple_of(dtype.size())) => {
             let data = m.payload.take().expect("checked");
             Ok((m, data))
         }
-        _ => Err("a reduction needs exactly one data message, this rank's vector".into()),
+        _ => Err(format!(
+            "joined a reduction without exactly one data message of whole {} elements (its vector)",
+            dtype.name()
+        )),
     }
 }
 

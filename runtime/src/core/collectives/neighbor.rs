@@ -33,7 +33,7 @@ impl Neighbor {
         for (to, messages) in self.sends.drain(..) {
             out.send(to, 0, wire_bytes(&messages), Body::Messages(messages));
         }
-        while let Some(a) = inbox.pop() {
+        for a in inbox.drain() {
             let from = a.piece.src;
             if a.piece.step != 0 || !std::mem::replace(&mut self.awaited[from.index()], false) {
                 return Err(format!("step {} from {from}, which is not a source still awaited", a.piece.step));
