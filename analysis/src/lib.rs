@@ -20,6 +20,7 @@
 
 pub mod compare;
 pub mod figures;
+pub mod integrity;
 pub mod intervals;
 pub mod osu;
 mod parquet_file;

@@ -10,6 +10,7 @@
 //! # anyhow::Ok(())
 //! ```
 
+use crate::integrity;
 use crate::tables::{Table, read_table};
 use anyhow::{Context, bail};
 use polars::prelude::DataFrame;
@@ -68,6 +69,8 @@ pub struct Manifest {
     pub status: String,
     /// Runs that failed or did not verify.
     pub failed_runs: Option<u64>,
+    /// SHA-256 (hex) of each combined table when it was written, by file name.
+    pub tables: std::collections::BTreeMap<String, String>,
 }
 
 impl Manifest {
@@ -97,6 +100,10 @@ impl Manifest {
             finished_at: s(&v["finished_at"]),
             status: s(&v["status"]).unwrap_or_default(),
             failed_runs: v["failed_runs"].as_u64(),
+            tables: v["tables"]
+                .as_object()
+                .map(|t| t.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
+                .unwrap_or_default(),
         }
     }
 }
@@ -127,8 +134,9 @@ pub struct ResultsDir {
 
 impl ResultsDir {
     /// Opens `dir`: reads and checks `manifest.json` (it must exist and carry
-    /// [`RESULTS_FORMAT`]) and the four tables (documented columns and types).
-    /// Every error names the file and what is wrong.
+    /// [`RESULTS_FORMAT`]) and the four tables (documented columns and types, the
+    /// checksums the manifest recorded, and their rows against each other: see
+    /// [`crate::integrity`]). Every error names the file and what is wrong.
     ///
     /// ```
     /// let dir = tempfile::tempdir()?;
@@ -142,15 +150,18 @@ impl ResultsDir {
             bail!("{} is not a directory; give the results directory that `experiment run` printed", dir.display());
         }
         let manifest = read_manifest(dir)?;
+        integrity::check_checksums(dir, &manifest.tables)?;
         let read = |t| read_table(dir, t);
-        Ok(ResultsDir {
+        let results = ResultsDir {
             path: dir.to_path_buf(),
             manifest,
             points: read(Table::Points)?,
             tasks: read(Table::Tasks)?,
             transfers: read(Table::Transfers)?,
             messages: read(Table::Messages)?,
-        })
+        };
+        integrity::check_tables(dir, &results.points, &results.tasks, &results.transfers, &results.messages)?;
+        Ok(results)
     }
 }
 

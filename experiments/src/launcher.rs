@@ -141,7 +141,10 @@ fn run_job(cmd: &mut Command, timeout: Duration) -> std::io::Result<Job> {
     use std::io::BufRead;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
+    crate::process::end_jobs_on_signals();
+    crate::process::die_with_parent(cmd);
     let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0).spawn()?;
+    crate::process::set_job_group(Some(child.id()));
     let failed = Arc::new(AtomicBool::new(false));
     let drain = |r: Box<dyn Read + Send>| {
         let failed = Arc::clone(&failed);
@@ -183,6 +186,7 @@ fn run_job(cmd: &mut Command, timeout: Duration) -> std::io::Result<Job> {
         let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = child.wait();
     }
+    crate::process::set_job_group(None);
     Ok(Job {
         status,
         stuck_after_failure: status.is_none() && grace_started,

@@ -14,6 +14,7 @@ pub mod launcher;
 pub mod list;
 pub mod plan;
 pub mod point;
+pub mod process;
 pub mod progress;
 pub mod report;
 pub mod results;

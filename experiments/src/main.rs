@@ -44,6 +44,9 @@ enum Command {
         /// Write the report (as `experiment report DIR`) once the sweep is done.
         #[arg(long)]
         report: bool,
+        /// Refuse a grid that expands to more points than this (checked before expanding).
+        #[arg(long, default_value_t = 100_000)]
+        max_points: u64,
     },
     /// Write the performance report of a results directory: DIR/report/report.html
     /// (self-contained), report.md and the figures (SVG and PNG).
@@ -98,7 +101,9 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Run { sweep, out, resume, dry_run, report } => run_sweep(sweep, out, resume, dry_run, report),
+        Command::Run { sweep, out, resume, dry_run, report, max_points } => {
+            run_sweep(sweep, out, resume, dry_run, report, max_points)
+        }
         Command::Report { dir } => {
             print!("{}", report::run(&dir)?.1);
             Ok(ExitCode::SUCCESS)
@@ -120,8 +125,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-fn run_sweep(path: PathBuf, out: Option<PathBuf>, resume: bool, dry_run: bool, write_report: bool) -> Result<ExitCode> {
+fn run_sweep(
+    path: PathBuf,
+    out: Option<PathBuf>,
+    resume: bool,
+    dry_run: bool,
+    write_report: bool,
+    max_points: u64,
+) -> Result<ExitCode> {
     let sweep = sweep::load(&path)?;
+    sweep.check_size(max_points)?;
     let points = plan::expand(&sweep)?;
     let runs = points.len() * sweep.repetitions as usize;
     eprintln!("sweep {}: {} points x {} repetitions = {runs} runs", sweep.name, points.len(), sweep.repetitions);

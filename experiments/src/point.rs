@@ -28,7 +28,9 @@ pub struct PointArgs {
     /// Results directory (created if missing).
     #[arg(long, default_value = "results/point")]
     pub out: PathBuf,
-    /// Print the record on one line for `experiment run` (which then combines the tables).
+    /// Launched by `experiment run`: read the sweep from the text recorded in `--out`'s
+    /// manifest (a sweep is one immutable input: editing the file during a sweep changes
+    /// nothing) and print the record on one line (`experiment run` combines the tables).
     #[arg(long, hide = true)]
     pub record_line: bool,
 }
@@ -45,7 +47,7 @@ mod imp {
     use crate::results::{self, ManifestInfo};
     use crate::runner::{base_record, outcome_line, run_seed, write_success};
     use crate::sweep::{self, Sweep};
-    use anyhow::{Result, bail};
+    use anyhow::{Context, Result, bail};
     use dagwire_runtime::drivers::{JobDriver, JobRank, Launch};
     use std::process::ExitCode;
     use std::time::{Duration, Instant, SystemTime};
@@ -120,18 +122,17 @@ mod imp {
             return Ok(ExitCode::SUCCESS);
         };
         let mut record = base_record(&point, args.rep, started.elapsed().as_secs_f64());
-        if !args.record_line {
-            // By hand: a new results directory, or more points into one of the same sweep.
-            results::open(&args.out, &sweep, args.out.exists())?;
-        }
+        // By hand: a new results directory, or more points into one of the same sweep.
+        let _lock = if args.record_line { None } else { Some(results::open(&args.out, &sweep, args.out.exists())?) };
         write_success(&args.out, &mut record, workload.as_ref(), &executed.outcome, executed.kernels_ran)?;
         if args.record_line {
             println!("{}", record_line(&record, point.columns.len()));
         } else {
             let info =
                 ManifestInfo { sweep: &sweep, points: 1, started: SystemTime::now(), finished: None, failed_runs: 0 };
-            results::write_manifest(&args.out, &info)?;
+            // Tables first: the manifest records their checksums.
             dagwire_analysis::tables::combine(&args.out)?;
+            results::write_manifest(&args.out, &info)?;
             eprintln!("point {} rep {}: {}", point.id, args.rep, outcome_line(&record));
             println!("results: {}", args.out.display());
         }
@@ -148,7 +149,7 @@ mod imp {
 
     /// The point to run, and its driver, which must run points as jobs.
     fn find_point(args: &PointArgs) -> Result<(Sweep, Point, &'static JobDriver)> {
-        let sweep = sweep::load(&args.sweep)?;
+        let sweep = if args.record_line { recorded_sweep(args)? } else { sweep::load(&args.sweep)? };
         let points = plan::expand(&sweep)?;
         let count = points.len();
         let Some(point) = points.into_iter().find(|p| p.id == args.point) else {
@@ -164,6 +165,20 @@ mod imp {
             );
         };
         Ok((sweep, point, job_driver))
+    }
+
+    /// The sweep as `experiment run` recorded it in `--out`'s manifest when the sweep
+    /// began (named after the file it came from, for error messages).
+    fn recorded_sweep(args: &PointArgs) -> Result<Sweep> {
+        let path = args.out.join("manifest.json");
+        let manifest: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(&path)
+                .with_context(|| format!("reading the sweep's manifest {}", path.display()))?,
+        )
+        .with_context(|| format!("{} is not valid JSON", path.display()))?;
+        let text =
+            manifest["sweep"]["text"].as_str().with_context(|| format!("{} records no sweep text", path.display()))?;
+        Ok(sweep::parse(&args.sweep, text)?)
     }
 
     /// Says why this rank failed and ends the job.

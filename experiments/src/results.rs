@@ -18,25 +18,79 @@ pub fn default_dir(sweep: &Sweep, now: SystemTime) -> PathBuf {
     PathBuf::from("results").join(format!("{}-{stamp}", sweep.name))
 }
 
+/// One writer's hold on a results directory: an exclusive lock on `DIR/.lock`, which the
+/// kernel releases when every process holding it has ended. Jobs the sweep launches
+/// inherit it, so a job that outlives its sweep (killed before it could stop the job)
+/// still holds the directory, and a `--resume` is refused until the job is gone.
+#[derive(Debug)]
+pub struct DirLock {
+    _file: std::fs::File,
+}
+
+/// The lock file inside a results directory.
+pub const LOCK_FILE: &str = ".lock";
+
+/// Takes `dir`'s lock, or says who holds it and what to do.
+pub fn lock(dir: &Path) -> Result<DirLock> {
+    use std::io::Write;
+    let path = dir.join(LOCK_FILE);
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening the lock file {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let holder = std::fs::read_to_string(&path).unwrap_or_default();
+            bail!(
+                "results directory {} is in use by another process ({}, or an MPI job it launched that still runs); \
+                 wait for it to end, or stop it (`fuser -k {}` ends every holder), then run again",
+                dir.display(),
+                holder.trim().strip_prefix("pid ").map_or("the sweep writing it".to_string(), |p| format!("PID {p}")),
+                path.display()
+            );
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("locking {}", path.display()));
+        }
+    }
+    file.set_len(0).and_then(|()| file.write_all(format!("pid {}\n", std::process::id()).as_bytes())).ok();
+    // Launched jobs inherit the descriptor, and with it the lock (see [`DirLock`]).
+    crate::process::inherit(&file);
+    Ok(DirLock { _file: file })
+}
+
 /// Creates `dir` for a new sweep, or reopens it for `--resume` after checking it
-/// holds the same sweep.
-pub fn open(dir: &Path, sweep: &Sweep, resume: bool) -> Result<()> {
+/// holds the same sweep; either way takes its lock, which the caller holds while it
+/// writes there.
+pub fn open(dir: &Path, sweep: &Sweep, resume: bool) -> Result<DirLock> {
     let manifest = dir.join("manifest.json");
-    match (dir.exists(), resume) {
+    // A directory that holds nothing of a sweep yet (a first run killed before it wrote
+    // its manifest) is as good as none.
+    let exists = dir.exists() && !holds_nothing(dir);
+    let lock = match (exists, resume) {
         (true, false) => bail!(
             "results directory {} already exists; pass --resume to continue that sweep, or --out DIR to write elsewhere",
             dir.display()
         ),
-        (false, true) => {
+        (false, true) if !dir.exists() => {
             bail!("--resume: results directory {} does not exist (run without --resume to start it)", dir.display())
         }
-        (false, false) => {
+        (false, _) => {
             std::fs::create_dir_all(dir).with_context(|| format!("creating results directory {}", dir.display()))?;
-            Ok(())
+            lock(dir)
         }
         (true, true) => {
+            let lock = lock(dir)?;
             let text = std::fs::read_to_string(&manifest).with_context(|| {
-                format!("--resume: {} is not a results directory (no readable manifest.json)", dir.display())
+                format!(
+                    "--resume: {} is not a results directory (no readable manifest.json); if it is what a killed run \
+                     left, delete it and start again without --resume",
+                    dir.display()
+                )
             })?;
             let old: Value = serde_json::from_str(&text)
                 .with_context(|| format!("--resume: {} is not valid JSON", manifest.display()))?;
@@ -47,9 +101,36 @@ pub fn open(dir: &Path, sweep: &Sweep, resume: bool) -> Result<()> {
                     dir.display()
                 );
             }
-            Ok(())
+            Ok(lock)
+        }
+    }?;
+    remove_temporaries(dir)?;
+    Ok(lock)
+}
+
+/// Whether `dir` holds nothing a sweep wrote: no entries but a lock file.
+fn holds_nothing(dir: &Path) -> bool {
+    std::fs::read_dir(dir).map(|entries| entries.flatten().all(|e| e.file_name() == LOCK_FILE)).unwrap_or(false)
+}
+
+/// Removes what killed writers left half-written in `dir` and `dir/parts` (every
+/// temporary is a dot-name with `.tmp` in it). Called with the lock held, so no live
+/// writer owns them.
+fn remove_temporaries(dir: &Path) -> Result<()> {
+    for folder in [dir.to_path_buf(), dir.join(dagwire_analysis::PARTS_DIR)] {
+        let Ok(entries) = std::fs::read_dir(&folder) else { continue };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if !(name.starts_with('.') && name.contains(".tmp")) {
+                continue;
+            }
+            let path = entry.path();
+            let removed = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+            removed.with_context(|| format!("removing {}, left by a killed run", path.display()))?;
         }
     }
+    Ok(())
 }
 
 /// Hex SHA-256 of a text.
@@ -105,6 +186,7 @@ pub fn write_manifest(dir: &Path, info: &ManifestInfo<'_>) -> Result<()> {
         "finished_at": info.finished.map(|t| humantime::format_rfc3339_seconds(t).to_string()),
         "status": if info.finished.is_some() { "complete" } else { "running" },
         "failed_runs": info.failed_runs,
+        "tables": dagwire_analysis::integrity::table_checksums(dir)?,
     });
     let tmp = dir.join(".manifest.json.tmp");
     std::fs::write(&tmp, serde_json::to_string_pretty(&manifest)?)

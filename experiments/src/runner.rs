@@ -27,7 +27,7 @@ pub struct SweepOutcome {
 
 /// Runs every point of `sweep` into `dir`.
 pub fn run_sweep(sweep: &Sweep, points: &[Point], dir: &Path, resume: bool) -> Result<SweepOutcome> {
-    results::open(dir, sweep, resume)?;
+    let _lock = results::open(dir, sweep, resume)?;
     let started = SystemTime::now();
     let finished = if resume { tables::finished_parts(dir)? } else { Default::default() };
     let total = points.len() * sweep.repetitions as usize;
@@ -68,6 +68,16 @@ fn run_and_record(sweep: &Sweep, point: &Point, rep: u32, dir: &Path) -> Result<
     let wall_s = started.elapsed().as_secs_f64();
     let mut record = base_record(point, rep, wall_s);
     match attempt {
+        Ok(Ok((_, Executed { outcome, .. }))) if outcome.makespan_ns > i64::MAX as u64 => {
+            // The tables keep times as Int64 ns (292 years); a run this long is a machine
+            // model out of proportion, recorded as failed, not a sweep stopped for good.
+            record.error = Some(format!(
+                "the run's makespan of {} ns does not fit the tables' Int64 nanoseconds (292 years): check the \
+                 machine's rates and latencies",
+                outcome.makespan_ns
+            ));
+            tables::write_point_parts(dir, &record, None)?;
+        }
         Ok(Ok((workload, Executed { outcome, kernels_ran }))) => {
             write_success(dir, &mut record, workload.as_ref(), &outcome, kernels_ran)?;
         }

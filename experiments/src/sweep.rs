@@ -58,6 +58,35 @@ impl Sweep {
     pub fn line_of(&self, key: &str) -> usize {
         self.axis(key).map_or(1, |a| a.line)
     }
+
+    /// How many points the grid expands to at most (the product of its axes' lengths;
+    /// repeats of unchosen components' parameters are dropped later), without
+    /// expanding it.
+    pub fn grid_size(&self) -> u128 {
+        self.axes.iter().fold(1u128, |n, a| n.saturating_mul(a.values.len() as u128))
+    }
+
+    /// Refuses, before anything is expanded, a grid of more than `max_points` points,
+    /// naming its largest axis (a few lines of TOML can describe 10^8 points).
+    pub fn check_size(&self, max_points: u64) -> Result<(), SweepError> {
+        let size = self.grid_size();
+        if size <= u128::from(max_points) {
+            return Ok(());
+        }
+        let widest = self.axes.iter().rev().max_by_key(|a| a.values.len()).expect("a grid this large has axes");
+        let factors: Vec<String> =
+            self.axes.iter().filter(|a| a.values.len() > 1).map(|a| a.values.len().to_string()).collect();
+        Err(SweepError {
+            file: self.path.clone(),
+            line: widest.line,
+            key: format!("grid.{}", widest.key),
+            message: format!(
+                "the grid expands to {size} points ({}), more than the limit of {max_points}; split the sweep, or \
+                 raise the limit with --max-points",
+                factors.join(" x ")
+            ),
+        })
+    }
 }
 
 /// A sweep file that cannot run: where and why.

@@ -100,6 +100,14 @@ fn every_strategy_verifies_on_2_and_4_ranks_with_aligned_clocks() {
     let (sent, recv) = (u64s(&messages, "sent_ns"), u64s(&messages, "recv_ns"));
     let worst = sent.iter().zip(&recv).map(|(&s, &r)| s as i64 - r as i64).max().unwrap();
     assert!(worst < 200_000, "a message arrived {worst} ns before it was sent: clocks are not aligned");
+
+    // One phase vocabulary: every transfer of every strategy has all four phases.
+    let transfers = tables::read_table(&out, Table::Transfers).unwrap();
+    assert!(transfers.height() > 0);
+    for phase in ["posted_ns", "started_ns", "wire_ns", "completed_ns"] {
+        let nulls = transfers.column(phase).unwrap().null_count();
+        assert_eq!(nulls, 0, "{nulls} transfers on the mpi driver lack {phase}");
+    }
 }
 
 #[test]

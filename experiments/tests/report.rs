@@ -6,7 +6,7 @@ use dagwire_experiments::{plan, report, runner, sweep, trace_export};
 use serde_json::Value;
 use std::path::Path;
 
-/// Two strategies, 1 and 2 ranks, and a corrupted run that fails verification.
+/// Two strategies, 2 and 3 ranks, and corrupted runs that fail verification.
 const SWEEP: &str = r#"name = "tiny-report"
 seed = 5
 repetitions = 2
@@ -15,7 +15,7 @@ repetitions = 2
 workload = "cholesky"
 strategy = ["eager", "rendezvous"]
 driver = "local"
-ranks = [1, 2]
+ranks = [2, 3]
 fault = ["none", "corrupt-data"]
 
 [grid.cholesky]
@@ -198,12 +198,13 @@ fn bad_results_directories_are_refused_naming_the_file_and_leave_no_report() {
     write_report(&dir).unwrap();
     let before = std::fs::read_to_string(dir.join("report/report.html")).unwrap();
 
-    // A truncated table: the error names it, and the old report is left as it was.
+    // A truncated table: its checksum no longer matches; the error names it, and the old
+    // report is left as it was.
     let tasks = dir.join("tasks.parquet");
     let bytes = std::fs::read(&tasks).unwrap();
     std::fs::write(&tasks, &bytes[..bytes.len() / 2]).unwrap();
     let err = format!("{:#}", write_report(&dir).unwrap_err());
-    assert!(err.contains("tasks.parquet") && err.contains("truncated"), "{err}");
+    assert!(err.contains("tasks.parquet does not match the SHA-256"), "{err}");
     assert_eq!(std::fs::read_to_string(dir.join("report/report.html")).unwrap(), before);
     std::fs::write(&tasks, &bytes).unwrap();
 

@@ -13,7 +13,7 @@ repetitions = 2
 workload = "cholesky"
 strategy = "eager"
 driver = "local"
-ranks = [1, 2]
+ranks = [2, 3]
 fault = ["none", "corrupt-data"]
 
 [grid.cholesky]
@@ -55,18 +55,18 @@ fn a_sweep_writes_documented_tables_with_one_row_per_run() {
     assert_eq!(manifest["sweep"]["text"], SWEEP);
     assert_eq!(manifest["seed"], 3);
 
-    // The corrupted runs on 2 ranks are recorded as failed, and the sweep went on.
+    // The corrupted runs are recorded as failed, and the sweep went on.
     let (fault, ranks, errors) = (strings(&points, "fault"), strings(&points, "ranks"), strings(&points, "error"));
     let verified: Vec<bool> =
         points.column("verified").unwrap().bool().unwrap().iter().map(|v| v == Some(true)).collect();
     for i in 0..points.height() {
-        let corrupted = fault[i] == "corrupt-data" && ranks[i] == "2";
+        let corrupted = fault[i] == "corrupt-data";
         assert_eq!(verified[i], !corrupted, "row {i}: fault {} ranks {}", fault[i], ranks[i]);
         if corrupted {
             assert!(errors[i].contains("verification failed"), "row {i}: {}", errors[i]);
         }
     }
-    assert_eq!(outcome.bad_runs, 2);
+    assert_eq!(outcome.bad_runs, 4, "2 faulted points x 2 repetitions");
 
     // Every run's tasks are in the tasks table.
     let tasks = tables::read_table(&dir, Table::Tasks).unwrap();
@@ -97,7 +97,7 @@ fn an_existing_directory_is_never_overwritten_and_resume_redoes_only_missing_run
 fn the_cli_exits_2_with_file_line_and_key_on_a_bad_sweep() {
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("bad.toml");
-    std::fs::write(&file, SWEEP.replace("ranks = [1, 2]", "ranks = [1, -2]")).unwrap();
+    std::fs::write(&file, SWEEP.replace("ranks = [2, 3]", "ranks = [2, -3]")).unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_experiment"))
         .args(["run", file.to_str().unwrap(), "--out", tmp.path().join("o").to_str().unwrap()])
         .output()
@@ -140,4 +140,39 @@ tile = 32
     }
     let tasks = tables::read_table(&dir, Table::Tasks).unwrap();
     assert!(tasks.height() > 0);
+}
+
+#[test]
+fn a_first_run_killed_before_its_manifest_leaves_a_directory_both_kinds_of_run_accept() {
+    for resume in [false, true] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("out");
+        // What a run killed between creating the directory and writing its manifest leaves.
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(".lock"), "pid 1\n").unwrap();
+        let outcome = run(&dir, resume).unwrap_or_else(|e| panic!("resume = {resume}: {e:#}"));
+        assert_eq!(outcome.records.len(), 8);
+    }
+}
+
+#[test]
+fn temporaries_of_killed_runs_are_removed_at_the_next_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("out");
+    run(&dir, false).unwrap();
+    let leftovers = [
+        dir.join("parts").join(".tmp-3-1-4242"),
+        dir.join(".points.parquet.tmp-4242"),
+        dir.join(".manifest.json.tmp"),
+        dir.join(".report.tmp-4242"),
+    ];
+    std::fs::create_dir_all(&leftovers[0]).unwrap();
+    std::fs::write(leftovers[0].join("tasks.parquet"), b"half").unwrap();
+    std::fs::write(&leftovers[1], b"half").unwrap();
+    std::fs::write(&leftovers[2], b"{").unwrap();
+    std::fs::create_dir_all(&leftovers[3]).unwrap();
+    run(&dir, true).unwrap();
+    for l in &leftovers {
+        assert!(!l.exists(), "{} was left", l.display());
+    }
 }

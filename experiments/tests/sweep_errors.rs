@@ -175,3 +175,39 @@ fn sim_parameters_need_the_sim_driver() {
     let e = error_of(&SIM.replace("driver = \"sim\"", "driver = \"local\""));
     assert!(e.key.starts_with("grid.sim."), "{e}");
 }
+
+#[test]
+fn a_grid_too_large_is_refused_before_it_is_expanded() {
+    // 13 lines of TOML, 10^8 points: counting them must not expand them.
+    let tile: Vec<String> = (1..=100).map(|t| t.to_string()).collect();
+    let list = format!("[{}]", tile.join(", "));
+    let text = format!(
+        "name = \"huge\"\n\n[grid]\nworkload = \"cholesky\"\nstrategy = \"eager\"\ndriver = \"local\"\nranks = {list}\nworkers = {list}\n\n[grid.cholesky]\nn = {list}\ntile = {list}\n"
+    );
+    let s = sweep::parse(Path::new("huge.toml"), &text).unwrap();
+    assert_eq!(s.grid_size(), 100_000_000);
+    let started = std::time::Instant::now();
+    let e = s.check_size(100_000).unwrap_err();
+    assert!(started.elapsed() < std::time::Duration::from_secs(1), "counting is not expanding");
+    assert_eq!((e.line, e.key.as_str()), (7, "grid.ranks"));
+    assert_eq!(
+        e.message,
+        "the grid expands to 100000000 points (100 x 100 x 100 x 100), more than the limit of 100000; split the \
+         sweep, or raise the limit with --max-points"
+    );
+    let ok = sweep::parse(Path::new("ok.toml"), GOOD).unwrap();
+    assert!(ok.check_size(4).is_ok() && ok.check_size(3).is_err(), "GOOD has 2 x 2 points");
+}
+
+#[test]
+fn a_fault_that_cannot_happen_is_refused_on_the_fault_line() {
+    // One rank sends no message to corrupt: the run would verify, silently unfaulted.
+    let text = GOOD.replace("ranks = [1, 2]", "ranks = [1, 2]\nfault = \"corrupt-data\"");
+    let e = error_of(&text);
+    assert_eq!((e.line, e.key.as_str()), (10, "grid.fault"));
+    assert!(e.message.contains("use ranks >= 2 with it") && e.message.contains("ranks=1"), "{e}");
+    // The simulator injects no faults: refused before the run, not recorded as failed runs.
+    let e = error_of(&SIM.replace("ranks = [4, 64]", "ranks = [4, 64]\nfault = \"corrupt-data\""));
+    assert_eq!((e.line, e.key.as_str()), (8, "grid.fault"));
+    assert!(e.message.contains("the sim driver does not inject faults"), "{e}");
+}

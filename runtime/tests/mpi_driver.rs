@@ -207,6 +207,7 @@ fn ranks_main() {
     }
 
     in_order_burst(&mpi);
+    timers_are_honoured(&mpi);
 
     // Rank 2 puts the sum elsewhere: a different plan, refused on every rank.
     let owner = if me == 2 { 1 } else { 0 };
@@ -244,5 +245,33 @@ fn in_order_burst(mpi: &Mpi) {
         let expected = (n - 1) as f64 * (BURST * (BURST + 1) / 2) as f64;
         let sum = out.results.values().find(|p| p.len() == 8).expect("the sum is a result");
         assert_eq!(sum.as_f64()[0], expected, "the burst's sum");
+    }
+}
+
+/// Every rank holds its value 20 ms with a strategy timer before sending it to rank 0,
+/// under both progress modes: the driver wakes for the timer, and the sum arrives.
+fn timers_are_honoured(mpi: &Mpi) {
+    use dagwire_runtime::drivers::testing::Delayed;
+    const DELAY: u64 = 20_000_000;
+    let n = mpi.size();
+    for progress in [dagwire_runtime::Progress::Thread, dagwire_runtime::Progress::Inline] {
+        let mut b = DagBuilder::new(n);
+        let parts: Vec<ChunkId> = (0..n as u32)
+            .map(|r| b.add(TaskSpec::new(KernelId(0), Rank(r)).args([r + 1, 1, 0, 0]).outputs(&[8])).output(0))
+            .collect();
+        b.add(TaskSpec::new(KernelId(1), Rank(0)).inputs(&parts).outputs(&[8]));
+        let delayed = |_: Rank| -> Box<dyn Strategy> { Box::new(Delayed::new(DELAY)) };
+        let cfg = MpiConfig { progress, ..MpiConfig::default() };
+        let out = mpi::run(mpi, &Arc::new(b.finish()), &Sums, &delayed, &cfg);
+        let out = out.unwrap_or_else(|e| panic!("rank {}: the delayed run failed: {e}", mpi.rank()));
+        if let Some(out) = out {
+            let expected: f64 = (1..=n).map(|r| r as f64).sum();
+            let sum = out.results.values().find(|p| p.len() == 8);
+            assert_eq!(sum.expect("the sum is a result").as_f64()[0], expected, "{progress:?}");
+            for m in &out.trace.messages {
+                let producer = out.trace.tasks.iter().find(|t| t.rank == m.src).expect("the sender ran a task");
+                assert!(m.sent_ns >= producer.end_ns + DELAY, "{progress:?}: {m:?} left before its timer");
+            }
+        }
     }
 }

@@ -74,12 +74,13 @@ pub struct SimOutcome {
     pub events: u64,
 }
 
-/// The only event kept in the queue: a task finishing. Small on purpose; outputs wait
-/// in a side table. Message deliveries live in the network's own timeline.
+/// An event in the queue: a task finishing, or a rank's engine deadline
+/// ([`Engine::poll_timeout`]: a strategy timer). Small on purpose; outputs wait in a side
+/// table. Message deliveries live in the network's own timeline.
 #[derive(Clone, Copy, Debug)]
-struct TaskFinished {
-    rank: u32,
-    task: TaskId,
+enum Event {
+    TaskFinished { rank: u32, task: TaskId },
+    Timeout { rank: u32 },
 }
 
 /// What the network is carrying, by message id.
@@ -112,7 +113,9 @@ struct Sim<'a> {
     cfg: SimConfig,
     engines: Vec<Engine>,
     free_workers: Vec<Vec<u32>>,
-    queue: EventQueue<TaskFinished>,
+    queue: EventQueue<Event>,
+    /// Per rank, the engine deadline a [`Event::Timeout`] is queued for.
+    timeout_queued: Vec<Option<Time>>,
     network: Network,
     compute: ComputeModel,
     in_flight: FxHashMap<MessageId, InFlight>,
@@ -164,6 +167,7 @@ pub fn run(
         engines,
         free_workers: vec![(0..workers as u32).rev().collect(); cfg.ranks],
         queue: EventQueue::default(),
+        timeout_queued: vec![None; cfg.ranks],
         network,
         compute: ComputeModel::new(&machine.compute),
         in_flight: FxHashMap::default(),
@@ -195,7 +199,7 @@ impl Sim<'_> {
                 // At equal times messages go first: a fixed rule keeps runs deterministic.
                 (Some(t), Some(m)) if m <= t => now = self.deliver(m)?,
                 (None, Some(m)) => now = self.deliver(m)?,
-                (Some(_), _) => now = self.finish_task()?,
+                (Some(_), _) => now = self.next_event()?,
             }
         }
         self.finish(now)
@@ -221,15 +225,27 @@ impl Sim<'_> {
         Ok(at)
     }
 
-    /// Completes the earliest running task.
-    fn finish_task(&mut self) -> Result<Time, RunError> {
+    /// Handles the earliest queued event: completes a task, or wakes a rank whose
+    /// engine deadline came.
+    fn next_event(&mut self) -> Result<Time, RunError> {
         let (now, ev) = self.queue.pop().expect("peeked");
         self.events += 1;
-        let p = self.pending.remove(&(ev.rank, ev.task)).expect("a finishing task was started");
-        self.free_workers[ev.rank as usize].push(p.worker);
-        let done = TaskDone { task: ev.task, worker: p.worker, start_ns: p.start, end_ns: now, outputs: p.outputs };
-        self.engines[ev.rank as usize].handle_task_done(now, done);
-        self.pump(ev.rank as usize, now)?;
+        match ev {
+            Event::TaskFinished { rank, task } => {
+                let p = self.pending.remove(&(rank, task)).expect("a finishing task was started");
+                self.free_workers[rank as usize].push(p.worker);
+                let done = TaskDone { task, worker: p.worker, start_ns: p.start, end_ns: now, outputs: p.outputs };
+                self.engines[rank as usize].handle_task_done(now, done);
+            }
+            Event::Timeout { rank } => {
+                self.timeout_queued[rank as usize] = None;
+                self.engines[rank as usize].handle_timeout(now);
+            }
+        }
+        let rank = match ev {
+            Event::TaskFinished { rank, .. } | Event::Timeout { rank } => rank as usize,
+        };
+        self.pump(rank, now)?;
         Ok(now)
     }
 
@@ -269,8 +285,19 @@ impl Sim<'_> {
             if !completed {
                 // Collect records as the run goes: no per-rank copies to merge at the end.
                 self.engines[r].drain_trace_into(&mut self.trace);
+                self.queue_timeout(r, now);
                 return Ok(());
             }
+        }
+    }
+
+    /// Queues a wake-up at rank `r`'s engine deadline, unless one is queued for it
+    /// already (a stale wake-up finds nothing due and does nothing).
+    fn queue_timeout(&mut self, r: usize, now: Time) {
+        let Some(at) = self.engines[r].poll_timeout() else { return };
+        if self.timeout_queued[r] != Some(at) {
+            self.timeout_queued[r] = Some(at);
+            self.queue.push(at.max(now), Event::Timeout { rank: r as u32 });
         }
     }
 
@@ -377,7 +404,7 @@ impl Sim<'_> {
             (outputs, self.compute.modelled(name, task.flops))
         };
         self.pending.insert((r as u32, job.task), Pending { outputs, worker, start: now });
-        self.queue.push(now + duration, TaskFinished { rank: r as u32, task: job.task });
+        self.queue.push(now + duration, Event::TaskFinished { rank: r as u32, task: job.task });
         Ok(())
     }
 

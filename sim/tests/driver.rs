@@ -145,6 +145,23 @@ fn a_two_rank_chain_takes_compute_plus_the_loggp_message_time() {
 }
 
 #[test]
+fn a_strategy_timer_fires_at_its_virtual_time() {
+    use dagwire_runtime::drivers::testing::Delayed;
+    let dag = producer_and_reader();
+    let name = |_| "k";
+    let kernels = SimKernels { kernels: &Zeros, name: &name };
+    let cfg = SimConfig { ranks: 2, workers: 1, run_kernels: true, seed: 1, trace: Default::default() };
+    let message = 100 + (4095.0f64 * 0.5).ceil() as u64 + 1000 + 200;
+    for delay in [0, 1, 12_345] {
+        let strategy = move |_: Rank| -> Box<dyn Strategy> { Box::new(Delayed::new(delay)) };
+        let out = run(&dag, &kernels, &strategy, &toy_machine(1), cfg).unwrap().run;
+        // The chunk waits `delay` after its producer, then moves as in the chain above.
+        assert_eq!(out.makespan_ns, 5000 + delay + message + 3000, "delay {delay}");
+        assert_eq!(out.trace.messages[0].sent_ns, 5000 + delay);
+    }
+}
+
+#[test]
 fn a_machine_too_small_for_the_ranks_is_refused() {
     let mut machine = toy_machine(1);
     machine.topology = Topology::Torus { dims: vec![2, 2], link_gbps: 100.0, hop_ns: 10.0 };

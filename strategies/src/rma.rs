@@ -34,7 +34,8 @@
 //!
 //! Phases: the engine records `Posted`; `Started` when the remote put (producer) or
 //! get (reader) is issued, or the inline notification sent; `Wire` when a put
-//! completed; `Completed` on delivery. The engine records each remote put or get as one
+//! completed, when a get is issued (a one-sided read needs nothing more of the producer)
+//! or with the inline notification; `Completed` on delivery. The engine records each remote put or get as one
 //! data message (`rma-put`, `rma-get`); notifications are control messages.
 
 use crate::StrategyInfo;
@@ -375,7 +376,10 @@ impl Rma {
         self.remote += 1;
         match op {
             Queued::Get { from, offset, chunk } => {
+                // A one-sided read moves the bytes without the producer's engine: they are
+                // on their way from the moment the get is issued.
                 ctx.phase(chunk, from, ctx.rank, Phase::Started);
+                ctx.phase(chunk, from, ctx.rank, Phase::Wire);
                 let id = ctx.get(from, offset, chunk, ctx.dag.chunk(chunk).bytes);
                 self.ops.insert(id, Op::Fetched { chunk, from, remote: true });
             }
@@ -477,6 +481,7 @@ impl Strategy for Rma {
         if passive && (data.len() as u64) <= self.cfg.inline_limit {
             for &reader in readers {
                 ctx.phase(chunk, ctx.rank, reader, Phase::Started);
+                ctx.phase(chunk, ctx.rank, reader, Phase::Wire);
                 ctx.send(reader, Message::data(INLINE, chunk, data.clone()));
             }
             return;

@@ -414,3 +414,76 @@ fn column_docs_are_well_formed_and_documented_in_the_markdown() {
         assert!(md.contains(table.file_name()));
     }
 }
+
+/// `write_three` plus a manifest recording the tables' checksums, as `experiment run` writes it.
+fn results_dir(dir: &Path) {
+    write_three(dir);
+    let manifest = serde_json::json!({
+        "format": crate::RESULTS_FORMAT,
+        "sweep": {"name": "t"},
+        "tables": crate::integrity::table_checksums(dir).unwrap(),
+    });
+    std::fs::write(dir.join("manifest.json"), manifest.to_string()).unwrap();
+}
+
+fn open_error(dir: &Path) -> String {
+    format!("{:#}", crate::ResultsDir::open(dir).expect_err("the directory must be refused"))
+}
+
+#[test]
+fn a_sound_results_directory_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    results_dir(dir.path());
+    let results = crate::ResultsDir::open(dir.path()).unwrap();
+    assert_eq!(results.manifest.tables.len(), 4);
+    assert_eq!(results.points.height(), 3);
+}
+
+#[test]
+fn a_flipped_byte_in_a_table_is_caught_by_its_checksum() {
+    let dir = tempfile::tempdir().unwrap();
+    results_dir(dir.path());
+    let path = dir.path().join("tasks.parquet");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x10;
+    std::fs::write(&path, bytes).unwrap();
+    let err = open_error(dir.path());
+    assert!(err.contains("tasks.parquet does not match the SHA-256 manifest.json recorded"), "{err}");
+    assert!(err.contains("--resume"), "says what to do: {err}");
+}
+
+#[test]
+fn a_duplicated_run_is_refused_not_counted_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    write_three(dir.path());
+    // A stray part directory holding point 0's run again (a second writer, a copied directory).
+    let twin = dir.path().join(PARTS_DIR).join("0-9");
+    std::fs::create_dir_all(&twin).unwrap();
+    for t in Table::ALL {
+        let name = t.part_file_name();
+        std::fs::copy(dir.path().join(PARTS_DIR).join("0-0").join(name), twin.join(name)).unwrap();
+    }
+    combine(dir.path()).unwrap();
+    let manifest = serde_json::json!({"format": crate::RESULTS_FORMAT, "sweep": {"name": "t"}});
+    std::fs::write(dir.path().join("manifest.json"), manifest.to_string()).unwrap();
+    let err = open_error(dir.path());
+    assert!(err.contains("points.parquet: point 0 repetition 0 appears twice"), "{err}");
+}
+
+#[test]
+fn rows_naming_ranks_a_run_does_not_have_are_refused() {
+    let manifest = serde_json::json!({"format": crate::RESULTS_FORMAT, "sweep": {"name": "t"}});
+    // A task on rank 2^40 of a 2-rank run: once an 8.8 TB allocation in the report.
+    let dir = tempfile::tempdir().unwrap();
+    let mut trace = cholesky_trace();
+    trace.tasks[0].rank = Rank(u32::MAX);
+    let transfers = trace.transfers(|_| 8192);
+    let rows = TraceRows { trace: &trace, transfers: &transfers, kernel_name: &kernel_name, dag: None };
+    write_point_parts(dir.path(), &cholesky_point(), Some(rows)).unwrap();
+    combine(dir.path()).unwrap();
+    std::fs::write(dir.path().join("manifest.json"), manifest.to_string()).unwrap();
+    let err = open_error(dir.path());
+    assert!(err.contains("tasks.parquet: row") && err.contains("rank = 4294967295"), "{err}");
+    assert!(err.contains("ran on 2 ranks (valid: 0..2)"), "{err}");
+}

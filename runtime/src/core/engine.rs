@@ -4,8 +4,10 @@
 //! 1. [`Engine::handle_start`] once.
 //! 2. Loop: drain [`Engine::poll_action`] and execute every action; then feed what
 //!    happened back with [`Engine::handle_task_done`] / [`Engine::handle_message`] /
-//!    [`Engine::handle_collective_done`] (or [`Engine::handle_task_failed`]); stop when
-//!    [`Engine::is_done`] or [`Engine::error`] says so.
+//!    [`Engine::handle_collective_done`] (or [`Engine::handle_task_failed`]); when the
+//!    driver's clock reaches [`Engine::poll_timeout`], call [`Engine::handle_timeout`]
+//!    (strategy timers, the stall watch); stop when [`Engine::is_done`] or
+//!    [`Engine::error`] says so.
 //! 3. [`Engine::take_results`] and [`Engine::take_trace`].
 //!
 //! Before step 1 a driver checks that it offers what the strategy [`Engine::needs`]
@@ -21,6 +23,7 @@ use crate::message::{Message, MessageClass, NO_CHUNK};
 use crate::one_sided::{Access, OneSided, WindowSpec};
 use crate::payload::Payload;
 use crate::strategy::{Strategy, StrategyCtx};
+use crate::timer::Timers;
 use crate::trace::{MessageRecord, Phase, TaskRecord, Trace};
 use rustc_hash::FxHashMap as HashMap;
 use std::collections::{BinaryHeap, VecDeque};
@@ -157,6 +160,17 @@ pub enum EngineError {
         /// What is wrong with it.
         why: String,
     },
+    /// The rank took no input for the engine's stall timeout
+    /// ([`Engine::set_stall_timeout`]) while work remained.
+    #[error("rank {rank} made no progress for {:.1} s: {waiting}", *.idle_ns as f64 * 1e-9)]
+    Stalled {
+        /// Rank.
+        rank: Rank,
+        /// How long it went without input, ns.
+        idle_ns: u64,
+        /// What it waits for ([`Engine::waiting_summary`]).
+        waiting: String,
+    },
     /// The driver reported a task that was not running.
     #[error("rank {rank} was told task {task} finished, but it was not running")]
     NotRunning {
@@ -181,6 +195,7 @@ macro_rules! strategy_ctx {
             events: &mut $engine.trace.transfer_events,
             one_sided: &mut $engine.one_sided,
             next_one_sided: &mut $engine.next_one_sided,
+            timers: &mut $engine.timers,
         }
     };
 }
@@ -258,8 +273,21 @@ pub struct Engine {
     next_one_sided: u64,
     /// Handed to the driver and not complete yet, by id.
     in_flight: HashMap<u64, Issued>,
+    /// Timers the strategy armed.
+    timers: Timers,
+    /// Scratch list of due timers, reused by every [`Engine::handle_timeout`].
+    due: Vec<(u64, u64)>,
+    /// With a stall timeout: how long the rank may go without input, and when it last had one.
+    stall: Option<Stall>,
     trace: Trace,
     error: Option<EngineError>,
+}
+
+/// The stall watch: the rank fails when it takes no input for `after_ns` while work remains.
+#[derive(Clone, Copy, Debug)]
+struct Stall {
+    after_ns: u64,
+    last_input_ns: u64,
 }
 
 /// A one-sided operation handed to the driver, remembered for its completion.
@@ -300,6 +328,9 @@ impl Engine {
             one_sided: VecDeque::new(),
             next_one_sided: 0,
             in_flight: HashMap::default(),
+            timers: Timers::default(),
+            due: Vec::new(),
+            stall: None,
             trace: Trace::default(),
             error: None,
         }
@@ -333,6 +364,7 @@ impl Engine {
 
     /// Starts the run: tasks without inputs become ready, and the strategy is told.
     pub fn handle_start(&mut self, now: u64) {
+        self.touch(now);
         let (dag, ready) = (&*self.dag, &mut self.ready);
         let roots = dag.tasks_of(self.rank).iter().zip(&self.missing).filter(|(_, n)| **n == 0);
         ready.extend(roots.map(|(&t, _)| Ready::of(dag, t)));
@@ -430,6 +462,7 @@ impl Engine {
         if self.error.is_some() {
             return;
         }
+        self.touch(now);
         let Some(pos) = self.running.iter().position(|&t| t == done.task) else {
             self.error = Some(EngineError::NotRunning { rank: self.rank, task: done.task });
             return;
@@ -474,6 +507,7 @@ impl Engine {
         if self.error.is_some() {
             return;
         }
+        self.touch(now);
         self.trace.messages.push(MessageRecord {
             src: from,
             dst: self.rank,
@@ -499,6 +533,7 @@ impl Engine {
         if self.error.is_some() {
             return;
         }
+        self.touch(now);
         let Some(at) = self.joined.iter().position(|&j| j == id) else {
             self.error = Some(EngineError::UnknownCollective { rank: self.rank, id, pending: self.joined.clone() });
             return;
@@ -532,6 +567,7 @@ impl Engine {
         if self.error.is_some() {
             return;
         }
+        self.touch(now);
         let Some(op) = self.in_flight.remove(&id) else {
             let why = "was reported complete, but it is not in flight here".to_string();
             self.error = Some(EngineError::OneSided { rank: self.rank, id, why });
@@ -565,6 +601,71 @@ impl Engine {
     /// of its target's window); the run is over for this rank.
     pub fn handle_one_sided_failed(&mut self, id: u64, why: String) {
         self.error.get_or_insert(EngineError::OneSided { rank: self.rank, id, why });
+    }
+
+    /// Watches for stalls: once set, a rank that takes no input for `after_ns` while
+    /// work remains fails with [`EngineError::Stalled`], saying what it waits for, at
+    /// the first [`Engine::handle_timeout`] past that. Real drivers set it from the run's
+    /// no-progress timeout; the simulator does not (virtual time has no hangs, only
+    /// deadlocks, which it finds when its queue runs dry). `None` turns it off.
+    pub fn set_stall_timeout(&mut self, after_ns: Option<u64>, now: u64) {
+        self.stall = after_ns.map(|after_ns| Stall { after_ns, last_input_ns: now });
+    }
+
+    /// Whether the strategy has a timer armed (cheap: a driver that reads its clock
+    /// sparingly asks this before it reads the clock for [`Engine::poll_timeout`]).
+    pub fn has_timer(&self) -> bool {
+        !self.timers.is_empty()
+    }
+
+    /// When the engine next needs [`Engine::handle_timeout`]: the earliest of the
+    /// strategy's timers and the stall deadline (`None`: no deadline; never after an
+    /// error or once done).
+    pub fn poll_timeout(&self) -> Option<u64> {
+        if self.error.is_some() {
+            return None;
+        }
+        let stall = self.stall.filter(|_| !self.is_done()).map(|s| s.last_input_ns.saturating_add(s.after_ns));
+        match (self.timers.next(), stall) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The time is `now`: fires every strategy timer due by then (earliest first), and
+    /// fails the rank if it stalled. A call before any deadline does nothing.
+    pub fn handle_timeout(&mut self, now: u64) {
+        if self.error.is_some() {
+            return;
+        }
+        let mut due = std::mem::take(&mut self.due);
+        self.timers.take_due(now, &mut due);
+        if !due.is_empty() {
+            self.touch(now);
+        }
+        for (_, token) in due.drain(..) {
+            let result = self.strategy.on_timer(&mut strategy_ctx!(self, now), token);
+            self.after_input(result);
+            if self.error.is_some() {
+                break;
+            }
+        }
+        self.due = due;
+        if let Some(stall) = self.stall
+            && self.error.is_none()
+            && !self.is_done()
+            && now >= stall.last_input_ns.saturating_add(stall.after_ns)
+        {
+            let (rank, idle_ns, waiting) = (self.rank, now - stall.last_input_ns, self.waiting_summary());
+            self.error = Some(EngineError::Stalled { rank, idle_ns, waiting });
+        }
+    }
+
+    /// An input came at `now`: the stall watch starts over.
+    fn touch(&mut self, now: u64) {
+        if let Some(stall) = self.stall.as_mut() {
+            stall.last_input_ns = stall.last_input_ns.max(now);
+        }
     }
 
     /// True when every local task ran, the strategy has nothing in flight and every
@@ -617,6 +718,9 @@ impl Engine {
             let mut ids: Vec<u64> = self.in_flight.keys().copied().collect();
             ids.sort_unstable();
             collectives += &format!(", one-sided operations in flight {ids:?}");
+        }
+        if let Some(next) = self.timers.next() {
+            collectives += &format!(", strategy timer due at {next} ns");
         }
         format!(
             "rank {}: {} tasks unfinished ({} running, {} ready), waiting for {} chunks [{}]{collectives}, strategy idle: {}",

@@ -13,6 +13,7 @@
 //!   join into point-to-point pieces (what the local driver, the simulator and the test
 //!   harness run);
 //! - [`params`]: typed, checked parameters of every registered component;
+//! - [`timer`]: timers strategies set, fired by the engine when the driver says the time came;
 //! - [`trace`]: the records every run writes.
 //!
 //! The drivers that execute the engine's actions live apart, in [`crate::drivers`].
@@ -29,4 +30,5 @@ pub mod params;
 pub mod payload;
 pub mod placement;
 pub mod strategy;
+pub mod timer;
 pub mod trace;

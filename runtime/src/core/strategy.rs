@@ -8,6 +8,7 @@ use crate::ids::{ChunkId, Rank, TaskId};
 use crate::message::Message;
 use crate::one_sided::{Access, OneSided, WindowSpec};
 use crate::payload::Payload;
+use crate::timer::Timers;
 use crate::trace::{Phase, TransferEvent};
 use std::collections::VecDeque;
 
@@ -18,7 +19,8 @@ use std::collections::VecDeque;
 /// ranks, [`Strategy::on_task_done`] after each local task's outputs were handed over,
 /// [`Strategy::on_message`] for every message that arrives,
 /// [`Strategy::on_collective_done`] for every collective the strategy joined and
-/// [`Strategy::on_one_sided_done`] for every one-sided operation it issued; the strategy
+/// [`Strategy::on_one_sided_done`] for every one-sided operation it issued and
+/// [`Strategy::on_timer`] for every timer it set that came due; the strategy
 /// answers through the [`StrategyCtx`]. See `dagwire-strategies` for the protocols
 /// themselves.
 pub trait Strategy: Send {
@@ -72,6 +74,13 @@ pub trait Strategy: Send {
         None
     }
 
+    /// Timer `token`, which this strategy armed with [`StrategyCtx::set_timer`], is due
+    /// (`ctx.now` is at or past its deadline). An error is fatal to the run. Default:
+    /// refuses, as a strategy that sets no timers gets none.
+    fn on_timer(&mut self, _ctx: &mut StrategyCtx<'_>, token: u64) -> Result<(), String> {
+        Err(format!("timer {token} fired, but this strategy sets no timers"))
+    }
+
     /// One-sided operation `id`, which this strategy issued, completed: `data` holds a
     /// get's bytes, `None` for a put. An error is fatal to the run. Default: refuses, as
     /// a strategy that issues none gets none.
@@ -97,6 +106,7 @@ pub struct StrategyCtx<'a> {
     pub(crate) events: &'a mut Vec<TransferEvent>,
     pub(crate) one_sided: &'a mut VecDeque<OneSided>,
     pub(crate) next_one_sided: &'a mut u64,
+    pub(crate) timers: &'a mut Timers,
 }
 
 impl StrategyCtx<'_> {
@@ -182,6 +192,18 @@ impl StrategyCtx<'_> {
         *self.next_one_sided += 1;
         self.one_sided.push_back(OneSided { id, target, offset, chunk, access });
         id
+    }
+
+    /// Arms timer `token` to fire at `at` (ns since the run started; a time already past
+    /// fires at the driver's next [`crate::Engine::handle_timeout`]), replacing the
+    /// token's earlier deadline. [`Strategy::on_timer`] receives it.
+    pub fn set_timer(&mut self, at: u64, token: u64) {
+        self.timers.set(at, token);
+    }
+
+    /// Disarms timer `token`, if armed.
+    pub fn cancel_timer(&mut self, token: u64) {
+        self.timers.cancel(token);
     }
 
     /// Hands a received chunk produced on `src` to the engine (records `Completed`).

@@ -67,7 +67,7 @@ pub const DRIVER: DriverInfo = DriverInfo {
               needs nothing installed",
     params: Vec::new,
     offers: CAPABILITIES,
-    check: registry::accept_all,
+    check: registry::faults_need_two_ranks,
     launch: Launch::InProcess(run_request),
 };
 
@@ -247,18 +247,22 @@ fn rank_main(shared: &Shared<'_>, mut engine: Engine, inbox: Receiver<Incoming>)
                     .expect("spawn worker thread");
             }
         }
+        engine.set_stall_timeout(Some(shared.cfg.timeout.as_nanos() as u64), shared.now());
         engine.handle_start(shared.now());
         let mut collectives = Collectives::new(rank, shared.cfg.ranks, Segmenting::Whole);
-        let mut last_progress = Instant::now();
         loop {
             while let Ok(incoming) = inbox.try_recv() {
                 feed(shared, &mut engine, &mut collectives, incoming);
-                last_progress = Instant::now();
             }
             let acted = act(shared, &mut engine, &mut collectives, &jobs_tx);
+            if let Some(at) = engine.poll_timeout()
+                && shared.now() >= at
+            {
+                engine.handle_timeout(shared.now());
+            }
             if let Some(e) = engine.error() {
                 shared.abort.store(true, Ordering::Relaxed);
-                return Err(RunError::Engine(e.clone()));
+                return Err(stopped(shared, e, &collectives));
             }
             if let Some(e) = collectives.error() {
                 shared.abort.store(true, Ordering::Relaxed);
@@ -270,26 +274,15 @@ fn rank_main(shared: &Shared<'_>, mut engine: Engine, inbox: Receiver<Incoming>)
                 return Ok((engine.take_trace(), engine.take_results(), end));
             }
             if acted {
-                last_progress = Instant::now();
                 continue;
             }
-            match wait(&inbox) {
-                Ok(incoming) => {
-                    feed(shared, &mut engine, &mut collectives, incoming);
-                    last_progress = Instant::now();
-                }
+            // Sleep no longer than the engine's next deadline (a strategy timer, the stall watch).
+            let until = engine.poll_timeout().map(|at| Duration::from_nanos(at.saturating_sub(shared.now())));
+            match wait(&inbox, until) {
+                Ok(incoming) => feed(shared, &mut engine, &mut collectives, incoming),
                 Err(RecvTimeoutError::Timeout) => {
                     if shared.abort.load(Ordering::Relaxed) {
                         return Err(RunError::Config(format!("rank {rank} aborted because another rank failed")));
-                    }
-                    if last_progress.elapsed() > shared.cfg.timeout {
-                        shared.abort.store(true, Ordering::Relaxed);
-                        let timeout = shared.cfg.timeout;
-                        let mut summary = engine.waiting_summary();
-                        if !collectives.is_idle() {
-                            summary += &format!("; {}", collectives.summary());
-                        }
-                        return Err(RunError::Stalled { timeout, ranks: vec![summary] });
                     }
                 }
                 Err(RecvTimeoutError::Disconnected) => {
@@ -299,6 +292,21 @@ fn rank_main(shared: &Shared<'_>, mut engine: Engine, inbox: Receiver<Incoming>)
         }
         // jobs_tx drops here, so the workers exit before the scope ends.
     })
+}
+
+/// The run error for a rank whose engine stopped with `e`: a stall names what the rank
+/// waits for, with its open collectives.
+fn stopped(shared: &Shared<'_>, e: &EngineError, collectives: &Collectives) -> RunError {
+    match e {
+        EngineError::Stalled { waiting, .. } => {
+            let mut summary = waiting.clone();
+            if !collectives.is_idle() {
+                summary += &format!("; {}", collectives.summary());
+            }
+            RunError::Stalled { timeout: shared.cfg.timeout, ranks: vec![summary] }
+        }
+        e => RunError::Engine(e.clone()),
+    }
 }
 
 /// Hands the pieces `collectives` has to send to their ranks' inboxes, then reports
@@ -393,7 +401,7 @@ fn feed(shared: &Shared<'_>, engine: &mut Engine, collectives: &mut Collectives,
 }
 
 fn worker_main(shared: &Shared<'_>, worker: u32, jobs: Receiver<RunTask>, done: Sender<Incoming>) {
-    while let Ok(job) = wait(&jobs).or_else(|e| match e {
+    while let Ok(job) = wait(&jobs, None).or_else(|e| match e {
         RecvTimeoutError::Timeout => jobs.recv().map_err(|_| RecvTimeoutError::Disconnected),
         e => Err(e),
     }) {
@@ -405,10 +413,12 @@ fn worker_main(shared: &Shared<'_>, worker: u32, jobs: Receiver<RunTask>, done: 
 /// microseconds on a VM, more than most short tasks.
 const SPIN: Duration = Duration::from_micros(50);
 
-/// Receives with a short spin first, then blocks for up to 50 ms.
-fn wait<T>(rx: &Receiver<T>) -> Result<T, RecvTimeoutError> {
+/// Receives with a short spin first, then blocks for up to 50 ms (less if `until` says
+/// the caller must look again sooner).
+fn wait<T>(rx: &Receiver<T>, until: Option<Duration>) -> Result<T, RecvTimeoutError> {
     let start = Instant::now();
-    while start.elapsed() < SPIN {
+    let block = until.map_or(BLOCK, |u| u.min(BLOCK));
+    while start.elapsed() < SPIN.min(block) {
         match rx.try_recv() {
             Ok(v) => return Ok(v),
             Err(crossbeam_channel::TryRecvError::Disconnected) => {
@@ -417,8 +427,11 @@ fn wait<T>(rx: &Receiver<T>) -> Result<T, RecvTimeoutError> {
             Err(crossbeam_channel::TryRecvError::Empty) => std::thread::yield_now(),
         }
     }
-    rx.recv_timeout(Duration::from_millis(50))
+    rx.recv_timeout(block.saturating_sub(start.elapsed()))
 }
+
+/// The longest a waiting thread blocks before it looks at the abort flag again.
+const BLOCK: Duration = Duration::from_millis(50);
 
 /// Runs one kernel, turning a panic into a failure report.
 fn execute(shared: &Shared<'_>, worker: u32, job: RunTask) -> Incoming {

@@ -84,6 +84,28 @@ pub fn accept_all(_: &DriverCheck<'_>) -> Result<(), CheckError> {
     Ok(())
 }
 
+/// The check of drivers that run kernels for real and can inject faults: a fault
+/// corrupts a message between ranks, so a faulted point needs two ranks at least (on one
+/// rank it would verify, silently unfaulted).
+///
+/// ```
+/// use dagwire_runtime::drivers::registry::{DriverCheck, faults_need_two_ranks};
+/// use dagwire_runtime::{Fault, Params};
+/// let params = Params::default();
+/// let check = |ranks, fault| faults_need_two_ranks(&DriverCheck { params: &params, ranks, workers: 1, fault });
+/// assert!(check(1, None).is_ok() && check(2, Some(Fault::CorruptDataMessage { nth: 0 })).is_ok());
+/// assert!(check(1, Some(Fault::CorruptDataMessage { nth: 0 })).unwrap_err().reason.contains("ranks >= 2"));
+/// ```
+pub fn faults_need_two_ranks(c: &DriverCheck<'_>) -> Result<(), CheckError> {
+    if c.fault.is_some() && c.ranks < 2 {
+        return Err(CheckError::axis(
+            "fault",
+            "a fault corrupts a message between ranks, and a 1-rank run sends none: use ranks >= 2 with it",
+        ));
+    }
+    Ok(())
+}
+
 /// How a driver runs a point.
 #[derive(Debug)]
 pub enum Launch {

@@ -31,7 +31,7 @@ pub enum RunError {
     #[error("collective failed: {0}")]
     Collective(#[from] CollectiveError),
     /// No progress before the timeout; one line per unfinished rank says what it waits for.
-    #[error("run stalled: no rank finished within {timeout:?} (raise the point timeout if the run is just slow)\n{}", .ranks.join("\n"))]
+    #[error("run stalled: no progress for {timeout:?} (raise the sweep's timeout_s if the run is just slow)\n{}", .ranks.join("\n"))]
     Stalled {
         /// The timeout that expired.
         timeout: Duration,

@@ -13,6 +13,9 @@
 //! increasing id order, agrees with the other members on the kind (a neighbour
 //! all-to-all-v: on a consistent graph), and is a member of what it joins.
 //!
+//! Strategy timers fire at their deadline in simulated time (the harness queues a wake-up
+//! at each rank's [`Engine::poll_timeout`]).
+//!
 //! One-sided windows hold real bytes. A put writes when it is issued and completes
 //! `2 * latency` later (data there, acknowledgement back); a get reads when it is issued
 //! and completes `2 * latency` later; an operation on the rank's own window completes at
@@ -31,7 +34,8 @@ use crate::ids::{ChunkId, Rank, TaskId};
 use crate::message::Message;
 use crate::one_sided::{Access, OneSided, WindowMemory, WindowSync};
 use crate::payload::Payload;
-use crate::strategy::Strategy;
+use crate::strategy::{Strategy, StrategyCtx};
+use crate::trace::Phase;
 use crate::trace::Trace;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -138,6 +142,7 @@ pub fn drive(
         open: vec![None; p],
         joins: vec![Vec::new(); p],
         p2p_sends: 0,
+        timeout_queued: vec![None; p],
     };
     h.engines.iter_mut().for_each(|e| e.handle_start(0));
     for _ in 0..max_steps {
@@ -160,6 +165,8 @@ enum Event {
     /// A fence joined while the rank's one-sided operations were in flight starts.
     FenceStart(CollectiveJoin),
     OneSidedDone(u64, Option<Payload>),
+    /// The rank's engine deadline ([`Engine::poll_timeout`]) came.
+    Timeout,
 }
 
 /// A region a put wrote: how long, when the put completes, and in which of the
@@ -201,6 +208,8 @@ struct Harness<'a> {
     open: Vec<Option<(u64, bool)>>,
     joins: Vec<Vec<u64>>,
     p2p_sends: usize,
+    /// Per rank, the engine deadline an [`Event::Timeout`] is queued for.
+    timeout_queued: Vec<Option<u64>>,
 }
 
 impl Harness<'_> {
@@ -233,6 +242,13 @@ impl Harness<'_> {
                 }
                 Action::OneSided(op) => self.one_sided(r, op)?,
             }
+        }
+        // Wake the rank at its engine's deadline (a strategy timer), once per deadline.
+        if let Some(at) = self.engines[r].poll_timeout()
+            && self.timeout_queued[r] != Some(at)
+        {
+            self.timeout_queued[r] = Some(at);
+            self.push(at.max(self.now), r, Event::Timeout);
         }
         Ok(())
     }
@@ -410,6 +426,10 @@ impl Harness<'_> {
                 self.collective_progress(r)?;
             }
             Event::OneSidedDone(id, data) => self.engines[r].handle_one_sided_done(at, id, data),
+            Event::Timeout => {
+                self.timeout_queued[r] = None;
+                self.engines[r].handle_timeout(at);
+            }
         }
         match self.engines[r].error() {
             Some(e) => Err(self.diagnose(&format!("r{r} failed: {e}"))),
@@ -440,5 +460,50 @@ impl Harness<'_> {
                 })
                 .collect();
         format!("{why} at {} ns\n{}", self.now, ranks.join("\n"))
+    }
+}
+
+/// A strategy for timer tests on every driver: it holds each chunk for `delay` ns after
+/// it exists, then sends it whole to each reader rank in one data message (a one-chunk
+/// time window); the timer's token is the chunk id.
+pub struct Delayed {
+    delay: u64,
+    held: Vec<(ChunkId, Payload, Vec<Rank>)>,
+}
+
+impl Delayed {
+    /// Holds each chunk `delay` ns.
+    pub fn new(delay: u64) -> Self {
+        Delayed { delay, held: Vec::new() }
+    }
+}
+
+impl Strategy for Delayed {
+    fn name(&self) -> &'static str {
+        "delayed"
+    }
+    fn op_name(&self, _: u8) -> &'static str {
+        "delayed-data"
+    }
+    fn on_chunk_ready(&mut self, ctx: &mut StrategyCtx<'_>, chunk: ChunkId, data: &Payload, readers: &[Rank]) {
+        self.held.push((chunk, data.clone(), readers.to_vec()));
+        ctx.set_timer(ctx.now + self.delay, chunk.0 as u64);
+    }
+    fn on_timer(&mut self, ctx: &mut StrategyCtx<'_>, token: u64) -> Result<(), String> {
+        let at = self.held.iter().position(|(c, ..)| c.0 as u64 == token).ok_or("a timer for no held chunk")?;
+        let (chunk, data, readers) = self.held.swap_remove(at);
+        for r in readers {
+            ctx.phase(chunk, ctx.rank, r, Phase::Started);
+            ctx.phase(chunk, ctx.rank, r, Phase::Wire);
+            ctx.send(r, Message::data(1, chunk, data.clone()));
+        }
+        Ok(())
+    }
+    fn on_message(&mut self, ctx: &mut StrategyCtx<'_>, from: Rank, msg: Message) -> Result<(), String> {
+        ctx.deliver(msg.chunk, from, msg.payload.ok_or("data expected")?);
+        Ok(())
+    }
+    fn is_idle(&self) -> bool {
+        self.held.is_empty()
     }
 }

@@ -517,11 +517,12 @@ fn validate_loggp(l: &LogGp, section: &str) -> Result<(), Invalid> {
         time(s.o_r_ns, at("o_r_ns"))?;
         time(s.g_ns, at("g_ns"))?;
         time(s.l_ns, at("l_ns"))?;
-        if !(s.g_per_byte_ns.is_finite() && s.g_per_byte_ns > 0.0) {
+        if !(s.g_per_byte_ns.is_finite() && s.g_per_byte_ns > 0.0 && s.g_per_byte_ns <= 1e6) {
             return Err((
                 at("g_per_byte_ns"),
                 format!(
-                    "must be a finite number > 0 (ns per byte, the inverse of the bandwidth: 0.04 = 25 GB/s), got {}",
+                    "must be a number in (0, 1e6] (ns per byte, the inverse of the bandwidth: 0.04 = 25 GB/s, \
+                     1e6 = 1 kB/s), got {}",
                     s.g_per_byte_ns
                 ),
             ));
@@ -535,8 +536,11 @@ fn validate_topology(t: &Topology) -> Result<(), Invalid> {
     match t {
         Topology::Crossbar { link_gbps } => positive(*link_gbps, at("link_gbps"), "a bandwidth in Gbit/s"),
         Topology::FatTree { k, oversubscription, link_gbps, hop_ns } => {
-            if *k < 2 || k % 2 != 0 || *k > 65_534 {
-                return Err((at("k"), format!("must be an even number >= 2 (the switch radix), got {k}")));
+            if *k < 2 || k % 2 != 0 || u64::from(*k).checked_pow(3).is_none_or(|c| c / 4 > MAX_NODES) {
+                return Err((
+                    at("k"),
+                    format!("must be an even number from 2 to 406 (the switch radix; k^3/4 hosts), got {k}"),
+                ));
             }
             if !(oversubscription.is_finite() && *oversubscription >= 1.0) {
                 return Err((
@@ -576,6 +580,16 @@ fn validate_topology(t: &Topology) -> Result<(), Invalid> {
                     ),
                 ));
             }
+            let factors = [*groups, *routers_per_group, *nodes_per_router].map(u64::from);
+            if node_count(&factors).is_none() {
+                return Err((
+                    at("groups"),
+                    format!(
+                        "groups × routers_per_group × nodes_per_router must be at most {MAX_NODES} nodes, got \
+                         {groups} × {routers_per_group} × {nodes_per_router}"
+                    ),
+                ));
+            }
             positive(*local_gbps, at("local_gbps"), "a bandwidth in Gbit/s")?;
             positive(*global_gbps, at("global_gbps"), "a bandwidth in Gbit/s")?;
             time(*hop_ns, at("hop_ns"))
@@ -595,20 +609,49 @@ fn validate_topology(t: &Topology) -> Result<(), Invalid> {
                     ));
                 }
             }
+            if node_count(&dims.iter().map(|&d| u64::from(d)).collect::<Vec<_>>()).is_none() {
+                return Err((
+                    at("dims"),
+                    format!("the dimensions' product must be at most {MAX_NODES} nodes, got {dims:?}"),
+                ));
+            }
             positive(*link_gbps, at("link_gbps"), "a bandwidth in Gbit/s")?;
             time(*hop_ns, at("hop_ns"))
         }
     }
 }
 
+/// The largest node count a topology may have: simulated machines far beyond any built
+/// (2^24 = 16.7 million nodes), and well inside every index type the simulator uses.
+pub const MAX_NODES: u64 = 1 << 24;
+
+/// The largest time a per-message or per-task parameter may take: 10 s. Larger values
+/// describe no machine, and would let simulated times overflow.
+pub const MAX_TIME_NS: f64 = 1e10;
+
+/// Bounds of a bandwidth in Gbit/s: 1 kbit/s to 10 Pbit/s.
+const GBPS: (f64, f64) = (1e-6, 1e7);
+/// Bounds of a compute rate in GFLOP/s per core: 1 MFLOP/s to 1 EFLOP/s.
+const GFLOPS: (f64, f64) = (1e-3, 1e9);
+
 fn positive(v: f64, path: Path, what: &str) -> Result<(), Invalid> {
-    if v.is_finite() && v > 0.0 { Ok(()) } else { Err((path, format!("must be {what}: a finite number > 0, got {v}"))) }
+    let (lo, hi) = if what.contains("GFLOP") { GFLOPS } else { GBPS };
+    if v.is_finite() && (lo..=hi).contains(&v) {
+        Ok(())
+    } else {
+        Err((path, format!("must be {what} between {lo:e} and {hi:e}, got {v}")))
+    }
 }
 
 fn time(v: f64, path: Path) -> Result<(), Invalid> {
-    if v.is_finite() && v >= 0.0 {
+    if v.is_finite() && (0.0..=MAX_TIME_NS).contains(&v) {
         Ok(())
     } else {
-        Err((path, format!("must be a time in ns: a finite number >= 0, got {v}")))
+        Err((path, format!("must be a time in ns between 0 and {MAX_TIME_NS:e} (10 s), got {v}")))
     }
+}
+
+/// The product of `factors` if it is at most [`MAX_NODES`].
+fn node_count(factors: &[u64]) -> Option<u64> {
+    factors.iter().try_fold(1u64, |acc, &f| acc.checked_mul(f)).filter(|&n| n <= MAX_NODES)
 }

@@ -228,7 +228,7 @@ fn negative_latency_names_key_and_reason() {
     let e = err(&text);
     assert_eq!(e.key, "inter_node.segments[1].l_ns");
     assert_eq!(e.line, Some(line_of(&text, "l_ns = -5.0")));
-    assert_eq!(e.reason, "must be a time in ns: a finite number >= 0, got -5");
+    assert_eq!(e.reason, "must be a time in ns between 0 and 1e10 (10 s), got -5");
 }
 
 #[test]
@@ -275,7 +275,10 @@ fn odd_fat_tree_radix_is_rejected() {
     let line = line_of(&text, "k = 5");
     assert_eq!(
         e.to_string(),
-        format!("machines/x.toml:{line}: key `topology.k`: must be an even number >= 2 (the switch radix), got 5")
+        format!(
+            "machines/x.toml:{line}: key `topology.k`: must be an even number from 2 to 406 (the switch radix; k^3/4 \
+             hosts), got 5"
+        )
     );
     let e = err(&edit("oversubscription = 1.0", "oversubscription = 0.5"));
     assert_eq!(e.key, "topology.oversubscription");
@@ -394,4 +397,44 @@ fn validate_machine_checks_built_machines() {
 fn error_display_omits_unknown_parts() {
     let e = MachineError { file: "f.toml".into(), line: None, key: String::new(), reason: "r".into() };
     assert_eq!(e.to_string(), "f.toml: r");
+}
+
+#[test]
+fn huge_but_finite_values_are_refused_with_their_unit_and_range() {
+    // Each of these once reached the simulator and overflowed its time arithmetic.
+    let cases = [
+        (
+            "l_ns = 2000.0",
+            "l_ns = 1e20",
+            "inter_node.segments[1].l_ns",
+            "between 0 and 1e10 (10 s), got 100000000000000000000",
+        ),
+        ("o_s_ns = 100.0", "o_s_ns = 1e11", "inter_node.segments[0].o_s_ns", "between 0 and 1e10"),
+        ("g_per_byte_ns = 0.05", "g_per_byte_ns = 1e20", "inter_node.segments[1].g_per_byte_ns", "(0, 1e6]"),
+        ("nic_gbps = 100.0", "nic_gbps = 1e-30", "nic_gbps", "a bandwidth in Gbit/s between 1e-6 and 1e7"),
+        ("link_gbps = 100.0", "link_gbps = 1e300", "topology.link_gbps", "between 1e-6 and 1e7"),
+        ("default_gflops = 10.0", "default_gflops = 1e-9", "compute.default_gflops", "GFLOP/s per core between 1e-3"),
+        ("hop_ns = 100.0", "hop_ns = 1e18", "topology.hop_ns", "between 0 and 1e10"),
+    ];
+    for (from, to, key, reason) in cases {
+        let text = edit(from, to);
+        let e = err(&text);
+        assert_eq!((e.key.as_str(), e.line), (key, Some(line_of(&text, to))), "{to}: {e}");
+        assert!(e.reason.contains(reason), "{to}: {e}");
+    }
+    let text = edit("[compute]\n", "[compute]\ntask_overhead_ns = 1e18\n");
+    assert_eq!(err(&text).key, "compute.task_overhead_ns");
+}
+
+#[test]
+fn topologies_too_large_to_count_are_refused_not_overflowed() {
+    let torus = |dims: &str| {
+        edit("kind = \"fat-tree\"\nk = 4\noversubscription = 1.0\n", &format!("kind = \"torus\"\ndims = {dims}\n"))
+    };
+    let e = err(&torus("[4294967295, 4294967295, 4294967295]"));
+    assert_eq!(e.key, "topology.dims");
+    assert!(e.reason.contains("product must be at most 16777216 nodes"), "{e}");
+    let e = err(&edit("k = 4", "k = 65534"));
+    assert_eq!(e.key, "topology.k");
+    assert!(parse_machine("x.toml", &edit("k = 4", "k = 406")).is_ok(), "406^3/4 hosts is the largest fat-tree");
 }

@@ -92,7 +92,7 @@ pub const DRIVER: DriverInfo = DriverInfo {
               configurable), kernels run for real; needs an MPI library",
     params: JobDriver::launcher_params,
     offers: CAPABILITIES,
-    check: registry::accept_all,
+    check: registry::faults_need_two_ranks,
     launch: Launch::Job(JobDriver { join, abort: abort_job }),
 };
 
@@ -524,6 +524,7 @@ impl<'a> Driver<'a> {
 
     /// Runs until the engine is done and every send completed; returns this rank's report.
     fn run(&mut self, dag: &Dag, kernels: &dyn Kernels) -> Result<wire::Report, RunError> {
+        self.engine.set_stall_timeout(Some(self.cfg.timeout.as_nanos() as u64), self.clock.now());
         self.engine.handle_start(self.clock.now());
         let mut backoff = Backoff::default();
         loop {
@@ -531,8 +532,13 @@ impl<'a> Driver<'a> {
             progressed |= self.poll_network().map_err(|e| self.protocol(e))?;
             progressed |= self.act(dag, kernels).map_err(|e| self.protocol(e))?;
             self.mailbox.rearm();
+            // The clock is read for the engine's deadlines only when a strategy timer is
+            // armed, or once the loop idles (the stall watch is minutes away).
+            if self.engine.has_timer() {
+                self.timeouts(self.clock.now());
+            }
             if let Some(e) = self.engine.error() {
-                return Err(RunError::Engine(e.clone()));
+                return Err(self.stopped(e.clone()));
             }
             if self.engine.is_done() && self.sends.is_empty() {
                 let end = self.clock.now();
@@ -540,9 +546,27 @@ impl<'a> Driver<'a> {
             }
             if progressed {
                 backoff.reset();
-            } else if backoff.idle().is_some_and(|idle| idle > self.cfg.timeout) {
-                return Err(RunError::Stalled { timeout: self.cfg.timeout, ranks: vec![self.summary()] });
+            } else if backoff.idle().is_some() {
+                self.timeouts(self.clock.now());
             }
+        }
+    }
+
+    /// Tells the engine the time if one of its deadlines came.
+    fn timeouts(&mut self, now: u64) {
+        if self.engine.poll_timeout().is_some_and(|at| now >= at) {
+            self.engine.handle_timeout(now);
+        }
+    }
+
+    /// The run error for an engine stopped with `e`: a stall names what the rank waits
+    /// for, and what this driver has in flight.
+    fn stopped(&self, e: crate::engine::EngineError) -> RunError {
+        match e {
+            crate::engine::EngineError::Stalled { waiting, .. } => {
+                RunError::Stalled { timeout: self.cfg.timeout, ranks: vec![format!("{waiting}{}", self.in_flight())] }
+            }
+            e => RunError::Engine(e),
         }
     }
 
@@ -550,12 +574,12 @@ impl<'a> Driver<'a> {
         RunError::Config(format!("rank {}: MPI driver: {reason}", self.rank))
     }
 
-    fn summary(&self) -> String {
+    /// What this driver has in flight, for stall diagnostics.
+    fn in_flight(&self) -> String {
         let arriving: usize = self.arriving.iter().map(VecDeque::len).sum();
         format!(
-            "{}; MPI: {} sends in flight, {arriving} receives in flight, collective (all-to-all-v or fence) {} in flight and {} queued, \
+            "; MPI: {} sends in flight, {arriving} receives in flight, collective (all-to-all-v or fence) {} in flight and {} queued, \
              broadcasts open {:?}",
-            self.engine.waiting_summary(),
             self.sends.len(),
             self.world_op.as_ref().map_or("none".to_string(), |(id, _)| id.to_string()),
             self.world_queue.len(),

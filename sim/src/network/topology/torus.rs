@@ -24,14 +24,14 @@ impl Torus {
         }
         let bytes_per_ns = bytes_per_ns("topology.link_gbps", link_gbps)?;
         let hop_ns = hop_latency("topology.hop_ns", hop_ns)?;
-        let holds: u64 = dims.iter().map(|&d| u64::from(d)).product();
+        let holds = dims.iter().try_fold(1u64, |acc, &d| acc.checked_mul(u64::from(d))).unwrap_or(u64::MAX);
         if holds < nodes {
             return Err(format!(
                 "topology torus with dims = {dims:?} holds {holds} nodes, the run needs {nodes} \
                  (raise topology.dims or ranks_per_node)"
             ));
         }
-        check_links("torus", holds * 2 * dims.len() as u64)?;
+        check_links("torus", holds.saturating_mul(2 * dims.len() as u64))?;
         Ok(Torus { dims: dims.to_vec(), nodes: holds as u32, bytes_per_ns, hop_ns })
     }
 
