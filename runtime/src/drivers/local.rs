@@ -2,20 +2,17 @@
 //! in-process channels (the payload is copied, as a shared-memory transport would),
 //! and kernels really run on worker threads.
 //!
-//! Collectives travel as in-process messages tagged with the collective's id.
-//! All-to-all-v: a rank that joins sends each peer its contribution; the collective
-//! completes on a rank once it has joined and holds one contribution from every other
-//! rank. Broadcast: the root sends its messages to its children in the tree, and so does
-//! every member once it has joined and received them from its parent; it then completes
-//! (the root as soon as it has sent). Contributions that arrive before the rank joins
-//! (a peer ahead by a collective or more) wait in a table keyed by id. A fence is an
-//! all-to-all of empty contributions, i.e. a barrier.
+//! Collectives run the shared algorithms of [`crate::collectives`] (one
+//! [`Collectives`] per rank thread); their pieces travel through the same channels as
+//! messages, payloads copied the same way, and a chain broadcast moves its data whole
+//! ([`Segmenting::Whole`]).
 //!
 //! One-sided windows are byte buffers behind a mutex each; a put or get copies under
 //! the target's lock when the origin executes it, so it is complete at once (and so
 //! before any later fence), whatever the window's synchronisation.
 
-use crate::collective::{Capability, CollectiveJoin, CollectiveKind, Contribution, check_capabilities};
+use crate::collective::{Capability, check_capabilities};
+use crate::collectives::{Body, Collectives, Piece, Segmenting};
 use crate::dag::Dag;
 use crate::drivers::registry::{self, DriverInfo, Executed, Launch, RunRequest};
 use crate::drivers::run::{Fault, Progress, RunError, RunOutcome};
@@ -28,7 +25,6 @@ use crate::payload::Payload;
 use crate::strategy::StrategyFactory;
 use crate::trace::Trace;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, unbounded};
-use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
@@ -93,11 +89,8 @@ enum Incoming {
         from: Rank,
         msg: Message,
     },
-    /// A peer's contribution to collective `id` (`recv_ns` is filled in on arrival).
-    Contribution {
-        id: u64,
-        part: Contribution,
-    },
+    /// A step of a collective, from a peer.
+    Piece(Piece),
     Done(TaskDone),
     Failed {
         task: TaskId,
@@ -256,7 +249,7 @@ fn rank_main(shared: &Shared<'_>, mut engine: Engine, inbox: Receiver<Incoming>)
         }
         engine.set_stall_timeout(Some(shared.cfg.timeout.as_nanos() as u64), shared.now());
         engine.handle_start(shared.now());
-        let mut collectives = Collectives::default();
+        let mut collectives = Collectives::new(rank, shared.cfg.ranks, Segmenting::Whole);
         loop {
             while let Ok(incoming) = inbox.try_recv() {
                 feed(shared, &mut engine, &mut collectives, incoming);
@@ -271,8 +264,12 @@ fn rank_main(shared: &Shared<'_>, mut engine: Engine, inbox: Receiver<Incoming>)
                 shared.abort.store(true, Ordering::Relaxed);
                 return Err(stopped(shared, e, &collectives));
             }
+            if let Some(e) = collectives.error() {
+                shared.abort.store(true, Ordering::Relaxed);
+                return Err(RunError::Collective(e.clone()));
+            }
             if engine.is_done() {
-                debug_assert!(collectives.pending.is_empty(), "rank {rank} done with collectives pending");
+                debug_assert!(collectives.is_idle(), "rank {rank} done with collectives pending");
                 let end = shared.now();
                 return Ok((engine.take_trace(), engine.take_results(), end));
             }
@@ -298,116 +295,28 @@ fn rank_main(shared: &Shared<'_>, mut engine: Engine, inbox: Receiver<Incoming>)
 }
 
 /// The run error for a rank whose engine stopped with `e`: a stall names what the rank
-/// waits for, with this driver's open collectives.
+/// waits for, with its open collectives.
 fn stopped(shared: &Shared<'_>, e: &EngineError, collectives: &Collectives) -> RunError {
     match e {
         EngineError::Stalled { waiting, .. } => {
-            RunError::Stalled { timeout: shared.cfg.timeout, ranks: vec![waiting.clone() + &collectives.summary()] }
+            let mut summary = waiting.clone();
+            if !collectives.is_idle() {
+                summary += &format!("; {}", collectives.summary());
+            }
+            RunError::Stalled { timeout: shared.cfg.timeout, ranks: vec![summary] }
         }
         e => RunError::Engine(e.clone()),
     }
 }
 
-/// One rank's collectives in progress: joined or not yet, with the contributions that
-/// arrived so far, by id.
-#[derive(Default)]
-struct Collectives {
-    pending: BTreeMap<u64, PendingCollective>,
-}
-
-#[derive(Default)]
-struct PendingCollective {
-    joined: Option<Joined>,
-    received: Vec<Contribution>,
-}
-
-/// How this rank takes part in a collective it joined.
-enum Joined {
-    /// Waits for one contribution from every other rank.
-    AllToAllV,
-    /// Waits for every other rank to join; completes with no contributions.
-    Fence,
-    /// Waits for the data from its parent, then forwards it to `children`.
-    Broadcast { children: Vec<Rank> },
-}
-
-impl Collectives {
-    /// This rank joins: sends what it contributes now and records how it takes part.
-    fn join(&mut self, shared: &Shared<'_>, engine: &mut Engine, now: u64, join: CollectiveJoin) {
-        let me = engine.rank();
-        let send = |to: Rank, messages: Vec<Message>| send_contribution(shared, to, join.id, me, now, messages);
-        let joined = match join.kind {
-            CollectiveKind::AllToAllV => {
-                for (to, messages) in join.sends {
-                    send(to, messages);
-                }
-                Joined::AllToAllV
-            }
-            CollectiveKind::Fence => {
-                (0..engine.ranks() as u32).map(Rank).filter(|&r| r != me).for_each(|r| send(r, Vec::new()));
-                Joined::Fence
-            }
-            CollectiveKind::Broadcast { members, tree } => {
-                let v = members.iter().position(|&r| r == me).expect("a broadcast's members include who joins it");
-                let children: Vec<Rank> = tree.children(v, members.len()).into_iter().map(|c| members[c]).collect();
-                if v == 0 {
-                    let messages: Vec<Message> = join.sends.into_iter().flat_map(|(_, m)| m).collect();
-                    for &child in &children {
-                        send(child, messages.clone());
-                    }
-                    engine.handle_collective_done(now, join.id, Vec::new());
-                    return;
-                }
-                Joined::Broadcast { children }
-            }
-        };
-        self.progress(shared, engine, now, join.id, |p| p.joined = Some(joined));
+/// Hands the pieces `collectives` has to send to their ranks' inboxes, then reports
+/// the collectives that completed to `engine`.
+fn collective_progress(shared: &Shared<'_>, engine: &mut Engine, collectives: &mut Collectives) {
+    while let Some(piece) = collectives.poll_send() {
+        send_piece(shared, piece);
     }
-
-    /// Records a join or an arrival for `id`; completes the collective on `engine` when
-    /// the rank has joined and has every contribution it waits for (forwarding a
-    /// broadcast's data to its children first).
-    fn progress(
-        &mut self,
-        shared: &Shared<'_>,
-        engine: &mut Engine,
-        now: u64,
-        id: u64,
-        update: impl FnOnce(&mut PendingCollective),
-    ) {
-        let entry = self.pending.entry(id).or_default();
-        update(entry);
-        let complete = match &entry.joined {
-            None => false,
-            Some(Joined::AllToAllV | Joined::Fence) => entry.received.len() == engine.ranks() - 1,
-            Some(Joined::Broadcast { .. }) => entry.received.len() == 1,
-        };
-        if !complete {
-            return;
-        }
-        let mut done = self.pending.remove(&id).expect("present");
-        if let Some(Joined::Fence) = done.joined {
-            done.received.clear();
-        }
-        if let Some(Joined::Broadcast { children }) = done.joined {
-            for child in children {
-                send_contribution(shared, child, id, engine.rank(), now, done.received[0].messages.clone());
-            }
-        }
-        engine.handle_collective_done(now, id, done.received);
-    }
-
-    /// For stall diagnostics: collectives with contributions missing.
-    fn summary(&self) -> String {
-        let open: Vec<String> = self
-            .pending
-            .iter()
-            .map(|(id, p)| {
-                let joined = if p.joined.is_some() { "" } else { "not " };
-                format!("{id} ({joined}joined, {} contributions in)", p.received.len())
-            })
-            .collect();
-        if open.is_empty() { String::new() } else { format!("; local collectives open: {}", open.join(", ")) }
+    while let Some((id, received)) = collectives.poll_done() {
+        engine.handle_collective_done(shared.now(), id, received);
     }
 }
 
@@ -444,7 +353,10 @@ fn communicate(shared: &Shared<'_>, engine: &mut Engine, collectives: &mut Colle
             // A closed inbox means that rank already failed; the abort flag reports it.
             let _ = shared.inboxes[out.to.index()].send(Incoming::Message { from: engine.rank(), msg });
         }
-        Action::Collective(join) => collectives.join(shared, engine, shared.now(), join),
+        Action::Collective(join) => {
+            collectives.join(shared.now(), join);
+            collective_progress(shared, engine, collectives);
+        }
         Action::OneSided(op) => one_sided(shared, engine, op),
         Action::Run(_) => unreachable!("tasks are not communication"),
     }
@@ -479,9 +391,9 @@ fn feed(shared: &Shared<'_>, engine: &mut Engine, collectives: &mut Collectives,
     let now = shared.now();
     match incoming {
         Incoming::Message { from, msg } => engine.handle_message(now, from, msg),
-        Incoming::Contribution { id, mut part } => {
-            part.recv_ns = now;
-            collectives.progress(shared, engine, now, id, |p| p.received.push(part));
+        Incoming::Piece(piece) => {
+            collectives.handle_piece(now, piece);
+            collective_progress(shared, engine, collectives);
         }
         Incoming::Done(done) => engine.handle_task_done(now, done),
         Incoming::Failed { task, reason } => engine.handle_task_failed(task, reason),
@@ -542,12 +454,24 @@ fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_else(|| "unknown panic".into())
 }
 
-/// Sends `from`'s contribution to collective `id` to `to`, each message as it travels.
-fn send_contribution(shared: &Shared<'_>, to: Rank, id: u64, from: Rank, now: u64, messages: Vec<Message>) {
-    let messages = messages.into_iter().map(|m| on_the_wire(shared, m)).collect();
-    let part = Contribution { from, sent_ns: now, recv_ns: 0, messages };
+/// Sends a collective's piece to its receiver, its bytes as they travel (copied, and
+/// corrupted if it carries the run's faulty transfer).
+fn send_piece(shared: &Shared<'_>, mut piece: Piece) {
+    let travel = |messages: &mut Vec<Message>| {
+        *messages = std::mem::take(messages).into_iter().map(|m| on_the_wire(shared, m)).collect();
+    };
+    match &mut piece.body {
+        Body::Header => {}
+        Body::Messages(messages) | Body::Segment { messages: Some(messages), .. } => travel(messages),
+        Body::Segment { messages: None, .. } => {}
+        Body::Blocks(blocks) => blocks.iter_mut().for_each(|b| travel(&mut b.messages)),
+        Body::Values(values) => {
+            *values = values.copied();
+            corrupt(shared, values);
+        }
+    }
     // A closed inbox means that rank already failed; the abort flag reports it.
-    let _ = shared.inboxes[to.index()].send(Incoming::Contribution { id, part });
+    let _ = shared.inboxes[piece.dst.index()].send(Incoming::Piece(piece));
 }
 
 /// A message as it reaches its receiver: its bytes copied into a buffer of their own, as
