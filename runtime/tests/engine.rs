@@ -3,7 +3,7 @@
 mod common;
 
 use common::Push;
-use dagwire_runtime::collective::Tree;
+use dagwire_runtime::collective::{AllToAllAlgorithm, Tree};
 use dagwire_runtime::drivers::testing::{Timing, drive};
 use dagwire_runtime::engine::{Action, Engine, EngineError, TaskDone};
 use dagwire_runtime::message::{HEADER_BYTES, NO_CHUNK};
@@ -12,6 +12,9 @@ use dagwire_runtime::{
     Strategy, StrategyCtx, TaskId, TaskSpec,
 };
 use std::sync::Arc;
+
+/// The all-to-all-v kind most tests join.
+const PAIRWISE: CollectiveKind = CollectiveKind::AllToAllV { algorithm: AllToAllAlgorithm::Pairwise };
 
 fn engine(rank: u32, dag: &Arc<Dag>, workers: usize) -> Engine {
     Engine::new(Rank(rank), Arc::clone(dag), Box::new(Push), workers)
@@ -241,12 +244,12 @@ fn a_collective_join_names_every_other_rank_once_and_completes_with_one_record_p
     let chunk = p.output(0);
     let ctrl = |arg| Message::control(2, NO_CHUNK, arg);
     let sends = vec![(Rank(2), vec![ctrl(1)]), (Rank(1), vec![ctrl(9)]), (Rank(2), vec![ctrl(2)])];
-    let joins = vec![(7, CollectiveKind::AllToAllV, sends)];
+    let joins = vec![(7, PAIRWISE, sends)];
     let mut r1 = Engine::new(Rank(1), Arc::clone(&dag), Box::new(Joiner { joins }), 1);
     assert_eq!(r1.needs(), &[Capability::AllToAllV]);
     r1.handle_start(3);
     let [Action::Collective(join)] = &drain(&mut r1, 4)[..] else { panic!("r1 joins, it cannot run yet") };
-    assert_eq!((join.id, &join.kind), (7, &CollectiveKind::AllToAllV));
+    assert_eq!((join.id, &join.kind), (7, &PAIRWISE));
     let mut stamped = ctrl(1);
     stamped.sent_ns = 4;
     let mut second = ctrl(2);
@@ -285,14 +288,14 @@ fn a_collective_join_names_every_other_rank_once_and_completes_with_one_record_p
 #[test]
 fn collective_ids_must_increase_and_only_joined_collectives_complete() {
     let (dag, _, _) = two_rank_chain();
-    let joins = vec![(5, CollectiveKind::AllToAllV, vec![]), (5, CollectiveKind::AllToAllV, vec![])];
+    let joins = vec![(5, PAIRWISE, vec![]), (5, PAIRWISE, vec![])];
     let mut r0 = Engine::new(Rank(0), Arc::clone(&dag), Box::new(Joiner { joins }), 1);
     r0.handle_start(0);
     assert!(matches!(r0.poll_action(0), Some(Action::Collective(j)) if j.id == 5));
     assert!(r0.poll_action(0).is_none());
     assert!(matches!(r0.error(), Some(EngineError::CollectiveTwice { id: 5, .. })), "{:?}", r0.error());
 
-    let joins = vec![(5, CollectiveKind::AllToAllV, vec![])];
+    let joins = vec![(5, PAIRWISE, vec![])];
     let mut r0 = Engine::new(Rank(0), Arc::clone(&dag), Box::new(Joiner { joins }), 1);
     r0.handle_start(0);
     let _ = drain(&mut r0, 0);

@@ -7,10 +7,11 @@
 mod common;
 
 use common::Push;
+use dagwire_runtime::collective::AllToAllAlgorithm;
 use dagwire_runtime::drivers::local::{LocalConfig, run};
 use dagwire_runtime::{
-    ChunkId, Dag, DagBuilder, EngineError, Fault, KernelId, Kernels, Message, Payload, Progress, Rank, RunError,
-    Strategy, StrategyCtx, Task, TaskId, TaskSpec,
+    Capability, ChunkId, CollectiveKind, Contribution, Dag, DagBuilder, EngineError, Fault, KernelId, Kernels, Message,
+    Payload, Progress, Rank, RunError, Strategy, StrategyCtx, Task, TaskId, TaskSpec,
 };
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -137,6 +138,62 @@ fn a_kernel_panicking_fails_the_run_at_once_naming_the_rank_the_task_and_the_tex
         };
         assert_eq!((task, rank), (TaskId(1), Rank(1)));
         assert_eq!(reason, "kernel panicked: the kernel of this task exploded");
+    }
+}
+
+/// Joins all-to-all-v 7 (nothing to send) at the start; rank 1 panics when it completes.
+struct PanicsOnCollective {
+    rank: Rank,
+}
+
+impl Strategy for PanicsOnCollective {
+    fn name(&self) -> &'static str {
+        "panics-on-collective"
+    }
+    fn op_name(&self, _: u8) -> &'static str {
+        "none"
+    }
+    fn needs(&self) -> &'static [Capability] {
+        &[Capability::AllToAllV]
+    }
+    fn on_start(&mut self, ctx: &mut StrategyCtx<'_>) {
+        let others = (0..ctx.dag.ranks() as u32).map(Rank).filter(|&r| r != ctx.rank);
+        ctx.join_collective(
+            7,
+            CollectiveKind::AllToAllV { algorithm: AllToAllAlgorithm::Pairwise },
+            others.map(|r| (r, Vec::new())).collect(),
+        );
+    }
+    fn on_chunk_ready(&mut self, _: &mut StrategyCtx<'_>, _: ChunkId, _: &Payload, _: &[Rank]) {}
+    fn on_message(&mut self, _: &mut StrategyCtx<'_>, _: Rank, _: Message) -> Result<(), String> {
+        Err("no messages expected".into())
+    }
+    fn on_collective_done(&mut self, _: &mut StrategyCtx<'_>, id: u64, _: Vec<Contribution>) -> Result<(), String> {
+        if self.rank == Rank(1) {
+            panic!("collective {id} exploded");
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn a_strategy_panicking_on_a_collective_fails_the_run_at_once_naming_the_collective() {
+    let mut b = DagBuilder::new(2);
+    for r in 0..2 {
+        b.add(TaskSpec::new(KernelId(0), Rank(r)).outputs(&[16]));
+    }
+    let dag = Arc::new(b.finish());
+    for progress in [Progress::Thread, Progress::Inline] {
+        let strategy = |rank| -> Box<dyn Strategy> { Box::new(PanicsOnCollective { rank }) };
+        let cfg = LocalConfig { ranks: 2, progress, ..LocalConfig::default() };
+        let (e, took) = fail(&dag, &strategy, &cfg);
+        assert!(took < HANG, "{progress:?}: the run took {took:?} to fail");
+        let text = e.to_string();
+        assert!(
+            text.starts_with("rank r1 panicked while handling collective 7")
+                && text.ends_with(": collective 7 exploded"),
+            "{progress:?}: {text}"
+        );
     }
 }
 

@@ -6,10 +6,11 @@
 //! run is a pure function of its inputs: the same DAG, strategy, machine and seed give
 //! the same trace, bit for bit.
 //!
-//! Collectives are decomposed into their algorithm's point-to-point steps, each a
-//! message through the [`Network`], so they share links and NICs with everything else:
-//! all-to-all-v as a pairwise exchange, broadcast along a binomial tree or a pipelined
-//! chain, fence as a dissemination barrier (see [`crate::collectives`]).
+//! Collectives run the shared algorithms of [`dagwire_runtime::collectives`] (one
+//! [`Collectives`] per rank): every piece they send is a message of its `bytes` through
+//! the [`Network`], so they share links and NICs with everything else, and a chain
+//! broadcast really moves in segments ([`Segmenting::Segments`]), so its pipelining
+//! shows in time.
 //!
 //! One-sided operations cost what RDMA does: a put is its data to the target then an
 //! acknowledgement header back (it completes at the origin when the acknowledgement
@@ -18,12 +19,12 @@
 //! is a local copy and completes at once. A rank's fence starts only once its own
 //! operations have completed, so a fence costs the wait for them plus the barrier.
 
-use crate::collectives::{Collectives, Piece};
 use crate::compute::ComputeModel;
 use crate::machine::Machine;
 use crate::network::{MessageId, Network};
 use crate::queue::{EventQueue, Time};
 use dagwire_runtime::collective::check_capabilities;
+use dagwire_runtime::collectives::{Collectives, Piece, Segmenting};
 use dagwire_runtime::engine::{Action, Engine, RunTask, TaskDone};
 use dagwire_runtime::message::HEADER_BYTES;
 use dagwire_runtime::one_sided::{Access, OneSided};
@@ -120,7 +121,7 @@ struct Sim<'a> {
     in_flight: FxHashMap<MessageId, InFlight>,
     pending: FxHashMap<(u32, TaskId), Pending>,
     /// Every rank's collectives in progress.
-    collectives: Collectives,
+    collectives: Vec<Collectives>,
     /// What puts wrote into the windows, by (rank, offset).
     windows: FxHashMap<(u32, u64), Payload>,
     /// Per rank, remote one-sided operations not yet complete.
@@ -171,7 +172,9 @@ pub fn run(
         compute: ComputeModel::new(&machine.compute),
         in_flight: FxHashMap::default(),
         pending: FxHashMap::default(),
-        collectives: Collectives::new(cfg.ranks),
+        collectives: (0..cfg.ranks as u32)
+            .map(|r| Collectives::new(Rank(r), cfg.ranks, Segmenting::Segments))
+            .collect(),
         windows: FxHashMap::default(),
         outstanding: vec![0; cfg.ranks],
         parked_fence: (0..cfg.ranks).map(|_| None).collect(),
@@ -213,7 +216,7 @@ impl Sim<'_> {
                 }
                 InFlight::Piece(piece) => {
                     let dst = piece.dst.index();
-                    self.collectives.arrive(piece, t);
+                    self.collectives[dst].handle_piece(t, piece);
                     self.pump(dst, t)?;
                 }
                 one_sided => self.one_sided_arrived(t, one_sided)?,
@@ -261,23 +264,29 @@ impl Sim<'_> {
                     Action::Collective(join) if join.kind == CollectiveKind::Fence && self.outstanding[r] > 0 => {
                         self.parked_fence[r] = Some(join);
                     }
-                    Action::Collective(join) => self.join(r, now, join),
+                    Action::Collective(join) => self.collectives[r].join(now, join),
                     Action::OneSided(op) => self.one_sided(r, now, op),
                 }
             }
             if let Some(e) = self.engines[r].error() {
                 return Err(RunError::Engine(e.clone()));
             }
-            let (network, in_flight) = (&mut self.network, &mut self.in_flight);
-            let completed = self.collectives.advance(r, now, &mut |piece| send_piece(network, in_flight, now, piece));
-            if completed.is_empty() {
+            while let Some(piece) = self.collectives[r].poll_send() {
+                send_piece(&mut self.network, &mut self.in_flight, now, piece);
+            }
+            if let Some(e) = self.collectives[r].error() {
+                return Err(RunError::Collective(e.clone()));
+            }
+            let mut completed = false;
+            while let Some((id, received)) = self.collectives[r].poll_done() {
+                self.engines[r].handle_collective_done(now, id, received);
+                completed = true;
+            }
+            if !completed {
                 // Collect records as the run goes: no per-rank copies to merge at the end.
                 self.engines[r].drain_trace_into(&mut self.trace);
                 self.queue_timeout(r, now);
                 return Ok(());
-            }
-            for (id, received) in completed {
-                self.engines[r].handle_collective_done(now, id, received);
             }
         }
     }
@@ -290,11 +299,6 @@ impl Sim<'_> {
             self.timeout_queued[r] = Some(at);
             self.queue.push(at.max(now), Event::Timeout { rank: r as u32 });
         }
-    }
-
-    fn join(&mut self, r: usize, now: Time, join: CollectiveJoin) {
-        let (network, in_flight) = (&mut self.network, &mut self.in_flight);
-        self.collectives.join(r, now, join, &mut |piece| send_piece(network, in_flight, now, piece));
     }
 
     /// Starts rank `r`'s one-sided operation: a local copy completes now, a remote one
@@ -356,7 +360,7 @@ impl Sim<'_> {
         if self.outstanding[r] == 0
             && let Some(fence) = self.parked_fence[r].take()
         {
-            self.join(r, t, fence);
+            self.collectives[r].join(t, fence);
         }
         self.pump(r, t)
     }
@@ -411,7 +415,10 @@ impl Sim<'_> {
             .iter()
             .enumerate()
             .filter(|(_, e)| !e.is_done())
-            .map(|(r, e)| e.waiting_summary() + &self.collectives.summary(r))
+            .map(|(r, e)| match self.collectives[r].summary() {
+                open if open.is_empty() => e.waiting_summary(),
+                open => format!("{}; {open}", e.waiting_summary()),
+            })
             .collect();
         if !stuck.is_empty() {
             return Err(RunError::Config(format!(
@@ -421,7 +428,7 @@ impl Sim<'_> {
             )));
         }
         debug_assert!(self.in_flight.is_empty() && self.pending.is_empty());
-        debug_assert!(self.collectives.is_idle());
+        debug_assert!(self.collectives.iter().all(Collectives::is_idle));
         let mut results: BTreeMap<ChunkId, Payload> = BTreeMap::new();
         let mut trace = std::mem::take(&mut self.trace);
         for e in &mut self.engines {

@@ -5,7 +5,6 @@
 //! driver that runs every rank's [`dagwire_runtime::Engine`] in virtual time, registered
 //! as [`DRIVER`].
 
-pub mod collectives;
 pub mod compute;
 pub mod driver;
 pub mod machine;

@@ -449,3 +449,46 @@ fn a_counts_only_trace_keeps_the_totals_and_the_timeline_but_no_records() {
     assert_eq!(c.message_totals(), f.message_totals());
     assert_eq!(c.counted.transfer_events, f.transfer_events.len() as u64);
 }
+
+#[test]
+fn every_collective_runs_on_the_sim_driver_through_its_network() {
+    use dagwire_runtime::drivers::probe::{CollectiveProbe, probe_dag};
+    for fidelity in [Fidelity::Analytic, Fidelity::Flow] {
+        let mut machine = load_machine("ib-hdr-fattree").unwrap();
+        machine.fidelity = fidelity;
+        for ranks in 2..=4 {
+            let dag = Arc::new(probe_dag(ranks));
+            let factory = move |r: Rank| -> Box<dyn Strategy> { Box::new(CollectiveProbe::new(r, ranks)) };
+            let name = |_| "k";
+            let kernels = SimKernels { kernels: &Zeros, name: &name };
+            // The probe's own contributions are real bytes; the tasks' outputs need not be.
+            let cfg = SimConfig { ranks, workers: 1, run_kernels: false, seed: 1, trace: Default::default() };
+            let out =
+                run(&dag, &kernels, &factory, &machine, cfg).unwrap_or_else(|e| panic!("{fidelity:?} {ranks}: {e}"));
+            // Every piece is a network event: far more than the tasks.
+            assert!(out.events as usize > 10 * ranks, "{fidelity:?} {ranks}: {} events", out.events);
+            assert!(out.run.makespan_ns > 0);
+        }
+    }
+}
+
+#[test]
+fn a_bruck_all_to_all_v_sends_fewer_larger_network_messages_than_pairwise() {
+    // 8 ranks: per collective and rank, pairwise sends p - 1 = 7 pieces, Bruck log2 p = 3.
+    let run_with = |alltoall: &str| {
+        let given = [("alltoall", ParamValue::Str(alltoall.into()))];
+        let strategy = dagwire_strategies::find("batched").unwrap().factory_with(&given, 0).unwrap();
+        verified_cholesky(256, 8, Fidelity::Analytic, &strategy, alltoall)
+    };
+    let (pairwise, bruck) = (run_with("pairwise"), run_with("bruck"));
+    let tasks = pairwise.run.trace.tasks.len() as u64;
+    let collectives = pairwise.run.trace.messages.len() as u64 / (8 * 7);
+    assert_eq!(pairwise.events - tasks, collectives * 8 * 7, "one network message per pairwise step");
+    assert_eq!(bruck.events - tasks, collectives * 8 * 3, "one network message per Bruck round");
+    let records = |out: &dagwire_sim::driver::SimOutcome| {
+        let mut v: Vec<_> = out.run.trace.messages.iter().map(|m| (m.src, m.dst, m.bytes, m.chunk)).collect();
+        v.sort_unstable();
+        v
+    };
+    assert_eq!(records(&pairwise), records(&bruck), "the same contributions reach the same ranks");
+}

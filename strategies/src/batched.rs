@@ -17,7 +17,9 @@
 //! # Protocol
 //!
 //! Every chunk read on another rank moves in a collective of its epoch. With
-//! `bcast_threshold = 0` (the default) all of them go in the epoch's **all-to-all-v**;
+//! `bcast_threshold = 0` (the default) all of them go in the epoch's **all-to-all-v**
+//! (`alltoall = pairwise` or `bruck`: the algorithm, where the driver runs the shared
+//! collectives of [`dagwire_runtime::collectives`]);
 //! otherwise a chunk read on more than `bcast_threshold` other ranks goes by its own
 //! **broadcast** from its producer to exactly its reader ranks, along a binomial tree or
 //! a pipelined chain (`tree`, `segment_bytes`), and the rest in the all-to-all-v.
@@ -48,7 +50,7 @@
 //! bytes, named after its first chunk) or control (a header); broadcast: per tree edge.
 
 use crate::StrategyInfo;
-use dagwire_runtime::collective::Tree;
+use dagwire_runtime::collective::{AllToAllAlgorithm, Tree};
 use dagwire_runtime::message::NO_CHUNK;
 use dagwire_runtime::trace::Phase;
 use dagwire_runtime::{
@@ -75,7 +77,7 @@ pub const DEFAULT_EPOCH_TASKS: u32 = 64;
 pub const DEFAULT_SEGMENT_BYTES: u64 = 64 * 1024;
 
 /// The parameters a sweep may set (`batched.epochs`, `batched.epoch_tasks`,
-/// `batched.bcast_threshold`, `batched.tree`, `batched.segment_bytes`).
+/// `batched.alltoall`, `batched.bcast_threshold`, `batched.tree`, `batched.segment_bytes`).
 ///
 /// ```
 /// use dagwire_runtime::{ParamValue, Params};
@@ -83,6 +85,7 @@ pub const DEFAULT_SEGMENT_BYTES: u64 = 64 * 1024;
 /// let p = Params::resolve(&specs, Default::default()).unwrap();
 /// assert_eq!((p.str("epochs"), p.int("epoch_tasks")), ("level", 64));
 /// assert_eq!((p.int("bcast_threshold"), p.str("tree"), p.int("segment_bytes")), (0, "binomial", 65536));
+/// assert_eq!(p.str("alltoall"), "pairwise");
 /// let bad = [("epochs".to_string(), ParamValue::Str("rounds".into()))].into();
 /// assert!(Params::resolve(&specs, bad).unwrap_err().to_string().contains("one of level, tasks"));
 /// ```
@@ -101,6 +104,14 @@ pub fn params() -> Vec<ParamSpec> {
             u32::MAX as i64,
             DEFAULT_EPOCH_TASKS as i64,
             "with epochs = tasks: most tasks per epoch (fewer means more, smaller collectives)",
+        ),
+        ParamSpec::choice(
+            "alltoall",
+            AllToAllAlgorithm::NAMES,
+            "pairwise",
+            "the epoch all-to-all-v's algorithm: pairwise (p - 1 steps, each contribution straight to its reader) \
+             or bruck (ceil(log2 p) rounds of larger messages, blocks forwarded through other ranks); drivers with \
+             native collectives (mpi) use their own",
         ),
         ParamSpec::int(
             "bcast_threshold",
@@ -341,6 +352,7 @@ impl Plan {
 #[derive(Debug)]
 pub struct Batched {
     mode: Epochs,
+    alltoall: AllToAllAlgorithm,
     /// Chunks read on more than this many other ranks go by broadcast (`None`: never).
     broadcast: Option<u32>,
     tree: Tree,
@@ -350,7 +362,7 @@ pub struct Batched {
 impl Batched {
     /// A batched strategy cutting epochs by `mode`, moving every chunk in all-to-all-vs.
     pub fn new(mode: Epochs) -> Self {
-        Batched { mode, broadcast: None, tree: Tree::Binomial, plan: None }
+        Batched { mode, alltoall: AllToAllAlgorithm::Pairwise, broadcast: None, tree: Tree::Binomial, plan: None }
     }
 
     /// Chunks read on more than `threshold` other ranks go by a broadcast along `tree`
@@ -358,6 +370,12 @@ impl Batched {
     pub fn with_broadcast(mut self, threshold: u32, tree: Tree) -> Self {
         self.broadcast = (threshold > 0).then_some(threshold);
         self.tree = tree;
+        self
+    }
+
+    /// Moves each epoch's all-to-all-v with `algorithm` (default: pairwise).
+    pub fn with_alltoall(mut self, algorithm: AllToAllAlgorithm) -> Self {
+        self.alltoall = algorithm;
         self
     }
 
@@ -383,7 +401,9 @@ impl Batched {
             other => panic!("tree = {other} was not checked against batched::params"),
         };
         let threshold = u32::try_from(params.int("bcast_threshold")).expect("bcast_threshold is checked to fit");
-        Batched::new(mode).with_broadcast(threshold, tree)
+        let alltoall = AllToAllAlgorithm::from_name(params.str("alltoall"))
+            .unwrap_or_else(|| panic!("alltoall = {} was not checked against batched::params", params.str("alltoall")));
+        Batched::new(mode).with_broadcast(threshold, tree).with_alltoall(alltoall)
     }
 
     /// How epochs are cut.
@@ -422,7 +442,7 @@ impl Batched {
                     .filter(|&(r, _)| r != ctx.rank)
                     .map(|(r, m)| (r, if m.is_empty() { empty() } else { m }))
                     .collect();
-                ctx.join_collective(id, CollectiveKind::AllToAllV, sends);
+                ctx.join_collective(id, CollectiveKind::AllToAllV { algorithm: self.alltoall }, sends);
             }
             What::Broadcast { chunk, members } => {
                 let mut sends = Vec::new();

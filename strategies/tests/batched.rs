@@ -3,7 +3,9 @@
 //! plus scripted single-engine exchanges for the protocol's error paths and property
 //! checks of the epoch cut.
 
-use dagwire_runtime::collective::{Capability, CollectiveKind, Contribution, Tree, check_capabilities};
+use dagwire_runtime::collective::{
+    AllToAllAlgorithm, Capability, CollectiveKind, Contribution, Tree, check_capabilities,
+};
 use dagwire_runtime::drivers::testing::{self, JoinView, Run, Timing};
 use dagwire_runtime::engine::{Action, Engine, EngineError, TaskDone};
 use dagwire_runtime::message::{HEADER_BYTES, NO_CHUNK};
@@ -17,6 +19,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
+/// The all-to-all-v kind most tests join.
+const PAIRWISE: CollectiveKind = CollectiveKind::AllToAllV { algorithm: AllToAllAlgorithm::Pairwise };
+
 // ---------------------------------------------------------------------------------
 // Harness
 // ---------------------------------------------------------------------------------
@@ -29,7 +34,19 @@ fn batched(mode: &str, epoch_tasks: i64) -> impl Fn(Rank) -> Box<dyn Strategy> {
 
 /// The same with broadcasts for chunks read on more than `threshold` other ranks.
 fn with_trees(mode: &str, epoch_tasks: i64, threshold: i64, tree: &str) -> impl Fn(Rank) -> Box<dyn Strategy> {
+    with_alltoall(mode, epoch_tasks, threshold, tree, "pairwise")
+}
+
+/// The same with the all-to-all-v algorithm `alltoall`.
+fn with_alltoall(
+    mode: &str,
+    epoch_tasks: i64,
+    threshold: i64,
+    tree: &str,
+    alltoall: &str,
+) -> impl Fn(Rank) -> Box<dyn Strategy> {
     let given = [
+        ("alltoall", ParamValue::Str(alltoall.into())),
         ("epochs", ParamValue::Str(mode.into())),
         ("epoch_tasks", ParamValue::Int(epoch_tasks)),
         ("bcast_threshold", ParamValue::Int(threshold)),
@@ -219,6 +236,33 @@ fn with_broadcasts_every_rank_joins_its_collectives_in_the_runs_order() {
                         assert_eq!(joined, &want, "{label}: r{r}");
                     }
                 }
+            }
+        }
+    }
+}
+
+#[test]
+fn bruck_moves_the_same_chunks_in_the_same_collectives_as_pairwise() {
+    for (name, dag) in dags() {
+        for (mode, k) in MODES {
+            let epoch_of = epochs(&dag, mode_of(mode, k));
+            for (threshold, tree) in TREES {
+                let label = format!("{name} {mode}/{k} bcast>{threshold} {tree}");
+                let runs = ["pairwise", "bruck"].map(|a| {
+                    drive(&dag, &with_alltoall(mode, k, threshold, tree, a), &epoch_of, TIMINGS[0], 200_000)
+                        .unwrap_or_else(|e| panic!("{label} {a}: {e}"))
+                });
+                assert_eq!(runs[0].joins, runs[1].joins, "{label}");
+                assert_eq!(runs[0].results, runs[1].results, "{label}");
+                // The same record per (collective, sender, receiver): Bruck forwards
+                // contributions through other ranks but delivers them as their origin's.
+                let records = |run: &Run| {
+                    let mut v: Vec<_> =
+                        run.trace.messages.iter().map(|m| (m.src, m.dst, m.kind, m.bytes, m.chunk)).collect();
+                    v.sort_unstable();
+                    v
+                };
+                assert_eq!(records(&runs[0]), records(&runs[1]), "{label}");
             }
         }
     }
@@ -513,7 +557,7 @@ fn a_rank_joins_only_after_its_producers_and_sends_each_peer_one_contribution() 
     let task = run.task;
     r0.handle_task_done(5, TaskDone { task, worker: 0, start_ns: 0, end_ns: 5, outputs: vec![Payload::zeroed(16)] });
     let [Action::Collective(join)] = &actions(&mut r0, 6)[..] else { panic!("r0 joins epoch 0 once x exists") };
-    assert_eq!((join.id, &join.kind), (0, &CollectiveKind::AllToAllV));
+    assert_eq!((join.id, &join.kind), (0, &PAIRWISE));
     let shape: Vec<(Rank, u8, ChunkId, u64, u64)> = join
         .sends
         .iter()

@@ -26,6 +26,7 @@ struct Point {
     epoch_tasks: i64,
     bcast_threshold: i64,
     tree: &'static str,
+    alltoall: &'static str,
     progress: Progress,
     fault: Option<Fault>,
 }
@@ -38,6 +39,7 @@ impl Point {
             ("epoch_tasks", ParamValue::Int(self.epoch_tasks)),
             ("bcast_threshold", ParamValue::Int(self.bcast_threshold)),
             ("tree", ParamValue::Str(self.tree.into())),
+            ("alltoall", ParamValue::Str(self.alltoall.into())),
             ("segment_bytes", ParamValue::Int(1000)),
         ];
         let (out, v) = run_local(&*w, "batched", &given, self.ranks, (self.progress, self.fault), &format!("{self:?}"));
@@ -61,6 +63,7 @@ fn point(ranks: usize, epochs: &'static str, epoch_tasks: i64) -> Point {
         epoch_tasks,
         bcast_threshold: 0,
         tree: "binomial",
+        alltoall: "pairwise",
         progress: Progress::Thread,
         fault: None,
     }
@@ -133,6 +136,19 @@ fn verified_with_broadcast_trees_for_many_reader_tiles() {
                 .filter(|&n| n > threshold as usize)
                 .sum();
             assert!(edges > 0 && bcasts == edges, "{p:?}: {bcasts} broadcast records, {edges} tree edges");
+        }
+    }
+}
+
+#[test]
+fn verified_with_bruck_all_to_all_vs() {
+    // 3 and 5 ranks are not powers of two: Bruck's last round moves fewer blocks.
+    for ranks in [3, 4, 5] {
+        for (mode, k) in [("level", 1), ("tasks", 4)] {
+            let p = Point { n: 160, alltoall: "bruck", ..point(ranks, mode, k) };
+            let (_, out, v) = p.run();
+            assert!(v.passed && v.value < RESIDUAL_BOUND, "{p:?}: {v:?}");
+            assert!(out.trace.messages.iter().any(|m| m.kind == "batch-data"), "{p:?}");
         }
     }
 }

@@ -4,7 +4,6 @@
 mod common;
 
 use common::run_local;
-use dagwire_runtime::trace::Phase;
 use dagwire_runtime::{Fault, ParamValue, Progress, RunOutcome};
 use dagwire_workloads::cholesky::RESIDUAL_BOUND;
 use dagwire_workloads::{Verification, Workload};
@@ -50,12 +49,11 @@ fn verified_in_every_mode_and_sync_at_two_to_four_ranks() {
                 assert!(v.passed && v.value < RESIDUAL_BOUND, "{p:?}: {v:?}");
                 let kind = if mode == "get" { "rma-get" } else { "rma-put" };
                 assert!(out.trace.messages.iter().any(|m| m.kind == kind), "{p:?}");
+                // Every phase, in both modes: a get's bytes are on the wire from its issue.
                 for r in out.trace.transfers(|_| 0) {
-                    let phases = [r.posted_ns, r.started_ns, r.completed_ns];
+                    let phases = [r.posted_ns, r.started_ns, r.wire_ns, r.completed_ns];
                     assert!(phases.iter().all(Option::is_some) && phases.is_sorted(), "{p:?}: {r:?}");
                 }
-                let wire = out.trace.transfer_events.iter().any(|e| e.phase == Phase::Wire);
-                assert_eq!(wire, mode == "put", "{p:?}: a completed put marks its data on the wire");
             }
         }
     }

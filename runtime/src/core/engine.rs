@@ -16,7 +16,7 @@
 //! `now` (ns since the run started) is always an argument, so the same engine runs
 //! under real threads, MPI and the simulator's virtual time.
 
-use crate::collective::{Capability, CollectiveJoin, CollectiveKind, Contribution, wire_bytes};
+use crate::collective::{Capability, CollectiveJoin, Contribution, wire_bytes};
 use crate::dag::Dag;
 use crate::ids::{ChunkId, Rank, TaskId};
 use crate::message::{Message, MessageClass, NO_CHUNK};
@@ -436,19 +436,9 @@ impl Engine {
                 self.error = Some(EngineError::CollectiveTwice { strategy, rank, id });
                 return None;
             }
-            if let CollectiveKind::Broadcast { members, .. } = &join.kind {
-                let mut sorted = members.clone();
-                sorted.sort_unstable();
-                sorted.dedup();
-                if !members.contains(&self.rank) || sorted.len() != members.len() {
-                    let reason = format!(
-                        "joined broadcast {} with members {members:?}; they must include this rank, once each",
-                        join.id
-                    );
-                    self.error =
-                        Some(EngineError::Protocol { strategy: self.strategy.name(), rank: self.rank, reason });
-                    return None;
-                }
+            if let Err(reason) = join.check(self.rank, self.dag.ranks()) {
+                self.error = Some(EngineError::Protocol { strategy: self.strategy.name(), rank: self.rank, reason });
+                return None;
             }
             self.last_joined = Some(join.id);
             self.joined.push(join.id);
@@ -537,12 +527,13 @@ impl Engine {
         self.after_input(result);
     }
 
-    /// Collective `id`, which this rank joined, completed here: `received` is every
-    /// peer's contribution to this rank (in any order; the strategy sees them in rank
-    /// order). Each contribution is recorded as one message of its
-    /// [`wire_bytes`], named after its first message: data
-    /// if it carries chunk bytes, else control; one with no message at all is a header
-    /// of kind `empty` about [`NO_CHUNK`].
+    /// Collective `id`, which this rank joined, completed here: `received` is what it
+    /// got ([`CollectiveJoin`] says what, per kind), in any order; the strategy sees it
+    /// in rank order. Each contribution from another rank is recorded as one message of
+    /// its [`wire_bytes`], named after its first message: data if it carries chunk
+    /// bytes, else control; one with no message at all is a header of kind `empty`
+    /// about [`NO_CHUNK`]. A contribution from this rank itself (a reduction's result,
+    /// its own all-gather block) moved nothing and is not recorded.
     pub fn handle_collective_done(&mut self, now: u64, id: u64, mut received: Vec<Contribution>) {
         if self.error.is_some() {
             return;
@@ -554,7 +545,7 @@ impl Engine {
         };
         self.joined.remove(at);
         received.sort_by_key(|c| c.from);
-        for c in &received {
+        for c in received.iter().filter(|c| c.from != self.rank) {
             let first = c.messages.first();
             let data = c.messages.iter().any(|m| m.payload.is_some());
             self.trace.messages.push(MessageRecord {

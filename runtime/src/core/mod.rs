@@ -9,6 +9,9 @@
 //! - [`strategy`]: the interface transfer protocols implement;
 //! - [`collective`], [`one_sided`]: what a strategy may ask every rank to do together,
 //!   and one-sided windows;
+//! - [`collectives`]: the collective algorithms as per-rank state machines that turn a
+//!   join into point-to-point pieces (what the local driver, the simulator and the test
+//!   harness run);
 //! - [`params`]: typed, checked parameters of every registered component;
 //! - [`timer`]: timers strategies set, fired by the engine when the driver says the time came;
 //! - [`trace`]: the records every run writes.
@@ -16,6 +19,7 @@
 //! The drivers that execute the engine's actions live apart, in [`crate::drivers`].
 
 pub mod collective;
+pub mod collectives;
 pub mod dag;
 pub mod engine;
 pub mod ids;

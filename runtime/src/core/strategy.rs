@@ -119,19 +119,25 @@ impl StrategyCtx<'_> {
     /// engine hands it to the driver, which calls back through
     /// [`Strategy::on_collective_done`]. Every rank taking part joins with the same `id`,
     /// and a rank's ids must increase from one join to the next (a repeat is a fatal
-    /// [`crate::EngineError::CollectiveTwice`]). For [`CollectiveKind::AllToAllV`], peers left out
+    /// [`crate::EngineError::CollectiveTwice`]). `sends` is normalised into the shape
+    /// [`CollectiveJoin`] documents: for [`CollectiveKind::AllToAllV`], peers left out
     /// of `sends` get an empty contribution and a peer named twice gets both lists,
     /// concatenated; contributions to this rank itself are dropped. For
+    /// [`CollectiveKind::NeighborAllToAllV`] the same, per destination (a list for a rank
+    /// that is not a destination is kept, so the join is refused as malformed). For
     /// [`CollectiveKind::Broadcast`], the root's lists are concatenated into the one list
-    /// every member receives, and a non-root's are dropped.
+    /// every member receives, and a non-root's are dropped. For reductions and
+    /// all-gathers every list is concatenated into this rank's one contribution.
     pub fn join_collective(&mut self, id: u64, kind: CollectiveKind, sends: Vec<(Rank, Vec<Message>)>) {
+        let concatenated =
+            |sends: Vec<(Rank, Vec<Message>)>| -> Vec<Message> { sends.into_iter().flat_map(|(_, m)| m).collect() };
         let sends = match &kind {
             CollectiveKind::Fence => Vec::new(),
             CollectiveKind::Broadcast { members, .. } => {
-                let messages: Vec<Message> = sends.into_iter().flat_map(|(_, m)| m).collect();
+                let messages = concatenated(sends);
                 if members.first() == Some(&self.rank) { vec![(self.rank, messages)] } else { Vec::new() }
             }
-            CollectiveKind::AllToAllV => {
+            CollectiveKind::AllToAllV { .. } => {
                 let mut per_peer: Vec<Vec<Message>> = vec![Vec::new(); self.dag.ranks()];
                 for (to, messages) in sends {
                     per_peer[to.index()].extend(messages);
@@ -142,6 +148,26 @@ impl StrategyCtx<'_> {
                     .map(|(r, m)| (Rank(r as u32), m))
                     .filter(|&(r, _)| r != self.rank)
                     .collect()
+            }
+            CollectiveKind::NeighborAllToAllV { destinations, .. } => {
+                let mut per_peer: Vec<(Rank, Vec<Message>)> = destinations.iter().map(|&d| (d, Vec::new())).collect();
+                // Position of each destination by rank, so normalising costs O(ranks + sends).
+                let mut at = vec![usize::MAX; self.dag.ranks()];
+                for (i, d) in destinations.iter().enumerate() {
+                    if let Some(slot) = at.get_mut(d.index()) {
+                        *slot = i;
+                    }
+                }
+                for (to, messages) in sends {
+                    match at.get(to.index()).filter(|&&i| i != usize::MAX) {
+                        Some(&i) => per_peer[i].1.extend(messages),
+                        None => per_peer.push((to, messages)),
+                    }
+                }
+                per_peer
+            }
+            CollectiveKind::AllReduce { .. } | CollectiveKind::ReduceScatter { .. } | CollectiveKind::AllGather => {
+                vec![(self.rank, concatenated(sends))]
             }
         };
         self.collectives.push_back(CollectiveJoin { id, kind, sends });

@@ -2,20 +2,17 @@
 //! in-process channels (the payload is copied, as a shared-memory transport would),
 //! and kernels really run on worker threads.
 //!
-//! Collectives travel as in-process messages tagged with the collective's id.
-//! All-to-all-v: a rank that joins sends each peer its contribution; the collective
-//! completes on a rank once it has joined and holds one contribution from every other
-//! rank. Broadcast: the root sends its messages to its children in the tree, and so does
-//! every member once it has joined and received them from its parent; it then completes
-//! (the root as soon as it has sent). Contributions that arrive before the rank joins
-//! (a peer ahead by a collective or more) wait in a table keyed by id. A fence is an
-//! all-to-all of empty contributions, i.e. a barrier.
+//! Collectives run the shared algorithms of [`crate::collectives`] (one
+//! [`Collectives`] per rank thread); their pieces travel through the same channels as
+//! messages, payloads copied the same way, and a chain broadcast moves its data whole
+//! ([`Segmenting::Whole`]).
 //!
 //! One-sided windows are byte buffers behind a mutex each; a put or get copies under
 //! the target's lock when the origin executes it, so it is complete at once (and so
 //! before any later fence), whatever the window's synchronisation.
 
-use crate::collective::{Capability, CollectiveJoin, CollectiveKind, Contribution, check_capabilities};
+use crate::collective::{Capability, check_capabilities};
+use crate::collectives::{Body, Collectives, Piece, Segmenting};
 use crate::dag::Dag;
 use crate::drivers::fault::Injector;
 use crate::drivers::kernels::{Clock, Finished, KernelRunner};
@@ -32,7 +29,6 @@ use crate::payload::Payload;
 use crate::strategy::StrategyFactory;
 use crate::trace::Trace;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, unbounded};
-use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
@@ -98,11 +94,8 @@ enum Incoming {
         from: Rank,
         msg: Message,
     },
-    /// A peer's contribution to collective `id` (`recv_ns` is filled in on arrival).
-    Contribution {
-        id: u64,
-        part: Contribution,
-    },
+    /// A step of a collective, from a peer.
+    Piece(Piece),
     /// A kernel worker's result.
     Finished(Finished),
     /// Another rank failed: stop.
@@ -114,7 +107,7 @@ impl Incoming {
     fn handling(&self) -> Handling {
         match self {
             Incoming::Message { from, msg } => Handling::Message { from: *from, op: msg.op, chunk: msg.chunk },
-            Incoming::Contribution { id, part } => Handling::Collective { id: *id, from: Some(part.from) },
+            Incoming::Piece(piece) => Handling::Collective { id: piece.id, from: Some(piece.src) },
             Incoming::Finished(f) => Handling::TaskDone(f.task()),
             Incoming::Abort => Handling::Nothing,
         }
@@ -331,9 +324,9 @@ fn rank_main(shared: &Shared<'_>, engine: &mut Engine, inbox: &Receiver<Incoming
         engine.set_stall_timeout(Some(shared.cfg.timeout.as_nanos() as u64), shared.now());
         set_handling(Handling::Start);
         engine.handle_start(shared.now());
-        let mut collectives = Collectives::default();
+        let mut collectives = Collectives::new(rank, shared.cfg.ranks, Segmenting::Whole);
         let aborted = |engine: &Engine, collectives: &Collectives| {
-            Err(RankError::Aborted(engine.waiting_summary() + &collectives.summary()))
+            Err(RankError::Aborted(waiting(engine.waiting_summary(), collectives)))
         };
         loop {
             while let Ok(incoming) = inbox.try_recv() {
@@ -357,8 +350,11 @@ fn rank_main(shared: &Shared<'_>, engine: &mut Engine, inbox: &Receiver<Incoming
             if let Some(e) = engine.error() {
                 return Err(RankError::Failed(stopped(shared, e, &collectives)));
             }
+            if let Some(e) = collectives.error() {
+                return Err(RankError::Failed(RunError::Collective(e.clone())));
+            }
             if engine.is_done() {
-                debug_assert!(collectives.pending.is_empty(), "rank {rank} done with collectives pending");
+                debug_assert!(collectives.is_idle(), "rank {rank} done with collectives pending");
                 let end = shared.now();
                 return Ok((engine.take_trace(), engine.take_results(), end));
             }
@@ -387,116 +383,32 @@ fn rank_main(shared: &Shared<'_>, engine: &mut Engine, inbox: &Receiver<Incoming
 }
 
 /// The run error for a rank whose engine stopped with `e`: a stall names what the rank
-/// waits for, with this driver's open collectives.
+/// waits for, with its open collectives.
 fn stopped(shared: &Shared<'_>, e: &EngineError, collectives: &Collectives) -> RunError {
     match e {
-        EngineError::Stalled { waiting, .. } => {
-            RunError::Stalled { timeout: shared.cfg.timeout, ranks: vec![waiting.clone() + &collectives.summary()] }
+        EngineError::Stalled { waiting: w, .. } => {
+            RunError::Stalled { timeout: shared.cfg.timeout, ranks: vec![waiting(w.clone(), collectives)] }
         }
         e => RunError::Engine(e.clone()),
     }
 }
 
-/// One rank's collectives in progress: joined or not yet, with the contributions that
-/// arrived so far, by id.
-#[derive(Default)]
-struct Collectives {
-    pending: BTreeMap<u64, PendingCollective>,
-}
-
-#[derive(Default)]
-struct PendingCollective {
-    joined: Option<Joined>,
-    received: Vec<Contribution>,
-}
-
-/// How this rank takes part in a collective it joined.
-enum Joined {
-    /// Waits for one contribution from every other rank.
-    AllToAllV,
-    /// Waits for every other rank to join; completes with no contributions.
-    Fence,
-    /// Waits for the data from its parent, then forwards it to `children`.
-    Broadcast { children: Vec<Rank> },
-}
-
-impl Collectives {
-    /// This rank joins: sends what it contributes now and records how it takes part.
-    fn join(&mut self, shared: &Shared<'_>, engine: &mut Engine, now: u64, join: CollectiveJoin) {
-        let me = engine.rank();
-        let send = |to: Rank, messages: Vec<Message>| send_contribution(shared, to, join.id, me, now, messages);
-        let joined = match join.kind {
-            CollectiveKind::AllToAllV => {
-                for (to, messages) in join.sends {
-                    send(to, messages);
-                }
-                Joined::AllToAllV
-            }
-            CollectiveKind::Fence => {
-                (0..engine.ranks() as u32).map(Rank).filter(|&r| r != me).for_each(|r| send(r, Vec::new()));
-                Joined::Fence
-            }
-            CollectiveKind::Broadcast { members, tree } => {
-                let v = members.iter().position(|&r| r == me).expect("a broadcast's members include who joins it");
-                let children: Vec<Rank> = tree.children(v, members.len()).into_iter().map(|c| members[c]).collect();
-                if v == 0 {
-                    let messages: Vec<Message> = join.sends.into_iter().flat_map(|(_, m)| m).collect();
-                    for &child in &children {
-                        send(child, messages.clone());
-                    }
-                    engine.handle_collective_done(now, join.id, Vec::new());
-                    return;
-                }
-                Joined::Broadcast { children }
-            }
-        };
-        self.progress(shared, engine, now, join.id, |p| p.joined = Some(joined));
+/// What a rank waits for (`summary`, from its engine), with its open collectives.
+fn waiting(mut summary: String, collectives: &Collectives) -> String {
+    if !collectives.is_idle() {
+        summary += &format!("; {}", collectives.summary());
     }
+    summary
+}
 
-    /// Records a join or an arrival for `id`; completes the collective on `engine` when
-    /// the rank has joined and has every contribution it waits for (forwarding a
-    /// broadcast's data to its children first).
-    fn progress(
-        &mut self,
-        shared: &Shared<'_>,
-        engine: &mut Engine,
-        now: u64,
-        id: u64,
-        update: impl FnOnce(&mut PendingCollective),
-    ) {
-        let entry = self.pending.entry(id).or_default();
-        update(entry);
-        let complete = match &entry.joined {
-            None => false,
-            Some(Joined::AllToAllV | Joined::Fence) => entry.received.len() == engine.ranks() - 1,
-            Some(Joined::Broadcast { .. }) => entry.received.len() == 1,
-        };
-        if !complete {
-            return;
-        }
-        let mut done = self.pending.remove(&id).expect("present");
-        if let Some(Joined::Fence) = done.joined {
-            done.received.clear();
-        }
-        if let Some(Joined::Broadcast { children }) = done.joined {
-            for child in children {
-                send_contribution(shared, child, id, engine.rank(), now, done.received[0].messages.clone());
-            }
-        }
-        engine.handle_collective_done(now, id, done.received);
+/// Hands the pieces `collectives` has to send to their ranks' inboxes, then reports
+/// the collectives that completed to `engine`.
+fn collective_progress(shared: &Shared<'_>, engine: &mut Engine, collectives: &mut Collectives) {
+    while let Some(piece) = collectives.poll_send() {
+        send_piece(shared, piece);
     }
-
-    /// For stall diagnostics: collectives with contributions missing.
-    fn summary(&self) -> String {
-        let open: Vec<String> = self
-            .pending
-            .iter()
-            .map(|(id, p)| {
-                let joined = if p.joined.is_some() { "" } else { "not " };
-                format!("{id} ({joined}joined, {} contributions in)", p.received.len())
-            })
-            .collect();
-        if open.is_empty() { String::new() } else { format!("; local collectives open: {}", open.join(", ")) }
+    while let Some((id, received)) = collectives.poll_done() {
+        engine.handle_collective_done(shared.now(), id, received);
     }
 }
 
@@ -546,7 +458,8 @@ fn communicate(shared: &Shared<'_>, engine: &mut Engine, collectives: &mut Colle
         }
         Action::Collective(join) => {
             set_handling(Handling::Collective { id: join.id, from: None });
-            collectives.join(shared, engine, shared.now(), join);
+            collectives.join(shared.now(), join);
+            collective_progress(shared, engine, collectives);
         }
         Action::OneSided(op) => {
             set_handling(Handling::OneSided { id: op.id, target: op.target });
@@ -586,21 +499,33 @@ fn feed(shared: &Shared<'_>, engine: &mut Engine, collectives: &mut Collectives,
     set_handling(incoming.handling());
     match incoming {
         Incoming::Message { from, msg } => engine.handle_message(now, from, msg),
-        Incoming::Contribution { id, mut part } => {
-            part.recv_ns = now;
-            collectives.progress(shared, engine, now, id, |p| p.received.push(part));
+        Incoming::Piece(piece) => {
+            collectives.handle_piece(now, piece);
+            collective_progress(shared, engine, collectives);
         }
         Incoming::Finished(f) => f.report(engine, now),
         Incoming::Abort => unreachable!("the loop stops at an abort"),
     }
 }
 
-/// Sends `from`'s contribution to collective `id` to `to`, each message as it travels.
-fn send_contribution(shared: &Shared<'_>, to: Rank, id: u64, from: Rank, now: u64, messages: Vec<Message>) {
-    let messages = messages.into_iter().map(|m| on_the_wire(shared, m)).collect();
-    let part = Contribution { from, sent_ns: now, recv_ns: 0, messages };
+/// Sends a collective's piece to its receiver, its bytes as they travel (copied, and
+/// corrupted if it carries the run's faulty transfer).
+fn send_piece(shared: &Shared<'_>, mut piece: Piece) {
+    let travel = |messages: &mut Vec<Message>| {
+        *messages = std::mem::take(messages).into_iter().map(|m| on_the_wire(shared, m)).collect();
+    };
+    match &mut piece.body {
+        Body::Header => {}
+        Body::Messages(messages) | Body::Segment { messages: Some(messages), .. } => travel(messages),
+        Body::Segment { messages: None, .. } => {}
+        Body::Blocks(blocks) => blocks.iter_mut().for_each(|b| travel(&mut b.messages)),
+        Body::Values(values) => {
+            *values = values.copied();
+            shared.faults.transfer(values);
+        }
+    }
     // A closed inbox means that rank already failed; the abort flag reports it.
-    let _ = shared.inboxes[to.index()].send(Incoming::Contribution { id, part });
+    let _ = shared.inboxes[piece.dst.index()].send(Incoming::Piece(piece));
 }
 
 /// A message as it reaches its receiver: its bytes copied into a buffer of their own, as

@@ -12,7 +12,9 @@
 //! - [`local`]: ranks as threads of one process (the embedded default);
 //! - [`mpi`] (cargo feature `mpi`): one process per rank under an MPI launcher;
 //! - [`testing`]: an in-memory N-rank harness with simulated time, for engine and
-//!   strategy tests.
+//!   strategy tests;
+//! - [`probe`]: a strategy that joins every kind of collective and checks what each
+//!   brings, for driver tests.
 //!
 //! The simulator's driver lives in the `dagwire-sim` crate.
 
@@ -22,6 +24,7 @@ pub mod local;
 #[cfg(feature = "mpi")]
 pub mod mpi;
 pub mod panics;
+pub mod probe;
 pub mod registry;
 pub mod run;
 pub mod testing;

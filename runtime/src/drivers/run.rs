@@ -1,6 +1,7 @@
 //! What every driver returns: the merged trace, the result chunks and the makespan,
 //! or an error that says which rank failed and why.
 
+use crate::collectives::CollectiveError;
 use crate::engine::EngineError;
 use crate::ids::{ChunkId, Rank};
 use crate::payload::Payload;
@@ -25,6 +26,10 @@ pub enum RunError {
     /// An engine stopped with an error (kernel failure, protocol violation).
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// A rank's collectives met a malformed join or piece (ranks that disagree on a
+    /// collective, a bug in a strategy or a driver).
+    #[error("collective failed: {0}")]
+    Collective(#[from] CollectiveError),
     /// No progress before the timeout; one line per unfinished rank says what it waits for.
     #[error("run stalled: no progress for {timeout:?} (raise the sweep's timeout_s if the run is just slow)\n{}", .ranks.join("\n"))]
     Stalled {

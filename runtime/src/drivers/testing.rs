@@ -4,24 +4,30 @@
 //! bytes its producer wrote ([`fill`]) and writes its own outputs the same way, so a
 //! strategy that loses, mixes up or corrupts a chunk fails the run.
 //!
+//! Collectives run the shared algorithms of [`crate::collectives`] (one [`Collectives`]
+//! per rank, chain broadcasts in real segments): every piece is an event `latency` after
+//! it was sent, so a collective takes its algorithm's steps (a pairwise all-to-all-v
+//! over `p` ranks `(p - 1) * latency` once all have joined, a dissemination fence
+//! `ceil(log2 p) * latency`). The harness also enforces the rules every collective
+//! follows, whatever the strategy: a rank has at most one collective open, joins them in
+//! increasing id order, agrees with the other members on the kind (a neighbour
+//! all-to-all-v: on a consistent graph), and is a member of what it joins.
+//!
 //! Strategy timers fire at their deadline in simulated time (the harness queues a wake-up
 //! at each rank's [`Engine::poll_timeout`]).
-//!
-//! The harness also enforces the rules every collective follows, whatever the
-//! strategy: a rank has at most one collective open, joins them in increasing id
-//! order, agrees with the other members on the kind, and is a member of what it joins.
 //!
 //! One-sided windows hold real bytes. A put writes when it is issued and completes
 //! `2 * latency` later (data there, acknowledgement back); a get reads when it is issued
 //! and completes `2 * latency` later; an operation on the rank's own window completes at
-//! once. A fence completes `latency` after the last member joined, and never before the
-//! operations its members issued earlier. The harness refuses a get that does not read
+//! once. A rank's fence starts only once the operations it issued earlier completed (so
+//! no fence completes before every member's operations did). The harness refuses a get that does not read
 //! exactly one region an earlier put wrote, and one that reads it too soon: with passive
 //! synchronisation before the put completed, with fences before a fence closed the
 //! writer's epoch (house rule: "rma with fence never reads before the producing epoch
 //! closed").
 
-use crate::collective::{CollectiveJoin, CollectiveKind, Contribution};
+use crate::collective::{CollectiveJoin, CollectiveKind};
+use crate::collectives::{Collectives, Piece, Segmenting};
 use crate::dag::Dag;
 use crate::engine::{Action, Engine, TaskDone};
 use crate::ids::{ChunkId, Rank, TaskId};
@@ -131,6 +137,7 @@ pub fn drive(
         seq: 0,
         now: 0,
         gathering: BTreeMap::new(),
+        collectives: (0..p as u32).map(|r| Collectives::new(Rank(r), p, Segmenting::Segments)).collect(),
         finished: BTreeSet::new(),
         open: vec![None; p],
         joins: vec![Vec::new(); p],
@@ -153,8 +160,10 @@ pub fn drive(
 enum Event {
     Done(TaskDone),
     Message(Rank, Message),
-    /// A collective completed (`true` for a fence).
-    CollectiveDone(u64, Vec<Contribution>, bool),
+    /// A piece of a collective arrives.
+    Piece(Piece),
+    /// A fence joined while the rank's one-sided operations were in flight starts.
+    FenceStart(CollectiveJoin),
     OneSidedDone(u64, Option<Payload>),
     /// The rank's engine deadline ([`Engine::poll_timeout`]) came.
     Timeout,
@@ -169,13 +178,11 @@ struct Written {
     epoch: u32,
 }
 
-/// When a member joined (for a fence, when its earlier operations complete) and what it sent.
-type Joined = (u64, Vec<(Rank, Vec<Message>)>);
-
-/// One collective on its way: its kind, and who joined, when, with what.
+/// One collective on its way, for the rules' checks: its kind as the first member
+/// joined it, and who has joined (with a neighbour all-to-all-v's own lists).
 struct Gathering {
     kind: CollectiveKind,
-    joined: BTreeMap<Rank, Joined>,
+    joined: BTreeMap<Rank, CollectiveKind>,
 }
 
 struct Harness<'a> {
@@ -194,8 +201,11 @@ struct Harness<'a> {
     seq: u64,
     now: u64,
     gathering: BTreeMap<u64, Gathering>,
+    /// Every rank's collectives.
+    collectives: Vec<Collectives>,
     finished: BTreeSet<TaskId>,
-    open: Vec<Option<u64>>,
+    /// Per rank, the collective open and whether it is a fence.
+    open: Vec<Option<(u64, bool)>>,
     joins: Vec<Vec<u64>>,
     p2p_sends: usize,
     /// Per rank, the engine deadline an [`Event::Timeout`] is queued for.
@@ -301,63 +311,97 @@ impl Harness<'_> {
         }
     }
 
-    /// A rank joins a collective; once every member has, it completes `latency` later.
+    /// A rank joins a collective (a fence once its one-sided operations completed).
     fn join(&mut self, rank: Rank, join: CollectiveJoin) -> Result<(), String> {
         let r = rank.index();
-        if let Some(id) = self.open[r] {
+        if let Some((id, _)) = self.open[r] {
             return Err(format!("{rank} joined collective {} while {id} was still open", join.id));
         }
         if self.joins[r].last().is_some_and(|&last| last >= join.id) {
             return Err(format!("{rank} joined collective {} after {:?}", join.id, self.joins[r]));
         }
-        self.open[r] = Some(join.id);
+        let fence = join.kind == CollectiveKind::Fence;
+        self.open[r] = Some((join.id, fence));
         self.joins[r].push(join.id);
+        self.check_rules(rank, &join)?;
+        if fence && self.ops_done_by[r] > self.now {
+            self.push(self.ops_done_by[r], r, Event::FenceStart(join));
+            return Ok(());
+        }
+        self.collectives[r].join(self.now, join);
+        self.collective_progress(r)
+    }
+
+    /// Checks that `rank` may join `join` as the other members did: same kind, a member,
+    /// and (once every member joined a neighbour all-to-all-v) a consistent graph.
+    fn check_rules(&mut self, rank: Rank, join: &CollectiveJoin) -> Result<(), String> {
+        let p = self.engines.len();
         let g = self
             .gathering
             .entry(join.id)
             .or_insert_with(|| Gathering { kind: join.kind.clone(), joined: BTreeMap::new() });
-        if g.kind != join.kind {
+        let same = match (&g.kind, &join.kind) {
+            (CollectiveKind::NeighborAllToAllV { .. }, CollectiveKind::NeighborAllToAllV { .. }) => true,
+            (a, b) => a == b,
+        };
+        if !same {
             return Err(format!("{rank} joined {} as {:?}, others as {:?}", join.id, join.kind, g.kind));
         }
-        let members = match &g.kind {
-            CollectiveKind::AllToAllV | CollectiveKind::Fence => (0..self.engines.len() as u32).map(Rank).collect(),
-            CollectiveKind::Broadcast { members, .. } => members.clone(),
-        };
+        let members = g.kind.members(p);
         if !members.contains(&rank) {
             return Err(format!("{rank} joined {}, which it is no member of", join.id));
         }
-        // A fence completes only after what its members issued before it.
-        let joined_at = match g.kind {
-            CollectiveKind::Fence => self.now.max(self.ops_done_by[r]),
-            _ => self.now,
-        };
-        g.joined.insert(rank, (joined_at, join.sends));
-        if g.joined.len() == members.len() {
-            let g = self.gathering.remove(&join.id).expect("present");
-            self.complete(join.id, g, &members);
+        g.joined.insert(rank, join.kind.clone());
+        if g.joined.len() < members.len() {
+            return Ok(());
+        }
+        let g = self.gathering.remove(&join.id).expect("present");
+        let graph: BTreeMap<Rank, (&[Rank], &[Rank])> = g
+            .joined
+            .iter()
+            .filter_map(|(&r, k)| match k {
+                CollectiveKind::NeighborAllToAllV { sources, destinations } => {
+                    Some((r, (&sources[..], &destinations[..])))
+                }
+                _ => None,
+            })
+            .collect();
+        for (&r, &(sources, destinations)) in &graph {
+            for &d in destinations {
+                if !graph.get(&d).is_some_and(|(s, _)| s.contains(&r)) {
+                    return Err(format!(
+                        "neighbor all-to-all-v {}: {r} sends to {d}, which does not list it as a source",
+                        join.id
+                    ));
+                }
+            }
+            for &s in sources {
+                if !graph.get(&s).is_some_and(|(_, d)| d.contains(&r)) {
+                    return Err(format!(
+                        "neighbor all-to-all-v {}: {r} awaits {s}, which does not list it as a destination",
+                        join.id
+                    ));
+                }
+            }
         }
         Ok(())
     }
 
-    /// Delivers a complete collective to every member.
-    fn complete(&mut self, id: u64, g: Gathering, members: &[Rank]) {
-        let last_join = g.joined.values().map(|(at, _)| *at).max().unwrap_or(self.now);
-        let at = last_join.max(self.now) + self.timing.latency;
-        let mut inbox: BTreeMap<Rank, Vec<Contribution>> = members.iter().map(|&m| (m, Vec::new())).collect();
-        let broadcast = matches!(g.kind, CollectiveKind::Broadcast { .. });
-        let fence = g.kind == CollectiveKind::Fence;
-        for (from, (sent_ns, sends)) in g.joined {
-            for (to, messages) in sends {
-                let part = Contribution { from, sent_ns, recv_ns: at, messages };
-                if broadcast {
-                    members[1..].iter().for_each(|m| inbox.get_mut(m).expect("member").push(part.clone()));
-                } else {
-                    inbox.get_mut(&to).expect("every rank is a member").push(part);
-                }
-            }
+    /// Schedules the pieces rank `r`'s collectives send, and reports the ones that completed.
+    fn collective_progress(&mut self, r: usize) -> Result<(), String> {
+        while let Some(piece) = self.collectives[r].poll_send() {
+            let dst = piece.dst.index();
+            self.push(self.now + self.timing.latency, dst, Event::Piece(piece));
         }
-        for (to, received) in inbox {
-            self.push(at, to.index(), Event::CollectiveDone(id, received, fence));
+        while let Some((id, received)) = self.collectives[r].poll_done() {
+            if let Some((_, true)) = self.open[r].take() {
+                self.fences_done[r] += 1;
+            }
+            self.engines[r].handle_collective_done(self.now, id, received);
+        }
+        match self.collectives[r].error() {
+            Some(e) => Err(self.diagnose(&e.to_string())),
+            None => Ok(()),
         }
     }
 
@@ -373,12 +417,13 @@ impl Harness<'_> {
                 self.engines[r].handle_task_done(at, done);
             }
             Event::Message(from, msg) => self.engines[r].handle_message(at, from, msg),
-            Event::CollectiveDone(id, received, fence) => {
-                self.open[r] = None;
-                if fence {
-                    self.fences_done[r] += 1;
-                }
-                self.engines[r].handle_collective_done(at, id, received);
+            Event::Piece(piece) => {
+                self.collectives[r].handle_piece(at, piece);
+                self.collective_progress(r)?;
+            }
+            Event::FenceStart(join) => {
+                self.collectives[r].join(at, join);
+                self.collective_progress(r)?;
             }
             Event::OneSidedDone(id, data) => self.engines[r].handle_one_sided_done(at, id, data),
             Event::Timeout => {
@@ -396,6 +441,9 @@ impl Harness<'_> {
         if !self.gathering.is_empty() {
             return Err(format!("all ranks done with collectives {:?} still gathering", self.gathering.keys()));
         }
+        if let Some(c) = self.collectives.iter().find(|c| !c.is_idle()) {
+            return Err(format!("all ranks done with a collective not idle: {}", c.summary()));
+        }
         let results = self.engines.iter_mut().flat_map(|e| e.take_results()).map(|(c, _)| c).collect();
         let trace = Trace::merge(self.engines.iter_mut().map(Engine::take_trace).collect());
         Ok(Run { end_ns: self.now, trace, results, joins: self.joins, p2p_sends: self.p2p_sends })
@@ -403,7 +451,14 @@ impl Harness<'_> {
 
     /// `why`, then what every rank is waiting for.
     fn diagnose(&self, why: &str) -> String {
-        let ranks: Vec<String> = self.engines.iter().map(Engine::waiting_summary).collect();
+        let ranks: Vec<String> =
+            self.engines
+                .iter()
+                .zip(&self.collectives)
+                .map(|(e, c)| {
+                    if c.is_idle() { e.waiting_summary() } else { format!("{}; {}", e.waiting_summary(), c.summary()) }
+                })
+                .collect();
         format!("{why} at {} ns\n{}", self.now, ranks.join("\n"))
     }
 }

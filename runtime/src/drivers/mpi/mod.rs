@@ -77,8 +77,16 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// What the MPI driver offers strategies.
-pub const CAPABILITIES: &[Capability] = Capability::ALL;
+/// What the MPI driver offers strategies: the collectives it runs natively (not yet
+/// the neighbour all-to-all-v, the reductions or the all-gather of
+/// [`crate::collectives`]).
+pub const CAPABILITIES: &[Capability] = &[
+    Capability::PointToPoint,
+    Capability::AllToAllV,
+    Capability::Broadcast,
+    Capability::OneSidedPassive,
+    Capability::OneSidedFence,
+];
 
 /// The MPI driver's registry entry.
 pub const DRIVER: DriverInfo = DriverInfo {
@@ -855,9 +863,15 @@ impl<'a> Driver<'a> {
             self.maybe_corrupt(m);
         }
         match &join.kind {
-            CollectiveKind::AllToAllV | CollectiveKind::Fence => {
+            CollectiveKind::AllToAllV { .. } | CollectiveKind::Fence => {
                 self.world_queue.push_back(join);
                 Ok(())
+            }
+            kind @ (CollectiveKind::NeighborAllToAllV { .. }
+            | CollectiveKind::AllReduce { .. }
+            | CollectiveKind::ReduceScatter { .. }
+            | CollectiveKind::AllGather) => {
+                Err(format!("the mpi driver does not run {} collectives (its capabilities say so)", kind.name()))
             }
             CollectiveKind::Broadcast { members, tree } => {
                 let v = members.iter().position(|&r| r == self.rank).expect("the engine checked membership");
