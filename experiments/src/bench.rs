@@ -181,6 +181,7 @@ fn overhead(tasks: usize, width: usize) -> Result<()> {
     println!("  {:<34} {:>10.0}", "bare engine, 1 rank, no threads", bare);
     let hop = bare_hop_ns(tasks);
     println!("  {:<34} {:>10.0}   (every input remote: a message per task)", "bare engines, 2 ranks, one chain", hop);
+    let mut inline = 0.0;
     for (ranks, progress) in
         [(1, Progress::Inline), (1, Progress::Thread), (2, Progress::Inline), (2, Progress::Thread)]
     {
@@ -188,12 +189,19 @@ fn overhead(tasks: usize, width: usize) -> Result<()> {
         let cfg = LocalConfig { ranks, workers: 1, progress, ..LocalConfig::default() };
         let out = local::run(&dag, &Empty, &eager_factory, &cfg)?;
         let per_task = out.makespan_ns as f64 / dag.task_count() as f64;
+        let vs_inline =
+            if progress == Progress::Thread { format!(", {:.2}x inline", per_task / inline) } else { String::new() };
+        inline = per_task;
         println!(
-            "  {:<34} {:>10.0}   ({:.2}x bare engine)",
+            "  {:<34} {:>10.0}   ({:.2}x bare engine{vs_inline})",
             format!("local, {ranks} rank(s), {progress:?} progress"),
             per_task,
             per_task / bare
         );
+    }
+    let cores = dagwire_runtime::drivers::usable_cores();
+    for ranks in [1, 2] {
+        println!("  progress = \"auto\" on {ranks} rank(s) here: {}", Progress::Auto.resolve(ranks, 1, cores).1);
     }
     Ok(())
 }

@@ -54,7 +54,11 @@ pub fn render(what: What) -> String {
             entry(&mut out, d.name, d.summary, &(d.params)());
         }
         out.push_str("  every driver also takes grid.ranks, grid.workers (kernel threads per rank, default 1)\n");
-        out.push_str("  grid.progress (thread: a progress thread per rank; inline: the rank runs kernels and polls between them)\n");
+        out.push_str(
+            "  grid.progress (thread: a progress thread per rank, kernels on worker threads; inline: the rank runs \
+             kernels and polls between them;\n    auto, the default: inline when the node's ranks x (workers + 1) \
+             threads exceed its usable cores, else thread; the run says which on stderr)\n",
+        );
         out.push_str(
             "  and grid.fault (none; corrupt-data flips a bit of the first data message, to see verification fail)\n",
         );

@@ -48,6 +48,7 @@ mod imp {
     use crate::runner::{base_record, outcome_line, run_seed, write_success};
     use crate::sweep::{self, Sweep};
     use anyhow::{Context, Result, bail};
+    use dagwire_runtime::drivers::panics::{self, Handling};
     use dagwire_runtime::drivers::{JobDriver, JobRank, Launch};
     use std::process::ExitCode;
     use std::time::{Duration, Instant, SystemTime};
@@ -81,14 +82,13 @@ mod imp {
                 return default_hook(info);
             }
             // One line, so the launcher can quote it whole.
-            let payload = info.payload();
-            let text = payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
+            let text = panics::text(info.payload());
             let at = info.location().map(|l| format!(" (at {}:{})", l.file(), l.line())).unwrap_or_default();
-            eprintln!("{FAILURE_PREFIX}{rank} panicked: {}{at}", text.replace('\n', " "));
+            let handling = match panics::handling() {
+                Handling::Nothing => String::new(),
+                h => format!(" while handling {h}"),
+            };
+            eprintln!("{FAILURE_PREFIX}{rank} panicked{handling}: {}{at}", text.replace('\n', " "));
             abort(101);
         }));
         if point.ranks != job.size() {

@@ -86,9 +86,7 @@ fn run_and_record(sweep: &Sweep, point: &Point, rep: u32, dir: &Path) -> Result<
             tables::write_point_parts(dir, &record, None)?;
         }
         Err(panic) => {
-            let text =
-                panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned());
-            record.error = Some(format!("run panicked: {}", text.unwrap_or_else(|| "unknown panic".into())));
+            record.error = Some(format!("run panicked: {}", dagwire_runtime::drivers::panics::text(&*panic)));
             tables::write_point_parts(dir, &record, None)?;
         }
     }

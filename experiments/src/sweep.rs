@@ -373,7 +373,7 @@ pub fn axis_values(sweep: &Sweep) -> BTreeMap<String, Vec<ParamValue>> {
     let mut out: BTreeMap<String, Vec<ParamValue>> =
         sweep.axes.iter().map(|a| (a.key.clone(), a.values.clone())).collect();
     out.entry("workers".into()).or_insert_with(|| vec![ParamValue::Int(1)]);
-    out.entry("progress".into()).or_insert_with(|| vec![ParamValue::Str("thread".into())]);
+    out.entry("progress".into()).or_insert_with(|| vec![ParamValue::Str("auto".into())]);
     out.entry("fault".into()).or_insert_with(|| vec![ParamValue::Str("none".into())]);
     out
 }

@@ -357,6 +357,11 @@ impl Engine {
         self.strategy.name()
     }
 
+    /// The strategy's name of message operation `op` (for diagnostics).
+    pub fn op_name(&self, op: u8) -> &'static str {
+        self.strategy.op_name(op)
+    }
+
     /// What the strategy needs from the driver (see [`Strategy::needs`]).
     pub fn needs(&self) -> &'static [Capability] {
         self.strategy.needs()

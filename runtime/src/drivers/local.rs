@@ -14,10 +14,14 @@
 use crate::collective::{Capability, check_capabilities};
 use crate::collectives::{Body, Collectives, Piece, Segmenting};
 use crate::dag::Dag;
+use crate::drivers::fault::Injector;
+use crate::drivers::kernels::{Clock, Finished, KernelRunner};
+use crate::drivers::panics::{self, Handling, set_handling};
 use crate::drivers::registry::{self, DriverInfo, Executed, Launch, RunRequest};
-use crate::drivers::run::{Fault, Progress, RunError, RunOutcome};
-use crate::engine::{Action, Engine, EngineError, RunTask, TaskDone};
-use crate::ids::{Rank, TaskId};
+use crate::drivers::run::{Fault, PROGRESS_NOTE, Progress, RunError, RunOutcome, usable_cores};
+use crate::drivers::workers::{self, Workers};
+use crate::engine::{Action, Engine, EngineError};
+use crate::ids::Rank;
 use crate::kernel::Kernels;
 use crate::message::Message;
 use crate::one_sided::{Access, OneSided, WindowMemory};
@@ -26,7 +30,7 @@ use crate::strategy::StrategyFactory;
 use crate::trace::Trace;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, unbounded};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
@@ -43,7 +47,8 @@ pub struct LocalConfig {
     pub ranks: usize,
     /// Kernel worker threads per rank (with [`Progress::Inline`], the rank thread is the one worker).
     pub workers: usize,
-    /// How communication progresses.
+    /// How communication progresses ([`Progress::Auto`] decides from `ranks`, `workers`
+    /// and the cores this process may use, and says so on stderr).
     pub progress: Progress,
     /// A run that makes no progress for this long fails with a diagnosis.
     pub timeout: Duration,
@@ -53,7 +58,7 @@ pub struct LocalConfig {
 
 impl Default for LocalConfig {
     fn default() -> Self {
-        LocalConfig { ranks: 1, workers: 1, progress: Progress::Thread, timeout: Duration::from_secs(600), fault: None }
+        LocalConfig { ranks: 1, workers: 1, progress: Progress::Auto, timeout: Duration::from_secs(600), fault: None }
     }
 }
 
@@ -91,11 +96,22 @@ enum Incoming {
     },
     /// A step of a collective, from a peer.
     Piece(Piece),
-    Done(TaskDone),
-    Failed {
-        task: TaskId,
-        reason: String,
-    },
+    /// A kernel worker's result.
+    Finished(Finished),
+    /// Another rank failed: stop.
+    Abort,
+}
+
+impl Incoming {
+    /// What the rank handles while it feeds this to the engine.
+    fn handling(&self) -> Handling {
+        match self {
+            Incoming::Message { from, msg } => Handling::Message { from: *from, op: msg.op, chunk: msg.chunk },
+            Incoming::Piece(piece) => Handling::Collective { id: piece.id, from: Some(piece.src) },
+            Incoming::Finished(f) => Handling::TaskDone(f.task()),
+            Incoming::Abort => Handling::Nothing,
+        }
+    }
 }
 
 /// Shared by all rank threads of one run.
@@ -105,20 +121,43 @@ struct Shared<'a> {
     cfg: &'a LocalConfig,
     start: Instant,
     abort: AtomicBool,
-    data_sent: AtomicU64,
+    faults: Injector,
     inboxes: Vec<Sender<Incoming>>,
     /// Every rank's one-sided window (empty when the strategy declares none).
     windows: Vec<Mutex<WindowMemory>>,
 }
 
-impl Shared<'_> {
+impl Clock for Shared<'_> {
     fn now(&self) -> u64 {
         self.start.elapsed().as_nanos() as u64
     }
 }
 
+impl Shared<'_> {
+    fn runner(&self) -> KernelRunner<'_> {
+        KernelRunner::new(self.dag, self.kernels, self)
+    }
+
+    /// Tells every other rank to stop (this one failed), waking those that wait.
+    fn abort_others(&self, me: Rank) {
+        self.abort.store(true, Ordering::Relaxed);
+        for (_, inbox) in self.inboxes.iter().enumerate().filter(|&(r, _)| r != me.index()) {
+            // A closed inbox belongs to a rank that has already ended.
+            let _ = inbox.send(Incoming::Abort);
+        }
+    }
+}
+
 /// What one rank thread hands back.
-type RankResult = Result<(Trace, Vec<(crate::ChunkId, crate::Payload)>, u64), RunError>;
+type RankResult = Result<(Trace, Vec<(crate::ChunkId, crate::Payload)>, u64), RankError>;
+
+/// Why a rank thread ended without finishing.
+enum RankError {
+    /// It failed: the run's error.
+    Failed(RunError),
+    /// Another rank failed first; what this rank was still waiting for.
+    Aborted(String),
+}
 
 /// Runs `dag` on `cfg.ranks` threads with one strategy instance per rank.
 ///
@@ -163,9 +202,15 @@ pub fn run(
     if cfg.workers == 0 {
         return Err(RunError::Config("workers must be at least 1".into()));
     }
+    let (progress, why) = cfg.progress.resolve(cfg.ranks, cfg.workers, usable_cores());
+    if cfg.progress == Progress::Auto {
+        eprintln!("{PROGRESS_NOTE}local: {why}");
+    }
+    let cfg = &LocalConfig { progress, ..cfg.clone() };
     let mut engines = Vec::with_capacity(cfg.ranks);
     for r in 0..cfg.ranks as u32 {
-        let engine = Engine::new(Rank(r), Arc::clone(dag), strategy(Rank(r)), cfg.workers);
+        let slots = if cfg.progress == Progress::Thread { Workers::slots(cfg.workers) } else { cfg.workers };
+        let engine = Engine::new(Rank(r), Arc::clone(dag), strategy(Rank(r)), slots);
         check_capabilities("local", CAPABILITIES, engine.strategy_name(), engine.needs())?;
         engines.push(engine);
     }
@@ -177,7 +222,7 @@ pub fn run(
         cfg,
         start: Instant::now(),
         abort: AtomicBool::new(false),
-        data_sent: AtomicU64::new(0),
+        faults: Injector::new(cfg.fault),
         inboxes: senders,
         windows,
     };
@@ -193,22 +238,33 @@ pub fn run(
                     .name(format!("rank-{r}"))
                     .spawn_scoped(s, move || {
                         barrier.wait();
-                        rank_main(shared, engine, inbox)
+                        rank_thread(shared, engine, inbox)
                     })
                     .expect("spawn rank thread")
             })
             .collect();
-        handles.into_iter().map(|h| h.join().expect("rank thread panicked")).collect()
+        let joined = handles.into_iter().enumerate().map(|(r, h)| {
+            h.join().unwrap_or_else(|panic| {
+                let handling = "its thread's end".to_string();
+                Err(RankError::Failed(RunError::Panicked {
+                    rank: Rank(r as u32),
+                    handling,
+                    text: panics::text(&*panic),
+                }))
+            })
+        });
+        joined.collect()
     });
     gather(outcomes)
 }
 
-/// Merges per-rank results; the first real error wins over the aborts it caused.
+/// Merges per-rank results; the first real error wins over the aborts it caused, and a
+/// stall lists what every unfinished rank waited for.
 fn gather(outcomes: Vec<RankResult>) -> Result<RunOutcome, RunError> {
     let mut parts = Vec::new();
     let mut results = std::collections::BTreeMap::new();
     let mut makespan_ns = 0;
-    let mut stalled = Vec::new();
+    let (mut stalled, mut waiting) = (None, Vec::new());
     let mut first_error = None;
     for outcome in outcomes {
         match outcome {
@@ -217,8 +273,12 @@ fn gather(outcomes: Vec<RankResult>) -> Result<RunOutcome, RunError> {
                 results.extend(chunks);
                 makespan_ns = makespan_ns.max(end);
             }
-            Err(RunError::Stalled { timeout, ranks }) => stalled.push((timeout, ranks)),
-            Err(e) => {
+            Err(RankError::Failed(RunError::Stalled { timeout, ranks })) => {
+                stalled.get_or_insert(timeout);
+                waiting.extend(ranks);
+            }
+            Err(RankError::Aborted(summary)) => waiting.push(summary),
+            Err(RankError::Failed(e)) => {
                 first_error.get_or_insert(e);
             }
         }
@@ -226,47 +286,72 @@ fn gather(outcomes: Vec<RankResult>) -> Result<RunOutcome, RunError> {
     if let Some(e) = first_error {
         return Err(e);
     }
-    if let Some((timeout, _)) = stalled.first() {
-        let timeout = *timeout;
-        return Err(RunError::Stalled { timeout, ranks: stalled.into_iter().flat_map(|(_, r)| r).collect() });
+    if let Some(timeout) = stalled {
+        return Err(RunError::Stalled { timeout, ranks: waiting });
     }
     Ok(RunOutcome { trace: Trace::merge(parts), results, makespan_ns })
 }
 
+/// A rank thread: runs the rank's loop; a panic anywhere in it (engine, strategy,
+/// driver) fails the run with the rank, what it was handling and the panic's text, and
+/// any failure stops the other ranks at once.
+fn rank_thread(shared: &Shared<'_>, mut engine: Engine, inbox: Receiver<Incoming>) -> RankResult {
+    let rank = engine.rank();
+    let result = catch_unwind(AssertUnwindSafe(|| rank_main(shared, &mut engine, &inbox)));
+    let result = result.unwrap_or_else(|panic| {
+        let handling = panics::handling().describe(|op| engine.op_name(op));
+        Err(RankError::Failed(RunError::Panicked { rank, handling, text: panics::text(&*panic) }))
+    });
+    set_handling(Handling::Nothing);
+    if let Err(RankError::Failed(_)) = result {
+        shared.abort_others(rank);
+    }
+    result
+}
+
+/// The longest a waiting rank blocks before it looks at the abort flag again.
+const BLOCK: Duration = Duration::from_millis(50);
+
 /// One rank's progress loop: drain the inbox, execute actions, block when idle.
-fn rank_main(shared: &Shared<'_>, mut engine: Engine, inbox: Receiver<Incoming>) -> RankResult {
+fn rank_main(shared: &Shared<'_>, engine: &mut Engine, inbox: &Receiver<Incoming>) -> RankResult {
     let rank = engine.rank();
     std::thread::scope(|s| {
-        let (jobs_tx, jobs_rx) = unbounded::<RunTask>();
-        if shared.cfg.progress == Progress::Thread {
-            for w in 0..shared.cfg.workers {
-                let (jobs, done) = (jobs_rx.clone(), shared.inboxes[rank.index()].clone());
-                std::thread::Builder::new()
-                    .name(format!("rank-{}-worker-{w}", rank.0))
-                    .spawn_scoped(s, move || worker_main(shared, w as u32, jobs, done))
-                    .expect("spawn worker thread");
-            }
-        }
+        let workers = (shared.cfg.progress == Progress::Thread).then(|| {
+            let done = shared.inboxes[rank.index()].clone();
+            let deliver = move |f: Finished| done.send(Incoming::Finished(f)).is_ok();
+            Workers::start(s, rank, shared.cfg.workers, shared.runner(), deliver)
+        });
         engine.set_stall_timeout(Some(shared.cfg.timeout.as_nanos() as u64), shared.now());
+        set_handling(Handling::Start);
         engine.handle_start(shared.now());
         let mut collectives = Collectives::new(rank, shared.cfg.ranks, Segmenting::Whole);
+        let aborted = |engine: &Engine, collectives: &Collectives| {
+            Err(RankError::Aborted(waiting(engine.waiting_summary(), collectives)))
+        };
         loop {
             while let Ok(incoming) = inbox.try_recv() {
-                feed(shared, &mut engine, &mut collectives, incoming);
+                if let Incoming::Abort = incoming {
+                    return aborted(engine, &collectives);
+                }
+                feed(shared, engine, &mut collectives, incoming);
+                // Keep the workers busy while results are taken in (acting sends what a
+                // result caused at once, too); inline, kernels wait until the inbox is empty.
+                if workers.is_some() {
+                    act(shared, engine, &mut collectives, workers.as_ref());
+                }
             }
-            let acted = act(shared, &mut engine, &mut collectives, &jobs_tx);
+            let acted = act(shared, engine, &mut collectives, workers.as_ref());
             if let Some(at) = engine.poll_timeout()
                 && shared.now() >= at
             {
+                set_handling(Handling::Timers);
                 engine.handle_timeout(shared.now());
             }
             if let Some(e) = engine.error() {
-                shared.abort.store(true, Ordering::Relaxed);
-                return Err(stopped(shared, e, &collectives));
+                return Err(RankError::Failed(stopped(shared, e, &collectives)));
             }
             if let Some(e) = collectives.error() {
-                shared.abort.store(true, Ordering::Relaxed);
-                return Err(RunError::Collective(e.clone()));
+                return Err(RankError::Failed(RunError::Collective(e.clone())));
             }
             if engine.is_done() {
                 debug_assert!(collectives.is_idle(), "rank {rank} done with collectives pending");
@@ -276,13 +361,15 @@ fn rank_main(shared: &Shared<'_>, mut engine: Engine, inbox: Receiver<Incoming>)
             if acted {
                 continue;
             }
-            // Sleep no longer than the engine's next deadline (a strategy timer, the stall watch).
+            // Wait no longer than the engine's next deadline (a strategy timer, the stall
+            // watch), nor than BLOCK (the abort flag).
             let until = engine.poll_timeout().map(|at| Duration::from_nanos(at.saturating_sub(shared.now())));
-            match wait(&inbox, until) {
-                Ok(incoming) => feed(shared, &mut engine, &mut collectives, incoming),
+            match workers::recv(inbox, until.map_or(BLOCK, |u| u.min(BLOCK))) {
+                Ok(Incoming::Abort) => return aborted(engine, &collectives),
+                Ok(incoming) => feed(shared, engine, &mut collectives, incoming),
                 Err(RecvTimeoutError::Timeout) => {
                     if shared.abort.load(Ordering::Relaxed) {
-                        return Err(RunError::Config(format!("rank {rank} aborted because another rank failed")));
+                        return aborted(engine, &collectives);
                     }
                 }
                 Err(RecvTimeoutError::Disconnected) => {
@@ -290,7 +377,8 @@ fn rank_main(shared: &Shared<'_>, mut engine: Engine, inbox: Receiver<Incoming>)
                 }
             }
         }
-        // jobs_tx drops here, so the workers exit before the scope ends.
+        // `workers` drops here, so the workers end before the scope does (also when
+        // this loop panics).
     })
 }
 
@@ -298,15 +386,19 @@ fn rank_main(shared: &Shared<'_>, mut engine: Engine, inbox: Receiver<Incoming>)
 /// waits for, with its open collectives.
 fn stopped(shared: &Shared<'_>, e: &EngineError, collectives: &Collectives) -> RunError {
     match e {
-        EngineError::Stalled { waiting, .. } => {
-            let mut summary = waiting.clone();
-            if !collectives.is_idle() {
-                summary += &format!("; {}", collectives.summary());
-            }
-            RunError::Stalled { timeout: shared.cfg.timeout, ranks: vec![summary] }
+        EngineError::Stalled { waiting: w, .. } => {
+            RunError::Stalled { timeout: shared.cfg.timeout, ranks: vec![waiting(w.clone(), collectives)] }
         }
         e => RunError::Engine(e.clone()),
     }
+}
+
+/// What a rank waits for (`summary`, from its engine), with its open collectives.
+fn waiting(mut summary: String, collectives: &Collectives) -> String {
+    if !collectives.is_idle() {
+        summary += &format!("; {}", collectives.summary());
+    }
+    summary
 }
 
 /// Hands the pieces `collectives` has to send to their ranks' inboxes, then reports
@@ -320,29 +412,40 @@ fn collective_progress(shared: &Shared<'_>, engine: &mut Engine, collectives: &m
     }
 }
 
-/// Executes the engine's pending actions. With inline progress, runs at most one
-/// task, sends what its outputs caused at once (it is on the critical path), and
-/// returns so the inbox is drained between tasks.
-fn act(shared: &Shared<'_>, engine: &mut Engine, collectives: &mut Collectives, jobs: &Sender<RunTask>) -> bool {
+/// Executes the engine's pending actions: communication first, then tasks (handed to
+/// the workers while they have room). With inline progress, runs at most one task,
+/// sends what its outputs caused at once (it is on the critical path), and returns so
+/// the inbox is drained between tasks.
+fn act(shared: &Shared<'_>, engine: &mut Engine, collectives: &mut Collectives, workers: Option<&Workers>) -> bool {
     let mut acted = false;
-    while let Some(action) = engine.poll_action(shared.now()) {
-        acted = true;
-        match action {
-            Action::Run(job) if shared.cfg.progress == Progress::Inline => {
-                let incoming = execute(shared, 0, job);
-                feed(shared, engine, collectives, incoming);
-                while engine.has_communication()
-                    && let Some(action) = engine.poll_communication(shared.now())
-                {
-                    communicate(shared, engine, collectives, action);
-                }
-                break;
-            }
-            Action::Run(job) => jobs.send(job).expect("workers live as long as the rank"),
-            action => communicate(shared, engine, collectives, action),
+    set_handling(Handling::Actions);
+    loop {
+        if engine.has_communication()
+            && let Some(action) = engine.poll_communication(shared.now())
+        {
+            acted = true;
+            communicate(shared, engine, collectives, action);
+            continue;
         }
+        if workers.is_some_and(|w| !w.has_room()) {
+            return acted;
+        }
+        let Some(job) = engine.next_task() else {
+            return acted;
+        };
+        acted = true;
+        let Some(workers) = workers else {
+            let finished = shared.runner().run(0, job);
+            feed(shared, engine, collectives, Incoming::Finished(finished));
+            while engine.has_communication()
+                && let Some(action) = engine.poll_communication(shared.now())
+            {
+                communicate(shared, engine, collectives, action);
+            }
+            return acted;
+        };
+        workers.submit(job);
     }
-    acted
 }
 
 /// Executes one communication action: a message, a collective join or a one-sided operation.
@@ -354,10 +457,14 @@ fn communicate(shared: &Shared<'_>, engine: &mut Engine, collectives: &mut Colle
             let _ = shared.inboxes[out.to.index()].send(Incoming::Message { from: engine.rank(), msg });
         }
         Action::Collective(join) => {
+            set_handling(Handling::Collective { id: join.id, from: None });
             collectives.join(shared.now(), join);
             collective_progress(shared, engine, collectives);
         }
-        Action::OneSided(op) => one_sided(shared, engine, op),
+        Action::OneSided(op) => {
+            set_handling(Handling::OneSided { id: op.id, target: op.target });
+            one_sided(shared, engine, op);
+        }
         Action::Run(_) => unreachable!("tasks are not communication"),
     }
 }
@@ -369,13 +476,13 @@ fn one_sided(shared: &Shared<'_>, engine: &mut Engine, op: OneSided) {
     let result = match op.access {
         Access::Put(data) if remote => {
             let mut copy = Payload::clone(&data);
-            corrupt(shared, &mut copy);
+            shared.faults.transfer(&mut copy);
             window.put(op.offset, copy.as_bytes()).map(|()| None)
         }
         Access::Put(data) => window.put(op.offset, data.as_bytes()).map(|()| None),
         Access::Get { len } => window.get(op.offset, len).map(|mut data| {
             if remote {
-                corrupt(shared, &mut data);
+                shared.faults.transfer(&mut data);
             }
             Some(data)
         }),
@@ -389,69 +496,16 @@ fn one_sided(shared: &Shared<'_>, engine: &mut Engine, op: OneSided) {
 
 fn feed(shared: &Shared<'_>, engine: &mut Engine, collectives: &mut Collectives, incoming: Incoming) {
     let now = shared.now();
+    set_handling(incoming.handling());
     match incoming {
         Incoming::Message { from, msg } => engine.handle_message(now, from, msg),
         Incoming::Piece(piece) => {
             collectives.handle_piece(now, piece);
             collective_progress(shared, engine, collectives);
         }
-        Incoming::Done(done) => engine.handle_task_done(now, done),
-        Incoming::Failed { task, reason } => engine.handle_task_failed(task, reason),
+        Incoming::Finished(f) => f.report(engine, now),
+        Incoming::Abort => unreachable!("the loop stops at an abort"),
     }
-}
-
-fn worker_main(shared: &Shared<'_>, worker: u32, jobs: Receiver<RunTask>, done: Sender<Incoming>) {
-    while let Ok(job) = wait(&jobs, None).or_else(|e| match e {
-        RecvTimeoutError::Timeout => jobs.recv().map_err(|_| RecvTimeoutError::Disconnected),
-        e => Err(e),
-    }) {
-        let _ = done.send(execute(shared, worker, job));
-    }
-}
-
-/// How long a thread polls before it sleeps: waking a sleeping thread costs tens of
-/// microseconds on a VM, more than most short tasks.
-const SPIN: Duration = Duration::from_micros(50);
-
-/// Receives with a short spin first, then blocks for up to 50 ms (less if `until` says
-/// the caller must look again sooner).
-fn wait<T>(rx: &Receiver<T>, until: Option<Duration>) -> Result<T, RecvTimeoutError> {
-    let start = Instant::now();
-    let block = until.map_or(BLOCK, |u| u.min(BLOCK));
-    while start.elapsed() < SPIN.min(block) {
-        match rx.try_recv() {
-            Ok(v) => return Ok(v),
-            Err(crossbeam_channel::TryRecvError::Disconnected) => {
-                return Err(RecvTimeoutError::Disconnected);
-            }
-            Err(crossbeam_channel::TryRecvError::Empty) => std::thread::yield_now(),
-        }
-    }
-    rx.recv_timeout(block.saturating_sub(start.elapsed()))
-}
-
-/// The longest a waiting thread blocks before it looks at the abort flag again.
-const BLOCK: Duration = Duration::from_millis(50);
-
-/// Runs one kernel, turning a panic into a failure report.
-fn execute(shared: &Shared<'_>, worker: u32, job: RunTask) -> Incoming {
-    let task = shared.dag.task(job.task);
-    let start_ns = shared.now();
-    let result = catch_unwind(AssertUnwindSafe(|| shared.kernels.run(task, job.inputs)));
-    let end_ns = shared.now();
-    match result {
-        Ok(Ok(outputs)) => Incoming::Done(TaskDone { task: job.task, worker, start_ns, end_ns, outputs }),
-        Ok(Err(reason)) => Incoming::Failed { task: job.task, reason },
-        Err(panic) => Incoming::Failed { task: job.task, reason: format!("kernel panicked: {}", panic_text(&panic)) },
-    }
-}
-
-fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".into())
 }
 
 /// Sends a collective's piece to its receiver, its bytes as they travel (copied, and
@@ -467,7 +521,7 @@ fn send_piece(shared: &Shared<'_>, mut piece: Piece) {
         Body::Blocks(blocks) => blocks.iter_mut().for_each(|b| travel(&mut b.messages)),
         Body::Values(values) => {
             *values = values.copied();
-            corrupt(shared, values);
+            shared.faults.transfer(values);
         }
     }
     // A closed inbox means that rank already failed; the abort flag reports it.
@@ -480,24 +534,9 @@ fn send_piece(shared: &Shared<'_>, mut piece: Piece) {
 fn on_the_wire(shared: &Shared<'_>, mut msg: Message) -> Message {
     if let Some(payload) = msg.payload.as_mut() {
         *payload = payload.copied();
-        corrupt(shared, payload);
+        shared.faults.transfer(payload);
     }
     msg
-}
-
-/// Applies the run's [`Fault::CorruptDataMessage`] to `payload`, if it is the nth data
-/// transfer (message or one-sided) between ranks.
-fn corrupt(shared: &Shared<'_>, payload: &mut Payload) {
-    let Some(Fault::CorruptDataMessage { nth }) = shared.cfg.fault else {
-        return;
-    };
-    if shared.data_sent.fetch_add(1, Ordering::Relaxed) == nth && !payload.is_empty() {
-        // Byte 6 of an 8-byte word holds high mantissa bits of an f64, so the flip
-        // changes a value visibly whatever the workload's element type.
-        let at = ((payload.len() / 2) & !7) + 6;
-        let at = if at < payload.len() { at } else { payload.len() / 2 };
-        payload.as_bytes_mut()[at] ^= 0x40;
-    }
 }
 
 #[allow(dead_code)]

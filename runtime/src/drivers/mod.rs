@@ -5,6 +5,10 @@
 //! - [`run`]: what every driver takes and returns (settings, outcome, errors);
 //! - [`registry`]: a driver as a registry entry ([`DriverInfo`]): name, parameters,
 //!   capabilities, and how a point runs (in this process, or as a launched job);
+//! - [`kernels`]: running one task's kernel (timing, panic capture), for every driver
+//!   that runs kernels; [`workers`]: the kernel worker threads of a rank and the cheap
+//!   hand-off to them; [`fault`]: deliberate faults injected into transfers;
+//!   [`panics`]: what a rank was handling when it panicked;
 //! - [`local`]: ranks as threads of one process (the embedded default);
 //! - [`mpi`] (cargo feature `mpi`): one process per rank under an MPI launcher;
 //! - [`testing`]: an in-memory N-rank harness with simulated time, for engine and
@@ -14,13 +18,17 @@
 //!
 //! The simulator's driver lives in the `dagwire-sim` crate.
 
+pub mod fault;
+pub mod kernels;
 pub mod local;
 #[cfg(feature = "mpi")]
 pub mod mpi;
+pub mod panics;
 pub mod probe;
 pub mod registry;
 pub mod run;
 pub mod testing;
+pub mod workers;
 
 pub use registry::{CheckError, CheckKey, DriverCheck, DriverInfo, Executed, JobDriver, JobRank, Launch, RunRequest};
-pub use run::{Fault, Progress, RunError, RunOutcome};
+pub use run::{Fault, PROGRESS_NOTE, Progress, RunError, RunOutcome, online_cores, usable_cores};

@@ -3,7 +3,7 @@
 
 use crate::collectives::CollectiveError;
 use crate::engine::EngineError;
-use crate::ids::ChunkId;
+use crate::ids::{ChunkId, Rank};
 use crate::payload::Payload;
 use crate::trace::Trace;
 use std::collections::BTreeMap;
@@ -41,14 +41,28 @@ pub enum RunError {
     /// The configuration cannot run.
     #[error("invalid run configuration: {0}")]
     Config(String),
+    /// Code running on a rank's thread (engine, strategy or driver) panicked.
+    #[error("rank {rank} panicked while handling {handling}: {text}")]
+    Panicked {
+        /// The rank.
+        rank: Rank,
+        /// What it was handling ([`crate::drivers::panics::Handling`], described).
+        handling: String,
+        /// The panic's text.
+        text: String,
+    },
 }
 
 /// How ranks make progress on communication while kernels run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Progress {
+    /// [`Thread`](Progress::Thread) when every rank on the node can have its progress
+    /// thread next to its workers without more threads than cores, else
+    /// [`Inline`](Progress::Inline); see [`Progress::resolve`].
+    #[default]
+    Auto,
     /// Each rank has a progress thread that only handles messages; kernels run on
     /// separate worker threads.
-    #[default]
     Thread,
     /// The rank's only thread runs kernels itself and polls for messages between tasks.
     Inline,
@@ -56,7 +70,7 @@ pub enum Progress {
 
 impl Progress {
     /// Names accepted in sweep files.
-    pub const NAMES: &'static [&'static str] = &["thread", "inline"];
+    pub const NAMES: &'static [&'static str] = &["auto", "thread", "inline"];
 
     /// Parses a name from [`Progress::NAMES`].
     ///
@@ -67,11 +81,78 @@ impl Progress {
     /// ```
     pub fn from_name(name: &str) -> Option<Progress> {
         match name {
+            "auto" => Some(Progress::Auto),
             "thread" => Some(Progress::Thread),
             "inline" => Some(Progress::Inline),
             _ => None,
         }
     }
+
+    /// The mode a rank runs in, and why, for a node running `ranks_here` ranks with
+    /// `workers` kernel workers each on `cores` cores. `Thread` and `Inline` stay as
+    /// asked. `Auto` picks `Thread` when the node's ranks x (workers + 1 progress
+    /// thread) fit in its cores, else `Inline` (a progress thread without a core of its
+    /// own only takes turns with the kernels); with more than one worker a rank needs
+    /// worker threads, so `Thread`.
+    ///
+    /// ```
+    /// use dagwire_runtime::Progress;
+    /// assert_eq!(Progress::Auto.resolve(1, 1, 2).0, Progress::Thread);
+    /// assert_eq!(Progress::Auto.resolve(2, 1, 2).0, Progress::Inline);
+    /// assert_eq!(
+    ///     Progress::Auto.resolve(2, 1, 2).1,
+    ///     "inline (auto: 2 rank(s) x (1 worker(s) + 1 progress thread) = 4 threads > 2 core(s))"
+    /// );
+    /// ```
+    pub fn resolve(self, ranks_here: usize, workers: usize, cores: usize) -> (Progress, String) {
+        match self {
+            Progress::Thread => (Progress::Thread, "thread (as asked)".into()),
+            Progress::Inline => (Progress::Inline, "inline (as asked)".into()),
+            Progress::Auto if workers > 1 => {
+                (Progress::Thread, format!("thread (auto: {workers} workers per rank need worker threads)"))
+            }
+            Progress::Auto => {
+                let threads = ranks_here * (workers + 1);
+                let sum =
+                    format!("{ranks_here} rank(s) x ({workers} worker(s) + 1 progress thread) = {threads} threads");
+                if threads > cores {
+                    (Progress::Inline, format!("inline (auto: {sum} > {cores} core(s))"))
+                } else {
+                    (Progress::Thread, format!("thread (auto: {sum} <= {cores} core(s))"))
+                }
+            }
+        }
+    }
+}
+
+/// How a line on stderr starts that says which mode [`Progress::Auto`] picked for a
+/// point: `dagwire progress: DRIVER: MODE (auto: WHY)` (`experiment run` passes these on
+/// from launched jobs).
+pub const PROGRESS_NOTE: &str = "dagwire progress: ";
+
+/// Cores this process may run on (its CPU affinity and cgroup quota), at least 1.
+pub fn usable_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Cores the machine has online (Linux: `/sys/devices/system/cpu/online`), or
+/// [`usable_cores`] where that cannot be read. A process that may use fewer than these is
+/// bound to its own (as `mpirun` binds each rank).
+pub fn online_cores() -> usize {
+    std::fs::read_to_string("/sys/devices/system/cpu/online")
+        .ok()
+        .and_then(|list| count_cpu_list(list.trim()))
+        .unwrap_or_else(usable_cores)
+}
+
+/// Counts the CPUs of a kernel CPU list such as `0-3,8,10-11`.
+fn count_cpu_list(list: &str) -> Option<usize> {
+    list.split(',')
+        .map(|part| match part.split_once('-') {
+            Some((a, b)) => Some(b.parse::<usize>().ok()?.checked_sub(a.parse::<usize>().ok()?)? + 1),
+            None => part.parse::<usize>().ok().map(|_| 1),
+        })
+        .sum()
 }
 
 /// A deliberate fault, for tests that prove verification catches corruption.
@@ -102,5 +183,57 @@ impl Fault {
             "corrupt-data" => Ok(Some(Fault::CorruptDataMessage { nth: 0 })),
             other => Err(format!("unknown fault `{other}`; known: {}", Fault::NAMES.join(", "))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Progress::{self, Auto, Inline, Thread};
+
+    #[test]
+    fn auto_picks_a_progress_thread_only_when_every_rank_has_a_spare_core_for_it() {
+        // (ranks on the node, workers per rank, cores) -> what auto picks
+        let cases = [
+            ((1, 1, 2), Thread), // 2 threads on 2 cores
+            ((1, 1, 1), Inline), // the progress thread would share the worker's core
+            ((2, 1, 2), Inline), // 4 threads on 2 cores
+            ((2, 1, 4), Thread),
+            ((4, 1, 7), Inline),
+            ((4, 1, 8), Thread),
+            ((3, 2, 2), Thread), // more than one worker needs worker threads, cores or not
+            ((1, 3, 64), Thread),
+        ];
+        for ((ranks, workers, cores), picked) in cases {
+            let (got, why) = Auto.resolve(ranks, workers, cores);
+            assert_eq!(got, picked, "{ranks} ranks x {workers} workers on {cores} cores: {why}");
+            assert!(
+                why.starts_with(&format!("{} (auto: ", if picked == Thread { "thread" } else { "inline" })),
+                "{why}"
+            );
+        }
+        assert_eq!(
+            Auto.resolve(1, 1, 2).1,
+            "thread (auto: 1 rank(s) x (1 worker(s) + 1 progress thread) = 2 threads <= 2 core(s))"
+        );
+    }
+
+    #[test]
+    fn cpu_lists_count_every_cpu() {
+        assert_eq!(super::count_cpu_list("0-1"), Some(2));
+        assert_eq!(super::count_cpu_list("0-3,8,10-11"), Some(7));
+        assert_eq!(super::count_cpu_list("5"), Some(1));
+        assert_eq!(super::count_cpu_list("x"), None);
+        assert!(super::online_cores() >= 1);
+    }
+
+    #[test]
+    fn thread_and_inline_stay_as_asked() {
+        for (ranks, workers, cores) in [(1, 1, 1), (8, 1, 2), (1, 1, 64)] {
+            assert_eq!(Thread.resolve(ranks, workers, cores).0, Thread);
+            assert_eq!(Inline.resolve(ranks, workers, cores).0, Inline);
+        }
+        let named: Vec<Option<Progress>> = Progress::NAMES.iter().map(|n| Progress::from_name(n)).collect();
+        assert_eq!(named, [Some(Auto), Some(Thread), Some(Inline)]);
+        assert_eq!(Progress::default(), Auto);
     }
 }

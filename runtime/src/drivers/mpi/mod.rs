@@ -54,10 +54,14 @@ use crate::one_sided::{Access, OneSided, WindowSync};
 
 use crate::collective::{Capability, CollectiveJoin, CollectiveKind, Contribution, check_capabilities};
 use crate::dag::Dag;
+use crate::drivers::fault::Injector;
+use crate::drivers::kernels::{self, Finished, KernelRunner};
+use crate::drivers::panics::{Handling, set_handling};
 use crate::drivers::registry::{self, DriverInfo, Executed, JobDriver, JobRank, Launch, RunRequest};
-use crate::drivers::run::{Fault, Progress, RunError, RunOutcome};
-use crate::engine::{Action, Engine, RunTask, TaskDone};
-use crate::ids::{ChunkId, Rank, TaskId};
+use crate::drivers::run::{Fault, PROGRESS_NOTE, Progress, RunError, RunOutcome, online_cores, usable_cores};
+use crate::drivers::workers::Workers;
+use crate::engine::{Action, Engine};
+use crate::ids::{ChunkId, Rank};
 use crate::kernel::Kernels;
 use crate::message::Message;
 use crate::payload::Payload;
@@ -67,10 +71,9 @@ use ::mpi::environment::Universe;
 use ::mpi::raw::AsRaw;
 use ::mpi::topology::{Communicator, SimpleCommunicator};
 use ::mpi::traits::{Destination, Source};
-use crossbeam_channel::{Receiver, Sender, unbounded};
+use crossbeam_channel::{Receiver, unbounded};
 use raw::{AllToAllV, IBarrier, Mailbox, RawComm, RecvOp, SendBuf, SendOp};
 use std::collections::{BTreeMap, VecDeque};
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -225,7 +228,9 @@ pub fn abort_job(code: i32) -> ! {
 pub struct MpiConfig {
     /// Kernel worker threads (with [`Progress::Inline`], the progress thread is the one worker).
     pub workers: usize,
-    /// How communication progresses while kernels run.
+    /// How communication progresses while kernels run ([`Progress::Auto`] decides from
+    /// the ranks on this node, `workers` and the cores this process may use; rank 0 says
+    /// what it picked on stderr).
     pub progress: Progress,
     /// A rank that makes no progress for this long fails with a diagnosis.
     pub timeout: Duration,
@@ -235,7 +240,7 @@ pub struct MpiConfig {
 
 impl Default for MpiConfig {
     fn default() -> Self {
-        MpiConfig { workers: 1, progress: Progress::Thread, timeout: Duration::from_secs(600), fault: None }
+        MpiConfig { workers: 1, progress: Progress::Auto, timeout: Duration::from_secs(600), fault: None }
     }
 }
 
@@ -262,10 +267,21 @@ pub fn run(
     if cfg.workers == 0 {
         return Err(RunError::Config("workers must be at least 1".into()));
     }
+    // The ranks sharing this node's memory share its cores, unless the launcher bound
+    // each to cores of its own.
+    let on_node = mpi.world.split_shared(rank as i32).size() as usize;
+    let (cores, bound) = (usable_cores(), usable_cores() < online_cores());
+    let (progress, why) = cfg.progress.resolve(if bound { 1 } else { on_node }, cfg.workers, cores);
+    if cfg.progress == Progress::Auto && rank == 0 {
+        let sharing = if bound { "bound to cores of its own" } else { "sharing the node's cores" };
+        eprintln!("{PROGRESS_NOTE}mpi: {why}; rank 0, one of {on_node} rank(s) on its node, {sharing}");
+    }
+    let cfg = &MpiConfig { progress, ..cfg.clone() };
     if cfg.progress == Progress::Inline && cfg.workers > 1 {
         return Err(RunError::Config("inline progress runs kernels on the progress thread: use workers = 1".into()));
     }
-    let engine = Engine::new(Rank(rank as u32), Arc::clone(dag), strategy, cfg.workers);
+    let slots = if cfg.progress == Progress::Thread { Workers::slots(cfg.workers) } else { cfg.workers };
+    let engine = Engine::new(Rank(rank as u32), Arc::clone(dag), strategy, slots);
     check_capabilities("mpi", CAPABILITIES, engine.strategy_name(), engine.needs())?;
     let p2p = mpi.world.duplicate();
     let coll = mpi.world.duplicate();
@@ -284,28 +300,23 @@ pub fn run(
         }
     };
     let clock = Clock::synchronise(mpi);
+    let runner = KernelRunner::new(dag, kernels, &clock);
     let report = std::thread::scope(|s| {
-        let (jobs_tx, jobs_rx) = unbounded::<RunTask>();
         let (done_tx, done_rx) = unbounded::<Finished>();
-        if cfg.progress == Progress::Thread {
-            for w in 0..cfg.workers {
-                let (jobs, done, clock) = (jobs_rx.clone(), done_tx.clone(), &clock);
-                std::thread::Builder::new()
-                    .name(format!("rank-{rank}-worker-{w}"))
-                    .spawn_scoped(s, move || {
-                        while let Ok(job) = jobs.recv() {
-                            if done.send(execute(dag, kernels, clock, w as u32, job)).is_err() {
-                                break;
-                            }
-                        }
-                    })
-                    .expect("spawn worker thread");
-            }
-        }
-        let mut driver = Driver::new(engine, p2p.as_raw(), coll.as_raw(), size, cfg, &clock, jobs_tx, done_rx)
+        let workers = (cfg.progress == Progress::Thread).then(|| {
+            // A result wakes the progress loop if it sleeps (it parks when idle).
+            let progress_thread = std::thread::current();
+            let deliver = move |f: Finished| {
+                let delivered = done_tx.send(f).is_ok();
+                progress_thread.unpark();
+                delivered
+            };
+            Workers::start(s, Rank(rank as u32), cfg.workers, runner, deliver)
+        });
+        let mut driver = Driver::new(engine, p2p.as_raw(), coll.as_raw(), size, cfg, &clock, workers, done_rx)
             .map_err(|e| RunError::Config(format!("rank {rank}: MPI driver: {e}")))?;
         driver.window = window.take();
-        let result = driver.run(dag, kernels);
+        let result = driver.run(runner);
         window = driver.window.take();
         drop(driver); // closes the job channel, so the workers end before the scope does
         result
@@ -314,12 +325,6 @@ pub fn run(
     drop(window);
     drop(win_comm);
     gather(mpi, report)
-}
-
-/// A kernel's outcome, from a worker to the progress loop.
-enum Finished {
-    Done(TaskDone),
-    Failed { task: TaskId, reason: String },
 }
 
 /// Each rank's time on rank 0's timeline: ns since the common start.
@@ -372,6 +377,12 @@ impl Clock {
     /// ns since the common start, on rank 0's timeline.
     fn now(&self) -> u64 {
         (Clock::local(self.base) - self.start).max(0) as u64
+    }
+}
+
+impl kernels::Clock for Clock {
+    fn now(&self) -> u64 {
+        Clock::now(self)
     }
 }
 
@@ -455,7 +466,8 @@ struct Driver<'a> {
     size: usize,
     cfg: &'a MpiConfig,
     clock: &'a Clock,
-    jobs: Sender<RunTask>,
+    /// The kernel workers (thread progress only).
+    workers: Option<Workers>,
     done: Receiver<Finished>,
     tags: Tags,
     /// Receives posted ahead for engine messages (headers and inline payloads).
@@ -467,7 +479,8 @@ struct Driver<'a> {
     world_queue: VecDeque<CollectiveJoin>,
     world_op: Option<(u64, WorldOp)>,
     broadcasts: BTreeMap<u64, PendingBroadcast>,
-    data_sent: u64,
+    /// The run's deliberate fault, counted over this rank's data transfers.
+    faults: Injector,
     /// Whether the strategy may broadcast (else the loop does not probe for it).
     broadcasting: bool,
     /// The one-sided window and its synchronisation, when the strategy declared one.
@@ -492,7 +505,7 @@ impl<'a> Driver<'a> {
         size: usize,
         cfg: &'a MpiConfig,
         clock: &'a Clock,
-        jobs: Sender<RunTask>,
+        workers: Option<Workers>,
         done: Receiver<Finished>,
     ) -> Result<Self, String> {
         let rank = engine.rank();
@@ -507,7 +520,7 @@ impl<'a> Driver<'a> {
             size,
             cfg,
             clock,
-            jobs,
+            workers,
             done,
             tags: Tags::new(size, raw::tag_ub(comm)),
             mailbox,
@@ -516,21 +529,22 @@ impl<'a> Driver<'a> {
             world_queue: VecDeque::new(),
             world_op: None,
             broadcasts: BTreeMap::new(),
-            data_sent: 0,
+            faults: Injector::new(cfg.fault),
             window: None,
             rma_pending: Vec::new(),
         })
     }
 
     /// Runs until the engine is done and every send completed; returns this rank's report.
-    fn run(&mut self, dag: &Dag, kernels: &dyn Kernels) -> Result<wire::Report, RunError> {
+    fn run(&mut self, runner: KernelRunner<'_>) -> Result<wire::Report, RunError> {
         self.engine.set_stall_timeout(Some(self.cfg.timeout.as_nanos() as u64), self.clock.now());
+        set_handling(Handling::Start);
         self.engine.handle_start(self.clock.now());
         let mut backoff = Backoff::default();
         loop {
             let mut progressed = self.poll_workers();
             progressed |= self.poll_network().map_err(|e| self.protocol(e))?;
-            progressed |= self.act(dag, kernels).map_err(|e| self.protocol(e))?;
+            progressed |= self.act(runner).map_err(|e| self.protocol(e))?;
             self.mailbox.rearm();
             // The clock is read for the engine's deadlines only when a strategy timer is
             // armed, or once the loop idles (the stall watch is minutes away).
@@ -541,6 +555,7 @@ impl<'a> Driver<'a> {
                 return Err(self.stopped(e.clone()));
             }
             if self.engine.is_done() && self.sends.is_empty() {
+                set_handling(Handling::Nothing);
                 let end = self.clock.now();
                 return Ok((self.engine.take_trace(), self.engine.take_results(), end));
             }
@@ -555,6 +570,7 @@ impl<'a> Driver<'a> {
     /// Tells the engine the time if one of its deadlines came.
     fn timeouts(&mut self, now: u64) {
         if self.engine.poll_timeout().is_some_and(|at| now >= at) {
+            set_handling(Handling::Timers);
             self.engine.handle_timeout(now);
         }
     }
@@ -587,23 +603,29 @@ impl<'a> Driver<'a> {
         )
     }
 
+    /// Takes in the workers' results, handing out what each made ready as it goes, so
+    /// the workers stay busy meanwhile.
     fn poll_workers(&mut self) -> bool {
-        if self.cfg.progress == Progress::Inline {
+        let Some(workers) = &self.workers else {
             return false; // kernels ran on this thread and reported at once
-        }
+        };
         let mut any = false;
         while let Ok(f) = self.done.try_recv() {
             any = true;
-            self.finished(f, self.clock.now());
+            set_handling(Handling::TaskDone(f.task()));
+            f.report(&mut self.engine, self.clock.now());
+            while workers.has_room()
+                && let Some(job) = self.engine.next_task()
+            {
+                workers.submit(job);
+            }
         }
         any
     }
 
     fn finished(&mut self, f: Finished, now: u64) {
-        match f {
-            Finished::Done(done) => self.engine.handle_task_done(now, done),
-            Finished::Failed { task, reason } => self.engine.handle_task_failed(task, reason),
-        }
+        set_handling(Handling::TaskDone(f.task()));
+        f.report(&mut self.engine, now);
     }
 
     /// Everything MPI may have finished since the last poll.
@@ -647,6 +669,7 @@ impl<'a> Driver<'a> {
                     },
                 };
                 any = true;
+                set_handling(Handling::Message { from: Rank(from as u32), op: msg.op, chunk: msg.chunk });
                 self.engine.handle_message(self.clock.now(), Rank(from as u32), msg);
             }
         }
@@ -657,6 +680,7 @@ impl<'a> Driver<'a> {
             let mut r = wire::Reader::new(&bytes);
             let (id, sent_ns) = (r.u64()?, r.u64()?);
             let messages = wire::get_messages(&mut r)?;
+            set_handling(Handling::Collective { id, from: Some(Rank(from as u32)) });
             let entry = self.broadcasts.entry(id).or_default();
             entry.received = Some((Rank(from as u32), sent_ns, messages));
             self.try_complete_broadcast(id)?;
@@ -667,6 +691,7 @@ impl<'a> Driver<'a> {
             let id = *id;
             self.world_op = None;
             any = true;
+            set_handling(Handling::Collective { id, from: None });
             let (w, _) = self.window.as_mut().ok_or("a fence was joined, but the strategy declared no window")?;
             // Every rank is past the barrier, so this fence returns once all arrive.
             w.fence().map_err(|e| e.to_string())?;
@@ -679,6 +704,7 @@ impl<'a> Driver<'a> {
             let id = *id;
             self.world_op = None;
             any = true;
+            set_handling(Handling::Collective { id, from: None });
             let now = self.clock.now();
             let mut received = Vec::with_capacity(self.size - 1);
             for (r, bytes) in parts.into_iter().enumerate().filter(|&(r, _)| r != self.rank.index()) {
@@ -704,18 +730,21 @@ impl<'a> Driver<'a> {
     /// Executes the engine's actions: communication first (stamped with one clock read),
     /// then tasks; with inline progress at most one kernel, and what its outputs caused
     /// leaves at once, stamped with the kernel's end (it is on the critical path).
-    fn act(&mut self, dag: &Dag, kernels: &dyn Kernels) -> Result<bool, String> {
+    fn act(&mut self, runner: KernelRunner<'_>) -> Result<bool, String> {
         let mut any = false;
         if self.engine.has_communication() {
+            set_handling(Handling::Actions);
             any |= self.communicate(self.clock.now())?;
         }
-        while let Some(job) = self.engine.next_task() {
+        while self.workers.as_ref().is_none_or(Workers::has_room)
+            && let Some(job) = self.engine.next_task()
+        {
             any = true;
-            if self.cfg.progress == Progress::Thread {
-                self.jobs.send(job).map_err(|_| "the kernel workers are gone".to_string())?;
+            if let Some(workers) = &self.workers {
+                workers.submit(job);
                 continue;
             }
-            let f = execute(dag, kernels, self.clock, 0, job);
+            let f = runner.run(0, job);
             // The kernel just ended on this thread: its end is now, without another clock read.
             let now = match &f {
                 Finished::Done(done) => done.end_ns,
@@ -771,7 +800,7 @@ impl<'a> Driver<'a> {
         let issued = match op.access {
             Access::Put(data) => {
                 let mut bytes = Payload::clone(&data);
-                corrupt(self.cfg.fault, &mut self.data_sent, &mut bytes);
+                self.faults.transfer(&mut bytes);
                 let (w, _) = self.window.as_mut().expect("checked");
                 w.put(op.target.index(), offset, bytes.as_bytes().to_vec()).map(|()| None)
             }
@@ -794,7 +823,7 @@ impl<'a> Driver<'a> {
                     let (w, _) = self.window.as_mut().expect("operations imply a window");
                     let bytes = w.take_get(ticket).ok_or("a get was not complete after a flush or fence")?;
                     let mut data = Payload::from_bytes(&bytes);
-                    corrupt(self.cfg.fault, &mut self.data_sent, &mut data);
+                    self.faults.transfer(&mut data);
                     Some(data)
                 }
             };
@@ -825,7 +854,7 @@ impl<'a> Driver<'a> {
 
     fn maybe_corrupt(&mut self, msg: &mut Message) {
         if let Some(payload) = msg.payload.as_mut() {
-            corrupt(self.cfg.fault, &mut self.data_sent, payload);
+            self.faults.transfer(payload);
         }
     }
 
@@ -900,23 +929,9 @@ impl<'a> Driver<'a> {
     }
 }
 
-/// Applies [`Fault::CorruptDataMessage`] to `payload` if it is this rank's `nth` data
-/// transfer (message or one-sided operation), counted in `sent`.
-fn corrupt(fault: Option<Fault>, sent: &mut u64, payload: &mut Payload) {
-    let Some(Fault::CorruptDataMessage { nth }) = fault else {
-        return;
-    };
-    *sent += 1;
-    if *sent - 1 == nth && !payload.is_empty() {
-        // As the local driver: byte 6 of an 8-byte word is high mantissa bits of an f64.
-        let at = ((payload.len() / 2) & !7) + 6;
-        let at = if at < payload.len() { at } else { payload.len() / 2 };
-        payload.as_bytes_mut()[at] ^= 0x40;
-    }
-}
-
-/// Idle waiting: spin, then yield, then sleep with a growing pause. The clock is read
-/// only once the spinning is over (reading it costs as much as a poll).
+/// Idle waiting: spin, then yield, then sleep with a growing pause (parked, so a kernel
+/// worker's result wakes the loop at once). The clock is read only once the spinning is
+/// over (reading it costs as much as a poll).
 #[derive(Default)]
 struct Backoff {
     idle_polls: u32,
@@ -951,29 +966,9 @@ impl Backoff {
             std::thread::yield_now();
         } else {
             self.sleep_us = (self.sleep_us * 2).clamp(5, Backoff::MAX_SLEEP_US);
-            std::thread::sleep(Duration::from_micros(self.sleep_us));
+            std::thread::park_timeout(Duration::from_micros(self.sleep_us));
         }
         Some(idle)
-    }
-}
-
-/// Runs one kernel, turning a panic into a failure report.
-fn execute(dag: &Dag, kernels: &dyn Kernels, clock: &Clock, worker: u32, job: RunTask) -> Finished {
-    let task = dag.task(job.task);
-    let start_ns = clock.now();
-    let result = catch_unwind(AssertUnwindSafe(|| kernels.run(task, job.inputs)));
-    let end_ns = clock.now();
-    match result {
-        Ok(Ok(outputs)) => Finished::Done(TaskDone { task: job.task, worker, start_ns, end_ns, outputs }),
-        Ok(Err(reason)) => Finished::Failed { task: job.task, reason },
-        Err(panic) => {
-            let text = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            Finished::Failed { task: job.task, reason: format!("kernel panicked: {text}") }
-        }
     }
 }
 
