@@ -16,7 +16,7 @@ pub mod core;
 pub mod drivers;
 
 pub use crate::core::{
-    collective, dag, engine, ids, kernel, message, one_sided, params, payload, placement, strategy, trace,
+    collective, dag, engine, ids, kernel, message, one_sided, params, payload, placement, rng, strategy, trace,
 };
 
 pub use collective::{Capability, CollectiveJoin, CollectiveKind, Contribution};

@@ -10,6 +10,7 @@
 //! - [`collective`], [`one_sided`]: what a strategy may ask every rank to do together,
 //!   and one-sided windows;
 //! - [`params`]: typed, checked parameters of every registered component;
+//! - [`rng`]: the run's one seeded random source (per-consumer streams, the counter hash);
 //! - [`trace`]: the records every run writes.
 //!
 //! The drivers that execute the engine's actions live apart, in [`crate::drivers`].
@@ -24,5 +25,6 @@ pub mod one_sided;
 pub mod params;
 pub mod payload;
 pub mod placement;
+pub mod rng;
 pub mod strategy;
 pub mod trace;
