@@ -36,9 +36,13 @@ pub(crate) fn write_atomic(path: &Path, df: &mut DataFrame) -> anyhow::Result<()
 /// with their documented types (other columns are allowed).
 pub(crate) fn read(path: &Path, columns: &[ColumnDoc]) -> anyhow::Result<DataFrame> {
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let df = ParquetReader::new(file)
-        .finish()
-        .with_context(|| format!("reading {} (truncated, or not a Parquet file?)", path.display()))?;
+    // The Parquet reader panics on some corrupted pages instead of failing: a corrupted
+    // file is an error naming it, never a crash of the report.
+    let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ParquetReader::new(file).finish()));
+    let Ok(read) = read else {
+        bail!("reading {}: its bytes are corrupted (the Parquet reader gave up); rerun the point", path.display());
+    };
+    let df = read.with_context(|| format!("reading {} (truncated, or not a Parquet file?)", path.display()))?;
     for doc in columns {
         let Ok(column) = df.column(doc.name) else {
             bail!(

@@ -62,6 +62,9 @@ pub enum Which {
         /// Network fidelity: machine, analytic or flow.
         #[arg(long, default_value = "machine")]
         fidelity: String,
+        /// Transfer strategy (with its default parameters).
+        #[arg(long, default_value = "eager")]
+        strategy: String,
         /// Internal: measure only this many tiles, in this process, and print one line
         /// (the benchmark runs each size in a fresh process so sizes do not share a heap).
         #[arg(long, hide = true)]
@@ -91,8 +94,8 @@ pub fn run(which: Which) -> Result<()> {
         Which::Cholesky { n, tile, ranks, workers, reps } => cholesky(n, tile, ranks, workers, reps),
         Which::Overhead { tasks, width } => overhead(tasks, width),
         Which::Mpi { max_size, iterations, window } => crate::bench_mpi::run(max_size, iterations, window),
-        Which::Sim { machine, ranks, tiles, tile, fidelity, only_tiles, counts_only } => {
-            let setup = crate::bench_sim::Setup { machine, ranks, tile, fidelity };
+        Which::Sim { machine, ranks, tiles, tile, fidelity, strategy, only_tiles, counts_only } => {
+            let setup = crate::bench_sim::Setup { machine, ranks, tile, fidelity, strategy };
             match only_tiles {
                 Some(nt) => crate::bench_sim::one_size_line(&setup, nt, counts_only),
                 None => crate::bench_sim::run(&setup, tiles),

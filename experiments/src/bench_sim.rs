@@ -1,9 +1,8 @@
 //! `experiment bench sim`: how fast and how lean the simulator is.
 
 use anyhow::{Result, ensure};
-use dagwire_runtime::{ParamValue, Params, Rank, Strategy, TraceLevel};
+use dagwire_runtime::{ParamValue, Params, TraceLevel};
 use dagwire_sim::driver::{SimConfig, SimKernels};
-use dagwire_strategies::eager::Eager;
 use std::time::Instant;
 
 /// What every size of the benchmark simulates.
@@ -16,6 +15,8 @@ pub struct Setup {
     pub tile: usize,
     /// Network fidelity.
     pub fidelity: String,
+    /// Transfer strategy, with its default parameters.
+    pub strategy: String,
 }
 
 /// Runs the simulator benchmark: the raw queue, then each size in a fresh process of
@@ -24,8 +25,8 @@ pub fn run(setup: &Setup, tiles: usize) -> Result<()> {
     queue_throughput();
     let machine = machine(setup)?;
     println!(
-        "\ncost-model tiled Cholesky (tile {}) on {} ranks of {} ({:?} fidelity), each size in its own process",
-        setup.tile, setup.ranks, machine.name, machine.fidelity
+        "\ncost-model tiled Cholesky (tile {}, {}) on {} ranks of {} ({:?} fidelity), each size in its own process",
+        setup.tile, setup.strategy, setup.ranks, machine.name, machine.fidelity
     );
     println!("  peak memory: the whole process's growth, DAG included; with the full trace (every task, message and");
     println!("  transfer-phase record kept) and with a counts-only trace (sim.trace = \"counts\")");
@@ -49,6 +50,12 @@ pub fn run(setup: &Setup, tiles: usize) -> Result<()> {
         );
         let [tasks, messages, phases] = m.records;
         println!("         (trace: {tasks} task, {messages} message, {phases} transfer-phase records)");
+        println!(
+            "         (the strategy's plan, made once and shared by all {} ranks: {:.3} s, {:.1} MB)",
+            setup.ranks,
+            m.plan_s,
+            m.plan_bytes as f64 / 1e6
+        );
         points.push(((m.tasks as f64).ln(), m.wall.ln()));
     }
     println!("  wall time grows as tasks^{:.2} (least-squares slope of log wall vs log tasks)", slope(&points));
@@ -58,9 +65,9 @@ pub fn run(setup: &Setup, tiles: usize) -> Result<()> {
 /// Measures `nt` tiles in this process and prints the figures as one line for the parent.
 pub fn one_size_line(setup: &Setup, nt: usize, counts_only: bool) -> Result<()> {
     let trace = if counts_only { TraceLevel::Counts } else { TraceLevel::Full };
-    let m = one_size(&machine(setup)?, setup.ranks, nt, setup.tile, trace)?;
+    let m = one_size(&machine(setup)?, setup, nt, trace)?;
     let [a, b, c] = m.records;
-    println!("{} {} {} {} {a} {b} {c}", m.tasks, m.wall, m.events, m.peak);
+    println!("{} {} {} {} {a} {b} {c} {} {}", m.tasks, m.wall, m.events, m.peak, m.plan_s, m.plan_bytes);
     Ok(())
 }
 
@@ -76,20 +83,22 @@ fn machine(setup: &Setup) -> Result<dagwire_sim::machine::Machine> {
 fn measure_in_child(setup: &Setup, nt: usize, counts_only: bool) -> Result<Measured> {
     let out = std::process::Command::new(std::env::current_exe()?)
         .args(["bench", "sim", "--machine", &setup.machine, "--fidelity", &setup.fidelity])
-        .args(["--ranks", &setup.ranks.to_string(), "--tile", &setup.tile.to_string()])
+        .args(["--ranks", &setup.ranks.to_string(), "--tile", &setup.tile.to_string(), "--strategy", &setup.strategy])
         .args(["--only-tiles", &nt.to_string()])
         .args(counts_only.then_some("--counts-only"))
         .output()?;
     let text = String::from_utf8_lossy(&out.stdout);
     ensure!(out.status.success(), "measuring {nt} tiles failed: {}", String::from_utf8_lossy(&out.stderr));
     let f: Vec<f64> = text.split_whitespace().map(str::parse).collect::<Result<_, _>>()?;
-    ensure!(f.len() == 7, "unexpected line from the measuring process: {text}");
+    ensure!(f.len() == 9, "unexpected line from the measuring process: {text}");
     Ok(Measured {
         tasks: f[0] as usize,
         wall: f[1],
         events: f[2] as u64,
         peak: f[3] as u64,
         records: [f[4] as usize, f[5] as usize, f[6] as usize],
+        plan_s: f[7],
+        plan_bytes: f[8] as u64,
     })
 }
 
@@ -102,6 +111,10 @@ struct Measured {
     peak: u64,
     /// Trace records: tasks, messages, transfer phases.
     records: [usize; 3],
+    /// Time the strategy took to plan the run (once, for all ranks).
+    plan_s: f64,
+    /// RSS the plan added, bytes.
+    plan_bytes: u64,
 }
 
 /// Raw queue: pop+push with scattered times, at two pending-set sizes.
@@ -115,13 +128,10 @@ fn queue_throughput() {
 
 /// One cost-model run, with the peak RSS it added (the DAG is about 100 bytes a task
 /// of it, the trace most of the rest).
-fn one_size(
-    machine: &dagwire_sim::machine::Machine,
-    ranks: usize,
-    nt: usize,
-    tile: usize,
-    trace: TraceLevel,
-) -> Result<Measured> {
+fn one_size(machine: &dagwire_sim::machine::Machine, setup: &Setup, nt: usize, trace: TraceLevel) -> Result<Measured> {
+    let (ranks, tile) = (setup.ranks, setup.tile);
+    let strategy = dagwire_strategies::find(&setup.strategy)?;
+    let strategy_params = Params::resolve(&(strategy.params)(), Default::default())?;
     reset_peak_rss();
     let base = rss_bytes();
     let given = [("n", ParamValue::Int((nt * tile) as i64)), ("tile", ParamValue::Int(tile as i64))];
@@ -129,7 +139,9 @@ fn one_size(
     let workload = dagwire_workloads::find("cholesky")?.build(&given, ranks, 1)?;
     let name = |k| workload.kernel_name(k);
     let kernels = SimKernels { kernels: workload.kernels(), name: &name };
-    let factory = |_: Rank| -> Box<dyn Strategy> { Box::new(Eager) };
+    let (before_plan, plan_start) = (rss_bytes(), Instant::now());
+    let factory = strategy.factory(&strategy_params, workload.dag(), 1);
+    let (plan_s, plan_bytes) = (plan_start.elapsed().as_secs_f64(), rss_bytes().saturating_sub(before_plan));
     let cfg = SimConfig { ranks, workers: 1, run_kernels: false, seed: 1, trace };
     let out = dagwire_sim::driver::run(workload.dag(), &kernels, &factory, machine, cfg)?;
     let wall = start.elapsed().as_secs_f64();
@@ -138,7 +150,7 @@ fn one_size(
     let peak = peak_rss_bytes().saturating_sub(base);
     let t = &out.run.trace;
     let records = [t.tasks.len(), t.messages.len(), t.transfer_events.len()];
-    Ok(Measured { tasks, wall, events: out.events, peak, records })
+    Ok(Measured { tasks, wall, events: out.events, peak, records, plan_s, plan_bytes })
 }
 
 fn slope(points: &[(f64, f64)]) -> f64 {

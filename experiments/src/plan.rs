@@ -178,7 +178,7 @@ fn check_point(sweep: &Sweep, p: &Point) -> Result<(), SweepError> {
         ));
     }
     let driver = p.driver;
-    let needs = (p.strategy.build)(&p.strategy_params, dagwire_runtime::Rank(0), p.ranks).needs();
+    let needs = (p.strategy.needs)(&p.strategy_params);
     dagwire_runtime::collective::check_capabilities(driver.name, driver.offers, p.strategy.name, needs)
         .map_err(|e| err("grid.strategy".into(), e.to_string()))?;
     let check = DriverCheck { params: &p.driver_params, ranks: p.ranks, workers: p.workers, fault: p.fault };

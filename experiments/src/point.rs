@@ -109,10 +109,10 @@ mod imp {
             Ok(w) => w,
             Err(e) => fail(job.as_ref(), &format!("building the workload: {e}")),
         };
-        let factory = point.strategy.factory(point.strategy_params.clone(), point.ranks);
+        let seed = run_seed(sweep.seed, args.rep);
+        let factory = point.strategy.factory(&point.strategy_params, workload.dag(), seed);
         let kernel_name = |k| workload.kernel_name(k);
         let timeout = Duration::from_secs(sweep.timeout_s);
-        let seed = run_seed(sweep.seed, args.rep);
         let req = point.request(workload.dag(), workload.kernels(), &kernel_name, &factory, timeout, seed);
         let executed = match job.run(&req) {
             Ok(executed) => executed,

@@ -10,8 +10,8 @@ use crate::results::{self, ManifestInfo};
 use crate::sweep::Sweep;
 use anyhow::Result;
 use dagwire_analysis::tables::{self, PointRecord, TraceRows};
-use dagwire_runtime::RunOutcome;
 use dagwire_runtime::drivers::{Executed, Launch};
+use dagwire_runtime::{RunOutcome, rng};
 use dagwire_workloads::Workload;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
@@ -117,19 +117,21 @@ pub(crate) fn write_success(
 /// Builds the workload and runs it on the point's driver.
 fn run_point(sweep: &Sweep, point: &Point, rep: u32) -> Result<(Box<dyn Workload>, Executed)> {
     let workload = (point.workload.prepare)(&point.workload_params, point.ranks, sweep.seed)?;
-    let factory = point.strategy.factory(point.strategy_params.clone(), point.ranks);
+    let seed = run_seed(sweep.seed, rep);
+    let factory = point.strategy.factory(&point.strategy_params, workload.dag(), seed);
     let kernel_name = |k| workload.kernel_name(k);
     let timeout = Duration::from_secs(sweep.timeout_s);
-    let req =
-        point.request(workload.dag(), workload.kernels(), &kernel_name, &factory, timeout, run_seed(sweep.seed, rep));
+    let req = point.request(workload.dag(), workload.kernels(), &kernel_name, &factory, timeout, seed);
     let executed = drivers::execute_in_process(point.driver, &req)?;
     Ok((workload, executed))
 }
 
-/// The seed of one repetition's modelled randomness: repetitions draw different
-/// jitter, the same repetition always the same.
+/// The seed of one repetition's randomness (the strategies' streams, the simulator's
+/// jitter): repetitions draw differently, the same repetition always the same. The
+/// workload is built from the sweep's seed itself, so every repetition computes on the
+/// same data.
 pub(crate) fn run_seed(sweep_seed: u64, rep: u32) -> u64 {
-    sweep_seed ^ u64::from(rep).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    rng::derive(sweep_seed, rng::stream::repetition(rep))
 }
 
 pub(crate) fn base_record(point: &Point, rep: u32, wall_s: f64) -> PointRecord {

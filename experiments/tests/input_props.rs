@@ -152,7 +152,7 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 40, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 60, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn corrupted_results_files_are_refused_without_panic(

@@ -16,8 +16,8 @@ pub mod core;
 pub mod drivers;
 
 pub use crate::core::{
-    collective, collectives, dag, engine, ids, kernel, message, one_sided, params, payload, placement, strategy, timer,
-    trace,
+    collective, collectives, dag, engine, ids, kernel, message, one_sided, params, payload, placement, rng, strategy,
+    timer, trace,
 };
 
 pub use collective::{Capability, CollectiveJoin, CollectiveKind, Contribution};

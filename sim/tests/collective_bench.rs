@@ -8,13 +8,14 @@
 //! an instruction count under `valgrind --tool=cachegrind`, steadier than wall time on
 //! a shared machine).
 
-use dagwire_runtime::{ParamValue, Rank, Strategy, TraceLevel};
+use dagwire_runtime::{Dag, ParamValue, Rank, Strategy, TraceLevel};
 use dagwire_sim::driver::{SimConfig, SimKernels, run};
 use dagwire_sim::machine::{Fidelity, load_machine};
+use std::sync::Arc;
 use std::time::Instant;
 
-fn batched(given: &[(&str, ParamValue)]) -> impl Fn(Rank) -> Box<dyn Strategy> + Sync + use<> {
-    dagwire_strategies::find("batched").unwrap().factory_with(given, 0).unwrap()
+fn batched(given: &[(&str, ParamValue)], dag: &Arc<Dag>) -> impl Fn(Rank) -> Box<dyn Strategy> + Sync + use<> {
+    dagwire_strategies::find("batched").unwrap().factory_with(given, dag, 1).unwrap()
 }
 
 #[test]
@@ -47,7 +48,7 @@ fn time_batched_cholesky_collectives() {
                 continue;
             }
             let cfg = SimConfig { ranks, workers: 1, run_kernels: false, seed: 1, trace: TraceLevel::Counts };
-            let strategy = batched(params);
+            let strategy = batched(params, w.dag());
             let mut best = f64::INFINITY;
             let mut last = None;
             for _ in 0..reps {

@@ -1,7 +1,7 @@
 //! The sim driver end to end: real workloads and strategies in virtual time.
 
 use dagwire_runtime::{
-    DagBuilder, KernelId, Kernels, ParamValue, Payload, Rank, RunOutcome, Strategy, Task, TaskSpec, TraceLevel,
+    Dag, DagBuilder, KernelId, Kernels, ParamValue, Payload, Rank, RunOutcome, Strategy, Task, TaskSpec, TraceLevel,
 };
 use dagwire_sim::driver::{SimConfig, SimKernels, run};
 use dagwire_sim::machine::{Compute, ComputeMode, Fidelity, LogGp, LogGpSegment, Machine, Topology, load_machine};
@@ -11,6 +11,16 @@ use std::sync::Arc;
 
 fn eager(_: Rank) -> Box<dyn Strategy> {
     Box::new(Eager)
+}
+
+/// A registered strategy with parameters, as a sweep names it; planned against the DAG
+/// of each run that uses it.
+struct Pick(&'static str, Vec<(&'static str, ParamValue)>);
+
+impl Pick {
+    fn factory(&self, dag: &Arc<Dag>) -> impl Fn(Rank) -> Box<dyn Strategy> + Sync + use<> {
+        dagwire_strategies::find(self.0).unwrap().factory_with(&self.1, dag, 1).unwrap()
+    }
 }
 
 fn cholesky(n: i64, tile: i64, ranks: usize) -> Box<dyn Workload> {
@@ -24,7 +34,7 @@ fn verified_cholesky(
     n: i64,
     ranks: usize,
     fidelity: Fidelity,
-    strategy: &(dyn Fn(Rank) -> Box<dyn Strategy> + Sync),
+    strategy: &Pick,
     label: &str,
 ) -> dagwire_sim::driver::SimOutcome {
     let mut machine = load_machine("ib-hdr-fattree").unwrap();
@@ -33,7 +43,8 @@ fn verified_cholesky(
     let name = |k| w.kernel_name(k);
     let kernels = SimKernels { kernels: w.kernels(), name: &name };
     let cfg = SimConfig { ranks, workers: 1, run_kernels: true, seed: 1, trace: Default::default() };
-    let out = run(w.dag(), &kernels, strategy, &machine, cfg).unwrap_or_else(|e| panic!("{label}: {e}"));
+    let out =
+        run(w.dag(), &kernels, &strategy.factory(w.dag()), &machine, cfg).unwrap_or_else(|e| panic!("{label}: {e}"));
     let check = w.verify(&out.run.results);
     assert!(check.passed, "{label}: {check:?}");
     out
@@ -218,7 +229,7 @@ fn rendezvous_pays_its_full_handshake_in_virtual_time() {
     let dag = producer_and_reader();
     let name = |_| "k";
     let kernels = SimKernels { kernels: &Zeros, name: &name };
-    let factory = dagwire_strategies::find("rendezvous").unwrap().factory_with(&[], 2).unwrap();
+    let factory = Pick("rendezvous", vec![]).factory(&dag);
     let cfg = SimConfig { ranks: 2, workers: 1, run_kernels: true, seed: 1, trace: Default::default() };
     let out = run(&dag, &kernels, &factory, &toy_machine(1), cfg).unwrap().run;
     // T(k) = o_s + ceil((k-1) G) + L + o_r; RTS and CTS are 32-byte headers.
@@ -228,9 +239,8 @@ fn rendezvous_pays_its_full_handshake_in_virtual_time() {
 }
 
 /// A batched factory through the registry, as a sweep would build it.
-fn batched(epochs: &str, epoch_tasks: i64) -> impl Fn(Rank) -> Box<dyn Strategy> + Sync {
-    let given = [("epochs", ParamValue::Str(epochs.into())), ("epoch_tasks", ParamValue::Int(epoch_tasks))];
-    dagwire_strategies::find("batched").unwrap().factory_with(&given, 0).unwrap()
+fn batched(epochs: &str, epoch_tasks: i64) -> Pick {
+    Pick("batched", vec![("epochs", ParamValue::Str(epochs.into())), ("epoch_tasks", ParamValue::Int(epoch_tasks))])
 }
 
 #[test]
@@ -268,7 +278,7 @@ fn a_batched_all_to_all_v_is_a_pairwise_exchange_in_virtual_time() {
     let name = |_| "k";
     let kernels = SimKernels { kernels: &Zeros, name: &name };
     let cfg = SimConfig { ranks: 3, workers: 1, run_kernels: true, seed: 1, trace: Default::default() };
-    let out = run(&dag, &kernels, &batched("level", 1), &toy_machine(1), cfg).unwrap().run;
+    let out = run(&dag, &kernels, &batched("level", 1).factory(&dag), &toy_machine(1), cfg).unwrap().run;
     let steps: Vec<(u32, u32, &str, u64, u64)> =
         out.trace.messages.iter().map(|m| (m.src.0, m.dst.0, m.kind, m.sent_ns, m.recv_ns)).collect();
     // T(k) = o_s + ceil((k-1) G) + L + o_r on an idle path.
@@ -299,19 +309,19 @@ fn both_built_in_drivers_offer_collectives_and_a_driver_without_them_refuses_bat
     for offers in [dagwire_sim::driver::CAPABILITIES, dagwire_runtime::drivers::local::CAPABILITIES] {
         assert!(offers.contains(&Capability::AllToAllV) && offers.contains(&Capability::PointToPoint));
     }
-    let s = batched("level", 1)(Rank(0));
+    let s = batched("level", 1).factory(&cholesky(64, 32, 2).dag().clone())(Rank(0));
     let err = check_capabilities("p2p-only", Capability::POINT_TO_POINT, s.name(), s.needs()).unwrap_err();
     assert!(err.to_string().contains("strategy batched needs collectives (all-to-all-v), which driver p2p-only"));
 }
 
 /// Batched with broadcasts for chunks read on more than `threshold` other ranks.
-fn batched_trees(threshold: i64, tree: &str, segment_bytes: i64) -> impl Fn(Rank) -> Box<dyn Strategy> + Sync {
-    let given = [
+fn batched_trees(threshold: i64, tree: &str, segment_bytes: i64) -> Pick {
+    let given = vec![
         ("bcast_threshold", ParamValue::Int(threshold)),
         ("tree", ParamValue::Str(tree.into())),
         ("segment_bytes", ParamValue::Int(segment_bytes)),
     ];
-    dagwire_strategies::find("batched").unwrap().factory_with(&given, 0).unwrap()
+    Pick("batched", given)
 }
 
 #[test]
@@ -335,14 +345,11 @@ fn one_to_all(ranks: u32, bytes: u64) -> Arc<dagwire_runtime::Dag> {
     Arc::new(b.finish())
 }
 
-fn simulate_dag(
-    dag: &Arc<dagwire_runtime::Dag>,
-    strategy: &(dyn Fn(Rank) -> Box<dyn Strategy> + Sync),
-) -> (RunOutcome, u64) {
+fn simulate_dag(dag: &Arc<Dag>, strategy: &Pick) -> (RunOutcome, u64) {
     let name = |_| "k";
     let kernels = SimKernels { kernels: &Zeros, name: &name };
     let cfg = SimConfig { ranks: dag.ranks(), workers: 1, run_kernels: false, seed: 1, trace: Default::default() };
-    let out = run(dag, &kernels, strategy, &toy_machine(1), cfg).unwrap();
+    let out = run(dag, &kernels, &strategy.factory(dag), &toy_machine(1), cfg).unwrap();
     (out.run, out.events)
 }
 
@@ -389,9 +396,8 @@ fn a_pipelined_chain_beats_an_unpipelined_one_and_sends_every_segment_on_each_ed
 }
 
 /// An rma factory through the registry, as a sweep would build it.
-fn rma(mode: &str, sync: &str) -> impl Fn(Rank) -> Box<dyn Strategy> + Sync + use<> {
-    let given = [("mode", ParamValue::Str(mode.into())), ("sync", ParamValue::Str(sync.into()))];
-    dagwire_strategies::find("rma").unwrap().factory_with(&given, 0).unwrap()
+fn rma(mode: &str, sync: &str) -> Pick {
+    Pick("rma", vec![("mode", ParamValue::Str(mode.into())), ("sync", ParamValue::Str(sync.into()))])
 }
 
 #[test]
@@ -421,7 +427,7 @@ fn rma_pays_request_data_and_acknowledgement_legs_in_virtual_time() {
     // data, ack, then r0's barrier header to r1 (r1 joined at once). get/fence: r0's
     // barrier header, then r1's request and the data (the second fence finishes sooner).
     for (mode, sync) in [("get", "passive"), ("put", "passive"), ("put", "fence"), ("get", "fence")] {
-        let out = run(&dag, &kernels, &rma(mode, sync), &toy_machine(1), cfg).unwrap().run;
+        let out = run(&dag, &kernels, &rma(mode, sync).factory(&dag), &toy_machine(1), cfg).unwrap().run;
         assert_eq!(out.makespan_ns, 5000 + t(32) + t(32) + t(4096) + 3000, "{mode}/{sync}");
         assert_eq!(
             out.trace.messages.iter().filter(|m| m.kind.starts_with("rma-")).count(),
@@ -476,8 +482,7 @@ fn every_collective_runs_on_the_sim_driver_through_its_network() {
 fn a_bruck_all_to_all_v_sends_fewer_larger_network_messages_than_pairwise() {
     // 8 ranks: per collective and rank, pairwise sends p - 1 = 7 pieces, Bruck log2 p = 3.
     let run_with = |alltoall: &str| {
-        let given = [("alltoall", ParamValue::Str(alltoall.into()))];
-        let strategy = dagwire_strategies::find("batched").unwrap().factory_with(&given, 0).unwrap();
+        let strategy = Pick("batched", vec![("alltoall", ParamValue::Str(alltoall.into()))]);
         verified_cholesky(256, 8, Fidelity::Analytic, &strategy, alltoall)
     };
     let (pairwise, bruck) = (run_with("pairwise"), run_with("bruck"));

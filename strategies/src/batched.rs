@@ -4,8 +4,10 @@
 //!
 //! # Epochs
 //!
-//! Every rank cuts the DAG into epochs from the DAG alone ([`epochs`]), so all ranks
-//! agree without talking. A chunk belongs to the epoch of the task that produces it.
+//! The DAG is cut into epochs from the DAG alone ([`epochs`]), so all ranks agree
+//! without talking; the cut, and the run's order of collectives, are planned once per
+//! run ([`RunPlan`]) and shared read-only by every rank's instance, which keeps only
+//! what concerns its own tasks. A chunk belongs to the epoch of the task that produces it.
 //! - `epochs = "level"`: a task's epoch is its topological level (0 for tasks without
 //!   inputs, otherwise one more than the deepest producer of its inputs). A chunk of
 //!   epoch `e` is read only by tasks of later epochs.
@@ -59,6 +61,8 @@ use dagwire_runtime::{
 };
 use std::collections::BTreeMap;
 use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Registration.
 pub const INFO: StrategyInfo = StrategyInfo {
@@ -67,7 +71,11 @@ pub const INFO: StrategyInfo = StrategyInfo {
               chunks with many reader ranks optionally by broadcast trees (fewer, larger messages; an epoch boundary \
               synchronises the ranks)",
     params,
-    build: |params: &Params, _rank: Rank, _ranks: usize| Box::new(Batched::from_params(params)),
+    needs: |params| Config::from_params(params).needs(),
+    plan: |params, dag| {
+        let plan = Arc::new(RunPlan::new(dag, Config::from_params(params)));
+        Box::new(move |rank, _| Box::new(Batched::new(&plan, rank)))
+    },
 };
 
 /// Default of the `epoch_tasks` parameter.
@@ -225,150 +233,38 @@ const EMPTY: u8 = 2;
 /// Operation code of a broadcast chunk; `arg` is the epoch.
 const BCAST: u8 = 3;
 
-/// One collective this rank takes part in.
-#[derive(Debug)]
-struct Collective {
-    id: u64,
-    epoch: u32,
-    what: What,
-}
-
-/// Which collective, with what this rank needs to take part.
-#[derive(Debug)]
-enum What {
-    /// The epoch's all-to-all-v, with the chunks this rank receives in it (sorted).
-    AllToAllV { incoming: Vec<ChunkId> },
-    /// The broadcast of `chunk` to `members` (its producer first, then its reader ranks).
-    Broadcast { chunk: ChunkId, members: Vec<Rank> },
-}
-
-/// What one rank knows and owes, built from the DAG when the run starts.
-#[derive(Debug)]
-struct Plan {
-    /// This rank's collectives, in the run's order.
-    collectives: Vec<Collective>,
-    /// Local tasks with an output read on another rank, with their epoch; sorted by task.
-    senders: Vec<(TaskId, u32)>,
-    /// Per epoch: local senders not finished yet (absent: none).
-    unfinished: BTreeMap<u32, u32>,
-    /// Per epoch: (reader, chunk, bytes) this rank contributes to its all-to-all-v.
-    outbox: BTreeMap<u32, Vec<(Rank, ChunkId, Payload)>>,
-    /// Chunks this rank broadcasts, until their broadcast.
-    roots: BTreeMap<ChunkId, Payload>,
-    /// The next collective to join (index into `collectives`).
-    next: usize,
-    /// The collective joined and not completed yet.
-    joined: Option<usize>,
-}
-
-impl Plan {
-    fn new(dag: &Dag, rank: Rank, mode: Epochs, broadcast: Option<u32>) -> Plan {
-        let epoch = epochs(dag, mode);
-        let epoch_of = |c: ChunkId| epoch[dag.chunk(c).producer.index()];
-        let by_broadcast = |readers: usize| broadcast.is_some_and(|t| readers > t as usize);
-        let mut collectives: Vec<Collective> = Vec::new();
-        let mut a2a_epochs: Vec<u32> = Vec::new();
-        for c in (0..dag.chunk_count() as u32).map(ChunkId) {
-            let readers = dag.remote_readers(c);
-            if readers.is_empty() {
-                continue;
-            }
-            let (e, owner) = (epoch_of(c), dag.chunk_owner(c));
-            if !by_broadcast(readers.len()) {
-                a2a_epochs.push(e);
-            } else if owner == rank || readers.contains(&rank) {
-                let members: Vec<Rank> = std::iter::once(owner).chain(readers).collect();
-                collectives.push(Collective {
-                    id: broadcast_id(e, c),
-                    epoch: e,
-                    what: What::Broadcast { chunk: c, members },
-                });
-            }
-        }
-        a2a_epochs.sort_unstable();
-        a2a_epochs.dedup();
-        collectives.extend(a2a_epochs.into_iter().map(|e| Collective {
-            id: all_to_all_id(e),
-            epoch: e,
-            what: What::AllToAllV { incoming: Vec::new() },
-        }));
-        collectives.sort_unstable_by_key(|c| c.id);
-        let mut incoming: Vec<ChunkId> = dag
-            .tasks_of(rank)
-            .iter()
-            .flat_map(|&t| dag.inputs(t))
-            .copied()
-            .filter(|&c| dag.chunk_owner(c) != rank)
-            .collect();
-        incoming.sort_unstable();
-        incoming.dedup();
-        for c in incoming {
-            if by_broadcast(dag.remote_readers(c).len()) {
-                continue;
-            }
-            let at = collectives.binary_search_by_key(&all_to_all_id(epoch_of(c)), |k| k.id).expect("planned above");
-            let What::AllToAllV { incoming } = &mut collectives[at].what else { unreachable!("an all-to-all-v id") };
-            incoming.push(c);
-        }
-        let mut unfinished = BTreeMap::new();
-        let mut senders = Vec::new();
-        for &t in dag.tasks_of(rank) {
-            if dag.task(t).outputs().any(|c| dag.is_read_remotely(c)) {
-                senders.push((t, epoch[t.index()]));
-                *unfinished.entry(epoch[t.index()]).or_insert(0) += 1;
-            }
-        }
-        Plan {
-            collectives,
-            senders,
-            unfinished,
-            outbox: BTreeMap::new(),
-            roots: BTreeMap::new(),
-            next: 0,
-            joined: None,
-        }
-    }
-
-    /// The epoch of a local sending task.
-    fn epoch_of_sender(&self, task: TaskId) -> Option<u32> {
-        self.senders.binary_search_by_key(&task, |&(t, _)| t).ok().map(|i| self.senders[i].1)
-    }
-}
-
-/// The batched protocol, one instance per rank. It plans lazily, when the run starts,
-/// since only then does it see the DAG.
+/// The batched strategy's settings.
 ///
 /// ```
 /// use dagwire_runtime::collective::Tree;
-/// use dagwire_runtime::{Capability, Strategy};
-/// use dagwire_strategies::batched::{Batched, Epochs};
-/// let b = Batched::new(Epochs::Level);
-/// assert_eq!([1, 2, 3].map(|op| b.op_name(op)), ["batch-data", "batch-empty", "batch-bcast"]);
-/// assert_eq!(b.needs(), &[Capability::AllToAllV]);
-/// assert!(!b.is_idle(), "not started: it does not know its collectives yet");
-/// let with_trees = Batched::new(Epochs::Level).with_broadcast(3, Tree::Binomial);
+/// use dagwire_runtime::Capability;
+/// use dagwire_strategies::batched::{Config, Epochs};
+/// assert_eq!(Config::new(Epochs::Level).needs(), &[Capability::AllToAllV]);
+/// let with_trees = Config::new(Epochs::Level).with_broadcast(3, Tree::Binomial);
 /// assert_eq!(with_trees.needs(), &[Capability::AllToAllV, Capability::Broadcast]);
 /// ```
-#[derive(Debug)]
-pub struct Batched {
-    mode: Epochs,
-    alltoall: AllToAllAlgorithm,
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// How the DAG is cut into epochs.
+    pub epochs: Epochs,
+    /// The algorithm of each epoch's all-to-all-v (where the driver runs the shared layer).
+    pub alltoall: AllToAllAlgorithm,
     /// Chunks read on more than this many other ranks go by broadcast (`None`: never).
-    broadcast: Option<u32>,
-    tree: Tree,
-    plan: Option<Plan>,
+    pub broadcast: Option<NonZeroU32>,
+    /// The broadcast tree.
+    pub tree: Tree,
 }
 
-impl Batched {
-    /// A batched strategy cutting epochs by `mode`, moving every chunk in all-to-all-vs.
-    pub fn new(mode: Epochs) -> Self {
-        Batched { mode, alltoall: AllToAllAlgorithm::Pairwise, broadcast: None, tree: Tree::Binomial, plan: None }
+impl Config {
+    /// Epochs cut by `epochs`, every chunk moved in all-to-all-vs.
+    pub fn new(epochs: Epochs) -> Self {
+        Config { epochs, alltoall: AllToAllAlgorithm::Pairwise, broadcast: None, tree: Tree::Binomial }
     }
 
     /// Chunks read on more than `threshold` other ranks go by a broadcast along `tree`
     /// (a `threshold` of 0 means never, as the parameter does).
     pub fn with_broadcast(mut self, threshold: u32, tree: Tree) -> Self {
-        self.broadcast = (threshold > 0).then_some(threshold);
+        self.broadcast = NonZeroU32::new(threshold);
         self.tree = tree;
         self
     }
@@ -403,32 +299,284 @@ impl Batched {
         let threshold = u32::try_from(params.int("bcast_threshold")).expect("bcast_threshold is checked to fit");
         let alltoall = AllToAllAlgorithm::from_name(params.str("alltoall"))
             .unwrap_or_else(|| panic!("alltoall = {} was not checked against batched::params", params.str("alltoall")));
-        Batched::new(mode).with_broadcast(threshold, tree).with_alltoall(alltoall)
+        Config::new(mode).with_broadcast(threshold, tree).with_alltoall(alltoall)
     }
 
-    /// How epochs are cut.
-    pub fn mode(&self) -> Epochs {
-        self.mode
+    /// What a driver must offer.
+    pub fn needs(&self) -> &'static [Capability] {
+        match self.broadcast {
+            None => &[Capability::AllToAllV],
+            Some(_) => &[Capability::AllToAllV, Capability::Broadcast],
+        }
     }
 
-    /// The ids of the collectives this rank takes part in, in order, once the run started.
-    pub fn collective_ids(&self) -> Option<Vec<u64>> {
-        self.plan.as_ref().map(|p| p.collectives.iter().map(|c| c.id).collect())
+    /// Whether a chunk read on `readers` other ranks goes by broadcast.
+    fn by_broadcast(&self, readers: usize) -> bool {
+        self.broadcast.is_some_and(|t| readers > t.get() as usize)
+    }
+}
+
+/// Whole-DAG plans made so far in this process ([`RunPlan::new`]), so tests can check
+/// that a run plans once, not once per rank.
+static PLANS: AtomicU64 = AtomicU64::new(0);
+
+/// How many [`RunPlan`]s this process has made.
+pub fn plans_made() -> u64 {
+    PLANS.load(Ordering::Relaxed)
+}
+
+/// What batched derives from the whole DAG, once per run, shared read-only by every
+/// rank's instance: the epoch of every task and the run's collectives in their order
+/// (the epochs that have an all-to-all-v, which every rank joins, and the broadcasts
+/// with their members).
+///
+/// ```
+/// use dagwire_runtime::{DagBuilder, KernelId, Rank, TaskSpec};
+/// use dagwire_strategies::batched::{Config, Epochs, RunPlan};
+/// use std::sync::Arc;
+/// let mut b = DagBuilder::new(2);
+/// let a = b.add(TaskSpec::new(KernelId(0), Rank(0)).outputs(&[8]));
+/// b.add(TaskSpec::new(KernelId(0), Rank(1)).inputs(&[a.output(0)]).outputs(&[8]));
+/// let plan = RunPlan::new(&Arc::new(b.finish()), Config::new(Epochs::Level));
+/// assert_eq!((plan.epochs(), plan.all_to_all_epochs()), (&[0, 1][..], &[0][..]));
+/// ```
+#[derive(Debug)]
+pub struct RunPlan {
+    cfg: Config,
+    dag: Arc<Dag>,
+    /// The epoch of every task.
+    epoch: Vec<u32>,
+    /// Epochs with an all-to-all-v, ascending.
+    all_to_all: Vec<u32>,
+    /// Chunks that go by broadcast, ascending.
+    bcast_chunks: Vec<ChunkId>,
+    /// Broadcast `i`'s members are `members[offsets[i]..offsets[i + 1]]`: the producer,
+    /// then the reader ranks in order.
+    offsets: Vec<u32>,
+    members: Vec<Rank>,
+}
+
+impl RunPlan {
+    /// Plans a run of `dag` with settings `cfg`: one pass over the DAG.
+    pub fn new(dag: &Arc<Dag>, cfg: Config) -> RunPlan {
+        PLANS.fetch_add(1, Ordering::Relaxed);
+        let epoch = epochs(dag, cfg.epochs);
+        let mut a2a = vec![false; epoch.iter().max().map_or(0, |&e| e as usize + 1)];
+        let (mut bcast_chunks, mut offsets, mut members) = (Vec::new(), vec![0u32], Vec::new());
+        let mut readers = Vec::new();
+        for c in (0..dag.chunk_count() as u32).map(ChunkId) {
+            dag.remote_readers_into(c, &mut readers);
+            if readers.is_empty() {
+                continue;
+            }
+            if cfg.by_broadcast(readers.len()) {
+                bcast_chunks.push(c);
+                members.push(dag.chunk_owner(c));
+                members.extend_from_slice(&readers);
+                offsets.push(members.len() as u32);
+            } else {
+                a2a[epoch[dag.chunk(c).producer.index()] as usize] = true;
+            }
+        }
+        let all_to_all = (0..a2a.len() as u32).filter(|&e| a2a[e as usize]).collect();
+        RunPlan { cfg, dag: Arc::clone(dag), epoch, all_to_all, bcast_chunks, offsets, members }
+    }
+
+    /// The settings planned with.
+    pub fn config(&self) -> Config {
+        self.cfg
+    }
+
+    /// The epoch of every task, by task id ([`epochs`]).
+    pub fn epochs(&self) -> &[u32] {
+        &self.epoch
+    }
+
+    /// The epochs that have an all-to-all-v (every rank joins each), ascending.
+    pub fn all_to_all_epochs(&self) -> &[u32] {
+        &self.all_to_all
+    }
+
+    /// The epoch of the task producing `c`.
+    fn epoch_of_chunk(&self, c: ChunkId) -> u32 {
+        self.epoch[self.dag.chunk(c).producer.index()]
+    }
+
+    /// The index of `c`'s broadcast, if it goes by one.
+    fn broadcast_index(&self, c: ChunkId) -> Option<u32> {
+        self.bcast_chunks.binary_search(&c).ok().map(|i| i as u32)
+    }
+
+    /// Broadcast `i`'s members (its producer first).
+    fn members(&self, i: u32) -> &[Rank] {
+        &self.members[self.offsets[i as usize] as usize..self.offsets[i as usize + 1] as usize]
+    }
+
+    /// Broadcast `i`'s collective id.
+    fn broadcast_id(&self, i: u32) -> u64 {
+        let chunk = self.bcast_chunks[i as usize];
+        broadcast_id(self.epoch_of_chunk(chunk), chunk)
+    }
+}
+
+/// A collective of the run, as one rank walks them in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Next {
+    /// Epoch `epoch`'s all-to-all-v.
+    AllToAllV { epoch: u32 },
+    /// Broadcast `index` of the plan, of `chunk`, of epoch `epoch`.
+    Broadcast { epoch: u32, chunk: ChunkId, index: u32 },
+}
+
+impl Next {
+    fn id(self) -> u64 {
+        match self {
+            Next::AllToAllV { epoch } => all_to_all_id(epoch),
+            Next::Broadcast { epoch, chunk, .. } => broadcast_id(epoch, chunk),
+        }
+    }
+
+    fn epoch(self) -> u32 {
+        match self {
+            Next::AllToAllV { epoch } | Next::Broadcast { epoch, .. } => epoch,
+        }
+    }
+}
+
+/// The batched protocol, one instance per rank, built from the run's shared
+/// [`RunPlan`] in time and memory of the order of what the rank owns and reads.
+///
+/// ```
+/// use dagwire_runtime::{Capability, DagBuilder, KernelId, Rank, Strategy, TaskSpec};
+/// use dagwire_strategies::batched::{Batched, Config, Epochs, RunPlan, all_to_all_id};
+/// use std::sync::Arc;
+/// let mut b = DagBuilder::new(2);
+/// let a = b.add(TaskSpec::new(KernelId(0), Rank(0)).outputs(&[8]));
+/// b.add(TaskSpec::new(KernelId(0), Rank(1)).inputs(&[a.output(0)]).outputs(&[8]));
+/// let plan = Arc::new(RunPlan::new(&Arc::new(b.finish()), Config::new(Epochs::Level)));
+/// let r1 = Batched::new(&plan, Rank(1));
+/// assert_eq!([1, 2, 3].map(|op| r1.op_name(op)), ["batch-data", "batch-empty", "batch-bcast"]);
+/// assert_eq!(r1.needs(), &[Capability::AllToAllV]);
+/// assert_eq!(r1.collective_ids(), [all_to_all_id(0)]);
+/// assert!(!r1.is_idle(), "epoch 0's all-to-all-v is still to join");
+/// ```
+#[derive(Debug)]
+pub struct Batched {
+    plan: Arc<RunPlan>,
+    /// The broadcasts this rank is a member of, in id order: (id, index in the plan).
+    broadcasts: Vec<(u64, u32)>,
+    /// Chunks this rank receives in all-to-all-vs, with their epoch; sorted.
+    incoming: Vec<(u32, ChunkId)>,
+    /// Local tasks with an output read on another rank, with their epoch; sorted by task.
+    senders: Vec<(TaskId, u32)>,
+    /// Per epoch: local senders not finished yet (absent: none).
+    unfinished: BTreeMap<u32, u32>,
+    /// Per epoch: (reader, chunk, bytes) this rank contributes to its all-to-all-v.
+    outbox: BTreeMap<u32, Vec<(Rank, ChunkId, Payload)>>,
+    /// Chunks this rank broadcasts, until their broadcast.
+    roots: BTreeMap<ChunkId, Payload>,
+    /// The next all-to-all-v to join (index into the plan's) and the next broadcast
+    /// (index into `broadcasts`).
+    next_a2a: usize,
+    next_bcast: usize,
+    /// The collective joined and not completed yet.
+    joined: Option<Next>,
+}
+
+impl Batched {
+    /// Rank `rank`'s instance for the run `plan` was made for: a pass over the rank's
+    /// own tasks, their outputs and their inputs.
+    pub fn new(plan: &Arc<RunPlan>, rank: Rank) -> Self {
+        let dag = &*plan.dag;
+        let epoch = &plan.epoch;
+        let (mut broadcasts, mut incoming, mut senders) = (Vec::new(), Vec::new(), Vec::new());
+        let mut unfinished = BTreeMap::new();
+        for &t in dag.tasks_of(rank) {
+            let mut sends = false;
+            for c in dag.task(t).outputs().filter(|&c| dag.is_read_remotely(c)) {
+                sends = true;
+                broadcasts.extend(plan.broadcast_index(c));
+            }
+            if sends {
+                senders.push((t, epoch[t.index()]));
+                *unfinished.entry(epoch[t.index()]).or_insert(0) += 1;
+            }
+            for &c in dag.inputs(t).iter().filter(|&&c| dag.chunk_owner(c) != rank) {
+                match plan.broadcast_index(c) {
+                    Some(i) => broadcasts.push(i),
+                    None => incoming.push((plan.epoch_of_chunk(c), c)),
+                }
+            }
+        }
+        let mut broadcasts: Vec<(u64, u32)> = broadcasts.into_iter().map(|i| (plan.broadcast_id(i), i)).collect();
+        broadcasts.sort_unstable();
+        broadcasts.dedup();
+        incoming.sort_unstable();
+        incoming.dedup();
+        Batched {
+            plan: Arc::clone(plan),
+            broadcasts,
+            incoming,
+            senders,
+            unfinished,
+            outbox: BTreeMap::new(),
+            roots: BTreeMap::new(),
+            next_a2a: 0,
+            next_bcast: 0,
+            joined: None,
+        }
+    }
+
+    /// The settings of the run.
+    pub fn config(&self) -> Config {
+        self.plan.cfg
+    }
+
+    /// The ids of the collectives this rank takes part in, in order.
+    pub fn collective_ids(&self) -> Vec<u64> {
+        let mut ids: Vec<u64> = self.plan.all_to_all.iter().map(|&e| all_to_all_id(e)).collect();
+        ids.extend(self.broadcasts.iter().map(|&(id, _)| id));
+        ids.sort_unstable();
+        ids
+    }
+
+    /// The next collective to join, in the run's order: the earlier of the next
+    /// all-to-all-v and this rank's next broadcast.
+    fn peek(&self) -> Option<Next> {
+        let a2a = self.plan.all_to_all.get(self.next_a2a).map(|&epoch| Next::AllToAllV { epoch });
+        let bcast = self.broadcasts.get(self.next_bcast).map(|&(_, index)| {
+            let chunk = self.plan.bcast_chunks[index as usize];
+            Next::Broadcast { epoch: self.plan.epoch_of_chunk(chunk), chunk, index }
+        });
+        match (a2a, bcast) {
+            (Some(a), Some(b)) => Some(if a.id() < b.id() { a } else { b }),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The epoch of a local sending task.
+    fn epoch_of_sender(&self, task: TaskId) -> Option<u32> {
+        self.senders.binary_search_by_key(&task, |&(t, _)| t).ok().map(|i| self.senders[i].1)
+    }
+
+    /// The chunks this rank receives in epoch `epoch`'s all-to-all-v, sorted.
+    fn incoming_of(&self, epoch: u32) -> &[(u32, ChunkId)] {
+        let from = self.incoming.partition_point(|&(e, _)| e < epoch);
+        let to = self.incoming.partition_point(|&(e, _)| e <= epoch);
+        &self.incoming[from..to]
     }
 
     /// Joins the next collective if the previous one completed and the local producers
     /// of its epoch are all done.
     fn try_join(&mut self, ctx: &mut StrategyCtx<'_>) {
-        let plan = self.plan.as_mut().expect("planned at start");
-        let Some(next) = plan.collectives.get(plan.next) else { return };
-        if plan.joined.is_some() || plan.unfinished.get(&next.epoch).is_some_and(|&n| n > 0) {
+        let Some(next) = self.peek() else { return };
+        if self.joined.is_some() || self.unfinished.get(&next.epoch()).is_some_and(|&n| n > 0) {
             return;
         }
-        let (id, epoch) = (next.id, next.epoch);
-        match &next.what {
-            What::AllToAllV { .. } => {
+        match next {
+            Next::AllToAllV { epoch } => {
                 let mut per_peer: Vec<Vec<Message>> = vec![Vec::new(); ctx.dag.ranks()];
-                for (reader, chunk, data) in plan.outbox.remove(&epoch).unwrap_or_default() {
+                for (reader, chunk, data) in self.outbox.remove(&epoch).unwrap_or_default() {
                     ctx.phase(chunk, ctx.rank, reader, Phase::Started);
                     let mut msg = Message::data(DATA, chunk, data.clone());
                     msg.arg = epoch as u64;
@@ -442,31 +590,43 @@ impl Batched {
                     .filter(|&(r, _)| r != ctx.rank)
                     .map(|(r, m)| (r, if m.is_empty() { empty() } else { m }))
                     .collect();
-                ctx.join_collective(id, CollectiveKind::AllToAllV { algorithm: self.alltoall }, sends);
+                ctx.join_collective(
+                    next.id(),
+                    CollectiveKind::AllToAllV { algorithm: self.plan.config().alltoall },
+                    sends,
+                );
+                self.next_a2a += 1;
             }
-            What::Broadcast { chunk, members } => {
+            Next::Broadcast { epoch, chunk, index } => {
+                let members = self.plan.members(index);
                 let mut sends = Vec::new();
                 if members[0] == ctx.rank {
-                    let data = plan.roots.remove(chunk).expect("the epoch's producers are done");
+                    let data = self.roots.remove(&chunk).expect("the epoch's producers are done");
                     for &reader in &members[1..] {
-                        ctx.phase(*chunk, ctx.rank, reader, Phase::Started);
-                        ctx.phase(*chunk, ctx.rank, reader, Phase::Wire);
+                        ctx.phase(chunk, ctx.rank, reader, Phase::Started);
+                        ctx.phase(chunk, ctx.rank, reader, Phase::Wire);
                     }
-                    let mut msg = Message::data(BCAST, *chunk, data);
+                    let mut msg = Message::data(BCAST, chunk, data);
                     msg.arg = epoch as u64;
                     sends.push((ctx.rank, vec![msg]));
                 }
-                let kind = CollectiveKind::Broadcast { members: members.clone(), tree: self.tree };
-                ctx.join_collective(id, kind, sends);
+                let kind = CollectiveKind::Broadcast { members: members.to_vec(), tree: self.plan.cfg.tree };
+                ctx.join_collective(next.id(), kind, sends);
+                self.next_bcast += 1;
             }
         }
-        (plan.joined, plan.next) = (Some(plan.next), plan.next + 1);
+        self.joined = Some(next);
     }
 
     /// Checks one all-to-all-v contribution of epoch `epoch` from `c.from` against
     /// `expected` (the chunks this rank receives in that collective) and delivers its
     /// chunks; returns how many it carried.
-    fn take(ctx: &mut StrategyCtx<'_>, epoch: u32, expected: &[ChunkId], c: Contribution) -> Result<usize, String> {
+    fn take(
+        ctx: &mut StrategyCtx<'_>,
+        epoch: u32,
+        expected: &[(u32, ChunkId)],
+        c: Contribution,
+    ) -> Result<usize, String> {
         let (from, count) = (c.from, c.messages.len());
         let mut chunks = 0;
         for msg in c.messages {
@@ -476,7 +636,7 @@ impl Batched {
             }
             match (msg.op, msg.payload) {
                 (DATA, Some(payload)) => {
-                    if expected.binary_search(&chunk).is_err() {
+                    if expected.binary_search(&(epoch, chunk)).is_err() {
                         return Err(format!(
                             "{from} sent chunk {chunk}, which this rank does not receive in epoch {epoch}'s collective"
                         ));
@@ -546,34 +706,32 @@ impl Strategy for Batched {
     }
 
     fn needs(&self) -> &'static [Capability] {
-        match self.broadcast {
-            None => &[Capability::AllToAllV],
-            Some(_) => &[Capability::AllToAllV, Capability::Broadcast],
-        }
+        self.plan.cfg.needs()
     }
 
     fn on_start(&mut self, ctx: &mut StrategyCtx<'_>) {
-        self.plan = Some(Plan::new(ctx.dag, ctx.rank, self.mode, self.broadcast));
+        assert!(
+            std::ptr::eq(ctx.dag, &*self.plan.dag),
+            "batched was planned for another DAG than the one this run executes: build the strategy factory from \
+             the run's DAG"
+        );
         self.try_join(ctx);
     }
 
     fn on_chunk_ready(&mut self, ctx: &mut StrategyCtx<'_>, chunk: ChunkId, data: &Payload, readers: &[Rank]) {
-        let by_broadcast = self.broadcast.is_some_and(|t| readers.len() > t as usize);
-        let plan = self.plan.as_mut().expect("planned at start");
         let producer = ctx.dag.chunk(chunk).producer;
-        let epoch = plan.epoch_of_sender(producer).expect("a chunk with remote readers comes from a planned sender");
-        if by_broadcast {
-            plan.roots.insert(chunk, data.clone());
+        let epoch = self.epoch_of_sender(producer).expect("a chunk with remote readers comes from a planned sender");
+        if self.plan.cfg.by_broadcast(readers.len()) {
+            self.roots.insert(chunk, data.clone());
         } else {
-            let outbox = plan.outbox.entry(epoch).or_default();
+            let outbox = self.outbox.entry(epoch).or_default();
             outbox.extend(readers.iter().map(|&r| (r, chunk, data.clone())));
         }
     }
 
     fn on_task_done(&mut self, ctx: &mut StrategyCtx<'_>, task: TaskId) {
-        let plan = self.plan.as_mut().expect("planned at start");
-        if let Some(epoch) = plan.epoch_of_sender(task) {
-            *plan.unfinished.get_mut(&epoch).expect("counted at start") -= 1;
+        if let Some(epoch) = self.epoch_of_sender(task) {
+            *self.unfinished.get_mut(&epoch).expect("counted at start") -= 1;
             self.try_join(ctx);
         }
     }
@@ -592,37 +750,38 @@ impl Strategy for Batched {
         id: u64,
         received: Vec<Contribution>,
     ) -> Result<(), String> {
-        let plan = self.plan.as_mut().ok_or("collective completed before the run started")?;
-        let Some(k) = plan.joined.filter(|&k| plan.collectives[k].id == id) else {
-            let joined = plan.joined.map(|k| plan.collectives[k].id);
+        let Some(joined) = self.joined.filter(|j| j.id() == id) else {
+            let joined = self.joined.map(Next::id);
             return Err(format!("collective {id} completed, but this rank is in collective {joined:?}"));
         };
-        let Collective { epoch, what, .. } = &plan.collectives[k];
-        match what {
-            What::AllToAllV { incoming } => {
+        match joined {
+            Next::AllToAllV { epoch } => {
                 if received.len() != ctx.dag.ranks() - 1 {
                     return Err(format!(
                         "epoch {epoch}: {} contributions, expected one per other rank",
                         received.len()
                     ));
                 }
+                let incoming = self.incoming_of(epoch);
                 let mut chunks = 0;
                 for c in received {
-                    chunks += Self::take(ctx, *epoch, incoming, c)?;
+                    chunks += Self::take(ctx, epoch, incoming, c)?;
                 }
                 if chunks != incoming.len() {
                     return Err(format!("epoch {epoch}: received {chunks} chunks, expected {}", incoming.len()));
                 }
             }
-            What::Broadcast { chunk, members } => Self::take_broadcast(ctx, *epoch, *chunk, members[0], received)?,
+            Next::Broadcast { epoch, chunk, index } => {
+                Self::take_broadcast(ctx, epoch, chunk, self.plan.members(index)[0], received)?
+            }
         }
-        plan.joined = None;
+        self.joined = None;
         self.try_join(ctx);
         Ok(())
     }
 
     /// Idle once every collective was joined and completed.
     fn is_idle(&self) -> bool {
-        self.plan.as_ref().is_some_and(|p| p.next == p.collectives.len() && p.joined.is_none())
+        self.joined.is_none() && self.peek().is_none()
     }
 }

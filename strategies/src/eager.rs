@@ -4,14 +4,15 @@
 
 use crate::StrategyInfo;
 use dagwire_runtime::trace::Phase;
-use dagwire_runtime::{ChunkId, Message, Params, Payload, Rank, Strategy, StrategyCtx};
+use dagwire_runtime::{Capability, ChunkId, Message, Payload, Rank, Strategy, StrategyCtx};
 
-/// Registration.
+/// Registration. Eager plans nothing: every rank's instance is the same empty one.
 pub const INFO: StrategyInfo = StrategyInfo {
     name: "eager",
     summary: "producer sends each chunk to every reader rank as soon as it exists (1 data message per transfer)",
     params: Vec::new,
-    build: |_params: &Params, _rank: Rank, _ranks: usize| Box::new(Eager),
+    needs: |_| Capability::POINT_TO_POINT,
+    plan: |_, _| Box::new(|_, _| Box::new(Eager)),
 };
 
 /// Operation code of the only message.

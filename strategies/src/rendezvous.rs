@@ -17,7 +17,7 @@
 
 use crate::StrategyInfo;
 use dagwire_runtime::trace::Phase;
-use dagwire_runtime::{ChunkId, Message, ParamSpec, Params, Payload, Rank, Strategy, StrategyCtx};
+use dagwire_runtime::{Capability, ChunkId, Message, ParamSpec, Params, Payload, Rank, Strategy, StrategyCtx};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::num::NonZeroUsize;
 
@@ -27,7 +27,14 @@ pub const INFO: StrategyInfo = StrategyInfo {
     summary: "ready-to-send, clear-to-send when the reader has a buffer, then the data (3 messages per \
               transfer); chunks below `eager_limit` bytes go eagerly",
     params,
-    build: |params: &Params, _rank: Rank, _ranks: usize| Box::new(Rendezvous::from_params(params)),
+    needs: |_| Capability::POINT_TO_POINT,
+    plan: |params, _| {
+        let (eager_limit, max_receives) = {
+            let r = Rendezvous::from_params(params);
+            (r.eager_limit, NonZeroUsize::new(r.max_receives).expect("checked to be >= 1"))
+        };
+        Box::new(move |_, _| Box::new(Rendezvous::new(eager_limit, max_receives)))
+    },
 };
 
 /// Default of the `eager_limit` parameter: every chunk goes through the rendezvous.

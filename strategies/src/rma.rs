@@ -3,7 +3,9 @@
 //!
 //! # Windows
 //!
-//! Layouts come from the DAG alone, so every rank can compute any rank's ([`Layout`]):
+//! Layouts come from the DAG alone ([`Layout`]); every rank's is laid out once per run
+//! ([`RunPlan`], with the fence schedule's epochs) and shared read-only by every rank's
+//! instance, so a rank looks any peer's window up instead of computing it:
 //! - `mode = "get"`: a rank's window holds the chunks it produces that other ranks
 //!   read ([`Layout::exposed`]); the producer stores each there (a put on its own
 //!   window, a local copy) and readers get it.
@@ -48,6 +50,8 @@ use dagwire_runtime::{
 };
 use std::collections::{BTreeMap, VecDeque};
 use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Registration.
 pub const INFO: StrategyInfo = StrategyInfo {
@@ -55,7 +59,11 @@ pub const INFO: StrategyInfo = StrategyInfo {
     summary: "every rank exposes a window; readers get chunks (or producers put them) one-sided, synchronised by \
               lock_all+flush with a small notification, or by fence epochs",
     params,
-    build: |params: &Params, _rank: Rank, _ranks: usize| Box::new(Rma::new(Config::from_params(params))),
+    needs: |params| Config::from_params(params).needs(),
+    plan: |params, dag| {
+        let plan = Arc::new(RunPlan::new(dag, Config::from_params(params)));
+        Box::new(move |rank, _| Box::new(Rma::new(&plan, rank)))
+    },
 };
 
 /// The parameters a sweep may set (`rma.mode`, `rma.sync`, `rma.inline_limit`,
@@ -153,6 +161,14 @@ impl Config {
             epochs,
         }
     }
+
+    /// What a driver must offer.
+    pub fn needs(&self) -> &'static [Capability] {
+        match self.sync {
+            WindowSync::Passive => &[Capability::PointToPoint, Capability::OneSidedPassive],
+            WindowSync::Fence => &[Capability::OneSidedFence],
+        }
+    }
 }
 
 /// Where each chunk sits in one rank's window: chunks in id order, each at an 8-byte
@@ -189,6 +205,37 @@ impl Layout {
     pub fn received(dag: &Dag, rank: Rank) -> Layout {
         let inputs = dag.tasks_of(rank).iter().flat_map(|&t| dag.inputs(t)).copied();
         Layout::of(dag, inputs.filter(|&c| dag.chunk_owner(c) != rank).collect())
+    }
+
+    /// Every rank's window in `mode` ([`Layout::exposed`] or [`Layout::received`]), by
+    /// rank, in one pass over the chunks.
+    ///
+    /// ```
+    /// use dagwire_runtime::{DagBuilder, KernelId, Rank, TaskSpec};
+    /// use dagwire_strategies::rma::{Layout, Mode};
+    /// let mut b = DagBuilder::new(3);
+    /// let a = b.add(TaskSpec::new(KernelId(0), Rank(0)).outputs(&[12, 8]));
+    /// b.add(TaskSpec::new(KernelId(0), Rank(1)).inputs(&[a.output(0), a.output(1)]).outputs(&[8]));
+    /// b.add(TaskSpec::new(KernelId(0), Rank(2)).inputs(&[a.output(1)]).outputs(&[8]));
+    /// let dag = b.finish();
+    /// for (mode, one) in [(Mode::Get, Layout::exposed as fn(_, _) -> _), (Mode::Put, Layout::received)] {
+    ///     assert_eq!(Layout::every_rank(&dag, mode), (0..3).map(|r| one(&dag, Rank(r))).collect::<Vec<_>>());
+    /// }
+    /// ```
+    pub fn every_rank(dag: &Dag, mode: Mode) -> Vec<Layout> {
+        let mut chunks: Vec<Vec<ChunkId>> = vec![Vec::new(); dag.ranks()];
+        let mut readers = Vec::new();
+        for c in (0..dag.chunk_count() as u32).map(ChunkId) {
+            match mode {
+                Mode::Get if dag.is_read_remotely(c) => chunks[dag.chunk_owner(c).index()].push(c),
+                Mode::Get => {}
+                Mode::Put => {
+                    dag.remote_readers_into(c, &mut readers);
+                    readers.iter().for_each(|r| chunks[r.index()].push(c));
+                }
+            }
+        }
+        chunks.into_iter().map(|c| Layout::of(dag, c)).collect()
     }
 
     fn of(dag: &Dag, mut chunks: Vec<ChunkId>) -> Layout {
@@ -246,9 +293,6 @@ enum Queued {
 struct Fences {
     /// Fences per epoch: 1 in put mode, 2 in get mode.
     per_epoch: u64,
-    /// The epochs that produce a chunk read on another rank (the others need no fence),
-    /// ascending; the same on every rank.
-    carrying: Vec<u32>,
     /// Fences in the run: `carrying.len() * per_epoch`.
     total: u64,
     /// Local tasks with an output read on another rank, with their epoch; sorted by task.
@@ -264,31 +308,29 @@ struct Fences {
 }
 
 impl Fences {
-    fn new(dag: &Dag, rank: Rank, mode: Mode, cut: Epochs) -> Fences {
-        let epoch = epochs(dag, cut);
+    /// Rank `rank`'s fence schedule from the run's `schedule`: a pass over its own tasks.
+    fn new(dag: &Dag, rank: Rank, mode: Mode, schedule: &FenceSchedule) -> Fences {
+        let epoch = &schedule.epoch;
         let per_epoch = if mode == Mode::Get { 2 } else { 1 };
-        let mut carrying: Vec<u32> = (0..dag.chunk_count() as u32)
-            .map(ChunkId)
-            .filter(|&c| dag.is_read_remotely(c))
-            .map(|c| epoch[dag.chunk(c).producer.index()])
-            .collect();
-        carrying.sort_unstable();
-        carrying.dedup();
         let mut senders = Vec::new();
         let mut unfinished = BTreeMap::new();
+        let mut reads = Vec::new();
         for &t in dag.tasks_of(rank) {
             if dag.task(t).outputs().any(|c| dag.is_read_remotely(c)) {
                 senders.push((t, epoch[t.index()]));
                 *unfinished.entry(epoch[t.index()]).or_insert(0) += 1;
             }
+            reads.extend(dag.inputs(t).iter().copied().filter(|&c| dag.chunk_owner(c) != rank));
         }
+        reads.sort_unstable();
+        reads.dedup();
         let mut incoming: BTreeMap<u32, Vec<(ChunkId, Rank)>> = BTreeMap::new();
-        for (c, _) in Layout::received(dag, rank).chunks {
+        for c in reads {
             let producer = dag.chunk(c).producer;
             incoming.entry(epoch[producer.index()]).or_default().push((c, dag.chunk_owner(c)));
         }
-        let total = carrying.len() as u64 * per_epoch;
-        Fences { per_epoch, carrying, total, senders, unfinished, incoming, next: 0, open: false }
+        let total = schedule.carrying.len() as u64 * per_epoch;
+        Fences { per_epoch, total, senders, unfinished, incoming, next: 0, open: false }
     }
 
     fn epoch_of_sender(&self, task: TaskId) -> Option<u32> {
@@ -297,72 +339,149 @@ impl Fences {
 
     /// The epoch fence `k` belongs to, and whether it is the one that closes the
     /// epoch's production (else it completes the epoch's gets).
-    fn epoch_of_fence(&self, k: u64) -> (u32, bool) {
-        (self.carrying[(k / self.per_epoch) as usize], k.is_multiple_of(self.per_epoch))
+    fn epoch_of_fence(&self, carrying: &[u32], k: u64) -> (u32, bool) {
+        (carrying[(k / self.per_epoch) as usize], k.is_multiple_of(self.per_epoch))
     }
 
     /// Whether fence `next` may be joined now.
-    fn may_join(&self) -> bool {
+    fn may_join(&self, carrying: &[u32]) -> bool {
         if self.open || self.next >= self.total {
             return false;
         }
-        let (epoch, closes_production) = self.epoch_of_fence(self.next);
+        let (epoch, closes_production) = self.epoch_of_fence(carrying, self.next);
         !(closes_production && self.unfinished.get(&epoch).is_some_and(|&n| n > 0))
     }
 }
 
-/// The rma protocol, one instance per rank.
+/// Whole-DAG plans made so far in this process ([`RunPlan::new`]), so tests can check
+/// that a run plans once, not once per rank.
+static PLANS: AtomicU64 = AtomicU64::new(0);
+
+/// How many [`RunPlan`]s this process has made.
+pub fn plans_made() -> u64 {
+    PLANS.load(Ordering::Relaxed)
+}
+
+/// The epochs a fenced run is cut into, the same for every rank.
+#[derive(Debug)]
+struct FenceSchedule {
+    /// The epoch of every task.
+    epoch: Vec<u32>,
+    /// The epochs that produce a chunk read on another rank (the others need no fence),
+    /// ascending.
+    carrying: Vec<u32>,
+}
+
+/// What rma derives from the whole DAG, once per run, shared read-only by every rank's
+/// instance: every rank's window layout and, with fences, the epoch cut.
 ///
 /// ```
 /// use dagwire_runtime::one_sided::WindowSync;
-/// use dagwire_runtime::{Capability, Strategy};
+/// use dagwire_runtime::{DagBuilder, KernelId, Rank, TaskSpec};
 /// use dagwire_strategies::batched::Epochs;
-/// use dagwire_strategies::rma::{Config, Mode, Rma};
+/// use dagwire_strategies::rma::{Config, Mode, RunPlan};
+/// use std::sync::Arc;
+/// let mut b = DagBuilder::new(2);
+/// let a = b.add(TaskSpec::new(KernelId(0), Rank(0)).outputs(&[12]));
+/// b.add(TaskSpec::new(KernelId(0), Rank(1)).inputs(&[a.output(0)]).outputs(&[8]));
+/// let cfg = Config { mode: Mode::Get, sync: WindowSync::Fence, inline_limit: 0, max_outstanding: None,
+///                    epochs: Epochs::Level };
+/// let plan = RunPlan::new(&Arc::new(b.finish()), cfg);
+/// assert_eq!((plan.window(Rank(0)).bytes(), plan.window(Rank(1)).bytes()), (16, 0));
+/// ```
+#[derive(Debug)]
+pub struct RunPlan {
+    cfg: Config,
+    dag: Arc<Dag>,
+    /// Every rank's window, by rank.
+    windows: Vec<Layout>,
+    /// With sync = fence.
+    fences: Option<FenceSchedule>,
+}
+
+impl RunPlan {
+    /// Plans a run of `dag` with settings `cfg`: a pass over the chunks (and, with
+    /// fences, one over the tasks to cut epochs).
+    pub fn new(dag: &Arc<Dag>, cfg: Config) -> RunPlan {
+        PLANS.fetch_add(1, Ordering::Relaxed);
+        let fences = (cfg.sync == WindowSync::Fence).then(|| {
+            let epoch = epochs(dag, cfg.epochs);
+            let mut carrying: Vec<u32> = (0..dag.chunk_count() as u32)
+                .map(ChunkId)
+                .filter(|&c| dag.is_read_remotely(c))
+                .map(|c| epoch[dag.chunk(c).producer.index()])
+                .collect();
+            carrying.sort_unstable();
+            carrying.dedup();
+            FenceSchedule { epoch, carrying }
+        });
+        RunPlan { cfg, dag: Arc::clone(dag), windows: Layout::every_rank(dag, cfg.mode), fences }
+    }
+
+    /// The settings planned with.
+    pub fn config(&self) -> Config {
+        self.cfg
+    }
+
+    /// `rank`'s window.
+    pub fn window(&self, rank: Rank) -> &Layout {
+        &self.windows[rank.index()]
+    }
+}
+
+/// The rma protocol, one instance per rank, built from the run's shared [`RunPlan`] in
+/// time and memory of the order of what the rank owns and reads.
+///
+/// ```
+/// use dagwire_runtime::one_sided::WindowSync;
+/// use dagwire_runtime::{Capability, DagBuilder, KernelId, Rank, Strategy, TaskSpec};
+/// use dagwire_strategies::batched::Epochs;
+/// use dagwire_strategies::rma::{Config, Mode, Rma, RunPlan};
+/// use std::sync::Arc;
+/// let mut b = DagBuilder::new(2);
+/// b.add(TaskSpec::new(KernelId(0), Rank(0)).outputs(&[8]));
+/// let dag = Arc::new(b.finish());
 /// let cfg = Config { mode: Mode::Get, sync: WindowSync::Passive, inline_limit: 0, max_outstanding: None,
 ///                    epochs: Epochs::Level };
-/// assert_eq!(Rma::new(cfg).needs(), &[Capability::PointToPoint, Capability::OneSidedPassive]);
-/// let fence = Rma::new(Config { sync: WindowSync::Fence, ..cfg });
+/// let passive = Rma::new(&Arc::new(RunPlan::new(&dag, cfg)), Rank(0));
+/// assert_eq!(passive.needs(), &[Capability::PointToPoint, Capability::OneSidedPassive]);
+/// let fence = Rma::new(&Arc::new(RunPlan::new(&dag, Config { sync: WindowSync::Fence, ..cfg })), Rank(0));
 /// assert_eq!(fence.needs(), &[Capability::OneSidedFence]);
 /// assert_eq!([1, 2].map(|op| fence.op_name(op)), ["rma-notify", "rma-inline"]);
 /// ```
 #[derive(Debug)]
 pub struct Rma {
+    plan: Arc<RunPlan>,
     cfg: Config,
-    /// This rank's window.
-    own: Layout,
-    /// Other ranks' windows, computed when first needed.
-    peers: BTreeMap<Rank, Layout>,
+    rank: Rank,
     /// One-sided operations in flight, by id.
     ops: BTreeMap<u64, Op>,
     /// Remote operations in flight (for the cap).
     remote: u32,
     /// Remote operations waiting for the cap.
     waiting: VecDeque<Queued>,
-    /// The fence schedule, with sync = fence.
+    /// This rank's fence schedule, with sync = fence.
     fences: Option<Fences>,
 }
 
 impl Rma {
-    /// The protocol with settings `cfg`; it lays out its window when the engine asks.
-    pub fn new(cfg: Config) -> Self {
+    /// Rank `rank`'s instance for the run `plan` was made for.
+    pub fn new(plan: &Arc<RunPlan>, rank: Rank) -> Self {
+        let fences = plan.fences.as_ref().map(|f| Fences::new(&plan.dag, rank, plan.cfg.mode, f));
         Rma {
-            cfg,
-            own: Layout::default(),
-            peers: BTreeMap::new(),
+            plan: Arc::clone(plan),
+            cfg: plan.cfg,
+            rank,
             ops: BTreeMap::new(),
             remote: 0,
             waiting: VecDeque::new(),
-            fences: None,
+            fences,
         }
     }
 
-    /// `rank`'s window, as this strategy lays it out.
-    fn peer(&mut self, dag: &Dag, rank: Rank) -> &Layout {
-        let mode = self.cfg.mode;
-        self.peers.entry(rank).or_insert_with(|| match mode {
-            Mode::Get => Layout::exposed(dag, rank),
-            Mode::Put => Layout::received(dag, rank),
-        })
+    /// This rank's window.
+    fn own(&self) -> &Layout {
+        self.plan.window(self.rank)
     }
 
     /// Issues a remote operation now, or queues it behind the cap.
@@ -402,7 +521,7 @@ impl Rma {
     /// Reads `chunk` (produced on `from`) out of this rank's own window.
     fn read_own(&mut self, ctx: &mut StrategyCtx<'_>, chunk: ChunkId, from: Rank) -> Result<(), String> {
         let offset =
-            self.own.offset(chunk).ok_or_else(|| format!("chunk {chunk} has no place in this rank's window"))?;
+            self.own().offset(chunk).ok_or_else(|| format!("chunk {chunk} has no place in this rank's window"))?;
         let id = ctx.get(ctx.rank, offset, chunk, ctx.dag.chunk(chunk).bytes);
         self.ops.insert(id, Op::Fetched { chunk, from, remote: false });
         Ok(())
@@ -411,7 +530,7 @@ impl Rma {
     /// Joins every fence that may be joined now.
     fn try_fence(&mut self, ctx: &mut StrategyCtx<'_>) {
         let Some(f) = self.fences.as_mut() else { return };
-        if f.may_join() {
+        if f.may_join(self.plan.fences.as_ref().map_or(&[], |s| &s.carrying)) {
             ctx.join_collective(f.next, CollectiveKind::Fence, Vec::new());
             f.open = true;
         }
@@ -425,13 +544,14 @@ impl Rma {
             return Err(format!("fence {id} completed, but this rank is in fence {:?}", f.open.then_some(f.next)));
         }
         (f.open, f.next) = (false, f.next + 1);
-        let (epoch, closes_production) = f.epoch_of_fence(id);
+        let carrying = self.plan.fences.as_ref().map_or(&[][..], |s| &s.carrying);
+        let (epoch, closes_production) = f.epoch_of_fence(carrying, id);
         let incoming = if closes_production { f.incoming.remove(&epoch).unwrap_or_default() } else { Vec::new() };
         for (chunk, from) in incoming {
             match self.cfg.mode {
                 Mode::Put => self.read_own(ctx, chunk, from)?,
                 Mode::Get => {
-                    let offset = self.peer(ctx.dag, from).offset(chunk).expect("a remotely read chunk is exposed");
+                    let offset = self.plan.window(from).offset(chunk).expect("a remotely read chunk is exposed");
                     self.remote_op(ctx, Queued::Get { from, offset, chunk });
                 }
             }
@@ -455,21 +575,16 @@ impl Strategy for Rma {
     }
 
     fn needs(&self) -> &'static [Capability] {
-        match self.cfg.sync {
-            WindowSync::Passive => &[Capability::PointToPoint, Capability::OneSidedPassive],
-            WindowSync::Fence => &[Capability::OneSidedFence],
-        }
+        self.cfg.needs()
     }
 
     fn window(&mut self, dag: &Dag, rank: Rank) -> Option<WindowSpec> {
-        self.own = match self.cfg.mode {
-            Mode::Get => Layout::exposed(dag, rank),
-            Mode::Put => Layout::received(dag, rank),
-        };
-        if self.cfg.sync == WindowSync::Fence {
-            self.fences = Some(Fences::new(dag, rank, self.cfg.mode, self.cfg.epochs));
-        }
-        Some(WindowSpec { bytes: self.own.bytes(), sync: self.cfg.sync })
+        assert!(
+            std::ptr::eq(dag, &*self.plan.dag) && rank == self.rank,
+            "rma was planned for another DAG or rank than the engine runs: build the strategy factory from the \
+             run's DAG and each rank's instance with its own rank"
+        );
+        Some(WindowSpec { bytes: self.own().bytes(), sync: self.cfg.sync })
     }
 
     fn on_start(&mut self, ctx: &mut StrategyCtx<'_>) {
@@ -488,13 +603,13 @@ impl Strategy for Rma {
         }
         match self.cfg.mode {
             Mode::Get => {
-                let offset = self.own.offset(chunk).expect("a chunk read on another rank is exposed");
+                let offset = self.own().offset(chunk).expect("a chunk read on another rank is exposed");
                 let id = ctx.put(ctx.rank, offset, chunk, data.clone());
                 self.ops.insert(id, Op::Exposed { chunk, readers: readers.to_vec() });
             }
             Mode::Put => {
                 for &to in readers {
-                    let offset = self.peer(ctx.dag, to).offset(chunk).expect("a reader's window holds what it reads");
+                    let offset = self.plan.window(to).offset(chunk).expect("a reader's window holds what it reads");
                     self.remote_op(ctx, Queued::Put { to, offset, chunk, data: data.clone() });
                 }
             }
@@ -518,7 +633,7 @@ impl Strategy for Rma {
             (INLINE, Some(payload), _) => ctx.deliver(chunk, from, payload),
             (NOTIFY, None, Mode::Get) => self.remote_op(ctx, Queued::Get { from, offset: msg.arg, chunk }),
             (NOTIFY, None, Mode::Put) => {
-                let offset = self.own.offset(chunk);
+                let offset = self.own().offset(chunk);
                 if offset != Some(msg.arg) {
                     return Err(format!(
                         "{from} put chunk {chunk} at offset {}, its place here is {offset:?}",
@@ -537,7 +652,7 @@ impl Strategy for Rma {
         let passive = self.cfg.sync == WindowSync::Passive;
         match (op, data) {
             (Op::Exposed { chunk, readers }, None) => {
-                let offset = self.own.offset(chunk).expect("stored there");
+                let offset = self.own().offset(chunk).expect("stored there");
                 for reader in readers.into_iter().filter(|_| passive) {
                     ctx.send(reader, Message::control(NOTIFY, chunk, offset));
                 }

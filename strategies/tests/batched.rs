@@ -9,12 +9,13 @@ use dagwire_runtime::collective::{
 use dagwire_runtime::drivers::testing::{self, JoinView, Run, Timing};
 use dagwire_runtime::engine::{Action, Engine, EngineError, TaskDone};
 use dagwire_runtime::message::{HEADER_BYTES, NO_CHUNK};
+use dagwire_runtime::rng::{self, RngExt};
 use dagwire_runtime::trace::Phase;
 use dagwire_runtime::{
     ChunkId, Dag, DagBuilder, KernelId, Message, MessageClass, ParamValue, Params, Payload, Rank, Strategy, TaskId,
     TaskSpec,
 };
-use dagwire_strategies::batched::{Batched, Epochs, all_to_all_id, broadcast_id, epochs};
+use dagwire_strategies::batched::{Batched, Config, Epochs, RunPlan, all_to_all_id, broadcast_id, epochs};
 use std::collections::{BTreeMap, BTreeSet};
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -28,23 +29,30 @@ const PAIRWISE: CollectiveKind = CollectiveKind::AllToAllV { algorithm: AllToAll
 
 /// A batched instance through the registry, as a sweep would build it, moving every
 /// chunk in all-to-all-vs.
-fn batched(mode: &str, epoch_tasks: i64) -> impl Fn(Rank) -> Box<dyn Strategy> {
-    with_trees(mode, epoch_tasks, 0, "binomial")
+fn batched(dag: &Arc<Dag>, mode: &str, epoch_tasks: i64) -> impl Fn(Rank) -> Box<dyn Strategy> + use<> {
+    with_trees(dag, mode, epoch_tasks, 0, "binomial")
 }
 
 /// The same with broadcasts for chunks read on more than `threshold` other ranks.
-fn with_trees(mode: &str, epoch_tasks: i64, threshold: i64, tree: &str) -> impl Fn(Rank) -> Box<dyn Strategy> {
-    with_alltoall(mode, epoch_tasks, threshold, tree, "pairwise")
+fn with_trees(
+    dag: &Arc<Dag>,
+    mode: &str,
+    epoch_tasks: i64,
+    threshold: i64,
+    tree: &str,
+) -> impl Fn(Rank) -> Box<dyn Strategy> + use<> {
+    with_alltoall(dag, mode, epoch_tasks, threshold, tree, "pairwise")
 }
 
 /// The same with the all-to-all-v algorithm `alltoall`.
 fn with_alltoall(
+    dag: &Arc<Dag>,
     mode: &str,
     epoch_tasks: i64,
     threshold: i64,
     tree: &str,
     alltoall: &str,
-) -> impl Fn(Rank) -> Box<dyn Strategy> {
+) -> impl Fn(Rank) -> Box<dyn Strategy> + use<> {
     let given = [
         ("alltoall", ParamValue::Str(alltoall.into())),
         ("epochs", ParamValue::Str(mode.into())),
@@ -53,7 +61,7 @@ fn with_alltoall(
         ("tree", ParamValue::Str(tree.into())),
         ("segment_bytes", ParamValue::Int(100)),
     ];
-    dagwire_strategies::find("batched").unwrap().factory_with(&given, 4).unwrap()
+    dagwire_strategies::find("batched").unwrap().factory_with(&given, dag, 1).unwrap()
 }
 
 fn mode_of(mode: &str, epoch_tasks: i64) -> Epochs {
@@ -211,7 +219,7 @@ fn every_rank_joins_exactly_one_collective_per_carrying_epoch_in_order() {
             assert!(!want.is_empty());
             for timing in TIMINGS {
                 let label = format!("{name} {mode}/{k} {timing:?}");
-                let run = drive(&dag, &batched(mode, k), &epoch_of, timing, 200_000)
+                let run = drive(&dag, &batched(&dag, mode, k), &epoch_of, timing, 200_000)
                     .unwrap_or_else(|e| panic!("{label}: {e}"));
                 for (r, joined) in run.joins.iter().enumerate() {
                     assert_eq!(joined, &want, "{label}: r{r} joined other collectives than the carrying epochs");
@@ -229,7 +237,7 @@ fn with_broadcasts_every_rank_joins_its_collectives_in_the_runs_order() {
             for (threshold, tree) in TREES {
                 for timing in TIMINGS {
                     let label = format!("{name} {mode}/{k} bcast>{threshold} {tree} {timing:?}");
-                    let run = drive(&dag, &with_trees(mode, k, threshold, tree), &epoch_of, timing, 200_000)
+                    let run = drive(&dag, &with_trees(&dag, mode, k, threshold, tree), &epoch_of, timing, 200_000)
                         .unwrap_or_else(|e| panic!("{label}: {e}"));
                     for (r, joined) in run.joins.iter().enumerate() {
                         let want = expected_ids(&dag, &epoch_of, threshold as usize, Rank(r as u32));
@@ -249,7 +257,7 @@ fn bruck_moves_the_same_chunks_in_the_same_collectives_as_pairwise() {
             for (threshold, tree) in TREES {
                 let label = format!("{name} {mode}/{k} bcast>{threshold} {tree}");
                 let runs = ["pairwise", "bruck"].map(|a| {
-                    drive(&dag, &with_alltoall(mode, k, threshold, tree, a), &epoch_of, TIMINGS[0], 200_000)
+                    drive(&dag, &with_alltoall(&dag, mode, k, threshold, tree, a), &epoch_of, TIMINGS[0], 200_000)
                         .unwrap_or_else(|e| panic!("{label} {a}: {e}"))
                 });
                 assert_eq!(runs[0].joins, runs[1].joins, "{label}");
@@ -275,8 +283,8 @@ fn a_low_threshold_sends_the_many_reader_chunks_by_broadcast() {
     // than with all-to-all-vs only, and not all ranks the same ones.
     let dag = fan_dag();
     let epoch_of = epochs(&dag, Epochs::Level);
-    let only_a2a = drive(&dag, &batched("level", 1), &epoch_of, TIMINGS[0], 10_000).unwrap();
-    let trees = drive(&dag, &with_trees("level", 1, 1, "binomial"), &epoch_of, TIMINGS[0], 10_000).unwrap();
+    let only_a2a = drive(&dag, &batched(&dag, "level", 1), &epoch_of, TIMINGS[0], 10_000).unwrap();
+    let trees = drive(&dag, &with_trees(&dag, "level", 1, 1, "binomial"), &epoch_of, TIMINGS[0], 10_000).unwrap();
     assert_ne!(only_a2a.joins, trees.joins);
     assert!(trees.joins[0].len() > only_a2a.joins[0].len(), "{:?}", trees.joins);
     assert_ne!(trees.joins[1], trees.joins[3], "r1 and r3 read different chunks");
@@ -291,7 +299,8 @@ fn data_moves_only_in_collectives_and_every_transfer_completes() {
             let epoch_of = epochs(&dag, mode_of(mode, k));
             for (threshold, tree) in TREES {
                 let label = format!("{name} {mode}/{k} bcast>{threshold} {tree}");
-                let run = drive(&dag, &with_trees(mode, k, threshold, tree), &epoch_of, TIMINGS[0], 200_000).unwrap();
+                let run =
+                    drive(&dag, &with_trees(&dag, mode, k, threshold, tree), &epoch_of, TIMINGS[0], 200_000).unwrap();
                 assert_eq!(run.p2p_sends, 0, "{label}: point-to-point sends");
                 let kinds: BTreeSet<&str> = run.trace.messages.iter().map(|m| m.kind).collect();
                 assert!(kinds.is_subset(&["batch-data", "batch-empty", "batch-bcast"].into()), "{label}: {kinds:?}");
@@ -395,7 +404,7 @@ fn the_harness_catches_a_join_before_the_epochs_producers_finished() {
     // The join rule above must be able to fail.
     let dag = fan_dag();
     let epoch_of = epochs(&dag, Epochs::Level);
-    let inner = batched("level", 1);
+    let inner = batched(&dag, "level", 1);
     let hasty = |r: Rank| Box::new(Hasty { inner: inner(r), faked: None }) as Box<dyn Strategy>;
     let err = drive(&dag, &hasty, &epoch_of, TIMINGS[0], 10_000).expect_err("a broken rule");
     assert!(err.contains("r2 joined collective 4294967296 (epoch 1) before its producers [t5] finished"), "{err}");
@@ -406,7 +415,7 @@ fn longer_epochs_mean_fewer_collectives() {
     let dag = cholesky_dag(6, 4);
     let count = |mode, k| {
         let epoch_of = epochs(&dag, mode_of(mode, k));
-        drive(&dag, &batched(mode, k), &epoch_of, TIMINGS[0], 200_000).unwrap().joins[0].len()
+        drive(&dag, &batched(&dag, mode, k), &epoch_of, TIMINGS[0], 200_000).unwrap().joins[0].len()
     };
     let (one, three, many) = (count("tasks", 1), count("tasks", 3), count("tasks", 1 << 20));
     assert!(one > three && three >= many, "{one} {three} {many}");
@@ -429,7 +438,7 @@ fn an_epoch_boundary_synchronises_a_chain_across_ranks() {
     for (mode, k) in [("level", 1), ("tasks", 1), ("tasks", 100)] {
         let epoch_of = epochs(&dag, mode_of(mode, k));
         let timing = Timing { latency: 10, task_ns: 100 };
-        let run = drive(&dag, &batched(mode, k), &epoch_of, timing, 1000).unwrap();
+        let run = drive(&dag, &batched(&dag, mode, k), &epoch_of, timing, 1000).unwrap();
         assert_eq!(run.end_ns, 4 * 100 + 3 * 10, "{mode}/{k}");
         assert_eq!(run.joins, vec![[0, 1, 2].map(all_to_all_id).to_vec(); 2], "{mode}/{k}");
     }
@@ -442,13 +451,8 @@ fn an_epoch_boundary_synchronises_a_chain_across_ranks() {
 /// A pseudo-random DAG: `tasks` tasks on `ranks` ranks, each reading up to three
 /// earlier chunks.
 fn random_dag(seed: u64, ranks: usize, tasks: usize) -> Dag {
-    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let mut next = move |n: usize| {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state % n as u64) as usize
-    };
+    let mut rng = rng::rng(seed, rng::stream::user(0));
+    let mut next = move |n: usize| rng.random_range(0..n);
     let mut b = DagBuilder::new(ranks);
     let mut chunks: Vec<ChunkId> = Vec::new();
     for _ in 0..tasks {
@@ -497,7 +501,7 @@ fn random_dags_finish_in_every_mode() {
             let epoch_of = epochs(&dag, mode_of(mode, k));
             for (threshold, tree) in TREES {
                 for timing in TIMINGS {
-                    drive(&dag, &with_trees(mode, k, threshold, tree), &epoch_of, timing, 100_000)
+                    drive(&dag, &with_trees(&dag, mode, k, threshold, tree), &epoch_of, timing, 100_000)
                         .unwrap_or_else(|e| panic!("seed {seed} {mode}/{k} bcast>{threshold} {tree} {timing:?}: {e}"));
                 }
             }
@@ -519,8 +523,14 @@ fn three_ranks() -> (Arc<Dag>, ChunkId, ChunkId) {
     (Arc::new(b.finish()), p.output(0), q.output(0))
 }
 
+/// Rank `rank`'s engine with a batched instance (`cfg`) planned for `dag`.
+fn engine_with(rank: u32, dag: &Arc<Dag>, cfg: Config) -> Engine {
+    let plan = Arc::new(RunPlan::new(dag, cfg));
+    Engine::new(Rank(rank), Arc::clone(dag), Box::new(Batched::new(&plan, Rank(rank))), 1)
+}
+
 fn engine(rank: u32, dag: &Arc<Dag>) -> Engine {
-    Engine::new(Rank(rank), Arc::clone(dag), Box::new(Batched::new(Epochs::Level)), 1)
+    engine_with(rank, dag, Config::new(Epochs::Level))
 }
 
 fn actions(e: &mut Engine, now: u64) -> Vec<Action> {
@@ -631,9 +641,7 @@ fn a_broadcast_goes_from_the_producer_to_exactly_its_reader_ranks() {
     // epoch 1's all-to-all-v. Epoch 0 has no all-to-all-v at all.
     let (dag, x, _) = three_ranks();
     let tree = Tree::Chain { segment_bytes: 8 };
-    let engine = |rank| {
-        Engine::new(Rank(rank), Arc::clone(&dag), Box::new(Batched::new(Epochs::Level).with_broadcast(1, tree)), 1)
-    };
+    let engine = |rank| engine_with(rank, &dag, Config::new(Epochs::Level).with_broadcast(1, tree));
     let members = vec![Rank(0), Rank(1), Rank(2)];
     let mut r0 = engine(0);
     r0.handle_start(0);
@@ -688,18 +696,22 @@ fn registered_with_checked_parameters() {
     assert!(bad("bcast_threshold", ParamValue::Int(-1)).reason.contains("0..="));
     assert!(bad("tree", ParamValue::Str("ring".into())).reason.contains("binomial, chain"));
     assert!(bad("segment_bytes", ParamValue::Int(0)).reason.contains(">= 1"));
-    let s = (info.build)(&Params::resolve(&specs, Default::default()).unwrap(), Rank(0), 2);
+    let defaults = Params::resolve(&specs, Default::default()).unwrap();
+    let dag = fan_dag();
+    let s = info.factory(&defaults, &dag, 1)(Rank(0));
+    assert_eq!((info.needs)(&defaults), s.needs());
     assert_eq!(
         (s.name(), s.op_name(1), s.op_name(2), s.op_name(0)),
         ("batched", "batch-data", "batch-empty", "unknown")
     );
     assert_eq!(s.needs(), &[Capability::AllToAllV]);
-    assert_eq!(with_trees("level", 1, 3, "chain")(Rank(0)).needs(), &[Capability::AllToAllV, Capability::Broadcast]);
+    let trees = with_trees(&dag, "level", 1, 3, "chain")(Rank(0));
+    assert_eq!(trees.needs(), &[Capability::AllToAllV, Capability::Broadcast]);
 }
 
 #[test]
 fn a_driver_without_collectives_refuses_batched_naming_both() {
-    let s = batched("level", 1)(Rank(0));
+    let s = batched(&fan_dag(), "level", 1)(Rank(0));
     let err = check_capabilities("mpi-p2p", Capability::POINT_TO_POINT, s.name(), s.needs()).unwrap_err().to_string();
     assert!(
         err.contains("strategy batched needs collectives (all-to-all-v), which driver mpi-p2p does not offer"),

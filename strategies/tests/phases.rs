@@ -68,7 +68,7 @@ fn every_strategy_records_every_phase_on_the_harness() {
     for ranks in [2, 4] {
         let w = cholesky(ranks);
         for (name, given) in configurations() {
-            let factory = dagwire_strategies::find(name).unwrap().factory_with(&given, ranks).unwrap();
+            let factory = dagwire_strategies::find(name).unwrap().factory_with(&given, w.dag(), 1).unwrap();
             let strategy = |r: Rank| -> Box<dyn Strategy> { factory(r) };
             let timing = Timing { latency: 50, task_ns: 100 };
             let label = format!("harness {name} {given:?} {ranks} ranks");
@@ -84,7 +84,7 @@ fn every_strategy_records_every_phase_on_the_local_driver() {
     let ranks = 3;
     let w = cholesky(ranks);
     for (name, given) in configurations() {
-        let factory = dagwire_strategies::find(name).unwrap().factory_with(&given, ranks).unwrap();
+        let factory = dagwire_strategies::find(name).unwrap().factory_with(&given, w.dag(), 1).unwrap();
         let cfg = LocalConfig { ranks, workers: 2, timeout: Duration::from_secs(60), ..LocalConfig::default() };
         let label = format!("local {name} {given:?}");
         let out = local::run(w.dag(), w.kernels(), &factory, &cfg).unwrap_or_else(|e| panic!("{label}: {e}"));
@@ -99,7 +99,7 @@ fn every_strategy_records_every_phase_on_the_simulator() {
     let w = cholesky(ranks);
     let machine = dagwire_sim::machine::load_machine("ib-hdr-fattree").unwrap();
     for (name, given) in configurations() {
-        let factory = dagwire_strategies::find(name).unwrap().factory_with(&given, ranks).unwrap();
+        let factory = dagwire_strategies::find(name).unwrap().factory_with(&given, w.dag(), 1).unwrap();
         let kernel_name = |k| w.kernel_name(k);
         let kernels = SimKernels { kernels: w.kernels(), name: &kernel_name };
         let cfg = SimConfig { ranks, workers: 1, run_kernels: true, seed: 1, trace: Default::default() };

@@ -20,9 +20,9 @@ use std::sync::Arc;
 // ---------------------------------------------------------------------------------
 
 /// A rendezvous instance through the registry, as a sweep would build it.
-fn rndv(eager_limit: u64, max_receives: i64) -> impl Fn(Rank) -> Box<dyn Strategy> {
+fn rndv(dag: &Arc<Dag>, eager_limit: u64, max_receives: i64) -> impl Fn(Rank) -> Box<dyn Strategy> + use<> {
     let given = [("eager_limit", ParamValue::Int(eager_limit as i64)), ("max_receives", ParamValue::Int(max_receives))];
-    dagwire_strategies::find("rendezvous").unwrap().factory_with(&given, 4).unwrap()
+    dagwire_strategies::find("rendezvous").unwrap().factory_with(&given, dag, 1).unwrap()
 }
 
 /// Runs `dag` on the shared harness (two workers per rank); rendezvous never joins a
@@ -179,7 +179,7 @@ fn rendezvous_data_never_moves_before_its_clear_to_send() {
     let dag = fan_dag();
     for timing in TIMINGS {
         for max_receives in [1, 2, 64] {
-            let run = drive(&dag, &rndv(0, max_receives), timing, 10_000).unwrap();
+            let run = drive(&dag, &rndv(&dag, 0, max_receives), timing, 10_000).unwrap();
             check_handshakes(&dag, &run.trace, 0).unwrap_or_else(|e| panic!("{timing:?} max={max_receives}: {e}"));
             assert_eq!(count(&run.trace, "rndv-data"), 15, "{timing:?}");
         }
@@ -195,7 +195,7 @@ fn the_handshake_check_rejects_data_without_a_clear_to_send() {
     let err = check_handshakes(&dag, &run.trace, 0).unwrap_err();
     assert!(err.contains("expected [rts, cts, rndv-data]"), "{err}");
     // And a rendezvous run checked as if its eager chunks had to handshake.
-    let run = drive(&dag, &rndv(B + 1, 64), TIMINGS[0], 10_000).unwrap();
+    let run = drive(&dag, &rndv(&dag, B + 1, 64), TIMINGS[0], 10_000).unwrap();
     assert!(check_handshakes(&dag, &run.trace, 0).is_err());
     check_handshakes(&dag, &run.trace, B + 1).unwrap();
 }
@@ -204,7 +204,7 @@ fn the_handshake_check_rejects_data_without_a_clear_to_send() {
 fn message_and_byte_counts_match_the_protocol() {
     let dag = fan_dag();
     for eager_limit in EAGER_LIMITS {
-        let run = drive(&dag, &rndv(eager_limit, 64), TIMINGS[0], 10_000).unwrap();
+        let run = drive(&dag, &rndv(&dag, eager_limit, 64), TIMINGS[0], 10_000).unwrap();
         let label = format!("eager_limit={eager_limit}");
         assert_eq!(run.trace.message_totals(), expected_totals(&dag, eager_limit), "{label}");
         for t @ (chunk, src, dst) in transfers(&dag) {
@@ -229,12 +229,12 @@ fn message_and_byte_counts_match_the_protocol() {
 #[test]
 fn the_eager_limit_is_exclusive_and_zero_means_always_rendezvous() {
     let dag = fan_dag();
-    let eager_at = |limit| count(&drive(&dag, &rndv(limit, 64), TIMINGS[0], 10_000).unwrap().trace, "eager-data");
+    let eager_at = |limit| count(&drive(&dag, &rndv(&dag, limit, 64), TIMINGS[0], 10_000).unwrap().trace, "eager-data");
     assert_eq!(eager_at(0), 0);
     assert_eq!(eager_at(A), 0, "a chunk of exactly eager_limit bytes takes the rendezvous");
     assert_eq!(eager_at(A + 1), 3, "the 40-byte chunk goes eagerly to its three reader ranks");
     assert_eq!(eager_at(u64::MAX >> 1), 15);
-    let all_eager = drive(&dag, &rndv(u64::MAX >> 1, 64), TIMINGS[0], 10_000).unwrap();
+    let all_eager = drive(&dag, &rndv(&dag, u64::MAX >> 1, 64), TIMINGS[0], 10_000).unwrap();
     assert_eq!(all_eager.trace.message_totals().control_messages, 0);
 }
 
@@ -244,7 +244,7 @@ fn one_receive_buffer_means_at_most_one_granted_receive_per_rank() {
     for timing in TIMINGS {
         for eager_limit in [0, A + 1, C + 1] {
             for max_receives in [1, 2] {
-                let run = drive(&dag, &rndv(eager_limit, max_receives), timing, 10_000).unwrap();
+                let run = drive(&dag, &rndv(&dag, eager_limit, max_receives), timing, 10_000).unwrap();
                 let peak = peak_outstanding(&run.trace, 4);
                 let label = format!("{timing:?} eager_limit={eager_limit} max_receives={max_receives}");
                 assert!(peak.iter().all(|&p| p <= max_receives), "{label}: peaks {peak:?}");
@@ -260,9 +260,9 @@ fn without_the_cap_receives_overlap_so_the_cap_is_what_bounds_them() {
     // take several receives at once.
     let dag = fan_dag();
     for timing in TIMINGS {
-        let peak = peak_outstanding(&drive(&dag, &rndv(0, 64), timing, 10_000).unwrap().trace, 4);
+        let peak = peak_outstanding(&drive(&dag, &rndv(&dag, 0, 64), timing, 10_000).unwrap().trace, 4);
         assert!(peak.iter().any(|&p| p >= 3), "{timing:?}: peaks {peak:?}");
-        let peak = peak_outstanding(&drive(&dag, &rndv(0, 2), timing, 10_000).unwrap().trace, 4);
+        let peak = peak_outstanding(&drive(&dag, &rndv(&dag, 0, 2), timing, 10_000).unwrap().trace, 4);
         assert!(peak.contains(&2), "{timing:?}: peaks {peak:?}");
     }
 }
@@ -275,7 +275,7 @@ fn every_rank_finishes_for_every_eager_limit() {
         for eager_limit in EAGER_LIMITS {
             for max_receives in [1, 3, 64] {
                 let label = format!("{timing:?} eager_limit={eager_limit} max_receives={max_receives}");
-                let run = drive(&dag, &rndv(eager_limit, max_receives), timing, 10_000)
+                let run = drive(&dag, &rndv(&dag, eager_limit, max_receives), timing, 10_000)
                     .unwrap_or_else(|e| panic!("{label}: {e}"));
                 assert_eq!(run.results, sinks, "{label}");
                 let rows = run.trace.transfers(|c| dag.chunk(c).bytes);
@@ -298,7 +298,7 @@ fn the_handshake_costs_two_latencies_on_a_chain() {
     b.add(TaskSpec::new(KernelId(0), Rank(1)).inputs(&[p.output(0)]).outputs(&[8]));
     let dag = Arc::new(b.finish());
     let timing = Timing { latency: 10, task_ns: 100 };
-    let end = |limit| drive(&dag, &rndv(limit, 1), timing, 100).unwrap().end_ns;
+    let end = |limit| drive(&dag, &rndv(&dag, limit, 1), timing, 100).unwrap().end_ns;
     assert_eq!(end(0), 100 + 3 * 10 + 100);
     assert_eq!(end(D + 1), 100 + 10 + 100);
 }
@@ -471,7 +471,8 @@ fn registered_with_checked_parameters() {
     let bad = |key: &str, v: i64| Params::resolve(&specs, [(key.to_string(), ParamValue::Int(v))].into()).unwrap_err();
     assert!(bad("max_receives", 0).reason.contains(">= 1"));
     assert!(bad("eager_limit", -1).reason.contains(">= 0"));
-    let s = (info.build)(&Params::resolve(&specs, Default::default()).unwrap(), Rank(0), 2);
+    let defaults = Params::resolve(&specs, Default::default()).unwrap();
+    let s = info.factory(&defaults, &two_chunks().0, 1)(Rank(0));
     assert_eq!((s.name(), s.op_name(1), s.op_name(4), s.op_name(0)), ("rendezvous", "rts", "eager-data", "unknown"));
     assert!(s.is_idle());
 }

@@ -18,15 +18,15 @@ fn cholesky_dag(ranks: usize) -> Arc<Dag> {
     Arc::clone(w.dag())
 }
 
-fn rma(given: &[(&str, ParamValue)]) -> impl Fn(Rank) -> Box<dyn Strategy> + Sync + use<> {
-    dagwire_strategies::find("rma").unwrap().factory_with(given, 0).unwrap()
+fn rma(dag: &Arc<Dag>, given: &[(&str, ParamValue)]) -> impl Fn(Rank) -> Box<dyn Strategy> + Sync + use<> {
+    dagwire_strategies::find("rma").unwrap().factory_with(given, dag, 1).unwrap()
 }
 
 fn drive_rma(dag: &Arc<Dag>, mode: &str, sync: &str, more: &[(&str, ParamValue)]) -> Run {
     let mut given = vec![("mode", ParamValue::Str(mode.into())), ("sync", ParamValue::Str(sync.into()))];
     given.extend(more.iter().cloned());
     let timing = Timing { latency: 7, task_ns: 10 };
-    drive(dag, &rma(&given), 2, timing, 1_000_000, &mut |_| Ok(()))
+    drive(dag, &rma(dag, &given), 2, timing, 1_000_000, &mut |_| Ok(()))
         .unwrap_or_else(|e| panic!("{mode}/{sync} {more:?}: {e}"))
 }
 

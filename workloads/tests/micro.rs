@@ -44,13 +44,12 @@ fn cfg(ranks: usize, progress: Progress, fault: Option<Fault>) -> LocalConfig {
 
 fn run_point(p: Point, strategy: &str, cfg: LocalConfig) -> (Box<dyn Workload>, RunOutcome) {
     let w = prepare(p).unwrap_or_else(|e| panic!("{p:?}: {e}"));
-    let ranks = p.ranks;
     let out = match strategy {
         "eager" => run(w.dag(), w.kernels(), &|_r: Rank| Box::new(Eager) as Box<dyn Strategy>, &cfg),
         name => {
             let info = dagwire_strategies::find(name).unwrap();
             let params = Params::resolve(&(info.params)(), Default::default()).unwrap();
-            run(w.dag(), w.kernels(), &|r: Rank| (info.build)(&params, r, ranks), &cfg)
+            run(w.dag(), w.kernels(), &info.factory(&params, w.dag(), 1), &cfg)
         }
     };
     let out = out.unwrap_or_else(|e| panic!("{p:?} with {strategy}: the run failed: {e}"));

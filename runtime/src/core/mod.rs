@@ -13,6 +13,7 @@
 //!   join into point-to-point pieces (what the local driver, the simulator and the test
 //!   harness run);
 //! - [`params`]: typed, checked parameters of every registered component;
+//! - [`rng`]: the run's one seeded random source (per-consumer streams, the counter hash);
 //! - [`timer`]: timers strategies set, fired by the engine when the driver says the time came;
 //! - [`trace`]: the records every run writes.
 //!
@@ -29,6 +30,7 @@ pub mod one_sided;
 pub mod params;
 pub mod payload;
 pub mod placement;
+pub mod rng;
 pub mod strategy;
 pub mod timer;
 pub mod trace;

@@ -74,6 +74,7 @@ use crate::machine::{Fidelity, Machine};
 use crate::queue::Time;
 use analytic::Resources;
 use dagwire_runtime::Rank;
+use dagwire_runtime::rng::{self, RngExt, SeededRng};
 use flow::{Flows, Meta};
 use loggp::Costs;
 use std::cmp::{Ordering, Reverse};
@@ -188,24 +189,9 @@ pub struct Network {
     in_flight: usize,
     route: Vec<u32>,
     jitter: f64,
-    rng: SplitMix64,
-}
-
-/// A tiny seeded generator (SplitMix64): all of the network's randomness comes from
-/// the run's seed, never from entropy.
-#[derive(Debug, Clone)]
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    /// Uniform in [0, 1).
-    fn next_unit(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^= z >> 31;
-        (z >> 11) as f64 / (1u64 << 53) as f64
-    }
+    /// The run's network stream ([`rng::stream::NETWORK`]): all of the network's
+    /// randomness comes from the run's seed, never from entropy.
+    rng: SeededRng,
 }
 
 impl Network {
@@ -240,14 +226,14 @@ impl Network {
             in_flight: 0,
             route: Vec::new(),
             jitter: machine.latency_jitter,
-            rng: SplitMix64(0),
+            rng: rng::rng(0, rng::stream::NETWORK),
         })
     }
 
     /// Seeds the latency jitter (see `Machine::latency_jitter`); without jitter the
     /// seed changes nothing.
     pub fn seed(&mut self, seed: u64) {
-        self.rng = SplitMix64(seed);
+        self.rng = rng::rng(seed, rng::stream::NETWORK);
     }
 
     /// Extra latency for one message whose segment has latency `l_ns`.
@@ -255,7 +241,7 @@ impl Network {
         if self.jitter == 0.0 {
             return 0;
         }
-        loggp::ceil_ns(l_ns * self.jitter * self.rng.next_unit())
+        loggp::ceil_ns(l_ns * self.jitter * self.rng.random::<f64>())
     }
 
     /// A message of `bytes` from `src` to `dst`, handed to the network at virtual time `now`.

@@ -16,7 +16,7 @@ pub fn run_local(
     (progress, fault): (Progress, Option<Fault>),
     label: &str,
 ) -> (RunOutcome, Verification) {
-    let factory = dagwire_strategies::find(strategy).unwrap().factory_with(given, ranks).unwrap();
+    let factory = dagwire_strategies::find(strategy).unwrap().factory_with(given, w.dag(), 1).unwrap();
     let cfg = LocalConfig { ranks, workers: 2, progress, timeout: Duration::from_secs(60), fault };
     let out = run(w.dag(), w.kernels(), &factory, &cfg).unwrap_or_else(|e| panic!("{label}: {e}"));
     let v = w.verify(&out.results);

@@ -3,19 +3,13 @@
 //! the DAG and the verifier agree on it without sharing data.
 
 use super::tiling::Tiling;
+use dagwire_runtime::rng;
 use faer::Mat;
-
-/// One step of splitmix64 (Steele, Lea, Flood 2014): a cheap, well-mixed 64-bit hash.
-fn splitmix64(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
 
 /// Element `(r, c)` of the `n x n` input matrix for `seed`.
 ///
-/// Off the diagonal it is a hash of `(seed, min(r, c), max(r, c))` mapped to
+/// Off the diagonal it is the runtime's counter hash ([`rng::hash`]) of `(seed,
+/// min(r, c), max(r, c))`, so any tile is generated alone and in any order, mapped to
 /// `[-0.5, 0.5)`, so the matrix is symmetric by construction. The diagonal adds `n`,
 /// which makes every row strictly diagonally dominant (off-diagonal sum < `(n-1)/2`),
 /// and a symmetric strictly diagonally dominant matrix with a positive diagonal is
@@ -28,11 +22,9 @@ fn splitmix64(x: u64) -> u64 {
 /// ```
 pub fn element(seed: u64, n: usize, r: usize, c: usize) -> f64 {
     let (lo, hi) = (r.min(c) as u64, r.max(c) as u64);
-    let h = splitmix64(splitmix64(splitmix64(seed) ^ lo) ^ hi);
-    // The top 53 bits give a uniform double in [0, 1).
-    let unit = (h >> 11) as f64 * (1.0 / (1u64 << 53) as f64);
+    let h = rng::hash(rng::derive(seed, lo) ^ hi);
     let diagonal = if r == c { n as f64 } else { 0.0 };
-    unit - 0.5 + diagonal
+    rng::unit(h) - 0.5 + diagonal
 }
 
 /// Tile `(i, j)` of the input matrix, column-major, `rows(i) x rows(j)`.

@@ -8,6 +8,7 @@
 //! like the other workloads' numeric checks.
 
 use super::pattern::{Layout, MsgKey};
+use dagwire_runtime::rng::{mix, splitmix};
 use dagwire_runtime::{KernelId, Kernels, Payload, Task};
 
 /// Bytes of a receive task's count chunk.
@@ -52,15 +53,6 @@ pub fn args(iteration: u32, measured: bool) -> [u32; 4] {
     [iteration, measured as u32, 0, 0]
 }
 
-/// SplitMix64's finaliser: a cheap, well-mixed bijection on `u64`.
-fn mix(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
-const GOLDEN: u64 = 0x9e37_79b9_7f4a_7c15;
-
 /// The seed of a message's byte stream, from its whole key: two messages differing
 /// in iteration, sender, receiver or slot get unrelated streams, so a chunk delivered
 /// to the wrong reader is caught like a corrupted one.
@@ -72,12 +64,12 @@ fn stream_seed(key: MsgKey) -> u64 {
 
 /// The pattern's 8-byte word at word index `w` (bytes `8w..8w+8`, little-endian).
 fn word(seed: u64, w: usize) -> u64 {
-    mix(seed.wrapping_add((w as u64 + 1).wrapping_mul(GOLDEN)))
+    splitmix(seed, w as u64)
 }
 
 /// Fills `bytes` with the pattern of message `key`: byte `p` is byte `p % 8` of the
 /// little-endian word `mix(seed(key) + (p / 8 + 1) * golden)`, SplitMix64 over the
-/// position.
+/// position (the runtime's counter hash, [`dagwire_runtime::rng::splitmix`]).
 ///
 /// ```
 /// use dagwire_workloads::micro::{fill, mismatches, MsgKey};
