@@ -106,11 +106,14 @@ mod imp {
             let (lean_bw, _) = lean(&mpi, lean_bandwidth(size, measured, warmup, window), size, measured, window)?;
             if root {
                 println!(
-                    "{size:>9} | {raw_lat:>8.2} {micro_lat:>8.2} {:>5.2}x {lean_lat:>8.2} {:>5.2}x | {raw_bw:>8.0} \
-                     {micro_bw:>8.0} {:>5.2}x {lean_bw:>8.0} {:>5.2}x",
+                    "{size:>9} | {raw_lat:>8.2} {micro_lat:>8.2} {:>5.2}x {lean_lat:>8.2} {:>5.2}x | {:>8} \
+                     {:>8} {:>5.2}x {:>8} {:>5.2}x",
                     micro_lat / raw_lat,
                     lean_lat / raw_lat,
+                    super::bandwidth(raw_bw),
+                    super::bandwidth(micro_bw),
                     micro_bw / raw_bw,
+                    super::bandwidth(lean_bw),
                     lean_bw / raw_bw
                 );
             }
@@ -362,5 +365,16 @@ mod imp {
         }
         let figures = workload.figures(&out.trace);
         figures.first().map(|(_, v)| *v).ok_or_else(|| anyhow::anyhow!("the {pattern} run produced no figure"))
+    }
+}
+
+/// A bandwidth in MB/s with at least three significant digits, so a small message's
+/// figure (under 1 MB/s on a loaded host) never prints as 0.
+fn bandwidth(mb_s: f64) -> String {
+    match mb_s {
+        x if x >= 100.0 => format!("{x:.0}"),
+        x if x >= 10.0 => format!("{x:.1}"),
+        x if x >= 1.0 => format!("{x:.2}"),
+        x => format!("{x:.3}"),
     }
 }

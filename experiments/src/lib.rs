@@ -10,6 +10,7 @@ pub mod bench;
 pub mod bench_mpi;
 pub mod bench_sim;
 pub mod drivers;
+pub mod inputs;
 pub mod launcher;
 pub mod list;
 pub mod plan;

@@ -135,7 +135,7 @@ fn run_sweep(
 ) -> Result<ExitCode> {
     let sweep = sweep::load(&path)?;
     sweep.check_size(max_points)?;
-    let points = plan::expand(&sweep)?;
+    let mut points = plan::expand(&sweep)?;
     let runs = points.len() * sweep.repetitions as usize;
     eprintln!("sweep {}: {} points x {} repetitions = {runs} runs", sweep.name, points.len(), sweep.repetitions);
     if dry_run {
@@ -143,7 +143,7 @@ fn run_sweep(
         return Ok(ExitCode::SUCCESS);
     }
     let dir = out.unwrap_or_else(|| results::default_dir(&sweep, std::time::SystemTime::now()));
-    let outcome = runner::run_sweep(&sweep, &points, &dir, resume)?;
+    let outcome = runner::run_sweep(&sweep, &mut points, &dir, resume)?;
     print!("{}", summary::render(&dir)?);
     println!("results: {}", dir.display());
     if write_report {

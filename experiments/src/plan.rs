@@ -144,6 +144,13 @@ fn build_point(sweep: &Sweep, a: &BTreeMap<&str, &ParamValue>, id: u32) -> Resul
     columns.extend(workload_params.iter().map(|(k, v)| (format!("{}.{k}", workload.name), v.clone())));
     columns.extend(strategy_params.iter().map(|(k, v)| (format!("{}.{k}", strategy.name), v.clone())));
     columns.extend(driver_params.iter().map(|(k, v)| (format!("{}.{k}", name("driver")), v.clone())));
+    // The columns keep input files as the sweep wrote them; the runs read them from
+    // the sweep file's folder (and `experiment run` pins them to recorded copies).
+    let (mut workload_params, mut strategy_params, mut driver_params) =
+        (workload_params, strategy_params, driver_params);
+    crate::inputs::resolve_params(sweep, workload.name, &mut workload_params);
+    crate::inputs::resolve_params(sweep, strategy.name, &mut strategy_params);
+    crate::inputs::resolve_params(sweep, &name("driver"), &mut driver_params);
     let point = Point {
         id,
         workload,

@@ -128,8 +128,14 @@ mod imp {
         if args.record_line {
             println!("{}", record_line(&record, point.columns.len()));
         } else {
-            let info =
-                ManifestInfo { sweep: &sweep, points: 1, started: SystemTime::now(), finished: None, failed_runs: 0 };
+            let info = ManifestInfo {
+                sweep: &sweep,
+                inputs: &[],
+                points: 1,
+                started: SystemTime::now(),
+                finished: None,
+                failed_runs: 0,
+            };
             // Tables first: the manifest records their checksums.
             dagwire_analysis::tables::combine(&args.out)?;
             results::write_manifest(&args.out, &info)?;
@@ -152,9 +158,13 @@ mod imp {
         let sweep = if args.record_line { recorded_sweep(args)? } else { sweep::load(&args.sweep)? };
         let points = plan::expand(&sweep)?;
         let count = points.len();
-        let Some(point) = points.into_iter().find(|p| p.id == args.point) else {
+        let Some(mut point) = points.into_iter().find(|p| p.id == args.point) else {
             bail!("{} has {count} points (0..{count}); there is no point {}", args.sweep.display(), args.point);
         };
+        if args.record_line {
+            // Launched by `experiment run`: read input files from the copies it recorded.
+            crate::inputs::pin_recorded(&args.out, std::slice::from_mut(&mut point))?;
+        }
         let Launch::Job(job_driver) = &point.driver.launch else {
             bail!(
                 "point {} of {} runs on driver `{}`, which runs points in one process; `experiment point` runs \

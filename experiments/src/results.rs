@@ -142,6 +142,8 @@ pub fn sha256(text: &str) -> String {
 pub struct ManifestInfo<'a> {
     /// The sweep.
     pub sweep: &'a Sweep,
+    /// The input files it names, as read when it began.
+    pub inputs: &'a [crate::inputs::InputFile],
     /// Number of grid points.
     pub points: usize,
     /// When this session started.
@@ -173,6 +175,7 @@ pub fn write_manifest(dir: &Path, info: &ManifestInfo<'_>) -> Result<()> {
             "text": info.sweep.text,
             "description": info.sweep.description,
         },
+        "inputs": info.inputs.iter().map(crate::inputs::InputFile::to_json).collect::<Vec<_>>(),
         "seed": info.sweep.seed,
         "repetitions": info.sweep.repetitions,
         "points": info.points,
@@ -195,10 +198,10 @@ pub fn write_manifest(dir: &Path, info: &ManifestInfo<'_>) -> Result<()> {
     Ok(())
 }
 
-/// The git revision of the working directory, if it is a git checkout.
-fn git_revision() -> Option<String> {
-    let out = std::process::Command::new("git").args(["rev-parse", "HEAD"]).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+/// The git revision this binary was built from (`-modified` when tracked files had
+/// uncommitted changes), if it was built in a git checkout.
+pub fn git_revision() -> Option<&'static str> {
+    option_env!("DAGWIRE_GIT_REVISION")
 }
 
 fn host_name() -> String {

@@ -26,12 +26,18 @@ pub struct SweepOutcome {
 }
 
 /// Runs every point of `sweep` into `dir`.
-pub fn run_sweep(sweep: &Sweep, points: &[Point], dir: &Path, resume: bool) -> Result<SweepOutcome> {
+///
+/// The points' input files (machine files) are pinned to the copies recorded in
+/// `dir` (see [`crate::inputs`]), so `points` afterwards read those copies.
+pub fn run_sweep(sweep: &Sweep, points: &mut [Point], dir: &Path, resume: bool) -> Result<SweepOutcome> {
     let _lock = results::open(dir, sweep, resume)?;
+    let inputs = crate::inputs::pin(dir, points, resume)?;
+    let points: &[Point] = points;
     let started = SystemTime::now();
     let finished = if resume { tables::finished_parts(dir)? } else { Default::default() };
     let total = points.len() * sweep.repetitions as usize;
-    let mut info = ManifestInfo { sweep, points: points.len(), started, finished: None, failed_runs: 0 };
+    let mut info =
+        ManifestInfo { sweep, inputs: &inputs, points: points.len(), started, finished: None, failed_runs: 0 };
     results::write_manifest(dir, &info)?;
     let mut progress = SweepProgress::new(total, finished.len());
     let mut records = Vec::new();

@@ -132,8 +132,8 @@ fn results_dir() -> &'static Path {
         let tmp = tempfile::tempdir().unwrap();
         let text = "name = \"r\"\n\n[grid]\nworkload = \"cholesky\"\nstrategy = \"eager\"\ndriver = \"local\"\nranks = 2\n\n[grid.cholesky]\nn = 64\ntile = 32\n";
         let s = sweep::parse(Path::new("r.toml"), text).unwrap();
-        let points = plan::expand(&s).unwrap();
-        runner::run_sweep(&s, &points, &tmp.path().join("out"), false).unwrap();
+        let mut points = plan::expand(&s).unwrap();
+        runner::run_sweep(&s, &mut points, &tmp.path().join("out"), false).unwrap();
         tmp
     })
     .path()

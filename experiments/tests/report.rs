@@ -40,8 +40,8 @@ tile = 32
 
 fn run(dir: &Path, text: &str) {
     let s = sweep::parse(Path::new("tiny.toml"), text).unwrap();
-    let points = plan::expand(&s).unwrap();
-    runner::run_sweep(&s, &points, dir, false).unwrap();
+    let mut points = plan::expand(&s).unwrap();
+    runner::run_sweep(&s, &mut points, dir, false).unwrap();
 }
 
 /// Checks that every non-void element is closed in order; returns the tag names seen.

@@ -23,8 +23,8 @@ tile = 32
 
 fn run(dir: &Path, resume: bool) -> anyhow::Result<runner::SweepOutcome> {
     let s = sweep::parse(Path::new("tiny.toml"), SWEEP)?;
-    let points = plan::expand(&s)?;
-    runner::run_sweep(&s, &points, dir, resume)
+    let mut points = plan::expand(&s)?;
+    runner::run_sweep(&s, &mut points, dir, resume)
 }
 
 fn strings(df: &DataFrame, name: &str) -> Vec<String> {
@@ -125,8 +125,8 @@ tile = 32
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("out");
     let s = sweep::parse(Path::new("simtiny.toml"), text).unwrap();
-    let points = plan::expand(&s).unwrap();
-    let outcome = runner::run_sweep(&s, &points, &dir, false).unwrap();
+    let mut points = plan::expand(&s).unwrap();
+    let outcome = runner::run_sweep(&s, &mut points, &dir, false).unwrap();
     assert_eq!(outcome.bad_runs, 0, "cost-model runs are not failures");
     let df = tables::read_points(&dir).unwrap();
     let kernels = strings(&df, "sim.kernels");

@@ -130,6 +130,8 @@ struct Sim<'a> {
     parked_fence: Vec<Option<CollectiveJoin>>,
     events: u64,
     trace: Trace,
+    /// When the run started (wall time) and how long it may take.
+    deadline: Option<(std::time::Instant, std::time::Duration)>,
 }
 
 /// Simulates `dag` on `machine`.
@@ -139,6 +141,20 @@ pub fn run(
     strategy: StrategyFactory<'_>,
     machine: &Machine,
     cfg: SimConfig,
+) -> Result<SimOutcome, RunError> {
+    run_limited(dag, kernels, strategy, machine, cfg, None)
+}
+
+/// [`run`], stopped with [`RunError::TimedOut`] once it has taken `wall_limit` of
+/// real time (the sweep's `timeout_s`). The limit is checked every few thousand
+/// events, so it costs nothing measurable, and does not change the simulated result.
+pub fn run_limited(
+    dag: &Arc<Dag>,
+    kernels: &SimKernels<'_>,
+    strategy: StrategyFactory<'_>,
+    machine: &Machine,
+    cfg: SimConfig,
+    wall_limit: Option<std::time::Duration>,
 ) -> Result<SimOutcome, RunError> {
     if cfg.ranks != dag.ranks() {
         return Err(RunError::Config(format!(
@@ -180,6 +196,7 @@ pub fn run(
         parked_fence: (0..cfg.ranks).map(|_| None).collect(),
         events: 0,
         trace: Trace::with_level(cfg.trace),
+        deadline: wall_limit.map(|limit| (std::time::Instant::now(), limit)),
     };
     sim.run()
 }
@@ -191,7 +208,12 @@ impl Sim<'_> {
             self.pump(r, 0)?;
         }
         let mut now = 0;
+        let mut steps: u32 = 0;
         loop {
+            steps = steps.wrapping_add(1);
+            if steps.is_multiple_of(4096) {
+                self.check_deadline(now)?;
+            }
             let next_task = self.queue.peek_time();
             let next_msg = self.network.next_delivery();
             match (next_task, next_msg) {
@@ -203,6 +225,24 @@ impl Sim<'_> {
             }
         }
         self.finish(now)
+    }
+
+    /// Fails the run once it has used its wall time.
+    fn check_deadline(&self, now: Time) -> Result<(), RunError> {
+        let Some((started, limit)) = self.deadline else { return Ok(()) };
+        if started.elapsed() < limit {
+            return Ok(());
+        }
+        let done = self.engines.iter().filter(|e| e.is_done()).count();
+        Err(RunError::TimedOut {
+            limit,
+            progress: format!(
+                "reached {now} ns of simulated time after {} events, {done} of {} ranks done, {} tasks in the DAG",
+                self.events,
+                self.engines.len(),
+                self.dag.task_count()
+            ),
+        })
     }
 
     /// Delivers every message due at `at`.

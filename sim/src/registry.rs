@@ -22,10 +22,12 @@ pub const DRIVER: DriverInfo = DriverInfo {
 /// The parameters of `[grid.sim]`.
 pub fn params() -> Vec<ParamSpec> {
     vec![
-        ParamSpec::text(
+        ParamSpec::input(
             "machine",
+            crate::machine::PRESETS,
             "ib-hdr-fattree",
-            "a machine preset (experiment list machines) or a path to a machine TOML file",
+            "a machine preset (experiment list machines) or the path of a machine TOML file, relative to the sweep \
+             file's folder",
         ),
         ParamSpec::choice(
             "fidelity",
@@ -87,6 +89,6 @@ fn run_request(req: &RunRequest<'_>) -> Result<Executed, RunError> {
         trace: if req.params.str("trace") == "counts" { TraceLevel::Counts } else { TraceLevel::Full },
     };
     let kernels = SimKernels { kernels: req.kernels, name: req.kernel_name };
-    let out = driver::run(req.dag, &kernels, req.strategy, &machine, cfg)?;
+    let out = driver::run_limited(req.dag, &kernels, req.strategy, &machine, cfg, Some(req.timeout))?;
     Ok(Executed { outcome: out.run, kernels_ran: run_kernels })
 }

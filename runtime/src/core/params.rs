@@ -57,6 +57,11 @@ pub enum ParamKind {
     Bool,
     /// Any non-empty text (a path, a preset name); the component checks it further.
     Text,
+    /// An input file: one of the named presets (name, text), or a path to a file.
+    /// `experiment run` resolves a relative path against the sweep file's folder,
+    /// reads the file once, records its text and hash in the results directory's
+    /// manifest and runs every point from that recorded copy.
+    Input(&'static [(&'static str, &'static str)]),
 }
 
 impl fmt::Display for ParamKind {
@@ -68,6 +73,10 @@ impl fmt::Display for ParamKind {
             ParamKind::Choice(names) => write!(f, "one of {}", names.join(", ")),
             ParamKind::Bool => write!(f, "true or false"),
             ParamKind::Text => write!(f, "a non-empty string"),
+            ParamKind::Input(presets) => {
+                let names: Vec<&str> = presets.iter().map(|(n, _)| *n).collect();
+                write!(f, "a preset ({}) or the path of a file", names.join(", "))
+            }
         }
     }
 }
@@ -118,6 +127,22 @@ impl ParamSpec {
         ParamSpec { name, kind: ParamKind::Text, default: ParamValue::Str(default.into()), help }
     }
 
+    /// An input file parameter: a name from `presets` or the path of a file (see
+    /// [`ParamKind::Input`]).
+    pub fn input(
+        name: &'static str,
+        presets: &'static [(&'static str, &'static str)],
+        default: &'static str,
+        help: &'static str,
+    ) -> Self {
+        ParamSpec { name, kind: ParamKind::Input(presets), default: ParamValue::Str(default.into()), help }
+    }
+
+    /// Whether `value` names a file rather than a preset (an input parameter only).
+    pub fn names_file(&self, value: &str) -> bool {
+        matches!(self.kind, ParamKind::Input(presets) if !presets.iter().any(|(n, _)| *n == value))
+    }
+
     /// A switch.
     pub fn boolean(name: &'static str, default: bool, help: &'static str) -> Self {
         ParamSpec { name, kind: ParamKind::Bool, default: ParamValue::Bool(default), help }
@@ -135,7 +160,7 @@ impl ParamSpec {
             }
             (ParamKind::Choice(names), ParamValue::Str(s)) if names.contains(&s.as_str()) => Ok(value.clone()),
             (ParamKind::Bool, ParamValue::Bool(_)) => Ok(value.clone()),
-            (ParamKind::Text, ParamValue::Str(s)) if !s.is_empty() => Ok(value.clone()),
+            (ParamKind::Text | ParamKind::Input(_), ParamValue::Str(s)) if !s.is_empty() => Ok(value.clone()),
             _ => bad(),
         }
     }
@@ -200,6 +225,12 @@ impl Params {
     /// ```
     pub fn from_pairs(specs: &[ParamSpec], given: &[(&str, ParamValue)]) -> Result<Params, ParamError> {
         Params::resolve(specs, given.iter().map(|(k, v)| (k.to_string(), v.clone())).collect())
+    }
+
+    /// Replaces the value of `key` (a caller that pins an input file to the copy it
+    /// recorded, for example); the value is not checked again.
+    pub fn set(&mut self, key: &str, value: ParamValue) {
+        self.0.insert(key.to_string(), value);
     }
 
     /// All values, by name.

@@ -31,7 +31,7 @@ use crate::trace::Trace;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, unbounded};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Barrier, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// Settings of a local run.
@@ -72,9 +72,39 @@ pub const DRIVER: DriverInfo = DriverInfo {
               needs nothing installed",
     params: Vec::new,
     offers: CAPABILITIES,
-    check: registry::faults_need_two_ranks,
+    check,
     launch: Launch::InProcess(run_request),
 };
+
+/// The most threads one local run may start: a quarter of the kernel's
+/// `threads-max` (the rest is for everything else on the machine), at most 8192.
+pub fn thread_limit() -> usize {
+    let max = std::fs::read_to_string("/proc/sys/kernel/threads-max")
+        .ok()
+        .and_then(|t| t.trim().parse::<usize>().ok())
+        .unwrap_or(32_768);
+    (max / 4).clamp(64, 8192)
+}
+
+/// Refuses faults on one rank and more threads than [`thread_limit`]: a rank is a
+/// thread, plus one per kernel worker when progress runs on its own thread.
+fn check(c: &registry::DriverCheck<'_>) -> Result<(), registry::CheckError> {
+    registry::faults_need_two_ranks(c)?;
+    let threads = c.ranks.saturating_mul(c.workers.saturating_add(1));
+    let limit = thread_limit();
+    if threads > limit {
+        return Err(registry::CheckError::axis(
+            "ranks",
+            format!(
+                "the local driver runs each rank as a thread, plus one per kernel worker: {} ranks x (1 + {} workers) \
+                 = {threads} threads, more than this machine allows one run ({limit}, a quarter of \
+                 /proc/sys/kernel/threads-max, at most 8192); use fewer ranks, or the sim driver for large rank counts",
+                c.ranks, c.workers
+            ),
+        ));
+    }
+    Ok(())
+}
 
 /// Runs a point from the registry's request.
 fn run_request(req: &RunRequest<'_>) -> Result<Executed, RunError> {
@@ -226,23 +256,32 @@ pub fn run(
         inboxes: senders,
         windows,
     };
-    let barrier = Barrier::new(cfg.ranks);
+    let gate = Gate::default();
+    let mut spawn_error = None;
     let outcomes: Vec<RankResult> = std::thread::scope(|s| {
-        let handles: Vec<_> = receivers
-            .into_iter()
-            .zip(engines)
-            .enumerate()
-            .map(|(r, (inbox, engine))| {
-                let (shared, barrier) = (&shared, &barrier);
-                std::thread::Builder::new()
-                    .name(format!("rank-{r}"))
-                    .spawn_scoped(s, move || {
-                        barrier.wait();
-                        rank_thread(shared, engine, inbox)
-                    })
-                    .expect("spawn rank thread")
-            })
-            .collect();
+        let mut handles = Vec::with_capacity(cfg.ranks);
+        for (r, (inbox, engine)) in receivers.into_iter().zip(engines).enumerate() {
+            let (shared, gate) = (&shared, &gate);
+            let spawned = std::thread::Builder::new().name(format!("rank-{r}")).spawn_scoped(s, move || {
+                if !gate.wait() {
+                    return Err(RankError::Aborted(String::new()));
+                }
+                rank_thread(shared, engine, inbox)
+            });
+            match spawned {
+                Ok(h) => handles.push(h),
+                Err(e) => {
+                    spawn_error = Some(format!(
+                        "could not start the thread of rank {r} of {} ({e}): this machine holds fewer threads; use \
+                         fewer ranks or the sim driver",
+                        cfg.ranks
+                    ));
+                    break;
+                }
+            }
+        }
+        // All ranks start together, or none starts.
+        gate.open(spawn_error.is_none());
         let joined = handles.into_iter().enumerate().map(|(r, h)| {
             h.join().unwrap_or_else(|panic| {
                 let handling = "its thread's end".to_string();
@@ -255,7 +294,36 @@ pub fn run(
         });
         joined.collect()
     });
+    if let Some(e) = spawn_error {
+        return Err(RunError::Config(e));
+    }
     gather(outcomes)
+}
+
+/// Holds rank threads until every one is spawned, then lets them all start, or all
+/// quit when one could not be spawned.
+#[derive(Default)]
+struct Gate {
+    state: Mutex<Option<bool>>,
+    opened: Condvar,
+}
+
+impl Gate {
+    /// Waits for [`Gate::open`]; whether to run.
+    fn wait(&self) -> bool {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(run) = *state {
+                return run;
+            }
+            state = self.opened.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    fn open(&self, run: bool) {
+        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = Some(run);
+        self.opened.notify_all();
+    }
 }
 
 /// Merges per-rank results; the first real error wins over the aborts it caused, and a
@@ -319,8 +387,18 @@ fn rank_main(shared: &Shared<'_>, engine: &mut Engine, inbox: &Receiver<Incoming
         let workers = (shared.cfg.progress == Progress::Thread).then(|| {
             let done = shared.inboxes[rank.index()].clone();
             let deliver = move |f: Finished| done.send(Incoming::Finished(f)).is_ok();
-            Workers::start(s, rank, shared.cfg.workers, shared.runner(), deliver)
+            Workers::try_start(s, rank, shared.cfg.workers, shared.runner(), deliver)
         });
+        let workers = match workers.transpose() {
+            Ok(w) => w,
+            Err(e) => {
+                return Err(RankError::Failed(RunError::Config(format!(
+                    "rank {rank} could not start its {} kernel worker threads ({e}): this machine holds fewer \
+                     threads; use fewer ranks or workers",
+                    shared.cfg.workers
+                ))));
+            }
+        };
         engine.set_stall_timeout(Some(shared.cfg.timeout.as_nanos() as u64), shared.now());
         set_handling(Handling::Start);
         engine.handle_start(shared.now());

@@ -38,6 +38,18 @@ pub enum RunError {
         /// Per unfinished rank, what it is waiting for.
         ranks: Vec<String>,
     },
+    /// The run went on past its wall-time limit (the simulator, whose runs always
+    /// progress but may be far larger than intended).
+    #[error(
+        "run stopped after {limit:?} of wall time (the sweep's timeout_s): {progress}; raise timeout_s if the run \
+         is just large, or shrink the point"
+    )]
+    TimedOut {
+        /// The limit that expired.
+        limit: Duration,
+        /// How far the run got.
+        progress: String,
+    },
     /// The configuration cannot run.
     #[error("invalid run configuration: {0}")]
     Config(String),

@@ -73,27 +73,39 @@ impl Workers {
     where
         D: Fn(Finished) -> bool + Clone + Send + 'scope,
     {
+        Self::try_start(scope, rank, count, runner, deliver).expect("spawn a kernel worker thread")
+    }
+
+    /// [`Workers::start`], returning the error when the system refuses a thread (the
+    /// workers already started stop when the returned handle's queue closes).
+    pub fn try_start<'scope, D>(
+        scope: &'scope Scope<'scope, '_>,
+        rank: Rank,
+        count: usize,
+        runner: KernelRunner<'scope>,
+        deliver: D,
+    ) -> std::io::Result<Workers>
+    where
+        D: Fn(Finished) -> bool + Clone + Send + 'scope,
+    {
         let (jobs, queue) = unbounded::<RunTask>();
         let load = Arc::new(Load::default());
         for w in 0..count {
             let (queue, deliver, load) = (queue.clone(), deliver.clone(), Arc::clone(&load));
-            std::thread::Builder::new()
-                .name(format!("rank-{}-worker-{w}", rank.0))
-                .spawn_scoped(scope, move || {
-                    while let Ok(job) = queue.recv() {
-                        let finished = runner.run(w as u32, job);
-                        if let Finished::Done(done) = &finished {
-                            load.ran(done.end_ns.saturating_sub(done.start_ns));
-                        }
-                        load.outstanding.fetch_sub(1, Ordering::Relaxed);
-                        if !deliver(finished) {
-                            break;
-                        }
+            std::thread::Builder::new().name(format!("rank-{}-worker-{w}", rank.0)).spawn_scoped(scope, move || {
+                while let Ok(job) = queue.recv() {
+                    let finished = runner.run(w as u32, job);
+                    if let Finished::Done(done) = &finished {
+                        load.ran(done.end_ns.saturating_sub(done.start_ns));
                     }
-                })
-                .expect("spawn a kernel worker thread");
+                    load.outstanding.fetch_sub(1, Ordering::Relaxed);
+                    if !deliver(finished) {
+                        break;
+                    }
+                }
+            })?;
         }
-        Workers { jobs, count, load }
+        Ok(Workers { jobs, count, load })
     }
 
     /// Whether the workers should be handed another task now: fewer than their depth
