@@ -24,7 +24,8 @@
 //!   as below. `runtime`: every collective runs the runtime's shared algorithms
 //!   ([`crate::collectives`], one [`Collectives`] per rank, exactly as the `local`
 //!   driver does), each piece a point-to-point message of its own tag
-//!   ([`Piece::encode`]); a fence's dissemination barrier is followed by
+//!   ([`Piece::encode`]; payloads above [`INLINE_LIMIT`] travel apart, from and into
+//!   their own buffers, as engine messages' do); a fence's dissemination barrier is followed by
 //!   `MPI_Win_fence` when there is a window;
 //! - serves one-sided operations on an MPI window ([`Window`], allocated before the run
 //!   when the strategy declares one): an operation on this rank's own window is a local
@@ -61,7 +62,7 @@ pub use raw::{Epoch, GetId, Window, WindowError};
 use crate::one_sided::{Access, OneSided, WindowSync};
 
 use crate::collective::{Capability, CollectiveJoin, CollectiveKind, Contribution, check_capabilities};
-use crate::collectives::{Collectives, Piece, Segmenting};
+use crate::collectives::{Body, Collectives, Piece, Segmenting};
 use crate::dag::Dag;
 use crate::drivers::collectives_mode::{CollectivesMode, mpi_params};
 use crate::drivers::fault::Injector;
@@ -465,6 +466,75 @@ enum Arriving {
     Payload(RecvOp, Message),
 }
 
+/// A collective piece whose header arrived, waiting for the payloads that travel apart
+/// (those above [`INLINE_LIMIT`]): header layout `[n: u32] n x [slot: u32, len: u64,
+/// tag: i32]`, then the [`Piece::encode`]d piece with those payloads empty, where `slot`
+/// counts the piece's payloads in [`payload_slots`] order.
+struct ArrivingPiece {
+    piece: Piece,
+    apart: Vec<(usize, RecvOp, Option<Payload>)>,
+}
+
+impl ArrivingPiece {
+    /// Reads a header from `from` and posts the receives of its payloads on `coll`.
+    fn start(coll: RawComm, from: i32, bytes: &[u8]) -> Result<ArrivingPiece, String> {
+        let take = |at: usize, n: usize| bytes.get(at..at + n).ok_or_else(|| "a truncated piece header".to_string());
+        let n = u32::from_le_bytes(take(0, 4)?.try_into().expect("4 bytes")) as usize;
+        let mut apart = Vec::with_capacity(n.min(64));
+        let mut at = 4;
+        for _ in 0..n {
+            let slot = u32::from_le_bytes(take(at, 4)?.try_into().expect("4 bytes")) as usize;
+            let len = u64::from_le_bytes(take(at + 4, 8)?.try_into().expect("8 bytes"));
+            let tag = i32::from_le_bytes(take(at + 12, 4)?.try_into().expect("4 bytes"));
+            at += 16;
+            let len = usize::try_from(len).map_err(|_| format!("a payload of {len} bytes"))?;
+            apart.push((slot, RecvOp::start(coll, from, tag, len)?, None));
+        }
+        let piece = Piece::decode(&bytes[at..])?;
+        Ok(ArrivingPiece { piece, apart })
+    }
+
+    /// True once every payload arrived.
+    fn test(&mut self) -> Result<bool, String> {
+        for (_, op, got) in &mut self.apart {
+            if got.is_none() {
+                *got = op.test()?;
+            }
+        }
+        Ok(self.apart.iter().all(|(_, _, got)| got.is_some()))
+    }
+
+    /// The whole piece (after [`ArrivingPiece::test`] said true).
+    fn into_piece(mut self) -> Piece {
+        let mut slots = payload_slots(&mut self.piece.body);
+        for (slot, _, got) in self.apart {
+            if let (Some(place), Some(payload)) = (slots.get_mut(slot), got) {
+                **place = payload;
+            }
+        }
+        self.piece
+    }
+}
+
+/// Every payload a piece body carries, in a fixed order (its messages', its blocks'
+/// messages', its vector).
+fn payload_slots(body: &mut Body) -> Vec<&mut Payload> {
+    let mut slots = Vec::new();
+    match body {
+        Body::Header | Body::Segment { messages: None, .. } => {}
+        Body::Messages(messages) | Body::Segment { messages: Some(messages), .. } => {
+            slots.extend(messages.iter_mut().filter_map(|m| m.payload.as_mut()));
+        }
+        Body::Blocks(blocks) => {
+            for b in blocks {
+                slots.extend(b.messages.iter_mut().filter_map(|m| m.payload.as_mut()));
+            }
+        }
+        Body::Values(values) => slots.push(values),
+    }
+    slots
+}
+
 /// One rank's progress loop and everything in flight.
 struct Driver<'a> {
     engine: Engine,
@@ -490,6 +560,10 @@ struct Driver<'a> {
     collectives: Collectives,
     /// Fences among them: each ends with `MPI_Win_fence` when there is a window.
     fences: Vec<u64>,
+    /// Pieces whose header arrived, waiting for payloads that travel apart.
+    pieces_arriving: Vec<ArrivingPiece>,
+    /// Tags for those payloads (on the collectives' communicator).
+    piece_tags: Tags,
     /// The run's deliberate fault, counted over this rank's data transfers.
     faults: Injector,
     /// Whether the strategy may join a collective that runs as pieces (else the loop
@@ -535,6 +609,8 @@ impl<'a> Driver<'a> {
             pieces,
             collectives: Collectives::new(rank, size, Segmenting::Whole),
             fences: Vec::new(),
+            pieces_arriving: Vec::new(),
+            piece_tags: Tags::new(size, raw::tag_ub(coll)),
             engine,
             comm,
             coll,
@@ -615,8 +691,10 @@ impl<'a> Driver<'a> {
     fn in_flight(&self) -> String {
         let arriving: usize = self.arriving.iter().map(VecDeque::len).sum();
         format!(
-            "; MPI: {} sends in flight, {arriving} receives in flight, native collective {} in flight and {} queued{}",
+            "; MPI: {} sends in flight, {arriving} receives in flight, {} collective pieces arriving, native \
+             collective {} in flight and {} queued{}",
             self.sends.len(),
+            self.pieces_arriving.len(),
             self.world_op.as_ref().map_or("none".to_string(), |(id, _)| id.to_string()),
             self.world_queue.len(),
             if self.collectives.is_idle() { String::new() } else { format!("; {}", self.collectives.summary()) }
@@ -697,7 +775,18 @@ impl<'a> Driver<'a> {
             && let Some((from, bytes)) = raw::try_receive(self.comm, TAG_PIECE)
         {
             any = true;
-            let piece = Piece::decode(&bytes).map_err(|e| format!("a collective piece from rank {from}: {e}"))?;
+            let arriving = ArrivingPiece::start(self.coll, from, &bytes)
+                .map_err(|e| format!("a collective piece from rank {from}: {e}"))?;
+            self.pieces_arriving.push(arriving);
+        }
+        let mut at = 0;
+        while at < self.pieces_arriving.len() {
+            if !self.pieces_arriving[at].test()? {
+                at += 1;
+                continue;
+            }
+            any = true;
+            let piece = self.pieces_arriving.swap_remove(at).into_piece();
             set_handling(Handling::Collective { id: piece.id, from: Some(piece.src) });
             self.collectives.handle_piece(self.clock.now(), piece);
             self.collective_progress()?;
@@ -913,10 +1002,31 @@ impl<'a> Driver<'a> {
         if let Some(e) = self.collectives.error() {
             return Err(format!("collective: {e}"));
         }
-        while let Some(piece) = self.collectives.poll_send() {
-            let mut bytes = Vec::with_capacity(64 + piece.bytes as usize);
+        while let Some(mut piece) = self.collectives.poll_send() {
+            // Payloads above the inline limit travel apart, from their own buffers, on
+            // data tags of the collectives' communicator; the header lists them.
+            let dst = piece.dst.0 as i32;
+            let mut apart = Vec::new();
+            for (slot, p) in payload_slots(&mut piece.body).into_iter().enumerate() {
+                if p.len() > INLINE_LIMIT {
+                    apart.push((slot as u32, std::mem::take(p)));
+                }
+            }
+            let mut bytes = Vec::with_capacity(64 + if apart.is_empty() { piece.bytes as usize } else { 0 });
+            bytes.extend_from_slice(&(apart.len() as u32).to_le_bytes());
+            let mut tags = Vec::with_capacity(apart.len());
+            for (slot, p) in &apart {
+                let tag = self.piece_tags.next(piece.dst.index());
+                bytes.extend_from_slice(&slot.to_le_bytes());
+                bytes.extend_from_slice(&(p.len() as u64).to_le_bytes());
+                bytes.extend_from_slice(&tag.to_le_bytes());
+                tags.push(tag);
+            }
             piece.encode(&mut bytes);
-            self.sends.push(SendOp::start(self.comm, piece.dst.0 as i32, TAG_PIECE, SendBuf::Bytes(bytes))?);
+            self.sends.push(SendOp::start(self.comm, dst, TAG_PIECE, SendBuf::Bytes(bytes))?);
+            for ((_, p), tag) in apart.into_iter().zip(tags) {
+                self.sends.push(SendOp::start(self.coll, dst, tag, SendBuf::Payload(p))?);
+            }
         }
         while let Some((id, received)) = self.collectives.poll_done() {
             if let Some(at) = self.fences.iter().position(|&f| f == id) {
