@@ -96,11 +96,11 @@ fn relaunch(ranks: usize) -> Result<()> {
 }
 
 /// The vector sizes measured: 8, 32, 128, ... (powers of 4 times 8) up to `max`, and
-/// `max` itself.
+/// `max` itself, rounded down to whole f64 elements.
 ///
 /// ```
 /// use dagwire_experiments::bench_collectives::sizes;
-/// assert_eq!(sizes(100), [8, 32, 100]);
+/// assert_eq!(sizes(100), [8, 32, 96]);
 /// assert_eq!(sizes(128), [8, 32, 128]);
 /// assert_eq!(sizes(64 << 20).len(), 13);
 /// ```
