@@ -73,6 +73,12 @@ pub enum Which {
         #[arg(long, hide = true)]
         counts_only: bool,
     },
+    /// MPI all-reduce curve: 8 B .. 64 MiB on 2 and 4 ranks, MPI's native all-reduce
+    /// against the runtime's ring and recursive doubling through the mpi driver (and raw
+    /// MPI_Allreduce); time per all-reduce, algbw, busbw (nccl-tests) and the ratio to
+    /// native. Launches `mpirun -n R --oversubscribe` itself (DAGWIRE_MPI_LAUNCHER,
+    /// DAGWIRE_MPI_LAUNCHER_ARGS override).
+    Collectives(crate::bench_collectives::Args),
     /// MPI: ping-pong latency and streaming bandwidth through the engine on the mpi
     /// driver against raw rsmpi in the same job (2 ranks; launches `mpirun -n 2` itself).
     Mpi {
@@ -93,6 +99,7 @@ pub fn run(which: Which) -> Result<()> {
     match which {
         Which::Cholesky { n, tile, ranks, workers, reps } => cholesky(n, tile, ranks, workers, reps),
         Which::Overhead { tasks, width } => overhead(tasks, width),
+        Which::Collectives(args) => crate::bench_collectives::run(&args),
         Which::Mpi { max_size, iterations, window } => crate::bench_mpi::run(max_size, iterations, window),
         Which::Sim { machine, ranks, tiles, tile, fidelity, strategy, only_tiles, counts_only } => {
             let setup = crate::bench_sim::Setup { machine, ranks, tile, fidelity, strategy };

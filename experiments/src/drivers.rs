@@ -19,7 +19,7 @@ const MPI: DriverInfo = DriverInfo {
     name: "mpi",
     summary: "one process per rank under an MPI launcher (not built into this binary: it was built without the \
               `mpi` feature)",
-    params: dagwire_runtime::drivers::JobDriver::launcher_params,
+    params: dagwire_runtime::drivers::collectives_mode::mpi_params,
     offers: &[],
     check: |_| {
         Err(CheckError::axis(

@@ -7,6 +7,7 @@
 //! benchmarks ([`bench`]). `main.rs` only parses the command line.
 
 pub mod bench;
+pub mod bench_collectives;
 pub mod bench_mpi;
 pub mod bench_sim;
 pub mod drivers;

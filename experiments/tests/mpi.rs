@@ -252,3 +252,53 @@ fn the_mpi_benchmark_prints_engine_and_raw_figures_and_where_a_hop_goes() {
     let (parts, one_way) = (wire + dispatch + kernel, after("one way"));
     assert!((parts - one_way).abs() <= 1.0, "the parts add up to the one-way time: {hop}");
 }
+
+/// `experiment bench collectives` with a tiny size range prints, per rank count, one
+/// row per size and algorithm (native, ring, recursive-doubling, mpi-raw) under its
+/// header: positive times, algbw = bytes / time, busbw = algbw * 2(p-1)/p, and a ratio
+/// to the native row of the same size and rank count (1 on that row).
+#[test]
+fn the_collectives_benchmark_prints_the_all_reduce_table() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let args = ["bench", "collectives", "--max-bytes", "32", "--ranks", "2,3", "--reps", "20"];
+    let out = experiment(&args, &[("DAGWIRE_MPI_LAUNCHER_ARGS", "--oversubscribe")]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "bench collectives failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let header: Vec<&str> = dagwire_experiments::bench_collectives::COLUMNS.to_vec();
+    let at = stdout.lines().position(|l| l.contains("algbw GB/s")).unwrap_or_else(|| panic!("no header:\n{stdout}"));
+    for column in &header {
+        assert!(stdout.lines().nth(at).unwrap().contains(column), "header lacks {column:?}:\n{stdout}");
+    }
+    let rows: Vec<Vec<&str>> = stdout.lines().skip(at + 1).map(|l| l.split_whitespace().collect()).collect();
+    let algorithms = ["native", "ring", "recursive-doubling", "mpi-raw"];
+    assert_eq!(rows.len(), 2 * 2 * algorithms.len(), "2 rank counts x 2 sizes x 4 algorithms:\n{stdout}");
+    let mut at_row = 0;
+    for ranks in [2usize, 3] {
+        for bytes in [8usize, 32] {
+            let mut native_us = 0.0;
+            for algorithm in algorithms {
+                let row = &rows[at_row];
+                at_row += 1;
+                assert_eq!(row.len(), 7, "{row:?}");
+                assert_eq!((row[0], row[1], row[2]), (&*bytes.to_string(), &*ranks.to_string(), algorithm), "{row:?}");
+                let num = |i: usize| -> f64 {
+                    row[i].trim_end_matches('x').parse().unwrap_or_else(|_| panic!("not a number: {row:?}"))
+                };
+                let (us, algbw, busbw, ratio) = (num(3), num(4), num(5), num(6));
+                assert!(us > 0.0 && algbw >= 0.0 && ratio > 0.0, "{row:?}");
+                // Printed to 0.01 us and 0.001 GB/s: compare within that rounding.
+                assert!(
+                    (algbw - bytes as f64 / (us * 1e3)).abs() <= 0.0015 + algbw * 0.01,
+                    "algbw = bytes / time: {row:?}"
+                );
+                let factor = 2.0 * (ranks as f64 - 1.0) / ranks as f64;
+                assert!((busbw - algbw * factor).abs() <= 0.0015, "busbw = algbw * 2(p-1)/p: {row:?}");
+                if algorithm == "native" {
+                    native_us = us;
+                    assert_eq!(row[6], "1.00x", "{row:?}");
+                }
+                assert!((ratio - us / native_us).abs() <= 0.01 + ratio * 0.01, "ratio = time / native's: {row:?}");
+            }
+        }
+    }
+}

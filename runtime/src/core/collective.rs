@@ -5,7 +5,8 @@
 //! engine hands the join to the driver as [`crate::Action::Collective`]; the driver moves
 //! the contributions (the `local` driver, the simulator and the test harness run the
 //! algorithms of [`crate::collectives`], which turn a join into point-to-point pieces;
-//! the `mpi` driver calls MPI's own collectives) and, once the collective has completed
+//! the `mpi` driver runs them too, or MPI's own collectives where it has them, as its
+//! `collectives` parameter says) and, once the collective has completed
 //! on that rank, calls [`crate::Engine::handle_collective_done`] with what it received.
 //!
 //! Not every driver can do this, so each strategy declares what it [`needs`](crate::Strategy::needs)

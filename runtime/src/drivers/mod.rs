@@ -9,6 +9,8 @@
 //!   that runs kernels; [`workers`]: the kernel worker threads of a rank and the cheap
 //!   hand-off to them; [`fault`]: deliberate faults injected into transfers;
 //!   [`panics`]: what a rank was handling when it panicked;
+//! - [`collectives_mode`]: `collectives = native | runtime`, whose collective
+//!   algorithms a driver with native collectives (mpi) runs;
 //! - [`local`]: ranks as threads of one process (the embedded default);
 //! - [`mpi`] (cargo feature `mpi`): one process per rank under an MPI launcher;
 //! - [`testing`]: an in-memory N-rank harness with simulated time, for engine and
@@ -18,6 +20,7 @@
 //!
 //! The simulator's driver lives in the `dagwire-sim` crate.
 
+pub mod collectives_mode;
 pub mod fault;
 pub mod kernels;
 pub mod local;
@@ -30,5 +33,6 @@ pub mod run;
 pub mod testing;
 pub mod workers;
 
+pub use collectives_mode::CollectivesMode;
 pub use registry::{CheckError, CheckKey, DriverCheck, DriverInfo, Executed, JobDriver, JobRank, Launch, RunRequest};
 pub use run::{Fault, PROGRESS_NOTE, Progress, RunError, RunOutcome, online_cores, usable_cores};

@@ -1,6 +1,7 @@
 //! Collective algorithms, written once as sans-IO state machines that turn a join into
 //! point-to-point [`Piece`]s; the `local` driver, the simulator and the in-memory test
-//! harness all run these (the `mpi` driver may run MPI's native collectives instead).
+//! harness all run these, and so does the `mpi` driver (with `collectives = native`,
+//! only for the kinds MPI has no native collective for in that driver).
 //!
 //! One [`Collectives`] per rank holds that rank's open collectives by id and the pieces
 //! that arrived before the rank joined their collective. It is driven like the engine,

@@ -14,10 +14,19 @@
 //! - sends with `MPI_Isend` from the message's own buffer (no copy for large payloads)
 //!   and tests outstanding sends and receives; messages a kernel's outputs cause leave
 //!   right after it, stamped with its end (inline progress), before the next poll;
-//! - runs all-to-all-v collectives as `MPI_Ialltoall` (counts) then `MPI_Ialltoallv`
-//!   (bytes) on a communicator of their own, one at a time in join order (the engine
-//!   makes every rank join them in the same order); broadcasts travel down their tree
-//!   as point-to-point messages, as in the `local` driver;
+//! - runs collectives one of two ways ([`CollectivesMode`], the driver's `collectives`
+//!   parameter). `native`: all-to-all-v as `MPI_Ialltoall` (counts) then
+//!   `MPI_Ialltoallv` (bytes), all-reduce as `MPI_Iallreduce`, a fence as an
+//!   `MPI_Ibarrier` (then `MPI_Win_fence` when there is a window), on a communicator of
+//!   their own, one at a time in join order (the engine makes every rank join them in
+//!   the same order); the kinds MPI has no native form for here (neighbour
+//!   all-to-all-v, broadcast, reduce-scatter, all-gather) run the runtime's algorithms
+//!   as below. `runtime`: every collective runs the runtime's shared algorithms
+//!   ([`crate::collectives`], one [`Collectives`] per rank, exactly as the `local`
+//!   driver does), each piece a point-to-point message of its own tag
+//!   ([`Piece::encode`]; payloads above [`INLINE_LIMIT`] travel apart, from and into
+//!   their own buffers, as engine messages' do); a fence's dissemination barrier is followed by
+//!   `MPI_Win_fence` when there is a window;
 //! - serves one-sided operations on an MPI window ([`Window`], allocated before the run
 //!   when the strategy declares one): an operation on this rank's own window is a local
 //!   copy; with passive synchronisation the window is in a `lock_all` epoch for the
@@ -53,7 +62,9 @@ pub use raw::{Epoch, GetId, Window, WindowError};
 use crate::one_sided::{Access, OneSided, WindowSync};
 
 use crate::collective::{Capability, CollectiveJoin, CollectiveKind, Contribution, check_capabilities};
+use crate::collectives::{Body, Collectives, Piece, Segmenting};
 use crate::dag::Dag;
+use crate::drivers::collectives_mode::{CollectivesMode, mpi_params};
 use crate::drivers::fault::Injector;
 use crate::drivers::kernels::{self, Finished, KernelRunner};
 use crate::drivers::panics::{Handling, set_handling};
@@ -72,28 +83,21 @@ use ::mpi::raw::AsRaw;
 use ::mpi::topology::{Communicator, SimpleCommunicator};
 use ::mpi::traits::{Destination, Source};
 use crossbeam_channel::{Receiver, unbounded};
-use raw::{AllToAllV, IBarrier, Mailbox, RawComm, RecvOp, SendBuf, SendOp};
+use raw::{AllReduce, AllToAllV, IBarrier, Mailbox, RawComm, RecvOp, SendBuf, SendOp};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// What the MPI driver offers strategies: the collectives it runs natively (not yet
-/// the neighbour all-to-all-v, the reductions or the all-gather of
-/// [`crate::collectives`]).
-pub const CAPABILITIES: &[Capability] = &[
-    Capability::PointToPoint,
-    Capability::AllToAllV,
-    Capability::Broadcast,
-    Capability::OneSidedPassive,
-    Capability::OneSidedFence,
-];
+/// What the MPI driver offers strategies: everything, in both [`CollectivesMode`]s
+/// (the collectives MPI has no native form for here run the runtime's algorithms).
+pub const CAPABILITIES: &[Capability] = Capability::ALL;
 
 /// The MPI driver's registry entry.
 pub const DRIVER: DriverInfo = DriverInfo {
     name: "mpi",
     summary: "one process per rank: each point is an MPI job (`mpirun -n R experiment point ...`, launcher \
               configurable), kernels run for real; needs an MPI library",
-    params: JobDriver::launcher_params,
+    params: mpi_params,
     offers: CAPABILITIES,
     check: registry::faults_need_two_ranks,
     launch: Launch::Job(JobDriver { join, abort: abort_job }),
@@ -114,7 +118,13 @@ impl JobRank for Mpi {
     }
 
     fn run(&self, req: &RunRequest<'_>) -> Result<Option<Executed>, RunError> {
-        let cfg = MpiConfig { workers: req.workers, progress: req.progress, timeout: req.timeout, fault: req.fault };
+        let cfg = MpiConfig {
+            workers: req.workers,
+            progress: req.progress,
+            timeout: req.timeout,
+            fault: req.fault,
+            collectives: CollectivesMode::of(req.params),
+        };
         let outcome = run(self, req.dag, req.kernels, req.strategy, &cfg)?;
         Ok(outcome.map(|outcome| Executed { outcome, kernels_ran: true }))
     }
@@ -134,8 +144,8 @@ const MAILBOX_DEPTH: usize = 8;
 
 /// Tag of engine message headers (on the driver's point-to-point communicator).
 const TAG_MSG: i32 = 1;
-/// Tag of broadcast tree messages.
-const TAG_BCAST: i32 = 2;
+/// Tag of the pieces of collectives run by the runtime's algorithms.
+const TAG_PIECE: i32 = 2;
 /// Tag of clock synchronisation (on the world communicator).
 const TAG_CLOCK: i32 = 3;
 /// Tag of the final gather of traces and results (on the world communicator).
@@ -236,11 +246,19 @@ pub struct MpiConfig {
     pub timeout: Duration,
     /// An optional deliberate fault: each rank corrupts its own `nth` data message.
     pub fault: Option<Fault>,
+    /// Whose collective algorithms run (MPI's own where it has them, or the runtime's).
+    pub collectives: CollectivesMode,
 }
 
 impl Default for MpiConfig {
     fn default() -> Self {
-        MpiConfig { workers: 1, progress: Progress::Auto, timeout: Duration::from_secs(600), fault: None }
+        MpiConfig {
+            workers: 1,
+            progress: Progress::Auto,
+            timeout: Duration::from_secs(600),
+            fault: None,
+            collectives: CollectivesMode::Native,
+        }
     }
 }
 
@@ -448,13 +466,73 @@ enum Arriving {
     Payload(RecvOp, Message),
 }
 
-/// A broadcast this rank takes part in, until it completes here.
-#[derive(Default)]
-struct PendingBroadcast {
-    /// Set once the rank joined: the members to forward to.
-    children: Option<Vec<Rank>>,
-    /// What the parent sent: (from, bytes of the messages list, its sent_ns).
-    received: Option<(Rank, u64, Vec<Message>)>,
+/// A collective piece whose header arrived, waiting for the payloads that travel apart
+/// (those above [`INLINE_LIMIT`]): header layout `[n: u32] n x [slot: u32, len: u64,
+/// tag: i32]`, then the [`Piece::encode`]d piece with those payloads empty, where `slot`
+/// counts the piece's payloads in [`payload_slots`] order.
+struct ArrivingPiece {
+    piece: Piece,
+    apart: Vec<(usize, RecvOp, Option<Payload>)>,
+}
+
+impl ArrivingPiece {
+    /// Reads a header from `from` and posts the receives of its payloads on `coll`.
+    fn start(coll: RawComm, from: i32, bytes: &[u8]) -> Result<ArrivingPiece, String> {
+        let take = |at: usize, n: usize| bytes.get(at..at + n).ok_or_else(|| "a truncated piece header".to_string());
+        let n = u32::from_le_bytes(take(0, 4)?.try_into().expect("4 bytes")) as usize;
+        let mut apart = Vec::with_capacity(n.min(64));
+        let mut at = 4;
+        for _ in 0..n {
+            let slot = u32::from_le_bytes(take(at, 4)?.try_into().expect("4 bytes")) as usize;
+            let len = u64::from_le_bytes(take(at + 4, 8)?.try_into().expect("8 bytes"));
+            let tag = i32::from_le_bytes(take(at + 12, 4)?.try_into().expect("4 bytes"));
+            at += 16;
+            let len = usize::try_from(len).map_err(|_| format!("a payload of {len} bytes"))?;
+            apart.push((slot, RecvOp::start(coll, from, tag, len)?, None));
+        }
+        let piece = Piece::decode(&bytes[at..])?;
+        Ok(ArrivingPiece { piece, apart })
+    }
+
+    /// True once every payload arrived.
+    fn test(&mut self) -> Result<bool, String> {
+        for (_, op, got) in &mut self.apart {
+            if got.is_none() {
+                *got = op.test()?;
+            }
+        }
+        Ok(self.apart.iter().all(|(_, _, got)| got.is_some()))
+    }
+
+    /// The whole piece (after [`ArrivingPiece::test`] said true).
+    fn into_piece(mut self) -> Piece {
+        let mut slots = payload_slots(&mut self.piece.body);
+        for (slot, _, got) in self.apart {
+            if let (Some(place), Some(payload)) = (slots.get_mut(slot), got) {
+                **place = payload;
+            }
+        }
+        self.piece
+    }
+}
+
+/// Every payload a piece body carries, in a fixed order (its messages', its blocks'
+/// messages', its vector).
+fn payload_slots(body: &mut Body) -> Vec<&mut Payload> {
+    let mut slots = Vec::new();
+    match body {
+        Body::Header | Body::Segment { messages: None, .. } => {}
+        Body::Messages(messages) | Body::Segment { messages: Some(messages), .. } => {
+            slots.extend(messages.iter_mut().filter_map(|m| m.payload.as_mut()));
+        }
+        Body::Blocks(blocks) => {
+            for b in blocks {
+                slots.extend(b.messages.iter_mut().filter_map(|m| m.payload.as_mut()));
+            }
+        }
+        Body::Values(values) => slots.push(values),
+    }
+    slots
 }
 
 /// One rank's progress loop and everything in flight.
@@ -474,26 +552,37 @@ struct Driver<'a> {
     mailbox: Mailbox,
     sends: Vec<SendOp>,
     arriving: Vec<VecDeque<Arriving>>,
-    /// Collectives of every rank (all-to-all-v, fences) not started yet, in join order,
-    /// and the one in flight.
+    /// MPI's native collectives (all-to-all-v, all-reduce, fences) not started yet, in
+    /// join order, and the one in flight.
     world_queue: VecDeque<CollectiveJoin>,
     world_op: Option<(u64, WorldOp)>,
-    broadcasts: BTreeMap<u64, PendingBroadcast>,
+    /// The collectives run by the runtime's algorithms (pieces over `TAG_PIECE`).
+    collectives: Collectives,
+    /// Fences among them: each ends with `MPI_Win_fence` when there is a window.
+    fences: Vec<u64>,
+    /// Pieces whose header arrived, waiting for payloads that travel apart.
+    pieces_arriving: Vec<ArrivingPiece>,
+    /// Tags for those payloads (on the collectives' communicator).
+    piece_tags: Tags,
     /// The run's deliberate fault, counted over this rank's data transfers.
     faults: Injector,
-    /// Whether the strategy may broadcast (else the loop does not probe for it).
-    broadcasting: bool,
+    /// Whether the strategy may join a collective that runs as pieces (else the loop
+    /// does not probe for them).
+    pieces: bool,
     /// The one-sided window and its synchronisation, when the strategy declared one.
     window: Option<(Window, WindowSync)>,
     /// Remote one-sided operations issued and not yet complete: (id, get ticket).
     rma_pending: Vec<(u64, Option<GetId>)>,
 }
 
-/// A collective of every rank in flight.
+/// A native MPI collective of every rank in flight.
 enum WorldOp {
     AllToAllV(AllToAllV),
-    /// The barrier before a window fence.
+    /// The barrier before a window fence (the whole fence without a window).
     Fence(IBarrier),
+    /// An all-reduce, and the header of the rank's vector message (to hand the sum
+    /// back in, with the time it joined as its `sent_ns`).
+    AllReduce(AllReduce, Message),
 }
 
 impl<'a> Driver<'a> {
@@ -509,10 +598,19 @@ impl<'a> Driver<'a> {
         done: Receiver<Finished>,
     ) -> Result<Self, String> {
         let rank = engine.rank();
-        let broadcasting = engine.needs().contains(&Capability::Broadcast);
+        let native = |c: &Capability| {
+            cfg.collectives == CollectivesMode::Native
+                && matches!(c, Capability::AllToAllV | Capability::AllReduce | Capability::OneSidedFence)
+        };
+        let p2p_only = |c: &Capability| matches!(c, Capability::PointToPoint | Capability::OneSidedPassive);
+        let pieces = engine.needs().iter().any(|c| !p2p_only(c) && !native(c));
         let mailbox = Mailbox::post(comm, TAG_MSG, MAILBOX_DEPTH, wire::HEADER + INLINE_LIMIT)?;
         Ok(Driver {
-            broadcasting,
+            pieces,
+            collectives: Collectives::new(rank, size, Segmenting::Whole),
+            fences: Vec::new(),
+            pieces_arriving: Vec::new(),
+            piece_tags: Tags::new(size, raw::tag_ub(coll)),
             engine,
             comm,
             coll,
@@ -528,7 +626,6 @@ impl<'a> Driver<'a> {
             arriving: (0..size).map(|_| VecDeque::new()).collect(),
             world_queue: VecDeque::new(),
             world_op: None,
-            broadcasts: BTreeMap::new(),
             faults: Injector::new(cfg.fault),
             window: None,
             rma_pending: Vec::new(),
@@ -594,12 +691,13 @@ impl<'a> Driver<'a> {
     fn in_flight(&self) -> String {
         let arriving: usize = self.arriving.iter().map(VecDeque::len).sum();
         format!(
-            "; MPI: {} sends in flight, {arriving} receives in flight, collective (all-to-all-v or fence) {} in flight and {} queued, \
-             broadcasts open {:?}",
+            "; MPI: {} sends in flight, {arriving} receives in flight, {} collective pieces arriving, native \
+             collective {} in flight and {} queued{}",
             self.sends.len(),
+            self.pieces_arriving.len(),
             self.world_op.as_ref().map_or("none".to_string(), |(id, _)| id.to_string()),
             self.world_queue.len(),
-            self.broadcasts.keys().collect::<Vec<_>>()
+            if self.collectives.is_idle() { String::new() } else { format!("; {}", self.collectives.summary()) }
         )
     }
 
@@ -673,17 +771,25 @@ impl<'a> Driver<'a> {
                 self.engine.handle_message(self.clock.now(), Rank(from as u32), msg);
             }
         }
-        while self.broadcasting
-            && let Some((from, bytes)) = raw::try_receive(self.comm, TAG_BCAST)
+        while self.pieces
+            && let Some((from, bytes)) = raw::try_receive(self.comm, TAG_PIECE)
         {
             any = true;
-            let mut r = wire::Reader::new(&bytes);
-            let (id, sent_ns) = (r.u64()?, r.u64()?);
-            let messages = wire::get_messages(&mut r)?;
-            set_handling(Handling::Collective { id, from: Some(Rank(from as u32)) });
-            let entry = self.broadcasts.entry(id).or_default();
-            entry.received = Some((Rank(from as u32), sent_ns, messages));
-            self.try_complete_broadcast(id)?;
+            let arriving = ArrivingPiece::start(self.coll, from, &bytes)
+                .map_err(|e| format!("a collective piece from rank {from}: {e}"))?;
+            self.pieces_arriving.push(arriving);
+        }
+        let mut at = 0;
+        while at < self.pieces_arriving.len() {
+            if !self.pieces_arriving[at].test()? {
+                at += 1;
+                continue;
+            }
+            any = true;
+            let piece = self.pieces_arriving.swap_remove(at).into_piece();
+            set_handling(Handling::Collective { id: piece.id, from: Some(piece.src) });
+            self.collectives.handle_piece(self.clock.now(), piece);
+            self.collective_progress()?;
         }
         if let Some((id, WorldOp::Fence(barrier))) = self.world_op.as_mut()
             && barrier.test()
@@ -692,11 +798,21 @@ impl<'a> Driver<'a> {
             self.world_op = None;
             any = true;
             set_handling(Handling::Collective { id, from: None });
-            let (w, _) = self.window.as_mut().ok_or("a fence was joined, but the strategy declared no window")?;
-            // Every rank is past the barrier, so this fence returns once all arrive.
-            w.fence().map_err(|e| e.to_string())?;
-            self.complete_rma()?;
+            self.window_fence()?;
             self.engine.handle_collective_done(self.clock.now(), id, Vec::new());
+        }
+        if let Some((id, WorldOp::AllReduce(op, _))) = self.world_op.as_mut()
+            && let Some(sum) = op.test()
+        {
+            let id = *id;
+            let Some((_, WorldOp::AllReduce(_, mut msg))) = self.world_op.take() else { unreachable!("matched") };
+            any = true;
+            set_handling(Handling::Collective { id, from: None });
+            let now = self.clock.now();
+            let sent_ns = msg.sent_ns;
+            msg.payload = Some(sum);
+            let result = Contribution { from: self.rank, sent_ns, recv_ns: now, messages: vec![msg] };
+            self.engine.handle_collective_done(now, id, vec![result]);
         }
         if let Some((id, WorldOp::AllToAllV(op))) = self.world_op.as_mut()
             && let Some(parts) = op.test()?
@@ -721,6 +837,7 @@ impl<'a> Driver<'a> {
             any = true;
             match join.kind {
                 CollectiveKind::Fence => self.world_op = Some((join.id, WorldOp::Fence(IBarrier::start(self.coll)))),
+                CollectiveKind::AllReduce { dtype, .. } => self.start_all_reduce(join, dtype)?,
                 _ => self.start_all_to_all(join)?,
             }
         }
@@ -862,57 +979,82 @@ impl<'a> Driver<'a> {
         for m in join.sends.iter_mut().flat_map(|(_, m)| m.iter_mut()) {
             self.maybe_corrupt(m);
         }
-        match &join.kind {
-            CollectiveKind::AllToAllV { .. } | CollectiveKind::Fence => {
-                self.world_queue.push_back(join);
-                Ok(())
-            }
-            kind @ (CollectiveKind::NeighborAllToAllV { .. }
-            | CollectiveKind::AllReduce { .. }
-            | CollectiveKind::ReduceScatter { .. }
-            | CollectiveKind::AllGather) => {
-                Err(format!("the mpi driver does not run {} collectives (its capabilities say so)", kind.name()))
-            }
-            CollectiveKind::Broadcast { members, tree } => {
-                let v = members.iter().position(|&r| r == self.rank).expect("the engine checked membership");
-                let children: Vec<Rank> = tree.children(v, members.len()).into_iter().map(|c| members[c]).collect();
-                let id = join.id;
-                if v == 0 {
-                    let messages: Vec<Message> = join.sends.into_iter().flat_map(|(_, m)| m).collect();
-                    self.forward(id, &children, &messages)?;
-                    self.engine.handle_collective_done(self.clock.now(), id, Vec::new());
-                    return Ok(());
-                }
-                self.broadcasts.entry(id).or_default().children = Some(children);
-                self.try_complete_broadcast(id)
-            }
-        }
-    }
-
-    fn forward(&mut self, id: u64, children: &[Rank], messages: &[Message]) -> Result<(), String> {
-        if children.is_empty() {
+        let native = self.cfg.collectives == CollectivesMode::Native
+            && matches!(
+                join.kind,
+                CollectiveKind::AllToAllV { .. } | CollectiveKind::AllReduce { .. } | CollectiveKind::Fence
+            );
+        if native {
+            self.world_queue.push_back(join);
             return Ok(());
         }
-        let mut bytes = Vec::new();
-        bytes.extend_from_slice(&id.to_le_bytes());
-        bytes.extend_from_slice(&self.clock.now().to_le_bytes());
-        wire::put_messages(&mut bytes, messages);
-        for c in children {
-            self.sends.push(SendOp::start(self.comm, c.0 as i32, TAG_BCAST, SendBuf::Bytes(bytes.clone()))?);
+        if join.kind == CollectiveKind::Fence {
+            self.fences.push(join.id);
+        }
+        set_handling(Handling::Collective { id: join.id, from: None });
+        self.collectives.join(self.clock.now(), join);
+        self.collective_progress()
+    }
+
+    /// Hands the pieces the runtime's collectives have to send to MPI, then reports the
+    /// collectives that completed to the engine (a fence after its window fence).
+    fn collective_progress(&mut self) -> Result<(), String> {
+        if let Some(e) = self.collectives.error() {
+            return Err(format!("collective: {e}"));
+        }
+        while let Some(mut piece) = self.collectives.poll_send() {
+            // Payloads above the inline limit travel apart, from their own buffers, on
+            // data tags of the collectives' communicator; the header lists them.
+            let dst = piece.dst.0 as i32;
+            let mut apart = Vec::new();
+            for (slot, p) in payload_slots(&mut piece.body).into_iter().enumerate() {
+                if p.len() > INLINE_LIMIT {
+                    apart.push((slot as u32, std::mem::take(p)));
+                }
+            }
+            let mut bytes = Vec::with_capacity(64 + if apart.is_empty() { piece.bytes as usize } else { 0 });
+            bytes.extend_from_slice(&(apart.len() as u32).to_le_bytes());
+            let mut tags = Vec::with_capacity(apart.len());
+            for (slot, p) in &apart {
+                let tag = self.piece_tags.next(piece.dst.index());
+                bytes.extend_from_slice(&slot.to_le_bytes());
+                bytes.extend_from_slice(&(p.len() as u64).to_le_bytes());
+                bytes.extend_from_slice(&tag.to_le_bytes());
+                tags.push(tag);
+            }
+            piece.encode(&mut bytes);
+            self.sends.push(SendOp::start(self.comm, dst, TAG_PIECE, SendBuf::Bytes(bytes))?);
+            for ((_, p), tag) in apart.into_iter().zip(tags) {
+                self.sends.push(SendOp::start(self.coll, dst, tag, SendBuf::Payload(p))?);
+            }
+        }
+        while let Some((id, received)) = self.collectives.poll_done() {
+            if let Some(at) = self.fences.iter().position(|&f| f == id) {
+                self.fences.swap_remove(at);
+                self.window_fence()?;
+            }
+            self.engine.handle_collective_done(self.clock.now(), id, received);
         }
         Ok(())
     }
 
-    fn try_complete_broadcast(&mut self, id: u64) -> Result<(), String> {
-        let ready = self.broadcasts.get(&id).is_some_and(|b| b.children.is_some() && b.received.is_some());
-        if !ready {
-            return Ok(());
+    /// The window's part of a fence every rank has reached: `MPI_Win_fence` (it returns
+    /// once every rank calls it, which they all do now), completing this rank's
+    /// one-sided operations. Nothing without a window.
+    fn window_fence(&mut self) -> Result<(), String> {
+        if let Some((w, _)) = self.window.as_mut() {
+            w.fence().map_err(|e| e.to_string())?;
+            self.complete_rma()?;
         }
-        let b = self.broadcasts.remove(&id).expect("present");
-        let (children, (from, sent_ns, messages)) = (b.children.expect("joined"), b.received.expect("received"));
-        self.forward(id, &children, &messages)?;
-        let now = self.clock.now();
-        self.engine.handle_collective_done(now, id, vec![Contribution { from, sent_ns, recv_ns: now, messages }]);
+        Ok(())
+    }
+
+    fn start_all_reduce(&mut self, mut join: CollectiveJoin, dtype: crate::collective::DType) -> Result<(), String> {
+        // The engine checked the join: one entry, this rank's, with one data message.
+        let mut msg =
+            join.sends.pop().and_then(|(_, mut m)| m.pop()).ok_or("an all-reduce joined without its vector")?;
+        let data = msg.payload.take().ok_or("an all-reduce joined without its vector")?;
+        self.world_op = Some((join.id, WorldOp::AllReduce(AllReduce::start(self.coll, data, dtype)?, msg)));
         Ok(())
     }
 

@@ -1,13 +1,15 @@
 //! Every `unsafe` line of the MPI driver: nonblocking point-to-point operations that
-//! own their buffers, receives posted ahead ([`Mailbox`]), matched probes, the nonblocking all-to-all-v, a communicator's
-//! tag limit, and [`Window`], a safe wrapper over MPI one-sided communication (RMA),
-//! which rsmpi does not offer. Nothing outside this module calls `::mpi::ffi`.
+//! own their buffers, receives posted ahead ([`Mailbox`]), matched probes, the
+//! nonblocking all-to-all-v and all-reduce, a communicator's tag limit, and
+//! [`Window`], a safe wrapper over MPI one-sided communication (RMA), which rsmpi does
+//! not offer. Nothing outside this module calls `::mpi::ffi`.
 //!
 //! # Invariants (why the safe functions are safe)
 //! 1. **Buffers outlive their requests.** Every nonblocking operation ([`SendOp`],
-//!    [`RecvOp`], [`AllToAllV`]) owns the heap buffers MPI reads or writes, and gives
-//!    them back only once `MPI_Test` says the request completed. Moving the owning
-//!    struct moves only the `Vec`/`Payload` handles, not the heap memory MPI was given.
+//!    [`RecvOp`], [`AllToAllV`], [`AllReduce`]) owns the heap buffers MPI reads or
+//!    writes, and gives them back only once `MPI_Test` says the request completed.
+//!    Moving the owning struct moves only the `Vec`/`Payload` handles, not the heap
+//!    memory MPI was given.
 //!    Dropping an operation that has not completed leaks its buffers on purpose
 //!    (`mem::forget`) and frees the request handle, so MPI never writes into freed memory;
 //!    a [`Mailbox`] instead cancels its receives and waits for them before freeing.
@@ -33,6 +35,7 @@
 
 #![allow(unsafe_code)]
 
+use crate::collective::DType;
 use crate::payload::Payload;
 use ::mpi::ffi;
 use std::ffi::c_void;
@@ -501,6 +504,72 @@ impl Drop for AllToAllV {
             std::mem::forget(std::mem::take(&mut self.send_displs));
             std::mem::forget(std::mem::take(&mut self.recv_displs));
             std::mem::forget(std::mem::take(&mut self.recv));
+        }
+    }
+}
+
+/// A nonblocking element-wise sum over every rank of a communicator
+/// (`MPI_Iallreduce` with `MPI_SUM` on `MPI_DOUBLE` or `MPI_FLOAT`), from the vector's
+/// own buffer into one of its own. Every rank of the communicator must start the same
+/// sequence of collectives on it.
+#[derive(Debug)]
+pub struct AllReduce {
+    req: ffi::MPI_Request,
+    /// Read by MPI until the request completes (invariant 1).
+    send: Option<Payload>,
+    /// Written by MPI until the request completes; `None` once handed out.
+    recv: Option<Payload>,
+}
+
+impl AllReduce {
+    /// Starts summing `data`, a vector of whole `dtype` elements (the same length on
+    /// every rank).
+    pub fn start(comm: RawComm, data: Payload, dtype: DType) -> Result<AllReduce, String> {
+        if !data.len().is_multiple_of(dtype.size()) || data.is_phantom() {
+            return Err(format!(
+                "an all-reduce over {} of {} bytes: not a whole number of elements",
+                dtype.name(),
+                data.len()
+            ));
+        }
+        let n = count(data.len() / dtype.size(), "an all-reduce vector's elements")?;
+        // SAFETY: extern statics rsmpi's C shim initialises at load time.
+        let (datatype, sum) = unsafe {
+            (
+                match dtype {
+                    DType::F64 => ffi::RSMPI_DOUBLE,
+                    DType::F32 => ffi::RSMPI_FLOAT,
+                },
+                ffi::RSMPI_SUM,
+            )
+        };
+        let mut recv = Payload::zeroed(data.len());
+        let recv_ptr: *mut c_void = recv.as_bytes_mut().as_mut_ptr().cast();
+        let send_ptr: *const c_void = data.as_bytes().as_ptr().cast();
+        let mut req = request_null();
+        // SAFETY: both buffers hold `n` elements and are owned by the returned AllReduce
+        // (heap memory that moving it does not move) until the request completes; the
+        // receive buffer is this payload's alone, so nothing else writes it.
+        unsafe { ok(ffi::MPI_Iallreduce(send_ptr, recv_ptr, n, datatype, sum, comm, &mut req), "MPI_Iallreduce") };
+        Ok(AllReduce { req, send: Some(data), recv: Some(recv) })
+    }
+
+    /// The sum once every rank's vector is in, once.
+    pub fn test(&mut self) -> Option<Payload> {
+        if self.recv.is_none() || !test(&mut self.req) {
+            return None;
+        }
+        self.send = None;
+        self.recv.take()
+    }
+}
+
+impl Drop for AllReduce {
+    fn drop(&mut self) {
+        if self.recv.is_some() {
+            abandon(&mut self.req);
+            std::mem::forget(self.send.take());
+            std::mem::forget(self.recv.take());
         }
     }
 }
