@@ -160,6 +160,10 @@ fn paths_of(point: &Point) -> Vec<PathBuf> {
 /// were recorded).
 fn recorded(dir: &Path) -> Result<Vec<InputFile>> {
     let path = dir.join("manifest.json");
+    if !path.exists() {
+        // A directory a killed first run left before its manifest: nothing recorded.
+        return Ok(Vec::new());
+    }
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let manifest: Value =
         serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))?;

@@ -8,6 +8,23 @@
 
 use dagwire_experiments::{plan, runner, sweep};
 use proptest::prelude::*;
+
+/// The cases CI runs: `cases` of them from a fixed seed, so CI is repeatable; set
+/// `PROPTEST_CASES` (and `PROPTEST_RNG_SEED`) for a longer or different run locally.
+fn config(cases: u32) -> ProptestConfig {
+    let env = ProptestConfig::default();
+    let set = |k: &str| std::env::var_os(k).is_some();
+    ProptestConfig {
+        cases: if set("PROPTEST_CASES") { env.cases } else { cases },
+        rng_seed: if set("PROPTEST_RNG_SEED") {
+            env.rng_seed
+        } else {
+            proptest::test_runner::RngSeed::Fixed(0x0dd5_eed5)
+        },
+        failure_persistence: None,
+        ..env
+    }
+}
 use std::path::Path;
 
 const SWEEP: &str = r#"name = "props"
@@ -105,7 +122,7 @@ fn apply(text: &str, edits: &[Edit]) -> String {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 300, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(config(300))]
 
     #[test]
     fn any_edit_of_a_sweep_is_checked_without_panic_and_refused_by_file_line_and_key(
@@ -152,7 +169,7 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 60, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(config(60))]
 
     #[test]
     fn corrupted_results_files_are_refused_without_panic(

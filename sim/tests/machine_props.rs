@@ -10,6 +10,23 @@ use dagwire_sim::machine::{parse_machine, preset_names, preset_text};
 use dagwire_sim::network::Network;
 use proptest::prelude::*;
 
+/// The cases CI runs: `cases` of them from a fixed seed, so CI is repeatable; set
+/// `PROPTEST_CASES` (and `PROPTEST_RNG_SEED`) for a longer or different run locally.
+fn config(cases: u32) -> ProptestConfig {
+    let env = ProptestConfig::default();
+    let set = |k: &str| std::env::var_os(k).is_some();
+    ProptestConfig {
+        cases: if set("PROPTEST_CASES") { env.cases } else { cases },
+        rng_seed: if set("PROPTEST_RNG_SEED") {
+            env.rng_seed
+        } else {
+            proptest::test_runner::RngSeed::Fixed(0x0dd5_eed5)
+        },
+        failure_persistence: None,
+        ..env
+    }
+}
+
 /// Values a hand-edited (or hostile) file may put in place of any value.
 fn value() -> impl Strategy<Value = String> {
     prop_oneof![
@@ -78,7 +95,7 @@ fn apply(text: &str, edits: &[Edit]) -> String {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 400, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(config(400))]
 
     #[test]
     fn any_edit_of_a_preset_is_read_without_panic_and_refused_by_key(
