@@ -43,7 +43,9 @@ pub enum Layout {
 }
 
 impl Layout {
-    /// Parses `layout`, `grid` (`auto` or `PxQ`) and `replicas` for `ranks` ranks.
+    /// Parses `layout`, `grid` (`auto` or `PxQ`) and `replicas` for `ranks` ranks;
+    /// `replicas = 0` is automatic: 1 layer for 1D and 2D, and for 3D the most layers
+    /// `c` that divide the ranks with `c^3 <= ranks` (2.5D's `c` up to `p^(1/3)`).
     ///
     /// # Errors
     /// Names the parameter (`layout`, `grid`, `replicas`, `ranks`) and what is allowed.
@@ -59,7 +61,7 @@ impl Layout {
         if ranks == 0 {
             return Err(ParamError::new("ranks", "0 ranks cannot run anything; use at least 1"));
         }
-        if layout != "3d" && replicas != 1 {
+        if layout != "3d" && replicas > 1 {
             return Err(ParamError::new(
                 "replicas",
                 format!("replicas = {replicas} applies to layout = \"3d\" only; use replicas = 1 with {layout}"),
@@ -77,6 +79,7 @@ impl Layout {
             }
             "2d-block-cyclic" => Ok(Layout::BlockCyclic2D { grid: parse_grid(grid, ranks, "ranks")? }),
             "3d" => {
+                let replicas = if replicas == 0 { auto_replicas(ranks) as i64 } else { replicas };
                 if replicas < 1 || !ranks.is_multiple_of(replicas as usize) {
                     return Err(ParamError::new(
                         "replicas",
@@ -152,6 +155,16 @@ impl Layout {
             Layout::Layered3D { grid, .. } => Rank(grid.owner(i, j).0 + (layer * grid.ranks()) as u32),
         }
     }
+}
+
+/// The most layers `c` dividing `ranks` with `c^3 <= ranks`.
+///
+/// ```
+/// use dagwire_workloads::gemm::layout::auto_replicas;
+/// assert_eq!([1, 4, 8, 12, 27, 64].map(auto_replicas), [1, 1, 2, 2, 3, 4]);
+/// ```
+pub fn auto_replicas(ranks: usize) -> usize {
+    (1..=ranks).filter(|c| ranks.is_multiple_of(*c) && c * c * c <= ranks).max().unwrap_or(1)
 }
 
 /// `auto` (the most nearly square grid) or `PxQ` with `P Q = ranks`.
@@ -254,6 +267,8 @@ mod tests {
         assert_eq!(Layout::parse("1d-cyclic", "2x2", 1, 4).unwrap_err().key, "grid");
         assert_eq!(Layout::parse("2d-block-cyclic", "two", 1, 4).unwrap_err().key, "grid");
         assert_eq!(Layout::parse("2d-block-cyclic", "4x1", 1, 4).unwrap().grid(), (4, 1, 1));
+        assert_eq!(Layout::parse("2d-block-cyclic", "auto", 0, 8).unwrap().grid(), (2, 4, 1));
+        assert_eq!(Layout::parse("3d", "auto", 0, 8).unwrap().grid(), (2, 2, 2));
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //! - [`verify`](mod@verify): the componentwise error against a one-rank faer product.
 //!
 //! Parameters: `n` (and `m`, `k`: 0 means `n`), `tile`, `layout`, `grid` (`auto` or
-//! `PxQ`, per layer for `3d`), `replicas` (layers, `3d` only), `accumulate`
+//! `PxQ`, per layer for `3d`), `replicas` (layers, `3d` only; 0: automatic), `accumulate`
 //! (`C += A B` with a seeded initial `C`). Figures per run: `bytes_per_rank` (the most
 //! data bytes any rank received, from the trace), `model_bytes_per_rank` (the same if
 //! every remote reader gets each tile once, from the DAG) and `bound_bytes_per_rank`
@@ -64,7 +64,13 @@ pub fn params() -> Vec<ParamSpec> {
         ParamSpec::int("tile", 1, MAX_DIM, 256, "tile edge in elements (the last tiles may be smaller)"),
         ParamSpec::choice("layout", layout::NAMES, "2d-block-cyclic", "data distribution"),
         ParamSpec::text("grid", "auto", "process grid \"auto\" or \"PxQ\" (per layer for 3d; not for 1d-cyclic)"),
-        ParamSpec::int("replicas", 1, 64, 1, "layers c of the 3d layout (must divide the ranks); 1 otherwise"),
+        ParamSpec::int(
+            "replicas",
+            0,
+            64,
+            0,
+            "layers c of the 3d layout (must divide the ranks); 0: auto (3d: largest c with c^3 <= ranks; else 1)",
+        ),
         ParamSpec::boolean("accumulate", false, "C += A B with a seeded initial C, instead of C = A B"),
     ]
 }
