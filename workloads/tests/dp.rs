@@ -96,7 +96,7 @@ fn bucketing_sets_the_number_of_all_reduces() {
         assert_eq!(reduces, want.len() * 2 * 3 * 3);
         let (out, v) = local(&w, "eager", 3, None);
         assert!(v.passed, "{v:?}");
-        assert_eq!(w.figures(&out.trace)[0], ("buckets", want.len() as f64));
+        assert_eq!(w.figures(&out.trace)[0], ("bucket_count", want.len() as f64));
     }
 }
 
@@ -132,6 +132,6 @@ fn parameter_errors_and_modelled_presets() {
     let out = dagwire_sim::driver::run(w.dag(), &kernels, &factory, &machine, cfg).unwrap();
     let figures = w.figures(&out.run.trace);
     let get = |k| figures.iter().find(|f| f.0 == k).unwrap().1;
-    assert!(get("step_us") > 0.0 && (0.0..1.0).contains(&get("exposed_comm")), "{figures:?}");
-    assert!(get("buckets") >= 1.0);
+    assert!(get("step_us") > 0.0 && (0.0..1.0).contains(&get("exposed_comm_share")), "{figures:?}");
+    assert!(get("bucket_count") >= 1.0);
 }

@@ -16,7 +16,7 @@
 //! With the defaults (mlp-small, 20 steps, batch 32, lr 0.3, momentum 0.9) the loss
 //! falls from about 2.4 to about 1.6 on 2 ranks.
 //!
-//! Figures: `buckets`, `step_us` (makespan per step), `exposed_comm` (the share of the
+//! Figures: `bucket_count`, `step_us` (makespan per step), `exposed_comm_share` (the share of the
 //! run in which a rank computes nothing, mean over ranks), `busbw_gbps` (nccl-tests'
 //! bus bandwidth of the all-reduces: bucket bytes over the time from the last rank's
 //! pack to the last rank's optimiser step, times `2 (p - 1) / p`) and `loss_ratio`.
@@ -312,7 +312,7 @@ impl Workload for DpTrain {
 
     fn figures(&self, trace: &Trace) -> Vec<(&'static str, f64)> {
         let c = &self.kernels.config;
-        let mut out = vec![("buckets", self.kernels.buckets.len() as f64)];
+        let mut out = vec![("bucket_count", self.kernels.buckets.len() as f64)];
         if trace.tasks.is_empty() {
             return out;
         }
@@ -340,7 +340,7 @@ impl Workload for DpTrain {
                 1.0 - busy as f64 / span
             })
             .sum();
-        out.push(("exposed_comm", idle / c.ranks as f64));
+        out.push(("exposed_comm_share", idle / c.ranks as f64));
         // Bus bandwidth: per (step, bucket), last pack end to last optimiser step start.
         if c.ranks > 1 {
             let mut spans: BTreeMap<(u32, u32), (u64, u64)> = BTreeMap::new();
