@@ -18,7 +18,8 @@ use std::collections::BTreeMap;
 /// ```
 /// assert!(dagwire_analysis::point_summary::FIGURE_SUFFIXES.contains(&"_us"));
 /// ```
-pub const FIGURE_SUFFIXES: &[&str] = &["_us", "_ms", "_ns", "_mbps", "_gbps", "_gflops"];
+pub const FIGURE_SUFFIXES: &[&str] =
+    &["_us", "_ms", "_ns", "_mbps", "_gbps", "_gflops", "_per_rank", "_share", "_count"];
 
 /// A run point summarised over its repetitions.
 ///

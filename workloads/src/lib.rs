@@ -5,6 +5,8 @@
 //! `experiment list`.
 
 pub mod cholesky;
+pub mod dp;
+pub mod gemm;
 pub mod micro;
 
 use dagwire_runtime::params::did_you_mean;
@@ -86,7 +88,7 @@ pub struct Verification {
 }
 
 /// Every workload, in the order `experiment list` shows them.
-pub static REGISTRY: &[WorkloadInfo] = &[cholesky::INFO, micro::INFO];
+pub static REGISTRY: &[WorkloadInfo] = &[cholesky::INFO, gemm::INFO, dp::INFO, micro::INFO];
 
 /// A workload name that is not registered.
 #[derive(Debug, thiserror::Error)]
