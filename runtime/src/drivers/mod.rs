@@ -11,6 +11,8 @@
 //!   [`panics`]: what a rank was handling when it panicked;
 //! - [`local`]: ranks as threads of one process (the embedded default);
 //! - [`mpi`] (cargo feature `mpi`): one process per rank under an MPI launcher;
+//! - [`fabric`] (cargo feature `fabric`): one process per rank, libfabric carrying
+//!   every byte (`wire` is the byte layout both put on the wire);
 //! - [`testing`]: an in-memory N-rank harness with simulated time, for engine and
 //!   strategy tests;
 //! - [`probe`]: a strategy that joins every kind of collective and checks what each
@@ -18,6 +20,8 @@
 //!
 //! The simulator's driver lives in the `dagwire-sim` crate.
 
+#[cfg(feature = "fabric")]
+pub mod fabric;
 pub mod fault;
 pub mod kernels;
 pub mod local;
@@ -28,6 +32,8 @@ pub mod probe;
 pub mod registry;
 pub mod run;
 pub mod testing;
+#[cfg(any(feature = "mpi", feature = "fabric"))]
+pub(crate) mod wire;
 pub mod workers;
 
 pub use registry::{CheckError, CheckKey, DriverCheck, DriverInfo, Executed, JobDriver, JobRank, Launch, RunRequest};
