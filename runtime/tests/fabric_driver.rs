@@ -9,7 +9,8 @@
 mod common;
 
 use common::Push;
-use dagwire_runtime::drivers::fabric::{self, FabricConfig, FabricJob, launch, raw};
+use dagwire_runtime::drivers::fabric::{self, FabricConfig, FabricJob, raw};
+use dagwire_runtime::drivers::launch;
 use dagwire_runtime::{
     ChunkId, DagBuilder, KernelId, Kernels, Message, Payload, Rank, Strategy, StrategyCtx, Task, TaskSpec,
 };

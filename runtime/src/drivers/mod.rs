@@ -10,6 +10,7 @@
 //!   hand-off to them; [`fault`]: deliberate faults injected into transfers;
 //!   [`panics`]: what a rank was handling when it panicked;
 //! - [`local`]: ranks as threads of one process (the embedded default);
+//! - [`launch`]: dagwire's own launcher of a job's processes on one host (no MPI);
 //! - [`mpi`] (cargo feature `mpi`): one process per rank under an MPI launcher;
 //! - [`fabric`] (cargo feature `fabric`): one process per rank, libfabric carrying
 //!   every byte (`wire` is the byte layout both put on the wire);
@@ -24,6 +25,7 @@
 pub mod fabric;
 pub mod fault;
 pub mod kernels;
+pub mod launch;
 pub mod local;
 #[cfg(feature = "mpi")]
 pub mod mpi;

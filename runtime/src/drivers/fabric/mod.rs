@@ -2,13 +2,13 @@
 //! between ranks carried by libfabric itself (no MPI in between), on the provider a
 //! sweep names (`tcp`, `shm`, `verbs`, `cxi`, `efa`, ... as `fi_info` lists them).
 //!
-//! - **Processes** are started by [`launch`] (`launcher = "local"`: N processes on this
+//! - **Processes** are started by [`crate::drivers::launch`] (`launcher = "local"`: N processes on this
 //!   host, no MPI needed) or by an MPI launcher (`mpirun`, `srun`), which only starts
 //!   them: each finds its rank and the rank count in the environment ([`JOB_ENV`], or
 //!   what Open MPI, PMI and Slurm set).
 //! - **Bootstrap**: each rank opens an RDM endpoint and writes its address and its plan
 //!   (the DAG's fingerprint, the strategy, the rank count, the workers) to a file in a
-//!   directory every rank can read ([`BOOT_ENV`]; the local launcher makes a fresh one
+//!   directory every rank can read ([`JOB_DIR_ENV`]; the local launcher makes a fresh one
 //!   per job); each then reads every other rank's file, refuses a plan that differs from
 //!   its own with the ranks that differ, and inserts the addresses into its address
 //!   vector. A rank whose peers do not show up within [`BOOT_TIMEOUT`] fails saying which.
@@ -40,7 +40,6 @@
 
 #![deny(unsafe_code)]
 
-pub mod launch;
 pub mod raw;
 
 use crate::collective::{Capability, check_capabilities};
@@ -67,7 +66,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub use launch::{BOOT_ENV, JOB_ENV};
+pub use crate::drivers::launch::{JOB_DIR_ENV, JOB_ENV};
 
 /// What the libfabric driver offers strategies.
 pub const CAPABILITIES: &[Capability] = &[Capability::PointToPoint];
@@ -179,8 +178,8 @@ pub struct FabricJob {
 
 impl FabricJob {
     /// Reads rank, size and bootstrap directory from the environment: [`JOB_ENV`] and
-    /// [`BOOT_ENV`] (set by [`launch`]), else the rank and size an MPI launcher or Slurm
-    /// sets (then [`BOOT_ENV`] must name a directory every rank can read).
+    /// [`JOB_DIR_ENV`] (set by [`crate::drivers::launch`]), else the rank and size an MPI launcher or Slurm
+    /// sets (then [`JOB_DIR_ENV`] must name a directory every rank can read).
     pub fn from_env() -> Result<FabricJob, RunError> {
         let var = |k: &str| std::env::var(k).ok();
         let (rank, size) = if let Some(job) = var(JOB_ENV) {
@@ -203,7 +202,7 @@ impl FabricJob {
         if rank >= size || size >= 1 << 24 {
             return Err(RunError::Config(format!("rank {rank} of {size}: out of range")));
         }
-        Ok(FabricJob { rank, size, boot: var(BOOT_ENV).map(PathBuf::from) })
+        Ok(FabricJob { rank, size, boot: var(JOB_DIR_ENV).map(PathBuf::from) })
     }
 
     /// A job of `size` ranks with this process as `rank`, bootstrapping through `boot`.
@@ -293,20 +292,23 @@ pub fn run(
     let plan = plan_of(dag, engine.strategy_name(), cfg.workers);
     let boot = job.boot.as_deref().ok_or_else(|| {
         RunError::Config(format!(
-            "{BOOT_ENV} is not set: the libfabric driver exchanges endpoint addresses through a directory every rank \
-             can read (`launcher = \"local\"` makes one; under mpirun or srun, export {BOOT_ENV} to a shared directory)"
+            "{JOB_DIR_ENV} is not set: the libfabric driver exchanges endpoint addresses through a directory every rank \
+             can read (`launcher = \"local\"` makes one; under mpirun or srun, export {JOB_DIR_ENV} to a shared directory)"
         ))
     })?;
     let mut ep = Endpoint::open(&cfg.provider).map_err(|e| fabric_error(rank, e))?;
-    bootstrap(&mut ep, boot, rank, size, plan)?;
-    // Receives for engine messages are posted before this rank takes part in the clock
-    // synchronisation, so no peer can start sending before they are there (libfabric
-    // 1.17's `shm` loses small messages that arrive unexpected when several do).
+    // Every receive a peer's first messages need is posted before this rank publishes its
+    // address (so before any peer can send to it): the clock exchange, the gather, and
+    // the engine messages' mailbox. No message then arrives unexpected except in a burst
+    // deeper than the mailbox (libfabric 1.17's `shm` loses small messages when several
+    // arrive unexpected).
+    let posted = Posted::post(&mut ep, rank, size).map_err(|e| fabric_error(rank, e))?;
     for _ in 0..MAILBOX_DEPTH {
         post_header_recv(&mut ep).map_err(|e| fabric_error(rank, e))?;
         post_go_recv(&mut ep).map_err(|e| fabric_error(rank, e))?;
     }
-    let clock = Clock::synchronise(&mut ep, rank, size).map_err(|e| fabric_error(rank, e))?;
+    bootstrap(&mut ep, boot, rank, size, plan)?;
+    let clock = Clock::synchronise(&mut ep, rank, size, &posted).map_err(|e| fabric_error(rank, e))?;
     let runner = KernelRunner::new(dag, kernels, &clock);
     let report = std::thread::scope(|s| {
         let (done_tx, done_rx) = unbounded::<Finished>();
@@ -324,7 +326,42 @@ pub fn run(
         drop(driver);
         result
     })?;
-    gather(&mut ep, rank, size, report).map_err(|e| fabric_error(rank, e))
+    gather(&mut ep, rank, size, report, &posted).map_err(|e| fabric_error(rank, e))
+}
+
+/// Rounds of the clock ping-pong.
+const CLOCK_ROUNDS: u32 = 16;
+/// Sequence numbers of the gather's messages (on [`KIND_BOOT`] tags).
+const GATHER_LEN: u32 = 1 << 20;
+const GATHER_GO: u32 = GATHER_LEN + 1;
+const GATHER_BYTES: u32 = GATHER_LEN + 2;
+
+/// Receives of the start-up and end exchanges, posted before the address is published.
+struct Posted {
+    /// Rank 0: per rank, its pings; other ranks: rank 0's pongs, then the common start.
+    clock: Vec<Vec<u64>>,
+    /// Rank 0: per rank, the length of its report; other ranks: rank 0's go-ahead.
+    gather: Vec<u64>,
+}
+
+impl Posted {
+    fn post(ep: &mut Endpoint, rank: usize, size: usize) -> Result<Posted, FabricError> {
+        let mut posted = Posted { clock: vec![Vec::new(); size], gather: vec![0; size] };
+        if rank == 0 {
+            for r in 1..size {
+                for i in 0..CLOCK_ROUNDS {
+                    posted.clock[r].push(ep.post_recv_bytes(tag(KIND_BOOT, r, i), 8)?);
+                }
+                posted.gather[r] = ep.post_recv_bytes(tag(KIND_BOOT, r, GATHER_LEN), 8)?;
+            }
+        } else {
+            for i in 0..=CLOCK_ROUNDS {
+                posted.clock[0].push(ep.post_recv_bytes(tag(KIND_BOOT, 0, i), 8)?);
+            }
+            posted.gather[0] = ep.post_recv_bytes(tag(KIND_BOOT, 0, GATHER_GO), 0)?;
+        }
+        Ok(posted)
+    }
 }
 
 /// What every rank must agree on: the DAG's fingerprint, its rank count, the strategy
@@ -395,25 +432,30 @@ impl Clock {
 
     /// Measures this rank's offset to rank 0 (the ping-pong with the shortest round trip
     /// of several wins), then rank 0 announces a common start.
-    fn synchronise(ep: &mut Endpoint, rank: usize, size: usize) -> Result<Clock, FabricError> {
-        const ROUNDS: u32 = 16;
+    fn synchronise(ep: &mut Endpoint, rank: usize, size: usize, posted: &Posted) -> Result<Clock, FabricError> {
         let base = Instant::now();
         let deadline = Instant::now() + BOOT_TIMEOUT;
         let mut offset = 0i64;
-        let word = |b: Vec<u8>| i64::from_le_bytes(b[..8].try_into().expect("8 bytes"));
+        let word = |b: Vec<u8>| -> Result<i64, FabricError> {
+            Ok(i64::from_le_bytes(
+                b.get(..8)
+                    .and_then(|w| w.try_into().ok())
+                    .ok_or_else(|| FabricError(format!("a clock message of {} bytes, not 8", b.len())))?,
+            ))
+        };
         if rank == 0 {
             for r in 1..size {
-                for i in 0..ROUNDS {
-                    ep.recv_blocking(tag(KIND_BOOT, r, i), 8, deadline)?;
+                for i in 0..CLOCK_ROUNDS {
+                    ep.wait_recv(posted.clock[r][i as usize], deadline)?;
                     ep.send_blocking(r, tag(KIND_BOOT, 0, i), Clock::local(base).to_le_bytes().to_vec(), deadline)?;
                 }
             }
         } else {
             let mut best = i64::MAX;
-            for i in 0..ROUNDS {
+            for i in 0..CLOCK_ROUNDS {
                 let a = Clock::local(base);
                 ep.send_blocking(0, tag(KIND_BOOT, rank, i), a.to_le_bytes().to_vec(), deadline)?;
-                let t0 = word(ep.recv_blocking(tag(KIND_BOOT, 0, i), 8, deadline)?);
+                let t0 = word(ep.wait_recv(posted.clock[0][i as usize], deadline)?)?;
                 let b = Clock::local(base);
                 if b - a < best {
                     best = b - a;
@@ -424,11 +466,11 @@ impl Clock {
         let start = if rank == 0 {
             let start = Clock::local(base);
             for r in 1..size {
-                ep.send_blocking(r, tag(KIND_BOOT, 0, ROUNDS), start.to_le_bytes().to_vec(), deadline)?;
+                ep.send_blocking(r, tag(KIND_BOOT, 0, CLOCK_ROUNDS), start.to_le_bytes().to_vec(), deadline)?;
             }
             start
         } else {
-            word(ep.recv_blocking(tag(KIND_BOOT, 0, ROUNDS), 8, deadline)?)
+            word(ep.wait_recv(posted.clock[0][CLOCK_ROUNDS as usize], deadline)?)?
         };
         Ok(Clock { base, start: start - offset })
     }
@@ -444,30 +486,34 @@ impl kernels::Clock for Clock {
     }
 }
 
-/// Sends every rank's report to rank 0 (its length, then its bytes), which merges them.
+/// Sends every rank's report to rank 0, which merges them: its length, then, once rank 0
+/// has posted a receive for it and said so, its bytes.
 fn gather(
     ep: &mut Endpoint,
     rank: usize,
     size: usize,
     report: wire::Report,
+    posted: &Posted,
 ) -> Result<Option<RunOutcome>, FabricError> {
-    const LEN: u32 = 1 << 20;
-    const BYTES: u32 = LEN + 1;
     let deadline = Instant::now() + BOOT_TIMEOUT;
     let (trace, results, end) = report;
     if rank != 0 {
         let bytes = wire::encode_report(&trace, &results, end);
-        ep.send_blocking(0, tag(KIND_BOOT, rank, LEN), (bytes.len() as u64).to_le_bytes().to_vec(), deadline)?;
-        ep.send_blocking(0, tag(KIND_BOOT, rank, BYTES), bytes, deadline)?;
+        let len = (bytes.len() as u64).to_le_bytes().to_vec();
+        ep.send_blocking(0, tag(KIND_BOOT, rank, GATHER_LEN), len, deadline)?;
+        ep.wait_recv(posted.gather[0], deadline)?;
+        ep.send_blocking(0, tag(KIND_BOOT, rank, GATHER_BYTES), bytes, deadline)?;
         return Ok(None);
     }
     let mut parts: Vec<Trace> = vec![trace];
     let mut all: BTreeMap<ChunkId, Payload> = results.into_iter().collect();
     let mut makespan_ns = end;
     for r in 1..size {
-        let len = ep.recv_blocking(tag(KIND_BOOT, r, LEN), 8, deadline)?;
-        let len = u64::from_le_bytes(len[..8].try_into().expect("8 bytes")) as usize;
-        let bytes = ep.recv_blocking(tag(KIND_BOOT, r, BYTES), len, deadline)?;
+        let len = ep.wait_recv(posted.gather[r], deadline)?;
+        let len = u64::from_le_bytes(len.get(..8).and_then(|w| w.try_into().ok()).unwrap_or_default()) as usize;
+        let bytes = ep.post_recv_bytes(tag(KIND_BOOT, r, GATHER_BYTES), len)?;
+        ep.send_blocking(r, tag(KIND_BOOT, 0, GATHER_GO), Vec::new(), deadline)?;
+        let bytes = ep.wait_recv(bytes, deadline)?;
         let (t, res, end) =
             wire::decode_report(&bytes).map_err(|e| FabricError(format!("the report of rank {r}: {e}")))?;
         parts.push(t);

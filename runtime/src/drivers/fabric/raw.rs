@@ -195,6 +195,9 @@ pub struct Endpoint {
     ops: std::collections::HashMap<usize, Box<Op>>,
     /// Completions read while a post waited for queue room, handed out by the next poll.
     ready: Vec<Completion>,
+    /// Completions of exchanges, until waited for.
+    exchanged: Vec<Completion>,
+    next_exchange: u64,
 }
 
 impl Endpoint {
@@ -221,6 +224,8 @@ impl Endpoint {
             peers: Vec::new(),
             ops: Default::default(),
             ready: Vec::new(),
+            exchanged: Vec::new(),
+            next_exchange: 0,
         };
         // SAFETY: each call gets handles opened just before (non-null on success) and
         // the first fi_info of the list; on an error `me` drops and closes what opened.
@@ -366,11 +371,16 @@ impl Endpoint {
                     .ops
                     .remove(&(e.op_context as usize))
                     .ok_or_else(|| FabricError("a completion for an operation this endpoint did not post".into()))?;
-                out.push(if op.send {
+                let c = if op.send {
                     Completion::Sent { token: op.token }
                 } else {
                     Completion::Received { token: op.token, tag: e.tag, len: e.len, buf: op.buf }
-                });
+                };
+                if op.token & EXCHANGE == EXCHANGE {
+                    self.exchanged.push(c);
+                } else {
+                    out.push(c);
+                }
             }
             if (n as usize) < CQ_BATCH {
                 return Ok(());
@@ -424,46 +434,55 @@ impl Drop for Endpoint {
     }
 }
 
-/// Blocking exchanges, for start-up and the end of a run (clock, gather).
+/// Tokens of exchanges (start-up and the end of a run) have these top bits; their
+/// completions are kept apart from the driver's.
+const EXCHANGE: u64 = 0xf << 60;
+
+/// Exchanges of small byte messages for start-up and the end of a run (clock, gather):
+/// posted ahead, then waited for.
 impl Endpoint {
-    /// Sends `bytes` to `to` and waits until the send completed, progressing the queue
-    /// (completions of other operations are kept for the next [`Endpoint::poll`]).
-    /// `deadline` bounds the wait (a peer that died never answers).
-    pub fn send_blocking(&mut self, to: usize, tag: u64, bytes: Vec<u8>, deadline: Instant) -> Result<(), FabricError> {
-        const TOKEN: u64 = u64::MAX;
-        self.send(to, tag, Buffer::Bytes(bytes), TOKEN)?;
-        self.wait(deadline, |c| matches!(c, Completion::Sent { token: TOKEN })).map(|_| ())
+    /// Posts a receive of at most `max` bytes with exactly `tag`; wait for it with
+    /// [`Endpoint::wait_recv`].
+    pub fn post_recv_bytes(&mut self, tag: u64, max: usize) -> Result<u64, FabricError> {
+        let token = EXCHANGE | self.next_exchange;
+        self.next_exchange += 1;
+        self.recv(tag, 0, Buffer::Bytes(vec![0; max]), token)?;
+        Ok(token)
     }
 
-    /// Receives one message of at most `max` bytes with exactly `tag` and waits for it.
-    pub fn recv_blocking(&mut self, tag: u64, max: usize, deadline: Instant) -> Result<Vec<u8>, FabricError> {
-        const TOKEN: u64 = u64::MAX - 1;
-        self.recv(tag, 0, Buffer::Bytes(vec![0; max]), TOKEN)?;
-        match self.wait(deadline, |c| matches!(c, Completion::Received { token: TOKEN, .. }))? {
+    /// Sends `bytes` to `to` with `tag`, and waits until the send completed (progressing
+    /// the queue; `deadline` bounds the wait, since a peer that died never answers).
+    pub fn send_blocking(&mut self, to: usize, tag: u64, bytes: Vec<u8>, deadline: Instant) -> Result<(), FabricError> {
+        let token = EXCHANGE | self.next_exchange;
+        self.next_exchange += 1;
+        self.send(to, tag, Buffer::Bytes(bytes), token)?;
+        self.wait(token, deadline).map(|_| ())
+    }
+
+    /// Waits for the receive posted as `token` and returns its bytes.
+    pub fn wait_recv(&mut self, token: u64, deadline: Instant) -> Result<Vec<u8>, FabricError> {
+        match self.wait(token, deadline)? {
             Completion::Received { len, buf: Buffer::Bytes(mut b), .. } => {
                 b.truncate(len);
                 Ok(b)
             }
-            _ => unreachable!("matched a byte receive"),
+            _ => Err(FabricError("an exchange's receive completed as something else".into())),
         }
     }
 
-    fn wait(
-        &mut self,
-        deadline: Instant,
-        mut done: impl FnMut(&Completion) -> bool,
-    ) -> Result<Completion, FabricError> {
-        let mut got = Vec::new();
+    fn wait(&mut self, token: u64, deadline: Instant) -> Result<Completion, FabricError> {
+        let of = |c: &Completion| match c {
+            Completion::Sent { token } | Completion::Received { token, .. } => *token,
+        };
         loop {
+            if let Some(i) = self.exchanged.iter().position(|c| of(c) == token) {
+                return Ok(self.exchanged.swap_remove(i));
+            }
             if Instant::now() > deadline {
                 return Err(FabricError("a peer did not answer in time (did it die?)".into()));
             }
+            let mut got = Vec::new();
             self.read_cq(&mut got)?;
-            if let Some(i) = got.iter().position(&mut done) {
-                let c = got.remove(i);
-                self.ready.append(&mut got);
-                return Ok(c);
-            }
             self.ready.append(&mut got);
             std::thread::yield_now();
         }

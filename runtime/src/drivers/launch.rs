@@ -1,9 +1,10 @@
-//! `launcher = "local"`: the libfabric driver's own launcher for one host. It starts N
-//! processes of a command, tells each its rank ([`JOB_ENV`]) and a fresh bootstrap
-//! directory ([`BOOT_ENV`]) where the ranks exchange endpoint addresses, and waits for
-//! them; when one rank fails (non-zero exit, or killed by a signal) it ends the others
-//! at once and says which rank failed and how, so a dead rank never leaves its peers
-//! waiting. No MPI is involved.
+//! `launcher = "local"`: dagwire's own launcher of a job's ranks on one host, no MPI
+//! involved (the libfabric driver's processes start this way). It starts N processes of
+//! a command, tells each its rank ([`JOB_ENV`]) and a fresh directory of the job's own
+//! ([`JOB_DIR_ENV`], where the libfabric driver's ranks exchange endpoint addresses), and
+//! waits for them; when one rank fails (non-zero exit, or killed by a signal) it ends the
+//! others at once and says which rank failed and how, so a dead rank never leaves its
+//! peers waiting.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus};
@@ -11,9 +12,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Environment variable holding `RANK/SIZE` for a rank started by [`run`].
-pub const JOB_ENV: &str = "DAGWIRE_FABRIC_JOB";
-/// Environment variable naming the directory where the ranks exchange their addresses.
-pub const BOOT_ENV: &str = "DAGWIRE_FABRIC_BOOT";
+pub const JOB_ENV: &str = "DAGWIRE_JOB_RANK";
+/// Environment variable naming a directory of the job's own that every rank can read
+/// and write (set by [`run`], and by `experiment run` for launched jobs).
+pub const JOB_DIR_ENV: &str = "DAGWIRE_JOB_DIR";
 
 /// How a local job ended.
 #[derive(Debug)]
@@ -52,12 +54,12 @@ fn describe(status: ExitStatus) -> String {
 }
 
 /// Starts `ranks` processes, each the command `command(rank)` returns with [`JOB_ENV`]
-/// and [`BOOT_ENV`] added, and waits for all of them (at most `limit`). When one fails,
-/// the others are killed at once. The bootstrap directory is removed at the end.
+/// and [`JOB_DIR_ENV`] added, and waits for all of them (at most `limit`). When one
+/// fails, the others are killed at once. The job directory is removed at the end.
 pub fn run(ranks: usize, mut command: impl FnMut(usize) -> Command, limit: Duration) -> std::io::Result<LocalJob> {
     static JOBS: AtomicU64 = AtomicU64::new(0);
     let boot: PathBuf = std::env::temp_dir().join(format!(
-        "dagwire-fabric-{}-{}",
+        "dagwire-job-{}-{}",
         std::process::id(),
         JOBS.fetch_add(1, Ordering::Relaxed)
     ));
@@ -70,7 +72,7 @@ pub fn run(ranks: usize, mut command: impl FnMut(usize) -> Command, limit: Durat
     };
     for r in 0..ranks {
         let mut cmd = command(r);
-        cmd.env(JOB_ENV, format!("{r}/{ranks}")).env(BOOT_ENV, &boot);
+        cmd.env(JOB_ENV, format!("{r}/{ranks}")).env(JOB_DIR_ENV, &boot);
         match cmd.spawn() {
             Ok(child) => children.push(Some(child)),
             Err(e) => {
@@ -97,6 +99,7 @@ pub fn run(ranks: usize, mut command: impl FnMut(usize) -> Command, limit: Durat
             }
         }
         if failed.is_none() && !timed_out && started.elapsed() > limit {
+            // Killed ranks still end, and are reaped by this loop.
             timed_out = true;
             kill_all(&mut children);
         }
