@@ -89,8 +89,8 @@ fn params() -> Vec<ParamSpec> {
     let mut specs = vec![ParamSpec::text(
         "provider",
         "tcp",
-        "the libfabric provider (tcp, shm, sockets, verbs, cxi, efa, ...; `fi_info -l` lists those installed); \
-         `experiment list drivers` shows those usable here",
+        "the libfabric provider (tcp, shm, sockets, verbs, cxi, efa, ...; `fi_info -l` lists those installed); one \
+         that is not there is refused before the run with the list of those that are",
     )];
     for spec in JobDriver::launcher_params() {
         specs.push(match spec.name {
