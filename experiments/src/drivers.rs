@@ -8,7 +8,8 @@ use dagwire_runtime::drivers::CheckError;
 use dagwire_runtime::drivers::{DriverInfo, Executed, Launch, RunRequest};
 
 /// Every driver, in the order `experiment list` shows them.
-pub static REGISTRY: &[&DriverInfo] = &[&dagwire_runtime::drivers::local::DRIVER, &MPI, &dagwire_sim::DRIVER];
+pub static REGISTRY: &[&DriverInfo] =
+    &[&dagwire_runtime::drivers::local::DRIVER, &MPI, &LIBFABRIC, &dagwire_sim::DRIVER];
 
 /// The MPI driver, or, in a binary built without the `mpi` feature, an entry that
 /// refuses every point with what to do instead.
@@ -29,6 +30,27 @@ const MPI: DriverInfo = DriverInfo {
         ))
     },
     launch: Launch::InProcess(|_| Err(RunError::Config("the mpi driver is not built into this binary".into()))),
+};
+
+/// The libfabric driver, or, in a binary built without the `fabric` feature, an entry
+/// that refuses every point with what to do instead.
+#[cfg(feature = "fabric")]
+const LIBFABRIC: DriverInfo = dagwire_runtime::drivers::fabric::DRIVER;
+#[cfg(not(feature = "fabric"))]
+const LIBFABRIC: DriverInfo = DriverInfo {
+    name: "libfabric",
+    summary: "one process per rank, libfabric carries every byte (not built into this binary: it was built \
+              without the `fabric` feature)",
+    params: dagwire_runtime::drivers::JobDriver::launcher_params,
+    offers: &[],
+    check: |_| {
+        Err(dagwire_runtime::drivers::CheckError::axis(
+            "driver",
+            "this experiment binary was built without the `fabric` feature; install libfabric (scripts/packages.txt) \
+             and rebuild with default features",
+        ))
+    },
+    launch: Launch::InProcess(|_| Err(RunError::Config("the libfabric driver is not built into this binary".into()))),
 };
 
 /// Looks a driver up by name.

@@ -24,6 +24,40 @@ use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+/// The launcher name that starts the ranks on this host without MPI ([`launch_local`]).
+pub const LOCAL: &str = "local";
+
+/// Environment variable naming a directory of the job's own that every rank can read.
+pub use dagwire_runtime::drivers::launch::JOB_DIR_ENV;
+
+/// `experiment launch-local -n N PROGRAM ARGS...`: starts N processes of the program as
+/// the ranks of a job on this host ([`dagwire_runtime::drivers::launch::run`]) and exits
+/// with 0 when all of them did; when one fails it stops the others and says which rank
+/// failed and how, on a line starting with [`LOCAL_FAILURE`].
+pub fn launch_local(ranks: usize, command: &[String]) -> Result<std::process::ExitCode> {
+    let (program, args) = command.split_first().context("launch-local needs a program to start")?;
+    let job = dagwire_runtime::drivers::launch::run(
+        ranks,
+        |_| {
+            let mut cmd = Command::new(program);
+            cmd.args(args);
+            cmd
+        },
+        Duration::MAX,
+    )
+    .with_context(|| format!("starting {program}"))?;
+    Ok(match job.failure() {
+        None => std::process::ExitCode::SUCCESS,
+        Some(why) => {
+            eprintln!("{LOCAL_FAILURE}{why}");
+            std::process::ExitCode::from(1)
+        }
+    })
+}
+
+/// How the local launcher's line about a failed rank starts.
+pub const LOCAL_FAILURE: &str = "dagwire launch-local: ";
+
 /// Environment variable naming the launcher when `[grid.mpi] launcher = "auto"`.
 pub const LAUNCHER_ENV: &str = "DAGWIRE_MPI_LAUNCHER";
 /// Environment variable with extra launcher arguments when `launcher_args = "auto"`.
@@ -77,7 +111,17 @@ pub fn run_and_record(sweep: &Sweep, point: &Point, rep: u32, dir: &Path) -> Res
     let started = Instant::now();
     let (launcher, args) = command_line(&point.driver_params);
     let exe = std::env::current_exe().context("finding the experiment binary to launch")?;
-    let mut cmd = Command::new(&launcher);
+    // `local`: this binary starts the ranks itself (`experiment launch-local`), no MPI.
+    let mut cmd = if launcher == LOCAL { Command::new(&exe) } else { Command::new(&launcher) };
+    if launcher == LOCAL {
+        cmd.arg("launch-local");
+    }
+    // A directory of the job's own, which every rank can read (the results directory is
+    // where the ranks write anyway): the libfabric driver exchanges addresses there.
+    let job_dir = dir.join(format!(".job-{}-{rep}", point.id));
+    let _ = std::fs::remove_dir_all(&job_dir);
+    std::fs::create_dir_all(&job_dir).with_context(|| format!("creating {}", job_dir.display()))?;
+    cmd.env(JOB_DIR_ENV, &job_dir);
     cmd.arg("-n")
         .arg(point.ranks.to_string())
         .args(&args)
@@ -90,6 +134,7 @@ pub fn run_and_record(sweep: &Sweep, point: &Point, rep: u32, dir: &Path) -> Res
     tune_malloc(&mut cmd);
     let timeout = Duration::from_secs(point.driver_params.int("job_timeout_s") as u64);
     let job = run_job(&mut cmd, timeout);
+    let _ = std::fs::remove_dir_all(&job_dir);
     let wall_s = started.elapsed().as_secs_f64();
     let record = match job {
         Err(e) => Err(format!(
@@ -129,6 +174,7 @@ pub const TEARDOWN_GRACE: Duration = Duration::from_secs(10);
 /// launcher reports an abort or a rank that died.
 fn shows_failure(line: &str) -> bool {
     line.starts_with(FAILURE_PREFIX)
+        || line.starts_with(LOCAL_FAILURE)
         || line.contains("MPI_ABORT was invoked")
         || line.contains("exited on signal")
         || line.contains("exited with non-zero status")
@@ -215,19 +261,19 @@ fn interpret(
         (None, _) if job.stuck_after_failure => {
             let why = if reasons.is_empty() { launcher_says(job) } else { reasons.join("; ") };
             Err(format!(
-                "the MPI job failed ({launcher} had not exited {}s after the failure and was killed): {why}",
+                "the job failed ({launcher} had not exited {}s after the failure and was killed): {why}",
                 TEARDOWN_GRACE.as_secs()
             ))
         }
         (None, _) => Err(format!(
-            "the MPI job ran longer than {}s ([grid.mpi] job_timeout_s) and was killed{}",
+            "the job ran longer than {}s (job_timeout_s of the driver) and was killed{}",
             timeout.as_secs(),
             if reasons.is_empty() { String::new() } else { format!(": {}", reasons.join("; ")) }
         )),
         (Some(_), Some(line)) if reasons.is_empty() => record_from_json(point, rep, wall_s, line),
         (Some(status), _) => {
             let why = if reasons.is_empty() { launcher_says(job) } else { reasons.join("; ") };
-            Err(format!("the MPI job failed ({launcher} {status}): {why}"))
+            Err(format!("the job failed ({launcher} {status}): {why}"))
         }
     }
 }
@@ -240,7 +286,12 @@ fn launcher_says(job: &Job) -> String {
         .lines()
         .chain(job.stdout.lines())
         .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with("---") && !l.starts_with(RECORD_PREFIX))
+        .filter(|l| {
+            !l.is_empty()
+                && !l.starts_with("---")
+                && !l.starts_with(RECORD_PREFIX)
+                && !l.starts_with(dagwire_runtime::drivers::PROGRESS_NOTE)
+        })
         .collect();
     let telling: Vec<&str> = lines
         .iter()

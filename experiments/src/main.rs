@@ -87,6 +87,18 @@ enum Command {
         #[command(subcommand)]
         which: bench::Which,
     },
+    /// Start N processes of a command as the ranks of a job on this host (what
+    /// `launcher = "local"` runs; `experiment run` calls it): each gets its rank and a
+    /// job directory in its environment; when one fails the others are stopped.
+    #[command(hide = true)]
+    LaunchLocal {
+        /// Ranks.
+        #[arg(short = 'n')]
+        ranks: usize,
+        /// The program and its arguments.
+        #[arg(trailing_var_arg = true, required = true)]
+        command: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -118,6 +130,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Point(args) => point::run(args),
+        Command::LaunchLocal { ranks, command } => dagwire_experiments::launcher::launch_local(ranks, &command),
         Command::Bench { which } => {
             bench::run(which)?;
             Ok(ExitCode::SUCCESS)

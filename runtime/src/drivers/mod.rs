@@ -12,7 +12,10 @@
 //! - [`collectives_mode`]: `collectives = native | runtime`, whose collective
 //!   algorithms a driver with native collectives (mpi) runs;
 //! - [`local`]: ranks as threads of one process (the embedded default);
+//! - [`launch`]: dagwire's own launcher of a job's processes on one host (no MPI);
 //! - [`mpi`] (cargo feature `mpi`): one process per rank under an MPI launcher;
+//! - [`fabric`] (cargo feature `fabric`): one process per rank, libfabric carrying
+//!   every byte (`wire` is the byte layout both put on the wire);
 //! - [`testing`]: an in-memory N-rank harness with simulated time, for engine and
 //!   strategy tests;
 //! - [`probe`]: a strategy that joins every kind of collective and checks what each
@@ -21,8 +24,11 @@
 //! The simulator's driver lives in the `dagwire-sim` crate.
 
 pub mod collectives_mode;
+#[cfg(feature = "fabric")]
+pub mod fabric;
 pub mod fault;
 pub mod kernels;
+pub mod launch;
 pub mod local;
 #[cfg(feature = "mpi")]
 pub mod mpi;
@@ -31,6 +37,8 @@ pub mod probe;
 pub mod registry;
 pub mod run;
 pub mod testing;
+#[cfg(any(feature = "mpi", feature = "fabric"))]
+pub(crate) mod wire;
 pub mod workers;
 
 pub use collectives_mode::CollectivesMode;

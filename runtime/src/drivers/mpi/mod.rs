@@ -53,7 +53,7 @@
 #![deny(unsafe_code)]
 
 pub mod raw;
-mod wire;
+use crate::drivers::wire;
 
 /// rsmpi, for programs that call MPI next to the driver (benchmarks, tests).
 pub use ::mpi as rsmpi;

@@ -1,4 +1,4 @@
-//! Byte layouts the MPI driver puts on the wire: engine messages (a fixed header, then
+//! Byte layouts the MPI and libfabric drivers put on the wire: engine messages (a fixed header, then
 //! the payload inline or as a separate message), lists of messages (collective
 //! contributions), and a rank's trace and results (gathered to rank 0). All integers are
 //! little-endian; a decoder that finds the bytes inconsistent says so instead of guessing.
@@ -91,6 +91,7 @@ pub fn decode(bytes: &[u8]) -> Result<Header, String> {
 }
 
 /// Appends a list of messages (a collective contribution) with their payloads inline.
+#[cfg_attr(not(feature = "mpi"), allow(dead_code))]
 pub fn put_messages(out: &mut Vec<u8>, messages: &[Message]) {
     out.extend_from_slice(&(messages.len() as u32).to_le_bytes());
     for m in messages {
@@ -101,6 +102,7 @@ pub fn put_messages(out: &mut Vec<u8>, messages: &[Message]) {
 }
 
 /// Reads a list written by [`put_messages`].
+#[cfg_attr(not(feature = "mpi"), allow(dead_code))]
 pub fn get_messages(r: &mut Reader<'_>) -> Result<Vec<Message>, String> {
     let n = r.u32()? as usize;
     let mut out = Vec::with_capacity(n.min(1 << 16));

@@ -1,0 +1,124 @@
+//! The libfabric driver end to end through `experiment run`: ranks started by the local
+//! launcher (no MPI), Cholesky and the micro workload with the eager and rendezvous
+//! strategies over `tcp` and `shm` verify, a provider that is not there is refused
+//! before the run with those that are, and a killed rank fails its point within
+//! seconds, naming the rank. The tests take turns (a lock): jobs on two cores are slow
+//! enough alone.
+
+#![cfg(feature = "fabric")]
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+const EXE: &str = env!("CARGO_BIN_EXE_experiment");
+
+fn sweep(dir: &Path, name: &str, body: &str) -> std::path::PathBuf {
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, format!("name = \"{name}\"\nseed = 9\ntimeout_s = 60\n\n{body}")).unwrap();
+    path
+}
+
+fn experiment(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(EXE);
+    cmd.args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run the experiment binary")
+}
+
+fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+#[test]
+fn cholesky_and_micro_verify_over_tcp_and_shm_with_eager_and_rendezvous() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let cholesky = sweep(
+        dir.path(),
+        "fabric-cholesky",
+        r#"[grid]
+workload = "cholesky"
+strategy = ["eager", "rendezvous"]
+driver = "libfabric"
+ranks = [2, 3]
+
+[grid.libfabric]
+provider = ["tcp", "shm"]
+
+[grid.cholesky]
+n = 256
+tile = 64
+"#,
+    );
+    let micro = sweep(
+        dir.path(),
+        "fabric-micro",
+        r#"[grid]
+workload = "micro"
+strategy = ["eager", "rendezvous"]
+driver = "libfabric"
+ranks = 2
+
+[grid.libfabric]
+provider = ["tcp", "shm"]
+
+[grid.micro]
+pattern = ["pingpong", "bandwidth"]
+size = [8, 1048576]
+iterations = 4
+warmup = 1
+"#,
+    );
+    for (path, points) in [(&cholesky, 8), (&micro, 16)] {
+        let out_dir = dir.path().join(path.file_stem().unwrap());
+        let out = experiment(&["run", path.to_str().unwrap(), "--out", out_dir.to_str().unwrap()], &[]);
+        let all = text(&out);
+        assert!(out.status.success(), "{}: {all}", path.display());
+        let verified = all.lines().filter(|l| l.starts_with("[") && l.contains(", verified (")).count();
+        assert_eq!(verified, points, "{}: {all}", path.display());
+    }
+}
+
+#[test]
+fn a_missing_provider_is_refused_with_the_available_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = sweep(
+        dir.path(),
+        "fabric-missing",
+        "[grid]\nworkload = \"cholesky\"\nstrategy = \"eager\"\ndriver = \"libfabric\"\nranks = 2\n\n\
+         [grid.libfabric]\nprovider = \"no-such-provider\"\n\n[grid.cholesky]\nn = 128\ntile = 64\n",
+    );
+    let out = experiment(&["run", path.to_str().unwrap(), "--dry-run"], &[]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{all}");
+    assert!(all.contains("key `grid.libfabric.provider`: libfabric offers no provider `no-such-provider`"), "{all}");
+    assert!(all.contains("available: ") && all.contains("shm"), "{all}");
+}
+
+#[test]
+fn a_killed_rank_fails_its_point_naming_the_rank() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let path = sweep(
+        dir.path(),
+        "fabric-killed",
+        "[grid]\nworkload = \"cholesky\"\nstrategy = \"eager\"\ndriver = \"libfabric\"\nranks = 3\n\n\
+         [grid.cholesky]\nn = 512\ntile = 64\n",
+    );
+    let out_dir = dir.path().join("out");
+    let started = Instant::now();
+    let out = experiment(
+        &["run", path.to_str().unwrap(), "--out", out_dir.to_str().unwrap()],
+        &[("DAGWIRE_TEST_KILL_RANK", "1"), ("DAGWIRE_TEST_KILL_AFTER_MS", "200")],
+    );
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(all.contains("FAILED: the job failed") && all.contains("rank 1 was killed by signal 9"), "{all}");
+    assert!(started.elapsed() < Duration::from_secs(30), "took {:?}: {all}", started.elapsed());
+}

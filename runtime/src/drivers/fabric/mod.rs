@@ -1,0 +1,876 @@
+//! The `libfabric` driver (cargo feature `fabric`): one process per rank, every byte
+//! between ranks carried by libfabric itself (no MPI in between), on the provider a
+//! sweep names (`tcp`, `shm`, `verbs`, `cxi`, `efa`, ... as `fi_info` lists them).
+//!
+//! - **Processes** are started by [`crate::drivers::launch`] (`launcher = "local"`: N processes on this
+//!   host, no MPI needed) or by an MPI launcher (`mpirun`, `srun`), which only starts
+//!   them: each finds its rank and the rank count in the environment ([`JOB_ENV`], or
+//!   what Open MPI, PMI and Slurm set).
+//! - **Bootstrap**: each rank opens an RDM endpoint and writes its address and its plan
+//!   (the DAG's fingerprint, the strategy, the rank count, the workers) to a file in a
+//!   directory every rank can read ([`JOB_DIR_ENV`]; the local launcher makes a fresh one
+//!   per job); each then reads every other rank's file, refuses a plan that differs from
+//!   its own with the ranks that differ, and inserts the addresses into its address
+//!   vector. A rank whose peers do not show up within [`BOOT_TIMEOUT`] fails saying which.
+//! - **Messages**: engine messages travel as tagged messages (`fi_tsend`/`fi_trecv`,
+//!   64-bit tags holding a kind, the source rank and a per-pair sequence number). A
+//!   header (with the payload inline up to [`INLINE_LIMIT`] bytes) lands in receives
+//!   posted ahead; a larger payload follows as its own message, received straight into
+//!   the chunk's buffer by a receive posted for its exact tag when its header arrives;
+//!   the sender sends it only once the receiver says that receive is posted (a small
+//!   go-ahead message), so no large message ever arrives unexpected (libfabric 1.17's
+//!   `shm` provider hangs on unexpected large messages, and `tcp;ofi_rxm` would buffer
+//!   them).
+//!   Headers are handed to the engine in each source's send order (the sequence number
+//!   puts them back in order whatever order the provider completes them in).
+//! - **Progress**: the rank's loop is the only thread that calls libfabric (the domain is
+//!   `FI_THREAD_DOMAIN`); it polls the completion queue, executes the engine's actions and
+//!   runs kernels inline or hands them to worker threads, as the MPI driver does.
+//! - **Clock**: each rank measures its offset to rank 0 with ping-pongs at start-up, so
+//!   every timestamp is on rank 0's timeline; at the end every rank's trace and results
+//!   are gathered to rank 0 over the same endpoint.
+//! - **Failures**: a provider error fails the rank with libfabric's own words
+//!   (`fi_strerror`, `fi_cq_strerror`); a failed rank exits, and its launcher ends the job.
+//!
+//! What it offers strategies: point-to-point messages (eager, rendezvous); collectives
+//! and one-sided windows are not served yet, and strategies that need them are refused
+//! before the run (see issue 15).
+//!
+//! All `unsafe` code lives in [`raw`].
+
+#![deny(unsafe_code)]
+
+pub mod raw;
+
+use crate::collective::{Capability, check_capabilities};
+use crate::dag::Dag;
+use crate::drivers::fault::Injector;
+use crate::drivers::kernels::{self, Finished, KernelRunner};
+use crate::drivers::panics::{Handling, set_handling};
+use crate::drivers::registry::{
+    self, CheckError, DriverCheck, DriverInfo, Executed, JobDriver, JobRank, Launch, RunRequest,
+};
+use crate::drivers::run::{PROGRESS_NOTE, Progress, RunError, RunOutcome, usable_cores};
+use crate::drivers::wire;
+use crate::drivers::workers::Workers;
+use crate::engine::{Action, Engine, EngineError};
+use crate::ids::{ChunkId, Rank};
+use crate::message::Message;
+use crate::params::ParamSpec;
+use crate::payload::Payload;
+use crate::trace::Trace;
+use crossbeam_channel::{Receiver, unbounded};
+use raw::{Buffer, Completion, Endpoint, FabricError};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub use crate::drivers::launch::{JOB_DIR_ENV, JOB_ENV};
+
+/// What the libfabric driver offers strategies.
+pub const CAPABILITIES: &[Capability] = &[Capability::PointToPoint];
+
+/// The libfabric driver's registry entry.
+pub const DRIVER: DriverInfo = DriverInfo {
+    name: "libfabric",
+    summary: "one process per rank, libfabric carries every byte (tagged messages on an RDM endpoint of the \
+              provider asked for); processes started on this host (launcher = local) or by an MPI launcher; \
+              needs libfabric",
+    params,
+    offers: CAPABILITIES,
+    check,
+    launch: Launch::Job(JobDriver { join, abort: abort_job }),
+};
+
+/// The driver's parameters: the provider, and the launcher settings of job drivers
+/// (`launcher = "local"` needs no MPI).
+fn params() -> Vec<ParamSpec> {
+    let mut specs = vec![ParamSpec::text(
+        "provider",
+        "tcp",
+        "the libfabric provider (tcp, shm, sockets, verbs, cxi, efa, ...; `fi_info -l` lists those installed); one \
+         that is not there is refused before the run with the list of those that are",
+    )];
+    for spec in JobDriver::launcher_params() {
+        specs.push(match spec.name {
+            "launcher" => ParamSpec::text(
+                "launcher",
+                "local",
+                "what starts the ranks: local (N processes on this host, no MPI needed), or an MPI launcher \
+                 (mpirun, srun; auto: $DAGWIRE_MPI_LAUNCHER, else mpirun) that only starts them",
+            ),
+            _ => spec,
+        });
+    }
+    specs
+}
+
+/// Refuses a fault on one rank, and a provider libfabric does not offer here (with the
+/// list of those it does).
+fn check(c: &DriverCheck<'_>) -> Result<(), CheckError> {
+    registry::faults_need_two_ranks(c)?;
+    let provider = c.params.str("provider");
+    let available = raw::providers();
+    if !available.iter().any(|p| p == provider || p.split(';').next() == Some(provider)) {
+        return Err(CheckError::param(
+            "provider",
+            format!(
+                "libfabric offers no provider `{provider}` with RDM endpoints, tagged messages and RMA here; available: {}",
+                if available.is_empty() { "none".to_string() } else { available.join(", ") }
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Joins the job this process was started in: its rank and size from the environment.
+fn join() -> Result<Box<dyn JobRank>, RunError> {
+    Ok(Box::new(FabricJob::from_env()?))
+}
+
+/// Ends this rank with exit code `code`; its launcher ends the others.
+pub fn abort_job(code: i32) -> ! {
+    std::process::exit(code)
+}
+
+/// Payloads up to this many bytes travel inside their header's message.
+pub const INLINE_LIMIT: usize = 16 << 10;
+
+/// Header (and go-ahead) receives posted ahead: enough for a burst from every peer
+/// (each is reposted as soon as it completes).
+const MAILBOX_DEPTH: usize = 64;
+
+/// How long a rank waits for its peers at start-up and at the end.
+pub const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Tag kinds (bits 56..60 of a tag).
+const KIND_MSG: u64 = 1;
+const KIND_DATA: u64 = 2;
+const KIND_BOOT: u64 = 3;
+/// A receiver's go-ahead for a large payload: its receive is posted.
+const KIND_GO: u64 = 4;
+/// Bits of a tag below the kind: the source rank (24 bits) and a sequence number (32 bits).
+const BELOW_KIND: u64 = (1 << 56) - 1;
+
+/// The tag of a message of `kind` from rank `src` with sequence number `seq`.
+///
+/// ```
+/// use dagwire_runtime::drivers::fabric::{tag, tag_parts};
+/// assert_eq!(tag_parts(tag(2, 5, 7)), (2, 5, 7));
+/// ```
+pub fn tag(kind: u64, src: usize, seq: u32) -> u64 {
+    (kind << 56) | ((src as u64) << 32) | seq as u64
+}
+
+/// (kind, source rank, sequence number) of a tag made by [`tag`].
+pub fn tag_parts(tag: u64) -> (u64, usize, u32) {
+    (tag >> 56, ((tag >> 32) & 0xff_ffff) as usize, tag as u32)
+}
+
+/// This process's place in a libfabric job.
+#[derive(Debug)]
+pub struct FabricJob {
+    rank: usize,
+    size: usize,
+    boot: Option<PathBuf>,
+}
+
+impl FabricJob {
+    /// Reads rank, size and bootstrap directory from the environment: [`JOB_ENV`] and
+    /// [`JOB_DIR_ENV`] (set by [`crate::drivers::launch`]), else the rank and size an MPI launcher or Slurm
+    /// sets (then [`JOB_DIR_ENV`] must name a directory every rank can read).
+    pub fn from_env() -> Result<FabricJob, RunError> {
+        let var = |k: &str| std::env::var(k).ok();
+        let (rank, size) = if let Some(job) = var(JOB_ENV) {
+            let (r, s) =
+                job.split_once('/').ok_or_else(|| RunError::Config(format!("{JOB_ENV}={job}: not RANK/SIZE")))?;
+            (r.parse().ok(), s.parse().ok())
+        } else {
+            let pick = |names: &[&str]| names.iter().find_map(|n| var(n)?.parse::<usize>().ok());
+            (
+                pick(&["OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK", "SLURM_PROCID"]),
+                pick(&["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_NTASKS"]),
+            )
+        };
+        let (Some(rank), Some(size)) = (rank, size) else {
+            return Err(RunError::Config(format!(
+                "this process was not started as a rank of a libfabric job: {JOB_ENV} (set by `launcher = \"local\"`) \
+                 and the rank and size an MPI launcher or Slurm sets are missing"
+            )));
+        };
+        if rank >= size || size >= 1 << 24 {
+            return Err(RunError::Config(format!("rank {rank} of {size}: out of range")));
+        }
+        Ok(FabricJob { rank, size, boot: var(JOB_DIR_ENV).map(PathBuf::from) })
+    }
+
+    /// A job of `size` ranks with this process as `rank`, bootstrapping through `boot`.
+    pub fn new(rank: usize, size: usize, boot: PathBuf) -> FabricJob {
+        FabricJob { rank, size, boot: Some(boot) }
+    }
+}
+
+impl JobRank for FabricJob {
+    fn rank(&self) -> usize {
+        self.rank
+    }
+
+    fn size(&self) -> usize {
+        self.size
+    }
+
+    fn run(&self, req: &RunRequest<'_>) -> Result<Option<Executed>, RunError> {
+        let cfg = FabricConfig {
+            provider: req.params.str("provider").to_string(),
+            workers: req.workers,
+            progress: req.progress,
+            timeout: req.timeout,
+            fault: req.fault,
+        };
+        let outcome = run(self, req.dag, req.kernels, req.strategy, &cfg)?;
+        Ok(outcome.map(|outcome| Executed { outcome, kernels_ran: true }))
+    }
+
+    fn abort(&self, code: i32) -> ! {
+        abort_job(code)
+    }
+}
+
+/// Settings of one rank of a libfabric run.
+#[derive(Clone, Debug)]
+pub struct FabricConfig {
+    /// The provider, as `fi_info` names it (`tcp`, `shm`, ...).
+    pub provider: String,
+    /// Kernel worker threads.
+    pub workers: usize,
+    /// How communication progresses while kernels run.
+    pub progress: Progress,
+    /// A rank that makes no progress this long fails with a diagnosis.
+    pub timeout: Duration,
+    /// An optional deliberate fault: each rank corrupts its own `nth` data message.
+    pub fault: Option<crate::drivers::run::Fault>,
+}
+
+fn fabric_error(rank: usize, e: FabricError) -> RunError {
+    RunError::Config(format!("rank {rank}: libfabric: {e}"))
+}
+
+/// Runs `dag` with this process as one rank of `job`. Rank 0 gets `Some` outcome with
+/// everyone's trace and results, the others `None`.
+pub fn run(
+    job: &FabricJob,
+    dag: &Arc<Dag>,
+    kernels: &dyn crate::kernel::Kernels,
+    strategy: crate::strategy::StrategyFactory<'_>,
+    cfg: &FabricConfig,
+) -> Result<Option<RunOutcome>, RunError> {
+    let (rank, size) = (job.rank, job.size);
+    if dag.ranks() != size {
+        return Err(RunError::Config(format!(
+            "the DAG was placed on {} ranks, the libfabric job has {size}; start it with {} ranks",
+            dag.ranks(),
+            dag.ranks()
+        )));
+    }
+    if cfg.workers == 0 {
+        return Err(RunError::Config("workers must be at least 1".into()));
+    }
+    let strategy = strategy(Rank(rank as u32));
+    // Every rank of a local job shares this host's cores.
+    let (progress, why) = cfg.progress.resolve(size, cfg.workers, usable_cores());
+    if cfg.progress == Progress::Auto && rank == 0 {
+        eprintln!("{PROGRESS_NOTE}libfabric: {why}");
+    }
+    let cfg = &FabricConfig { progress, ..cfg.clone() };
+    if cfg.progress == Progress::Inline && cfg.workers > 1 {
+        return Err(RunError::Config("inline progress runs kernels on the progress thread: use workers = 1".into()));
+    }
+    let slots = if cfg.progress == Progress::Thread { Workers::slots(cfg.workers) } else { cfg.workers };
+    let engine = Engine::new(Rank(rank as u32), Arc::clone(dag), strategy, slots);
+    check_capabilities("libfabric", CAPABILITIES, engine.strategy_name(), engine.needs())?;
+    let plan = plan_of(dag, engine.strategy_name(), cfg.workers);
+    let boot = job.boot.as_deref().ok_or_else(|| {
+        RunError::Config(format!(
+            "{JOB_DIR_ENV} is not set: the libfabric driver exchanges endpoint addresses through a directory every rank \
+             can read (`launcher = \"local\"` makes one; under mpirun or srun, export {JOB_DIR_ENV} to a shared directory)"
+        ))
+    })?;
+    let mut ep = Endpoint::open(&cfg.provider).map_err(|e| fabric_error(rank, e))?;
+    // Every receive a peer's first messages need is posted before this rank publishes its
+    // address (so before any peer can send to it): the clock exchange, the gather, and
+    // the engine messages' mailbox. No message then arrives unexpected except in a burst
+    // deeper than the mailbox (libfabric 1.17's `shm` loses small messages when several
+    // arrive unexpected).
+    let posted = Posted::post(&mut ep, rank, size).map_err(|e| fabric_error(rank, e))?;
+    for _ in 0..MAILBOX_DEPTH {
+        post_header_recv(&mut ep).map_err(|e| fabric_error(rank, e))?;
+        post_go_recv(&mut ep).map_err(|e| fabric_error(rank, e))?;
+    }
+    bootstrap(&mut ep, boot, rank, size, plan)?;
+    let clock = Clock::synchronise(&mut ep, rank, size, &posted).map_err(|e| fabric_error(rank, e))?;
+    let runner = KernelRunner::new(dag, kernels, &clock);
+    let report = std::thread::scope(|s| {
+        let (done_tx, done_rx) = unbounded::<Finished>();
+        let workers = (cfg.progress == Progress::Thread).then(|| {
+            let progress_thread = std::thread::current();
+            let deliver = move |f: Finished| {
+                let delivered = done_tx.send(f).is_ok();
+                progress_thread.unpark();
+                delivered
+            };
+            Workers::start(s, Rank(rank as u32), cfg.workers, runner, deliver)
+        });
+        let mut driver = Driver::new(engine, &mut ep, size, cfg, &clock, workers, done_rx)?;
+        let result = driver.run(runner);
+        drop(driver);
+        result
+    })?;
+    gather(&mut ep, rank, size, report, &posted).map_err(|e| fabric_error(rank, e))
+}
+
+/// Rounds of the clock ping-pong.
+const CLOCK_ROUNDS: u32 = 16;
+/// Sequence numbers of the gather's messages (on [`KIND_BOOT`] tags).
+const GATHER_LEN: u32 = 1 << 20;
+const GATHER_GO: u32 = GATHER_LEN + 1;
+const GATHER_BYTES: u32 = GATHER_LEN + 2;
+
+/// Receives of the start-up and end exchanges, posted before the address is published.
+struct Posted {
+    /// Rank 0: per rank, its pings; other ranks: rank 0's pongs, then the common start.
+    clock: Vec<Vec<u64>>,
+    /// Rank 0: per rank, the length of its report; other ranks: rank 0's go-ahead.
+    gather: Vec<u64>,
+}
+
+impl Posted {
+    fn post(ep: &mut Endpoint, rank: usize, size: usize) -> Result<Posted, FabricError> {
+        let mut posted = Posted { clock: vec![Vec::new(); size], gather: vec![0; size] };
+        if rank == 0 {
+            for r in 1..size {
+                for i in 0..CLOCK_ROUNDS {
+                    posted.clock[r].push(ep.post_recv_bytes(tag(KIND_BOOT, r, i), 8)?);
+                }
+                posted.gather[r] = ep.post_recv_bytes(tag(KIND_BOOT, r, GATHER_LEN), 8)?;
+            }
+        } else {
+            for i in 0..=CLOCK_ROUNDS {
+                posted.clock[0].push(ep.post_recv_bytes(tag(KIND_BOOT, 0, i), 8)?);
+            }
+            posted.gather[0] = ep.post_recv_bytes(tag(KIND_BOOT, 0, GATHER_GO), 0)?;
+        }
+        Ok(posted)
+    }
+}
+
+/// What every rank must agree on: the DAG's fingerprint, its rank count, the strategy
+/// and the workers.
+fn plan_of(dag: &Dag, strategy: &str, workers: usize) -> [u64; 4] {
+    let name_hash =
+        strategy.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
+    [dag.fingerprint(), dag.ranks() as u64, name_hash, workers as u64]
+}
+
+/// Publishes this rank's address and plan in `dir`, waits for every other rank's, checks
+/// the plans agree and inserts the addresses.
+fn bootstrap(ep: &mut Endpoint, dir: &Path, rank: usize, size: usize, plan: [u64; 4]) -> Result<(), RunError> {
+    let config = |what: String| RunError::Config(format!("rank {rank}: libfabric bootstrap: {what}"));
+    let name = ep.name().map_err(|e| fabric_error(rank, e))?;
+    let mut mine = Vec::with_capacity(32 + name.len());
+    plan.iter().for_each(|w| mine.extend_from_slice(&w.to_le_bytes()));
+    mine.extend_from_slice(&name);
+    let file = |r: usize| dir.join(format!("rank-{r}.addr"));
+    let tmp = dir.join(format!(".rank-{rank}.addr.tmp"));
+    std::fs::write(&tmp, &mine)
+        .and_then(|()| std::fs::rename(&tmp, file(rank)))
+        .map_err(|e| config(format!("cannot write {}: {e}", file(rank).display())))?;
+    let deadline = Instant::now() + BOOT_TIMEOUT;
+    let mut names = vec![Vec::new(); size];
+    let mut plans = vec![[0u64; 4]; size];
+    for r in 0..size {
+        let bytes = loop {
+            match std::fs::read(file(r)) {
+                Ok(b) if b.len() > 32 => break b,
+                _ if Instant::now() > deadline => {
+                    let missing: Vec<usize> = (r..size).filter(|&q| !file(q).exists()).collect();
+                    return Err(config(format!(
+                        "ranks {missing:?} did not publish their address in {} within {BOOT_TIMEOUT:?} (did they start?)",
+                        dir.display()
+                    )));
+                }
+                _ => std::thread::sleep(Duration::from_millis(5)),
+            }
+        };
+        for (i, w) in plans[r].iter_mut().enumerate() {
+            *w = u64::from_le_bytes(bytes[8 * i..8 * i + 8].try_into().expect("8 bytes"));
+        }
+        names[r] = bytes[32..].to_vec();
+    }
+    let differ: Vec<usize> = (0..size).filter(|&r| plans[r] != plans[0]).collect();
+    if !differ.is_empty() {
+        return Err(RunError::Config(format!(
+            "ranks {differ:?} built a different plan from rank 0 (rank 0 has DAG fingerprint {:#018x}, rank {} has \
+             {:#018x}); every rank must run the same binary with the same workload, strategy, parameters and seed",
+            plans[0][0], differ[0], plans[differ[0]][0]
+        )));
+    }
+    ep.insert_peers(&names).map_err(|e| fabric_error(rank, e))
+}
+
+/// Each rank's time on rank 0's timeline: ns since the common start.
+struct Clock {
+    base: Instant,
+    /// The common start on this rank's local clock, ns.
+    start: i64,
+}
+
+impl Clock {
+    fn local(base: Instant) -> i64 {
+        base.elapsed().as_nanos() as i64
+    }
+
+    /// Measures this rank's offset to rank 0 (the ping-pong with the shortest round trip
+    /// of several wins), then rank 0 announces a common start.
+    fn synchronise(ep: &mut Endpoint, rank: usize, size: usize, posted: &Posted) -> Result<Clock, FabricError> {
+        let base = Instant::now();
+        let deadline = Instant::now() + BOOT_TIMEOUT;
+        let mut offset = 0i64;
+        let word = |b: Vec<u8>| -> Result<i64, FabricError> {
+            Ok(i64::from_le_bytes(
+                b.get(..8)
+                    .and_then(|w| w.try_into().ok())
+                    .ok_or_else(|| FabricError(format!("a clock message of {} bytes, not 8", b.len())))?,
+            ))
+        };
+        if rank == 0 {
+            for r in 1..size {
+                for i in 0..CLOCK_ROUNDS {
+                    ep.wait_recv(posted.clock[r][i as usize], deadline)?;
+                    ep.send_blocking(r, tag(KIND_BOOT, 0, i), Clock::local(base).to_le_bytes().to_vec(), deadline)?;
+                }
+            }
+        } else {
+            let mut best = i64::MAX;
+            for i in 0..CLOCK_ROUNDS {
+                let a = Clock::local(base);
+                ep.send_blocking(0, tag(KIND_BOOT, rank, i), a.to_le_bytes().to_vec(), deadline)?;
+                let t0 = word(ep.wait_recv(posted.clock[0][i as usize], deadline)?)?;
+                let b = Clock::local(base);
+                if b - a < best {
+                    best = b - a;
+                    offset = t0 - (a + b) / 2;
+                }
+            }
+        }
+        let start = if rank == 0 {
+            let start = Clock::local(base);
+            for r in 1..size {
+                ep.send_blocking(r, tag(KIND_BOOT, 0, CLOCK_ROUNDS), start.to_le_bytes().to_vec(), deadline)?;
+            }
+            start
+        } else {
+            word(ep.wait_recv(posted.clock[0][CLOCK_ROUNDS as usize], deadline)?)?
+        };
+        Ok(Clock { base, start: start - offset })
+    }
+
+    fn now(&self) -> u64 {
+        (Clock::local(self.base) - self.start).max(0) as u64
+    }
+}
+
+impl kernels::Clock for Clock {
+    fn now(&self) -> u64 {
+        Clock::now(self)
+    }
+}
+
+/// Sends every rank's report to rank 0, which merges them: its length, then, once rank 0
+/// has posted a receive for it and said so, its bytes.
+fn gather(
+    ep: &mut Endpoint,
+    rank: usize,
+    size: usize,
+    report: wire::Report,
+    posted: &Posted,
+) -> Result<Option<RunOutcome>, FabricError> {
+    let deadline = Instant::now() + BOOT_TIMEOUT;
+    let (trace, results, end) = report;
+    if rank != 0 {
+        let bytes = wire::encode_report(&trace, &results, end);
+        let len = (bytes.len() as u64).to_le_bytes().to_vec();
+        ep.send_blocking(0, tag(KIND_BOOT, rank, GATHER_LEN), len, deadline)?;
+        ep.wait_recv(posted.gather[0], deadline)?;
+        ep.send_blocking(0, tag(KIND_BOOT, rank, GATHER_BYTES), bytes, deadline)?;
+        return Ok(None);
+    }
+    let mut parts: Vec<Trace> = vec![trace];
+    let mut all: BTreeMap<ChunkId, Payload> = results.into_iter().collect();
+    let mut makespan_ns = end;
+    for r in 1..size {
+        let len = ep.wait_recv(posted.gather[r], deadline)?;
+        let len = u64::from_le_bytes(len.get(..8).and_then(|w| w.try_into().ok()).unwrap_or_default()) as usize;
+        let bytes = ep.post_recv_bytes(tag(KIND_BOOT, r, GATHER_BYTES), len)?;
+        ep.send_blocking(r, tag(KIND_BOOT, 0, GATHER_GO), Vec::new(), deadline)?;
+        let bytes = ep.wait_recv(bytes, deadline)?;
+        let (t, res, end) =
+            wire::decode_report(&bytes).map_err(|e| FabricError(format!("the report of rank {r}: {e}")))?;
+        parts.push(t);
+        all.extend(res);
+        makespan_ns = makespan_ns.max(end);
+    }
+    Ok(Some(RunOutcome { trace: Trace::merge(parts), results: all, makespan_ns }))
+}
+
+/// A message from one source on its way to the engine.
+enum Arriving {
+    Ready(Message),
+    /// Its payload is still arriving.
+    Waiting(Message),
+}
+
+/// Completion tokens: the tag layout again (kind, peer, sequence number); sends use kind 0.
+const TOKEN_SEND: u64 = 0;
+
+/// One rank's progress loop and everything in flight.
+struct Driver<'a> {
+    engine: Engine,
+    ep: &'a mut Endpoint,
+    rank: usize,
+    cfg: &'a FabricConfig,
+    clock: &'a Clock,
+    workers: Option<Workers>,
+    done: Receiver<Finished>,
+    /// Next sequence number per destination.
+    send_seq: Vec<u32>,
+    /// Sends posted and not complete.
+    sends: usize,
+    /// Per source: the next sequence number to hand to the engine, and the messages
+    /// that arrived ahead of it or whose payload is still arriving.
+    next_seq: Vec<u32>,
+    arriving: Vec<BTreeMap<u32, Arriving>>,
+    faults: Injector,
+    completions: Vec<Completion>,
+    /// Large payloads sent once their receiver says its receive is posted: by (to, seq).
+    held: BTreeMap<(usize, u32), Payload>,
+}
+
+impl<'a> Driver<'a> {
+    fn new(
+        engine: Engine,
+        ep: &'a mut Endpoint,
+        size: usize,
+        cfg: &'a FabricConfig,
+        clock: &'a Clock,
+        workers: Option<Workers>,
+        done: Receiver<Finished>,
+    ) -> Result<Self, RunError> {
+        let rank = engine.rank().index();
+        Ok(Driver {
+            engine,
+            ep,
+            rank,
+            cfg,
+            clock,
+            workers,
+            done,
+            send_seq: vec![0; size],
+            sends: 0,
+            next_seq: vec![0; size],
+            arriving: (0..size).map(|_| BTreeMap::new()).collect(),
+            faults: Injector::new(cfg.fault),
+            completions: Vec::new(),
+            held: BTreeMap::new(),
+        })
+    }
+
+    /// Runs until the engine is done and every send completed; returns this rank's report.
+    fn run(&mut self, runner: KernelRunner<'_>) -> Result<wire::Report, RunError> {
+        self.engine.set_stall_timeout(Some(self.cfg.timeout.as_nanos() as u64), self.clock.now());
+        set_handling(Handling::Start);
+        self.engine.handle_start(self.clock.now());
+        let mut backoff = Backoff::default();
+        loop {
+            let mut progressed = self.poll_workers();
+            progressed |= self.poll_network()?;
+            progressed |= self.act(runner)?;
+            if self.engine.has_timer() {
+                self.timeouts(self.clock.now());
+            }
+            if let Some(e) = self.engine.error() {
+                return Err(self.stopped(e.clone()));
+            }
+            if self.engine.is_done() && self.sends == 0 && self.held.is_empty() {
+                set_handling(Handling::Nothing);
+                let end = self.clock.now();
+                return Ok((self.engine.take_trace(), self.engine.take_results(), end));
+            }
+            if progressed {
+                backoff.reset();
+            } else if backoff.idle() {
+                self.timeouts(self.clock.now());
+            }
+        }
+    }
+
+    fn timeouts(&mut self, now: u64) {
+        if self.engine.poll_timeout().is_some_and(|at| now >= at) {
+            set_handling(Handling::Timers);
+            self.engine.handle_timeout(now);
+        }
+    }
+
+    fn fail(&self, e: impl std::fmt::Display) -> RunError {
+        RunError::Config(format!("rank {}: libfabric driver: {e}", self.rank))
+    }
+
+    /// The run error for an engine stopped with `e`: a stall names what the rank waits
+    /// for and what the driver has in flight.
+    fn stopped(&self, e: EngineError) -> RunError {
+        match e {
+            EngineError::Stalled { waiting, .. } => {
+                let arriving: usize = self.arriving.iter().map(BTreeMap::len).sum();
+                let flight = format!(
+                    "; libfabric: {} sends in flight, {} large payloads waiting for their receiver's go-ahead, \
+                     {arriving} messages arriving",
+                    self.sends,
+                    self.held.len()
+                );
+                RunError::Stalled { timeout: self.cfg.timeout, ranks: vec![format!("{waiting}{flight}")] }
+            }
+            e => RunError::Engine(e),
+        }
+    }
+
+    fn poll_workers(&mut self) -> bool {
+        let Some(workers) = &self.workers else {
+            return false;
+        };
+        let mut any = false;
+        while let Ok(f) = self.done.try_recv() {
+            any = true;
+            set_handling(Handling::TaskDone(f.task()));
+            f.report(&mut self.engine, self.clock.now());
+            while workers.has_room()
+                && let Some(job) = self.engine.next_task()
+            {
+                workers.submit(job);
+            }
+        }
+        any
+    }
+
+    /// Takes in everything libfabric finished since the last poll.
+    fn poll_network(&mut self) -> Result<bool, RunError> {
+        let mut got = std::mem::take(&mut self.completions);
+        self.ep.poll(&mut got).map_err(|e| self.fail(e))?;
+        let any = !got.is_empty();
+        for c in got.drain(..) {
+            match c {
+                Completion::Sent { .. } => self.sends -= 1,
+                Completion::Received { token, tag: t, len, buf } => {
+                    let (kind, _, _) = tag_parts(token);
+                    match kind {
+                        KIND_MSG => {
+                            post_header_recv(self.ep).map_err(|e| self.fail(e))?;
+                            let Buffer::Bytes(mut bytes) = buf else { unreachable!("headers land in bytes") };
+                            bytes.truncate(len);
+                            self.header(t, &bytes)?;
+                        }
+                        KIND_DATA => {
+                            let (_, from, seq) = tag_parts(t);
+                            let Buffer::Payload(payload) = buf else { unreachable!("payloads land in payloads") };
+                            match self.arriving[from].remove(&seq) {
+                                Some(Arriving::Waiting(mut msg)) if len == payload.len() => {
+                                    msg.payload = Some(payload);
+                                    self.arriving[from].insert(seq, Arriving::Ready(msg));
+                                }
+                                _ => {
+                                    return Err(self.fail(format!(
+                                        "a payload of {len} bytes from rank {from} (message {seq}) that no header announced"
+                                    )));
+                                }
+                            }
+                        }
+                        KIND_GO => {
+                            post_go_recv(self.ep).map_err(|e| self.fail(e))?;
+                            let (_, to, seq) = tag_parts(t);
+                            let payload = self.held.remove(&(to, seq)).ok_or_else(|| {
+                                self.fail(format!("rank {to} asked for payload {seq}, which this rank does not hold"))
+                            })?;
+                            let data = tag(KIND_DATA, self.rank, seq);
+                            self.ep.send(to, data, Buffer::Payload(payload), TOKEN_SEND).map_err(|e| self.fail(e))?;
+                            self.sends += 1;
+                        }
+                        k => return Err(self.fail(format!("a completion of unknown kind {k}"))),
+                    }
+                }
+            }
+        }
+        self.completions = got;
+        self.deliver();
+        Ok(any)
+    }
+
+    /// A header arrived: queue its message, posting a receive for its payload if it
+    /// comes separately.
+    fn header(&mut self, t: u64, bytes: &[u8]) -> Result<(), RunError> {
+        let (_, from, seq) = tag_parts(t);
+        let h = wire::decode(bytes).map_err(|e| self.fail(format!("a message from rank {from}: {e}")))?;
+        let item = match h.data_tag {
+            Some(_) => {
+                let buf = Buffer::Payload(Payload::zeroed(h.len as usize));
+                let data = tag(KIND_DATA, from, seq);
+                self.ep.recv(data, 0, buf, data).map_err(|e| self.fail(e))?;
+                let go = tag(KIND_GO, self.rank, seq);
+                self.ep.send(from, go, Buffer::Bytes(Vec::new()), TOKEN_SEND).map_err(|e| self.fail(e))?;
+                self.sends += 1;
+                Arriving::Waiting(h.msg)
+            }
+            None => Arriving::Ready(h.msg),
+        };
+        self.arriving[from].insert(seq, item);
+        Ok(())
+    }
+
+    /// Hands the engine every message that is next in its source's order and complete.
+    fn deliver(&mut self) {
+        for from in 0..self.arriving.len() {
+            while let Some(Arriving::Ready(_)) = self.arriving[from].get(&self.next_seq[from]) {
+                let Some(Arriving::Ready(msg)) = self.arriving[from].remove(&self.next_seq[from]) else {
+                    unreachable!("checked")
+                };
+                self.next_seq[from] = self.next_seq[from].wrapping_add(1);
+                set_handling(Handling::Message { from: Rank(from as u32), op: msg.op, chunk: msg.chunk });
+                self.engine.handle_message(self.clock.now(), Rank(from as u32), msg);
+            }
+        }
+    }
+
+    /// Executes the engine's actions: communication first, then tasks; with inline
+    /// progress at most one kernel, and what its outputs caused leaves at once.
+    fn act(&mut self, runner: KernelRunner<'_>) -> Result<bool, RunError> {
+        let mut any = false;
+        if self.engine.has_communication() {
+            set_handling(Handling::Actions);
+            any |= self.communicate(self.clock.now())?;
+        }
+        while self.workers.as_ref().is_none_or(Workers::has_room)
+            && let Some(job) = self.engine.next_task()
+        {
+            any = true;
+            if let Some(workers) = &self.workers {
+                workers.submit(job);
+                continue;
+            }
+            let f = runner.run(0, job);
+            let now = match &f {
+                Finished::Done(done) => done.end_ns,
+                Finished::Failed { .. } => self.clock.now(),
+            };
+            set_handling(Handling::TaskDone(f.task()));
+            f.report(&mut self.engine, now);
+            self.communicate(now)?;
+            break;
+        }
+        Ok(any)
+    }
+
+    fn communicate(&mut self, now: u64) -> Result<bool, RunError> {
+        let mut any = false;
+        while let Some(action) = self.engine.poll_communication(now) {
+            any = true;
+            match action {
+                Action::Send(out) => self.send(out.to.index(), out.msg)?,
+                Action::Collective(join) => {
+                    return Err(self.fail(format!(
+                        "the libfabric driver does not run {} collectives yet (its capabilities say so)",
+                        join.kind.name()
+                    )));
+                }
+                Action::OneSided(_) => {
+                    return Err(self.fail("the libfabric driver does not serve one-sided operations yet"));
+                }
+                Action::Run(_) => unreachable!("poll_communication hands out no tasks"),
+            }
+        }
+        Ok(any)
+    }
+
+    /// Sends one engine message: its header (payload inline when small), then a large
+    /// payload as its own message, from the payload's own bytes.
+    fn send(&mut self, to: usize, mut msg: Message) -> Result<(), RunError> {
+        if let Some(payload) = msg.payload.as_mut() {
+            self.faults.transfer(payload);
+        }
+        let seq = self.send_seq[to];
+        self.send_seq[to] = seq.wrapping_add(1);
+        let header_tag = tag(KIND_MSG, self.rank, seq);
+        match msg.payload.take() {
+            Some(payload) if payload.len() > INLINE_LIMIT => {
+                let mut header = Vec::with_capacity(wire::HEADER);
+                msg.payload = Some(Payload::default());
+                wire::put_header(&mut header, &msg, payload.len() as u64, Some(0));
+                self.ep.send(to, header_tag, Buffer::Bytes(header), TOKEN_SEND).map_err(|e| self.fail(e))?;
+                self.held.insert((to, seq), payload);
+                self.sends += 1;
+            }
+            payload => {
+                msg.payload = payload;
+                let bytes = wire::encode_inline(&msg);
+                self.ep.send(to, header_tag, Buffer::Bytes(bytes), TOKEN_SEND).map_err(|e| self.fail(e))?;
+                self.sends += 1;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Posts one receive for any peer's header.
+fn post_header_recv(ep: &mut Endpoint) -> Result<(), FabricError> {
+    let t = tag(KIND_MSG, 0, 0);
+    ep.recv(t, BELOW_KIND, Buffer::Bytes(vec![0; wire::HEADER + INLINE_LIMIT]), t)
+}
+
+/// Posts one receive for any peer's go-ahead for a large payload.
+fn post_go_recv(ep: &mut Endpoint) -> Result<(), FabricError> {
+    let t = tag(KIND_GO, 0, 0);
+    ep.recv(t, BELOW_KIND, Buffer::Bytes(Vec::new()), t)
+}
+
+/// Idle waiting: spin, then yield, then sleep with a growing pause (parked, so a kernel
+/// worker's result wakes the loop at once).
+#[derive(Default)]
+struct Backoff {
+    idle_polls: u32,
+    since: Option<Instant>,
+    sleep_us: u64,
+}
+
+impl Backoff {
+    const SPIN_POLLS: u32 = 32;
+    const SPIN: Duration = Duration::from_micros(100);
+    const MAX_SLEEP_US: u64 = 200;
+
+    fn reset(&mut self) {
+        *self = Backoff::default();
+    }
+
+    /// One idle pass; true when it looked at the clock (so the caller may too).
+    fn idle(&mut self) -> bool {
+        self.idle_polls += 1;
+        if self.idle_polls < Backoff::SPIN_POLLS {
+            std::hint::spin_loop();
+            return false;
+        }
+        let idle = self.since.get_or_insert_with(Instant::now).elapsed();
+        if idle < Backoff::SPIN {
+            std::thread::yield_now();
+        } else {
+            self.sleep_us = (self.sleep_us * 2).clamp(5, Backoff::MAX_SLEEP_US);
+            std::thread::park_timeout(Duration::from_micros(self.sleep_us));
+        }
+        true
+    }
+}

@@ -1,0 +1,490 @@
+//! Every `unsafe` line of the libfabric driver: a safe wrapper over one RDM endpoint
+//! (fabric, domain, endpoint, address vector, completion queue) with tagged sends and
+//! receives that own their buffers. Nothing outside this module calls `dagwire_fabric_sys`.
+//!
+//! # Invariants (why the safe functions are safe)
+//! 1. **Buffers outlive their operations.** Every posted send or receive is an [`Op`]
+//!    boxed in [`Endpoint::ops`]; it owns the heap buffer libfabric reads or writes (a
+//!    `Vec<u8>` or a [`Payload`], whose heap bytes do not move when the handle moves)
+//!    and its `fi_context2`, which libfabric may use as scratch space until the
+//!    operation completes. The box is freed only when the completion queue reports the
+//!    operation done (or failed), or after the endpoint is closed in `Drop` (libfabric
+//!    then touches none of them).
+//! 2. **Receive buffers are written only by libfabric while posted.** A payload posted
+//!    as a receive target is a fresh, unshared [`Payload`] (so `as_bytes_mut` gives its
+//!    own bytes, not a copy-on-write copy); a payload being sent is a shared clone,
+//!    which nobody can write through without copying it first.
+//! 3. **Handles are closed once, in reverse order of opening** (endpoint, address
+//!    vector, completion queue, domain, fabric), then the `fi_info` is freed; every
+//!    handle is non-null from [`Endpoint::open`] on.
+//! 4. **One thread.** The domain is opened with `FI_THREAD_DOMAIN`: only the thread that
+//!    owns the [`Endpoint`] calls into it (it is not `Send`: it holds raw pointers).
+//! 5. **Peers are addressed through the address vector only**: a rank index is checked
+//!    against the inserted peers before it becomes an `fi_addr_t`.
+
+#![allow(unsafe_code)]
+
+use crate::payload::Payload;
+use dagwire_fabric_sys as fi;
+use std::ffi::{CStr, CString};
+use std::ptr;
+use std::time::Instant;
+
+/// The libfabric API version the driver asks for (1.10: tagged, RMA, `FI_CONTEXT2`).
+const API: u32 = fi::FI_VERSION(1, 10);
+
+/// `FI_ADDR_UNSPEC` (a cast macro bindgen does not translate): any source.
+const FI_ADDR_UNSPEC: fi::fi_addr_t = u64::MAX;
+
+/// Entries read from the completion queue per call.
+const CQ_BATCH: usize = 16;
+
+/// What went wrong in libfabric, with its own words (`fi_strerror`, `fi_cq_strerror`).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct FabricError(pub String);
+
+fn strerror(code: isize) -> String {
+    // SAFETY: fi_strerror returns a pointer to a static, NUL-terminated string.
+    let text = unsafe { CStr::from_ptr(fi::fi_strerror(code.unsigned_abs() as i32)) };
+    text.to_string_lossy().into_owned()
+}
+
+fn check(code: isize, what: &str) -> Result<(), FabricError> {
+    if code < 0 { Err(FabricError(format!("{what}: {} ({code})", strerror(code)))) } else { Ok(()) }
+}
+
+/// The buffer of a posted operation.
+#[derive(Debug)]
+pub enum Buffer {
+    /// Bytes of the driver's own (headers, reports).
+    Bytes(Vec<u8>),
+    /// A chunk's payload (sent without a copy, or received straight into place).
+    Payload(Payload),
+}
+
+impl Buffer {
+    fn len(&self) -> usize {
+        match self {
+            Buffer::Bytes(b) => b.len(),
+            Buffer::Payload(p) => p.len(),
+        }
+    }
+}
+
+/// One posted operation; `ctx` first, so the context pointer libfabric hands back is
+/// the operation's own address.
+#[repr(C)]
+struct Op {
+    ctx: fi::fi_context2,
+    token: u64,
+    send: bool,
+    buf: Buffer,
+}
+
+/// A finished operation.
+#[derive(Debug)]
+pub enum Completion {
+    /// A send finished; its buffer is free again.
+    Sent {
+        /// The token given when it was posted.
+        token: u64,
+    },
+    /// A receive finished: `len` bytes arrived with `tag` into `buf`.
+    Received {
+        /// The token given when it was posted.
+        token: u64,
+        /// The tag of the message that matched.
+        tag: u64,
+        /// Bytes received.
+        len: usize,
+        /// The receive's buffer, holding them.
+        buf: Buffer,
+    },
+}
+
+/// The RDM providers offering tagged messages and RMA here (`fi_getinfo` without a
+/// provider name), each once, in the order libfabric lists them.
+pub fn providers() -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    if let Ok(info) = get_info(None) {
+        let mut cur = info;
+        while !cur.is_null() {
+            // SAFETY: `cur` walks the list fi_getinfo returned, freed below.
+            let name = unsafe { prov_name(cur) };
+            if !names.contains(&name) {
+                names.push(name);
+            }
+            cur = unsafe { (*cur).next };
+        }
+        // SAFETY: the list came from fi_getinfo and is freed once.
+        unsafe { fi::fi_freeinfo(info) };
+    }
+    names
+}
+
+/// # Safety
+/// `info` points to a valid `fi_info` with a fabric attribute.
+unsafe fn prov_name(info: *const fi::fi_info) -> String {
+    // SAFETY: the caller's promise; the name is NUL-terminated when present.
+    unsafe {
+        let attr = (*info).fabric_attr;
+        if attr.is_null() || (*attr).prov_name.is_null() {
+            return String::from("?");
+        }
+        CStr::from_ptr((*attr).prov_name).to_string_lossy().into_owned()
+    }
+}
+
+/// `fi_getinfo` for RDM endpoints with tagged messages and RMA, restricted to
+/// `provider` when given. The caller frees the list with `fi_freeinfo`.
+fn get_info(provider: Option<&str>) -> Result<*mut fi::fi_info, FabricError> {
+    // SAFETY: fi_allocinfo returns a zeroed fi_info with its attribute structs
+    // allocated (or null); every field set below is a plain value or a string that
+    // fi_freeinfo frees with free() (hence strdup).
+    unsafe {
+        let hints = fi::fi_allocinfo();
+        if hints.is_null() {
+            return Err(FabricError("fi_allocinfo: out of memory".into()));
+        }
+        (*hints).caps = (fi::FI_TAGGED | fi::FI_RMA) as u64;
+        (*hints).mode = fi::FI_CONTEXT | fi::FI_CONTEXT2;
+        (*(*hints).ep_attr).type_ = fi::fi_ep_type_FI_EP_RDM;
+        let dom = (*hints).domain_attr;
+        (*dom).threading = fi::fi_threading_FI_THREAD_DOMAIN;
+        (*dom).av_type = fi::fi_av_type_FI_AV_TABLE;
+        (*dom).mr_mode = (fi::FI_MR_VIRT_ADDR | fi::FI_MR_ALLOCATED | fi::FI_MR_PROV_KEY) as i32;
+        if let Some(name) = provider {
+            let c = CString::new(name).map_err(|_| FabricError(format!("provider name {name:?} has a NUL byte")))?;
+            (*(*hints).fabric_attr).prov_name = strdup(&c);
+        }
+        let mut info = ptr::null_mut();
+        let code = fi::fi_getinfo(API, ptr::null(), ptr::null(), 0, hints, &mut info);
+        fi::fi_freeinfo(hints);
+        check(code as isize, "fi_getinfo")?;
+        if info.is_null() {
+            return Err(FabricError("fi_getinfo found nothing".into()));
+        }
+        Ok(info)
+    }
+}
+
+/// A malloc'ed copy of `s`, for fields that `fi_freeinfo` frees.
+///
+/// # Safety
+/// The result must be freed with `free` (fi_freeinfo does).
+unsafe fn strdup(s: &CStr) -> *mut std::os::raw::c_char {
+    unsafe extern "C" {
+        fn strdup(s: *const std::os::raw::c_char) -> *mut std::os::raw::c_char;
+    }
+    // SAFETY: `s` is NUL-terminated.
+    unsafe { strdup(s.as_ptr()) }
+}
+
+/// One RDM endpoint with its own fabric, domain, completion queue and address vector.
+pub struct Endpoint {
+    info: *mut fi::fi_info,
+    fabric: *mut fi::fid_fabric,
+    domain: *mut fi::fid_domain,
+    cq: *mut fi::fid_cq,
+    av: *mut fi::fid_av,
+    ep: *mut fi::fid_ep,
+    provider: String,
+    peers: Vec<fi::fi_addr_t>,
+    /// Posted operations, by address (invariant 1).
+    ops: std::collections::HashMap<usize, Box<Op>>,
+    /// Completions read while a post waited for queue room, handed out by the next poll.
+    ready: Vec<Completion>,
+    /// Completions of exchanges, until waited for.
+    exchanged: Vec<Completion>,
+    next_exchange: u64,
+}
+
+impl Endpoint {
+    /// Opens an RDM endpoint on `provider` (`tcp`, `shm`, `verbs`, ... as `fi_info`
+    /// names them; a layered name such as `tcp;ofi_rxm` works too). An unknown or
+    /// unusable provider fails with the list of those available here.
+    pub fn open(provider: &str) -> Result<Endpoint, FabricError> {
+        let info = get_info(Some(provider)).map_err(|e| {
+            FabricError(format!(
+                "no libfabric provider `{provider}` with RDM endpoints, tagged messages and RMA here ({e}); \
+                 available: {}",
+                providers().join(", ")
+            ))
+        })?;
+        let mut me = Endpoint {
+            info,
+            fabric: ptr::null_mut(),
+            domain: ptr::null_mut(),
+            cq: ptr::null_mut(),
+            av: ptr::null_mut(),
+            ep: ptr::null_mut(),
+            // SAFETY: info is the non-null list fi_getinfo returned.
+            provider: unsafe { prov_name(info) },
+            peers: Vec::new(),
+            ops: Default::default(),
+            ready: Vec::new(),
+            exchanged: Vec::new(),
+            next_exchange: 0,
+        };
+        // SAFETY: each call gets handles opened just before (non-null on success) and
+        // the first fi_info of the list; on an error `me` drops and closes what opened.
+        unsafe {
+            check(fi::fi_fabric((*info).fabric_attr, &mut me.fabric, ptr::null_mut()) as isize, "fi_fabric")?;
+            check(fi::fi_domain(me.fabric, info, &mut me.domain, ptr::null_mut()) as isize, "fi_domain")?;
+            let mut cq_attr = fi::fi_cq_attr {
+                format: fi::fi_cq_format_FI_CQ_FORMAT_TAGGED,
+                wait_obj: fi::fi_wait_obj_FI_WAIT_NONE,
+                ..Default::default()
+            };
+            check(fi::fi_cq_open(me.domain, &mut cq_attr, &mut me.cq, ptr::null_mut()) as isize, "fi_cq_open")?;
+            let mut av_attr = fi::fi_av_attr { type_: fi::fi_av_type_FI_AV_TABLE, ..Default::default() };
+            check(fi::fi_av_open(me.domain, &mut av_attr, &mut me.av, ptr::null_mut()) as isize, "fi_av_open")?;
+            check(fi::fi_endpoint(me.domain, info, &mut me.ep, ptr::null_mut()) as isize, "fi_endpoint")?;
+            let flags = (fi::FI_TRANSMIT | fi::FI_RECV) as u64;
+            check(fi::fi_ep_bind(me.ep, &mut (*me.cq).fid, flags) as isize, "fi_ep_bind (completion queue)")?;
+            check(fi::fi_ep_bind(me.ep, &mut (*me.av).fid, 0) as isize, "fi_ep_bind (address vector)")?;
+            check(fi::fi_enable(me.ep) as isize, "fi_enable")?;
+        }
+        Ok(me)
+    }
+
+    /// The provider libfabric picked (`tcp;ofi_rxm` for `tcp`).
+    pub fn provider(&self) -> &str {
+        &self.provider
+    }
+
+    /// This endpoint's address, for peers to insert.
+    pub fn name(&self) -> Result<Vec<u8>, FabricError> {
+        let mut buf = vec![0u8; 256];
+        let mut len = buf.len();
+        // SAFETY: the endpoint is open; buf has room for `len` bytes, and libfabric
+        // writes at most that (it reports a larger need as -FI_ETOOSMALL).
+        let code = unsafe { fi::fi_getname(&mut (*self.ep).fid, buf.as_mut_ptr().cast(), &mut len) };
+        check(code as isize, "fi_getname")?;
+        buf.truncate(len);
+        Ok(buf)
+    }
+
+    /// Inserts every rank's address, in rank order (this rank's own included).
+    pub fn insert_peers(&mut self, names: &[Vec<u8>]) -> Result<(), FabricError> {
+        let mut addrs = vec![0 as fi::fi_addr_t; names.len()];
+        for (name, addr) in names.iter().zip(addrs.iter_mut()) {
+            // SAFETY: the address vector is open; `name` is an address this provider's
+            // fi_getname produced on a peer; one fi_addr_t is written to `addr`.
+            let n = unsafe { fi::fi_av_insert(self.av, name.as_ptr().cast(), 1, addr, 0, ptr::null_mut()) };
+            if n != 1 {
+                return Err(FabricError(format!("fi_av_insert of a peer's address: {}", strerror(n as isize))));
+            }
+        }
+        self.peers = addrs;
+        Ok(())
+    }
+
+    fn peer(&self, rank: usize) -> Result<fi::fi_addr_t, FabricError> {
+        self.peers.get(rank).copied().ok_or_else(|| FabricError(format!("rank {rank} is not a known peer")))
+    }
+
+    /// Operations posted and not yet complete.
+    pub fn in_flight(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// Sends `buf` to rank `to` with `tag`; its completion carries `token`.
+    pub fn send(&mut self, to: usize, tag: u64, buf: Buffer, token: u64) -> Result<(), FabricError> {
+        let addr = self.peer(to)?;
+        let mut op = Box::new(Op { ctx: Default::default(), token, send: true, buf });
+        let (data, len) = match &op.buf {
+            Buffer::Bytes(b) => (b.as_ptr(), b.len()),
+            Buffer::Payload(p) => (p.as_bytes().as_ptr(), p.len()),
+        };
+        let ctx: *mut Op = &mut *op;
+        self.post(op, "fi_tsend", |ep| {
+            // SAFETY: the endpoint is open; `data` stays valid until the completion
+            // (the box holding the buffer lives in `ops`, invariant 1).
+            unsafe { fi::fi_tsend(ep, data.cast(), len, ptr::null_mut(), addr, tag, ctx.cast()) }
+        })
+    }
+
+    /// Posts a receive of up to `buf`'s length for a message whose tag equals `tag` in
+    /// the bits not set in `ignore`, from any peer; its completion carries `token`.
+    pub fn recv(&mut self, tag: u64, ignore: u64, mut buf: Buffer, token: u64) -> Result<(), FabricError> {
+        let len = buf.len();
+        let data: *mut u8 = match &mut buf {
+            Buffer::Bytes(b) => b.as_mut_ptr(),
+            Buffer::Payload(p) if p.is_empty() => ptr::null_mut(),
+            Buffer::Payload(p) => p.as_bytes_mut().as_mut_ptr(),
+        };
+        let mut op = Box::new(Op { ctx: Default::default(), token, send: false, buf });
+        let ctx: *mut Op = &mut *op;
+        self.post(op, "fi_trecv", |ep| {
+            // SAFETY: as in send; the receive buffer is this op's own (invariant 2).
+            unsafe { fi::fi_trecv(ep, data.cast(), len, ptr::null_mut(), FI_ADDR_UNSPEC, tag, ignore, ctx.cast()) }
+        })
+    }
+
+    /// Posts an operation, progressing the completion queue while libfabric has no room.
+    fn post(&mut self, op: Box<Op>, what: &str, call: impl Fn(*mut fi::fid_ep) -> isize) -> Result<(), FabricError> {
+        let key = &*op as *const Op as usize;
+        self.ops.insert(key, op);
+        loop {
+            let code = call(self.ep);
+            if code == -(fi::FI_EAGAIN as isize) {
+                let mut got = std::mem::take(&mut self.ready);
+                let read = self.read_cq(&mut got);
+                self.ready = got;
+                if let Err(e) = read {
+                    self.ops.remove(&key);
+                    return Err(e);
+                }
+                continue;
+            }
+            if code < 0 {
+                // Never posted: libfabric holds no reference to it.
+                self.ops.remove(&key);
+            }
+            return check(code, what);
+        }
+    }
+
+    /// Appends every operation completed since the last poll to `out`.
+    pub fn poll(&mut self, out: &mut Vec<Completion>) -> Result<(), FabricError> {
+        out.append(&mut self.ready);
+        self.read_cq(out)
+    }
+
+    fn read_cq(&mut self, out: &mut Vec<Completion>) -> Result<(), FabricError> {
+        let mut entries = [fi::fi_cq_tagged_entry::default(); CQ_BATCH];
+        loop {
+            // SAFETY: the queue is open with FI_CQ_FORMAT_TAGGED, so each entry is an
+            // fi_cq_tagged_entry; at most CQ_BATCH are written.
+            let n = unsafe { fi::fi_cq_read(self.cq, entries.as_mut_ptr().cast(), CQ_BATCH) };
+            if n == -(fi::FI_EAGAIN as isize) {
+                return Ok(());
+            }
+            if n == -(fi::FI_EAVAIL as isize) {
+                return Err(self.cq_error());
+            }
+            check(n, "fi_cq_read")?;
+            for e in &entries[..n as usize] {
+                let op = self
+                    .ops
+                    .remove(&(e.op_context as usize))
+                    .ok_or_else(|| FabricError("a completion for an operation this endpoint did not post".into()))?;
+                let c = if op.send {
+                    Completion::Sent { token: op.token }
+                } else {
+                    Completion::Received { token: op.token, tag: e.tag, len: e.len, buf: op.buf }
+                };
+                if op.token & EXCHANGE == EXCHANGE {
+                    self.exchanged.push(c);
+                } else {
+                    out.push(c);
+                }
+            }
+            if (n as usize) < CQ_BATCH {
+                return Ok(());
+            }
+        }
+    }
+
+    /// The error entry waiting in the completion queue, in libfabric's words.
+    fn cq_error(&mut self) -> FabricError {
+        let mut e = fi::fi_cq_err_entry::default();
+        // SAFETY: the queue is open and reported an error entry; `e` receives it.
+        let n = unsafe { fi::fi_cq_readerr(self.cq, &mut e, 0) };
+        if n < 0 {
+            return FabricError(format!("fi_cq_readerr: {}", strerror(n)));
+        }
+        let mut buf = [0 as std::os::raw::c_char; 256];
+        // SAFETY: fi_cq_strerror writes a NUL-terminated string into `buf` (or returns
+        // a static one) for the provider error of the entry just read.
+        let text = unsafe {
+            let p = fi::fi_cq_strerror(self.cq, e.prov_errno, e.err_data, buf.as_mut_ptr(), buf.len());
+            if p.is_null() { String::new() } else { CStr::from_ptr(p).to_string_lossy().into_owned() }
+        };
+        let what = match self.ops.remove(&(e.op_context as usize)) {
+            Some(op) if op.send => "a send",
+            Some(_) => "a receive",
+            None => "an operation",
+        };
+        FabricError(format!("{what} failed: {} ({text})", strerror(e.err as isize)))
+    }
+}
+
+impl Drop for Endpoint {
+    fn drop(&mut self) {
+        // SAFETY: invariant 3: each handle is closed once, endpoint first, so libfabric
+        // touches no posted buffer after this; then `ops` may be freed.
+        unsafe {
+            for fid in [
+                self.ep.cast::<fi::fid>(),
+                self.av.cast::<fi::fid>(),
+                self.cq.cast::<fi::fid>(),
+                self.domain.cast::<fi::fid>(),
+                self.fabric.cast::<fi::fid>(),
+            ] {
+                if !fid.is_null() {
+                    fi::fi_close(fid);
+                }
+            }
+            fi::fi_freeinfo(self.info);
+        }
+        self.ops.clear();
+    }
+}
+
+/// Tokens of exchanges (start-up and the end of a run) have these top bits; their
+/// completions are kept apart from the driver's.
+const EXCHANGE: u64 = 0xf << 60;
+
+/// Exchanges of small byte messages for start-up and the end of a run (clock, gather):
+/// posted ahead, then waited for.
+impl Endpoint {
+    /// Posts a receive of at most `max` bytes with exactly `tag`; wait for it with
+    /// [`Endpoint::wait_recv`].
+    pub fn post_recv_bytes(&mut self, tag: u64, max: usize) -> Result<u64, FabricError> {
+        let token = EXCHANGE | self.next_exchange;
+        self.next_exchange += 1;
+        self.recv(tag, 0, Buffer::Bytes(vec![0; max]), token)?;
+        Ok(token)
+    }
+
+    /// Sends `bytes` to `to` with `tag`, and waits until the send completed (progressing
+    /// the queue; `deadline` bounds the wait, since a peer that died never answers).
+    pub fn send_blocking(&mut self, to: usize, tag: u64, bytes: Vec<u8>, deadline: Instant) -> Result<(), FabricError> {
+        let token = EXCHANGE | self.next_exchange;
+        self.next_exchange += 1;
+        self.send(to, tag, Buffer::Bytes(bytes), token)?;
+        self.wait(token, deadline).map(|_| ())
+    }
+
+    /// Waits for the receive posted as `token` and returns its bytes.
+    pub fn wait_recv(&mut self, token: u64, deadline: Instant) -> Result<Vec<u8>, FabricError> {
+        match self.wait(token, deadline)? {
+            Completion::Received { len, buf: Buffer::Bytes(mut b), .. } => {
+                b.truncate(len);
+                Ok(b)
+            }
+            _ => Err(FabricError("an exchange's receive completed as something else".into())),
+        }
+    }
+
+    fn wait(&mut self, token: u64, deadline: Instant) -> Result<Completion, FabricError> {
+        let of = |c: &Completion| match c {
+            Completion::Sent { token } | Completion::Received { token, .. } => *token,
+        };
+        loop {
+            if let Some(i) = self.exchanged.iter().position(|c| of(c) == token) {
+                return Ok(self.exchanged.swap_remove(i));
+            }
+            if Instant::now() > deadline {
+                return Err(FabricError("a peer did not answer in time (did it die?)".into()));
+            }
+            let mut got = Vec::new();
+            self.read_cq(&mut got)?;
+            self.ready.append(&mut got);
+            std::thread::yield_now();
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! The libfabric driver with real providers (`tcp`, which libfabric runs as
+//! `tcp;ofi_rxm`, and `shm`), ranks as processes started by the driver's own local
+//! launcher: 2 and 3 ranks run a plan with many small and large messages, kept in each
+//! source's order, and gather the right sums to rank 0; a failing kernel and a killed
+//! rank end the job within seconds, naming the rank; an unknown provider is refused with
+//! the list of those available. Run by `cargo test` (feature `fabric`), this program
+//! starts itself as the ranks.
+
+mod common;
+
+use common::Push;
+use dagwire_runtime::drivers::fabric::{self, FabricConfig, FabricJob, raw};
+use dagwire_runtime::drivers::launch;
+use dagwire_runtime::{
+    ChunkId, DagBuilder, KernelId, Kernels, Message, Payload, Rank, Strategy, StrategyCtx, Task, TaskSpec,
+};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What a rank process does (the test's parent sets it).
+const MODE: &str = "DAGWIRE_TEST_FABRIC_MODE";
+/// The provider the ranks use.
+const PROVIDER: &str = "DAGWIRE_TEST_FABRIC_PROVIDER";
+
+fn main() {
+    if let Ok(mode) = std::env::var(MODE) {
+        let job = FabricJob::from_env().expect("started by the local launcher");
+        let provider = std::env::var(PROVIDER).expect("the parent names the provider");
+        match mode.as_str() {
+            "sums" => sums_main(&job, &provider),
+            "failing" => failing_main(&job, &provider),
+            "killed" => killed_main(&job, &provider),
+            m => panic!("unknown mode {m}"),
+        }
+        return;
+    }
+    unknown_provider_is_refused_with_the_available_ones();
+    for provider in ["tcp", "shm"] {
+        for ranks in [2, 3] {
+            let job = start(provider, ranks, "sums");
+            assert!(job.0.success(), "{provider}, {ranks} ranks: {:?}\n{}", job.0.failure(), job.1);
+        }
+        let started = Instant::now();
+        let (job, stderr) = start(provider, 3, "failing");
+        assert_eq!(job.failed.map(|(r, _)| r), Some(1), "{provider}: rank 1 should fail first:\n{stderr}");
+        assert!(
+            stderr.contains("rank 1 failed: task t1 (kernel 9) on rank r1 failed: kernel 9 refuses"),
+            "{provider}: the failure does not name the rank, task and reason:\n{stderr}"
+        );
+        let (job, stderr) = start(provider, 3, "killed");
+        let (rank, status) = job.failed.expect("a killed rank fails the job");
+        assert_eq!(rank, 2, "{provider}: {stderr}");
+        assert!(job.failure().unwrap().contains("rank 2 was killed by signal 9"), "{:?}", job.failure());
+        assert!(!status.success());
+        assert!(started.elapsed() < Duration::from_secs(30), "{provider}: failures took {:?}", started.elapsed());
+    }
+}
+
+/// Starts this program as `ranks` ranks in `mode`; returns how the job ended and the ranks' stderr.
+fn start(provider: &str, ranks: usize, mode: &str) -> (launch::LocalJob, String) {
+    let dir =
+        std::env::temp_dir().join(format!("dagwire-fabric-test-{}-{provider}-{ranks}-{mode}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a log directory");
+    let log = |r: usize| dir.join(format!("rank-{r}.err"));
+    let exe = std::env::current_exe().expect("own path");
+    let job = launch::run(
+        ranks,
+        |r| {
+            let mut cmd = Command::new(&exe);
+            cmd.env(MODE, mode)
+                .env(PROVIDER, provider)
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(log(r)).expect("a log file"));
+            cmd
+        },
+        Duration::from_secs(60),
+    )
+    .expect("the ranks start");
+    let stderr = (0..ranks).map(|r| std::fs::read_to_string(log(r)).unwrap_or_default()).collect::<Vec<_>>().join("");
+    let _ = std::fs::remove_dir_all(&dir);
+    (job, stderr)
+}
+
+fn unknown_provider_is_refused_with_the_available_ones() {
+    let available = raw::providers();
+    assert!(available.iter().any(|p| p == "shm"), "shm is not listed: {available:?}");
+    assert!(available.iter().any(|p| p.starts_with("tcp")), "tcp is not listed: {available:?}");
+    let Err(e) = raw::Endpoint::open("no-such-provider") else { panic!("an unknown provider opened") };
+    assert!(e.0.contains("no libfabric provider `no-such-provider`") && e.0.contains("shm"), "{e}");
+}
+
+fn config(provider: &str) -> FabricConfig {
+    FabricConfig {
+        provider: provider.into(),
+        workers: 1,
+        progress: dagwire_runtime::Progress::Auto,
+        timeout: Duration::from_secs(30),
+        fault: None,
+    }
+}
+
+/// Numbers its messages to each destination and refuses any that arrives out of that
+/// order (the driver keeps each source's order, large payloads included).
+#[derive(Default)]
+struct Sequenced {
+    sent: Vec<u64>,
+    due: Vec<u64>,
+}
+
+impl Strategy for Sequenced {
+    fn name(&self) -> &'static str {
+        "sequenced"
+    }
+    fn op_name(&self, _: u8) -> &'static str {
+        "sequenced-data"
+    }
+    fn on_chunk_ready(&mut self, ctx: &mut StrategyCtx<'_>, chunk: ChunkId, data: &Payload, readers: &[Rank]) {
+        self.sent.resize(ctx.dag.ranks(), 0);
+        for &r in readers {
+            let mut msg = Message::data(0, chunk, data.clone());
+            msg.arg = self.sent[r.index()];
+            self.sent[r.index()] += 1;
+            ctx.send(r, msg);
+        }
+    }
+    fn on_message(&mut self, ctx: &mut StrategyCtx<'_>, from: Rank, msg: Message) -> Result<(), String> {
+        self.due.resize(ctx.dag.ranks(), 0);
+        let due = &mut self.due[from.index()];
+        if msg.arg != *due {
+            return Err(format!("message {} from {from} arrived when {due} was due", msg.arg));
+        }
+        *due += 1;
+        ctx.deliver(msg.chunk, from, msg.payload.ok_or("a data message without data")?);
+        Ok(())
+    }
+}
+
+/// Kernel 0 writes `args[0]` repeated over `args[1]` f64s; kernel 9 fails; any other
+/// sums every value of its inputs.
+struct Sums;
+
+impl Kernels for Sums {
+    fn run(&self, task: &Task, inputs: Vec<Payload>) -> Result<Vec<Payload>, String> {
+        Ok(vec![match task.kernel.0 {
+            0 => Payload::from_f64(vec![task.args[0] as f64; task.args[1] as usize]),
+            9 => return Err("kernel 9 refuses".into()),
+            _ => Payload::from_f64(vec![inputs.iter().flat_map(|p| p.as_f64()).sum()]),
+        }])
+    }
+}
+
+/// Every rank makes 40 values, alternately small and above the inline limit; every rank
+/// sums everyone's values (so every pair of ranks exchanges 80 messages in order).
+fn sums_main(job: &FabricJob, provider: &str) {
+    use dagwire_runtime::drivers::JobRank;
+    let n = job.size();
+    let mut b = DagBuilder::new(n);
+    const VALUES: u32 = 40;
+    let lens = |i: u32| if i.is_multiple_of(2) { 3 } else { (fabric::INLINE_LIMIT / 8) as u32 * 3 + 1 };
+    let mut parts: Vec<ChunkId> = Vec::new();
+    for r in 0..n as u32 {
+        for i in 0..VALUES {
+            let len = lens(i);
+            let bytes = [len as u64 * 8];
+            let spec = TaskSpec::new(KernelId(0), Rank(r)).args([r + i, len, 0, 0]).outputs(&bytes);
+            parts.push(b.add(spec).output(0));
+        }
+    }
+    for r in 0..n as u32 {
+        b.add(TaskSpec::new(KernelId(1), Rank(r)).inputs(&parts).outputs(&[8]));
+    }
+    let dag = Arc::new(b.finish());
+    let results: Vec<ChunkId> = dag.results().to_vec();
+    let strategy = |_: Rank| -> Box<dyn Strategy> { Box::<Sequenced>::default() };
+    let out = fabric::run(job, &dag, &Sums, &strategy, &config(provider)).unwrap_or_else(|e| panic!("{e}"));
+    let expected: f64 = (0..n as u32).flat_map(|r| (0..VALUES).map(move |i| (r + i) as f64 * lens(i) as f64)).sum();
+    match out {
+        Some(out) => {
+            assert_eq!(job.rank(), 0, "only rank 0 gets the outcome");
+            assert_eq!(out.results.len(), n);
+            for c in results {
+                assert_eq!(out.results[&c].as_f64(), &[expected], "result {c:?}");
+            }
+            let t = out.trace.message_totals();
+            assert_eq!(t.data_messages as usize, n * (n - 1) * VALUES as usize, "{t:?}");
+        }
+        None => assert_ne!(job.rank(), 0),
+    }
+}
+
+/// Rank 1's only task fails; it says why and exits, while the others wait for it.
+fn failing_main(job: &FabricJob, provider: &str) {
+    use dagwire_runtime::drivers::JobRank;
+    let n = job.size();
+    let mut b = DagBuilder::new(n);
+    let first = b.add(TaskSpec::new(KernelId(0), Rank(0)).args([1, 1, 0, 0]).outputs(&[8])).output(0);
+    b.add(TaskSpec::new(KernelId(9), Rank(1)).inputs(&[first]).outputs(&[8]));
+    b.add(TaskSpec::new(KernelId(1), Rank(2)).inputs(&[first]).outputs(&[8]));
+    let push = |_: Rank| -> Box<dyn Strategy> { Box::new(Push) };
+    if let Err(e) = fabric::run(job, &Arc::new(b.finish()), &Sums, &push, &config(provider)) {
+        eprintln!("rank {} failed: {e}", job.rank());
+        job.abort(3);
+    }
+}
+
+/// Rank 2 is killed (SIGKILL) in the middle of the run; the others wait for its data.
+fn killed_main(job: &FabricJob, provider: &str) {
+    use dagwire_runtime::drivers::JobRank;
+    let n = job.size();
+    let mut b = DagBuilder::new(n);
+    let from2 = b.add(TaskSpec::new(KernelId(0), Rank(2)).args([1, 1, 0, 0]).outputs(&[8])).output(0);
+    b.add(TaskSpec::new(KernelId(1), Rank(0)).inputs(&[from2]).outputs(&[8]));
+    b.add(TaskSpec::new(KernelId(1), Rank(1)).inputs(&[from2]).outputs(&[8]));
+    struct KillsRank2;
+    impl Kernels for KillsRank2 {
+        fn run(&self, task: &Task, inputs: Vec<Payload>) -> Result<Vec<Payload>, String> {
+            if task.owner == Rank(2) {
+                let _ = Command::new("kill").args(["-KILL", &std::process::id().to_string()]).status();
+                std::thread::sleep(Duration::from_secs(60));
+            }
+            Sums.run(task, inputs)
+        }
+    }
+    let push = |_: Rank| -> Box<dyn Strategy> { Box::new(Push) };
+    if let Err(e) = fabric::run(job, &Arc::new(b.finish()), &KillsRank2, &push, &config(provider)) {
+        eprintln!("rank {} failed: {e}", job.rank());
+        job.abort(3);
+    }
+}
