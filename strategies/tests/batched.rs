@@ -613,7 +613,7 @@ fn malformed_collectives_are_refused() {
     let (dag, x, y) = three_ranks();
     let cases: [(Vec<Contribution>, &str); 6] = [
         (vec![part(0, vec![empty(0)]), part(1, vec![empty(0)])], "received 0 chunks, expected 1"),
-        (vec![part(0, vec![data(x, 16, 0)])], "expected one per other rank"),
+        (vec![part(0, vec![data(x, 16, 0)])], "expected 2 (one per other rank)"),
         (vec![part(0, vec![data(x, 16, 0)]), part(1, vec![data(y, 24, 0)])], "does not receive in epoch 0"),
         (vec![part(0, vec![data(x, 16, 0)]), part(1, vec![data(x, 16, 0)])], "does not produce"),
         (vec![part(0, vec![data(x, 16, 3)]), part(1, vec![empty(0)])], "epoch 3"),
