@@ -33,8 +33,9 @@
 //! one at a time: it joins a collective of epoch `e` once the one before has completed
 //! here and every local task that produces a chunk of epoch `e` read on another rank has
 //! finished. A rank's all-to-all-v contribution to each peer is one `batch-data` message
-//! per chunk of epoch `e` that peer reads, or one `batch-empty` header when there is
-//! none; a broadcast carries one `batch-bcast` message. Chunks arrive only through these
+//! per chunk of epoch `e` that peer reads, or no message at all when there is none (the
+//! collective still tells the peer with a header, recorded as an `empty` control
+//! message; no allocation per empty contribution, which at 1024 ranks is most of them); a broadcast carries one `batch-bcast` message. Chunks arrive only through these
 //! collectives; nothing moves point to point (except late sends, with a time window).
 //!
 //! **Exchange.** With `exchange = alltoallv` (the default) every rank joins every
@@ -56,7 +57,7 @@
 //! after the early join are **late sends**: one `batch-late` point-to-point message per
 //! (chunk, reader rank), with every phase recorded as for any transfer. A reader
 //! accepts each chunk once, by either path. With `exchange = neighbor` the graph is the
-//! planned one, so a destination whose chunks all go late gets a `batch-empty` header.
+//! planned one, so a destination whose chunks all go late gets an empty contribution.
 //! `window_us = 0` (the default) turns the window off: nothing moves point to point.
 //!
 //! **No deadlock**, by induction over that order: when every collective before `C`
@@ -72,11 +73,13 @@
 //! driver's time, recorded by the reader; for a broadcast, the root's join); `Completed`
 //! when the collective completed on the reader. Messages: one record per contribution a
 //! rank receives — all-to-all-v: per (collective, sender, receiver), data (its chunks'
-//! bytes, named after its first chunk) or control (a header); broadcast: per tree edge.
+//! bytes, named after its first chunk) or control (a header); neighbour exchange: the
+//! same, per edge of the epoch's graph; broadcast: per tree edge. A late send records
+//! `Started` and `Wire` when it leaves and `Completed` on delivery, like an eager send,
+//! and is one `batch-late` data record.
 
 use crate::StrategyInfo;
 use dagwire_runtime::collective::{AllToAllAlgorithm, Tree};
-use dagwire_runtime::message::NO_CHUNK;
 use dagwire_runtime::trace::Phase;
 use dagwire_runtime::{
     Capability, ChunkId, CollectiveKind, Contribution, Dag, Message, ParamSpec, Params, Payload, Rank, Strategy,
@@ -274,8 +277,8 @@ pub fn epochs(dag: &Dag, mode: Epochs) -> Vec<u32> {
 
 /// Operation code of a chunk in an all-to-all-v contribution; `arg` is the epoch.
 const DATA: u8 = 1;
-/// Operation code of an empty contribution; `arg` is the epoch.
-const EMPTY: u8 = 2;
+// Operation code 2 was an empty contribution's header; an empty contribution now
+// carries no message at all.
 /// Operation code of a broadcast chunk; `arg` is the epoch.
 const BCAST: u8 = 3;
 /// Operation code of a late send (a chunk produced after its epoch's early join);
@@ -669,7 +672,7 @@ impl Next {
 /// b.add(TaskSpec::new(KernelId(0), Rank(1)).inputs(&[a.output(0)]).outputs(&[8]));
 /// let plan = Arc::new(RunPlan::new(&Arc::new(b.finish()), Config::new(Epochs::Level)));
 /// let r1 = Batched::new(&plan, Rank(1));
-/// assert_eq!([1, 2, 3, 4].map(|op| r1.op_name(op)), ["batch-data", "batch-empty", "batch-bcast", "batch-late"]);
+/// assert_eq!([1, 3, 4].map(|op| r1.op_name(op)), ["batch-data", "batch-bcast", "batch-late"]);
 /// assert_eq!(r1.needs(), &[Capability::AllToAllV]);
 /// assert_eq!(r1.collective_ids(), [all_to_all_id(0)]);
 /// assert!(!r1.is_idle(), "epoch 0's all-to-all-v is still to join");
@@ -849,7 +852,6 @@ impl Batched {
                 }
                 let mut outbox = self.outbox.remove(&epoch).unwrap_or_default();
                 outbox.sort_unstable_by_key(|&(reader, chunk, _)| (reader, chunk));
-                let empty = || vec![Message::control(EMPTY, NO_CHUNK, epoch as u64)];
                 // This rank's destinations: every other rank, or its out-neighbours.
                 let (kind, destinations) = match self.plan.cfg.exchange {
                     Exchange::AllToAllV => {
@@ -874,7 +876,7 @@ impl Batched {
                         msg.arg = epoch as u64;
                         messages.push(msg);
                     }
-                    sends.push((to, if messages.is_empty() { empty() } else { messages }));
+                    sends.push((to, messages));
                 }
                 // A chunk for a rank that is no destination is a planning bug: the join
                 // check refuses it, naming the rank.
@@ -936,11 +938,10 @@ impl Batched {
                     ctx.deliver(chunk, from, payload);
                     chunks += 1;
                 }
-                (EMPTY, None) if count == 1 => {}
                 (op, _) => {
                     return Err(format!(
                         "{from} contributed operation {op} ({count} messages) to epoch {epoch}; expected batch-data \
-                         messages with bytes, or one batch-empty header"
+                         messages with bytes, or no message for an empty contribution"
                     ));
                 }
             }
@@ -987,7 +988,6 @@ impl Strategy for Batched {
     fn op_name(&self, op: u8) -> &'static str {
         match op {
             DATA => "batch-data",
-            EMPTY => "batch-empty",
             BCAST => "batch-bcast",
             LATE => "batch-late",
             _ => "unknown",

@@ -292,9 +292,10 @@ fn a_rank_joins_with_its_neighbours_and_refuses_lost_or_foreign_chunks() {
         join.sends.iter().flat_map(|(to, ms)| ms.iter().map(|m| (*to, m.op, m.chunk))).collect();
     assert_eq!(shape, [(Rank(1), 1, x), (Rank(2), 1, x)]);
 
-    let cases: [(Vec<Contribution>, &str); 5] = [
+    let cases: [(Vec<Contribution>, &str); 6] = [
         (vec![], "0 contributions, expected 1 (one per source of its graph)"),
-        (vec![part(0, vec![Message::control(2, NO_CHUNK, 0)])], "received 0 chunks, expected 1"),
+        (vec![part(0, vec![])], "received 0 chunks, expected 1"),
+        (vec![part(0, vec![Message::control(2, NO_CHUNK, 0)])], "expected batch-data messages with bytes"),
         (vec![part(0, vec![data(1, y, 24, 0)])], "does not receive in epoch 0"),
         (vec![part(0, vec![data(1, x, 16, 0), data(1, x, 16, 0)])], "already received"),
         (vec![part(1, vec![data(1, x, 16, 0)])], "does not produce"),
@@ -465,8 +466,7 @@ fn a_late_chunk_is_checked_like_any_other() {
     assert!(protocol_error(&r2).contains("already received"));
     // An exchange that brings fewer chunks is fine with a window (the rest come late).
     let mut r2 = fresh();
-    let empty = Message::control(2, NO_CHUNK, 0);
-    r2.handle_collective_done(5, 0, vec![part(0, vec![empty.clone()]), part(1, vec![empty])]);
+    r2.handle_collective_done(5, 0, vec![part(0, vec![]), part(1, vec![])]);
     assert!(r2.error().is_none(), "{:?}", r2.error());
     let _ = y;
 }
