@@ -42,9 +42,10 @@ fn run(w: &dyn Workload, strategy: &str, given: &[(&str, ParamValue)], local: bo
 #[test]
 fn every_run_plans_once_whatever_its_ranks_and_driver() {
     let str = |s: &str| ParamValue::Str(s.into());
-    let cases: [(&str, Vec<(&str, ParamValue)>); 5] = [
+    let cases: [(&str, Vec<(&str, ParamValue)>); 6] = [
         ("batched", vec![]),
         ("batched", vec![("epochs", str("tasks")), ("bcast_threshold", ParamValue::Int(1))]),
+        ("batched", vec![("exchange", str("neighbor")), ("window_us", ParamValue::Int(1))]),
         ("rma", vec![]),
         ("rma", vec![("mode", str("put")), ("sync", str("fence"))]),
         ("rma", vec![("mode", str("get")), ("sync", str("fence"))]),

@@ -303,7 +303,7 @@ fn data_moves_only_in_collectives_and_every_transfer_completes() {
                     drive(&dag, &with_trees(&dag, mode, k, threshold, tree), &epoch_of, TIMINGS[0], 200_000).unwrap();
                 assert_eq!(run.p2p_sends, 0, "{label}: point-to-point sends");
                 let kinds: BTreeSet<&str> = run.trace.messages.iter().map(|m| m.kind).collect();
-                assert!(kinds.is_subset(&["batch-data", "batch-empty", "batch-bcast"].into()), "{label}: {kinds:?}");
+                assert!(kinds.is_subset(&["batch-data", "empty", "batch-bcast"].into()), "{label}: {kinds:?}");
                 // One record per (all-to-all-v, sender, receiver) and per broadcast edge.
                 let want = expected_messages(&dag, &epoch_of, threshold as usize);
                 assert_eq!(run.trace.messages.len(), want, "{label}");
@@ -313,8 +313,8 @@ fn data_moves_only_in_collectives_and_every_transfer_completes() {
                 assert_eq!(totals.data_bytes, want, "{label}");
                 assert_eq!(totals.control_bytes, totals.control_messages * HEADER_BYTES, "{label}");
                 for m in &run.trace.messages {
-                    assert_eq!(m.class == MessageClass::Data, m.kind != "batch-empty", "{label}: {m:?}");
-                    assert_eq!(m.chunk == NO_CHUNK, m.kind == "batch-empty", "{label}: {m:?}");
+                    assert_eq!(m.class == MessageClass::Data, m.kind != "empty", "{label}: {m:?}");
+                    assert_eq!(m.chunk == NO_CHUNK, m.kind == "empty", "{label}: {m:?}");
                 }
                 let rows = run.trace.transfers(|c| dag.chunk(c).bytes);
                 assert_eq!(rows.len(), transfers(&dag).len(), "{label}");
@@ -550,8 +550,9 @@ fn data(chunk: ChunkId, bytes: usize, epoch: u64) -> Message {
     m
 }
 
-fn empty(epoch: u64) -> Message {
-    Message::control(2, NO_CHUNK, epoch)
+/// What an empty all-to-all-v contribution carries: no message.
+fn empty() -> Vec<Message> {
+    Vec::new()
 }
 
 fn part(from: u32, messages: Vec<Message>) -> Contribution {
@@ -581,9 +582,9 @@ fn a_rank_joins_only_after_its_producers_and_sends_each_peer_one_contribution() 
     let mut r2 = engine(2, &dag);
     r2.handle_start(0);
     let [Action::Collective(join)] = &actions(&mut r2, 0)[..] else { panic!("r2 joins at once") };
-    assert!(join.sends.iter().all(|(_, ms)| ms == &[empty(0)]), "{:?}", join.sends);
+    assert!(join.sends.iter().all(|(_, ms)| ms.is_empty()), "{:?}", join.sends);
     // Epoch 0 brings x; r2 then joins epoch 1 before anything else.
-    r2.handle_collective_done(10, 0, vec![part(0, vec![data(x, 16, 0)]), part(1, vec![empty(0)])]);
+    r2.handle_collective_done(10, 0, vec![part(0, vec![data(x, 16, 0)]), part(1, empty())]);
     assert!(r2.error().is_none(), "{:?}", r2.error());
     let [Action::Collective(join)] = &actions(&mut r2, 10)[..] else { panic!("r2 joins epoch 1") };
     assert_eq!(join.id, all_to_all_id(1));
@@ -592,7 +593,7 @@ fn a_rank_joins_only_after_its_producers_and_sends_each_peer_one_contribution() 
         trace.messages.iter().map(|m| (m.src, m.kind, m.class, m.bytes)).collect();
     assert_eq!(
         recorded,
-        [(Rank(0), "batch-data", MessageClass::Data, 16), (Rank(1), "batch-empty", MessageClass::Control, 32)]
+        [(Rank(0), "batch-data", MessageClass::Data, 16), (Rank(1), "empty", MessageClass::Control, 32)]
     );
     let x_phases: Vec<(Phase, u64)> =
         trace.transfer_events.iter().filter(|e| e.chunk == x).map(|e| (e.phase, e.at_ns)).collect();
@@ -612,12 +613,15 @@ fn point_to_point_messages_are_refused() {
 fn malformed_collectives_are_refused() {
     let (dag, x, y) = three_ranks();
     let cases: [(Vec<Contribution>, &str); 6] = [
-        (vec![part(0, vec![empty(0)]), part(1, vec![empty(0)])], "received 0 chunks, expected 1"),
-        (vec![part(0, vec![data(x, 16, 0)])], "expected one per other rank"),
+        (vec![part(0, empty()), part(1, empty())], "received 0 chunks, expected 1"),
+        (vec![part(0, vec![data(x, 16, 0)])], "expected 2 (one per other rank)"),
         (vec![part(0, vec![data(x, 16, 0)]), part(1, vec![data(y, 24, 0)])], "does not receive in epoch 0"),
         (vec![part(0, vec![data(x, 16, 0)]), part(1, vec![data(x, 16, 0)])], "does not produce"),
-        (vec![part(0, vec![data(x, 16, 3)]), part(1, vec![empty(0)])], "epoch 3"),
-        (vec![part(0, vec![data(x, 16, 0), empty(0)]), part(1, vec![empty(0)])], "one batch-empty"),
+        (vec![part(0, vec![data(x, 16, 3)]), part(1, empty())], "epoch 3"),
+        (
+            vec![part(0, vec![data(x, 16, 0), Message::control(2, NO_CHUNK, 0)]), part(1, empty())],
+            "expected batch-data messages with bytes",
+        ),
     ];
     for (received, want) in cases {
         let mut r2 = engine(2, &dag);
@@ -700,10 +704,7 @@ fn registered_with_checked_parameters() {
     let dag = fan_dag();
     let s = info.factory(&defaults, &dag, 1)(Rank(0));
     assert_eq!((info.needs)(&defaults), s.needs());
-    assert_eq!(
-        (s.name(), s.op_name(1), s.op_name(2), s.op_name(0)),
-        ("batched", "batch-data", "batch-empty", "unknown")
-    );
+    assert_eq!((s.name(), s.op_name(1), s.op_name(2), s.op_name(0)), ("batched", "batch-data", "unknown", "unknown"));
     assert_eq!(s.needs(), &[Capability::AllToAllV]);
     let trees = with_trees(&dag, "level", 1, 3, "chain")(Rank(0));
     assert_eq!(trees.needs(), &[Capability::AllToAllV, Capability::Broadcast]);

@@ -25,6 +25,9 @@ fn configurations() -> Vec<(&'static str, Vec<(&'static str, ParamValue)>)> {
         ("batched", vec![("epochs", s("tasks")), ("epoch_tasks", i(3))]),
         ("batched", vec![("bcast_threshold", i(1))]),
         ("batched", vec![("bcast_threshold", i(1)), ("tree", s("chain")), ("segment_bytes", i(1000))]),
+        ("batched", vec![("exchange", s("neighbor"))]),
+        ("batched", vec![("window_us", i(1))]),
+        ("batched", vec![("exchange", s("neighbor")), ("window_us", i(1)), ("bcast_threshold", i(1))]),
     ];
     for mode in ["get", "put"] {
         for sync in ["passive", "fence"] {
