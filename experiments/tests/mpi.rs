@@ -68,6 +68,53 @@ fn u64s(df: &DataFrame, name: &str) -> Vec<u64> {
     s.u64().unwrap().iter().map(|v| v.unwrap_or(0)).collect()
 }
 
+/// batched's sparse exchange and time window on the mpi driver, with MPI's own
+/// collectives and the runtime's: the neighbour all-to-all-v runs through the shared
+/// collective layer either way, and every run verifies.
+#[test]
+fn batched_neighbor_exchange_and_window_verify_on_mpi_with_native_and_runtime_collectives() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("nb.toml");
+    std::fs::write(
+        &file,
+        r#"name = "nb-mpi"
+seed = 4
+timeout_s = 120
+
+[grid]
+workload = "cholesky"
+strategy = "batched"
+driver = "mpi"
+ranks = [3, 4]
+
+[grid.batched]
+exchange = "neighbor"
+window_us = [0, 20]
+
+[grid.mpi]
+launcher_args = "--oversubscribe"
+collectives = ["native", "runtime"]
+job_timeout_s = 120
+
+[grid.cholesky]
+n = 256
+tile = 64
+"#,
+    )
+    .unwrap();
+    let out = tmp.path().join("out");
+    let run = experiment(&["run", file.to_str().unwrap(), "--out", out.to_str().unwrap()], &[]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "experiment run failed: {}\n{stderr}", run.status);
+    let points = tables::read_points(&out).unwrap();
+    assert_eq!(points.height(), 8, "2 rank counts x 2 windows x 2 collective modes");
+    let verified = column(&points, "verified");
+    assert!(verified.iter().all(|v| v == "true"), "{verified:?}\n{stderr}");
+    let modes: std::collections::BTreeSet<String> = column(&points, "mpi.collectives").into_iter().collect();
+    assert_eq!(modes.len(), 2);
+}
+
 #[test]
 fn every_strategy_verifies_on_2_and_4_ranks_with_aligned_clocks() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
