@@ -272,7 +272,13 @@ fn interpret(
         )),
         (Some(_), Some(line)) if reasons.is_empty() => record_from_json(point, rep, wall_s, line),
         (Some(status), _) => {
-            let why = if reasons.is_empty() { launcher_says(job) } else { reasons.join("; ") };
+            // A rank killed by a signal is the cause; the ranks that then lost it only
+            // report the loss, so the launcher's line about the signal goes first.
+            let killed = job.stderr.lines().chain(job.stdout.lines()).map(str::trim).filter(|l| {
+                (l.starts_with(LOCAL_FAILURE) && l.contains("killed by signal")) || l.contains("exited on signal")
+            });
+            let why: Vec<&str> = killed.chain(reasons.iter().copied()).collect();
+            let why = if why.is_empty() { launcher_says(job) } else { why.join("; ") };
             Err(format!("the job failed ({launcher} {status}): {why}"))
         }
     }

@@ -45,7 +45,7 @@ fn every_run_plans_once_whatever_its_ranks_and_driver() {
     let cases: [(&str, Vec<(&str, ParamValue)>); 6] = [
         ("batched", vec![]),
         ("batched", vec![("epochs", str("tasks")), ("bcast_threshold", ParamValue::Int(1))]),
-        ("batched", vec![("exchange", str("neighbor")), ("window_us", ParamValue::Int(1))]),
+        ("batched", vec![("exchange", str("neighbor")), ("window_usec", ParamValue::Int(1))]),
         ("rma", vec![]),
         ("rma", vec![("mode", str("put")), ("sync", str("fence"))]),
         ("rma", vec![("mode", str("get")), ("sync", str("fence"))]),

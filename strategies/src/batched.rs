@@ -47,7 +47,7 @@
 //! out-neighbours of that epoch (possibly none) and contributes only to its
 //! out-neighbours, so an epoch costs one contribution per communicating rank pair.
 //!
-//! **Time window.** With `window_us = W > 0` an epoch's exchange may close early: each
+//! **Time window.** With `window_usec = W > 0` an epoch's exchange may close early: each
 //! chunk a rank produces for an epoch's all-to-all-v (or neighbour exchange) re-arms a
 //! timer `W` µs ahead (an engine timer, [`StrategyCtx::set_timer`]); when it fires
 //! (nothing new produced for that epoch for `W`) the epoch is *quiet*, and the rank
@@ -58,7 +58,7 @@
 //! (chunk, reader rank), with every phase recorded as for any transfer. A reader
 //! accepts each chunk once, by either path. With `exchange = neighbor` the graph is the
 //! planned one, so a destination whose chunks all go late gets an empty contribution.
-//! `window_us = 0` (the default) turns the window off: nothing moves point to point.
+//! `window_usec = 0` (the default) turns the window off: nothing moves point to point.
 //!
 //! **No deadlock**, by induction over that order: when every collective before `C`
 //! (of epoch `e`) has completed on every rank, each rank holds every remote chunk its
@@ -108,14 +108,14 @@ pub const INFO: StrategyInfo = StrategyInfo {
 /// Default of the `epoch_tasks` parameter.
 pub const DEFAULT_EPOCH_TASKS: u32 = 64;
 
-/// Largest `window_us` (an hour).
+/// Largest `window_usec` (an hour).
 pub const MAX_WINDOW_US: i64 = 3_600_000_000;
 
 /// Default of the `segment_bytes` parameter.
 pub const DEFAULT_SEGMENT_BYTES: u64 = 64 * 1024;
 
 /// The parameters a sweep may set (`batched.epochs`, `batched.epoch_tasks`,
-/// `batched.exchange`, `batched.alltoall`, `batched.window_us`, `batched.bcast_threshold`,
+/// `batched.exchange`, `batched.alltoall`, `batched.window_usec`, `batched.bcast_threshold`,
 /// `batched.tree`, `batched.segment_bytes`).
 ///
 /// ```
@@ -124,7 +124,7 @@ pub const DEFAULT_SEGMENT_BYTES: u64 = 64 * 1024;
 /// let p = Params::resolve(&specs, Default::default()).unwrap();
 /// assert_eq!((p.str("epochs"), p.int("epoch_tasks")), ("level", 64));
 /// assert_eq!((p.int("bcast_threshold"), p.str("tree"), p.int("segment_bytes")), (0, "binomial", 65536));
-/// assert_eq!((p.str("alltoall"), p.str("exchange"), p.int("window_us")), ("pairwise", "alltoallv", 0));
+/// assert_eq!((p.str("alltoall"), p.str("exchange"), p.int("window_usec")), ("pairwise", "alltoallv", 0));
 /// let bad_exchange = [("exchange".to_string(), ParamValue::Str("sparse".into()))].into();
 /// assert!(Params::resolve(&specs, bad_exchange).unwrap_err().to_string().contains("one of alltoallv, neighbor"));
 /// let bad = [("epochs".to_string(), ParamValue::Str("rounds".into()))].into();
@@ -155,7 +155,7 @@ pub fn params() -> Vec<ParamSpec> {
              exchange data in that epoch)",
         ),
         ParamSpec::int(
-            "window_us",
+            "window_usec",
             0,
             MAX_WINDOW_US,
             0,
@@ -326,7 +326,7 @@ impl Exchange {
 /// let sparse = Config::new(Epochs::Level).with_exchange(Exchange::Neighbor);
 /// assert_eq!(sparse.needs(), &[Capability::NeighborAllToAllV]);
 /// assert_eq!(
-///     sparse.with_window_us(5).needs(),
+///     sparse.with_window_usec(5).needs(),
 ///     &[Capability::PointToPoint, Capability::NeighborAllToAllV]
 /// );
 /// ```
@@ -380,7 +380,7 @@ impl Config {
     }
 
     /// Closes an epoch early after `us` microseconds without a new chunk (0: never).
-    pub fn with_window_us(mut self, us: u64) -> Self {
+    pub fn with_window_usec(mut self, us: u64) -> Self {
         self.window_ns = us.saturating_mul(1000);
         self
     }
@@ -411,12 +411,12 @@ impl Config {
             .unwrap_or_else(|| panic!("alltoall = {} was not checked against batched::params", params.str("alltoall")));
         let exchange = Exchange::from_name(params.str("exchange"))
             .unwrap_or_else(|| panic!("exchange = {} was not checked against batched::params", params.str("exchange")));
-        let window_us = u64::try_from(params.int("window_us")).expect("window_us is checked >= 0");
+        let window_usec = u64::try_from(params.int("window_usec")).expect("window_usec is checked >= 0");
         Config::new(mode)
             .with_broadcast(threshold, tree)
             .with_alltoall(alltoall)
             .with_exchange(exchange)
-            .with_window_us(window_us)
+            .with_window_usec(window_usec)
     }
 
     /// What a driver must offer: the epoch exchange's collective, broadcasts if chunks

@@ -1,4 +1,4 @@
-//! batched's sparse exchange (`exchange = neighbor`) and time window (`window_us`), on
+//! batched's sparse exchange (`exchange = neighbor`) and time window (`window_usec`), on
 //! every in-process driver: the in-memory harness (whose kernels check every input's
 //! bytes), the local driver and the simulator (real kernels, verified by the workload).
 
@@ -323,11 +323,11 @@ fn registered_with_checked_exchange_and_window() {
     let info = dagwire_strategies::find("batched").unwrap();
     let err = info.needs_with(&[("exchange", s("sparse"))]).unwrap_err().to_string();
     assert!(err.contains("exchange") && err.contains("alltoallv, neighbor"), "{err}");
-    let err = info.needs_with(&[("window_us", ParamValue::Int(-1))]).unwrap_err().to_string();
-    assert!(err.contains("window_us"), "{err}");
+    let err = info.needs_with(&[("window_usec", ParamValue::Int(-1))]).unwrap_err().to_string();
+    assert!(err.contains("window_usec"), "{err}");
     assert_eq!(info.needs_with(&neighbor()).unwrap(), &[Capability::NeighborAllToAllV]);
     let both =
-        [("exchange", s("neighbor")), ("window_us", ParamValue::Int(3)), ("bcast_threshold", ParamValue::Int(2))];
+        [("exchange", s("neighbor")), ("window_usec", ParamValue::Int(3)), ("bcast_threshold", ParamValue::Int(2))];
     assert_eq!(
         info.needs_with(&both).unwrap(),
         &[Capability::PointToPoint, Capability::NeighborAllToAllV, Capability::Broadcast]
@@ -346,7 +346,7 @@ fn registered_with_checked_exchange_and_window() {
 }
 
 // ---------------------------------------------------------------------------------
-// window_us
+// window_usec
 // ---------------------------------------------------------------------------------
 
 /// r0 runs three epoch-0 tasks one after the other, each producing a chunk read on r1;
@@ -360,7 +360,7 @@ fn slow_producer() -> (Arc<Dag>, [ChunkId; 3]) {
 }
 
 fn window(us: i64, exchange: &str) -> Given {
-    vec![("window_us", ParamValue::Int(us)), ("exchange", s(exchange))]
+    vec![("window_usec", ParamValue::Int(us)), ("exchange", s(exchange))]
 }
 
 /// When each chunk first reached a reader (its earliest `Completed`).
@@ -435,7 +435,7 @@ fn windowed_runs_stay_correct_on_the_harness() {
 #[test]
 fn a_late_chunk_is_checked_like_any_other() {
     let (dag, x, y) = three_ranks();
-    let cfg = Config::new(Epochs::Level).with_window_us(1);
+    let cfg = Config::new(Epochs::Level).with_window_usec(1);
     let fresh = || {
         let mut r2 = engine_with(2, &dag, cfg);
         r2.handle_start(0);

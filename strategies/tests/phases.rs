@@ -26,8 +26,8 @@ fn configurations() -> Vec<(&'static str, Vec<(&'static str, ParamValue)>)> {
         ("batched", vec![("bcast_threshold", i(1))]),
         ("batched", vec![("bcast_threshold", i(1)), ("tree", s("chain")), ("segment_bytes", i(1000))]),
         ("batched", vec![("exchange", s("neighbor"))]),
-        ("batched", vec![("window_us", i(1))]),
-        ("batched", vec![("exchange", s("neighbor")), ("window_us", i(1)), ("bcast_threshold", i(1))]),
+        ("batched", vec![("window_usec", i(1))]),
+        ("batched", vec![("exchange", s("neighbor")), ("window_usec", i(1)), ("bcast_threshold", i(1))]),
     ];
     for mode in ["get", "put"] {
         for sync in ["passive", "fence"] {

@@ -87,16 +87,22 @@ pub fn run(ranks: usize, mut command: impl FnMut(usize) -> Command, limit: Durat
     let mut failed = None;
     let mut timed_out = false;
     while statuses.iter().any(Option::is_none) {
+        // Of the ranks found failed in one pass, one killed by a signal is the cause (the
+        // others exited because they lost it).
+        let mut failed_now: Option<(usize, ExitStatus)> = None;
         for r in 0..ranks {
             let Some(child) = children[r].as_mut() else { continue };
             if let Ok(Some(status)) = child.try_wait() {
                 statuses[r] = Some(status);
                 children[r] = None;
-                if !status.success() && failed.is_none() {
-                    failed = Some((r, status));
-                    kill_all(&mut children);
+                if !status.success() && (failed_now.is_none() || status.code().is_none()) {
+                    failed_now = failed_now.filter(|(_, s)| s.code().is_none()).or(Some((r, status)));
                 }
             }
+        }
+        if failed.is_none() && failed_now.is_some() {
+            failed = failed_now;
+            kill_all(&mut children);
         }
         if failed.is_none() && !timed_out && started.elapsed() > limit {
             // Killed ranks still end, and are reaped by this loop.
