@@ -109,7 +109,7 @@ fn a_killed_rank_fails_its_point_naming_the_rank() {
         dir.path(),
         "fabric-killed",
         "[grid]\nworkload = \"cholesky\"\nstrategy = \"eager\"\ndriver = \"libfabric\"\nranks = 3\n\n\
-         [grid.cholesky]\nn = 512\ntile = 64\n",
+         [grid.cholesky]\nn = 2048\ntile = 64\n",
     );
     let out_dir = dir.path().join("out");
     let started = Instant::now();

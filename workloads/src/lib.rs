@@ -7,6 +7,7 @@
 pub mod cholesky;
 pub mod dp;
 pub mod gemm;
+pub mod grid;
 pub mod micro;
 
 use dagwire_runtime::params::did_you_mean;

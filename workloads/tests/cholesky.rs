@@ -115,3 +115,52 @@ fn faer_reference_factors_the_same_matrix() {
         assert!(r.seconds >= 0.0);
     }
 }
+
+fn with_layout(n: i64, tile: i64, ranks: usize, layout: &str, grid: &str) -> Result<Box<dyn Workload>, ParamError> {
+    let given = [
+        ("n", ParamValue::Int(n)),
+        ("tile", ParamValue::Int(tile)),
+        ("layout", ParamValue::Str(layout.into())),
+        ("grid", ParamValue::Str(grid.into())),
+    ];
+    find("cholesky").unwrap().build(&given, ranks, 2024)
+}
+
+/// `cholesky.layout` and `cholesky.grid`: every distribution verifies, places each task
+/// where its layout says (the task's tile (i, j) is in its first two arguments), and
+/// moves a different amount of data; a grid that does not fit is refused by key.
+#[test]
+fn every_layout_and_grid_verifies_and_places_tiles_as_named() {
+    let cases: [(usize, &str, &str, fn(usize, usize) -> u32); 4] = [
+        (4, "1d-cyclic", "auto", |_, j| (j % 4) as u32),
+        (4, "2d-block-cyclic", "2x2", |i, j| ((i % 2) * 2 + j % 2) as u32),
+        (4, "2d-block-cyclic", "4x1", |i, _| (i % 4) as u32),
+        (3, "2d-block-cyclic", "auto", |_, j| (j % 3) as u32),
+    ];
+    let mut remote_inputs = Vec::new();
+    for (ranks, layout, grid, owner) in cases {
+        let label = format!("{layout} {grid} on {ranks} ranks");
+        let w = with_layout(200, 25, ranks, layout, grid).unwrap_or_else(|e| panic!("{label}: {e}"));
+        let dag = w.dag();
+        let mut remote = 0;
+        for t in dag.task_ids() {
+            let task = dag.task(t);
+            let (i, j) = (task.args[0] as usize, task.args[1] as usize);
+            assert_eq!(task.owner.0, owner(i, j), "{label}: task {t:?} of tile ({i}, {j})");
+            remote += dag.inputs(t).iter().filter(|c| dag.task(dag.chunk(**c).producer).owner != task.owner).count();
+        }
+        remote_inputs.push(remote);
+        let factory = |_r: Rank| Box::new(Eager) as Box<dyn Strategy>;
+        let out = run(dag, w.kernels(), &factory, &cfg(ranks, 1, Progress::Inline)).unwrap();
+        let v = w.verify(&out.results);
+        assert!(v.passed, "{label}: {}", v.detail);
+    }
+    assert_ne!(remote_inputs[0], remote_inputs[1], "1D and 2D distributions move different data: {remote_inputs:?}");
+
+    let e = with_layout(200, 25, 4, "2d-block-cyclic", "3x2").err().unwrap();
+    assert_eq!(e.key, "grid", "{e}");
+    let e = with_layout(200, 25, 4, "1d-cyclic", "2x2").err().unwrap();
+    assert_eq!(e.key, "grid", "{e}");
+    let e = with_layout(200, 25, 4, "2d-block-cyclic", "99999x99999").err().unwrap();
+    assert_eq!(e.key, "grid", "{e}");
+}

@@ -40,7 +40,7 @@ use std::sync::Arc;
 /// Registration.
 pub const INFO: WorkloadInfo = WorkloadInfo {
     name: "cholesky",
-    summary: "tiled right-looking Cholesky (POTRF/TRSM/SYRK/GEMM), 2D block-cyclic; verified by ||A - L L^T||_F / (||A||_F n eps)",
+    summary: "tiled right-looking Cholesky (POTRF/TRSM/SYRK/GEMM), 2D block-cyclic or 1D cyclic; verified by ||A - L L^T||_F / (||A||_F n eps)",
     params,
     prepare: |params, ranks, seed| Ok(Box::new(Cholesky::new(params, ranks, seed)?)),
 };
@@ -58,7 +58,31 @@ pub fn params() -> Vec<ParamSpec> {
     vec![
         ParamSpec::int("n", 1, MAX_N, 1024, "matrix order"),
         ParamSpec::int("tile", 1, MAX_N, 256, "tile edge in elements (the last tile row/column may be smaller)"),
+        ParamSpec::choice(
+            "layout",
+            &["2d-block-cyclic", "1d-cyclic"],
+            "2d-block-cyclic",
+            "tile distribution: 2d-block-cyclic (tile (i, j) on grid position (i mod P, j mod Q)) or 1d-cyclic \
+             (tile column j on rank j mod p)",
+        ),
+        ParamSpec::text("grid", "auto", "2d-block-cyclic's process grid: auto (most nearly square) or \"PxQ\""),
     ]
+}
+
+/// The process grid `layout` and `grid` name for `ranks` ranks (1d-cyclic is the
+/// `1 x p` grid: tile column `j` on rank `j mod p`).
+fn layout_grid(layout: &str, grid: &str, ranks: usize) -> Result<BlockCyclic2D, ParamError> {
+    if ranks == 0 {
+        return Err(ParamError::new("ranks", "0 ranks cannot run anything; use at least 1"));
+    }
+    match layout {
+        "1d-cyclic" if grid != "auto" => Err(ParamError::new(
+            "grid",
+            format!("grid = {grid:?} does not apply to 1d-cyclic (a 1 x p line); use grid = \"auto\""),
+        )),
+        "1d-cyclic" => Ok(BlockCyclic2D { rows: 1, cols: ranks as u32 }),
+        _ => crate::grid::parse_grid(grid, ranks, "ranks"),
+    }
 }
 
 /// One Cholesky instance: its DAG, its kernels, and where its result tiles are.
@@ -75,8 +99,11 @@ impl Cholesky {
     /// Names the parameter (`tile`, `ranks`) and says what is allowed.
     pub fn new(params: &Params, ranks: usize, seed: u64) -> Result<Self, ParamError> {
         let (n, tile) = (params.int("n"), params.int("tile"));
-        let tiling = check(n, tile, ranks)?;
-        let built = plan::build(tiling, ranks);
+        let layout = params.get("layout").map_or("2d-block-cyclic".to_string(), ToString::to_string);
+        let grid = params.get("grid").map_or("auto".to_string(), ToString::to_string);
+        let grid = layout_grid(&layout, &grid, ranks)?;
+        let tiling = check(n, tile, grid)?;
+        let built = plan::build(tiling, grid);
         Ok(Cholesky { dag: Arc::new(built.dag), kernels: CholeskyKernels { tiling, seed }, results: built.results })
     }
 
@@ -92,7 +119,7 @@ impl Cholesky {
 }
 
 /// Validates the parameters against each other and the rank count.
-fn check(n: i64, tile: i64, ranks: usize) -> Result<Tiling, ParamError> {
+fn check(n: i64, tile: i64, grid: BlockCyclic2D) -> Result<Tiling, ParamError> {
     if !(1..=MAX_N).contains(&n) {
         return Err(ParamError::new("n", format!("n = {n} is outside 1..={MAX_N}")));
     }
@@ -108,7 +135,7 @@ fn check(n: i64, tile: i64, ranks: usize) -> Result<Tiling, ParamError> {
         );
         return Err(ParamError::new("tile", why));
     }
-    check_ranks(tiling, ranks)?;
+    check_ranks(tiling, grid)?;
     Ok(tiling)
 }
 
@@ -116,16 +143,16 @@ fn check(n: i64, tile: i64, ranks: usize) -> Result<Tiling, ParamError> {
 ///
 /// More ranks than lower-triangle tiles always leaves one idle, but fewer is not
 /// enough: on the `1 x 3` grid of 3 ranks, a `2 x 2` tile grid leaves column 2 empty.
-fn check_ranks(tiling: Tiling, ranks: usize) -> Result<(), ParamError> {
-    if ranks == 0 {
-        return Err(ParamError::new("ranks", "0 ranks cannot run anything; use at least 1"));
-    }
+fn check_ranks(tiling: Tiling, grid: BlockCyclic2D) -> Result<(), ParamError> {
+    let ranks = grid.ranks();
     let (nt, owned) = (tiling.tiles(), tiling.lower_tiles());
-    let grid = BlockCyclic2D::for_ranks(ranks);
     let Some(idle) = idle_rank(nt, grid) else {
         return Ok(());
     };
-    let most = (1..=ranks.min(owned)).rev().find(|&r| idle_rank(nt, BlockCyclic2D::for_ranks(r)).is_none());
+    // The most ranks that would all own a tile on a grid of the same kind.
+    let same_kind =
+        |r: usize| if grid.rows == 1 { BlockCyclic2D { rows: 1, cols: r as u32 } } else { BlockCyclic2D::for_ranks(r) };
+    let most = (1..=ranks.min(owned)).rev().find(|&r| idle_rank(nt, same_kind(r)).is_none());
     let why = format!(
         "with {ranks} ranks ({}x{} grid), rank {idle} would own none of the {owned} lower-triangle tiles \
          (n = {}, tile = {}: {nt}x{nt} tiles); use at most {} ranks here, or a smaller tile",

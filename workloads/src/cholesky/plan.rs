@@ -65,8 +65,8 @@ pub struct Plan {
 }
 
 /// Builds the Cholesky DAG for `tiling` on `ranks` ranks.
-pub fn build(tiling: Tiling, ranks: usize) -> Plan {
-    let mut b = Builder::new(tiling, ranks);
+pub fn build(tiling: Tiling, grid: BlockCyclic2D) -> Plan {
+    let mut b = Builder::new(tiling, grid);
     let nt = tiling.tiles();
     for j in 0..nt {
         for i in j..nt {
@@ -96,12 +96,12 @@ struct Builder {
 }
 
 impl Builder {
-    fn new(tiling: Tiling, ranks: usize) -> Self {
+    fn new(tiling: Tiling, grid: BlockCyclic2D) -> Self {
         let tiles = tiling.lower_tiles();
         Builder {
             tiling,
-            grid: BlockCyclic2D::for_ranks(ranks),
-            dag: DagBuilder::new(ranks),
+            grid,
+            dag: DagBuilder::new(grid.ranks()),
             current: vec![None; tiles],
             results: vec![None; tiles],
         }
@@ -204,7 +204,7 @@ mod tests {
     #[test]
     fn task_counts_and_results() {
         let nt = 4;
-        let plan = build(Tiling::new(100, 32), 3);
+        let plan = build(Tiling::new(100, 32), BlockCyclic2D::for_ranks(3));
         let updates = (0..nt).map(|k| (nt - k - 1) * (nt - k) / 2).sum::<usize>();
         assert_eq!(plan.dag.task_count(), 10 + nt + 6 + updates); // gen, potrf, trsm, syrk + gemm
         assert_eq!(plan.results.len(), 10);
@@ -216,7 +216,7 @@ mod tests {
 
     #[test]
     fn slots_round_trip() {
-        let b = Builder::new(Tiling::new(50, 10), 1);
+        let b = Builder::new(Tiling::new(50, 10), BlockCyclic2D::for_ranks(1));
         let tiles: Vec<_> = (0..5).flat_map(|j| (j..5).map(move |i| (i, j))).collect();
         for (x, &(i, j)) in tiles.iter().enumerate() {
             assert_eq!(b.slot(i, j), x);
@@ -227,7 +227,7 @@ mod tests {
     #[test]
     fn owner_computes_and_flops() {
         let t = Tiling::new(64, 16);
-        let plan = build(t, 4);
+        let plan = build(t, BlockCyclic2D::for_ranks(4));
         let grid = BlockCyclic2D::for_ranks(4);
         for id in plan.dag.task_ids() {
             let task = plan.dag.task(id);

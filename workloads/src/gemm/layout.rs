@@ -15,6 +15,7 @@
 //!   on layer 0 (the reduction across layers): memory and one reduction traded for
 //!   `1/c` of the panel traffic per layer.
 
+use crate::grid::parse_grid;
 use dagwire_runtime::{BlockCyclic2D, ParamError, Rank};
 
 /// The distributions, by name.
@@ -165,27 +166,6 @@ impl Layout {
 /// ```
 pub fn auto_replicas(ranks: usize) -> usize {
     (1..=ranks).filter(|c| ranks.is_multiple_of(*c) && c * c * c <= ranks).max().unwrap_or(1)
-}
-
-/// `auto` (the most nearly square grid) or `PxQ` with `P Q = ranks`.
-fn parse_grid(grid: &str, ranks: usize, what: &str) -> Result<BlockCyclic2D, ParamError> {
-    if grid == "auto" {
-        return Ok(BlockCyclic2D::for_ranks(ranks));
-    }
-    let parsed = grid
-        .split_once(['x', 'X'])
-        .and_then(|(p, q)| Some((p.trim().parse::<u32>().ok()?, q.trim().parse::<u32>().ok()?)));
-    match parsed {
-        Some((p, q)) if p >= 1 && q >= 1 && (p * q) as usize == ranks => Ok(BlockCyclic2D { rows: p, cols: q }),
-        Some((p, q)) => Err(ParamError::new(
-            "grid",
-            format!(
-                "grid {p}x{q} has {} positions but {what} = {ranks}; use a PxQ with P Q = {ranks}, or \"auto\"",
-                p * q
-            ),
-        )),
-        None => Err(ParamError::new("grid", format!("grid {grid:?} is not \"auto\" or \"PxQ\" (e.g. \"2x4\")"))),
-    }
 }
 
 /// The closed-form count of bytes SUMMA moves on a `P x Q` grid when every reader of
