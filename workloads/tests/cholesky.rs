@@ -131,7 +131,8 @@ fn with_layout(n: i64, tile: i64, ranks: usize, layout: &str, grid: &str) -> Res
 /// moves a different amount of data; a grid that does not fit is refused by key.
 #[test]
 fn every_layout_and_grid_verifies_and_places_tiles_as_named() {
-    let cases: [(usize, &str, &str, fn(usize, usize) -> u32); 4] = [
+    type Owner = fn(usize, usize) -> u32;
+    let cases: [(usize, &str, &str, Owner); 4] = [
         (4, "1d-cyclic", "auto", |_, j| (j % 4) as u32),
         (4, "2d-block-cyclic", "2x2", |i, j| ((i % 2) * 2 + j % 2) as u32),
         (4, "2d-block-cyclic", "4x1", |i, _| (i % 4) as u32),
