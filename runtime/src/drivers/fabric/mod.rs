@@ -98,6 +98,7 @@ pub const DRIVER: DriverInfo = DriverInfo {
               needs libfabric",
     params,
     offers: CAPABILITIES,
+    host,
     check,
     launch: Launch::Job(JobDriver { join, abort: abort_job }),
 };
@@ -123,6 +124,17 @@ fn params() -> Vec<ParamSpec> {
         });
     }
     specs
+}
+
+/// The providers libfabric reports here (those `check` accepts), for `experiment list
+/// drivers`; one `fi_getinfo` call, and a line saying so when there are none.
+fn host() -> Option<String> {
+    let available = raw::providers();
+    Some(if available.is_empty() {
+        "libfabric reports no provider with RDM endpoints, tagged messages and RMA on this host".to_string()
+    } else {
+        format!("providers on this host (RDM, tagged, RMA): {}", available.join(", "))
+    })
 }
 
 /// Refuses a fault on one rank, and a provider libfabric does not offer here (with the
