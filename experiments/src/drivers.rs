@@ -22,6 +22,7 @@ const MPI: DriverInfo = DriverInfo {
               `mpi` feature)",
     params: dagwire_runtime::drivers::collectives_mode::mpi_params,
     offers: &[],
+    host: dagwire_runtime::drivers::nothing_about_host,
     check: |_| {
         Err(CheckError::axis(
             "driver",
@@ -43,6 +44,7 @@ const LIBFABRIC: DriverInfo = DriverInfo {
               without the `fabric` feature)",
     params: dagwire_runtime::drivers::JobDriver::launcher_params,
     offers: &[],
+    host: dagwire_runtime::drivers::nothing_about_host,
     check: |_| {
         Err(dagwire_runtime::drivers::CheckError::axis(
             "driver",

@@ -51,7 +51,11 @@ pub fn render(what: What) -> String {
     if matches!(what, What::All | What::Drivers) {
         out.push_str("DRIVERS (grid.driver)\n");
         for d in crate::drivers::REGISTRY {
-            entry(&mut out, d.name, d.summary, &(d.params)());
+            let _ = writeln!(out, "  {:<12} {}", d.name, d.summary);
+            if let Some(host) = (d.host)() {
+                let _ = writeln!(out, "      here: {host}");
+            }
+            params(&mut out, d.name, &(d.params)());
         }
         out.push_str("  every driver also takes grid.ranks, grid.workers (kernel threads per rank, default 1)\n");
         out.push_str(
@@ -66,8 +70,12 @@ pub fn render(what: What) -> String {
     out
 }
 
-fn entry(out: &mut String, name: &str, summary: &str, params: &[ParamSpec]) {
+fn entry(out: &mut String, name: &str, summary: &str, specs: &[ParamSpec]) {
     let _ = writeln!(out, "  {name:<12} {summary}");
+    params(out, name, specs);
+}
+
+fn params(out: &mut String, name: &str, params: &[ParamSpec]) {
     for p in params {
         let _ = writeln!(out, "      {}.{:<10} {} (default {}): {}", name, p.name, p.kind, p.default, p.help);
     }

@@ -2,8 +2,9 @@
 //! launcher (no MPI), Cholesky and the micro workload with the eager and rendezvous
 //! strategies over `tcp` and `shm` verify, a provider that is not there is refused
 //! before the run with those that are, and a killed rank fails its point within
-//! seconds, naming the rank. The tests take turns (a lock): jobs on two cores are slow
-//! enough alone.
+//! seconds, naming the rank; `experiment list drivers` shows the providers libfabric
+//! reports here (and says so when there are none). The tests take turns (a lock): jobs
+//! on two cores are slow enough alone.
 
 #![cfg(feature = "fabric")]
 
@@ -99,6 +100,25 @@ fn a_missing_provider_is_refused_with_the_available_ones() {
     assert_eq!(out.status.code(), Some(2), "{all}");
     assert!(all.contains("key `grid.libfabric.provider`: libfabric offers no provider `no-such-provider`"), "{all}");
     assert!(all.contains("available: ") && all.contains("shm"), "{all}");
+}
+
+#[test]
+fn list_drivers_shows_the_providers_libfabric_reports_here() {
+    let out = experiment(&["list", "drivers"], &[]);
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    // The line right after the libfabric entry's summary, before its parameters.
+    let mut lines = all.lines().skip_while(|l| !l.trim_start().starts_with("libfabric "));
+    lines.next().expect("a libfabric entry");
+    let here = lines.next().unwrap_or_default();
+    assert!(here.trim_start().starts_with("here: providers on this host"), "{all}");
+    let providers: Vec<&str> = here.rsplit(": ").next().unwrap_or_default().split(", ").collect();
+    assert!(providers.contains(&"shm") && providers.iter().any(|p| p.starts_with("tcp")), "{all}");
+    // libfabric reporting nothing (FI_PROVIDER filters every provider out) is said, not an error.
+    let out = experiment(&["list", "drivers"], &[("FI_PROVIDER", "no-such-provider")]);
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(all.contains("here: libfabric reports no provider"), "{all}");
 }
 
 #[test]

@@ -15,6 +15,7 @@ pub const DRIVER: DriverInfo = DriverInfo {
               or are only costed",
     params,
     offers: driver::CAPABILITIES,
+    host: dagwire_runtime::drivers::nothing_about_host,
     check,
     launch: Launch::InProcess(run_request),
 };

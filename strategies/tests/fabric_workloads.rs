@@ -1,9 +1,12 @@
 //! End to end on the libfabric driver with real providers (`tcp`, run by libfabric as
 //! `tcp;ofi_rxm`, and `shm`), ranks as processes started by the driver's local
 //! launcher: tiled Cholesky and the micro workload verify with the eager and the
-//! rendezvous strategies (below and above rendezvous' eager limit) on 2 and 3 ranks, and
-//! a corrupted transfer fails Cholesky's verification. Run by `cargo test` (feature
-//! `fabric`), this program starts itself as the ranks; each job runs every point in turn.
+//! rendezvous strategies (below and above rendezvous' eager limit) on 2 and 3 ranks,
+//! Cholesky verifies with batched (collectives run by the shared layer over the driver;
+//! all-to-all-v and neighbour exchanges; pieces above the inline limit), and
+//! a corrupted transfer (a message, or one inside a collective) fails Cholesky's
+//! verification. Run by `cargo test` (feature `fabric`), this program starts itself as
+//! the ranks; each job runs every point in turn.
 
 use dagwire_runtime::drivers::JobRank;
 use dagwire_runtime::drivers::fabric::{self, FabricConfig, FabricJob};
@@ -65,6 +68,28 @@ fn points(ranks: usize) -> Vec<Point> {
             });
         }
     }
+    // Collectives from the shared layer, as pieces over tagged messages: batched with
+    // the default all-to-all-v exchange and with the neighbour exchange.
+    for strategy_params in [Vec::new(), vec![("exchange", ParamValue::Str("neighbor".into()))]] {
+        out.push(Point { workload: "cholesky", params: cholesky(), strategy: "batched", strategy_params, fault: None });
+    }
+    // 64 x 64 tiles (32 KiB): pieces above the inline limit travel apart after a go-ahead.
+    let big_tiles = || vec![("n", int(192)), ("tile", int(64))];
+    out.push(Point {
+        workload: "cholesky",
+        params: big_tiles(),
+        strategy: "batched",
+        strategy_params: Vec::new(),
+        fault: None,
+    });
+    // A corrupted transfer inside a collective fails verification.
+    out.push(Point {
+        workload: "cholesky",
+        params: cholesky(),
+        strategy: "batched",
+        strategy_params: Vec::new(),
+        fault: Some(Fault::CorruptDataMessage { nth: 0 }),
+    });
     let (strategy_params, strategy) = eager();
     out.push(Point {
         workload: "cholesky",

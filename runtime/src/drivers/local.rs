@@ -72,6 +72,7 @@ pub const DRIVER: DriverInfo = DriverInfo {
               needs nothing installed",
     params: Vec::new,
     offers: CAPABILITIES,
+    host: crate::drivers::registry::nothing_about_host,
     check,
     launch: Launch::InProcess(run_request),
 };

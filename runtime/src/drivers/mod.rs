@@ -42,5 +42,7 @@ pub(crate) mod wire;
 pub mod workers;
 
 pub use collectives_mode::CollectivesMode;
-pub use registry::{CheckError, CheckKey, DriverCheck, DriverInfo, Executed, JobDriver, JobRank, Launch, RunRequest};
+pub use registry::{
+    CheckError, CheckKey, DriverCheck, DriverInfo, Executed, JobDriver, JobRank, Launch, RunRequest, nothing_about_host,
+};
 pub use run::{Fault, PROGRESS_NOTE, Progress, RunError, RunOutcome, online_cores, usable_cores};

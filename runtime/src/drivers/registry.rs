@@ -28,12 +28,21 @@ pub struct DriverInfo {
     pub params: fn() -> Vec<ParamSpec>,
     /// The engine actions it can execute (a strategy needing more is refused).
     pub offers: &'static [Capability],
+    /// What this host offers the driver, one line for `experiment list drivers` (the
+    /// libfabric driver: the providers libfabric reports here), or `None`. Looked up
+    /// each time it is listed: it must be cheap and must not fail.
+    pub host: fn() -> Option<String>,
     /// Refuses, before anything runs, a point this driver cannot run (a machine file
     /// that does not load, a rank count the machine cannot hold, a fault it cannot
     /// inject), naming the key at fault.
     pub check: fn(&DriverCheck<'_>) -> Result<(), CheckError>,
     /// How a point runs.
     pub launch: Launch,
+}
+
+/// A [`DriverInfo::host`] for drivers with nothing to say about the host.
+pub fn nothing_about_host() -> Option<String> {
+    None
 }
 
 /// What a driver's [`DriverInfo::check`] looks at.

@@ -32,9 +32,18 @@
 //! - **Failures**: a provider error fails the rank with libfabric's own words
 //!   (`fi_strerror`, `fi_cq_strerror`); a failed rank exits, and its launcher ends the job.
 //!
-//! What it offers strategies: point-to-point messages (eager, rendezvous); collectives
-//! and one-sided windows are not served yet, and strategies that need them are refused
-//! before the run (see issue 15).
+//! - **Collectives** run the runtime's shared algorithms ([`crate::collectives`], one
+//!   [`Collectives`] per rank, as the `local` driver and the MPI driver's
+//!   `collectives = runtime` run them): each piece is [`Piece::encode`]d and travels as a
+//!   tagged message of its own kind, inline up to [`INLINE_LIMIT`] bytes into receives
+//!   posted ahead, larger ones announced and sent once the receiver's exact receive is
+//!   posted (the same go-ahead as engine payloads). A received piece goes to
+//!   [`Collectives::handle_piece`]; a fence (there is no window) is the layer's
+//!   dissemination barrier.
+//!
+//! What it offers strategies: point-to-point messages and every collective (eager,
+//! rendezvous, batched); one-sided windows are not served yet, and strategies that need
+//! them are refused before the run (see issue 15).
 //!
 //! All `unsafe` code lives in [`raw`].
 
@@ -42,7 +51,8 @@
 
 pub mod raw;
 
-use crate::collective::{Capability, check_capabilities};
+use crate::collective::{Capability, CollectiveJoin, check_capabilities};
+use crate::collectives::{Collectives, Piece, Segmenting};
 use crate::dag::Dag;
 use crate::drivers::fault::Injector;
 use crate::drivers::kernels::{self, Finished, KernelRunner};
@@ -68,8 +78,17 @@ use std::time::{Duration, Instant};
 
 pub use crate::drivers::launch::{JOB_DIR_ENV, JOB_ENV};
 
-/// What the libfabric driver offers strategies.
-pub const CAPABILITIES: &[Capability] = &[Capability::PointToPoint];
+/// What the libfabric driver offers strategies: messages and the collectives the shared
+/// layer runs over them (a fence without a window is its barrier); no one-sided windows.
+pub const CAPABILITIES: &[Capability] = &[
+    Capability::PointToPoint,
+    Capability::AllToAllV,
+    Capability::NeighborAllToAllV,
+    Capability::Broadcast,
+    Capability::AllReduce,
+    Capability::ReduceScatter,
+    Capability::AllGather,
+];
 
 /// The libfabric driver's registry entry.
 pub const DRIVER: DriverInfo = DriverInfo {
@@ -79,6 +98,7 @@ pub const DRIVER: DriverInfo = DriverInfo {
               needs libfabric",
     params,
     offers: CAPABILITIES,
+    host,
     check,
     launch: Launch::Job(JobDriver { join, abort: abort_job }),
 };
@@ -104,6 +124,17 @@ fn params() -> Vec<ParamSpec> {
         });
     }
     specs
+}
+
+/// The providers libfabric reports here (those `check` accepts), for `experiment list
+/// drivers`; one `fi_getinfo` call, and a line saying so when there are none.
+fn host() -> Option<String> {
+    let available = raw::providers();
+    Some(if available.is_empty() {
+        "libfabric reports no provider with RDM endpoints, tagged messages and RMA on this host".to_string()
+    } else {
+        format!("providers on this host (RDM, tagged, RMA): {}", available.join(", "))
+    })
 }
 
 /// Refuses a fault on one rank, and a provider libfabric does not offer here (with the
@@ -150,6 +181,16 @@ const KIND_DATA: u64 = 2;
 const KIND_BOOT: u64 = 3;
 /// A receiver's go-ahead for a large payload: its receive is posted.
 const KIND_GO: u64 = 4;
+/// A collective's piece (inline, or the announcement of one that follows on [`KIND_PIECE_DATA`]).
+const KIND_PIECE: u64 = 5;
+/// A receiver's go-ahead for a large piece.
+const KIND_PIECE_GO: u64 = 6;
+/// A large piece's bytes.
+const KIND_PIECE_DATA: u64 = 7;
+/// First byte of a [`KIND_PIECE`] message (and of a large piece's bytes): the encoded piece follows.
+const PIECE_INLINE: u8 = 0;
+/// First byte of a [`KIND_PIECE`] message: the piece's length (u64) follows; its bytes come apart.
+const PIECE_APART: u8 = 1;
 /// Bits of a tag below the kind: the source rank (24 bits) and a sequence number (32 bits).
 const BELOW_KIND: u64 = (1 << 56) - 1;
 
@@ -305,7 +346,9 @@ pub fn run(
     let posted = Posted::post(&mut ep, rank, size).map_err(|e| fabric_error(rank, e))?;
     for _ in 0..MAILBOX_DEPTH {
         post_header_recv(&mut ep).map_err(|e| fabric_error(rank, e))?;
-        post_go_recv(&mut ep).map_err(|e| fabric_error(rank, e))?;
+        post_go_recv(&mut ep, KIND_GO).map_err(|e| fabric_error(rank, e))?;
+        post_piece_recv(&mut ep).map_err(|e| fabric_error(rank, e))?;
+        post_go_recv(&mut ep, KIND_PIECE_GO).map_err(|e| fabric_error(rank, e))?;
     }
     bootstrap(&mut ep, boot, rank, size, plan)?;
     let clock = Clock::synchronise(&mut ep, rank, size, &posted).map_err(|e| fabric_error(rank, e))?;
@@ -554,6 +597,14 @@ struct Driver<'a> {
     completions: Vec<Completion>,
     /// Large payloads sent once their receiver says its receive is posted: by (to, seq).
     held: BTreeMap<(usize, u32), Payload>,
+    /// The collectives, run by the shared layer over pieces.
+    collectives: Collectives,
+    /// Next piece sequence number per destination.
+    piece_seq: Vec<u32>,
+    /// Large encoded pieces sent once their receiver says its receive is posted: by (to, seq).
+    held_pieces: BTreeMap<(usize, u32), Vec<u8>>,
+    /// Large pieces announced to this rank whose bytes are arriving.
+    pieces_arriving: usize,
 }
 
 impl<'a> Driver<'a> {
@@ -582,6 +633,10 @@ impl<'a> Driver<'a> {
             faults: Injector::new(cfg.fault),
             completions: Vec::new(),
             held: BTreeMap::new(),
+            collectives: Collectives::new(Rank(rank as u32), size, Segmenting::Whole),
+            piece_seq: vec![0; size],
+            held_pieces: BTreeMap::new(),
+            pieces_arriving: 0,
         })
     }
 
@@ -601,7 +656,10 @@ impl<'a> Driver<'a> {
             if let Some(e) = self.engine.error() {
                 return Err(self.stopped(e.clone()));
             }
-            if self.engine.is_done() && self.sends == 0 && self.held.is_empty() {
+            if let Some(e) = self.collectives.error() {
+                return Err(RunError::Collective(e.clone()));
+            }
+            if self.engine.is_done() && self.sends == 0 && self.held.is_empty() && self.held_pieces.is_empty() {
                 set_handling(Handling::Nothing);
                 let end = self.clock.now();
                 return Ok((self.engine.take_trace(), self.engine.take_results(), end));
@@ -631,12 +689,17 @@ impl<'a> Driver<'a> {
         match e {
             EngineError::Stalled { waiting, .. } => {
                 let arriving: usize = self.arriving.iter().map(BTreeMap::len).sum();
-                let flight = format!(
-                    "; libfabric: {} sends in flight, {} large payloads waiting for their receiver's go-ahead, \
-                     {arriving} messages arriving",
+                let mut flight = format!(
+                    "; libfabric: {} sends in flight, {} large payloads and {} large collective pieces waiting for \
+                     their receiver's go-ahead, {arriving} messages and {} large pieces arriving",
                     self.sends,
-                    self.held.len()
+                    self.held.len(),
+                    self.held_pieces.len(),
+                    self.pieces_arriving,
                 );
+                if !self.collectives.is_idle() {
+                    flight += &format!("; {}", self.collectives.summary());
+                }
                 RunError::Stalled { timeout: self.cfg.timeout, ranks: vec![format!("{waiting}{flight}")] }
             }
             e => RunError::Engine(e),
@@ -693,8 +756,36 @@ impl<'a> Driver<'a> {
                                 }
                             }
                         }
+                        KIND_PIECE => {
+                            post_piece_recv(self.ep).map_err(|e| self.fail(e))?;
+                            let Buffer::Bytes(mut bytes) = buf else { unreachable!("pieces land in bytes") };
+                            bytes.truncate(len);
+                            self.piece_message(t, &bytes)?;
+                        }
+                        KIND_PIECE_DATA => {
+                            let (_, from, seq) = tag_parts(t);
+                            let Buffer::Bytes(mut bytes) = buf else { unreachable!("pieces land in bytes") };
+                            bytes.truncate(len);
+                            self.pieces_arriving -= 1;
+                            // The bytes keep their [`PIECE_INLINE`] mark (no copy to drop it).
+                            let piece = Piece::decode(bytes.get(1..).unwrap_or_default())
+                                .map_err(|e| self.fail(format!("collective piece {seq} from rank {from}: {e}")))?;
+                            self.handle_piece(piece)?;
+                        }
+                        KIND_PIECE_GO => {
+                            post_go_recv(self.ep, KIND_PIECE_GO).map_err(|e| self.fail(e))?;
+                            let (_, to, seq) = tag_parts(t);
+                            let bytes = self.held_pieces.remove(&(to, seq)).ok_or_else(|| {
+                                self.fail(format!(
+                                    "rank {to} asked for collective piece {seq}, which this rank does not hold"
+                                ))
+                            })?;
+                            let data = tag(KIND_PIECE_DATA, self.rank, seq);
+                            self.ep.send(to, data, Buffer::Bytes(bytes), TOKEN_SEND).map_err(|e| self.fail(e))?;
+                            self.sends += 1;
+                        }
                         KIND_GO => {
-                            post_go_recv(self.ep).map_err(|e| self.fail(e))?;
+                            post_go_recv(self.ep, KIND_GO).map_err(|e| self.fail(e))?;
                             let (_, to, seq) = tag_parts(t);
                             let payload = self.held.remove(&(to, seq)).ok_or_else(|| {
                                 self.fail(format!("rank {to} asked for payload {seq}, which this rank does not hold"))
@@ -731,6 +822,75 @@ impl<'a> Driver<'a> {
             None => Arriving::Ready(h.msg),
         };
         self.arriving[from].insert(seq, item);
+        Ok(())
+    }
+
+    /// A piece message arrived: an inline piece goes to the collectives; an announced one
+    /// gets a receive for its bytes and the sender a go-ahead.
+    fn piece_message(&mut self, t: u64, bytes: &[u8]) -> Result<(), RunError> {
+        let (_, from, seq) = tag_parts(t);
+        match bytes.split_first() {
+            Some((&PIECE_INLINE, rest)) => {
+                let piece = Piece::decode(rest)
+                    .map_err(|e| self.fail(format!("collective piece {seq} from rank {from}: {e}")))?;
+                self.handle_piece(piece)
+            }
+            Some((&PIECE_APART, rest)) if rest.len() == 8 => {
+                let len = u64::from_le_bytes(rest.try_into().expect("8 bytes")) as usize;
+                let data = tag(KIND_PIECE_DATA, from, seq);
+                self.ep.recv(data, 0, Buffer::Bytes(vec![0; len]), data).map_err(|e| self.fail(e))?;
+                self.pieces_arriving += 1;
+                let go = tag(KIND_PIECE_GO, self.rank, seq);
+                self.ep.send(from, go, Buffer::Bytes(Vec::new()), TOKEN_SEND).map_err(|e| self.fail(e))?;
+                self.sends += 1;
+                Ok(())
+            }
+            _ => Err(self.fail(format!("a malformed collective piece message {seq} from rank {from}"))),
+        }
+    }
+
+    /// Feeds a received piece to the collectives and sends what it caused.
+    fn handle_piece(&mut self, piece: Piece) -> Result<(), RunError> {
+        set_handling(Handling::Collective { id: piece.id, from: Some(piece.src) });
+        self.collectives.handle_piece(self.clock.now(), piece);
+        self.collective_progress()
+    }
+
+    /// Joins a collective (a fence is the layer's barrier: there is no window), its
+    /// messages as they travel (corrupted if one is the run's faulty transfer).
+    fn join(&mut self, mut join: CollectiveJoin) -> Result<(), RunError> {
+        for payload in join.sends.iter_mut().flat_map(|(_, m)| m.iter_mut()).filter_map(|m| m.payload.as_mut()) {
+            self.faults.transfer(payload);
+        }
+        set_handling(Handling::Collective { id: join.id, from: None });
+        self.collectives.join(self.clock.now(), join);
+        self.collective_progress()
+    }
+
+    /// Sends the pieces the collectives have to send, then reports the collectives that
+    /// completed to the engine.
+    fn collective_progress(&mut self) -> Result<(), RunError> {
+        while let Some(piece) = self.collectives.poll_send() {
+            let to = piece.dst.index();
+            let seq = self.piece_seq[to];
+            self.piece_seq[to] = seq.wrapping_add(1);
+            let mut bytes = Vec::with_capacity(1 + piece.bytes as usize + 64);
+            bytes.push(PIECE_INLINE);
+            piece.encode(&mut bytes);
+            let t = tag(KIND_PIECE, self.rank, seq);
+            if bytes.len() > PIECE_BOX {
+                let mut announce = Vec::with_capacity(9);
+                announce.push(PIECE_APART);
+                announce.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+                self.held_pieces.insert((to, seq), bytes);
+                bytes = announce;
+            }
+            self.ep.send(to, t, Buffer::Bytes(bytes), TOKEN_SEND).map_err(|e| self.fail(e))?;
+            self.sends += 1;
+        }
+        while let Some((id, received)) = self.collectives.poll_done() {
+            self.engine.handle_collective_done(self.clock.now(), id, received);
+        }
         Ok(())
     }
 
@@ -783,12 +943,7 @@ impl<'a> Driver<'a> {
             any = true;
             match action {
                 Action::Send(out) => self.send(out.to.index(), out.msg)?,
-                Action::Collective(join) => {
-                    return Err(self.fail(format!(
-                        "the libfabric driver does not run {} collectives yet (its capabilities say so)",
-                        join.kind.name()
-                    )));
-                }
+                Action::Collective(join) => self.join(join)?,
                 Action::OneSided(_) => {
                     return Err(self.fail("the libfabric driver does not serve one-sided operations yet"));
                 }
@@ -833,9 +988,19 @@ fn post_header_recv(ep: &mut Endpoint) -> Result<(), FabricError> {
     ep.recv(t, BELOW_KIND, Buffer::Bytes(vec![0; wire::HEADER + INLINE_LIMIT]), t)
 }
 
-/// Posts one receive for any peer's go-ahead for a large payload.
-fn post_go_recv(ep: &mut Endpoint) -> Result<(), FabricError> {
-    let t = tag(KIND_GO, 0, 0);
+/// Bytes of the receives posted ahead for collective pieces.
+const PIECE_BOX: usize = wire::HEADER + INLINE_LIMIT;
+
+/// Posts one receive for any peer's collective piece (inline or announced).
+fn post_piece_recv(ep: &mut Endpoint) -> Result<(), FabricError> {
+    let t = tag(KIND_PIECE, 0, 0);
+    ep.recv(t, BELOW_KIND, Buffer::Bytes(vec![0; PIECE_BOX]), t)
+}
+
+/// Posts one receive for any peer's go-ahead (`kind`: [`KIND_GO`] for a large payload,
+/// [`KIND_PIECE_GO`] for a large piece).
+fn post_go_recv(ep: &mut Endpoint, kind: u64) -> Result<(), FabricError> {
+    let t = tag(kind, 0, 0);
     ep.recv(t, BELOW_KIND, Buffer::Bytes(Vec::new()), t)
 }
 

@@ -99,6 +99,7 @@ pub const DRIVER: DriverInfo = DriverInfo {
               configurable), kernels run for real; needs an MPI library",
     params: mpi_params,
     offers: CAPABILITIES,
+    host: crate::drivers::registry::nothing_about_host,
     check: registry::faults_need_two_ranks,
     launch: Launch::Job(JobDriver { join, abort: abort_job }),
 };
