@@ -107,14 +107,14 @@ mod imp {
             if root {
                 println!(
                     "{size:>9} | {raw_lat:>8.2} {micro_lat:>8.2} {:>5.2}x {lean_lat:>8.2} {:>5.2}x | {:>8} \
-                     {:>8} {:>5.2}x {:>8} {:>5.2}x",
+                     {:>8} {:>5}x {:>8} {:>5}x",
                     micro_lat / raw_lat,
                     lean_lat / raw_lat,
                     super::bandwidth(raw_bw),
                     super::bandwidth(micro_bw),
-                    micro_bw / raw_bw,
+                    super::bandwidth(micro_bw / raw_bw),
                     super::bandwidth(lean_bw),
-                    lean_bw / raw_bw
+                    super::bandwidth(lean_bw / raw_bw)
                 );
             }
         }
@@ -368,13 +368,14 @@ mod imp {
     }
 }
 
-/// A bandwidth in MB/s with at least three significant digits, so a small message's
-/// figure (under 1 MB/s on a loaded host) never prints as 0.
-fn bandwidth(mb_s: f64) -> String {
-    match mb_s {
+/// A bandwidth in MB/s (or a ratio of two) with about three significant digits, so a
+/// small figure (under 1 MB/s on a loaded host, a ratio under 0.01) never prints as 0.
+fn bandwidth(x: f64) -> String {
+    match x {
         x if x >= 100.0 => format!("{x:.0}"),
         x if x >= 10.0 => format!("{x:.1}"),
         x if x >= 1.0 => format!("{x:.2}"),
-        x => format!("{x:.3}"),
+        x if x >= 0.001 || x <= 0.0 => format!("{x:.3}"),
+        x => format!("{x:.2e}"),
     }
 }
