@@ -110,11 +110,11 @@ mod imp {
                      {:>8} {:>5}x {:>8} {:>5}x",
                     micro_lat / raw_lat,
                     lean_lat / raw_lat,
-                    super::bandwidth(raw_bw),
-                    super::bandwidth(micro_bw),
-                    super::bandwidth(micro_bw / raw_bw),
-                    super::bandwidth(lean_bw),
-                    super::bandwidth(lean_bw / raw_bw)
+                    super::three_digits(raw_bw),
+                    super::three_digits(micro_bw),
+                    super::three_digits(micro_bw / raw_bw),
+                    super::three_digits(lean_bw),
+                    super::three_digits(lean_bw / raw_bw)
                 );
             }
         }
@@ -370,7 +370,7 @@ mod imp {
 
 /// A bandwidth in MB/s (or a ratio of two) with about three significant digits, so a
 /// small figure (under 1 MB/s on a loaded host, a ratio under 0.01) never prints as 0.
-fn bandwidth(x: f64) -> String {
+fn three_digits(x: f64) -> String {
     match x {
         x if x >= 100.0 => format!("{x:.0}"),
         x if x >= 10.0 => format!("{x:.1}"),

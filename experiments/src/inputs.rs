@@ -65,7 +65,7 @@ pub fn resolve_params(sweep: &Sweep, component: &str, params: &mut Params) {
 pub fn pin(dir: &Path, points: &mut [Point], resume: bool) -> Result<Vec<InputFile>> {
     let recorded = if resume { recorded(dir)? } else { Vec::new() };
     let mut files: BTreeMap<PathBuf, InputFile> = BTreeMap::new();
-    for point in points.iter() {
+    for point in points.iter_mut() {
         for path in paths_of(point) {
             if files.contains_key(&path) {
                 continue;
@@ -118,42 +118,37 @@ pub fn pin_recorded(dir: &Path, points: &mut [Point]) -> Result<()> {
 
 fn pin_points(dir: &Path, points: &mut [Point], files: &[InputFile]) {
     for point in points.iter_mut() {
-        let components = [
-            (point.workload.name, &mut point.workload_params),
-            (point.strategy.name, &mut point.strategy_params),
-            (point.driver.name, &mut point.driver_params),
-        ];
-        for (name, params) in components {
-            for spec in component_params(name).unwrap_or_default() {
-                let Some(ParamValue::Str(value)) = params.get(spec.name) else { continue };
-                if !spec.names_file(value) {
-                    continue;
-                }
-                if let Some(file) = files.iter().find(|f| f.path == Path::new(value)) {
-                    params.set(spec.name, ParamValue::Str(dir.join(&file.copy).display().to_string()));
-                }
+        for_each_file_param(point, |params, name, value| {
+            if let Some(file) = files.iter().find(|f| f.path == Path::new(value)) {
+                params.set(name, ParamValue::Str(dir.join(&file.copy).display().to_string()));
             }
-        }
+        });
     }
 }
 
-fn paths_of(point: &Point) -> Vec<PathBuf> {
-    let components = [
-        (point.workload.name, &point.workload_params),
-        (point.strategy.name, &point.strategy_params),
-        (point.driver.name, &point.driver_params),
-    ];
+fn paths_of(point: &mut Point) -> Vec<PathBuf> {
     let mut out = Vec::new();
+    for_each_file_param(point, |_, _, value| out.push(PathBuf::from(value)));
+    out
+}
+
+/// Calls `f(params, name, value)` for every parameter of `point`'s components that
+/// names a file.
+fn for_each_file_param(point: &mut Point, mut f: impl FnMut(&mut Params, &'static str, &str)) {
+    let components = [
+        (point.workload.name, &mut point.workload_params),
+        (point.strategy.name, &mut point.strategy_params),
+        (point.driver.name, &mut point.driver_params),
+    ];
     for (name, params) in components {
         for spec in component_params(name).unwrap_or_default() {
-            if let Some(ParamValue::Str(v)) = params.get(spec.name)
-                && spec.names_file(v)
+            if let Some(ParamValue::Str(value)) = params.get(spec.name).cloned()
+                && spec.names_file(&value)
             {
-                out.push(PathBuf::from(v));
+                f(params, spec.name, &value);
             }
         }
     }
-    out
 }
 
 /// The input files `dir`'s manifest recorded (none for a manifest from before they

@@ -5,10 +5,10 @@
 //! process of the killed sessions is left (read from /proc). On local, sim and a
 //! 2-rank mpi sweep.
 
-use dagwire_analysis::tables;
+mod common;
+
+use common::{processes_mentioning, runs};
 use dagwire_runtime::rng::{self, RngExt};
-use std::collections::BTreeSet;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -38,30 +38,6 @@ fn experiment(args: &[&str]) -> Command {
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     c
-}
-
-/// PIDs of live, non-zombie processes whose command line mentions `needle`.
-fn processes_mentioning(needle: &str) -> Vec<u32> {
-    let mut pids = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
-        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-        let zombie = stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z'));
-        if !zombie && String::from_utf8_lossy(&cmdline).contains(needle) && pid != std::process::id() {
-            pids.push(pid);
-        }
-    }
-    pids
-}
-
-fn runs(dir: &Path) -> BTreeSet<(i64, i64)> {
-    let points = tables::read_points(dir).expect("the readers accept the table: no duplicated run");
-    let ids = points.column("point_id").unwrap().i64().unwrap().clone();
-    let reps = points.column("repetition").unwrap().i64().unwrap().clone();
-    let set: BTreeSet<_> = ids.iter().zip(reps.iter()).map(|(p, r)| (p.unwrap(), r.unwrap())).collect();
-    assert_eq!(set.len(), points.height(), "every run once");
-    set
 }
 
 /// Runs the sweep uninterrupted, then again under seeded kills; returns the number of

@@ -7,6 +7,9 @@
 
 #![cfg(feature = "mpi")]
 
+mod common;
+
+use common::{processes_mentioning, runs};
 use dagwire_analysis::tables;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -60,21 +63,6 @@ fn start_with(args: &[&str], env: &[(&str, &str)]) -> Child {
         .unwrap()
 }
 
-/// PIDs of live processes whose command line mentions `needle` (from /proc).
-fn processes_mentioning(needle: &str) -> Vec<u32> {
-    let mut pids = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
-        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-        let zombie = stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z'));
-        if !zombie && String::from_utf8_lossy(&cmdline).contains(needle) && pid != std::process::id() {
-            pids.push(pid);
-        }
-    }
-    pids
-}
-
 /// Waits until `cond` holds, up to `limit`; returns how long it took.
 fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> Option<Duration> {
     let start = Instant::now();
@@ -85,13 +73,6 @@ fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> Option<Duration>
         std::thread::sleep(Duration::from_millis(20));
     }
     None
-}
-
-fn runs(dir: &Path) -> BTreeSet<(i64, i64)> {
-    let points = tables::read_points(dir).unwrap();
-    let ids = points.column("point_id").unwrap().i64().unwrap().clone();
-    let reps = points.column("repetition").unwrap().i64().unwrap().clone();
-    ids.iter().zip(reps.iter()).map(|(p, r)| (p.unwrap(), r.unwrap())).collect()
 }
 
 /// Kills `experiment run` with `signal` once its first MPI job's ranks run, checks the

@@ -95,8 +95,9 @@ pub fn run(ranks: usize, mut command: impl FnMut(usize) -> Command, limit: Durat
             if let Ok(Some(status)) = child.try_wait() {
                 statuses[r] = Some(status);
                 children[r] = None;
-                if !status.success() && (failed_now.is_none() || status.code().is_none()) {
-                    failed_now = failed_now.filter(|(_, s)| s.code().is_none()).or(Some((r, status)));
+                let killed = |s: &ExitStatus| s.code().is_none();
+                if !status.success() && failed_now.is_none_or(|(_, first)| killed(&status) && !killed(&first)) {
+                    failed_now = Some((r, status));
                 }
             }
         }

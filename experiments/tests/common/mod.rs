@@ -1,0 +1,32 @@
+//! Helpers shared by the tests that kill sweeps (sweep_faults, kill_resume).
+#![allow(dead_code)]
+
+use dagwire_analysis::tables;
+use std::collections::BTreeSet;
+use std::path::Path;
+
+/// PIDs of live, non-zombie processes whose command line mentions `needle` (from /proc).
+pub fn processes_mentioning(needle: &str) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let zombie = stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z'));
+        if !zombie && String::from_utf8_lossy(&cmdline).contains(needle) && pid != std::process::id() {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// The (point, repetition) runs of a results directory; the readers refuse a
+/// duplicated run, and every row is a distinct run.
+pub fn runs(dir: &Path) -> BTreeSet<(i64, i64)> {
+    let points = tables::read_points(dir).expect("the readers accept the table: no duplicated run");
+    let ids = points.column("point_id").unwrap().i64().unwrap().clone();
+    let reps = points.column("repetition").unwrap().i64().unwrap().clone();
+    let set: BTreeSet<_> = ids.iter().zip(reps.iter()).map(|(p, r)| (p.unwrap(), r.unwrap())).collect();
+    assert_eq!(set.len(), points.height(), "every run once");
+    set
+}
