@@ -116,6 +116,51 @@ tile = 64
 }
 
 #[test]
+fn gemm_and_dp_train_verify_on_mpi_with_strategy_and_collective_all_reduces() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("workloads.toml");
+    let text = r#"name = "mpi-workloads"
+seed = 3
+timeout_s = 60
+
+[grid]
+workload = ["gemm", "dp-train"]
+strategy = ["eager", "rma"]
+driver = "mpi"
+ranks = 3
+
+[grid.mpi]
+launcher_args = "--oversubscribe"
+collectives = ["native", "runtime"]
+
+[grid.gemm]
+n = 96
+tile = 32
+layout = ["1d-cyclic", "2d-block-cyclic"]
+
+[grid.dp-train]
+steps = 4
+batch = 8
+bucket_mb = 0.02
+allreduce = ["strategy", "tree", "native"]
+"#;
+    std::fs::write(&file, text).unwrap();
+    let out = tmp.path().join("out");
+    let run = experiment(&["run", file.to_str().unwrap(), "--out", out.to_str().unwrap()], &[]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "experiment run failed: {}\n{stderr}", run.status);
+    let points = tables::read_points(&out).unwrap();
+    // 2 strategies x 2 collective modes x (2 layouts + 3 all-reduces).
+    assert_eq!(points.height(), 2 * 2 * (2 + 3), "{stderr}");
+    let (workload, verified, error) =
+        (column(&points, "workload"), column(&points, "verified"), column(&points, "error"));
+    for i in 0..points.height() {
+        assert_eq!(verified[i], "true", "{} point {i} did not verify: {}\n{stderr}", workload[i], error[i]);
+    }
+}
+
+#[test]
 fn every_strategy_verifies_on_2_and_4_ranks_with_aligned_clocks() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let tmp = tempfile::tempdir().unwrap();

@@ -81,7 +81,7 @@ fn a_report_of_a_real_sweep_has_every_figure_valid_html_and_the_failed_runs() {
 
     let names: Vec<String> =
         written.figures.iter().map(|f| f.file_name().unwrap().to_string_lossy().into_owned()).collect();
-    for stem in ["comparison-cholesky", "scaling", "timeline", "load"] {
+    for stem in ["comparison-cholesky", "figure-cholesky-gflops", "scaling", "timeline", "load"] {
         for ext in ["svg", "png"] {
             let name = format!("{stem}.{ext}");
             assert!(names.contains(&name), "{name} missing from {names:?}");
@@ -101,7 +101,7 @@ fn a_report_of_a_real_sweep_has_every_figure_valid_html_and_the_failed_runs() {
     let html = std::fs::read_to_string(&written.html).unwrap();
     assert!(html.starts_with("<!DOCTYPE html>"));
     let tags = check_balanced(&html);
-    assert_eq!(tags.iter().filter(|t| *t == "svg").count(), 4 * 2, "4 inline SVGs, opened and closed");
+    assert_eq!(tags.iter().filter(|t| *t == "svg").count(), 5 * 2, "5 inline SVGs, opened and closed");
     assert!(!html.contains("src=\"http") && !html.contains("<script"), "self-contained: nothing fetched");
     assert!(html.contains("verification failed"), "failed runs are listed with their error");
     assert!(html.contains("Not drawn: the sweep has no simulated points"));
@@ -119,6 +119,52 @@ fn a_report_of_a_real_sweep_has_every_figure_valid_html_and_the_failed_runs() {
         .filter(|e| e.file_name().to_string_lossy().starts_with(".report"))
         .collect();
     assert!(leftovers.is_empty());
+}
+
+#[test]
+fn dp_train_and_gemm_reports_chart_their_figures_by_bucket_algorithm_and_layout() {
+    let sweep = r#"name = "figures"
+seed = 2
+repetitions = 1
+
+[grid]
+workload = ["dp-train", "gemm"]
+strategy = ["eager", "batched"]
+driver = "local"
+ranks = 2
+
+[grid.dp-train]
+steps = 3
+batch = 8
+bucket_mb = [0.01, 25.0]
+allreduce = ["strategy", "ring"]
+
+[grid.gemm]
+n = 64
+tile = 32
+layout = ["1d-cyclic", "2d-block-cyclic"]
+"#;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("out");
+    run(&dir, sweep);
+    let written = write_report(&dir).unwrap();
+    let names: Vec<String> =
+        written.figures.iter().map(|f| f.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    for stem in [
+        "figure-dp-train-step_us",
+        "figure-dp-train-exposed_comm_share",
+        "figure-dp-train-busbw_gbps",
+        "figure-gemm-gflops",
+        "figure-gemm-bytes_per_rank",
+    ] {
+        assert!(names.contains(&format!("{stem}.svg")), "{stem} missing from {names:?}");
+    }
+    assert!(!names.iter().any(|n| n.contains("bucket_count")), "counts are not charted: {names:?}");
+    // The rows are the configurations: bucket size and algorithm, layout.
+    let svg = std::fs::read_to_string(written.dir.join("figures/figure-dp-train-step_us.svg")).unwrap();
+    assert!(svg.contains("allreduce=ring") && svg.contains("bucket_mb=25"), "{}", &svg[..svg.len().min(2000)]);
+    let svg = std::fs::read_to_string(written.dir.join("figures/figure-gemm-gflops.svg")).unwrap();
+    assert!(svg.contains("layout=2d-block-cyclic"));
 }
 
 #[test]

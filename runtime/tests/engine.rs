@@ -337,3 +337,71 @@ fn a_broadcast_join_carries_only_the_roots_messages_and_needs_this_rank_as_a_mem
         assert!(reason.contains("must include this rank, once each"), "{reason}");
     }
 }
+
+/// Two ranks, each with two kernels whose outputs feed two collective all-reduce tasks
+/// (groups 0 and 1), and a task reading group 0's result.
+fn two_groups() -> Arc<Dag> {
+    use dagwire_runtime::collective::{AllReduceAlgorithm, DType, ReduceOp};
+    let kind = CollectiveKind::AllReduce { op: ReduceOp::Sum, dtype: DType::F64, algorithm: AllReduceAlgorithm::Ring };
+    let mut b = DagBuilder::new(2);
+    for r in 0..2 {
+        let a = b.add(TaskSpec::new(KernelId(0), Rank(r)).outputs(&[16]));
+        let c = b.add(TaskSpec::new(KernelId(0), Rank(r)).outputs(&[8]));
+        let (ia, ic) = ([a.output(0)], [c.output(0)]);
+        let g0 = b.add_collective(TaskSpec::new(KernelId(2), Rank(r)).inputs(&ia).outputs(&[16]), kind.clone());
+        b.add_collective(TaskSpec::new(KernelId(2), Rank(r)).inputs(&ic).outputs(&[8]), kind.clone());
+        b.add(TaskSpec::new(KernelId(1), Rank(r)).inputs(&[g0.output(0)]).outputs(&[8]));
+    }
+    Arc::new(b.finish())
+}
+
+#[test]
+fn collective_tasks_join_their_groups_in_order_and_produce_the_result() {
+    use dagwire_runtime::engine::TASK_COLLECTIVE;
+    let dag = two_groups();
+    let mut r0 = engine(0, &dag, 2);
+    assert_eq!(r0.needs(), &[Capability::PointToPoint, Capability::AllReduce]);
+    r0.handle_start(0);
+    let runs: Vec<TaskId> =
+        drain(&mut r0, 0).into_iter().map(|a| if let Action::Run(r) = a { r.task } else { panic!("{a:?}") }).collect();
+    assert_eq!(runs.len(), 2);
+    // Group 1's input is ready first: it waits for group 0.
+    let (a, c) = (runs[0], runs[1]);
+    r0.handle_task_done(1, done(c, vec![Payload::zeroed(8)]));
+    assert!(drain(&mut r0, 1).is_empty(), "group 1 must not be joined before group 0");
+    r0.handle_task_done(2, done(a, vec![Payload::from_f64(vec![1.0, 2.0])]));
+    let joins: Vec<(u64, usize)> = drain(&mut r0, 2)
+        .into_iter()
+        .map(|x| match x {
+            Action::Collective(j) => (j.id, j.sends[0].1[0].payload.as_ref().unwrap().len()),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(joins, [(TASK_COLLECTIVE, 16), (TASK_COLLECTIVE | 1, 8)]);
+    assert!(!r0.is_done());
+    // The sum comes back: the task is done, its reader runs on it.
+    let sum = |bytes: Payload| {
+        let m = Message::data(0, NO_CHUNK, bytes);
+        vec![Contribution { from: Rank(0), sent_ns: 2, recv_ns: 5, messages: vec![m] }]
+    };
+    r0.handle_collective_done(5, TASK_COLLECTIVE, sum(Payload::from_f64(vec![3.0, 5.0])));
+    let [Action::Run(run)] = &drain(&mut r0, 5)[..] else { panic!("the reader runs") };
+    assert_eq!(run.inputs[0].as_f64(), &[3.0, 5.0]);
+    r0.handle_task_done(6, done(run.task, vec![Payload::zeroed(8)]));
+    // A result of the wrong size is an error naming the task, not a silent success.
+    r0.handle_collective_done(7, TASK_COLLECTIVE | 1, sum(Payload::zeroed(16)));
+    assert!(matches!(r0.error(), Some(EngineError::Protocol { reason, .. }) if reason.contains("8-byte result")));
+    let lane = r0.take_trace().tasks.into_iter().find(|t| t.kernel == KernelId(2)).unwrap();
+    assert_eq!((lane.worker, lane.start_ns, lane.end_ns), (2, 2, 5));
+}
+
+#[test]
+#[should_panic(expected = "differ from rank 0's")]
+fn ranks_with_different_collective_groups_are_refused_when_the_dag_is_built() {
+    use dagwire_runtime::collective::{AllReduceAlgorithm, DType, ReduceOp};
+    let kind = CollectiveKind::AllReduce { op: ReduceOp::Sum, dtype: DType::F64, algorithm: AllReduceAlgorithm::Ring };
+    let mut b = DagBuilder::new(2);
+    let a = b.add(TaskSpec::new(KernelId(0), Rank(0)).outputs(&[16]));
+    b.add_collective(TaskSpec::new(KernelId(2), Rank(0)).inputs(&[a.output(0)]).outputs(&[16]), kind);
+    b.finish();
+}

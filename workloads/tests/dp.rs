@@ -2,7 +2,7 @@
 //! registered strategy, verified bit for bit against one-process training.
 
 use dagwire_runtime::drivers::local::{LocalConfig, run};
-use dagwire_runtime::{Fault, ParamError, ParamValue, Progress, RunOutcome};
+use dagwire_runtime::{ChunkId, Fault, ParamError, ParamValue, Progress, RunOutcome};
 use dagwire_sim::driver::{SimConfig, SimKernels};
 use dagwire_sim::machine::load_machine;
 use dagwire_workloads::dp::{self, Config, DpTrain, Kind, reference};
@@ -134,4 +134,55 @@ fn parameter_errors_and_modelled_presets() {
     let get = |k| figures.iter().find(|f| f.0 == k).unwrap().1;
     assert!(get("step_us") > 0.0 && (0.0..1.0).contains(&get("exposed_comm_share")), "{figures:?}");
     assert!(get("bucket_count") >= 1.0);
+}
+
+/// `small` with the all-reduce of `allreduce`.
+fn collective(steps: i64, allreduce: &str) -> Vec<(&'static str, ParamValue)> {
+    let mut p = small(steps, 0.02);
+    p.push(("allreduce", ParamValue::Str(allreduce.into())));
+    p
+}
+
+#[test]
+fn collective_all_reduces_train_identical_replicas_locally_and_in_the_simulator() {
+    let machine = load_machine("ib-hdr-fattree").unwrap();
+    for algorithm in ["ring", "recursive-doubling", "tree", "native"] {
+        for ranks in [1, 2, 3, 4] {
+            let w = train(&collective(12, algorithm), ranks).unwrap();
+            let dag = w.dag();
+            // One collective task per bucket, step and rank; no chunk crosses ranks.
+            let buckets = w.figures(&Default::default())[0].1 as usize;
+            assert_eq!(dag.collective_tasks().len(), buckets * 12 * ranks, "{algorithm}");
+            let remote = |t| dag.output_range(t).any(|c| dag.is_read_remotely(ChunkId(c)));
+            assert!(!dag.task_ids().any(remote), "{algorithm} moves chunks");
+            for strategy in ["eager", "batched"] {
+                let (out, v) = local(&*w, strategy, ranks, None);
+                assert!(v.passed && v.bound == dp::COLLECTIVE_TOLERANCE, "{algorithm} {strategy} on {ranks}: {v:?}");
+                // With one rank the collective hands the vector back: plain training, bit for bit.
+                assert!(ranks > 1 || v.value == 0.0, "{v:?}");
+                // Collective tasks sit on a lane of their own, past the workers.
+                let lane = out.trace.tasks.iter().filter(|t| t.kernel == Kind::AllReduce.id());
+                let workers = out.trace.tasks.iter().filter(|t| t.kernel != Kind::AllReduce.id()).map(|t| t.worker);
+                let past = workers.max().unwrap() + 1;
+                assert!(lane.clone().all(|t| t.worker >= past && t.end_ns >= t.start_ns), "lane below {past}");
+                assert_eq!(lane.count(), buckets * 12 * ranks);
+            }
+            let factory = dagwire_strategies::find("eager").unwrap().factory_with(&[], w.dag(), 1).unwrap();
+            let name = |k| w.kernel_name(k);
+            let kernels = SimKernels { kernels: w.kernels(), name: &name };
+            let cfg = SimConfig { ranks, workers: 1, run_kernels: true, seed: 1, trace: Default::default() };
+            let out = dagwire_sim::driver::run(w.dag(), &kernels, &factory, &machine, cfg).unwrap();
+            let v = w.verify(&out.run.results);
+            assert!(v.passed, "sim {algorithm} on {ranks}: {v:?}");
+        }
+    }
+}
+
+#[test]
+fn a_corrupted_collective_contribution_fails_verification() {
+    for algorithm in ["ring", "recursive-doubling", "tree"] {
+        let w = train(&collective(3, algorithm), 3).unwrap();
+        let (_, v) = local(&*w, "eager", 3, Some(Fault::CorruptDataMessage { nth: 0 }));
+        assert!(!v.passed && v.value > dp::COLLECTIVE_TOLERANCE, "{algorithm}: corruption went unnoticed: {v:?}");
+    }
 }

@@ -24,6 +24,7 @@ const CI_NOTE: &str =
 pub fn all(a: &Analysis, dir: &Path) -> anyhow::Result<Vec<Drawn>> {
     let mut out = Vec::new();
     out.extend(comparisons(a, dir)?);
+    out.extend(workload_figures(a, dir)?);
     out.push(scaling(a, dir)?);
     out.extend(micro(a, dir)?);
     out.push(timeline(a, dir)?);
@@ -102,6 +103,69 @@ fn comparisons(a: &Analysis, dir: &Path) -> anyhow::Result<Vec<Drawn>> {
         );
         let name = format!("comparison-{workload}");
         out.push(Drawn::Figure(render(&chart, dir, &name, &format!("{title}: {workload}"), &caption)?));
+    }
+    Ok(out)
+}
+
+/// A workload's own figures by configuration and strategy, one chart per figure: GFLOP/s
+/// (gemm's by layout, Cholesky's by tile, ...) and every figure column of the workload
+/// (dp-train's step time, exposed communication and bus bandwidth by bucket size and
+/// all-reduce algorithm, ...), except counts. Micro benchmarks have their own curves.
+fn workload_figures(a: &Analysis, dir: &Path) -> anyhow::Result<Vec<Drawn>> {
+    let point = |id: i64| a.points.iter().find(|p| p.point_id == id);
+    let mut by_workload: BTreeMap<String, Vec<&crate::compare::Configuration>> = BTreeMap::new();
+    for c in a.configs.iter().filter(|c| c.merit == Merit::Makespan) {
+        if let Some(w) = point(c.ranking[0].1).and_then(|p| p.param("workload")).filter(|w| *w != "micro") {
+            by_workload.entry(w.to_string()).or_default().push(c);
+        }
+    }
+    let mut out = Vec::new();
+    for (workload, configs) in by_workload {
+        let mut names: Vec<String> = vec!["gflops".into()];
+        for c in &configs {
+            for p in c.ranking.iter().filter_map(|r| point(r.1)) {
+                for (name, _) in p.figures.iter().filter(|(n, _)| !n.ends_with("_count")) {
+                    if !names.contains(name) {
+                        names.push(name.clone());
+                    }
+                }
+            }
+        }
+        let value = |p: &PointSummary, name: &str| {
+            if name == "gflops" { p.gflops.as_ref() } else { p.figures.iter().find(|(n, _)| n == name).map(|(_, s)| s) }
+                .map(|s| (s.median, whisker(s)))
+        };
+        let mut series: Vec<String> = configs.iter().flat_map(|c| c.ranking.iter().map(|r| r.0.clone())).collect();
+        series.sort();
+        series.dedup();
+        for name in names {
+            let mut bars = Vec::new();
+            for (g, c) in configs.iter().enumerate() {
+                for r in &c.ranking {
+                    if let Some((median, whisker)) = point(r.1).and_then(|p| value(p, &name)) {
+                        let s = series.iter().position(|x| *x == r.0).unwrap_or(0);
+                        bars.push(Bar { group: g, series: s, value: median, whisker });
+                    }
+                }
+            }
+            if bars.is_empty() {
+                continue;
+            }
+            let unit = short(&name);
+            let chart = BarChart {
+                title: format!("{workload}: {unit} by configuration and strategy"),
+                value_label: format!("{unit}, median over repetitions"),
+                groups: configs.iter().map(|c| c.label()).collect(),
+                series: series.clone(),
+                bars,
+            };
+            let caption = format!(
+                "The {workload} figure `{name}` (see the results schema) of each point; {CI_NOTE}. Rows are the configurations (the varying parameters other than the strategy)."
+            );
+            let file = format!("figure-{workload}-{unit}");
+            let title = format!("{workload}: {unit}");
+            out.push(Drawn::Figure(render(&chart, dir, &file, &title, &caption)?));
+        }
     }
     Ok(out)
 }

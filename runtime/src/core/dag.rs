@@ -5,6 +5,7 @@
 //! tasks), and a task can only read chunks that already exist when it is added, so
 //! task ids are a topological order and the graph is acyclic by construction.
 
+use crate::collective::CollectiveKind;
 use crate::ids::{ChunkId, KernelId, Rank, TaskId};
 use std::ops::Range;
 
@@ -131,6 +132,7 @@ pub struct DagBuilder {
     input_offsets: Vec<u32>,
     inputs: Vec<ChunkId>,
     marked: Vec<ChunkId>,
+    collectives: Vec<(TaskId, CollectiveKind)>,
 }
 
 impl DagBuilder {
@@ -167,6 +169,48 @@ impl DagBuilder {
         Added { task, first_output, outputs }
     }
 
+    /// Adds a **collective task**: instead of running a kernel, every rank's task of the
+    /// same group joins one collective of `kind` with its one input chunk, and the result
+    /// becomes its one output chunk (no worker runs it; the driver's collective layer
+    /// does the arithmetic). The `k`-th collective task added for each rank forms group
+    /// `k`: every rank of the DAG needs one task per group, of the same kind and size,
+    /// and the engine joins its groups in order (so MPI's rule that collectives start
+    /// in the same order everywhere holds). Only [`CollectiveKind::AllReduce`] is
+    /// supported: the input and output have the same size.
+    ///
+    /// ```
+    /// use dagwire_runtime::collective::{AllReduceAlgorithm, CollectiveKind, DType, ReduceOp};
+    /// use dagwire_runtime::{DagBuilder, KernelId, Rank, TaskSpec};
+    /// let kind = CollectiveKind::AllReduce { op: ReduceOp::Sum, dtype: DType::F64, algorithm: AllReduceAlgorithm::Ring };
+    /// let mut b = DagBuilder::new(2);
+    /// for r in 0..2 {
+    ///     let v = b.add(TaskSpec::new(KernelId(0), Rank(r)).outputs(&[16]));
+    ///     let input = [v.output(0)];
+    ///     b.add_collective(TaskSpec::new(KernelId(1), Rank(r)).inputs(&input).outputs(&[16]), kind.clone());
+    /// }
+    /// let dag = b.finish();
+    /// assert_eq!(dag.collective_tasks().len(), 2);
+    /// ```
+    ///
+    /// # Panics
+    /// If the task does not read one chunk and write one of the same size, or `kind`
+    /// is not an all-reduce (bugs in the workload), besides [`DagBuilder::add`]'s cases.
+    pub fn add_collective(&mut self, spec: TaskSpec<'_>, kind: CollectiveKind) -> Added {
+        assert!(
+            matches!(kind, CollectiveKind::AllReduce { .. }),
+            "collective tasks are all-reduces, not {}",
+            kind.name()
+        );
+        let same_size = match (spec.inputs, spec.outputs) {
+            ([c], [bytes]) => c.index() < self.chunks.len() && self.chunks[c.index()].bytes == *bytes,
+            _ => false,
+        };
+        assert!(same_size, "a collective task reads one chunk and writes one of the same size");
+        let added = self.add(spec);
+        self.collectives.push((added.task, kind));
+        added
+    }
+
     /// Marks `chunk` as a result: the run hands it back even though tasks read it
     /// (a finished tile that later updates still use). Chunks nobody reads are
     /// results without marking.
@@ -201,6 +245,7 @@ impl DagBuilder {
             .collect();
         results.sort_unstable();
         results.dedup();
+        check_groups(self.ranks as usize, &self.tasks, &self.chunks, &self.collectives);
         Dag {
             results,
             ranks: self.ranks,
@@ -211,7 +256,27 @@ impl DagBuilder {
             consumers,
             by_owner,
             local_index,
+            collectives: self.collectives,
         }
+    }
+}
+
+/// Every rank has one collective task per group, of the same kind and size.
+///
+/// # Panics
+/// Otherwise (a bug in the workload that built the DAG: the run would hang).
+fn check_groups(ranks: usize, tasks: &[Task], chunks: &[Chunk], collectives: &[(TaskId, CollectiveKind)]) {
+    let mut groups: Vec<Vec<(&CollectiveKind, u64)>> = vec![Vec::new(); ranks];
+    for (t, kind) in collectives {
+        let task = &tasks[t.index()];
+        groups[task.owner.index()].push((kind, chunks[task.first_output as usize].bytes));
+    }
+    for (r, g) in groups.iter().enumerate().skip(1) {
+        assert!(
+            g == &groups[0],
+            "rank {r}'s collective tasks {g:?} differ from rank 0's {:?}: every rank needs one per group, alike",
+            groups[0]
+        );
     }
 }
 
@@ -264,6 +329,8 @@ pub struct Dag {
     /// Each task's position among its owner's tasks ([`Dag::tasks_of`]).
     local_index: Vec<u32>,
     results: Vec<ChunkId>,
+    /// The collective tasks, in id order ([`DagBuilder::add_collective`]).
+    collectives: Vec<(TaskId, CollectiveKind)>,
 }
 
 impl Dag {
@@ -348,6 +415,14 @@ impl Dag {
     pub fn is_result(&self, chunk: ChunkId) -> bool {
         self.results.binary_search(&chunk).is_ok()
     }
+    /// The collective tasks ([`DagBuilder::add_collective`]) with what they join, in id order.
+    pub fn collective_tasks(&self) -> &[(TaskId, CollectiveKind)] {
+        &self.collectives
+    }
+    /// The collective `t` joins, if it is a collective task.
+    pub fn collective_of(&self, t: TaskId) -> Option<&CollectiveKind> {
+        self.collectives.binary_search_by_key(&t, |(c, _)| *c).ok().map(|i| &self.collectives[i].1)
+    }
     /// Total flops over all tasks.
     pub fn total_flops(&self) -> f64 {
         self.tasks.iter().map(|t| t.flops).sum()
@@ -385,6 +460,10 @@ impl Dag {
         self.chunks.iter().for_each(|c| h.write(c.bytes));
         self.inputs.iter().for_each(|c| h.write(c.0 as u64));
         self.input_offsets.iter().for_each(|&o| h.write(o as u64));
+        for (t, kind) in &self.collectives {
+            h.write(t.0 as u64);
+            kind.name().bytes().for_each(|b| h.write(b as u64));
+        }
         h.0
     }
 }

@@ -10,8 +10,14 @@
 //!    [`Engine::error`] says so.
 //! 3. [`Engine::take_results`] and [`Engine::take_trace`].
 //!
-//! Before step 1 a driver checks that it offers what the strategy [`Engine::needs`]
-//! ([`crate::collective::check_capabilities`]).
+//! Before step 1 a driver checks that it offers what the strategy and the DAG's
+//! collective tasks [`Engine::needs`] ([`crate::collective::check_capabilities`]).
+//!
+//! A **collective task** ([`crate::DagBuilder::add_collective`]) runs no kernel: once
+//! its input is present the engine joins its collective (the [`Action::Collective`] of
+//! id [`TASK_COLLECTIVE`]` | group`, groups in order) and its result becomes the task's
+//! output. Its trace record spans the join to the completion, on lane `workers` (one past
+//! the last worker), so timelines show it beside the kernels.
 //!
 //! `now` (ns since the run started) is always an argument, so the same engine runs
 //! under real threads, MPI and the simulator's virtual time.
@@ -28,6 +34,13 @@ use crate::trace::{MessageRecord, Phase, TaskRecord, Trace};
 use rustc_hash::FxHashMap as HashMap;
 use std::collections::{BinaryHeap, VecDeque};
 use std::sync::Arc;
+
+/// The bit that marks the ids of collectives the engine joins for collective tasks
+/// (strategies' own collective ids stay below it).
+pub const TASK_COLLECTIVE: u64 = 1 << 63;
+
+/// No collective group: an ordinary task.
+const NO_GROUP: u32 = u32::MAX;
 
 /// Something the driver must do now.
 #[must_use = "an action the driver does not execute stalls the run"]
@@ -281,6 +294,21 @@ pub struct Engine {
     stall: Option<Stall>,
     trace: Trace,
     error: Option<EngineError>,
+    /// What the strategy and the collective tasks need from the driver.
+    needs: Vec<Capability>,
+    /// Each local task's collective group, by [`Dag::local_index`] ([`NO_GROUP`]: none).
+    group_of: Vec<u32>,
+    /// This rank's collective tasks in group order, with whether each is ready and when it was joined.
+    groups: Vec<GroupTask>,
+    /// The next group to join (groups are joined in order).
+    next_group: usize,
+}
+
+/// One of this rank's collective tasks.
+struct GroupTask {
+    task: TaskId,
+    ready: bool,
+    joined_ns: u64,
 }
 
 /// The stall watch: the rank fails when it takes no input for `after_ns` while work remains.
@@ -306,6 +334,18 @@ impl Engine {
         let window = strategy.window(&dag, rank);
         let local = dag.tasks_of(rank);
         let missing = local.iter().map(|&t| dag.inputs(t).len() as u32).collect();
+        let mut needs = strategy.needs().to_vec();
+        let (mut group_of, mut groups) = (Vec::new(), Vec::new());
+        if !dag.collective_tasks().is_empty() {
+            group_of = vec![NO_GROUP; local.len()];
+            for (t, kind) in dag.collective_tasks().iter().filter(|(t, _)| dag.task(*t).owner == rank) {
+                group_of[dag.local_index(*t)] = groups.len() as u32;
+                groups.push(GroupTask { task: *t, ready: false, joined_ns: 0 });
+                if !needs.contains(&kind.capability()) {
+                    needs.push(kind.capability());
+                }
+            }
+        }
         Engine {
             rank,
             unfinished: local.len(),
@@ -333,6 +373,10 @@ impl Engine {
             stall: None,
             trace: Trace::default(),
             error: None,
+            needs,
+            group_of,
+            groups,
+            next_group: 0,
         }
     }
 
@@ -362,17 +406,20 @@ impl Engine {
         self.strategy.op_name(op)
     }
 
-    /// What the strategy needs from the driver (see [`Strategy::needs`]).
-    pub fn needs(&self) -> &'static [Capability] {
-        self.strategy.needs()
+    /// What the run needs from the driver: the strategy's [`Strategy::needs`], plus the
+    /// capability of each kind of collective task in the DAG.
+    pub fn needs(&self) -> &[Capability] {
+        &self.needs
     }
 
     /// Starts the run: tasks without inputs become ready, and the strategy is told.
     pub fn handle_start(&mut self, now: u64) {
         self.touch(now);
-        let (dag, ready) = (&*self.dag, &mut self.ready);
+        let dag = &*self.dag;
         let roots = dag.tasks_of(self.rank).iter().zip(&self.missing).filter(|(_, n)| **n == 0);
-        ready.extend(roots.map(|(&t, _)| Ready::of(dag, t)));
+        for (&t, _) in roots {
+            make_ready(&self.group_of, &mut self.groups, &mut self.ready, dag, t);
+        }
         self.strategy.on_start(&mut strategy_ctx!(self, now));
     }
 
@@ -388,7 +435,11 @@ impl Engine {
     /// Whether [`poll_communication`](Self::poll_communication) has something to hand
     /// out (cheap: drivers ask before reading the clock for it).
     pub fn has_communication(&self) -> bool {
-        self.error.is_none() && !(self.one_sided.is_empty() && self.sends.is_empty() && self.collectives.is_empty())
+        self.error.is_none()
+            && !(self.one_sided.is_empty()
+                && self.sends.is_empty()
+                && self.collectives.is_empty()
+                && !self.groups.get(self.next_group).is_some_and(|g| g.ready))
     }
 
     /// The next communication action (one-sided operation, message or collective, in
@@ -445,7 +496,56 @@ impl Engine {
             join.sends.iter_mut().flat_map(|(_, m)| m.iter_mut()).for_each(|m| m.sent_ns = now);
             return Some(Action::Collective(join));
         }
+        if self.groups.get(self.next_group).is_some_and(|g| g.ready) {
+            return self.join_group(now);
+        }
         None
+    }
+
+    /// Joins the next group's collective with its task's input.
+    fn join_group(&mut self, now: u64) -> Option<Action> {
+        let g = self.next_group;
+        self.next_group += 1;
+        let group = &mut self.groups[g];
+        group.joined_ns = now;
+        let task = group.task;
+        let kind = self.dag.collective_of(task).expect("a collective task").clone();
+        let input = read(&mut self.store, self.dag.inputs(task)[0]);
+        let output = self.dag.task(task).outputs().next().expect("one output");
+        let mut msg = Message::data(0, output, input);
+        msg.sent_ns = now;
+        let join = CollectiveJoin { id: TASK_COLLECTIVE | g as u64, kind, sends: vec![(self.rank, vec![msg])] };
+        if let Err(reason) = join.check(self.rank, self.dag.ranks()) {
+            self.error = Some(EngineError::Protocol { strategy: self.strategy.name(), rank: self.rank, reason });
+            return None;
+        }
+        self.joined.push(join.id);
+        Some(Action::Collective(join))
+    }
+
+    /// A collective task's collective completed with `result`: the task is done.
+    fn group_done(&mut self, now: u64, g: usize, result: Option<Payload>) {
+        let task = self.groups[g].task;
+        let output = self.dag.task(task).outputs().next().expect("one output");
+        let expected = self.dag.chunk(output).bytes;
+        let Some(result) = result.filter(|p| p.len() as u64 == expected) else {
+            let reason = format!("collective task {task} (group {g}) completed without its {expected}-byte result");
+            self.error = Some(EngineError::Protocol { strategy: self.strategy.name(), rank: self.rank, reason });
+            return;
+        };
+        self.unfinished -= 1;
+        let t = self.dag.task(task);
+        self.trace.tasks.push(TaskRecord {
+            task,
+            kernel: t.kernel,
+            rank: self.rank,
+            worker: self.workers,
+            start_ns: self.groups[g].joined_ns,
+            end_ns: now,
+            flops: t.flops,
+        });
+        self.produced(now, output, result);
+        self.strategy.on_task_done(&mut strategy_ctx!(self, now), task);
     }
 
     /// The next ready task, if a worker is free (the highest priority, then the lowest
@@ -544,6 +644,13 @@ impl Engine {
             return;
         };
         self.joined.remove(at);
+        if id & TASK_COLLECTIVE != 0 {
+            let mine = received.into_iter().find(|c| c.from == self.rank);
+            let result = mine.and_then(|c| c.messages.into_iter().next()).and_then(|m| m.payload);
+            self.group_done(now, (id & !TASK_COLLECTIVE) as usize, result);
+            self.after_input(Ok(()));
+            return;
+        }
         received.sort_by_key(|c| c.from);
         for c in received.iter().filter(|c| c.from != self.rank) {
             let first = c.messages.first();
@@ -819,12 +926,21 @@ impl Engine {
             let left = &mut self.missing[dag.local_index(t)];
             *left -= uses;
             if *left == 0 {
-                self.ready.push(Ready::of(dag, t));
+                make_ready(&self.group_of, &mut self.groups, &mut self.ready, dag, t);
             }
         }
         if readers > 0 {
             self.store.insert(chunk, Stored { data, readers_left: readers });
         }
+    }
+}
+
+/// Task `t` has all its inputs: a collective task waits for its group's turn, any other
+/// for a worker.
+fn make_ready(group_of: &[u32], groups: &mut [GroupTask], ready: &mut BinaryHeap<Ready>, dag: &Dag, t: TaskId) {
+    match group_of.get(dag.local_index(t)) {
+        Some(&g) if g != NO_GROUP => groups[g as usize].ready = true,
+        _ => ready.push(Ready::of(dag, t)),
     }
 }
 

@@ -73,10 +73,15 @@ impl Kernels for DpKernels {
             Kind::Step => {
                 let bucket = &self.buckets[a2];
                 let len: usize = bucket.iter().map(|&l| c.params(l)).sum();
+                // The summed gradient: p blocks of the strategy's ring, or one vector of a collective.
                 let blocks = inputs.split_off(bucket.len());
                 let mut grad = Vec::with_capacity(len);
-                for (b, p) in blocks.iter().enumerate() {
-                    grad.extend(f64s(p, block_range(len, c.ranks, b).len(), "a reduced block")?);
+                if let [whole] = &blocks[..] {
+                    grad = f64s(whole, len, "the reduced bucket")?;
+                } else {
+                    for (b, p) in blocks.iter().enumerate() {
+                        grad.extend(f64s(p, block_range(len, c.ranks, b).len(), "a reduced block")?);
+                    }
                 }
                 let mut at = 0;
                 let mut out = Vec::with_capacity(bucket.len());
@@ -91,6 +96,10 @@ impl Kernels for DpKernels {
                 }
                 Ok(out)
             }
+            Kind::AllReduce => Err(format!(
+                "allreduce {:?} is a collective task, which the driver's collective layer runs, not a kernel",
+                task.args
+            )),
         }
     }
 }

@@ -16,9 +16,15 @@
 //! block, which a strategy moves as sends, puts or one collective). Every transfer is
 //! a chunk the strategy in use moves, so eager, rendezvous, batched and rma are
 //! compared on training too.
+//!
+//! **All-reduce as a collective** (`allreduce = "ring" | "recursive-doubling" | "tree" |
+//! "native"`): each rank's bucket vector is the input of a collective task
+//! ([`DagBuilder::add_collective`]) that the driver's collective layer sums with that
+//! algorithm (`native`: the driver's own, MPI_Iallreduce on the mpi driver, the ring
+//! elsewhere); the optimiser step reads the summed vector. The strategy moves nothing.
 
 use super::model::Config;
-use dagwire_runtime::collective::block_range;
+use dagwire_runtime::collective::{AllReduceAlgorithm, CollectiveKind, DType, ReduceOp, block_range};
 use dagwire_runtime::{ChunkId, Dag, DagBuilder, KernelId, Rank, TaskSpec};
 
 /// The kernels, with their [`KernelId`] numbers.
@@ -36,11 +42,14 @@ pub enum Kind {
     Reduce = 4,
     /// The optimiser step of a bucket's layers (`[step, rank, bucket]`).
     Step = 5,
+    /// A bucket's all-reduce as a collective task (`[step, rank, bucket]`): no kernel runs.
+    AllReduce = 6,
 }
 
 impl Kind {
     /// All kernels, in id order.
-    pub const ALL: [Kind; 6] = [Kind::Init, Kind::Forward, Kind::Backward, Kind::Pack, Kind::Reduce, Kind::Step];
+    pub const ALL: [Kind; 7] =
+        [Kind::Init, Kind::Forward, Kind::Backward, Kind::Pack, Kind::Reduce, Kind::Step, Kind::AllReduce];
 
     /// The id tasks carry.
     pub fn id(self) -> KernelId {
@@ -54,7 +63,7 @@ impl Kind {
 
     /// Name for traces.
     pub fn name(self) -> &'static str {
-        ["init", "forward", "backward", "pack", "reduce", "step"][self as usize]
+        ["init", "forward", "backward", "pack", "reduce", "step", "allreduce"][self as usize]
     }
 }
 
@@ -98,13 +107,48 @@ pub struct Plan {
     pub buckets: Vec<Vec<usize>>,
 }
 
-/// Tasks [`build`] adds (to refuse oversized DAGs before building).
-pub fn task_count(c: &Config, steps: usize, buckets: usize) -> usize {
-    c.ranks * (c.layers() + steps * (1 + c.layers() + buckets * (2 + c.ranks)))
+/// How a bucket's gradients are summed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reduction {
+    /// A ring reduce-scatter of the strategy's transfers, the all-gather as reads.
+    Strategy,
+    /// A collective task of the driver's collective layer with this algorithm.
+    Collective(AllReduceAlgorithm),
 }
 
-/// Builds `steps` steps of training for `c` with `buckets`.
-pub fn build(c: &Config, steps: usize, buckets: Vec<Vec<usize>>) -> Plan {
+impl Reduction {
+    /// Names accepted by the `allreduce` parameter.
+    pub const NAMES: &'static [&'static str] = &["strategy", "ring", "recursive-doubling", "tree", "native"];
+
+    /// Parses a name of [`Reduction::NAMES`] (`native` is the ring in the join, which
+    /// the mpi driver with `collectives = "native"` hands to MPI_Iallreduce).
+    ///
+    /// ```
+    /// use dagwire_runtime::collective::AllReduceAlgorithm;
+    /// use dagwire_workloads::dp::plan::Reduction;
+    /// assert_eq!(Reduction::from_name("tree"), Some(Reduction::Collective(AllReduceAlgorithm::BinomialTree)));
+    /// assert_eq!(Reduction::from_name("strategy"), Some(Reduction::Strategy));
+    /// ```
+    pub fn from_name(name: &str) -> Option<Reduction> {
+        match name {
+            "strategy" => Some(Reduction::Strategy),
+            "native" => Some(Reduction::Collective(AllReduceAlgorithm::Ring)),
+            other => AllReduceAlgorithm::from_name(other).map(Reduction::Collective),
+        }
+    }
+}
+
+/// Tasks [`build`] adds (to refuse oversized DAGs before building).
+pub fn task_count(c: &Config, steps: usize, buckets: usize, reduction: Reduction) -> usize {
+    let per_bucket = match reduction {
+        Reduction::Strategy => 2 + c.ranks,
+        Reduction::Collective(_) => 3,
+    };
+    c.ranks * (c.layers() + steps * (1 + c.layers() + buckets * per_bucket))
+}
+
+/// Builds `steps` steps of training for `c` with `buckets`, summing gradients by `reduction`.
+pub fn build(c: &Config, steps: usize, buckets: Vec<Vec<usize>>, reduction: Reduction) -> Plan {
     let (p, layers) = (c.ranks, c.layers());
     let mut dag = DagBuilder::new(p);
     let bytes = |len: usize| len as u64 * 8;
@@ -171,34 +215,31 @@ pub fn build(c: &Config, steps: usize, buckets: Vec<Vec<usize>>) -> Plan {
                 }
             }
         }
-        // Each bucket's reduce-scatter ring, then the optimiser steps.
+        // Each bucket's reduction, then the optimiser steps.
         let mut new_states = states.clone();
         for (k, bucket) in buckets.iter().enumerate() {
             let len: usize = bucket.iter().map(|&x| c.params(x)).sum();
-            // partial[r]: what rank r produced at the previous ring step.
-            let mut partial: Vec<Option<ChunkId>> = vec![None; p];
-            for t in 0..p {
-                let mut next = vec![None; p];
-                for (r, slot) in next.iter_mut().enumerate() {
-                    let block = (r + p - t % p) % p;
-                    let mut inputs = vec![vectors[r][k]];
-                    inputs.extend(partial[(r + p - 1) % p]);
-                    let out = [bytes(block_range(len, p, block).len())];
-                    let spec = TaskSpec::new(Kind::Reduce.id(), Rank(r as u32))
-                        .inputs(&inputs)
-                        .outputs(&out)
-                        .flops(if t > 0 { block_range(len, p, block).len() as f64 } else { 0.0 })
-                        .priority(base + 2)
-                        .args([s as u32, r as u32, k as u32, t as u32]);
-                    *slot = Some(dag.add(spec).output(0));
+            let reduced = match reduction {
+                Reduction::Strategy => ring_reduce_scatter(&mut dag, &vectors, k, len, s, base),
+                Reduction::Collective(algorithm) => {
+                    let kind = CollectiveKind::AllReduce { op: ReduceOp::Sum, dtype: DType::F64, algorithm };
+                    (0..p)
+                        .map(|r| {
+                            let (input, output) = ([vectors[r][k]], [bytes(len)]);
+                            let spec = TaskSpec::new(Kind::AllReduce.id(), Rank(r as u32))
+                                .inputs(&input)
+                                .outputs(&output)
+                                .flops(len as f64)
+                                .priority(base + 2)
+                                .args([s as u32, r as u32, k as u32, 0]);
+                            vec![dag.add_collective(spec, kind.clone()).output(0)]
+                        })
+                        .collect()
                 }
-                partial = next;
-            }
-            // After step p - 1, rank r holds block (r + 1) mod p: block b lives on rank b - 1.
-            let reduced: Vec<ChunkId> = (0..p).map(|b| partial[(b + p - 1) % p].expect("ring ran")).collect();
+            };
             for r in 0..p {
                 let mut inputs: Vec<ChunkId> = bucket.iter().map(|&l| states[r][l]).collect();
-                inputs.extend(&reduced);
+                inputs.extend(&reduced[r]);
                 let outs: Vec<u64> = bucket.iter().map(|&l| bytes(c.state_len(l))).collect();
                 let spec = TaskSpec::new(Kind::Step.id(), Rank(r as u32))
                     .inputs(&inputs)
@@ -216,4 +257,40 @@ pub fn build(c: &Config, steps: usize, buckets: Vec<Vec<usize>>) -> Plan {
         losses.push(step_losses);
     }
     Plan { dag: dag.finish(), states, losses, buckets }
+}
+
+/// Bucket `k`'s ring reduce-scatter of `p - 1` transfer steps over the ranks' `vectors`;
+/// returns, for each rank, the reduced blocks its optimiser step reads (all `p`, in order).
+fn ring_reduce_scatter(
+    dag: &mut DagBuilder,
+    vectors: &[Vec<ChunkId>],
+    k: usize,
+    len: usize,
+    s: usize,
+    base: u32,
+) -> Vec<Vec<ChunkId>> {
+    let p = vectors.len();
+    let bytes = |len: usize| len as u64 * 8;
+    // partial[r]: what rank r produced at the previous ring step.
+    let mut partial: Vec<Option<ChunkId>> = vec![None; p];
+    for t in 0..p {
+        let mut next = vec![None; p];
+        for (r, slot) in next.iter_mut().enumerate() {
+            let block = (r + p - t % p) % p;
+            let mut inputs = vec![vectors[r][k]];
+            inputs.extend(partial[(r + p - 1) % p]);
+            let out = [bytes(block_range(len, p, block).len())];
+            let spec = TaskSpec::new(Kind::Reduce.id(), Rank(r as u32))
+                .inputs(&inputs)
+                .outputs(&out)
+                .flops(if t > 0 { block_range(len, p, block).len() as f64 } else { 0.0 })
+                .priority(base + 2)
+                .args([s as u32, r as u32, k as u32, t as u32]);
+            *slot = Some(dag.add(spec).output(0));
+        }
+        partial = next;
+    }
+    // After step p - 1, rank r holds block (r + 1) mod p: block b lives on rank b - 1.
+    let reduced: Vec<ChunkId> = (0..p).map(|b| partial[(b + p - 1) % p].expect("ring ran")).collect();
+    vec![reduced; p]
 }
