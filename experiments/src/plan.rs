@@ -169,8 +169,9 @@ fn build_point(sweep: &Sweep, a: &BTreeMap<&str, &ParamValue>, id: u32) -> Resul
     Ok(point)
 }
 
-/// Builds the workload once to let it refuse combinations (tile > n, too many ranks).
-/// Building only lays out the DAG (kernels run later), so this is cheap.
+/// Lets the point's driver and workload refuse combinations (tile > n, too many ranks)
+/// without building its DAG: a sweep checks every point before the first runs, and
+/// each DAG is built once, when its point runs.
 fn check_point(sweep: &Sweep, p: &Point) -> Result<(), SweepError> {
     let err = |key: String, message: String| SweepError {
         file: sweep.path.clone(),
@@ -196,7 +197,7 @@ fn check_point(sweep: &Sweep, p: &Point) -> Result<(), SweepError> {
         };
         err(key, e.reason)
     })?;
-    (p.workload.prepare)(&p.workload_params, p.ranks, sweep.seed).map(drop).map_err(|e| {
+    (p.workload.check)(&p.workload_params, p.ranks).map_err(|e| {
         let key =
             if e.key == "ranks" { "grid.ranks".to_string() } else { format!("grid.{}.{}", p.workload.name, e.key) };
         err(key, e.reason)

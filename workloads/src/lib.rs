@@ -27,7 +27,13 @@ pub struct WorkloadInfo {
     /// Checks the parameters against the rank count and builds the workload.
     /// Errors name the parameter and what is allowed.
     pub prepare: Prepare,
+    /// The same checks as `prepare`, without building the DAG: what a sweep runs on every
+    /// point before the first one starts (a DAG is built once, when its point runs).
+    pub check: Check,
 }
+
+/// Checks a workload's parameters against the rank count without building anything.
+pub type Check = fn(params: &Params, ranks: usize) -> Result<(), ParamError>;
 
 /// Checks a workload's parameters against the rank count and builds it (seeded).
 pub type Prepare = fn(params: &Params, ranks: usize, seed: u64) -> Result<Box<dyn Workload>, ParamError>;

@@ -43,6 +43,7 @@ pub const INFO: WorkloadInfo = WorkloadInfo {
     summary: "tiled right-looking Cholesky (POTRF/TRSM/SYRK/GEMM), 2D block-cyclic or 1D cyclic; verified by ||A - L L^T||_F / (||A||_F n eps)",
     params,
     prepare: |params, ranks, seed| Ok(Box::new(Cholesky::new(params, ranks, seed)?)),
+    check: |params, ranks| Cholesky::checked(params, ranks).map(drop),
 };
 
 /// Largest accepted matrix order and tile edge (tile indices travel as `u32`, and a
@@ -98,13 +99,21 @@ impl Cholesky {
     /// # Errors
     /// Names the parameter (`tile`, `ranks`) and says what is allowed.
     pub fn new(params: &Params, ranks: usize, seed: u64) -> Result<Self, ParamError> {
+        let (tiling, grid) = Self::checked(params, ranks)?;
+        let built = plan::build(tiling, grid);
+        Ok(Cholesky { dag: Arc::new(built.dag), kernels: CholeskyKernels { tiling, seed }, results: built.results })
+    }
+
+    /// The checks of [`Cholesky::new`] without building: the tiling and the rank grid.
+    ///
+    /// # Errors
+    /// As [`Cholesky::new`].
+    pub fn checked(params: &Params, ranks: usize) -> Result<(Tiling, BlockCyclic2D), ParamError> {
         let (n, tile) = (params.int("n"), params.int("tile"));
         let layout = params.get("layout").map_or("2d-block-cyclic".to_string(), ToString::to_string);
         let grid = params.get("grid").map_or("auto".to_string(), ToString::to_string);
         let grid = layout_grid(&layout, &grid, ranks)?;
-        let tiling = check(n, tile, grid)?;
-        let built = plan::build(tiling, grid);
-        Ok(Cholesky { dag: Arc::new(built.dag), kernels: CholeskyKernels { tiling, seed }, results: built.results })
+        Ok((check(n, tile, grid)?, grid))
     }
 
     /// The tile grid.

@@ -51,6 +51,7 @@ pub const INFO: WorkloadInfo = WorkloadInfo {
               transfers or the driver's collective); verified against one-process training, loss must fall",
     params,
     prepare: |params, ranks, seed| Ok(Box::new(DpTrain::new(params, ranks, seed)?)),
+    check: |params, ranks| DpTrain::checked(params, ranks, 0).map(drop),
 };
 
 /// Model presets: name and layer widths (input first).
@@ -118,18 +119,25 @@ pub struct DpTrain {
     reduction: plan::Reduction,
 }
 
+/// What [`DpTrain::checked`] finds: configuration, steps, buckets, reduction.
+pub type Checked = (Config, usize, Vec<Vec<usize>>, plan::Reduction);
+
+/// The widest layer `model` may have.
+pub const MAX_WIDTH: usize = 1 << 16;
+
 /// Parses `model`: a preset or comma-separated widths.
 fn widths(model: &str) -> Result<Vec<usize>, ParamError> {
     if let Some((_, w)) = MODELS.iter().find(|(n, _)| *n == model) {
         return Ok(w.to_vec());
     }
-    let parsed: Option<Vec<usize>> = model.split(',').map(|w| w.trim().parse().ok().filter(|&w| w > 0)).collect();
+    let parsed: Option<Vec<usize>> =
+        model.split(',').map(|w| w.trim().parse().ok().filter(|&w| w > 0 && w <= MAX_WIDTH)).collect();
     match parsed {
-        Some(w) if w.len() >= 2 => Ok(w),
+        Some(w) if w.len() >= 2 && w.len() <= 64 => Ok(w),
         _ => Err(ParamError::new(
             "model",
             format!(
-                "model {model:?} is neither a preset ({}) nor at least two positive widths like \"32,64,10\"",
+                "model {model:?} is neither a preset ({}) nor 2 to 64 widths of 1..={MAX_WIDTH} like \"32,64,10\"",
                 MODELS.iter().map(|m| m.0).collect::<Vec<_>>().join(", ")
             ),
         )),
@@ -142,6 +150,24 @@ impl DpTrain {
     /// # Errors
     /// Names the parameter (`model`, `ranks`, `steps`) and says what is allowed.
     pub fn new(params: &Params, ranks: usize, seed: u64) -> Result<Self, ParamError> {
+        let (config, steps, buckets, reduction) = Self::checked(params, ranks, seed)?;
+        let built = plan::build(&config, steps, buckets.clone(), reduction);
+        Ok(DpTrain {
+            dag: Arc::new(built.dag),
+            kernels: DpKernels { config, buckets },
+            steps,
+            states: built.states,
+            losses: built.losses,
+            reduction,
+        })
+    }
+
+    /// The checks of [`DpTrain::new`] without building: the configuration, steps,
+    /// buckets and reduction.
+    ///
+    /// # Errors
+    /// As [`DpTrain::new`].
+    pub fn checked(params: &Params, ranks: usize, seed: u64) -> Result<Checked, ParamError> {
         if ranks == 0 {
             return Err(ParamError::new("ranks", "0 ranks cannot run anything; use at least 1"));
         }
@@ -166,15 +192,7 @@ impl DpTrain {
                 format!("{steps} steps give {tasks} tasks, more than {MAX_TASKS}; use fewer"),
             ));
         }
-        let built = plan::build(&config, steps, buckets.clone(), reduction);
-        Ok(DpTrain {
-            dag: Arc::new(built.dag),
-            kernels: DpKernels { config, buckets },
-            steps,
-            states: built.states,
-            losses: built.losses,
-            reduction,
-        })
+        Ok((config, steps, buckets, reduction))
     }
 
     /// The buckets, layers in backward order.

@@ -47,6 +47,7 @@ pub const INFO: WorkloadInfo = WorkloadInfo {
               element by element against a one-rank faer product",
     params,
     prepare: |params, ranks, seed| Ok(Box::new(Gemm::new(params, ranks, seed)?)),
+    check: |params, ranks| Gemm::checked(params, ranks).map(drop),
 };
 
 /// Largest accepted dimension (tile indices travel as `u32`; the dense reference must fit).
@@ -90,6 +91,22 @@ impl Gemm {
     /// # Errors
     /// Names the parameter (`tile`, `grid`, `replicas`, `ranks`) and says what is allowed.
     pub fn new(params: &Params, ranks: usize, seed: u64) -> Result<Self, ParamError> {
+        let (shape, layout, accumulate) = Self::checked(params, ranks)?;
+        let built = plan::build(shape, layout, accumulate);
+        Ok(Gemm {
+            dag: Arc::new(built.dag),
+            kernels: GemmKernels { shape, seed },
+            layout,
+            accumulate,
+            results: built.results,
+        })
+    }
+
+    /// The checks of [`Gemm::new`] without building: shape, layout, accumulate.
+    ///
+    /// # Errors
+    /// As [`Gemm::new`].
+    pub fn checked(params: &Params, ranks: usize) -> Result<(Shape, Layout, bool), ParamError> {
         let n = params.int("n");
         let or_n = |key| match params.int(key) {
             0 => n,
@@ -117,14 +134,7 @@ impl Gemm {
                 ),
             ));
         }
-        let built = plan::build(shape, layout, accumulate);
-        Ok(Gemm {
-            dag: Arc::new(built.dag),
-            kernels: GemmKernels { shape, seed },
-            layout,
-            accumulate,
-            results: built.results,
-        })
+        Ok((shape, layout, accumulate))
     }
 
     /// Sizes and tile edge.

@@ -60,6 +60,7 @@ pub const INFO: WorkloadInfo = WorkloadInfo {
               every received byte is checked against its pattern",
     params,
     prepare: |params, ranks, _seed| Ok(Box::new(Micro::new(params, ranks)?)),
+    check: |params, ranks| Micro::checked(params, ranks).map(drop),
 };
 
 /// Largest message, 64 MiB.
@@ -122,6 +123,17 @@ impl Micro {
     /// Names the parameter (`ranks`, `pattern`, `size`, `window`, `iterations`) and
     /// says what is allowed.
     pub fn new(params: &Params, ranks: usize) -> Result<Self, ParamError> {
+        let (layout, warmup, measured) = Self::checked(params, ranks)?;
+        let built = plan::build(layout, warmup, measured);
+        Ok(Micro { dag: Arc::new(built.dag), kernels: MicroKernels { layout }, warmup, measured, counts: built.counts })
+    }
+
+    /// The checks of [`Micro::new`] without building: the layout, warm-up and measured
+    /// iterations.
+    ///
+    /// # Errors
+    /// As [`Micro::new`].
+    pub fn checked(params: &Params, ranks: usize) -> Result<(Layout, u32, u32), ParamError> {
         let name = params.str("pattern");
         let pattern = Pattern::from_name(name).ok_or_else(|| {
             ParamError::new("pattern", format!("unknown pattern `{name}`; known: {}", Pattern::NAMES.join(", ")))
@@ -164,8 +176,7 @@ impl Micro {
             );
             return Err(ParamError::new("iterations", why));
         }
-        let built = plan::build(layout, warmup, measured);
-        Ok(Micro { dag: Arc::new(built.dag), kernels: MicroKernels { layout }, warmup, measured, counts: built.counts })
+        Ok((layout, warmup, measured))
     }
 
     /// The pattern, ranks and sizes.
