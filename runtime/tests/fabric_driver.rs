@@ -276,7 +276,7 @@ fn memory_main(job: &FabricJob, provider: &str) {
             }
         };
         let w = |i: usize| u64::from_le_bytes(b[8 * i..8 * i + 8].try_into().unwrap());
-        keys.push((MemoryKey { addr: w(0), key: w(1) }, MemoryKey { addr: w(2), key: w(3) }));
+        keys.push((MemoryKey { addr: w(0), key: w(1), len: 4096 }, MemoryKey { addr: w(2), key: w(3), len: 1000 }));
         names.push(b[32..].to_vec());
     }
     ep.insert_peers(&names).unwrap();

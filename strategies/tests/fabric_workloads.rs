@@ -4,7 +4,8 @@
 //! rendezvous strategies (below and above rendezvous' eager limit) on 2 and 3 ranks,
 //! Cholesky verifies with batched (collectives run by the shared layer over the driver;
 //! all-to-all-v and neighbour exchanges; pieces above the inline limit) and with rma
-//! (windows as registered memory: get and put, passive and fence), and
+//! (windows as registered memory: get and put, passive and fence) and with fabric
+//! (below and above `rdv_limit`, registration cache on and off), and
 //! a corrupted transfer (a message, or one inside a collective) fails Cholesky's
 //! verification. Run by `cargo test` (feature `fabric`), this program starts itself as
 //! the ranks; each job runs every point in turn.
@@ -101,6 +102,24 @@ fn points(ranks: usize) -> Vec<Point> {
             fault: None,
         });
     }
+    // fabric: tagged messages below rdv_limit (32 x 32 tiles are 8 KiB), registered
+    // chunks pulled with fi_read above it, with and without the registration cache.
+    for (rdv_limit, cache) in [(1 << 20, "on"), (0, "on"), (0, "off")] {
+        out.push(Point {
+            workload: "cholesky",
+            params: cholesky(),
+            strategy: "fabric",
+            strategy_params: vec![("rdv_limit", int(rdv_limit)), ("mr_cache", s(cache))],
+            fault: None,
+        });
+    }
+    out.push(Point {
+        workload: "cholesky",
+        params: cholesky(),
+        strategy: "fabric",
+        strategy_params: vec![("rdv_limit", int(0))],
+        fault: Some(Fault::CorruptDataMessage { nth: 0 }),
+    });
     // A corrupted one-sided read fails verification.
     out.push(Point {
         workload: "cholesky",

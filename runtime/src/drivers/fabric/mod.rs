@@ -50,8 +50,14 @@
 //!   its endpoint (and its memory) open until rank 0 says every report arrived, so no
 //!   peer reads memory that is gone.
 //!
-//! What it offers strategies: point-to-point messages, every collective and one-sided
-//! windows with passive or fence synchronisation (eager, rendezvous, batched, rma).
+//! - **Exposed memory** (the `fabric` strategy): an exposure registers the chunk's own
+//!   bytes read-only for peers ([`Endpoint::register`]; the registration keeps a shared
+//!   clone of the payload alive) and hands the engine its address, key and length, which
+//!   travel in a message header; a read is an `fi_read` into a fresh buffer, checked
+//!   against the exposed length first; a withdrawal closes the registration.
+//!
+//! What it offers strategies: point-to-point messages, every collective, one-sided
+//! windows with passive or fence synchronisation, and exposed memory (every strategy).
 //!
 //! All `unsafe` code lives in [`raw`].
 
@@ -94,6 +100,7 @@ pub const CAPABILITIES: &[Capability] = &[
     Capability::PointToPoint,
     Capability::OneSidedPassive,
     Capability::OneSidedFence,
+    Capability::OneSidedExpose,
     Capability::AllToAllV,
     Capability::NeighborAllToAllV,
     Capability::Broadcast,
@@ -106,8 +113,8 @@ pub const CAPABILITIES: &[Capability] = &[
 pub const DRIVER: DriverInfo = DriverInfo {
     name: "libfabric",
     summary: "one process per rank, libfabric carries every byte (tagged messages on an RDM endpoint of the \
-              provider asked for); processes started on this host (launcher = local) or by an MPI launcher; \
-              needs libfabric",
+              provider asked for, fi_read/fi_write on registered memory); processes started on this host \
+              (launcher = local) or by an MPI launcher; needs libfabric",
     params,
     offers: CAPABILITIES,
     host,
@@ -491,7 +498,7 @@ fn bootstrap(
         for (i, w) in plans[r].iter_mut().enumerate() {
             *w = word(i);
         }
-        windows[r] = (MemoryKey { addr: word(4), key: word(5) }, word(6));
+        windows[r] = (MemoryKey { addr: word(4), key: word(5), len: word(6) }, word(6));
         names[r] = bytes[BOOT_WORDS * 8..].to_vec();
     }
     let differ: Vec<usize> = (0..size).filter(|&r| plans[r] != plans[0]).collect();
@@ -668,6 +675,8 @@ struct Driver<'a> {
     /// join after it): they join the shared layer, in order, once those completed, so a
     /// fence's barrier starts only when this rank's operations are in their targets.
     deferred: VecDeque<CollectiveJoin>,
+    /// This rank's exposed memory: the registered region of each key.
+    exposures: std::collections::HashMap<u64, u64>,
 }
 
 impl<'a> Driver<'a> {
@@ -703,6 +712,7 @@ impl<'a> Driver<'a> {
             windows: Vec::new(),
             rma_in_flight: 0,
             deferred: VecDeque::new(),
+            exposures: Default::default(),
         })
     }
 
@@ -1049,10 +1059,41 @@ impl<'a> Driver<'a> {
     fn one_sided(&mut self, op: OneSided) -> Result<(), RunError> {
         let now = self.clock.now();
         let target = op.target.index();
+        let op = match op.access {
+            Access::Expose(data) => {
+                let (region, key) = self.ep.register(data).map_err(|e| self.fail(e))?;
+                self.exposures.insert(key.key, region);
+                self.engine.handle_exposed(self.clock.now(), op.id, key);
+                return Ok(());
+            }
+            Access::Withdraw(key) => {
+                let region = self.exposures.remove(&key.key).ok_or_else(|| {
+                    self.fail(format!("withdrawal of memory key {}, which this rank did not expose", key.key))
+                })?;
+                return self.ep.deregister(region).map_err(|e| self.fail(e));
+            }
+            Access::Read { key, len } => {
+                if op.offset.checked_add(len).is_none_or(|end| end > key.len) {
+                    let why = format!(
+                        "on {}'s exposed memory: read of {len} bytes at offset {} reaches past the end of {} exposed \
+                         bytes",
+                        op.target, op.offset, key.len
+                    );
+                    self.engine.handle_one_sided_failed(op.id, why);
+                    return Ok(());
+                }
+                let token = (KIND_RMA << 56) | (op.id & BELOW_KIND);
+                self.ep.read(target, key, op.offset, len as usize, token).map_err(|e| self.fail(e))?;
+                self.rma_in_flight += 1;
+                return Ok(());
+            }
+            access => OneSided { access, ..op },
+        };
         if target == self.rank {
             let done = match op.access {
                 Access::Put(data) => self.ep.window_write(op.offset, data.as_bytes()).map(|()| None),
                 Access::Get { len } => self.ep.window_read(op.offset, len as usize).map(Some),
+                _ => unreachable!("handled above"),
             };
             match done {
                 Ok(data) => self.engine.handle_one_sided_done(now, op.id, data),
@@ -1082,6 +1123,7 @@ impl<'a> Driver<'a> {
                 self.ep.write(target, key, op.offset, data, token)
             }
             Access::Get { len } => self.ep.read(target, key, op.offset, len as usize, token),
+            _ => unreachable!("handled above"),
         };
         posted.map_err(|e| self.fail(e))?;
         self.rma_in_flight += 1;

@@ -75,14 +75,9 @@ fn check(code: isize, what: &str) -> Result<(), FabricError> {
 }
 
 /// What a peer needs to reach a registered region: the address to name it by (its
-/// virtual address when the provider asks for `FI_MR_VIRT_ADDR`, else 0) and its key.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct MemoryKey {
-    /// Address of the region's first byte, as the provider wants it named.
-    pub addr: u64,
-    /// The region's remote key.
-    pub key: u64,
-}
+/// virtual address when the provider asks for `FI_MR_VIRT_ADDR`, else 0), its key and
+/// its length.
+pub use crate::one_sided::MemoryKey;
 
 /// What a registered region holds (invariant 6).
 enum Memory {
@@ -555,7 +550,7 @@ impl Endpoint {
         // SAFETY: `mr` is the handle fi_mr_reg just opened.
         let key = unsafe { fi::fi_mr_key(mr) };
         self.regions.insert(id, Region { mr, mem });
-        Ok(MemoryKey { addr: if self.virt_addr { buf as u64 } else { 0 }, key })
+        Ok(MemoryKey { addr: if self.virt_addr { buf as u64 } else { 0 }, key, len: len as u64 })
     }
 
     /// Allocates and registers this endpoint's window: `len` zeroed bytes that peers
@@ -568,7 +563,8 @@ impl Endpoint {
         let words = len.div_ceil(8).max(1);
         let base = Box::into_raw(vec![0u64; words].into_boxed_slice()).cast::<u64>();
         let access = (fi::FI_REMOTE_READ | fi::FI_REMOTE_WRITE) as u64;
-        self.register_region(WINDOW, base.cast(), words * 8, access, Memory::Window { base, words, len })
+        let key = self.register_region(WINDOW, base.cast(), words * 8, access, Memory::Window { base, words, len })?;
+        Ok(MemoryKey { len: len as u64, ..key })
     }
 
     /// The window's size in bytes (0 without one).
@@ -621,8 +617,9 @@ impl Endpoint {
         } else {
             (data.as_bytes().as_ptr(), data.len())
         };
+        let len_exposed = data.len() as u64;
         let key = self.register_region(id, buf, len, fi::FI_REMOTE_READ as u64, Memory::Payload(data))?;
-        Ok((id, key))
+        Ok((id, MemoryKey { len: len_exposed, ..key }))
     }
 
     /// Closes region `id` (from [`Endpoint::register`]), releasing its payload. The
