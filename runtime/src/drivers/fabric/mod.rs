@@ -825,10 +825,12 @@ impl<'a> Driver<'a> {
                     let (kind, _, _) = tag_parts(token);
                     match kind {
                         KIND_MSG => {
-                            post_header_recv(self.ep).map_err(|e| self.fail(e))?;
-                            let Buffer::Bytes(mut bytes) = buf else { unreachable!("headers land in bytes") };
-                            bytes.truncate(len);
-                            self.header(t, &bytes)?;
+                            // The same buffer goes back to the mailbox once read: no
+                            // allocation or zeroing per message.
+                            let Buffer::Bytes(bytes) = buf else { unreachable!("headers land in bytes") };
+                            let handled = self.header(t, &bytes[..len]);
+                            repost(self.ep, KIND_MSG, bytes).map_err(|e| self.fail(e))?;
+                            handled?;
                         }
                         KIND_DATA => {
                             let (_, from, seq) = tag_parts(t);
@@ -846,10 +848,10 @@ impl<'a> Driver<'a> {
                             }
                         }
                         KIND_PIECE => {
-                            post_piece_recv(self.ep).map_err(|e| self.fail(e))?;
-                            let Buffer::Bytes(mut bytes) = buf else { unreachable!("pieces land in bytes") };
-                            bytes.truncate(len);
-                            self.piece_message(t, &bytes)?;
+                            let Buffer::Bytes(bytes) = buf else { unreachable!("pieces land in bytes") };
+                            let handled = self.piece_message(t, &bytes[..len]);
+                            repost(self.ep, KIND_PIECE, bytes).map_err(|e| self.fail(e))?;
+                            handled?;
                         }
                         KIND_PIECE_DATA => {
                             let (_, from, seq) = tag_parts(t);
@@ -1174,8 +1176,14 @@ impl<'a> Driver<'a> {
 
 /// Posts one receive for any peer's header.
 fn post_header_recv(ep: &mut Endpoint) -> Result<(), FabricError> {
-    let t = tag(KIND_MSG, 0, 0);
-    ep.recv(t, BELOW_KIND, Buffer::Bytes(vec![0; wire::HEADER + INLINE_LIMIT]), t)
+    repost(ep, KIND_MSG, vec![0; wire::HEADER + INLINE_LIMIT])
+}
+
+/// Posts `buf` (a mailbox buffer, whole) as a receive for any peer's message of `kind`
+/// ([`KIND_MSG`] or [`KIND_PIECE`]).
+fn repost(ep: &mut Endpoint, kind: u64, buf: Vec<u8>) -> Result<(), FabricError> {
+    let t = tag(kind, 0, 0);
+    ep.recv(t, BELOW_KIND, Buffer::Bytes(buf), t)
 }
 
 /// Bytes of the receives posted ahead for collective pieces.
@@ -1183,8 +1191,7 @@ const PIECE_BOX: usize = wire::HEADER + INLINE_LIMIT;
 
 /// Posts one receive for any peer's collective piece (inline or announced).
 fn post_piece_recv(ep: &mut Endpoint) -> Result<(), FabricError> {
-    let t = tag(KIND_PIECE, 0, 0);
-    ep.recv(t, BELOW_KIND, Buffer::Bytes(vec![0; PIECE_BOX]), t)
+    repost(ep, KIND_PIECE, vec![0; PIECE_BOX])
 }
 
 /// Posts one receive for any peer's go-ahead (`kind`: [`KIND_GO`] for a large payload,
