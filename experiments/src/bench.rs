@@ -92,6 +92,23 @@ pub enum Which {
         #[arg(long, default_value_t = 16)]
         window: u32,
     },
+    /// libfabric against MPI: ping-pong latency and streaming bandwidth, raw libfabric
+    /// tagged messages vs the engine on the libfabric driver vs the engine on the mpi
+    /// driver vs raw MPI, with ratios, in one 2-rank job (launches `mpirun -n 2` itself).
+    Fabric {
+        /// Largest message, bytes (sizes go 8, 64, 512, ... up to it).
+        #[arg(long, default_value_t = 4 << 20)]
+        max_size: usize,
+        /// Measured iterations (divided by 10 above 8 KiB, as OSU does).
+        #[arg(long, default_value_t = 2000)]
+        iterations: u32,
+        /// Bandwidth: messages in flight per iteration.
+        #[arg(long, default_value_t = 16)]
+        window: u32,
+        /// The libfabric provider (shm: the same shared memory Open MPI uses here).
+        #[arg(long, default_value = "shm")]
+        provider: String,
+    },
 }
 
 /// Runs a benchmark and prints its figures.
@@ -101,6 +118,9 @@ pub fn run(which: Which) -> Result<()> {
         Which::Overhead { tasks, width } => overhead(tasks, width),
         Which::Collectives(args) => crate::bench_collectives::run(&args),
         Which::Mpi { max_size, iterations, window } => crate::bench_mpi::run(max_size, iterations, window),
+        Which::Fabric { max_size, iterations, window, provider } => {
+            crate::bench_fabric::run(max_size, iterations, window, &provider)
+        }
         Which::Sim { machine, ranks, tiles, tile, fidelity, strategy, only_tiles, counts_only } => {
             let setup = crate::bench_sim::Setup { machine, ranks, tile, fidelity, strategy };
             match only_tiles {

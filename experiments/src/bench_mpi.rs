@@ -39,12 +39,21 @@ pub fn run(_max_size: usize, _iterations: u32, _window: u32) -> Result<()> {
 /// Runs this same command under `LAUNCHER -n 2`.
 #[cfg(feature = "mpi")]
 fn relaunch() -> Result<()> {
+    relaunch_with(&[])
+}
+
+/// Runs this same command under `LAUNCHER -n 2` with `env` set for the ranks.
+#[cfg(feature = "mpi")]
+pub(crate) fn relaunch_with(env: &[(&str, &std::path::Path)]) -> Result<()> {
     use crate::launcher::{LAUNCHER_ARGS_ENV, LAUNCHER_ENV};
     let launcher = std::env::var(LAUNCHER_ENV).unwrap_or_else(|_| "mpirun".into());
     let extra = std::env::var(LAUNCHER_ARGS_ENV).unwrap_or_default();
     let mut cmd = std::process::Command::new(&launcher);
     cmd.args(["-n", "2"]).args(extra.split_whitespace()).arg(std::env::current_exe()?).args(std::env::args().skip(1));
     crate::launcher::tune_malloc(&mut cmd);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
     let status = cmd
         .status()
         .map_err(|e| anyhow::anyhow!("cannot start `{launcher}` ({e}); set ${LAUNCHER_ENV} or install an MPI"))?;
@@ -55,7 +64,7 @@ fn relaunch() -> Result<()> {
 }
 
 #[cfg(feature = "mpi")]
-mod imp {
+pub(crate) mod imp {
     use anyhow::{Result, bail, ensure};
     use dagwire_runtime::drivers::mpi::rsmpi as mpi_api;
     use dagwire_runtime::drivers::mpi::{self, Mpi, MpiConfig};
@@ -69,7 +78,7 @@ mod imp {
     use std::sync::Arc;
     use std::time::Instant;
 
-    fn eager(_: Rank) -> Box<dyn Strategy> {
+    pub(crate) fn eager(_: Rank) -> Box<dyn Strategy> {
         Box::new(Eager)
     }
 
@@ -77,12 +86,7 @@ mod imp {
         let mpi = Mpi::init()?;
         ensure!(mpi.size() == 2, "bench mpi needs exactly 2 ranks, the job has {}", mpi.size());
         let root = mpi.rank() == 0;
-        let sizes: Vec<usize> =
-            std::iter::successors(Some(8usize), |s| Some(s * 8)).take_while(|&s| s <= max_size).collect();
-        let mut sizes = sizes;
-        if sizes.last() != Some(&max_size) {
-            sizes.push(max_size);
-        }
+        let sizes = sizes(max_size);
         if root {
             println!("MPI ping-pong latency (one way, us) and streaming bandwidth (MB/s, window {window}), 2 ranks");
             println!(
@@ -132,18 +136,28 @@ mod imp {
         Ok(())
     }
 
+    /// 8, 64, 512, ... bytes up to `max_size` (and `max_size` itself).
+    pub(crate) fn sizes(max_size: usize) -> Vec<usize> {
+        let mut sizes: Vec<usize> =
+            std::iter::successors(Some(8usize), |s| Some(s * 8)).take_while(|&s| s <= max_size).collect();
+        if sizes.last() != Some(&max_size) {
+            sizes.push(max_size);
+        }
+        sizes
+    }
+
     /// Where one hop of the lean ping-pong goes, medians over the measured hops, ns.
-    struct Hops {
+    pub(crate) struct Hops {
         /// From the sending kernel's end (the message's send stamp) to its arrival.
-        wire: i64,
+        pub(crate) wire: i64,
         /// From the arrival to the start of the kernel that reads it.
-        dispatch: i64,
+        pub(crate) dispatch: i64,
         /// The reading kernel (it hands the buffer on).
-        kernel: i64,
+        pub(crate) kernel: i64,
     }
 
     impl Hops {
-        fn total(&self) -> f64 {
+        pub(crate) fn total(&self) -> f64 {
             (self.wire + self.dispatch + self.kernel) as f64
         }
 
@@ -175,12 +189,12 @@ mod imp {
     /// baseline's one send buffer, it is allocated once); 1 = hand the first input on
     /// unchanged (moved, not copied, when nothing else holds it); 2 = an 8-byte
     /// acknowledgement.
-    struct Lean {
+    pub(crate) struct Lean {
         source: std::sync::Mutex<Payload>,
     }
 
     impl Lean {
-        fn new() -> Self {
+        pub(crate) fn new() -> Self {
             Lean { source: std::sync::Mutex::new(Payload::default()) }
         }
 
@@ -205,15 +219,15 @@ mod imp {
     }
 
     /// A lean DAG and which tasks time its measured part: (first measured task, last one).
-    struct LeanPlan {
-        dag: Arc<Dag>,
+    pub(crate) struct LeanPlan {
+        pub(crate) dag: Arc<Dag>,
         first: u32,
         last: u32,
     }
 
     /// One buffer bounced `warmup + measured` times there and back: the hop tasks
     /// alternate between the ranks, each reading the previous hop's chunk.
-    fn lean_pingpong(size: usize, measured: u32, warmup: u32) -> LeanPlan {
+    pub(crate) fn lean_pingpong(size: usize, measured: u32, warmup: u32) -> LeanPlan {
         let mut b = DagBuilder::new(2);
         let mut prev: ChunkId =
             b.add(TaskSpec::new(KernelId(0), Rank(0)).args([0, size as u32, 1, 0]).outputs(&[size as u64])).output(0);
@@ -232,7 +246,7 @@ mod imp {
 
     /// Per iteration, rank 0 makes `window` chunks that rank 1 reads, and rank 1's
     /// acknowledgement gates rank 0's next iteration.
-    fn lean_bandwidth(size: usize, measured: u32, warmup: u32, window: u32) -> LeanPlan {
+    pub(crate) fn lean_bandwidth(size: usize, measured: u32, warmup: u32, window: u32) -> LeanPlan {
         let mut b = DagBuilder::new(2);
         let mut ack: Option<ChunkId> = None;
         let (mut first, mut last) = (0, 0);
@@ -253,8 +267,7 @@ mod imp {
         LeanPlan { dag: Arc::new(b.finish()), first, last }
     }
 
-    /// Runs a lean plan; rank 0 returns one-way latency (window 1, with where its hops
-    /// go) or bandwidth, from the start of the first measured task to the end of the last.
+    /// Runs a lean plan on the mpi driver; rank 0 returns its figure ([`lean_figure`]).
     fn lean(mpi: &Mpi, plan: LeanPlan, size: usize, measured: u32, window: u32) -> Result<(f64, Option<Hops>)> {
         let cfg = MpiConfig { progress: Progress::Inline, ..MpiConfig::default() };
         let out = match mpi::run(mpi, &plan.dag, &Lean::new(), &eager, &cfg) {
@@ -264,6 +277,19 @@ mod imp {
                 mpi.abort(1)
             }
         };
+        lean_figure(&plan, out, size, measured, window)
+    }
+
+    /// Rank 0's figure of a lean plan's run `out` (the others have none): one-way
+    /// latency (window 1, with where its hops go) or bandwidth, from the start of the
+    /// first measured task to the end of the last.
+    pub(crate) fn lean_figure(
+        plan: &LeanPlan,
+        out: Option<dagwire_runtime::RunOutcome>,
+        size: usize,
+        measured: u32,
+        window: u32,
+    ) -> Result<(f64, Option<Hops>)> {
         let Some(out) = out else { return Ok((0.0, None)) };
         let at = |t: u32| out.trace.tasks.iter().find(|r| r.task.0 == t).map(|r| (r.start_ns, r.end_ns));
         // Ping-pong: from the end of the last warm-up hop; bandwidth: from the start of
@@ -274,14 +300,14 @@ mod imp {
         let start = if window == 1 { first_end } else { first_start };
         let span = (end - start) as f64;
         Ok(if window == 1 {
-            (span / (2.0 * measured as f64) / 1e3, Hops::of(&plan, &out.trace))
+            (span / (2.0 * measured as f64) / 1e3, Hops::of(plan, &out.trace))
         } else {
             (size as f64 * window as f64 * measured as f64 * 1e3 / span, None)
         })
     }
 
     /// One-way latency of a blocking rsmpi ping-pong, us.
-    fn raw_pingpong(mpi: &Mpi, size: usize, measured: u32, warmup: u32) -> f64 {
+    pub(crate) fn raw_pingpong(mpi: &Mpi, size: usize, measured: u32, warmup: u32) -> f64 {
         let world = mpi.world();
         let (me, peer) = (world.rank(), world.process_at_rank(1 - world.rank()));
         let mut buf = vec![1u8; size];
@@ -303,7 +329,7 @@ mod imp {
     }
 
     /// Streaming bandwidth as osu_bw: a window of nonblocking sends, then an ack, MB/s.
-    fn raw_bandwidth(mpi: &Mpi, size: usize, measured: u32, warmup: u32, window: u32) -> f64 {
+    pub(crate) fn raw_bandwidth(mpi: &Mpi, size: usize, measured: u32, warmup: u32, window: u32) -> f64 {
         let world = mpi.world();
         let (me, peer) = (world.rank(), world.process_at_rank(1 - world.rank()));
         let send = vec![1u8; size];
@@ -370,7 +396,7 @@ mod imp {
 
 /// A bandwidth in MB/s (or a ratio of two) with about three significant digits, so a
 /// small figure (under 1 MB/s on a loaded host, a ratio under 0.01) never prints as 0.
-fn three_digits(x: f64) -> String {
+pub(crate) fn three_digits(x: f64) -> String {
     match x {
         x if x >= 100.0 => format!("{x:.0}"),
         x if x >= 10.0 => format!("{x:.1}"),

@@ -8,6 +8,7 @@
 
 pub mod bench;
 pub mod bench_collectives;
+pub mod bench_fabric;
 pub mod bench_mpi;
 pub mod bench_sim;
 pub mod drivers;

@@ -1,6 +1,8 @@
 //! The libfabric driver end to end through `experiment run`: ranks started by the local
 //! launcher (no MPI), Cholesky and the micro workload with the eager and rendezvous
-//! strategies over `tcp` and `shm` verify, a provider that is not there is refused
+//! strategies over `tcp` and `shm` verify, Cholesky with batched, rma and fabric
+//! verifies, ranks started by `mpirun` (bytes over libfabric) verify Cholesky,
+//! `experiment bench fabric` prints its four-way table, a provider that is not there is refused
 //! before the run with those that are, and a killed rank fails its point within
 //! seconds, naming the rank; `experiment list drivers` shows the providers libfabric
 //! reports here (and says so when there are none). The tests take turns (a lock): jobs
@@ -141,4 +143,111 @@ fn a_killed_rank_fails_its_point_naming_the_rank() {
     assert_eq!(out.status.code(), Some(1), "{all}");
     assert!(all.contains("FAILED: the job failed") && all.contains("rank 1 was killed by signal 9"), "{all}");
     assert!(started.elapsed() < Duration::from_secs(30), "took {:?}: {all}", started.elapsed());
+}
+
+#[test]
+fn batched_rma_and_fabric_verify_cholesky_through_experiment_run() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let path = sweep(
+        dir.path(),
+        "fabric-one-sided",
+        r#"[grid]
+workload = "cholesky"
+strategy = ["batched", "rma", "fabric"]
+driver = "libfabric"
+ranks = 3
+
+[grid.libfabric]
+provider = "shm"
+
+[grid.fabric]
+rdv_limit = 0
+
+[grid.cholesky]
+n = 256
+tile = 64
+"#,
+    );
+    let out_dir = dir.path().join("out");
+    let out = experiment(&["run", path.to_str().unwrap(), "--out", out_dir.to_str().unwrap()], &[]);
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    let verified = all.lines().filter(|l| l.starts_with("[") && l.contains(", verified (")).count();
+    assert_eq!(verified, 3, "{all}");
+}
+
+/// `launcher = "mpirun"`: mpirun only starts the processes (each finds its rank in Open
+/// MPI's environment); every byte goes over libfabric.
+#[cfg(feature = "mpi")]
+#[test]
+fn ranks_started_by_mpirun_verify_cholesky_over_libfabric() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let path = sweep(
+        dir.path(),
+        "fabric-mpirun",
+        r#"[grid]
+workload = "cholesky"
+strategy = ["eager", "fabric"]
+driver = "libfabric"
+ranks = 2
+
+[grid.libfabric]
+provider = "tcp"
+launcher = "mpirun"
+launcher_args = "--oversubscribe"
+
+[grid.cholesky]
+n = 256
+tile = 64
+"#,
+    );
+    let out_dir = dir.path().join("out");
+    let root = [("OMPI_ALLOW_RUN_AS_ROOT", "1"), ("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")];
+    let out = experiment(&["run", path.to_str().unwrap(), "--out", out_dir.to_str().unwrap()], &root);
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    let verified = all.lines().filter(|l| l.starts_with("[") && l.contains(", verified (")).count();
+    assert_eq!(verified, 2, "{all}");
+}
+
+/// `experiment bench fabric` at tiny sizes: one row per size with the four latencies,
+/// the four bandwidths and their ratios, all positive; then each engine's hop.
+#[cfg(feature = "mpi")]
+#[test]
+fn the_fabric_benchmark_prints_four_ways_and_their_ratios() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let args = ["bench", "fabric", "--max-size", "64", "--iterations", "100", "--window", "2", "--provider", "tcp"];
+    let env = [
+        ("OMPI_ALLOW_RUN_AS_ROOT", "1"),
+        ("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1"),
+        ("DAGWIRE_MPI_LAUNCHER_ARGS", "--oversubscribe"),
+    ];
+    let out = experiment(&args, &env);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "bench fabric failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let header = stdout.lines().find(|l| l.trim_start().starts_with("bytes |")).expect("a header");
+    let mut at = 0;
+    for name in dagwire_experiments::bench_fabric::COLUMNS {
+        at += header[at..].find(name).unwrap_or_else(|| panic!("column {name:?} missing or out of order: {header}"));
+        at += name.len();
+    }
+    for size in ["8", "64"] {
+        let row = stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{size} |")))
+            .unwrap_or_else(|| panic!("no row for {size} bytes:\n{stdout}"));
+        let figures: Vec<f64> = row
+            .split(|c: char| c == '|' || c.is_whitespace())
+            .filter(|w| !w.is_empty())
+            .skip(1)
+            .map(|w| w.trim_end_matches('x').parse().unwrap_or_else(|_| panic!("not a figure: {w:?} in {row}")))
+            .collect();
+        assert_eq!(figures.len(), 14, "7 latency and 7 bandwidth columns: {row}");
+        assert!(figures.iter().all(|f| f.is_finite() && *f > 0.0), "every figure positive: {row}");
+    }
+    for name in ["libfabric", "mpi"] {
+        assert!(stdout.contains(&format!("a lean 8-byte hop on {name}")), "{stdout}");
+    }
 }

@@ -211,3 +211,21 @@ fn a_fault_that_cannot_happen_is_refused_on_the_fault_line() {
     assert_eq!((e.line, e.key.as_str()), (8, "grid.fault"));
     assert!(e.message.contains("the sim driver does not inject faults"), "{e}");
 }
+
+/// The fabric strategy needs memory exposed chunk by chunk, which the mpi driver (windows
+/// allocated before the run only) does not offer: refused at check time, naming both and
+/// what is missing.
+#[cfg(feature = "mpi")]
+#[test]
+fn the_fabric_strategy_on_the_mpi_driver_is_refused_naming_what_is_missing() {
+    let e = error_of(&GOOD.replace("strategy = \"eager\"", "strategy = \"fabric\"").replace("\"local\"", "\"mpi\""));
+    let text = e.to_string();
+    assert!(text.contains("key `grid.strategy`"), "{text}");
+    assert!(
+        text.contains(
+            "strategy fabric needs exposed memory (registration, one-sided reads by key), which driver mpi \
+                       does not offer"
+        ),
+        "{text}"
+    );
+}

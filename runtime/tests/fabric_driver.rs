@@ -1,7 +1,9 @@
 //! The libfabric driver with real providers (`tcp`, which libfabric runs as
 //! `tcp;ofi_rxm`, and `shm`), ranks as processes started by the driver's own local
 //! launcher: 2 and 3 ranks run a plan with many small and large messages, kept in each
-//! source's order, and gather the right sums to rank 0; a failing kernel and a killed
+//! source's order, and gather the right sums to rank 0; registered memory (a window
+//! and exposed payloads) round-trips bytes at offsets through `fi_read` and
+//! `fi_writemsg`; a failing kernel and a killed
 //! rank end the job within seconds, naming the rank; an unknown provider is refused with
 //! the list of those available. Run by `cargo test` (feature `fabric`), this program
 //! starts itself as the ranks.
@@ -31,6 +33,7 @@ fn main() {
             "sums" => sums_main(&job, &provider),
             "failing" => failing_main(&job, &provider),
             "killed" => killed_main(&job, &provider),
+            "memory" => memory_main(&job, &provider),
             m => panic!("unknown mode {m}"),
         }
         return;
@@ -40,6 +43,9 @@ fn main() {
         for ranks in [2, 3] {
             let job = start(provider, ranks, "sums");
             assert!(job.0.success(), "{provider}, {ranks} ranks: {:?}\n{}", job.0.failure(), job.1);
+            let job = start(provider, ranks, "memory");
+            assert!(job.0.success(), "{provider}, {ranks} ranks, memory: {:?}\n{}", job.0.failure(), job.1);
+            assert!(job.1.contains("memory round trip checked"), "{provider}, {ranks} ranks:\n{}", job.1);
         }
         let started = Instant::now();
         let (job, stderr) = start(provider, 3, "failing");
@@ -227,4 +233,92 @@ fn killed_main(job: &FabricJob, provider: &str) {
         eprintln!("rank {} failed: {e}", job.rank());
         job.abort(3);
     }
+}
+
+/// Registered memory on the raw endpoint: every rank registers a 4 KiB window and
+/// exposes a payload; each writes a pattern at an odd offset of the next rank's window
+/// and reads a slice at an odd offset of the previous rank's payload and window, then
+/// (after a barrier of tagged messages) checks the bytes its own window received.
+fn memory_main(job: &FabricJob, provider: &str) {
+    use dagwire_runtime::drivers::JobRank;
+    use raw::{Completion, Endpoint, MemoryKey};
+    let (rank, n) = (job.rank(), job.size());
+    let dir = std::path::PathBuf::from(std::env::var(fabric::JOB_DIR_ENV).expect("the launcher sets it"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut ep = Endpoint::open(provider).expect("the endpoint opens");
+    let window = ep.register_window(4096).expect("the window registers");
+    let exposed: Vec<u8> = (0..1000u32).map(|i| (i * 7 + rank as u32) as u8).collect();
+    let (region, key) = ep.register(Payload::from_bytes(&exposed)).expect("the payload registers");
+    assert_eq!(ep.regions(), 2);
+    // Barrier receives and the window's initial bytes, before anyone knows our address.
+    let barrier = |ep: &mut Endpoint, round: u32| {
+        let posted: Vec<u64> =
+            (0..n).filter(|&r| r != rank).map(|r| ep.post_recv_bytes(fabric::tag(15, r, round), 0).unwrap()).collect();
+        posted
+    };
+    let first = barrier(&mut ep, 0);
+    ep.window_write(0, &[0xee; 16]).unwrap();
+    // Publish name and keys.
+    let mut mine = Vec::new();
+    for w in [window.addr, window.key, key.addr, key.key] {
+        mine.extend_from_slice(&w.to_le_bytes());
+    }
+    mine.extend_from_slice(&ep.name().unwrap());
+    std::fs::write(dir.join(format!(".m{rank}")), &mine).unwrap();
+    std::fs::rename(dir.join(format!(".m{rank}")), dir.join(format!("m{rank}"))).unwrap();
+    let mut names = Vec::new();
+    let mut keys = Vec::new();
+    for r in 0..n {
+        let b = loop {
+            match std::fs::read(dir.join(format!("m{r}"))) {
+                Ok(b) if b.len() > 32 => break b,
+                _ => std::thread::sleep(Duration::from_millis(5)),
+            }
+        };
+        let w = |i: usize| u64::from_le_bytes(b[8 * i..8 * i + 8].try_into().unwrap());
+        keys.push((MemoryKey { addr: w(0), key: w(1), len: 4096 }, MemoryKey { addr: w(2), key: w(3), len: 1000 }));
+        names.push(b[32..].to_vec());
+    }
+    ep.insert_peers(&names).unwrap();
+    let (next, prev) = ((rank + 1) % n, (rank + n - 1) % n);
+    let pattern = |from: usize| -> Vec<u8> { (0..300u32).map(|i| (i as usize * 3 + from * 11 + 1) as u8).collect() };
+    let at = |from: usize| 8 * from as u64 + 101;
+    ep.write(next, keys[next].0, at(rank), Payload::from_bytes(&pattern(rank)), 1).unwrap();
+    ep.read(prev, keys[prev].1, 37, 500, 2).unwrap();
+    ep.read(prev, keys[prev].0, 0, 16, 3).unwrap();
+    let mut done = Vec::new();
+    let mut got = std::collections::BTreeMap::new();
+    while got.len() < 3 {
+        assert!(Instant::now() < deadline, "one-sided operations did not complete: {got:?}");
+        ep.poll(&mut done).unwrap();
+        for c in done.drain(..) {
+            match c {
+                Completion::Read { token, data } => drop(got.insert(token, Some(data))),
+                Completion::Written { token } => drop(got.insert(token, None)),
+                c => panic!("unexpected completion {c:?}"),
+            }
+        }
+    }
+    let expected: Vec<u8> = (37..537u32).map(|i| (i * 7 + prev as u32) as u8).collect();
+    assert_eq!(got[&2].as_ref().unwrap().as_bytes(), &expected[..], "read of rank {prev}'s payload at offset 37");
+    assert_eq!(got[&3].as_ref().unwrap().as_bytes(), &[0xee; 16], "read of rank {prev}'s window at offset 0");
+    // Barrier: every write is complete (delivered) before anyone checks its window.
+    let tell = |ep: &mut Endpoint, round: u32| {
+        for r in (0..n).filter(|&r| r != rank) {
+            ep.send_blocking(r, fabric::tag(15, rank, round), Vec::new(), deadline).unwrap();
+        }
+    };
+    let second = barrier(&mut ep, 1);
+    tell(&mut ep, 0);
+    first.into_iter().for_each(|t| drop(ep.wait_recv(t, deadline).unwrap()));
+    let mine = ep.window_read(at(prev), 300).unwrap();
+    assert_eq!(mine.as_bytes(), &pattern(prev)[..], "rank {prev}'s write into this window at offset {}", at(prev));
+    assert!(ep.window_read(4090, 8).unwrap_err().contains("past the end of a 4096-byte window"));
+    // Keep the memory registered until every rank is done reading it.
+    tell(&mut ep, 1);
+    second.into_iter().for_each(|t| drop(ep.wait_recv(t, deadline).unwrap()));
+    ep.deregister(region).unwrap();
+    assert_eq!(ep.regions(), 1);
+    assert!(ep.deregister(region).is_err(), "a region deregisters once");
+    eprintln!("rank {rank}: memory round trip checked");
 }

@@ -18,16 +18,21 @@
 //! the payloads put into them, by (rank, offset); an operation on a rank's own window
 //! is a local copy and completes at once. A rank's fence starts only once its own
 //! operations have completed, so a fence costs the wait for them plus the barrier.
+//!
+//! Exposed memory ([`Access::Expose`], the `fabric` strategy's registrations): an
+//! exposure completes after the machine's [`Registration`] cost for its bytes (the rank
+//! goes on meanwhile; the cost delays only what waits for the key); a read is a request
+//! header to the exposing rank then the data back, as a get; a withdrawal is free.
 
 use crate::compute::ComputeModel;
-use crate::machine::Machine;
+use crate::machine::{Machine, Registration};
 use crate::network::{MessageId, Network};
 use crate::queue::{EventQueue, Time};
 use dagwire_runtime::collective::check_capabilities;
 use dagwire_runtime::collectives::{Collectives, Piece, Segmenting};
 use dagwire_runtime::engine::{Action, Engine, RunTask, TaskDone};
 use dagwire_runtime::message::HEADER_BYTES;
-use dagwire_runtime::one_sided::{Access, OneSided};
+use dagwire_runtime::one_sided::{Access, MemoryKey, OneSided};
 use dagwire_runtime::trace::TraceLevel;
 use dagwire_runtime::{
     Capability, ChunkId, CollectiveJoin, CollectiveKind, Dag, KernelId, Kernels, Message, Payload, Rank, RunError,
@@ -79,8 +84,18 @@ pub struct SimOutcome {
 /// table. Message deliveries live in the network's own timeline.
 #[derive(Clone, Copy, Debug)]
 enum Event {
-    TaskFinished { rank: u32, task: TaskId },
-    Timeout { rank: u32 },
+    TaskFinished {
+        rank: u32,
+        task: TaskId,
+    },
+    Timeout {
+        rank: u32,
+    },
+    /// Registration `id` of `rank` completes (its key waits in [`Sim::exposing`]).
+    Exposed {
+        rank: u32,
+        id: u64,
+    },
 }
 
 /// What the network is carrying, by message id.
@@ -97,6 +112,8 @@ enum InFlight {
     GetRequest { origin: Rank, id: u64, target: Rank, offset: u64, len: u64 },
     /// A get's data, on its way back to the origin.
     GetData { origin: Rank, id: u64, data: Payload },
+    /// A read of exposed memory, on its way to the exposing rank.
+    ReadRequest { origin: Rank, id: u64, target: Rank, key: u64, offset: u64, len: u64 },
 }
 
 /// A running task's results and timing, until its completion event fires.
@@ -128,6 +145,14 @@ struct Sim<'a> {
     outstanding: Vec<u32>,
     /// Per rank, a fence joined while operations were outstanding: it starts when they complete.
     parked_fence: Vec<Option<CollectiveJoin>>,
+    /// What registering memory costs.
+    registration: Registration,
+    /// Exposed memory, by (rank, key).
+    exposed: FxHashMap<(u32, u64), Payload>,
+    /// The next key handed out.
+    next_key: u64,
+    /// Registrations under way, by (rank, operation id): the key they will give.
+    exposing: FxHashMap<(u32, u64), MemoryKey>,
     events: u64,
     trace: Trace,
     /// When the run started (wall time) and how long it may take.
@@ -194,6 +219,10 @@ pub fn run_limited(
         windows: FxHashMap::default(),
         outstanding: vec![0; cfg.ranks],
         parked_fence: (0..cfg.ranks).map(|_| None).collect(),
+        registration: machine.registration,
+        exposed: FxHashMap::default(),
+        next_key: 0,
+        exposing: FxHashMap::default(),
         events: 0,
         trace: Trace::with_level(cfg.trace),
         deadline: wall_limit.map(|limit| (std::time::Instant::now(), limit)),
@@ -281,9 +310,13 @@ impl Sim<'_> {
                 self.timeout_queued[rank as usize] = None;
                 self.engines[rank as usize].handle_timeout(now);
             }
+            Event::Exposed { rank, id } => {
+                let key = self.exposing.remove(&(rank, id)).expect("a registration under way");
+                self.engines[rank as usize].handle_exposed(now, id, key);
+            }
         }
         let rank = match ev {
-            Event::TaskFinished { rank, .. } | Event::Timeout { rank } => rank as usize,
+            Event::TaskFinished { rank, .. } | Event::Timeout { rank } | Event::Exposed { rank, .. } => rank as usize,
         };
         self.pump(rank, now)?;
         Ok(now)
@@ -346,6 +379,32 @@ impl Sim<'_> {
     fn one_sided(&mut self, r: usize, now: Time, op: OneSided) {
         let origin = Rank(r as u32);
         let OneSided { id, target, offset, access, .. } = op;
+        let access = match access {
+            Access::Expose(data) => {
+                let key = MemoryKey { addr: 0, key: self.next_key, len: data.len() as u64 };
+                self.next_key += 1;
+                let at = now + self.registration.ns(key.len);
+                self.exposed.insert((origin.0, key.key), data);
+                self.exposing.insert((origin.0, id), key);
+                self.queue.push(at, Event::Exposed { rank: origin.0, id });
+                return;
+            }
+            Access::Withdraw(key) => {
+                if self.exposed.remove(&(origin.0, key.key)).is_none() {
+                    let why = format!("withdraws memory key {}, which {origin} has not exposed", key.key);
+                    self.engines[r].handle_one_sided_failed(id, why);
+                }
+                return;
+            }
+            Access::Read { key, len } => {
+                self.outstanding[r] += 1;
+                let msg = self.network.send(now, origin, target, HEADER_BYTES);
+                let leg = InFlight::ReadRequest { origin, id, target, key: key.key, offset, len };
+                self.in_flight.insert(msg, leg);
+                return;
+            }
+            access => access,
+        };
         if target == origin {
             match access {
                 Access::Put(data) => {
@@ -356,6 +415,7 @@ impl Sim<'_> {
                     Ok(data) => self.engines[r].handle_one_sided_done(now, id, Some(data)),
                     Err(why) => self.engines[r].handle_one_sided_failed(id, why),
                 },
+                _ => unreachable!("handled above"),
             }
             return;
         }
@@ -363,6 +423,7 @@ impl Sim<'_> {
         let (bytes, leg) = match access {
             Access::Put(data) => (data.len() as u64, InFlight::Put { origin, id, target, offset, data }),
             Access::Get { len } => (HEADER_BYTES, InFlight::GetRequest { origin, id, target, offset, len }),
+            _ => unreachable!("handled above"),
         };
         let msg = self.network.send(now, origin, target, bytes);
         self.in_flight.insert(msg, leg);
@@ -390,6 +451,18 @@ impl Sim<'_> {
                 self.in_flight.insert(msg, InFlight::GetData { origin, id, data });
                 return Ok(());
             }
+            InFlight::ReadRequest { origin, id, target, key, offset, len } => {
+                let data = match self.read_exposed(target, key, offset, len) {
+                    Ok(data) => data,
+                    Err(why) => {
+                        self.engines[origin.index()].handle_one_sided_failed(id, why);
+                        return self.pump(origin.index(), t);
+                    }
+                };
+                let msg = self.network.send(t, target, origin, len);
+                self.in_flight.insert(msg, InFlight::GetData { origin, id, data });
+                return Ok(());
+            }
             InFlight::PutAck { origin, id } => (origin, id, None),
             InFlight::GetData { origin, id, data } => (origin, id, Some(data)),
             InFlight::Message { .. } | InFlight::Piece(_) => unreachable!("not a one-sided leg"),
@@ -403,6 +476,27 @@ impl Sim<'_> {
             self.collectives[r].join(t, fence);
         }
         self.pump(r, t)
+    }
+
+    /// The bytes a read of `len` at `offset` of `target`'s exposure `key` gets (a phantom
+    /// of `len` when the run moves no real bytes).
+    fn read_exposed(&self, target: Rank, key: u64, offset: u64, len: u64) -> Result<Payload, String> {
+        let Some(data) = self.exposed.get(&(target.0, key)) else {
+            return Err(format!("read of memory key {key} of {target}, which is not exposed"));
+        };
+        match offset.checked_add(len) {
+            Some(end) if end <= data.len() as u64 => Ok(if offset == 0 && len == data.len() as u64 {
+                Payload::clone(data)
+            } else if data.is_phantom() {
+                Payload::phantom(len as usize)
+            } else {
+                Payload::from_bytes(&data.as_bytes()[offset as usize..end as usize])
+            }),
+            _ => Err(format!(
+                "read of {len} bytes at offset {offset} of {target}'s exposure, which has {} bytes",
+                data.len()
+            )),
+        }
     }
 
     /// The bytes a get of `len` at `offset` of `target`'s window reads: exactly what one

@@ -116,6 +116,7 @@ fn toy_machine(ranks_per_node: u32) -> Machine {
             task_overhead_ns: 0.0,
         },
         latency_jitter: 0.0,
+        registration: Default::default(),
     }
 }
 

@@ -3,7 +3,9 @@
 //! launcher: tiled Cholesky and the micro workload verify with the eager and the
 //! rendezvous strategies (below and above rendezvous' eager limit) on 2 and 3 ranks,
 //! Cholesky verifies with batched (collectives run by the shared layer over the driver;
-//! all-to-all-v and neighbour exchanges; pieces above the inline limit), and
+//! all-to-all-v and neighbour exchanges; pieces above the inline limit) and with rma
+//! (windows as registered memory: get and put, passive and fence) and with fabric
+//! (below and above `rdv_limit`, registration cache on and off), and
 //! a corrupted transfer (a message, or one inside a collective) fails Cholesky's
 //! verification. Run by `cargo test` (feature `fabric`), this program starts itself as
 //! the ranks; each job runs every point in turn.
@@ -81,6 +83,50 @@ fn points(ranks: usize) -> Vec<Point> {
         strategy: "batched",
         strategy_params: Vec::new(),
         fault: None,
+    });
+    // rma: windows as registered memory, fi_read/fi_writemsg; passive with and without
+    // inline notifications, and fences through the shared layer's barrier.
+    let s = |v: &str| ParamValue::Str(v.into());
+    for (mode, sync, inline) in [
+        ("get", "passive", 0),
+        ("put", "passive", 0),
+        ("get", "passive", 4096),
+        ("get", "fence", 0),
+        ("put", "fence", 0),
+    ] {
+        out.push(Point {
+            workload: "cholesky",
+            params: cholesky(),
+            strategy: "rma",
+            strategy_params: vec![("mode", s(mode)), ("sync", s(sync)), ("inline_limit", int(inline))],
+            fault: None,
+        });
+    }
+    // fabric: tagged messages below rdv_limit (32 x 32 tiles are 8 KiB), registered
+    // chunks pulled with fi_read above it, with and without the registration cache.
+    for (rdv_limit, cache) in [(1 << 20, "on"), (0, "on"), (0, "off")] {
+        out.push(Point {
+            workload: "cholesky",
+            params: cholesky(),
+            strategy: "fabric",
+            strategy_params: vec![("rdv_limit", int(rdv_limit)), ("mr_cache", s(cache))],
+            fault: None,
+        });
+    }
+    out.push(Point {
+        workload: "cholesky",
+        params: cholesky(),
+        strategy: "fabric",
+        strategy_params: vec![("rdv_limit", int(0))],
+        fault: Some(Fault::CorruptDataMessage { nth: 0 }),
+    });
+    // A corrupted one-sided read fails verification.
+    out.push(Point {
+        workload: "cholesky",
+        params: cholesky(),
+        strategy: "rma",
+        strategy_params: Vec::new(),
+        fault: Some(Fault::CorruptDataMessage { nth: 0 }),
     });
     // A corrupted transfer inside a collective fails verification.
     out.push(Point {

@@ -35,6 +35,9 @@ pub enum Capability {
     /// One-sided put/get on windows synchronised by fences
     /// ([`crate::one_sided::WindowSync::Fence`], [`CollectiveKind::Fence`]).
     OneSidedFence,
+    /// Memory exposed for remote reads without a window: register, read by key,
+    /// withdraw ([`crate::one_sided::Access::Expose`], as RDMA registration works).
+    OneSidedExpose,
     /// Element-wise reductions whose result every rank gets ([`CollectiveKind::AllReduce`]).
     AllReduce,
     /// Element-wise reductions whose result is scattered in blocks ([`CollectiveKind::ReduceScatter`]).
@@ -55,6 +58,7 @@ impl Capability {
         Capability::Broadcast,
         Capability::OneSidedPassive,
         Capability::OneSidedFence,
+        Capability::OneSidedExpose,
         Capability::AllReduce,
         Capability::ReduceScatter,
         Capability::AllGather,
@@ -70,6 +74,7 @@ impl fmt::Display for Capability {
             Capability::Broadcast => "collectives (broadcast)",
             Capability::OneSidedPassive => "one-sided access (passive target: lock_all + flush)",
             Capability::OneSidedFence => "one-sided access (fence epochs)",
+            Capability::OneSidedExpose => "exposed memory (registration, one-sided reads by key)",
             Capability::AllReduce => "collectives (all-reduce)",
             Capability::ReduceScatter => "collectives (reduce-scatter)",
             Capability::AllGather => "collectives (all-gather)",

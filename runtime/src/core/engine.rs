@@ -26,7 +26,7 @@ use crate::collective::{Capability, CollectiveJoin, Contribution, wire_bytes};
 use crate::dag::Dag;
 use crate::ids::{ChunkId, Rank, TaskId};
 use crate::message::{Message, MessageClass, NO_CHUNK};
-use crate::one_sided::{Access, OneSided, WindowSpec};
+use crate::one_sided::{Access, MemoryKey, OneSided, WindowSpec};
 use crate::payload::Payload;
 use crate::strategy::{Strategy, StrategyCtx};
 use crate::timer::Timers;
@@ -322,10 +322,21 @@ struct Stall {
 struct Issued {
     target: Rank,
     chunk: ChunkId,
-    /// A get (it returns `bytes` bytes), else a put.
-    get: bool,
+    kind: IssuedKind,
     bytes: u64,
     issued_ns: u64,
+}
+
+/// What an issued one-sided operation is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum IssuedKind {
+    Put,
+    /// A get from a window: it returns `bytes` bytes.
+    Get,
+    /// A registration: it completes through [`Engine::handle_exposed`].
+    Expose,
+    /// A read of exposed memory: it returns `bytes` bytes.
+    Read,
 }
 
 impl Engine {
@@ -685,15 +696,24 @@ impl Engine {
             self.error = Some(EngineError::OneSided { rank: self.rank, id, why });
             return;
         };
-        let (got, want) = (data.as_ref().map(|d| d.len() as u64), op.get.then_some(op.bytes));
+        if op.kind == IssuedKind::Expose {
+            let why = "is a registration, but was reported as a put or get (drivers answer handle_exposed)".into();
+            self.error = Some(EngineError::OneSided { rank: self.rank, id, why });
+            return;
+        }
+        let returns = matches!(op.kind, IssuedKind::Get | IssuedKind::Read);
+        let (got, want) = (data.as_ref().map(|d| d.len() as u64), returns.then_some(op.bytes));
         if got != want {
             let why = format!("should return {want:?} bytes, the driver returned {got:?}");
             self.error = Some(EngineError::OneSided { rank: self.rank, id, why });
             return;
         }
         if op.target != self.rank {
-            let (src, dst, kind) =
-                if op.get { (op.target, self.rank, "rma-get") } else { (self.rank, op.target, "rma-put") };
+            let (src, dst, kind) = match op.kind {
+                IssuedKind::Get => (op.target, self.rank, "rma-get"),
+                IssuedKind::Read => (op.target, self.rank, "rdma-read"),
+                _ => (self.rank, op.target, "rma-put"),
+            };
             self.trace.messages.push(MessageRecord {
                 src,
                 dst,
@@ -706,6 +726,36 @@ impl Engine {
             });
         }
         let result = self.strategy.on_one_sided_done(&mut strategy_ctx!(self, now), id, data);
+        self.after_input(result);
+    }
+
+    /// Registration `id` ([`crate::one_sided::Access::Expose`]), which this rank issued,
+    /// completed: its bytes can be read remotely with `key`. Recorded as a
+    /// [`crate::trace::REGISTRATION`] record from its issue to now.
+    pub fn handle_exposed(&mut self, now: u64, id: u64, key: MemoryKey) {
+        if self.error.is_some() {
+            return;
+        }
+        self.touch(now);
+        let op = match self.in_flight.remove(&id) {
+            Some(op) if op.kind == IssuedKind::Expose => op,
+            Some(_) | None => {
+                let why = "was reported registered, but no registration of that id is in flight here".to_string();
+                self.error = Some(EngineError::OneSided { rank: self.rank, id, why });
+                return;
+            }
+        };
+        self.trace.messages.push(MessageRecord {
+            src: self.rank,
+            dst: self.rank,
+            kind: crate::trace::REGISTRATION,
+            class: MessageClass::Control,
+            bytes: op.bytes,
+            chunk: op.chunk,
+            sent_ns: op.issued_ns,
+            recv_ns: now,
+        });
+        let result = self.strategy.on_exposed(&mut strategy_ctx!(self, now), id, key);
         self.after_input(result);
     }
 
@@ -849,8 +899,12 @@ impl Engine {
     /// Hands one-sided operation `op` to the driver, once it is checked against the
     /// declared window.
     fn issue(&mut self, now: u64, op: OneSided) -> Option<Action> {
-        let why = if self.window.is_none() {
+        let on_window = matches!(op.access, Access::Put(_) | Access::Get { .. });
+        let mine = matches!(op.access, Access::Expose(_) | Access::Withdraw(_));
+        let why = if on_window && self.window.is_none() {
             Some("was issued, but the strategy declared no window".to_string())
+        } else if mine && op.target != self.rank {
+            Some(format!("exposes or withdraws memory of {}, but only a rank's own memory can be", op.target))
         } else if op.target.index() >= self.dag.ranks() {
             Some(format!("targets {}, but the run has {} ranks", op.target, self.dag.ranks()))
         } else {
@@ -860,8 +914,15 @@ impl Engine {
             self.error = Some(EngineError::OneSided { rank: self.rank, id: op.id, why });
             return None;
         }
-        let get = matches!(op.access, Access::Get { .. });
-        let issued = Issued { target: op.target, chunk: op.chunk, get, bytes: op.bytes(), issued_ns: now };
+        let kind = match op.access {
+            Access::Put(_) => IssuedKind::Put,
+            Access::Get { .. } => IssuedKind::Get,
+            Access::Expose(_) => IssuedKind::Expose,
+            Access::Read { .. } => IssuedKind::Read,
+            // Withdrawn at once, with nothing to report.
+            Access::Withdraw(_) => return Some(Action::OneSided(op)),
+        };
+        let issued = Issued { target: op.target, chunk: op.chunk, kind, bytes: op.bytes(), issued_ns: now };
         self.in_flight.insert(op.id, issued);
         Some(Action::OneSided(op))
     }

@@ -2,6 +2,7 @@
 //! move them; only strategies give them meaning.
 
 use crate::ids::ChunkId;
+use crate::one_sided::MemoryKey;
 use crate::payload::Payload;
 
 /// Bytes a message header takes on the wire (counted as control traffic).
@@ -35,6 +36,9 @@ pub struct Message {
     pub sent_ns: u64,
     /// Chunk bytes, for data messages.
     pub payload: Option<Payload>,
+    /// The key of memory the sender exposed ([`crate::one_sided::Access::Expose`]), for
+    /// the receiver to read it one-sided; part of the header, not data.
+    pub key: Option<MemoryKey>,
 }
 
 /// Whether a message carries chunk data or only protocol control.
@@ -59,12 +63,25 @@ impl MessageClass {
 impl Message {
     /// A control message.
     pub fn control(op: u8, chunk: ChunkId, arg: u64) -> Self {
-        Message { op, chunk, arg, sent_ns: 0, payload: None }
+        Message { op, chunk, arg, sent_ns: 0, payload: None, key: None }
     }
 
     /// A message carrying chunk bytes.
     pub fn data(op: u8, chunk: ChunkId, payload: Payload) -> Self {
-        Message { op, chunk, arg: 0, sent_ns: 0, payload: Some(payload) }
+        Message { op, chunk, arg: 0, sent_ns: 0, payload: Some(payload), key: None }
+    }
+
+    /// A control message carrying the key of memory the sender exposed.
+    ///
+    /// ```
+    /// use dagwire_runtime::one_sided::MemoryKey;
+    /// use dagwire_runtime::{ChunkId, Message, MessageClass};
+    /// let key = MemoryKey { addr: 0x1000, key: 7, len: 64 };
+    /// let m = Message::keyed(3, ChunkId(1), 64, key);
+    /// assert_eq!((m.class(), m.key), (MessageClass::Control, Some(key)));
+    /// ```
+    pub fn keyed(op: u8, chunk: ChunkId, arg: u64, key: MemoryKey) -> Self {
+        Message { key: Some(key), ..Message::control(op, chunk, arg) }
     }
 
     /// Data or control.

@@ -22,6 +22,17 @@
 //!
 //! Bytes outside a window, or a get of bytes nobody wrote, are the strategy's bug; drivers
 //! that keep real bytes refuse out-of-range access with an error naming the operation.
+//!
+//! # Exposed memory (registration)
+//! Without any window, a strategy may also expose one chunk's bytes for remote reads
+//! ([`crate::StrategyCtx::expose`], as a NIC registers memory): the driver registers them
+//! and answers [`crate::Engine::handle_exposed`] with a [`MemoryKey`], which the strategy
+//! sends to readers inside a message ([`crate::Message::keyed`]); a reader reads them with
+//! [`crate::StrategyCtx::read`] (completing through
+//! [`crate::Engine::handle_one_sided_done`], like a get), and the exposing rank withdraws
+//! the registration ([`crate::StrategyCtx::withdraw`]) once no reader needs it. Drivers
+//! offering [`Capability::OneSidedExpose`] serve this; the time a registration takes is
+//! recorded as a `registration` record of the trace.
 
 use crate::collective::Capability;
 use crate::ids::{ChunkId, Rank};
@@ -56,6 +67,19 @@ pub struct WindowSpec {
     pub sync: WindowSync,
 }
 
+/// What a reader needs to read memory another rank exposed: where it is and its key, as
+/// the exposing rank's driver names them, and its length. Opaque to strategies, which
+/// only pass it on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct MemoryKey {
+    /// Address of the first byte, as the driver wants it named.
+    pub addr: u64,
+    /// The registration's key.
+    pub key: u64,
+    /// Bytes exposed.
+    pub len: u64,
+}
+
 /// One one-sided operation, as the engine hands it to the driver.
 #[derive(Debug)]
 pub struct OneSided {
@@ -81,6 +105,20 @@ pub enum Access {
         /// Bytes to read.
         len: u64,
     },
+    /// Register these bytes (of this rank, `target` = self) for remote reads; completes
+    /// through [`crate::Engine::handle_exposed`] with their [`MemoryKey`].
+    Expose(Payload),
+    /// Read `len` bytes at the offset of memory `target` exposed under `key`; completes
+    /// with them, like a get.
+    Read {
+        /// The key the exposing rank sent.
+        key: MemoryKey,
+        /// Bytes to read.
+        len: u64,
+    },
+    /// Withdraw this rank's exposure `key` (no reader reads it any more); drivers do it
+    /// at once and report nothing.
+    Withdraw(MemoryKey),
 }
 
 impl OneSided {
@@ -98,8 +136,9 @@ impl OneSided {
     /// ```
     pub fn bytes(&self) -> u64 {
         match &self.access {
-            Access::Put(data) => data.len() as u64,
-            Access::Get { len } => *len,
+            Access::Put(data) | Access::Expose(data) => data.len() as u64,
+            Access::Get { len } | Access::Read { len, .. } => *len,
+            Access::Withdraw(key) => key.len,
         }
     }
 }
@@ -146,5 +185,65 @@ impl WindowMemory {
                 self.bytes.len()
             )),
         }
+    }
+}
+
+/// Memory a rank exposed ([`Access::Expose`]), for drivers that keep real bytes (local
+/// threads, the test harness): keys are handed out in order; a read copies the bytes
+/// (as a network would), checked against the exposure's length.
+///
+/// ```
+/// use dagwire_runtime::Payload;
+/// use dagwire_runtime::one_sided::ExposedMemory;
+/// let mut m = ExposedMemory::default();
+/// let key = m.expose(Payload::from_bytes(&[1, 2, 3, 4]));
+/// assert_eq!(m.read(key, 1, 2).unwrap().as_bytes(), &[2, 3]);
+/// assert!(m.read(key, 3, 2).unwrap_err().contains("past the end of 4 exposed bytes"));
+/// m.withdraw(key).unwrap();
+/// assert!(m.read(key, 0, 1).unwrap_err().contains("not exposed"));
+/// assert!(m.is_empty());
+/// ```
+#[derive(Debug, Default)]
+pub struct ExposedMemory {
+    regions: std::collections::HashMap<u64, Payload>,
+    next: u64,
+}
+
+impl ExposedMemory {
+    /// Exposes `data` (kept, shared, until withdrawn) and returns its key.
+    pub fn expose(&mut self, data: Payload) -> MemoryKey {
+        let key = MemoryKey { addr: 0, key: self.next, len: data.len() as u64 };
+        self.next += 1;
+        self.regions.insert(key.key, data);
+        key
+    }
+
+    /// A copy of `len` bytes at `offset` of exposure `key`.
+    pub fn read(&self, key: MemoryKey, offset: u64, len: u64) -> Result<Payload, String> {
+        let data = self.regions.get(&key.key).ok_or_else(|| format!("memory key {} is not exposed", key.key))?;
+        match offset.checked_add(len) {
+            Some(end) if end <= data.len() as u64 => {
+                Ok(Payload::from_bytes(&data.as_bytes()[offset as usize..end as usize]))
+            }
+            _ => Err(format!(
+                "read of {len} bytes at offset {offset} reaches past the end of {} exposed bytes",
+                data.len()
+            )),
+        }
+    }
+
+    /// Withdraws exposure `key`.
+    pub fn withdraw(&mut self, key: MemoryKey) -> Result<(), String> {
+        self.regions.remove(&key.key).map(drop).ok_or_else(|| format!("memory key {} is not exposed", key.key))
+    }
+
+    /// Exposures not withdrawn.
+    pub fn len(&self) -> usize {
+        self.regions.len()
+    }
+
+    /// True when nothing is exposed.
+    pub fn is_empty(&self) -> bool {
+        self.regions.is_empty()
     }
 }

@@ -6,7 +6,7 @@ use crate::collective::{Capability, CollectiveJoin, CollectiveKind, Contribution
 use crate::dag::Dag;
 use crate::ids::{ChunkId, Rank, TaskId};
 use crate::message::Message;
-use crate::one_sided::{Access, OneSided, WindowSpec};
+use crate::one_sided::{Access, MemoryKey, OneSided, WindowSpec};
 use crate::payload::Payload;
 use crate::timer::Timers;
 use crate::trace::{Phase, TransferEvent};
@@ -86,6 +86,13 @@ pub trait Strategy: Send {
     /// a strategy that issues none gets none.
     fn on_one_sided_done(&mut self, _ctx: &mut StrategyCtx<'_>, id: u64, _data: Option<Payload>) -> Result<(), String> {
         Err(format!("one-sided operation {id} completed, but this strategy issues none"))
+    }
+
+    /// Registration `id` ([`StrategyCtx::expose`]) completed: readers can read the bytes
+    /// with `key`. An error is fatal to the run. Default: refuses, as a strategy that
+    /// exposes nothing gets none.
+    fn on_exposed(&mut self, _ctx: &mut StrategyCtx<'_>, id: u64, _key: MemoryKey) -> Result<(), String> {
+        Err(format!("registration {id} completed, but this strategy exposes no memory"))
     }
 }
 
@@ -185,6 +192,25 @@ impl StrategyCtx<'_> {
     /// [`Strategy::on_one_sided_done`] hands over the bytes.
     pub fn get(&mut self, target: Rank, offset: u64, chunk: ChunkId, len: u64) -> u64 {
         self.one_sided_op(target, offset, chunk, Access::Get { len })
+    }
+
+    /// Registers `data` (the bytes of `chunk`) for remote reads and returns the
+    /// registration's id; [`Strategy::on_exposed`] hands over the key readers need
+    /// ([`crate::one_sided`]).
+    pub fn expose(&mut self, chunk: ChunkId, data: Payload) -> u64 {
+        self.one_sided_op(self.rank, 0, chunk, Access::Expose(data))
+    }
+
+    /// Reads `len` bytes at `offset` of the memory `from` exposed under `key` (bytes of
+    /// `chunk`, named for traces) and returns the operation's id;
+    /// [`Strategy::on_one_sided_done`] hands over the bytes.
+    pub fn read(&mut self, from: Rank, key: MemoryKey, offset: u64, chunk: ChunkId, len: u64) -> u64 {
+        self.one_sided_op(from, offset, chunk, Access::Read { key, len })
+    }
+
+    /// Withdraws this rank's exposure `key` (of `chunk`): no reader may read it after.
+    pub fn withdraw(&mut self, chunk: ChunkId, key: MemoryKey) {
+        self.one_sided_op(self.rank, 0, chunk, Access::Withdraw(key));
     }
 
     fn one_sided_op(&mut self, target: Rank, offset: u64, chunk: ChunkId, access: Access) -> u64 {

@@ -254,9 +254,19 @@ impl Trace {
     }
 }
 
+/// The `kind` of the records of memory registrations ([`crate::one_sided::Access::Expose`]):
+/// from the rank to itself, `bytes` registered, `sent_ns..recv_ns` the time it took.
+/// Counted apart from messages ([`MessageTotals::registrations`]).
+pub const REGISTRATION: &str = "registration";
+
 fn totals(messages: &[MessageRecord]) -> MessageTotals {
     let mut t = MessageTotals::default();
     for m in messages {
+        if m.kind == REGISTRATION {
+            t.registrations += 1;
+            t.registration_ns += m.recv_ns.saturating_sub(m.sent_ns);
+            continue;
+        }
         match m.class {
             MessageClass::Data => {
                 t.data_messages += 1;
@@ -285,6 +295,8 @@ impl MessageTotals {
         self.data_bytes += other.data_bytes;
         self.control_messages += other.control_messages;
         self.control_bytes += other.control_bytes;
+        self.registrations += other.registrations;
+        self.registration_ns += other.registration_ns;
     }
 }
 
@@ -299,4 +311,8 @@ pub struct MessageTotals {
     pub control_messages: u64,
     /// Header bytes of protocol-only messages.
     pub control_bytes: u64,
+    /// Memory registrations (records of kind [`REGISTRATION`], not messages).
+    pub registrations: u64,
+    /// Time those registrations took, summed over ranks, ns.
+    pub registration_ns: u64,
 }

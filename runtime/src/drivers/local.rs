@@ -9,7 +9,9 @@
 //!
 //! One-sided windows are byte buffers behind a mutex each; a put or get copies under
 //! the target's lock when the origin executes it, so it is complete at once (and so
-//! before any later fence), whatever the window's synchronisation.
+//! before any later fence), whatever the window's synchronisation. Exposed memory
+//! ([`Access::Expose`]) is a table of shared payloads per rank behind a mutex: exposing
+//! costs nothing and completes at once; a read copies the bytes under the owner's lock.
 
 use crate::collective::{Capability, check_capabilities};
 use crate::collectives::{Body, Collectives, Piece, Segmenting};
@@ -24,7 +26,7 @@ use crate::engine::{Action, Engine, EngineError};
 use crate::ids::Rank;
 use crate::kernel::Kernels;
 use crate::message::Message;
-use crate::one_sided::{Access, OneSided, WindowMemory};
+use crate::one_sided::{Access, ExposedMemory, OneSided, WindowMemory};
 use crate::payload::Payload;
 use crate::strategy::StrategyFactory;
 use crate::trace::Trace;
@@ -156,6 +158,8 @@ struct Shared<'a> {
     inboxes: Vec<Sender<Incoming>>,
     /// Every rank's one-sided window (empty when the strategy declares none).
     windows: Vec<Mutex<WindowMemory>>,
+    /// Every rank's exposed memory.
+    exposed: Vec<Mutex<ExposedMemory>>,
 }
 
 impl Clock for Shared<'_> {
@@ -256,6 +260,7 @@ pub fn run(
         faults: Injector::new(cfg.fault),
         inboxes: senders,
         windows,
+        exposed: (0..cfg.ranks).map(|_| Mutex::default()).collect(),
     };
     let gate = Gate::default();
     let mut spawn_error = None;
@@ -548,8 +553,37 @@ fn communicate(shared: &Shared<'_>, engine: &mut Engine, collectives: &mut Colle
     }
 }
 
-/// Executes a put or get on the target's window now and reports it complete.
+/// Executes a put or get on the target's window, or an exposure, a read or a
+/// withdrawal of exposed memory, now, and reports it complete.
 fn one_sided(shared: &Shared<'_>, engine: &mut Engine, op: OneSided) {
+    let exposed = || shared.exposed[op.target.index()].lock().unwrap_or_else(|e| e.into_inner());
+    let failed = |why: String| format!("on {}'s exposed memory: {why}", op.target);
+    match op.access {
+        Access::Expose(data) => {
+            let key = exposed().expose(data);
+            engine.handle_exposed(shared.now(), op.id, key);
+        }
+        Access::Withdraw(key) => {
+            if let Err(why) = exposed().withdraw(key) {
+                engine.handle_one_sided_failed(op.id, failed(why));
+            }
+        }
+        Access::Read { key, len } => {
+            let read = exposed().read(key, op.offset, len);
+            match read {
+                Ok(mut data) => {
+                    shared.faults.transfer(&mut data);
+                    engine.handle_one_sided_done(shared.now(), op.id, Some(data));
+                }
+                Err(why) => engine.handle_one_sided_failed(op.id, failed(why)),
+            }
+        }
+        access => window_op(shared, engine, OneSided { access, ..op }),
+    }
+}
+
+/// A put or get on the target's window, now.
+fn window_op(shared: &Shared<'_>, engine: &mut Engine, op: OneSided) {
     let remote = op.target != engine.rank();
     let mut window = shared.windows[op.target.index()].lock().unwrap_or_else(|e| e.into_inner());
     let result = match op.access {
@@ -565,6 +599,7 @@ fn one_sided(shared: &Shared<'_>, engine: &mut Engine, op: OneSided) {
             }
             Some(data)
         }),
+        Access::Expose(_) | Access::Read { .. } | Access::Withdraw(_) => unreachable!("one_sided handles these"),
     };
     drop(window);
     match result {

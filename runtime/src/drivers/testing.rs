@@ -25,6 +25,12 @@
 //! synchronisation before the put completed, with fences before a fence closed the
 //! writer's epoch (house rule: "rma with fence never reads before the producing epoch
 //! closed").
+//!
+//! Exposed memory holds real bytes too: an exposure completes `latency` later (a
+//! registration takes time); a read copies the bytes when issued and completes
+//! `2 * latency` later. The harness refuses a read of memory not exposed (or already
+//! withdrawn), a withdrawal while a read of it is still in flight, and a run that ends
+//! with memory still exposed.
 
 use crate::collective::{CollectiveJoin, CollectiveKind};
 use crate::collectives::{Collectives, Piece, Segmenting};
@@ -32,7 +38,7 @@ use crate::dag::Dag;
 use crate::engine::{Action, Engine, TaskDone};
 use crate::ids::{ChunkId, Rank, TaskId};
 use crate::message::Message;
-use crate::one_sided::{Access, OneSided, WindowMemory, WindowSync};
+use crate::one_sided::{Access, ExposedMemory, MemoryKey, OneSided, WindowMemory, WindowSync};
 use crate::payload::Payload;
 use crate::strategy::{Strategy, StrategyCtx};
 use crate::trace::Phase;
@@ -133,6 +139,8 @@ pub fn drive(
         written: BTreeMap::new(),
         fences_done: vec![0; p],
         ops_done_by: vec![0; p],
+        exposed: (0..p).map(|_| ExposedMemory::default()).collect(),
+        reads_until: BTreeMap::new(),
         events: BTreeMap::new(),
         seq: 0,
         now: 0,
@@ -165,6 +173,8 @@ enum Event {
     /// A fence joined while the rank's one-sided operations were in flight starts.
     FenceStart(CollectiveJoin),
     OneSidedDone(u64, Option<Payload>),
+    /// A registration completes.
+    Exposed(u64, MemoryKey),
     /// The rank's engine deadline ([`Engine::poll_timeout`]) came.
     Timeout,
 }
@@ -197,6 +207,10 @@ struct Harness<'a> {
     fences_done: Vec<u32>,
     /// Per rank, when the last one-sided operation it issued completes.
     ops_done_by: Vec<u64>,
+    /// Every rank's exposed memory.
+    exposed: Vec<ExposedMemory>,
+    /// Per (owner, key): when the last read of that exposure completes.
+    reads_until: BTreeMap<(Rank, u64), u64>,
     events: BTreeMap<(u64, u64), (usize, Event)>,
     seq: u64,
     now: u64,
@@ -269,6 +283,32 @@ impl Harness<'_> {
     /// completion.
     fn one_sided(&mut self, r: usize, op: OneSided) -> Result<(), String> {
         let origin = Rank(r as u32);
+        let what = format!("{origin}'s one-sided operation {} on {}'s exposed memory", op.id, op.target);
+        match op.access {
+            Access::Expose(data) => {
+                let key = self.exposed[r].expose(data);
+                self.push(self.now + self.timing.latency, r, Event::Exposed(op.id, key));
+                return Ok(());
+            }
+            Access::Withdraw(key) => {
+                let until = self.reads_until.remove(&(origin, key.key)).unwrap_or(0);
+                if until > self.now {
+                    return Err(format!("{what}: withdraws key {} at {} ns, read until {until} ns", key.key, self.now));
+                }
+                return self.exposed[r].withdraw(key).map_err(|e| format!("{what}: {e}"));
+            }
+            Access::Read { key, len } => {
+                let data =
+                    self.exposed[op.target.index()].read(key, op.offset, len).map_err(|e| format!("{what}: {e}"))?;
+                let complete_at = self.now + 2 * self.timing.latency;
+                let until = self.reads_until.entry((op.target, key.key)).or_insert(0);
+                *until = (*until).max(complete_at);
+                self.ops_done_by[r] = self.ops_done_by[r].max(complete_at);
+                self.push(complete_at, r, Event::OneSidedDone(op.id, Some(data)));
+                return Ok(());
+            }
+            Access::Put(_) | Access::Get { .. } => {}
+        }
         let remote = op.target != origin;
         let complete_at = if remote { self.now + 2 * self.timing.latency } else { self.now };
         let what =
@@ -285,6 +325,7 @@ impl Harness<'_> {
                 self.check_read(origin, op.target, op.offset, len).map_err(|e| format!("{what}: {e}"))?;
                 Some(self.windows[op.target.index()].get(op.offset, len).map_err(|e| format!("{what}: {e}"))?)
             }
+            _ => unreachable!("handled above"),
         };
         self.ops_done_by[r] = self.ops_done_by[r].max(complete_at);
         self.push(complete_at, r, Event::OneSidedDone(op.id, data));
@@ -426,6 +467,7 @@ impl Harness<'_> {
                 self.collective_progress(r)?;
             }
             Event::OneSidedDone(id, data) => self.engines[r].handle_one_sided_done(at, id, data),
+            Event::Exposed(id, key) => self.engines[r].handle_exposed(at, id, key),
             Event::Timeout => {
                 self.timeout_queued[r] = None;
                 self.engines[r].handle_timeout(at);
@@ -443,6 +485,9 @@ impl Harness<'_> {
         }
         if let Some(c) = self.collectives.iter().find(|c| !c.is_idle()) {
             return Err(format!("all ranks done with a collective not idle: {}", c.summary()));
+        }
+        if let Some(r) = self.exposed.iter().position(|m| !m.is_empty()) {
+            return Err(format!("all ranks done with {} exposures of rank {r} never withdrawn", self.exposed[r].len()));
         }
         let results = self.engines.iter_mut().flat_map(|e| e.take_results()).map(|(c, _)| c).collect();
         let trace = Trace::merge(self.engines.iter_mut().map(Engine::take_trace).collect());

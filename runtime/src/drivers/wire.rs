@@ -5,13 +5,17 @@
 
 use crate::ids::{ChunkId, KernelId, Rank, TaskId};
 use crate::message::{Message, MessageClass};
+use crate::one_sided::MemoryKey;
 use crate::payload::Payload;
 use crate::trace::{MessageRecord, Phase, TaskRecord, Trace, TransferEvent};
 use std::collections::HashSet;
 use std::sync::{Mutex, OnceLock};
 
-/// Bytes of a message header.
-pub const HEADER: usize = 40;
+/// Bytes of a message header (its last 24 hold an exposed memory key, when flagged).
+pub const HEADER: usize = 64;
+
+/// Third header byte: the header carries a memory key.
+const KEYED: u8 = 1;
 
 /// The header says a payload follows in the same buffer.
 const INLINE: u8 = 1;
@@ -37,13 +41,17 @@ pub fn put_header(out: &mut Vec<u8>, msg: &Message, len: u64, data_tag: Option<i
         (Some(_), None) => INLINE,
         (Some(_), Some(_)) => SEPARATE,
     };
-    out.extend_from_slice(&[msg.op, flags, 0, 0]);
+    out.extend_from_slice(&[msg.op, flags, if msg.key.is_some() { KEYED } else { 0 }, 0]);
     out.extend_from_slice(&msg.chunk.0.to_le_bytes());
     out.extend_from_slice(&msg.arg.to_le_bytes());
     out.extend_from_slice(&msg.sent_ns.to_le_bytes());
     out.extend_from_slice(&len.to_le_bytes());
     out.extend_from_slice(&(data_tag.unwrap_or(0) as u32).to_le_bytes());
     out.extend_from_slice(&[0; 4]);
+    let key = msg.key.unwrap_or_default();
+    for w in [key.addr, key.key, key.len] {
+        out.extend_from_slice(&w.to_le_bytes());
+    }
 }
 
 /// Reads a header at the start of `bytes`.
@@ -58,7 +66,14 @@ pub fn get_header(bytes: &[u8]) -> Result<Header, String> {
     let sent_ns = r.u64()?;
     let len = r.u64()?;
     let tag = r.u32()? as i32;
-    let msg = Message { op, chunk, arg, sent_ns, payload: None };
+    r.u32()?;
+    let key = MemoryKey { addr: r.u64()?, key: r.u64()?, len: r.u64()? };
+    let key = match bytes[2] {
+        0 => None,
+        KEYED => Some(key),
+        f => return Err(format!("unknown message key flag {f:#x} (a peer built from another version?)")),
+    };
+    let msg = Message { op, chunk, arg, sent_ns, payload: None, key };
     match flags {
         0 => Ok(Header { msg, len: 0, data_tag: None }),
         INLINE => Ok(Header { msg, len, data_tag: None }),

@@ -469,6 +469,13 @@ fn validate(m: &Machine) -> Result<(), Invalid> {
         positive(rate, vec![key("compute"), key("kernel_gflops"), key(name)], "a rate in GFLOP/s per core")?;
     }
     time(c.task_overhead_ns, at("task_overhead_ns"))?;
+    let r = m.registration;
+    if !(r.base_us.is_finite() && r.base_us >= 0.0 && r.per_mib_us.is_finite() && r.per_mib_us >= 0.0) {
+        return Err((
+            vec![key("registration")],
+            format!("base_us and per_mib_us must be finite and >= 0, got {} and {}", r.base_us, r.per_mib_us),
+        ));
+    }
     if !(m.latency_jitter.is_finite() && (0.0..=10.0).contains(&m.latency_jitter)) {
         return Err((
             vec![key("latency_jitter")],

@@ -163,6 +163,7 @@ impl Ord for Event {
 ///         task_overhead_ns: 0.0,
 ///     },
 ///     latency_jitter: 0.0,
+///     registration: Default::default(),
 /// };
 /// let mut net = Network::new(&machine, 2).unwrap();
 /// let id = net.send(0, Rank(0), Rank(1), 1001);

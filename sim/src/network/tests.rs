@@ -32,6 +32,7 @@ fn machine(
             task_overhead_ns: 0.0,
         },
         latency_jitter: 0.0,
+        registration: Default::default(),
     }
 }
 

@@ -4,6 +4,7 @@
 use crate::collective::wire_bytes;
 use crate::ids::{ChunkId, Rank};
 use crate::message::{HEADER_BYTES, Message};
+use crate::one_sided::MemoryKey;
 use crate::payload::Payload;
 
 /// One point-to-point step of a collective: what a driver hands its transport (to
@@ -194,6 +195,15 @@ fn put_messages(out: &mut Vec<u8>, messages: &[Message]) {
         out.extend_from_slice(&m.chunk.0.to_le_bytes());
         out.extend_from_slice(&m.arg.to_le_bytes());
         out.extend_from_slice(&m.sent_ns.to_le_bytes());
+        match m.key {
+            None => out.push(0),
+            Some(k) => {
+                out.push(1);
+                for w in [k.addr, k.key, k.len] {
+                    out.extend_from_slice(&w.to_le_bytes());
+                }
+            }
+        }
         put_payload(out, m.payload.as_ref());
     }
 }
@@ -218,7 +228,12 @@ fn get_messages(r: &mut Reader<'_>) -> Result<Vec<Message>, String> {
     let mut out = Vec::with_capacity(n.min(1 << 12));
     for _ in 0..n {
         let (op, chunk, arg, sent_ns) = (r.u8()?, ChunkId(r.u32()?), r.u64()?, r.u64()?);
-        out.push(Message { op, chunk, arg, sent_ns, payload: get_payload(r)? });
+        let key = match r.u8()? {
+            0 => None,
+            1 => Some(MemoryKey { addr: r.u64()?, key: r.u64()?, len: r.u64()? }),
+            k => return Err(format!("unknown message key flag {k}")),
+        };
+        out.push(Message { op, chunk, arg, sent_ns, payload: get_payload(r)?, key });
     }
     Ok(out)
 }

@@ -38,12 +38,26 @@
 //!   tagged message of its own kind, inline up to [`INLINE_LIMIT`] bytes into receives
 //!   posted ahead, larger ones announced and sent once the receiver's exact receive is
 //!   posted (the same go-ahead as engine payloads). A received piece goes to
-//!   [`Collectives::handle_piece`]; a fence (there is no window) is the layer's
-//!   dissemination barrier.
+//!   [`Collectives::handle_piece`]; a fence is the layer's dissemination barrier.
+//! - **One-sided windows** (the `rma` strategy): a rank's window is registered memory
+//!   ([`Endpoint::register_window`]); its key and size travel in the bootstrap file with
+//!   the address. A put is an `fi_writemsg` with `FI_DELIVERY_COMPLETE` (reported done
+//!   once the bytes are in the target's memory), a get an `fi_read`; both passive (the
+//!   target takes no part), checked against the target's window size first; an
+//!   operation on the rank's own window is a local copy. A fence waits until every
+//!   one-sided operation this rank issued completed, then joins the shared layer's
+//!   barrier, so after it every rank's writes are in place. At the end each rank keeps
+//!   its endpoint (and its memory) open until rank 0 says every report arrived, so no
+//!   peer reads memory that is gone.
 //!
-//! What it offers strategies: point-to-point messages and every collective (eager,
-//! rendezvous, batched); one-sided windows are not served yet, and strategies that need
-//! them are refused before the run (see issue 15).
+//! - **Exposed memory** (the `fabric` strategy): an exposure registers the chunk's own
+//!   bytes read-only for peers ([`Endpoint::register`]; the registration keeps a shared
+//!   clone of the payload alive) and hands the engine its address, key and length, which
+//!   travel in a message header; a read is an `fi_read` into a fresh buffer, checked
+//!   against the exposed length first; a withdrawal closes the registration.
+//!
+//! What it offers strategies: point-to-point messages, every collective, one-sided
+//! windows with passive or fence synchronisation, and exposed memory (every strategy).
 //!
 //! All `unsafe` code lives in [`raw`].
 
@@ -51,7 +65,7 @@
 
 pub mod raw;
 
-use crate::collective::{Capability, CollectiveJoin, check_capabilities};
+use crate::collective::{Capability, CollectiveJoin, CollectiveKind, check_capabilities};
 use crate::collectives::{Collectives, Piece, Segmenting};
 use crate::dag::Dag;
 use crate::drivers::fault::Injector;
@@ -66,22 +80,27 @@ use crate::drivers::workers::Workers;
 use crate::engine::{Action, Engine, EngineError};
 use crate::ids::{ChunkId, Rank};
 use crate::message::Message;
+use crate::one_sided::{Access, OneSided};
 use crate::params::ParamSpec;
 use crate::payload::Payload;
 use crate::trace::Trace;
 use crossbeam_channel::{Receiver, unbounded};
-use raw::{Buffer, Completion, Endpoint, FabricError};
-use std::collections::BTreeMap;
+use raw::{Buffer, Completion, Endpoint, FabricError, MemoryKey};
+use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use crate::drivers::launch::{JOB_DIR_ENV, JOB_ENV};
 
-/// What the libfabric driver offers strategies: messages and the collectives the shared
-/// layer runs over them (a fence without a window is its barrier); no one-sided windows.
+/// What the libfabric driver offers strategies: messages, the collectives the shared
+/// layer runs over them, and one-sided windows (registered memory, `fi_read` and
+/// `fi_writemsg`; passive, or completed before the fence's barrier).
 pub const CAPABILITIES: &[Capability] = &[
     Capability::PointToPoint,
+    Capability::OneSidedPassive,
+    Capability::OneSidedFence,
+    Capability::OneSidedExpose,
     Capability::AllToAllV,
     Capability::NeighborAllToAllV,
     Capability::Broadcast,
@@ -94,8 +113,8 @@ pub const CAPABILITIES: &[Capability] = &[
 pub const DRIVER: DriverInfo = DriverInfo {
     name: "libfabric",
     summary: "one process per rank, libfabric carries every byte (tagged messages on an RDM endpoint of the \
-              provider asked for); processes started on this host (launcher = local) or by an MPI launcher; \
-              needs libfabric",
+              provider asked for, fi_read/fi_write on registered memory); processes started on this host \
+              (launcher = local) or by an MPI launcher; needs libfabric",
     params,
     offers: CAPABILITIES,
     host,
@@ -187,6 +206,8 @@ const KIND_PIECE: u64 = 5;
 const KIND_PIECE_GO: u64 = 6;
 /// A large piece's bytes.
 const KIND_PIECE_DATA: u64 = 7;
+/// Completion tokens of one-sided operations (the operation's id below the kind).
+const KIND_RMA: u64 = 8;
 /// First byte of a [`KIND_PIECE`] message (and of a large piece's bytes): the encoded piece follows.
 const PIECE_INLINE: u8 = 0;
 /// First byte of a [`KIND_PIECE`] message: the piece's length (u64) follows; its bytes come apart.
@@ -350,7 +371,16 @@ pub fn run(
         post_piece_recv(&mut ep).map_err(|e| fabric_error(rank, e))?;
         post_go_recv(&mut ep, KIND_PIECE_GO).map_err(|e| fabric_error(rank, e))?;
     }
-    bootstrap(&mut ep, boot, rank, size, plan)?;
+    // The window (when the strategy declares one) is registered memory; peers learn its
+    // key and size with the addresses.
+    let window = match engine.window() {
+        Some(spec) => {
+            let key = ep.register_window(spec.bytes as usize).map_err(|e| fabric_error(rank, e))?;
+            (key, spec.bytes)
+        }
+        None => (MemoryKey::default(), 0),
+    };
+    let windows = bootstrap(&mut ep, boot, rank, size, plan, window)?;
     let clock = Clock::synchronise(&mut ep, rank, size, &posted).map_err(|e| fabric_error(rank, e))?;
     let runner = KernelRunner::new(dag, kernels, &clock);
     let report = std::thread::scope(|s| {
@@ -365,6 +395,7 @@ pub fn run(
             Workers::start(s, Rank(rank as u32), cfg.workers, runner, deliver)
         });
         let mut driver = Driver::new(engine, &mut ep, size, cfg, &clock, workers, done_rx)?;
+        driver.windows = windows;
         let result = driver.run(runner);
         drop(driver);
         result
@@ -378,6 +409,9 @@ const CLOCK_ROUNDS: u32 = 16;
 const GATHER_LEN: u32 = 1 << 20;
 const GATHER_GO: u32 = GATHER_LEN + 1;
 const GATHER_BYTES: u32 = GATHER_LEN + 2;
+/// Rank 0's word that every report arrived: until then each rank keeps its endpoint (and
+/// the memory peers may still read) open.
+const GATHER_END: u32 = GATHER_LEN + 3;
 
 /// Receives of the start-up and end exchanges, posted before the address is published.
 struct Posted {
@@ -385,11 +419,13 @@ struct Posted {
     clock: Vec<Vec<u64>>,
     /// Rank 0: per rank, the length of its report; other ranks: rank 0's go-ahead.
     gather: Vec<u64>,
+    /// Other ranks: rank 0's word that the gather is over.
+    end: u64,
 }
 
 impl Posted {
     fn post(ep: &mut Endpoint, rank: usize, size: usize) -> Result<Posted, FabricError> {
-        let mut posted = Posted { clock: vec![Vec::new(); size], gather: vec![0; size] };
+        let mut posted = Posted { clock: vec![Vec::new(); size], gather: vec![0; size], end: 0 };
         if rank == 0 {
             for r in 1..size {
                 for i in 0..CLOCK_ROUNDS {
@@ -402,6 +438,7 @@ impl Posted {
                 posted.clock[0].push(ep.post_recv_bytes(tag(KIND_BOOT, 0, i), 8)?);
             }
             posted.gather[0] = ep.post_recv_bytes(tag(KIND_BOOT, 0, GATHER_GO), 0)?;
+            posted.end = ep.post_recv_bytes(tag(KIND_BOOT, 0, GATHER_END), 0)?;
         }
         Ok(posted)
     }
@@ -417,11 +454,22 @@ fn plan_of(dag: &Dag, strategy: &str, workers: usize) -> [u64; 4] {
 
 /// Publishes this rank's address and plan in `dir`, waits for every other rank's, checks
 /// the plans agree and inserts the addresses.
-fn bootstrap(ep: &mut Endpoint, dir: &Path, rank: usize, size: usize, plan: [u64; 4]) -> Result<(), RunError> {
+/// Returns every rank's window (its key and size; size 0 without one).
+fn bootstrap(
+    ep: &mut Endpoint,
+    dir: &Path,
+    rank: usize,
+    size: usize,
+    plan: [u64; 4],
+    window: (MemoryKey, u64),
+) -> Result<Vec<(MemoryKey, u64)>, RunError> {
     let config = |what: String| RunError::Config(format!("rank {rank}: libfabric bootstrap: {what}"));
     let name = ep.name().map_err(|e| fabric_error(rank, e))?;
-    let mut mine = Vec::with_capacity(32 + name.len());
+    let mut mine = Vec::with_capacity(BOOT_WORDS * 8 + name.len());
     plan.iter().for_each(|w| mine.extend_from_slice(&w.to_le_bytes()));
+    for w in [window.0.addr, window.0.key, window.1] {
+        mine.extend_from_slice(&w.to_le_bytes());
+    }
     mine.extend_from_slice(&name);
     let file = |r: usize| dir.join(format!("rank-{r}.addr"));
     let tmp = dir.join(format!(".rank-{rank}.addr.tmp"));
@@ -431,10 +479,11 @@ fn bootstrap(ep: &mut Endpoint, dir: &Path, rank: usize, size: usize, plan: [u64
     let deadline = Instant::now() + BOOT_TIMEOUT;
     let mut names = vec![Vec::new(); size];
     let mut plans = vec![[0u64; 4]; size];
+    let mut windows = vec![(MemoryKey::default(), 0); size];
     for r in 0..size {
         let bytes = loop {
             match std::fs::read(file(r)) {
-                Ok(b) if b.len() > 32 => break b,
+                Ok(b) if b.len() > BOOT_WORDS * 8 => break b,
                 _ if Instant::now() > deadline => {
                     let missing: Vec<usize> = (r..size).filter(|&q| !file(q).exists()).collect();
                     return Err(config(format!(
@@ -445,10 +494,12 @@ fn bootstrap(ep: &mut Endpoint, dir: &Path, rank: usize, size: usize, plan: [u64
                 _ => std::thread::sleep(Duration::from_millis(5)),
             }
         };
+        let word = |i: usize| u64::from_le_bytes(bytes[8 * i..8 * i + 8].try_into().expect("8 bytes"));
         for (i, w) in plans[r].iter_mut().enumerate() {
-            *w = u64::from_le_bytes(bytes[8 * i..8 * i + 8].try_into().expect("8 bytes"));
+            *w = word(i);
         }
-        names[r] = bytes[32..].to_vec();
+        windows[r] = (MemoryKey { addr: word(4), key: word(5), len: word(6) }, word(6));
+        names[r] = bytes[BOOT_WORDS * 8..].to_vec();
     }
     let differ: Vec<usize> = (0..size).filter(|&r| plans[r] != plans[0]).collect();
     if !differ.is_empty() {
@@ -458,8 +509,13 @@ fn bootstrap(ep: &mut Endpoint, dir: &Path, rank: usize, size: usize, plan: [u64
             plans[0][0], differ[0], plans[differ[0]][0]
         )));
     }
-    ep.insert_peers(&names).map_err(|e| fabric_error(rank, e))
+    ep.insert_peers(&names).map_err(|e| fabric_error(rank, e))?;
+    Ok(windows)
 }
+
+/// Words before the address in a rank's bootstrap file: its plan (4) and its window's
+/// address, key and size (3).
+const BOOT_WORDS: usize = 7;
 
 /// Each rank's time on rank 0's timeline: ns since the common start.
 struct Clock {
@@ -546,6 +602,9 @@ fn gather(
         ep.send_blocking(0, tag(KIND_BOOT, rank, GATHER_LEN), len, deadline)?;
         ep.wait_recv(posted.gather[0], deadline)?;
         ep.send_blocking(0, tag(KIND_BOOT, rank, GATHER_BYTES), bytes, deadline)?;
+        // Peers may still read this rank's window or exposed chunks until every rank is
+        // done: wait for rank 0's word, progressing the endpoint meanwhile.
+        ep.wait_recv(posted.end, deadline)?;
         return Ok(None);
     }
     let mut parts: Vec<Trace> = vec![trace];
@@ -562,6 +621,9 @@ fn gather(
         parts.push(t);
         all.extend(res);
         makespan_ns = makespan_ns.max(end);
+    }
+    for r in 1..size {
+        ep.send_blocking(r, tag(KIND_BOOT, 0, GATHER_END), Vec::new(), deadline)?;
     }
     Ok(Some(RunOutcome { trace: Trace::merge(parts), results: all, makespan_ns }))
 }
@@ -605,6 +667,16 @@ struct Driver<'a> {
     held_pieces: BTreeMap<(usize, u32), Vec<u8>>,
     /// Large pieces announced to this rank whose bytes are arriving.
     pieces_arriving: usize,
+    /// Every rank's window: its key and size (0 without one).
+    windows: Vec<(MemoryKey, u64)>,
+    /// One-sided operations posted and not complete.
+    rma_in_flight: usize,
+    /// Collectives joined while one-sided operations were in flight (a fence, and any
+    /// join after it): they join the shared layer, in order, once those completed, so a
+    /// fence's barrier starts only when this rank's operations are in their targets.
+    deferred: VecDeque<CollectiveJoin>,
+    /// This rank's exposed memory: the registered region of each key.
+    exposures: std::collections::HashMap<u64, u64>,
 }
 
 impl<'a> Driver<'a> {
@@ -637,6 +709,10 @@ impl<'a> Driver<'a> {
             piece_seq: vec![0; size],
             held_pieces: BTreeMap::new(),
             pieces_arriving: 0,
+            windows: Vec::new(),
+            rma_in_flight: 0,
+            deferred: VecDeque::new(),
+            exposures: Default::default(),
         })
     }
 
@@ -659,7 +735,12 @@ impl<'a> Driver<'a> {
             if let Some(e) = self.collectives.error() {
                 return Err(RunError::Collective(e.clone()));
             }
-            if self.engine.is_done() && self.sends == 0 && self.held.is_empty() && self.held_pieces.is_empty() {
+            if self.engine.is_done()
+                && self.sends == 0
+                && self.held.is_empty()
+                && self.held_pieces.is_empty()
+                && self.rma_in_flight == 0
+            {
                 set_handling(Handling::Nothing);
                 let end = self.clock.now();
                 return Ok((self.engine.take_trace(), self.engine.take_results(), end));
@@ -691,11 +772,14 @@ impl<'a> Driver<'a> {
                 let arriving: usize = self.arriving.iter().map(BTreeMap::len).sum();
                 let mut flight = format!(
                     "; libfabric: {} sends in flight, {} large payloads and {} large collective pieces waiting for \
-                     their receiver's go-ahead, {arriving} messages and {} large pieces arriving",
+                     their receiver's go-ahead, {arriving} messages and {} large pieces arriving, {} one-sided \
+                     operations in flight, {} collectives waiting for them",
                     self.sends,
                     self.held.len(),
                     self.held_pieces.len(),
                     self.pieces_arriving,
+                    self.rma_in_flight,
+                    self.deferred.len(),
                 );
                 if !self.collectives.is_idle() {
                     flight += &format!("; {}", self.collectives.summary());
@@ -732,14 +816,21 @@ impl<'a> Driver<'a> {
         for c in got.drain(..) {
             match c {
                 Completion::Sent { .. } => self.sends -= 1,
+                Completion::Read { token, mut data } => {
+                    self.faults.transfer(&mut data);
+                    self.rma_done(token, Some(data))?;
+                }
+                Completion::Written { token } => self.rma_done(token, None)?,
                 Completion::Received { token, tag: t, len, buf } => {
                     let (kind, _, _) = tag_parts(token);
                     match kind {
                         KIND_MSG => {
-                            post_header_recv(self.ep).map_err(|e| self.fail(e))?;
-                            let Buffer::Bytes(mut bytes) = buf else { unreachable!("headers land in bytes") };
-                            bytes.truncate(len);
-                            self.header(t, &bytes)?;
+                            // The same buffer goes back to the mailbox once read: no
+                            // allocation or zeroing per message.
+                            let Buffer::Bytes(bytes) = buf else { unreachable!("headers land in bytes") };
+                            let handled = self.header(t, &bytes[..len]);
+                            repost(self.ep, KIND_MSG, bytes).map_err(|e| self.fail(e))?;
+                            handled?;
                         }
                         KIND_DATA => {
                             let (_, from, seq) = tag_parts(t);
@@ -757,10 +848,10 @@ impl<'a> Driver<'a> {
                             }
                         }
                         KIND_PIECE => {
-                            post_piece_recv(self.ep).map_err(|e| self.fail(e))?;
-                            let Buffer::Bytes(mut bytes) = buf else { unreachable!("pieces land in bytes") };
-                            bytes.truncate(len);
-                            self.piece_message(t, &bytes)?;
+                            let Buffer::Bytes(bytes) = buf else { unreachable!("pieces land in bytes") };
+                            let handled = self.piece_message(t, &bytes[..len]);
+                            repost(self.ep, KIND_PIECE, bytes).map_err(|e| self.fail(e))?;
+                            handled?;
                         }
                         KIND_PIECE_DATA => {
                             let (_, from, seq) = tag_parts(t);
@@ -856,9 +947,19 @@ impl<'a> Driver<'a> {
         self.collective_progress()
     }
 
-    /// Joins a collective (a fence is the layer's barrier: there is no window), its
-    /// messages as they travel (corrupted if one is the run's faulty transfer).
-    fn join(&mut self, mut join: CollectiveJoin) -> Result<(), RunError> {
+    /// Joins a collective (a fence is the layer's barrier), its messages as they travel
+    /// (corrupted if one is the run's faulty transfer). A fence waits until this rank's
+    /// one-sided operations completed (each in its target's memory), and so does every
+    /// join after a waiting one, so joins keep their order.
+    fn join(&mut self, join: CollectiveJoin) -> Result<(), RunError> {
+        if !self.deferred.is_empty() || (join.kind == CollectiveKind::Fence && self.rma_in_flight > 0) {
+            self.deferred.push_back(join);
+            return Ok(());
+        }
+        self.join_now(join)
+    }
+
+    fn join_now(&mut self, mut join: CollectiveJoin) -> Result<(), RunError> {
         for payload in join.sends.iter_mut().flat_map(|(_, m)| m.iter_mut()).filter_map(|m| m.payload.as_mut()) {
             self.faults.transfer(payload);
         }
@@ -944,13 +1045,104 @@ impl<'a> Driver<'a> {
             match action {
                 Action::Send(out) => self.send(out.to.index(), out.msg)?,
                 Action::Collective(join) => self.join(join)?,
-                Action::OneSided(_) => {
-                    return Err(self.fail("the libfabric driver does not serve one-sided operations yet"));
+                Action::OneSided(op) => {
+                    set_handling(Handling::OneSided { id: op.id, target: op.target });
+                    self.one_sided(op)?;
                 }
                 Action::Run(_) => unreachable!("poll_communication hands out no tasks"),
             }
         }
         Ok(any)
+    }
+
+    /// Executes a one-sided operation: on this rank's own window a local copy, complete
+    /// at once; on a peer's, an `fi_writemsg` (complete once the bytes are in the
+    /// target's memory) or an `fi_read`, checked against the peer's window size first.
+    fn one_sided(&mut self, op: OneSided) -> Result<(), RunError> {
+        let now = self.clock.now();
+        let target = op.target.index();
+        let op = match op.access {
+            Access::Expose(data) => {
+                let (region, key) = self.ep.register(data).map_err(|e| self.fail(e))?;
+                self.exposures.insert(key.key, region);
+                self.engine.handle_exposed(self.clock.now(), op.id, key);
+                return Ok(());
+            }
+            Access::Withdraw(key) => {
+                let region = self.exposures.remove(&key.key).ok_or_else(|| {
+                    self.fail(format!("withdrawal of memory key {}, which this rank did not expose", key.key))
+                })?;
+                return self.ep.deregister(region).map_err(|e| self.fail(e));
+            }
+            Access::Read { key, len } => {
+                if op.offset.checked_add(len).is_none_or(|end| end > key.len) {
+                    let why = format!(
+                        "on {}'s exposed memory: read of {len} bytes at offset {} reaches past the end of {} exposed \
+                         bytes",
+                        op.target, op.offset, key.len
+                    );
+                    self.engine.handle_one_sided_failed(op.id, why);
+                    return Ok(());
+                }
+                let token = (KIND_RMA << 56) | (op.id & BELOW_KIND);
+                self.ep.read(target, key, op.offset, len as usize, token).map_err(|e| self.fail(e))?;
+                self.rma_in_flight += 1;
+                return Ok(());
+            }
+            access => OneSided { access, ..op },
+        };
+        if target == self.rank {
+            let done = match op.access {
+                Access::Put(data) => self.ep.window_write(op.offset, data.as_bytes()).map(|()| None),
+                Access::Get { len } => self.ep.window_read(op.offset, len as usize).map(Some),
+                _ => unreachable!("handled above"),
+            };
+            match done {
+                Ok(data) => self.engine.handle_one_sided_done(now, op.id, data),
+                Err(why) => self.engine.handle_one_sided_failed(op.id, format!("on {}'s window: {why}", op.target)),
+            }
+            return Ok(());
+        }
+        let Some(&(key, size)) = self.windows.get(target) else {
+            return Err(self.fail(format!("a one-sided operation on rank {target}, which is not in this job")));
+        };
+        let fits = op.offset.checked_add(op.bytes()).is_some_and(|end| end <= size);
+        if !fits {
+            let why = format!(
+                "on {}'s window: access of {} bytes at offset {} reaches past the end of a {size}-byte window",
+                op.target,
+                op.bytes(),
+                op.offset
+            );
+            self.engine.handle_one_sided_failed(op.id, why);
+            return Ok(());
+        }
+        let token = (KIND_RMA << 56) | (op.id & BELOW_KIND);
+        let posted = match op.access {
+            Access::Put(data) => {
+                let mut data = data.clone();
+                self.faults.transfer(&mut data);
+                self.ep.write(target, key, op.offset, data, token)
+            }
+            Access::Get { len } => self.ep.read(target, key, op.offset, len as usize, token),
+            _ => unreachable!("handled above"),
+        };
+        posted.map_err(|e| self.fail(e))?;
+        self.rma_in_flight += 1;
+        Ok(())
+    }
+
+    /// A one-sided operation completed: report it, then join the collectives that
+    /// waited for this rank's operations.
+    fn rma_done(&mut self, token: u64, data: Option<Payload>) -> Result<(), RunError> {
+        self.rma_in_flight -= 1;
+        self.engine.handle_one_sided_done(self.clock.now(), token & BELOW_KIND, data);
+        while self.rma_in_flight == 0
+            && let Some(join) = self.deferred.pop_front()
+        {
+            self.join_now(join)?;
+        }
+        Ok(())
     }
 
     /// Sends one engine message: its header (payload inline when small), then a large
@@ -984,8 +1176,14 @@ impl<'a> Driver<'a> {
 
 /// Posts one receive for any peer's header.
 fn post_header_recv(ep: &mut Endpoint) -> Result<(), FabricError> {
-    let t = tag(KIND_MSG, 0, 0);
-    ep.recv(t, BELOW_KIND, Buffer::Bytes(vec![0; wire::HEADER + INLINE_LIMIT]), t)
+    repost(ep, KIND_MSG, vec![0; wire::HEADER + INLINE_LIMIT])
+}
+
+/// Posts `buf` (a mailbox buffer, whole) as a receive for any peer's message of `kind`
+/// ([`KIND_MSG`] or [`KIND_PIECE`]).
+fn repost(ep: &mut Endpoint, kind: u64, buf: Vec<u8>) -> Result<(), FabricError> {
+    let t = tag(kind, 0, 0);
+    ep.recv(t, BELOW_KIND, Buffer::Bytes(buf), t)
 }
 
 /// Bytes of the receives posted ahead for collective pieces.
@@ -993,8 +1191,7 @@ const PIECE_BOX: usize = wire::HEADER + INLINE_LIMIT;
 
 /// Posts one receive for any peer's collective piece (inline or announced).
 fn post_piece_recv(ep: &mut Endpoint) -> Result<(), FabricError> {
-    let t = tag(KIND_PIECE, 0, 0);
-    ep.recv(t, BELOW_KIND, Buffer::Bytes(vec![0; PIECE_BOX]), t)
+    repost(ep, KIND_PIECE, vec![0; PIECE_BOX])
 }
 
 /// Posts one receive for any peer's go-ahead (`kind`: [`KIND_GO`] for a large payload,

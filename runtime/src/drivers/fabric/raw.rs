@@ -1,6 +1,8 @@
 //! Every `unsafe` line of the libfabric driver: a safe wrapper over one RDM endpoint
 //! (fabric, domain, endpoint, address vector, completion queue) with tagged sends and
-//! receives that own their buffers. Nothing outside this module calls `dagwire_fabric_sys`.
+//! receives that own their buffers, memory registration (one window per endpoint, and
+//! payloads exposed for remote reads) and one-sided reads and writes (`fi_read`,
+//! `fi_writemsg`). Nothing outside this module calls `dagwire_fabric_sys`.
 //!
 //! # Invariants (why the safe functions are safe)
 //! 1. **Buffers outlive their operations.** Every posted send or receive is an [`Op`]
@@ -21,6 +23,24 @@
 //!    owns the [`Endpoint`] calls into it (it is not `Send`: it holds raw pointers).
 //! 5. **Peers are addressed through the address vector only**: a rank index is checked
 //!    against the inserted peers before it becomes an `fi_addr_t`.
+//! 6. **Registered memory outlives its registration.** A [`Region`] owns what it
+//!    registered: the window's heap words (allocated here, freed only after its `fid_mr`
+//!    is closed) or a clone of the exposed [`Payload`] (whose heap bytes do not move and
+//!    which nobody writes through while shared, invariant 2). Regions are closed before
+//!    the domain (in `Drop`, after the endpoint, so no operation is still reading them).
+//!    Remote peers reach a region only through its key; what they may do (read, or read
+//!    and write) is the access it was registered with, enforced by the provider.
+//! 7. **Window memory is never a Rust reference.** Peers write into the window at any
+//!    time, so this rank touches it only through raw pointer copies
+//!    ([`Endpoint::window_write`], [`Endpoint::window_read`]) after a bounds check: a
+//!    remote write landing meanwhile gives a wrong value at worst, never undefined
+//!    behaviour in Rust. Which bytes are meaningful when is the strategy's protocol
+//!    (a notification, or a fence).
+//! 8. **One-sided operations own their local buffers like messages (invariant 1)**: a
+//!    read lands in a fresh, unshared payload; a write sends from a shared clone. Remote
+//!    addresses and lengths are the caller's to check (a peer's window size is exchanged
+//!    at start-up); an access outside a remote region is refused by the provider with an
+//!    error completion, never performed.
 
 #![allow(unsafe_code)]
 
@@ -54,6 +74,45 @@ fn check(code: isize, what: &str) -> Result<(), FabricError> {
     if code < 0 { Err(FabricError(format!("{what}: {} ({code})", strerror(code)))) } else { Ok(()) }
 }
 
+/// What a peer needs to reach a registered region: the address to name it by (its
+/// virtual address when the provider asks for `FI_MR_VIRT_ADDR`, else 0), its key and
+/// its length.
+pub use crate::one_sided::MemoryKey;
+
+/// What a registered region holds (invariant 6).
+enum Memory {
+    /// The window: heap words of our own, `len` bytes of them in use.
+    Window { base: *mut u64, words: usize, len: usize },
+    /// A payload exposed for remote reads (held, never read here: it keeps the bytes alive).
+    #[allow(dead_code)]
+    Payload(Payload),
+}
+
+/// One registered memory region and what it keeps alive.
+struct Region {
+    mr: *mut fi::fid_mr,
+    mem: Memory,
+}
+
+impl Region {
+    /// Closes the registration, then frees window memory.
+    ///
+    /// # Safety
+    /// No operation may still be reading or writing the region (its endpoint is closed,
+    /// or no peer was told its key since it was registered... the caller's protocol).
+    unsafe fn close(self) {
+        // SAFETY: the caller's promise; `mr` came from fi_mr_reg and is closed once.
+        unsafe {
+            if !self.mr.is_null() {
+                fi::fi_close(&mut (*self.mr).fid);
+            }
+            if let Memory::Window { base, words, .. } = self.mem {
+                drop(Box::from_raw(ptr::slice_from_raw_parts_mut(base, words)));
+            }
+        }
+    }
+}
+
 /// The buffer of a posted operation.
 #[derive(Debug)]
 pub enum Buffer {
@@ -78,8 +137,17 @@ impl Buffer {
 struct Op {
     ctx: fi::fi_context2,
     token: u64,
-    send: bool,
+    kind: Kind,
     buf: Buffer,
+}
+
+/// What an [`Op`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Send,
+    Recv,
+    Read,
+    Write,
 }
 
 /// A finished operation.
@@ -101,6 +169,31 @@ pub enum Completion {
         /// The receive's buffer, holding them.
         buf: Buffer,
     },
+    /// A one-sided read finished: `data` holds the bytes read.
+    Read {
+        /// The token given when it was posted.
+        token: u64,
+        /// The bytes.
+        data: Payload,
+    },
+    /// A one-sided write finished: its bytes are in the target's memory
+    /// (`FI_DELIVERY_COMPLETE`).
+    Written {
+        /// The token given when it was posted.
+        token: u64,
+    },
+}
+
+impl Completion {
+    /// The token of the operation that finished.
+    pub fn token(&self) -> u64 {
+        match self {
+            Completion::Sent { token }
+            | Completion::Received { token, .. }
+            | Completion::Read { token, .. }
+            | Completion::Written { token } => *token,
+        }
+    }
 }
 
 /// The RDM providers offering tagged messages and RMA here (`fi_getinfo` without a
@@ -198,7 +291,17 @@ pub struct Endpoint {
     /// Completions of exchanges, until waited for.
     exchanged: Vec<Completion>,
     next_exchange: u64,
+    /// Registered regions, by id; the window's is [`WINDOW`].
+    regions: std::collections::HashMap<u64, Region>,
+    next_region: u64,
+    /// The provider wants regions named by virtual address (`FI_MR_VIRT_ADDR`).
+    virt_addr: bool,
+    /// The provider picks keys (`FI_MR_PROV_KEY`); else we request unique ones.
+    prov_key: bool,
 }
+
+/// The id of the window's region.
+const WINDOW: u64 = 0;
 
 impl Endpoint {
     /// Opens an RDM endpoint on `provider` (`tcp`, `shm`, `verbs`, ... as `fi_info`
@@ -226,6 +329,11 @@ impl Endpoint {
             ready: Vec::new(),
             exchanged: Vec::new(),
             next_exchange: 0,
+            regions: Default::default(),
+            next_region: WINDOW + 1,
+            // SAFETY: info is the non-null list fi_getinfo returned, with its domain attribute.
+            virt_addr: unsafe { ((*(*info).domain_attr).mr_mode as u32) & fi::FI_MR_VIRT_ADDR != 0 },
+            prov_key: unsafe { ((*(*info).domain_attr).mr_mode as u32) & fi::FI_MR_PROV_KEY != 0 },
         };
         // SAFETY: each call gets handles opened just before (non-null on success) and
         // the first fi_info of the list; on an error `me` drops and closes what opened.
@@ -293,7 +401,7 @@ impl Endpoint {
     /// Sends `buf` to rank `to` with `tag`; its completion carries `token`.
     pub fn send(&mut self, to: usize, tag: u64, buf: Buffer, token: u64) -> Result<(), FabricError> {
         let addr = self.peer(to)?;
-        let mut op = Box::new(Op { ctx: Default::default(), token, send: true, buf });
+        let mut op = Box::new(Op { ctx: Default::default(), token, kind: Kind::Send, buf });
         let (data, len) = match &op.buf {
             Buffer::Bytes(b) => (b.as_ptr(), b.len()),
             Buffer::Payload(p) => (p.as_bytes().as_ptr(), p.len()),
@@ -315,7 +423,7 @@ impl Endpoint {
             Buffer::Payload(p) if p.is_empty() => ptr::null_mut(),
             Buffer::Payload(p) => p.as_bytes_mut().as_mut_ptr(),
         };
-        let mut op = Box::new(Op { ctx: Default::default(), token, send: false, buf });
+        let mut op = Box::new(Op { ctx: Default::default(), token, kind: Kind::Recv, buf });
         let ctx: *mut Op = &mut *op;
         self.post(op, "fi_trecv", |ep| {
             // SAFETY: as in send; the receive buffer is this op's own (invariant 2).
@@ -371,10 +479,12 @@ impl Endpoint {
                     .ops
                     .remove(&(e.op_context as usize))
                     .ok_or_else(|| FabricError("a completion for an operation this endpoint did not post".into()))?;
-                let c = if op.send {
-                    Completion::Sent { token: op.token }
-                } else {
-                    Completion::Received { token: op.token, tag: e.tag, len: e.len, buf: op.buf }
+                let c = match (op.kind, op.buf) {
+                    (Kind::Send, _) => Completion::Sent { token: op.token },
+                    (Kind::Recv, buf) => Completion::Received { token: op.token, tag: e.tag, len: e.len, buf },
+                    (Kind::Read, Buffer::Payload(data)) => Completion::Read { token: op.token, data },
+                    (Kind::Read, Buffer::Bytes(_)) => unreachable!("reads land in payloads"),
+                    (Kind::Write, _) => Completion::Written { token: op.token },
                 };
                 if op.token & EXCHANGE == EXCHANGE {
                     self.exchanged.push(c);
@@ -403,20 +513,203 @@ impl Endpoint {
             let p = fi::fi_cq_strerror(self.cq, e.prov_errno, e.err_data, buf.as_mut_ptr(), buf.len());
             if p.is_null() { String::new() } else { CStr::from_ptr(p).to_string_lossy().into_owned() }
         };
-        let what = match self.ops.remove(&(e.op_context as usize)) {
-            Some(op) if op.send => "a send",
-            Some(_) => "a receive",
+        let what = match self.ops.remove(&(e.op_context as usize)).map(|op| op.kind) {
+            Some(Kind::Send) => "a send",
+            Some(Kind::Recv) => "a receive",
+            Some(Kind::Read) => "a one-sided read",
+            Some(Kind::Write) => "a one-sided write",
             None => "an operation",
         };
         FabricError(format!("{what} failed: {} ({text})", strerror(e.err as isize)))
     }
 }
 
+/// Memory registration and one-sided reads and writes.
+impl Endpoint {
+    /// Registers `buf` (`len` bytes) with remote `access` as region `id`, keeping `mem`
+    /// alive with it (invariant 6).
+    fn register_region(
+        &mut self,
+        id: u64,
+        buf: *const u8,
+        len: usize,
+        access: u64,
+        mem: Memory,
+    ) -> Result<MemoryKey, FabricError> {
+        let mut mr = ptr::null_mut();
+        let requested = if self.prov_key { 0 } else { id };
+        // SAFETY: the domain is open; `buf` points to `len` bytes that `mem` keeps alive
+        // until the region is closed (invariant 6); `mr` receives the handle.
+        let code =
+            unsafe { fi::fi_mr_reg(self.domain, buf.cast(), len, access, 0, requested, 0, &mut mr, ptr::null_mut()) };
+        if let Err(e) = check(code as isize, "fi_mr_reg") {
+            // SAFETY: nothing was registered, so nobody reads `mem`.
+            unsafe { Region { mr: ptr::null_mut(), mem }.close() };
+            return Err(e);
+        }
+        // SAFETY: `mr` is the handle fi_mr_reg just opened.
+        let key = unsafe { fi::fi_mr_key(mr) };
+        self.regions.insert(id, Region { mr, mem });
+        Ok(MemoryKey { addr: if self.virt_addr { buf as u64 } else { 0 }, key, len: len as u64 })
+    }
+
+    /// Allocates and registers this endpoint's window: `len` zeroed bytes that peers
+    /// may read and write. One per endpoint.
+    pub fn register_window(&mut self, len: usize) -> Result<MemoryKey, FabricError> {
+        if self.regions.contains_key(&WINDOW) {
+            return Err(FabricError("this endpoint already has a window".into()));
+        }
+        // At least one word: a zero-length registration is not portable.
+        let words = len.div_ceil(8).max(1);
+        let base = Box::into_raw(vec![0u64; words].into_boxed_slice()).cast::<u64>();
+        let access = (fi::FI_REMOTE_READ | fi::FI_REMOTE_WRITE) as u64;
+        let key = self.register_region(WINDOW, base.cast(), words * 8, access, Memory::Window { base, words, len })?;
+        Ok(MemoryKey { len: len as u64, ..key })
+    }
+
+    /// The window's size in bytes (0 without one).
+    pub fn window_len(&self) -> usize {
+        match self.regions.get(&WINDOW).map(|r| &r.mem) {
+            Some(Memory::Window { len, .. }) => *len,
+            _ => 0,
+        }
+    }
+
+    /// The window's base pointer, after checking `len` bytes at `offset` fit.
+    fn window_at(&self, offset: u64, len: usize) -> Result<*mut u8, String> {
+        let Some(Memory::Window { base, len: size, .. }) = self.regions.get(&WINDOW).map(|r| &r.mem) else {
+            return Err("this rank has no window".into());
+        };
+        match offset.checked_add(len as u64) {
+            Some(end) if end <= *size as u64 => Ok(base.cast::<u8>().wrapping_add(offset as usize)),
+            _ => Err(format!("access of {len} bytes at offset {offset} reaches past the end of a {size}-byte window")),
+        }
+    }
+
+    /// Copies `data` into this rank's own window at `offset`.
+    pub fn window_write(&mut self, offset: u64, data: &[u8]) -> Result<(), String> {
+        let at = self.window_at(offset, data.len())?;
+        // SAFETY: in range (checked); window memory is touched only by raw copies (invariant 7).
+        unsafe { ptr::copy_nonoverlapping(data.as_ptr(), at, data.len()) };
+        Ok(())
+    }
+
+    /// Copies `len` bytes of this rank's own window at `offset` out.
+    pub fn window_read(&mut self, offset: u64, len: usize) -> Result<Payload, String> {
+        let at = self.window_at(offset, len)?;
+        let mut out = Payload::zeroed(len);
+        if len > 0 {
+            // SAFETY: as in window_write; `out` is a fresh payload of `len` bytes.
+            unsafe { ptr::copy_nonoverlapping(at, out.as_bytes_mut().as_mut_ptr(), len) };
+        }
+        Ok(out)
+    }
+
+    /// Registers `data` for remote reads; returns the region's id (for
+    /// [`Endpoint::deregister`]) and the key peers read it with.
+    pub fn register(&mut self, data: Payload) -> Result<(u64, MemoryKey), FabricError> {
+        let id = self.next_region;
+        self.next_region += 1;
+        // An empty payload has no bytes: register one static word instead.
+        static EMPTY: u64 = 0;
+        let (buf, len) = if data.is_empty() {
+            (&EMPTY as *const u64 as *const u8, 8)
+        } else {
+            (data.as_bytes().as_ptr(), data.len())
+        };
+        let len_exposed = data.len() as u64;
+        let key = self.register_region(id, buf, len, fi::FI_REMOTE_READ as u64, Memory::Payload(data))?;
+        Ok((id, MemoryKey { len: len_exposed, ..key }))
+    }
+
+    /// Closes region `id` (from [`Endpoint::register`]), releasing its payload. The
+    /// caller's protocol guarantees no peer still reads it.
+    pub fn deregister(&mut self, id: u64) -> Result<(), FabricError> {
+        let region = match self.regions.remove(&id) {
+            Some(r) if id != WINDOW => r,
+            _ => return Err(FabricError(format!("no registered region {id}"))),
+        };
+        // SAFETY: the caller's protocol: every peer told of the key is done reading.
+        unsafe { region.close() };
+        Ok(())
+    }
+
+    /// Registered regions (the window included).
+    pub fn regions(&self) -> usize {
+        self.regions.len()
+    }
+
+    /// Reads `len` bytes at `offset` of rank `from`'s region `at` into a fresh payload;
+    /// its completion ([`Completion::Read`]) carries `token`.
+    pub fn read(&mut self, from: usize, at: MemoryKey, offset: u64, len: usize, token: u64) -> Result<(), FabricError> {
+        let addr = self.peer(from)?;
+        let mut data = Payload::zeroed(len);
+        let buf: *mut u8 = if len == 0 { ptr::null_mut() } else { data.as_bytes_mut().as_mut_ptr() };
+        let mut op = Box::new(Op { ctx: Default::default(), token, kind: Kind::Read, buf: Buffer::Payload(data) });
+        let ctx: *mut Op = &mut *op;
+        let remote = at.addr + offset;
+        self.post(op, "fi_read", |ep| {
+            // SAFETY: the endpoint is open; `buf` is the op's own fresh payload, alive in
+            // `ops` until the completion (invariants 1 and 8).
+            unsafe { fi::fi_read(ep, buf.cast(), len, ptr::null_mut(), addr, remote, at.key, ctx.cast()) }
+        })
+    }
+
+    /// Writes `data` at `offset` of rank `to`'s region `at`; its completion
+    /// ([`Completion::Written`]) carries `token` and comes once the bytes are in the
+    /// target's memory (`FI_DELIVERY_COMPLETE`).
+    pub fn write(
+        &mut self,
+        to: usize,
+        at: MemoryKey,
+        offset: u64,
+        data: Payload,
+        token: u64,
+    ) -> Result<(), FabricError> {
+        let addr = self.peer(to)?;
+        let len = data.len();
+        let mut op = Box::new(Op { ctx: Default::default(), token, kind: Kind::Write, buf: Buffer::Payload(data) });
+        let src: *const u8 = match &op.buf {
+            Buffer::Payload(p) if !p.is_empty() => p.as_bytes().as_ptr(),
+            _ => ptr::null(),
+        };
+        let ctx: *mut Op = &mut *op;
+        let remote = at.addr + offset;
+        self.post(op, "fi_writemsg", |ep| {
+            let iov = fi::iovec { iov_base: src as *mut _, iov_len: len };
+            let rma = fi::fi_rma_iov { addr: remote, len, key: at.key };
+            let msg = fi::fi_msg_rma {
+                msg_iov: &iov,
+                desc: ptr::null_mut(),
+                iov_count: 1,
+                addr,
+                rma_iov: &rma,
+                rma_iov_count: 1,
+                context: ctx.cast(),
+                data: 0,
+            };
+            let flags = (fi::FI_COMPLETION | fi::FI_DELIVERY_COMPLETE) as u64;
+            // SAFETY: the endpoint is open; `iov`, `rma` and `msg` live through the call;
+            // the source bytes are the op's own payload, alive in `ops` until the
+            // completion (invariants 1 and 8).
+            unsafe { fi::fi_writemsg(ep, &msg, flags) }
+        })
+    }
+}
+
 impl Drop for Endpoint {
     fn drop(&mut self) {
         // SAFETY: invariant 3: each handle is closed once, endpoint first, so libfabric
-        // touches no posted buffer after this; then `ops` may be freed.
+        // touches no posted buffer after this; then `ops` may be freed. Registered
+        // regions close after the endpoint and before the domain (invariant 6).
         unsafe {
+            if !self.ep.is_null() {
+                fi::fi_close(self.ep.cast::<fi::fid>());
+                self.ep = ptr::null_mut();
+            }
+            for (_, region) in self.regions.drain() {
+                region.close();
+            }
             for fid in [
                 self.ep.cast::<fi::fid>(),
                 self.av.cast::<fi::fid>(),
@@ -471,11 +764,8 @@ impl Endpoint {
     }
 
     fn wait(&mut self, token: u64, deadline: Instant) -> Result<Completion, FabricError> {
-        let of = |c: &Completion| match c {
-            Completion::Sent { token } | Completion::Received { token, .. } => *token,
-        };
         loop {
-            if let Some(i) = self.exchanged.iter().position(|c| of(c) == token) {
+            if let Some(i) = self.exchanged.iter().position(|c| c.token() == token) {
                 return Ok(self.exchanged.swap_remove(i));
             }
             if Instant::now() > deadline {

@@ -88,9 +88,23 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// What the MPI driver offers strategies: everything, in both [`CollectivesMode`]s
-/// (the collectives MPI has no native form for here run the runtime's algorithms).
-pub const CAPABILITIES: &[Capability] = Capability::ALL;
+/// What the MPI driver offers strategies: everything but exposed memory, in both
+/// [`CollectivesMode`]s (the collectives MPI has no native form for here run the
+/// runtime's algorithms). Its one-sided access is windows allocated before the run
+/// (`MPI_Win_allocate`); memory exposed chunk by chunk during the run
+/// ([`Capability::OneSidedExpose`], the `fabric` strategy) would need a dynamic window
+/// (`MPI_Win_create_dynamic` + `MPI_Win_attach`), which this driver does not have.
+pub const CAPABILITIES: &[Capability] = &[
+    Capability::PointToPoint,
+    Capability::AllToAllV,
+    Capability::NeighborAllToAllV,
+    Capability::Broadcast,
+    Capability::OneSidedPassive,
+    Capability::OneSidedFence,
+    Capability::AllReduce,
+    Capability::ReduceScatter,
+    Capability::AllGather,
+];
 
 /// The MPI driver's registry entry.
 pub const DRIVER: DriverInfo = DriverInfo {
@@ -899,6 +913,9 @@ impl<'a> Driver<'a> {
     /// once), otherwise an MPI put or get completed by the next flush or fence.
     fn one_sided(&mut self, op: OneSided) -> Result<(), String> {
         let now = self.clock.now();
+        if matches!(op.access, Access::Expose(_) | Access::Read { .. } | Access::Withdraw(_)) {
+            return Err("exposed memory, which the MPI driver does not offer (refused before the run)".into());
+        }
         let (w, _) = self.window.as_mut().ok_or("a one-sided operation, but the strategy declared no window")?;
         let offset = op.offset as usize;
         if op.target == self.rank {
@@ -908,6 +925,7 @@ impl<'a> Driver<'a> {
                     let mut buf = Payload::zeroed(len as usize);
                     w.read_local(offset, buf.as_bytes_mut()).map(|()| Some(buf))
                 }
+                _ => unreachable!("refused above"),
             };
             match result {
                 Ok(data) => self.engine.handle_one_sided_done(now, op.id, data),
@@ -923,6 +941,7 @@ impl<'a> Driver<'a> {
                 w.put(op.target.index(), offset, bytes.as_bytes().to_vec()).map(|()| None)
             }
             Access::Get { len } => w.get(op.target.index(), offset, len as usize).map(Some),
+            _ => unreachable!("refused above"),
         };
         match issued {
             Ok(get) => self.rma_pending.push((op.id, get)),
