@@ -219,6 +219,41 @@ fn ranks_main() {
         other => panic!("rank {me}: a different plan was not refused: {other:?}"),
     }
     mpi.barrier();
+    dynamic_scheduling(&mpi);
+}
+
+/// Chunks sized at run time move their real size and the gathered trace records it;
+/// tasks placed at run time run where the policy decides, every rank deciding alike; a
+/// policy that decides differently on each rank fails every rank with a clear error.
+fn dynamic_scheduling(mpi: &Mpi) {
+    use common::dynamic::{self, Recording};
+    let (me, n) = (mpi.rank(), mpi.size());
+    let push = |_: Rank| -> Box<dyn Strategy> { Box::new(Push) };
+    let cfg = MpiConfig::default();
+    let (dag, parts, result) = dynamic::sized(n);
+    let out = mpi::run(mpi, &dag, &Recording::default(), &push, &cfg).unwrap_or_else(|e| panic!("rank {me}: {e}"));
+    if let Some(out) = out {
+        dynamic::check_sized(n, &parts, &out.results[&result], &out.trace).unwrap_or_else(|e| panic!("sized: {e}"));
+        let mut bytes: Vec<u64> = out.trace.messages.iter().map(|m| m.bytes).collect();
+        bytes.sort_unstable();
+        assert_eq!(bytes, (2..=n as u64).map(|r| r * 8).collect::<Vec<_>>(), "real sizes on the wire");
+    }
+    for policy in dagwire_runtime::policies::REGISTRY {
+        let (dag, decided, combined) = dynamic::placed(n, *policy);
+        let out = mpi::run(mpi, &dag, &Recording::default(), &push, &cfg);
+        let out = out.unwrap_or_else(|e| panic!("rank {me}, policy {}: {e}", policy.name()));
+        if let Some(out) = out {
+            let expected = dynamic::placed_expected(policy.name(), n);
+            dynamic::check_placed(&out.results, &decided, &combined, &expected)
+                .unwrap_or_else(|e| panic!("policy {}: {e}", policy.name()));
+        }
+    }
+    let (dag, _, _) = dynamic::placed(n, &dynamic::Contrary);
+    match mpi::run(mpi, &dag, &Recording::default(), &push, &cfg) {
+        Err(e) => assert!(e.to_string().contains("differs between ranks"), "rank {me}: {e}"),
+        Ok(_) => panic!("rank {me}: a policy deciding differently on each rank was not caught"),
+    }
+    mpi.barrier();
 }
 
 /// Every other rank sends rank 0 a burst of many more messages than the driver posts
