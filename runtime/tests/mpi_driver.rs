@@ -239,13 +239,23 @@ fn ranks_main() {
     dynamic_scheduling(&mpi);
 }
 
-/// Chunks sized at run time move their real size and the gathered trace records it;
-/// tasks placed at run time run where the policy decides, every rank deciding alike.
+/// Priorities order rank 0's ready tasks; chunks sized at run time move their real size
+/// and the gathered trace records it; tasks placed at run time run where the policy
+/// decides, every rank deciding alike.
 fn dynamic_scheduling(mpi: &Mpi) {
     use common::dynamic::{self, Recording};
     let (me, n) = (mpi.rank(), mpi.size());
     let push = |_: Rank| -> Box<dyn Strategy> { Box::new(Push) };
     let cfg = MpiConfig::default();
+    for progress in [dagwire_runtime::Progress::Inline, dagwire_runtime::Progress::Thread] {
+        let (dag, expected) = dynamic::priorities_on(n);
+        let kernels = Recording::default();
+        let cfg = MpiConfig { progress, ..MpiConfig::default() };
+        mpi::run(mpi, &dag, &kernels, &push, &cfg).unwrap_or_else(|e| panic!("rank {me}: {e}"));
+        if me == 0 {
+            assert_eq!(*kernels.order.lock().unwrap(), expected, "priority order under {progress:?}");
+        }
+    }
     let (dag, parts, result) = dynamic::sized(n);
     let out = mpi::run(mpi, &dag, &Recording::default(), &push, &cfg).unwrap_or_else(|e| panic!("rank {me}: {e}"));
     if let Some(out) = out {

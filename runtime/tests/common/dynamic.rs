@@ -82,7 +82,12 @@ impl Kernels for Recording {
 /// One rank, roots of priorities 1, 9, 5, 5 (in id order): with one worker they run
 /// 9, then the two 5s in id order, then 1. Returns the DAG and the expected order.
 pub fn priorities() -> (Arc<Dag>, Vec<TaskId>) {
-    let mut b = DagBuilder::new(1);
+    priorities_on(1)
+}
+
+/// [`priorities`] in a DAG over `ranks` ranks (the tasks all on rank 0).
+pub fn priorities_on(ranks: usize) -> (Arc<Dag>, Vec<TaskId>) {
+    let mut b = DagBuilder::new(ranks);
     let mut ids = Vec::new();
     for (i, p) in [1u32, 9, 5, 5].into_iter().enumerate() {
         let spec = TaskSpec::new(FILL, Rank(0)).args([i as u32, 1, 0, i as u32]).flops(1e6).priority(p);
