@@ -16,12 +16,12 @@ pub mod core;
 pub mod drivers;
 
 pub use crate::core::{
-    collective, collectives, dag, engine, ids, kernel, message, one_sided, params, payload, placement, rng, strategy,
-    timer, trace,
+    collective, collectives, dag, engine, ids, kernel, message, one_sided, params, payload, placement, policies, rng,
+    strategy, timer, trace,
 };
 
 pub use collective::{Capability, CollectiveJoin, CollectiveKind, Contribution};
-pub use dag::{Added, Chunk, Dag, DagBuilder, Task, TaskSpec};
+pub use dag::{Added, Chunk, Dag, DagBuilder, Decision, DecisionId, Role, SlotSpec, Task, TaskSpec};
 pub use drivers::{Fault, Progress, RunError, RunOutcome};
 pub use engine::{Action, Engine, EngineError};
 pub use ids::{ChunkId, KernelId, Rank, TaskId};

@@ -1,7 +1,9 @@
 //! The mpi driver under a real MPI job: ranks with the same plan run it and gather every
 //! result to rank 0; ranks that built different plans all fail with the same clear error
 //! instead of hanging; a kernel that fails on one rank fails that rank with the task,
-//! the rank and the kernel's reason, and the job ends. Run by `cargo test` (feature
+//! the rank and the kernel's reason, and the job ends. Dynamic scheduling: run-time-sized
+//! chunks and run-time placement decide and move as on the other drivers, and a policy
+//! that decides differently on each rank fails the job naming the disagreement. Run by `cargo test` (feature
 //! `mpi`), this program launches itself with `mpirun -n 3` (`DAGWIRE_MPI_LAUNCHER`,
 //! `DAGWIRE_MPI_LAUNCHER_ARGS` override the launcher and its `--oversubscribe`).
 
@@ -17,20 +19,32 @@ use std::sync::Arc;
 
 /// Set for the job whose kernel fails on rank 1.
 const FAILING: &str = "DAGWIRE_TEST_FAILING_KERNEL";
+/// Set for the job whose placement policy decides differently on every rank.
+const CONTRARY: &str = "DAGWIRE_TEST_CONTRARY_POLICY";
 
 fn main() {
     if Mpi::launched() {
         if std::env::var_os(FAILING).is_some() {
             failing_kernel_main()
+        } else if std::env::var_os(CONTRARY).is_some() {
+            contrary_policy_main()
         } else {
             ranks_main()
         }
         return;
     }
-    let ok = launch(false);
+    let ok = launch(None);
     assert!(ok.ended, "the driver checks did not end within {LIMIT:?}:\n{}", ok.stderr);
     assert!(ok.success, "the driver checks failed:\n{}", ok.stderr);
-    let failed = launch(true);
+    let contrary = launch(Some(CONTRARY));
+    assert!(!contrary.success, "a policy deciding differently on each rank did not fail the job");
+    assert!(
+        contrary.stderr.contains("run-time placement")
+            && contrary.stderr.contains("the decision differs between ranks"),
+        "the job's error does not say the ranks decided differently:\n{}",
+        contrary.stderr
+    );
+    let failed = launch(Some(FAILING));
     assert!(!failed.success, "a failing kernel did not fail the job");
     assert!(
         failed.stderr.contains("rank 1 failed: task t1 (kernel 9) on rank r1 failed: kernel 9 refuses"),
@@ -56,13 +70,16 @@ struct Launch {
     stderr: String,
 }
 
-/// Runs this program on 3 ranks (`failing`: the job whose kernel fails on rank 1),
-/// killing the launcher and ranks after [`LIMIT`], or 10 s after the failing rank said why.
-fn launch(failing: bool) -> Launch {
+/// Runs this program on 3 ranks (`job`: the variable that selects a failing job, where
+/// rank 1 fails), killing the launcher and ranks after [`LIMIT`], or 10 s after the failing
+/// rank said why.
+fn launch(job: Option<&str>) -> Launch {
+    let failing = job.is_some();
     use std::os::unix::process::CommandExt;
     let launcher = std::env::var("DAGWIRE_MPI_LAUNCHER").unwrap_or_else(|_| "mpirun".into());
     let args = std::env::var("DAGWIRE_MPI_LAUNCHER_ARGS").unwrap_or_else(|_| "--oversubscribe".into());
-    let log = std::env::temp_dir().join(format!("dagwire-mpi-driver-{}-{failing}.err", std::process::id()));
+    let log =
+        std::env::temp_dir().join(format!("dagwire-mpi-driver-{}-{}.err", std::process::id(), job.unwrap_or("ok")));
     let mut cmd = Command::new(&launcher);
     cmd.args(["-n", "3"])
         .args(args.split_whitespace())
@@ -72,8 +89,8 @@ fn launch(failing: bool) -> Launch {
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(&log).expect("a log file in the temp dir"))
         .process_group(0);
-    if failing {
-        cmd.env(FAILING, "1");
+    if let Some(var) = job {
+        cmd.env(var, "1");
     }
     let mut child = cmd
         .spawn()
@@ -219,6 +236,62 @@ fn ranks_main() {
         other => panic!("rank {me}: a different plan was not refused: {other:?}"),
     }
     mpi.barrier();
+    dynamic_scheduling(&mpi);
+}
+
+/// Priorities order rank 0's ready tasks; chunks sized at run time move their real size
+/// and the gathered trace records it; tasks placed at run time run where the policy
+/// decides, every rank deciding alike.
+fn dynamic_scheduling(mpi: &Mpi) {
+    use common::dynamic::{self, Recording};
+    let (me, n) = (mpi.rank(), mpi.size());
+    let push = |_: Rank| -> Box<dyn Strategy> { Box::new(Push) };
+    let cfg = MpiConfig::default();
+    for progress in [dagwire_runtime::Progress::Inline, dagwire_runtime::Progress::Thread] {
+        let (dag, expected) = dynamic::priorities_on(n);
+        let kernels = Recording::default();
+        let cfg = MpiConfig { progress, ..MpiConfig::default() };
+        mpi::run(mpi, &dag, &kernels, &push, &cfg).unwrap_or_else(|e| panic!("rank {me}: {e}"));
+        if me == 0 {
+            assert_eq!(*kernels.order.lock().unwrap(), expected, "priority order under {progress:?}");
+        }
+    }
+    let (dag, parts, result) = dynamic::sized(n);
+    let out = mpi::run(mpi, &dag, &Recording::default(), &push, &cfg).unwrap_or_else(|e| panic!("rank {me}: {e}"));
+    if let Some(out) = out {
+        dynamic::check_sized(n, &parts, &out.results[&result], &out.trace).unwrap_or_else(|e| panic!("sized: {e}"));
+        let mut bytes: Vec<u64> = out.trace.messages.iter().map(|m| m.bytes).collect();
+        bytes.sort_unstable();
+        assert_eq!(bytes, (2..=n as u64).map(|r| r * 8).collect::<Vec<_>>(), "real sizes on the wire");
+    }
+    for policy in dagwire_runtime::policies::REGISTRY {
+        let (dag, decided, combined) = dynamic::placed(n, *policy);
+        let out = mpi::run(mpi, &dag, &Recording::default(), &push, &cfg);
+        let out = out.unwrap_or_else(|e| panic!("rank {me}, policy {}: {e}", policy.name()));
+        if let Some(out) = out {
+            let expected = dynamic::placed_expected(policy.name(), n);
+            dynamic::check_placed(&out.results, &decided, &combined, &expected)
+                .unwrap_or_else(|e| panic!("policy {}: {e}", policy.name()));
+        }
+    }
+    mpi.barrier();
+}
+
+/// Every rank decides with a policy that picks another candidate on each rank: the
+/// decision check fails every rank with a clear error, which it reports before the job
+/// is aborted (as after any failure).
+fn contrary_policy_main() {
+    use common::dynamic::{self, Recording};
+    let mpi = Mpi::init().expect("MPI initialises");
+    let push = |_: Rank| -> Box<dyn Strategy> { Box::new(Push) };
+    let (dag, _, _) = dynamic::placed(mpi.size(), &dynamic::Contrary);
+    match mpi::run(&mpi, &dag, &Recording::default(), &push, &MpiConfig::default()) {
+        Err(e) => {
+            eprintln!("rank {} failed: {e}", mpi.rank());
+            mpi.abort(3);
+        }
+        Ok(_) => eprintln!("rank {}: the contrary policy was not caught", mpi.rank()),
+    }
 }
 
 /// Every other rank sends rank 0 a burst of many more messages than the driver posts

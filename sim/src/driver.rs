@@ -2,7 +2,9 @@
 //!
 //! Task durations come from the [`ComputeModel`]; message times from the
 //! [`Network`]. Kernels run for real when asked (so results verify), otherwise
-//! outputs are [`Payload::phantom`]s of the declared size. With modelled compute the
+//! outputs are [`Payload::phantom`]s of the declared size, or what
+//! [`Kernels::modelled_outputs`] returns (the real sizes of outputs sized at run time,
+//! the reports run-time placement decides from). With modelled compute the
 //! run is a pure function of its inputs: the same DAG, strategy, machine and seed give
 //! the same trace, bit for bit.
 //!
@@ -534,7 +536,9 @@ impl Sim<'_> {
             };
             (outputs, duration)
         } else {
-            let outputs = task.outputs().map(|c| Payload::phantom(self.dag.chunk(c).bytes as usize)).collect();
+            let outputs = self.kernels.kernels.modelled_outputs(task, &job.inputs).unwrap_or_else(|| {
+                task.outputs().map(|c| Payload::phantom(self.dag.chunk(c).bytes as usize)).collect()
+            });
             (outputs, self.compute.modelled(name, task.flops))
         };
         self.pending.insert((r as u32, job.task), Pending { outputs, worker, start: now });

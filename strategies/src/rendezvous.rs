@@ -203,7 +203,12 @@ impl Rendezvous {
             return Err(format!("ready-to-send from {src} for chunk {chunk}, which the DAG does not have"));
         }
         let size = ctx.dag.chunk(chunk).bytes;
-        if size != bytes {
+        if ctx.dag.is_sized_at_run_time(chunk) && bytes > size {
+            return Err(format!(
+                "ready-to-send from {src} for chunk {chunk} announces {bytes} bytes, above its bound of {size}"
+            ));
+        }
+        if !ctx.dag.is_sized_at_run_time(chunk) && size != bytes {
             return Err(format!("ready-to-send from {src} for chunk {chunk} announces {bytes} bytes; expected {size}"));
         }
         self.waiting.push_back(Offer { chunk, src, bytes });

@@ -34,6 +34,15 @@
 //!   producing epoch. Deadlock-free by the batched strategy's induction: fence `k`
 //!   waits only for tasks whose remote inputs arrived by fence `k - 1`.
 //!
+//! # Chunks sized at run time
+//!
+//! A chunk [sized at run time](Dag::is_sized_at_run_time) gets a window slot of its
+//! bound plus an 8-byte length. With `sync = "passive"` only its real bytes move: the
+//! notification is `rma-notify-sized`, whose `arg` is the real length (the offset comes
+//! from the plan). With fences no message tells the reader the size, so the slot is
+//! moved whole, framed ([`frame`]): the bytes, zeros up to the bound, then the length;
+//! the reader strips the frame. Fence mode therefore moves the bound for such chunks.
+//!
 //! Phases: the engine records `Posted`; `Started` when the remote put (producer) or
 //! get (reader) is issued, or the inline notification sent; `Wire` when a put
 //! completed, when a get is issued (a one-sided read needs nothing more of the producer)
@@ -246,7 +255,7 @@ impl Layout {
             .into_iter()
             .map(|c| {
                 let at = bytes;
-                bytes += dag.chunk(c).bytes.next_multiple_of(8);
+                bytes += slot_bytes(dag, c);
                 (c, at)
             })
             .collect();
@@ -269,22 +278,74 @@ impl Layout {
 const NOTIFY: u8 = 1;
 /// Operation code of a notification that carries the chunk itself.
 const INLINE: u8 = 2;
+/// Operation code of a notification about a chunk sized at run time: `arg` is its real
+/// length; the offset comes from the plan.
+const NOTIFY_SIZED: u8 = 3;
+
+/// Bytes of `chunk`'s window slot: its size rounded up to 8, plus an 8-byte length for a
+/// chunk sized at run time (see the [module docs](self)).
+fn slot_bytes(dag: &Dag, chunk: ChunkId) -> u64 {
+    let framing = if dag.is_sized_at_run_time(chunk) { 8 } else { 0 };
+    dag.chunk(chunk).bytes.next_multiple_of(8) + framing
+}
+
+/// `data` (a chunk sized at run time, at most `bound` bytes) framed to fill its slot: the
+/// bytes, zeros up to `bound` rounded to 8, then the length as a little-endian `u64`. A
+/// phantom (simulated) payload stays a phantom of the framed size.
+///
+/// ```
+/// use dagwire_runtime::Payload;
+/// use dagwire_strategies::rma::{frame, unframe};
+/// let framed = frame(&Payload::from_bytes(&[1, 2, 3]), 10);
+/// assert_eq!(framed.len(), 24);
+/// assert_eq!(unframe(framed, 10).unwrap().as_bytes(), &[1, 2, 3]);
+/// ```
+pub fn frame(data: &Payload, bound: u64) -> Payload {
+    let slot = bound.next_multiple_of(8) as usize;
+    if data.is_phantom() {
+        return Payload::phantom(slot + 8);
+    }
+    let mut bytes = vec![0u8; slot + 8];
+    bytes[..data.len()].copy_from_slice(data.as_bytes());
+    bytes[slot..].copy_from_slice(&(data.len() as u64).to_le_bytes());
+    Payload::from_bytes(&bytes)
+}
+
+/// The chunk inside a [`frame`]d slot of a chunk bounded by `bound`; an error if the
+/// slot's length is past the bound (corrupt or not framed). A phantom slot gives a
+/// phantom of the bound (a simulation does not know the real size inside).
+pub fn unframe(slot: Payload, bound: u64) -> Result<Payload, String> {
+    let at = bound.next_multiple_of(8) as usize;
+    if slot.len() != at + 8 {
+        return Err(format!("a framed slot of {} bytes, expected {}", slot.len(), at + 8));
+    }
+    if slot.is_phantom() {
+        return Ok(Payload::phantom(bound as usize));
+    }
+    let len = u64::from_le_bytes(slot.as_bytes()[at..].try_into().expect("8 bytes"));
+    if len > bound {
+        return Err(format!("a framed slot says {len} bytes, above its bound of {bound}"));
+    }
+    Ok(Payload::from_bytes(&slot.as_bytes()[..len as usize]))
+}
 
 /// What to do when a one-sided operation completes.
 #[derive(Debug)]
 enum Op {
-    /// Get mode: the chunk is stored in this rank's window; tell its readers (passive).
-    Exposed { chunk: ChunkId, readers: Vec<Rank> },
-    /// Put mode: the chunk reached `to`'s window; tell it (passive).
-    Pushed { chunk: ChunkId, to: Rank, offset: u64 },
-    /// The chunk's bytes are here (a remote get, or a read of this rank's own window).
-    Fetched { chunk: ChunkId, from: Rank, remote: bool },
+    /// Get mode: the chunk (`bytes` long) is stored in this rank's window; tell its
+    /// readers (passive).
+    Exposed { chunk: ChunkId, readers: Vec<Rank>, bytes: u64 },
+    /// Put mode: the chunk (`bytes` long) reached `to`'s window; tell it (passive).
+    Pushed { chunk: ChunkId, to: Rank, offset: u64, bytes: u64 },
+    /// The chunk's bytes are here (a remote get, or a read of this rank's own window),
+    /// [framed](frame) if `framed`.
+    Fetched { chunk: ChunkId, from: Rank, remote: bool, framed: bool },
 }
 
 /// A remote operation waiting for the outstanding cap.
 #[derive(Debug)]
 enum Queued {
-    Get { from: Rank, offset: u64, chunk: ChunkId },
+    Get { from: Rank, offset: u64, chunk: ChunkId, len: u64 },
     Put { to: Rank, offset: u64, chunk: ChunkId, data: Payload },
 }
 
@@ -494,18 +555,20 @@ impl Rma {
         }
         self.remote += 1;
         match op {
-            Queued::Get { from, offset, chunk } => {
+            Queued::Get { from, offset, chunk, len } => {
                 // A one-sided read moves the bytes without the producer's engine: they are
                 // on their way from the moment the get is issued.
                 ctx.phase(chunk, from, ctx.rank, Phase::Started);
                 ctx.phase(chunk, from, ctx.rank, Phase::Wire);
-                let id = ctx.get(from, offset, chunk, ctx.dag.chunk(chunk).bytes);
-                self.ops.insert(id, Op::Fetched { chunk, from, remote: true });
+                let framed = self.framed(ctx.dag, chunk);
+                let id = ctx.get(from, offset, chunk, len);
+                self.ops.insert(id, Op::Fetched { chunk, from, remote: true, framed });
             }
             Queued::Put { to, offset, chunk, data } => {
                 ctx.phase(chunk, ctx.rank, to, Phase::Started);
+                let bytes = data.len() as u64;
                 let id = ctx.put(to, offset, chunk, data);
-                self.ops.insert(id, Op::Pushed { chunk, to, offset });
+                self.ops.insert(id, Op::Pushed { chunk, to, offset, bytes });
             }
         }
     }
@@ -518,13 +581,25 @@ impl Rma {
         }
     }
 
-    /// Reads `chunk` (produced on `from`) out of this rank's own window.
-    fn read_own(&mut self, ctx: &mut StrategyCtx<'_>, chunk: ChunkId, from: Rank) -> Result<(), String> {
+    /// Reads `chunk` (produced on `from`, `len` bytes in the window) out of this rank's
+    /// own window.
+    fn read_own(&mut self, ctx: &mut StrategyCtx<'_>, chunk: ChunkId, from: Rank, len: u64) -> Result<(), String> {
         let offset =
             self.own().offset(chunk).ok_or_else(|| format!("chunk {chunk} has no place in this rank's window"))?;
-        let id = ctx.get(ctx.rank, offset, chunk, ctx.dag.chunk(chunk).bytes);
-        self.ops.insert(id, Op::Fetched { chunk, from, remote: false });
+        let framed = self.framed(ctx.dag, chunk);
+        let id = ctx.get(ctx.rank, offset, chunk, len);
+        self.ops.insert(id, Op::Fetched { chunk, from, remote: false, framed });
         Ok(())
+    }
+
+    /// Whether `chunk` moves [framed](frame): sized at run time, with fences.
+    fn framed(&self, dag: &Dag, chunk: ChunkId) -> bool {
+        self.cfg.sync == WindowSync::Fence && dag.is_sized_at_run_time(chunk)
+    }
+
+    /// The bytes a fenced read of `chunk` moves: the chunk, or its whole framed slot.
+    fn fenced_len(&self, dag: &Dag, chunk: ChunkId) -> u64 {
+        if self.framed(dag, chunk) { slot_bytes(dag, chunk) } else { dag.chunk(chunk).bytes }
     }
 
     /// Joins every fence that may be joined now.
@@ -548,11 +623,12 @@ impl Rma {
         let (epoch, closes_production) = f.epoch_of_fence(carrying, id);
         let incoming = if closes_production { f.incoming.remove(&epoch).unwrap_or_default() } else { Vec::new() };
         for (chunk, from) in incoming {
+            let len = self.fenced_len(ctx.dag, chunk);
             match self.cfg.mode {
-                Mode::Put => self.read_own(ctx, chunk, from)?,
+                Mode::Put => self.read_own(ctx, chunk, from, len)?,
                 Mode::Get => {
                     let offset = self.plan.window(from).offset(chunk).expect("a remotely read chunk is exposed");
-                    self.remote_op(ctx, Queued::Get { from, offset, chunk });
+                    self.remote_op(ctx, Queued::Get { from, offset, chunk, len });
                 }
             }
         }
@@ -570,6 +646,7 @@ impl Strategy for Rma {
         match op {
             NOTIFY => "rma-notify",
             INLINE => "rma-inline",
+            NOTIFY_SIZED => "rma-notify-sized",
             _ => "unknown",
         }
     }
@@ -601,11 +678,18 @@ impl Strategy for Rma {
             }
             return;
         }
+        let framed;
+        let data = if self.framed(ctx.dag, chunk) {
+            framed = frame(data, ctx.dag.chunk(chunk).bytes);
+            &framed
+        } else {
+            data
+        };
         match self.cfg.mode {
             Mode::Get => {
                 let offset = self.own().offset(chunk).expect("a chunk read on another rank is exposed");
                 let id = ctx.put(ctx.rank, offset, chunk, data.clone());
-                self.ops.insert(id, Op::Exposed { chunk, readers: readers.to_vec() });
+                self.ops.insert(id, Op::Exposed { chunk, readers: readers.to_vec(), bytes: data.len() as u64 });
             }
             Mode::Put => {
                 for &to in readers {
@@ -629,9 +713,10 @@ impl Strategy for Rma {
         if ctx.dag.chunk_owner(chunk) != from {
             return Err(format!("{from} sent a notification about chunk {chunk}, which it does not produce"));
         }
+        let bound = ctx.dag.chunk(chunk).bytes;
         match (msg.op, msg.payload, self.cfg.mode) {
             (INLINE, Some(payload), _) => ctx.deliver(chunk, from, payload),
-            (NOTIFY, None, Mode::Get) => self.remote_op(ctx, Queued::Get { from, offset: msg.arg, chunk }),
+            (NOTIFY, None, Mode::Get) => self.remote_op(ctx, Queued::Get { from, offset: msg.arg, chunk, len: bound }),
             (NOTIFY, None, Mode::Put) => {
                 let offset = self.own().offset(chunk);
                 if offset != Some(msg.arg) {
@@ -640,8 +725,20 @@ impl Strategy for Rma {
                         msg.arg
                     ));
                 }
-                self.read_own(ctx, chunk, from)?;
+                self.read_own(ctx, chunk, from, bound)?;
             }
+            (NOTIFY_SIZED, None, _) if msg.arg > bound || !ctx.dag.is_sized_at_run_time(chunk) => {
+                return Err(format!(
+                    "{from} announced {} bytes of chunk {chunk}, whose bound is {bound} (sized at run time: {})",
+                    msg.arg,
+                    ctx.dag.is_sized_at_run_time(chunk)
+                ));
+            }
+            (NOTIFY_SIZED, None, Mode::Get) => {
+                let offset = self.plan.window(from).offset(chunk).expect("a remotely read chunk is exposed");
+                self.remote_op(ctx, Queued::Get { from, offset, chunk, len: msg.arg });
+            }
+            (NOTIFY_SIZED, None, Mode::Put) => self.read_own(ctx, chunk, from, msg.arg)?,
             (op, _, _) => return Err(format!("rma got operation {op} from {from}, expected rma-notify or rma-inline")),
         }
         Ok(())
@@ -651,20 +748,22 @@ impl Strategy for Rma {
         let op = self.ops.remove(&id).ok_or_else(|| format!("one-sided operation {id} is not this strategy's"))?;
         let passive = self.cfg.sync == WindowSync::Passive;
         match (op, data) {
-            (Op::Exposed { chunk, readers }, None) => {
+            (Op::Exposed { chunk, readers, bytes }, None) => {
                 let offset = self.own().offset(chunk).expect("stored there");
+                let notify = notification(ctx.dag, chunk, offset, bytes);
                 for reader in readers.into_iter().filter(|_| passive) {
-                    ctx.send(reader, Message::control(NOTIFY, chunk, offset));
+                    ctx.send(reader, notify.clone());
                 }
             }
-            (Op::Pushed { chunk, to, offset }, None) => {
+            (Op::Pushed { chunk, to, offset, bytes }, None) => {
                 ctx.phase(chunk, ctx.rank, to, Phase::Wire);
                 if passive {
-                    ctx.send(to, Message::control(NOTIFY, chunk, offset));
+                    ctx.send(to, notification(ctx.dag, chunk, offset, bytes));
                 }
                 self.remote_done(ctx);
             }
-            (Op::Fetched { chunk, from, remote }, Some(payload)) => {
+            (Op::Fetched { chunk, from, remote, framed }, Some(payload)) => {
+                let payload = if framed { unframe(payload, ctx.dag.chunk(chunk).bytes)? } else { payload };
                 ctx.deliver(chunk, from, payload);
                 if remote {
                     self.remote_done(ctx);
@@ -694,5 +793,15 @@ impl Strategy for Rma {
         self.ops.is_empty()
             && self.waiting.is_empty()
             && self.fences.as_ref().is_none_or(|f| f.next == f.total && !f.open)
+    }
+}
+
+/// The passive notification that `chunk` (`bytes` long) is readable at `offset`: with
+/// the offset, or, for a chunk sized at run time, with its real length.
+fn notification(dag: &Dag, chunk: ChunkId, offset: u64, bytes: u64) -> Message {
+    if dag.is_sized_at_run_time(chunk) {
+        Message::control(NOTIFY_SIZED, chunk, bytes)
+    } else {
+        Message::control(NOTIFY, chunk, offset)
     }
 }

@@ -9,6 +9,7 @@ pub mod dp;
 pub mod gemm;
 pub mod grid;
 pub mod micro;
+pub mod moe;
 
 use dagwire_runtime::params::did_you_mean;
 use dagwire_runtime::{ChunkId, Dag, KernelId, Kernels, ParamError, ParamSpec, ParamValue, Params, Payload, Trace};
@@ -95,7 +96,7 @@ pub struct Verification {
 }
 
 /// Every workload, in the order `experiment list` shows them.
-pub static REGISTRY: &[WorkloadInfo] = &[cholesky::INFO, gemm::INFO, dp::INFO, micro::INFO];
+pub static REGISTRY: &[WorkloadInfo] = &[cholesky::INFO, gemm::INFO, dp::INFO, micro::INFO, moe::INFO];
 
 /// A workload name that is not registered.
 #[derive(Debug, thiserror::Error)]

@@ -7,6 +7,7 @@
 
 use crate::collective::CollectiveKind;
 use crate::ids::{ChunkId, KernelId, Rank, TaskId};
+use crate::policies::{PlacementPolicy, Policy};
 use std::ops::Range;
 
 /// What to add: one task, its inputs and the sizes of its outputs.
@@ -36,12 +37,39 @@ pub struct TaskSpec<'a> {
     pub priority: u32,
     /// Kernel arguments (tile coordinates, sizes): meaning owned by the workload.
     pub args: [u32; 4],
+    /// The outputs are sized at run time: `outputs` holds each one's bound, and the
+    /// kernel may return fewer bytes (see [`TaskSpec::bounded_outputs`]).
+    pub sized_at_run_time: bool,
+    /// A shadow of a task placed at run time: (decision chunk, slot). See
+    /// [`TaskSpec::placed`].
+    pub placed: Option<(ChunkId, u32)>,
 }
 
 impl<'a> TaskSpec<'a> {
     /// A task with no inputs, outputs, cost or arguments yet.
     pub fn new(kernel: KernelId, owner: Rank) -> Self {
-        TaskSpec { kernel, owner, inputs: &[], outputs: &[], flops: 0.0, priority: 0, args: [0; 4] }
+        TaskSpec {
+            kernel,
+            owner,
+            inputs: &[],
+            outputs: &[],
+            flops: 0.0,
+            priority: 0,
+            args: [0; 4],
+            sized_at_run_time: false,
+            placed: None,
+        }
+    }
+
+    /// Makes this task the shadow, on its owner, of slot `slot` of the decision that
+    /// `decision` (a chunk of an [`DagBuilder::add_decide`] task on the same owner, which
+    /// must be one of the inputs) holds: the engine runs it only if the decision picks
+    /// its owner, and otherwise completes it at once with empty outputs (so its outputs
+    /// must be [sized at run time](TaskSpec::bounded_outputs)) after checking that it
+    /// received no data. See [`crate::policies`].
+    pub fn placed(mut self, decision: ChunkId, slot: u32) -> Self {
+        self.placed = Some((decision, slot));
+        self
     }
     /// Sets the chunks read.
     pub fn inputs(mut self, inputs: &'a [ChunkId]) -> Self {
@@ -51,6 +79,24 @@ impl<'a> TaskSpec<'a> {
     /// Sets the sizes of the chunks written.
     pub fn outputs(mut self, outputs: &'a [u64]) -> Self {
         self.outputs = outputs;
+        self
+    }
+    /// Sets the outputs as sized at run time, each at most its bound in bytes: the
+    /// kernel returns the real size (a token batch routed to an expert), strategies and
+    /// drivers move the real bytes, and the trace records each real size
+    /// ([`crate::trace::ChunkSize`]). [`Dag::chunk`]'s `bytes` is then the bound.
+    ///
+    /// ```
+    /// use dagwire_runtime::{DagBuilder, KernelId, Rank, TaskSpec};
+    /// let mut b = DagBuilder::new(1);
+    /// let a = b.add(TaskSpec::new(KernelId(0), Rank(0)).bounded_outputs(&[64]));
+    /// let dag = b.finish();
+    /// assert!(dag.is_sized_at_run_time(a.output(0)));
+    /// assert_eq!(dag.chunk(a.output(0)).bytes, 64);
+    /// ```
+    pub fn bounded_outputs(mut self, bounds: &'a [u64]) -> Self {
+        self.outputs = bounds;
+        self.sized_at_run_time = true;
         self
     }
     /// Sets the flop count.
@@ -105,9 +151,63 @@ pub struct Task {
     pub args: [u32; 4],
     first_output: u32,
     outputs: u32,
+    sized_at_run_time: bool,
+    role: Role,
+}
+
+/// What runs a task: its kernel, or the engine itself (run-time placement).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// An ordinary task: the driver runs its kernel.
+    Kernel,
+    /// The engine runs the policy of decision `0` on the task's inputs (the reports).
+    Decide(DecisionId),
+    /// The engine compares this rank's decision (input 0) with another rank's (input 1).
+    Check(DecisionId),
+    /// A shadow of a task placed at run time: slot `slot` of the decision in chunk
+    /// `decision`; run as a kernel only if the decision picks this task's owner.
+    Placed {
+        /// The decision chunk.
+        decision: ChunkId,
+        /// The slot.
+        slot: u32,
+    },
+}
+
+/// A decision declared with [`DagBuilder::add_decision`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DecisionId(pub u32);
+
+/// One slot of a decision: the report carrying its load and its candidate ranks.
+#[derive(Clone, Copy, Debug)]
+pub struct SlotSpec<'a> {
+    /// Index (into the decision's reports) of the report with this slot's load.
+    pub report: u32,
+    /// Ranks that may run it (not empty), in order of preference.
+    pub candidates: &'a [Rank],
+}
+
+/// A decision as the DAG stores it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decision {
+    /// Its policy.
+    pub policy: Policy,
+    /// The report chunks, in order.
+    pub reports: Vec<ChunkId>,
+    /// Per slot: its report index and candidates.
+    pub slots: Vec<(u32, Vec<Rank>)>,
 }
 
 impl Task {
+    /// What runs this task: its kernel, or the engine (run-time placement).
+    pub fn role(&self) -> Role {
+        self.role
+    }
+    /// Whether this task's outputs are sized at run time ([`TaskSpec::bounded_outputs`]).
+    pub fn sized_at_run_time(&self) -> bool {
+        self.sized_at_run_time
+    }
+
     /// The chunks this task writes.
     pub fn outputs(&self) -> impl ExactSizeIterator<Item = ChunkId> {
         (self.first_output..self.first_output + self.outputs).map(ChunkId)
@@ -117,7 +217,7 @@ impl Task {
 /// One chunk as stored in the DAG.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Chunk {
-    /// Size in bytes.
+    /// Size in bytes (the bound, for a chunk [sized at run time](Dag::is_sized_at_run_time)).
     pub bytes: u64,
     /// The task that writes it.
     pub producer: TaskId,
@@ -133,6 +233,7 @@ pub struct DagBuilder {
     inputs: Vec<ChunkId>,
     marked: Vec<ChunkId>,
     collectives: Vec<(TaskId, CollectiveKind)>,
+    decisions: Vec<Decision>,
 }
 
 impl DagBuilder {
@@ -147,6 +248,87 @@ impl DagBuilder {
     /// If the owner is not a rank of this DAG or an input chunk does not exist yet
     /// (both are bugs in the workload that builds the DAG).
     pub fn add(&mut self, spec: TaskSpec<'_>) -> Added {
+        let role = match spec.placed {
+            None => Role::Kernel,
+            Some((decision, slot)) => {
+                self.check_placed(&spec, decision, slot);
+                Role::Placed { decision, slot }
+            }
+        };
+        self.add_with_role(spec, role)
+    }
+
+    /// Checks a shadow's declaration (see [`TaskSpec::placed`]).
+    fn check_placed(&self, spec: &TaskSpec<'_>, decision: ChunkId, slot: u32) {
+        assert!(spec.inputs.contains(&decision), "a placed task must read its decision chunk {decision}");
+        let producer = &self.tasks[self.chunks[decision.index()].producer.index()];
+        let Role::Decide(d) = producer.role else {
+            panic!("chunk {decision} is not a decision (add_decide makes them)")
+        };
+        assert_eq!(producer.owner, spec.owner, "a placed task reads the decision made on its own rank");
+        let candidates = &self.decisions[d.0 as usize].slots.get(slot as usize).expect("the slot exists").1;
+        assert!(candidates.contains(&spec.owner), "{} is not a candidate of slot {slot}", spec.owner);
+        assert!(
+            spec.sized_at_run_time || spec.outputs.is_empty(),
+            "a placed task's outputs must be sized at run time (an inactive shadow's are empty)"
+        );
+    }
+
+    /// Declares a decision made during the run by `policy` from `reports` (see
+    /// [`crate::policies`] for their layout) for `slots`. Nothing runs until ranks add
+    /// [`DagBuilder::add_decide`] tasks for it.
+    ///
+    /// # Panics
+    /// If a report does not exist yet, a slot names a report out of range, or has no
+    /// candidate or one outside the ranks.
+    pub fn add_decision(
+        &mut self,
+        policy: &'static dyn PlacementPolicy,
+        reports: &[ChunkId],
+        slots: &[SlotSpec<'_>],
+    ) -> DecisionId {
+        for &c in reports {
+            assert!(c.index() < self.chunks.len(), "report chunk {c} does not exist yet");
+        }
+        for (i, s) in slots.iter().enumerate() {
+            assert!((s.report as usize) < reports.len(), "slot {i} names report {} of {}", s.report, reports.len());
+            assert!(!s.candidates.is_empty(), "slot {i} has no candidate");
+            assert!(s.candidates.iter().all(|c| c.0 < self.ranks), "slot {i} has a candidate outside the ranks");
+        }
+        let slots = slots.iter().map(|s| (s.report, s.candidates.to_vec())).collect();
+        self.decisions.push(Decision { policy: Policy(policy), reports: reports.to_vec(), slots });
+        DecisionId(self.decisions.len() as u32 - 1)
+    }
+
+    /// Adds the task, on `owner`, that reads every report of `decision` and (run by the
+    /// engine, not a kernel) produces the decision chunk, its output 0: one
+    /// little-endian `u32` rank per slot. `kernel` only names it in traces.
+    pub fn add_decide(&mut self, decision: DecisionId, owner: Rank, kernel: KernelId) -> Added {
+        let d = &self.decisions[decision.0 as usize];
+        let bytes = [4 * d.slots.len() as u64];
+        let reports = d.reports.clone();
+        let spec = TaskSpec::new(kernel, owner).inputs(&reports).outputs(&bytes);
+        self.add_with_role(spec, Role::Decide(decision))
+    }
+
+    /// Adds, for each rank `r` of `decided` (the decision chunks of `decision`, one per
+    /// deciding rank, each from [`DagBuilder::add_decide`]), a task on the producer of
+    /// chunk `r` that compares it with chunk `r + 1` (cyclically): a decision that
+    /// differs between ranks fails the run with [`crate::EngineError::Placement`]
+    /// instead of going on with ranks that disagree. `kernel` names the tasks in traces.
+    pub fn add_decision_check(&mut self, decision: DecisionId, decided: &[ChunkId], kernel: KernelId) {
+        if decided.len() < 2 {
+            return;
+        }
+        for (i, &mine) in decided.iter().enumerate() {
+            let theirs = decided[(i + 1) % decided.len()];
+            let owner = self.tasks[self.chunks[mine.index()].producer.index()].owner;
+            let inputs = [mine, theirs];
+            self.add_with_role(TaskSpec::new(kernel, owner).inputs(&inputs), Role::Check(decision));
+        }
+    }
+
+    fn add_with_role(&mut self, spec: TaskSpec<'_>, role: Role) -> Added {
         assert!(spec.owner.0 < self.ranks, "task owner {} outside {} ranks", spec.owner, self.ranks);
         let task = TaskId(self.tasks.len() as u32);
         for &c in spec.inputs {
@@ -165,6 +347,8 @@ impl DagBuilder {
             args: spec.args,
             first_output,
             outputs,
+            sized_at_run_time: spec.sized_at_run_time,
+            role,
         });
         Added { task, first_output, outputs }
     }
@@ -247,6 +431,7 @@ impl DagBuilder {
         results.dedup();
         check_groups(self.ranks as usize, &self.tasks, &self.chunks, &self.collectives);
         Dag {
+            decisions: self.decisions,
             results,
             ranks: self.ranks,
             tasks: self.tasks,
@@ -331,6 +516,8 @@ pub struct Dag {
     results: Vec<ChunkId>,
     /// The collective tasks, in id order ([`DagBuilder::add_collective`]).
     collectives: Vec<(TaskId, CollectiveKind)>,
+    /// Decisions made during the run ([`DagBuilder::add_decision`]).
+    decisions: Vec<Decision>,
 }
 
 impl Dag {
@@ -357,6 +544,14 @@ impl Dag {
     /// A chunk.
     pub fn chunk(&self, c: ChunkId) -> &Chunk {
         &self.chunks[c.index()]
+    }
+    /// A decision declared with [`DagBuilder::add_decision`].
+    pub fn decision(&self, d: DecisionId) -> &Decision {
+        &self.decisions[d.0 as usize]
+    }
+    /// Whether a chunk gets its size at run time (its `bytes` is then a bound).
+    pub fn is_sized_at_run_time(&self, c: ChunkId) -> bool {
+        self.task(self.chunk(c).producer).sized_at_run_time
     }
     /// The rank that produces a chunk.
     pub fn chunk_owner(&self, c: ChunkId) -> Rank {
@@ -456,6 +651,18 @@ impl Dag {
             h.write(t.flops.to_bits());
             t.args.iter().for_each(|&a| h.write(a as u64));
             h.write(t.outputs as u64);
+            // Only when set, so fingerprints of DAGs without these features stay as they were.
+            if t.sized_at_run_time {
+                h.write(0x5153_u64);
+            }
+            match t.role {
+                Role::Kernel => {}
+                Role::Decide(d) => h.write(0xdec0_0000_0000 | d.0 as u64),
+                Role::Check(d) => h.write(0xc4ec_0000_0000 | d.0 as u64),
+                Role::Placed { decision, slot } => {
+                    h.write(0x91ac_0000_0000_0000 | (decision.0 as u64) << 20 | slot as u64)
+                }
+            }
         }
         self.chunks.iter().for_each(|c| h.write(c.bytes));
         self.inputs.iter().for_each(|c| h.write(c.0 as u64));
@@ -463,6 +670,14 @@ impl Dag {
         for (t, kind) in &self.collectives {
             h.write(t.0 as u64);
             kind.name().bytes().for_each(|b| h.write(b as u64));
+        }
+        for d in &self.decisions {
+            d.policy.0.name().bytes().for_each(|b| h.write(b as u64));
+            d.reports.iter().for_each(|c| h.write(c.0 as u64));
+            for (report, candidates) in &d.slots {
+                h.write(*report as u64);
+                candidates.iter().for_each(|c| h.write(c.0 as u64 | 1 << 40));
+            }
         }
         h.0
     }

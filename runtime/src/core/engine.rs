@@ -23,14 +23,15 @@
 //! under real threads, MPI and the simulator's virtual time.
 
 use crate::collective::{Capability, CollectiveJoin, Contribution, wire_bytes};
-use crate::dag::Dag;
+use crate::dag::{Dag, Role};
 use crate::ids::{ChunkId, Rank, TaskId};
 use crate::message::{Message, MessageClass, NO_CHUNK};
 use crate::one_sided::{Access, MemoryKey, OneSided, WindowSpec};
 use crate::payload::Payload;
+use crate::policies::{self, DecisionInput, SlotView};
 use crate::strategy::{Strategy, StrategyCtx};
 use crate::timer::Timers;
-use crate::trace::{MessageRecord, Phase, TaskRecord, Trace};
+use crate::trace::{ChunkSize, MessageRecord, Phase, TaskRecord, Trace};
 use rustc_hash::FxHashMap as HashMap;
 use std::collections::{BinaryHeap, VecDeque};
 use std::sync::Arc;
@@ -108,7 +109,8 @@ pub enum EngineError {
         /// What the kernel said.
         reason: String,
     },
-    /// A kernel returned the wrong number or size of outputs (a workload bug).
+    /// A kernel returned the wrong number or size of outputs (a workload bug): sizes
+    /// other than declared, or above the bound of a run-time-sized output.
     #[error("task {task} returned outputs of {got:?} bytes, the DAG declares {expected:?}")]
     OutputShape {
         /// Task.
@@ -192,6 +194,18 @@ pub enum EngineError {
         /// Task.
         task: TaskId,
     },
+    /// Run-time placement went wrong: a policy decided differently on two ranks, picked
+    /// a rank that is not a candidate, or a report had the wrong length (see
+    /// [`crate::policies`]).
+    #[error("run-time placement on rank {rank}, task {task}: {reason}")]
+    Placement {
+        /// Rank.
+        rank: Rank,
+        /// The decide, check or placed task concerned.
+        task: TaskId,
+        /// What went wrong, naming the ranks that disagree.
+        reason: String,
+    },
 }
 
 /// A [`StrategyCtx`] over the engine's fields, borrowed one by one so the strategy
@@ -266,6 +280,8 @@ pub struct Engine {
     /// Inputs each local task still waits for, by [`Dag::local_index`].
     missing: Vec<u32>,
     ready: BinaryHeap<Ready>,
+    /// Ready tasks the engine runs itself (run-time placement), in the order they became ready.
+    immediate: VecDeque<TaskId>,
     running: Vec<TaskId>,
     unfinished: usize,
     store: HashMap<ChunkId, Stored>,
@@ -302,6 +318,8 @@ pub struct Engine {
     groups: Vec<GroupTask>,
     /// The next group to join (groups are joined in order).
     next_group: usize,
+    /// The latest time an input brought.
+    now: u64,
 }
 
 /// One of this rank's collective tasks.
@@ -366,6 +384,7 @@ impl Engine {
             busy: 0,
             missing,
             ready: BinaryHeap::new(),
+            immediate: VecDeque::new(),
             running: Vec::new(),
             store: HashMap::default(),
             results: Vec::new(),
@@ -388,6 +407,7 @@ impl Engine {
             group_of,
             groups,
             next_group: 0,
+            now: 0,
         }
     }
 
@@ -429,9 +449,10 @@ impl Engine {
         let dag = &*self.dag;
         let roots = dag.tasks_of(self.rank).iter().zip(&self.missing).filter(|(_, n)| **n == 0);
         for (&t, _) in roots {
-            make_ready(&self.group_of, &mut self.groups, &mut self.ready, dag, t);
+            make_ready(&self.group_of, &mut self.groups, &mut self.ready, &mut self.immediate, dag, t);
         }
         self.strategy.on_start(&mut strategy_ctx!(self, now));
+        self.run_immediate(now);
     }
 
     /// The next action, or `None` when there is nothing to do until an input arrives.
@@ -585,12 +606,22 @@ impl Engine {
         };
         self.running.swap_remove(pos);
         self.busy -= 1;
+        self.complete(now, done);
+        self.run_immediate(now);
+    }
+
+    /// A local task finished (run by a worker, or by the engine itself): checks and
+    /// records its outputs and hands them on.
+    fn complete(&mut self, now: u64, done: TaskDone) {
         self.unfinished -= 1;
         // The DAG is read through `self.dag` field by field, not through a clone of the
         // Arc: a clone is two atomic operations per task on a counter every rank shares.
         let (dag, task) = (&*self.dag, self.dag.task(done.task));
+        // A run-time-sized output may be anything up to its bound.
+        let bounded = task.sized_at_run_time();
+        let fits = |bound: u64, got: u64| if bounded { got <= bound } else { got == bound };
         let sizes_match = task.outputs().len() == done.outputs.len()
-            && task.outputs().zip(&done.outputs).all(|(c, p)| dag.chunk(c).bytes == p.len() as u64);
+            && task.outputs().zip(&done.outputs).all(|(c, p)| fits(dag.chunk(c).bytes, p.len() as u64));
         if !sizes_match {
             let expected = task.outputs().map(|c| dag.chunk(c).bytes).collect();
             let got = done.outputs.iter().map(|p| p.len() as u64).collect();
@@ -606,6 +637,12 @@ impl Engine {
             end_ns: done.end_ns,
             flops: task.flops,
         });
+        if bounded {
+            for (chunk, p) in task.outputs().zip(&done.outputs) {
+                let (bytes, bound) = (p.len() as u64, dag.chunk(chunk).bytes);
+                self.trace.sizes.push(ChunkSize { chunk, rank: self.rank, bytes, bound });
+            }
+        }
         for (chunk, payload) in self.dag.output_range(done.task).map(ChunkId).zip(done.outputs) {
             self.produced(now, chunk, payload);
         }
@@ -825,6 +862,7 @@ impl Engine {
 
     /// An input came at `now`: the stall watch starts over.
     fn touch(&mut self, now: u64) {
+        self.now = self.now.max(now);
         if let Some(stall) = self.stall.as_mut() {
             stall.last_input_ns = stall.last_input_ns.max(now);
         }
@@ -940,6 +978,151 @@ impl Engine {
             self.received(chunk, src, payload);
         }
         self.delivered = delivered;
+        self.run_immediate(self.last_now());
+    }
+
+    /// The latest time an input told this engine (for tasks it runs itself after an input).
+    fn last_now(&self) -> u64 {
+        self.now
+    }
+
+    /// Runs the ready tasks the engine runs itself (decide, check, placed shadows),
+    /// until none is left: each completes at `now`, and what it produces may make more
+    /// ready. Nothing to do, at the cost of one check, for a DAG without run-time placement.
+    fn run_immediate(&mut self, now: u64) {
+        while self.error.is_none()
+            && let Some(task) = self.immediate.pop_front()
+        {
+            let outputs = match self.dag.task(task).role() {
+                Role::Kernel => unreachable!("kernel tasks go to the ready queue"),
+                Role::Decide(d) => self.decide(task, d),
+                Role::Check(_) => self.check(task),
+                Role::Placed { decision, slot } => match self.shadow(task, decision, slot) {
+                    Ok(Some(outputs)) => Ok(outputs),
+                    Ok(None) => {
+                        self.ready.push(Ready::of(&self.dag, task));
+                        continue;
+                    }
+                    Err(reason) => Err(reason),
+                },
+            };
+            match outputs {
+                Ok(outputs) => {
+                    let done = TaskDone { task, worker: 0, start_ns: now, end_ns: now, outputs };
+                    self.complete(now, done);
+                }
+                Err(reason) => self.error = Some(EngineError::Placement { rank: self.rank, task, reason }),
+            }
+        }
+    }
+
+    /// The inputs of `task`, taken out of the store as a run would.
+    fn take_inputs(&mut self, task: TaskId) -> Vec<Payload> {
+        let store = &mut self.store;
+        self.dag.inputs(task).iter().map(|&c| read(store, c)).collect()
+    }
+
+    /// Runs decision `d`'s policy on the reports (the inputs of `task`).
+    fn decide(&mut self, task: TaskId, d: crate::dag::DecisionId) -> Result<Vec<Payload>, String> {
+        let reports = self.take_inputs(task);
+        let dag = &*self.dag;
+        let decision = dag.decision(d);
+        let mut base = vec![0u64; dag.ranks()];
+        let mut loads: Vec<std::iter::Skip<std::vec::IntoIter<u64>>> = Vec::with_capacity(reports.len());
+        for (i, report) in reports.iter().enumerate() {
+            let values = policies::read_report(report);
+            let want = 1 + decision.slots.iter().filter(|s| s.0 as usize == i).count();
+            if values.len() != want || report.len() % 8 != 0 {
+                return Err(format!(
+                    "report {i} (chunk {}) holds {} bytes, expected {} (a base load and one load per slot it carries)",
+                    decision.reports[i],
+                    report.len(),
+                    8 * want
+                ));
+            }
+            base[dag.chunk_owner(decision.reports[i]).index()] += values[0];
+            loads.push(values.into_iter().skip(1));
+        }
+        let slots: Vec<SlotView<'_>> = decision
+            .slots
+            .iter()
+            .map(|(report, candidates)| SlotView {
+                report: *report,
+                source: dag.chunk_owner(decision.reports[*report as usize]),
+                candidates,
+                load: loads[*report as usize].next().expect("counted above"),
+            })
+            .collect();
+        let mut picked = Vec::with_capacity(slots.len());
+        let policy = decision.policy.0;
+        policy.decide(&DecisionInput { ranks: dag.ranks(), base: &base, slots: &slots }, self.rank, &mut picked);
+        if picked.len() != slots.len() {
+            return Err(format!("policy `{}` decided {} slots of {}", policy.name(), picked.len(), slots.len()));
+        }
+        if let Some((i, (r, s))) = picked.iter().zip(&slots).enumerate().find(|(_, (r, s))| !s.candidates.contains(r)) {
+            return Err(format!(
+                "policy `{}` put slot {i} on {r}, which is not one of its candidates {:?}",
+                policy.name(),
+                s.candidates
+            ));
+        }
+        Ok(vec![policies::write_decision(&picked)])
+    }
+
+    /// Compares this rank's decision (input 0) with another rank's (input 1).
+    fn check(&mut self, task: TaskId) -> Result<Vec<Payload>, String> {
+        let inputs = self.take_inputs(task);
+        let (mine, theirs) = (policies::read_decision(&inputs[0]), policies::read_decision(&inputs[1]));
+        if mine == theirs {
+            return Ok(Vec::new());
+        }
+        let dag = &*self.dag;
+        let other = dag.chunk_owner(dag.inputs(task)[1]);
+        let policy = match dag.task(dag.chunk(dag.inputs(task)[0]).producer).role() {
+            Role::Decide(d) => dag.decision(d).policy.0.name(),
+            _ => "?",
+        };
+        let (slot, (a, b)) = mine
+            .iter()
+            .zip(&theirs)
+            .enumerate()
+            .find(|(_, (a, b))| a != b)
+            .map_or((mine.len().min(theirs.len()), (None, None)), |(i, (a, b))| (i, (Some(*a), Some(*b))));
+        Err(format!(
+            "the decision differs between ranks: policy `{policy}` put slot {slot} on {a:?} here ({}) and on {b:?} on \
+             {other}; a policy must decide from the reports alone",
+            self.rank
+        ))
+    }
+
+    /// A shadow of a task placed at run time became ready: `None` if the decision picks
+    /// this rank (it runs as a kernel), else its empty outputs, once checked that it
+    /// received no data (a rank that sent some decided otherwise).
+    fn shadow(&mut self, task: TaskId, decision: ChunkId, slot: u32) -> Result<Option<Vec<Payload>>, String> {
+        let picked = {
+            let stored = &self.store.get(&decision).expect("a placed task reads its decision").data;
+            let bytes = stored.as_bytes();
+            let at = slot as usize * 4;
+            bytes.get(at..at + 4).map(|b| Rank(u32::from_le_bytes(b.try_into().expect("4 bytes"))))
+        };
+        let Some(picked) = picked else { return Err(format!("the decision in {decision} has no slot {slot}")) };
+        if picked == self.rank {
+            return Ok(None);
+        }
+        let inputs = self.take_inputs(task);
+        let dag = &*self.dag;
+        for (&c, p) in dag.inputs(task).iter().zip(&inputs) {
+            let from = dag.chunk_owner(c);
+            if from != self.rank && dag.is_sized_at_run_time(c) && !p.is_empty() {
+                return Err(format!(
+                    "the decision differs between ranks: {from} sent {} bytes of chunk {c} for slot {slot} to this \
+                     rank ({}), but this rank's decision puts the slot on {picked}",
+                    p.len(),
+                    self.rank
+                ));
+            }
+        }
+        Ok(Some(dag.task(task).outputs().map(|_| Payload::default()).collect()))
     }
 
     /// A local task produced `chunk`: hand it to remote readers and local ones.
@@ -987,7 +1170,7 @@ impl Engine {
             let left = &mut self.missing[dag.local_index(t)];
             *left -= uses;
             if *left == 0 {
-                make_ready(&self.group_of, &mut self.groups, &mut self.ready, dag, t);
+                make_ready(&self.group_of, &mut self.groups, &mut self.ready, &mut self.immediate, dag, t);
             }
         }
         if readers > 0 {
@@ -996,12 +1179,20 @@ impl Engine {
     }
 }
 
-/// Task `t` has all its inputs: a collective task waits for its group's turn, any other
-/// for a worker.
-fn make_ready(group_of: &[u32], groups: &mut [GroupTask], ready: &mut BinaryHeap<Ready>, dag: &Dag, t: TaskId) {
-    match group_of.get(dag.local_index(t)) {
-        Some(&g) if g != NO_GROUP => groups[g as usize].ready = true,
-        _ => ready.push(Ready::of(dag, t)),
+/// Task `t` has all its inputs: a collective task waits for its group's turn, a kernel
+/// for a worker, a decision's bookkeeping task runs at once.
+fn make_ready(
+    group_of: &[u32],
+    groups: &mut [GroupTask],
+    ready: &mut BinaryHeap<Ready>,
+    immediate: &mut VecDeque<TaskId>,
+    dag: &Dag,
+    t: TaskId,
+) {
+    match (group_of.get(dag.local_index(t)), dag.task(t).role()) {
+        (Some(&g), _) if g != NO_GROUP => groups[g as usize].ready = true,
+        (_, Role::Kernel) => ready.push(Ready::of(dag, t)),
+        _ => immediate.push_back(t),
     }
 }
 

@@ -24,4 +24,13 @@ pub trait Kernels: Send + Sync {
     /// Runs `task` on its inputs and returns its outputs, one per declared output chunk
     /// with exactly the declared size. An error names what went wrong (it fails the run).
     fn run(&self, task: &Task, inputs: Vec<Payload>) -> Result<Vec<Payload>, String>;
+
+    /// The outputs of `task` when kernels are not run (a simulation with modelled
+    /// compute), or `None` for phantoms of the declared sizes (the bounds, for outputs
+    /// sized at run time). A workload whose run-time decisions or sizes depend on its
+    /// data returns the small real outputs they need (a report of token counts, phantoms
+    /// of the routed sizes) here; `inputs` may be phantoms. Default: `None`.
+    fn modelled_outputs(&self, _task: &Task, _inputs: &[Payload]) -> Option<Vec<Payload>> {
+        None
+    }
 }

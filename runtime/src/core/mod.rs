@@ -1,8 +1,8 @@
 //! The sans-IO core: everything here is a deterministic function of its inputs. No
 //! module reads a clock, touches a thread, a socket or MPI; time is an argument.
 //!
-//! - [`dag`], [`ids`], [`placement`]: the task DAG every rank builds alike, and where
-//!   its tasks run;
+//! - [`dag`], [`ids`], [`placement`], [`policies`]: the task DAG every rank builds alike,
+//!   where its tasks run, and the policies that place tasks during the run;
 //! - [`payload`], [`message`], [`kernel`]: the bytes that move, the messages that carry
 //!   them, and the kernels a workload provides;
 //! - [`engine`]: the per-rank state machine, fed events and answering with actions;
@@ -30,6 +30,7 @@ pub mod one_sided;
 pub mod params;
 pub mod payload;
 pub mod placement;
+pub mod policies;
 pub mod rng;
 pub mod strategy;
 pub mod timer;

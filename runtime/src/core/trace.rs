@@ -46,6 +46,20 @@ pub struct MessageRecord {
     pub recv_ns: u64,
 }
 
+/// The real size of a chunk [sized at run time](crate::Dag::is_sized_at_run_time), as
+/// its producer made it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChunkSize {
+    /// The chunk.
+    pub chunk: ChunkId,
+    /// Rank that produced it.
+    pub rank: Rank,
+    /// Its real size in bytes.
+    pub bytes: u64,
+    /// Its declared bound.
+    pub bound: u64,
+}
+
 /// The phases of moving one chunk to one rank.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Phase {
@@ -117,6 +131,9 @@ pub struct Trace {
     pub messages: Vec<MessageRecord>,
     /// Transfer phases.
     pub transfer_events: Vec<TransferEvent>,
+    /// Real sizes of the chunks sized at run time (kept at every [`TraceLevel`]: one
+    /// record per such chunk).
+    pub sizes: Vec<ChunkSize>,
     /// What this trace keeps of the records [`Trace::append`] hands it.
     pub level: TraceLevel,
     /// Records counted but not kept (at [`TraceLevel::Counts`]).
@@ -187,6 +204,7 @@ impl Trace {
     /// assert_eq!(counts.task_count(), 1);
     /// ```
     pub fn append(&mut self, other: &mut Trace) {
+        self.sizes.append(&mut other.sizes);
         match self.level {
             TraceLevel::Full => {
                 self.tasks.append(&mut other.tasks);
@@ -215,6 +233,7 @@ impl Trace {
         self.tasks.sort_unstable_by_key(|t| (t.start_ns, t.rank, t.task));
         self.messages.sort_unstable_by_key(|m| (m.sent_ns, m.src, m.dst, m.chunk, m.recv_ns, m.kind, m.bytes));
         self.transfer_events.sort_unstable_by_key(|e| (e.at_ns, e.src, e.dst, e.chunk, e.phase));
+        self.sizes.sort_unstable_by_key(|s| (s.chunk, s.rank));
     }
 
     /// One row per (chunk, src, dst) transfer, with its phases joined; `bytes_of`

@@ -7,7 +7,7 @@ use crate::ids::{ChunkId, KernelId, Rank, TaskId};
 use crate::message::{Message, MessageClass};
 use crate::one_sided::MemoryKey;
 use crate::payload::Payload;
-use crate::trace::{MessageRecord, Phase, TaskRecord, Trace, TransferEvent};
+use crate::trace::{ChunkSize, MessageRecord, Phase, TaskRecord, Trace, TransferEvent};
 use std::collections::HashSet;
 use std::sync::{Mutex, OnceLock};
 
@@ -247,6 +247,15 @@ pub fn encode_report(trace: &Trace, results: &[(ChunkId, Payload)], end_ns: u64)
         }
         out.extend_from_slice(&e.at_ns.to_le_bytes());
     }
+    out.extend_from_slice(&(trace.sizes.len() as u64).to_le_bytes());
+    for s in &trace.sizes {
+        for v in [s.chunk.0, s.rank.0] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        for v in [s.bytes, s.bound] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
     out.extend_from_slice(&(results.len() as u64).to_le_bytes());
     for (c, p) in results {
         out.extend_from_slice(&c.0.to_le_bytes());
@@ -303,6 +312,10 @@ pub fn decode_report(bytes: &[u8]) -> Result<Report, String> {
             phase: phase_of(phase as u8)?,
             at_ns,
         });
+    }
+    for _ in 0..r.u64()? {
+        let (chunk, rank, bytes, bound) = (r.u32()?, r.u32()?, r.u64()?, r.u64()?);
+        trace.sizes.push(ChunkSize { chunk: ChunkId(chunk), rank: Rank(rank), bytes, bound });
     }
     let mut results = Vec::new();
     for _ in 0..r.u64()? {
@@ -378,6 +391,7 @@ mod tests {
             phase: Phase::Wire,
             at_ns: 4,
         });
+        t.sizes.push(ChunkSize { chunk: ChunkId(3), rank: Rank(0), bytes: 40, bound: 64 });
         let results = vec![(ChunkId(3), Payload::from_f64(vec![1.0, 2.0]))];
         let (t2, r2, end) = decode_report(&encode_report(&t, &results, 99)).unwrap();
         assert_eq!((t2, r2, end), (t, results, 99));

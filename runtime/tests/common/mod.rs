@@ -26,3 +26,5 @@ impl Strategy for Push {
         Ok(())
     }
 }
+
+pub mod dynamic;

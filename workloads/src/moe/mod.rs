@@ -1,0 +1,302 @@
+//! **moe**: one Mixture-of-Experts layer, forward: `tokens` tokens of width `d` on every
+//! rank, `experts` experts (each a 2-layer FFN with a ReLU), a gate (softmax, top-k,
+//! soft routing) skewed by `zipf` or replayed from a routing trace file, dispatch of
+//! each token to its experts' ranks (an irregular all-to-all through the strategy in
+//! use), the expert FFNs, and the combine back to the token's rank weighted by the gate.
+//!
+//! - [`routing`]: the gate, the Zipf prior, routing trace files;
+//! - [`plan`]: placement policies (`static` with capacity and dropping, `dropless`,
+//!   `replicate-hot`, `dynamic`: see there for the dropping rule) and the DAG;
+//! - [`kernels`]: the kernels (faer) and the one-rank reference.
+//!
+//! Verified: every rank's output equals the one-rank computation of the same layer on
+//! the same routing (dropped assignments contributing nothing), to the last bit (the
+//! bound leaves 1e-12 for nothing but safety).
+//!
+//! Figures per run (`moe.<name>`): `tokens_e<i>` (tokens routed to expert `i`, before
+//! dropping: the histogram), `dropped` (assignments the capacity dropped), `imbalance`
+//! (max/mean over ranks of the tokens each rank's experts processed, from the real
+//! batch sizes in the trace) and `gini` (their Gini coefficient), `dispatch_bytes` and
+//! `combine_bytes` (data bytes of the dispatch and combine messages), `a2a_share` (the
+//! share of the layer's time, first task start to last task end, during which a
+//! dispatch or combine transfer was in flight).
+//!
+//! ```
+//! use dagwire_runtime::ParamValue;
+//! let info = dagwire_workloads::find("moe").unwrap();
+//! let w = info.build(&[("tokens", ParamValue::Int(16)), ("experts", ParamValue::Int(4))], 2, 7).unwrap();
+//! assert_eq!(w.dag().ranks(), 2);
+//! ```
+
+pub mod kernels;
+pub mod plan;
+pub mod routing;
+
+pub use kernels::MoeKernels;
+pub use plan::{Policy, Shape};
+pub use routing::Routing;
+
+use crate::{Verification, Workload, WorkloadInfo};
+use dagwire_runtime::{ChunkId, Dag, KernelId, Kernels, MessageClass, ParamError, ParamSpec, Params, Payload, Trace};
+use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
+
+/// Registration.
+pub const INFO: WorkloadInfo = WorkloadInfo {
+    name: "moe",
+    summary: "one Mixture-of-Experts layer (gate top-k with Zipf skew or a routing file, dispatch, expert FFNs, \
+              combine); policies static (capacity, dropping) | dropless | replicate-hot | dynamic (run-time \
+              least-loaded placement); verified against a one-rank computation",
+    params,
+    prepare: |params, ranks, seed| Ok(Box::new(Moe::new(params, ranks, seed)?)),
+};
+
+/// Verification bound on the largest absolute difference from the reference.
+pub const ERROR_BOUND: f64 = 1e-12;
+
+/// The parameters a sweep may set.
+pub fn params() -> Vec<ParamSpec> {
+    vec![
+        ParamSpec::int("tokens", 1, 1 << 20, 256, "tokens per rank"),
+        ParamSpec::int("d", 1, 1 << 14, 64, "token width"),
+        ParamSpec::int("hidden", 1, 1 << 15, 128, "hidden width of each expert's FFN"),
+        ParamSpec::int("experts", 1, 1 << 12, 8, "experts"),
+        ParamSpec::int("top_k", 1, 64, 2, "experts per token (soft routing over them)"),
+        ParamSpec::float("zipf", 0.0, 8.0, 0.0, "popularity skew of the gate: expert e's prior is -zipf ln(e+1)"),
+        ParamSpec::choice("policy", Policy::NAMES, "static", "expert placement policy"),
+        ParamSpec::float("capacity_factor", 0.01, 1e6, 1.25, "static: batch capacity ceil(k T / E * factor)"),
+        ParamSpec::int("replicas", 1, 1 << 16, 2, "replicate-hot, dynamic: replicas of each hot expert"),
+        ParamSpec::int("hot", 0, 1 << 12, 0, "replicate-hot, dynamic: experts replicated; 0: max(1, experts / 8)"),
+        ParamSpec::text("routing_file", "", "a routing trace file to replay instead of the gate (empty: the gate)"),
+    ]
+}
+
+/// One MoE layer: its DAG, kernels and where its outputs are.
+pub struct Moe {
+    dag: Arc<Dag>,
+    kernels: MoeKernels,
+    plan_outputs: Vec<ChunkId>,
+    dispatch: Vec<ChunkId>,
+    combine: Vec<ChunkId>,
+    dropped: u64,
+}
+
+impl Moe {
+    /// Checks the parameters against each other and the rank count, then builds the layer.
+    ///
+    /// # Errors
+    /// Names the parameter and says what is allowed.
+    pub fn new(params: &Params, ranks: usize, seed: u64) -> Result<Self, ParamError> {
+        let int = |k| params.int(k) as usize;
+        let (experts, k) = (int("experts"), int("top_k"));
+        if k > experts {
+            return Err(ParamError::new("top_k", format!("top_k {k} is more than the {experts} experts")));
+        }
+        let policy = Policy::from_name(params.str("policy")).expect("a checked choice");
+        let tokens = int("tokens");
+        let capacity = (policy == Policy::Static)
+            .then(|| ((k * tokens) as f64 / experts as f64 * params.float("capacity_factor")).ceil() as usize);
+        let replicas = int("replicas").min(ranks);
+        let hot = match int("hot") {
+            0 => (experts / 8).max(1),
+            h => h.min(experts),
+        };
+        let shape =
+            Shape { ranks, tokens, d: int("d"), hidden: int("hidden"), experts, k, policy, capacity, replicas, hot };
+        let zipf = params.float("zipf");
+        let file = match params.str("routing_file") {
+            "" => None,
+            path => Some(
+                Routing::read(std::path::Path::new(path), ranks, tokens, experts, k)
+                    .map_err(|e| ParamError::new("routing_file", e))?,
+            ),
+        };
+        let routing = match &file {
+            Some(f) => f.clone(),
+            None => Routing::gate(seed, ranks, tokens, shape.d, experts, k, zipf),
+        };
+        let built = plan::build(&shape, &routing);
+        let dropped = (0..ranks)
+            .map(|r| {
+                let (e, w) = routing.of_rank(r);
+                plan::batches(&shape, e, w).1
+            })
+            .sum();
+        let kernels = MoeKernels { shape, seed, zipf, file, holders: built.holders, routing };
+        Ok(Moe {
+            dag: Arc::new(built.dag),
+            kernels,
+            plan_outputs: built.outputs,
+            dispatch: built.dispatch,
+            combine: built.combine,
+            dropped,
+        })
+    }
+
+    /// The kernels (sizes, routing, placement).
+    pub fn moe_kernels(&self) -> &MoeKernels {
+        &self.kernels
+    }
+
+    /// Assignments the capacity dropped.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// Per rank: its output chunk.
+    pub fn outputs(&self) -> &[ChunkId] {
+        &self.plan_outputs
+    }
+
+    /// Tokens each rank's experts processed, from the real batch sizes a run's trace
+    /// records (the FFN outputs), by rank.
+    pub fn processed(&self, trace: &Trace) -> Vec<u64> {
+        let mut per_rank = vec![0u64; self.dag.ranks()];
+        let row = 8 * self.kernels.shape.d as u64;
+        for s in trace.sizes.iter().filter(|s| self.combine.binary_search(&s.chunk).is_ok()) {
+            per_rank[s.rank.index()] += s.bytes / row;
+        }
+        per_rank
+    }
+}
+
+/// Names `tokens_e<i>` for the histogram's columns, made once.
+fn histogram_names(experts: usize) -> &'static [&'static str] {
+    static NAMES: OnceLock<Vec<&'static str>> = OnceLock::new();
+    let names = NAMES.get_or_init(|| (0..4096).map(|i| &*Box::leak(format!("tokens_e{i}").into_boxed_str())).collect());
+    &names[..experts.min(names.len())]
+}
+
+/// Max over mean, and the Gini coefficient, of `values`.
+pub fn imbalance(values: &[u64]) -> (f64, f64) {
+    let n = values.len() as f64;
+    let sum: f64 = values.iter().map(|&v| v as f64).sum();
+    if sum == 0.0 {
+        return (1.0, 0.0);
+    }
+    let max = values.iter().copied().max().unwrap_or(0) as f64;
+    let mut diff = 0.0;
+    for &a in values {
+        for &b in values {
+            diff += (a as f64 - b as f64).abs();
+        }
+    }
+    (max / (sum / n), diff / (2.0 * n * sum))
+}
+
+/// Length of the union of `intervals`.
+fn covered(mut intervals: Vec<(u64, u64)>) -> u64 {
+    intervals.sort_unstable();
+    let (mut total, mut end) = (0, 0);
+    for (a, b) in intervals {
+        if b > end {
+            total += b - a.max(end);
+            end = b;
+        }
+    }
+    total
+}
+
+impl Workload for Moe {
+    fn dag(&self) -> &Arc<Dag> {
+        &self.dag
+    }
+
+    fn kernels(&self) -> &dyn Kernels {
+        &self.kernels
+    }
+
+    fn kernel_name(&self, kernel: KernelId) -> &'static str {
+        plan::kernel::name(kernel)
+    }
+
+    fn useful_flops(&self) -> f64 {
+        let s = &self.kernels.shape;
+        let rows: u64 = (0..s.ranks)
+            .map(|r| {
+                let (e, w) = self.kernels.routing.of_rank(r);
+                plan::batches(s, e, w).0.iter().map(|b| b.len() as u64).sum::<u64>()
+            })
+            .sum();
+        s.ffn_flops(rows as usize)
+    }
+
+    fn verify(&self, results: &BTreeMap<ChunkId, Payload>) -> Verification {
+        let reference = kernels::reference(&self.kernels);
+        let mut worst = 0.0f64;
+        for (r, (c, want)) in self.plan_outputs.iter().zip(&reference).enumerate() {
+            let Some(got) = results.get(c).filter(|p| p.len() == want.len() * 8 && !p.is_phantom()) else {
+                return Verification {
+                    passed: false,
+                    metric: "max_abs_error",
+                    value: f64::INFINITY,
+                    bound: ERROR_BOUND,
+                    detail: format!("rank {r}'s output (chunk {c}) is missing or of the wrong size"),
+                };
+            };
+            for (g, w) in got.as_f64().iter().zip(want) {
+                let e = (g - w).abs();
+                worst = if e.is_nan() { f64::INFINITY } else { worst.max(e) };
+            }
+        }
+        let passed = worst <= ERROR_BOUND;
+        Verification {
+            passed,
+            metric: "max_abs_error",
+            value: worst,
+            bound: ERROR_BOUND,
+            detail: if passed {
+                String::new()
+            } else {
+                format!("the combined output differs from the one-rank layer by up to {worst:e}")
+            },
+        }
+    }
+
+    fn figures(&self, trace: &Trace) -> Vec<(&'static str, f64)> {
+        let hist = self.kernels.routing.histogram();
+        let mut out: Vec<(&'static str, f64)> =
+            histogram_names(hist.len()).iter().zip(&hist).map(|(&n, &v)| (n, v as f64)).collect();
+        out.push(("dropped", self.dropped as f64));
+        if !trace.sizes.is_empty() {
+            let (max_mean, gini) = imbalance(&self.processed(trace));
+            out.extend([("imbalance", max_mean), ("gini", gini)]);
+        }
+        if !trace.messages.is_empty() || trace.tasks.is_empty() {
+            let bytes = |set: &[ChunkId]| -> f64 {
+                let data = trace.messages.iter().filter(|m| m.class == MessageClass::Data);
+                data.filter(|m| set.binary_search(&m.chunk).is_ok()).map(|m| m.bytes as f64).sum()
+            };
+            out.extend([("dispatch_bytes", bytes(&self.dispatch)), ("combine_bytes", bytes(&self.combine))]);
+        }
+        let start = trace.tasks.iter().map(|t| t.start_ns).min();
+        let end = trace.tasks.iter().map(|t| t.end_ns).max();
+        if let (Some(start), Some(end)) = (start, end)
+            && end > start
+        {
+            let a2a = |c: ChunkId| self.dispatch.binary_search(&c).is_ok() || self.combine.binary_search(&c).is_ok();
+            let spans = trace
+                .transfers(|c| self.dag.chunk(c).bytes)
+                .into_iter()
+                .filter(|t| a2a(t.chunk))
+                .filter_map(|t| Some((t.posted_ns.or(t.started_ns)?, t.completed_ns?)))
+                .collect();
+            out.push(("a2a_share", covered(spans) as f64 / (end - start) as f64));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn imbalance_and_gini_of_known_loads() {
+        assert_eq!(imbalance(&[5, 5, 5, 5]), (1.0, 0.0));
+        let (m, g) = imbalance(&[0, 0, 0, 8]);
+        assert_eq!(m, 4.0);
+        assert!((g - 0.75).abs() < 1e-12);
+        assert_eq!(covered(vec![(0, 4), (2, 6), (8, 9)]), 7);
+    }
+}
