@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+pub mod calibrated;
 mod describe;
 pub mod fit;
 mod parse;

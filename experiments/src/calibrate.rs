@@ -1,0 +1,300 @@
+//! `experiment calibrate`: measures this host through the engine's own drivers and
+//! writes a machine file the simulator reads (the fitting is
+//! [`dagwire_sim::machine::fit`], the file [`dagwire_sim::machine::calibrated`]).
+//!
+//! What runs, every run through the chosen driver (`local` threads, or `mpi` under
+//! `mpirun`, which this command launches itself), eager strategy:
+//! - the `micro` ping-pong at sizes 8 B .. `--max-size` (powers of two): the one-way
+//!   time of every data message from its trace (sent → received) gives the ping-pong
+//!   curve; the run's `latency_us` (a whole hop: message plus the send and receive
+//!   tasks) less that gives the per-task overhead (at 8 B, two tasks per hop);
+//! - the `micro` bandwidth pattern (window 16) at the same sizes: the median interval
+//!   between consecutive arrivals gives the streaming curve;
+//! - tiled Cholesky (n = 1024, tiles 128 and 256): each kernel's rate from its tasks'
+//!   times less the task overhead.
+//!
+//! Then the machine file, and `<out stem>-fit.svg/png` next to it: measured against
+//! fitted curves.
+
+use crate::progress::SweepProgress;
+use anyhow::{Context, Result, bail, ensure};
+use dagwire_analysis::figures::{
+    render,
+    xy::{Series, XyChart},
+};
+use dagwire_runtime::{MessageClass, ParamValue, Rank, RunOutcome, Strategy};
+use dagwire_sim::machine::calibrated::Calibration;
+use dagwire_sim::machine::fit::{LogGpFit, Sample, fit_kernel_rates, fit_loggp, median};
+use dagwire_strategies::eager::Eager;
+use dagwire_workloads::Workload;
+use std::path::{Path, PathBuf};
+
+/// Arguments of `experiment calibrate`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct Args {
+    /// The driver to measure through: local (ranks as threads) or mpi (launched with
+    /// `mpirun -n RANKS`; DAGWIRE_MPI_LAUNCHER and DAGWIRE_MPI_LAUNCHER_ARGS override).
+    #[arg(long, default_value = "local", value_parser = ["local", "mpi"])]
+    pub driver: String,
+    /// Ranks (2: a ping-pong pair).
+    #[arg(long, default_value_t = 2)]
+    pub ranks: usize,
+    /// The machine file to write; the figure goes next to it.
+    #[arg(long, default_value = "machines/this-host.toml")]
+    pub out: PathBuf,
+    /// Largest message measured, bytes.
+    #[arg(long, default_value_t = 4 << 20)]
+    pub max_size: u64,
+    /// Ping-pong and streaming iterations per size (the micro workload divides them
+    /// by 10 above 8 KiB).
+    #[arg(long, default_value_t = 200)]
+    pub iterations: u32,
+    /// Cholesky order for the kernel rates (tiles 128 and 256, those at most half of it).
+    #[arg(long, default_value_t = 1024)]
+    pub kernel_n: i64,
+}
+
+/// One run through the chosen driver: rank 0 gets the outcome, other MPI ranks `None`.
+type Runner<'a> = dyn Fn(&dyn Workload) -> Result<Option<RunOutcome>> + 'a;
+
+fn eager(_: Rank) -> Box<dyn Strategy> {
+    Box::new(Eager)
+}
+
+/// Runs the calibration (launching itself under MPI first for `--driver mpi`).
+pub fn run(args: &Args) -> Result<()> {
+    ensure!(args.ranks == 2, "calibrate measures a ping-pong pair: --ranks 2 (got {})", args.ranks);
+    ensure!(args.max_size >= 64, "--max-size must be at least 64 bytes (three sizes per segment)");
+    match args.driver.as_str() {
+        "local" => {
+            let cfg =
+                dagwire_runtime::drivers::local::LocalConfig { ranks: args.ranks, workers: 1, ..Default::default() };
+            let runner = move |w: &dyn Workload| -> Result<Option<RunOutcome>> {
+                Ok(Some(dagwire_runtime::drivers::local::run(w.dag(), w.kernels(), &eager, &cfg)?))
+            };
+            measure_and_write(args, &runner, "local driver (ranks as threads)")
+        }
+        _ => mpi(args),
+    }
+}
+
+#[cfg(feature = "mpi")]
+fn mpi(args: &Args) -> Result<()> {
+    use dagwire_runtime::drivers::mpi::{self, Mpi, MpiConfig};
+    if !Mpi::launched() {
+        return crate::bench_mpi::relaunch_self(args.ranks);
+    }
+    let world = Mpi::init()?;
+    ensure!(world.size() == args.ranks, "the MPI job has {} ranks, --ranks says {}", world.size(), args.ranks);
+    let cfg = MpiConfig::default();
+    let runner = |w: &dyn Workload| -> Result<Option<RunOutcome>> {
+        match mpi::run(&world, w.dag(), w.kernels(), &eager, &cfg) {
+            Ok(out) => Ok(out),
+            Err(e) => {
+                eprintln!("rank {}: {e}", world.rank());
+                world.abort(1)
+            }
+        }
+    };
+    measure_and_write(args, &runner, "mpi driver (mpirun, one process per rank)")
+}
+
+#[cfg(not(feature = "mpi"))]
+fn mpi(_: &Args) -> Result<()> {
+    bail!("this experiment binary was built without the `mpi` feature; use --driver local or rebuild with MPI")
+}
+
+/// Sizes measured: powers of two from 8 B to `max`.
+fn sizes(max: u64) -> Vec<u64> {
+    std::iter::successors(Some(8u64), |s| Some(s * 2)).take_while(|&s| s <= max).collect()
+}
+
+fn micro(pattern: &str, size: u64, iterations: u32, window: i64) -> Result<Box<dyn Workload>> {
+    let given = [
+        ("pattern", ParamValue::Str(pattern.into())),
+        ("size", ParamValue::Int(size as i64)),
+        ("iterations", ParamValue::Int(i64::from(iterations))),
+        ("warmup", ParamValue::Int(i64::from(iterations / 10).max(2))),
+        ("window", ParamValue::Int(window)),
+    ];
+    Ok(dagwire_workloads::find("micro")?.build(&given, 2, 1)?)
+}
+
+/// What the runs measured, on rank 0.
+#[derive(Default)]
+struct Measured {
+    /// One-way time per message (median over the run's data messages), ns.
+    pingpong: Vec<Sample>,
+    /// Median interval between consecutive arrivals of a stream, ns.
+    stream: Vec<Sample>,
+    /// The ping-pong's whole hop (its `latency_us` figure), ns, per size.
+    hop: Vec<Sample>,
+    /// Kernel tasks: (name, flops, duration ns).
+    tasks: Vec<(&'static str, f64, f64)>,
+}
+
+fn wire_times(out: &RunOutcome, bytes: u64) -> Vec<f64> {
+    out.trace
+        .messages
+        .iter()
+        .filter(|m| m.class == MessageClass::Data && m.bytes == bytes)
+        .map(|m| m.recv_ns.saturating_sub(m.sent_ns) as f64)
+        .collect()
+}
+
+fn arrival_intervals(out: &RunOutcome, bytes: u64) -> Vec<f64> {
+    let mut at: Vec<u64> = out
+        .trace
+        .messages
+        .iter()
+        .filter(|m| m.class == MessageClass::Data && m.bytes == bytes && m.dst == Rank(1))
+        .map(|m| m.recv_ns)
+        .collect();
+    at.sort_unstable();
+    at.windows(2).map(|w| (w[1] - w[0]) as f64).filter(|&d| d > 0.0).collect()
+}
+
+fn measure_and_write(args: &Args, runner: &Runner<'_>, how: &str) -> Result<()> {
+    let sizes = sizes(args.max_size);
+    let tiles: Vec<i64> = [128i64, 256].into_iter().filter(|t| 2 * t <= args.kernel_n).collect();
+    ensure!(!tiles.is_empty(), "--kernel-n must be at least 256 (tiles of 128 on a 2x2 grid at least)");
+    let mut progress = SweepProgress::new(2 * sizes.len() + tiles.len(), 0);
+    let mut m = Measured::default();
+    for &size in &sizes {
+        for (pattern, window) in [("pingpong", 1), ("bandwidth", 16)] {
+            let label = format!("{pattern} {size} B");
+            progress.start(&label);
+            let w = micro(pattern, size, args.iterations, window)?;
+            let Some(out) = runner(w.as_ref())? else { continue };
+            let check = w.verify(&out.results);
+            ensure!(check.passed, "the {label} run did not verify: {}", check.detail);
+            let line = if pattern == "pingpong" {
+                let wire = median(&wire_times(&out, size));
+                let hop = w.figures(&out.trace).first().map_or(f64::NAN, |f| f.1 * 1e3);
+                m.pingpong.push(Sample { bytes: size, ns: wire });
+                m.hop.push(Sample { bytes: size, ns: hop });
+                format!("one-way {:.2} us per message, {:.2} us per hop", wire / 1e3, hop / 1e3)
+            } else {
+                let interval = median(&arrival_intervals(&out, size));
+                m.stream.push(Sample { bytes: size, ns: interval });
+                format!("one message every {:.2} us ({:.0} MB/s)", interval / 1e3, size as f64 / interval * 1e3)
+            };
+            progress.finish_one(&label, &line);
+        }
+    }
+    for &tile in &tiles {
+        let label = format!("cholesky n={} tile={tile}", args.kernel_n);
+        progress.start(&label);
+        let given = [("n", ParamValue::Int(args.kernel_n)), ("tile", ParamValue::Int(tile))];
+        let w = dagwire_workloads::find("cholesky")?.build(&given, 2, 1)?;
+        let Some(out) = runner(w.as_ref())? else { continue };
+        ensure!(w.verify(&out.results).passed, "the {label} run did not verify");
+        for t in &out.trace.tasks {
+            m.tasks.push((w.kernel_name(t.kernel), t.flops, (t.end_ns - t.start_ns) as f64));
+        }
+        progress
+            .finish_one(&label, &format!("{} tasks, {:.1} ms", out.trace.tasks.len(), out.makespan_ns as f64 / 1e6));
+    }
+    progress.close();
+    if m.pingpong.is_empty() {
+        return Ok(()); // an MPI rank other than 0
+    }
+    let fit = fit_loggp(&m.pingpong, &m.stream, 3).context("fitting the ping-pong and streaming curves")?;
+    let calibration = calibration(args, how, &m, fit)?;
+    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let text = calibration.render();
+    dagwire_sim::machine::parse_machine(&args.out.display().to_string(), &text)
+        .context("the calibrated machine does not read back (a bug)")?;
+    std::fs::write(&args.out, &text).with_context(|| format!("writing {}", args.out.display()))?;
+    let figure = figure(&args.out, &m, &calibration.intra_node)?;
+    print!("{}", summary(&calibration));
+    println!("machine: {}", args.out.display());
+    println!("figure: {} (and .png)", figure.display());
+    println!("use it: grid.sim.machine = \"{}\" (a path relative to the sweep file)", args.out.display());
+    Ok(())
+}
+
+fn calibration(args: &Args, how: &str, m: &Measured, fit: LogGpFit) -> Result<Calibration> {
+    let smallest = m.hop.first().context("no ping-pong measured")?;
+    let overhead = ((smallest.ns - fit.one_way_ns(smallest.bytes)) / 2.0).max(0.0);
+    let rates = fit_kernel_rates(m.tasks.iter().copied(), overhead);
+    if rates.is_empty() {
+        bail!("the Cholesky runs recorded no kernel with flops");
+    }
+    let (flops, busy) =
+        m.tasks.iter().filter(|t| t.1 > 0.0).fold((0.0, 0.0), |(f, b), t| (f + t.1, b + (t.2 - overhead).max(1.0)));
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_string();
+    let name = args.out.file_stem().map_or("this-host".into(), |s| s.to_string_lossy().into_owned());
+    Ok(Calibration {
+        name,
+        description: format!("host {host} calibrated through the {how}, {} ranks", args.ranks),
+        method: format!(
+            "{how}, {} ranks, eager strategy; micro ping-pong and bandwidth (window 16) at {} sizes 8 B .. {} B, {} \
+             iterations; Cholesky n = {} tiles 128 and 256 for the kernel rates",
+            args.ranks,
+            m.pingpong.len(),
+            args.max_size,
+            args.iterations,
+            args.kernel_n
+        ),
+        ranks_per_node: args.ranks as u32,
+        intra_node: fit,
+        inter_node: None,
+        task_overhead_ns: (
+            overhead,
+            format!(
+                "(ping-pong hop at {} B: {:.0} ns - fitted one-way message time) / 2 tasks per hop",
+                smallest.bytes, smallest.ns
+            ),
+        ),
+        kernels: rates,
+        default_gflops: (flops / busy, "all measured kernels together: total flops / total busy time".into()),
+    })
+}
+
+fn summary(c: &Calibration) -> String {
+    let mut out = String::from("fitted (intra-node):\n");
+    for s in &c.intra_node.segments {
+        let g = &s.segment;
+        out.push_str(&format!(
+            "  from {:>8} B: o_s + L + o_r = {:>8.0} ns, g = {:>6.0} ns, {:>7.2} GB/s (rms residual {:.1}%)\n",
+            g.from_bytes,
+            g.o_s_ns + g.l_ns + g.o_r_ns,
+            g.g_ns,
+            1.0 / g.g_per_byte_ns,
+            s.latency.rms_rel_residual * 100.0
+        ));
+    }
+    out.push_str(&format!("  task overhead {:.0} ns\n", c.task_overhead_ns.0));
+    for k in &c.kernels {
+        out.push_str(&format!("  {:<6} {:>6.2} GFLOP/s per core ({} tasks)\n", k.name, k.gflops, k.tasks));
+    }
+    out
+}
+
+/// Measured against fitted one-way times and streaming intervals, log-log, µs.
+fn figure(out: &Path, m: &Measured, fit: &LogGpFit) -> Result<PathBuf> {
+    let dir = out.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let stem = format!("{}-fit", out.file_stem().map_or("machine".into(), |s| s.to_string_lossy()));
+    let pts = |s: &[Sample]| s.iter().map(|p| (p.bytes as f64, p.ns / 1e3, None)).collect::<Vec<_>>();
+    let fitted = |f: &dyn Fn(u64) -> f64| m.pingpong.iter().map(|p| (p.bytes as f64, f(p.bytes) / 1e3, None)).collect();
+    let chart = XyChart {
+        title: "Calibration: measured against fitted".into(),
+        x_label: "message size (bytes)".into(),
+        y_label: "time (µs)".into(),
+        log_x: true,
+        log_y: true,
+        lines: true,
+        diagonal: false,
+        series: vec![
+            Series { name: "one-way, measured".into(), points: pts(&m.pingpong) },
+            Series { name: "one-way, fitted".into(), points: fitted(&|k| fit.one_way_ns(k)) },
+            Series { name: "stream interval, measured".into(), points: pts(&m.stream) },
+            Series { name: "stream interval, fitted".into(), points: fitted(&|k| fit.interval_ns(k)) },
+        ],
+    };
+    render(&chart, dir, &stem, "Calibration", "Measured against fitted message times")?;
+    Ok(dir.join(format!("{stem}.svg")))
+}
