@@ -279,13 +279,13 @@ fn ranking_matches(
             .collect();
         if own.is_empty() { name } else { format!("{name} {}", own.join(" ")) }
     };
+    // The configuration: the core axes and the workload's parameters (every strategy's
+    // and driver's own columns left out; a point has the others' as empty columns).
     let config_of = |p: &crate::point_summary::PointSummary| -> String {
-        let name = p.param("strategy").unwrap_or("?").to_string();
+        let workload = format!("{}.", p.param("workload").unwrap_or("?"));
         p.params
             .iter()
-            .filter(|(k, _)| {
-                k != "driver" && k != "strategy" && !k.starts_with("sim.") && !k.starts_with(&format!("{name}."))
-            })
+            .filter(|(k, _)| k != "driver" && k != "strategy" && (!k.contains('.') || k.starts_with(&workload)))
             .map(|(k, v)| format!("{k}={v}"))
             .collect::<Vec<_>>()
             .join(" ")
