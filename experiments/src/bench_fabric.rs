@@ -23,7 +23,7 @@ pub fn run(max_size: usize, iterations: u32, window: u32, provider: &str) -> Res
     if !Mpi::launched() {
         let dir = std::env::temp_dir().join(format!("dagwire-bench-fabric-{}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
-        let result = crate::bench_mpi::relaunch_with(&[(JOB_DIR_ENV, &dir)]);
+        let result = crate::bench_mpi::relaunch_self(2, &[(JOB_DIR_ENV, &dir)]);
         let _ = std::fs::remove_dir_all(&dir);
         return result;
     }

@@ -25,7 +25,7 @@ use anyhow::{Result, bail};
 pub fn run(max_size: usize, iterations: u32, window: u32) -> Result<()> {
     use dagwire_runtime::drivers::mpi::Mpi;
     if !Mpi::launched() {
-        return relaunch();
+        return relaunch_self(2, &[]);
     }
     imp::run(max_size, iterations, window)
 }
@@ -36,20 +36,18 @@ pub fn run(_max_size: usize, _iterations: u32, _window: u32) -> Result<()> {
     bail!("this experiment binary was built without the `mpi` feature; rebuild it with MPI installed")
 }
 
-/// Runs this same command under `LAUNCHER -n 2`.
+/// Runs this same command under `LAUNCHER -n RANKS` with `env` set for the ranks (also
+/// `experiment calibrate --driver mpi` and `experiment bench fabric`).
 #[cfg(feature = "mpi")]
-fn relaunch() -> Result<()> {
-    relaunch_with(&[])
-}
-
-/// Runs this same command under `LAUNCHER -n 2` with `env` set for the ranks.
-#[cfg(feature = "mpi")]
-pub(crate) fn relaunch_with(env: &[(&str, &std::path::Path)]) -> Result<()> {
+pub(crate) fn relaunch_self(ranks: usize, env: &[(&str, &std::path::Path)]) -> Result<()> {
     use crate::launcher::{LAUNCHER_ARGS_ENV, LAUNCHER_ENV};
     let launcher = std::env::var(LAUNCHER_ENV).unwrap_or_else(|_| "mpirun".into());
     let extra = std::env::var(LAUNCHER_ARGS_ENV).unwrap_or_default();
     let mut cmd = std::process::Command::new(&launcher);
-    cmd.args(["-n", "2"]).args(extra.split_whitespace()).arg(std::env::current_exe()?).args(std::env::args().skip(1));
+    cmd.args(["-n", &ranks.to_string()])
+        .args(extra.split_whitespace())
+        .arg(std::env::current_exe()?)
+        .args(std::env::args().skip(1));
     crate::launcher::tune_malloc(&mut cmd);
     for (k, v) in env {
         cmd.env(k, v);
@@ -58,7 +56,7 @@ pub(crate) fn relaunch_with(env: &[(&str, &std::path::Path)]) -> Result<()> {
         .status()
         .map_err(|e| anyhow::anyhow!("cannot start `{launcher}` ({e}); set ${LAUNCHER_ENV} or install an MPI"))?;
     if !status.success() {
-        bail!("the benchmark job failed: {launcher} {status}");
+        bail!("the MPI job failed: {launcher} {status}");
     }
     Ok(())
 }

@@ -5,7 +5,9 @@
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use dagwire_experiments::{bench, list, plan, point, report, results, runner, summary, sweep, trace_export};
+use dagwire_experiments::{
+    bench, calibrate, list, plan, point, report, results, runner, summary, sweep, trace_export, whatif,
+};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -15,7 +17,7 @@ use std::process::ExitCode;
 #[command(
     version,
     about = "Run sweeps of task-DAG workloads over communication strategies and drivers; write verified results as Parquet tables",
-    after_help = "Examples:\n  experiment run sweeps/quickstart.toml\n  experiment run sweeps/sim-cholesky.toml --out results/sim\n  experiment run sweeps/sim-cholesky.toml --out results/sim --resume\n  experiment run sweeps/quickstart.toml --report\n  experiment report results/quickstart-20261123T203000Z\n  experiment trace results/quickstart-20261123T203000Z --point 0 --format perfetto\n  experiment list strategies\n  experiment bench cholesky --n 4096 --tile 256\n\nExit codes: 0 every run verified, 1 a run failed or did not verify, 2 the command could not run."
+    after_help = "Examples:\n  experiment run sweeps/quickstart.toml\n  experiment run sweeps/sim-cholesky.toml --out results/sim\n  experiment run sweeps/sim-cholesky.toml --out results/sim --resume\n  experiment run sweeps/quickstart.toml --report\n  experiment report results/quickstart-20261123T203000Z\n  experiment trace results/quickstart-20261123T203000Z --point 0 --format perfetto\n  experiment list strategies\n  experiment bench cholesky --n 4096 --tile 256\n  experiment calibrate --driver mpi --out machines/this-host.toml\n  experiment whatif results/sim-cholesky-20261123T203000Z --set latency=0.5x --set latency=2x --set bandwidth=2x\n  experiment whatif sweeps/sim-cholesky.toml --sensitivity --perturb 20%\n\nExit codes: 0 every run verified, 1 a run failed or did not verify, 2 the command could not run."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -82,6 +84,14 @@ enum Command {
     /// `experiment run` launches this for every point with driver = "mpi"; inside an
     /// allocation you can run one point yourself. Rank 0 writes the results under --out.
     Point(point::PointArgs),
+    /// Measure this host through a driver and write a machine file the simulator reads
+    /// (LogGP fitted piecewise, task overhead, kernel rates; each value with its residual
+    /// and source in a comment) and a measured-vs-fitted figure next to it.
+    Calibrate(calibrate::Args),
+    /// Rerun a sweep's simulated points on changed machine parameters (--set, several
+    /// form a grid) and compare: per strategy and point, baseline vs what-if makespan,
+    /// the winner and whether the ranking changed; --sensitivity ranks the parameters.
+    Whatif(whatif::Args),
     /// Benchmarks that print figures (not tests): see `experiment bench --help`.
     Bench {
         #[command(subcommand)]
@@ -130,6 +140,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Point(args) => point::run(args),
+        Command::Calibrate(args) => {
+            calibrate::run(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Whatif(args) => {
+            print!("{}", whatif::run(&args)?);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::LaunchLocal { ranks, command } => dagwire_experiments::launcher::launch_local(ranks, &command),
         Command::Bench { which } => {
             bench::run(which)?;

@@ -9,6 +9,7 @@ use dagwire_workloads::WorkloadInfo;
 use std::collections::BTreeMap;
 
 /// One run point: a full assignment of every axis.
+#[derive(Clone)]
 pub struct Point {
     /// Position in the sweep, from 0.
     pub id: u32,

@@ -121,7 +121,7 @@ pub(crate) fn write_success(
 }
 
 /// Builds the workload and runs it on the point's driver.
-fn run_point(sweep: &Sweep, point: &Point, rep: u32) -> Result<(Box<dyn Workload>, Executed)> {
+pub(crate) fn run_point(sweep: &Sweep, point: &Point, rep: u32) -> Result<(Box<dyn Workload>, Executed)> {
     let workload = (point.workload.prepare)(&point.workload_params, point.ranks, sweep.seed)?;
     let seed = run_seed(sweep.seed, rep);
     let factory = point.strategy.factory(&point.strategy_params, workload.dag(), seed);

@@ -421,10 +421,18 @@ fn load(a: &Analysis, dir: &Path) -> anyhow::Result<Drawn> {
 }
 
 /// The simulated points paired with the real points that differ only in the driver
-/// (and the simulator's own parameters): `(real, simulated)`.
+/// (and the drivers' own parameters: `sim.*`, `mpi.*`...): `(real, simulated)`.
 pub fn sim_pairs(a: &Analysis) -> Vec<(&PointSummary, &PointSummary)> {
     let key = |p: &PointSummary| -> Vec<(String, String)> {
-        p.params.iter().filter(|(k, _)| k != "driver" && !k.starts_with("sim.")).cloned().collect()
+        let workload = format!("{}.", p.param("workload").unwrap_or("?"));
+        let strategy = format!("{}.", p.param("strategy").unwrap_or("?"));
+        p.params
+            .iter()
+            .filter(|(k, _)| {
+                k != "driver" && (!k.contains('.') || k.starts_with(&workload) || k.starts_with(&strategy))
+            })
+            .cloned()
+            .collect()
     };
     let mut out = Vec::new();
     for sim in ok_points(a).filter(|p| p.param("driver") == Some("sim")) {

@@ -89,6 +89,14 @@ pub fn blocks(a: &Analysis, figures: &[Drawn]) -> Vec<Block> {
     if !pairs.is_empty() {
         b.push(Block::Heading(2, "Simulation against measurement".into()));
         b.push(Block::Para("Each simulated point against the real point with the same parameters (other than the driver and the simulator's own). The error is only a prediction error if the simulated machine (`sim.machine`) models the machine the real runs used, for example a machine file calibrated on it; otherwise it measures how different the two machines are.".into()));
+        let p50 = |p: &crate::point_summary::PointSummary| p.latency_p50_us.map_or("-".into(), |v| format!("{v:.2}"));
+        let p50_error = |real: &crate::point_summary::PointSummary, sim: &crate::point_summary::PointSummary| match (
+            real.latency_p50_us,
+            sim.latency_p50_us,
+        ) {
+            (Some(r), Some(s)) if r > 0.0 => format!("{:+.1}", (s - r) / r * 100.0),
+            _ => "-".into(),
+        };
         let rows = pairs
             .iter()
             .filter_map(|(real, sim)| {
@@ -100,15 +108,34 @@ pub fn blocks(a: &Analysis, figures: &[Drawn]) -> Vec<Block> {
                     format!("{r:.3}"),
                     format!("{s:.3}"),
                     format!("{:+.1}", (s - r) / r * 100.0),
+                    format!("{} / {}", p50(real), p50(sim)),
+                    p50_error(real, sim),
                 ])
             })
             .collect();
         b.push(Block::Table(
-            ["sim point", "real point", "parameters", "measured ms", "simulated ms", "error %"]
-                .map(String::from)
-                .to_vec(),
+            [
+                "sim point",
+                "real point",
+                "parameters",
+                "measured ms",
+                "simulated ms",
+                "error %",
+                "transfer p50 µs measured / simulated",
+                "p50 error %",
+            ]
+            .map(String::from)
+            .to_vec(),
             rows,
         ));
+        let rankings = ranking_matches(&pairs);
+        if !rankings.is_empty() {
+            b.push(Block::Para("Whether the simulator ranks the strategies as the real runs do (by median makespan, fastest first), per configuration with at least two strategies on both sides:".into()));
+            b.push(Block::Table(
+                ["configuration", "measured order", "simulated order", "matches"].map(String::from).to_vec(),
+                rankings,
+            ));
+        }
     }
 
     b.push(Block::Heading(2, "Figures".into()));
@@ -233,4 +260,52 @@ fn peak_note(a: &Analysis) -> String {
     } else {
         "No point counts flops (or none finished), so there are no GFLOP/s figures.".into()
     }
+}
+
+/// Per configuration (every parameter but the strategy's, the driver's and the
+/// simulator's), the strategies ordered by measured and by simulated median makespan,
+/// and whether the orders agree.
+fn ranking_matches(
+    pairs: &[(&crate::point_summary::PointSummary, &crate::point_summary::PointSummary)],
+) -> Vec<Vec<String>> {
+    use std::collections::BTreeMap;
+    let strategy_of = |p: &crate::point_summary::PointSummary| -> String {
+        let name = p.param("strategy").unwrap_or("?").to_string();
+        let own: Vec<String> = p
+            .params
+            .iter()
+            .filter(|(k, _)| k.starts_with(&format!("{name}.")))
+            .map(|(k, v)| format!("{}={v}", k.split_once('.').map_or(k.as_str(), |(_, s)| s)))
+            .collect();
+        if own.is_empty() { name } else { format!("{name} {}", own.join(" ")) }
+    };
+    // The configuration: the core axes and the workload's parameters (every strategy's
+    // and driver's own columns left out; a point has the others' as empty columns).
+    let config_of = |p: &crate::point_summary::PointSummary| -> String {
+        let workload = format!("{}.", p.param("workload").unwrap_or("?"));
+        p.params
+            .iter()
+            .filter(|(k, _)| k != "driver" && k != "strategy" && (!k.contains('.') || k.starts_with(&workload)))
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let mut groups: BTreeMap<String, Vec<(String, f64, f64)>> = BTreeMap::new();
+    for (real, sim) in pairs {
+        if let (Some(r), Some(s)) = (real.makespan_ms, sim.makespan_ms) {
+            groups.entry(config_of(sim)).or_default().push((strategy_of(sim), r.median, s.median));
+        }
+    }
+    groups
+        .into_iter()
+        .filter(|(_, v)| v.len() >= 2)
+        .map(|(config, mut v)| {
+            v.sort_by(|a, b| a.1.total_cmp(&b.1));
+            let measured: Vec<String> = v.iter().map(|x| x.0.clone()).collect();
+            v.sort_by(|a, b| a.2.total_cmp(&b.2));
+            let simulated: Vec<String> = v.iter().map(|x| x.0.clone()).collect();
+            let matches = if measured == simulated { "yes" } else { "no" };
+            vec![config, measured.join(" < "), simulated.join(" < "), matches.into()]
+        })
+        .collect()
 }

@@ -139,11 +139,11 @@ impl ParamSpec {
     }
 
     /// Whether `value` of an input parameter looks like the path of a file rather than
-    /// a preset: it is no preset's name and has a path separator or a `.toml` ending
-    /// (a bare name that is no preset stays a name, so its error can suggest one).
+    /// a preset: it is no preset's name and has a path separator or a `.toml` or `.xml`
+    /// ending (a bare name that is no preset stays a name, so its error can suggest one).
     pub fn names_file(&self, value: &str) -> bool {
         matches!(self.kind, ParamKind::Input(presets) if !presets.iter().any(|(n, _)| *n == value))
-            && (value.contains('/') || value.contains('\\') || value.ends_with(".toml"))
+            && (value.contains('/') || value.contains('\\') || value.ends_with(".toml") || value.ends_with(".xml"))
     }
 
     /// A switch.

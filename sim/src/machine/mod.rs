@@ -4,11 +4,15 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+pub mod calibrated;
 mod describe;
+pub mod fit;
 mod parse;
 mod presets;
+pub mod simgrid;
 #[cfg(test)]
 mod tests;
+pub mod whatif;
 
 pub use describe::describe;
 pub use parse::{MachineError, load_machine, parse_machine, validate_machine};

@@ -51,8 +51,9 @@ impl fmt::Display for MachineError {
 
 impl std::error::Error for MachineError {}
 
-/// Loads a machine: `spec` is a preset name (see [`preset_names`](super::preset_names))
-/// or the path of a TOML file. Presets win over files of the same name; anything that
+/// Loads a machine: `spec` is a preset name (see [`preset_names`](super::preset_names)),
+/// the path of a TOML file, or the path of a SimGrid platform file ending in `.xml`
+/// (see [`super::simgrid`]). Presets win over files of the same name; anything that
 /// is neither gets an error listing the presets, with a did-you-mean.
 ///
 /// ```
@@ -67,7 +68,8 @@ pub fn load_machine(spec: &str) -> Result<Machine, MachineError> {
         return parse_machine(&format!("preset {spec}"), text);
     }
     let path = std::path::Path::new(spec);
-    let looks_like_path = spec.contains('/') || spec.contains('\\') || spec.ends_with(".toml");
+    let is_xml = spec.ends_with(".xml");
+    let looks_like_path = spec.contains('/') || spec.contains('\\') || spec.ends_with(".toml") || is_xml;
     if looks_like_path || path.exists() {
         let text = std::fs::read_to_string(path).map_err(|e| MachineError {
             file: spec.to_string(),
@@ -75,6 +77,9 @@ pub fn load_machine(spec: &str) -> Result<Machine, MachineError> {
             key: String::new(),
             reason: format!("cannot read the machine file: {e}"),
         })?;
+        if is_xml {
+            return super::simgrid::parse_simgrid(spec, &text);
+        }
         return parse_machine(spec, &text);
     }
     let names = super::presets::preset_names();

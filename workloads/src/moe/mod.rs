@@ -49,6 +49,7 @@ pub const INFO: WorkloadInfo = WorkloadInfo {
               least-loaded placement); verified against a one-rank computation",
     params,
     prepare: |params, ranks, seed| Ok(Box::new(Moe::new(params, ranks, seed)?)),
+    check: |params, ranks| Moe::checked(params, ranks).map(drop),
 };
 
 /// Verification bound on the largest absolute difference from the reference.
@@ -87,6 +88,35 @@ impl Moe {
     /// # Errors
     /// Names the parameter and says what is allowed.
     pub fn new(params: &Params, ranks: usize, seed: u64) -> Result<Self, ParamError> {
+        let (shape, file, zipf) = Self::checked(params, ranks)?;
+        let routing = match &file {
+            Some(f) => f.clone(),
+            None => Routing::gate(seed, ranks, shape.tokens, shape.d, shape.experts, shape.k, zipf),
+        };
+        let built = plan::build(&shape, &routing);
+        let dropped = (0..ranks)
+            .map(|r| {
+                let (e, w) = routing.of_rank(r);
+                plan::batches(&shape, e, w).1
+            })
+            .sum();
+        let kernels = MoeKernels { shape, seed, zipf, file, holders: built.holders, routing };
+        Ok(Moe {
+            dag: Arc::new(built.dag),
+            kernels,
+            plan_outputs: built.outputs,
+            dispatch: built.dispatch,
+            combine: built.combine,
+            dropped,
+        })
+    }
+
+    /// The checks of [`Moe::new`] without building: the shape, the routing file read
+    /// (if one is named) and the Zipf skew.
+    ///
+    /// # Errors
+    /// As [`Moe::new`].
+    pub fn checked(params: &Params, ranks: usize) -> Result<(Shape, Option<Routing>, f64), ParamError> {
         let int = |k| params.int(k) as usize;
         let (experts, k) = (int("experts"), int("top_k"));
         if k > experts {
@@ -111,26 +141,7 @@ impl Moe {
                     .map_err(|e| ParamError::new("routing_file", e))?,
             ),
         };
-        let routing = match &file {
-            Some(f) => f.clone(),
-            None => Routing::gate(seed, ranks, tokens, shape.d, experts, k, zipf),
-        };
-        let built = plan::build(&shape, &routing);
-        let dropped = (0..ranks)
-            .map(|r| {
-                let (e, w) = routing.of_rank(r);
-                plan::batches(&shape, e, w).1
-            })
-            .sum();
-        let kernels = MoeKernels { shape, seed, zipf, file, holders: built.holders, routing };
-        Ok(Moe {
-            dag: Arc::new(built.dag),
-            kernels,
-            plan_outputs: built.outputs,
-            dispatch: built.dispatch,
-            combine: built.combine,
-            dropped,
-        })
+        Ok((shape, file, zipf))
     }
 
     /// The kernels (sizes, routing, placement).

@@ -1,0 +1,328 @@
+//! `experiment calibrate`: measures this host through the engine's own drivers and
+//! writes a machine file the simulator reads (the fitting is
+//! [`dagwire_sim::machine::fit`], the file [`dagwire_sim::machine::calibrated`]).
+//!
+//! What runs, every run through the chosen driver (`local` threads, or `mpi` under
+//! `mpirun`, which this command launches itself), eager strategy:
+//! - the `micro` ping-pong at sizes 8 B .. `--max-size` (powers of two): a hop is half
+//!   the median round trip of rank 0 (its send task's start to its receive task's end,
+//!   per measured iteration; medians, as the host may be shared). At the smallest size
+//!   the hop less its message alone (sent → received in the trace) is the per-task
+//!   overhead, two tasks a hop. The ping-pong curve fitted is the hop less those two
+//!   overheads: the message as the engine pays it, including what the micro kernels'
+//!   pattern fill and check cost per byte, which the compute model (flops only) has no
+//!   term for, so it lands in `G`;
+//! - the `micro` bandwidth pattern (window 16) at the same sizes: a window's median
+//!   span (send start to acknowledgement end) over its messages is the streaming
+//!   interval;
+//! - tiled Cholesky (n = 1024, tiles 128 and 256): each kernel's rate from its tasks'
+//!   times less the task overhead.
+//!
+//! Then the machine file, and `<out stem>-fit.svg/png` next to it: measured against
+//! fitted curves.
+
+use crate::progress::SweepProgress;
+use anyhow::{Context, Result, bail, ensure};
+use dagwire_analysis::figures::{
+    render,
+    xy::{Series, XyChart},
+};
+use dagwire_runtime::{MessageClass, ParamValue, Rank, RunOutcome, Strategy};
+use dagwire_sim::machine::calibrated::Calibration;
+use dagwire_sim::machine::fit::{LogGpFit, Sample, fit_kernel_rates, fit_loggp, median};
+use dagwire_strategies::eager::Eager;
+use dagwire_workloads::Workload;
+use std::path::{Path, PathBuf};
+
+/// Arguments of `experiment calibrate`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct Args {
+    /// The driver to measure through: local (ranks as threads) or mpi (launched with
+    /// `mpirun -n RANKS`; DAGWIRE_MPI_LAUNCHER and DAGWIRE_MPI_LAUNCHER_ARGS override).
+    #[arg(long, default_value = "local", value_parser = ["local", "mpi"])]
+    pub driver: String,
+    /// Ranks (2: a ping-pong pair).
+    #[arg(long, default_value_t = 2)]
+    pub ranks: usize,
+    /// The machine file to write; the figure goes next to it.
+    #[arg(long, default_value = "machines/this-host.toml")]
+    pub out: PathBuf,
+    /// Largest message measured, bytes.
+    #[arg(long, default_value_t = 4 << 20)]
+    pub max_size: u64,
+    /// Ping-pong and streaming iterations per size (the micro workload divides them
+    /// by 10 above 8 KiB).
+    #[arg(long, default_value_t = 200)]
+    pub iterations: u32,
+    /// Cholesky order for the kernel rates (tiles 128 and 256, those at most half of it).
+    #[arg(long, default_value_t = 1024)]
+    pub kernel_n: i64,
+}
+
+/// One run through the chosen driver: rank 0 gets the outcome, other MPI ranks `None`.
+type Runner<'a> = dyn Fn(&dyn Workload) -> Result<Option<RunOutcome>> + 'a;
+
+fn eager(_: Rank) -> Box<dyn Strategy> {
+    Box::new(Eager)
+}
+
+/// Runs the calibration (launching itself under MPI first for `--driver mpi`).
+pub fn run(args: &Args) -> Result<()> {
+    ensure!(args.ranks == 2, "calibrate measures a ping-pong pair: --ranks 2 (got {})", args.ranks);
+    ensure!(args.max_size >= 64, "--max-size must be at least 64 bytes (three sizes per segment)");
+    match args.driver.as_str() {
+        "local" => {
+            let cfg =
+                dagwire_runtime::drivers::local::LocalConfig { ranks: args.ranks, workers: 1, ..Default::default() };
+            let runner = move |w: &dyn Workload| -> Result<Option<RunOutcome>> {
+                Ok(Some(dagwire_runtime::drivers::local::run(w.dag(), w.kernels(), &eager, &cfg)?))
+            };
+            measure_and_write(args, &runner, "local driver (ranks as threads)")
+        }
+        _ => mpi(args),
+    }
+}
+
+#[cfg(feature = "mpi")]
+fn mpi(args: &Args) -> Result<()> {
+    use dagwire_runtime::drivers::mpi::{self, Mpi, MpiConfig};
+    if !Mpi::launched() {
+        return crate::bench_mpi::relaunch_self(args.ranks, &[]);
+    }
+    let world = Mpi::init()?;
+    ensure!(world.size() == args.ranks, "the MPI job has {} ranks, --ranks says {}", world.size(), args.ranks);
+    let cfg = MpiConfig::default();
+    let runner = |w: &dyn Workload| -> Result<Option<RunOutcome>> {
+        match mpi::run(&world, w.dag(), w.kernels(), &eager, &cfg) {
+            Ok(out) => Ok(out),
+            Err(e) => {
+                eprintln!("rank {}: {e}", world.rank());
+                world.abort(1)
+            }
+        }
+    };
+    measure_and_write(args, &runner, "mpi driver (mpirun, one process per rank)")
+}
+
+#[cfg(not(feature = "mpi"))]
+fn mpi(_: &Args) -> Result<()> {
+    bail!("this experiment binary was built without the `mpi` feature; use --driver local or rebuild with MPI")
+}
+
+/// Sizes measured: powers of two from 8 B to `max`.
+fn sizes(max: u64) -> Vec<u64> {
+    std::iter::successors(Some(8u64), |s| Some(s * 2)).take_while(|&s| s <= max).collect()
+}
+
+fn micro(pattern: &str, size: u64, iterations: u32, window: i64) -> Result<Box<dyn Workload>> {
+    let given = [
+        ("pattern", ParamValue::Str(pattern.into())),
+        ("size", ParamValue::Int(size as i64)),
+        ("iterations", ParamValue::Int(i64::from(iterations))),
+        ("warmup", ParamValue::Int(i64::from(iterations / 10).max(2))),
+        ("window", ParamValue::Int(window)),
+    ];
+    Ok(dagwire_workloads::find("micro")?.build(&given, 2, 1)?)
+}
+
+/// What the runs measured, on rank 0.
+#[derive(Default)]
+struct Measured {
+    /// The message alone (sent → received in the trace, median), ns, per size: shown
+    /// in the figure, not fitted (see the module doc).
+    wire: Vec<Sample>,
+    /// Streaming: a window's median span over its messages, ns per message.
+    stream: Vec<Sample>,
+    /// The ping-pong's whole hop (half the median round trip), ns, per size.
+    hop: Vec<Sample>,
+    /// Kernel tasks: (name, flops, duration ns).
+    tasks: Vec<(&'static str, f64, f64)>,
+}
+
+/// Per measured iteration on rank 0, from the start of its `send` task to the end of
+/// its `recv` task: a ping-pong round trip, or a bandwidth window plus its
+/// acknowledgement. Medians of these are robust to the load spikes a shared host has.
+fn iteration_spans(w: &dyn Workload, out: &RunOutcome) -> Vec<f64> {
+    let mut at: std::collections::BTreeMap<u32, (Option<u64>, Option<u64>)> = Default::default();
+    for t in out.trace.tasks.iter().filter(|t| t.rank == Rank(0)) {
+        let task = w.dag().task(t.task);
+        if task.args[1] == 0 {
+            continue; // warm-up
+        }
+        let slot = at.entry(task.args[0]).or_default();
+        match w.kernel_name(t.kernel) {
+            "send" => slot.0 = Some(t.start_ns),
+            "recv" => slot.1 = Some(t.end_ns),
+            _ => {}
+        }
+    }
+    at.values().filter_map(|&(s, e)| Some(e?.saturating_sub(s?) as f64)).collect()
+}
+
+/// Median one-way time of the data messages of `bytes` (sent → received in the trace).
+fn wire_time(out: &RunOutcome, bytes: u64) -> f64 {
+    let v: Vec<f64> = out
+        .trace
+        .messages
+        .iter()
+        .filter(|m| m.class == MessageClass::Data && m.bytes == bytes)
+        .map(|m| m.recv_ns.saturating_sub(m.sent_ns) as f64)
+        .collect();
+    median(&v)
+}
+
+fn measure_and_write(args: &Args, runner: &Runner<'_>, how: &str) -> Result<()> {
+    let sizes = sizes(args.max_size);
+    let tiles: Vec<i64> = [128i64, 256].into_iter().filter(|t| 2 * t <= args.kernel_n).collect();
+    ensure!(!tiles.is_empty(), "--kernel-n must be at least 256 (tiles of 128 on a 2x2 grid at least)");
+    let mut progress = SweepProgress::new(2 * sizes.len() + tiles.len(), 0);
+    let mut m = Measured::default();
+    for &size in &sizes {
+        for (pattern, window) in [("pingpong", 1), ("bandwidth", 16)] {
+            let label = format!("{pattern} {size} B");
+            progress.start(&label);
+            let w = micro(pattern, size, args.iterations, window)?;
+            let Some(out) = runner(w.as_ref())? else { continue };
+            let check = w.verify(&out.results);
+            ensure!(check.passed, "the {label} run did not verify: {}", check.detail);
+            let span = median(&iteration_spans(w.as_ref(), &out));
+            let line = if pattern == "pingpong" {
+                let hop = span / 2.0;
+                m.hop.push(Sample { bytes: size, ns: hop });
+                m.wire.push(Sample { bytes: size, ns: wire_time(&out, size) });
+                format!("{:.2} us per hop (median), message alone {:.2} us", hop / 1e3, wire_time(&out, size) / 1e3)
+            } else {
+                let interval = span / window as f64;
+                m.stream.push(Sample { bytes: size, ns: interval });
+                format!(
+                    "{:.2} us per message (median window), {:.0} MB/s",
+                    interval / 1e3,
+                    size as f64 / interval * 1e3
+                )
+            };
+            progress.finish_one(&label, &line);
+        }
+    }
+    for &tile in &tiles {
+        let label = format!("cholesky n={} tile={tile}", args.kernel_n);
+        progress.start(&label);
+        let given = [("n", ParamValue::Int(args.kernel_n)), ("tile", ParamValue::Int(tile))];
+        let w = dagwire_workloads::find("cholesky")?.build(&given, 2, 1)?;
+        let Some(out) = runner(w.as_ref())? else { continue };
+        ensure!(w.verify(&out.results).passed, "the {label} run did not verify");
+        for t in &out.trace.tasks {
+            m.tasks.push((w.kernel_name(t.kernel), t.flops, (t.end_ns - t.start_ns) as f64));
+        }
+        progress
+            .finish_one(&label, &format!("{} tasks, {:.1} ms", out.trace.tasks.len(), out.makespan_ns as f64 / 1e6));
+    }
+    progress.close();
+    if m.hop.is_empty() {
+        return Ok(()); // an MPI rank other than 0
+    }
+    // The per-task overhead: what a small hop costs beyond its message, two tasks a hop.
+    let overhead = ((m.hop[0].ns - m.wire[0].ns) / 2.0).max(0.0);
+    let pingpong: Vec<Sample> =
+        m.hop.iter().map(|h| Sample { bytes: h.bytes, ns: (h.ns - 2.0 * overhead).max(1.0) }).collect();
+    let fit = fit_loggp(&pingpong, &m.stream, 3).context("fitting the ping-pong and streaming curves")?;
+    let calibration = calibration(args, how, &m, fit, overhead)?;
+    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let text = calibration.render();
+    dagwire_sim::machine::parse_machine(&args.out.display().to_string(), &text)
+        .context("the calibrated machine does not read back (a bug)")?;
+    std::fs::write(&args.out, &text).with_context(|| format!("writing {}", args.out.display()))?;
+    let figure = figure(&args.out, &m, &calibration.intra_node, overhead)?;
+    print!("{}", summary(&calibration));
+    println!("machine: {}", args.out.display());
+    println!("figure: {} (and .png)", figure.display());
+    println!("use it: grid.sim.machine = \"{}\" (a path relative to the sweep file)", args.out.display());
+    Ok(())
+}
+
+fn calibration(args: &Args, how: &str, m: &Measured, fit: LogGpFit, overhead: f64) -> Result<Calibration> {
+    let smallest = m.hop.first().context("no ping-pong measured")?;
+    let rates = fit_kernel_rates(m.tasks.iter().copied(), overhead);
+    if rates.is_empty() {
+        bail!("the Cholesky runs recorded no kernel with flops");
+    }
+    let (flops, busy) =
+        m.tasks.iter().filter(|t| t.1 > 0.0).fold((0.0, 0.0), |(f, b), t| (f + t.1, b + (t.2 - overhead).max(1.0)));
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_string();
+    let name = args.out.file_stem().map_or("this-host".into(), |s| s.to_string_lossy().into_owned());
+    Ok(Calibration {
+        name,
+        description: format!("host {host} calibrated through the {how}, {} ranks", args.ranks),
+        method: format!(
+            "{how}, {} ranks, eager strategy; micro ping-pong and bandwidth (window 16) at {} sizes 8 B .. {} B, {} \
+             iterations; Cholesky n = {} tiles 128 and 256 for the kernel rates",
+            args.ranks,
+            m.hop.len(),
+            args.max_size,
+            args.iterations,
+            args.kernel_n
+        ),
+        ranks_per_node: args.ranks as u32,
+        intra_node: fit,
+        inter_node: None,
+        task_overhead_ns: (
+            overhead,
+            format!(
+                "(ping-pong hop at {} B: {:.0} ns - its message alone: {:.0} ns) / 2 tasks per hop",
+                smallest.bytes, smallest.ns, m.wire[0].ns
+            ),
+        ),
+        kernels: rates,
+        default_gflops: (flops / busy, "all measured kernels together: total flops / total busy time".into()),
+    })
+}
+
+fn summary(c: &Calibration) -> String {
+    let mut out = String::from("fitted (intra-node):\n");
+    for s in &c.intra_node.segments {
+        let g = &s.segment;
+        out.push_str(&format!(
+            "  from {:>8} B: o_s + L + o_r = {:>8.0} ns, g = {:>6.0} ns, {:>7.2} GB/s (rms residual {:.1}%)\n",
+            g.from_bytes,
+            g.o_s_ns + g.l_ns + g.o_r_ns,
+            g.g_ns,
+            1.0 / g.g_per_byte_ns,
+            s.latency.rms_rel_residual * 100.0
+        ));
+    }
+    out.push_str(&format!("  task overhead {:.0} ns\n", c.task_overhead_ns.0));
+    for k in &c.kernels {
+        out.push_str(&format!("  {:<6} {:>6.2} GFLOP/s per core ({} tasks)\n", k.name, k.gflops, k.tasks));
+    }
+    out
+}
+
+/// Measured against fitted one-way times and streaming intervals, log-log, µs.
+fn figure(out: &Path, m: &Measured, fit: &LogGpFit, overhead: f64) -> Result<PathBuf> {
+    let dir = out.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let stem = format!("{}-fit", out.file_stem().map_or("machine".into(), |s| s.to_string_lossy()));
+    let pts = |s: &[Sample]| s.iter().map(|p| (p.bytes as f64, p.ns / 1e3, None)).collect::<Vec<_>>();
+    let fitted = |f: &dyn Fn(u64) -> f64| m.hop.iter().map(|p| (p.bytes as f64, f(p.bytes) / 1e3, None)).collect();
+    let chart = XyChart {
+        title: "Calibration: measured against fitted".into(),
+        x_label: "message size (bytes)".into(),
+        y_label: "time (µs)".into(),
+        log_x: true,
+        log_y: true,
+        lines: true,
+        diagonal: false,
+        series: vec![
+            Series { name: "hop, measured".into(), points: pts(&m.hop) },
+            Series { name: "message alone (trace), measured".into(), points: pts(&m.wire) },
+            Series {
+                name: "hop, fitted (one-way + 2 task overheads)".into(),
+                points: fitted(&|k| fit.one_way_ns(k) + 2.0 * overhead),
+            },
+            Series { name: "stream interval, measured".into(), points: pts(&m.stream) },
+            Series { name: "stream interval, fitted".into(), points: fitted(&|k| fit.interval_ns(k)) },
+        ],
+    };
+    render(&chart, dir, &stem, "Calibration", "Measured against fitted message times")?;
+    Ok(dir.join(format!("{stem}.svg")))
+}

@@ -1,0 +1,349 @@
+//! Fitting a machine model to measurements: piecewise-linear message costs with their
+//! segment boundaries found from the data, the LogGP parameters that follow from a
+//! ping-pong curve and a streaming curve, and kernel rates from task timings. Pure
+//! arithmetic on samples: the measuring is done by whoever calls it (`experiment
+//! calibrate` measures through the engine's drivers).
+//!
+//! # What the curves determine
+//!
+//! A ping-pong gives the one-way time of an isolated message, which the simulator
+//! models as `T(k) = o_s + L + o_r + (k-1)·G`; a stream of back-to-back messages gives
+//! the interval between deliveries, `I(k) = max(g, o_s, o_r, k·G)`. So the data fix
+//! `o_s + L + o_r`, `G` and `max(g, o)`, and not how the fixed cost splits between the
+//! CPUs and the wire. [`fit_loggp`] splits it by the convention `o_s = o_r = o =
+//! min(I_small, (o_s + L + o_r) / 2)`, `g = I_small`, `L` the rest, where `I_small` is
+//! the median streaming interval of the segment's gap-bound sizes (those where `k·G` is
+//! under half the interval): overheads consistent with the streaming rate, which
+//! reproduces both curves. A segment whose streaming is bandwidth-bound at every size
+//! shows no `g`; it keeps the segment below's `o` and `g`.
+
+use super::LogGpSegment;
+use statrs::statistics::{Data, Median};
+use std::fmt;
+
+/// One measurement: a message size and a time (ns).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Sample {
+    /// Message size, bytes.
+    pub bytes: u64,
+    /// Measured time, ns.
+    pub ns: f64,
+}
+
+/// One straight piece of a piecewise fit, `ns = intercept + slope * bytes` for sizes
+/// from `from_bytes` on.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Piece {
+    /// The first measured size of the piece (its boundary).
+    pub from_bytes: u64,
+    /// The last measured size of the piece.
+    pub to_bytes: u64,
+    /// Time at 0 bytes, ns.
+    pub intercept_ns: f64,
+    /// ns per byte.
+    pub slope_ns_per_byte: f64,
+    /// Root-mean-square relative residual of the piece's samples (0.01 = 1%).
+    pub rms_rel_residual: f64,
+    /// Samples the piece was fitted to.
+    pub samples: usize,
+}
+
+impl Piece {
+    /// The fitted time at `bytes`.
+    pub fn at(&self, bytes: u64) -> f64 {
+        self.intercept_ns + self.slope_ns_per_byte * bytes as f64
+    }
+}
+
+/// Why a fit could not be made.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FitError(pub String);
+
+impl fmt::Display for FitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for FitError {}
+
+/// Relative noise floor of the model-selection criterion: residuals below 0.1% do not
+/// justify another segment.
+const NOISE_FLOOR: f64 = 1e-3;
+
+/// Fits `samples` with at most `max_pieces` straight pieces, each over at least
+/// `min_sizes` distinct sizes, minimising relative squared error (timings span orders
+/// of magnitude, so every size counts alike). Boundaries fall between measured sizes
+/// and are chosen from the data; the number of pieces by the Bayesian information
+/// criterion, so a piece is added only when it explains the data markedly better.
+///
+/// ```
+/// use dagwire_sim::machine::fit::{Sample, fit_piecewise};
+/// let s: Vec<Sample> = [8u64, 64, 512, 4096, 32768, 262144, 2097152]
+///     .iter()
+///     .map(|&k| Sample { bytes: k, ns: if k < 32768 { 500.0 + 0.2 * k as f64 } else { 4000.0 + 0.1 * k as f64 } })
+///     .collect();
+/// let pieces = fit_piecewise(&s, 3, 3).unwrap();
+/// assert_eq!(pieces.len(), 2);
+/// assert_eq!(pieces[1].from_bytes, 32768);
+/// ```
+pub fn fit_piecewise(samples: &[Sample], max_pieces: usize, min_sizes: usize) -> Result<Vec<Piece>, FitError> {
+    let mut sorted: Vec<Sample> = samples.iter().copied().filter(|s| s.ns.is_finite() && s.ns > 0.0).collect();
+    if sorted.len() < samples.len() {
+        return Err(FitError("every sample needs a finite positive time".into()));
+    }
+    sorted.sort_by(|a, b| a.bytes.cmp(&b.bytes).then(a.ns.total_cmp(&b.ns)));
+    // Index of the first sample of each distinct size.
+    let starts: Vec<usize> = (0..sorted.len()).filter(|&i| i == 0 || sorted[i].bytes != sorted[i - 1].bytes).collect();
+    let min_sizes = min_sizes.max(2);
+    if starts.len() < min_sizes {
+        return Err(FitError(format!(
+            "need at least {min_sizes} distinct message sizes to fit a line, got {}",
+            starts.len()
+        )));
+    }
+    let n = sorted.len() as f64;
+    let mut best: Option<(f64, Vec<Piece>)> = None;
+    for pieces in 1..=max_pieces.max(1) {
+        let Some((rss, fit)) = best_split(&sorted, &starts, pieces, min_sizes) else { break };
+        let params = (3 * pieces - 1) as f64;
+        let bic = n * (rss / n).max(NOISE_FLOOR * NOISE_FLOOR).ln() + params * n.ln();
+        if best.as_ref().is_none_or(|(b, _)| bic < *b) {
+            best = Some((bic, fit));
+        }
+    }
+    Ok(best.expect("one piece always fits").1)
+}
+
+/// The best split of `sorted` into `pieces` pieces (boundaries at distinct-size starts),
+/// by exhaustive search over boundaries (a few dozen sizes: cheap).
+fn best_split(sorted: &[Sample], starts: &[usize], pieces: usize, min_sizes: usize) -> Option<(f64, Vec<Piece>)> {
+    let sizes = starts.len();
+    if sizes < pieces * min_sizes {
+        return None;
+    }
+    let mut best: Option<(f64, Vec<Piece>)> = None;
+    let mut cuts = Vec::with_capacity(pieces + 1);
+    search(sorted, starts, pieces, min_sizes, 0, &mut cuts, &mut best);
+    best
+}
+
+fn search(
+    sorted: &[Sample],
+    starts: &[usize],
+    pieces: usize,
+    min_sizes: usize,
+    from: usize,
+    cuts: &mut Vec<usize>,
+    best: &mut Option<(f64, Vec<Piece>)>,
+) {
+    cuts.push(from);
+    if cuts.len() == pieces {
+        if starts.len() - from >= min_sizes {
+            let mut bounds = cuts.clone();
+            bounds.push(starts.len());
+            let mut rss = 0.0;
+            let mut fit = Vec::with_capacity(pieces);
+            for w in bounds.windows(2) {
+                let lo = starts[w[0]];
+                let hi = if w[1] == starts.len() { sorted.len() } else { starts[w[1]] };
+                let (piece, r) = fit_line(&sorted[lo..hi]);
+                rss += r;
+                fit.push(piece);
+            }
+            if best.as_ref().is_none_or(|(b, _)| rss < *b) {
+                *best = Some((rss, fit));
+            }
+        }
+    } else {
+        for next in from + min_sizes..=starts.len().saturating_sub(min_sizes * (pieces - cuts.len())) {
+            search(sorted, starts, pieces, min_sizes, next, cuts, best);
+        }
+    }
+    cuts.pop();
+}
+
+/// Weighted least squares with weights `1/y²` (relative error): the line and its sum
+/// of squared relative residuals.
+fn fit_line(s: &[Sample]) -> (Piece, f64) {
+    let (mut sw, mut swx, mut swy, mut swxx, mut swxy) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    for p in s {
+        let (x, y) = (p.bytes as f64, p.ns);
+        let w = 1.0 / (y * y);
+        sw += w;
+        swx += w * x;
+        swy += w * y;
+        swxx += w * x * x;
+        swxy += w * x * y;
+    }
+    let det = sw * swxx - swx * swx;
+    let (intercept, slope) = if det.abs() <= f64::EPSILON * sw * swxx {
+        (swy / sw, 0.0)
+    } else {
+        ((swxx * swy - swx * swxy) / det, (sw * swxy - swx * swy) / det)
+    };
+    let rss: f64 = s.iter().map(|p| ((p.ns - intercept - slope * p.bytes as f64) / p.ns).powi(2)).sum();
+    let piece = Piece {
+        from_bytes: s[0].bytes,
+        to_bytes: s[s.len() - 1].bytes,
+        intercept_ns: intercept,
+        slope_ns_per_byte: slope,
+        rms_rel_residual: (rss / s.len() as f64).sqrt(),
+        samples: s.len(),
+    };
+    (piece, rss)
+}
+
+/// A fitted LogGP segment and where its numbers came from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FittedSegment {
+    /// The parameters, ready for a machine file.
+    pub segment: LogGpSegment,
+    /// The ping-pong piece (`o_s + L + o_r` and `G`).
+    pub latency: Piece,
+    /// The streaming interval that set `g` and `o` (ns, the median of the segment's
+    /// gap-bound samples) and how many samples it is the median of; `None` when no
+    /// streaming sample fell in the segment.
+    pub stream_gap: Option<(f64, u64)>,
+}
+
+/// LogGP parameters of one path, piecewise in message size.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LogGpFit {
+    /// Segments sorted by size, the first starting at 0 bytes.
+    pub segments: Vec<FittedSegment>,
+}
+
+impl LogGpFit {
+    /// The one-way time the fit predicts for an isolated `bytes` message, ns (the
+    /// simulator's `T(k)` without its whole-nanosecond rounding).
+    pub fn one_way_ns(&self, bytes: u64) -> f64 {
+        let s = &self.segment_of(bytes).segment;
+        s.o_s_ns + s.l_ns + s.o_r_ns + (bytes.max(1) - 1) as f64 * s.g_per_byte_ns
+    }
+
+    /// The delivery interval the fit predicts for back-to-back `bytes` messages, ns.
+    pub fn interval_ns(&self, bytes: u64) -> f64 {
+        let s = &self.segment_of(bytes).segment;
+        s.g_ns.max(s.o_s_ns).max(s.o_r_ns).max(bytes.max(1) as f64 * s.g_per_byte_ns)
+    }
+
+    fn segment_of(&self, bytes: u64) -> &FittedSegment {
+        let i = self.segments.partition_point(|s| s.segment.from_bytes <= bytes).saturating_sub(1);
+        &self.segments[i]
+    }
+}
+
+/// Smallest per-byte gap a fit may give (a machine file needs `G > 0`): 1e-6 ns/byte,
+/// a petabyte per second.
+const MIN_G: f64 = 1e-6;
+
+/// Fits LogGP segments to `pingpong` (one-way times of isolated messages) and `stream`
+/// (delivery intervals of back-to-back messages); segments and their boundaries come
+/// from the ping-pong curve (see the module doc for how the fixed cost is split).
+///
+/// ```
+/// use dagwire_sim::machine::fit::{Sample, fit_loggp};
+/// let sizes = [8u64, 64, 512, 4096, 32768, 262144];
+/// let pp: Vec<Sample> = sizes.iter().map(|&k| Sample { bytes: k, ns: 1000.0 + 0.1 * (k - 1) as f64 }).collect();
+/// let st: Vec<Sample> = sizes.iter().map(|&k| Sample { bytes: k, ns: (300.0f64).max(0.1 * k as f64) }).collect();
+/// let fit = fit_loggp(&pp, &st, 3).unwrap();
+/// let s = &fit.segments[0].segment;
+/// assert!((s.g_per_byte_ns - 0.1).abs() < 1e-6 && (s.g_ns - 300.0).abs() < 1e-6);
+/// assert!((s.o_s_ns + s.l_ns + s.o_r_ns - 1000.0).abs() < 1e-3);
+/// ```
+pub fn fit_loggp(pingpong: &[Sample], stream: &[Sample], max_segments: usize) -> Result<LogGpFit, FitError> {
+    let pieces = fit_piecewise(pingpong, max_segments, 3)?;
+    let mut segments = Vec::with_capacity(pieces.len());
+    for (i, piece) in pieces.iter().enumerate() {
+        let from = if i == 0 { 0 } else { piece.from_bytes };
+        let until = pieces.get(i + 1).map_or(u64::MAX, |p| p.from_bytes);
+        let g_per_byte = piece.slope_ns_per_byte.max(MIN_G);
+        // T(k) = a + b k = (a + b) + (k - 1) b: the fixed cost at one byte.
+        let fixed = (piece.intercept_ns + piece.slope_ns_per_byte).max(0.0);
+        // The gap-bound streaming samples of the segment: those a per-byte cost does
+        // not explain (k G well under the interval); their median interval is `g`.
+        let gap_bound: Vec<f64> = stream
+            .iter()
+            .filter(|s| s.bytes >= from && s.bytes < until)
+            .filter(|s| s.bytes as f64 * g_per_byte < 0.5 * s.ns)
+            .map(|s| s.ns)
+            .collect();
+        let stream_gap = (!gap_bound.is_empty()).then(|| (median(&gap_bound), gap_bound.len() as u64));
+        // Where streaming is bandwidth-bound at every measured size, `g` and `o` do not
+        // show: the segment below's are carried over (0 for the first).
+        let below: Option<&FittedSegment> = segments.last();
+        let interval = stream_gap.map_or_else(|| below.map_or(0.0, |b| b.segment.g_ns), |(g, _)| g);
+        let o = stream_gap.map_or_else(|| below.map_or(0.0, |b| b.segment.o_s_ns), |(g, _)| g).min(fixed / 2.0);
+        segments.push(FittedSegment {
+            segment: LogGpSegment {
+                from_bytes: from,
+                o_s_ns: o,
+                o_r_ns: o,
+                g_ns: interval,
+                l_ns: (fixed - 2.0 * o).max(0.0),
+                g_per_byte_ns: g_per_byte,
+            },
+            latency: piece.clone(),
+            stream_gap,
+        });
+    }
+    Ok(LogGpFit { segments })
+}
+
+/// A kernel's fitted rate.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KernelRate {
+    /// Kernel name (`gemm`).
+    pub name: String,
+    /// GFLOP/s per core: total flops over total time less the per-task overhead.
+    pub gflops: f64,
+    /// Root-mean-square relative residual of `overhead + flops / rate` against each
+    /// measured duration.
+    pub rms_rel_residual: f64,
+    /// Tasks measured.
+    pub tasks: usize,
+}
+
+/// Fits one rate per kernel name to task timings `(name, flops, duration ns)`, given
+/// the per-task overhead the simulator adds to every task. Kernels without flops
+/// (hand-on kernels) get no rate.
+///
+/// ```
+/// use dagwire_sim::machine::fit::fit_kernel_rates;
+/// let tasks = [("gemm", 2e6, 1100.0 + 1e5), ("gemm", 4e6, 1100.0 + 2e5), ("copy", 0.0, 900.0)];
+/// let rates = fit_kernel_rates(tasks.iter().map(|&(n, f, d)| (n, f, d)), 1100.0);
+/// assert_eq!(rates.len(), 1);
+/// assert!((rates[0].gflops - 20.0).abs() < 1e-9);
+/// ```
+pub fn fit_kernel_rates<'a>(tasks: impl IntoIterator<Item = (&'a str, f64, f64)>, overhead_ns: f64) -> Vec<KernelRate> {
+    let mut by_name: std::collections::BTreeMap<&str, Vec<(f64, f64)>> = Default::default();
+    for (name, flops, ns) in tasks {
+        if flops > 0.0 && ns.is_finite() {
+            by_name.entry(name).or_default().push((flops, ns));
+        }
+    }
+    by_name
+        .into_iter()
+        .map(|(name, v)| {
+            let flops: f64 = v.iter().map(|p| p.0).sum();
+            let busy: f64 = v.iter().map(|p| (p.1 - overhead_ns).max(1.0)).sum();
+            let per_ns = flops / busy;
+            let rss: f64 = v.iter().map(|&(f, ns)| ((overhead_ns + f / per_ns - ns) / ns).powi(2)).sum();
+            KernelRate {
+                name: name.to_string(),
+                gflops: per_ns,
+                rms_rel_residual: (rss / v.len() as f64).sqrt(),
+                tasks: v.len(),
+            }
+        })
+        .collect()
+}
+
+/// The median of `values` (`NaN` when empty).
+pub fn median(values: &[f64]) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    Data::new(values.to_vec()).median()
+}

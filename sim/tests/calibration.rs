@@ -1,0 +1,155 @@
+//! Calibration: fitting recovers known parameters from synthetic measurements, and a
+//! fitted model reproduces the curves it was fitted to.
+
+use dagwire_runtime::rng::{self, RngExt};
+use dagwire_sim::machine::LogGpSegment;
+use dagwire_sim::machine::fit::{Sample, fit_kernel_rates, fit_loggp, fit_piecewise};
+
+/// The true model: two segments, the protocol switch at 16 KiB.
+fn truth() -> [LogGpSegment; 2] {
+    [
+        LogGpSegment { from_bytes: 0, o_s_ns: 150.0, o_r_ns: 150.0, g_ns: 150.0, l_ns: 400.0, g_per_byte_ns: 0.125 },
+        LogGpSegment {
+            from_bytes: 16384,
+            o_s_ns: 400.0,
+            o_r_ns: 400.0,
+            g_ns: 400.0,
+            l_ns: 1200.0,
+            g_per_byte_ns: 0.05,
+        },
+    ]
+}
+
+fn segment_of(bytes: u64) -> LogGpSegment {
+    let t = truth();
+    if bytes >= t[1].from_bytes { t[1].clone() } else { t[0].clone() }
+}
+
+/// Sizes as a calibration measures them: powers of two from 8 B to 4 MiB, and the
+/// midpoints between them, so a boundary can fall between any two neighbours.
+fn sizes() -> Vec<u64> {
+    let mut v = Vec::new();
+    let mut k = 8u64;
+    while k <= 4 << 20 {
+        v.push(k);
+        v.push(k + k / 2);
+        k *= 2;
+    }
+    v
+}
+
+/// One-way times and streaming intervals of the true model, with `noise` relative
+/// uniform error (seeded), three repetitions per size.
+fn measure(noise: f64) -> (Vec<Sample>, Vec<Sample>) {
+    let mut r = rng::rng(7, 0);
+    let mut jitter = |x: f64| x * (1.0 + noise * (2.0 * r.random::<f64>() - 1.0));
+    let (mut pp, mut st) = (Vec::new(), Vec::new());
+    for k in sizes() {
+        let s = segment_of(k);
+        for _ in 0..3 {
+            let one_way = s.o_s_ns + s.l_ns + s.o_r_ns + (k - 1) as f64 * s.g_per_byte_ns;
+            let interval = s.g_ns.max(s.o_s_ns).max(k as f64 * s.g_per_byte_ns);
+            pp.push(Sample { bytes: k, ns: jitter(one_way) });
+            st.push(Sample { bytes: k, ns: jitter(interval) });
+        }
+    }
+    (pp, st)
+}
+
+fn close(got: f64, want: f64, tol: f64) -> bool {
+    ((got - want) / want).abs() <= tol
+}
+
+#[test]
+fn exact_measurements_give_back_the_parameters_and_the_boundary() {
+    let (pp, st) = measure(0.0);
+    let fit = fit_loggp(&pp, &st, 3).unwrap();
+    assert_eq!(fit.segments.len(), 2, "{fit:#?}");
+    assert_eq!(fit.segments[0].segment.from_bytes, 0);
+    assert_eq!(fit.segments[1].segment.from_bytes, 16384, "the boundary is the protocol switch");
+    for (got, want) in fit.segments.iter().zip(truth()) {
+        let g = &got.segment;
+        assert!(close(g.g_per_byte_ns, want.g_per_byte_ns, 1e-6), "{g:?}");
+        assert!(close(g.o_s_ns + g.l_ns + g.o_r_ns, want.o_s_ns + want.l_ns + want.o_r_ns, 1e-6), "{g:?}");
+        assert!(got.latency.rms_rel_residual < 1e-9);
+    }
+    // Small messages stream gap-bound: the truth follows the convention o = g, so the
+    // split is recovered too. Large ones stream bandwidth-bound at every size, where g
+    // does not show; the streaming curve is reproduced all the same.
+    let small = &fit.segments[0].segment;
+    assert!(close(small.o_s_ns, 150.0, 1e-6) && close(small.g_ns, 150.0, 1e-6) && close(small.l_ns, 400.0, 1e-6));
+    for k in sizes() {
+        let s = segment_of(k);
+        let want = s.g_ns.max(s.o_s_ns).max(k as f64 * s.g_per_byte_ns);
+        assert!(close(fit.interval_ns(k), want, 1e-6), "{k}: {} vs {want}", fit.interval_ns(k));
+    }
+}
+
+/// The stated tolerance: with ±2% uniform noise on every measurement, the boundary is
+/// found exactly, `G` and `o_s + L + o_r` within 3%, the small messages' `g` within 4%,
+/// and both curves are reproduced within 3% (one-way) and 4% (streaming).
+#[test]
+fn noisy_measurements_recover_the_parameters_within_tolerance() {
+    let (pp, st) = measure(0.02);
+    let fit = fit_loggp(&pp, &st, 3).unwrap();
+    assert_eq!(fit.segments.len(), 2, "{fit:#?}");
+    assert_eq!(fit.segments[1].segment.from_bytes, 16384);
+    for (got, want) in fit.segments.iter().zip(truth()) {
+        let g = &got.segment;
+        assert!(close(g.g_per_byte_ns, want.g_per_byte_ns, 0.03), "G {g:?}");
+        assert!(close(g.o_s_ns + g.l_ns + g.o_r_ns, want.o_s_ns + want.l_ns + want.o_r_ns, 0.03), "fixed {g:?}");
+        assert!(got.latency.rms_rel_residual < 0.02, "{:?}", got.latency);
+    }
+    assert!(close(fit.segments[0].segment.g_ns, 150.0, 0.04), "{:?}", fit.segments[0]);
+    // And the fitted model reproduces every size's one-way time within 3%.
+    for k in sizes() {
+        let s = segment_of(k);
+        let want = s.o_s_ns + s.l_ns + s.o_r_ns + (k - 1) as f64 * s.g_per_byte_ns;
+        assert!(close(fit.one_way_ns(k), want, 0.03), "{k}: {} vs {want}", fit.one_way_ns(k));
+        let want = s.g_ns.max(s.o_s_ns).max(k as f64 * s.g_per_byte_ns);
+        assert!(close(fit.interval_ns(k), want, 0.04), "{k}: {} vs {want}", fit.interval_ns(k));
+    }
+}
+
+#[test]
+fn a_straight_curve_stays_one_segment() {
+    let pp: Vec<Sample> = sizes().iter().map(|&k| Sample { bytes: k, ns: 800.0 + 0.1 * k as f64 }).collect();
+    let pieces = fit_piecewise(&pp, 3, 3).unwrap();
+    assert_eq!(pieces.len(), 1, "{pieces:#?}");
+}
+
+#[test]
+fn three_segments_are_found_when_the_data_has_them() {
+    let f = |k: u64| match k {
+        0..4096 => 300.0 + 0.2 * k as f64,
+        4096..131072 => 2000.0 + 0.1 * k as f64,
+        _ => 10000.0 + 0.04 * k as f64,
+    };
+    let pp: Vec<Sample> = sizes().iter().map(|&k| Sample { bytes: k, ns: f(k) }).collect();
+    let pieces = fit_piecewise(&pp, 3, 3).unwrap();
+    let starts: Vec<u64> = pieces.iter().map(|p| p.from_bytes).collect();
+    assert_eq!(starts, [8, 4096, 131072]);
+}
+
+#[test]
+fn too_few_sizes_are_refused_and_bad_times_too() {
+    let two = [Sample { bytes: 8, ns: 1.0 }, Sample { bytes: 16, ns: 2.0 }];
+    assert!(fit_piecewise(&two, 2, 3).unwrap_err().to_string().contains("at least 3 distinct"));
+    let bad = [Sample { bytes: 8, ns: f64::NAN }, Sample { bytes: 16, ns: 2.0 }, Sample { bytes: 32, ns: 3.0 }];
+    assert!(fit_piecewise(&bad, 2, 3).is_err());
+}
+
+#[test]
+fn kernel_rates_come_back_from_task_timings() {
+    let overhead = 2000.0;
+    let tasks: Vec<(&str, f64, f64)> = (1..20)
+        .flat_map(|i| {
+            let f = i as f64 * 1e6;
+            [("gemm", 2.0 * f, overhead + 2.0 * f / 40.0), ("potrf", f / 3.0, overhead + f / 3.0 / 10.0)]
+        })
+        .collect();
+    let rates = fit_kernel_rates(tasks.iter().copied(), overhead);
+    let get = |n: &str| rates.iter().find(|r| r.name == n).unwrap();
+    assert!(close(get("gemm").gflops, 40.0, 1e-9) && close(get("potrf").gflops, 10.0, 1e-9), "{rates:?}");
+    assert!(get("gemm").rms_rel_residual < 1e-9);
+}
