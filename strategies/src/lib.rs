@@ -12,6 +12,7 @@
 //! ```
 
 pub mod batched;
+pub mod dagger;
 pub mod eager;
 pub mod rendezvous;
 pub mod rma;
@@ -99,7 +100,7 @@ pub fn rank_rng(seed: u64, rank: Rank) -> SeededRng {
 
 /// Every strategy, in the order `experiment list` shows them. Adding a strategy is one
 /// file plus one line here.
-pub static REGISTRY: &[StrategyInfo] = &[eager::INFO, rendezvous::INFO, batched::INFO, rma::INFO];
+pub static REGISTRY: &[StrategyInfo] = &[eager::INFO, rendezvous::INFO, batched::INFO, rma::INFO, dagger::INFO];
 
 /// A strategy name that is not registered.
 #[derive(Debug, thiserror::Error)]

@@ -36,6 +36,10 @@ fn configurations() -> Vec<(&'static str, Vec<(&'static str, ParamValue)>)> {
         all.push(("rma", vec![("mode", s(mode)), ("inline_limit", i(1 << 20))]));
         all.push(("rma", vec![("mode", s(mode)), ("max_outstanding", i(1))]));
     }
+    for metadata in ["all", "readers", "none"] {
+        all.push(("dagger", vec![("metadata", s(metadata))]));
+    }
+    all.push(("dagger", vec![("header", s("inline")), ("tag_bound", i(1))]));
     all
 }
 
