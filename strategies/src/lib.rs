@@ -14,6 +14,7 @@
 pub mod batched;
 pub mod dagger;
 pub mod eager;
+pub mod parsec;
 pub mod rendezvous;
 pub mod rma;
 
@@ -100,7 +101,8 @@ pub fn rank_rng(seed: u64, rank: Rank) -> SeededRng {
 
 /// Every strategy, in the order `experiment list` shows them. Adding a strategy is one
 /// file plus one line here.
-pub static REGISTRY: &[StrategyInfo] = &[eager::INFO, rendezvous::INFO, batched::INFO, rma::INFO, dagger::INFO];
+pub static REGISTRY: &[StrategyInfo] =
+    &[eager::INFO, rendezvous::INFO, batched::INFO, rma::INFO, dagger::INFO, parsec::INFO];
 
 /// A strategy name that is not registered.
 #[derive(Debug, thiserror::Error)]

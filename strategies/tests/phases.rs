@@ -40,6 +40,10 @@ fn configurations() -> Vec<(&'static str, Vec<(&'static str, ParamValue)>)> {
         all.push(("dagger", vec![("metadata", s(metadata))]));
     }
     all.push(("dagger", vec![("header", s("inline")), ("tag_bound", i(1))]));
+    for propagation in ["star", "chain", "binomial"] {
+        all.push(("parsec", vec![("propagation", s(propagation))]));
+        all.push(("parsec", vec![("propagation", s(propagation)), ("short_limit", i(0)), ("max_concurrent", i(1))]));
+    }
     all
 }
 

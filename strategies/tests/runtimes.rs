@@ -175,3 +175,81 @@ fn dagger_a_rank_is_not_done_before_every_metadata_message_arrived() {
     assert!(r0.error().is_none(), "{:?}", r0.error());
     assert!(r0.is_done());
 }
+
+// ---------------------------------------------------------------------------------
+// parsec
+// ---------------------------------------------------------------------------------
+
+fn int(v: i64) -> ParamValue {
+    ParamValue::Int(v)
+}
+
+#[test]
+fn parsec_sends_activation_get_then_data_above_the_short_limit_and_one_message_below() {
+    let dag = many_to_one(1).0; // one chunk of 8 bytes, r0 -> r1
+    let big = run(&dag, "parsec", &[("short_limit", int(0))]);
+    let seq: Vec<(&str, Rank, Rank)> = big.trace.messages.iter().map(|m| (m.kind, m.src, m.dst)).collect();
+    assert_eq!(
+        seq,
+        [("parsec-activate", Rank(0), Rank(1)), ("parsec-get", Rank(1), Rank(0)), ("parsec-put", Rank(0), Rank(1))]
+    );
+    assert!(big.trace.messages.is_sorted_by_key(|m| m.sent_ns));
+    let short = run(&dag, "parsec", &[("short_limit", int(8))]);
+    let seq: Vec<&str> = short.trace.messages.iter().map(|m| m.kind).collect();
+    assert_eq!(seq, ["parsec-short"], "8 bytes <= short_limit: the data rides on the activation");
+}
+
+#[test]
+fn parsec_keeps_at_most_max_concurrent_gets_in_flight() {
+    let (dag, _) = many_to_one(8);
+    for bound in [1, 3, 5] {
+        let run = run(&dag, "parsec", &[("short_limit", int(0)), ("max_concurrent", int(bound))]);
+        // +1 when r1 sends a GET, -1 when a put reaches it; at equal times arrivals first.
+        let mut events: Vec<(u64, i64)> = of_kind(&run, "parsec-get").map(|m| (m.sent_ns, 1)).collect();
+        events.extend(of_kind(&run, "parsec-put").map(|m| (m.recv_ns, -1)));
+        events.sort_unstable();
+        let (mut now, mut most) = (0i64, 0i64);
+        for (_, d) in events {
+            now += d;
+            most = most.max(now);
+        }
+        assert_eq!(most, bound.min(8), "bound {bound}: the most GETs in flight");
+        assert_eq!(of_kind(&run, "parsec-get").count(), 8);
+    }
+}
+
+/// r0 makes one chunk of 64 bytes that ranks 1..=readers read.
+fn one_to_many(readers: u32) -> Arc<Dag> {
+    let mut b = DagBuilder::new(readers as usize + 1);
+    let p = b.add(TaskSpec::new(K, Rank(0)).outputs(&[64]));
+    for r in 1..=readers {
+        b.add(TaskSpec::new(K, Rank(r)).inputs(&[p.output(0)]).outputs(&[8]));
+    }
+    Arc::new(b.finish())
+}
+
+/// Per rank: (activations sent, GETs sent, puts sent).
+fn per_rank(run: &Run, ranks: u32) -> Vec<(usize, usize, usize)> {
+    (0..ranks)
+        .map(|r| {
+            let n = |k| of_kind(run, k).filter(|m| m.src == Rank(r)).count();
+            (n("parsec-activate"), n("parsec-get"), n("parsec-put"))
+        })
+        .collect()
+}
+
+#[test]
+fn parsec_forwards_along_star_chain_and_binomial_trees() {
+    let dag = one_to_many(5);
+    let go = |propagation: &str| run(&dag, "parsec", &[("short_limit", int(0)), ("propagation", s(propagation))]);
+    // Star: the producer activates and serves all five.
+    assert_eq!(per_rank(&go("star"), 6), [(5, 0, 5), (0, 1, 0), (0, 1, 0), (0, 1, 0), (0, 1, 0), (0, 1, 0)]);
+    // Chain: each destination activates and serves the next.
+    assert_eq!(per_rank(&go("chain"), 6), [(1, 0, 1), (1, 1, 1), (1, 1, 1), (1, 1, 1), (1, 1, 1), (0, 1, 0)]);
+    // Binomial over positions 0..=5: 0 -> 1, 2, 4; 1 -> 3, 5.
+    assert_eq!(per_rank(&go("binomial"), 6), [(3, 0, 3), (2, 1, 2), (0, 1, 0), (0, 1, 0), (0, 1, 0), (0, 1, 0)]);
+    // Short data forwards the same way, one message per edge.
+    let short = run(&dag, "parsec", &[("propagation", s("chain"))]);
+    let edges: Vec<(Rank, Rank)> = of_kind(&short, "parsec-short").map(|m| (m.src, m.dst)).collect();
+    assert_eq!(edges, (0..5).map(|r| (Rank(r), Rank(r + 1))).collect::<Vec<_>>());
+}
