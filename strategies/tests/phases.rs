@@ -44,6 +44,10 @@ fn configurations() -> Vec<(&'static str, Vec<(&'static str, ParamValue)>)> {
         all.push(("parsec", vec![("propagation", s(propagation))]));
         all.push(("parsec", vec![("propagation", s(propagation)), ("short_limit", i(0)), ("max_concurrent", i(1))]));
     }
+    for cache in ["on", "off"] {
+        all.push(("starpu", vec![("cache", s(cache))]));
+        all.push(("starpu", vec![("cache", s(cache)), ("eager_limit", i(0))]));
+    }
     all
 }
 

@@ -253,3 +253,64 @@ fn parsec_forwards_along_star_chain_and_binomial_trees() {
     let edges: Vec<(Rank, Rank)> = of_kind(&short, "parsec-short").map(|m| (m.src, m.dst)).collect();
     assert_eq!(edges, (0..5).map(|r| (Rank(r), Rank(r + 1))).collect::<Vec<_>>());
 }
+
+// ---------------------------------------------------------------------------------
+// starpu
+// ---------------------------------------------------------------------------------
+
+/// r0 makes a chunk of `bytes`; three tasks on r1 and one on r2 read it.
+fn read_by_four_tasks(bytes: u64) -> Arc<Dag> {
+    let mut b = DagBuilder::new(3);
+    let p = b.add(TaskSpec::new(K, Rank(0)).outputs(&[bytes]));
+    for r in [1, 1, 1, 2] {
+        b.add(TaskSpec::new(K, Rank(r)).inputs(&[p.output(0)]).outputs(&[8]));
+    }
+    Arc::new(b.finish())
+}
+
+#[test]
+fn starpu_sends_envelope_and_data_eagerly_and_waits_for_ready_above_the_limit() {
+    let dag = many_to_one(1).0; // 8 bytes, r0 -> r1
+    let eager = run(&dag, "starpu", &[("eager_limit", int(8))]);
+    let mut seq: Vec<&str> = eager.trace.messages.iter().map(|m| m.kind).collect();
+    seq.sort_unstable(); // both leave and arrive at the same instants
+    assert_eq!(seq, ["starpu-data", "starpu-envelope"]);
+    assert!(eager.trace.messages.iter().all(|m| m.sent_ns == eager.trace.messages[0].sent_ns));
+    let rndv = run(&dag, "starpu", &[("eager_limit", int(7))]);
+    let seq: Vec<(&str, Rank)> = rndv.trace.messages.iter().map(|m| (m.kind, m.src)).collect();
+    assert_eq!(seq, [("starpu-envelope", Rank(0)), ("starpu-ready", Rank(1)), ("starpu-data", Rank(0))]);
+    assert!(rndv.end_ns >= eager.end_ns + 2 * TIMING.latency, "one more round trip");
+}
+
+#[test]
+fn starpu_cache_sends_a_chunk_once_per_rank_and_without_it_once_per_reading_task() {
+    for (bytes, limit) in [(64, 65536), (64, 0)] {
+        let dag = read_by_four_tasks(bytes);
+        let data = |cache: &str| {
+            let run = run(&dag, "starpu", &[("cache", s(cache)), ("eager_limit", int(limit))]);
+            let to = |r| of_kind(&run, "starpu-data").filter(|m| m.dst == Rank(r)).count();
+            (to(1), to(2), of_kind(&run, "starpu-envelope").count())
+        };
+        assert_eq!(data("on"), (1, 1, 2), "limit {limit}: one copy per rank");
+        assert_eq!(data("off"), (3, 1, 4), "limit {limit}: one copy per reading task");
+    }
+}
+
+#[test]
+fn starpu_without_cache_refuses_copies_that_differ() {
+    use dagwire_strategies::starpu::{Config, Starpu};
+    let dag = read_by_four_tasks(16);
+    let c = ChunkId(0);
+    let mut r1 =
+        Engine::new(Rank(1), Arc::clone(&dag), Box::new(Starpu::new(Config { eager_limit: 64, cache: false })), 1);
+    r1.handle_start(0);
+    for t in 0..3 {
+        r1.handle_message(1 + t, Rank(0), Message::control(1, c, 16));
+    }
+    r1.handle_message(4, Rank(0), Message::data(3, c, Payload::from_bytes(&[7; 16])));
+    r1.handle_message(5, Rank(0), Message::data(3, c, Payload::from_bytes(&[7; 16])));
+    assert!(r1.error().is_none(), "{:?}", r1.error());
+    assert!(!r1.is_done(), "a copy is still on its way");
+    r1.handle_message(6, Rank(0), Message::data(3, c, Payload::from_bytes(&[8; 16])));
+    assert!(format!("{:?}", r1.error()).contains("differs from the first"), "{:?}", r1.error());
+}
