@@ -164,14 +164,19 @@ allreduce = ["strategy", "tree", "native"]
 fn every_strategy_verifies_on_2_and_4_ranks_with_aligned_clocks() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let tmp = tempfile::tempdir().unwrap();
-    let file = sweep(tmp.path(), r#"["eager", "rendezvous", "batched", "rma"]"#, "[2, 4]", 120);
+    let strategies = r#"["eager", "rendezvous", "batched", "rma", "dagger", "parsec", "starpu"]"#;
+    let file = sweep(tmp.path(), strategies, "[2, 4]", 120);
     let out = tmp.path().join("out");
     let run = experiment(&["run", file.to_str().unwrap(), "--out", out.to_str().unwrap()], &[]);
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(run.status.success(), "experiment run failed: {}\n{stderr}", run.status);
 
     let points = tables::read_points(&out).unwrap();
-    assert_eq!(points.height(), 2 * (3 + 4), "(eager, rendezvous, batched, 4 rma variants) x 2 rank counts");
+    assert_eq!(
+        points.height(),
+        2 * (3 + 4 + 3),
+        "(eager, rendezvous, batched, 4 rma variants, dagger, parsec, starpu) x 2 rank counts"
+    );
     let (strategy, ranks, verified) =
         (column(&points, "strategy"), column(&points, "ranks"), column(&points, "verified"));
     for i in 0..points.height() {
@@ -292,14 +297,17 @@ fn a_user_runs_one_point_under_mpirun_and_gets_a_results_directory() {
 fn corrupted_data_moved_by_mpi_fails_verification() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let tmp = tempfile::tempdir().unwrap();
-    let file = sweep(tmp.path(), r#""eager""#, "2", 60);
+    let file = sweep(tmp.path(), r#"["eager", "dagger", "parsec", "starpu"]"#, "2", 60);
     let text = std::fs::read_to_string(&file).unwrap().replace("ranks = 2\n", "ranks = 2\nfault = \"corrupt-data\"\n");
     std::fs::write(&file, text).unwrap();
     let out = tmp.path().join("out");
     let run = experiment(&["run", file.to_str().unwrap(), "--out", out.to_str().unwrap()], &[]);
     assert_eq!(run.status.code(), Some(1), "{}", String::from_utf8_lossy(&run.stderr));
     let errors = column(&tables::read_points(&out).unwrap(), "error");
-    assert!(errors[0].contains("verification failed"), "{}", errors[0]);
+    assert_eq!(errors.len(), 4, "one point per strategy");
+    for e in errors {
+        assert!(e.contains("verification failed"), "{e}");
+    }
 }
 
 /// `experiment bench mpi` launches its own 2-rank job and prints, for every size, the raw

@@ -75,6 +75,28 @@ fn a_simulated_cholesky_with_real_kernels_verifies_on_every_preset_and_fidelity(
 }
 
 #[test]
+fn the_dagger_evaluation_presets_run_a_modelled_cholesky_on_64_ranks_with_each_runtime_protocol() {
+    let w = cholesky(8192, 512, 64);
+    let mut makespans = Vec::new();
+    for preset in ["aurora", "aws-efa"] {
+        let machine = load_machine(preset).unwrap();
+        for strategy in ["eager", "dagger", "parsec", "starpu"] {
+            let name = |k| w.kernel_name(k);
+            let kernels = SimKernels { kernels: w.kernels(), name: &name };
+            let cfg = SimConfig { ranks: 64, workers: 1, run_kernels: false, seed: 1, trace: Default::default() };
+            let factory = Pick(strategy, vec![]).factory(w.dag());
+            let out = run(w.dag(), &kernels, &factory, &machine, cfg).unwrap_or_else(|e| panic!("{preset}: {e}"));
+            assert_eq!(out.run.trace.tasks.len(), w.dag().task_count(), "{preset} {strategy}");
+            makespans.push(out.run.makespan_ns);
+        }
+    }
+    // EFA's 15 us latency and slower cores cost time against Aurora, protocol by protocol.
+    for i in 0..4 {
+        assert!(makespans[4 + i] > makespans[i], "{makespans:?}");
+    }
+}
+
+#[test]
 fn the_same_point_twice_gives_an_identical_trace() {
     let machine = load_machine("ib-hdr-fattree").unwrap();
     let w = cholesky(512, 64, 16);

@@ -12,10 +12,13 @@
 //! ```
 
 pub mod batched;
+pub mod dagger;
 pub mod eager;
 pub mod fabric;
+pub mod parsec;
 pub mod rendezvous;
 pub mod rma;
+pub mod starpu;
 
 use dagwire_runtime::params::did_you_mean;
 use dagwire_runtime::rng::{self, SeededRng, stream};
@@ -100,7 +103,16 @@ pub fn rank_rng(seed: u64, rank: Rank) -> SeededRng {
 
 /// Every strategy, in the order `experiment list` shows them. Adding a strategy is one
 /// file plus one line here.
-pub static REGISTRY: &[StrategyInfo] = &[eager::INFO, rendezvous::INFO, batched::INFO, rma::INFO, fabric::INFO];
+pub static REGISTRY: &[StrategyInfo] = &[
+    eager::INFO,
+    rendezvous::INFO,
+    batched::INFO,
+    rma::INFO,
+    fabric::INFO,
+    dagger::INFO,
+    parsec::INFO,
+    starpu::INFO,
+];
 
 /// A strategy name that is not registered.
 #[derive(Debug, thiserror::Error)]

@@ -1,7 +1,8 @@
 //! End to end on the libfabric driver with real providers (`tcp`, run by libfabric as
 //! `tcp;ofi_rxm`, and `shm`), ranks as processes started by the driver's local
 //! launcher: tiled Cholesky and the micro workload verify with the eager and the
-//! rendezvous strategies (below and above rendezvous' eager limit) on 2 and 3 ranks,
+//! rendezvous strategies (below and above rendezvous' eager limit) and with the other
+//! runtimes' protocols (dagger, parsec, starpu, each in two configurations) on 2 and 3 ranks,
 //! Cholesky verifies with batched (collectives run by the shared layer over the driver;
 //! all-to-all-v and neighbour exchanges; pieces above the inline limit) and with rma
 //! (windows as registered memory: get and put, passive and fence) and with fabric
@@ -136,6 +137,42 @@ fn points(ranks: usize) -> Vec<Point> {
         strategy_params: Vec::new(),
         fault: Some(Fault::CorruptDataMessage { nth: 0 }),
     });
+    // The other runtimes' protocols: Cholesky and one micro pattern verify, a corrupted
+    // transfer fails.
+    let s = |v: &str| ParamValue::Str(v.into());
+    for (strategy, strategy_params) in [
+        ("dagger", Vec::new()),
+        ("dagger", vec![("metadata", s("readers")), ("header", s("inline")), ("tag_bound", int(1))]),
+        ("parsec", vec![("short_limit", int(0))]),
+        ("parsec", vec![("propagation", s("binomial"))]),
+        ("starpu", vec![("cache", s("off")), ("eager_limit", int(0))]),
+        ("starpu", Vec::new()),
+    ] {
+        out.push(Point {
+            workload: "cholesky",
+            params: cholesky(),
+            strategy,
+            strategy_params: strategy_params.clone(),
+            fault: None,
+        });
+        let (pattern, size) = if ranks == 2 { ("pingpong", 1 << 20) } else { ("alltoall", 40 << 10) };
+        out.push(Point {
+            workload: "micro",
+            params: micro(pattern, size),
+            strategy,
+            strategy_params: strategy_params.clone(),
+            fault: None,
+        });
+    }
+    for strategy in ["dagger", "parsec", "starpu"] {
+        out.push(Point {
+            workload: "cholesky",
+            params: cholesky(),
+            strategy,
+            strategy_params: Vec::new(),
+            fault: Some(Fault::CorruptDataMessage { nth: 0 }),
+        });
+    }
     let (strategy_params, strategy) = eager();
     out.push(Point {
         workload: "cholesky",

@@ -36,6 +36,18 @@ fn configurations() -> Vec<(&'static str, Vec<(&'static str, ParamValue)>)> {
         all.push(("rma", vec![("mode", s(mode)), ("inline_limit", i(1 << 20))]));
         all.push(("rma", vec![("mode", s(mode)), ("max_outstanding", i(1))]));
     }
+    for metadata in ["all", "readers", "none"] {
+        all.push(("dagger", vec![("metadata", s(metadata))]));
+    }
+    all.push(("dagger", vec![("header", s("inline")), ("tag_bound", i(1))]));
+    for propagation in ["star", "chain", "binomial"] {
+        all.push(("parsec", vec![("propagation", s(propagation))]));
+        all.push(("parsec", vec![("propagation", s(propagation)), ("short_limit", i(0)), ("max_concurrent", i(1))]));
+    }
+    for cache in ["on", "off"] {
+        all.push(("starpu", vec![("cache", s(cache))]));
+        all.push(("starpu", vec![("cache", s(cache)), ("eager_limit", i(0))]));
+    }
     all
 }
 

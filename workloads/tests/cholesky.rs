@@ -1,4 +1,6 @@
-//! End-to-end: the Cholesky workload through the local driver with the eager strategy.
+//! End-to-end: the Cholesky workload through the local driver with the eager strategy
+//! (and, for corrupted transfers, the other runtimes' protocols; every strategy's
+//! verified Cholesky runs on the harness, local and sim are in `strategies/tests/phases.rs`).
 
 use dagwire_runtime::drivers::local::{LocalConfig, run};
 use dagwire_runtime::{Fault, KernelId, ParamError, ParamValue, Params, Progress, Rank, Strategy};
@@ -62,9 +64,16 @@ fn a_corrupted_transfer_fails_verification() {
     // on 2 ranks (1x2 grid) the off-diagonal panel tiles travel, so a tile of L is wrong.
     for (n, tile) in [(128, 32), (100, 32), (45, 15)] {
         let cfg = LocalConfig { fault: Some(Fault::CorruptDataMessage { nth: 0 }), ..cfg(2, 1, Progress::Thread) };
-        let v = run_cfg(n, tile, cfg);
+        let v = run_cfg(n, tile, cfg.clone());
         assert!(!v.passed, "n={n} tile={tile}: corruption went unnoticed: {v:?}");
         assert!(v.value > RESIDUAL_BOUND, "{v:?}");
+        // The other runtimes' protocols carry the data in other messages; the flip still shows.
+        for strategy in ["dagger", "parsec", "starpu"] {
+            let w = prepare(n, tile, 2).unwrap();
+            let factory = dagwire_strategies::find(strategy).unwrap().factory_with(&[], w.dag(), 1).unwrap();
+            let v = w.verify(&run(w.dag(), w.kernels(), &factory, &cfg).unwrap().results);
+            assert!(!v.passed && v.value > RESIDUAL_BOUND, "{strategy} n={n} tile={tile}: unnoticed: {v:?}");
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use dagwire_workloads::dp::{self, Config, DpTrain, Kind, reference};
 use dagwire_workloads::{Verification, Workload, find};
 use std::time::Duration;
 
-const STRATEGIES: [&str; 4] = ["eager", "rendezvous", "batched", "rma"];
+const STRATEGIES: [&str; 7] = ["eager", "rendezvous", "batched", "rma", "dagger", "parsec", "starpu"];
 
 fn train(given: &[(&str, ParamValue)], ranks: usize) -> Result<Box<dyn Workload>, ParamError> {
     find("dp-train").unwrap().build(given, ranks, 2024)
@@ -109,10 +109,12 @@ fn defaults_learn_on_two_ranks() {
 
 #[test]
 fn a_corrupted_transfer_fails_verification() {
-    for ranks in [2, 4] {
-        let w = train(&small(3, 0.02), ranks).unwrap();
-        let (_, v) = local(&*w, "eager", ranks, Some(Fault::CorruptDataMessage { nth: 0 }));
-        assert!(!v.passed && v.value > 0.0, "{ranks}: corruption went unnoticed: {v:?}");
+    for strategy in ["eager", "dagger", "parsec", "starpu"] {
+        for ranks in [2, 4] {
+            let w = train(&small(3, 0.02), ranks).unwrap();
+            let (_, v) = local(&*w, strategy, ranks, Some(Fault::CorruptDataMessage { nth: 0 }));
+            assert!(!v.passed && v.value > 0.0, "{strategy} on {ranks}: corruption went unnoticed: {v:?}");
+        }
     }
 }
 

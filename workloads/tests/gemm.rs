@@ -10,7 +10,10 @@ use dagwire_workloads::gemm::layout::summa_bytes;
 use dagwire_workloads::{Verification, Workload, find};
 use std::time::Duration;
 
-const STRATEGIES: [&str; 4] = ["eager", "rendezvous", "batched", "rma"];
+const STRATEGIES: [&str; 7] = ["eager", "rendezvous", "batched", "rma", "dagger", "parsec", "starpu"];
+
+/// The strategies whose corrupted transfers are checked: eager and the other runtimes' protocols.
+const CORRUPTED: [&str; 4] = ["eager", "dagger", "parsec", "starpu"];
 
 /// `(layout, grid, replicas)`.
 type Dist = (&'static str, &'static str, i64);
@@ -145,10 +148,15 @@ fn three_d_moves_its_closed_form_count() {
 
 #[test]
 fn a_corrupted_transfer_fails_verification() {
-    for (dist, ranks) in DISTS {
-        let w = gemm([64, 48, 40], 16, dist, false, ranks).unwrap();
-        let (_, v) = local(&*w, "eager", ranks, Some(Fault::CorruptDataMessage { nth: 0 }));
-        assert!(!v.passed && v.value > ERROR_BOUND, "{dist:?} {ranks}: corruption went unnoticed: {v:?}");
+    for strategy in CORRUPTED {
+        for (dist, ranks) in DISTS {
+            let w = gemm([64, 48, 40], 16, dist, false, ranks).unwrap();
+            let (_, v) = local(&*w, strategy, ranks, Some(Fault::CorruptDataMessage { nth: 0 }));
+            assert!(
+                !v.passed && v.value > ERROR_BOUND,
+                "{strategy} {dist:?} {ranks}: corruption went unnoticed: {v:?}"
+            );
+        }
     }
 }
 

@@ -1,5 +1,5 @@
-//! End-to-end: the micro workload through the local driver with the eager and the
-//! rendezvous strategies.
+//! End-to-end: the micro workload through the local driver with the eager, rendezvous and
+//! other runtimes' (dagger, parsec, starpu) strategies.
 
 use dagwire_runtime::drivers::local::{LocalConfig, run};
 use dagwire_runtime::{Fault, KernelId, ParamError, ParamValue, Params, Progress, Rank, RunOutcome, Strategy};
@@ -8,7 +8,7 @@ use dagwire_workloads::micro::{Micro, Pattern};
 use dagwire_workloads::{Workload, find};
 use std::time::Duration;
 
-const STRATEGIES: [&str; 2] = ["eager", "rendezvous"];
+const STRATEGIES: [&str; 5] = ["eager", "rendezvous", "dagger", "parsec", "starpu"];
 
 /// Parameters of one micro run.
 #[derive(Clone, Copy, Debug)]
@@ -98,7 +98,12 @@ fn a_corrupted_transfer_fails_verification_for_every_pattern() {
                 let (w, out) = run_point(p, strategy, cfg(ranks, Progress::Thread, fault));
                 let v = w.verify(&out.results);
                 assert!(!v.passed, "{p:?} with {strategy}: corruption went unnoticed: {v:?}");
-                assert_eq!(v.value, 1.0, "{p:?} with {strategy}: one flipped byte: {v:?}");
+                if strategy == "parsec" {
+                    // PaRSEC's chain forwards the flipped byte through readers to their children.
+                    assert!(v.value >= 1.0, "{p:?} with {strategy}: {v:?}");
+                } else {
+                    assert_eq!(v.value, 1.0, "{p:?} with {strategy}: one flipped byte: {v:?}");
+                }
                 assert!(v.detail.contains("wrong"), "{}", v.detail);
             }
         }

@@ -13,13 +13,18 @@ pub const PRESETS: &[(&str, &str)] = &[
     ("eth-100g", include_str!("../../../machines/eth-100g.toml")),
     ("ib-hdr-fattree", include_str!("../../../machines/ib-hdr-fattree.toml")),
     ("slingshot-11-dragonfly", include_str!("../../../machines/slingshot-11-dragonfly.toml")),
+    ("aurora", include_str!("../../../machines/aurora.toml")),
+    ("aws-efa", include_str!("../../../machines/aws-efa.toml")),
 ];
 
 /// The preset names, in listing order.
 ///
 /// ```
 /// use dagwire_sim::machine::preset_names;
-/// assert_eq!(preset_names(), ["shm-node", "eth-100g", "ib-hdr-fattree", "slingshot-11-dragonfly"]);
+/// assert_eq!(
+///     preset_names(),
+///     ["shm-node", "eth-100g", "ib-hdr-fattree", "slingshot-11-dragonfly", "aurora", "aws-efa"]
+/// );
 /// ```
 pub fn preset_names() -> Vec<&'static str> {
     PRESETS.iter().map(|(name, _)| *name).collect()

@@ -75,7 +75,7 @@ fn base_machine_parses() {
 
 #[test]
 fn every_preset_parses_validates_and_holds_1024_ranks() {
-    assert_eq!(preset_names().len(), 4);
+    assert_eq!(preset_names().len(), 6);
     for name in preset_names() {
         let m = load_machine(name).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(m.name, name, "a preset's name field must equal its preset name");
@@ -116,6 +116,8 @@ fn presets_pick_the_documented_fidelity_and_topology() {
             (Fidelity::Analytic, "fat-tree"),
             (Fidelity::Flow, "fat-tree"),
             (Fidelity::Flow, "dragonfly"),
+            (Fidelity::Flow, "dragonfly"),
+            (Fidelity::Flow, "crossbar"),
         ]
     );
     // The IB preset is the ~1 us machine, Slingshot ~2 us, TCP Ethernet ~10 us.
@@ -126,6 +128,27 @@ fn presets_pick_the_documented_fidelity_and_topology() {
     assert_eq!(small("ib-hdr-fattree"), 1000.0);
     assert_eq!(small("slingshot-11-dragonfly"), 2000.0);
     assert_eq!(small("eth-100g"), 10_000.0);
+    // The Dagger evaluation's machines: Aurora's Slingshot as the other Slingshot preset,
+    // EFA an order of magnitude slower.
+    assert_eq!(small("aurora"), 2000.0);
+    assert_eq!(small("aws-efa"), 15_000.0);
+}
+
+#[test]
+fn aurora_is_the_published_dragonfly_and_aws_efa_a_full_bisection_crossbar() {
+    let aurora = load_machine("aurora").unwrap();
+    let Topology::Dragonfly { groups, routers_per_group, nodes_per_router, global_links_per_router, .. } =
+        aurora.topology
+    else {
+        panic!("aurora is a dragonfly")
+    };
+    // 166 groups x 32 switches x 2 nodes = Aurora's 10,624 nodes, two global links per group pair.
+    assert_eq!(u64::from(groups * routers_per_group * nodes_per_router), 10_624);
+    assert_eq!(routers_per_group * global_links_per_router / (groups - 1), 2);
+    assert_eq!((aurora.ranks_per_node, aurora.nic_gbps), (8, 8.0 * 200.0), "8 ranks, 8 NICs of 200 Gb/s");
+    let efa = load_machine("aws-efa").unwrap();
+    assert!(matches!(efa.topology, Topology::Crossbar { link_gbps } if link_gbps == 300.0));
+    assert_eq!(efa.nic_gbps, 300.0);
 }
 
 #[test]
