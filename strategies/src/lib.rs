@@ -103,16 +103,8 @@ pub fn rank_rng(seed: u64, rank: Rank) -> SeededRng {
 
 /// Every strategy, in the order `experiment list` shows them. Adding a strategy is one
 /// file plus one line here.
-pub static REGISTRY: &[StrategyInfo] = &[
-    eager::INFO,
-    rendezvous::INFO,
-    batched::INFO,
-    rma::INFO,
-    fabric::INFO,
-    dagger::INFO,
-    parsec::INFO,
-    starpu::INFO,
-];
+pub static REGISTRY: &[StrategyInfo] =
+    &[eager::INFO, rendezvous::INFO, batched::INFO, rma::INFO, fabric::INFO, dagger::INFO, parsec::INFO, starpu::INFO];
 
 /// A strategy name that is not registered.
 #[derive(Debug, thiserror::Error)]

@@ -240,7 +240,10 @@ impl Strategy for Starpu {
                 let eager_limit = self.config.eager_limit;
                 let size = ctx.dag.chunk_count().gt(&chunk.index()).then(|| ctx.dag.chunk(chunk).bytes);
                 let inc = self.entry(ctx, from, chunk)?;
-                if size != Some(msg.arg) {
+                // A chunk sized at run time announces its real size, at most its bound.
+                let fits = size == Some(msg.arg)
+                    || size.is_some_and(|bound| ctx.dag.is_sized_at_run_time(chunk) && msg.arg <= bound);
+                if !fits {
                     return Err(format!("envelope from {from} for chunk {chunk} announces {} bytes", msg.arg));
                 }
                 if inc.envelopes == inc.expected {
