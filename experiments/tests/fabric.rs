@@ -10,6 +10,8 @@
 
 #![cfg(feature = "fabric")]
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::Mutex;
@@ -234,18 +236,9 @@ fn the_fabric_benchmark_prints_four_ways_and_their_ratios() {
         at += name.len();
     }
     for size in ["8", "64"] {
-        let row = stdout
-            .lines()
-            .find(|l| l.trim_start().starts_with(&format!("{size} |")))
-            .unwrap_or_else(|| panic!("no row for {size} bytes:\n{stdout}"));
-        let figures: Vec<f64> = row
-            .split(|c: char| c == '|' || c.is_whitespace())
-            .filter(|w| !w.is_empty())
-            .skip(1)
-            .map(|w| w.trim_end_matches('x').parse().unwrap_or_else(|_| panic!("not a figure: {w:?} in {row}")))
-            .collect();
-        assert_eq!(figures.len(), 14, "7 latency and 7 bandwidth columns: {row}");
-        assert!(figures.iter().all(|f| f.is_finite() && *f > 0.0), "every figure positive: {row}");
+        let figures = common::row_figures(&stdout, size);
+        assert_eq!(figures.len(), 14, "7 latency and 7 bandwidth columns: {figures:?}");
+        assert!(figures.iter().all(|f| f.is_finite() && *f > 0.0), "every figure positive: {figures:?}");
     }
     for name in ["libfabric", "mpi"] {
         assert!(stdout.contains(&format!("a lean 8-byte hop on {name}")), "{stdout}");

@@ -4,6 +4,8 @@
 
 #![cfg(feature = "mpi")]
 
+mod common;
+
 use dagwire_analysis::tables::{self, Table};
 use polars::prelude::*;
 use std::path::Path;
@@ -321,23 +323,14 @@ fn the_mpi_benchmark_prints_engine_and_raw_figures_and_where_a_hop_goes() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "bench mpi failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     for size in ["8", "64"] {
-        let row = stdout
-            .lines()
-            .find(|l| l.trim_start().starts_with(&format!("{size} |")))
-            .unwrap_or_else(|| panic!("no row for {size} bytes:\n{stdout}"));
-        let figures: Vec<f64> = row
-            .split(|c: char| c == '|' || c.is_whitespace())
-            .filter(|w| !w.is_empty())
-            .skip(1)
-            .map(|w| w.trim_end_matches('x').parse().unwrap_or_else(|_| panic!("not a figure: {w:?} in {row}")))
-            .collect();
-        assert_eq!(figures.len(), 10, "raw, micro, ratio, lean, ratio for latency and bandwidth: {row}");
-        assert!(figures.iter().all(|f| f.is_finite() && *f > 0.0), "every figure positive: {row}");
+        let figures = common::row_figures(&stdout, size);
+        assert_eq!(figures.len(), 10, "raw, micro, ratio, lean, ratio for latency and bandwidth: {figures:?}");
+        assert!(figures.iter().all(|f| f.is_finite() && *f > 0.0), "every figure positive: {figures:?}");
         // Both latencies are printed to 0.01 us and the ratio to 0.01: allow that rounding.
         let (raw, engine) = (figures[0], figures[1]);
         let ratio = engine / raw;
         let rounding = ratio * (0.005 / raw + 0.005 / engine) + 0.006;
-        assert!((ratio - figures[2]).abs() <= rounding, "the ratio is engine / raw: {row}");
+        assert!((ratio - figures[2]).abs() <= rounding, "the ratio is engine / raw: {figures:?}");
     }
     let hop = stdout.lines().find(|l| l.starts_with("a lean 8-byte hop")).expect("the hop breakdown line");
     let after = |key: &str| -> f64 {

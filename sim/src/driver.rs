@@ -431,6 +431,30 @@ impl Sim<'_> {
         self.in_flight.insert(msg, leg);
     }
 
+    /// A get or read request reached `target`: the bytes go back to `origin` (`len` on the
+    /// wire), or the operation fails there if they could not be read.
+    fn answer_read(
+        &mut self,
+        t: Time,
+        origin: Rank,
+        id: u64,
+        target: Rank,
+        len: u64,
+        read: Result<Payload, String>,
+    ) -> Result<(), RunError> {
+        match read {
+            Ok(data) => {
+                let msg = self.network.send(t, target, origin, len);
+                self.in_flight.insert(msg, InFlight::GetData { origin, id, data });
+                Ok(())
+            }
+            Err(why) => {
+                self.engines[origin.index()].handle_one_sided_failed(id, why);
+                self.pump(origin.index(), t)
+            }
+        }
+    }
+
     /// A one-sided operation's leg arrived at `t`: the first leg turns around, the
     /// second completes the operation at its origin.
     fn one_sided_arrived(&mut self, t: Time, leg: InFlight) -> Result<(), RunError> {
@@ -442,28 +466,12 @@ impl Sim<'_> {
                 return Ok(());
             }
             InFlight::GetRequest { origin, id, target, offset, len } => {
-                let data = match self.read_window(target, offset, len) {
-                    Ok(data) => data,
-                    Err(why) => {
-                        self.engines[origin.index()].handle_one_sided_failed(id, why);
-                        return self.pump(origin.index(), t);
-                    }
-                };
-                let msg = self.network.send(t, target, origin, len);
-                self.in_flight.insert(msg, InFlight::GetData { origin, id, data });
-                return Ok(());
+                let read = self.read_window(target, offset, len);
+                return self.answer_read(t, origin, id, target, len, read);
             }
             InFlight::ReadRequest { origin, id, target, key, offset, len } => {
-                let data = match self.read_exposed(target, key, offset, len) {
-                    Ok(data) => data,
-                    Err(why) => {
-                        self.engines[origin.index()].handle_one_sided_failed(id, why);
-                        return self.pump(origin.index(), t);
-                    }
-                };
-                let msg = self.network.send(t, target, origin, len);
-                self.in_flight.insert(msg, InFlight::GetData { origin, id, data });
-                return Ok(());
+                let read = self.read_exposed(target, key, offset, len);
+                return self.answer_read(t, origin, id, target, len, read);
             }
             InFlight::PutAck { origin, id } => (origin, id, None),
             InFlight::GetData { origin, id, data } => (origin, id, Some(data)),

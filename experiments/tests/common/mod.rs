@@ -1,4 +1,5 @@
-//! Helpers shared by the tests that kill sweeps (sweep_faults, kill_resume).
+//! Helpers shared by the experiments tests: killing sweeps (sweep_faults, kill_resume) and
+//! reading benchmark tables (mpi, fabric).
 #![allow(dead_code)]
 
 use dagwire_analysis::tables;
@@ -29,4 +30,21 @@ pub fn runs(dir: &Path) -> BTreeSet<(i64, i64)> {
     let set: BTreeSet<_> = ids.iter().zip(reps.iter()).map(|(p, r)| (p.unwrap(), r.unwrap())).collect();
     assert_eq!(set.len(), points.height(), "every run once");
     set
+}
+
+/// The figures of a benchmark table's row for `size` bytes (`size | a b 1.5x ...`): every
+/// number after the size, ratios without their `x`.
+///
+/// # Panics
+/// When the row is missing or holds something that is not a number.
+pub fn row_figures(stdout: &str, size: &str) -> Vec<f64> {
+    let row = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with(&format!("{size} |")))
+        .unwrap_or_else(|| panic!("no row for {size} bytes:\n{stdout}"));
+    row.split(|c: char| c == '|' || c.is_whitespace())
+        .filter(|w| !w.is_empty())
+        .skip(1)
+        .map(|w| w.trim_end_matches('x').parse().unwrap_or_else(|_| panic!("not a figure: {w:?} in {row}")))
+        .collect()
 }
