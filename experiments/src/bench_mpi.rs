@@ -38,7 +38,6 @@ pub fn run(_max_size: usize, _iterations: u32, _window: u32) -> Result<()> {
 
 /// Runs this same command under `LAUNCHER -n RANKS` with `env` set for the ranks (also
 /// `experiment calibrate --driver mpi` and `experiment bench fabric`).
-#[cfg(feature = "mpi")]
 pub(crate) fn relaunch_self(ranks: usize, env: &[(&str, &std::path::Path)]) -> Result<()> {
     use crate::launcher::{LAUNCHER_ARGS_ENV, LAUNCHER_ENV};
     let launcher = std::env::var(LAUNCHER_ENV).unwrap_or_else(|_| "mpirun".into());

@@ -27,19 +27,23 @@ use dagwire_analysis::figures::{
     render,
     xy::{Series, XyChart},
 };
-use dagwire_runtime::{MessageClass, ParamValue, Rank, RunOutcome, Strategy};
+use dagwire_runtime::drivers::{Launch, RunRequest};
+use dagwire_runtime::{MessageClass, ParamValue, Params, Progress, Rank, RunOutcome, Strategy};
 use dagwire_sim::machine::calibrated::Calibration;
 use dagwire_sim::machine::fit::{LogGpFit, Sample, fit_kernel_rates, fit_loggp, median};
 use dagwire_strategies::eager::Eager;
 use dagwire_workloads::Workload;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// Arguments of `experiment calibrate`.
 #[derive(Clone, Debug, clap::Args)]
 pub struct Args {
-    /// The driver to measure through: local (ranks as threads) or mpi (launched with
-    /// `mpirun -n RANKS`; DAGWIRE_MPI_LAUNCHER and DAGWIRE_MPI_LAUNCHER_ARGS override).
-    #[arg(long, default_value = "local", value_parser = ["local", "mpi"])]
+    /// The registered driver to measure through (`experiment list drivers`): local
+    /// (ranks as threads), or a job driver such as mpi or libfabric, which this command
+    /// launches with `mpirun -n RANKS` (DAGWIRE_MPI_LAUNCHER and
+    /// DAGWIRE_MPI_LAUNCHER_ARGS override), each with its parameters' defaults.
+    #[arg(long, default_value = "local")]
     pub driver: String,
     /// Ranks (2: a ping-pong pair).
     #[arg(long, default_value_t = 2)]
@@ -66,50 +70,59 @@ fn eager(_: Rank) -> Box<dyn Strategy> {
     Box::new(Eager)
 }
 
-/// Runs the calibration (launching itself under MPI first for `--driver mpi`).
+/// Runs the calibration through the registered driver `--driver`: in this process, or,
+/// for a driver whose points run as jobs (mpi, libfabric), as a job this command
+/// launches itself (`LAUNCHER -n RANKS`, as `experiment bench mpi` does).
 pub fn run(args: &Args) -> Result<()> {
     ensure!(args.ranks == 2, "calibrate measures a ping-pong pair: --ranks 2 (got {})", args.ranks);
     ensure!(args.max_size >= 64, "--max-size must be at least 64 bytes (three sizes per segment)");
-    match args.driver.as_str() {
-        "local" => {
-            let cfg =
-                dagwire_runtime::drivers::local::LocalConfig { ranks: args.ranks, workers: 1, ..Default::default() };
-            let runner = move |w: &dyn Workload| -> Result<Option<RunOutcome>> {
-                Ok(Some(dagwire_runtime::drivers::local::run(w.dag(), w.kernels(), &eager, &cfg)?))
-            };
-            measure_and_write(args, &runner, "local driver (ranks as threads)")
-        }
-        _ => mpi(args),
-    }
-}
-
-#[cfg(feature = "mpi")]
-fn mpi(args: &Args) -> Result<()> {
-    use dagwire_runtime::drivers::mpi::{self, Mpi, MpiConfig};
-    if !Mpi::launched() {
-        return crate::bench_mpi::relaunch_self(args.ranks, &[]);
-    }
-    let world = Mpi::init()?;
-    ensure!(world.size() == args.ranks, "the MPI job has {} ranks, --ranks says {}", world.size(), args.ranks);
-    let cfg = MpiConfig::default();
-    let runner = |w: &dyn Workload| -> Result<Option<RunOutcome>> {
-        match mpi::run(&world, w.dag(), w.kernels(), &eager, &cfg) {
-            Ok(out) => Ok(out),
-            Err(e) => {
-                eprintln!("rank {}: {e}", world.rank());
-                world.abort(1)
-            }
-        }
+    let Some(driver) = crate::drivers::find(&args.driver) else {
+        let known: Vec<&str> = crate::drivers::REGISTRY.iter().map(|d| d.name).collect();
+        bail!("unknown driver `{}`; known drivers: {}", args.driver, known.join(", "));
     };
-    measure_and_write(args, &runner, "mpi driver (mpirun, one process per rank)")
+    let params = Params::from_pairs(&(driver.params)(), &[])?;
+    let request = |w: &dyn Workload, run: &mut dyn FnMut(&RunRequest<'_>) -> Result<Option<RunOutcome>>| {
+        let name = |k| w.kernel_name(k);
+        run(&RunRequest {
+            dag: w.dag(),
+            kernels: w.kernels(),
+            kernel_name: &name,
+            strategy: &eager,
+            params: &params,
+            ranks: args.ranks,
+            workers: 1,
+            progress: Progress::default(),
+            timeout: Duration::from_secs(120),
+            fault: None,
+            seed: 1,
+        })
+    };
+    let how = format!("{} driver ({})", driver.name, driver.summary);
+    match &driver.launch {
+        Launch::InProcess(execute) => {
+            let runner = |w: &dyn Workload| request(w, &mut |req| Ok(Some(execute(req)?.outcome)));
+            measure_and_write(args, &runner, &how)
+        }
+        Launch::Job(job) => {
+            if crate::launcher::launcher_rank().is_none() {
+                return crate::bench_mpi::relaunch_self(args.ranks, &[]);
+            }
+            let rank = (job.join)()?;
+            ensure!(rank.size() == args.ranks, "the job has {} ranks, --ranks says {}", rank.size(), args.ranks);
+            let runner = |w: &dyn Workload| {
+                request(w, &mut |req| match rank.run(req) {
+                    Ok(out) => Ok(out.map(|e| e.outcome)),
+                    Err(e) => {
+                        eprintln!("rank {}: {e}", rank.rank());
+                        rank.abort(1)
+                    }
+                })
+            };
+            measure_and_write(args, &runner, &how)
+        }
+    }
 }
 
-#[cfg(not(feature = "mpi"))]
-fn mpi(_: &Args) -> Result<()> {
-    bail!("this experiment binary was built without the `mpi` feature; use --driver local or rebuild with MPI")
-}
-
-/// Sizes measured: powers of two from 8 B to `max`.
 fn sizes(max: u64) -> Vec<u64> {
     std::iter::successors(Some(8u64), |s| Some(s * 2)).take_while(|&s| s <= max).collect()
 }

@@ -355,3 +355,11 @@ fn record_from_json(point: &Point, rep: u32, wall_s: f64, line: &str) -> Result<
     }
     Ok(r)
 }
+
+/// This process's rank as a launcher told it in the environment (Open MPI, MPICH/Hydra,
+/// PMIx, Slurm), before any job is joined; `None` when no launcher started it.
+pub fn launcher_rank() -> Option<usize> {
+    ["OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK", "SLURM_PROCID"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok()?.parse().ok())
+}

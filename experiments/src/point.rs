@@ -42,7 +42,7 @@ pub fn run(args: PointArgs) -> Result<ExitCode> {
 
 mod imp {
     use super::PointArgs;
-    use crate::launcher::{FAILURE_PREFIX, record_line};
+    use crate::launcher::{FAILURE_PREFIX, launcher_rank, record_line};
     use crate::plan::{self, Point};
     use crate::results::{self, ManifestInfo};
     use crate::runner::{base_record, outcome_line, run_seed, write_success};
@@ -143,14 +143,6 @@ mod imp {
             println!("results: {}", args.out.display());
         }
         Ok(if record.error.is_none() { ExitCode::SUCCESS } else { ExitCode::from(1) })
-    }
-
-    /// This process's rank as the launcher told it in the environment (Open MPI,
-    /// MPICH/Hydra, PMIx, Slurm), before the job is joined.
-    fn launcher_rank() -> Option<usize> {
-        ["OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK", "SLURM_PROCID"]
-            .iter()
-            .find_map(|v| std::env::var(v).ok()?.parse().ok())
     }
 
     /// The point to run, and its driver, which must run points as jobs.

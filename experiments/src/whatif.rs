@@ -10,6 +10,7 @@ use dagwire_analysis::figures::bars::{Bar, BarChart};
 use dagwire_runtime::ParamValue;
 use dagwire_sim::machine::Machine;
 use dagwire_sim::machine::whatif::{Change, apply, parse_set, sensitivity};
+use dagwire_sim::registry::{MACHINE, models_a_machine};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
@@ -60,9 +61,12 @@ fn load(target: &Path) -> Result<(Sweep, Vec<Point>)> {
         let points = plan::expand(&sweep)?;
         (sweep, points)
     };
-    points.retain(|p| p.driver.name == "sim");
+    points.retain(|p| models_a_machine(p.driver));
     if points.is_empty() {
-        bail!("{} has no point with driver = \"sim\": a what-if reruns simulated points", target.display());
+        bail!(
+            "{} has no point on a machine model (driver = \"sim\"): a what-if reruns simulated points",
+            target.display()
+        );
     }
     Ok((sweep, points))
 }
@@ -99,7 +103,7 @@ fn makespan(sweep: &Sweep, point: &Point, machine: &Machine, scratch: &Path) -> 
     let text = toml::to_string(machine).context("writing the changed machine as TOML")?;
     std::fs::write(scratch, text).with_context(|| format!("writing {}", scratch.display()))?;
     let mut p = point.clone();
-    p.driver_params.set("machine", ParamValue::Str(scratch.display().to_string()));
+    p.driver_params.set(MACHINE, ParamValue::Str(scratch.display().to_string()));
     let (_, executed) = crate::runner::run_point(sweep, &p, 0)?;
     Ok(executed.outcome.makespan_ns)
 }
@@ -108,7 +112,11 @@ fn makespan(sweep: &Sweep, point: &Point, machine: &Machine, scratch: &Path) -> 
 fn contest(p: &Point) -> String {
     p.columns
         .iter()
-        .filter(|(k, _)| k != "strategy" && !k.starts_with(&format!("{}.", p.strategy.name)) && k != "sim.machine")
+        .filter(|(k, _)| {
+            k != "strategy"
+                && !k.starts_with(&format!("{}.", p.strategy.name))
+                && *k != format!("{}.{MACHINE}", p.driver.name)
+        })
         .map(|(k, v)| format!("{}={v}", k.split_once('.').map_or(k.as_str(), |(_, s)| s)))
         .collect::<Vec<_>>()
         .join(" ")

@@ -20,11 +20,25 @@ pub const DRIVER: DriverInfo = DriverInfo {
     launch: Launch::InProcess(run_request),
 };
 
+/// The parameter naming the machine model a point runs on.
+pub const MACHINE: &str = "machine";
+
+/// Whether `driver` runs points on a machine model (it takes a [`MACHINE`] parameter):
+/// the points a machine what-if can rerun on a changed machine.
+///
+/// ```
+/// assert!(dagwire_sim::registry::models_a_machine(&dagwire_sim::DRIVER));
+/// assert!(!dagwire_sim::registry::models_a_machine(&dagwire_runtime::drivers::local::DRIVER));
+/// ```
+pub fn models_a_machine(driver: &DriverInfo) -> bool {
+    (driver.params)().iter().any(|p| p.name == MACHINE)
+}
+
 /// The parameters of `[grid.sim]`.
 pub fn params() -> Vec<ParamSpec> {
     vec![
         ParamSpec::input(
-            "machine",
+            MACHINE,
             crate::machine::PRESETS,
             "ib-hdr-fattree",
             "a machine preset (experiment list machines) or the path of a machine TOML file, relative to the sweep \
