@@ -63,7 +63,9 @@ fn trial(driver: &str, seed: u64) -> usize {
     let (mut kills, mut sessions) = (0, 0);
     loop {
         sessions += 1;
-        assert!(sessions < 40, "{driver}: no session finished in 40 tries");
+        // A session's start-up (resume checks) can outlast the kill window on a loaded
+        // host; every session that lives past it finishes points, so allow many tries.
+        assert!(sessions < 120, "{driver}: no session finished in 120 tries");
         let mut args = vec!["run", file, "--out", &dir_s];
         if dir.join("manifest.json").exists() {
             args.push("--resume");
