@@ -18,14 +18,9 @@ use anyhow::{Result, bail};
 /// Runs the benchmark (launching itself under MPI first if needed).
 #[cfg(all(feature = "mpi", feature = "fabric"))]
 pub fn run(max_size: usize, iterations: u32, window: u32, provider: &str) -> Result<()> {
-    use dagwire_runtime::drivers::fabric::JOB_DIR_ENV;
     use dagwire_runtime::drivers::mpi::Mpi;
     if !Mpi::launched() {
-        let dir = std::env::temp_dir().join(format!("dagwire-bench-fabric-{}", std::process::id()));
-        std::fs::create_dir_all(&dir)?;
-        let result = crate::bench_mpi::relaunch_self(2, &[(JOB_DIR_ENV, &dir)]);
-        let _ = std::fs::remove_dir_all(&dir);
-        return result;
+        return crate::bench_mpi::relaunch_self(2);
     }
     imp::run(max_size, iterations, window, provider)
 }
@@ -65,7 +60,8 @@ mod imp {
         let me = mpi.rank();
         let root = me == 0;
         let dir = PathBuf::from(std::env::var(JOB_DIR_ENV).map_err(|_| anyhow::anyhow!("{JOB_DIR_ENV} is not set"))?);
-        let mut bench = Bench { mpi: &mpi, provider, dir, runs: 0, raw: RawFabric::open(&mpi, provider)? };
+        let job = FabricJob::new(me, 2, dir);
+        let mut bench = Bench { mpi: &mpi, provider, job, raw: RawFabric::open(&mpi, provider)? };
         if root {
             println!(
                 "libfabric ({}) against MPI: ping-pong latency (one way, us) and streaming bandwidth (MB/s, window \
@@ -133,19 +129,14 @@ mod imp {
     struct Bench<'a> {
         mpi: &'a Mpi,
         provider: &'a str,
-        /// The job's directory: each libfabric run bootstraps in a fresh one inside it.
-        dir: PathBuf,
-        runs: u32,
+        /// The job: each libfabric run bootstraps in a fresh directory inside its own.
+        job: FabricJob,
         raw: RawFabric,
     }
 
     impl Bench<'_> {
         /// A lean plan through the engine on the libfabric driver.
         fn fabric(&mut self, plan: LeanPlan, size: usize, measured: u32, window: u32) -> Result<(f64, Option<Hops>)> {
-            self.runs += 1;
-            let dir = self.dir.join(format!("run-{}", self.runs));
-            std::fs::create_dir_all(&dir)?;
-            let job = FabricJob::new(self.mpi.rank(), 2, dir);
             let cfg = FabricConfig {
                 provider: self.provider.to_string(),
                 workers: 1,
@@ -153,14 +144,14 @@ mod imp {
                 timeout: Duration::from_secs(60),
                 fault: None,
             };
-            let out = match fabric::run(&job, &plan.dag, &Lean::new(), &eager, &cfg) {
+            let out = match fabric::run(&self.job, &plan.dag, &Lean::new(), &eager, &cfg) {
                 Ok(out) => out,
                 Err(e) => {
                     eprintln!("rank {}: {e}", self.mpi.rank());
                     self.mpi.abort(1)
                 }
             };
-            // Every rank is done with this run's directory before the next run starts.
+            // Both ranks start the next measurement together.
             self.mpi.barrier();
             lean_figure(&plan, out, size, measured, window)
         }

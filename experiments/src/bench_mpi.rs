@@ -25,7 +25,7 @@ use anyhow::{Result, bail};
 pub fn run(max_size: usize, iterations: u32, window: u32) -> Result<()> {
     use dagwire_runtime::drivers::mpi::Mpi;
     if !Mpi::launched() {
-        return relaunch_self(2, &[]);
+        return relaunch_self(2);
     }
     imp::run(max_size, iterations, window)
 }
@@ -36,10 +36,10 @@ pub fn run(_max_size: usize, _iterations: u32, _window: u32) -> Result<()> {
     bail!("this experiment binary was built without the `mpi` feature; rebuild it with MPI installed")
 }
 
-/// Runs this same command under `LAUNCHER -n RANKS` with `env` set for the ranks (also
+/// Runs this same command under `LAUNCHER -n RANKS` (also
 /// `experiment calibrate --driver mpi` and `experiment bench fabric`).
-pub(crate) fn relaunch_self(ranks: usize, env: &[(&str, &std::path::Path)]) -> Result<()> {
-    use crate::launcher::{LAUNCHER_ARGS_ENV, LAUNCHER_ENV};
+pub(crate) fn relaunch_self(ranks: usize) -> Result<()> {
+    use crate::launcher::{JOB_DIR_ENV, LAUNCHER_ARGS_ENV, LAUNCHER_ENV};
     let launcher = std::env::var(LAUNCHER_ENV).unwrap_or_else(|_| "mpirun".into());
     let extra = std::env::var(LAUNCHER_ARGS_ENV).unwrap_or_default();
     let mut cmd = std::process::Command::new(&launcher);
@@ -48,11 +48,20 @@ pub(crate) fn relaunch_self(ranks: usize, env: &[(&str, &std::path::Path)]) -> R
         .arg(std::env::current_exe()?)
         .args(std::env::args().skip(1));
     crate::launcher::tune_malloc(&mut cmd);
-    for (k, v) in env {
-        cmd.env(k, v);
+    // A directory of the job's own where a libfabric job's ranks exchange addresses,
+    // unless the user named one (on several nodes it must be on a shared file system).
+    let own_dir = std::env::var_os(JOB_DIR_ENV)
+        .is_none()
+        .then(|| std::env::temp_dir().join(format!("dagwire-job-{}", std::process::id())));
+    if let Some(dir) = &own_dir {
+        std::fs::create_dir_all(dir)?;
+        cmd.env(JOB_DIR_ENV, dir);
     }
-    let status = cmd
-        .status()
+    let status = cmd.status();
+    if let Some(dir) = &own_dir {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    let status = status
         .map_err(|e| anyhow::anyhow!("cannot start `{launcher}` ({e}); set ${LAUNCHER_ENV} or install an MPI"))?;
     if !status.success() {
         bail!("the MPI job failed: {launcher} {status}");

@@ -105,7 +105,7 @@ pub fn run(args: &Args) -> Result<()> {
         }
         Launch::Job(job) => {
             if crate::launcher::launcher_rank().is_none() {
-                return crate::bench_mpi::relaunch_self(args.ranks, &[]);
+                return crate::bench_mpi::relaunch_self(args.ranks);
             }
             let rank = (job.join)()?;
             ensure!(rank.size() == args.ranks, "the job has {} ranks, --ranks says {}", rank.size(), args.ranks);

@@ -159,14 +159,20 @@ impl Kernels for Sums {
 /// Every rank makes 40 values, alternately small and above the inline limit; every rank
 /// sums everyone's values (so every pair of ranks exchanges 80 messages in order).
 fn sums_main(job: &FabricJob, provider: &str) {
+    // Two runs of different DAGs in one job (as calibration and benchmarks do): each
+    // bootstraps afresh, never reading the other run's addresses and plan.
+    sums_run(job, provider, 40);
+    sums_run(job, provider, 7);
+}
+
+fn sums_run(job: &FabricJob, provider: &str, values: u32) {
     use dagwire_runtime::drivers::JobRank;
     let n = job.size();
     let mut b = DagBuilder::new(n);
-    const VALUES: u32 = 40;
     let lens = |i: u32| if i.is_multiple_of(2) { 3 } else { (fabric::INLINE_LIMIT / 8) as u32 * 3 + 1 };
     let mut parts: Vec<ChunkId> = Vec::new();
     for r in 0..n as u32 {
-        for i in 0..VALUES {
+        for i in 0..values {
             let len = lens(i);
             let bytes = [len as u64 * 8];
             let spec = TaskSpec::new(KernelId(0), Rank(r)).args([r + i, len, 0, 0]).outputs(&bytes);
@@ -180,7 +186,7 @@ fn sums_main(job: &FabricJob, provider: &str) {
     let results: Vec<ChunkId> = dag.results().to_vec();
     let strategy = |_: Rank| -> Box<dyn Strategy> { Box::<Sequenced>::default() };
     let out = fabric::run(job, &dag, &Sums, &strategy, &config(provider)).unwrap_or_else(|e| panic!("{e}"));
-    let expected: f64 = (0..n as u32).flat_map(|r| (0..VALUES).map(move |i| (r + i) as f64 * lens(i) as f64)).sum();
+    let expected: f64 = (0..n as u32).flat_map(|r| (0..values).map(move |i| (r + i) as f64 * lens(i) as f64)).sum();
     match out {
         Some(out) => {
             assert_eq!(job.rank(), 0, "only rank 0 gets the outcome");
@@ -189,7 +195,7 @@ fn sums_main(job: &FabricJob, provider: &str) {
                 assert_eq!(out.results[&c].as_f64(), &[expected], "result {c:?}");
             }
             let t = out.trace.message_totals();
-            assert_eq!(t.data_messages as usize, n * (n - 1) * VALUES as usize, "{t:?}");
+            assert_eq!(t.data_messages as usize, n * (n - 1) * values as usize, "{t:?}");
         }
         None => assert_ne!(job.rank(), 0),
     }

@@ -9,7 +9,11 @@
 //! - **Bootstrap**: each rank opens an RDM endpoint and writes its address and its plan
 //!   (the DAG's fingerprint, the strategy, the rank count, the workers) to a file in a
 //!   directory every rank can read ([`JOB_DIR_ENV`]; the local launcher makes a fresh one
-//!   per job); each then reads every other rank's file, refuses a plan that differs from
+//!   per job). Each run of the job bootstraps in a subdirectory of its own, named by the
+//!   launcher's job identity when it sets one (PMIx namespace, Open MPI job id, Slurm job
+//!   and step) and the run's number in this process, so a job that runs several DAGs
+//!   (calibration, benchmarks) or a directory reused by a later job never reads another
+//!   run's addresses; each then reads every other rank's file, refuses a plan that differs from
 //!   its own with the ranks that differ, and inserts the addresses into its address
 //!   vector. A rank whose peers do not show up within [`BOOT_TIMEOUT`] fails saying which.
 //! - **Messages**: engine messages travel as tagged messages (`fi_tsend`/`fi_trecv`,
@@ -236,6 +240,9 @@ pub struct FabricJob {
     rank: usize,
     size: usize,
     boot: Option<PathBuf>,
+    /// Runs started by this process: every rank runs the job's DAGs in the same order,
+    /// so the count names the same bootstrap subdirectory on every rank.
+    runs: std::sync::atomic::AtomicU64,
 }
 
 impl FabricJob {
@@ -264,12 +271,36 @@ impl FabricJob {
         if rank >= size || size >= 1 << 24 {
             return Err(RunError::Config(format!("rank {rank} of {size}: out of range")));
         }
-        Ok(FabricJob { rank, size, boot: var(JOB_DIR_ENV).map(PathBuf::from) })
+        let boot = var(JOB_DIR_ENV).map(|dir| {
+            // The launcher's identity of this job, so a directory reused by a later job
+            // never serves it the earlier job's addresses.
+            let id = ["PMIX_NAMESPACE", "OMPI_MCA_ess_base_jobid"].iter().find_map(|k| var(k)).or_else(|| {
+                let job = var("SLURM_JOB_ID")?;
+                Some(format!("{job}.{}", var("SLURM_STEP_ID").unwrap_or_default()))
+            });
+            let dir = PathBuf::from(dir);
+            match id {
+                Some(id) => dir.join(format!("job-{}", sanitize(&id))),
+                None => dir,
+            }
+        });
+        Ok(FabricJob { rank, size, boot, runs: Default::default() })
     }
 
     /// A job of `size` ranks with this process as `rank`, bootstrapping through `boot`.
     pub fn new(rank: usize, size: usize, boot: PathBuf) -> FabricJob {
-        FabricJob { rank, size, boot: Some(boot) }
+        FabricJob { rank, size, boot: Some(boot), runs: Default::default() }
+    }
+
+    /// The directory the next run bootstraps in (created), inside the job's directory.
+    fn next_run_dir(&self) -> Result<Option<PathBuf>, RunError> {
+        let n = self.runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let Some(boot) = &self.boot else { return Ok(None) };
+        let dir = boot.join(format!("run-{n}"));
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            RunError::Config(format!("rank {}: libfabric bootstrap: cannot create {}: {e}", self.rank, dir.display()))
+        })?;
+        Ok(Some(dir))
     }
 }
 
@@ -297,6 +328,11 @@ impl JobRank for FabricJob {
     fn abort(&self, code: i32) -> ! {
         abort_job(code)
     }
+}
+
+/// `id` with every character that is not safe in a file name replaced by `_`.
+fn sanitize(id: &str) -> String {
+    id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' }).collect()
 }
 
 /// Settings of one rank of a libfabric run.
@@ -352,7 +388,8 @@ pub fn run(
     let engine = Engine::new(Rank(rank as u32), Arc::clone(dag), strategy, slots);
     check_capabilities("libfabric", CAPABILITIES, engine.strategy_name(), engine.needs())?;
     let plan = plan_of(dag, engine.strategy_name(), cfg.workers);
-    let boot = job.boot.as_deref().ok_or_else(|| {
+    let boot = job.next_run_dir()?;
+    let boot = boot.as_deref().ok_or_else(|| {
         RunError::Config(format!(
             "{JOB_DIR_ENV} is not set: the libfabric driver exchanges endpoint addresses through a directory every rank \
              can read (`launcher = \"local\"` makes one; under mpirun or srun, export {JOB_DIR_ENV} to a shared directory)"
