@@ -15,8 +15,9 @@
 //! - the `micro` bandwidth pattern (window 16) at the same sizes: a window's median
 //!   span (send start to acknowledgement end) over its messages is the streaming
 //!   interval;
-//! - tiled Cholesky (n = 1024, tiles 128 and 256): each kernel's rate from its tasks'
-//!   times less the task overhead.
+//! - tiled Cholesky (n = 1024, tiles 128, 256 and 512): each kernel's rate from its
+//!   tasks' times less the task overhead, overall (`kernel_gflops`) and per task size
+//!   (`kernel_curves`: small tiles run far below large ones).
 //!
 //! Then the machine file, and `<out stem>-fit.svg/png` next to it: measured against
 //! fitted curves.
@@ -30,7 +31,7 @@ use dagwire_analysis::figures::{
 use dagwire_runtime::drivers::{Launch, RunRequest};
 use dagwire_runtime::{MessageClass, ParamValue, Params, Progress, Rank, RunOutcome, Strategy};
 use dagwire_sim::machine::calibrated::Calibration;
-use dagwire_sim::machine::fit::{LogGpFit, Sample, fit_kernel_rates, fit_loggp, median};
+use dagwire_sim::machine::fit::{LogGpFit, Sample, fit_kernel_curves, fit_kernel_rates, fit_loggp, median};
 use dagwire_strategies::eager::Eager;
 use dagwire_workloads::Workload;
 use std::path::{Path, PathBuf};
@@ -58,7 +59,7 @@ pub struct Args {
     /// by 10 above 8 KiB).
     #[arg(long, default_value_t = 200)]
     pub iterations: u32,
-    /// Cholesky order for the kernel rates (tiles 128 and 256, those at most half of it).
+    /// Cholesky order for the kernel rates (tiles 128, 256 and 512, those at most half of it).
     #[arg(long, default_value_t = 1024)]
     pub kernel_n: i64,
 }
@@ -121,6 +122,11 @@ pub fn run(args: &Args) -> Result<()> {
             measure_and_write(args, &runner, &how)
         }
     }
+}
+
+/// The Cholesky tile sizes measured for the kernel rates: those at most half of `n`.
+fn tiles(n: i64) -> Vec<i64> {
+    [128i64, 256, 512].into_iter().filter(|t| 2 * t <= n).collect()
 }
 
 fn sizes(max: u64) -> Vec<u64> {
@@ -186,7 +192,7 @@ fn wire_time(out: &RunOutcome, bytes: u64) -> f64 {
 
 fn measure_and_write(args: &Args, runner: &Runner<'_>, how: &str) -> Result<()> {
     let sizes = sizes(args.max_size);
-    let tiles: Vec<i64> = [128i64, 256].into_iter().filter(|t| 2 * t <= args.kernel_n).collect();
+    let tiles = tiles(args.kernel_n);
     ensure!(!tiles.is_empty(), "--kernel-n must be at least 256 (tiles of 128 on a 2x2 grid at least)");
     let mut progress = SweepProgress::new(2 * sizes.len() + tiles.len(), 0);
     let mut m = Measured::default();
@@ -269,12 +275,13 @@ fn calibration(args: &Args, how: &str, m: &Measured, fit: LogGpFit, overhead: f6
         description: format!("host {host} calibrated through the {how}, {} ranks", args.ranks),
         method: format!(
             "{how}, {} ranks, eager strategy; micro ping-pong and bandwidth (window 16) at {} sizes 8 B .. {} B, {} \
-             iterations; Cholesky n = {} tiles 128 and 256 for the kernel rates",
+             iterations; Cholesky n = {} tiles {} for the kernel rates",
             args.ranks,
             m.hop.len(),
             args.max_size,
             args.iterations,
-            args.kernel_n
+            args.kernel_n,
+            tiles(args.kernel_n).iter().map(|t| t.to_string()).collect::<Vec<_>>().join(", ")
         ),
         ranks_per_node: args.ranks as u32,
         intra_node: fit,
@@ -287,6 +294,7 @@ fn calibration(args: &Args, how: &str, m: &Measured, fit: LogGpFit, overhead: f6
             ),
         ),
         kernels: rates,
+        curves: fit_kernel_curves(m.tasks.iter().copied(), overhead),
         default_gflops: (flops / busy, "all measured kernels together: total flops / total busy time".into()),
     })
 }

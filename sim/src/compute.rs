@@ -15,10 +15,14 @@ use rustc_hash::FxHashMap;
 ///     cores_per_rank: 1,
 ///     kernel_gflops: [("gemm".to_string(), 50.0)].into(),
 ///     default_gflops: 10.0,
+///     kernel_curves: [("trsm".to_string(), vec![[1e6, 1.0], [1e8, 4.0]])].into(),
 ///     task_overhead_ns: 100.0,
 /// });
 /// assert_eq!(model.modelled("gemm", 1e6), 100 + 20_000); // 1 MFLOP at 50 GFLOP/s
 /// assert_eq!(model.modelled("potrf", 1e6), 100 + 100_000);
+/// assert_eq!(model.modelled("trsm", 1e5), 100 + 100_000); // below the curve: its first rate
+/// assert_eq!(model.modelled("trsm", 1e7), 100 + 4_000_000); // halfway in log(flops): 2.5 GFLOP/s
+/// assert_eq!(model.modelled("trsm", 1e9), 100 + 250_000_000); // above: its last rate
 /// ```
 #[derive(Debug)]
 pub struct ComputeModel {
@@ -39,7 +43,10 @@ impl ComputeModel {
 
     /// Modelled duration of a task of `flops` running kernel `name` on one core.
     pub fn modelled(&self, name: &str, flops: f64) -> Time {
-        let rate = self.spec.kernel_gflops.get(name).copied().unwrap_or(self.spec.default_gflops);
+        let rate = match self.spec.kernel_curves.get(name) {
+            Some(curve) => interpolate(curve, flops),
+            None => self.spec.kernel_gflops.get(name).copied().unwrap_or(self.spec.default_gflops),
+        };
         (self.spec.task_overhead_ns + flops / rate).ceil() as Time
     }
 
@@ -53,4 +60,20 @@ impl ComputeModel {
     pub fn record(&mut self, kernel: u16, flops: f64, nanos: Time) -> Time {
         *self.measured.entry((kernel, flops.to_bits())).or_insert(nanos.max(1))
     }
+}
+
+/// The rate at `flops` on a curve of `[flops, rate]` points in increasing flops:
+/// linear in log(flops) between points, the end points' rates outside them.
+fn interpolate(curve: &[[f64; 2]], flops: f64) -> f64 {
+    let (Some(first), Some(last)) = (curve.first(), curve.last()) else { return f64::NAN };
+    if flops.is_nan() || flops <= first[0] {
+        return first[1];
+    }
+    if flops >= last[0] {
+        return last[1];
+    }
+    let i = curve.partition_point(|p| p[0] <= flops);
+    let ([x0, y0], [x1, y1]) = (curve[i - 1], curve[i]);
+    let t = (flops.ln() - x0.ln()) / (x1.ln() - x0.ln());
+    y0 + t * (y1 - y0)
 }

@@ -3,7 +3,7 @@
 
 use dagwire_runtime::rng::{self, RngExt};
 use dagwire_sim::machine::LogGpSegment;
-use dagwire_sim::machine::fit::{Sample, fit_kernel_rates, fit_loggp, fit_piecewise};
+use dagwire_sim::machine::fit::{Sample, fit_kernel_curves, fit_kernel_rates, fit_loggp, fit_piecewise};
 
 /// The true model: two segments, the protocol switch at 16 KiB.
 fn truth() -> [LogGpSegment; 2] {
@@ -152,4 +152,48 @@ fn kernel_rates_come_back_from_task_timings() {
     let get = |n: &str| rates.iter().find(|r| r.name == n).unwrap();
     assert!(close(get("gemm").gflops, 40.0, 1e-9) && close(get("potrf").gflops, 10.0, 1e-9), "{rates:?}");
     assert!(get("gemm").rms_rel_residual < 1e-9);
+}
+
+#[test]
+fn kernel_curves_recover_rates_per_task_size_and_the_model_reproduces_each_duration() {
+    use dagwire_sim::compute::ComputeModel;
+    use dagwire_sim::machine::{Compute, ComputeMode};
+    // A kernel that runs at 2, 5 and 9 GFLOP/s on tiles of 128, 256 and 512, timed with
+    // +/-5 % noise, 12 tasks per size; a second kernel timed at one size only.
+    let overhead = 1500.0;
+    let truth = [(128f64, 2.0), (256.0, 5.0), (512.0, 9.0)];
+    let mut r = rng::rng(7, 1);
+    let mut tasks = Vec::new();
+    for &(b, rate) in &truth {
+        for _ in 0..12 {
+            let flops = b * b * b;
+            let noise = 1.0 + r.random_range(-0.05..0.05);
+            tasks.push(("gemm", flops, overhead + flops / rate * noise));
+        }
+    }
+    tasks.push(("potrf", 1e6, 1e6));
+    let curves = fit_kernel_curves(tasks.iter().copied(), overhead);
+    assert_eq!(curves.len(), 1, "potrf was measured at one size: {curves:?}");
+    let c = &curves[0];
+    assert_eq!(c.name, "gemm");
+    assert_eq!(c.points.len(), 3);
+    for (&(b, rate), &(flops, fitted, n)) in truth.iter().zip(&c.points) {
+        assert_eq!((flops, n), (b * b * b, 12));
+        assert!(close(fitted, rate, 0.05), "tile {b}: fitted {fitted} GFLOP/s, true {rate}");
+    }
+    assert!(c.rms_rel_residual < 0.05, "{c:?}");
+    // One rate per name cannot hold the three sizes; the curve can, within the noise.
+    let model = ComputeModel::new(&Compute {
+        mode: ComputeMode::Model,
+        cores_per_rank: 1,
+        kernel_gflops: [("gemm".to_string(), fit_kernel_rates(tasks.iter().copied(), overhead)[0].gflops)].into(),
+        default_gflops: 1.0,
+        kernel_curves: [("gemm".to_string(), c.points.iter().map(|p| [p.0, p.1]).collect())].into(),
+        task_overhead_ns: overhead,
+    });
+    for &(b, rate) in &truth {
+        let flops = b * b * b;
+        let exact = overhead + flops / rate;
+        assert!(close(model.modelled("gemm", flops) as f64, exact, 0.06), "tile {b}");
+    }
 }

@@ -135,6 +135,7 @@ fn toy_machine(ranks_per_node: u32) -> Machine {
             cores_per_rank: 1,
             kernel_gflops: Default::default(),
             default_gflops: 1.0,
+            kernel_curves: Default::default(),
             task_overhead_ns: 0.0,
         },
         latency_jitter: 0.0,

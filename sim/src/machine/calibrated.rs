@@ -2,7 +2,7 @@
 //! [`parse_machine`](super::parse_machine) reads back, each with its residual and the
 //! measurement it came from in a comment.
 
-use super::fit::{KernelRate, LogGpFit};
+use super::fit::{KernelCurve, KernelRate, LogGpFit};
 use std::fmt::Write;
 
 /// Everything `experiment calibrate` measured and fitted on one host.
@@ -24,6 +24,8 @@ pub struct Calibration {
     pub task_overhead_ns: (f64, String),
     /// Fitted kernel rates (GFLOP/s per core).
     pub kernels: Vec<KernelRate>,
+    /// Fitted rates by task size, for the kernels measured at several sizes.
+    pub curves: Vec<KernelCurve>,
     /// Rate for kernels not measured, and how it was chosen.
     pub default_gflops: (f64, String),
 }
@@ -89,7 +91,7 @@ impl Calibration {
     /// let cal = Calibration {
     ///     name: "host".into(), description: "test".into(), method: "synthetic".into(), ranks_per_node: 2,
     ///     intra_node: fit_loggp(&pp, &pp, 2).unwrap(), inter_node: None,
-    ///     task_overhead_ns: (900.0, "synthetic".into()), kernels: vec![], default_gflops: (5.0, "synthetic".into()),
+    ///     task_overhead_ns: (900.0, "synthetic".into()), kernels: vec![], curves: vec![], default_gflops: (5.0, "synthetic".into()),
     /// };
     /// let m = parse_machine("host.toml", &cal.render()).unwrap();
     /// assert_eq!(m.compute.task_overhead_ns, 900.0);
@@ -135,6 +137,25 @@ impl Calibration {
                 k.rms_rel_residual * 100.0
             );
             let _ = writeln!(out, "{} = {}", k.name, f(k.gflops));
+        }
+        if !self.curves.is_empty() {
+            let _ = writeln!(
+                out,
+                "\n# [flops, GFLOP/s per core] by task size: each the median of that size's tasks' rates; the\n\
+                 # simulator interpolates in log(flops) and uses these instead of kernel_gflops above.\n\
+                 [compute.kernel_curves]"
+            );
+            for c in &self.curves {
+                let tasks: Vec<String> = c.points.iter().map(|p| p.2.to_string()).collect();
+                let _ = writeln!(
+                    out,
+                    "# {} tasks per size; rms residual per task {:.1}%",
+                    tasks.join(" / "),
+                    c.rms_rel_residual * 100.0
+                );
+                let points: Vec<String> = c.points.iter().map(|p| format!("[{}, {}]", f(p.0), f(p.1))).collect();
+                let _ = writeln!(out, "{} = [{}]", c.name, points.join(", "));
+            }
         }
         out
     }

@@ -61,7 +61,17 @@ pub fn describe(m: &Machine) -> String {
     let _ = writeln!(out, "    inter-node: {}", loggp(&m.inter_node));
     let _ = writeln!(out, "    intra-node: {}", loggp(&m.intra_node));
     let c = &m.compute;
-    let mut rates: Vec<String> = c.kernel_gflops.iter().map(|(k, v)| format!("{k} {}", num(*v))).collect();
+    let mut rates: Vec<String> = c
+        .kernel_gflops
+        .iter()
+        .filter(|(k, _)| !c.kernel_curves.contains_key(*k))
+        .map(|(k, v)| format!("{k} {}", num(*v)))
+        .collect();
+    rates.extend(c.kernel_curves.iter().map(|(k, curve)| {
+        let lo = curve.iter().map(|p| p[1]).fold(f64::INFINITY, f64::min);
+        let hi = curve.iter().map(|p| p[1]).fold(0.0, f64::max);
+        format!("{k} {}-{} by task size", num(lo), num(hi))
+    }));
     rates.push(format!("other {}", num(c.default_gflops)));
     let mode = match c.mode {
         super::ComputeMode::Model => "modelled",

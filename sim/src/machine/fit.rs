@@ -340,6 +340,72 @@ pub fn fit_kernel_rates<'a>(tasks: impl IntoIterator<Item = (&'a str, f64, f64)>
         .collect()
 }
 
+/// A kernel's rate by task size: one point per distinct task size (flops) measured.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KernelCurve {
+    /// Kernel name (`gemm`).
+    pub name: String,
+    /// `[flops, GFLOP/s per core, tasks]` in increasing flops: per task size, the median
+    /// of its tasks' rates (flops / (duration - overhead)), robust to load spikes.
+    pub points: Vec<(f64, f64, usize)>,
+    /// Root-mean-square relative residual of `overhead + flops / rate(flops)` against
+    /// each measured duration.
+    pub rms_rel_residual: f64,
+}
+
+/// Fits one rate per kernel name and task size to task timings `(name, flops, duration
+/// ns)`, for the kernels measured at two sizes or more (a kernel's rate on small tiles
+/// is far below its rate on large ones: one rate per name cannot hold both).
+///
+/// ```
+/// use dagwire_sim::machine::fit::fit_kernel_curves;
+/// let tasks = [("gemm", 2e6, 100.0 + 2e5), ("gemm", 2e6, 100.0 + 2e5), ("gemm", 16e6, 100.0 + 4e5), ("potrf", 1e6, 5e5)];
+/// let curves = fit_kernel_curves(tasks.iter().copied(), 100.0);
+/// assert_eq!(curves.len(), 1, "potrf has one size only");
+/// assert_eq!(curves[0].points, vec![(2e6, 10.0, 2), (16e6, 40.0, 1)]);
+/// assert!(curves[0].rms_rel_residual < 1e-12);
+/// ```
+pub fn fit_kernel_curves<'a>(
+    tasks: impl IntoIterator<Item = (&'a str, f64, f64)>,
+    overhead_ns: f64,
+) -> Vec<KernelCurve> {
+    let mut by_shape: std::collections::BTreeMap<(&str, u64), Vec<(f64, f64)>> = Default::default();
+    for (name, flops, ns) in tasks {
+        if flops > 0.0 && flops.is_finite() && ns.is_finite() {
+            by_shape.entry((name, flops.to_bits())).or_default().push((flops, ns));
+        }
+    }
+    // Per kernel: its curve and the squared residuals' sum and count.
+    let mut curves: Vec<(KernelCurve, f64, usize)> = Vec::new();
+    // Positive flops order as their bit patterns do, so each kernel's points come in
+    // increasing flops.
+    for ((name, _), v) in by_shape {
+        let flops = v[0].0;
+        let rates: Vec<f64> = v.iter().map(|&(f, ns)| f / (ns - overhead_ns).max(1.0)).collect();
+        let rate = median(&rates);
+        let rss: f64 = v.iter().map(|&(f, ns)| ((overhead_ns + f / rate - ns) / ns).powi(2)).sum();
+        let point = (flops, rate, v.len());
+        match curves.last_mut() {
+            Some((c, sum, n)) if c.name == name => {
+                c.points.push(point);
+                *sum += rss;
+                *n += v.len();
+            }
+            _ => curves.push((
+                KernelCurve { name: name.to_string(), points: vec![point], rms_rel_residual: 0.0 },
+                rss,
+                v.len(),
+            )),
+        }
+    }
+    let curves: Vec<KernelCurve> = curves
+        .into_iter()
+        .filter(|(c, _, _)| c.points.len() >= 2)
+        .map(|(c, sum, n)| KernelCurve { rms_rel_residual: (sum / n as f64).sqrt(), ..c })
+        .collect();
+    curves
+}
+
 /// The median of `values` (`NaN` when empty).
 pub fn median(values: &[f64]) -> f64 {
     if values.is_empty() {

@@ -187,9 +187,38 @@ pub struct Compute {
     pub kernel_gflops: BTreeMap<String, f64>,
     /// Rate for kernels not listed.
     pub default_gflops: f64,
+    /// Rates that depend on the task's size, by kernel name: `[flops, GFLOP/s]` points
+    /// in increasing flops (a kernel's rate on small tiles is far below its rate on
+    /// large ones). A task's rate is interpolated linearly in log(flops) between the
+    /// points and clamped to the end points outside them. A kernel listed here ignores
+    /// its `kernel_gflops` entry.
+    #[serde(default, deserialize_with = "curves")]
+    pub kernel_curves: BTreeMap<String, Vec<[f64; 2]>>,
     /// Fixed cost of every task (scheduling, launch), ns.
     #[serde(default)]
     pub task_overhead_ns: f64,
+}
+
+/// Reads `kernel_curves`, refusing a point that is not exactly `[flops, GFLOP/s]` (serde
+/// alone would read the first two numbers of a longer list and drop the rest).
+fn curves<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, Vec<[f64; 2]>>, D::Error> {
+    let raw = BTreeMap::<String, Vec<Vec<f64>>>::deserialize(d)?;
+    raw.into_iter()
+        .map(|(name, points)| {
+            let points = points
+                .into_iter()
+                .map(|p| {
+                    <[f64; 2]>::try_from(p.as_slice()).map_err(|_| {
+                        serde::de::Error::custom(format!(
+                            "kernel `{name}`: a point is [flops, GFLOP/s], got {} number(s)",
+                            p.len()
+                        ))
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((name, points))
+        })
+        .collect()
 }
 
 /// Where kernel durations come from.

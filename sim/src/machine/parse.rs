@@ -473,6 +473,28 @@ fn validate(m: &Machine) -> Result<(), Invalid> {
         }
         positive(rate, vec![key("compute"), key("kernel_gflops"), key(name)], "a rate in GFLOP/s per core")?;
     }
+    for (name, curve) in &c.kernel_curves {
+        let here = || vec![key("compute"), key("kernel_curves"), key(name)];
+        if name.is_empty() {
+            return Err((at("kernel_curves"), "kernel names must not be empty".into()));
+        }
+        if curve.is_empty() {
+            return Err((here(), "a curve needs at least one [flops, GFLOP/s] point".into()));
+        }
+        let mut previous = 0.0;
+        for &[flops, rate] in curve {
+            if !(flops.is_finite() && flops > previous) {
+                return Err((
+                    here(),
+                    format!(
+                        "flops must be finite, positive and increasing from point to point, got {flops} after {previous}"
+                    ),
+                ));
+            }
+            previous = flops;
+            positive(rate, here(), "a rate in GFLOP/s per core")?;
+        }
+    }
     time(c.task_overhead_ns, at("task_overhead_ns"))?;
     let r = m.registration;
     if !(r.base_us.is_finite() && r.base_us >= 0.0 && r.per_mib_us.is_finite() && r.per_mib_us >= 0.0) {

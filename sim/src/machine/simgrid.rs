@@ -256,6 +256,7 @@ fn map_cluster(a: &BTreeMap<String, String>) -> Result<Machine, Refusal> {
             cores_per_rank: cores.max(1),
             kernel_gflops: BTreeMap::new(),
             default_gflops: gflops,
+            kernel_curves: Default::default(),
             task_overhead_ns: 0.0,
         },
         latency_jitter: 0.0,

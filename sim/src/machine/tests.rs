@@ -210,6 +210,41 @@ fn type_errors_name_the_key() {
 }
 
 #[test]
+fn kernel_curves_read_back_and_bad_ones_name_their_key() {
+    let text = edit(
+        "kernel_gflops = { gemm = 30.0, potrf = 5.0 }",
+        "kernel_gflops = { gemm = 30.0, potrf = 5.0 }\nkernel_curves = { gemm = [[1e6, 2.0], [8e6, 6.0]] }",
+    );
+    let m = parse_machine("m.toml", &text).unwrap();
+    assert_eq!(m.compute.kernel_curves["gemm"], vec![[1e6, 2.0], [8e6, 6.0]]);
+    for (bad, why) in [
+        ("[[8e6, 2.0], [1e6, 6.0]]", "increasing"),
+        ("[[1e6, 2.0], [1e6, 6.0]]", "increasing"),
+        ("[[-1.0, 2.0]]", "increasing"),
+        ("[[1e6, 0.0]]", "GFLOP/s"),
+        ("[]", "at least one"),
+    ] {
+        let text = edit(
+            "kernel_gflops = { gemm = 30.0, potrf = 5.0 }",
+            &format!("kernel_gflops = {{ gemm = 30.0, potrf = 5.0 }}\nkernel_curves = {{ gemm = {bad} }}"),
+        );
+        let e = err(&text);
+        assert_eq!(e.key, "compute.kernel_curves.gemm", "{bad}: {e}");
+        assert_eq!(e.line, Some(line_of(&text, "kernel_curves")), "{bad}: {e}");
+        assert!(e.reason.contains(why), "{bad}: {e}");
+    }
+    // Three numbers to a point is not a point.
+    let text = edit(
+        "kernel_gflops = { gemm = 30.0, potrf = 5.0 }",
+        "kernel_gflops = { gemm = 30.0, potrf = 5.0 }\nkernel_curves = { gemm = [[1e6, 2.0, 3.0]] }",
+    );
+    let e = err(&text);
+    assert!(e.key.starts_with("compute.kernel_curves"), "{e}");
+    assert!(e.reason.contains("a point is [flops, GFLOP/s], got 3 number(s)"), "{e}");
+    assert_eq!(e.line, Some(line_of(&text, "kernel_curves")), "{e}");
+}
+
+#[test]
 fn unknown_enum_values_list_the_allowed_ones() {
     let text = edit("fidelity = \"flow\"", "fidelity = \"flwo\"");
     let e = err(&text);

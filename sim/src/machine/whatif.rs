@@ -323,6 +323,7 @@ fn apply_one(m: &mut Machine, c: &Change, nodes: u64) {
         "compute" => {
             change(&mut m.compute.default_gflops, v);
             m.compute.kernel_gflops.values_mut().for_each(|r| change(r, v));
+            m.compute.kernel_curves.values_mut().flatten().for_each(|p| change(&mut p[1], v));
         }
         "task_overhead" => change(&mut m.compute.task_overhead_ns, v),
         "fidelity" => {
