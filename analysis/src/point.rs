@@ -49,6 +49,11 @@ pub struct PointRecord {
     pub control_messages: u64,
     /// Header bytes of protocol-only messages.
     pub control_bytes: u64,
+    /// Memory registrations (the `fabric` strategy's exposed chunks; with its cache on,
+    /// only the first exposure of each buffer registers).
+    pub registrations: u64,
+    /// Time those registrations took, summed over ranks, ns.
+    pub registration_ns: u64,
     /// Tasks run.
     pub tasks: u64,
     /// The result was checked and passed.
@@ -103,6 +108,8 @@ impl PointRecord {
         self.data_bytes = t.data_bytes;
         self.control_messages = t.control_messages;
         self.control_bytes = t.control_bytes;
+        self.registrations = t.registrations;
+        self.registration_ns = t.registration_ns;
         self.tasks = trace.tasks.len() as u64;
     }
 
@@ -144,6 +151,8 @@ impl PointRecord {
             Column::new("data_bytes".into(), [int(self.data_bytes, "data_bytes")?]),
             Column::new("control_messages".into(), [int(self.control_messages, "control_messages")?]),
             Column::new("control_bytes".into(), [int(self.control_bytes, "control_bytes")?]),
+            Column::new("registrations".into(), [int(self.registrations, "registrations")?]),
+            Column::new("registration_ns".into(), [int(self.registration_ns, "registration_ns")?]),
             Column::new("tasks".into(), [int(self.tasks, "tasks")?]),
             Column::new("verified".into(), [self.verified]),
             Column::new("check_metric".into(), [self.check_metric.clone()]),

@@ -112,6 +112,15 @@ pub const POINTS_COLUMNS: &[ColumnDoc] = &[
         "Protocol-only messages (ready-to-send, clear-to-send, notifications).",
     ),
     col("control_bytes", "Int64", "bytes", false, "Header bytes of the protocol-only messages."),
+    col(
+        "registrations",
+        "Int64",
+        "registrations",
+        false,
+        "Memory registrations for remote reads (the `fabric` strategy above its `rdv_limit`; with `mr_cache = on` a \
+         reused buffer is registered once).",
+    ),
+    col("registration_ns", "Int64", "ns", false, "Time those registrations took, summed over ranks."),
     col("tasks", "Int64", "tasks", false, "Tasks run (0 for a failed point)."),
     col("verified", "Boolean", "", false, "The result was checked against a reference and passed."),
     col(

@@ -326,6 +326,8 @@ pub fn record_line(record: &PointRecord, base_columns: usize) -> String {
         "data_bytes": record.data_bytes,
         "control_messages": record.control_messages,
         "control_bytes": record.control_bytes,
+        "registrations": record.registrations,
+        "registration_ns": record.registration_ns,
         "tasks": record.tasks,
         "verified": record.verified,
         "check_metric": record.check_metric,
@@ -345,6 +347,7 @@ fn record_from_json(point: &Point, rep: u32, wall_s: f64, line: &str) -> Result<
     r.gflops = v["gflops"].as_f64();
     (r.data_messages, r.data_bytes, r.control_messages, r.control_bytes, r.tasks) =
         (u("data_messages"), u("data_bytes"), u("control_messages"), u("control_bytes"), u("tasks"));
+    (r.registrations, r.registration_ns) = (u("registrations"), u("registration_ns"));
     r.verified = v["verified"].as_bool().ok_or_else(|| bad("no `verified`"))?;
     r.check_metric = v["check_metric"].as_str().map(str::to_string);
     r.check_value = v["check_value"].as_f64();

@@ -151,6 +151,8 @@ pub(crate) fn base_record(point: &Point, rep: u32, wall_s: f64) -> PointRecord {
         data_bytes: 0,
         control_messages: 0,
         control_bytes: 0,
+        registrations: 0,
+        registration_ns: 0,
         tasks: 0,
         verified: false,
         check_metric: None,
@@ -169,6 +171,8 @@ fn fill_success(record: &mut PointRecord, workload: &dyn Workload, outcome: &Run
     record.data_bytes = totals.data_bytes;
     record.control_messages = totals.control_messages;
     record.control_bytes = totals.control_bytes;
+    record.registrations = totals.registrations;
+    record.registration_ns = totals.registration_ns;
     record.tasks = outcome.trace.task_count();
     let prefix = record.params.iter().find(|(k, _)| k == "workload").map(|(_, v)| v.to_string()).unwrap_or_default();
     for (name, value) in workload.figures(&outcome.trace) {

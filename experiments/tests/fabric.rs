@@ -177,6 +177,20 @@ tile = 64
     assert!(out.status.success(), "{all}");
     let verified = all.lines().filter(|l| l.starts_with("[") && l.contains(", verified (")).count();
     assert_eq!(verified, 3, "{all}");
+    // The fabric strategy registers every chunk it exposes (rdv_limit 0), the others none.
+    let points = dagwire_analysis::tables::read_points(&out_dir).unwrap();
+    let strategy = points.column("strategy").unwrap().str().unwrap().clone();
+    let registrations = points.column("registrations").unwrap().i64().unwrap().clone();
+    let registration_ns = points.column("registration_ns").unwrap().i64().unwrap().clone();
+    for row in 0..points.height() {
+        let (s, n, ns) =
+            (strategy.get(row).unwrap(), registrations.get(row).unwrap(), registration_ns.get(row).unwrap());
+        if s == "fabric" {
+            assert!(n > 0 && ns > 0, "fabric registered {n} buffers in {ns} ns");
+        } else {
+            assert_eq!((n, ns), (0, 0), "{s} registers nothing");
+        }
+    }
 }
 
 /// `launcher = "mpirun"`: mpirun only starts the processes (each finds its rank in Open
