@@ -15,7 +15,8 @@
 //! - [`launch`]: dagwire's own launcher of a job's processes on one host (no MPI);
 //! - [`mpi`] (cargo feature `mpi`): one process per rank under an MPI launcher;
 //! - [`fabric`] (cargo feature `fabric`): one process per rank, libfabric carrying
-//!   every byte (`wire` is the byte layout both put on the wire);
+//!   every byte (`wire` is the byte layout both put on the wire, `rank_loop` the
+//!   progress loop both run);
 //! - [`testing`]: an in-memory N-rank harness with simulated time, for engine and
 //!   strategy tests;
 //! - [`probe`]: a strategy that joins every kind of collective and checks what each
@@ -34,6 +35,8 @@ pub mod local;
 pub mod mpi;
 pub mod panics;
 pub mod probe;
+#[cfg(any(feature = "mpi", feature = "fabric"))]
+pub(crate) mod rank_loop;
 pub mod registry;
 pub mod run;
 pub mod testing;

@@ -75,13 +75,14 @@ use crate::dag::Dag;
 use crate::drivers::fault::Injector;
 use crate::drivers::kernels::{self, Finished, KernelRunner};
 use crate::drivers::panics::{Handling, set_handling};
+use crate::drivers::rank_loop::RankLoop;
 use crate::drivers::registry::{
     self, CheckError, DriverCheck, DriverInfo, Executed, JobDriver, JobRank, Launch, RunRequest,
 };
 use crate::drivers::run::{PROGRESS_NOTE, Progress, RunError, RunOutcome, usable_cores};
 use crate::drivers::wire;
 use crate::drivers::workers::Workers;
-use crate::engine::{Action, Engine, EngineError};
+use crate::engine::{Action, Engine};
 use crate::ids::{ChunkId, Rank};
 use crate::message::Message;
 use crate::one_sided::{Access, OneSided};
@@ -433,7 +434,7 @@ pub fn run(
         });
         let mut driver = Driver::new(engine, &mut ep, size, cfg, &clock, workers, done_rx)?;
         driver.windows = windows;
-        let result = driver.run(runner);
+        let result = driver.run_loop(runner);
         drop(driver);
         result
     })?;
@@ -753,100 +754,32 @@ impl<'a> Driver<'a> {
         })
     }
 
-    /// Runs until the engine is done and every send completed; returns this rank's report.
-    fn run(&mut self, runner: KernelRunner<'_>) -> Result<wire::Report, RunError> {
-        self.engine.set_stall_timeout(Some(self.cfg.timeout.as_nanos() as u64), self.clock.now());
-        set_handling(Handling::Start);
-        self.engine.handle_start(self.clock.now());
-        let mut backoff = Backoff::default();
-        loop {
-            let mut progressed = self.poll_workers();
-            progressed |= self.poll_network()?;
-            progressed |= self.act(runner)?;
-            if self.engine.has_timer() {
-                self.timeouts(self.clock.now());
-            }
-            if let Some(e) = self.engine.error() {
-                return Err(self.stopped(e.clone()));
-            }
-            if let Some(e) = self.collectives.error() {
-                return Err(RunError::Collective(e.clone()));
-            }
-            if self.engine.is_done()
-                && self.sends == 0
-                && self.held.is_empty()
-                && self.held_pieces.is_empty()
-                && self.rma_in_flight == 0
-            {
-                set_handling(Handling::Nothing);
-                let end = self.clock.now();
-                return Ok((self.engine.take_trace(), self.engine.take_results(), end));
-            }
-            if progressed {
-                backoff.reset();
-            } else if backoff.idle() {
-                self.timeouts(self.clock.now());
-            }
-        }
-    }
-
-    fn timeouts(&mut self, now: u64) {
-        if self.engine.poll_timeout().is_some_and(|at| now >= at) {
-            set_handling(Handling::Timers);
-            self.engine.handle_timeout(now);
-        }
-    }
-
     fn fail(&self, e: impl std::fmt::Display) -> RunError {
         RunError::Config(format!("rank {}: libfabric driver: {e}", self.rank))
     }
 
-    /// The run error for an engine stopped with `e`: a stall names what the rank waits
-    /// for and what the driver has in flight.
-    fn stopped(&self, e: EngineError) -> RunError {
-        match e {
-            EngineError::Stalled { waiting, .. } => {
-                let arriving: usize = self.arriving.iter().map(BTreeMap::len).sum();
-                let mut flight = format!(
-                    "; libfabric: {} sends in flight, {} large payloads and {} large collective pieces waiting for \
-                     their receiver's go-ahead, {arriving} messages and {} large pieces arriving, {} one-sided \
-                     operations in flight, {} collectives waiting for them",
-                    self.sends,
-                    self.held.len(),
-                    self.held_pieces.len(),
-                    self.pieces_arriving,
-                    self.rma_in_flight,
-                    self.deferred.len(),
-                );
-                if !self.collectives.is_idle() {
-                    flight += &format!("; {}", self.collectives.summary());
-                }
-                RunError::Stalled { timeout: self.cfg.timeout, ranks: vec![format!("{waiting}{flight}")] }
-            }
-            e => RunError::Engine(e),
+    /// What the driver has in flight, for a stall's diagnosis.
+    fn flight(&self) -> String {
+        let arriving: usize = self.arriving.iter().map(BTreeMap::len).sum();
+        let mut flight = format!(
+            "; libfabric: {} sends in flight, {} large payloads and {} large collective pieces waiting for their \
+             receiver's go-ahead, {arriving} messages and {} large pieces arriving, {} one-sided operations in \
+             flight, {} collectives waiting for them",
+            self.sends,
+            self.held.len(),
+            self.held_pieces.len(),
+            self.pieces_arriving,
+            self.rma_in_flight,
+            self.deferred.len(),
+        );
+        if !self.collectives.is_idle() {
+            flight += &format!("; {}", self.collectives.summary());
         }
-    }
-
-    fn poll_workers(&mut self) -> bool {
-        let Some(workers) = &self.workers else {
-            return false;
-        };
-        let mut any = false;
-        while let Ok(f) = self.done.try_recv() {
-            any = true;
-            set_handling(Handling::TaskDone(f.task()));
-            f.report(&mut self.engine, self.clock.now());
-            while workers.has_room()
-                && let Some(job) = self.engine.next_task()
-            {
-                workers.submit(job);
-            }
-        }
-        any
+        flight
     }
 
     /// Takes in everything libfabric finished since the last poll.
-    fn poll_network(&mut self) -> Result<bool, RunError> {
+    fn poll_completions(&mut self) -> Result<bool, RunError> {
         let mut got = std::mem::take(&mut self.completions);
         self.ep.poll(&mut got).map_err(|e| self.fail(e))?;
         let any = !got.is_empty();
@@ -1046,52 +979,6 @@ impl<'a> Driver<'a> {
         }
     }
 
-    /// Executes the engine's actions: communication first, then tasks; with inline
-    /// progress at most one kernel, and what its outputs caused leaves at once.
-    fn act(&mut self, runner: KernelRunner<'_>) -> Result<bool, RunError> {
-        let mut any = false;
-        if self.engine.has_communication() {
-            set_handling(Handling::Actions);
-            any |= self.communicate(self.clock.now())?;
-        }
-        while self.workers.as_ref().is_none_or(Workers::has_room)
-            && let Some(job) = self.engine.next_task()
-        {
-            any = true;
-            if let Some(workers) = &self.workers {
-                workers.submit(job);
-                continue;
-            }
-            let f = runner.run(0, job);
-            let now = match &f {
-                Finished::Done(done) => done.end_ns,
-                Finished::Failed { .. } => self.clock.now(),
-            };
-            set_handling(Handling::TaskDone(f.task()));
-            f.report(&mut self.engine, now);
-            self.communicate(now)?;
-            break;
-        }
-        Ok(any)
-    }
-
-    fn communicate(&mut self, now: u64) -> Result<bool, RunError> {
-        let mut any = false;
-        while let Some(action) = self.engine.poll_communication(now) {
-            any = true;
-            match action {
-                Action::Send(out) => self.send(out.to.index(), out.msg)?,
-                Action::Collective(join) => self.join(join)?,
-                Action::OneSided(op) => {
-                    set_handling(Handling::OneSided { id: op.id, target: op.target });
-                    self.one_sided(op)?;
-                }
-                Action::Run(_) => unreachable!("poll_communication hands out no tasks"),
-            }
-        }
-        Ok(any)
-    }
-
     /// Executes a one-sided operation: on this rank's own window a local copy, complete
     /// at once; on a peer's, an `fi_writemsg` (complete once the bytes are in the
     /// target's memory) or an `fi_read`, checked against the peer's window size first.
@@ -1211,6 +1098,56 @@ impl<'a> Driver<'a> {
     }
 }
 
+impl RankLoop for Driver<'_> {
+    fn engine(&mut self) -> &mut Engine {
+        &mut self.engine
+    }
+
+    fn workers(&self) -> Option<&Workers> {
+        self.workers.as_ref()
+    }
+
+    fn done(&self) -> &Receiver<Finished> {
+        &self.done
+    }
+
+    fn now(&self) -> u64 {
+        self.clock.now()
+    }
+
+    fn stall_timeout(&self) -> Duration {
+        self.cfg.timeout
+    }
+
+    fn poll_network(&mut self) -> Result<bool, RunError> {
+        self.poll_completions()
+    }
+
+    fn execute(&mut self, action: Action, _now: u64) -> Result<(), RunError> {
+        match action {
+            Action::Send(out) => self.send(out.to.index(), out.msg),
+            Action::Collective(join) => self.join(join),
+            Action::OneSided(op) => {
+                set_handling(Handling::OneSided { id: op.id, target: op.target });
+                self.one_sided(op)
+            }
+            Action::Run(_) => unreachable!("poll_communication hands out no tasks"),
+        }
+    }
+
+    fn drained(&self) -> bool {
+        self.sends == 0 && self.held.is_empty() && self.held_pieces.is_empty() && self.rma_in_flight == 0
+    }
+
+    fn failure(&self) -> Option<RunError> {
+        self.collectives.error().map(|e| RunError::Collective(e.clone()))
+    }
+
+    fn in_flight(&self) -> String {
+        self.flight()
+    }
+}
+
 /// Posts one receive for any peer's header.
 fn post_header_recv(ep: &mut Endpoint) -> Result<(), FabricError> {
     repost(ep, KIND_MSG, vec![0; wire::HEADER + INLINE_LIMIT])
@@ -1236,40 +1173,4 @@ fn post_piece_recv(ep: &mut Endpoint) -> Result<(), FabricError> {
 fn post_go_recv(ep: &mut Endpoint, kind: u64) -> Result<(), FabricError> {
     let t = tag(kind, 0, 0);
     ep.recv(t, BELOW_KIND, Buffer::Bytes(Vec::new()), t)
-}
-
-/// Idle waiting: spin, then yield, then sleep with a growing pause (parked, so a kernel
-/// worker's result wakes the loop at once).
-#[derive(Default)]
-struct Backoff {
-    idle_polls: u32,
-    since: Option<Instant>,
-    sleep_us: u64,
-}
-
-impl Backoff {
-    const SPIN_POLLS: u32 = 32;
-    const SPIN: Duration = Duration::from_micros(100);
-    const MAX_SLEEP_US: u64 = 200;
-
-    fn reset(&mut self) {
-        *self = Backoff::default();
-    }
-
-    /// One idle pass; true when it looked at the clock (so the caller may too).
-    fn idle(&mut self) -> bool {
-        self.idle_polls += 1;
-        if self.idle_polls < Backoff::SPIN_POLLS {
-            std::hint::spin_loop();
-            return false;
-        }
-        let idle = self.since.get_or_insert_with(Instant::now).elapsed();
-        if idle < Backoff::SPIN {
-            std::thread::yield_now();
-        } else {
-            self.sleep_us = (self.sleep_us * 2).clamp(5, Backoff::MAX_SLEEP_US);
-            std::thread::park_timeout(Duration::from_micros(self.sleep_us));
-        }
-        true
-    }
 }

@@ -68,6 +68,7 @@ use crate::drivers::collectives_mode::{CollectivesMode, mpi_params};
 use crate::drivers::fault::Injector;
 use crate::drivers::kernels::{self, Finished, KernelRunner};
 use crate::drivers::panics::{Handling, set_handling};
+use crate::drivers::rank_loop::RankLoop;
 use crate::drivers::registry::{self, DriverInfo, Executed, JobDriver, JobRank, Launch, RunRequest};
 use crate::drivers::run::{Fault, PROGRESS_NOTE, Progress, RunError, RunOutcome, online_cores, usable_cores};
 use crate::drivers::workers::Workers;
@@ -349,7 +350,7 @@ pub fn run(
         let mut driver = Driver::new(engine, p2p.as_raw(), coll.as_raw(), size, cfg, &clock, workers, done_rx)
             .map_err(|e| RunError::Config(format!("rank {rank}: MPI driver: {e}")))?;
         driver.window = window.take();
-        let result = driver.run(runner);
+        let result = driver.run_loop(runner);
         window = driver.window.take();
         drop(driver); // closes the job channel, so the workers end before the scope does
         result
@@ -647,63 +648,12 @@ impl<'a> Driver<'a> {
         })
     }
 
-    /// Runs until the engine is done and every send completed; returns this rank's report.
-    fn run(&mut self, runner: KernelRunner<'_>) -> Result<wire::Report, RunError> {
-        self.engine.set_stall_timeout(Some(self.cfg.timeout.as_nanos() as u64), self.clock.now());
-        set_handling(Handling::Start);
-        self.engine.handle_start(self.clock.now());
-        let mut backoff = Backoff::default();
-        loop {
-            let mut progressed = self.poll_workers();
-            progressed |= self.poll_network().map_err(|e| self.protocol(e))?;
-            progressed |= self.act(runner).map_err(|e| self.protocol(e))?;
-            self.mailbox.rearm();
-            // The clock is read for the engine's deadlines only when a strategy timer is
-            // armed, or once the loop idles (the stall watch is minutes away).
-            if self.engine.has_timer() {
-                self.timeouts(self.clock.now());
-            }
-            if let Some(e) = self.engine.error() {
-                return Err(self.stopped(e.clone()));
-            }
-            if self.engine.is_done() && self.sends.is_empty() {
-                set_handling(Handling::Nothing);
-                let end = self.clock.now();
-                return Ok((self.engine.take_trace(), self.engine.take_results(), end));
-            }
-            if progressed {
-                backoff.reset();
-            } else if backoff.idle().is_some() {
-                self.timeouts(self.clock.now());
-            }
-        }
-    }
-
-    /// Tells the engine the time if one of its deadlines came.
-    fn timeouts(&mut self, now: u64) {
-        if self.engine.poll_timeout().is_some_and(|at| now >= at) {
-            set_handling(Handling::Timers);
-            self.engine.handle_timeout(now);
-        }
-    }
-
-    /// The run error for an engine stopped with `e`: a stall names what the rank waits
-    /// for, and what this driver has in flight.
-    fn stopped(&self, e: crate::engine::EngineError) -> RunError {
-        match e {
-            crate::engine::EngineError::Stalled { waiting, .. } => {
-                RunError::Stalled { timeout: self.cfg.timeout, ranks: vec![format!("{waiting}{}", self.in_flight())] }
-            }
-            e => RunError::Engine(e),
-        }
-    }
-
     fn protocol(&self, reason: String) -> RunError {
         RunError::Config(format!("rank {}: MPI driver: {reason}", self.rank))
     }
 
     /// What this driver has in flight, for stall diagnostics.
-    fn in_flight(&self) -> String {
+    fn flight(&self) -> String {
         let arriving: usize = self.arriving.iter().map(VecDeque::len).sum();
         format!(
             "; MPI: {} sends in flight, {arriving} receives in flight, {} collective pieces arriving, native \
@@ -716,33 +666,8 @@ impl<'a> Driver<'a> {
         )
     }
 
-    /// Takes in the workers' results, handing out what each made ready as it goes, so
-    /// the workers stay busy meanwhile.
-    fn poll_workers(&mut self) -> bool {
-        let Some(workers) = &self.workers else {
-            return false; // kernels ran on this thread and reported at once
-        };
-        let mut any = false;
-        while let Ok(f) = self.done.try_recv() {
-            any = true;
-            set_handling(Handling::TaskDone(f.task()));
-            f.report(&mut self.engine, self.clock.now());
-            while workers.has_room()
-                && let Some(job) = self.engine.next_task()
-            {
-                workers.submit(job);
-            }
-        }
-        any
-    }
-
-    fn finished(&mut self, f: Finished, now: u64) {
-        set_handling(Handling::TaskDone(f.task()));
-        f.report(&mut self.engine, now);
-    }
-
     /// Everything MPI may have finished since the last poll.
-    fn poll_network(&mut self) -> Result<bool, String> {
+    fn poll_mpi(&mut self) -> Result<bool, String> {
         let mut any = false;
         self.sends.retain_mut(|s| {
             let done = s.test();
@@ -859,54 +784,14 @@ impl<'a> Driver<'a> {
         Ok(any)
     }
 
-    /// Executes the engine's actions: communication first (stamped with one clock read),
-    /// then tasks; with inline progress at most one kernel, and what its outputs caused
-    /// leaves at once, stamped with the kernel's end (it is on the critical path).
-    fn act(&mut self, runner: KernelRunner<'_>) -> Result<bool, String> {
-        let mut any = false;
-        if self.engine.has_communication() {
-            set_handling(Handling::Actions);
-            any |= self.communicate(self.clock.now())?;
-        }
-        while self.workers.as_ref().is_none_or(Workers::has_room)
-            && let Some(job) = self.engine.next_task()
-        {
-            any = true;
-            if let Some(workers) = &self.workers {
-                workers.submit(job);
-                continue;
-            }
-            let f = runner.run(0, job);
-            // The kernel just ended on this thread: its end is now, without another clock read.
-            let now = match &f {
-                Finished::Done(done) => done.end_ns,
-                Finished::Failed { .. } => self.clock.now(),
-            };
-            self.finished(f, now);
-            self.communicate(now)?;
-            break;
-        }
+    /// Flushes passive one-sided operations issued and completes them.
+    fn flush_passive(&mut self) -> Result<(), String> {
         if matches!(self.window, Some((_, WindowSync::Passive))) && !self.rma_pending.is_empty() {
             let (w, _) = self.window.as_mut().expect("matched");
             w.flush_all().map_err(|e| e.to_string())?;
             self.complete_rma()?;
         }
-        Ok(any)
-    }
-
-    /// Hands every pending communication action to MPI, stamped `now`.
-    fn communicate(&mut self, now: u64) -> Result<bool, String> {
-        let mut any = false;
-        while let Some(action) = self.engine.poll_communication(now) {
-            any = true;
-            match action {
-                Action::Send(out) => self.send(out.to, out.msg)?,
-                Action::Collective(join) => self.join(join)?,
-                Action::OneSided(op) => self.one_sided(op)?,
-                Action::Run(_) => unreachable!("poll_communication hands out no tasks"),
-            }
-        }
-        Ok(any)
+        Ok(())
     }
 
     /// Issues a one-sided operation: a local copy on this rank's own window (complete at
@@ -1091,46 +976,53 @@ impl<'a> Driver<'a> {
     }
 }
 
-/// Idle waiting: spin, then yield, then sleep with a growing pause (parked, so a kernel
-/// worker's result wakes the loop at once). The clock is read only once the spinning is
-/// over (reading it costs as much as a poll).
-#[derive(Default)]
-struct Backoff {
-    idle_polls: u32,
-    since: Option<Instant>,
-    sleep_us: u64,
-}
-
-impl Backoff {
-    /// How long the loop keeps polling (yielding between polls) before it sleeps.
-    const SPIN: Duration = Duration::from_micros(100);
-    /// The longest pause between polls once idle.
-    const MAX_SLEEP_US: u64 = 200;
-
-    fn reset(&mut self) {
-        self.idle_polls = 0;
-        self.since = None;
-        self.sleep_us = 0;
+impl RankLoop for Driver<'_> {
+    fn engine(&mut self) -> &mut Engine {
+        &mut self.engine
     }
 
-    /// Polls without progress in a row that only spin.
-    const SPIN_POLLS: u32 = 32;
+    fn workers(&self) -> Option<&Workers> {
+        self.workers.as_ref()
+    }
 
-    /// One idle pass; returns how long the loop has been idle when it looked at the clock.
-    fn idle(&mut self) -> Option<Duration> {
-        self.idle_polls += 1;
-        if self.idle_polls < Backoff::SPIN_POLLS {
-            std::hint::spin_loop();
-            return None;
+    fn done(&self) -> &Receiver<Finished> {
+        &self.done
+    }
+
+    fn now(&self) -> u64 {
+        self.clock.now()
+    }
+
+    fn stall_timeout(&self) -> Duration {
+        self.cfg.timeout
+    }
+
+    fn poll_network(&mut self) -> Result<bool, RunError> {
+        self.poll_mpi().map_err(|e| self.protocol(e))
+    }
+
+    fn execute(&mut self, action: Action, _now: u64) -> Result<(), RunError> {
+        match action {
+            Action::Send(out) => self.send(out.to, out.msg),
+            Action::Collective(join) => self.join(join),
+            Action::OneSided(op) => self.one_sided(op),
+            Action::Run(_) => unreachable!("poll_communication hands out no tasks"),
         }
-        let idle = self.since.get_or_insert_with(Instant::now).elapsed();
-        if idle < Backoff::SPIN {
-            std::thread::yield_now();
-        } else {
-            self.sleep_us = (self.sleep_us * 2).clamp(5, Backoff::MAX_SLEEP_US);
-            std::thread::park_timeout(Duration::from_micros(self.sleep_us));
-        }
-        Some(idle)
+        .map_err(|e| self.protocol(e))
+    }
+
+    fn after_actions(&mut self) -> Result<(), RunError> {
+        self.flush_passive().map_err(|e| self.protocol(e))?;
+        self.mailbox.rearm();
+        Ok(())
+    }
+
+    fn drained(&self) -> bool {
+        self.sends.is_empty()
+    }
+
+    fn in_flight(&self) -> String {
+        self.flight()
     }
 }
 
