@@ -17,18 +17,24 @@ use crate::engine::{Action, Engine, EngineError};
 use crossbeam_channel::Receiver;
 use std::time::{Duration, Instant};
 
-/// One rank of a job driver: its engine and workers, and its transport.
-pub(crate) trait RankLoop {
+/// What the loop itself owns of a rank: its engine and kernel workers.
+pub(crate) struct RankCore {
     /// The rank's engine.
-    fn engine(&mut self) -> &mut Engine;
+    pub engine: Engine,
     /// The rank's kernel workers (thread progress), or `None` when kernels run inline.
-    fn workers(&self) -> Option<&Workers>;
+    pub workers: Option<Workers>,
     /// Where the workers hand back finished tasks.
-    fn done(&self) -> &Receiver<Finished>;
+    pub done: Receiver<Finished>,
+    /// How long the rank may make no progress before it fails with a diagnosis.
+    pub timeout: Duration,
+}
+
+/// One rank of a job driver: its [`RankCore`] and its transport.
+pub(crate) trait RankLoop {
+    /// The rank's engine and workers.
+    fn core(&mut self) -> &mut RankCore;
     /// Now on the job's common timeline, ns.
     fn now(&self) -> u64;
-    /// How long the rank may make no progress before it fails with a diagnosis.
-    fn stall_timeout(&self) -> Duration;
     /// Takes in everything the transport finished since the last poll; true when
     /// anything did.
     fn poll_network(&mut self) -> Result<bool, RunError>;
@@ -51,11 +57,11 @@ pub(crate) trait RankLoop {
 
     /// Runs until the engine is done and the transport drained; returns this rank's report.
     fn run_loop(&mut self, runner: KernelRunner<'_>) -> Result<wire::Report, RunError> {
-        let timeout = self.stall_timeout();
         let now = self.now();
-        self.engine().set_stall_timeout(Some(timeout.as_nanos() as u64), now);
+        let core = self.core();
+        core.engine.set_stall_timeout(Some(core.timeout.as_nanos() as u64), now);
         set_handling(Handling::Start);
-        self.engine().handle_start(now);
+        core.engine.handle_start(now);
         let mut backoff = Backoff::default();
         loop {
             let mut progressed = self.poll_workers();
@@ -64,21 +70,21 @@ pub(crate) trait RankLoop {
             self.after_actions()?;
             // The clock is read for the engine's deadlines only when a strategy timer is
             // armed, or once the loop idles (the stall watch is minutes away).
-            if self.engine().has_timer() {
+            if self.core().engine.has_timer() {
                 let now = self.now();
                 self.timeouts(now);
             }
-            if let Some(e) = self.engine().error() {
+            if let Some(e) = self.core().engine.error() {
                 let e = e.clone();
                 return Err(self.stopped(e));
             }
             if let Some(e) = self.failure() {
                 return Err(e);
             }
-            if self.engine().is_done() && self.drained() {
+            if self.core().engine.is_done() && self.drained() {
                 set_handling(Handling::Nothing);
                 let end = self.now();
-                let engine = self.engine();
+                let engine = &mut self.core().engine;
                 return Ok((engine.take_trace(), engine.take_results(), end));
             }
             if progressed {
@@ -93,19 +99,22 @@ pub(crate) trait RankLoop {
     /// Takes in the workers' results, handing out what each made ready as it goes, so
     /// the workers stay busy meanwhile.
     fn poll_workers(&mut self) -> bool {
-        if self.workers().is_none() {
+        if self.core().workers.is_none() {
             return false; // kernels ran on this thread and reported at once
         }
         let mut any = false;
-        while let Ok(f) = self.done().try_recv() {
+        loop {
+            let now = self.now();
+            let RankCore { engine, workers, done, .. } = self.core();
+            let Ok(f) = done.try_recv() else { break };
             any = true;
             set_handling(Handling::TaskDone(f.task()));
-            let now = self.now();
-            f.report(self.engine(), now);
-            while self.workers().is_some_and(Workers::has_room)
-                && let Some(job) = self.engine().next_task()
+            f.report(engine, now);
+            let workers = workers.as_ref().expect("checked");
+            while workers.has_room()
+                && let Some(job) = engine.next_task()
             {
-                self.workers().expect("checked").submit(job);
+                workers.submit(job);
             }
         }
         any
@@ -116,16 +125,19 @@ pub(crate) trait RankLoop {
     /// leaves at once, stamped with the kernel's end (it is on the critical path).
     fn act(&mut self, runner: KernelRunner<'_>) -> Result<bool, RunError> {
         let mut any = false;
-        if self.engine().has_communication() {
+        if self.core().engine.has_communication() {
             set_handling(Handling::Actions);
             let now = self.now();
             any |= self.communicate(now)?;
         }
-        while self.workers().is_none_or(Workers::has_room)
-            && let Some(job) = self.engine().next_task()
-        {
+        loop {
+            let RankCore { engine, workers, .. } = self.core();
+            if !workers.as_ref().is_none_or(Workers::has_room) {
+                break;
+            }
+            let Some(job) = engine.next_task() else { break };
             any = true;
-            if let Some(workers) = self.workers() {
+            if let Some(workers) = workers {
                 workers.submit(job);
                 continue;
             }
@@ -136,7 +148,7 @@ pub(crate) trait RankLoop {
                 Finished::Failed { .. } => self.now(),
             };
             set_handling(Handling::TaskDone(f.task()));
-            f.report(self.engine(), now);
+            f.report(&mut self.core().engine, now);
             self.communicate(now)?;
             break;
         }
@@ -146,7 +158,7 @@ pub(crate) trait RankLoop {
     /// Hands every pending communication action to the transport, stamped `now`.
     fn communicate(&mut self, now: u64) -> Result<bool, RunError> {
         let mut any = false;
-        while let Some(action) = self.engine().poll_communication(now) {
+        while let Some(action) = self.core().engine.poll_communication(now) {
             any = true;
             self.execute(action, now)?;
         }
@@ -155,18 +167,19 @@ pub(crate) trait RankLoop {
 
     /// Tells the engine the time if one of its deadlines came.
     fn timeouts(&mut self, now: u64) {
-        if self.engine().poll_timeout().is_some_and(|at| now >= at) {
+        let engine = &mut self.core().engine;
+        if engine.poll_timeout().is_some_and(|at| now >= at) {
             set_handling(Handling::Timers);
-            self.engine().handle_timeout(now);
+            engine.handle_timeout(now);
         }
     }
 
     /// The run error for an engine stopped with `e`: a stall names what the rank waits
     /// for and what the transport has in flight.
-    fn stopped(&self, e: EngineError) -> RunError {
+    fn stopped(&mut self, e: EngineError) -> RunError {
         match e {
             EngineError::Stalled { waiting, .. } => RunError::Stalled {
-                timeout: self.stall_timeout(),
+                timeout: self.core().timeout,
                 ranks: vec![format!("{waiting}{}", self.in_flight())],
             },
             e => RunError::Engine(e),

@@ -75,7 +75,7 @@ use crate::dag::Dag;
 use crate::drivers::fault::Injector;
 use crate::drivers::kernels::{self, Finished, KernelRunner};
 use crate::drivers::panics::{Handling, set_handling};
-use crate::drivers::rank_loop::RankLoop;
+use crate::drivers::rank_loop::{RankCore, RankLoop};
 use crate::drivers::registry::{
     self, CheckError, DriverCheck, DriverInfo, Executed, JobDriver, JobRank, Launch, RunRequest,
 };
@@ -678,13 +678,11 @@ const TOKEN_SEND: u64 = 0;
 
 /// One rank's progress loop and everything in flight.
 struct Driver<'a> {
-    engine: Engine,
+    /// The engine, the kernel workers and the stall timeout (the loop's share).
+    core: RankCore,
     ep: &'a mut Endpoint,
     rank: usize,
-    cfg: &'a FabricConfig,
     clock: &'a Clock,
-    workers: Option<Workers>,
-    done: Receiver<Finished>,
     /// Next sequence number per destination.
     send_seq: Vec<u32>,
     /// Sends posted and not complete.
@@ -729,13 +727,10 @@ impl<'a> Driver<'a> {
     ) -> Result<Self, RunError> {
         let rank = engine.rank().index();
         Ok(Driver {
-            engine,
+            core: RankCore { engine, workers, done, timeout: cfg.timeout },
             ep,
             rank,
-            cfg,
             clock,
-            workers,
-            done,
             send_seq: vec![0; size],
             sends: 0,
             next_seq: vec![0; size],
@@ -960,7 +955,7 @@ impl<'a> Driver<'a> {
             self.sends += 1;
         }
         while let Some((id, received)) = self.collectives.poll_done() {
-            self.engine.handle_collective_done(self.clock.now(), id, received);
+            self.core.engine.handle_collective_done(self.clock.now(), id, received);
         }
         Ok(())
     }
@@ -974,7 +969,7 @@ impl<'a> Driver<'a> {
                 };
                 self.next_seq[from] = self.next_seq[from].wrapping_add(1);
                 set_handling(Handling::Message { from: Rank(from as u32), op: msg.op, chunk: msg.chunk });
-                self.engine.handle_message(self.clock.now(), Rank(from as u32), msg);
+                self.core.engine.handle_message(self.clock.now(), Rank(from as u32), msg);
             }
         }
     }
@@ -989,7 +984,7 @@ impl<'a> Driver<'a> {
             Access::Expose(data) => {
                 let (region, key) = self.ep.register(data).map_err(|e| self.fail(e))?;
                 self.exposures.insert(key.key, region);
-                self.engine.handle_exposed(self.clock.now(), op.id, key);
+                self.core.engine.handle_exposed(self.clock.now(), op.id, key);
                 return Ok(());
             }
             Access::Withdraw(key) => {
@@ -1005,7 +1000,7 @@ impl<'a> Driver<'a> {
                          bytes",
                         op.target, op.offset, key.len
                     );
-                    self.engine.handle_one_sided_failed(op.id, why);
+                    self.core.engine.handle_one_sided_failed(op.id, why);
                     return Ok(());
                 }
                 let token = (KIND_RMA << 56) | (op.id & BELOW_KIND);
@@ -1022,8 +1017,10 @@ impl<'a> Driver<'a> {
                 _ => unreachable!("handled above"),
             };
             match done {
-                Ok(data) => self.engine.handle_one_sided_done(now, op.id, data),
-                Err(why) => self.engine.handle_one_sided_failed(op.id, format!("on {}'s window: {why}", op.target)),
+                Ok(data) => self.core.engine.handle_one_sided_done(now, op.id, data),
+                Err(why) => {
+                    self.core.engine.handle_one_sided_failed(op.id, format!("on {}'s window: {why}", op.target))
+                }
             }
             return Ok(());
         }
@@ -1038,7 +1035,7 @@ impl<'a> Driver<'a> {
                 op.bytes(),
                 op.offset
             );
-            self.engine.handle_one_sided_failed(op.id, why);
+            self.core.engine.handle_one_sided_failed(op.id, why);
             return Ok(());
         }
         let token = (KIND_RMA << 56) | (op.id & BELOW_KIND);
@@ -1060,7 +1057,7 @@ impl<'a> Driver<'a> {
     /// waited for this rank's operations.
     fn rma_done(&mut self, token: u64, data: Option<Payload>) -> Result<(), RunError> {
         self.rma_in_flight -= 1;
-        self.engine.handle_one_sided_done(self.clock.now(), token & BELOW_KIND, data);
+        self.core.engine.handle_one_sided_done(self.clock.now(), token & BELOW_KIND, data);
         while self.rma_in_flight == 0
             && let Some(join) = self.deferred.pop_front()
         {
@@ -1099,24 +1096,12 @@ impl<'a> Driver<'a> {
 }
 
 impl RankLoop for Driver<'_> {
-    fn engine(&mut self) -> &mut Engine {
-        &mut self.engine
-    }
-
-    fn workers(&self) -> Option<&Workers> {
-        self.workers.as_ref()
-    }
-
-    fn done(&self) -> &Receiver<Finished> {
-        &self.done
+    fn core(&mut self) -> &mut RankCore {
+        &mut self.core
     }
 
     fn now(&self) -> u64 {
         self.clock.now()
-    }
-
-    fn stall_timeout(&self) -> Duration {
-        self.cfg.timeout
     }
 
     fn poll_network(&mut self) -> Result<bool, RunError> {

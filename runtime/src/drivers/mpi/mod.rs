@@ -68,7 +68,7 @@ use crate::drivers::collectives_mode::{CollectivesMode, mpi_params};
 use crate::drivers::fault::Injector;
 use crate::drivers::kernels::{self, Finished, KernelRunner};
 use crate::drivers::panics::{Handling, set_handling};
-use crate::drivers::rank_loop::RankLoop;
+use crate::drivers::rank_loop::{RankCore, RankLoop};
 use crate::drivers::registry::{self, DriverInfo, Executed, JobDriver, JobRank, Launch, RunRequest};
 use crate::drivers::run::{Fault, PROGRESS_NOTE, Progress, RunError, RunOutcome, online_cores, usable_cores};
 use crate::drivers::workers::Workers;
@@ -553,16 +553,14 @@ fn payload_slots(body: &mut Body) -> Vec<&mut Payload> {
 
 /// One rank's progress loop and everything in flight.
 struct Driver<'a> {
-    engine: Engine,
+    /// The engine, the kernel workers and the stall timeout (the loop's share).
+    core: RankCore,
     comm: RawComm,
     coll: RawComm,
     rank: Rank,
     size: usize,
     cfg: &'a MpiConfig,
     clock: &'a Clock,
-    /// The kernel workers (thread progress only).
-    workers: Option<Workers>,
-    done: Receiver<Finished>,
     tags: Tags,
     /// Receives posted ahead for engine messages (headers and inline payloads).
     mailbox: Mailbox,
@@ -627,15 +625,13 @@ impl<'a> Driver<'a> {
             fences: Vec::new(),
             pieces_arriving: Vec::new(),
             piece_tags: Tags::new(size, raw::tag_ub(coll)),
-            engine,
+            core: RankCore { engine, workers, done, timeout: cfg.timeout },
             comm,
             coll,
             rank,
             size,
             cfg,
             clock,
-            workers,
-            done,
             tags: Tags::new(size, raw::tag_ub(comm)),
             mailbox,
             sends: Vec::new(),
@@ -708,7 +704,7 @@ impl<'a> Driver<'a> {
                 };
                 any = true;
                 set_handling(Handling::Message { from: Rank(from as u32), op: msg.op, chunk: msg.chunk });
-                self.engine.handle_message(self.clock.now(), Rank(from as u32), msg);
+                self.core.engine.handle_message(self.clock.now(), Rank(from as u32), msg);
             }
         }
         while self.pieces
@@ -739,7 +735,7 @@ impl<'a> Driver<'a> {
             any = true;
             set_handling(Handling::Collective { id, from: None });
             self.window_fence()?;
-            self.engine.handle_collective_done(self.clock.now(), id, Vec::new());
+            self.core.engine.handle_collective_done(self.clock.now(), id, Vec::new());
         }
         if let Some((id, WorldOp::AllReduce(op, _))) = self.world_op.as_mut()
             && let Some(sum) = op.test()
@@ -752,7 +748,7 @@ impl<'a> Driver<'a> {
             let sent_ns = msg.sent_ns;
             msg.payload = Some(sum);
             let result = Contribution { from: self.rank, sent_ns, recv_ns: now, messages: vec![msg] };
-            self.engine.handle_collective_done(now, id, vec![result]);
+            self.core.engine.handle_collective_done(now, id, vec![result]);
         }
         if let Some((id, WorldOp::AllToAllV(op))) = self.world_op.as_mut()
             && let Some(parts) = op.test()?
@@ -769,7 +765,7 @@ impl<'a> Driver<'a> {
                 let messages = wire::get_messages(&mut rd)?;
                 received.push(Contribution { from: Rank(r as u32), sent_ns, recv_ns: now, messages });
             }
-            self.engine.handle_collective_done(now, id, received);
+            self.core.engine.handle_collective_done(now, id, received);
         }
         if self.world_op.is_none()
             && let Some(join) = self.world_queue.pop_front()
@@ -813,8 +809,8 @@ impl<'a> Driver<'a> {
                 _ => unreachable!("refused above"),
             };
             match result {
-                Ok(data) => self.engine.handle_one_sided_done(now, op.id, data),
-                Err(e) => self.engine.handle_one_sided_failed(op.id, format!("on {}'s window: {e}", op.target)),
+                Ok(data) => self.core.engine.handle_one_sided_done(now, op.id, data),
+                Err(e) => self.core.engine.handle_one_sided_failed(op.id, format!("on {}'s window: {e}", op.target)),
             }
             return Ok(());
         }
@@ -830,7 +826,7 @@ impl<'a> Driver<'a> {
         };
         match issued {
             Ok(get) => self.rma_pending.push((op.id, get)),
-            Err(e) => self.engine.handle_one_sided_failed(op.id, format!("on {}'s window: {e}", op.target)),
+            Err(e) => self.core.engine.handle_one_sided_failed(op.id, format!("on {}'s window: {e}", op.target)),
         }
         Ok(())
     }
@@ -849,7 +845,7 @@ impl<'a> Driver<'a> {
                     Some(data)
                 }
             };
-            self.engine.handle_one_sided_done(now, id, data);
+            self.core.engine.handle_one_sided_done(now, id, data);
         }
         Ok(())
     }
@@ -938,7 +934,7 @@ impl<'a> Driver<'a> {
                 self.fences.swap_remove(at);
                 self.window_fence()?;
             }
-            self.engine.handle_collective_done(self.clock.now(), id, received);
+            self.core.engine.handle_collective_done(self.clock.now(), id, received);
         }
         Ok(())
     }
@@ -977,24 +973,12 @@ impl<'a> Driver<'a> {
 }
 
 impl RankLoop for Driver<'_> {
-    fn engine(&mut self) -> &mut Engine {
-        &mut self.engine
-    }
-
-    fn workers(&self) -> Option<&Workers> {
-        self.workers.as_ref()
-    }
-
-    fn done(&self) -> &Receiver<Finished> {
-        &self.done
+    fn core(&mut self) -> &mut RankCore {
+        &mut self.core
     }
 
     fn now(&self) -> u64 {
         self.clock.now()
-    }
-
-    fn stall_timeout(&self) -> Duration {
-        self.cfg.timeout
     }
 
     fn poll_network(&mut self) -> Result<bool, RunError> {
