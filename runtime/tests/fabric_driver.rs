@@ -10,12 +10,10 @@
 
 mod common;
 
-use common::Push;
+use common::{Push, Sequenced};
 use dagwire_runtime::drivers::fabric::{self, FabricConfig, FabricJob, raw};
 use dagwire_runtime::drivers::launch;
-use dagwire_runtime::{
-    ChunkId, DagBuilder, KernelId, Kernels, Message, Payload, Rank, Strategy, StrategyCtx, Task, TaskSpec,
-};
+use dagwire_runtime::{ChunkId, DagBuilder, KernelId, Kernels, Payload, Rank, Strategy, Task, TaskSpec};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -103,42 +101,6 @@ fn config(provider: &str) -> FabricConfig {
         progress: dagwire_runtime::Progress::Auto,
         timeout: Duration::from_secs(30),
         fault: None,
-    }
-}
-
-/// Numbers its messages to each destination and refuses any that arrives out of that
-/// order (the driver keeps each source's order, large payloads included).
-#[derive(Default)]
-struct Sequenced {
-    sent: Vec<u64>,
-    due: Vec<u64>,
-}
-
-impl Strategy for Sequenced {
-    fn name(&self) -> &'static str {
-        "sequenced"
-    }
-    fn op_name(&self, _: u8) -> &'static str {
-        "sequenced-data"
-    }
-    fn on_chunk_ready(&mut self, ctx: &mut StrategyCtx<'_>, chunk: ChunkId, data: &Payload, readers: &[Rank]) {
-        self.sent.resize(ctx.dag.ranks(), 0);
-        for &r in readers {
-            let mut msg = Message::data(0, chunk, data.clone());
-            msg.arg = self.sent[r.index()];
-            self.sent[r.index()] += 1;
-            ctx.send(r, msg);
-        }
-    }
-    fn on_message(&mut self, ctx: &mut StrategyCtx<'_>, from: Rank, msg: Message) -> Result<(), String> {
-        self.due.resize(ctx.dag.ranks(), 0);
-        let due = &mut self.due[from.index()];
-        if msg.arg != *due {
-            return Err(format!("message {} from {from} arrived when {due} was due", msg.arg));
-        }
-        *due += 1;
-        ctx.deliver(msg.chunk, from, msg.payload.ok_or("a data message without data")?);
-        Ok(())
     }
 }
 

@@ -9,11 +9,9 @@
 
 mod common;
 
-use common::Push;
+use common::{Push, Sequenced};
 use dagwire_runtime::drivers::mpi::{self, Mpi, MpiConfig};
-use dagwire_runtime::{
-    ChunkId, DagBuilder, KernelId, Kernels, Message, Payload, Rank, RunError, Strategy, StrategyCtx, Task, TaskSpec,
-};
+use dagwire_runtime::{ChunkId, DagBuilder, KernelId, Kernels, Payload, Rank, RunError, Strategy, Task, TaskSpec};
 use std::process::Command;
 use std::sync::Arc;
 
@@ -139,43 +137,6 @@ fn failing_kernel_main() {
         mpi.abort(3);
     }
     // Ranks 0 and 2 finish and wait in the gather for rank 1, which never reports.
-}
-
-/// Numbers its messages to each destination and refuses any that arrives out of that
-/// order: MPI keeps one source's messages in order and the driver must too, through its
-/// posted receives and separately received large payloads.
-#[derive(Default)]
-struct Sequenced {
-    sent: Vec<u64>,
-    due: Vec<u64>,
-}
-
-impl Strategy for Sequenced {
-    fn name(&self) -> &'static str {
-        "sequenced"
-    }
-    fn op_name(&self, _: u8) -> &'static str {
-        "sequenced-data"
-    }
-    fn on_chunk_ready(&mut self, ctx: &mut StrategyCtx<'_>, chunk: ChunkId, data: &Payload, readers: &[Rank]) {
-        self.sent.resize(ctx.dag.ranks(), 0);
-        for &r in readers {
-            let mut msg = Message::data(0, chunk, data.clone());
-            msg.arg = self.sent[r.index()];
-            self.sent[r.index()] += 1;
-            ctx.send(r, msg);
-        }
-    }
-    fn on_message(&mut self, ctx: &mut StrategyCtx<'_>, from: Rank, msg: Message) -> Result<(), String> {
-        self.due.resize(ctx.dag.ranks(), 0);
-        let due = &mut self.due[from.index()];
-        if msg.arg != *due {
-            return Err(format!("message {} from {from} arrived when {due} was due", msg.arg));
-        }
-        *due += 1;
-        ctx.deliver(msg.chunk, from, msg.payload.ok_or("a data message without data")?);
-        Ok(())
-    }
 }
 
 /// Kernel 0 writes `args[0]` repeated over `args[1]` f64s; kernel 1 sums its inputs' first values.
