@@ -2,16 +2,33 @@
 
 use crate::schema::ColumnDoc;
 use anyhow::{Context, bail};
-use polars::prelude::{DataFrame, ParquetReader, ParquetWriter, SerReader};
+use polars::prelude::{DataFrame, ParquetCompression, ParquetReader, ParquetWriter, SerReader, StatisticsOptions};
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
+/// How a file is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A table users read: compressed (zstd), with column statistics.
+    Table,
+    /// A point's part file, read once when the parts are combined: uncompressed and
+    /// without statistics, which cost most of the writing.
+    Part,
+}
+
 /// Writes `df` to `path` (replacing it) and flushes it to disk.
-pub(crate) fn write(path: &Path, df: &mut DataFrame) -> anyhow::Result<()> {
+pub(crate) fn write(path: &Path, df: &mut DataFrame, kind: Kind) -> anyhow::Result<()> {
     let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
     let file = (|| {
         let mut file = file;
-        ParquetWriter::new(&mut file).finish(df)?;
+        let writer = ParquetWriter::new(&mut file);
+        let writer = match kind {
+            Kind::Table => writer,
+            Kind::Part => writer
+                .with_compression(ParquetCompression::Uncompressed)
+                .with_statistics(StatisticsOptions::empty()),
+        };
+        writer.finish(df)?;
         file.sync_all()?;
         anyhow::Ok(())
     })();
@@ -23,7 +40,7 @@ pub(crate) fn write(path: &Path, df: &mut DataFrame) -> anyhow::Result<()> {
 pub(crate) fn write_atomic(path: &Path, df: &mut DataFrame) -> anyhow::Result<()> {
     let name = path.file_name().with_context(|| format!("{} has no file name", path.display()))?;
     let tmp: PathBuf = path.with_file_name(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
-    let result = write(&tmp, df).and_then(|()| {
+    let result = write(&tmp, df, Kind::Table).and_then(|()| {
         fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
     });
     if result.is_err() {

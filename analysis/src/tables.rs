@@ -99,7 +99,7 @@ pub fn write_point_parts(dir: &Path, point: &PointRecord, rows: Option<TraceRows
                 Table::Messages => messages_frame(id, rep, rows),
             }
             .with_context(|| format!("building the {} rows", table.name()))?;
-            parquet_file::write(&tmp.join(table.part_file_name()), &mut df)?;
+            parquet_file::write(&tmp.join(table.part_file_name()), &mut df, parquet_file::Kind::Part)?;
         }
         if done.exists() {
             fs::remove_dir_all(&done).with_context(|| format!("replacing {}", done.display()))?;

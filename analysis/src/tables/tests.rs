@@ -382,7 +382,7 @@ fn a_directory_that_is_not_a_results_dir_is_an_error_naming_the_file() {
 
     // A Parquet file that is not one of ours.
     let mut other = DataFrame::new(1, vec![polars::prelude::Column::new("x".into(), [1i64])]).unwrap();
-    parquet_file::write(&file, &mut other).unwrap();
+    parquet_file::write(&file, &mut other, parquet_file::Kind::Part).unwrap();
     let err = format!("{:#}", read_points(dir.path()).unwrap_err());
     assert!(err.contains(&file.display().to_string()) && err.contains("point_id"), "{err}");
 
