@@ -75,7 +75,7 @@ fn base_machine_parses() {
 
 #[test]
 fn every_preset_parses_validates_and_holds_1024_ranks() {
-    assert_eq!(preset_names().len(), 6);
+    assert_eq!(preset_names().len(), 9);
     for name in preset_names() {
         let m = load_machine(name).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(m.name, name, "a preset's name field must equal its preset name");
@@ -118,6 +118,9 @@ fn presets_pick_the_documented_fidelity_and_topology() {
             (Fidelity::Flow, "dragonfly"),
             (Fidelity::Flow, "dragonfly"),
             (Fidelity::Flow, "crossbar"),
+            (Fidelity::Flow, "crossbar"),
+            (Fidelity::Flow, "fat-tree"),
+            (Fidelity::Flow, "dragonfly"),
         ]
     );
     // The IB preset is the ~1 us machine, Slingshot ~2 us, TCP Ethernet ~10 us.
@@ -539,4 +542,26 @@ fn accelerator_errors_name_file_line_and_key() {
     let e = err(&text);
     assert_eq!(e.key, "accelerators.copy_engines", "{e}");
     assert!(e.reason.contains("missing"), "{e}");
+}
+
+#[test]
+fn the_gpu_presets_have_the_documented_devices_and_the_cpu_presets_none() {
+    let devices = |n: &str| {
+        let m = load_machine(n).unwrap();
+        m.accelerators.map(|a| (a.devices, a.gpu_direct, a.peer_link.is_some(), a.host_link.devices_per_switch))
+    };
+    assert_eq!(devices("dgx-h100"), Some((8, true, true, 2)));
+    assert_eq!(devices("pcie-4gpu"), Some((4, false, false, 2)));
+    assert_eq!(devices("aurora-gpu"), Some((6, true, true, 1)));
+    for cpu in ["shm-node", "eth-100g", "ib-hdr-fattree", "slingshot-11-dragonfly", "aurora", "aws-efa"] {
+        assert_eq!(devices(cpu), None, "{cpu}");
+    }
+    // aurora-gpu is aurora's network with one rank per GPU.
+    let (cpu, gpu) = (load_machine("aurora").unwrap(), load_machine("aurora-gpu").unwrap());
+    assert_eq!((cpu.topology, cpu.inter_node, cpu.nic_gbps), (gpu.topology, gpu.inter_node, gpu.nic_gbps));
+    assert_eq!(gpu.ranks_per_node, 6);
+    // 8 x 400 Gb/s NICs and NVLink 4's 450 GB/s per direction.
+    let dgx = load_machine("dgx-h100").unwrap();
+    assert_eq!(dgx.nic_gbps, 3200.0);
+    assert_eq!(dgx.accelerators.unwrap().peer_link.unwrap().gbps, 3600.0);
 }
