@@ -14,7 +14,8 @@
 //!   or, without one, over the host links (PCIe peer-to-peer); it bypasses the network;
 //! - **between nodes, staged** (`gpu_direct = false`): a device-to-host copy on the
 //!   sender, the network (LogGP, NIC, topology) from host to host, a host-to-device copy
-//!   on the receiver;
+//!   on the receiver (a chunk the sender has already copied to host memory is sent from
+//!   there again: one device-to-host copy per chunk and sender, however many nodes read it);
 //! - **between nodes, direct** (`gpu_direct = true`): the NIC reads and writes device
 //!   memory; the message takes the network path only.
 //!
@@ -150,6 +151,8 @@ pub struct Devices {
     peer_out: Vec<Time>,
     /// Per device, next-free time of its peer-link port in.
     peer_in: Vec<Time>,
+    /// When a chunk's copy in host memory is ready, by (sending rank, chunk).
+    in_host: FxHashMap<(u32, u32), Time>,
 }
 
 impl Devices {
@@ -186,6 +189,7 @@ impl Devices {
             down_free: vec![0; nodes * switches_per_node as usize],
             peer_out: vec![0; ranks],
             peer_in: vec![0; ranks],
+            in_host: FxHashMap::default(),
         }
     }
 
@@ -213,8 +217,10 @@ impl Devices {
 
     /// How a data transfer of `bytes` from `src` to `dst` asked for at `now` leaves
     /// `src`'s device memory (see the [module docs](self)): a peer copy inside a node,
-    /// else the network at once (direct) or after a device-to-host copy (staged).
-    pub fn depart(&mut self, now: Time, src: Rank, dst: Rank, bytes: u64) -> Route {
+    /// else the network at once (direct) or after a device-to-host copy (staged). A staged
+    /// transfer of a whole `chunk` that `src` already copied to host memory goes from there
+    /// (no second copy).
+    pub fn depart(&mut self, now: Time, src: Rank, dst: Rank, bytes: u64, chunk: Option<u32>) -> Route {
         if src.0 / self.per_node == dst.0 / self.per_node {
             let span = self.copy(src.0, now, Via::Peer { dst: dst.0 }, bytes);
             return Route::Peer { at: span.end };
@@ -222,7 +228,15 @@ impl Devices {
         if self.gpu_direct {
             return Route::Network { at: now, land: false };
         }
+        if let Some(c) = chunk
+            && let Some(&ready) = self.in_host.get(&(src.0, c))
+        {
+            return Route::Network { at: now.max(ready), land: true };
+        }
         let span = self.copy(src.0, now, Via::Up, bytes);
+        if let Some(c) = chunk {
+            self.in_host.insert((src.0, c), span.end);
+        }
         Route::Network { at: span.end, land: true }
     }
 

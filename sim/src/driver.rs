@@ -349,7 +349,12 @@ impl Sim<'_> {
             && src != dst
             && item.is_data()
         {
-            match accel.devices.depart(now, src, dst, bytes) {
+            // A message carries one whole chunk (pieces and puts may carry several or parts).
+            let chunk = match &item {
+                InFlight::Message { msg, .. } => Some(msg.chunk.0),
+                _ => None,
+            };
+            match accel.devices.depart(now, src, dst, bytes, chunk) {
                 Route::Network { land: false, .. } => {}
                 Route::Network { at, land: true } => {
                     let slot = accel.hold(Held { src, dst, bytes, item });

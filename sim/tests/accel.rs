@@ -158,7 +158,7 @@ fn two_devices_on_one_pcie_switch_halve_each_others_host_bandwidth() {
         let mut last = [0u64; 2];
         for _ in 0..rounds {
             for src in 0..2u32 {
-                let Route::Network { at, land: true } = d.depart(0, Rank(src), Rank(2 + src), bytes) else {
+                let Route::Network { at, land: true } = d.depart(0, Rank(src), Rank(2 + src), bytes, None) else {
                     panic!("a staged transfer")
                 };
                 last[src as usize] = at;
@@ -186,9 +186,9 @@ fn a_kernel_waits_for_a_free_stream_and_copies_for_a_free_copy_engine() {
     let k = d.kernel(0, 0, "k", 1000.0);
     assert_eq!((k.stream, k.start, k.end), (0, 0, 1000));
     // Two staged copies: stream 1 is free, the one copy engine serialises them.
-    let Route::Network { at: first, .. } = d.depart(0, Rank(0), Rank(1), 100) else { panic!() };
+    let Route::Network { at: first, .. } = d.depart(0, Rank(0), Rank(1), 100, None) else { panic!() };
     assert_eq!(first, 400);
-    let Route::Network { at: second, .. } = d.depart(0, Rank(0), Rank(1), 100) else { panic!() };
+    let Route::Network { at: second, .. } = d.depart(0, Rank(0), Rank(1), 100, None) else { panic!() };
     // The second copy needs a stream (stream 1 frees at 400, stream 0 at 1000) and the engine (400).
     assert_eq!(second, 800);
     // Kernels after that take the earliest-free stream.
@@ -289,4 +289,17 @@ fn the_sim_parameters_override_the_machine_files_devices_and_refuse_cpu_machines
     ]))
     .unwrap_err();
     assert!(err.contains("no [accelerators]"), "{err}");
+}
+
+#[test]
+fn a_chunk_is_copied_to_host_memory_once_per_sender_however_many_nodes_read_it() {
+    let mut d = Devices::new(&accelerators(1, 1, false), 4);
+    let first = d.depart(0, Rank(0), Rank(1), 1000, Some(7));
+    assert_eq!(first, Route::Network { at: 1300, land: true });
+    // The same chunk to two more nodes, later and earlier than its host copy is ready.
+    assert_eq!(d.depart(2000, Rank(0), Rank(2), 1000, Some(7)), Route::Network { at: 2000, land: true });
+    assert_eq!(d.depart(100, Rank(0), Rank(3), 1000, Some(7)), Route::Network { at: 1300, land: true });
+    // Another chunk, or a transfer that is not one whole chunk, copies again.
+    assert_eq!(d.depart(100, Rank(0), Rank(1), 1000, Some(8)), Route::Network { at: 1300 + 1300, land: true });
+    assert_eq!(d.depart(100, Rank(0), Rank(1), 1000, None), Route::Network { at: 2600 + 1300, land: true });
 }
