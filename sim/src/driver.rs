@@ -54,7 +54,8 @@ pub const CAPABILITIES: &[Capability] = Capability::ALL;
 pub struct SimConfig {
     /// Ranks simulated.
     pub ranks: usize,
-    /// Concurrent tasks per rank (capped by the machine's cores per rank).
+    /// Concurrent tasks per rank (capped by the machine's cores per rank; on a machine
+    /// with accelerators, the device's streams instead).
     pub workers: usize,
     /// Run the kernels for real (results can be verified) or only model their time.
     pub run_kernels: bool,
