@@ -27,11 +27,12 @@
 //! header to the exposing rank then the data back, as a get; a withdrawal is free.
 
 use crate::compute::ComputeModel;
+use crate::device::{Accel, Devices, Held, Route};
 use crate::machine::{Machine, Registration};
 use crate::network::{MessageId, Network};
 use crate::queue::{EventQueue, Time};
 use dagwire_runtime::collective::check_capabilities;
-use dagwire_runtime::collectives::{Collectives, Piece, Segmenting};
+use dagwire_runtime::collectives::{Body, Collectives, Piece, Segmenting};
 use dagwire_runtime::engine::{Action, Engine, RunTask, TaskDone};
 use dagwire_runtime::message::HEADER_BYTES;
 use dagwire_runtime::one_sided::{Access, MemoryKey, OneSided};
@@ -53,7 +54,8 @@ pub const CAPABILITIES: &[Capability] = Capability::ALL;
 pub struct SimConfig {
     /// Ranks simulated.
     pub ranks: usize,
-    /// Concurrent tasks per rank (capped by the machine's cores per rank).
+    /// Concurrent tasks per rank (capped by the machine's cores per rank; on a machine
+    /// with accelerators, the device's streams instead).
     pub workers: usize,
     /// Run the kernels for real (results can be verified) or only model their time.
     pub run_kernels: bool,
@@ -98,6 +100,14 @@ enum Event {
         rank: u32,
         id: u64,
     },
+    /// A device-to-host copy ended: the held transfer `slot` goes to the network.
+    Inject {
+        slot: u64,
+    },
+    /// A host-to-device or peer copy ended: the held transfer `slot` has arrived.
+    Land {
+        slot: u64,
+    },
 }
 
 /// What the network is carrying, by message id.
@@ -118,10 +128,25 @@ enum InFlight {
     ReadRequest { origin: Rank, id: u64, target: Rank, key: u64, offset: u64, len: u64 },
 }
 
+impl InFlight {
+    /// Whether it carries chunk data (which lives in device memory when the machine has
+    /// accelerators), rather than protocol control from the host.
+    fn is_data(&self) -> bool {
+        match self {
+            InFlight::Message { msg, .. } => msg.payload.is_some(),
+            InFlight::Piece(piece) => !matches!(piece.body, Body::Header),
+            InFlight::Put { .. } | InFlight::GetData { .. } => true,
+            InFlight::PutAck { .. } | InFlight::GetRequest { .. } | InFlight::ReadRequest { .. } => false,
+        }
+    }
+}
+
 /// A running task's results and timing, until its completion event fires.
 struct Pending {
     outputs: Vec<Payload>,
     worker: u32,
+    /// The timeline lane it ran on: its worker, or its device stream.
+    lane: u32,
     start: Time,
 }
 
@@ -155,6 +180,8 @@ struct Sim<'a> {
     next_key: u64,
     /// Registrations under way, by (rank, operation id): the key they will give.
     exposing: FxHashMap<(u32, u64), MemoryKey>,
+    /// The devices, when the machine has accelerators (see [`crate::device`]).
+    accel: Option<Accel<InFlight>>,
     events: u64,
     trace: Trace,
     /// When the run started (wall time) and how long it may take.
@@ -197,7 +224,12 @@ pub fn run_limited(
     }
     let mut network = Network::new(machine, cfg.ranks).map_err(RunError::Config)?;
     network.seed(cfg.seed);
-    let workers = cfg.workers.clamp(1, machine.compute.cores_per_rank.max(1) as usize);
+    let devices = machine.accelerators.as_ref().map(|a| Devices::new(a, cfg.ranks));
+    // With devices a rank runs as many kernels at once as it has streams.
+    let workers = match &devices {
+        Some(d) => d.streams() as usize,
+        None => cfg.workers.clamp(1, machine.compute.cores_per_rank.max(1) as usize),
+    };
     let engines: Vec<Engine> =
         (0..cfg.ranks as u32).map(|r| Engine::new(Rank(r), Arc::clone(dag), strategy(Rank(r)), workers)).collect();
     for e in &engines {
@@ -225,6 +257,7 @@ pub fn run_limited(
         exposed: FxHashMap::default(),
         next_key: 0,
         exposing: FxHashMap::default(),
+        accel: devices.map(Accel::new),
         events: 0,
         trace: Trace::with_level(cfg.trace),
         deadline: wall_limit.map(|limit| (std::time::Instant::now(), limit)),
@@ -280,20 +313,64 @@ impl Sim<'_> {
     fn deliver(&mut self, at: Time) -> Result<Time, RunError> {
         for (t, id) in self.network.deliver_until(at) {
             self.events += 1;
-            match self.in_flight.remove(&id).expect("the network delivers only what was sent") {
-                InFlight::Message { src, dst, msg } => {
-                    self.engines[dst.index()].handle_message(t, src, msg);
-                    self.pump(dst.index(), t)?;
-                }
-                InFlight::Piece(piece) => {
-                    let dst = piece.dst.index();
-                    self.collectives[dst].handle_piece(t, piece);
-                    self.pump(dst, t)?;
-                }
-                one_sided => self.one_sided_arrived(t, one_sided)?,
+            let item = self.in_flight.remove(&id).expect("the network delivers only what was sent");
+            if let Some(accel) = &mut self.accel
+                && let Some((dst, bytes)) = accel.landing(id)
+            {
+                let end = accel.devices.land(t, dst, bytes).end;
+                let slot = accel.hold(Held { src: dst, dst, bytes, item });
+                self.queue.push(end, Event::Land { slot });
+                continue;
             }
+            self.arrived(t, item)?;
         }
         Ok(at)
+    }
+
+    /// `item` reached its receiver at `t`.
+    fn arrived(&mut self, t: Time, item: InFlight) -> Result<(), RunError> {
+        match item {
+            InFlight::Message { src, dst, msg } => {
+                self.engines[dst.index()].handle_message(t, src, msg);
+                self.pump(dst.index(), t)
+            }
+            InFlight::Piece(piece) => {
+                let dst = piece.dst.index();
+                self.collectives[dst].handle_piece(t, piece);
+                self.pump(dst, t)
+            }
+            one_sided => self.one_sided_arrived(t, one_sided),
+        }
+    }
+
+    /// Hands `item` (`bytes` from `src` to `dst`) to the network at `now`, or, when the
+    /// machine has devices and it is data, along its device path (see [`crate::device`]).
+    fn transmit(&mut self, now: Time, src: Rank, dst: Rank, bytes: u64, item: InFlight) {
+        if let Some(accel) = &mut self.accel
+            && src != dst
+            && item.is_data()
+        {
+            // A message carries one whole chunk (pieces and puts may carry several or parts).
+            let chunk = match &item {
+                InFlight::Message { msg, .. } => Some(msg.chunk.0),
+                _ => None,
+            };
+            match accel.devices.depart(now, src, dst, bytes, chunk) {
+                Route::Network { land: false, .. } => {}
+                Route::Network { at, land: true } => {
+                    let slot = accel.hold(Held { src, dst, bytes, item });
+                    self.queue.push(at, Event::Inject { slot });
+                    return;
+                }
+                Route::Peer { at } => {
+                    let slot = accel.hold(Held { src, dst, bytes, item });
+                    self.queue.push(at, Event::Land { slot });
+                    return;
+                }
+            }
+        }
+        let id = self.network.send(now, src, dst, bytes);
+        self.in_flight.insert(id, item);
     }
 
     /// Handles the earliest queued event: completes a task, or wakes a rank whose
@@ -302,10 +379,23 @@ impl Sim<'_> {
         let (now, ev) = self.queue.pop().expect("peeked");
         self.events += 1;
         match ev {
+            Event::Inject { slot } => {
+                let accel = self.accel.as_mut().expect("only devices hold transfers");
+                let Held { src, dst, bytes, item } = accel.take(slot);
+                let id = self.network.send(now, src, dst, bytes);
+                accel.will_land(id, dst, bytes);
+                self.in_flight.insert(id, item);
+                return Ok(now);
+            }
+            Event::Land { slot } => {
+                let item = self.accel.as_mut().expect("only devices hold transfers").take(slot).item;
+                self.arrived(now, item)?;
+                return Ok(now);
+            }
             Event::TaskFinished { rank, task } => {
                 let p = self.pending.remove(&(rank, task)).expect("a finishing task was started");
                 self.free_workers[rank as usize].push(p.worker);
-                let done = TaskDone { task, worker: p.worker, start_ns: p.start, end_ns: now, outputs: p.outputs };
+                let done = TaskDone { task, worker: p.lane, start_ns: p.start, end_ns: now, outputs: p.outputs };
                 self.engines[rank as usize].handle_task_done(now, done);
             }
             Event::Timeout { rank } => {
@@ -319,6 +409,7 @@ impl Sim<'_> {
         }
         let rank = match ev {
             Event::TaskFinished { rank, .. } | Event::Timeout { rank } | Event::Exposed { rank, .. } => rank as usize,
+            Event::Inject { .. } | Event::Land { .. } => unreachable!("handled above"),
         };
         self.pump(rank, now)?;
         Ok(now)
@@ -332,8 +423,8 @@ impl Sim<'_> {
                 match action {
                     Action::Send(out) => {
                         let (src, dst) = (Rank(r as u32), out.to);
-                        let id = self.network.send(now, src, dst, out.msg.wire_bytes());
-                        self.in_flight.insert(id, InFlight::Message { src, dst, msg: out.msg });
+                        let bytes = out.msg.wire_bytes();
+                        self.transmit(now, src, dst, bytes, InFlight::Message { src, dst, msg: out.msg });
                     }
                     Action::Run(job) => self.start_task(r, now, job)?,
                     Action::Collective(join) if join.kind == CollectiveKind::Fence && self.outstanding[r] > 0 => {
@@ -347,7 +438,7 @@ impl Sim<'_> {
                 return Err(RunError::Engine(e.clone()));
             }
             while let Some(piece) = self.collectives[r].poll_send() {
-                send_piece(&mut self.network, &mut self.in_flight, now, piece);
+                self.transmit(now, piece.src, piece.dst, piece.bytes, InFlight::Piece(piece));
             }
             if let Some(e) = self.collectives[r].error() {
                 return Err(RunError::Collective(e.clone()));
@@ -400,9 +491,8 @@ impl Sim<'_> {
             }
             Access::Read { key, len } => {
                 self.outstanding[r] += 1;
-                let msg = self.network.send(now, origin, target, HEADER_BYTES);
                 let leg = InFlight::ReadRequest { origin, id, target, key: key.key, offset, len };
-                self.in_flight.insert(msg, leg);
+                self.transmit(now, origin, target, HEADER_BYTES, leg);
                 return;
             }
             access => access,
@@ -427,8 +517,7 @@ impl Sim<'_> {
             Access::Get { len } => (HEADER_BYTES, InFlight::GetRequest { origin, id, target, offset, len }),
             _ => unreachable!("handled above"),
         };
-        let msg = self.network.send(now, origin, target, bytes);
-        self.in_flight.insert(msg, leg);
+        self.transmit(now, origin, target, bytes, leg);
     }
 
     /// A get or read request reached `target`: the bytes go back to `origin` (`len` on the
@@ -444,8 +533,7 @@ impl Sim<'_> {
     ) -> Result<(), RunError> {
         match read {
             Ok(data) => {
-                let msg = self.network.send(t, target, origin, len);
-                self.in_flight.insert(msg, InFlight::GetData { origin, id, data });
+                self.transmit(t, target, origin, len, InFlight::GetData { origin, id, data });
                 Ok(())
             }
             Err(why) => {
@@ -461,8 +549,7 @@ impl Sim<'_> {
         let (origin, id, data) = match leg {
             InFlight::Put { origin, id, target, offset, data } => {
                 self.windows.insert((target.0, offset), data);
-                let msg = self.network.send(t, target, origin, HEADER_BYTES);
-                self.in_flight.insert(msg, InFlight::PutAck { origin, id });
+                self.transmit(t, target, origin, HEADER_BYTES, InFlight::PutAck { origin, id });
                 return Ok(());
             }
             InFlight::GetRequest { origin, id, target, offset, len } => {
@@ -527,16 +614,29 @@ impl Sim<'_> {
         let task = self.dag.task(job.task);
         let worker = self.free_workers[r].pop().expect("the engine never exceeds its workers");
         let name = (self.kernels.name)(task.kernel);
+        if let Some(accel) = &mut self.accel {
+            // The kernel's time on the device, whether or not it also runs on the host.
+            let span = accel.devices.kernel(r as u32, now, name, task.flops);
+            let outputs = if self.cfg.run_kernels {
+                self.kernels
+                    .kernels
+                    .run(task, job.inputs)
+                    .map_err(|reason| kernel_failed(job.task, task.kernel, r, reason))?
+            } else {
+                self.modelled_outputs(task, &job.inputs)
+            };
+            self.pending
+                .insert((r as u32, job.task), Pending { outputs, worker, lane: span.stream, start: span.start });
+            self.queue.push(span.end, Event::TaskFinished { rank: r as u32, task: job.task });
+            return Ok(());
+        }
         let (outputs, duration) = if self.cfg.run_kernels {
             let started = Instant::now();
-            let outputs = self.kernels.kernels.run(task, job.inputs).map_err(|reason| {
-                RunError::Engine(dagwire_runtime::EngineError::Kernel {
-                    task: job.task,
-                    kernel: task.kernel.0,
-                    rank: Rank(r as u32),
-                    reason,
-                })
-            })?;
+            let outputs = self
+                .kernels
+                .kernels
+                .run(task, job.inputs)
+                .map_err(|reason| kernel_failed(job.task, task.kernel, r, reason))?;
             let duration = if self.compute.measures() {
                 self.compute.record(task.kernel.0, task.flops, started.elapsed().as_nanos() as Time)
             } else {
@@ -544,14 +644,20 @@ impl Sim<'_> {
             };
             (outputs, duration)
         } else {
-            let outputs = self.kernels.kernels.modelled_outputs(task, &job.inputs).unwrap_or_else(|| {
-                task.outputs().map(|c| Payload::phantom(self.dag.chunk(c).bytes as usize)).collect()
-            });
-            (outputs, self.compute.modelled(name, task.flops))
+            (self.modelled_outputs(task, &job.inputs), self.compute.modelled(name, task.flops))
         };
-        self.pending.insert((r as u32, job.task), Pending { outputs, worker, start: now });
+        self.pending.insert((r as u32, job.task), Pending { outputs, worker, lane: worker, start: now });
         self.queue.push(now + duration, Event::TaskFinished { rank: r as u32, task: job.task });
         Ok(())
+    }
+
+    /// A task's outputs when its kernel does not run: what the kernels say they would be,
+    /// else phantoms of the declared sizes.
+    fn modelled_outputs(&self, task: &dagwire_runtime::Task, inputs: &[Payload]) -> Vec<Payload> {
+        self.kernels
+            .kernels
+            .modelled_outputs(task, inputs)
+            .unwrap_or_else(|| task.outputs().map(|c| Payload::phantom(self.dag.chunk(c).bytes as usize)).collect())
     }
 
     /// Checks every rank finished and gathers the outcome.
@@ -574,6 +680,7 @@ impl Sim<'_> {
             )));
         }
         debug_assert!(self.in_flight.is_empty() && self.pending.is_empty());
+        debug_assert!(self.accel.as_ref().is_none_or(Accel::is_idle));
         debug_assert!(self.collectives.iter().all(Collectives::is_idle));
         let mut results: BTreeMap<ChunkId, Payload> = BTreeMap::new();
         let mut trace = std::mem::take(&mut self.trace);
@@ -587,8 +694,7 @@ impl Sim<'_> {
     }
 }
 
-/// Hands a collective's piece to the network at `now`.
-fn send_piece(network: &mut Network, in_flight: &mut FxHashMap<MessageId, InFlight>, now: Time, piece: Piece) {
-    let id = network.send(now, piece.src, piece.dst, piece.bytes);
-    in_flight.insert(id, InFlight::Piece(piece));
+/// The run error of a kernel that failed on `r`.
+fn kernel_failed(task: TaskId, kernel: KernelId, r: usize, reason: String) -> RunError {
+    RunError::Engine(dagwire_runtime::EngineError::Kernel { task, kernel: kernel.0, rank: Rank(r as u32), reason })
 }

@@ -6,6 +6,7 @@
 //! as [`DRIVER`].
 
 pub mod compute;
+pub mod device;
 pub mod driver;
 pub mod machine;
 pub mod network;

@@ -6,7 +6,7 @@ use crate::driver::{self, SimConfig, SimKernels};
 use crate::machine::{Fidelity, Machine};
 use crate::network::Network;
 use dagwire_runtime::drivers::{CheckError, DriverCheck, DriverInfo, Executed, Launch, RunRequest};
-use dagwire_runtime::{ParamSpec, Params, RunError, TraceLevel};
+use dagwire_runtime::{ParamSpec, ParamValue, Params, RunError, TraceLevel};
 
 /// The simulator's registry entry.
 pub const DRIVER: DriverInfo = DriverInfo {
@@ -50,6 +50,27 @@ pub fn params() -> Vec<ParamSpec> {
             "machine",
             "network model: the machine file's choice, analytic (LogGP, no link contention) or flow (max-min link sharing)",
         ),
+        ParamSpec::int(
+            "streams",
+            0,
+            1024,
+            0,
+            "compute streams per device (0: the machine file's); needs a machine with [accelerators]",
+        ),
+        ParamSpec::int(
+            "copy_engines",
+            0,
+            1024,
+            0,
+            "copy engines per device (0: the machine file's); needs a machine with [accelerators]",
+        ),
+        ParamSpec::choice(
+            "gpu_direct",
+            &["machine", "on", "off"],
+            "machine",
+            "on: the NIC reads and writes device memory; off: inter-node data is staged through host memory; \
+             machine: the machine file's choice (needs a machine with [accelerators] unless `machine`)",
+        ),
         ParamSpec::choice(
             "kernels",
             &["run", "model"],
@@ -66,12 +87,44 @@ pub fn params() -> Vec<ParamSpec> {
     ]
 }
 
-/// The machine a point runs on: its `machine` loaded, its `fidelity` override applied.
+/// The machine a point runs on: its `machine` loaded, its `fidelity` and device
+/// (`streams`, `copy_engines`, `gpu_direct`) overrides applied.
 pub fn machine(params: &Params) -> Result<Machine, String> {
     let mut machine = crate::machine::load_machine(params.str("machine")).map_err(|e| e.to_string())?;
     match params.str("fidelity") {
         "analytic" => machine.fidelity = Fidelity::Analytic,
         "flow" => machine.fidelity = Fidelity::Flow,
+        _ => {}
+    }
+    // Read leniently: parameters recorded before these existed have none of them.
+    let int = |key: &str| match params.get(key) {
+        Some(ParamValue::Int(i)) => u32::try_from(*i).unwrap_or(0),
+        _ => 0,
+    };
+    let (streams, copy_engines) = (int("streams"), int("copy_engines"));
+    let gpu_direct = match params.get("gpu_direct") {
+        Some(ParamValue::Str(s)) => s.as_str(),
+        _ => "machine",
+    };
+    if streams == 0 && copy_engines == 0 && gpu_direct == "machine" {
+        return Ok(machine);
+    }
+    let name = machine.name.clone();
+    let Some(a) = machine.accelerators.as_mut() else {
+        return Err(format!(
+            "machine `{name}` has no [accelerators] section, so streams, copy_engines and gpu_direct cannot be set; \
+             use a machine with devices (dgx-h100, pcie-4gpu, aurora) or leave them at their defaults"
+        ));
+    };
+    if streams > 0 {
+        a.streams = streams;
+    }
+    if copy_engines > 0 {
+        a.copy_engines = copy_engines;
+    }
+    match gpu_direct {
+        "on" => a.gpu_direct = true,
+        "off" => a.gpu_direct = false,
         _ => {}
     }
     Ok(machine)

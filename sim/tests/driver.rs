@@ -140,6 +140,7 @@ fn toy_machine(ranks_per_node: u32) -> Machine {
         },
         latency_jitter: 0.0,
         registration: Default::default(),
+        accelerators: None,
     }
 }
 

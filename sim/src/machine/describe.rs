@@ -83,7 +83,40 @@ pub fn describe(m: &Machine) -> String {
         rates.join(", "),
         num(c.task_overhead_ns)
     );
+    if let Some(a) = &m.accelerators {
+        accelerators(&mut out, a);
+    }
     out
+}
+
+/// The `[accelerators]` lines: devices, streams and copy engines, links, rates.
+fn accelerators(out: &mut String, a: &super::Accelerators) {
+    let model = if a.model.is_empty() { String::new() } else { format!(" {}", a.model) };
+    let _ = writeln!(
+        out,
+        "    accelerators: {} x{model}, {} GiB each, one rank per device; {} streams, {} copy engines; {}",
+        a.devices,
+        num(a.memory_gib),
+        a.streams,
+        a.copy_engines,
+        if a.gpu_direct { "GPU-direct (NIC reads device memory)" } else { "staged through host memory" }
+    );
+    let h = &a.host_link;
+    let peer = match &a.peer_link {
+        Some(p) => format!("peer link {} Gbit/s per device, {} ns", num(p.gbps), num(p.latency_ns)),
+        None => "no peer link (peer copies over PCIe)".to_string(),
+    };
+    let _ = writeln!(
+        out,
+        "    host link {} Gbit/s per direction, {} ns, {} device(s) per switch; {peer}",
+        num(h.gbps),
+        num(h.latency_ns),
+        h.devices_per_switch
+    );
+    let mut rates: Vec<String> = a.kernel_gflops.iter().map(|(k, v)| format!("{k} {}", num(*v))).collect();
+    rates.push(format!("other {}", num(a.default_gflops)));
+    let _ =
+        writeln!(out, "    device kernels: {} GFLOP/s per kernel; launch {} ns", rates.join(", "), num(a.launch_ns));
 }
 
 fn topology(t: &Topology) -> String {

@@ -50,6 +50,72 @@ pub struct Machine {
     /// exposures); optional, defaults to [`Registration::default`].
     #[serde(default)]
     pub registration: Registration,
+    /// Accelerators on every node (GPUs): optional; without it ranks run on host cores
+    /// and the model is exactly the CPU one. With it, ranks are placed one per device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accelerators: Option<Accelerators>,
+}
+
+/// The accelerators of one node (the `[accelerators]` section): one rank per device,
+/// kernels on the device's compute streams, copies on its copy engines over its host
+/// link (a PCIe switch shared by `devices_per_switch` devices) or over the device-device
+/// link inside the node; the simulator's `device` module gives the timing rules.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Accelerators {
+    /// What the device is (`NVIDIA H100 SXM5 80GB`), for listings.
+    #[serde(default)]
+    pub model: String,
+    /// Devices per node; must equal `ranks_per_node` (one rank per device).
+    pub devices: u32,
+    /// Device memory per device, GiB (listed; chunks are not evicted, so not enforced).
+    pub memory_gib: f64,
+    /// Compute streams per device: kernels and copies each hold one while they run.
+    pub streams: u32,
+    /// Copy engines (DMA engines) per device: a copy holds one while it runs.
+    pub copy_engines: u32,
+    /// Whether the NIC reads and writes device memory itself (GPU-direct RDMA); if not,
+    /// inter-node data is staged through host memory with a copy at each end.
+    pub gpu_direct: bool,
+    /// Fixed cost of every kernel launch, ns.
+    #[serde(default)]
+    pub launch_ns: f64,
+    /// Rate of kernels not listed in `kernel_gflops`, GFLOP/s per kernel.
+    pub default_gflops: f64,
+    /// Sustained rate per kernel name (`gemm`, `potrf`...), GFLOP/s per kernel (kernels on
+    /// different streams run side by side, each at its rate).
+    #[serde(default)]
+    pub kernel_gflops: BTreeMap<String, f64>,
+    /// The link between a device and host memory (and the NIC when staged).
+    pub host_link: HostLink,
+    /// The device-device link inside a node (NVLink, xGMI, Xe Link); absent: peer copies
+    /// go device to device over the host links (PCIe peer-to-peer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_link: Option<PeerLink>,
+}
+
+/// A device's host link: PCIe lanes behind a switch shared by `devices_per_switch`
+/// consecutive devices of a node (each direction a separate resource).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostLink {
+    /// Latency of one copy (launch to last byte, beyond the bytes' time), ns.
+    pub latency_ns: f64,
+    /// Bandwidth per direction of the switch's up-link, Gbit/s.
+    pub gbps: f64,
+    /// Consecutive devices of a node that share one switch (and its bandwidth).
+    pub devices_per_switch: u32,
+}
+
+/// The device-device link inside a node: every device has its own port of `gbps` per
+/// direction into a full crossbar (NVSwitch) or point-to-point mesh (xGMI, Xe Link).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerLink {
+    /// Latency of one peer copy, ns.
+    pub latency_ns: f64,
+    /// Bandwidth per direction of one device's port, Gbit/s.
+    pub gbps: f64,
 }
 
 /// The cost of one memory registration (as `ibv_reg_mr` / `fi_mr_reg` pin and map

@@ -1,7 +1,7 @@
 //! Reading machine files: TOML parsing with file/line/key errors, then semantic
 //! validation (units, ranges, topology shapes) before any simulation runs.
 
-use super::{LogGp, Machine, Topology};
+use super::{Accelerators, LogGp, Machine, Topology};
 use dagwire_runtime::params::did_you_mean;
 use std::fmt;
 use std::ops::Range;
@@ -508,6 +508,58 @@ fn validate(m: &Machine) -> Result<(), Invalid> {
             vec![key("latency_jitter")],
             format!("must be a fraction in 0..=10 (0 = off), got {}", m.latency_jitter),
         ));
+    }
+    if let Some(a) = &m.accelerators {
+        validate_accelerators(a, m.ranks_per_node)?;
+    }
+    Ok(())
+}
+
+/// The most devices, streams or copy engines a node's device may list: far beyond any
+/// built, and small enough that per-device tables stay small.
+pub const MAX_DEVICE_COUNT: u32 = 1024;
+
+fn validate_accelerators(a: &Accelerators, ranks_per_node: u32) -> Result<(), Invalid> {
+    let at = |k: &str| vec![key("accelerators"), key(k)];
+    for (name, v) in [("devices", a.devices), ("streams", a.streams), ("copy_engines", a.copy_engines)] {
+        if !(1..=MAX_DEVICE_COUNT).contains(&v) {
+            return Err((at(name), format!("must be an integer from 1 to {MAX_DEVICE_COUNT}, got {v}")));
+        }
+    }
+    if a.devices != ranks_per_node {
+        return Err((
+            at("devices"),
+            format!(
+                "ranks are placed one per device, so devices must equal ranks_per_node = {ranks_per_node}, got {}",
+                a.devices
+            ),
+        ));
+    }
+    if !(a.memory_gib.is_finite() && a.memory_gib > 0.0 && a.memory_gib <= 1e6) {
+        return Err((at("memory_gib"), format!("must be a size in GiB in (0, 1e6], got {}", a.memory_gib)));
+    }
+    time(a.launch_ns, at("launch_ns"))?;
+    positive(a.default_gflops, at("default_gflops"), "a rate in GFLOP/s per kernel")?;
+    for (name, &rate) in &a.kernel_gflops {
+        if name.is_empty() {
+            return Err((at("kernel_gflops"), "kernel names must not be empty".into()));
+        }
+        positive(rate, vec![key("accelerators"), key("kernel_gflops"), key(name)], "a rate in GFLOP/s per kernel")?;
+    }
+    let h = &a.host_link;
+    let link = |k: &str| vec![key("accelerators"), key("host_link"), key(k)];
+    time(h.latency_ns, link("latency_ns"))?;
+    positive(h.gbps, link("gbps"), "a bandwidth in Gbit/s")?;
+    if !(1..=a.devices).contains(&h.devices_per_switch) {
+        return Err((
+            link("devices_per_switch"),
+            format!("must be an integer from 1 to devices = {}, got {}", a.devices, h.devices_per_switch),
+        ));
+    }
+    if let Some(p) = &a.peer_link {
+        let peer = |k: &str| vec![key("accelerators"), key("peer_link"), key(k)];
+        time(p.latency_ns, peer("latency_ns"))?;
+        positive(p.gbps, peer("gbps"), "a bandwidth in Gbit/s")?;
     }
     Ok(())
 }

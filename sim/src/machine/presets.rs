@@ -15,6 +15,9 @@ pub const PRESETS: &[(&str, &str)] = &[
     ("slingshot-11-dragonfly", include_str!("../../../machines/slingshot-11-dragonfly.toml")),
     ("aurora", include_str!("../../../machines/aurora.toml")),
     ("aws-efa", include_str!("../../../machines/aws-efa.toml")),
+    ("dgx-h100", include_str!("../../../machines/dgx-h100.toml")),
+    ("pcie-4gpu", include_str!("../../../machines/pcie-4gpu.toml")),
+    ("aurora-gpu", include_str!("../../../machines/aurora-gpu.toml")),
 ];
 
 /// The preset names, in listing order.
@@ -23,7 +26,17 @@ pub const PRESETS: &[(&str, &str)] = &[
 /// use dagwire_sim::machine::preset_names;
 /// assert_eq!(
 ///     preset_names(),
-///     ["shm-node", "eth-100g", "ib-hdr-fattree", "slingshot-11-dragonfly", "aurora", "aws-efa"]
+///     [
+///         "shm-node",
+///         "eth-100g",
+///         "ib-hdr-fattree",
+///         "slingshot-11-dragonfly",
+///         "aurora",
+///         "aws-efa",
+///         "dgx-h100",
+///         "pcie-4gpu",
+///         "aurora-gpu"
+///     ]
 /// );
 /// ```
 pub fn preset_names() -> Vec<&'static str> {

@@ -261,6 +261,7 @@ fn map_cluster(a: &BTreeMap<String, String>) -> Result<Machine, Refusal> {
         },
         latency_jitter: 0.0,
         registration: Default::default(),
+        accelerators: None,
     })
 }
 

@@ -75,7 +75,7 @@ fn base_machine_parses() {
 
 #[test]
 fn every_preset_parses_validates_and_holds_1024_ranks() {
-    assert_eq!(preset_names().len(), 6);
+    assert_eq!(preset_names().len(), 9);
     for name in preset_names() {
         let m = load_machine(name).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(m.name, name, "a preset's name field must equal its preset name");
@@ -118,6 +118,9 @@ fn presets_pick_the_documented_fidelity_and_topology() {
             (Fidelity::Flow, "dragonfly"),
             (Fidelity::Flow, "dragonfly"),
             (Fidelity::Flow, "crossbar"),
+            (Fidelity::Flow, "crossbar"),
+            (Fidelity::Flow, "fat-tree"),
+            (Fidelity::Flow, "dragonfly"),
         ]
     );
     // The IB preset is the ~1 us machine, Slingshot ~2 us, TCP Ethernet ~10 us.
@@ -495,4 +498,105 @@ fn topologies_too_large_to_count_are_refused_not_overflowed() {
     let e = err(&edit("k = 4", "k = 65534"));
     assert_eq!(e.key, "topology.k");
     assert!(parse_machine("x.toml", &edit("k = 4", "k = 406")).is_ok(), "406^3/4 hosts is the largest fat-tree");
+}
+
+/// `BASE` with an `[accelerators]` section (4 devices for its 4 ranks per node).
+fn with_accel() -> String {
+    format!(
+        "{BASE}\n[accelerators]\nmodel = \"test gpu\"\ndevices = 4\nmemory_gib = 80.0\nstreams = 2\n\
+         copy_engines = 2\ngpu_direct = false\nlaunch_ns = 3000.0\ndefault_gflops = 1000.0\n\
+         kernel_gflops = {{ gemm = 50000.0 }}\n\n[accelerators.host_link]\nlatency_ns = 2000.0\ngbps = 512.0\n\
+         devices_per_switch = 2\n\n[accelerators.peer_link]\nlatency_ns = 2500.0\ngbps = 3600.0\n"
+    )
+}
+
+#[test]
+fn machines_without_accelerators_have_none_and_an_accelerators_section_parses() {
+    assert_eq!(parse_machine("x.toml", BASE).unwrap().accelerators, None);
+    let m = parse_machine("x.toml", &with_accel()).unwrap();
+    let a = m.accelerators.as_ref().unwrap();
+    assert_eq!((a.devices, a.streams, a.copy_engines, a.gpu_direct), (4, 2, 2, false));
+    assert_eq!((a.host_link.devices_per_switch, a.host_link.gbps), (2, 512.0));
+    assert_eq!(a.peer_link.as_ref().unwrap().gbps, 3600.0);
+    assert_eq!(a.kernel_gflops["gemm"], 50000.0);
+    let text = describe(&m);
+    for needle in [
+        "accelerators: 4 x test gpu, 80 GiB each, one rank per device; 2 streams, 2 copy engines; staged",
+        "host link 512 Gbit/s per direction, 2000 ns, 2 device(s) per switch; peer link 3600 Gbit/s",
+        "device kernels: gemm 50000, other 1000 GFLOP/s per kernel; launch 3000 ns",
+    ] {
+        assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
+    }
+    // Without a peer link the section still parses.
+    let text = with_accel().replace("\n[accelerators.peer_link]\nlatency_ns = 2500.0\ngbps = 3600.0\n", "");
+    let m = parse_machine("x.toml", &text).unwrap();
+    assert!(m.accelerators.unwrap().peer_link.is_none());
+}
+
+#[test]
+fn accelerator_errors_name_file_line_and_key() {
+    let base = with_accel();
+    let cases = [
+        ("devices = 4", "devices = 3", "accelerators.devices", "must equal ranks_per_node = 4"),
+        ("devices = 4", "devices = 0", "accelerators.devices", "from 1 to 1024"),
+        ("streams = 2", "streams = 0", "accelerators.streams", "from 1 to 1024"),
+        ("streams = 2", "streams = 4294967295", "accelerators.streams", "from 1 to 1024"),
+        ("copy_engines = 2", "copy_engines = 5000", "accelerators.copy_engines", "from 1 to 1024"),
+        ("memory_gib = 80.0", "memory_gib = -1.0", "accelerators.memory_gib", "GiB"),
+        ("launch_ns = 3000.0", "launch_ns = 1e20", "accelerators.launch_ns", "between 0 and 1e10"),
+        ("default_gflops = 1000.0", "default_gflops = nan", "accelerators.default_gflops", "GFLOP/s per kernel"),
+        ("gemm = 50000.0", "gemm = 0.0", "accelerators.kernel_gflops.gemm", "GFLOP/s per kernel"),
+        ("latency_ns = 2000.0", "latency_ns = -5.0", "accelerators.host_link.latency_ns", "time in ns"),
+        ("gbps = 512.0", "gbps = 1e30", "accelerators.host_link.gbps", "Gbit/s"),
+        (
+            "devices_per_switch = 2",
+            "devices_per_switch = 5",
+            "accelerators.host_link.devices_per_switch",
+            "1 to devices = 4",
+        ),
+        ("gbps = 3600.0", "gbps = 0.0", "accelerators.peer_link.gbps", "Gbit/s"),
+        ("latency_ns = 2500.0", "latency_ns = inf", "accelerators.peer_link.latency_ns", "time in ns"),
+    ];
+    for (from, to, key, reason) in cases {
+        assert!(base.contains(from), "test bug: {from}");
+        let text = base.replacen(from, to, 1);
+        let e = err(&text);
+        assert_eq!((e.key.as_str(), e.line), (key, Some(line_of(&text, to))), "{to}: {e}");
+        assert!(e.reason.contains(reason), "{to}: {e}");
+        assert!(e.to_string().starts_with("machines/x.toml:"), "{e}");
+    }
+    // Unknown keys, wrong types and missing keys inside the section are located too.
+    let text = base.replacen("streams = 2", "streems = 2", 1);
+    let e = err(&text);
+    assert_eq!((e.key.as_str(), e.line), ("accelerators.streems", Some(line_of(&text, "streems"))), "{e}");
+    assert!(e.reason.contains("did you mean `streams`?"), "{e}");
+    let text = base.replacen("gpu_direct = false", "gpu_direct = \"yes\"", 1);
+    let e = err(&text);
+    assert_eq!((e.key.as_str(), e.line), ("accelerators.gpu_direct", Some(line_of(&text, "gpu_direct"))), "{e}");
+    let text = base.replacen("copy_engines = 2\n", "", 1);
+    let e = err(&text);
+    assert_eq!(e.key, "accelerators.copy_engines", "{e}");
+    assert!(e.reason.contains("missing"), "{e}");
+}
+
+#[test]
+fn the_gpu_presets_have_the_documented_devices_and_the_cpu_presets_none() {
+    let devices = |n: &str| {
+        let m = load_machine(n).unwrap();
+        m.accelerators.map(|a| (a.devices, a.gpu_direct, a.peer_link.is_some(), a.host_link.devices_per_switch))
+    };
+    assert_eq!(devices("dgx-h100"), Some((8, true, true, 2)));
+    assert_eq!(devices("pcie-4gpu"), Some((4, false, false, 2)));
+    assert_eq!(devices("aurora-gpu"), Some((6, true, true, 1)));
+    for cpu in ["shm-node", "eth-100g", "ib-hdr-fattree", "slingshot-11-dragonfly", "aurora", "aws-efa"] {
+        assert_eq!(devices(cpu), None, "{cpu}");
+    }
+    // aurora-gpu is aurora's network with one rank per GPU.
+    let (cpu, gpu) = (load_machine("aurora").unwrap(), load_machine("aurora-gpu").unwrap());
+    assert_eq!((cpu.topology, cpu.inter_node, cpu.nic_gbps), (gpu.topology, gpu.inter_node, gpu.nic_gbps));
+    assert_eq!(gpu.ranks_per_node, 6);
+    // 8 x 400 Gb/s NICs and NVLink 4's 450 GB/s per direction.
+    let dgx = load_machine("dgx-h100").unwrap();
+    assert_eq!(dgx.nic_gbps, 3200.0);
+    assert_eq!(dgx.accelerators.unwrap().peer_link.unwrap().gbps, 3600.0);
 }

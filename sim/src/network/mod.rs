@@ -165,6 +165,7 @@ impl Ord for Event {
 ///     },
 ///     latency_jitter: 0.0,
 ///     registration: Default::default(),
+///     accelerators: None,
 /// };
 /// let mut net = Network::new(&machine, 2).unwrap();
 /// let id = net.send(0, Rank(0), Rank(1), 1001);

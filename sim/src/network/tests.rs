@@ -34,6 +34,7 @@ fn machine(
         },
         latency_jitter: 0.0,
         registration: Default::default(),
+        accelerators: None,
     }
 }
 

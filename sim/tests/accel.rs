@@ -1,0 +1,305 @@
+//! Accelerators in the simulator (`sim::device`): closed-form checks of the device paths
+//! (staged, direct, peer), of streams against copies and of a shared PCIe switch; real
+//! workloads verifying while their device timing is modelled; determinism.
+
+use dagwire_runtime::{
+    Dag, DagBuilder, KernelId, Kernels, ParamValue, Payload, Rank, RunOutcome, Strategy, Task, TaskSpec,
+};
+use dagwire_sim::device::{Devices, Route};
+use dagwire_sim::driver::{SimConfig, SimKernels, run};
+use dagwire_sim::machine::{
+    Accelerators, Compute, ComputeMode, Fidelity, HostLink, LogGp, LogGpSegment, Machine, PeerLink, Topology,
+    load_machine,
+};
+use dagwire_strategies::eager::Eager;
+use std::sync::Arc;
+
+fn eager(_: Rank) -> Box<dyn Strategy> {
+    Box::new(Eager)
+}
+
+/// Host link: 300 ns + 1 byte/ns. Peer link: 50 ns + 2 bytes/ns. Kernels: 1 flop/ns.
+fn accelerators(devices: u32, streams: u32, gpu_direct: bool) -> Accelerators {
+    Accelerators {
+        model: "toy".into(),
+        devices,
+        memory_gib: 16.0,
+        streams,
+        copy_engines: 2,
+        gpu_direct,
+        launch_ns: 0.0,
+        default_gflops: 1.0,
+        kernel_gflops: Default::default(),
+        host_link: HostLink { latency_ns: 300.0, gbps: 8.0, devices_per_switch: 1 },
+        peer_link: Some(PeerLink { latency_ns: 50.0, gbps: 16.0 }),
+    }
+}
+
+/// The toy machine of `sim/tests/driver.rs` (LogGP o_s 100, L 1000, o_r 200, G 0.5), with
+/// `ranks_per_node` devices per node.
+fn toy(ranks_per_node: u32, accel: Option<Accelerators>) -> Machine {
+    let seg = LogGpSegment { from_bytes: 0, o_s_ns: 100.0, o_r_ns: 200.0, g_ns: 0.0, l_ns: 1000.0, g_per_byte_ns: 0.5 };
+    Machine {
+        name: "toy".into(),
+        description: "test".into(),
+        fidelity: Fidelity::Analytic,
+        ranks_per_node,
+        nic_gbps: 1e6,
+        inter_node: LogGp { segments: vec![seg.clone()] },
+        intra_node: LogGp { segments: vec![seg] },
+        topology: Topology::Crossbar { link_gbps: 1e6 },
+        compute: Compute {
+            mode: ComputeMode::Model,
+            cores_per_rank: 1,
+            kernel_gflops: Default::default(),
+            default_gflops: 1.0,
+            task_overhead_ns: 0.0,
+        },
+        latency_jitter: 0.0,
+        registration: Default::default(),
+        accelerators: accel,
+    }
+}
+
+struct Zeros;
+impl Kernels for Zeros {
+    fn run(&self, task: &Task, _: Vec<Payload>) -> Result<Vec<Payload>, String> {
+        Ok(task.outputs().map(|_| Payload::zeroed(4096)).collect())
+    }
+}
+
+/// r0 computes 5000 flops and sends 4096 bytes to r1, which computes 3000 flops.
+fn producer_and_reader() -> Arc<Dag> {
+    let mut b = DagBuilder::new(2);
+    let p = b.add(TaskSpec::new(KernelId(0), Rank(0)).flops(5000.0).outputs(&[4096]));
+    b.add(TaskSpec::new(KernelId(0), Rank(1)).flops(3000.0).inputs(&[p.output(0)]).outputs(&[4096]));
+    Arc::new(b.finish())
+}
+
+/// Runs `dag` with the kernels modelled (outputs are phantoms of the declared sizes).
+fn simulate(dag: &Arc<Dag>, machine: &Machine, ranks: usize) -> RunOutcome {
+    let name = |_| "k";
+    let kernels = SimKernels { kernels: &Zeros, name: &name };
+    let cfg = SimConfig { ranks, workers: 1, run_kernels: false, seed: 1, trace: Default::default() };
+    run(dag, &kernels, &eager, machine, cfg).unwrap().run
+}
+
+/// The network's time for the 4096-byte message: o_s + (k-1) G + L + o_r.
+const MESSAGE: u64 = 100 + 2048 + 1000 + 200;
+/// A host-device copy of 4096 bytes: latency + bytes at 1 byte/ns.
+const COPY: u64 = 300 + 4096;
+
+#[test]
+fn a_staged_transfer_takes_the_sum_of_its_hops_and_a_direct_one_skips_the_host_hops() {
+    let dag = producer_and_reader();
+    let cpu = simulate(&dag, &toy(1, None), 2);
+    assert_eq!(cpu.makespan_ns, 5000 + MESSAGE + 3000);
+    let staged = simulate(&dag, &toy(1, Some(accelerators(1, 1, false))), 2);
+    assert_eq!(staged.makespan_ns, 5000 + COPY + MESSAGE + COPY + 3000);
+    // The engine sent at the producer's end and received once the bytes were in device memory.
+    let m = &staged.trace.messages[0];
+    assert_eq!((m.sent_ns, m.recv_ns), (5000, 5000 + COPY + MESSAGE + COPY));
+    let direct = simulate(&dag, &toy(1, Some(accelerators(1, 1, true))), 2);
+    assert_eq!(direct.makespan_ns, 5000 + MESSAGE + 3000);
+    // Kernels ran on the device at its rate, on stream 0.
+    assert!(staged.trace.tasks.iter().all(|t| t.worker == 0));
+    assert_eq!(staged.trace.tasks[0].end_ns - staged.trace.tasks[0].start_ns, 5000);
+}
+
+#[test]
+fn inside_a_node_data_moves_device_to_device_over_the_peer_link_or_pcie() {
+    let dag = producer_and_reader();
+    let nvlink = simulate(&dag, &toy(2, Some(accelerators(2, 1, false))), 2);
+    assert_eq!(nvlink.makespan_ns, 5000 + (50 + 2048) + 3000);
+    let mut pcie = accelerators(2, 1, false);
+    pcie.peer_link = None;
+    let pcie = simulate(&dag, &toy(2, Some(pcie)), 2);
+    assert_eq!(pcie.makespan_ns, 5000 + COPY + 3000);
+}
+
+/// r0 computes 1000 flops and sends 1000 bytes to r1; r1 runs a 10000-flop kernel from
+/// the start and then a 1000-flop kernel on the bytes.
+fn copy_beside_a_kernel() -> Arc<Dag> {
+    let mut b = DagBuilder::new(2);
+    let p = b.add(TaskSpec::new(KernelId(0), Rank(0)).flops(1000.0).outputs(&[1000]));
+    b.add(TaskSpec::new(KernelId(0), Rank(1)).flops(10_000.0).outputs(&[8]));
+    b.add(TaskSpec::new(KernelId(0), Rank(1)).flops(1000.0).inputs(&[p.output(0)]).outputs(&[8]));
+    Arc::new(b.finish())
+}
+
+#[test]
+fn with_one_stream_kernels_and_copies_serialise_and_with_two_they_overlap() {
+    let dag = copy_beside_a_kernel();
+    let copy = 300 + 1000;
+    let message = 100 + 500 + 1000 + 200;
+    // The bytes reach r1's host memory at 1000 + copy + message = 4100.
+    let arrival = 1000 + copy + message;
+    let one = simulate(&dag, &toy(1, Some(accelerators(1, 1, false))), 2);
+    // One stream: the host-to-device copy waits for the long kernel, then the reader runs.
+    assert_eq!(one.makespan_ns, 10_000 + copy + 1000);
+    let two = simulate(&dag, &toy(1, Some(accelerators(1, 2, false))), 2);
+    // Two streams: copy and reader run beside the long kernel, which ends last.
+    assert_eq!(two.makespan_ns, 10_000);
+    let reader = two.trace.tasks.iter().find(|t| t.rank == Rank(1) && t.end_ns < 10_000).expect("the reader");
+    assert_eq!((reader.start_ns, reader.end_ns), (arrival + copy, arrival + copy + 1000));
+    assert_eq!(reader.worker, 1, "the reader ran on the second stream");
+    // The overlap is the copy and the reader: exactly what one stream serialised.
+    assert_eq!(one.makespan_ns - two.makespan_ns, copy + 1000);
+}
+
+#[test]
+fn two_devices_on_one_pcie_switch_halve_each_others_host_bandwidth() {
+    let bytes = 1u64 << 20;
+    for (per_switch, rounds) in [(1u32, 8u64), (2, 8)] {
+        let mut a = accelerators(2, 1, false);
+        a.host_link.devices_per_switch = per_switch;
+        let mut d = Devices::new(&a, 4);
+        // Devices 0 and 1 of node 0 each stage `rounds` transfers to node 1, all asked for at 0.
+        let mut last = [0u64; 2];
+        for _ in 0..rounds {
+            for src in 0..2u32 {
+                let Route::Network { at, land: true } = d.depart(0, Rank(src), Rank(2 + src), bytes, None) else {
+                    panic!("a staged transfer")
+                };
+                last[src as usize] = at;
+            }
+        }
+        // Each copy holds the stream for latency + bytes; the switch for the bytes alone.
+        let alone = rounds * (300 + bytes);
+        if per_switch == 1 {
+            assert_eq!(last, [alone, alone]);
+        } else {
+            // Shared: the switch's up-link carries both devices' bytes, 2 * rounds * bytes
+            // in all, so each device gets half of it.
+            assert_eq!(last[1], 2 * rounds * bytes + 300);
+            let rate = |end: u64| (rounds * bytes) as f64 / end as f64;
+            assert!((rate(last[1]) - 0.5).abs() < 0.01, "{}", rate(last[1]));
+        }
+    }
+}
+
+#[test]
+fn a_kernel_waits_for_a_free_stream_and_copies_for_a_free_copy_engine() {
+    let mut a = accelerators(1, 2, false);
+    a.copy_engines = 1;
+    let mut d = Devices::new(&a, 2);
+    let k = d.kernel(0, 0, "k", 1000.0);
+    assert_eq!((k.stream, k.start, k.end), (0, 0, 1000));
+    // Two staged copies: stream 1 is free, the one copy engine serialises them.
+    let Route::Network { at: first, .. } = d.depart(0, Rank(0), Rank(1), 100, None) else { panic!() };
+    assert_eq!(first, 400);
+    let Route::Network { at: second, .. } = d.depart(0, Rank(0), Rank(1), 100, None) else { panic!() };
+    // The second copy needs a stream (stream 1 frees at 400, stream 0 at 1000) and the engine (400).
+    assert_eq!(second, 800);
+    // Kernels after that take the earliest-free stream.
+    let k = d.kernel(0, 0, "k", 10.0);
+    assert_eq!((k.stream, k.start), (1, 800));
+}
+
+/// A registered workload at `given`, on `ranks`.
+fn workload(name: &str, given: &[(&str, ParamValue)], ranks: usize) -> Box<dyn dagwire_workloads::Workload> {
+    dagwire_workloads::find(name).unwrap().build(given, ranks, 5).unwrap()
+}
+
+fn run_workload(
+    w: &dyn dagwire_workloads::Workload,
+    strategy: &str,
+    machine: &Machine,
+    ranks: usize,
+    run_kernels: bool,
+) -> RunOutcome {
+    let name = |k| w.kernel_name(k);
+    let kernels = SimKernels { kernels: w.kernels(), name: &name };
+    let factory = dagwire_strategies::find(strategy).unwrap().factory_with(&[], w.dag(), 1).unwrap();
+    let cfg = SimConfig { ranks, workers: 1, run_kernels, seed: 3, trace: Default::default() };
+    run(w.dag(), &kernels, &factory, machine, cfg).unwrap_or_else(|e| panic!("{} {strategy}: {e}", machine.name)).run
+}
+
+#[test]
+fn cholesky_gemm_dp_train_and_moe_verify_with_kernels_on_the_host_and_device_timing_modelled() {
+    let int = ParamValue::Int;
+    let cases: Vec<(&str, Vec<(&str, ParamValue)>)> = vec![
+        ("cholesky", vec![("n", int(256)), ("tile", int(32))]),
+        ("gemm", vec![("n", int(128)), ("tile", int(32))]),
+        ("dp-train", vec![("steps", int(3)), ("batch", int(8)), ("samples", int(256))]),
+        ("moe", vec![("tokens", int(32)), ("d", int(16)), ("hidden", int(32)), ("experts", int(8))]),
+    ];
+    for preset in ["dgx-h100", "pcie-4gpu"] {
+        let base = load_machine(preset).unwrap();
+        // Two nodes: NVLink (or PCIe) inside each, the network between them.
+        let ranks = 2 * base.ranks_per_node as usize;
+        for (direct, streams) in [(false, 1), (true, 2)] {
+            let mut m = base.clone();
+            let a = m.accelerators.as_mut().unwrap();
+            (a.gpu_direct, a.streams) = (direct, streams);
+            for (name, given) in &cases {
+                let w = workload(name, given, ranks);
+                for strategy in ["eager", "rendezvous", "batched", "rma"] {
+                    let out = run_workload(w.as_ref(), strategy, &m, ranks, true);
+                    let check = w.verify(&out.results);
+                    assert!(check.passed, "{preset} direct={direct} {name} {strategy}: {check:?}");
+                    let lanes = out.trace.tasks.iter().filter(|t| t.end_ns > t.start_ns).map(|t| t.worker).max();
+                    assert!(lanes.is_some_and(|l| l < streams), "kernels ran on the {streams} streams: {lanes:?}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn device_timing_is_deterministic_and_gpu_direct_and_streams_change_it() {
+    let w = workload("cholesky", &[("n", ParamValue::Int(2048)), ("tile", ParamValue::Int(256))], 16);
+    let base = load_machine("dgx-h100").unwrap();
+    let with = |direct: bool, streams: u32| {
+        let mut m = base.clone();
+        let a = m.accelerators.as_mut().unwrap();
+        (a.gpu_direct, a.streams) = (direct, streams);
+        m
+    };
+    let a = run_workload(w.as_ref(), "eager", &with(false, 2), 16, false);
+    let b = run_workload(w.as_ref(), "eager", &with(false, 2), 16, false);
+    assert!(a.trace == b.trace && a.makespan_ns == b.makespan_ns, "two identical runs differ");
+    let direct = run_workload(w.as_ref(), "eager", &with(true, 2), 16, false);
+    assert!(direct.makespan_ns < a.makespan_ns, "direct {} vs staged {}", direct.makespan_ns, a.makespan_ns);
+    let one = run_workload(w.as_ref(), "eager", &with(false, 1), 16, false);
+    assert!(one.makespan_ns > a.makespan_ns, "1 stream {} vs 2 {}", one.makespan_ns, a.makespan_ns);
+}
+
+#[test]
+fn the_sim_parameters_override_the_machine_files_devices_and_refuse_cpu_machines() {
+    use dagwire_runtime::Params;
+    let specs = dagwire_sim::registry::params();
+    let params = |given: &[(&str, ParamValue)]| {
+        Params::resolve(&specs, given.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()).unwrap()
+    };
+    let m = dagwire_sim::registry::machine(&params(&[
+        ("machine", ParamValue::Str("dgx-h100".into())),
+        ("streams", ParamValue::Int(1)),
+        ("copy_engines", ParamValue::Int(3)),
+        ("gpu_direct", ParamValue::Str("off".into())),
+    ]))
+    .unwrap();
+    let a = m.accelerators.unwrap();
+    assert_eq!((a.streams, a.copy_engines, a.gpu_direct), (1, 3, false));
+    let m = dagwire_sim::registry::machine(&params(&[("machine", ParamValue::Str("dgx-h100".into()))])).unwrap();
+    assert_eq!(m, load_machine("dgx-h100").unwrap(), "defaults keep the machine file's values");
+    let err = dagwire_sim::registry::machine(&params(&[
+        ("machine", ParamValue::Str("ib-hdr-fattree".into())),
+        ("streams", ParamValue::Int(2)),
+    ]))
+    .unwrap_err();
+    assert!(err.contains("no [accelerators]"), "{err}");
+}
+
+#[test]
+fn a_chunk_is_copied_to_host_memory_once_per_sender_however_many_nodes_read_it() {
+    let mut d = Devices::new(&accelerators(1, 1, false), 4);
+    let first = d.depart(0, Rank(0), Rank(1), 1000, Some(7));
+    assert_eq!(first, Route::Network { at: 1300, land: true });
+    // The same chunk to two more nodes, later and earlier than its host copy is ready.
+    assert_eq!(d.depart(2000, Rank(0), Rank(2), 1000, Some(7)), Route::Network { at: 2000, land: true });
+    assert_eq!(d.depart(100, Rank(0), Rank(3), 1000, Some(7)), Route::Network { at: 1300, land: true });
+    // Another chunk, or a transfer that is not one whole chunk, copies again.
+    assert_eq!(d.depart(100, Rank(0), Rank(1), 1000, Some(8)), Route::Network { at: 1300 + 1300, land: true });
+    assert_eq!(d.depart(100, Rank(0), Rank(1), 1000, None), Route::Network { at: 2600 + 1300, land: true });
+}
