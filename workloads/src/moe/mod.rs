@@ -68,7 +68,12 @@ pub fn params() -> Vec<ParamSpec> {
         ParamSpec::float("capacity_factor", 0.01, 1e6, 1.25, "static: batch capacity ceil(k T / E * factor)"),
         ParamSpec::int("replicas", 1, 1 << 16, 2, "replicate-hot, dynamic: replicas of each hot expert"),
         ParamSpec::int("hot", 0, 1 << 12, 0, "replicate-hot, dynamic: experts replicated; 0: max(1, experts / 8)"),
-        ParamSpec::text("routing_file", "", "a routing trace file to replay instead of the gate (empty: the gate)"),
+        ParamSpec::input(
+            "routing_file",
+            &[],
+            "",
+            "a routing trace file to replay instead of the gate (unset: the gate), relative to the sweep file's folder",
+        ),
     ]
 }
 
