@@ -1,7 +1,8 @@
 //! The moe workload through `experiment run`'s machinery: its routing trace file is an
 //! input file as machine files are (resolved against the sweep's folder, recorded with
 //! its SHA-256, copied under `DIR/inputs/`, read from the copy, and a changed file
-//! refuses `--resume`); a bad file is refused before any run naming file and line.
+//! refuses `--resume`); a bad file is refused before any run naming file and line. The
+//! transfers table reports the real size of its run-time-sized batches, not the bound.
 
 use dagwire_analysis::tables;
 use dagwire_experiments::{plan, runner, sweep};
@@ -99,4 +100,40 @@ fn a_bad_routing_file_is_refused_before_any_run_naming_file_and_line() {
     let e = format!("{:#}", plan::expand(&s).err().expect("a bad routing file"));
     assert!(e.contains("routing_file") && e.contains("routing.txt:3: expert 9 does not exist"), "{e}");
     assert!(!tmp.path().join("out").exists());
+}
+
+#[test]
+fn the_transfers_table_reports_the_real_size_of_run_time_sized_batches() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sweep_path = tmp.path().join("s.toml");
+    let text = SWEEP
+        .replace("routing_file = \"../traces/routing.txt\"\n", "zipf = 1.2\n")
+        .replace("policy = [\"static\", \"dynamic\"]", "policy = [\"static\", \"dropless\"]")
+        .replace("strategy = \"eager\"", "strategy = [\"eager\", \"rendezvous\"]");
+    std::fs::write(&sweep_path, text).unwrap();
+    let dir = tmp.path().join("out");
+    run(&sweep_path, &dir, false).unwrap();
+    let points = tables::read_points(&dir).unwrap();
+    assert_eq!(points.height(), 4);
+    assert!(string_column(&points, "verified").iter().all(|v| v == "true"), "{points:?}");
+    let transfers = tables::read_table(&dir, dagwire_analysis::Table::Transfers).unwrap();
+    let ids: Vec<i64> = string_column(&transfers, "point_id").iter().map(|v| v.parse().unwrap()).collect();
+    let bytes: Vec<i64> = string_column(&transfers, "bytes").iter().map(|v| v.parse().unwrap()).collect();
+    let policies = string_column(&points, "moe.policy");
+    let point_ids: Vec<i64> = string_column(&points, "point_id").iter().map(|v| v.parse().unwrap()).collect();
+    let moved =
+        |col: &str| string_column(&points, col).iter().map(|v| v.parse::<f64>().unwrap() as i64).collect::<Vec<_>>();
+    let (dispatch, combine) = (moved("moe.dispatch_bytes"), moved("moe.combine_bytes"));
+    for (i, &p) in point_ids.iter().enumerate() {
+        let rows: Vec<i64> = ids.iter().zip(&bytes).filter(|(id, _)| **id == p).map(|(_, &b)| b).collect();
+        // Every chunk moved between ranks here is a dispatch or combine batch (the gate's
+        // output and the experts' weights stay on their rank), each one data message of
+        // its real size: the table's bytes add up to what the data messages carried.
+        assert!(!rows.is_empty());
+        assert_eq!(rows.iter().sum::<i64>(), dispatch[i] + combine[i], "point {p} ({})", policies[i]);
+        // The bound is a whole rank's tokens (dropless) or the capacity (static, 5 of 8):
+        // the real batches are smaller.
+        let bound = 8 * 8 * if policies[i] == "static" { 5 } else { 8 };
+        assert!(rows.iter().all(|&b| b <= bound) && rows.iter().any(|&b| b < bound), "point {p}: {rows:?}");
+    }
 }
