@@ -1,10 +1,11 @@
 //! **moe**: one Mixture-of-Experts layer, forward: `tokens` tokens of width `d` on every
-//! rank, `experts` experts (each a 2-layer FFN with a ReLU), a gate (softmax, top-k,
-//! soft routing) skewed by `zipf` or replayed from a routing trace file, dispatch of
-//! each token to its experts' ranks (an irregular all-to-all through the strategy in
-//! use), the expert FFNs, and the combine back to the token's rank weighted by the gate.
+//! rank, `experts` experts (each a 2-layer FFN with a ReLU), a gate (top-k, softmax
+//! weights, soft routing) with expert popularity drawn from Zipf(`experts`, `zipf`) or
+//! replayed from a routing trace file, dispatch of each token to its experts' ranks (an
+//! irregular all-to-all through the strategy in use), the expert FFNs, and the combine
+//! back to the token's rank weighted by the gate.
 //!
-//! - [`routing`]: the gate, the Zipf prior, routing trace files;
+//! - [`routing`]: the gate (Zipf expert popularity, softmax weights), routing trace files;
 //! - [`plan`]: placement policies (`static` with capacity and dropping, `dropless`,
 //!   `replicate-hot`, `dynamic`: see there for the dropping rule) and the DAG;
 //! - [`kernels`]: the kernels (faer) and the one-rank reference.
@@ -63,7 +64,14 @@ pub fn params() -> Vec<ParamSpec> {
         ParamSpec::int("hidden", 1, 1 << 15, 128, "hidden width of each expert's FFN"),
         ParamSpec::int("experts", 1, 1 << 12, 8, "experts"),
         ParamSpec::int("top_k", 1, 64, 2, "experts per token (soft routing over them)"),
-        ParamSpec::float("zipf", 0.0, 8.0, 0.0, "popularity skew of the gate: expert e's prior is -zipf ln(e+1)"),
+        ParamSpec::float(
+            "zipf",
+            0.0,
+            8.0,
+            0.0,
+            "expert popularity skew: tokens draw experts from Zipf(experts, zipf), expert e with probability \
+             proportional to (e+1)^-zipf (0: uniform)",
+        ),
         ParamSpec::choice("policy", Policy::NAMES, "static", "expert placement policy"),
         ParamSpec::float("capacity_factor", 0.01, 1e6, 1.25, "static: batch capacity ceil(k T / E * factor)"),
         ParamSpec::int("replicas", 1, 1 << 16, 2, "replicate-hot, dynamic: replicas of each hot expert"),
@@ -123,21 +131,27 @@ impl Moe {
     /// As [`Moe::new`].
     pub fn checked(params: &Params, ranks: usize) -> Result<(Shape, Option<Routing>, f64), ParamError> {
         let int = |k| params.int(k) as usize;
+        if ranks == 0 {
+            return Err(ParamError::new("ranks", "0 ranks cannot run anything; use at least 1"));
+        }
         let (experts, k) = (int("experts"), int("top_k"));
         if k > experts {
             return Err(ParamError::new("top_k", format!("top_k {k} is more than the {experts} experts")));
         }
         let policy = Policy::from_name(params.str("policy")).expect("a checked choice");
-        let tokens = int("tokens");
-        let capacity = (policy == Policy::Static)
-            .then(|| ((k * tokens) as f64 / experts as f64 * params.float("capacity_factor")).ceil() as usize);
+        let (tokens, d, hidden) = (int("tokens"), int("d"), int("hidden"));
+        // A batch never holds more than a rank's tokens (each token picks an expert once).
+        let capacity = (policy == Policy::Static).then(|| {
+            ((k * tokens) as f64 / experts as f64 * params.float("capacity_factor")).ceil().min(tokens as f64) as usize
+        });
         let replicas = int("replicas").min(ranks);
         let hot = match int("hot") {
             0 => (experts / 8).max(1),
             h => h.min(experts),
         };
-        let shape =
-            Shape { ranks, tokens, d: int("d"), hidden: int("hidden"), experts, k, policy, capacity, replicas, hot };
+        let held = if policy.placement().is_some() { experts + hot * (replicas - 1) } else { experts };
+        bounds(ranks, tokens, d, hidden, k, held, policy.placement().is_some())?;
+        let shape = Shape { ranks, tokens, d, hidden, experts, k, policy, capacity, replicas, hot };
         let zipf = params.float("zipf");
         let file = match params.str("routing_file") {
             "" => None,
@@ -174,6 +188,72 @@ impl Moe {
         }
         per_rank
     }
+}
+
+/// Most tasks a layer may have (about `ranks x (expert copies + 4)`), as the other
+/// workloads bound theirs.
+pub const MAX_TASKS: u128 = 20_000_000;
+/// Most (token, expert) assignments over every rank: the routing kept in memory.
+pub const MAX_ASSIGNMENTS: u128 = 1 << 22;
+/// Most gate work over every rank (token values made plus the logits of the picked
+/// experts: `ranks x tokens x d x (k + 1)`), done when the layer is built.
+pub const MAX_GATE_WORK: u128 = 1 << 30;
+/// Most values of one expert's weights (`2 x d x hidden`).
+pub const MAX_EXPERT_VALUES: u128 = 1 << 27;
+
+/// Refuses a layer too large to build, naming the parameter to lower: `held` expert
+/// copies over all ranks (experts plus the hot ones' extra replicas, an upper bound).
+fn bounds(
+    ranks: usize,
+    tokens: usize,
+    d: usize,
+    hidden: usize,
+    k: usize,
+    held: usize,
+    placed: bool,
+) -> Result<(), ParamError> {
+    let [r, t, d, h, k, held] = [ranks, tokens, d, hidden, k, held].map(|x| x as u128);
+    let tasks = r * (4 + u128::from(placed)) + held + r * held + 2;
+    if tasks > MAX_TASKS {
+        return Err(ParamError::new(
+            "experts",
+            format!(
+                "{held} expert copies on {ranks} ranks give about {tasks} tasks, more than {MAX_TASKS}; use fewer \
+                 experts (or replicas) or fewer ranks"
+            ),
+        ));
+    }
+    if r * t * k > MAX_ASSIGNMENTS {
+        return Err(ParamError::new(
+            "tokens",
+            format!(
+                "{tokens} tokens x top_k {k} on {ranks} ranks give {} assignments, more than {MAX_ASSIGNMENTS}; use \
+                 fewer tokens",
+                r * t * k
+            ),
+        ));
+    }
+    if r * t * d * (k + 1) > MAX_GATE_WORK {
+        return Err(ParamError::new(
+            "tokens",
+            format!(
+                "{tokens} tokens of width {d} (top_k {k}) on {ranks} ranks give {} gate values, more than \
+                 {MAX_GATE_WORK}; use fewer tokens or a smaller d",
+                r * t * d * (k + 1)
+            ),
+        ));
+    }
+    if 2 * d * h > MAX_EXPERT_VALUES {
+        return Err(ParamError::new(
+            "hidden",
+            format!(
+                "d {d} x hidden {h} gives {} values per expert, more than {MAX_EXPERT_VALUES}; use a smaller hidden \
+                 or d",
+                2 * d * h
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Names `tokens_e<i>` for the histogram's columns, made once.
