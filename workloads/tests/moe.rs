@@ -168,3 +168,28 @@ fn dynamic_placement_evens_out_a_skewed_load() {
     let (dropless, dynamic) = (imbalance("dropless"), imbalance("dynamic"));
     assert!(dynamic < dropless, "dynamic {dynamic} vs dropless {dropless}");
 }
+
+#[test]
+fn a_machine_file_states_the_modelled_expert_ffn_rate() {
+    use dagwire_workloads::moe::plan::kernel;
+    let preset = dagwire_sim::machine::preset_text("ib-hdr-fattree").unwrap();
+    assert!(preset.contains("\nmoe-ffn = 30.0\n"), "the preset states the FFN's rate");
+    let w = moe("dropless", 3, &[("d", ParamValue::Int(64)), ("hidden", ParamValue::Int(256))]);
+    let ffn_times = |text: &str| -> BTreeMap<dagwire_runtime::TaskId, (f64, u64)> {
+        let machine = dagwire_sim::machine::parse_machine("test.toml", text).unwrap();
+        let factory = dagwire_strategies::find("eager").unwrap().factory_with(&[], w.dag(), 1).unwrap();
+        let name = |k| w.kernel_name(k);
+        let kernels = SimKernels { kernels: w.kernels(), name: &name };
+        let cfg = SimConfig { ranks: 3, workers: 1, run_kernels: false, seed: 1, trace: Default::default() };
+        let out = dagwire_sim::driver::run(w.dag(), &kernels, &factory, &machine, cfg).unwrap().run;
+        let ffn = out.trace.tasks.iter().filter(|t| t.kernel == kernel::FFN && t.flops > 0.0);
+        ffn.map(|t| (t.task, (t.flops, t.end_ns - t.start_ns))).collect()
+    };
+    let (at30, at60) = (ffn_times(preset), ffn_times(&preset.replace("\nmoe-ffn = 30.0\n", "\nmoe-ffn = 60.0\n")));
+    assert!(!at30.is_empty() && at30.keys().eq(at60.keys()));
+    let overhead = 1000.0; // the preset's task_overhead_ns
+    for ((flops, t30), (_, t60)) in at30.values().zip(at60.values()) {
+        assert_eq!(*t30, (overhead + flops / 30.0).ceil() as u64, "{flops} flops at 30 GFLOP/s");
+        assert_eq!(*t60, (overhead + flops / 60.0).ceil() as u64, "{flops} flops at 60 GFLOP/s");
+    }
+}
