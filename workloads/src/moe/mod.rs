@@ -1,4 +1,4 @@
-//! **moe**: one Mixture-of-Experts layer, forward: `tokens` tokens of width `d` on every
+//! **moe**: one Mixture-of-Experts layer, forward (and backward with `backward`): `tokens` tokens of width `d` on every
 //! rank, `experts` experts (each a 2-layer FFN with a ReLU), a gate (top-k, softmax
 //! weights, soft routing) with expert popularity drawn from Zipf(`experts`, `zipf`) or
 //! replayed from a routing trace file, dispatch of each token to its experts' ranks (an
@@ -12,7 +12,12 @@
 //!
 //! Verified: every rank's output equals the one-rank computation of the same layer on
 //! the same routing (dropped assignments contributing nothing), to the last bit (the
-//! bound leaves 1e-12 for nothing but safety).
+//! bound leaves 1e-12 for nothing but safety). With `backward`, so do every rank's
+//! token gradient and gate-weight gradient; each expert's weight gradient (the sum of
+//! its replicas', each summed in source-rank order) equals the one-rank sum over source
+//! ranks within 1e-12 of its largest entry (the grouping by replica reorders the sum).
+//! Figures add `backward_to_experts_bytes` and `backward_to_tokens_bytes` (the reverse
+//! all-to-alls), which `a2a_share` then covers too.
 //!
 //! Figures per run (`moe.<name>`): `tokens_e<i>` (tokens routed to expert `i`, before
 //! dropping: the histogram), `dropped` (assignments the capacity dropped), `imbalance`
@@ -76,6 +81,12 @@ pub fn params() -> Vec<ParamSpec> {
         ParamSpec::float("capacity_factor", 0.01, 1e6, 1.25, "static: batch capacity ceil(k T / E * factor)"),
         ParamSpec::int("replicas", 1, 1 << 16, 2, "replicate-hot, dynamic: replicas of each hot expert"),
         ParamSpec::int("hot", 0, 1 << 12, 0, "replicate-hot, dynamic: experts replicated; 0: max(1, experts / 8)"),
+        ParamSpec::boolean(
+            "backward",
+            false,
+            "also the backward pass: gradients through the combine, the expert FFNs and the dispatch back (the \
+             reverse all-to-alls), verified against the one-rank gradients",
+        ),
         ParamSpec::input(
             "routing_file",
             &[],
@@ -92,6 +103,7 @@ pub struct Moe {
     plan_outputs: Vec<ChunkId>,
     dispatch: Vec<ChunkId>,
     combine: Vec<ChunkId>,
+    backward: Option<plan::Backward>,
     dropped: u64,
 }
 
@@ -120,6 +132,7 @@ impl Moe {
             plan_outputs: built.outputs,
             dispatch: built.dispatch,
             combine: built.combine,
+            backward: built.backward,
             dropped,
         })
     }
@@ -150,8 +163,9 @@ impl Moe {
             h => h.min(experts),
         };
         let held = if policy.placement().is_some() { experts + hot * (replicas - 1) } else { experts };
-        bounds(ranks, tokens, d, hidden, k, held, policy.placement().is_some())?;
-        let shape = Shape { ranks, tokens, d, hidden, experts, k, policy, capacity, replicas, hot };
+        let backward = params.bool("backward");
+        bounds(ranks, tokens, d, hidden, k, held, policy.placement().is_some(), backward)?;
+        let shape = Shape { ranks, tokens, d, hidden, experts, k, policy, capacity, replicas, hot, backward };
         let zipf = params.float("zipf");
         let file = match params.str("routing_file") {
             "" => None,
@@ -203,6 +217,7 @@ pub const MAX_EXPERT_VALUES: u128 = 1 << 27;
 
 /// Refuses a layer too large to build, naming the parameter to lower: `held` expert
 /// copies over all ranks (experts plus the hot ones' extra replicas, an upper bound).
+#[allow(clippy::too_many_arguments)]
 fn bounds(
     ranks: usize,
     tokens: usize,
@@ -211,9 +226,11 @@ fn bounds(
     k: usize,
     held: usize,
     placed: bool,
+    backward: bool,
 ) -> Result<(), ParamError> {
     let [r, t, d, h, k, held] = [ranks, tokens, d, hidden, k, held].map(|x| x as u128);
-    let tasks = r * (4 + u128::from(placed)) + held + r * held + 2;
+    let forward = r * (4 + u128::from(placed)) + held + r * held + 2;
+    let tasks = if backward { forward + 2 * r + held + r * held } else { forward };
     if tasks > MAX_TASKS {
         return Err(ParamError::new(
             "experts",
@@ -314,25 +331,57 @@ impl Workload for Moe {
                 plan::batches(s, e, w).0.iter().map(|b| b.len() as u64).sum::<u64>()
             })
             .sum();
-        s.ffn_flops(rows as usize)
+        // The backward pass's FFN work is 2.5 times the forward's (five products to two).
+        s.ffn_flops(rows as usize) * if s.backward { 3.5 } else { 1.0 }
     }
 
     fn verify(&self, results: &BTreeMap<ChunkId, Payload>) -> Verification {
         let reference = kernels::reference(&self.kernels);
+        let mut wanted: Vec<(ChunkId, &[f64], String)> = self
+            .plan_outputs
+            .iter()
+            .zip(&reference)
+            .enumerate()
+            .map(|(r, (&c, want))| (c, &want[..], format!("rank {r}'s output")))
+            .collect();
+        let gradients = self.backward.as_ref().map(|b| (b, kernels::reference_backward(&self.kernels)));
+        if let Some((b, g)) = &gradients {
+            for r in 0..self.dag.ranks() {
+                wanted.push((b.dx[r], &g.dx[r], format!("rank {r}'s token gradient")));
+                wanted.push((b.dgate[r], &g.dgate[r], format!("rank {r}'s gate-weight gradient")));
+            }
+        }
+        let fail = |detail: String| Verification {
+            passed: false,
+            metric: "max_abs_error",
+            value: f64::INFINITY,
+            bound: ERROR_BOUND,
+            detail,
+        };
         let mut worst = 0.0f64;
-        for (r, (c, want)) in self.plan_outputs.iter().zip(&reference).enumerate() {
+        let mut add = |e: f64| worst = if e.is_nan() { f64::INFINITY } else { worst.max(e) };
+        for (c, want, what) in &wanted {
             let Some(got) = results.get(c).filter(|p| p.len() == want.len() * 8 && !p.is_phantom()) else {
-                return Verification {
-                    passed: false,
-                    metric: "max_abs_error",
-                    value: f64::INFINITY,
-                    bound: ERROR_BOUND,
-                    detail: format!("rank {r}'s output (chunk {c}) is missing or of the wrong size"),
-                };
+                return fail(format!("{what} (chunk {c}) is missing or of the wrong size"));
             };
-            for (g, w) in got.as_f64().iter().zip(want) {
-                let e = (g - w).abs();
-                worst = if e.is_nan() { f64::INFINITY } else { worst.max(e) };
+            got.as_f64().iter().zip(*want).for_each(|(g, w)| add((g - w).abs()));
+        }
+        if let Some((b, g)) = &gradients {
+            // An expert's gradient is the sum of its replicas' (each summed in source-rank
+            // order): the same terms as the reference's, grouped by replica, so compared
+            // relative to its largest entry.
+            for (e, (copies, want)) in b.dw.iter().zip(&g.dw).enumerate() {
+                let mut sum = vec![0.0; want.len()];
+                for c in copies {
+                    let Some(got) = results.get(c).filter(|p| p.len() == want.len() * 8 && !p.is_phantom()) else {
+                        return fail(format!(
+                            "expert {e}'s weight gradient (chunk {c}) is missing or of the wrong size"
+                        ));
+                    };
+                    sum.iter_mut().zip(got.as_f64()).for_each(|(a, b)| *a += b);
+                }
+                let scale = want.iter().fold(1.0f64, |m, w| m.max(w.abs()));
+                sum.iter().zip(want).for_each(|(g, w)| add((g - w).abs() / scale));
             }
         }
         let passed = worst <= ERROR_BOUND;
@@ -344,7 +393,7 @@ impl Workload for Moe {
             detail: if passed {
                 String::new()
             } else {
-                format!("the combined output differs from the one-rank layer by up to {worst:e}")
+                format!("the layer's outputs or gradients differ from the one-rank computation by up to {worst:e}")
             },
         }
     }
@@ -364,13 +413,24 @@ impl Workload for Moe {
                 data.filter(|m| set.binary_search(&m.chunk).is_ok()).map(|m| m.bytes as f64).sum()
             };
             out.extend([("dispatch_bytes", bytes(&self.dispatch)), ("combine_bytes", bytes(&self.combine))]);
+            if let Some(b) = &self.backward {
+                out.extend([
+                    ("backward_to_experts_bytes", bytes(&b.to_experts)),
+                    ("backward_to_tokens_bytes", bytes(&b.to_tokens)),
+                ]);
+            }
         }
         let start = trace.tasks.iter().map(|t| t.start_ns).min();
         let end = trace.tasks.iter().map(|t| t.end_ns).max();
         if let (Some(start), Some(end)) = (start, end)
             && end > start
         {
-            let a2a = |c: ChunkId| self.dispatch.binary_search(&c).is_ok() || self.combine.binary_search(&c).is_ok();
+            let within = |set: &[ChunkId], c: ChunkId| set.binary_search(&c).is_ok();
+            let a2a = |c: ChunkId| {
+                within(&self.dispatch, c)
+                    || within(&self.combine, c)
+                    || self.backward.as_ref().is_some_and(|b| within(&b.to_experts, c) || within(&b.to_tokens, c))
+            };
             let spans = trace
                 .transfers(|c| self.dag.chunk(c).bytes)
                 .into_iter()
