@@ -175,7 +175,13 @@ pub const TRANSFERS_COLUMNS: &[ColumnDoc] = &[
     col("chunk", "Int64", "", false, "Chunk id in the DAG."),
     col("src", "Int64", "", false, "Producer's rank."),
     col("dst", "Int64", "", false, "Reader's rank."),
-    col("bytes", "Int64", "bytes", false, "Size of the chunk."),
+    col(
+        "bytes",
+        "Int64",
+        "bytes",
+        false,
+        "Size of the chunk (for a chunk sized at run time, the real size its producer made, not the bound).",
+    ),
     col(
         "posted_ns",
         "Int64",

@@ -133,6 +133,61 @@ fn a_replayed_routing_file_gives_the_same_layer() {
 }
 
 #[test]
+fn the_backward_pass_verifies_on_every_policy_and_strategy_on_local_and_sim() {
+    let on = [("backward", ParamValue::Bool(true))];
+    for policy in POLICIES {
+        for ranks in [2, 3, 4] {
+            let w = moe(policy, ranks, &on);
+            let forward_only = moe(policy, ranks, &[]);
+            assert!(w.dag().task_count() > forward_only.dag().task_count());
+            for strategy in STRATEGIES {
+                let label = format!("backward {policy} {strategy} on {ranks}");
+                let out = local(&w, strategy, ranks, None).unwrap_or_else(|e| panic!("{label}: {e}"));
+                let v = w.verify(&out.results);
+                assert!(v.passed, "local {label}: {v:?}");
+                let simulated = sim(&w, strategy, ranks, true);
+                let v = w.verify(&simulated.results);
+                assert!(v.passed, "sim {label}: {v:?}");
+                let (a, b) = (figures(&w, &out), figures(&w, &simulated));
+                for key in ["backward_to_experts_bytes", "backward_to_tokens_bytes"] {
+                    assert_eq!(a[key], b[key], "{label}: {key} differs between local and sim");
+                }
+                // The reverse all-to-alls move what the forward ones did: every kept row
+                // goes back to its expert as a gradient, and comes back to its token.
+                assert_eq!(a["backward_to_experts_bytes"], a["combine_bytes"], "{label}");
+                assert_eq!(a["backward_to_tokens_bytes"], a["dispatch_bytes"], "{label}");
+            }
+            // Modelled kernels run the same DAG with the real batch sizes.
+            let modelled = sim(&w, "eager", ranks, false);
+            assert_eq!(
+                figures(&w, &modelled)["backward_to_tokens_bytes"],
+                figures(&w, &local(&w, "eager", ranks, None).unwrap())["backward_to_tokens_bytes"]
+            );
+        }
+    }
+}
+
+#[test]
+fn a_corrupted_backward_transfer_fails_verification() {
+    let w = moe(
+        "static",
+        2,
+        &[("zipf", ParamValue::Float(0.0)), ("experts", ParamValue::Int(2)), ("backward", ParamValue::Bool(true))],
+    );
+    let forward = moe("static", 2, &[("zipf", ParamValue::Float(0.0)), ("experts", ParamValue::Int(2))]);
+    // Every data message, the backward pass's included, is checked by the verification.
+    let forward_messages = local(&forward, "eager", 2, None).unwrap().trace.message_totals().data_messages;
+    let all = local(&w, "eager", 2, None).unwrap().trace.message_totals().data_messages;
+    assert!(all > forward_messages);
+    for nth in 0..all {
+        match local(&w, "eager", 2, Some(Fault::CorruptDataMessage { nth })) {
+            Ok(out) => assert!(!w.verify(&out.results).passed, "corrupted transfer {nth} verified"),
+            Err(e) => panic!("transfer {nth}: the run failed instead of verifying wrong: {e}"),
+        }
+    }
+}
+
+#[test]
 fn a_corrupted_transfer_fails_verification() {
     let w = moe("static", 2, &[("zipf", ParamValue::Float(0.0)), ("experts", ParamValue::Int(2))]);
     for nth in 0..3 {
@@ -167,4 +222,29 @@ fn dynamic_placement_evens_out_a_skewed_load() {
     };
     let (dropless, dynamic) = (imbalance("dropless"), imbalance("dynamic"));
     assert!(dynamic < dropless, "dynamic {dynamic} vs dropless {dropless}");
+}
+
+#[test]
+fn a_machine_file_states_the_modelled_expert_ffn_rate() {
+    use dagwire_workloads::moe::plan::kernel;
+    let preset = dagwire_sim::machine::preset_text("ib-hdr-fattree").unwrap();
+    assert!(preset.contains("\nmoe-ffn = 30.0\n"), "the preset states the FFN's rate");
+    let w = moe("dropless", 3, &[("d", ParamValue::Int(64)), ("hidden", ParamValue::Int(256))]);
+    let ffn_times = |text: &str| -> BTreeMap<dagwire_runtime::TaskId, (f64, u64)> {
+        let machine = dagwire_sim::machine::parse_machine("test.toml", text).unwrap();
+        let factory = dagwire_strategies::find("eager").unwrap().factory_with(&[], w.dag(), 1).unwrap();
+        let name = |k| w.kernel_name(k);
+        let kernels = SimKernels { kernels: w.kernels(), name: &name };
+        let cfg = SimConfig { ranks: 3, workers: 1, run_kernels: false, seed: 1, trace: Default::default() };
+        let out = dagwire_sim::driver::run(w.dag(), &kernels, &factory, &machine, cfg).unwrap().run;
+        let ffn = out.trace.tasks.iter().filter(|t| t.kernel == kernel::FFN && t.flops > 0.0);
+        ffn.map(|t| (t.task, (t.flops, t.end_ns - t.start_ns))).collect()
+    };
+    let (at30, at60) = (ffn_times(preset), ffn_times(&preset.replace("\nmoe-ffn = 30.0\n", "\nmoe-ffn = 60.0\n")));
+    assert!(!at30.is_empty() && at30.keys().eq(at60.keys()));
+    let overhead = 1000.0; // the preset's task_overhead_ns
+    for ((flops, t30), (_, t60)) in at30.values().zip(at60.values()) {
+        assert_eq!(*t30, (overhead + flops / 30.0).ceil() as u64, "{flops} flops at 30 GFLOP/s");
+        assert_eq!(*t60, (overhead + flops / 60.0).ceil() as u64, "{flops} flops at 60 GFLOP/s");
+    }
 }

@@ -73,6 +73,7 @@ impl fmt::Display for ParamKind {
             ParamKind::Choice(names) => write!(f, "one of {}", names.join(", ")),
             ParamKind::Bool => write!(f, "true or false"),
             ParamKind::Text => write!(f, "a non-empty string"),
+            ParamKind::Input([]) => write!(f, "the path of a file"),
             ParamKind::Input(presets) => {
                 let names: Vec<&str> = presets.iter().map(|(n, _)| *n).collect();
                 write!(f, "a preset ({}) or the path of a file", names.join(", "))
@@ -141,9 +142,27 @@ impl ParamSpec {
     /// Whether `value` of an input parameter looks like the path of a file rather than
     /// a preset: it is no preset's name and has a path separator or a `.toml` or `.xml`
     /// ending (a bare name that is no preset stays a name, so its error can suggest one).
+    /// An input without presets names a file whenever `value` is not empty.
+    ///
+    /// ```
+    /// use dagwire_runtime::ParamSpec;
+    /// let routing = ParamSpec::input("routing_file", &[], "", "a routing trace");
+    /// assert!(routing.names_file("routing.txt") && !routing.names_file(""));
+    /// let machine = ParamSpec::input("machine", &[("a", "")], "a", "a machine");
+    /// assert!(!machine.names_file("a") && !machine.names_file("b") && machine.names_file("m/b"));
+    /// ```
     pub fn names_file(&self, value: &str) -> bool {
-        matches!(self.kind, ParamKind::Input(presets) if !presets.iter().any(|(n, _)| *n == value))
-            && (value.contains('/') || value.contains('\\') || value.ends_with(".toml") || value.ends_with(".xml"))
+        match self.kind {
+            ParamKind::Input([]) => !value.is_empty(),
+            ParamKind::Input(presets) => {
+                !presets.iter().any(|(n, _)| *n == value)
+                    && (value.contains('/')
+                        || value.contains('\\')
+                        || value.ends_with(".toml")
+                        || value.ends_with(".xml"))
+            }
+            _ => false,
+        }
     }
 
     /// A switch.

@@ -97,7 +97,7 @@ pub struct TransferRecord {
     pub src: Rank,
     /// Reader's rank.
     pub dst: Rank,
-    /// Bytes of the chunk.
+    /// Bytes of the chunk (the real size of one sized at run time).
     pub bytes: u64,
     /// Posted, ns.
     pub posted_ns: Option<u64>,
@@ -237,15 +237,31 @@ impl Trace {
     }
 
     /// One row per (chunk, src, dst) transfer, with its phases joined; `bytes_of`
-    /// gives the chunk sizes (from the DAG).
+    /// gives the chunk sizes (from the DAG). A chunk [sized at run
+    /// time](crate::Dag::is_sized_at_run_time) reports the real size its producer
+    /// recorded in [`Trace::sizes`], not its bound.
+    ///
+    /// ```
+    /// use dagwire_runtime::trace::{ChunkSize, Phase, Trace, TransferEvent};
+    /// use dagwire_runtime::{ChunkId, Rank};
+    /// let mut t = Trace::default();
+    /// for c in [1, 2] {
+    ///     let e = TransferEvent { chunk: ChunkId(c), src: Rank(0), dst: Rank(1), phase: Phase::Posted, at_ns: 5 };
+    ///     t.transfer_events.push(e);
+    /// }
+    /// t.sizes.push(ChunkSize { chunk: ChunkId(2), rank: Rank(0), bytes: 24, bound: 4096 });
+    /// let rows = t.transfers(|_| 4096);
+    /// assert_eq!(rows.iter().map(|r| r.bytes).collect::<Vec<_>>(), [4096, 24]);
+    /// ```
     pub fn transfers(&self, bytes_of: impl Fn(ChunkId) -> u64) -> Vec<TransferRecord> {
+        let real: BTreeMap<(ChunkId, Rank), u64> = self.sizes.iter().map(|s| ((s.chunk, s.rank), s.bytes)).collect();
         let mut rows: BTreeMap<(ChunkId, Rank, Rank), TransferRecord> = BTreeMap::new();
         for e in &self.transfer_events {
             let row = rows.entry((e.chunk, e.src, e.dst)).or_insert_with(|| TransferRecord {
                 chunk: e.chunk,
                 src: e.src,
                 dst: e.dst,
-                bytes: bytes_of(e.chunk),
+                bytes: real.get(&(e.chunk, e.src)).copied().unwrap_or_else(|| bytes_of(e.chunk)),
                 posted_ns: None,
                 started_ns: None,
                 wire_ns: None,

@@ -84,7 +84,7 @@ fn every_preset_parses_validates_and_holds_1024_ranks() {
             assert!(nodes * u64::from(m.ranks_per_node) >= 1024, "{name} holds only {nodes} nodes");
         }
         assert!(m.ranks_per_node > 1, "{name}");
-        for kernel in ["gemm", "potrf", "trsm", "syrk"] {
+        for kernel in ["gemm", "potrf", "trsm", "syrk", "moe-ffn"] {
             assert!(m.compute.kernel_gflops.contains_key(kernel), "{name} lacks a rate for {kernel}");
         }
         // The text on disk is the text embedded.

@@ -10,6 +10,17 @@
 //! `e` on rank `c` over `r`'s batch (heaviest batches first: their priority is their
 //! size); `combine(r)` sums every token's expert outputs weighted by the gate.
 //!
+//! With `backward` (`moe.backward = true`), from a seeded upstream gradient `dY` of
+//! every rank's output: `combine-backward(r)` makes each batch's output gradient (its
+//! tokens' `dY` rows times their gate weights) and the gate weights' gradients
+//! (`dY . y` per kept assignment, 0 for a dropped one); the output gradients go to the
+//! experts' ranks (the reverse of the combine); `ffn-backward(r, e, c)` on the rank that
+//! ran the batch forward (placed as the forward was) gives the batch's input gradient
+//! and its expert-weight gradient; the input gradients come back to the tokens' ranks
+//! (the reverse of the dispatch), where `dispatch-backward(r)` sums them per token;
+//! `weight-gradient(e, c)` sums replica `c`'s expert-weight gradients in source-rank
+//! order (an expert's gradient is the sum over its replicas).
+//!
 //! # Policies
 //! - `static`: expert `e` on rank `e mod R`; each (rank, expert) batch holds at most
 //!   `capacity = ceil(k T / E * capacity_factor)` tokens. **Dropping rule** (GShard's):
@@ -46,9 +57,31 @@ pub mod kernel {
     pub const DECIDE: KernelId = KernelId(5);
     /// Cross-rank decision check (run by the engine).
     pub const CHECK: KernelId = KernelId(6);
+    /// Backward of the combine on a token's rank: the upstream gradient of its outputs,
+    /// each expert batch's output gradient (gate weight times it) and the gate weights'
+    /// gradients.
+    pub const COMBINE_BACKWARD: KernelId = KernelId(7);
+    /// Backward of one expert's FFN over one batch: the batch's input gradient and the
+    /// expert weights' gradient from it.
+    pub const FFN_BACKWARD: KernelId = KernelId(8);
+    /// Sums an expert replica's weight gradients over the source ranks, in rank order.
+    pub const WEIGHT_GRADIENT: KernelId = KernelId(9);
+    /// Backward of the dispatch on a token's rank: sums its tokens' input gradients.
+    pub const DISPATCH_BACKWARD: KernelId = KernelId(10);
     /// Names, by number.
-    pub const NAMES: [&str; 7] =
-        ["moe-gate", "moe-weights", "moe-dispatch", "moe-ffn", "moe-combine", "decide", "check"];
+    pub const NAMES: [&str; 11] = [
+        "moe-gate",
+        "moe-weights",
+        "moe-dispatch",
+        "moe-ffn",
+        "moe-combine",
+        "decide",
+        "check",
+        "moe-combine-backward",
+        "moe-ffn-backward",
+        "moe-weight-gradient",
+        "moe-dispatch-backward",
+    ];
     /// The name of kernel `k`.
     pub fn name(k: KernelId) -> &'static str {
         NAMES.get(k.0 as usize).copied().unwrap_or("unknown")
@@ -116,6 +149,8 @@ pub struct Shape {
     pub replicas: usize,
     /// Hot experts (replicated).
     pub hot: usize,
+    /// The backward pass too (`moe.backward`).
+    pub backward: bool,
 }
 
 impl Shape {
@@ -197,6 +232,24 @@ pub struct Plan {
     pub holders: Vec<Vec<Rank>>,
     /// Per rank: its decision chunk (run-time placement only).
     pub decided: Vec<ChunkId>,
+    /// The backward pass's results, when built.
+    pub backward: Option<Backward>,
+}
+
+/// Where the backward pass's results are.
+#[derive(Debug, Default)]
+pub struct Backward {
+    /// Per rank: the gradient of its tokens (`tokens x d`).
+    pub dx: Vec<ChunkId>,
+    /// Per rank: the gradient of its gate weights (`tokens x k`, dropped ones 0).
+    pub dgate: Vec<ChunkId>,
+    /// Per expert, per holder (as [`Plan::holders`]): that replica's weight gradient
+    /// (`dW1` then `dW2`, as the weights); the expert's gradient is their sum.
+    pub dw: Vec<Vec<ChunkId>>,
+    /// Output gradients on their way to the experts (sorted): the reverse of the combine.
+    pub to_experts: Vec<ChunkId>,
+    /// Input gradients on their way back to the tokens (sorted): the reverse of the dispatch.
+    pub to_tokens: Vec<ChunkId>,
 }
 
 /// Builds the layer's DAG for `routing` (used for cost hints and priorities: the batch
@@ -247,6 +300,7 @@ pub fn build(shape: &Shape, routing: &Routing) -> Plan {
     };
     let bound = 8 * (shape.capacity.unwrap_or(shape.tokens) * d) as u64;
     let (mut dispatch, mut combine, mut outputs) = (Vec::new(), Vec::new(), Vec::new());
+    let mut bw = Building::default();
     for r in 0..r_n {
         let mut inputs = vec![gates[r].0];
         inputs.extend(decided.get(r));
@@ -294,8 +348,128 @@ pub fn build(shape: &Shape, routing: &Routing) -> Plan {
                 .outputs(&out_bytes),
         );
         outputs.push(c.output(0));
+        if shape.backward {
+            let first_x = dispatch.len() + 1 - back.len();
+            let xs = dispatch[first_x..].to_vec();
+            backward_of_rank(&mut b, shape, r, &holders, &per_rank[r], &back, &xs, &weights, &decided, &mut bw);
+        }
+    }
+    if shape.backward {
+        add_weight_gradients(&mut b, shape, &holders, &mut bw);
     }
     dispatch.sort_unstable();
     combine.sort_unstable();
-    Plan { dag: b.finish(), outputs, dispatch, combine, holders, decided }
+    let backward = shape.backward.then(|| {
+        bw.to_experts.sort_unstable();
+        bw.to_tokens.sort_unstable();
+        Backward { dx: bw.dx, dgate: bw.dgate, dw: bw.dw, to_experts: bw.to_experts, to_tokens: bw.to_tokens }
+    });
+    Plan { dag: b.finish(), outputs, dispatch, combine, holders, decided, backward }
+}
+
+/// The backward pass as it is built: per expert and holder, the weight-gradient parts
+/// of every source rank (in rank order) until they are summed.
+#[derive(Default)]
+struct Building {
+    dx: Vec<ChunkId>,
+    dgate: Vec<ChunkId>,
+    dw: Vec<Vec<ChunkId>>,
+    parts: Vec<Vec<Vec<ChunkId>>>,
+    to_experts: Vec<ChunkId>,
+    to_tokens: Vec<ChunkId>,
+}
+
+/// Rank `r`'s backward: the combine's backward on `r` (`back`: its gate output then the
+/// expert outputs, as the combine reads them), each batch's FFN backward on the rank
+/// that ran its forward (reading the same batch `xs`, placed as the forward was), and
+/// the dispatch's backward on `r`.
+#[allow(clippy::too_many_arguments)]
+fn backward_of_rank(
+    b: &mut DagBuilder,
+    shape: &Shape,
+    r: usize,
+    holders: &[Vec<Rank>],
+    batches: &[Vec<(u32, f64)>],
+    back: &[ChunkId],
+    xs: &[ChunkId],
+    weights: &[Vec<ChunkId>],
+    decided: &[ChunkId],
+    bw: &mut Building,
+) {
+    use kernel::*;
+    let (d, e_n) = (shape.d, shape.experts);
+    if bw.parts.is_empty() {
+        bw.parts = holders.iter().map(|h| vec![Vec::new(); h.len()]).collect();
+    }
+    let bound = 8 * (shape.capacity.unwrap_or(shape.tokens) * d) as u64;
+    let copies = xs.len();
+    let mut bounds = vec![bound; copies];
+    bounds.push(8 * (shape.tokens * shape.k) as u64);
+    let grads = b.add(
+        TaskSpec::new(COMBINE_BACKWARD, Rank(r as u32))
+            .args([r as u32, 0, 0, 0])
+            .flops((4 * shape.tokens * shape.k * d) as f64)
+            .inputs(back)
+            .bounded_outputs(&bounds),
+    );
+    bw.dgate.push(grads.output(copies));
+    let mut into_tokens = vec![back[0]];
+    let mut at = 0;
+    for (e, hs) in holders.iter().enumerate() {
+        let rows = batches[e].len();
+        for (i, &c) in hs.iter().enumerate() {
+            let dz = grads.output(at);
+            bw.to_experts.push(dz);
+            let mut inputs = Vec::new();
+            if hs.len() > 1 {
+                inputs.push(decided[c.index()]);
+            }
+            inputs.extend([weights[e][i], xs[at], dz]);
+            let mut spec = TaskSpec::new(FFN_BACKWARD, c)
+                .args([r as u32, e as u32, rows as u32, 0])
+                .flops(2.5 * shape.ffn_flops(rows))
+                .priority(rows as u32)
+                .inputs(&inputs);
+            if hs.len() > 1 {
+                spec = spec.placed(decided[c.index()], (r * e_n + e) as u32);
+            }
+            let t = b.add(spec.bounded_outputs(&[bound, 8 * shape.weights_len() as u64]));
+            bw.to_tokens.push(t.output(0));
+            into_tokens.push(t.output(0));
+            bw.parts[e][i].push(t.output(1));
+            at += 1;
+        }
+    }
+    let out_bytes = [8 * (shape.tokens * d) as u64];
+    let dx = b.add(
+        TaskSpec::new(DISPATCH_BACKWARD, Rank(r as u32))
+            .args([r as u32, 0, 0, 0])
+            .flops((shape.tokens * shape.k * d) as f64)
+            .inputs(&into_tokens)
+            .outputs(&out_bytes),
+    );
+    bw.dx.push(dx.output(0));
+}
+
+/// Each expert replica's weight gradient: its parts summed in source-rank order.
+fn add_weight_gradients(b: &mut DagBuilder, shape: &Shape, holders: &[Vec<Rank>], bw: &mut Building) {
+    let bytes = [8 * shape.weights_len() as u64];
+    bw.dw = holders
+        .iter()
+        .enumerate()
+        .map(|(e, hs)| {
+            hs.iter()
+                .enumerate()
+                .map(|(i, &c)| {
+                    let parts = &bw.parts[e][i];
+                    let spec = TaskSpec::new(kernel::WEIGHT_GRADIENT, c)
+                        .args([e as u32, 0, 0, 0])
+                        .flops((parts.len() * shape.weights_len()) as f64)
+                        .inputs(parts)
+                        .outputs(&bytes);
+                    b.add(spec).output(0)
+                })
+                .collect()
+        })
+        .collect();
 }

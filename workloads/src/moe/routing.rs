@@ -1,13 +1,21 @@
 //! The gate and the routing it produces: for every token, its top-k experts and their
-//! gate weights; computed from seeded tokens and gate weights with a Zipf popularity
-//! prior, or read from a routing trace file.
+//! gate weights; drawn from a seeded Zipf popularity with weights from seeded gate
+//! logits, or read from a routing trace file.
 //!
 //! # The gate
 //! Token `t` of rank `r` has `d` values `x = unit(hash) - 0.5`; the gate weights are a
-//! `d x E` matrix of `(unit - 0.5) * 12 / sqrt(d)`, so a logit has unit variance. Expert
-//! `e` gets the prior `-zipf * ln(e + 1)` added to its logit (`zipf = 0`: no skew; expert
-//! 0 is the most popular). The gate keeps the `k` largest logits (ties: lower expert)
-//! and weights them by their softmax renormalised over those `k` (soft routing).
+//! `d x E` matrix of `(unit - 0.5) * 12 / sqrt(d)`, so a logit `x . Wg[:, e]` has unit
+//! variance. **Which** experts a token picks is drawn from expert popularity:
+//! `rand_distr::Zipf(E, zipf)` (expert `e` has probability proportional to
+//! `(e + 1)^-zipf`: `zipf = 0` is uniform, expert 0 the most popular), sampled from the
+//! run's one seeded source ([`rng::rng`], stream [`ROUTING`] then the rank: each rank's
+//! gate draws its own tokens in order, so a gate kernel needs no other rank). The `k`
+//! experts are the first `k` distinct draws, in draw order (the first is the token's
+//! first choice); after [`DRAWS_PER_CHOICE`]` x k` draws without `k` distinct experts
+//! (a steep skew), the remaining choices are the most popular experts not yet picked
+//! (the distribution's mode among them). **How much** each contributes is the softmax
+//! of their gate logits renormalised over those `k` (soft routing). Only the picked
+//! experts' logits are computed; the DAG still costs the gate as a full `x . Wg`.
 //!
 //! # Routing trace files
 //! One line per token, every rank's tokens in rank order (rank 0's `T`, then rank 1's,
@@ -15,7 +23,8 @@
 //! Empty lines and lines starting with `#` are skipped. [`Routing::write`] writes one
 //! that [`Routing::read`] reads back exactly.
 
-use dagwire_runtime::rng::{hash, unit};
+use dagwire_runtime::rng::{self, hash, unit};
+use rand_distr::{Distribution, Zipf};
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -23,6 +32,11 @@ use std::path::Path;
 pub const TOKENS: u64 = 0x746f_6b65_6e73;
 /// Stream of the gate weights.
 pub const GATE: u64 = 0x6761_7465;
+/// The routing's stream of the run's seeded source (`rng::stream::user(ROUTING)`);
+/// rank `r` draws from `rng(derive(seed, that), r)`.
+pub const ROUTING: u32 = 0x726f_7574;
+/// Zipf draws allowed per choice before the rest are the most popular unpicked experts.
+pub const DRAWS_PER_CHOICE: usize = 64;
 
 /// The `d` values of token `t` of rank `r`.
 pub fn token(seed: u64, r: usize, t: usize, d: usize) -> Vec<f64> {
@@ -30,11 +44,15 @@ pub fn token(seed: u64, r: usize, t: usize, d: usize) -> Vec<f64> {
     (0..d).map(|j| unit(hash(hash(base ^ t as u64) ^ j as u64)) - 0.5).collect()
 }
 
+/// The gate weight `Wg[j, e]` of a `d x E` gate (row-major index `j * E + e`).
+fn gate_weight(base: u64, d: usize, experts: usize, j: usize, e: usize) -> f64 {
+    (unit(hash(base ^ (j * experts + e) as u64)) - 0.5) * 12.0 / (d as f64).sqrt()
+}
+
 /// The gate weights, `d x E` row-major.
 pub fn gate_weights(seed: u64, d: usize, experts: usize) -> Vec<f64> {
     let base = hash(hash(seed) ^ GATE);
-    let scale = 12.0 / (d as f64).sqrt();
-    (0..d * experts).map(|i| (unit(hash(base ^ i as u64)) - 0.5) * scale).collect()
+    (0..d * experts).map(|i| gate_weight(base, d, experts, i / experts, i % experts)).collect()
 }
 
 /// The routing of every token of every rank.
@@ -54,30 +72,57 @@ pub struct Routing {
     pub weight: Vec<f64>,
 }
 
-/// Top-k of one token's logits with the prior: (experts, renormalised softmax weights).
-pub fn top_k(x: &[f64], wg: &[f64], experts: usize, k: usize, zipf: f64) -> (Vec<u32>, Vec<f64>) {
-    let d = x.len();
-    let logits: Vec<f64> = (0..experts)
-        .map(|e| (0..d).map(|j| x[j] * wg[j * experts + e]).sum::<f64>() - zipf * ((e + 1) as f64).ln())
+/// `k` distinct experts of `experts`, drawn from `popularity` (values `1..=experts`)
+/// by `rng` (see the [module docs](self)), in choice order.
+pub fn pick(rng: &mut rng::SeededRng, popularity: &Zipf<f64>, experts: usize, k: usize) -> Vec<u32> {
+    let mut picked: Vec<u32> = Vec::with_capacity(k);
+    let mut draws = 0;
+    while picked.len() < k && draws < DRAWS_PER_CHOICE * k {
+        draws += 1;
+        // Zipf gives a whole number in 1..=experts as a float.
+        let e = ((popularity.sample(rng) as usize).clamp(1, experts) - 1) as u32;
+        if !picked.contains(&e) {
+            picked.push(e);
+        }
+    }
+    let mut next = 0u32;
+    while picked.len() < k {
+        if !picked.contains(&next) {
+            picked.push(next);
+        }
+        next += 1;
+    }
+    picked
+}
+
+/// The gate weights of token `x` over its `picked` experts: the softmax of their
+/// logits, renormalised over them.
+pub fn weights(seed: u64, x: &[f64], experts: usize, picked: &[u32]) -> Vec<f64> {
+    let (base, d) = (hash(hash(seed) ^ GATE), x.len());
+    let logits: Vec<f64> = picked
+        .iter()
+        .map(|&e| (0..d).map(|j| x[j] * gate_weight(base, d, experts, j, e as usize)).sum::<f64>())
         .collect();
-    let mut order: Vec<usize> = (0..experts).collect();
-    order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
-    order.truncate(k);
-    let top = logits[order[0]];
-    let exps: Vec<f64> = order.iter().map(|&e| (logits[e] - top).exp()).collect();
+    let top = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let exps: Vec<f64> = logits.iter().map(|l| (l - top).exp()).collect();
     let sum: f64 = exps.iter().sum();
-    (order.iter().map(|&e| e as u32).collect(), exps.iter().map(|w| w / sum).collect())
+    exps.iter().map(|w| w / sum).collect()
 }
 
 impl Routing {
     /// The gate's routing of rank `r`'s tokens (what its gate kernel computes).
+    ///
+    /// # Panics
+    /// When `experts` is 0 or `zipf` is negative or not a number (a sweep's parameters
+    /// never are).
     pub fn gate_rank(seed: u64, r: usize, tokens: usize, d: usize, experts: usize, k: usize, zipf: f64) -> Self {
-        let wg = gate_weights(seed, d, experts);
+        let popularity = Zipf::new(experts as f64, zipf).expect("at least one expert and zipf >= 0");
+        let mut draw = rng::rng(rng::derive(seed, rng::stream::user(ROUTING)), r as u64);
         let (mut expert, mut weight) = (Vec::with_capacity(tokens * k), Vec::with_capacity(tokens * k));
         for t in 0..tokens {
-            let (e, w) = top_k(&token(seed, r, t, d), &wg, experts, k, zipf);
-            expert.extend(e);
-            weight.extend(w);
+            let picked = pick(&mut draw, &popularity, experts, k);
+            weight.extend(weights(seed, &token(seed, r, t, d), experts, &picked));
+            expert.extend(picked);
         }
         Routing { ranks: 1, tokens, experts, k, expert, weight }
     }
@@ -226,5 +271,40 @@ mod tests {
             assert!((r.weight[2 * t] + r.weight[2 * t + 1] - 1.0).abs() < 1e-12);
             assert_ne!(r.expert[2 * t], r.expert[2 * t + 1]);
         }
+    }
+
+    /// First choices follow Zipf(E, s): within 4 standard deviations of the expected
+    /// count for every expert; zipf 0 is uniform.
+    #[test]
+    fn first_choices_follow_the_zipf_law() {
+        let (n, e_n) = (20_000usize, 8usize);
+        for s in [0.0, 0.8, 1.2] {
+            let r = Routing::gate(5, 1, n, 1, e_n, 2, s);
+            let mut first = [0f64; 8];
+            (0..n).for_each(|t| first[r.expert[2 * t] as usize] += 1.0);
+            let norm: f64 = (1..=e_n).map(|i| (i as f64).powf(-s)).sum();
+            for (e, &got) in first.iter().enumerate() {
+                let p = ((e + 1) as f64).powf(-s) / norm;
+                let (want, sd) = (n as f64 * p, (n as f64 * p * (1.0 - p)).sqrt());
+                assert!((got - want).abs() < 4.0 * sd, "s {s} expert {e}: {got} vs {want}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_steep_skew_still_gives_k_distinct_experts_most_popular_first() {
+        // At zipf 8 expert 0 takes ~99.6 % of draws: the rest come from the fallback.
+        let r = Routing::gate(2, 1, 50, 4, 64, 8, 8.0);
+        for t in 0..50 {
+            let mut picked = r.expert[8 * t..8 * t + 8].to_vec();
+            assert_eq!(picked[0], 0);
+            picked.sort_unstable();
+            picked.dedup();
+            assert_eq!(picked.len(), 8);
+        }
+        // A rank's gate alone draws what the all-rank routing holds for it.
+        let all = Routing::gate(9, 3, 7, 5, 6, 2, 1.0);
+        let one = Routing::gate_rank(9, 2, 7, 5, 6, 2, 1.0);
+        assert_eq!(all.of_rank(2), (&one.expert[..], &one.weight[..]));
     }
 }
