@@ -29,6 +29,7 @@ fn accelerators(devices: u32, streams: u32, gpu_direct: bool) -> Accelerators {
         gpu_direct,
         launch_ns: 0.0,
         default_gflops: 1.0,
+        kernel_curves: Default::default(),
         kernel_gflops: Default::default(),
         host_link: HostLink { latency_ns: 300.0, gbps: 8.0, devices_per_switch: 1 },
         peer_link: Some(PeerLink { latency_ns: 50.0, gbps: 16.0 }),
