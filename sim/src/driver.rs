@@ -89,6 +89,7 @@ enum Event {
     TaskFinished {
         rank: u32,
         task: TaskId,
+        worker: u32,
     },
     Timeout {
         rank: u32,
@@ -121,8 +122,44 @@ enum InFlight {
 /// A running task's results and timing, until its completion event fires.
 struct Pending {
     outputs: Vec<Payload>,
-    worker: u32,
     start: Time,
+}
+
+/// What the network carries, by message id: ids count up from 0 in send order and most
+/// messages are delivered roughly in that order, so the table is a window of slots from
+/// the oldest undelivered id on (an index, not a hash: a million messages in flight
+/// would otherwise be a million random accesses into a hash table). Its memory is the
+/// span of ids between the oldest message still in flight and the newest.
+#[derive(Default)]
+struct InFlightTable {
+    /// Id of `slots[0]`.
+    base: MessageId,
+    slots: std::collections::VecDeque<Option<InFlight>>,
+    live: usize,
+}
+
+impl InFlightTable {
+    /// Records message `id`, the next id the network handed out.
+    fn insert(&mut self, id: MessageId, what: InFlight) {
+        debug_assert_eq!(id, self.base + self.slots.len() as u64, "the network numbers messages in send order");
+        self.slots.push_back(Some(what));
+        self.live += 1;
+    }
+
+    /// Takes message `id` out.
+    fn remove(&mut self, id: MessageId) -> Option<InFlight> {
+        let what = self.slots.get_mut(id.checked_sub(self.base)? as usize)?.take()?;
+        self.live -= 1;
+        while let Some(None) = self.slots.front() {
+            self.slots.pop_front();
+            self.base += 1;
+        }
+        Some(what)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.live == 0
+    }
 }
 
 /// The whole simulated machine.
@@ -137,8 +174,13 @@ struct Sim<'a> {
     timeout_queued: Vec<Option<Time>>,
     network: Network,
     compute: ComputeModel,
-    in_flight: FxHashMap<MessageId, InFlight>,
-    pending: FxHashMap<(u32, TaskId), Pending>,
+    in_flight: InFlightTable,
+    /// Running tasks, by `rank * workers + worker`.
+    pending: Vec<Option<Pending>>,
+    /// Workers per rank.
+    workers: usize,
+    /// Deliveries of one instant, reused.
+    delivered: Vec<(Time, MessageId)>,
     /// Every rank's collectives in progress.
     collectives: Vec<Collectives>,
     /// What puts wrote into the windows, by (rank, offset).
@@ -213,8 +255,10 @@ pub fn run_limited(
         timeout_queued: vec![None; cfg.ranks],
         network,
         compute: ComputeModel::new(&machine.compute),
-        in_flight: FxHashMap::default(),
-        pending: FxHashMap::default(),
+        in_flight: InFlightTable::default(),
+        pending: (0..cfg.ranks * workers).map(|_| None).collect(),
+        workers,
+        delivered: Vec::new(),
         collectives: (0..cfg.ranks as u32)
             .map(|r| Collectives::new(Rank(r), cfg.ranks, Segmenting::Segments))
             .collect(),
@@ -278,9 +322,11 @@ impl Sim<'_> {
 
     /// Delivers every message due at `at`.
     fn deliver(&mut self, at: Time) -> Result<Time, RunError> {
-        for (t, id) in self.network.deliver_until(at) {
+        let mut delivered = std::mem::take(&mut self.delivered);
+        self.network.deliver_until_into(at, &mut delivered);
+        for &(t, id) in &delivered {
             self.events += 1;
-            match self.in_flight.remove(&id).expect("the network delivers only what was sent") {
+            match self.in_flight.remove(id).expect("the network delivers only what was sent") {
                 InFlight::Message { src, dst, msg } => {
                     self.engines[dst.index()].handle_message(t, src, msg);
                     self.pump(dst.index(), t)?;
@@ -293,6 +339,8 @@ impl Sim<'_> {
                 one_sided => self.one_sided_arrived(t, one_sided)?,
             }
         }
+        delivered.clear();
+        self.delivered = delivered;
         Ok(at)
     }
 
@@ -302,10 +350,11 @@ impl Sim<'_> {
         let (now, ev) = self.queue.pop().expect("peeked");
         self.events += 1;
         match ev {
-            Event::TaskFinished { rank, task } => {
-                let p = self.pending.remove(&(rank, task)).expect("a finishing task was started");
-                self.free_workers[rank as usize].push(p.worker);
-                let done = TaskDone { task, worker: p.worker, start_ns: p.start, end_ns: now, outputs: p.outputs };
+            Event::TaskFinished { rank, task, worker } => {
+                let slot = rank as usize * self.workers + worker as usize;
+                let p = self.pending[slot].take().expect("a finishing task was started");
+                self.free_workers[rank as usize].push(worker);
+                let done = TaskDone { task, worker, start_ns: p.start, end_ns: now, outputs: p.outputs };
                 self.engines[rank as usize].handle_task_done(now, done);
             }
             Event::Timeout { rank } => {
@@ -549,8 +598,8 @@ impl Sim<'_> {
             });
             (outputs, self.compute.modelled(name, task.flops))
         };
-        self.pending.insert((r as u32, job.task), Pending { outputs, worker, start: now });
-        self.queue.push(now + duration, Event::TaskFinished { rank: r as u32, task: job.task });
+        self.pending[r * self.workers + worker as usize] = Some(Pending { outputs, start: now });
+        self.queue.push(now + duration, Event::TaskFinished { rank: r as u32, task: job.task, worker });
         Ok(())
     }
 
@@ -573,7 +622,7 @@ impl Sim<'_> {
                 stuck.join("\n")
             )));
         }
-        debug_assert!(self.in_flight.is_empty() && self.pending.is_empty());
+        debug_assert!(self.in_flight.is_empty() && self.pending.iter().all(Option::is_none));
         debug_assert!(self.collectives.iter().all(Collectives::is_idle));
         let mut results: BTreeMap<ChunkId, Payload> = BTreeMap::new();
         let mut trace = std::mem::take(&mut self.trace);
@@ -588,7 +637,7 @@ impl Sim<'_> {
 }
 
 /// Hands a collective's piece to the network at `now`.
-fn send_piece(network: &mut Network, in_flight: &mut FxHashMap<MessageId, InFlight>, now: Time, piece: Piece) {
+fn send_piece(network: &mut Network, in_flight: &mut InFlightTable, now: Time, piece: Piece) {
     let id = network.send(now, piece.src, piece.dst, piece.bytes);
     in_flight.insert(id, InFlight::Piece(piece));
 }
