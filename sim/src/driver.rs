@@ -43,7 +43,7 @@ use dagwire_runtime::{
 use rustc_hash::FxHashMap;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// What the sim driver offers strategies.
 pub const CAPABILITIES: &[Capability] = Capability::ALL;
@@ -79,6 +79,20 @@ pub struct SimOutcome {
     pub run: RunOutcome,
     /// Events processed (task completions and message deliveries).
     pub events: u64,
+    /// Where the run's wall time went.
+    pub timing: SimTiming,
+}
+
+/// The wall time of a simulated run's parts, so the event loop's speed is measured
+/// apart from setting up and from gathering the trace.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SimTiming {
+    /// Building the network, every rank's engine and strategy.
+    pub setup: Duration,
+    /// The event loop: from the first rank's start to the last event.
+    pub event_loop: Duration,
+    /// Checking every rank finished, gathering results and sorting the trace.
+    pub finish: Duration,
 }
 
 /// An event in the queue: a task finishing, or a rank's engine deadline
@@ -198,6 +212,7 @@ struct Sim<'a> {
     /// Registrations under way, by (rank, operation id): the key they will give.
     exposing: FxHashMap<(u32, u64), MemoryKey>,
     events: u64,
+    timing: SimTiming,
     trace: Trace,
     /// When the run started (wall time) and how long it may take.
     deadline: Option<(std::time::Instant, std::time::Duration)>,
@@ -237,6 +252,7 @@ pub fn run_limited(
             "machine compute mode `measure` needs kernels to run: set kernels = \"run\" or use mode = \"model\"".into(),
         ));
     }
+    let started = Instant::now();
     let mut network = Network::new(machine, cfg.ranks).map_err(RunError::Config)?;
     network.seed(cfg.seed);
     let workers = cfg.workers.clamp(1, machine.compute.cores_per_rank.max(1) as usize);
@@ -272,12 +288,15 @@ pub fn run_limited(
         events: 0,
         trace: Trace::with_level(cfg.trace),
         deadline: wall_limit.map(|limit| (std::time::Instant::now(), limit)),
+        timing: SimTiming::default(),
     };
-    sim.run()
+    sim.run(started)
 }
 
 impl Sim<'_> {
-    fn run(mut self) -> Result<SimOutcome, RunError> {
+    fn run(mut self, started: Instant) -> Result<SimOutcome, RunError> {
+        let looping = Instant::now();
+        self.timing.setup = looping - started;
         for r in 0..self.engines.len() {
             self.engines[r].handle_start(0);
             self.pump(r, 0)?;
@@ -299,6 +318,7 @@ impl Sim<'_> {
                 (Some(_), _) => now = self.next_event()?,
             }
         }
+        self.timing.event_loop = looping.elapsed();
         self.finish(now)
     }
 
@@ -605,6 +625,7 @@ impl Sim<'_> {
 
     /// Checks every rank finished and gathers the outcome.
     fn finish(mut self, end: Time) -> Result<SimOutcome, RunError> {
+        let finishing = Instant::now();
         let stuck: Vec<String> = self
             .engines
             .iter()
@@ -632,7 +653,8 @@ impl Sim<'_> {
         }
         trace.sort();
         let run = RunOutcome { trace, results, makespan_ns: end };
-        Ok(SimOutcome { run, events: self.events })
+        let timing = SimTiming { finish: finishing.elapsed(), ..self.timing };
+        Ok(SimOutcome { run, events: self.events, timing })
     }
 }
 

@@ -1163,7 +1163,7 @@ impl Engine {
 
     /// A chunk came in from `src`.
     fn received(&mut self, chunk: ChunkId, src: Rank, payload: Payload) {
-        let reads_it = self.dag.consumers(chunk).iter().any(|&t| self.dag.task(t).owner == self.rank);
+        let reads_it = !self.dag.consumers_on(chunk, self.rank).is_empty();
         let why = if !reads_it {
             Some("does not read")
         } else if self.store.contains_key(&chunk) {
@@ -1181,7 +1181,7 @@ impl Engine {
     /// `chunk` is now present here: count its local readers and wake them.
     fn arrived(&mut self, chunk: ChunkId, data: Payload) {
         let (dag, rank, mut readers) = (&*self.dag, self.rank, 0);
-        for &t in dag.consumers(chunk).iter().filter(|&&t| dag.task(t).owner == rank) {
+        for &t in dag.consumers_on(chunk, rank) {
             // A task may read the same chunk twice; it waits for it (and reads it) each time.
             let local = dag.local_index(t);
             let uses = if self.reads_twice.binary_search(&(local as u32)).is_ok() {
