@@ -24,9 +24,9 @@ pub(crate) fn write(path: &Path, df: &mut DataFrame, kind: Kind) -> anyhow::Resu
         let writer = ParquetWriter::new(&mut file);
         let writer = match kind {
             Kind::Table => writer,
-            Kind::Part => writer
-                .with_compression(ParquetCompression::Uncompressed)
-                .with_statistics(StatisticsOptions::empty()),
+            Kind::Part => {
+                writer.with_compression(ParquetCompression::Uncompressed).with_statistics(StatisticsOptions::empty())
+            }
         };
         writer.finish(df)?;
         file.sync_all()?;

@@ -119,7 +119,7 @@ struct Measured {
 
 /// Raw queue: pop+push with scattered times, at two pending-set sizes.
 fn queue_throughput() {
-    println!("event queue (binary heap, (time, seq) order):");
+    println!("event queue (radix heap, (time, seq) order):");
     for pending in [1_000usize, 1_000_000] {
         let rate = dagwire_sim::queue::throughput(pending, 4_000_000);
         println!("  {pending:>9} pending: {:.1} M pop+push per second", rate / 1e6);

@@ -44,7 +44,7 @@ use dagwire_runtime::{
 use rustc_hash::FxHashMap;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// What the sim driver offers strategies.
 pub const CAPABILITIES: &[Capability] = Capability::ALL;
@@ -81,6 +81,20 @@ pub struct SimOutcome {
     pub run: RunOutcome,
     /// Events processed (task completions and message deliveries).
     pub events: u64,
+    /// Where the run's wall time went.
+    pub timing: SimTiming,
+}
+
+/// The wall time of a simulated run's parts, so the event loop's speed is measured
+/// apart from setting up and from gathering the trace.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SimTiming {
+    /// Building the network, every rank's engine and strategy.
+    pub setup: Duration,
+    /// The event loop: from the first rank's start to the last event.
+    pub event_loop: Duration,
+    /// Checking every rank finished, gathering results and sorting the trace.
+    pub finish: Duration,
 }
 
 /// An event in the queue: a task finishing, or a rank's engine deadline
@@ -91,6 +105,7 @@ enum Event {
     TaskFinished {
         rank: u32,
         task: TaskId,
+        worker: u32,
     },
     Timeout {
         rank: u32,
@@ -144,10 +159,46 @@ impl InFlight {
 /// A running task's results and timing, until its completion event fires.
 struct Pending {
     outputs: Vec<Payload>,
-    worker: u32,
     /// The timeline lane it ran on: its worker, or its device stream.
     lane: u32,
     start: Time,
+}
+
+/// What the network carries, by message id: ids count up from 0 in send order and most
+/// messages are delivered roughly in that order, so the table is a window of slots from
+/// the oldest undelivered id on (an index, not a hash: a million messages in flight
+/// would otherwise be a million random accesses into a hash table). Its memory is the
+/// span of ids between the oldest message still in flight and the newest.
+#[derive(Default)]
+struct InFlightTable {
+    /// Id of `slots[0]`.
+    base: MessageId,
+    slots: std::collections::VecDeque<Option<InFlight>>,
+    live: usize,
+}
+
+impl InFlightTable {
+    /// Records message `id`, the next id the network handed out.
+    fn insert(&mut self, id: MessageId, what: InFlight) {
+        debug_assert_eq!(id, self.base + self.slots.len() as u64, "the network numbers messages in send order");
+        self.slots.push_back(Some(what));
+        self.live += 1;
+    }
+
+    /// Takes message `id` out.
+    fn remove(&mut self, id: MessageId) -> Option<InFlight> {
+        let what = self.slots.get_mut(id.checked_sub(self.base)? as usize)?.take()?;
+        self.live -= 1;
+        while let Some(None) = self.slots.front() {
+            self.slots.pop_front();
+            self.base += 1;
+        }
+        Some(what)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.live == 0
+    }
 }
 
 /// The whole simulated machine.
@@ -162,8 +213,13 @@ struct Sim<'a> {
     timeout_queued: Vec<Option<Time>>,
     network: Network,
     compute: ComputeModel,
-    in_flight: FxHashMap<MessageId, InFlight>,
-    pending: FxHashMap<(u32, TaskId), Pending>,
+    in_flight: InFlightTable,
+    /// Running tasks, by `rank * workers + worker`.
+    pending: Vec<Option<Pending>>,
+    /// Workers per rank.
+    workers: usize,
+    /// Deliveries of one instant, reused.
+    delivered: Vec<(Time, MessageId)>,
     /// Every rank's collectives in progress.
     collectives: Vec<Collectives>,
     /// What puts wrote into the windows, by (rank, offset).
@@ -183,6 +239,7 @@ struct Sim<'a> {
     /// The devices, when the machine has accelerators (see [`crate::device`]).
     accel: Option<Accel<InFlight>>,
     events: u64,
+    timing: SimTiming,
     trace: Trace,
     /// When the run started (wall time) and how long it may take.
     deadline: Option<(std::time::Instant, std::time::Duration)>,
@@ -222,6 +279,7 @@ pub fn run_limited(
             "machine compute mode `measure` needs kernels to run: set kernels = \"run\" or use mode = \"model\"".into(),
         ));
     }
+    let started = Instant::now();
     let mut network = Network::new(machine, cfg.ranks).map_err(RunError::Config)?;
     network.seed(cfg.seed);
     let devices = machine.accelerators.as_ref().map(|a| Devices::new(a, cfg.ranks));
@@ -245,8 +303,10 @@ pub fn run_limited(
         timeout_queued: vec![None; cfg.ranks],
         network,
         compute: ComputeModel::new(&machine.compute),
-        in_flight: FxHashMap::default(),
-        pending: FxHashMap::default(),
+        in_flight: InFlightTable::default(),
+        pending: (0..cfg.ranks * workers).map(|_| None).collect(),
+        workers,
+        delivered: Vec::new(),
         collectives: (0..cfg.ranks as u32)
             .map(|r| Collectives::new(Rank(r), cfg.ranks, Segmenting::Segments))
             .collect(),
@@ -261,12 +321,15 @@ pub fn run_limited(
         events: 0,
         trace: Trace::with_level(cfg.trace),
         deadline: wall_limit.map(|limit| (std::time::Instant::now(), limit)),
+        timing: SimTiming::default(),
     };
-    sim.run()
+    sim.run(started)
 }
 
 impl Sim<'_> {
-    fn run(mut self) -> Result<SimOutcome, RunError> {
+    fn run(mut self, started: Instant) -> Result<SimOutcome, RunError> {
+        let looping = Instant::now();
+        self.timing.setup = looping - started;
         for r in 0..self.engines.len() {
             self.engines[r].handle_start(0);
             self.pump(r, 0)?;
@@ -288,6 +351,7 @@ impl Sim<'_> {
                 (Some(_), _) => now = self.next_event()?,
             }
         }
+        self.timing.event_loop = looping.elapsed();
         self.finish(now)
     }
 
@@ -311,9 +375,11 @@ impl Sim<'_> {
 
     /// Delivers every message due at `at`.
     fn deliver(&mut self, at: Time) -> Result<Time, RunError> {
-        for (t, id) in self.network.deliver_until(at) {
+        let mut delivered = std::mem::take(&mut self.delivered);
+        self.network.deliver_until_into(at, &mut delivered);
+        for &(t, id) in &delivered {
             self.events += 1;
-            let item = self.in_flight.remove(&id).expect("the network delivers only what was sent");
+            let item = self.in_flight.remove(id).expect("the network delivers only what was sent");
             if let Some(accel) = &mut self.accel
                 && let Some((dst, bytes)) = accel.landing(id)
             {
@@ -324,6 +390,8 @@ impl Sim<'_> {
             }
             self.arrived(t, item)?;
         }
+        delivered.clear();
+        self.delivered = delivered;
         Ok(at)
     }
 
@@ -392,9 +460,10 @@ impl Sim<'_> {
                 self.arrived(now, item)?;
                 return Ok(now);
             }
-            Event::TaskFinished { rank, task } => {
-                let p = self.pending.remove(&(rank, task)).expect("a finishing task was started");
-                self.free_workers[rank as usize].push(p.worker);
+            Event::TaskFinished { rank, task, worker } => {
+                let slot = rank as usize * self.workers + worker as usize;
+                let p = self.pending[slot].take().expect("a finishing task was started");
+                self.free_workers[rank as usize].push(worker);
                 let done = TaskDone { task, worker: p.lane, start_ns: p.start, end_ns: now, outputs: p.outputs };
                 self.engines[rank as usize].handle_task_done(now, done);
             }
@@ -625,9 +694,9 @@ impl Sim<'_> {
             } else {
                 self.modelled_outputs(task, &job.inputs)
             };
-            self.pending
-                .insert((r as u32, job.task), Pending { outputs, worker, lane: span.stream, start: span.start });
-            self.queue.push(span.end, Event::TaskFinished { rank: r as u32, task: job.task });
+            self.pending[r * self.workers + worker as usize] =
+                Some(Pending { outputs, lane: span.stream, start: span.start });
+            self.queue.push(span.end, Event::TaskFinished { rank: r as u32, task: job.task, worker });
             return Ok(());
         }
         let (outputs, duration) = if self.cfg.run_kernels {
@@ -646,8 +715,8 @@ impl Sim<'_> {
         } else {
             (self.modelled_outputs(task, &job.inputs), self.compute.modelled(name, task.flops))
         };
-        self.pending.insert((r as u32, job.task), Pending { outputs, worker, lane: worker, start: now });
-        self.queue.push(now + duration, Event::TaskFinished { rank: r as u32, task: job.task });
+        self.pending[r * self.workers + worker as usize] = Some(Pending { outputs, lane: worker, start: now });
+        self.queue.push(now + duration, Event::TaskFinished { rank: r as u32, task: job.task, worker });
         Ok(())
     }
 
@@ -662,6 +731,7 @@ impl Sim<'_> {
 
     /// Checks every rank finished and gathers the outcome.
     fn finish(mut self, end: Time) -> Result<SimOutcome, RunError> {
+        let finishing = Instant::now();
         let stuck: Vec<String> = self
             .engines
             .iter()
@@ -679,7 +749,7 @@ impl Sim<'_> {
                 stuck.join("\n")
             )));
         }
-        debug_assert!(self.in_flight.is_empty() && self.pending.is_empty());
+        debug_assert!(self.in_flight.is_empty() && self.pending.iter().all(Option::is_none));
         debug_assert!(self.accel.as_ref().is_none_or(Accel::is_idle));
         debug_assert!(self.collectives.iter().all(Collectives::is_idle));
         let mut results: BTreeMap<ChunkId, Payload> = BTreeMap::new();
@@ -690,7 +760,8 @@ impl Sim<'_> {
         }
         trace.sort();
         let run = RunOutcome { trace, results, makespan_ns: end };
-        Ok(SimOutcome { run, events: self.events })
+        let timing = SimTiming { finish: finishing.elapsed(), ..self.timing };
+        Ok(SimOutcome { run, events: self.events, timing })
     }
 }
 

@@ -415,6 +415,12 @@ impl DagBuilder {
             chunks.dedup(); // a task reading a chunk twice is still one consumer
             chunks
         });
+        let mut pairs: Vec<(Rank, TaskId)> =
+            consumers.items.iter().map(|&t| (self.tasks[t.index()].owner, t)).collect();
+        for c in 0..self.chunks.len() {
+            pairs[consumers.offsets[c] as usize..consumers.offsets[c + 1] as usize].sort_unstable();
+        }
+        let (consumer_owners, by_owner_consumers) = pairs.into_iter().unzip();
         let by_owner = Csr::build(self.ranks as usize, self.tasks.len(), |t| vec![self.tasks[t].owner.index()]);
         let mut local_index = vec![0u32; self.tasks.len()];
         for r in 0..self.ranks as usize {
@@ -439,6 +445,8 @@ impl DagBuilder {
             input_offsets: self.input_offsets,
             inputs: self.inputs,
             consumers,
+            by_owner_consumers,
+            consumer_owners,
             by_owner,
             local_index,
             collectives: self.collectives,
@@ -510,6 +518,12 @@ pub struct Dag {
     input_offsets: Vec<u32>,
     inputs: Vec<ChunkId>,
     consumers: Csr,
+    /// Each chunk's consumers again (rows as in `consumers`), ordered by (owner, id), and
+    /// their owners beside them: an engine finds the consumers on its rank by binary
+    /// search, not by reading every consumer's task record on every arrival (a broadcast
+    /// chunk on 16,384 ranks has 16,383 consumers).
+    by_owner_consumers: Vec<TaskId>,
+    consumer_owners: Vec<Rank>,
     by_owner: Csr,
     /// Each task's position among its owner's tasks ([`Dag::tasks_of`]).
     local_index: Vec<u32>,
@@ -566,6 +580,31 @@ impl Dag {
     pub fn consumers(&self, c: ChunkId) -> &[TaskId] {
         self.consumers.row(c.index())
     }
+    /// The owners of [`Dag::consumers`]`(c)`, sorted (a rank owning several appears as
+    /// often).
+    ///
+    /// ```
+    /// use dagwire_runtime::{DagBuilder, KernelId, Rank, TaskSpec};
+    /// let mut b = DagBuilder::new(2);
+    /// let p = b.add(TaskSpec::new(KernelId(0), Rank(0)).outputs(&[8]));
+    /// let r1 = b.add(TaskSpec::new(KernelId(0), Rank(1)).inputs(&[p.output(0)]));
+    /// let r0 = b.add(TaskSpec::new(KernelId(0), Rank(0)).inputs(&[p.output(0)]));
+    /// let dag = b.finish();
+    /// assert_eq!(dag.consumer_owners(p.output(0)), &[Rank(0), Rank(1)]);
+    /// assert_eq!(dag.consumers_on(p.output(0), Rank(1)), &[r1.task]);
+    /// assert_eq!(dag.consumers_on(p.output(0), Rank(0)), &[r0.task]);
+    /// ```
+    pub fn consumer_owners(&self, c: ChunkId) -> &[Rank] {
+        let i = c.index();
+        &self.consumer_owners[self.consumers.offsets[i] as usize..self.consumers.offsets[i + 1] as usize]
+    }
+    /// The consumers of `c` that `rank` owns, in id order (a binary search).
+    pub fn consumers_on(&self, c: ChunkId, rank: Rank) -> &[TaskId] {
+        let (a, b) = (self.consumers.offsets[c.index()] as usize, self.consumers.offsets[c.index() + 1] as usize);
+        let owners = &self.consumer_owners[a..b];
+        let (from, to) = (owners.partition_point(|&r| r < rank), owners.partition_point(|&r| r <= rank));
+        &self.by_owner_consumers[a + from..a + to]
+    }
     /// The tasks a rank runs, in id order.
     pub fn tasks_of(&self, rank: Rank) -> &[TaskId] {
         self.by_owner.row(rank.index())
@@ -578,7 +617,7 @@ impl Dag {
     /// Whether a task on another rank than the producer's reads `c` (it must move).
     pub fn is_read_remotely(&self, c: ChunkId) -> bool {
         let owner = self.chunk_owner(c);
-        self.consumers(c).iter().any(|&t| self.task(t).owner != owner)
+        self.consumer_owners(c).iter().any(|&r| r != owner)
     }
 
     /// Ranks other than the producer's that read a chunk, sorted and without repeats.
@@ -593,8 +632,8 @@ impl Dag {
     pub fn remote_readers_into(&self, c: ChunkId, ranks: &mut Vec<Rank>) {
         let owner = self.chunk_owner(c);
         ranks.clear();
-        ranks.extend(self.consumers(c).iter().map(|&t| self.task(t).owner).filter(|&r| r != owner));
-        ranks.sort_unstable();
+        // Owners come sorted: repeats are adjacent.
+        ranks.extend(self.consumer_owners(c).iter().filter(|&&r| r != owner));
         ranks.dedup();
     }
     /// Chunks nobody reads.

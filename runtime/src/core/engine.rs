@@ -279,6 +279,10 @@ pub struct Engine {
     busy: u32,
     /// Inputs each local task still waits for, by [`Dag::local_index`].
     missing: Vec<u32>,
+    /// Local tasks (by [`Dag::local_index`], sorted) that read some chunk more than once;
+    /// every other task reads each of its inputs once, which spares a scan of its inputs
+    /// on every arrival (an all-to-all's receive task reads one chunk per rank).
+    reads_twice: Vec<u32>,
     ready: BinaryHeap<Ready>,
     /// Ready tasks the engine runs itself (run-time placement), in the order they became ready.
     immediate: VecDeque<TaskId>,
@@ -363,6 +367,19 @@ impl Engine {
         let window = strategy.window(&dag, rank);
         let local = dag.tasks_of(rank);
         let missing = local.iter().map(|&t| dag.inputs(t).len() as u32).collect();
+        let mut scratch = Vec::new();
+        let reads_twice = (0..local.len() as u32)
+            .filter(|&i| {
+                let inputs = dag.inputs(local[i as usize]);
+                if inputs.len() < 2 {
+                    return false;
+                }
+                scratch.clear();
+                scratch.extend_from_slice(inputs);
+                scratch.sort_unstable();
+                scratch.windows(2).any(|w| w[0] == w[1])
+            })
+            .collect();
         let mut needs = strategy.needs().to_vec();
         let (mut group_of, mut groups) = (Vec::new(), Vec::new());
         if !dag.collective_tasks().is_empty() {
@@ -383,6 +400,7 @@ impl Engine {
             workers: workers.max(1) as u32,
             busy: 0,
             missing,
+            reads_twice,
             ready: BinaryHeap::new(),
             immediate: VecDeque::new(),
             running: Vec::new(),
@@ -1145,7 +1163,7 @@ impl Engine {
 
     /// A chunk came in from `src`.
     fn received(&mut self, chunk: ChunkId, src: Rank, payload: Payload) {
-        let reads_it = self.dag.consumers(chunk).iter().any(|&t| self.dag.task(t).owner == self.rank);
+        let reads_it = !self.dag.consumers_on(chunk, self.rank).is_empty();
         let why = if !reads_it {
             Some("does not read")
         } else if self.store.contains_key(&chunk) {
@@ -1163,11 +1181,16 @@ impl Engine {
     /// `chunk` is now present here: count its local readers and wake them.
     fn arrived(&mut self, chunk: ChunkId, data: Payload) {
         let (dag, rank, mut readers) = (&*self.dag, self.rank, 0);
-        for &t in dag.consumers(chunk).iter().filter(|&&t| dag.task(t).owner == rank) {
+        for &t in dag.consumers_on(chunk, rank) {
             // A task may read the same chunk twice; it waits for it (and reads it) each time.
-            let uses = dag.inputs(t).iter().filter(|&&c| c == chunk).count() as u32;
+            let local = dag.local_index(t);
+            let uses = if self.reads_twice.binary_search(&(local as u32)).is_ok() {
+                dag.inputs(t).iter().filter(|&&c| c == chunk).count() as u32
+            } else {
+                1
+            };
             readers += uses;
-            let left = &mut self.missing[dag.local_index(t)];
+            let left = &mut self.missing[local];
             *left -= uses;
             if *left == 0 {
                 make_ready(&self.group_of, &mut self.groups, &mut self.ready, &mut self.immediate, dag, t);

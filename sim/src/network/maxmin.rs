@@ -27,6 +27,9 @@ use std::collections::{BTreeSet, BinaryHeap};
 #[derive(Clone, Debug, Default)]
 struct Flow {
     route: Vec<u32>,
+    /// Where the flow stands in each of its links' lists (`on_link[route[i]][pos[i]]`), so
+    /// it leaves them in O(1).
+    pos: Vec<u32>,
     remaining: f64,
     rate: f64,
     cap: f64,
@@ -68,6 +71,8 @@ impl Ord for Level {
 pub(crate) struct FlowNet {
     capacity: Vec<f64>,
     on_link: Vec<Vec<u32>>,
+    /// Beside each entry of `on_link`: the index of that link in the flow's route.
+    on_link_hop: Vec<Vec<u32>>,
     flows: Vec<Flow>,
     free: Vec<u32>,
     dirty: Vec<u32>,
@@ -93,6 +98,7 @@ impl FlowNet {
         debug_assert!(bytes_per_ns > 0.0);
         self.capacity.push(bytes_per_ns);
         self.on_link.push(Vec::new());
+        self.on_link_hop.push(Vec::new());
         self.link_seen.push(0);
         self.left.push(0.0);
         self.unfixed.push(0);
@@ -130,8 +136,12 @@ impl FlowNet {
         f.active = true;
         f.last = t;
         f.rate = 0.0;
-        for &l in &f.route {
-            self.on_link[l as usize].push(slot);
+        f.pos.clear();
+        for (hop, &l) in f.route.iter().enumerate() {
+            let list = &mut self.on_link[l as usize];
+            f.pos.push(list.len() as u32);
+            list.push(slot);
+            self.on_link_hop[l as usize].push(hop as u32);
             self.dirty.push(l);
         }
         self.active += 1;
@@ -152,12 +162,20 @@ impl FlowNet {
             self.ends.remove(&(f.end, slot));
             f.end = Time::MAX;
         }
-        for &l in &f.route {
-            let list = &mut self.on_link[l as usize];
-            let at = list.iter().position(|&s| s == slot).expect("an active flow is on its links");
-            list.swap_remove(at);
-            self.dirty.push(l);
+        let (route, pos) = (std::mem::take(&mut f.route), std::mem::take(&mut f.pos));
+        for (&l, &at) in route.iter().zip(&pos) {
+            let (l, at) = (l as usize, at as usize);
+            debug_assert_eq!(self.on_link[l][at], slot, "an active flow is on its links where it says");
+            self.on_link[l].swap_remove(at);
+            self.on_link_hop[l].swap_remove(at);
+            // The flow moved into the hole learns its new place.
+            if let (Some(&moved), Some(&hop)) = (self.on_link[l].get(at), self.on_link_hop[l].get(at)) {
+                self.flows[moved as usize].pos[hop as usize] = at as u32;
+            }
+            self.dirty.push(l as u32);
         }
+        let f = &mut self.flows[slot as usize];
+        (f.route, f.pos) = (route, pos);
         self.free.push(slot);
         self.active -= 1;
     }

@@ -71,14 +71,12 @@ mod topology;
 mod tests;
 
 use crate::machine::{Fidelity, Machine};
-use crate::queue::Time;
+use crate::queue::{EventQueue, Time};
 use analytic::Resources;
 use dagwire_runtime::Rank;
 use dagwire_runtime::rng::{self, RngExt, SeededRng};
 use flow::{Flows, Meta};
 use loggp::Costs;
-use std::cmp::{Ordering, Reverse};
-use std::collections::BinaryHeap;
 use topology::Fabric;
 
 /// Identifies a message handed to [`Network::send`]; ids count up from 0 in send order.
@@ -104,31 +102,6 @@ enum Step {
     FlowStart { slot: u32 },
     /// The flow's last byte is through (its predicted end, kept by the flows themselves).
     FlowEnd { slot: u32 },
-}
-
-/// A step at a time, ordered by `(time, seq)` (house rule 5).
-#[derive(Clone, Copy, Debug)]
-struct Event {
-    time: Time,
-    seq: u64,
-    step: Step,
-}
-
-impl PartialEq for Event {
-    fn eq(&self, other: &Self) -> bool {
-        (self.time, self.seq) == (other.time, other.seq)
-    }
-}
-impl Eq for Event {}
-impl PartialOrd for Event {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Event {
-    fn cmp(&self, other: &Self) -> Ordering {
-        (self.time, self.seq).cmp(&(other.time, other.seq))
-    }
 }
 
 /// The network of one simulated run (see the [module docs](self) for the model).
@@ -185,8 +158,8 @@ pub struct Network {
     fabric: Fabric,
     resources: Resources,
     flows: Option<Flows>,
-    events: BinaryHeap<Reverse<Event>>,
-    seq: u64,
+    /// Steps ordered by `(time, insertion sequence)` (house rule 5).
+    events: EventQueue<Step>,
     clock: Time,
     next_id: MessageId,
     in_flight: usize,
@@ -222,8 +195,7 @@ impl Network {
             fabric,
             resources: Resources::new(ranks, nodes as usize),
             flows: (machine.fidelity == Fidelity::Flow).then(|| Flows::new(nic_bytes_per_ns)),
-            events: BinaryHeap::new(),
-            seq: 0,
+            events: EventQueue::default(),
             clock: 0,
             next_id: 0,
             in_flight: 0,
@@ -311,7 +283,7 @@ impl Network {
     /// delivery; see the [type docs](Network) for why `deliver_until` there may return
     /// nothing.
     pub fn next_delivery(&self) -> Option<Time> {
-        let event = self.events.peek().map(|Reverse(e)| e.time);
+        let event = self.events.peek_time();
         let flow_end = self.flows.as_ref().and_then(Flows::next_end).map(|(t, _)| t);
         match (event, flow_end) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -325,28 +297,36 @@ impl Network {
     /// # Panics
     /// If `now` is earlier than a time already given to `send` or `deliver_until`.
     pub fn deliver_until(&mut self, now: Time) -> Vec<(Time, MessageId)> {
-        assert!(now >= self.clock, "deliver_until({now} ns), but the network is already at {} ns", self.clock);
         let mut delivered = Vec::new();
+        self.deliver_until_into(now, &mut delivered);
+        delivered
+    }
+
+    /// [`Network::deliver_until`] into a list the caller reuses (appended to, in the
+    /// same order), so a driver allocates nothing per delivery.
+    ///
+    /// # Panics
+    /// If `now` is earlier than a time already given to `send` or `deliver_until`.
+    pub fn deliver_until_into(&mut self, now: Time, out: &mut Vec<(Time, MessageId)>) {
+        assert!(now >= self.clock, "deliver_until({now} ns), but the network is already at {} ns", self.clock);
+        let from = out.len();
+        let delivered = out;
         // One instant at a time: flow ends (by slot), then queued steps (by insertion), then
         // one recomputation of the rates for everything that started or ended.
         while let Some(t) = self.next_delivery().filter(|&t| t <= now) {
             while let Some((_, slot)) = self.flows.as_ref().and_then(Flows::next_end).filter(|&(end, _)| end == t) {
-                self.step(t, Step::FlowEnd { slot }, &mut delivered);
+                self.step(t, Step::FlowEnd { slot }, delivered);
             }
-            while let Some(Reverse(e)) = self.events.peek() {
-                if e.time != t {
-                    break;
-                }
-                let Reverse(e) = self.events.pop().expect("peeked");
-                self.step(e.time, e.step, &mut delivered);
+            while self.events.peek_time() == Some(t) {
+                let (time, step) = self.events.pop().expect("peeked");
+                self.step(time, step, delivered);
             }
             if let Some(flows) = &mut self.flows {
                 flows.recompute(t);
             }
         }
         self.clock = now;
-        delivered.sort_unstable();
-        delivered
+        delivered[from..].sort_unstable();
     }
 
     /// Messages in flight (sent, not yet returned by `deliver_until`).
@@ -378,9 +358,7 @@ impl Network {
     }
 
     fn push(&mut self, time: Time, step: Step) {
-        let seq = self.seq;
-        self.seq += 1;
-        self.events.push(Reverse(Event { time, seq, step }));
+        self.events.push(time, step);
     }
 
     /// One step of the timeline at `t` (the one `match` of the network).

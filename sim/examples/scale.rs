@@ -1,0 +1,229 @@
+//! The simulator at scale, without the `experiment` binary (no polars to build):
+//!
+//! - `scale alltoall RANKS [STRATEGY] [FIDELITY] [FROM-TO bytes]`: the micro `alltoall`
+//!   workload (10 iterations per size, no warm-up, sizes doubling from FROM to TO, 8-8192
+//!   by default) on a zero-overhead crossbar, counts-only trace; prints the wall time per
+//!   simulated message at each rank count.
+//! - `scale cholesky RANKS TILES [FIDELITY] [STRATEGY] [MACHINE]`: the cost-model tiled
+//!   Cholesky (tile 256) with the full trace; prints DAG build, plan, event loop and
+//!   trace-finish times separately, and events/s over the event loop alone.
+//! - `scale digest`: a fixed set of small runs (cholesky, gemm, micro x strategies x
+//!   rank counts x fidelities) with the full trace, one line each with a hash of the
+//!   whole outcome (trace records, results' ids and sizes, makespan, event count): run it
+//!   before and after a change to the simulator and `diff` the outputs.
+//!
+//! Run with `cargo run --release -p dagwire-sim --example scale -- ...` (or the dev
+//! profile, which optimises the simulator crates).
+
+use dagwire_runtime::{ParamValue, TraceLevel};
+use dagwire_sim::driver::{SimConfig, SimKernels, SimOutcome, run};
+use dagwire_sim::machine::{Compute, ComputeMode, Fidelity, LogGp, LogGpSegment, Machine, Topology, load_machine};
+use dagwire_workloads::Workload;
+use std::hash::{Hash, Hasher};
+use std::time::Instant;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let arg = |i: usize| args.get(i).map(String::as_str);
+    match arg(0) {
+        Some("alltoall") => {
+            let ranks: usize = arg(1).expect("RANKS").parse().expect("RANKS is a number");
+            let strategy = arg(2).unwrap_or("eager");
+            let fidelity = fidelity(arg(3).unwrap_or("analytic"));
+            let (from, to) = arg(4).map_or((8, 8192), |r| {
+                let (a, b) = r.split_once('-').expect("FROM-TO");
+                (a.parse().expect("FROM"), b.parse().expect("TO"))
+            });
+            alltoall(ranks, strategy, fidelity, from, to);
+        }
+        Some("cholesky") => {
+            let ranks: usize = arg(1).expect("RANKS").parse().expect("RANKS is a number");
+            let tiles: usize = arg(2).expect("TILES").parse().expect("TILES is a number");
+            let fidelity = fidelity(arg(3).unwrap_or("analytic"));
+            let strategy = arg(4).unwrap_or("eager");
+            let machine = arg(5).unwrap_or("ib-hdr-fattree");
+            cholesky(ranks, tiles, fidelity, strategy, machine);
+        }
+        Some("digest") => digest(),
+        _ => eprintln!("usage: scale alltoall RANKS [STRATEGY] [FIDELITY] [FROM-TO] | cholesky RANKS TILES | digest"),
+    }
+}
+
+/// CPU time this thread has used, seconds (the machine is shared: wall time is not ours alone).
+fn cpu_s() -> f64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .map_or(0.0, |ns| ns as f64 * 1e-9)
+}
+
+fn fidelity(name: &str) -> Fidelity {
+    match name {
+        "analytic" => Fidelity::Analytic,
+        "flow" => Fidelity::Flow,
+        other => panic!("fidelity {other}: analytic or flow"),
+    }
+}
+
+/// A crossbar of single-rank nodes with no CPU overheads: 1 us latency, 12.5 GB/s.
+fn zero_overhead_crossbar(fidelity: Fidelity) -> Machine {
+    let seg = LogGpSegment { from_bytes: 0, o_s_ns: 0.0, o_r_ns: 0.0, g_ns: 0.0, l_ns: 1000.0, g_per_byte_ns: 0.08 };
+    Machine {
+        name: "zero-overhead-crossbar".into(),
+        description: "scale benchmark".into(),
+        fidelity,
+        ranks_per_node: 1,
+        nic_gbps: 100.0,
+        inter_node: LogGp { segments: vec![seg.clone()] },
+        intra_node: LogGp { segments: vec![seg] },
+        topology: Topology::Crossbar { link_gbps: 100.0 },
+        compute: Compute {
+            mode: ComputeMode::Model,
+            cores_per_rank: 1,
+            kernel_gflops: Default::default(),
+            default_gflops: 1.0,
+            task_overhead_ns: 0.0,
+        },
+        latency_jitter: 0.0,
+        registration: Default::default(),
+    }
+}
+
+fn micro(ranks: usize, pattern: &str, size: i64, iterations: i64) -> Box<dyn Workload> {
+    let given = [
+        ("pattern", ParamValue::Str(pattern.into())),
+        ("size", ParamValue::Int(size)),
+        ("iterations", ParamValue::Int(iterations)),
+        ("warmup", ParamValue::Int(0)),
+    ];
+    dagwire_workloads::find("micro").unwrap().build(&given, ranks, 1).unwrap()
+}
+
+fn simulate(w: &dyn Workload, strategy: &str, machine: &Machine, ranks: usize, trace: TraceLevel) -> SimOutcome {
+    let name = |k| w.kernel_name(k);
+    let kernels = SimKernels { kernels: w.kernels(), name: &name };
+    let factory = dagwire_strategies::find(strategy).unwrap().factory_with(&[], w.dag(), 1).unwrap();
+    let cfg = SimConfig { ranks, workers: 1, run_kernels: false, seed: 1, trace };
+    run(w.dag(), &kernels, &factory, machine, cfg).unwrap_or_else(|e| panic!("{strategy} on {ranks} ranks: {e}"))
+}
+
+fn alltoall(ranks: usize, strategy: &str, fidelity: Fidelity, from: i64, to: i64) {
+    let machine = zero_overhead_crossbar(fidelity);
+    let (mut build, mut sim, mut cpu, mut messages, mut events) = (0.0, 0.0, 0.0, 0u64, 0u64);
+    let mut size = from;
+    while size <= to {
+        let t = Instant::now();
+        let w = micro(ranks, "alltoall", size, 10);
+        build += t.elapsed().as_secs_f64();
+        let (t, c) = (Instant::now(), cpu_s());
+        let out = simulate(w.as_ref(), strategy, &machine, ranks, TraceLevel::Counts);
+        let s = cpu_s() - c;
+        sim += t.elapsed().as_secs_f64();
+        cpu += s;
+        let m = out.run.trace.message_totals();
+        let msgs = m.data_messages + m.control_messages;
+        messages += msgs;
+        events += out.events;
+        println!(
+            "  size {size:>6} B: {s:8.3} s CPU, {msgs:>10} messages, {:>10} events, {:7.3} us CPU/message",
+            out.events,
+            s * 1e6 / msgs as f64
+        );
+        size *= 2;
+    }
+    println!(
+        "alltoall {ranks} ranks {strategy} {fidelity:?}: DAG build {build:.2} s, simulation {sim:.2} s wall, {cpu:.2} s \
+         CPU, {messages} messages, {events} events, {:.3} us CPU/message, {:.2} M events/s (CPU)",
+        cpu * 1e6 / messages as f64,
+        events as f64 / cpu / 1e6
+    );
+}
+
+fn cholesky(ranks: usize, tiles: usize, fidelity: Fidelity, strategy: &str, machine: &str) {
+    let mut machine = load_machine(machine).unwrap();
+    machine.fidelity = fidelity;
+    let t = Instant::now();
+    let given = [("n", ParamValue::Int((tiles * 256) as i64)), ("tile", ParamValue::Int(256))];
+    let w = dagwire_workloads::find("cholesky").unwrap().build(&given, ranks, 1).unwrap();
+    let build = t.elapsed().as_secs_f64();
+    let (t, c) = (Instant::now(), cpu_s());
+    let out = simulate(w.as_ref(), strategy, &machine, ranks, TraceLevel::Full);
+    let (sim, cpu) = (t.elapsed().as_secs_f64(), cpu_s() - c);
+    let t = out.timing;
+    println!(
+        "cholesky {tiles} tiles ({} tasks) on {ranks} ranks, {strategy}, {fidelity:?}: DAG build {build:.2} s, \
+         run {sim:.2} s wall {cpu:.2} s CPU (setup {:.2} s, event loop {:.2} s, finish {:.2} s wall), {} events, \
+         {:.2} M events/s over the event loop (wall)",
+        w.dag().task_count(),
+        t.setup.as_secs_f64(),
+        t.event_loop.as_secs_f64(),
+        t.finish.as_secs_f64(),
+        out.events,
+        out.events as f64 / t.event_loop.as_secs_f64() / 1e6
+    );
+}
+
+/// Hashes everything a run's outcome holds that the trace tables show.
+fn outcome_hash(out: &SimOutcome) -> u64 {
+    let mut h = std::hash::DefaultHasher::new();
+    format!("{:?}", out.run.trace).hash(&mut h);
+    for (id, p) in &out.run.results {
+        (id, p.len()).hash(&mut h);
+    }
+    (out.run.makespan_ns, out.events).hash(&mut h);
+    h.finish()
+}
+
+fn digest() {
+    let mut runs: Vec<(String, Box<dyn Workload>, usize)> = Vec::new();
+    for ranks in [4, 16, 64] {
+        let nt = if ranks == 64 { 24 } else { 12 };
+        let chol = [("n", ParamValue::Int(nt * 64)), ("tile", ParamValue::Int(64))];
+        runs.push((
+            format!("cholesky nt={nt}"),
+            dagwire_workloads::find("cholesky").unwrap().build(&chol, ranks, 1).unwrap(),
+            ranks,
+        ));
+        let gemm = [("n", ParamValue::Int(8 * 64)), ("tile", ParamValue::Int(64))];
+        runs.push((
+            "gemm nt=8".into(),
+            dagwire_workloads::find("gemm").unwrap().build(&gemm, ranks, 1).unwrap(),
+            ranks,
+        ));
+        for (pattern, size) in [("alltoall", 1024), ("alltoall", 65536), ("broadcast", 4096), ("halo", 512)] {
+            runs.push((format!("micro {pattern} {size}"), micro(ranks, pattern, size, 3), ranks));
+        }
+    }
+    let mut machines = vec![
+        ("crossbar0", zero_overhead_crossbar(Fidelity::Analytic)),
+        ("crossbar0", zero_overhead_crossbar(Fidelity::Flow)),
+    ];
+    for (preset, fid) in [("ib-hdr-fattree", Fidelity::Analytic), ("ib-hdr-fattree", Fidelity::Flow)] {
+        let mut m = load_machine(preset).unwrap();
+        m.fidelity = fid;
+        machines.push((preset, m));
+    }
+    let mut jittery = load_machine("slingshot-11-dragonfly").unwrap();
+    jittery.latency_jitter = 0.3;
+    jittery.fidelity = Fidelity::Flow;
+    machines.push(("dragonfly+jitter", jittery));
+    let strategies: Vec<&str> = dagwire_strategies::REGISTRY.iter().map(|s| s.name).collect();
+    for (label, w, ranks) in &runs {
+        for (mname, machine) in &machines {
+            for strategy in &strategies {
+                let name = |k| w.kernel_name(k);
+                let kernels = SimKernels { kernels: w.kernels(), name: &name };
+                let info = dagwire_strategies::find(strategy).unwrap();
+                let factory = info.factory_with(&[], w.dag(), 1).unwrap();
+                let cfg = SimConfig { ranks: *ranks, workers: 2, run_kernels: false, seed: 3, trace: TraceLevel::Full };
+                let line = match run(w.dag(), &kernels, &factory, machine, cfg) {
+                    Ok(out) => {
+                        format!("{:016x} makespan {} events {}", outcome_hash(&out), out.run.makespan_ns, out.events)
+                    }
+                    Err(e) => format!("error {}", e.to_string().lines().next().unwrap_or_default()),
+                };
+                println!("{label:22} {ranks:3} {mname:16} {:?} {strategy:10} {line}", machine.fidelity);
+            }
+        }
+    }
+}
