@@ -82,10 +82,12 @@ fn zero_overhead_crossbar(fidelity: Fidelity) -> Machine {
             cores_per_rank: 1,
             kernel_gflops: Default::default(),
             default_gflops: 1.0,
+            kernel_curves: Default::default(),
             task_overhead_ns: 0.0,
         },
         latency_jitter: 0.0,
         registration: Default::default(),
+        accelerators: None,
     }
 }
 
