@@ -2,7 +2,7 @@
 //! exchange in both network fidelities, and a broadcast from one rank to all in the
 //! analytic one), with every task run on every rank. What is checked is behaviour (the run completes,
 //! the trace holds every task, a second run repeats it bit for bit); the speed is in
-//! `cargo run --release -p dagwire-sim --example scale`.
+//! `cargo run --release -p dagwire-sim --example sim_scale`.
 
 use dagwire_runtime::{ParamValue, TraceLevel};
 use dagwire_sim::driver::{SimConfig, SimKernels, run};

@@ -12,7 +12,7 @@
 //!   whole outcome (trace records, results' ids and sizes, makespan, event count): run it
 //!   before and after a change to the simulator and `diff` the outputs.
 //!
-//! Run with `cargo run --release -p dagwire-sim --example scale -- ...` (or the dev
+//! Run with `cargo run --release -p dagwire-sim --example sim_scale -- ...` (or the dev
 //! profile, which optimises the simulator crates).
 
 use dagwire_runtime::{ParamValue, TraceLevel};
