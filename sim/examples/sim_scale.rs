@@ -17,7 +17,7 @@
 
 use dagwire_runtime::{ParamValue, TraceLevel};
 use dagwire_sim::driver::{SimConfig, SimKernels, SimOutcome, run};
-use dagwire_sim::machine::{Compute, ComputeMode, Fidelity, LogGp, LogGpSegment, Machine, Topology, load_machine};
+use dagwire_sim::machine::{Fidelity, LogGpSegment, Machine, load_machine};
 use dagwire_workloads::Workload;
 use std::hash::{Hash, Hasher};
 use std::time::Instant;
@@ -68,27 +68,7 @@ fn fidelity(name: &str) -> Fidelity {
 /// A crossbar of single-rank nodes with no CPU overheads: 1 us latency, 12.5 GB/s.
 fn zero_overhead_crossbar(fidelity: Fidelity) -> Machine {
     let seg = LogGpSegment { from_bytes: 0, o_s_ns: 0.0, o_r_ns: 0.0, g_ns: 0.0, l_ns: 1000.0, g_per_byte_ns: 0.08 };
-    Machine {
-        name: "zero-overhead-crossbar".into(),
-        description: "scale benchmark".into(),
-        fidelity,
-        ranks_per_node: 1,
-        nic_gbps: 100.0,
-        inter_node: LogGp { segments: vec![seg.clone()] },
-        intra_node: LogGp { segments: vec![seg] },
-        topology: Topology::Crossbar { link_gbps: 100.0 },
-        compute: Compute {
-            mode: ComputeMode::Model,
-            cores_per_rank: 1,
-            kernel_gflops: Default::default(),
-            default_gflops: 1.0,
-            kernel_curves: Default::default(),
-            task_overhead_ns: 0.0,
-        },
-        latency_jitter: 0.0,
-        registration: Default::default(),
-        accelerators: None,
-    }
+    Machine { fidelity, ..Machine::crossbar("zero-overhead-crossbar", seg, 1, 100.0) }
 }
 
 fn micro(ranks: usize, pattern: &str, size: i64, iterations: i64) -> Box<dyn Workload> {

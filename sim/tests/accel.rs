@@ -7,10 +7,7 @@ use dagwire_runtime::{
 };
 use dagwire_sim::device::{Devices, Route};
 use dagwire_sim::driver::{SimConfig, SimKernels, run};
-use dagwire_sim::machine::{
-    Accelerators, Compute, ComputeMode, Fidelity, HostLink, LogGp, LogGpSegment, Machine, PeerLink, Topology,
-    load_machine,
-};
+use dagwire_sim::machine::{Accelerators, HostLink, LogGpSegment, Machine, PeerLink, load_machine};
 use dagwire_strategies::eager::Eager;
 use std::sync::Arc;
 
@@ -39,27 +36,7 @@ fn accelerators(devices: u32, streams: u32, gpu_direct: bool) -> Accelerators {
 /// `ranks_per_node` devices per node.
 fn toy(ranks_per_node: u32, accel: Option<Accelerators>) -> Machine {
     let seg = LogGpSegment { from_bytes: 0, o_s_ns: 100.0, o_r_ns: 200.0, g_ns: 0.0, l_ns: 1000.0, g_per_byte_ns: 0.5 };
-    Machine {
-        name: "toy".into(),
-        description: "test".into(),
-        fidelity: Fidelity::Analytic,
-        ranks_per_node,
-        nic_gbps: 1e6,
-        inter_node: LogGp { segments: vec![seg.clone()] },
-        intra_node: LogGp { segments: vec![seg] },
-        topology: Topology::Crossbar { link_gbps: 1e6 },
-        compute: Compute {
-            mode: ComputeMode::Model,
-            cores_per_rank: 1,
-            kernel_gflops: Default::default(),
-            default_gflops: 1.0,
-            kernel_curves: Default::default(),
-            task_overhead_ns: 0.0,
-        },
-        latency_jitter: 0.0,
-        registration: Default::default(),
-        accelerators: accel,
-    }
+    Machine { accelerators: accel, ..Machine::crossbar("toy", seg, ranks_per_node, 1e6) }
 }
 
 struct Zeros;

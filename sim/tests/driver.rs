@@ -4,7 +4,7 @@ use dagwire_runtime::{
     Dag, DagBuilder, KernelId, Kernels, ParamValue, Payload, Rank, RunOutcome, Strategy, Task, TaskSpec, TraceLevel,
 };
 use dagwire_sim::driver::{SimConfig, SimKernels, run};
-use dagwire_sim::machine::{Compute, ComputeMode, Fidelity, LogGp, LogGpSegment, Machine, Topology, load_machine};
+use dagwire_sim::machine::{Fidelity, LogGpSegment, Machine, Topology, load_machine};
 use dagwire_strategies::eager::Eager;
 use dagwire_workloads::Workload;
 use std::sync::Arc;
@@ -121,27 +121,7 @@ fn cost_model_runs_scale_to_many_ranks_without_kernels() {
 /// One node-local crossbar machine with a single LogGP segment and fixed compute rate.
 fn toy_machine(ranks_per_node: u32) -> Machine {
     let seg = LogGpSegment { from_bytes: 0, o_s_ns: 100.0, o_r_ns: 200.0, g_ns: 0.0, l_ns: 1000.0, g_per_byte_ns: 0.5 };
-    Machine {
-        name: "toy".into(),
-        description: "test".into(),
-        fidelity: Fidelity::Analytic,
-        ranks_per_node,
-        nic_gbps: 1e6,
-        inter_node: LogGp { segments: vec![seg.clone()] },
-        intra_node: LogGp { segments: vec![seg] },
-        topology: Topology::Crossbar { link_gbps: 1e6 },
-        compute: Compute {
-            mode: ComputeMode::Model,
-            cores_per_rank: 1,
-            kernel_gflops: Default::default(),
-            default_gflops: 1.0,
-            kernel_curves: Default::default(),
-            task_overhead_ns: 0.0,
-        },
-        latency_jitter: 0.0,
-        registration: Default::default(),
-        accelerators: None,
-    }
+    Machine::crossbar("toy", seg, ranks_per_node, 1e6)
 }
 
 struct Zeros;

@@ -239,6 +239,44 @@ pub enum Topology {
     },
 }
 
+impl Machine {
+    /// A one-segment machine on a crossbar for closed-form tests and examples: every path
+    /// (within and between nodes) is `segment`, the NIC and links run at `link_gbps`,
+    /// kernels are modelled at 1 GFLOP/s on one core with no task overhead, no jitter, no
+    /// accelerators. Change fields with struct update syntax.
+    ///
+    /// ```
+    /// use dagwire_sim::machine::{Fidelity, LogGpSegment, Machine};
+    /// let seg = LogGpSegment { from_bytes: 0, o_s_ns: 0.0, o_r_ns: 0.0, g_ns: 0.0, l_ns: 1000.0, g_per_byte_ns: 0.1 };
+    /// let m = Machine { fidelity: Fidelity::Flow, ..Machine::crossbar("toy", seg, 4, 100.0) };
+    /// dagwire_sim::machine::validate_machine("toy", &m).unwrap();
+    /// assert_eq!((m.ranks_per_node, m.nic_gbps), (4, 100.0));
+    /// ```
+    pub fn crossbar(name: &str, segment: LogGpSegment, ranks_per_node: u32, link_gbps: f64) -> Machine {
+        Machine {
+            name: name.into(),
+            description: format!("{name}: a one-segment crossbar"),
+            fidelity: Fidelity::Analytic,
+            ranks_per_node,
+            nic_gbps: link_gbps,
+            inter_node: LogGp { segments: vec![segment.clone()] },
+            intra_node: LogGp { segments: vec![segment] },
+            topology: Topology::Crossbar { link_gbps },
+            compute: Compute {
+                mode: ComputeMode::Model,
+                cores_per_rank: 1,
+                kernel_gflops: BTreeMap::new(),
+                default_gflops: 1.0,
+                kernel_curves: BTreeMap::new(),
+                task_overhead_ns: 0.0,
+            },
+            latency_jitter: 0.0,
+            registration: Default::default(),
+            accelerators: None,
+        }
+    }
+}
+
 /// How long kernels take in the simulator.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

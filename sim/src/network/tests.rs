@@ -1,7 +1,7 @@
 //! Network tests against closed-form answers.
 
 use super::*;
-use crate::machine::{Compute, ComputeMode, LogGp, LogGpSegment, Topology};
+use crate::machine::{LogGp, LogGpSegment, Topology};
 
 fn seg(from_bytes: u64, o_s: f64, o_r: f64, g: f64, l: f64, per_byte: f64) -> LogGpSegment {
     LogGpSegment { from_bytes, o_s_ns: o_s, o_r_ns: o_r, g_ns: g, l_ns: l, g_per_byte_ns: per_byte }
@@ -15,27 +15,8 @@ fn machine(
     inter: Vec<LogGpSegment>,
     intra: Vec<LogGpSegment>,
 ) -> Machine {
-    Machine {
-        name: "test".into(),
-        description: "test machine".into(),
-        fidelity,
-        ranks_per_node,
-        nic_gbps,
-        inter_node: LogGp { segments: inter },
-        intra_node: LogGp { segments: intra },
-        topology,
-        compute: Compute {
-            mode: ComputeMode::Model,
-            cores_per_rank: 1,
-            kernel_gflops: Default::default(),
-            default_gflops: 1.0,
-            kernel_curves: Default::default(),
-            task_overhead_ns: 0.0,
-        },
-        latency_jitter: 0.0,
-        registration: Default::default(),
-        accelerators: None,
-    }
+    let base = Machine::crossbar("test", intra[0].clone(), ranks_per_node, nic_gbps);
+    Machine { fidelity, inter_node: LogGp { segments: inter }, intra_node: LogGp { segments: intra }, topology, ..base }
 }
 
 /// Two inter-node segments (boundary 8192) and two intra-node ones (boundary 4096).
