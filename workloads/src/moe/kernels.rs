@@ -32,6 +32,17 @@ pub fn ffn(shape: &Shape, weights: &[f64], x: &[f64], rows: usize) -> Vec<f64> {
     let w1 = MatRef::from_column_major_slice(&weights[..d * h], d, h);
     let w2 = MatRef::from_column_major_slice(&weights[d * h..], h, d);
     let xt = MatRef::from_column_major_slice(x, d, rows);
+    let hidden = relu_hidden(w1, xt);
+    let mut y = vec![0.0; d * rows];
+    let ht = MatRef::from_column_major_slice(&hidden, h, rows);
+    matmul(MatMut::from_column_major_slice_mut(&mut y, d, rows), Accum::Replace, w2.transpose(), ht, 1.0, Par::Seq);
+    y
+}
+
+/// The hidden activations `H^T = relu(W1^T X^T)` (column-major `h x rows`) of tokens
+/// `xt` (column-major `d x rows`) through the first layer `w1` (`d x h`).
+fn relu_hidden(w1: MatRef<'_, f64>, xt: MatRef<'_, f64>) -> Vec<f64> {
+    let (h, rows) = (w1.ncols(), xt.ncols());
     let mut hidden = vec![0.0; h * rows];
     matmul(
         MatMut::from_column_major_slice_mut(&mut hidden, h, rows),
@@ -42,10 +53,7 @@ pub fn ffn(shape: &Shape, weights: &[f64], x: &[f64], rows: usize) -> Vec<f64> {
         Par::Seq,
     );
     hidden.iter_mut().for_each(|v| *v = v.max(0.0));
-    let mut y = vec![0.0; d * rows];
-    let ht = MatRef::from_column_major_slice(&hidden, h, rows);
-    matmul(MatMut::from_column_major_slice_mut(&mut y, d, rows), Accum::Replace, w2.transpose(), ht, 1.0, Par::Seq);
-    y
+    hidden
 }
 
 /// Stream of the upstream gradient the backward pass starts from.
@@ -72,16 +80,7 @@ pub fn ffn_backward(shape: &Shape, weights: &[f64], x: &[f64], dz: &[f64], rows:
     let xt = MatRef::from_column_major_slice(x, d, rows);
     let dzt = MatRef::from_column_major_slice(dz, d, rows);
     // Recompute the hidden activations H^T = relu(W1^T X^T) (h x rows).
-    let mut hidden = vec![0.0; h * rows];
-    matmul(
-        MatMut::from_column_major_slice_mut(&mut hidden, h, rows),
-        Accum::Replace,
-        w1.transpose(),
-        xt,
-        1.0,
-        Par::Seq,
-    );
-    hidden.iter_mut().for_each(|v| *v = v.max(0.0));
+    let hidden = relu_hidden(w1, xt);
     let ht = MatRef::from_column_major_slice(&hidden, h, rows);
     let mut dw = vec![0.0; shape.weights_len()];
     let (dw1, dw2) = dw.split_at_mut(d * h);
