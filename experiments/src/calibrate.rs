@@ -28,8 +28,10 @@ use dagwire_analysis::figures::{
     render,
     xy::{Series, XyChart},
 };
+use dagwire_runtime::drivers::usable_cores;
 use dagwire_runtime::drivers::{Launch, RunRequest};
 use dagwire_runtime::{MessageClass, ParamValue, Params, Progress, Rank, RunOutcome, Strategy};
+use dagwire_sim::machine::ProgressModel;
 use dagwire_sim::machine::calibrated::Calibration;
 use dagwire_sim::machine::fit::{LogGpFit, Sample, fit_kernel_curves, fit_kernel_rates, fit_loggp, median};
 use dagwire_strategies::eager::Eager;
@@ -296,6 +298,13 @@ fn calibration(args: &Args, how: &str, m: &Measured, fit: LogGpFit, overhead: f6
         kernels: rates,
         curves: fit_kernel_curves(m.tasks.iter().copied(), overhead),
         default_gflops: (flops / busy, "all measured kernels together: total flops / total busy time".into()),
+        progress: {
+            // What the drivers chose for these runs (`progress = auto`, one worker, the ranks
+            // on this host): the simulator then holds messages for a running kernel as they did.
+            let (chosen, why) = Progress::default().resolve(args.ranks, 1, usable_cores());
+            let model = if chosen == Progress::Inline { ProgressModel::Inline } else { ProgressModel::Thread };
+            (model, why)
+        },
     })
 }
 

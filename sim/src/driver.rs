@@ -28,7 +28,7 @@
 
 use crate::compute::ComputeModel;
 use crate::device::{Accel, Devices, Held, Route};
-use crate::machine::{Machine, Registration};
+use crate::machine::{Machine, ProgressModel, Registration};
 use crate::network::{MessageId, Network};
 use crate::queue::{EventQueue, Time};
 use dagwire_runtime::collective::check_capabilities;
@@ -162,6 +162,7 @@ struct Pending {
     /// The timeline lane it ran on: its worker, or its device stream.
     lane: u32,
     start: Time,
+    end: Time,
 }
 
 /// What the network carries, by message id: ids count up from 0 in send order and most
@@ -238,6 +239,9 @@ struct Sim<'a> {
     exposing: FxHashMap<(u32, u64), MemoryKey>,
     /// The devices, when the machine has accelerators (see [`crate::device`]).
     accel: Option<Accel<InFlight>>,
+    /// Inline progress ([`ProgressModel::Inline`], no devices): per rank, the messages
+    /// and pieces that reached it while it ran a kernel, handled when the kernel ends.
+    held_for_kernel: Option<Vec<Vec<InFlight>>>,
     events: u64,
     timing: SimTiming,
     trace: Trace,
@@ -317,6 +321,8 @@ pub fn run_limited(
         exposed: FxHashMap::default(),
         next_key: 0,
         exposing: FxHashMap::default(),
+        held_for_kernel: (machine.compute.progress == ProgressModel::Inline && devices.is_none())
+            .then(|| (0..cfg.ranks).map(|_| Vec::new()).collect()),
         accel: devices.map(Accel::new),
         events: 0,
         trace: Trace::with_level(cfg.trace),
@@ -397,17 +403,30 @@ impl Sim<'_> {
 
     /// `item` reached its receiver at `t`.
     fn arrived(&mut self, t: Time, item: InFlight) -> Result<(), RunError> {
+        let dst = match &item {
+            InFlight::Message { dst, .. } => dst.index(),
+            InFlight::Piece(piece) => piece.dst.index(),
+            _ => usize::MAX,
+        };
+        if dst == usize::MAX {
+            return self.one_sided_arrived(t, item);
+        }
+        if let Some(held) = &mut self.held_for_kernel
+            && self.pending[dst * self.workers..(dst + 1) * self.workers].iter().flatten().any(|p| p.end > t)
+        {
+            held[dst].push(item);
+            return Ok(());
+        }
+        self.receive(t, item);
+        self.pump(dst, t)
+    }
+
+    /// Hands a message or a collective piece to its receiver's engine or collectives.
+    fn receive(&mut self, t: Time, item: InFlight) {
         match item {
-            InFlight::Message { src, dst, msg } => {
-                self.engines[dst.index()].handle_message(t, src, msg);
-                self.pump(dst.index(), t)
-            }
-            InFlight::Piece(piece) => {
-                let dst = piece.dst.index();
-                self.collectives[dst].handle_piece(t, piece);
-                self.pump(dst, t)
-            }
-            one_sided => self.one_sided_arrived(t, one_sided),
+            InFlight::Message { src, dst, msg } => self.engines[dst.index()].handle_message(t, src, msg),
+            InFlight::Piece(piece) => self.collectives[piece.dst.index()].handle_piece(t, piece),
+            _ => unreachable!("only messages and pieces are received"),
         }
     }
 
@@ -466,6 +485,13 @@ impl Sim<'_> {
                 self.free_workers[rank as usize].push(worker);
                 let done = TaskDone { task, worker: p.lane, start_ns: p.start, end_ns: now, outputs: p.outputs };
                 self.engines[rank as usize].handle_task_done(now, done);
+                // Inline progress: what arrived during the kernel is handled now, before
+                // the rank starts another (the pump below).
+                if let Some(held) = &mut self.held_for_kernel {
+                    for item in std::mem::take(&mut held[rank as usize]) {
+                        self.receive(now, item);
+                    }
+                }
             }
             Event::Timeout { rank } => {
                 self.timeout_queued[rank as usize] = None;
@@ -695,7 +721,7 @@ impl Sim<'_> {
                 self.modelled_outputs(task, &job.inputs)
             };
             self.pending[r * self.workers + worker as usize] =
-                Some(Pending { outputs, lane: span.stream, start: span.start });
+                Some(Pending { outputs, lane: span.stream, start: span.start, end: span.end });
             self.queue.push(span.end, Event::TaskFinished { rank: r as u32, task: job.task, worker });
             return Ok(());
         }
@@ -715,7 +741,8 @@ impl Sim<'_> {
         } else {
             (self.modelled_outputs(task, &job.inputs), self.compute.modelled(name, task.flops))
         };
-        self.pending[r * self.workers + worker as usize] = Some(Pending { outputs, lane: worker, start: now });
+        self.pending[r * self.workers + worker as usize] =
+            Some(Pending { outputs, lane: worker, start: now, end: now + duration });
         self.queue.push(now + duration, Event::TaskFinished { rank: r as u32, task: job.task, worker });
         Ok(())
     }
@@ -751,6 +778,7 @@ impl Sim<'_> {
         }
         debug_assert!(self.in_flight.is_empty() && self.pending.iter().all(Option::is_none));
         debug_assert!(self.accel.as_ref().is_none_or(Accel::is_idle));
+        debug_assert!(self.held_for_kernel.iter().flatten().all(Vec::is_empty));
         debug_assert!(self.collectives.iter().all(Collectives::is_idle));
         let mut results: BTreeMap<ChunkId, Payload> = BTreeMap::new();
         let mut trace = std::mem::take(&mut self.trace);

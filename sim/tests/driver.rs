@@ -243,6 +243,46 @@ fn rendezvous_pays_its_full_handshake_in_virtual_time() {
     assert_eq!(out.makespan_ns, 5000 + t(32) + t(32) + t(4096) + 3000, "RTS, CTS and data each cost a message");
 }
 
+/// r0's 5000-flop producer sends 4096 bytes to r1's 3000-flop reader while r1 runs an
+/// independent 20000-flop kernel.
+fn reader_busy_in_a_kernel() -> Arc<dagwire_runtime::Dag> {
+    let mut b = DagBuilder::new(2);
+    let p = b.add(TaskSpec::new(KernelId(0), Rank(0)).flops(5000.0).outputs(&[4096]));
+    b.add(TaskSpec::new(KernelId(0), Rank(1)).flops(20000.0).outputs(&[4096]));
+    b.add(TaskSpec::new(KernelId(0), Rank(1)).flops(3000.0).inputs(&[p.output(0)]).outputs(&[4096]));
+    Arc::new(b.finish())
+}
+
+#[test]
+fn with_inline_progress_a_message_to_a_rank_in_a_kernel_waits_for_the_kernel_to_end() {
+    use dagwire_sim::machine::ProgressModel;
+    let dag = reader_busy_in_a_kernel();
+    let name = |_| "k";
+    let kernels = SimKernels { kernels: &Zeros, name: &name };
+    let cfg = SimConfig { ranks: 2, workers: 1, run_kernels: true, seed: 1, trace: Default::default() };
+    let t = |k: u64| 100 + ((k - 1) as f64 * 0.5).ceil() as u64 + 1000 + 200;
+    let machine = |progress| {
+        let mut m = toy_machine(1);
+        m.compute.progress = progress;
+        m
+    };
+    let eager_on = |progress| run(&dag, &kernels, &eager, &machine(progress), cfg).unwrap().run;
+    // Eager: handled on arrival beside the kernel, or when the kernel ends at 20000; the
+    // reader waits for r1's one core either way.
+    let (thread, inline) = (eager_on(ProgressModel::Thread), eager_on(ProgressModel::Inline));
+    assert_eq!(thread.trace.messages[0].recv_ns, 5000 + t(4096));
+    assert_eq!(inline.trace.messages[0].recv_ns, 20000);
+    assert_eq!((thread.makespan_ns, inline.makespan_ns), (23000, 23000));
+    // Rendezvous: the ready-to-send waits for the kernel too, so the clear-to-send and
+    // the data leave r1's side only at 20000.
+    let factory = Pick("rendezvous", vec![]).factory(&dag);
+    let rendezvous_on = |progress| run(&dag, &kernels, &factory, &machine(progress), cfg).unwrap().run;
+    assert_eq!(rendezvous_on(ProgressModel::Thread).makespan_ns, 23000, "the handshake hides under the kernel");
+    assert_eq!(rendezvous_on(ProgressModel::Inline).makespan_ns, 20000 + t(32) + t(4096) + 3000);
+    // The same inputs give the same trace.
+    assert_eq!(rendezvous_on(ProgressModel::Inline).trace, rendezvous_on(ProgressModel::Inline).trace);
+}
+
 /// A batched factory through the registry, as a sweep would build it.
 fn batched(epochs: &str, epoch_tasks: i64) -> Pick {
     Pick("batched", vec![("epochs", ParamValue::Str(epochs.into())), ("epoch_tasks", ParamValue::Int(epoch_tasks))])

@@ -28,6 +28,8 @@ pub struct Calibration {
     pub curves: Vec<KernelCurve>,
     /// Rate for kernels not measured, and how it was chosen.
     pub default_gflops: (f64, String),
+    /// How the measured driver progressed communication, and why.
+    pub progress: (super::ProgressModel, String),
 }
 
 /// Formats a float so TOML keeps it a float (`3.0`, not `3`).
@@ -92,9 +94,11 @@ impl Calibration {
     ///     name: "host".into(), description: "test".into(), method: "synthetic".into(), ranks_per_node: 2,
     ///     intra_node: fit_loggp(&pp, &pp, 2).unwrap(), inter_node: None,
     ///     task_overhead_ns: (900.0, "synthetic".into()), kernels: vec![], curves: vec![], default_gflops: (5.0, "synthetic".into()),
+    ///     progress: (dagwire_sim::machine::ProgressModel::Inline, "synthetic".into()),
     /// };
     /// let m = parse_machine("host.toml", &cal.render()).unwrap();
     /// assert_eq!(m.compute.task_overhead_ns, 900.0);
+    /// assert_eq!(m.compute.progress, dagwire_sim::machine::ProgressModel::Inline);
     /// ```
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -128,6 +132,12 @@ impl Calibration {
         let _ = writeln!(out, "default_gflops = {}", f(self.default_gflops.0));
         let _ = writeln!(out, "# {}", self.task_overhead_ns.1);
         let _ = writeln!(out, "task_overhead_ns = {}", f(self.task_overhead_ns.0));
+        let _ = writeln!(out, "# The measured driver's progress: {}", self.progress.1);
+        let progress = match self.progress.0 {
+            super::ProgressModel::Thread => "thread",
+            super::ProgressModel::Inline => "inline",
+        };
+        let _ = writeln!(out, "progress = \"{progress}\"");
         let _ = writeln!(out, "\n[compute.kernel_gflops]");
         for k in &self.kernels {
             let _ = writeln!(

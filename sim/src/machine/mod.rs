@@ -269,6 +269,7 @@ impl Machine {
                 default_gflops: 1.0,
                 kernel_curves: BTreeMap::new(),
                 task_overhead_ns: 0.0,
+                progress: ProgressModel::Thread,
             },
             latency_jitter: 0.0,
             registration: Default::default(),
@@ -301,6 +302,25 @@ pub struct Compute {
     /// Fixed cost of every task (scheduling, launch), ns.
     #[serde(default)]
     pub task_overhead_ns: f64,
+    /// Who progresses communication while kernels run (`thread`, the default: it goes on
+    /// beside them; `inline`: the rank's one thread runs kernels and communication in
+    /// turn, as the real drivers do when the cores are fewer than their threads).
+    #[serde(default)]
+    pub progress: ProgressModel,
+}
+
+/// Whether communication progresses while a rank runs a kernel.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProgressModel {
+    /// A progress thread handles messages at once, beside the kernels.
+    #[default]
+    Thread,
+    /// The rank's thread runs a kernel, then handles what arrived meanwhile: a message
+    /// (or collective piece) that reaches a rank busy in a kernel is handled when the
+    /// kernel ends, before the rank starts another. One-sided operations land without
+    /// the target's CPU; ranks on devices are not held (their kernels run on streams).
+    Inline,
 }
 
 /// Reads `kernel_curves`, refusing a point that is not exactly `[flops, GFLOP/s]` (serde

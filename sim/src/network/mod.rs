@@ -135,6 +135,7 @@ enum Step {
 ///         default_gflops: 1.0,
 ///         kernel_curves: Default::default(),
 ///         task_overhead_ns: 0.0,
+///         progress: Default::default(),
 ///     },
 ///     latency_jitter: 0.0,
 ///     registration: Default::default(),
