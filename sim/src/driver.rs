@@ -406,11 +406,8 @@ impl Sim<'_> {
         let dst = match &item {
             InFlight::Message { dst, .. } => dst.index(),
             InFlight::Piece(piece) => piece.dst.index(),
-            _ => usize::MAX,
+            _ => return self.one_sided_arrived(t, item),
         };
-        if dst == usize::MAX {
-            return self.one_sided_arrived(t, item);
-        }
         if let Some(held) = &mut self.held_for_kernel
             && self.pending[dst * self.workers..(dst + 1) * self.workers].iter().flatten().any(|p| p.end > t)
         {

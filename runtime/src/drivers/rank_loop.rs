@@ -103,10 +103,10 @@ pub(crate) trait RankLoop {
             return false; // kernels ran on this thread and reported at once
         }
         let mut any = false;
-        loop {
+        while let Ok(f) = self.core().done.try_recv() {
+            // The clock is read only for a result that came in.
             let now = self.now();
-            let RankCore { engine, workers, done, .. } = self.core();
-            let Ok(f) = done.try_recv() else { break };
+            let RankCore { engine, workers, .. } = self.core();
             any = true;
             set_handling(Handling::TaskDone(f.task()));
             f.report(engine, now);
