@@ -79,6 +79,13 @@ impl Payload {
         Payload { words: (len > 0).then(|| Arc::new(bytemuck::allocation::cast_vec(values))), len }
     }
 
+    /// Takes ownership of `words` holding `len` bytes (and zeros past them) without
+    /// copying: a transport that received into words of its own.
+    pub(crate) fn from_words(words: Vec<u64>, len: usize) -> Self {
+        assert_eq!(words.len(), len.div_ceil(8), "{len} bytes need {} words", len.div_ceil(8));
+        Payload { words: (len > 0).then(|| Arc::new(words)), len }
+    }
+
     /// Copies `bytes` into a new aligned payload.
     pub fn from_bytes(bytes: &[u8]) -> Self {
         let mut p = Payload::zeroed(bytes.len());

@@ -867,9 +867,8 @@ impl<'a> Driver<'a> {
         let h = wire::decode(bytes).map_err(|e| self.fail(format!("a message from rank {from}: {e}")))?;
         let item = match h.data_tag {
             Some(_) => {
-                let buf = Buffer::Payload(Payload::zeroed(h.len as usize));
                 let data = tag(KIND_DATA, from, seq);
-                self.ep.recv(data, 0, buf, data).map_err(|e| self.fail(e))?;
+                self.ep.recv_payload(data, 0, h.len as usize, data).map_err(|e| self.fail(e))?;
                 let go = tag(KIND_GO, self.rank, seq);
                 self.ep.send(from, go, Buffer::Bytes(Vec::new()), TOKEN_SEND).map_err(|e| self.fail(e))?;
                 self.sends += 1;

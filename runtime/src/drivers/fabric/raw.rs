@@ -41,6 +41,13 @@
 //!    addresses and lengths are the caller's to check (a peer's window size is exchanged
 //!    at start-up); an access outside a remote region is refused by the provider with an
 //!    error completion, never performed.
+//! 9. **Fresh receive buffers are never read before they are initialised.** A payload
+//!    received with [`Endpoint::recv_payload`] or read with [`Endpoint::read`] lands in
+//!    words allocated for it and not zeroed ([`Held::Fresh`]: zeroing 4 MiB per message
+//!    cost more than moving it). Nothing reads them while posted (invariant 2); on
+//!    completion the bytes past what libfabric wrote are zeroed, and only then does the
+//!    vector take its length and become a [`Payload`] ([`finish_fresh`]). An operation
+//!    that fails or is dropped frees the words without reading them.
 
 #![allow(unsafe_code)]
 
@@ -131,6 +138,51 @@ impl Buffer {
     }
 }
 
+/// What a posted operation holds.
+enum Held {
+    /// A buffer the caller gave.
+    Given(Buffer),
+    /// Words allocated for a receive or a read, uninitialised until it completes
+    /// (invariant 9): room for `len` bytes.
+    Fresh { words: Vec<u64>, len: usize },
+}
+
+impl Held {
+    /// Room for `len` bytes that libfabric may write, and where they start (null when
+    /// there are none).
+    fn fresh(len: usize) -> (Held, *mut u8) {
+        let mut words = Vec::<u64>::with_capacity(len.div_ceil(8));
+        let at = if len == 0 { ptr::null_mut() } else { words.as_mut_ptr().cast::<u8>() };
+        (Held::Fresh { words, len }, at)
+    }
+
+    /// The buffer to hand back once the operation finished, `written` bytes of it by
+    /// libfabric.
+    fn finish(self, written: usize) -> Buffer {
+        match self {
+            Held::Given(buf) => buf,
+            Held::Fresh { words, len } => Buffer::Payload(finish_fresh(words, len, written)),
+        }
+    }
+}
+
+/// Turns the words of a finished fresh receive into its payload: zeroes what libfabric
+/// did not write, then gives the vector its length (invariant 9).
+fn finish_fresh(mut words: Vec<u64>, len: usize, written: usize) -> Payload {
+    let n = len.div_ceil(8);
+    let written = written.min(len);
+    debug_assert!(words.capacity() >= n);
+    // SAFETY: the allocation holds at least `n` words (`Held::fresh`); libfabric wrote
+    // its first `written` bytes, the rest of the `n` words is zeroed here, so all `n`
+    // words are initialised before `set_len`.
+    unsafe {
+        let base = words.as_mut_ptr().cast::<u8>();
+        ptr::write_bytes(base.add(written), 0, n * 8 - written);
+        words.set_len(n);
+    }
+    Payload::from_words(words, len)
+}
+
 /// One posted operation; `ctx` first, so the context pointer libfabric hands back is
 /// the operation's own address.
 #[repr(C)]
@@ -138,7 +190,7 @@ struct Op {
     ctx: fi::fi_context2,
     token: u64,
     kind: Kind,
-    buf: Buffer,
+    buf: Held,
 }
 
 /// What an [`Op`] is.
@@ -401,11 +453,11 @@ impl Endpoint {
     /// Sends `buf` to rank `to` with `tag`; its completion carries `token`.
     pub fn send(&mut self, to: usize, tag: u64, buf: Buffer, token: u64) -> Result<(), FabricError> {
         let addr = self.peer(to)?;
-        let mut op = Box::new(Op { ctx: Default::default(), token, kind: Kind::Send, buf });
-        let (data, len) = match &op.buf {
+        let (data, len) = match &buf {
             Buffer::Bytes(b) => (b.as_ptr(), b.len()),
             Buffer::Payload(p) => (p.as_bytes().as_ptr(), p.len()),
         };
+        let mut op = Box::new(Op { ctx: Default::default(), token, kind: Kind::Send, buf: Held::Given(buf) });
         let ctx: *mut Op = &mut *op;
         self.post(op, "fi_tsend", |ep| {
             // SAFETY: the endpoint is open; `data` stays valid until the completion
@@ -423,6 +475,27 @@ impl Endpoint {
             Buffer::Payload(p) if p.is_empty() => ptr::null_mut(),
             Buffer::Payload(p) => p.as_bytes_mut().as_mut_ptr(),
         };
+        self.post_recv(tag, ignore, Held::Given(buf), data, len, token)
+    }
+
+    /// Posts a receive of up to `len` bytes into a fresh payload (allocated, not zeroed:
+    /// invariant 9), for a message whose tag equals `tag` in the bits not set in
+    /// `ignore`; it completes as [`Completion::Received`] with a [`Buffer::Payload`] of
+    /// `len` bytes, zero past what arrived.
+    pub fn recv_payload(&mut self, tag: u64, ignore: u64, len: usize, token: u64) -> Result<(), FabricError> {
+        let (held, data) = Held::fresh(len);
+        self.post_recv(tag, ignore, held, data, len, token)
+    }
+
+    fn post_recv(
+        &mut self,
+        tag: u64,
+        ignore: u64,
+        buf: Held,
+        data: *mut u8,
+        len: usize,
+        token: u64,
+    ) -> Result<(), FabricError> {
         let mut op = Box::new(Op { ctx: Default::default(), token, kind: Kind::Recv, buf });
         let ctx: *mut Op = &mut *op;
         self.post(op, "fi_trecv", |ep| {
@@ -479,12 +552,17 @@ impl Endpoint {
                     .ops
                     .remove(&(e.op_context as usize))
                     .ok_or_else(|| FabricError("a completion for an operation this endpoint did not post".into()))?;
-                let c = match (op.kind, op.buf) {
-                    (Kind::Send, _) => Completion::Sent { token: op.token },
-                    (Kind::Recv, buf) => Completion::Received { token: op.token, tag: e.tag, len: e.len, buf },
-                    (Kind::Read, Buffer::Payload(data)) => Completion::Read { token: op.token, data },
-                    (Kind::Read, Buffer::Bytes(_)) => unreachable!("reads land in payloads"),
-                    (Kind::Write, _) => Completion::Written { token: op.token },
+                let c = match op.kind {
+                    Kind::Send => Completion::Sent { token: op.token },
+                    Kind::Recv => {
+                        Completion::Received { token: op.token, tag: e.tag, len: e.len, buf: op.buf.finish(e.len) }
+                    }
+                    // A read that completes wrote every byte it asked for.
+                    Kind::Read => match op.buf.finish(usize::MAX) {
+                        Buffer::Payload(data) => Completion::Read { token: op.token, data },
+                        Buffer::Bytes(_) => unreachable!("reads land in payloads"),
+                    },
+                    Kind::Write => Completion::Written { token: op.token },
                 };
                 if op.token & EXCHANGE == EXCHANGE {
                     self.exchanged.push(c);
@@ -639,13 +717,12 @@ impl Endpoint {
         self.regions.len()
     }
 
-    /// Reads `len` bytes at `offset` of rank `from`'s region `at` into a fresh payload;
-    /// its completion ([`Completion::Read`]) carries `token`.
+    /// Reads `len` bytes at `offset` of rank `from`'s region `at` into a fresh payload
+    /// (invariant 9); its completion ([`Completion::Read`]) carries `token`.
     pub fn read(&mut self, from: usize, at: MemoryKey, offset: u64, len: usize, token: u64) -> Result<(), FabricError> {
         let addr = self.peer(from)?;
-        let mut data = Payload::zeroed(len);
-        let buf: *mut u8 = if len == 0 { ptr::null_mut() } else { data.as_bytes_mut().as_mut_ptr() };
-        let mut op = Box::new(Op { ctx: Default::default(), token, kind: Kind::Read, buf: Buffer::Payload(data) });
+        let (held, buf) = Held::fresh(len);
+        let mut op = Box::new(Op { ctx: Default::default(), token, kind: Kind::Read, buf: held });
         let ctx: *mut Op = &mut *op;
         let remote = at.addr + offset;
         self.post(op, "fi_read", |ep| {
@@ -668,11 +745,9 @@ impl Endpoint {
     ) -> Result<(), FabricError> {
         let addr = self.peer(to)?;
         let len = data.len();
-        let mut op = Box::new(Op { ctx: Default::default(), token, kind: Kind::Write, buf: Buffer::Payload(data) });
-        let src: *const u8 = match &op.buf {
-            Buffer::Payload(p) if !p.is_empty() => p.as_bytes().as_ptr(),
-            _ => ptr::null(),
-        };
+        let src: *const u8 = if data.is_empty() { ptr::null() } else { data.as_bytes().as_ptr() };
+        let buf = Held::Given(Buffer::Payload(data));
+        let mut op = Box::new(Op { ctx: Default::default(), token, kind: Kind::Write, buf });
         let ctx: *mut Op = &mut *op;
         let remote = at.addr + offset;
         self.post(op, "fi_writemsg", |ep| {
@@ -775,6 +850,34 @@ impl Endpoint {
             self.read_cq(&mut got)?;
             self.ready.append(&mut got);
             std::thread::yield_now();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh buffer that received fewer bytes than it has room for becomes a payload of
+    /// its full length, holding what arrived and zeros after it (invariant 9).
+    #[test]
+    fn a_fresh_buffer_is_zero_past_what_arrived() {
+        for (len, written) in [(13, 3), (16, 16), (4096, 4095), (9, 0), (0, 0)] {
+            let (held, at) = Held::fresh(len);
+            for i in 0..written {
+                // SAFETY: `at` has room for `len` bytes and `written <= len` (as libfabric writes).
+                unsafe { at.add(i).write(0xA0 | (i % 16) as u8) };
+            }
+            let Buffer::Payload(p) = held.finish(written) else { panic!("a fresh buffer finishes as a payload") };
+            assert_eq!(p.len(), len);
+            let bytes = if len == 0 { &[][..] } else { p.as_bytes() };
+            for (i, &b) in bytes.iter().enumerate() {
+                assert_eq!(
+                    b,
+                    if i < written { 0xA0 | (i % 16) as u8 } else { 0 },
+                    "byte {i} of {len} ({written} written)"
+                );
+            }
         }
     }
 }
