@@ -98,6 +98,9 @@ pub fn command_line(params: &Params) -> (String, Vec<String>) {
         l => l.to_string(),
     };
     let args = match params.str("launcher_args") {
+        // The environment's arguments are an MPI launcher's (--oversubscribe...), not
+        // dagwire's own local launcher's.
+        "auto" if launcher == LOCAL => String::new(),
         "auto" => env(LAUNCHER_ARGS_ENV).unwrap_or_default(),
         "none" => String::new(),
         a => a.to_string(),

@@ -204,7 +204,7 @@ impl JobDriver {
                 "launcher_args",
                 "auto",
                 "extra launcher arguments, split at spaces (e.g. \"--oversubscribe --bind-to none\"); auto: \
-                 $DAGWIRE_MPI_LAUNCHER_ARGS, else none; none: none",
+                 $DAGWIRE_MPI_LAUNCHER_ARGS (none with launcher = local), else none; none: none",
             ),
             ParamSpec::int(
                 "job_timeout_s",
