@@ -693,6 +693,10 @@ struct Driver<'a> {
     arriving: Vec<BTreeMap<u32, Arriving>>,
     faults: Injector,
     completions: Vec<Completion>,
+    /// Header mailbox buffers read and not yet posted again: reposted after the actions
+    /// their messages led to, so a reply's send does not wait behind an `fi_trecv`
+    /// (the mailbox keeps [`MAILBOX_DEPTH`] receives posted otherwise).
+    rearm: Vec<Vec<u8>>,
     /// Large payloads sent once their receiver says its receive is posted: by (to, seq).
     held: BTreeMap<(usize, u32), Payload>,
     /// The collectives, run by the shared layer over pieces.
@@ -737,6 +741,7 @@ impl<'a> Driver<'a> {
             arriving: (0..size).map(|_| BTreeMap::new()).collect(),
             faults: Injector::new(cfg.fault),
             completions: Vec::new(),
+            rearm: Vec::new(),
             held: BTreeMap::new(),
             collectives: Collectives::new(Rank(rank as u32), size, Segmenting::Whole),
             piece_seq: vec![0; size],
@@ -794,7 +799,10 @@ impl<'a> Driver<'a> {
                             // allocation or zeroing per message.
                             let Buffer::Bytes(bytes) = buf else { unreachable!("headers land in bytes") };
                             let handled = self.header(t, &bytes[..len]);
-                            repost(self.ep, KIND_MSG, bytes).map_err(|e| self.fail(e))?;
+                            self.rearm.push(bytes);
+                            if self.rearm.len() >= MAILBOX_DEPTH / 2 {
+                                self.rearm_mailbox()?; // a burst: keep half the mailbox posted
+                            }
                             handled?;
                         }
                         KIND_DATA => {
@@ -959,6 +967,14 @@ impl<'a> Driver<'a> {
         Ok(())
     }
 
+    /// Posts the header mailbox's read buffers again.
+    fn rearm_mailbox(&mut self) -> Result<(), RunError> {
+        while let Some(bytes) = self.rearm.pop() {
+            repost(self.ep, KIND_MSG, bytes).map_err(|e| self.fail(e))?;
+        }
+        Ok(())
+    }
+
     /// Hands the engine every message that is next in its source's order and complete.
     fn deliver(&mut self) {
         for from in 0..self.arriving.len() {
@@ -1117,6 +1133,10 @@ impl RankLoop for Driver<'_> {
             }
             Action::Run(_) => unreachable!("poll_communication hands out no tasks"),
         }
+    }
+
+    fn after_actions(&mut self) -> Result<(), RunError> {
+        self.rearm_mailbox()
     }
 
     fn drained(&self) -> bool {
