@@ -75,7 +75,10 @@ pub fn load_machine(spec: &str) -> Result<Machine, MachineError> {
             file: spec.to_string(),
             line: None,
             key: String::new(),
-            reason: format!("cannot read the machine file: {e}"),
+            reason: format!(
+                "cannot read the machine file: {e} (`experiment calibrate --out FILE` measures this host into one; \
+                 `experiment list machines` lists the presets)"
+            ),
         })?;
         if is_xml {
             return super::simgrid::parse_simgrid(spec, &text);
