@@ -337,7 +337,7 @@ pub struct Endpoint {
     provider: String,
     peers: Vec<fi::fi_addr_t>,
     /// Posted operations, by address (invariant 1).
-    ops: std::collections::HashMap<usize, Box<Op>>,
+    ops: rustc_hash::FxHashMap<usize, Box<Op>>,
     /// Completions read while a post waited for queue room, handed out by the next poll.
     ready: Vec<Completion>,
     /// Completions of exchanges, until waited for.
