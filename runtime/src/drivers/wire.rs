@@ -84,11 +84,18 @@ pub fn get_header(bytes: &[u8]) -> Result<Header, String> {
 
 /// One whole message with its payload inline.
 pub fn encode_inline(msg: &Message) -> Vec<u8> {
-    let payload = msg.payload.as_ref().map(|p| p.as_bytes()).unwrap_or_default();
-    let mut out = Vec::with_capacity(HEADER + payload.len());
-    put_header(&mut out, msg, payload.len() as u64, None);
-    out.extend_from_slice(payload);
+    let mut out = Vec::new();
+    append_inline(&mut out, msg);
     out
+}
+
+/// Appends one whole message with its payload inline to `out` (after whatever a
+/// transport put before it).
+pub fn append_inline(out: &mut Vec<u8>, msg: &Message) {
+    let payload = msg.payload.as_ref().map(|p| p.as_bytes()).unwrap_or_default();
+    out.reserve(HEADER + payload.len());
+    put_header(out, msg, payload.len() as u64, None);
+    out.extend_from_slice(payload);
 }
 
 /// The message in `bytes` (a header, then its inline payload if it has one). A

@@ -16,12 +16,13 @@
 //!   run's addresses; each then reads every other rank's file, refuses a plan that differs from
 //!   its own with the ranks that differ, and inserts the addresses into its address
 //!   vector. A rank whose peers do not show up within [`BOOT_TIMEOUT`] fails saying which.
-//! - **Messages**: engine messages travel as tagged messages (`fi_tsend`/`fi_trecv`,
-//!   64-bit tags holding a kind, the source rank and a per-pair sequence number). A
-//!   header (with the payload inline up to [`INLINE_LIMIT`] bytes) lands in the mailbox,
-//!   receives posted ahead that take every small message (headers, go-aheads, collective
-//!   pieces: one list for the provider to match against) and are posted again after the
-//!   actions their messages led to; a larger payload follows as its own message, received straight into
+//! - **Messages**: engine messages are tagged by 64 bits holding a kind, the source rank
+//!   and a per-pair sequence number. A
+//!   header (with the payload inline up to [`INLINE_LIMIT`] bytes) lands in the mailbox:
+//!   untagged receives posted ahead that take every small message (headers, go-aheads,
+//!   collective pieces, each with its tag in front), posted again after the actions their
+//!   messages led to, in a list of their own apart from the tagged receives; a larger
+//!   payload follows as its own tagged message (`fi_tsend`/`fi_trecv`), received straight into
 //!   the chunk's buffer by a receive posted for its exact tag when its header arrives;
 //!   the sender sends it only once the receiver says that receive is posted (a small
 //!   go-ahead message), so no large message ever arrives unexpected (libfabric 1.17's
@@ -157,7 +158,7 @@ fn params() -> Vec<ParamSpec> {
 fn host() -> Option<String> {
     let available = raw::providers();
     Some(if available.is_empty() {
-        "libfabric reports no provider with RDM endpoints, tagged messages and RMA on this host".to_string()
+        "libfabric reports no provider with RDM endpoints, messages, tagged messages and RMA on this host".to_string()
     } else {
         format!("providers on this host (RDM, tagged, RMA): {}", available.join(", "))
     })
@@ -173,7 +174,7 @@ fn check(c: &DriverCheck<'_>) -> Result<(), CheckError> {
         return Err(CheckError::param(
             "provider",
             format!(
-                "libfabric offers no provider `{provider}` with RDM endpoints, tagged messages and RMA here; available: {}",
+                "libfabric offers no provider `{provider}` with RDM endpoints, messages, tagged messages and RMA here; available: {}",
                 if available.is_empty() { "none".to_string() } else { available.join(", ") }
             ),
         ));
@@ -194,23 +195,24 @@ pub fn abort_job(code: i32) -> ! {
 /// Payloads up to this many bytes travel inside their header's message.
 pub const INLINE_LIMIT: usize = 16 << 10;
 
-/// Mailbox receives posted ahead (each of `HEADER + INLINE_LIMIT` bytes, 2 MiB in all):
-/// enough for a burst from every peer. One mailbox takes every small message (headers,
-/// go-aheads, pieces): a provider matches an arriving message against the posted
-/// receives in order, so with one mailbox per kind a header walked past every posted
-/// go-ahead and piece receive first (192 of them: 0.4-0.8 us per message on `shm`).
+/// Mailbox receives posted ahead (each of [`MAILBOX_BYTES`], 2 MiB in all): enough for a
+/// burst from every peer. One untagged mailbox takes every small message (headers,
+/// go-aheads, pieces): a provider matches an arriving message against its list of posted
+/// receives in order, so with a tagged mailbox per kind a header walked past every
+/// posted go-ahead and piece receive first (192 of them: 0.4-0.8 us per message on
+/// `shm`), and a large payload past the whole mailbox (~1 us at 128 receives); untagged
+/// and tagged receives are separate lists.
 const MAILBOX_DEPTH: usize = 128;
 
 /// How long a rank waits for its peers at start-up and at the end.
 pub const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Tag kinds (bits 56..63 of a tag). Kinds without [`DIRECT`] land in the mailbox; kinds
-/// with it in a receive posted for their exact tag.
+/// Tag kinds (bits 56..63 of a tag). Small messages (headers, go-aheads, pieces) travel
+/// untagged into the mailbox with their tag in front ([`PREFIX`]); the others are
+/// libfabric tags, received by receives posted for their exact tag.
 const KIND_MSG: u64 = 1;
-/// Set in the kinds received by exact tag, never by the mailbox.
-const DIRECT: u64 = 0x80;
-const KIND_DATA: u64 = DIRECT | 2;
-const KIND_BOOT: u64 = DIRECT | 3;
+const KIND_DATA: u64 = 2;
+const KIND_BOOT: u64 = 3;
 /// A receiver's go-ahead for a large payload: its receive is posted.
 const KIND_GO: u64 = 4;
 /// A collective's piece (inline, or the announcement of one that follows on [`KIND_PIECE_DATA`]).
@@ -218,7 +220,7 @@ const KIND_PIECE: u64 = 5;
 /// A receiver's go-ahead for a large piece.
 const KIND_PIECE_GO: u64 = 6;
 /// A large piece's bytes.
-const KIND_PIECE_DATA: u64 = DIRECT | 7;
+const KIND_PIECE_DATA: u64 = 7;
 /// Completion tokens of one-sided operations (the operation's id below the kind).
 const KIND_RMA: u64 = 8;
 /// First byte of a [`KIND_PIECE`] message (and of a large piece's bytes): the encoded piece follows.
@@ -796,11 +798,14 @@ impl<'a> Driver<'a> {
                     self.rma_done(token, Some(data))?;
                 }
                 Completion::Written { token } => self.rma_done(token, None)?,
-                Completion::Received { token: MAILBOX, tag: t, len, buf } => {
+                Completion::Received { token: MAILBOX, len, buf, .. } => {
                     // The same buffer goes back to the mailbox once read: no allocation or
                     // zeroing per message.
                     let Buffer::Bytes(bytes) = buf else { unreachable!("the mailbox receives bytes") };
-                    let handled = self.small_message(t, &bytes[..len]);
+                    let handled = match bytes[..len].split_first_chunk::<PREFIX>() {
+                        Some((t, body)) => self.small_message(u64::from_le_bytes(*t), body),
+                        None => Err(self.fail(format!("a mailbox message of {len} bytes, without its tag"))),
+                    };
                     self.rearm.push(bytes);
                     if self.rearm.len() >= MAILBOX_DEPTH / 2 {
                         self.rearm_mailbox()?; // a burst: keep half the mailbox posted
@@ -830,8 +835,9 @@ impl<'a> Driver<'a> {
                             let Buffer::Bytes(mut bytes) = buf else { unreachable!("pieces land in bytes") };
                             bytes.truncate(len);
                             self.pieces_arriving -= 1;
-                            // The bytes keep their [`PIECE_INLINE`] mark (no copy to drop it).
-                            let piece = Piece::decode(bytes.get(1..).unwrap_or_default())
+                            // The bytes keep their mailbox prefix and [`PIECE_INLINE`] mark (no
+                            // copy to drop them).
+                            let piece = Piece::decode(bytes.get(PREFIX + 1..).unwrap_or_default())
                                 .map_err(|e| self.fail(format!("collective piece {seq} from rank {from}: {e}")))?;
                             self.handle_piece(piece)?;
                         }
@@ -882,9 +888,7 @@ impl<'a> Driver<'a> {
             Some(_) => {
                 let data = tag(KIND_DATA, from, seq);
                 self.ep.recv_payload(data, 0, h.len as usize, data).map_err(|e| self.fail(e))?;
-                let go = tag(KIND_GO, self.rank, seq);
-                self.ep.send(from, go, Buffer::Bytes(Vec::new()), TOKEN_SEND).map_err(|e| self.fail(e))?;
-                self.sends += 1;
+                self.send_small(from, small(tag(KIND_GO, self.rank, seq), 0))?;
                 Arriving::Waiting(h.msg)
             }
             None => Arriving::Ready(h.msg),
@@ -908,10 +912,7 @@ impl<'a> Driver<'a> {
                 let data = tag(KIND_PIECE_DATA, from, seq);
                 self.ep.recv(data, 0, Buffer::Bytes(vec![0; len]), data).map_err(|e| self.fail(e))?;
                 self.pieces_arriving += 1;
-                let go = tag(KIND_PIECE_GO, self.rank, seq);
-                self.ep.send(from, go, Buffer::Bytes(Vec::new()), TOKEN_SEND).map_err(|e| self.fail(e))?;
-                self.sends += 1;
-                Ok(())
+                self.send_small(from, small(tag(KIND_PIECE_GO, self.rank, seq), 0))
             }
             _ => Err(self.fail(format!("a malformed collective piece message {seq} from rank {from}"))),
         }
@@ -952,23 +953,30 @@ impl<'a> Driver<'a> {
             let to = piece.dst.index();
             let seq = self.piece_seq[to];
             self.piece_seq[to] = seq.wrapping_add(1);
-            let mut bytes = Vec::with_capacity(1 + piece.bytes as usize + 64);
+            let t = tag(KIND_PIECE, self.rank, seq);
+            let mut bytes = small(t, 1 + piece.bytes as usize + 64);
             bytes.push(PIECE_INLINE);
             piece.encode(&mut bytes);
-            let t = tag(KIND_PIECE, self.rank, seq);
             if bytes.len() > MAILBOX_BYTES {
-                let mut announce = Vec::with_capacity(9);
+                // Sent apart, whole: the receiver skips the mailbox prefix and the mark.
+                let mut announce = small(t, 9);
                 announce.push(PIECE_APART);
                 announce.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
                 self.held_pieces.insert((to, seq), bytes);
                 bytes = announce;
             }
-            self.ep.send(to, t, Buffer::Bytes(bytes), TOKEN_SEND).map_err(|e| self.fail(e))?;
-            self.sends += 1;
+            self.send_small(to, bytes)?;
         }
         while let Some((id, received)) = self.collectives.poll_done() {
             self.core.engine.handle_collective_done(self.clock.now(), id, received);
         }
+        Ok(())
+    }
+
+    /// Sends one small message (built by [`small`]) into `to`'s mailbox.
+    fn send_small(&mut self, to: usize, bytes: Vec<u8>) -> Result<(), RunError> {
+        self.ep.send_untagged(to, bytes, TOKEN_SEND).map_err(|e| self.fail(e))?;
+        self.sends += 1;
         Ok(())
     }
 
@@ -1097,18 +1105,17 @@ impl<'a> Driver<'a> {
         let header_tag = tag(KIND_MSG, self.rank, seq);
         match msg.payload.take() {
             Some(payload) if payload.len() > INLINE_LIMIT => {
-                let mut header = Vec::with_capacity(wire::HEADER);
+                let mut header = small(header_tag, wire::HEADER);
                 msg.payload = Some(Payload::default());
                 wire::put_header(&mut header, &msg, payload.len() as u64, Some(0));
-                self.ep.send(to, header_tag, Buffer::Bytes(header), TOKEN_SEND).map_err(|e| self.fail(e))?;
+                self.send_small(to, header)?;
                 self.held.insert((to, seq), payload);
-                self.sends += 1;
             }
             payload => {
                 msg.payload = payload;
-                let bytes = wire::encode_inline(&msg);
-                self.ep.send(to, header_tag, Buffer::Bytes(bytes), TOKEN_SEND).map_err(|e| self.fail(e))?;
-                self.sends += 1;
+                let mut bytes = small(header_tag, 0);
+                wire::append_inline(&mut bytes, &msg);
+                self.send_small(to, bytes)?;
             }
         }
         Ok(())
@@ -1157,16 +1164,26 @@ impl RankLoop for Driver<'_> {
     }
 }
 
-/// Bytes of a mailbox receive: the largest small message (a header with its payload
-/// inline, or an inline piece).
-const MAILBOX_BYTES: usize = wire::HEADER + INLINE_LIMIT;
+/// Bytes of a mailbox receive: the largest small message (its tag, then a header with
+/// its payload inline, or an inline piece).
+const MAILBOX_BYTES: usize = PREFIX + wire::HEADER + INLINE_LIMIT;
+
+/// Bytes before a small message's body: its tag (kind, source, sequence number), since
+/// untagged messages carry none of their own.
+const PREFIX: usize = 8;
+
+/// A small message's buffer: its tag `t`, room for `body` bytes more.
+fn small(t: u64, body: usize) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(PREFIX + body);
+    bytes.extend_from_slice(&t.to_le_bytes());
+    bytes
+}
 
 /// The completion token of mailbox receives (no receive by exact tag takes a [`KIND_MSG`]
 /// tag, and it has none of the exchanges' token bits).
 const MAILBOX: u64 = KIND_MSG << 56;
 
-/// Posts `buf` (a mailbox buffer, whole) as a receive for any peer's message of a kind
-/// without [`DIRECT`].
+/// Posts `buf` (a mailbox buffer, whole) as a receive for any peer's small message.
 fn repost(ep: &mut Endpoint, buf: Vec<u8>) -> Result<(), FabricError> {
-    ep.recv(0, !(DIRECT << 56), Buffer::Bytes(buf), MAILBOX)
+    ep.recv_untagged(buf, MAILBOX)
 }

@@ -248,7 +248,7 @@ impl Completion {
     }
 }
 
-/// The RDM providers offering tagged messages and RMA here (`fi_getinfo` without a
+/// The RDM providers offering messages, tagged messages and RMA here (`fi_getinfo` without a
 /// provider name), each once, in the order libfabric lists them.
 pub fn providers() -> Vec<String> {
     let mut names: Vec<String> = Vec::new();
@@ -281,7 +281,7 @@ unsafe fn prov_name(info: *const fi::fi_info) -> String {
     }
 }
 
-/// `fi_getinfo` for RDM endpoints with tagged messages and RMA, restricted to
+/// `fi_getinfo` for RDM endpoints with messages, tagged messages and RMA, restricted to
 /// `provider` when given. The caller frees the list with `fi_freeinfo`.
 fn get_info(provider: Option<&str>) -> Result<*mut fi::fi_info, FabricError> {
     // SAFETY: fi_allocinfo returns a zeroed fi_info with its attribute structs
@@ -292,7 +292,7 @@ fn get_info(provider: Option<&str>) -> Result<*mut fi::fi_info, FabricError> {
         if hints.is_null() {
             return Err(FabricError("fi_allocinfo: out of memory".into()));
         }
-        (*hints).caps = (fi::FI_TAGGED | fi::FI_RMA) as u64;
+        (*hints).caps = (fi::FI_MSG | fi::FI_TAGGED | fi::FI_RMA) as u64;
         (*hints).mode = fi::FI_CONTEXT | fi::FI_CONTEXT2;
         (*(*hints).ep_attr).type_ = fi::fi_ep_type_FI_EP_RDM;
         let dom = (*hints).domain_attr;
@@ -362,7 +362,7 @@ impl Endpoint {
     pub fn open(provider: &str) -> Result<Endpoint, FabricError> {
         let info = get_info(Some(provider)).map_err(|e| {
             FabricError(format!(
-                "no libfabric provider `{provider}` with RDM endpoints, tagged messages and RMA here ({e}); \
+                "no libfabric provider `{provider}` with RDM endpoints, messages, tagged messages and RMA here ({e}); \
                  available: {}",
                 providers().join(", ")
             ))
@@ -452,6 +452,18 @@ impl Endpoint {
 
     /// Sends `buf` to rank `to` with `tag`; its completion carries `token`.
     pub fn send(&mut self, to: usize, tag: u64, buf: Buffer, token: u64) -> Result<(), FabricError> {
+        self.send_op(to, Some(tag), buf, token)
+    }
+
+    /// Sends `buf` to rank `to` as an untagged message (`fi_send`), for a receive posted
+    /// with [`Endpoint::recv_untagged`]; its completion carries `token`. Providers keep
+    /// untagged and tagged receives in separate lists, so neither kind is matched
+    /// against the other's receives.
+    pub fn send_untagged(&mut self, to: usize, buf: Vec<u8>, token: u64) -> Result<(), FabricError> {
+        self.send_op(to, None, Buffer::Bytes(buf), token)
+    }
+
+    fn send_op(&mut self, to: usize, tag: Option<u64>, buf: Buffer, token: u64) -> Result<(), FabricError> {
         let addr = self.peer(to)?;
         let (data, len) = match &buf {
             Buffer::Bytes(b) => (b.as_ptr(), b.len()),
@@ -459,10 +471,29 @@ impl Endpoint {
         };
         let mut op = Box::new(Op { ctx: Default::default(), token, kind: Kind::Send, buf: Held::Given(buf) });
         let ctx: *mut Op = &mut *op;
-        self.post(op, "fi_tsend", |ep| {
+        self.post(op, if tag.is_some() { "fi_tsend" } else { "fi_send" }, |ep| {
             // SAFETY: the endpoint is open; `data` stays valid until the completion
             // (the box holding the buffer lives in `ops`, invariant 1).
-            unsafe { fi::fi_tsend(ep, data.cast(), len, ptr::null_mut(), addr, tag, ctx.cast()) }
+            unsafe {
+                match tag {
+                    Some(tag) => fi::fi_tsend(ep, data.cast(), len, ptr::null_mut(), addr, tag, ctx.cast()),
+                    None => fi::fi_send(ep, data.cast(), len, ptr::null_mut(), addr, ctx.cast()),
+                }
+            }
+        })
+    }
+
+    /// Posts a receive of up to `buf`'s length for any peer's untagged message
+    /// ([`Endpoint::send_untagged`]); it completes as [`Completion::Received`] with tag 0
+    /// and carries `token`.
+    pub fn recv_untagged(&mut self, mut buf: Vec<u8>, token: u64) -> Result<(), FabricError> {
+        let (data, len) = (buf.as_mut_ptr(), buf.len());
+        let op = Op { ctx: Default::default(), token, kind: Kind::Recv, buf: Held::Given(Buffer::Bytes(buf)) };
+        let mut op = Box::new(op);
+        let ctx: *mut Op = &mut *op;
+        self.post(op, "fi_recv", |ep| {
+            // SAFETY: as in send; the receive buffer is this op's own (invariant 2).
+            unsafe { fi::fi_recv(ep, data.cast(), len, ptr::null_mut(), FI_ADDR_UNSPEC, ctx.cast()) }
         })
     }
 
