@@ -45,7 +45,9 @@ pub enum Which {
     },
     /// The simulator: raw event-queue throughput, then a cost-model tiled Cholesky of
     /// about a million tasks on 1024 ranks (wall time, events/s, peak memory per task)
-    /// and how wall time grows from 1/8 of that size to the full size.
+    /// and how wall time grows from 1/8 of that size to the full size. Each size runs
+    /// with the full trace, then counts only, each in a process of its own whose row is
+    /// printed as it finishes; while one runs, its progress shows on stderr.
     Sim {
         /// Machine preset or file.
         #[arg(long, default_value = "ib-hdr-fattree")]
@@ -59,8 +61,9 @@ pub enum Which {
         /// Tile edge.
         #[arg(long, default_value_t = 256)]
         tile: usize,
-        /// Network fidelity: machine, analytic or flow.
-        #[arg(long, default_value = "machine")]
+        /// Network fidelity: analytic (LogGP, no link contention), flow (max-min link
+        /// sharing) or machine (the machine file's choice: flow for ib-hdr-fattree).
+        #[arg(long, default_value = "analytic")]
         fidelity: String,
         /// Transfer strategy (with its default parameters).
         #[arg(long, default_value = "eager")]
@@ -285,4 +288,57 @@ fn bare_engine_ns(dag: &Arc<Dag>) -> f64 {
     }
     assert!(engine.is_done(), "bare engine stalled");
     start.elapsed().as_nanos() as f64 / dag.task_count() as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Which;
+    use clap::{CommandFactory, Parser};
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        which: Which,
+    }
+
+    /// `bench sim` with no flags runs what its help and the README say: the setup the
+    /// parsed defaults make is the one the help's `[default: ...]` values describe, and
+    /// the README's command line lists every visible flag with that same default.
+    #[test]
+    fn bench_sim_runs_the_defaults_its_help_and_the_readme_state() {
+        let command = Cli::command();
+        let sim = command.find_subcommand("sim").expect("a sim benchmark");
+        let help: Vec<(String, String)> = sim
+            .get_arguments()
+            .filter(|a| !a.is_hide_set() && a.get_long().is_some_and(|l| l != "help"))
+            .map(|a| {
+                let default = a.get_default_values().iter().map(|v| v.to_string_lossy()).collect::<Vec<_>>().join(",");
+                (a.get_long().unwrap().to_string(), default)
+            })
+            .collect();
+        let Which::Sim { machine, ranks, tiles, tile, fidelity, strategy, only_tiles, counts_only } =
+            Cli::parse_from(["bench", "sim"]).which
+        else {
+            panic!("parsed as another benchmark")
+        };
+        assert_eq!((only_tiles, counts_only), (None, false), "no flag: the whole benchmark");
+        let ran = [
+            ("machine", machine),
+            ("ranks", ranks.to_string()),
+            ("tiles", tiles.to_string()),
+            ("tile", tile.to_string()),
+            ("fidelity", fidelity),
+            ("strategy", strategy),
+        ];
+        let ran: Vec<(String, String)> = ran.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        assert_eq!(help, ran, "the help's defaults are what a run without flags uses");
+
+        let readme = include_str!("../../README.md");
+        let line = readme.lines().find(|l| l.contains("`experiment bench sim [")).expect("README documents bench sim");
+        let flags = line.split('[').nth(1).and_then(|rest| rest.split(']').next()).unwrap();
+        let words: Vec<&str> = flags.split_whitespace().collect();
+        let documented: Vec<(String, String)> =
+            words.chunks(2).map(|kv| (kv[0].trim_start_matches("--").to_string(), kv[1].to_string())).collect();
+        assert_eq!(documented, help, "README's `experiment bench sim [...]` lists every flag with its default");
+    }
 }

@@ -1,11 +1,22 @@
 //! `experiment bench sim`: how fast and how lean the simulator is.
+//!
+//! Each configuration (a size with the full trace, then with counts only) runs in a
+//! fresh process of this binary and its row is printed as soon as it finishes; while it
+//! runs, the child shows its progress on stderr (a line on a terminal, plain lines every
+//! `DAGWIRE_PROGRESS_EVERY_S` seconds otherwise: [`crate::progress`]).
 
+use crate::progress::RunWatch;
 use anyhow::{Result, ensure};
 use dagwire_runtime::{ParamValue, Params, TraceLevel};
-use dagwire_sim::driver::{SimConfig, SimKernels};
+use dagwire_sim::driver::{SimConfig, SimKernels, Watch};
+use std::process::Stdio;
 use std::time::Instant;
 
+/// Columns of the benchmark's table, one row per configuration.
+pub const COLUMNS: [&str; 7] = ["tiles", "trace", "tasks", "wall s", "events/s", "peak MB", "bytes/task"];
+
 /// What every size of the benchmark simulates.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Setup {
     /// Machine preset or file.
     pub machine: String,
@@ -19,54 +30,77 @@ pub struct Setup {
     pub strategy: String,
 }
 
-/// Runs the simulator benchmark: the raw queue, then each size in a fresh process of
-/// this binary (so one size's freed heap does not flatter or inflate the next one's peak).
+impl Setup {
+    /// The settings as one line, as the measuring process echoes them back (so a
+    /// setting not handed on to it cannot go unnoticed).
+    fn describe(&self) -> String {
+        format!(
+            "setup: machine={} ranks={} tile={} fidelity={} strategy={}",
+            self.machine, self.ranks, self.tile, self.fidelity, self.strategy
+        )
+    }
+}
+
+/// The sizes the benchmark runs for `tiles` at full size: 1/2 to 1 of the tile count,
+/// so 1/8 to all of the tasks.
+pub fn sizes(tiles: usize) -> Vec<usize> {
+    [0.5f64, 0.63, 0.794, 1.0].iter().map(|f| ((tiles as f64) * f).round() as usize).collect()
+}
+
+/// Runs the simulator benchmark: the raw queue, then each configuration in a fresh
+/// process of this binary (so one size's freed heap does not flatter or inflate the
+/// next one's peak), printing its row as it finishes.
 pub fn run(setup: &Setup, tiles: usize) -> Result<()> {
     queue_throughput();
     let machine = machine(setup)?;
+    let sizes = sizes(tiles);
     println!(
-        "\ncost-model tiled Cholesky (tile {}, {}) on {} ranks of {} ({:?} fidelity), each size in its own process",
-        setup.tile, setup.strategy, setup.ranks, machine.name, machine.fidelity
+        "\ncost-model tiled Cholesky on {} ranks of {} ({:?} fidelity), tile {}, strategy {}, {} tiles at full size \
+         (sizes {sizes:?}), each configuration in its own process",
+        setup.ranks, machine.name, machine.fidelity, setup.tile, setup.strategy, tiles
     );
-    println!("  peak memory: the whole process's growth, DAG included; with the full trace (every task, message and");
-    println!("  transfer-phase record kept) and with a counts-only trace (sim.trace = \"counts\")");
-    println!(
-        "  {:>6} {:>10} {:>10} {:>12} {:>12} {:>14} {:>16}",
-        "tiles", "tasks", "wall s", "events/s", "peak MB", "bytes/task", "counts bytes/task"
-    );
-    let sizes: Vec<usize> = [0.5f64, 0.63, 0.794, 1.0].iter().map(|f| ((tiles as f64) * f).round() as usize).collect();
+    println!("  peak memory: the whole process's growth, DAG included; trace full: every task, message and");
+    println!("  transfer-phase record kept; counts: a counts-only trace (sim.trace = \"counts\")");
+    let [c0, c1, c2, c3, c4, c5, c6] = COLUMNS;
+    println!("  {c0:>6} {c1:>6} {c2:>10} {c3:>10} {c4:>12} {c5:>10} {c6:>12}");
     let mut points = Vec::new();
     for nt in sizes {
-        let m = measure_in_child(setup, nt, false)?;
-        let counts = measure_in_child(setup, nt, true)?;
-        println!(
-            "  {nt:>6} {:>10} {:>10.2} {:>12.0} {:>12.0} {:>14.0} {:>16.0}",
-            m.tasks,
-            m.wall,
-            m.events as f64 / m.wall,
-            m.peak as f64 / 1e6,
-            m.peak as f64 / m.tasks as f64,
-            counts.peak as f64 / counts.tasks as f64
-        );
-        let [tasks, messages, phases] = m.records;
-        println!("         (trace: {tasks} task, {messages} message, {phases} transfer-phase records)");
-        println!(
-            "         (the strategy's plan, made once and shared by all {} ranks: {:.3} s, {:.1} MB)",
-            setup.ranks,
-            m.plan_s,
-            m.plan_bytes as f64 / 1e6
-        );
-        points.push(((m.tasks as f64).ln(), m.wall.ln()));
+        for counts_only in [false, true] {
+            let m = measure_in_child(setup, nt, counts_only)?;
+            println!(
+                "  {nt:>6} {:>6} {:>10} {:>10.2} {:>12.0} {:>10.0} {:>12.0}",
+                if counts_only { "counts" } else { "full" },
+                m.tasks,
+                m.wall,
+                m.events as f64 / m.wall,
+                m.peak as f64 / 1e6,
+                m.peak as f64 / m.tasks as f64,
+            );
+            if counts_only {
+                continue;
+            }
+            let [tasks, messages, phases] = m.records;
+            println!("         (trace: {tasks} task, {messages} message, {phases} transfer-phase records)");
+            println!(
+                "         (the strategy's plan, made once and shared by all {} ranks: {:.3} s, {:.1} MB)",
+                setup.ranks,
+                m.plan_s,
+                m.plan_bytes as f64 / 1e6
+            );
+            points.push(((m.tasks as f64).ln(), m.wall.ln()));
+        }
     }
     println!("  wall time grows as tasks^{:.2} (least-squares slope of log wall vs log tasks)", slope(&points));
     Ok(())
 }
 
-/// Measures `nt` tiles in this process and prints the figures as one line for the parent.
+/// Measures `nt` tiles in this process (its progress on stderr) and prints the setup
+/// it ran and the figures, one line each, for the parent.
 pub fn one_size_line(setup: &Setup, nt: usize, counts_only: bool) -> Result<()> {
     let trace = if counts_only { TraceLevel::Counts } else { TraceLevel::Full };
     let m = one_size(&machine(setup)?, setup, nt, trace)?;
     let [a, b, c] = m.records;
+    println!("{}", setup.describe());
     println!("{} {} {} {} {a} {b} {c} {} {}", m.tasks, m.wall, m.events, m.peak, m.plan_s, m.plan_bytes);
     Ok(())
 }
@@ -79,17 +113,21 @@ fn machine(setup: &Setup) -> Result<dagwire_sim::machine::Machine> {
     dagwire_sim::registry::machine(&params).map_err(anyhow::Error::msg)
 }
 
-/// Runs `experiment bench sim --only-tiles nt ...` and parses its line.
+/// Runs `experiment bench sim --only-tiles nt ...` (its stderr, with its progress and
+/// any error, straight to ours) and parses its lines.
 fn measure_in_child(setup: &Setup, nt: usize, counts_only: bool) -> Result<Measured> {
     let out = std::process::Command::new(std::env::current_exe()?)
         .args(["bench", "sim", "--machine", &setup.machine, "--fidelity", &setup.fidelity])
         .args(["--ranks", &setup.ranks.to_string(), "--tile", &setup.tile.to_string(), "--strategy", &setup.strategy])
         .args(["--only-tiles", &nt.to_string()])
         .args(counts_only.then_some("--counts-only"))
+        .stderr(Stdio::inherit())
         .output()?;
     let text = String::from_utf8_lossy(&out.stdout);
-    ensure!(out.status.success(), "measuring {nt} tiles failed: {}", String::from_utf8_lossy(&out.stderr));
-    let f: Vec<f64> = text.split_whitespace().map(str::parse).collect::<Result<_, _>>()?;
+    ensure!(out.status.success(), "measuring {nt} tiles failed ({}): see its error above", out.status);
+    let (echo, figures) = text.split_once('\n').unwrap_or((&text, ""));
+    ensure!(echo == setup.describe(), "the measuring process ran `{echo}`, not `{}`", setup.describe());
+    let f: Vec<f64> = figures.split_whitespace().map(str::parse).collect::<Result<_, _>>()?;
     ensure!(f.len() == 9, "unexpected line from the measuring process: {text}");
     Ok(Measured {
         tasks: f[0] as usize,
@@ -143,7 +181,19 @@ fn one_size(machine: &dagwire_sim::machine::Machine, setup: &Setup, nt: usize, t
     let factory = strategy.factory(&strategy_params, workload.dag(), 1);
     let (plan_s, plan_bytes) = (plan_start.elapsed().as_secs_f64(), rss_bytes().saturating_sub(before_plan));
     let cfg = SimConfig { ranks, workers: 1, run_kernels: false, seed: 1, trace };
-    let out = dagwire_sim::driver::run(workload.dag(), &kernels, &factory, machine, cfg)?;
+    let level = if trace == TraceLevel::Counts { "counts" } else { "full" };
+    let watch = RunWatch::standalone(&format!("{nt} tiles, {level} trace"));
+    let observe = |p| watch.observe(p);
+    let out = dagwire_sim::driver::run_watched(
+        workload.dag(),
+        &kernels,
+        &factory,
+        machine,
+        cfg,
+        Watch { wall_limit: None, observer: Some(&observe) },
+    );
+    watch.close();
+    let out = out?;
     let wall = start.elapsed().as_secs_f64();
     let tasks = workload.dag().task_count();
     ensure!(out.run.trace.task_count() == tasks as u64, "not every task ran");

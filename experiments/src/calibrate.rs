@@ -98,6 +98,7 @@ pub fn run(args: &Args) -> Result<()> {
             timeout: Duration::from_secs(120),
             fault: None,
             seed: 1,
+            observer: None,
         })
     };
     let how = format!("{} driver ({})", driver.name, driver.summary);

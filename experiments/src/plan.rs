@@ -60,7 +60,8 @@ impl Point {
 
 impl Point {
     /// The request that runs this point with `strategy` on the workload's `dag`,
-    /// `kernels` and `kernel_name`, a no-progress `timeout` and the run's `seed`.
+    /// `kernels` and `kernel_name`, a no-progress `timeout` and the run's `seed`, with
+    /// no observer (set [`RunRequest::observer`] to watch it).
     pub fn request<'a>(
         &'a self,
         dag: &'a std::sync::Arc<dagwire_runtime::Dag>,
@@ -82,6 +83,7 @@ impl Point {
             timeout,
             fault: self.fault,
             seed,
+            observer: None,
         }
     }
 }

@@ -5,12 +5,12 @@
 
 use crate::drivers;
 use crate::plan::Point;
-use crate::progress::SweepProgress;
+use crate::progress::{RunWatch, SweepProgress};
 use crate::results::{self, ManifestInfo};
 use crate::sweep::Sweep;
 use anyhow::Result;
 use dagwire_analysis::tables::{self, PointRecord, TraceRows};
-use dagwire_runtime::drivers::{Executed, Launch};
+use dagwire_runtime::drivers::{Executed, Launch, Observer};
 use dagwire_runtime::{RunOutcome, rng};
 use dagwire_workloads::Workload;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -48,7 +48,8 @@ pub fn run_sweep(sweep: &Sweep, points: &mut [Point], dir: &Path, resume: bool) 
             }
             let label = format!("point {} rep {}: {}", point.id, rep, point.label());
             progress.start(&label);
-            let record = run_and_record(sweep, point, rep, dir)?;
+            let watch = progress.watch(&format!("point {} rep {}", point.id, rep));
+            let record = run_and_record(sweep, point, rep, dir, &watch)?;
             progress.finish_one(&label, &outcome_line(&record));
             records.push(record);
         }
@@ -62,15 +63,17 @@ pub fn run_sweep(sweep: &Sweep, points: &mut [Point], dir: &Path, resume: bool) 
     Ok(SweepOutcome { records, bad_runs })
 }
 
-/// Runs one repetition of a point and writes its parts. Only a failure to write
-/// results is an error here; a failed run is a recorded outcome.
-fn run_and_record(sweep: &Sweep, point: &Point, rep: u32, dir: &Path) -> Result<PointRecord> {
+/// Runs one repetition of a point and writes its parts, `watch` showing how far a long
+/// run has got. Only a failure to write results is an error here; a failed run is a
+/// recorded outcome.
+fn run_and_record(sweep: &Sweep, point: &Point, rep: u32, dir: &Path, watch: &RunWatch) -> Result<PointRecord> {
     if let Launch::Job(_) = point.driver.launch {
         // Each point of a job driver is a job of its own: `mpirun -n R experiment point ...`.
         return crate::launcher::run_and_record(sweep, point, rep, dir);
     }
     let started = Instant::now();
-    let attempt = catch_unwind(AssertUnwindSafe(|| run_point(sweep, point, rep)));
+    let observe = |p| watch.observe(p);
+    let attempt = catch_unwind(AssertUnwindSafe(|| run_point(sweep, point, rep, Some(&observe))));
     let wall_s = started.elapsed().as_secs_f64();
     let mut record = base_record(point, rep, wall_s);
     match attempt {
@@ -120,14 +123,21 @@ pub(crate) fn write_success(
     tables::write_point_parts(dir, record, Some(rows))
 }
 
-/// Builds the workload and runs it on the point's driver.
-pub(crate) fn run_point(sweep: &Sweep, point: &Point, rep: u32) -> Result<(Box<dyn Workload>, Executed)> {
+/// Builds the workload and runs it on the point's driver, which tells `observer` how
+/// far the run has got if it can.
+pub(crate) fn run_point(
+    sweep: &Sweep,
+    point: &Point,
+    rep: u32,
+    observer: Option<Observer<'_>>,
+) -> Result<(Box<dyn Workload>, Executed)> {
     let workload = (point.workload.prepare)(&point.workload_params, point.ranks, sweep.seed)?;
     let seed = run_seed(sweep.seed, rep);
     let factory = point.strategy.factory(&point.strategy_params, workload.dag(), seed);
     let kernel_name = |k| workload.kernel_name(k);
     let timeout = Duration::from_secs(sweep.timeout_s);
-    let req = point.request(workload.dag(), workload.kernels(), &kernel_name, &factory, timeout, seed);
+    let mut req = point.request(workload.dag(), workload.kernels(), &kernel_name, &factory, timeout, seed);
+    req.observer = observer;
     let executed = drivers::execute_in_process(point.driver, &req)?;
     Ok((workload, executed))
 }

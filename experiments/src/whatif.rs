@@ -104,7 +104,7 @@ fn makespan(sweep: &Sweep, point: &Point, machine: &Machine, scratch: &Path) -> 
     std::fs::write(scratch, text).with_context(|| format!("writing {}", scratch.display()))?;
     let mut p = point.clone();
     p.driver_params.set(MACHINE, ParamValue::Str(scratch.display().to_string()));
-    let (_, executed) = crate::runner::run_point(sweep, &p, 0)?;
+    let (_, executed) = crate::runner::run_point(sweep, &p, 0, None)?;
     Ok(executed.outcome.makespan_ns)
 }
 

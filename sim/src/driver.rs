@@ -33,6 +33,7 @@ use crate::network::{MessageId, Network};
 use crate::queue::{EventQueue, Time};
 use dagwire_runtime::collective::check_capabilities;
 use dagwire_runtime::collectives::{Body, Collectives, Piece, Segmenting};
+use dagwire_runtime::drivers::{Observer, RunProgress};
 use dagwire_runtime::engine::{Action, Engine, RunTask, TaskDone};
 use dagwire_runtime::message::HEADER_BYTES;
 use dagwire_runtime::one_sided::{Access, MemoryKey, OneSided};
@@ -95,6 +96,23 @@ pub struct SimTiming {
     pub event_loop: Duration,
     /// Checking every rank finished, gathering results and sorting the trace.
     pub finish: Duration,
+}
+
+/// Loop passes between two reports to a [`Watch::observer`] (each report reads the
+/// clock once; the pass count is a counter check).
+pub const PROGRESS_EVERY: u32 = 1 << 16;
+
+/// What watches a simulated run from outside: a wall-time limit and an observer of its
+/// progress. Neither changes the simulated result: the trace is the same with or
+/// without them.
+#[derive(Clone, Copy, Default)]
+pub struct Watch<'a> {
+    /// Stop the run with [`RunError::TimedOut`] once it has taken this much real time
+    /// (the sweep's `timeout_s`), checked every few thousand events.
+    pub wall_limit: Option<Duration>,
+    /// Told the virtual time reached and the events handled every [`PROGRESS_EVERY`]
+    /// passes of the event loop, and once more at its end with the run's totals.
+    pub observer: Option<Observer<'a>>,
 }
 
 /// An event in the queue: a task finishing, or a rank's engine deadline
@@ -247,6 +265,8 @@ struct Sim<'a> {
     trace: Trace,
     /// When the run started (wall time) and how long it may take.
     deadline: Option<(std::time::Instant, std::time::Duration)>,
+    /// Told how far the run has got, now and then.
+    observer: Option<Observer<'a>>,
 }
 
 /// Simulates `dag` on `machine`.
@@ -270,6 +290,18 @@ pub fn run_limited(
     machine: &Machine,
     cfg: SimConfig,
     wall_limit: Option<std::time::Duration>,
+) -> Result<SimOutcome, RunError> {
+    run_watched(dag, kernels, strategy, machine, cfg, Watch { wall_limit, observer: None })
+}
+
+/// [`run`] under a [`Watch`]: a wall-time limit, an observer of its progress, or both.
+pub fn run_watched(
+    dag: &Arc<Dag>,
+    kernels: &SimKernels<'_>,
+    strategy: StrategyFactory<'_>,
+    machine: &Machine,
+    cfg: SimConfig,
+    watch: Watch<'_>,
 ) -> Result<SimOutcome, RunError> {
     if cfg.ranks != dag.ranks() {
         return Err(RunError::Config(format!(
@@ -326,7 +358,8 @@ pub fn run_limited(
         accel: devices.map(Accel::new),
         events: 0,
         trace: Trace::with_level(cfg.trace),
-        deadline: wall_limit.map(|limit| (std::time::Instant::now(), limit)),
+        deadline: watch.wall_limit.map(|limit| (std::time::Instant::now(), limit)),
+        observer: watch.observer,
         timing: SimTiming::default(),
     };
     sim.run(started)
@@ -346,6 +379,9 @@ impl Sim<'_> {
             steps = steps.wrapping_add(1);
             if steps.is_multiple_of(4096) {
                 self.check_deadline(now)?;
+                if steps.is_multiple_of(PROGRESS_EVERY) {
+                    self.report(now, looping.elapsed());
+                }
             }
             let next_task = self.queue.peek_time();
             let next_msg = self.network.next_delivery();
@@ -358,7 +394,15 @@ impl Sim<'_> {
             }
         }
         self.timing.event_loop = looping.elapsed();
+        self.report(now, self.timing.event_loop);
         self.finish(now)
+    }
+
+    /// Tells the observer, if any, how far the run has got.
+    fn report(&self, now: Time, wall: Duration) {
+        if let Some(observe) = self.observer {
+            observe(RunProgress { virtual_ns: now, events: self.events, wall });
+        }
     }
 
     /// Fails the run once it has used its wall time.

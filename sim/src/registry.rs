@@ -157,6 +157,7 @@ fn run_request(req: &RunRequest<'_>) -> Result<Executed, RunError> {
         trace: if req.params.str("trace") == "counts" { TraceLevel::Counts } else { TraceLevel::Full },
     };
     let kernels = SimKernels { kernels: req.kernels, name: req.kernel_name };
-    let out = driver::run_limited(req.dag, &kernels, req.strategy, &machine, cfg, Some(req.timeout))?;
+    let watch = driver::Watch { wall_limit: Some(req.timeout), observer: req.observer };
+    let out = driver::run_watched(req.dag, &kernels, req.strategy, &machine, cfg, watch)?;
     Ok(Executed { outcome: out.run, kernels_ran: run_kernels })
 }

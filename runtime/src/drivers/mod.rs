@@ -46,6 +46,7 @@ pub mod workers;
 
 pub use collectives_mode::CollectivesMode;
 pub use registry::{
-    CheckError, CheckKey, DriverCheck, DriverInfo, Executed, JobDriver, JobRank, Launch, RunRequest, nothing_about_host,
+    CheckError, CheckKey, DriverCheck, DriverInfo, Executed, JobDriver, JobRank, Launch, Observer, RunProgress,
+    RunRequest, nothing_about_host,
 };
 pub use run::{Fault, PROGRESS_NOTE, Progress, RunError, RunOutcome, online_cores, usable_cores};

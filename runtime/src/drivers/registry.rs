@@ -173,7 +173,26 @@ pub struct RunRequest<'a> {
     pub fault: Option<Fault>,
     /// Seed of the run's modelled randomness (the simulator's jitter).
     pub seed: u64,
+    /// Told how far the run has got, now and then, by drivers that can say (the
+    /// simulator: virtual time reached and events handled); others ignore it. It only
+    /// watches: a run's outcome is the same with or without it.
+    pub observer: Option<Observer<'a>>,
 }
+
+/// How far a running point has got: what a driver tells its [`RunRequest::observer`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RunProgress {
+    /// Virtual time reached, ns (the simulator's clock).
+    pub virtual_ns: u64,
+    /// Events handled so far (task completions, message deliveries, wake-ups).
+    pub events: u64,
+    /// Wall time since the run's event loop started.
+    pub wall: Duration,
+}
+
+/// Watches a run's [`RunProgress`] (a progress bar, a log line); called from the thread
+/// running the point, so it should be quick.
+pub type Observer<'a> = &'a (dyn Fn(RunProgress) + Sync);
 
 /// A finished run and whether its kernels really ran (so its results can be verified).
 #[derive(Debug)]
