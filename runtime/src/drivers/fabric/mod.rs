@@ -120,8 +120,8 @@ pub const CAPABILITIES: &[Capability] = &[
 /// The libfabric driver's registry entry.
 pub const DRIVER: DriverInfo = DriverInfo {
     name: "libfabric",
-    summary: "one process per rank, libfabric carries every byte (tagged messages on an RDM endpoint of the \
-              provider asked for, fi_read/fi_write on registered memory); processes started on this host \
+    summary: "one process per rank, libfabric carries every byte (messages and tagged messages on an RDM \
+              endpoint of the provider asked for, fi_read/fi_write on registered memory); processes started on this host \
               (launcher = local) or by an MPI launcher; needs libfabric",
     params,
     offers: CAPABILITIES,
@@ -160,7 +160,7 @@ fn host() -> Option<String> {
     Some(if available.is_empty() {
         "libfabric reports no provider with RDM endpoints, messages, tagged messages and RMA on this host".to_string()
     } else {
-        format!("providers on this host (RDM, tagged, RMA): {}", available.join(", "))
+        format!("providers on this host (RDM, messages, tagged, RMA): {}", available.join(", "))
     })
 }
 
