@@ -277,24 +277,13 @@ pub fn run(
     machine: &Machine,
     cfg: SimConfig,
 ) -> Result<SimOutcome, RunError> {
-    run_limited(dag, kernels, strategy, machine, cfg, None)
+    run_watched(dag, kernels, strategy, machine, cfg, Watch::default())
 }
 
-/// [`run`], stopped with [`RunError::TimedOut`] once it has taken `wall_limit` of
-/// real time (the sweep's `timeout_s`). The limit is checked every few thousand
-/// events, so it costs nothing measurable, and does not change the simulated result.
-pub fn run_limited(
-    dag: &Arc<Dag>,
-    kernels: &SimKernels<'_>,
-    strategy: StrategyFactory<'_>,
-    machine: &Machine,
-    cfg: SimConfig,
-    wall_limit: Option<std::time::Duration>,
-) -> Result<SimOutcome, RunError> {
-    run_watched(dag, kernels, strategy, machine, cfg, Watch { wall_limit, observer: None })
-}
-
-/// [`run`] under a [`Watch`]: a wall-time limit, an observer of its progress, or both.
+/// [`run`] under a [`Watch`]: a wall-time limit (the run stops with
+/// [`RunError::TimedOut`] once it has taken that much real time: the sweep's
+/// `timeout_s`), an observer of its progress, or both. The limit is checked every few
+/// thousand events, so it costs nothing measurable, and neither changes the simulated result.
 pub fn run_watched(
     dag: &Arc<Dag>,
     kernels: &SimKernels<'_>,

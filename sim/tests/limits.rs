@@ -3,7 +3,7 @@
 //! same result as an unlimited one.
 
 use dagwire_runtime::{ParamValue, Rank, RunError, Strategy};
-use dagwire_sim::driver::{SimConfig, SimKernels, run, run_limited};
+use dagwire_sim::driver::{SimConfig, SimKernels, Watch, run, run_watched};
 use dagwire_sim::machine::load_machine;
 use dagwire_strategies::eager::Eager;
 use std::time::Duration;
@@ -20,14 +20,29 @@ fn a_simulation_past_its_wall_time_limit_stops_with_how_far_it_got() {
     let name = |k| w.kernel_name(k);
     let kernels = SimKernels { kernels: w.kernels(), name: &name };
     let cfg = SimConfig { ranks: 4, workers: 1, run_kernels: false, seed: 1, trace: Default::default() };
-    let e = run_limited(w.dag(), &kernels, &eager, &machine, cfg, Some(Duration::ZERO))
-        .expect_err("a zero limit stops the run at its first check");
+    let e = run_watched(
+        w.dag(),
+        &kernels,
+        &eager,
+        &machine,
+        cfg,
+        Watch { wall_limit: Some(Duration::ZERO), observer: None },
+    )
+    .expect_err("a zero limit stops the run at its first check");
     let RunError::TimedOut { limit, progress } = &e else { panic!("expected TimedOut, got {e}") };
     assert_eq!(*limit, Duration::ZERO);
     assert!(progress.contains("ns of simulated time") && progress.contains("of 4 ranks done"), "{progress}");
     assert!(e.to_string().contains("timeout_s"), "{e}");
 
-    let limited = run_limited(w.dag(), &kernels, &eager, &machine, cfg, Some(Duration::from_secs(3600))).unwrap();
+    let limited = run_watched(
+        w.dag(),
+        &kernels,
+        &eager,
+        &machine,
+        cfg,
+        Watch { wall_limit: Some(Duration::from_secs(3600)), observer: None },
+    )
+    .unwrap();
     let free = run(w.dag(), &kernels, &eager, &machine, cfg).unwrap();
     assert_eq!(limited.run.makespan_ns, free.run.makespan_ns);
 }

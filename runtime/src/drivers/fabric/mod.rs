@@ -858,25 +858,25 @@ impl<'a> Driver<'a> {
             KIND_MSG => self.header(t, bytes),
             KIND_PIECE => self.piece_message(t, bytes),
             KIND_GO => {
-                let payload = self.held.remove(&(peer, seq)).ok_or_else(|| {
-                    self.fail(format!("rank {peer} asked for payload {seq}, which this rank does not hold"))
-                })?;
-                let data = tag(KIND_DATA, self.rank, seq);
-                self.ep.send(peer, data, Buffer::Payload(payload), TOKEN_SEND).map_err(|e| self.fail(e))?;
-                self.sends += 1;
-                Ok(())
+                let held = self.held.remove(&(peer, seq)).map(Buffer::Payload);
+                self.release(peer, seq, KIND_DATA, held, "payload")
             }
             KIND_PIECE_GO => {
-                let bytes = self.held_pieces.remove(&(peer, seq)).ok_or_else(|| {
-                    self.fail(format!("rank {peer} asked for collective piece {seq}, which this rank does not hold"))
-                })?;
-                let data = tag(KIND_PIECE_DATA, self.rank, seq);
-                self.ep.send(peer, data, Buffer::Bytes(bytes), TOKEN_SEND).map_err(|e| self.fail(e))?;
-                self.sends += 1;
-                Ok(())
+                let held = self.held_pieces.remove(&(peer, seq)).map(Buffer::Bytes);
+                self.release(peer, seq, KIND_PIECE_DATA, held, "collective piece")
             }
             k => Err(self.fail(format!("a mailbox message of unknown kind {k} from rank {peer}"))),
         }
+    }
+
+    /// A go-ahead arrived: sends what this rank held for it (`what` number `seq`) to `peer`
+    /// as a message of `kind`.
+    fn release(&mut self, peer: usize, seq: u32, kind: u64, held: Option<Buffer>, what: &str) -> Result<(), RunError> {
+        let buf = held
+            .ok_or_else(|| self.fail(format!("rank {peer} asked for {what} {seq}, which this rank does not hold")))?;
+        self.ep.send(peer, tag(kind, self.rank, seq), buf, TOKEN_SEND).map_err(|e| self.fail(e))?;
+        self.sends += 1;
+        Ok(())
     }
 
     /// A header arrived: queue its message, posting a receive for its payload if it
