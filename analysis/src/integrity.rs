@@ -6,12 +6,14 @@
 //!   manifest has one: a flipped byte in a Parquet page is caught, not read as data.
 //! - `points` holds each (point_id, repetition) once: a duplicated row would count as
 //!   another run and narrow every confidence interval.
-//! - Every row of `tasks`, `transfers` and `messages` belongs to a run in `points`, its
-//!   ranks lie in `0..ranks` of that run, its workers in `0..MAX_WORKERS`, and its times
+//! - Every row of `tasks`, `transfers`, `messages` and `copies` belongs to a run in
+//!   `points`, its ranks lie in `0..ranks` of that run, its workers (streams, copy
+//!   engines) in `0..MAX_WORKERS`, and its times
 //!   are not negative: a corrupted rank of 2^40 must not become an allocation of that size.
 //!
 //! Errors name the file, the row and the value, and say what to do.
 
+use crate::results_dir::ResultsDir;
 use crate::tables::Table;
 use anyhow::{Context, bail};
 use polars::prelude::DataFrame;
@@ -67,21 +69,22 @@ pub fn check_checksums(dir: &Path, recorded: &BTreeMap<String, String>) -> anyho
     Ok(())
 }
 
-/// Checks the tables of `dir` against each other (see the [module docs](self)).
-pub fn check_tables(
-    dir: &Path,
-    points: &DataFrame,
-    tasks: &DataFrame,
-    transfers: &DataFrame,
-    messages: &DataFrame,
-) -> anyhow::Result<()> {
-    let runs = runs(dir, points)?;
+/// Checks the tables of `results` (read from `dir`) against each other (see the
+/// [module docs](self)).
+pub fn check_tables(dir: &Path, results: &ResultsDir) -> anyhow::Result<()> {
+    let runs = runs(dir, &results.points)?;
     let rows =
         |table: Table, df: &DataFrame, ranks: &[&str], times: &[&str]| check_rows(dir, table, df, &runs, ranks, times);
-    rows(Table::Tasks, tasks, &["rank"], &["start_ns", "end_ns"])?;
-    check_range(dir, Table::Tasks, tasks, "worker", 0, MAX_WORKERS)?;
-    rows(Table::Transfers, transfers, &["src", "dst"], &["posted_ns", "started_ns", "wire_ns", "completed_ns"])?;
-    rows(Table::Messages, messages, &["src", "dst"], &["sent_ns", "recv_ns"])
+    rows(Table::Tasks, &results.tasks, &["rank"], &["start_ns", "end_ns"])?;
+    check_range(dir, Table::Tasks, &results.tasks, "worker", 0, MAX_WORKERS)?;
+    let phases = ["posted_ns", "started_ns", "wire_ns", "completed_ns"];
+    rows(Table::Transfers, &results.transfers, &["src", "dst"], &phases)?;
+    rows(Table::Messages, &results.messages, &["src", "dst"], &["sent_ns", "recv_ns"])?;
+    rows(Table::Copies, &results.copies, &["rank", "src", "dst"], &["start_ns", "end_ns"])?;
+    for lane in ["engine", "stream"] {
+        check_range(dir, Table::Copies, &results.copies, lane, 0, MAX_WORKERS)?;
+    }
+    Ok(())
 }
 
 /// The runs in `points`: (point_id, repetition) -> ranks, each run once.

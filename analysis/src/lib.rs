@@ -3,7 +3,7 @@
 //! The results tables of dagwire runs: the documented Parquet schema
 //! ([`schema`]), one point's results ([`PointRecord`], [`TraceRows`]), and the
 //! results directory ([`tables`]): part files written as each point finishes, combined
-//! into `points`, `tasks`, `transfers` and `messages` tables, read back with polars.
+//! into `points`, `tasks`, `transfers`, `messages` and `copies` tables, read back with polars.
 //!
 //! ```
 //! use dagwire_analysis::{combine, read_points, write_point_parts, PointRecord};
@@ -39,7 +39,8 @@ pub use point::PointRecord;
 pub use results_dir::{Manifest, RESULTS_FORMAT, ResultsDir};
 pub use run_metrics::RunMetrics;
 pub use schema::{
-    ColumnDoc, MESSAGES_COLUMNS, POINTS_COLUMNS, TASKS_COLUMNS, TRANSFERS_COLUMNS, Table, schema_markdown,
+    COPIES_COLUMNS, ColumnDoc, MESSAGES_COLUMNS, POINTS_COLUMNS, TASKS_COLUMNS, TRANSFERS_COLUMNS, Table,
+    schema_markdown,
 };
 pub use stats::Spread;
 pub use tables::{CombineSummary, PARTS_DIR, combine, finished_parts, read_points, read_table, write_point_parts};

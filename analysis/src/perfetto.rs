@@ -2,8 +2,14 @@
 //! that ui.perfetto.dev and chrome://tracing open):
 //!
 //! - one process (`pid`) per rank and one thread (`tid`) per worker, named by `M`
-//!   metadata events (`process_name`, `thread_name`, plus sort indices);
+//!   metadata events (`process_name`, `thread_name`, plus sort indices); on a simulated
+//!   machine with accelerators a worker is a device stream (named `stream s` when the
+//!   run made copies) and every copy engine `e` has a thread of its own,
+//!   `tid` [`COPY_ENGINE_TID`]` + e`, named `copy engine e`, after the streams;
 //! - every task a complete `X` slice on its rank and worker (`ts`/`dur` in µs);
+//! - every device copy (the `copies` table) a complete `X` slice (category `copy`, named
+//!   by its kind and bytes) on its rank's copy-engine thread: an engine holds one copy
+//!   at a time, so they never overlap there, and copies beside kernels show the overlap;
 //! - every transfer an async slice (`b` … `e`, category `transfer`) on the receiving
 //!   rank, from the protocol's start (else the post) to completion, since transfers
 //!   overlap and `X` slices on one track must nest;
@@ -18,8 +24,12 @@ use polars::prelude::DataFrame;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// The trace of repetition `repetition` of point `point_id`, from the `tasks` and
-/// `transfers` tables, as a JSON object `{"traceEvents": [...], "displayTimeUnit": "ns"}`.
+/// The `tid` of copy engine 0's thread (engine `e` is this plus `e`): past every worker
+/// a valid `tasks` row may name ([`crate::integrity::MAX_WORKERS`]).
+pub const COPY_ENGINE_TID: i64 = crate::integrity::MAX_WORKERS;
+
+/// The trace of repetition `repetition` of point `point_id`, from the `tasks`,
+/// `transfers` and `copies` tables, as a JSON object `{"traceEvents": [...], "displayTimeUnit": "ns"}`.
 ///
 /// Fails if the run has no rows in either table (a failed point, or a point id that
 /// is not in the tables), saying which points are there.
@@ -34,13 +44,27 @@ use std::collections::{BTreeMap, BTreeSet};
 ///     "src" => [0i64], "dst" => [1i64], "bytes" => [8i64],
 ///     "posted_ns" => [Some(1000i64)], "started_ns" => [Some(1000i64)], "wire_ns" => [Some(1100i64)],
 ///     "completed_ns" => [Some(2500i64)])?;
-/// let trace = trace_events(&tasks, &transfers, 0, 0)?;
+/// // Staged: a device-to-host copy on rank 0's engine 1, a host-to-device one on rank 1's engine 0.
+/// let copies = df!("point_id" => [0i64, 0], "repetition" => [0i64, 0], "rank" => [0i64, 1],
+///     "engine" => [1i64, 0], "stream" => [0i64, 0], "kind" => ["d2h", "h2d"], "bytes" => [8i64, 8],
+///     "start_ns" => [1000i64, 2000], "end_ns" => [1100i64, 2500], "src" => [0i64, 0], "dst" => [1i64, 1],
+///     "chunk" => [Some(0i64), Some(0)], "carries" => ["message", "message"])?;
+/// let trace = trace_events(&tasks, &transfers, &copies, 0, 0)?;
 /// let events = trace["traceEvents"].as_array().unwrap();
-/// assert_eq!(events.iter().filter(|e| e["ph"] == "X").count(), 2);
+/// assert_eq!(events.iter().filter(|e| e["ph"] == "X" && e["cat"] == "task").count(), 2);
 /// assert_eq!(events.iter().filter(|e| e["ph"] == "s").count(), 1);
+/// let ce = dagwire_analysis::perfetto::COPY_ENGINE_TID;
+/// let lanes: Vec<_> = events.iter().filter(|e| e["cat"] == "copy").map(|e| (e["pid"].as_i64(), e["tid"].as_i64())).collect();
+/// assert_eq!(lanes, [(Some(0), Some(ce + 1)), (Some(1), Some(ce))]);
 /// # anyhow::Ok(())
 /// ```
-pub fn trace_events(tasks: &DataFrame, transfers: &DataFrame, point_id: i64, repetition: i64) -> anyhow::Result<Value> {
+pub fn trace_events(
+    tasks: &DataFrame,
+    transfers: &DataFrame,
+    copies: &DataFrame,
+    point_id: i64,
+    repetition: i64,
+) -> anyhow::Result<Value> {
     let (tp, tr) = (ints(tasks, "point_id")?, ints(tasks, "repetition")?);
     let rows: Vec<usize> =
         (0..tasks.height()).filter(|&i| tp[i] == Some(point_id) && tr[i] == Some(repetition)).collect();
@@ -116,7 +140,30 @@ pub fn trace_events(tasks: &DataFrame, transfers: &DataFrame, point_id: i64, rep
         events.push(json!({"name": "transfer", "cat": "flow", "ph": "s", "id": n, "ts": us(from_ts), "pid": s, "tid": from_tid}));
         events.push(json!({"name": "transfer", "cat": "flow", "ph": "f", "bp": "e", "id": n, "ts": us(to_ts), "pid": d, "tid": to_tid}));
     }
-    let ranks: BTreeSet<i64> = threads.iter().map(|t| t.0).collect();
+    let (cp, cr) = (ints(copies, "point_id")?, ints(copies, "repetition")?);
+    let crows: Vec<usize> =
+        (0..copies.height()).filter(|&i| cp[i] == Some(point_id) && cr[i] == Some(repetition)).collect();
+    let (crank, engine, stream, ckind) =
+        (ints(copies, "rank")?, ints(copies, "engine")?, ints(copies, "stream")?, strs(copies, "kind")?);
+    let (cbytes, cstart, cend) = (ints(copies, "bytes")?, ints(copies, "start_ns")?, ints(copies, "end_ns")?);
+    let (csrc, cdst, cchunk, carries) =
+        (ints(copies, "src")?, ints(copies, "dst")?, ints(copies, "chunk")?, strs(copies, "carries")?);
+    let mut engines: BTreeSet<(i64, i64)> = BTreeSet::new();
+    for &i in &crows {
+        let (r, e, s, f) =
+            (crank[i].unwrap_or(0), engine[i].unwrap_or(0), cstart[i].unwrap_or(0), cend[i].unwrap_or(0));
+        engines.insert((r, e));
+        let kind = ckind[i].clone().unwrap_or_default();
+        events.push(json!({
+            "name": format!("{kind} {} B", cbytes[i].unwrap_or(0)), "cat": "copy", "ph": "X",
+            "ts": us(s), "dur": us(f - s), "pid": r, "tid": COPY_ENGINE_TID + e,
+            "args": {"kind": kind, "bytes": cbytes[i], "stream": stream[i], "src": csrc[i], "dst": cdst[i],
+                "chunk": cchunk[i], "carries": carries[i]},
+        }));
+    }
+    // With copies the run was on devices: its workers are streams.
+    let lane = if crows.is_empty() { "worker" } else { "stream" };
+    let ranks: BTreeSet<i64> = threads.iter().chain(&engines).map(|t| t.0).collect();
     let mut meta = Vec::new();
     for r in &ranks {
         meta.push(
@@ -126,9 +173,15 @@ pub fn trace_events(tasks: &DataFrame, transfers: &DataFrame, point_id: i64, rep
     }
     for (r, w) in &threads {
         meta.push(
-            json!({"name": "thread_name", "ph": "M", "pid": r, "tid": w, "args": {"name": format!("worker {w}")}}),
+            json!({"name": "thread_name", "ph": "M", "pid": r, "tid": w, "args": {"name": format!("{lane} {w}")}}),
         );
         meta.push(json!({"name": "thread_sort_index", "ph": "M", "pid": r, "tid": w, "args": {"sort_index": w}}));
+    }
+    for (r, e) in &engines {
+        let tid = COPY_ENGINE_TID + e;
+        let name = format!("copy engine {e}");
+        meta.push(json!({"name": "thread_name", "ph": "M", "pid": r, "tid": tid, "args": {"name": name}}));
+        meta.push(json!({"name": "thread_sort_index", "ph": "M", "pid": r, "tid": tid, "args": {"sort_index": tid}}));
     }
     meta.extend(events);
     Ok(json!({

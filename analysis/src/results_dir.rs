@@ -1,4 +1,4 @@
-//! A results directory opened for analysis: its manifest and its four tables, each
+//! A results directory opened for analysis: its manifest and its five tables, each
 //! checked against the documented schema, with errors that name the file and say
 //! what to do.
 //!
@@ -18,19 +18,20 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 /// The format tag of the results directories this version writes and reads, kept
-/// in `manifest.json` as `"format"`. Version 2 added `chain_ns` to `tasks`.
+/// in `manifest.json` as `"format"`. Version 2 added `chain_ns` to `tasks`, version 3 the
+/// `copies` table.
 ///
 /// ```
 /// assert!(dagwire_analysis::RESULTS_FORMAT.starts_with("dagwire-results/"));
 /// ```
-pub const RESULTS_FORMAT: &str = "dagwire-results/2";
+pub const RESULTS_FORMAT: &str = "dagwire-results/3";
 
 /// What `manifest.json` says about the sweep that made a results directory.
 ///
 /// ```
 /// use dagwire_analysis::Manifest;
 /// let m = Manifest::from_json(&serde_json::json!({
-///     "format": "dagwire-results/2", "sweep": {"name": "quick", "text": "name = \"quick\""},
+///     "format": "dagwire-results/3", "sweep": {"name": "quick", "text": "name = \"quick\""},
 ///     "seed": 42, "repetitions": 3, "status": "complete"
 /// }));
 /// assert_eq!((m.sweep_name.as_str(), m.seed, m.repetitions), ("quick", Some(42), Some(3)));
@@ -109,7 +110,7 @@ impl Manifest {
 }
 
 /// A results directory, read whole: the manifest and the `points`, `tasks`,
-/// `transfers` and `messages` tables.
+/// `transfers`, `messages` and `copies` tables.
 ///
 /// ```no_run
 /// let results = dagwire_analysis::ResultsDir::open(std::path::Path::new("results/quickstart-20261123T203000Z"))?;
@@ -130,11 +131,13 @@ pub struct ResultsDir {
     pub transfers: DataFrame,
     /// `messages.parquet`.
     pub messages: DataFrame,
+    /// `copies.parquet`.
+    pub copies: DataFrame,
 }
 
 impl ResultsDir {
     /// Opens `dir`: reads and checks `manifest.json` (it must exist and carry
-    /// [`RESULTS_FORMAT`]) and the four tables (documented columns and types, the
+    /// [`RESULTS_FORMAT`]) and the five tables (documented columns and types, the
     /// checksums the manifest recorded, and their rows against each other: see
     /// [`crate::integrity`]). Every error names the file and what is wrong.
     ///
@@ -159,8 +162,9 @@ impl ResultsDir {
             tasks: read(Table::Tasks)?,
             transfers: read(Table::Transfers)?,
             messages: read(Table::Messages)?,
+            copies: read(Table::Copies)?,
         };
-        integrity::check_tables(dir, &results.points, &results.tasks, &results.transfers, &results.messages)?;
+        integrity::check_tables(dir, &results)?;
         Ok(results)
     }
 }

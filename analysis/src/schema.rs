@@ -147,7 +147,13 @@ pub const TASKS_COLUMNS: &[ColumnDoc] = &[
     col("task", "Int64", "", false, "Task id in the DAG (ids follow a topological order)."),
     col("kernel", "String", "", false, "Name of the task's kernel, as the workload calls it."),
     col("rank", "Int64", "", false, "Rank that ran the task."),
-    col("worker", "Int64", "", false, "Worker thread of that rank."),
+    col(
+        "worker",
+        "Int64",
+        "",
+        false,
+        "Worker thread of that rank; on a simulated machine with accelerators, the device stream the kernel ran on.",
+    ),
     col("start_ns", "Int64", "ns", false, "Kernel start."),
     col("end_ns", "Int64", "ns", false, "Kernel end."),
     col("duration_ns", "Int64", "ns", false, "end_ns - start_ns."),
@@ -214,12 +220,58 @@ pub const MESSAGES_COLUMNS: &[ColumnDoc] = &[
     col("recv_ns", "Int64", "ns", false, "Received, on the run's clock."),
 ];
 
-/// The four tables of a results directory.
+/// The columns of `copies.parquet`: one row per copy a simulated accelerator made on
+/// one of its copy engines. Only the simulator on a machine with `[accelerators]` writes
+/// rows; every other run has none.
+///
+/// ```
+/// use dagwire_analysis::schema::COPIES_COLUMNS;
+/// assert!(COPIES_COLUMNS.iter().any(|c| c.name == "engine" && c.dtype == "Int64"));
+/// assert!(COPIES_COLUMNS.iter().find(|c| c.name == "chunk").unwrap().nullable);
+/// ```
+pub const COPIES_COLUMNS: &[ColumnDoc] = &[
+    POINT_ID,
+    REPETITION,
+    col(
+        "rank",
+        "Int64",
+        "",
+        false,
+        "Rank whose device made the copy: the sender's for d2h and peer copies, the receiver's for h2d.",
+    ),
+    col("engine", "Int64", "", false, "Copy engine of that device the copy held."),
+    col("stream", "Int64", "", false, "Stream of that device the copy held (the tasks table's worker)."),
+    col(
+        "kind",
+        "String",
+        "",
+        false,
+        "\"d2h\" (device to host: a staged transfer leaving its sender), \"h2d\" (host to device: a staged transfer \
+         landing on its receiver) or \"peer\" (device to device inside a node).",
+    ),
+    col("bytes", "Int64", "bytes", false, "Bytes copied."),
+    col("start_ns", "Int64", "ns", false, "Copy start (its stream, engine and link were free)."),
+    col("end_ns", "Int64", "ns", false, "Copy end."),
+    col("duration_ns", "Int64", "ns", false, "end_ns - start_ns."),
+    col("src", "Int64", "", false, "Sender's rank of the transfer the copy served."),
+    col("dst", "Int64", "", false, "Receiver's rank of the transfer the copy served."),
+    col(
+        "chunk",
+        "Int64",
+        "",
+        true,
+        "Chunk the transfer carried when it was one whole chunk (a point-to-point message); null for collective \
+         pieces and one-sided data.",
+    ),
+    col("carries", "String", "", false, "What the copy moved: message, collective, put or get."),
+];
+
+/// The five tables of a results directory.
 ///
 /// ```
 /// use dagwire_analysis::schema::Table;
 /// assert_eq!(Table::Tasks.file_name(), "tasks.parquet");
-/// assert_eq!(Table::ALL.len(), 4);
+/// assert_eq!(Table::ALL.len(), 5);
 /// assert_eq!(Table::Points.sort_keys(), ["point_id", "repetition"]);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -232,6 +284,8 @@ pub enum Table {
     Transfers,
     /// `messages.parquet`: one row per message received.
     Messages,
+    /// `copies.parquet`: one row per device copy (simulated accelerators only).
+    Copies,
 }
 
 impl Table {
@@ -240,11 +294,11 @@ impl Table {
     /// ```
     /// use dagwire_analysis::Table;
     /// let names: Vec<_> = Table::ALL.iter().map(|t| t.name()).collect();
-    /// assert_eq!(names, ["points", "tasks", "transfers", "messages"]);
+    /// assert_eq!(names, ["points", "tasks", "transfers", "messages", "copies"]);
     /// ```
-    pub const ALL: [Table; 4] = [Table::Points, Table::Tasks, Table::Transfers, Table::Messages];
+    pub const ALL: [Table; 5] = [Table::Points, Table::Tasks, Table::Transfers, Table::Messages, Table::Copies];
 
-    /// The table's name: `points`, `tasks`, `transfers` or `messages`.
+    /// The table's name: `points`, `tasks`, `transfers`, `messages` or `copies`.
     ///
     /// ```
     /// assert_eq!(dagwire_analysis::Table::Transfers.name(), "transfers");
@@ -255,6 +309,7 @@ impl Table {
             Table::Tasks => "tasks",
             Table::Transfers => "transfers",
             Table::Messages => "messages",
+            Table::Copies => "copies",
         }
     }
 
@@ -269,6 +324,7 @@ impl Table {
             Table::Tasks => "tasks.parquet",
             Table::Transfers => "transfers.parquet",
             Table::Messages => "messages.parquet",
+            Table::Copies => "copies.parquet",
         }
     }
 
@@ -299,6 +355,7 @@ impl Table {
             Table::Tasks => TASKS_COLUMNS,
             Table::Transfers => TRANSFERS_COLUMNS,
             Table::Messages => MESSAGES_COLUMNS,
+            Table::Copies => COPIES_COLUMNS,
         }
     }
 
@@ -315,6 +372,7 @@ impl Table {
             Table::Tasks => &["point_id", "repetition", "start_ns", "rank", "task"],
             Table::Transfers => &["point_id", "repetition", "posted_ns", "src", "dst", "chunk"],
             Table::Messages => &["point_id", "repetition", "sent_ns", "src", "dst", "chunk", "recv_ns"],
+            Table::Copies => &["point_id", "repetition", "start_ns", "rank", "engine"],
         }
     }
 
@@ -329,11 +387,12 @@ impl Table {
             Table::Tasks => "one row per task run",
             Table::Transfers => "one row per chunk moved to a remote rank, with the times of its phases",
             Table::Messages => "one row per message received",
+            Table::Copies => "one row per device copy of a simulated accelerator",
         }
     }
 }
 
-/// A Markdown section documenting the results directory and its four tables, for
+/// A Markdown section documenting the results directory and its five tables, for
 /// the README.
 ///
 /// ```
@@ -345,11 +404,11 @@ pub fn schema_markdown() -> String {
     let mut md = String::new();
     md.push_str("## Results tables\n\n");
     md.push_str(
-        "A results directory holds four Parquet tables, written by `combine` from the per-point \
+        "A results directory holds five Parquet tables, written by `combine` from the per-point \
          part files:\n\n\
          ```text\n\
-         DIR/points.parquet  DIR/tasks.parquet  DIR/transfers.parquet  DIR/messages.parquet\n\
-         DIR/parts/<point_id>-<repetition>/{point,tasks,transfers,messages}.parquet\n\
+         DIR/points.parquet  DIR/tasks.parquet  DIR/transfers.parquet  DIR/messages.parquet  DIR/copies.parquet\n\
+         DIR/parts/<point_id>-<repetition>/{point,tasks,transfers,messages,copies}.parquet\n\
          ```\n\n\
          Each part directory is written as its point finishes (into `DIR/parts/.tmp-*`, then \
          renamed), so an interrupted run keeps its finished points and `--resume` skips them.\n\n\
@@ -372,6 +431,13 @@ pub fn schema_markdown() -> String {
                  point without a parameter that other points have holds null there. Workloads that compute \
                  figures of their own from the trace (the micro benchmarks' `micro.latency_us`, \
                  `micro.bandwidth_mbps`, ...) add them the same way, as Float64 columns.\n\n",
+            );
+        }
+        if table == Table::Copies {
+            md.push_str(
+                "Only simulated runs on a machine with `[accelerators]` have rows: every device-to-host, \
+                 host-to-device and peer copy, on the copy engine and stream it held (`experiment trace` and \
+                 the report's timeline draw them on a lane per copy engine). Every other run has none.\n\n",
             );
         }
         md.push_str("| column | type | unit | nullable | meaning |\n|---|---|---|---|---|\n");

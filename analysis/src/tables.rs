@@ -1,9 +1,9 @@
 //! The results tables of a run: per-point part files written as points finish, and
-//! the four combined tables.
+//! the five combined tables.
 //!
 //! ```text
-//! DIR/parts/<point_id>-<repetition>/{point,tasks,transfers,messages}.parquet
-//! DIR/points.parquet  DIR/tasks.parquet  DIR/transfers.parquet  DIR/messages.parquet
+//! DIR/parts/<point_id>-<repetition>/{point,tasks,transfers,messages,copies}.parquet
+//! DIR/points.parquet  DIR/tasks.parquet  DIR/transfers.parquet  DIR/messages.parquet  DIR/copies.parquet
 //! ```
 //!
 //! A part directory is written into `DIR/parts/.tmp-*` and then renamed, so a part
@@ -28,7 +28,7 @@
 //! ```
 
 use crate::parquet_file;
-use crate::trace_rows::{messages_frame, tasks_frame, transfers_frame};
+use crate::trace_rows::{copies_frame, messages_frame, tasks_frame, transfers_frame};
 use anyhow::{Context, bail};
 use polars::prelude::{DataFrame, IntoLazy, LazyFrame, SortMultipleOptions, UnionArgs, concat};
 use std::collections::BTreeSet;
@@ -38,7 +38,8 @@ use std::path::{Path, PathBuf};
 
 pub use crate::point::PointRecord;
 pub use crate::schema::{
-    ColumnDoc, MESSAGES_COLUMNS, POINTS_COLUMNS, TASKS_COLUMNS, TRANSFERS_COLUMNS, Table, schema_markdown,
+    COPIES_COLUMNS, ColumnDoc, MESSAGES_COLUMNS, POINTS_COLUMNS, TASKS_COLUMNS, TRANSFERS_COLUMNS, Table,
+    schema_markdown,
 };
 pub use crate::trace_rows::TraceRows;
 
@@ -54,7 +55,7 @@ const TMP_PREFIX: &str = ".tmp-";
 
 /// Writes the part files of one finished point (one repetition) under
 /// `dir/parts/<point_id>-<repetition>/`, creating `dir` if needed. `rows` is `None`
-/// for a failed point: its `tasks`, `transfers` and `messages` files are then empty
+/// for a failed point: its `tasks`, `transfers`, `messages` and `copies` files are then empty
 /// tables with the documented columns.
 ///
 /// The files are written into `dir/parts/.tmp-...` and the directory is then renamed,
@@ -97,6 +98,7 @@ pub fn write_point_parts(dir: &Path, point: &PointRecord, rows: Option<TraceRows
                 Table::Tasks => tasks_frame(id, rep, rows),
                 Table::Transfers => transfers_frame(id, rep, rows),
                 Table::Messages => messages_frame(id, rep, rows),
+                Table::Copies => copies_frame(id, rep, rows),
             }
             .with_context(|| format!("building the {} rows", table.name()))?;
             parquet_file::write(&tmp.join(table.part_file_name()), &mut df, parquet_file::Kind::Part)?;
@@ -133,9 +135,9 @@ pub fn finished_parts(dir: &Path) -> anyhow::Result<BTreeSet<(u32, u32)>> {
 ///
 /// ```
 /// use dagwire_analysis::tables::{CombineSummary, Table};
-/// let s = CombineSummary { points: 2, tasks: 30, transfers: 4, messages: 9 };
+/// let s = CombineSummary { points: 2, tasks: 30, transfers: 4, messages: 9, copies: 0 };
 /// assert_eq!(s.rows(Table::Tasks), 30);
-/// assert_eq!(s.to_string(), "2 points, 30 tasks, 4 transfers, 9 messages");
+/// assert_eq!(s.to_string(), "2 points, 30 tasks, 4 transfers, 9 messages, 0 copies");
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CombineSummary {
@@ -147,6 +149,8 @@ pub struct CombineSummary {
     pub transfers: usize,
     /// Rows of `messages.parquet`.
     pub messages: usize,
+    /// Rows of `copies.parquet`.
+    pub copies: usize,
 }
 
 impl CombineSummary {
@@ -163,6 +167,7 @@ impl CombineSummary {
             Table::Tasks => self.tasks,
             Table::Transfers => self.transfers,
             Table::Messages => self.messages,
+            Table::Copies => self.copies,
         }
     }
 
@@ -172,6 +177,7 @@ impl CombineSummary {
             Table::Tasks => &mut self.tasks,
             Table::Transfers => &mut self.transfers,
             Table::Messages => &mut self.messages,
+            Table::Copies => &mut self.copies,
         }
     }
 }
@@ -183,7 +189,7 @@ impl fmt::Display for CombineSummary {
     }
 }
 
-/// Concatenates every part under `dir/parts` into `dir/{points,tasks,transfers,messages}.parquet`,
+/// Concatenates every part under `dir/parts` into `dir/{points,tasks,transfers,messages,copies}.parquet`,
 /// replacing them. Points with different parameters are concatenated diagonally (a
 /// parameter a point does not have is null there); in `points` the columns are
 /// `point_id`, `repetition`, the parameters in order of first appearance, then the

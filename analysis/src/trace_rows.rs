@@ -1,4 +1,4 @@
-//! A run's trace as rows of the `tasks`, `transfers` and `messages` tables.
+//! A run's trace as rows of the `tasks`, `transfers`, `messages` and `copies` tables.
 
 use anyhow::Context;
 use dagwire_runtime::trace::TransferRecord;
@@ -158,6 +158,28 @@ pub(crate) fn messages_frame(
         ints(messages, "chunk", |m| m.chunk.0.into())?,
         ints(messages, "sent_ns", |m| m.sent_ns)?,
         ints(messages, "recv_ns", |m| m.recv_ns)?,
+    ]);
+    frame(n, columns)
+}
+
+/// The `copies` rows of one point (none unless the simulator ran devices).
+pub(crate) fn copies_frame(point_id: u32, repetition: u32, rows: Option<&TraceRows<'_>>) -> anyhow::Result<DataFrame> {
+    let copies = rows.map_or(&[][..], |r| &r.trace.copies[..]);
+    let n = copies.len();
+    let mut columns = Vec::from(key_columns(point_id, repetition, n));
+    columns.extend([
+        ints(copies, "rank", |c| c.rank.0.into())?,
+        ints(copies, "engine", |c| c.engine.into())?,
+        ints(copies, "stream", |c| c.stream.into())?,
+        Column::new("kind".into(), copies.iter().map(|c| c.kind.as_str()).collect::<Vec<&str>>()),
+        ints(copies, "bytes", |c| c.bytes)?,
+        ints(copies, "start_ns", |c| c.start_ns)?,
+        ints(copies, "end_ns", |c| c.end_ns)?,
+        ints(copies, "duration_ns", |c| c.end_ns.saturating_sub(c.start_ns))?,
+        ints(copies, "src", |c| c.src.0.into())?,
+        ints(copies, "dst", |c| c.dst.0.into())?,
+        opt_ints(copies, "chunk", |c| c.chunk.map(|k| k.0.into()))?,
+        Column::new("carries".into(), copies.iter().map(|c| c.carries).collect::<Vec<&str>>()),
     ]);
     frame(n, columns)
 }

@@ -18,7 +18,7 @@ pub enum Format {
 /// `DIR/trace-<point>-<repetition>.json`) and returns the path written.
 pub fn run(dir: &Path, point: i64, repetition: i64, _format: Format, out: Option<PathBuf>) -> Result<PathBuf> {
     let results = ResultsDir::open(dir)?;
-    let trace = trace_events(&results.tasks, &results.transfers, point, repetition)
+    let trace = trace_events(&results.tasks, &results.transfers, &results.copies, point, repetition)
         .with_context(|| format!("exporting the trace of {}", dir.display()))?;
     let out = out.unwrap_or_else(|| dir.join(format!("trace-{point}-{repetition}.json")));
     let name = out.file_name().with_context(|| format!("{} has no file name", out.display()))?;

@@ -228,9 +228,87 @@ fn the_perfetto_trace_has_a_slice_per_task_and_a_flow_per_transfer() {
     let names: Vec<&str> =
         of("M").iter().filter(|e| e["name"] == "process_name").map(|e| e["args"]["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["rank 0", "rank 1"]);
+    // No devices: no copies in the tables or the trace, and the threads are workers.
+    assert_eq!(tables::read_table(&dir, Table::Copies).unwrap().height(), 0);
+    assert!(events.iter().all(|e| e["cat"] != "copy"));
+    let threads = of("M").into_iter().filter(|e| e["name"] == "thread_name");
+    assert!(threads.map(|e| e["args"]["name"].as_str().unwrap()).all(|n| n.starts_with("worker ")));
 
     let err = trace_export::run(&dir, 999, 0, trace_export::Format::Perfetto, None).unwrap_err();
     assert!(format!("{err:#}").contains("point 999 repetition 0 recorded no tasks"), "{err:#}");
+}
+
+/// Staged Cholesky on two nodes of four simulated GPUs (peer copies over PCIe inside a
+/// node), two streams and one copy engine per GPU: the report's timeline fits.
+const ACCEL: &str = r#"name = "accel-copies"
+seed = 1
+repetitions = 1
+
+[grid]
+workload = "cholesky"
+strategy = "eager"
+driver = "sim"
+ranks = 8
+
+[grid.sim]
+machine = "pcie-4gpu"
+kernels = "run"
+streams = 2
+copy_engines = 1
+
+[grid.cholesky]
+n = 1024
+tile = 128
+"#;
+
+#[test]
+fn an_accelerator_run_shows_its_copies_per_copy_engine_in_the_table_the_timeline_and_the_perfetto_trace() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("out");
+    run(&dir, ACCEL);
+    let copies = tables::read_table(&dir, Table::Copies).unwrap();
+    let int = |name: &str| -> Vec<i64> { copies.column(name).unwrap().i64().unwrap().into_no_null_iter().collect() };
+    let kind: Vec<String> =
+        copies.column("kind").unwrap().str().unwrap().iter().map(|k| k.unwrap().to_string()).collect();
+    let (rank, engine, start, end, src, dst) =
+        (int("rank"), int("engine"), int("start_ns"), int("end_ns"), int("src"), int("dst"));
+    assert!(!kind.is_empty());
+    for k in ["d2h", "h2d", "peer"] {
+        assert!(kind.iter().any(|x| x == k), "no {k} copy in {kind:?}");
+    }
+    for i in 0..kind.len() {
+        // Inside a node (4 GPUs) a peer copy, between nodes a staged pair; the copying rank is
+        // the sender except for the host-to-device copy.
+        let same_node = src[i] / 4 == dst[i] / 4;
+        assert_eq!(kind[i] == "peer", same_node, "row {i}");
+        assert_eq!(rank[i], if kind[i] == "h2d" { dst[i] } else { src[i] }, "row {i}");
+        assert_eq!(engine[i], 0, "one copy engine");
+        assert!(end[i] > start[i]);
+    }
+    // One engine per GPU: a rank's copies follow each other, never overlap.
+    for r in 0..8 {
+        let mut spans: Vec<(i64, i64)> =
+            (0..kind.len()).filter(|&i| rank[i] == r).map(|i| (start[i], end[i])).collect();
+        spans.sort();
+        assert!(spans.windows(2).all(|w| w[0].1 <= w[1].0), "rank {r}: {spans:?}");
+    }
+
+    let out = tmp.path().join("t.json");
+    trace_export::run(&dir, 0, 0, trace_export::Format::Perfetto, Some(out.clone())).unwrap();
+    let trace: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let events = trace["traceEvents"].as_array().unwrap();
+    let ce = dagwire_analysis::perfetto::COPY_ENGINE_TID;
+    let slices: Vec<&Value> = events.iter().filter(|e| e["cat"] == "copy").collect();
+    assert_eq!(slices.len(), kind.len(), "one slice per copy");
+    assert!(slices.iter().all(|e| e["ph"] == "X" && e["tid"] == ce), "every copy on its engine's thread");
+    let thread = |name: &str| events.iter().filter(|e| e["name"] == "thread_name" && e["args"]["name"] == name).count();
+    assert_eq!((thread("copy engine 0"), thread("stream 0"), thread("stream 1")), (8, 8, 8));
+
+    let written = write_report(&dir).unwrap();
+    let svg = std::fs::read_to_string(written.dir.join("figures/timeline.svg")).unwrap();
+    for label in ["rank 7 · ce0", "rank 7 · w1", "d2h copy", "h2d copy", "peer copy"] {
+        assert!(svg.contains(label), "the timeline lacks {label:?}");
+    }
 }
 
 #[test]

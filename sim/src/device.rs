@@ -80,12 +80,33 @@ pub enum Route {
         at: Time,
         /// Whether a host-to-device copy follows delivery.
         land: bool,
+        /// The device-to-host copy the sender made for it (`None` when direct, or when
+        /// the chunk was already in host memory).
+        copy: Option<Span>,
     },
-    /// A peer copy inside the node, in device memory of the receiver at `at`.
+    /// A peer copy inside the node; the bytes are in the receiver's device memory at
+    /// the copy's end.
     Peer {
-        /// When the bytes are in the receiver's memory.
-        at: Time,
+        /// The copy, on the sender's stream and copy engine.
+        copy: Span,
     },
+}
+
+impl Route {
+    /// The copy the sending device made for the transfer, if any.
+    ///
+    /// ```
+    /// use dagwire_sim::device::{Route, Span};
+    /// let copy = Span { stream: 0, engine: 1, start: 5, end: 9 };
+    /// assert_eq!(Route::Peer { copy }.copy(), Some(copy));
+    /// assert_eq!(Route::Network { at: 3, land: false, copy: None }.copy(), None);
+    /// ```
+    pub fn copy(&self) -> Option<Span> {
+        match *self {
+            Route::Network { copy, .. } => copy,
+            Route::Peer { copy } => Some(copy),
+        }
+    }
 }
 
 /// One link's cost: latency (ns) and bandwidth (bytes per ns).
@@ -222,22 +243,22 @@ impl Devices {
     /// (no second copy).
     pub fn depart(&mut self, now: Time, src: Rank, dst: Rank, bytes: u64, chunk: Option<u32>) -> Route {
         if src.0 / self.per_node == dst.0 / self.per_node {
-            let span = self.copy(src.0, now, Via::Peer { dst: dst.0 }, bytes);
-            return Route::Peer { at: span.end };
+            let copy = self.copy(src.0, now, Via::Peer { dst: dst.0 }, bytes);
+            return Route::Peer { copy };
         }
         if self.gpu_direct {
-            return Route::Network { at: now, land: false };
+            return Route::Network { at: now, land: false, copy: None };
         }
         if let Some(c) = chunk
             && let Some(&ready) = self.in_host.get(&(src.0, c))
         {
-            return Route::Network { at: now.max(ready), land: true };
+            return Route::Network { at: now.max(ready), land: true, copy: None };
         }
         let span = self.copy(src.0, now, Via::Up, bytes);
         if let Some(c) = chunk {
             self.in_host.insert((src.0, c), span.end);
         }
-        Route::Network { at: span.end, land: true }
+        Route::Network { at: span.end, land: true, copy: Some(span) }
     }
 
     /// A staged transfer of `bytes` delivered to `dst`'s host memory at `now`: the
@@ -292,7 +313,18 @@ pub struct Accel<T> {
     pub devices: Devices,
     held: FxHashMap<u64, Held<T>>,
     next: u64,
-    landing: FxHashMap<MessageId, (Rank, u64)>,
+    landing: FxHashMap<MessageId, Landing>,
+}
+
+/// A network message that lands in device memory: its sender, receiver and bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Landing {
+    /// Sender.
+    pub src: Rank,
+    /// Receiver, whose device copies the bytes from host memory.
+    pub dst: Rank,
+    /// Bytes to copy.
+    pub bytes: u64,
 }
 
 /// An item waiting for a copy: who sends it to whom, its bytes, and the item.
@@ -330,13 +362,13 @@ impl<T> Accel<T> {
         self.held.remove(&slot).expect("a held transfer")
     }
 
-    /// Marks network message `id` (to `dst`, `bytes`) as landing in device memory.
-    pub fn will_land(&mut self, id: MessageId, dst: Rank, bytes: u64) {
-        self.landing.insert(id, (dst, bytes));
+    /// Marks network message `id` as landing in device memory.
+    pub fn will_land(&mut self, id: MessageId, landing: Landing) {
+        self.landing.insert(id, landing);
     }
 
-    /// If network message `id` lands in device memory: its receiver and bytes.
-    pub fn landing(&mut self, id: MessageId) -> Option<(Rank, u64)> {
+    /// If network message `id` lands in device memory: its sender, receiver and bytes.
+    pub fn landing(&mut self, id: MessageId) -> Option<Landing> {
         self.landing.remove(&id)
     }
 

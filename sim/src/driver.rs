@@ -27,7 +27,7 @@
 //! header to the exposing rank then the data back, as a get; a withdrawal is free.
 
 use crate::compute::ComputeModel;
-use crate::device::{Accel, Devices, Held, Route};
+use crate::device::{Accel, Devices, Held, Landing, Route, Span};
 use crate::machine::{Machine, ProgressModel, Registration};
 use crate::network::{MessageId, Network};
 use crate::queue::{EventQueue, Time};
@@ -37,7 +37,7 @@ use dagwire_runtime::drivers::{Observer, RunProgress};
 use dagwire_runtime::engine::{Action, Engine, RunTask, TaskDone};
 use dagwire_runtime::message::HEADER_BYTES;
 use dagwire_runtime::one_sided::{Access, MemoryKey, OneSided};
-use dagwire_runtime::trace::TraceLevel;
+use dagwire_runtime::trace::{CopyKind, CopyRecord, TraceLevel};
 use dagwire_runtime::{
     Capability, ChunkId, CollectiveJoin, CollectiveKind, Dag, KernelId, Kernels, Message, Payload, Rank, RunError,
     RunOutcome, StrategyFactory, TaskId, Trace,
@@ -171,6 +171,43 @@ impl InFlight {
             InFlight::Put { .. } | InFlight::GetData { .. } => true,
             InFlight::PutAck { .. } | InFlight::GetRequest { .. } | InFlight::ReadRequest { .. } => false,
         }
+    }
+
+    /// What a device copy of it carries, for its [`CopyRecord`]: the chunk when it is one
+    /// whole chunk (a point-to-point message), and the kind of operation.
+    fn served(&self) -> (Option<ChunkId>, &'static str) {
+        match self {
+            InFlight::Message { msg, .. } => (Some(msg.chunk), "message"),
+            InFlight::Piece(_) => (None, "collective"),
+            InFlight::Put { .. } | InFlight::PutAck { .. } => (None, "put"),
+            InFlight::GetRequest { .. } | InFlight::GetData { .. } | InFlight::ReadRequest { .. } => (None, "get"),
+        }
+    }
+}
+
+/// The trace record of `copy`, made by `rank`'s device for `item` (`src` to `dst`).
+fn copy_record(
+    rank: Rank,
+    kind: CopyKind,
+    copy: Span,
+    bytes: u64,
+    src: Rank,
+    dst: Rank,
+    item: &InFlight,
+) -> CopyRecord {
+    let (chunk, carries) = item.served();
+    CopyRecord {
+        rank,
+        engine: copy.engine,
+        stream: copy.stream,
+        kind,
+        bytes,
+        start_ns: copy.start,
+        end_ns: copy.end,
+        src,
+        dst,
+        chunk,
+        carries,
     }
 }
 
@@ -420,11 +457,12 @@ impl Sim<'_> {
             self.events += 1;
             let item = self.in_flight.remove(id).expect("the network delivers only what was sent");
             if let Some(accel) = &mut self.accel
-                && let Some((dst, bytes)) = accel.landing(id)
+                && let Some(Landing { src, dst, bytes }) = accel.landing(id)
             {
-                let end = accel.devices.land(t, dst, bytes).end;
-                let slot = accel.hold(Held { src: dst, dst, bytes, item });
-                self.queue.push(end, Event::Land { slot });
+                let copy = accel.devices.land(t, dst, bytes);
+                self.trace.record_copy(copy_record(dst, CopyKind::HostToDevice, copy, bytes, src, dst, &item));
+                let slot = accel.hold(Held { src, dst, bytes, item });
+                self.queue.push(copy.end, Event::Land { slot });
                 continue;
             }
             self.arrived(t, item)?;
@@ -472,16 +510,21 @@ impl Sim<'_> {
                 InFlight::Message { msg, .. } => Some(msg.chunk.0),
                 _ => None,
             };
-            match accel.devices.depart(now, src, dst, bytes, chunk) {
+            let route = accel.devices.depart(now, src, dst, bytes, chunk);
+            if let Some(copy) = route.copy() {
+                let kind = if matches!(route, Route::Peer { .. }) { CopyKind::Peer } else { CopyKind::DeviceToHost };
+                self.trace.record_copy(copy_record(src, kind, copy, bytes, src, dst, &item));
+            }
+            match route {
                 Route::Network { land: false, .. } => {}
-                Route::Network { at, land: true } => {
+                Route::Network { at, land: true, .. } => {
                     let slot = accel.hold(Held { src, dst, bytes, item });
                     self.queue.push(at, Event::Inject { slot });
                     return;
                 }
-                Route::Peer { at } => {
+                Route::Peer { copy } => {
                     let slot = accel.hold(Held { src, dst, bytes, item });
-                    self.queue.push(at, Event::Land { slot });
+                    self.queue.push(copy.end, Event::Land { slot });
                     return;
                 }
             }
@@ -500,7 +543,7 @@ impl Sim<'_> {
                 let accel = self.accel.as_mut().expect("only devices hold transfers");
                 let Held { src, dst, bytes, item } = accel.take(slot);
                 let id = self.network.send(now, src, dst, bytes);
-                accel.will_land(id, dst, bytes);
+                accel.will_land(id, Landing { src, dst, bytes });
                 self.in_flight.insert(id, item);
                 return Ok(now);
             }

@@ -3,7 +3,7 @@
 //! workloads verifying while their device timing is modelled; determinism.
 
 use dagwire_runtime::{
-    Dag, DagBuilder, KernelId, Kernels, ParamValue, Payload, Rank, RunOutcome, Strategy, Task, TaskSpec,
+    ChunkId, Dag, DagBuilder, KernelId, Kernels, ParamValue, Payload, Rank, RunOutcome, Strategy, Task, TaskSpec,
 };
 use dagwire_sim::device::{Devices, Route};
 use dagwire_sim::driver::{SimConfig, SimKernels, run};
@@ -84,6 +84,89 @@ fn a_staged_transfer_takes_the_sum_of_its_hops_and_a_direct_one_skips_the_host_h
     assert_eq!(staged.trace.tasks[0].end_ns - staged.trace.tasks[0].start_ns, 5000);
 }
 
+/// The copies of a run as (rank, kind, engine, stream, bytes, start, end).
+fn copies(out: &RunOutcome) -> Vec<(u32, &'static str, u32, u32, u64, u64, u64)> {
+    out.trace
+        .copies
+        .iter()
+        .map(|c| (c.rank.0, c.kind.as_str(), c.engine, c.stream, c.bytes, c.start_ns, c.end_ns))
+        .collect()
+}
+
+#[test]
+fn a_staged_transfer_records_a_device_to_host_then_a_host_to_device_copy_and_cpu_or_direct_runs_none() {
+    let dag = producer_and_reader();
+    let staged = simulate(&dag, &toy(1, Some(accelerators(1, 1, false))), 2);
+    let arrival = 5000 + COPY + MESSAGE;
+    assert_eq!(
+        copies(&staged),
+        [(0, "d2h", 0, 0, 4096, 5000, 5000 + COPY), (1, "h2d", 0, 0, 4096, arrival, arrival + COPY)]
+    );
+    for c in &staged.trace.copies {
+        assert_eq!((c.src, c.dst, c.chunk, c.carries), (Rank(0), Rank(1), Some(ChunkId(0)), "message"));
+    }
+    // Inside a node: one peer copy on the sender's engine, over NVLink.
+    let peer = simulate(&dag, &toy(2, Some(accelerators(2, 1, false))), 2);
+    assert_eq!(copies(&peer), [(0, "peer", 0, 0, 4096, 5000, 5000 + 50 + 2048)]);
+    // GPU-direct between nodes, or no accelerators: no copy at all.
+    assert!(simulate(&dag, &toy(1, Some(accelerators(1, 1, true))), 2).trace.copies.is_empty());
+    let cpu = simulate(&dag, &toy(1, None), 2);
+    assert!(cpu.trace.copies.is_empty() && cpu.trace.counted.copies == 0);
+}
+
+/// r0 computes 1000 flops into two 1000-byte chunks, each read on r1 (another node).
+fn two_chunks_at_once() -> Arc<Dag> {
+    let mut b = DagBuilder::new(2);
+    let p = b.add(TaskSpec::new(KernelId(0), Rank(0)).flops(1000.0).outputs(&[1000, 1000]));
+    b.add(TaskSpec::new(KernelId(0), Rank(1)).flops(10.0).inputs(&[p.output(0)]).outputs(&[8]));
+    b.add(TaskSpec::new(KernelId(0), Rank(1)).flops(10.0).inputs(&[p.output(1)]).outputs(&[8]));
+    Arc::new(b.finish())
+}
+
+#[test]
+fn two_copies_on_one_copy_engine_do_not_overlap_in_the_records_and_on_two_they_do() {
+    let dag = two_chunks_at_once();
+    let run = |engines: u32| {
+        let mut a = accelerators(1, 2, false);
+        a.copy_engines = engines;
+        let out = simulate(&dag, &toy(1, Some(a)), 2);
+        copies(&out)
+    };
+    // A 1000-byte copy: 300 ns latency + 1000 ns on the switch's up direction. The first
+    // takes the stream that was free (1; the producer ran on 0 until 1000).
+    let one = run(1);
+    assert_eq!(&one[..2], [(0, "d2h", 0, 1, 1000, 1000, 2300), (0, "d2h", 0, 0, 1000, 2300, 3600)]);
+    // Two engines: the second copy starts once the first's bytes have left the shared
+    // switch direction (1000 ns in), during the first's latency.
+    let two = run(2);
+    assert_eq!(&two[..2], [(0, "d2h", 0, 1, 1000, 1000, 2300), (0, "d2h", 1, 0, 1000, 2000, 3300)]);
+    assert!(two[1].5 < two[0].6, "the copies overlap on two engines");
+    // The receiver copies both to its device too, and no engine of any rank ever holds
+    // two copies at once.
+    for all in [one, two] {
+        assert_eq!(all.iter().filter(|c| c.1 == "h2d" && c.0 == 1).count(), 2, "{all:?}");
+        for (i, a) in all.iter().enumerate() {
+            for b in &all[i + 1..] {
+                let disjoint = a.0 != b.0 || a.2 != b.2 || a.6 <= b.5 || b.6 <= a.5;
+                assert!(disjoint, "{a:?} and {b:?} overlap on one engine");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_counts_trace_counts_the_copies_it_does_not_keep() {
+    let dag = producer_and_reader();
+    let name = |_| "k";
+    let kernels = SimKernels { kernels: &Zeros, name: &name };
+    let machine = toy(1, Some(accelerators(1, 1, false)));
+    let trace = dagwire_runtime::trace::TraceLevel::Counts;
+    let cfg = SimConfig { ranks: 2, workers: 1, run_kernels: false, seed: 1, trace };
+    let out = run(&dag, &kernels, &eager, &machine, cfg).unwrap().run;
+    assert!(out.trace.copies.is_empty());
+    assert_eq!(out.trace.counted.copies, 2);
+}
+
 #[test]
 fn inside_a_node_data_moves_device_to_device_over_the_peer_link_or_pcie() {
     let dag = producer_and_reader();
@@ -136,7 +219,7 @@ fn two_devices_on_one_pcie_switch_halve_each_others_host_bandwidth() {
         let mut last = [0u64; 2];
         for _ in 0..rounds {
             for src in 0..2u32 {
-                let Route::Network { at, land: true } = d.depart(0, Rank(src), Rank(2 + src), bytes, None) else {
+                let Route::Network { at, land: true, .. } = d.depart(0, Rank(src), Rank(2 + src), bytes, None) else {
                     panic!("a staged transfer")
                 };
                 last[src as usize] = at;
@@ -237,6 +320,22 @@ fn device_timing_is_deterministic_and_gpu_direct_and_streams_change_it() {
     let a = run_workload(w.as_ref(), "eager", &with(false, 2), 16, false);
     let b = run_workload(w.as_ref(), "eager", &with(false, 2), 16, false);
     assert!(a.trace == b.trace && a.makespan_ns == b.makespan_ns, "two identical runs differ");
+    // Staged on two nodes: copies of every kind, each stream and copy engine holding one
+    // kernel or copy at a time.
+    let kinds: std::collections::BTreeSet<_> = a.trace.copies.iter().map(|c| c.kind.as_str()).collect();
+    assert_eq!(kinds.into_iter().collect::<Vec<_>>(), ["d2h", "h2d", "peer"]);
+    let mut lanes: std::collections::BTreeMap<(Rank, bool, u32), Vec<(u64, u64)>> = Default::default();
+    for t in &a.trace.tasks {
+        lanes.entry((t.rank, false, t.worker)).or_default().push((t.start_ns, t.end_ns));
+    }
+    for c in &a.trace.copies {
+        lanes.entry((c.rank, false, c.stream)).or_default().push((c.start_ns, c.end_ns));
+        lanes.entry((c.rank, true, c.engine)).or_default().push((c.start_ns, c.end_ns));
+    }
+    for (lane, mut spans) in lanes {
+        spans.sort();
+        assert!(spans.windows(2).all(|w| w[0].1 <= w[1].0), "{lane:?} holds two things at once: {spans:?}");
+    }
     let direct = run_workload(w.as_ref(), "eager", &with(true, 2), 16, false);
     assert!(direct.makespan_ns < a.makespan_ns, "direct {} vs staged {}", direct.makespan_ns, a.makespan_ns);
     let one = run_workload(w.as_ref(), "eager", &with(false, 1), 16, false);
@@ -272,12 +371,15 @@ fn the_sim_parameters_override_the_machine_files_devices_and_refuse_cpu_machines
 #[test]
 fn a_chunk_is_copied_to_host_memory_once_per_sender_however_many_nodes_read_it() {
     let mut d = Devices::new(&accelerators(1, 1, false), 4);
-    let first = d.depart(0, Rank(0), Rank(1), 1000, Some(7));
-    assert_eq!(first, Route::Network { at: 1300, land: true });
-    // The same chunk to two more nodes, later and earlier than its host copy is ready.
-    assert_eq!(d.depart(2000, Rank(0), Rank(2), 1000, Some(7)), Route::Network { at: 2000, land: true });
-    assert_eq!(d.depart(100, Rank(0), Rank(3), 1000, Some(7)), Route::Network { at: 1300, land: true });
+    let at = |route: Route| match route {
+        Route::Network { at, land: true, copy } => (at, copy.map(|c| (c.start, c.end))),
+        other => panic!("a staged transfer, not {other:?}"),
+    };
+    assert_eq!(at(d.depart(0, Rank(0), Rank(1), 1000, Some(7))), (1300, Some((0, 1300))));
+    // The same chunk to two more nodes, later and earlier than its host copy is ready: no copy.
+    assert_eq!(at(d.depart(2000, Rank(0), Rank(2), 1000, Some(7))), (2000, None));
+    assert_eq!(at(d.depart(100, Rank(0), Rank(3), 1000, Some(7))), (1300, None));
     // Another chunk, or a transfer that is not one whole chunk, copies again.
-    assert_eq!(d.depart(100, Rank(0), Rank(1), 1000, Some(8)), Route::Network { at: 1300 + 1300, land: true });
-    assert_eq!(d.depart(100, Rank(0), Rank(1), 1000, None), Route::Network { at: 2600 + 1300, land: true });
+    assert_eq!(at(d.depart(100, Rank(0), Rank(1), 1000, Some(8))), (2600, Some((1300, 2600))));
+    assert_eq!(at(d.depart(100, Rank(0), Rank(1), 1000, None)), (3900, Some((2600, 3900))));
 }

@@ -1,6 +1,6 @@
-//! A per-lane timeline (Gantt chart) of one run: a lane per rank and worker, kernels
-//! as boxes coloured by kernel, transfers as thin lines from the sender's lane to
-//! the receiver's.
+//! A per-lane timeline (Gantt chart) of one run: a lane per rank and worker (and per
+//! copy engine of a simulated device), kernels and copies as boxes coloured by kernel
+//! or copy kind, transfers as thin lines from the sender's lane to the receiver's.
 
 use super::style::{color, si, text, with_legend};
 use super::{Chart, plot_err};
@@ -8,7 +8,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-/// A kernel run.
+/// A kernel run, or a device copy.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Slice {
     /// Lane, from 0 at the top.
@@ -17,7 +17,7 @@ pub struct Slice {
     pub start_ms: f64,
     /// End, ms.
     pub end_ms: f64,
-    /// Kernel (index into [`GanttChart::kinds`]).
+    /// Kernel or copy kind (index into [`GanttChart::kinds`]).
     pub kind: usize,
 }
 
@@ -49,9 +49,9 @@ pub struct GanttChart {
     pub title: String,
     /// Lane labels, top to bottom.
     pub lanes: Vec<String>,
-    /// Kernel names (the legend).
+    /// Kernel names, then copy kinds (the legend).
     pub kinds: Vec<String>,
-    /// Kernel runs.
+    /// Kernel runs and copies.
     pub slices: Vec<Slice>,
     /// Transfers.
     pub arrows: Vec<Arrow>,

@@ -307,12 +307,25 @@ fn timeline_run(a: &Analysis) -> Option<(i64, i64)> {
         ints(tasks, "rank").ok()?,
         ints(tasks, "worker").ok()?,
     );
-    type Lanes = std::collections::BTreeSet<(i64, i64)>;
+    type Lanes = std::collections::BTreeSet<(i64, bool, i64)>;
     let mut count: BTreeMap<(i64, i64), (usize, Lanes)> = BTreeMap::new();
     for i in 0..tasks.height() {
         let e = count.entry((p[i]?, r[i]?)).or_default();
         e.0 += 1;
-        e.1.insert((rank[i]?, worker[i]?));
+        e.1.insert((rank[i]?, false, worker[i]?));
+    }
+    // Copy engines of simulated devices are lanes too (a run with copies has tasks).
+    let copies = &a.results.copies;
+    let (cp, cr, crank, engine) = (
+        ints(copies, "point_id").ok()?,
+        ints(copies, "repetition").ok()?,
+        ints(copies, "rank").ok()?,
+        ints(copies, "engine").ok()?,
+    );
+    for i in 0..copies.height() {
+        if let Some(e) = count.get_mut(&(cp[i]?, cr[i]?)) {
+            e.1.insert((crank[i]?, true, engine[i]?));
+        }
     }
     let micro = |id: i64| a.points.iter().any(|s| s.point_id == id && s.param("workload") == Some("micro"));
     let ok = |k: &(i64, i64)| a.runs.iter().any(|m| (m.point_id, m.repetition) == *k && m.error.is_none());
@@ -330,7 +343,7 @@ fn timeline(a: &Analysis, dir: &Path) -> anyhow::Result<Drawn> {
         return Ok(skipped(
             title,
             format!(
-                "no successful run has tasks recorded with at most {GANTT_TASKS} tasks and {GANTT_LANES} rank-worker lanes"
+                "no successful run has tasks recorded with at most {GANTT_TASKS} tasks and {GANTT_LANES} lanes (rank workers and copy engines)"
             ),
         ));
     };
@@ -345,22 +358,49 @@ fn timeline(a: &Analysis, dir: &Path) -> anyhow::Result<Drawn> {
     );
     let kernel = strs(t, "kernel")?;
     let rows: Vec<usize> = (0..t.height()).filter(|&i| p[i] == Some(pid) && r[i] == Some(rep)).collect();
-    let mut lanes: Vec<(i64, i64)> = rows.iter().map(|&i| (rank[i].unwrap_or(0), worker[i].unwrap_or(0))).collect();
+    // Lanes: (rank, is a copy engine, worker or engine), each rank's workers (streams) first.
+    let mut lanes: Vec<(i64, bool, i64)> =
+        rows.iter().map(|&i| (rank[i].unwrap_or(0), false, worker[i].unwrap_or(0))).collect();
+    let c = &a.results.copies;
+    let (cp, cr, crank, engine, cstart, cend) = (
+        ints(c, "point_id")?,
+        ints(c, "repetition")?,
+        ints(c, "rank")?,
+        ints(c, "engine")?,
+        ints(c, "start_ns")?,
+        ints(c, "end_ns")?,
+    );
+    let ckind = strs(c, "kind")?;
+    let crows: Vec<usize> = (0..c.height()).filter(|&i| cp[i] == Some(pid) && cr[i] == Some(rep)).collect();
+    lanes.extend(crows.iter().map(|&i| (crank[i].unwrap_or(0), true, engine[i].unwrap_or(0))));
     lanes.sort();
     lanes.dedup();
     let mut kinds: Vec<String> = rows.iter().filter_map(|&i| kernel[i].clone()).collect();
     kinds.sort();
     kinds.dedup();
+    // Copies after the kernels in the legend, one entry per kind.
+    let copy_kind = |i: usize| format!("{} copy", ckind[i].as_deref().unwrap_or("?"));
+    let mut copy_kinds: Vec<String> = crows.iter().map(|&i| copy_kind(i)).collect();
+    copy_kinds.sort();
+    copy_kinds.dedup();
+    let kernels = kinds.len();
+    kinds.extend(copy_kinds.iter().cloned());
     let ms = |ns: Option<i64>| ns.unwrap_or(0) as f64 * 1e-6;
-    let slices = rows
+    let mut slices: Vec<Slice> = rows
         .iter()
         .map(|&i| Slice {
-            lane: lanes.binary_search(&(rank[i].unwrap_or(0), worker[i].unwrap_or(0))).unwrap_or(0),
+            lane: lanes.binary_search(&(rank[i].unwrap_or(0), false, worker[i].unwrap_or(0))).unwrap_or(0),
             start_ms: ms(start[i]),
             end_ms: ms(end[i]),
-            kind: kernel[i].as_ref().and_then(|k| kinds.binary_search(k).ok()).unwrap_or(0),
+            kind: kernel[i].as_ref().and_then(|k| kinds[..kernels].binary_search(k).ok()).unwrap_or(0),
         })
         .collect();
+    slices.extend(crows.iter().map(|&i| Slice {
+        lane: lanes.binary_search(&(crank[i].unwrap_or(0), true, engine[i].unwrap_or(0))).unwrap_or(0),
+        start_ms: ms(cstart[i]),
+        end_ms: ms(cend[i]),
+        kind: kernels + copy_kinds.binary_search(&copy_kind(i)).unwrap_or(0),
+    }));
     let first_lane = |rk: i64| lanes.iter().position(|l| l.0 == rk);
     let x = &a.results.transfers;
     let (xp, xr, src, dst) = (ints(x, "point_id")?, ints(x, "repetition")?, ints(x, "src")?, ints(x, "dst")?);
@@ -379,13 +419,16 @@ fn timeline(a: &Analysis, dir: &Path) -> anyhow::Result<Drawn> {
     let what = summary.map(|s| label(s, &a.varying)).unwrap_or_default();
     let chart = GanttChart {
         title: format!("Point {pid} repetition {rep}: {what}"),
-        lanes: lanes.iter().map(|(r, w)| format!("rank {r} · w{w}")).collect(),
+        lanes: lanes
+            .iter()
+            .map(|&(r, engine, w)| if engine { format!("rank {r} · ce{w}") } else { format!("rank {r} · w{w}") })
+            .collect(),
         kinds,
         slices,
         arrows,
     };
     let caption = format!(
-        "Every kernel of point {pid} (repetition {rep}) on its rank and worker, coloured by kernel; each grey line is one transfer, from the moment its data left the sender (or the protocol started) to the moment it was usable on the receiver (dot). Chosen as the successful run with the most ranks that fits ({GANTT_TASKS} tasks, {GANTT_LANES} lanes at most). For an interactive view: `experiment trace {} --point {pid} --repetition {rep}`.",
+        "Every kernel of point {pid} (repetition {rep}) on its rank and worker (w; on simulated accelerators, its device stream), coloured by kernel, and every device copy on its rank's copy engine (ce), coloured by kind; each grey line is one transfer, from the moment its data left the sender (or the protocol started) to the moment it was usable on the receiver (dot). Chosen as the successful run with the most ranks that fits ({GANTT_TASKS} tasks, {GANTT_LANES} lanes at most). For an interactive view: `experiment trace {} --point {pid} --repetition {rep}`.",
         a.results.path.display()
     );
     Ok(Drawn::Figure(render(&chart, dir, "timeline", title, &caption)?))

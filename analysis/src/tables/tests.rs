@@ -1,5 +1,5 @@
 use super::*;
-use dagwire_runtime::trace::{MessageRecord, Phase, TaskRecord, TransferEvent};
+use dagwire_runtime::trace::{CopyKind, CopyRecord, MessageRecord, Phase, TaskRecord, TransferEvent};
 use dagwire_runtime::{ChunkId, KernelId, MessageClass, ParamValue, Rank, TaskId, Trace};
 use polars::prelude::DataType;
 
@@ -53,7 +53,17 @@ fn cholesky_trace() -> Trace {
         event(0, 0, 1, Phase::Completed, 345),
         event(3, 1, 0, Phase::Posted, 900),
     ]);
+    // As if on simulated devices, staged: rank 1's host-to-device copy listed before
+    // rank 0's device-to-host one (the table is sorted by start_ns).
+    t.copies.push(copy(1, 0, CopyKind::HostToDevice, 320, 338));
+    t.copies.push(copy(0, 1, CopyKind::DeviceToHost, 300, 310));
     t
+}
+
+fn copy(rank: u32, engine: u32, kind: CopyKind, start_ns: u64, end_ns: u64) -> CopyRecord {
+    let (src, dst) = (Rank(0), Rank(1));
+    let (stream, bytes, chunk, carries) = (1, 8192, Some(ChunkId(0)), "message");
+    CopyRecord { rank: Rank(rank), engine, stream, kind, bytes, start_ns, end_ns, src, dst, chunk, carries }
 }
 
 /// Point 2: a stencil run on one rank.
@@ -157,7 +167,7 @@ fn assert_documented(df: &DataFrame, table: Table) {
 fn combine_counts_rows_of_every_table() {
     let dir = tempfile::tempdir().unwrap();
     let summary = write_three(dir.path());
-    assert_eq!(summary, CombineSummary { points: 3, tasks: 5, transfers: 2, messages: 2 });
+    assert_eq!(summary, CombineSummary { points: 3, tasks: 5, transfers: 2, messages: 2, copies: 2 });
     for table in Table::ALL {
         let df = read_table(dir.path(), table).unwrap();
         assert_eq!(df.height(), summary.rows(table), "{}", table.name());
@@ -215,6 +225,47 @@ fn points_table_has_every_parameter_as_a_typed_column() {
     assert_eq!(ints(&points, "cholesky.tile"), [Some(32), None, None]);
     assert_eq!(floats(&points, "stencil.alpha"), [None, Some(0.5), Some(0.25)]);
     assert_eq!(bools(&points, "stencil.verify"), [None, Some(true), Some(false)]);
+}
+
+#[test]
+fn copies_table_matches_the_trace_and_runs_without_devices_have_no_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    write_three(dir.path());
+    let copies = read_table(dir.path(), Table::Copies).unwrap();
+    let documented: Vec<String> = COPIES_COLUMNS.iter().map(|c| c.name.to_string()).collect();
+    assert_eq!(names(&copies), documented, "copies has exactly the documented columns, in order");
+    // Only point 0 copied; sorted by start time.
+    assert_eq!(ints(&copies, "point_id"), [Some(0), Some(0)]);
+    assert_eq!(ints(&copies, "rank"), [Some(0), Some(1)]);
+    assert_eq!(ints(&copies, "engine"), [Some(1), Some(0)]);
+    assert_eq!(ints(&copies, "stream"), [Some(1), Some(1)]);
+    assert_eq!(strs(&copies, "kind"), [Some("d2h".into()), Some("h2d".into())]);
+    assert_eq!(ints(&copies, "start_ns"), [Some(300), Some(320)]);
+    assert_eq!(ints(&copies, "duration_ns"), [Some(10), Some(18)]);
+    assert_eq!(ints(&copies, "bytes"), [Some(8192), Some(8192)]);
+    assert_eq!((ints(&copies, "src"), ints(&copies, "dst")), (vec![Some(0); 2], vec![Some(1); 2]));
+    assert_eq!(ints(&copies, "chunk"), [Some(0), Some(0)]);
+    assert_eq!(strs(&copies, "carries"), [Some("message".into()), Some("message".into())]);
+    // The stencil run's part (no devices) and the failed point's hold none.
+    for part in ["2-1", "1-0"] {
+        let path = dir.path().join(PARTS_DIR).join(part).join("copies.parquet");
+        assert_eq!(crate::parquet_file::read(&path, COPIES_COLUMNS).unwrap().height(), 0, "{part}");
+    }
+}
+
+#[test]
+fn a_copy_on_a_rank_its_run_does_not_have_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut trace = cholesky_trace();
+    trace.copies[0].rank = Rank(7);
+    let transfers = trace.transfers(|_| 8192);
+    let rows = TraceRows { trace: &trace, transfers: &transfers, kernel_name: &kernel_name, dag: None };
+    write_point_parts(dir.path(), &cholesky_point(), Some(rows)).unwrap();
+    combine(dir.path()).unwrap();
+    let manifest = serde_json::json!({"format": crate::RESULTS_FORMAT, "sweep": {"name": "t"}});
+    std::fs::write(dir.path().join("manifest.json"), manifest.to_string()).unwrap();
+    let err = open_error(dir.path());
+    assert!(err.contains("copies.parquet: row") && err.contains("rank = 7"), "{err}");
 }
 
 #[test]
@@ -435,7 +486,8 @@ fn a_sound_results_directory_opens() {
     let dir = tempfile::tempdir().unwrap();
     results_dir(dir.path());
     let results = crate::ResultsDir::open(dir.path()).unwrap();
-    assert_eq!(results.manifest.tables.len(), 4);
+    assert_eq!(results.manifest.tables.len(), Table::ALL.len());
+    assert_eq!(results.copies.height(), 2);
     assert_eq!(results.points.height(), 3);
 }
 

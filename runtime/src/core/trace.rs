@@ -60,6 +60,63 @@ pub struct ChunkSize {
     pub bound: u64,
 }
 
+/// Which way a device copy moved bytes (see [`CopyRecord`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum CopyKind {
+    /// Device memory to host memory (a staged transfer leaving its sender's device).
+    DeviceToHost,
+    /// Host memory to device memory (a staged transfer landing on its receiver's device).
+    HostToDevice,
+    /// Device to device inside a node (over the peer link, else through PCIe).
+    Peer,
+}
+
+impl CopyKind {
+    /// `"d2h"`, `"h2d"` or `"peer"`, as written in the tables.
+    ///
+    /// ```
+    /// assert_eq!(dagwire_runtime::trace::CopyKind::HostToDevice.as_str(), "h2d");
+    /// ```
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CopyKind::DeviceToHost => "d2h",
+            CopyKind::HostToDevice => "h2d",
+            CopyKind::Peer => "peer",
+        }
+    }
+}
+
+/// A copy a simulated accelerator made on one of its copy engines: only the simulator
+/// records them, and only on a machine with accelerators (a real driver keeps chunks in
+/// host memory and copies nothing).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CopyRecord {
+    /// Rank whose device ran the copy (the sender's for device-to-host and peer copies,
+    /// the receiver's for host-to-device ones).
+    pub rank: Rank,
+    /// Copy engine of that device it held.
+    pub engine: u32,
+    /// Stream of that device it held.
+    pub stream: u32,
+    /// Which way it moved the bytes.
+    pub kind: CopyKind,
+    /// Bytes copied.
+    pub bytes: u64,
+    /// Start, ns (every resource it needed was free).
+    pub start_ns: u64,
+    /// End, ns.
+    pub end_ns: u64,
+    /// Sender of the transfer it served.
+    pub src: Rank,
+    /// Receiver of the transfer it served.
+    pub dst: Rank,
+    /// The chunk the transfer carried, when it was one whole chunk (a point-to-point
+    /// message); `None` for collective pieces and one-sided data.
+    pub chunk: Option<ChunkId>,
+    /// What it carried: `message`, `collective`, `put` or `get`.
+    pub carries: &'static str,
+}
+
 /// The phases of moving one chunk to one rank.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Phase {
@@ -134,6 +191,8 @@ pub struct Trace {
     /// Real sizes of the chunks sized at run time (kept at every [`TraceLevel`]: one
     /// record per such chunk).
     pub sizes: Vec<ChunkSize>,
+    /// Device copies (simulated accelerators only; empty on every other run).
+    pub copies: Vec<CopyRecord>,
     /// What this trace keeps of the records [`Trace::append`] hands it.
     pub level: TraceLevel,
     /// Records counted but not kept (at [`TraceLevel::Counts`]).
@@ -161,6 +220,8 @@ pub struct Counted {
     pub messages: MessageTotals,
     /// Transfer phases.
     pub transfer_events: u64,
+    /// Device copies.
+    pub copies: u64,
 }
 
 impl Trace {
@@ -172,6 +233,7 @@ impl Trace {
             tasks: Vec::with_capacity(parts.iter().map(|p| p.tasks.len()).sum()),
             messages: Vec::with_capacity(parts.iter().map(|p| p.messages.len()).sum()),
             transfer_events: Vec::with_capacity(parts.iter().map(|p| p.transfer_events.len()).sum()),
+            copies: Vec::with_capacity(parts.iter().map(|p| p.copies.len()).sum()),
             ..Trace::default()
         };
         for mut p in parts {
@@ -210,15 +272,40 @@ impl Trace {
                 self.tasks.append(&mut other.tasks);
                 self.messages.append(&mut other.messages);
                 self.transfer_events.append(&mut other.transfer_events);
+                self.copies.append(&mut other.copies);
             }
             TraceLevel::Counts => {
                 self.counted.tasks += other.tasks.len() as u64;
                 self.counted.messages.add(&totals(&other.messages));
                 self.counted.transfer_events += other.transfer_events.len() as u64;
+                self.counted.copies += other.copies.len() as u64;
                 other.tasks.clear();
                 other.messages.clear();
                 other.transfer_events.clear();
+                other.copies.clear();
             }
+        }
+    }
+
+    /// Records a device copy (or, at [`TraceLevel::Counts`], counts it). Allocates only
+    /// when the table outgrows its capacity.
+    ///
+    /// ```
+    /// use dagwire_runtime::trace::{CopyKind, CopyRecord, Trace, TraceLevel};
+    /// use dagwire_runtime::Rank;
+    /// let copy = CopyRecord {
+    ///     rank: Rank(0), engine: 0, stream: 0, kind: CopyKind::DeviceToHost, bytes: 64, start_ns: 0, end_ns: 9,
+    ///     src: Rank(0), dst: Rank(1), chunk: None, carries: "message",
+    /// };
+    /// let (mut full, mut counts) = (Trace::default(), Trace::with_level(TraceLevel::Counts));
+    /// full.record_copy(copy);
+    /// counts.record_copy(copy);
+    /// assert_eq!((full.copies.len(), counts.copies.len(), counts.counted.copies), (1, 0, 1));
+    /// ```
+    pub fn record_copy(&mut self, copy: CopyRecord) {
+        match self.level {
+            TraceLevel::Full => self.copies.push(copy),
+            TraceLevel::Counts => self.counted.copies += 1,
         }
     }
 
@@ -234,6 +321,9 @@ impl Trace {
         self.messages.sort_unstable_by_key(|m| (m.sent_ns, m.src, m.dst, m.chunk, m.recv_ns, m.kind, m.bytes));
         self.transfer_events.sort_unstable_by_key(|e| (e.at_ns, e.src, e.dst, e.chunk, e.phase));
         self.sizes.sort_unstable_by_key(|s| (s.chunk, s.rank));
+        self.copies.sort_unstable_by_key(|c| {
+            (c.start_ns, c.rank, c.engine, c.stream, c.end_ns, c.kind, c.src, c.dst, c.chunk, c.bytes)
+        });
     }
 
     /// One row per (chunk, src, dst) transfer, with its phases joined; `bytes_of`
@@ -321,6 +411,7 @@ impl Counted {
         self.tasks += other.tasks;
         self.messages.add(&other.messages);
         self.transfer_events += other.transfer_events;
+        self.copies += other.copies;
     }
 }
 
