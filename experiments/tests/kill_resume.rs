@@ -71,8 +71,10 @@ fn trial(driver: &str, seed: u64) -> usize {
             args.push("--resume");
         }
         let mut child = experiment(&args).spawn().unwrap();
-        // Somewhere in the first 60% of an uninterrupted sweep's time, so most kills hit.
-        let at = full.mul_f64(draws.random_range(0.0..0.6));
+        // Somewhere in the first 60% of an uninterrupted sweep's time, so most kills hit;
+        // the window widens by a tenth of that per session, so a host loaded enough that
+        // start-up outlasts it still lets a session through in the end.
+        let at = full.mul_f64(draws.random_range(0.0..0.6) * (1.0 + sessions as f64 / 10.0));
         std::thread::sleep(at);
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap();
