@@ -190,6 +190,7 @@ fn kernel_curves_recover_rates_per_task_size_and_the_model_reproduces_each_durat
         default_gflops: 1.0,
         kernel_curves: [("gemm".to_string(), c.points.iter().map(|p| [p.0, p.1]).collect())].into(),
         task_overhead_ns: overhead,
+        control_message_ns: 0.0,
         progress: Default::default(),
     });
     for &(b, rate) in &truth {

@@ -42,7 +42,7 @@ fn every_factor_one_reproduces_the_baseline_exactly() {
     let m = load_machine("eth-100g").unwrap();
     let all: Vec<_> = ["latency", "overhead", "gap", "bandwidth", "nic_bandwidth", "link_bandwidth", "hop_latency"]
         .iter()
-        .chain(&["compute", "task_overhead", "path_bandwidth"])
+        .chain(&["compute", "task_overhead", "control", "path_bandwidth"])
         .map(|k| parse_set(&format!("{k}=1x")).unwrap())
         .collect();
     let same = apply(&m, &all, 1).unwrap();
