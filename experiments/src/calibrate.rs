@@ -44,8 +44,8 @@ use dagwire_sim::machine::fit::{
 };
 use dagwire_strategies::eager::Eager;
 use dagwire_strategies::rendezvous::{DEFAULT_MAX_RECEIVES, Rendezvous};
-use std::num::NonZeroUsize;
 use dagwire_workloads::Workload;
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -126,9 +126,8 @@ pub fn run(args: &Args) -> Result<()> {
     let how = format!("{} driver ({})", driver.name, driver.summary);
     match &driver.launch {
         Launch::InProcess(execute) => {
-            let runner = |w: &dyn Workload, s: StrategyFactory<'_>| {
-                request(w, s, &mut |req| Ok(Some(execute(req)?.outcome)))
-            };
+            let runner =
+                |w: &dyn Workload, s: StrategyFactory<'_>| request(w, s, &mut |req| Ok(Some(execute(req)?.outcome)));
             measure_and_write(args, &runner, &how)
         }
         Launch::Job(job) => {
