@@ -3,7 +3,7 @@
 //! [`dagwire_sim::machine::fit`], the file [`dagwire_sim::machine::calibrated`]).
 //!
 //! What runs, every run through the chosen driver (`local` threads, or `mpi` under
-//! `mpirun`, which this command launches itself), eager strategy:
+//! `mpirun`, which this command launches itself), eager strategy unless said:
 //! - the `micro` ping-pong at sizes 8 B .. `--max-size` (powers of two): a hop is half
 //!   the median round trip of rank 0 (its send task's start to its receive task's end,
 //!   per measured iteration; medians, as the host may be shared). At the smallest size
@@ -15,6 +15,11 @@
 //! - the `micro` bandwidth pattern (window 16) at the same sizes: a window's median
 //!   span (send start to acknowledgement end) over its messages is the streaming
 //!   interval;
+//! - the `micro` ping-pong with the rendezvous strategy, `eager_limit = 0` (every
+//!   message through the handshake), at 8, 64 and 512 B: its hop's excess over the
+//!   fitted eager hop, less the fitted time of the ready-to-send and clear-to-send
+//!   headers, halved, is the CPU cost of handling one control message
+//!   ([`dagwire_sim::machine::fit::fit_control`]);
 //! - tiled Cholesky (n = 1024, tiles 128, 256 and 512): each kernel's rate from its
 //!   tasks' times less the task overhead, overall (`kernel_gflops`) and per task size
 //!   (`kernel_curves`: small tiles run far below large ones).
@@ -30,12 +35,17 @@ use dagwire_analysis::figures::{
 };
 use dagwire_runtime::drivers::usable_cores;
 use dagwire_runtime::drivers::{Launch, RunRequest};
-use dagwire_runtime::{MessageClass, ParamValue, Params, Progress, Rank, RunOutcome, Strategy};
+use dagwire_runtime::message::HEADER_BYTES;
+use dagwire_runtime::{MessageClass, ParamValue, Params, Progress, Rank, RunOutcome, Strategy, StrategyFactory};
 use dagwire_sim::machine::ProgressModel;
 use dagwire_sim::machine::calibrated::Calibration;
-use dagwire_sim::machine::fit::{LogGpFit, Sample, fit_kernel_curves, fit_kernel_rates, fit_loggp, median};
+use dagwire_sim::machine::fit::{
+    ControlFit, LogGpFit, Sample, fit_control, fit_kernel_curves, fit_kernel_rates, fit_loggp, median,
+};
 use dagwire_strategies::eager::Eager;
+use dagwire_strategies::rendezvous::{DEFAULT_MAX_RECEIVES, Rendezvous};
 use dagwire_workloads::Workload;
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -66,12 +76,22 @@ pub struct Args {
     pub kernel_n: i64,
 }
 
-/// One run through the chosen driver: rank 0 gets the outcome, other MPI ranks `None`.
-type Runner<'a> = dyn Fn(&dyn Workload) -> Result<Option<RunOutcome>> + 'a;
+/// One run with a strategy through the chosen driver: rank 0 gets the outcome, other
+/// MPI ranks `None`.
+type Runner<'a> = dyn Fn(&dyn Workload, StrategyFactory<'_>) -> Result<Option<RunOutcome>> + 'a;
 
 fn eager(_: Rank) -> Box<dyn Strategy> {
     Box::new(Eager)
 }
+
+/// Rendezvous for every message (`eager_limit = 0`): the handshake on each hop.
+fn rendezvous(_: Rank) -> Box<dyn Strategy> {
+    Box::new(Rendezvous::new(0, NonZeroUsize::new(DEFAULT_MAX_RECEIVES).expect("a positive default")))
+}
+
+/// The ping-pong sizes of the rendezvous runs (those up to `--max-size`): small, so
+/// the handshake's fixed cost dominates.
+const CONTROL_SIZES: [u64; 3] = [8, 64, 512];
 
 /// Runs the calibration through the registered driver `--driver`: in this process, or,
 /// for a driver whose points run as jobs (mpi, libfabric), as a job this command
@@ -84,13 +104,15 @@ pub fn run(args: &Args) -> Result<()> {
         bail!("unknown driver `{}`; known drivers: {}", args.driver, known.join(", "));
     };
     let params = Params::from_pairs(&(driver.params)(), &[])?;
-    let request = |w: &dyn Workload, run: &mut dyn FnMut(&RunRequest<'_>) -> Result<Option<RunOutcome>>| {
+    let request = |w: &dyn Workload,
+                   strategy: StrategyFactory<'_>,
+                   run: &mut dyn FnMut(&RunRequest<'_>) -> Result<Option<RunOutcome>>| {
         let name = |k| w.kernel_name(k);
         run(&RunRequest {
             dag: w.dag(),
             kernels: w.kernels(),
             kernel_name: &name,
-            strategy: &eager,
+            strategy,
             params: &params,
             ranks: args.ranks,
             workers: 1,
@@ -104,7 +126,8 @@ pub fn run(args: &Args) -> Result<()> {
     let how = format!("{} driver ({})", driver.name, driver.summary);
     match &driver.launch {
         Launch::InProcess(execute) => {
-            let runner = |w: &dyn Workload| request(w, &mut |req| Ok(Some(execute(req)?.outcome)));
+            let runner =
+                |w: &dyn Workload, s: StrategyFactory<'_>| request(w, s, &mut |req| Ok(Some(execute(req)?.outcome)));
             measure_and_write(args, &runner, &how)
         }
         Launch::Job(job) => {
@@ -113,8 +136,8 @@ pub fn run(args: &Args) -> Result<()> {
             }
             let rank = (job.join)()?;
             ensure!(rank.size() == args.ranks, "the job has {} ranks, --ranks says {}", rank.size(), args.ranks);
-            let runner = |w: &dyn Workload| {
-                request(w, &mut |req| match rank.run(req) {
+            let runner = |w: &dyn Workload, s: StrategyFactory<'_>| {
+                request(w, s, &mut |req| match rank.run(req) {
                     Ok(out) => Ok(out.map(|e| e.outcome)),
                     Err(e) => {
                         eprintln!("rank {}: {e}", rank.rank());
@@ -157,6 +180,8 @@ struct Measured {
     stream: Vec<Sample>,
     /// The ping-pong's whole hop (half the median round trip), ns, per size.
     hop: Vec<Sample>,
+    /// The rendezvous ping-pong's hop (every message through the handshake), ns, per size.
+    rendezvous: Vec<Sample>,
     /// Kernel tasks: (name, flops, duration ns).
     tasks: Vec<(&'static str, f64, f64)>,
 }
@@ -197,14 +222,15 @@ fn measure_and_write(args: &Args, runner: &Runner<'_>, how: &str) -> Result<()> 
     let sizes = sizes(args.max_size);
     let tiles = tiles(args.kernel_n);
     ensure!(!tiles.is_empty(), "--kernel-n must be at least 256 (tiles of 128 on a 2x2 grid at least)");
-    let mut progress = SweepProgress::new(2 * sizes.len() + tiles.len(), 0);
+    let control_sizes: Vec<u64> = CONTROL_SIZES.into_iter().filter(|&s| s <= args.max_size).collect();
+    let mut progress = SweepProgress::new(2 * sizes.len() + control_sizes.len() + tiles.len(), 0);
     let mut m = Measured::default();
     for &size in &sizes {
         for (pattern, window) in [("pingpong", 1), ("bandwidth", 16)] {
             let label = format!("{pattern} {size} B");
             progress.start(&label);
             let w = micro(pattern, size, args.iterations, window)?;
-            let Some(out) = runner(w.as_ref())? else { continue };
+            let Some(out) = runner(w.as_ref(), &eager)? else { continue };
             let check = w.verify(&out.results);
             ensure!(check.passed, "the {label} run did not verify: {}", check.detail);
             let span = median(&iteration_spans(w.as_ref(), &out));
@@ -225,12 +251,23 @@ fn measure_and_write(args: &Args, runner: &Runner<'_>, how: &str) -> Result<()> 
             progress.finish_one(&label, &line);
         }
     }
+    for &size in &control_sizes {
+        let label = format!("pingpong {size} B, rendezvous");
+        progress.start(&label);
+        let w = micro("pingpong", size, args.iterations, 1)?;
+        let Some(out) = runner(w.as_ref(), &rendezvous)? else { continue };
+        let check = w.verify(&out.results);
+        ensure!(check.passed, "the {label} run did not verify: {}", check.detail);
+        let hop = median(&iteration_spans(w.as_ref(), &out)) / 2.0;
+        m.rendezvous.push(Sample { bytes: size, ns: hop });
+        progress.finish_one(&label, &format!("{:.2} us per hop (median)", hop / 1e3));
+    }
     for &tile in &tiles {
         let label = format!("cholesky n={} tile={tile}", args.kernel_n);
         progress.start(&label);
         let given = [("n", ParamValue::Int(args.kernel_n)), ("tile", ParamValue::Int(tile))];
         let w = dagwire_workloads::find("cholesky")?.build(&given, 2, 1)?;
-        let Some(out) = runner(w.as_ref())? else { continue };
+        let Some(out) = runner(w.as_ref(), &eager)? else { continue };
         ensure!(w.verify(&out.results).passed, "the {label} run did not verify");
         for t in &out.trace.tasks {
             m.tasks.push((w.kernel_name(t.kernel), t.flops, (t.end_ns - t.start_ns) as f64));
@@ -247,7 +284,9 @@ fn measure_and_write(args: &Args, runner: &Runner<'_>, how: &str) -> Result<()> 
     let pingpong: Vec<Sample> =
         m.hop.iter().map(|h| Sample { bytes: h.bytes, ns: (h.ns - 2.0 * overhead).max(1.0) }).collect();
     let fit = fit_loggp(&pingpong, &m.stream, 3).context("fitting the ping-pong and streaming curves")?;
-    let calibration = calibration(args, how, &m, fit, overhead)?;
+    let control = fit_control(&m.rendezvous, &fit, overhead, HEADER_BYTES)
+        .context("fitting the control-message cost to the rendezvous ping-pong")?;
+    let calibration = calibration(args, how, &m, fit, overhead, &control)?;
     if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
@@ -255,7 +294,7 @@ fn measure_and_write(args: &Args, runner: &Runner<'_>, how: &str) -> Result<()> 
     dagwire_sim::machine::parse_machine(&args.out.display().to_string(), &text)
         .context("the calibrated machine does not read back (a bug)")?;
     std::fs::write(&args.out, &text).with_context(|| format!("writing {}", args.out.display()))?;
-    let figure = figure(&args.out, &m, &calibration.intra_node, overhead)?;
+    let figure = figure(&args.out, &m, &calibration.intra_node, overhead, control.ns)?;
     print!("{}", summary(&calibration));
     println!("machine: {}", args.out.display());
     println!("figure: {} (and .png)", figure.display());
@@ -263,7 +302,14 @@ fn measure_and_write(args: &Args, runner: &Runner<'_>, how: &str) -> Result<()> 
     Ok(())
 }
 
-fn calibration(args: &Args, how: &str, m: &Measured, fit: LogGpFit, overhead: f64) -> Result<Calibration> {
+fn calibration(
+    args: &Args,
+    how: &str,
+    m: &Measured,
+    fit: LogGpFit,
+    overhead: f64,
+    control: &ControlFit,
+) -> Result<Calibration> {
     let smallest = m.hop.first().context("no ping-pong measured")?;
     let rates = fit_kernel_rates(m.tasks.iter().copied(), overhead);
     if rates.is_empty() {
@@ -278,16 +324,18 @@ fn calibration(args: &Args, how: &str, m: &Measured, fit: LogGpFit, overhead: f6
         description: format!("host {host} calibrated through the {how}, {} ranks", args.ranks),
         method: format!(
             "{how}, {} ranks, eager strategy; micro ping-pong and bandwidth (window 16) at {} sizes 8 B .. {} B, {} \
-             iterations; Cholesky n = {} tiles {} for the kernel rates",
+             iterations; the ping-pong with rendezvous (eager_limit = 0) at {} sizes for the control-message \
+             cost; Cholesky n = {} tiles {} for the kernel rates",
             args.ranks,
             m.hop.len(),
             args.max_size,
             args.iterations,
+            m.rendezvous.len(),
             args.kernel_n,
             tiles(args.kernel_n).iter().map(|t| t.to_string()).collect::<Vec<_>>().join(", ")
         ),
         ranks_per_node: args.ranks as u32,
-        intra_node: fit,
+        intra_node: fit.clone(),
         inter_node: None,
         task_overhead_ns: (
             overhead,
@@ -296,6 +344,7 @@ fn calibration(args: &Args, how: &str, m: &Measured, fit: LogGpFit, overhead: f6
                 smallest.bytes, smallest.ns, m.wire[0].ns
             ),
         ),
+        control_message_ns: (control.ns, control_note(control, fit.one_way_ns(HEADER_BYTES), overhead)),
         kernels: rates,
         curves: fit_kernel_curves(m.tasks.iter().copied(), overhead),
         default_gflops: (flops / busy, "all measured kernels together: total flops / total busy time".into()),
@@ -307,6 +356,23 @@ fn calibration(args: &Args, how: &str, m: &Measured, fit: LogGpFit, overhead: f6
             (model, why)
         },
     })
+}
+
+/// The machine file's comment on the control-message cost: what was measured and how
+/// it became the value.
+fn control_note(c: &ControlFit, header_ns: f64, overhead: f64) -> String {
+    let list = |f: &dyn Fn(&(u64, f64, f64)) -> String| c.estimates.iter().map(f).collect::<Vec<_>>().join(" / ");
+    format!(
+        "rendezvous ping-pong (eager_limit = 0) hops at {} B: {} ns (median of each run's round trips / 2);\n\
+         per size, (hop - 2 task overheads of {overhead:.0} ns - the fitted one-way time - 2 x the fitted \
+         {HEADER_BYTES} B header, {header_ns:.0} ns) / 2 control messages = {} ns;\n\
+         the median of those (at least 0), charged on the receiver after o_r; rms residual of the modelled \
+         rendezvous hops {:.1}%",
+        list(&|e| e.0.to_string()),
+        list(&|e| format!("{:.0}", e.1)),
+        list(&|e| format!("{:.0}", e.2)),
+        c.rms_rel_residual * 100.0
+    )
 }
 
 fn summary(c: &Calibration) -> String {
@@ -323,6 +389,7 @@ fn summary(c: &Calibration) -> String {
         ));
     }
     out.push_str(&format!("  task overhead {:.0} ns\n", c.task_overhead_ns.0));
+    out.push_str(&format!("  control message {:.0} ns (rendezvous ping-pong)\n", c.control_message_ns.0));
     for k in &c.kernels {
         out.push_str(&format!("  {:<6} {:>6.2} GFLOP/s per core ({} tasks)\n", k.name, k.gflops, k.tasks));
     }
@@ -330,11 +397,15 @@ fn summary(c: &Calibration) -> String {
 }
 
 /// Measured against fitted one-way times and streaming intervals, log-log, µs.
-fn figure(out: &Path, m: &Measured, fit: &LogGpFit, overhead: f64) -> Result<PathBuf> {
+fn figure(out: &Path, m: &Measured, fit: &LogGpFit, overhead: f64, control: f64) -> Result<PathBuf> {
     let dir = out.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let stem = format!("{}-fit", out.file_stem().map_or("machine".into(), |s| s.to_string_lossy()));
     let pts = |s: &[Sample]| s.iter().map(|p| (p.bytes as f64, p.ns / 1e3, None)).collect::<Vec<_>>();
-    let fitted = |f: &dyn Fn(u64) -> f64| m.hop.iter().map(|p| (p.bytes as f64, f(p.bytes) / 1e3, None)).collect();
+    let on = |sizes: &[Sample], f: &dyn Fn(u64) -> f64| {
+        sizes.iter().map(|p| (p.bytes as f64, f(p.bytes) / 1e3, None)).collect::<Vec<_>>()
+    };
+    let fitted = |f: &dyn Fn(u64) -> f64| on(&m.hop, f);
+    let header = fit.one_way_ns(HEADER_BYTES) + control;
     let chart = XyChart {
         title: "Calibration: measured against fitted".into(),
         x_label: "message size (bytes)".into(),
@@ -352,6 +423,11 @@ fn figure(out: &Path, m: &Measured, fit: &LogGpFit, overhead: f64) -> Result<Pat
             },
             Series { name: "stream interval, measured".into(), points: pts(&m.stream) },
             Series { name: "stream interval, fitted".into(), points: fitted(&|k| fit.interval_ns(k)) },
+            Series { name: "rendezvous hop, measured".into(), points: pts(&m.rendezvous) },
+            Series {
+                name: "rendezvous hop, fitted (+ 2 control messages)".into(),
+                points: on(&m.rendezvous, &|k| fit.one_way_ns(k) + 2.0 * overhead + 2.0 * header),
+            },
         ],
     };
     render(&chart, dir, &stem, "Calibration", "Measured against fitted message times")?;

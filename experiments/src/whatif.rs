@@ -25,7 +25,7 @@ pub struct Args {
     /// (`nic_bandwidth=400Gb/s`, `latency=2us`) or a name (`topology=dragonfly`). Several
     /// values of one key are one axis; several keys form a grid. Keys: latency,
     /// overhead, gap, bandwidth, path_bandwidth, nic_bandwidth, link_bandwidth,
-    /// hop_latency, compute, task_overhead, topology, fidelity.
+    /// hop_latency, compute, task_overhead, control, topology, fidelity.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub sets: Vec<String>,
     /// Rank the machine parameters by how much they move each point's makespan,

@@ -19,6 +19,10 @@ fn calibrate_local_writes_a_machine_a_sim_point_runs_on_and_whatif_compares_on_i
     .unwrap();
     let text = std::fs::read_to_string(&out).unwrap();
     assert!(text.contains("rms residual") && text.contains("task_overhead_ns"), "{text}");
+    // The control-message cost, from the rendezvous ping-pong at 8, 64 and 512 B (its
+    // value depends on the host: only that it was measured and written).
+    assert!(text.contains("rendezvous ping-pong (eager_limit = 0) hops at 8 / 64 / 512 B"), "{text}");
+    assert!(text.contains("\ncontrol_message_ns = "), "{text}");
     let machine = dagwire_sim::machine::load_machine(out.to_str().unwrap()).unwrap();
     assert_eq!(machine.name, "host");
     assert!(machine.compute.kernel_gflops.contains_key("gemm"), "{:?}", machine.compute);

@@ -17,6 +17,7 @@ use rustc_hash::FxHashMap;
 ///     default_gflops: 10.0,
 ///     kernel_curves: [("trsm".to_string(), vec![[1e6, 1.0], [1e8, 4.0]])].into(),
 ///     task_overhead_ns: 100.0,
+///     control_message_ns: 0.0,
 ///     progress: Default::default(),
 /// });
 /// assert_eq!(model.modelled("gemm", 1e6), 100 + 20_000); // 1 MFLOP at 50 GFLOP/s

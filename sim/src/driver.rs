@@ -14,6 +14,9 @@
 //! broadcast really moves in segments ([`Segmenting::Segments`]), so its pipelining
 //! shows in time.
 //!
+//! A strategy's control message (no payload) also costs its receiver the machine's
+//! `compute.control_message_ns` (see [`Network::send_control`]).
+//!
 //! One-sided operations cost what RDMA does: a put is its data to the target then an
 //! acknowledgement header back (it completes at the origin when the acknowledgement
 //! arrives); a get is a request header to the target then the data back. Windows hold
@@ -171,6 +174,14 @@ impl InFlight {
             InFlight::Put { .. } | InFlight::GetData { .. } => true,
             InFlight::PutAck { .. } | InFlight::GetRequest { .. } | InFlight::ReadRequest { .. } => false,
         }
+    }
+
+    /// Whether it is a strategy's control message (no payload: ready-to-send,
+    /// clear-to-send, requests, acknowledgements), whose receiver pays the machine's
+    /// control-message cost. Collective pieces and one-sided legs are not: the cost is
+    /// the engine's handling of a strategy message, which they do not go through.
+    fn is_control_message(&self) -> bool {
+        matches!(self, InFlight::Message { msg, .. } if msg.payload.is_none())
     }
 
     /// What a device copy of it carries, for its [`CopyRecord`]: the chunk when it is one
@@ -529,7 +540,11 @@ impl Sim<'_> {
                 }
             }
         }
-        let id = self.network.send(now, src, dst, bytes);
+        let id = if item.is_control_message() {
+            self.network.send_control(now, src, dst, bytes)
+        } else {
+            self.network.send(now, src, dst, bytes)
+        };
         self.in_flight.insert(id, item);
     }
 

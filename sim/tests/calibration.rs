@@ -190,6 +190,7 @@ fn kernel_curves_recover_rates_per_task_size_and_the_model_reproduces_each_durat
         default_gflops: 1.0,
         kernel_curves: [("gemm".to_string(), c.points.iter().map(|p| [p.0, p.1]).collect())].into(),
         task_overhead_ns: overhead,
+        control_message_ns: 0.0,
         progress: Default::default(),
     });
     for &(b, rate) in &truth {
@@ -197,4 +198,98 @@ fn kernel_curves_recover_rates_per_task_size_and_the_model_reproduces_each_durat
         let exact = overhead + flops / rate;
         assert!(close(model.modelled("gemm", flops) as f64, exact, 0.06), "tile {b}");
     }
+}
+
+/// Ping-pong hops of `strategy` on `machine` as `experiment calibrate` takes them: per
+/// measured iteration, rank 0's send start to its receive end, halved; and the data
+/// messages' one-way time (sent to received in the trace). Both are medians.
+fn simulated_pingpong(
+    machine: &dagwire_sim::machine::Machine,
+    strategy: &str,
+    params: &[(&str, dagwire_runtime::ParamValue)],
+    size: i64,
+) -> (f64, f64) {
+    use dagwire_runtime::{MessageClass, ParamValue, Rank};
+    use dagwire_sim::driver::{SimConfig, SimKernels, run};
+    use dagwire_sim::machine::fit::median;
+    let given = [
+        ("pattern", ParamValue::Str("pingpong".into())),
+        ("size", ParamValue::Int(size)),
+        ("iterations", ParamValue::Int(20)),
+        ("warmup", ParamValue::Int(2)),
+        ("window", ParamValue::Int(1)),
+    ];
+    let w = dagwire_workloads::find("micro").unwrap().build(&given, 2, 1).unwrap();
+    let name = |k| w.kernel_name(k);
+    let kernels = SimKernels { kernels: w.kernels(), name: &name };
+    let factory = dagwire_strategies::find(strategy).unwrap().factory_with(params, w.dag(), 2).unwrap();
+    let cfg = SimConfig { ranks: 2, workers: 1, run_kernels: false, seed: 1, trace: Default::default() };
+    let out = run(w.dag(), &kernels, &factory, machine, cfg).unwrap().run;
+    let mut at: std::collections::BTreeMap<u32, (u64, u64)> = Default::default();
+    for t in out.trace.tasks.iter().filter(|t| t.rank == Rank(0)) {
+        let task = w.dag().task(t.task);
+        if task.args[1] == 0 {
+            continue; // warm-up
+        }
+        let slot = at.entry(task.args[0]).or_default();
+        match w.kernel_name(t.kernel) {
+            "send" => slot.0 = t.start_ns,
+            "recv" => slot.1 = t.end_ns,
+            _ => {}
+        }
+    }
+    let spans: Vec<f64> = at.values().map(|&(s, e)| (e - s) as f64).collect();
+    let wire: Vec<f64> = out
+        .trace
+        .messages
+        .iter()
+        .filter(|m| m.class == MessageClass::Data && m.bytes == size as u64)
+        .map(|m| (m.recv_ns - m.sent_ns) as f64)
+        .collect();
+    (median(&spans) / 2.0, median(&wire))
+}
+
+/// The control-message cost comes back from simulated ping-pongs on a synthetic machine
+/// with a known cost (1500 ns on top of o_r = 300 ns): eager at 8 B .. 64 KiB, rendezvous
+/// with every message through the handshake at 8, 64 and 512 B, each hop and message
+/// time with ±2% seeded noise, fitted the way `experiment calibrate` fits them (task
+/// overhead from the smallest hop, LogGP from the rest, then `fit_control`): within 5%.
+/// Without the cost in the machine the fit finds almost none.
+#[test]
+fn the_control_message_cost_comes_back_from_simulated_ping_pongs() {
+    use dagwire_runtime::ParamValue;
+    use dagwire_runtime::message::HEADER_BYTES;
+    use dagwire_sim::machine::Machine;
+    use dagwire_sim::machine::fit::fit_control;
+    let seg =
+        LogGpSegment { from_bytes: 0, o_s_ns: 300.0, o_r_ns: 300.0, g_ns: 300.0, l_ns: 900.0, g_per_byte_ns: 0.1 };
+    let recovered = |control: f64| {
+        let mut machine = Machine::crossbar("synthetic", seg.clone(), 2, 1e4);
+        machine.compute.task_overhead_ns = 800.0;
+        machine.compute.control_message_ns = control;
+        let mut r = rng::rng(11, 0);
+        let mut noisy = |x: f64| x * (1.0 + 0.02 * (2.0 * r.random::<f64>() - 1.0));
+        let (mut hops, mut wires) = (Vec::new(), Vec::new());
+        for k in (3..=16).map(|p| 1u64 << p) {
+            let (hop, wire) = simulated_pingpong(&machine, "eager", &[], k as i64);
+            hops.push(Sample { bytes: k, ns: noisy(hop) });
+            wires.push(noisy(wire));
+        }
+        let overhead = (hops[0].ns - wires[0]) / 2.0;
+        let pp: Vec<Sample> = hops.iter().map(|h| Sample { bytes: h.bytes, ns: h.ns - 2.0 * overhead }).collect();
+        let fit = fit_loggp(&pp, &[], 3).unwrap();
+        let limit = [("eager_limit", ParamValue::Int(0))];
+        let rendezvous: Vec<Sample> = [8u64, 64, 512]
+            .iter()
+            .map(|&k| Sample { bytes: k, ns: noisy(simulated_pingpong(&machine, "rendezvous", &limit, k as i64).0) })
+            .collect();
+        fit_control(&rendezvous, &fit, overhead, HEADER_BYTES).unwrap()
+    };
+    let c = recovered(1500.0);
+    assert!(close(c.ns, 1500.0, 0.05), "{c:?}");
+    assert!(c.rms_rel_residual < 0.03, "{c:?}");
+    assert_eq!(c.estimates.iter().map(|e| e.0).collect::<Vec<_>>(), [8, 64, 512]);
+    // The same machine without the cost: what is left is the noise (±2% of a ~5 µs hop).
+    let none = recovered(0.0);
+    assert!(none.ns < 0.05 * 1500.0, "{none:?}");
 }

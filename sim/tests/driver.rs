@@ -243,6 +243,40 @@ fn rendezvous_pays_its_full_handshake_in_virtual_time() {
     assert_eq!(out.makespan_ns, 5000 + t(32) + t(32) + t(4096) + 3000, "RTS, CTS and data each cost a message");
 }
 
+/// The control-message cost, closed form: a rendezvous transfer takes exactly the eager
+/// one plus two control messages, each `T(32)` and the cost on its receiver; eager (no
+/// control message) does not change; a ping-pong's control messages queue on the
+/// receiver's CPU like `o_r`. Zero cost gives the trace of a machine without the key.
+#[test]
+fn a_control_message_costs_its_receiver_the_machines_control_cost() {
+    let dag = producer_and_reader();
+    let name = |_| "k";
+    let kernels = SimKernels { kernels: &Zeros, name: &name };
+    let cfg = SimConfig { ranks: 2, workers: 1, run_kernels: true, seed: 1, trace: Default::default() };
+    let t = |k: u64| 100 + ((k - 1) as f64 * 0.5).ceil() as u64 + 1000 + 200;
+    let factory = Pick("rendezvous", vec![]).factory(&dag);
+    let with = |control: f64, fidelity: Fidelity| {
+        let mut m = toy_machine(1);
+        m.fidelity = fidelity;
+        m.compute.control_message_ns = control;
+        let eager = run(&dag, &kernels, &eager, &m, cfg).unwrap().run;
+        let rendezvous = run(&dag, &kernels, &factory, &m, cfg).unwrap().run;
+        (eager, rendezvous)
+    };
+    for fidelity in [Fidelity::Analytic, Fidelity::Flow] {
+        let (eager0, rendezvous0) = with(0.0, fidelity);
+        // 2499.5 ns rounds up, as every term does.
+        let (eager, rendezvous) = with(2499.5, fidelity);
+        assert_eq!(eager.makespan_ns, 5000 + t(4096) + 3000, "{fidelity:?}");
+        assert_eq!(eager.trace, eager0.trace, "eager sends no control message");
+        assert_eq!(rendezvous0.makespan_ns, eager.makespan_ns + 2 * t(32));
+        assert_eq!(rendezvous.makespan_ns, eager.makespan_ns + 2 * (t(32) + 2500), "{fidelity:?}");
+        // Each control message's one-way time includes the cost; the data's does not.
+        let times: Vec<u64> = rendezvous.trace.messages.iter().map(|m| m.recv_ns - m.sent_ns).collect();
+        assert_eq!(times, [t(32) + 2500, t(32) + 2500, t(4096)], "{fidelity:?}");
+    }
+}
+
 /// r0's 5000-flop producer sends 4096 bytes to r1's 3000-flop reader while r1 runs an
 /// independent 20000-flop kernel.
 fn reader_busy_in_a_kernel() -> Arc<dagwire_runtime::Dag> {

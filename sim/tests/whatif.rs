@@ -42,7 +42,7 @@ fn every_factor_one_reproduces_the_baseline_exactly() {
     let m = load_machine("eth-100g").unwrap();
     let all: Vec<_> = ["latency", "overhead", "gap", "bandwidth", "nic_bandwidth", "link_bandwidth", "hop_latency"]
         .iter()
-        .chain(&["compute", "task_overhead", "path_bandwidth"])
+        .chain(&["compute", "task_overhead", "control", "path_bandwidth"])
         .map(|k| parse_set(&format!("{k}=1x")).unwrap())
         .collect();
     let same = apply(&m, &all, 1).unwrap();
@@ -71,6 +71,32 @@ fn latency_moves_a_latency_bound_point_by_the_closed_form_and_not_a_bandwidth_bo
     // An absolute latency sets every segment's L.
     let abs = apply(&m, &[parse_set("latency=1us").unwrap()], 1).unwrap();
     assert!(abs.intra_node.segments.iter().chain(&abs.inter_node.segments).all(|s| s.l_ns == 1000.0));
+}
+
+/// `control` sets or scales the control-message cost: an eager ping-pong (no control
+/// message) keeps its makespan to the nanosecond, a rendezvous one (two control
+/// messages a hop) grows by exactly 2 µs per hop at `control=1us`.
+#[test]
+fn control_moves_the_rendezvous_ping_pong_by_the_closed_form_and_not_the_eager_one() {
+    let m = load_machine("eth-100g").unwrap();
+    assert_eq!(m.compute.control_message_ns, 0.0);
+    let set = apply(&m, &[parse_set("control=1us").unwrap()], 1).unwrap();
+    assert_eq!(set.compute.control_message_ns, 1000.0);
+    let doubled = apply(&set, &[parse_set("control=2x").unwrap()], 1).unwrap();
+    assert_eq!(doubled.compute.control_message_ns, 2000.0);
+    let pp = micro("pingpong", 8, 1);
+    assert_eq!(simulate(pp.as_ref(), &set).0, simulate(pp.as_ref(), &m).0, "eager sends no control message");
+    let rendezvous = |machine: &Machine| {
+        let name = |k| pp.kernel_name(k);
+        let kernels = SimKernels { kernels: pp.kernels(), name: &name };
+        let factory = dagwire_strategies::find("rendezvous").unwrap().factory_with(&[], pp.dag(), 2).unwrap();
+        let cfg = SimConfig { ranks: 2, workers: 1, run_kernels: false, seed: 1, trace: Default::default() };
+        run(pp.dag(), &kernels, &factory, machine, cfg).unwrap().run
+    };
+    let (base, more) = (rendezvous(&m), rendezvous(&set));
+    let hops = more.trace.messages.iter().filter(|m| m.class == dagwire_runtime::MessageClass::Data).count() as u64;
+    assert_eq!(more.makespan_ns - base.makespan_ns, hops * 2 * 1000, "{hops} hops");
+    assert!(parse_set("control=-1us").unwrap_err().to_string().contains("negative"));
 }
 
 #[test]

@@ -22,6 +22,8 @@ pub struct Calibration {
     pub inter_node: Option<LogGpFit>,
     /// Per-task overhead, ns, and how it was found.
     pub task_overhead_ns: (f64, String),
+    /// CPU cost of handling one control message, ns, and how it was found.
+    pub control_message_ns: (f64, String),
     /// Fitted kernel rates (GFLOP/s per core).
     pub kernels: Vec<KernelRate>,
     /// Fitted rates by task size, for the kernels measured at several sizes.
@@ -93,11 +95,12 @@ impl Calibration {
     /// let cal = Calibration {
     ///     name: "host".into(), description: "test".into(), method: "synthetic".into(), ranks_per_node: 2,
     ///     intra_node: fit_loggp(&pp, &pp, 2).unwrap(), inter_node: None,
-    ///     task_overhead_ns: (900.0, "synthetic".into()), kernels: vec![], curves: vec![], default_gflops: (5.0, "synthetic".into()),
+    ///     task_overhead_ns: (900.0, "synthetic".into()), control_message_ns: (450.0, "synthetic".into()), kernels: vec![], curves: vec![], default_gflops: (5.0, "synthetic".into()),
     ///     progress: (dagwire_sim::machine::ProgressModel::Inline, "synthetic".into()),
     /// };
     /// let m = parse_machine("host.toml", &cal.render()).unwrap();
     /// assert_eq!(m.compute.task_overhead_ns, 900.0);
+    /// assert_eq!(m.compute.control_message_ns, 450.0);
     /// assert_eq!(m.compute.progress, dagwire_sim::machine::ProgressModel::Inline);
     /// ```
     pub fn render(&self) -> String {
@@ -132,6 +135,10 @@ impl Calibration {
         let _ = writeln!(out, "default_gflops = {}", f(self.default_gflops.0));
         let _ = writeln!(out, "# {}", self.task_overhead_ns.1);
         let _ = writeln!(out, "task_overhead_ns = {}", f(self.task_overhead_ns.0));
+        for line in self.control_message_ns.1.lines() {
+            let _ = writeln!(out, "# {line}");
+        }
+        let _ = writeln!(out, "control_message_ns = {}", f(self.control_message_ns.0));
         let _ = writeln!(out, "# The measured driver's progress: {}", self.progress.1);
         let progress = match self.progress.0 {
             super::ProgressModel::Thread => "thread",

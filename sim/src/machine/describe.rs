@@ -79,9 +79,10 @@ pub fn describe(m: &Machine) -> String {
     };
     let _ = writeln!(
         out,
-        "    compute {mode}: {} GFLOP/s per core; task overhead {} ns; {}",
+        "    compute {mode}: {} GFLOP/s per core; task overhead {} ns; control message {} ns; {}",
         rates.join(", "),
         num(c.task_overhead_ns),
+        num(c.control_message_ns),
         match c.progress {
             super::ProgressModel::Thread => "communication progresses beside kernels",
             super::ProgressModel::Inline => "inline progress: messages wait for the running kernel",

@@ -16,6 +16,24 @@
 //! under half the interval): overheads consistent with the streaming rate, which
 //! reproduces both curves. A segment whose streaming is bandwidth-bound at every size
 //! shows no `g`; it keeps the segment below's `o` and `g`.
+//!
+//! # Control messages
+//!
+//! The eager ping-pong's hop is two task overheads plus `T(k)`; the engine's handling of
+//! the one data message is split between those (the trace's "message alone" ends when
+//! the engine takes it). A rendezvous ping-pong with every message through the handshake
+//! (`eager_limit = 0`) pays two more messages a hop, the ready-to-send and the
+//! clear-to-send, each a header of `HEADER_BYTES`, and their handling by engine and
+//! strategy, which no task absorbs. So a rendezvous hop is modelled as
+//! `2·overhead + T(k) + 2·(T(header) + c)`, and [`fit_control`] gives `c`, the
+//! machine's `compute.control_message_ns`: per size, the hop's excess over the model's
+//! eager hop and its two headers, halved; the median over sizes.
+//!
+//! In a ping-pong the two sides alternate, so the measurement fixes the cost per control
+//! message, not how it splits between sender and receiver. The simulator charges it all
+//! on the receiver's CPU after `o_r`, where the handling happens (matching the offer,
+//! granting a buffer, queuing the answer); sending a header is what `o_s` already
+//! covers.
 
 use super::LogGpSegment;
 use statrs::statistics::{Data, Median};
@@ -289,6 +307,54 @@ pub fn fit_loggp(pingpong: &[Sample], stream: &[Sample], max_segments: usize) ->
         });
     }
     Ok(LogGpFit { segments })
+}
+
+/// The fitted cost of handling one control message, and where it came from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ControlFit {
+    /// Ns per control message (at least 0): the median of the per-size estimates.
+    pub ns: f64,
+    /// Per measured size: bytes, the rendezvous hop (ns) and its estimate of the cost.
+    pub estimates: Vec<(u64, f64, f64)>,
+    /// Root-mean-square relative residual of the modelled rendezvous hops
+    /// (`2·overhead + T(k) + 2·(T(header) + ns)`) against the measured ones.
+    pub rms_rel_residual: f64,
+}
+
+/// Fits the control-message cost to `rendezvous` hops (one-way, ns, of a ping-pong
+/// whose every message goes through the handshake), given the eager `fit` and the
+/// per-task `overhead_ns` (two tasks a hop), and the bytes a control message takes on
+/// the wire (`header_bytes`); see the module doc for the model. A measured hop below
+/// what the model charges without the cost gives a negative estimate; the cost is
+/// clamped at 0.
+///
+/// ```
+/// use dagwire_sim::machine::fit::{Sample, fit_control, fit_loggp};
+/// let sizes = [8u64, 64, 512, 4096];
+/// let pp: Vec<Sample> = sizes.iter().map(|&k| Sample { bytes: k, ns: 1000.0 + 0.5 * (k - 1) as f64 }).collect();
+/// let fit = fit_loggp(&pp, &pp, 1).unwrap();
+/// // Task overhead 300 ns, headers of 32 B, 700 ns per control message.
+/// let hop = |k: u64| 600.0 + fit.one_way_ns(k) + 2.0 * (fit.one_way_ns(32) + 700.0);
+/// let rv: Vec<Sample> = [8u64, 64, 512].iter().map(|&k| Sample { bytes: k, ns: hop(k) }).collect();
+/// let c = fit_control(&rv, &fit, 300.0, 32).unwrap();
+/// assert!((c.ns - 700.0).abs() < 1e-6 && c.rms_rel_residual < 1e-9);
+/// assert_eq!(c.estimates.len(), 3);
+/// ```
+pub fn fit_control(
+    rendezvous: &[Sample],
+    fit: &LogGpFit,
+    overhead_ns: f64,
+    header_bytes: u64,
+) -> Result<ControlFit, FitError> {
+    if rendezvous.is_empty() || rendezvous.iter().any(|s| !(s.ns.is_finite() && s.ns > 0.0)) {
+        return Err(FitError("the control-message cost needs rendezvous hops with finite positive times".into()));
+    }
+    let without = |k: u64| 2.0 * overhead_ns + fit.one_way_ns(k) + 2.0 * fit.one_way_ns(header_bytes);
+    let estimates: Vec<(u64, f64, f64)> =
+        rendezvous.iter().map(|s| (s.bytes, s.ns, (s.ns - without(s.bytes)) / 2.0)).collect();
+    let ns = median(&estimates.iter().map(|e| e.2).collect::<Vec<_>>()).max(0.0);
+    let rss: f64 = rendezvous.iter().map(|s| ((without(s.bytes) + 2.0 * ns - s.ns) / s.ns).powi(2)).sum();
+    Ok(ControlFit { ns, estimates, rms_rel_residual: (rss / rendezvous.len() as f64).sqrt() })
 }
 
 /// A kernel's fitted rate.

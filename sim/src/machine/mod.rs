@@ -269,6 +269,7 @@ impl Machine {
                 default_gflops: 1.0,
                 kernel_curves: BTreeMap::new(),
                 task_overhead_ns: 0.0,
+                control_message_ns: 0.0,
                 progress: ProgressModel::Thread,
             },
             latency_jitter: 0.0,
@@ -302,6 +303,14 @@ pub struct Compute {
     /// Fixed cost of every task (scheduling, launch), ns.
     #[serde(default)]
     pub task_overhead_ns: f64,
+    /// CPU cost of handling one control message (a strategy's message without payload:
+    /// ready-to-send, clear-to-send, requests, acknowledgements), ns, beyond the `o_r` of
+    /// its segment: charged on the receiving rank's receive CPU after `o_r`, so it
+    /// delays the message's handling and every receive queued behind it. Optional, 0 by
+    /// default. Collective pieces and one-sided operations' legs are not charged (see
+    /// [`fit::fit_control`] for why the receiver, and how it is measured).
+    #[serde(default)]
+    pub control_message_ns: f64,
     /// Who progresses communication while kernels run (`thread`, the default: it goes on
     /// beside them; `inline`: the rank's one thread runs kernels and communication in
     /// turn, as the real drivers do when the cores are fewer than their threads).

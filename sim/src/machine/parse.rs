@@ -499,6 +499,7 @@ fn validate(m: &Machine) -> Result<(), Invalid> {
         }
     }
     time(c.task_overhead_ns, at("task_overhead_ns"))?;
+    time(c.control_message_ns, at("control_message_ns"))?;
     let r = m.registration;
     if !(r.base_us.is_finite() && r.base_us >= 0.0 && r.per_mib_us.is_finite() && r.per_mib_us >= 0.0) {
         return Err((

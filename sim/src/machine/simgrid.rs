@@ -258,6 +258,7 @@ fn map_cluster(a: &BTreeMap<String, String>) -> Result<Machine, Refusal> {
             default_gflops: gflops,
             kernel_curves: Default::default(),
             task_overhead_ns: 0.0,
+            control_message_ns: 0.0,
             progress: Default::default(),
         },
         latency_jitter: 0.0,

@@ -435,6 +435,7 @@ fn describe_mentions_the_key_numbers() {
         "potrf 12",
         "other 8",
         "task overhead 1000 ns",
+        "control message 0 ns",
     ] {
         assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
     }
@@ -442,6 +443,39 @@ fn describe_mentions_the_key_numbers() {
     assert!(text.contains("crossbar") && text.contains("any number of nodes"), "{text}");
     let text = describe(&load_machine("slingshot-11-dragonfly").unwrap());
     assert!(text.contains("dragonfly 4 groups x 32 routers x 16 nodes") && text.contains("2048 nodes"), "{text}");
+}
+
+/// `compute.control_message_ns`: optional (0 when absent, on every preset), read when
+/// given and listed; a negative, non-numeric, too large or misspelt value is refused
+/// naming file, line and key.
+#[test]
+fn the_control_message_cost_is_optional_read_listed_and_bad_values_name_their_key() {
+    assert_eq!(parse_machine("x.toml", BASE).unwrap().compute.control_message_ns, 0.0);
+    for name in preset_names() {
+        assert_eq!(load_machine(name).unwrap().compute.control_message_ns, 0.0, "{name}");
+    }
+    let text = edit("[compute]\n", "[compute]\ncontrol_message_ns = 1250.5\n");
+    let m = parse_machine("x.toml", &text).unwrap();
+    assert_eq!(m.compute.control_message_ns, 1250.5);
+    assert!(describe(&m).contains("control message 1250.5 ns"), "{}", describe(&m));
+    for (value, reason) in [
+        ("-1.0", "must be a time in ns between 0 and 1e10"),
+        ("1e11", "must be a time in ns between 0 and 1e10"),
+        ("\"fast\"", "expected a number"),
+    ] {
+        let text = edit("[compute]\n", &format!("[compute]\ncontrol_message_ns = {value}\n"));
+        let e = err(&text);
+        assert_eq!(
+            (e.file.as_str(), e.key.as_str(), e.line),
+            ("machines/x.toml", "compute.control_message_ns", Some(line_of(&text, "control_message_ns"))),
+            "{e}"
+        );
+        assert!(e.reason.contains(reason), "{e}");
+    }
+    let text = edit("[compute]\n", "[compute]\ncontrol_mesage_ns = 100.0\n");
+    let e = err(&text);
+    assert_eq!((e.key.as_str(), e.line), ("compute.control_mesage_ns", Some(line_of(&text, "control_mesage_ns"))));
+    assert!(e.reason.contains("did you mean `control_message_ns`?"), "{e}");
 }
 
 #[test]

@@ -51,6 +51,11 @@ pub const KEYS: &[Key] = &[
     Key { name: "compute", help: "every kernel rate (default and per kernel)", unit: Unit::Rate },
     Key { name: "task_overhead", help: "the fixed cost of every task", unit: Unit::Time },
     Key {
+        name: "control",
+        help: "the CPU cost of handling each control message (compute.control_message_ns)",
+        unit: Unit::Time,
+    },
+    Key {
         name: "topology",
         help: "replace the topology, sized for the run, keeping link bandwidth and hop latency",
         unit: Unit::Name(&["crossbar", "fat-tree", "dragonfly", "torus"]),
@@ -326,6 +331,7 @@ fn apply_one(m: &mut Machine, c: &Change, nodes: u64) {
             m.compute.kernel_curves.values_mut().flatten().for_each(|p| change(&mut p[1], v));
         }
         "task_overhead" => change(&mut m.compute.task_overhead_ns, v),
+        "control" => change(&mut m.compute.control_message_ns, v),
         "fidelity" => {
             m.fidelity = if *v == Value::Name("flow") { Fidelity::Flow } else { Fidelity::Analytic };
         }

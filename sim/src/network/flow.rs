@@ -22,6 +22,8 @@ pub(crate) struct Meta {
     pub dst: u32,
     /// Its segment (for `o_r`).
     pub seg: u32,
+    /// A control message (its receiver also pays the control-message cost).
+    pub control: bool,
     /// `ceil(L + (hops-1)*hop_ns)` of its route.
     pub latency: Time,
 }

@@ -23,6 +23,10 @@
 //! serialises its sends in call order) and a receiver CPU (`o_r` serialises its receives in
 //! arrival order); each node has a NIC.
 //!
+//! **Control messages** ([`Network::send_control`]) cost their receiver
+//! `ceil(control_message_ns)` (the machine's `compute.control_message_ns`) more on its
+//! receiver CPU, right after `o_r`: an isolated one takes `T(k) + ceil(control_message_ns)`.
+//!
 //! **Analytic fidelity** ([`Fidelity::Analytic`]): after `o_s`, an inter-node message is
 //! injected into its node's NIC, whose consecutive injections are at least
 //! `ceil(max(g, k*G, k*8/nic_gbps))` apart (so the NIC's injection bandwidth is shared by
@@ -94,8 +98,9 @@ pub struct RouteInfo {
 /// What happens next to a message, in the network's own timeline.
 #[derive(Clone, Copy, Debug)]
 enum Step {
-    /// The last byte reached the receiving rank, whose CPU takes `o_r` next.
-    Arrive { id: MessageId, dst: u32, seg: u32 },
+    /// The last byte reached the receiving rank, whose CPU takes `o_r` next (and the
+    /// control-message cost after it, for a control message).
+    Arrive { id: MessageId, dst: u32, seg: u32, control: bool },
     /// `o_r` is done: the message is delivered.
     Deliver { id: MessageId },
     /// The message's flow starts taking bandwidth.
@@ -135,6 +140,7 @@ enum Step {
 ///         default_gflops: 1.0,
 ///         kernel_curves: Default::default(),
 ///         task_overhead_ns: 0.0,
+///         control_message_ns: 0.0,
 ///         progress: Default::default(),
 ///     },
 ///     latency_jitter: 0.0,
@@ -166,6 +172,8 @@ pub struct Network {
     in_flight: usize,
     route: Vec<u32>,
     jitter: f64,
+    /// `ceil(compute.control_message_ns)`: a control message's extra receive CPU time.
+    control_ns: Time,
     /// The run's network stream ([`rng::stream::NETWORK`]): all of the network's
     /// randomness comes from the run's seed, never from entropy.
     rng: SeededRng,
@@ -202,6 +210,7 @@ impl Network {
             in_flight: 0,
             route: Vec::new(),
             jitter: machine.latency_jitter,
+            control_ns: loggp::ceil_ns(machine.compute.control_message_ns),
             rng: rng::rng(0, rng::stream::NETWORK),
         })
     }
@@ -226,6 +235,20 @@ impl Network {
     /// If `now` is earlier than a time already given to `send` or `deliver_until`, or a
     /// rank is out of range.
     pub fn send(&mut self, now: Time, src: Rank, dst: Rank, bytes: u64) -> MessageId {
+        self.send_as(now, src, dst, bytes, false)
+    }
+
+    /// A control message (a strategy's message without payload) of `bytes` from `src` to
+    /// `dst`: as [`send`](Self::send), and its receiver's CPU also spends the machine's
+    /// control-message cost on it after `o_r`.
+    ///
+    /// # Panics
+    /// As [`send`](Self::send).
+    pub fn send_control(&mut self, now: Time, src: Rank, dst: Rank, bytes: u64) -> MessageId {
+        self.send_as(now, src, dst, bytes, true)
+    }
+
+    fn send_as(&mut self, now: Time, src: Rank, dst: Rank, bytes: u64, control: bool) -> MessageId {
         assert!(now >= self.clock, "send at {now} ns, but the network is already at {} ns", self.clock);
         assert!(
             src.index() < self.ranks && dst.index() < self.ranks,
@@ -242,7 +265,7 @@ impl Network {
             let extra = self.jitter_ns(self.costs.get(seg).l_ns);
             let arrive =
                 extra + analytic::intra_node_arrival(&mut self.resources, self.costs.get(seg), now, src.index(), bytes);
-            self.push(arrive, Step::Arrive { id, dst: dst.0, seg });
+            self.push(arrive, Step::Arrive { id, dst: dst.0, seg, control });
             return id;
         }
         let seg_index = self.costs.inter(bytes);
@@ -262,17 +285,17 @@ impl Network {
                 self.nic_bytes_per_ns,
                 latency,
             );
-            self.push(arrive, Step::Arrive { id, dst: dst.0, seg: seg_index });
+            self.push(arrive, Step::Arrive { id, dst: dst.0, seg: seg_index, control });
             return id;
         };
         let ready = self.resources.send_overhead(now, src.index(), seg.o_s);
         let start = self.resources.inject_nic(ready, src_node as usize, loggp::ceil_ns(seg.g_ns));
         let flow_bytes = loggp::counted_bytes(bytes) - 1;
         if flow_bytes == 0 {
-            self.push(start + latency, Step::Arrive { id, dst: dst.0, seg: seg_index });
+            self.push(start + latency, Step::Arrive { id, dst: dst.0, seg: seg_index, control });
             return id;
         }
-        let meta = Meta { id, dst: dst.0, seg: seg_index, latency };
+        let meta = Meta { id, dst: dst.0, seg: seg_index, control, latency };
         let slot =
             flows.prepare(&self.fabric, &self.route, src_node, dst_node, flow_bytes as f64, seg.rate_cap(), meta);
         self.push(start, Step::FlowStart { slot });
@@ -365,8 +388,9 @@ impl Network {
     /// One step of the timeline at `t` (the one `match` of the network).
     fn step(&mut self, t: Time, step: Step, delivered: &mut Vec<(Time, MessageId)>) {
         match step {
-            Step::Arrive { id, dst, seg } => {
-                let at = self.resources.receive(t, dst as usize, self.costs.get(seg).o_r);
+            Step::Arrive { id, dst, seg, control } => {
+                let cpu = self.costs.get(seg).o_r + if control { self.control_ns } else { 0 };
+                let at = self.resources.receive(t, dst as usize, cpu);
                 self.push(at, Step::Deliver { id });
             }
             Step::Deliver { id } => {
@@ -376,7 +400,7 @@ impl Network {
             Step::FlowStart { slot } => self.flows.as_mut().expect("flow fidelity").start(slot, t),
             Step::FlowEnd { slot } => {
                 let m = self.flows.as_mut().expect("flow fidelity").finish(slot);
-                self.push(t + m.latency, Step::Arrive { id: m.id, dst: m.dst, seg: m.seg });
+                self.push(t + m.latency, Step::Arrive { id: m.id, dst: m.dst, seg: m.seg, control: m.control });
             }
         }
     }
