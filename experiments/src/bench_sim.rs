@@ -12,8 +12,23 @@ use dagwire_sim::driver::{SimConfig, SimKernels, Watch};
 use std::process::Stdio;
 use std::time::Instant;
 
-/// Columns of the benchmark's table, one row per configuration.
-pub const COLUMNS: [&str; 7] = ["tiles", "trace", "tasks", "wall s", "events/s", "peak MB", "bytes/task"];
+/// Columns of the benchmark's table, one row per configuration: the DAG's build, the
+/// simulator's setup, its event loop and its finish (gathering and sorting the trace)
+/// timed apart, their total (with the strategy's plan), and events/s over the event
+/// loop alone.
+pub const COLUMNS: [&str; 11] = [
+    "tiles",
+    "trace",
+    "tasks",
+    "build s",
+    "setup s",
+    "loop s",
+    "finish s",
+    "wall s",
+    "loop ev/s",
+    "peak MB",
+    "bytes/task",
+];
 
 /// What every size of the benchmark simulates.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,19 +75,25 @@ pub fn run(setup: &Setup, tiles: usize) -> Result<()> {
         setup.ranks, machine.name, machine.fidelity, setup.tile, setup.strategy, tiles
     );
     println!("  peak memory: the whole process's growth, DAG included; trace full: every task, message and");
-    println!("  transfer-phase record kept; counts: a counts-only trace (sim.trace = \"counts\")");
-    let [c0, c1, c2, c3, c4, c5, c6] = COLUMNS;
-    println!("  {c0:>6} {c1:>6} {c2:>10} {c3:>10} {c4:>12} {c5:>10} {c6:>12}");
-    let mut points = Vec::new();
+    println!("  transfer-phase record kept; counts: a counts-only trace (sim.trace = \"counts\"); build: the DAG;");
+    println!("  setup: the simulator's network, engines and strategies; loop: the event loop; finish: gathering");
+    println!("  and sorting the trace; wall: all of it, the strategy's plan included; loop ev/s: events over the loop");
+    let [c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10] = COLUMNS;
+    println!("  {c0:>6} {c1:>6} {c2:>10} {c3:>8} {c4:>8} {c5:>8} {c6:>8} {c7:>8} {c8:>12} {c9:>10} {c10:>12}");
+    let (mut points, mut loop_points) = (Vec::new(), Vec::new());
     for nt in sizes {
         for counts_only in [false, true] {
             let m = measure_in_child(setup, nt, counts_only)?;
             println!(
-                "  {nt:>6} {:>6} {:>10} {:>10.2} {:>12.0} {:>10.0} {:>12.0}",
+                "  {nt:>6} {:>6} {:>10} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>12.0} {:>10.0} {:>12.0}",
                 if counts_only { "counts" } else { "full" },
                 m.tasks,
+                m.build_s,
+                m.timing[0],
+                m.timing[1],
+                m.timing[2],
                 m.wall,
-                m.events as f64 / m.wall,
+                m.events as f64 / m.timing[1].max(1e-9),
                 m.peak as f64 / 1e6,
                 m.peak as f64 / m.tasks as f64,
             );
@@ -88,9 +109,15 @@ pub fn run(setup: &Setup, tiles: usize) -> Result<()> {
                 m.plan_bytes as f64 / 1e6
             );
             points.push(((m.tasks as f64).ln(), m.wall.ln()));
+            loop_points.push(((m.tasks as f64).ln(), m.timing[1].max(1e-9).ln()));
         }
     }
-    println!("  wall time grows as tasks^{:.2} (least-squares slope of log wall vs log tasks)", slope(&points));
+    println!(
+        "  wall time grows as tasks^{:.2}, the event loop's as tasks^{:.2} (least-squares slopes of log time vs log \
+         tasks, full trace)",
+        slope(&points),
+        slope(&loop_points)
+    );
     Ok(())
 }
 
@@ -101,7 +128,11 @@ pub fn one_size_line(setup: &Setup, nt: usize, counts_only: bool) -> Result<()> 
     let m = one_size(&machine(setup)?, setup, nt, trace)?;
     let [a, b, c] = m.records;
     println!("{}", setup.describe());
-    println!("{} {} {} {} {a} {b} {c} {} {}", m.tasks, m.wall, m.events, m.peak, m.plan_s, m.plan_bytes);
+    let [setup_s, loop_s, finish_s] = m.timing;
+    println!(
+        "{} {} {} {} {a} {b} {c} {} {} {} {setup_s} {loop_s} {finish_s}",
+        m.tasks, m.wall, m.events, m.peak, m.plan_s, m.plan_bytes, m.build_s
+    );
     Ok(())
 }
 
@@ -128,7 +159,7 @@ fn measure_in_child(setup: &Setup, nt: usize, counts_only: bool) -> Result<Measu
     let (echo, figures) = text.split_once('\n').unwrap_or((&text, ""));
     ensure!(echo == setup.describe(), "the measuring process ran `{echo}`, not `{}`", setup.describe());
     let f: Vec<f64> = figures.split_whitespace().map(str::parse).collect::<Result<_, _>>()?;
-    ensure!(f.len() == 9, "unexpected line from the measuring process: {text}");
+    ensure!(f.len() == 13, "unexpected line from the measuring process: {text}");
     Ok(Measured {
         tasks: f[0] as usize,
         wall: f[1],
@@ -137,6 +168,8 @@ fn measure_in_child(setup: &Setup, nt: usize, counts_only: bool) -> Result<Measu
         records: [f[4] as usize, f[5] as usize, f[6] as usize],
         plan_s: f[7],
         plan_bytes: f[8] as u64,
+        build_s: f[9],
+        timing: [f[10], f[11], f[12]],
     })
 }
 
@@ -153,6 +186,10 @@ struct Measured {
     plan_s: f64,
     /// RSS the plan added, bytes.
     plan_bytes: u64,
+    /// Time building the DAG took.
+    build_s: f64,
+    /// The simulator's setup, event loop and finish, seconds ([`dagwire_sim::driver::SimTiming`]).
+    timing: [f64; 3],
 }
 
 /// Raw queue: pop+push with scattered times, at two pending-set sizes.
@@ -175,6 +212,7 @@ fn one_size(machine: &dagwire_sim::machine::Machine, setup: &Setup, nt: usize, t
     let given = [("n", ParamValue::Int((nt * tile) as i64)), ("tile", ParamValue::Int(tile as i64))];
     let start = Instant::now();
     let workload = dagwire_workloads::find("cholesky")?.build(&given, ranks, 1)?;
+    let build_s = start.elapsed().as_secs_f64();
     let name = |k| workload.kernel_name(k);
     let kernels = SimKernels { kernels: workload.kernels(), name: &name };
     let (before_plan, plan_start) = (rss_bytes(), Instant::now());
@@ -200,7 +238,8 @@ fn one_size(machine: &dagwire_sim::machine::Machine, setup: &Setup, nt: usize, t
     let peak = peak_rss_bytes().saturating_sub(base);
     let t = &out.run.trace;
     let records = [t.tasks.len(), t.messages.len(), t.transfer_events.len()];
-    Ok(Measured { tasks, wall, events: out.events, peak, records, plan_s, plan_bytes })
+    let timing = [out.timing.setup, out.timing.event_loop, out.timing.finish].map(|d| d.as_secs_f64());
+    Ok(Measured { tasks, wall, events: out.events, peak, records, plan_s, plan_bytes, build_s, timing })
 }
 
 fn slope(points: &[(f64, f64)]) -> f64 {

@@ -4,6 +4,7 @@
 //! the tables and the tornado figure.
 
 use crate::plan::{self, Point};
+use crate::progress::RunWatch;
 use crate::sweep::{self, Sweep};
 use anyhow::{Context, Result, bail};
 use dagwire_analysis::figures::bars::{Bar, BarChart};
@@ -98,13 +99,17 @@ pub fn grid(sets: &[String]) -> Result<Vec<Vec<Change>>> {
 }
 
 /// Runs `point` on `machine` (written to `scratch` and named in its parameters) and
-/// returns the makespan, ns.
-fn makespan(sweep: &Sweep, point: &Point, machine: &Machine, scratch: &Path) -> Result<u64> {
+/// returns the makespan, ns, `watch` showing how far a long run has got (as `experiment
+/// run` does).
+fn makespan(sweep: &Sweep, point: &Point, machine: &Machine, scratch: &Path, watch: RunWatch) -> Result<u64> {
     let text = toml::to_string(machine).context("writing the changed machine as TOML")?;
     std::fs::write(scratch, text).with_context(|| format!("writing {}", scratch.display()))?;
     let mut p = point.clone();
     p.driver_params.set(MACHINE, ParamValue::Str(scratch.display().to_string()));
-    let (_, executed) = crate::runner::run_point(sweep, &p, 0, None)?;
+    let observe = |progress| watch.observe(progress);
+    let run = crate::runner::run_point(sweep, &p, 0, Some(&observe));
+    watch.close();
+    let (_, executed) = run?;
     Ok(executed.outcome.makespan_ns)
 }
 
@@ -169,12 +174,13 @@ pub fn run(args: &Args) -> Result<String> {
         let label = point.label();
         progress.start(&label);
         let machine = dagwire_sim::registry::machine(&point.driver_params).map_err(anyhow::Error::msg)?;
-        let base = makespan(&sweep, point, &machine, &scratch)?;
+        let base = makespan(&sweep, point, &machine, &scratch, progress.watch(&label))?;
         if !args.sets.is_empty() {
             for combo in &combos {
                 let changed = apply(&machine, combo, nodes(point, &machine))?;
-                let whatif = makespan(&sweep, point, &changed, &scratch)?;
                 let names: Vec<String> = combo.iter().map(|c| c.text.clone()).collect();
+                let watch = progress.watch(&format!("{label} [{}]", names.join(" ")));
+                let whatif = makespan(&sweep, point, &changed, &scratch, watch)?;
                 rows.push(Row {
                     contest: contest(point),
                     strategy: strategy_label(point),
@@ -186,7 +192,8 @@ pub fn run(args: &Args) -> Result<String> {
         }
         if args.sensitivity {
             let ranked = sensitivity(&machine, perturb, nodes(point, &machine), |m| {
-                makespan(&sweep, point, m, &scratch).map_err(|e| format!("{e:#}"))
+                makespan(&sweep, point, m, &scratch, progress.watch(&format!("{label} [sensitivity]")))
+                    .map_err(|e| format!("{e:#}"))
             })
             .map_err(anyhow::Error::msg)?;
             tornado.entry(contest(point)).or_default().push((strategy_label(point), ranked));

@@ -56,6 +56,12 @@ fn bench_sim_prints_each_configuration_as_it_finishes_after_its_progress() {
         assert_eq!(fields.len(), COLUMNS.len(), "{row}");
         assert_eq!((fields[0], fields[1]), (nt.to_string().as_str(), level), "rows in order:\n{text}");
         let tasks: u64 = fields[2].parse().unwrap();
+        // The parts (DAG build, setup, event loop, finish), each printed to 0.01 s, fit
+        // in the whole; events/s is over the loop alone, so never a dash or negative.
+        let secs: Vec<f64> = fields[3..8].iter().map(|f| f.parse().unwrap()).collect();
+        assert!(secs.iter().all(|&s| s >= 0.0), "{row}");
+        assert!(secs[..4].iter().sum::<f64>() <= secs[4] + 0.025, "the parts exceed the wall time: {row}");
+        assert!(fields[8].parse::<f64>().unwrap() > 0.0, "{row}");
         if level == "full" {
             tasks_of_size = Some(tasks);
         } else {

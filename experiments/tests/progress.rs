@@ -81,3 +81,42 @@ fn a_simulated_point_prints_plain_progress_lines_without_a_terminal() {
     let (last_ns, _) = reports.last().unwrap();
     assert!((last_ns * 1e-6 - makespan_ms).abs() < 0.01, "last report {last_ns} ns, makespan {makespan_ms} ms");
 }
+
+#[test]
+fn whatif_reruns_print_their_progress_like_a_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sweep = tmp.path().join("progress.toml");
+    std::fs::write(&sweep, SWEEP).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_experiment"))
+        .args(["whatif", sweep.to_str().unwrap(), "--set", "latency=2x"])
+        .args(["--out", tmp.path().join("whatif").to_str().unwrap()])
+        .env(dagwire_experiments::progress::EVERY_ENV, "0")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "experiment whatif failed:\n{stderr}");
+    assert!(!stderr.contains('\r') && !stderr.contains('\x1b'), "plain lines only, no bar:\n{stderr}");
+
+    // The baseline's reports (the point's label), then the changed machine's (the label
+    // with the change), each never backwards; the baseline's last is its makespan.
+    let reports = |suffix: &str| -> Vec<(usize, (f64, f64))> {
+        stderr
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| l.starts_with("  cholesky/") && l.split(": ").next().unwrap().ends_with(suffix))
+            .map(|(i, l)| (i, parse_report(l)))
+            .collect()
+    };
+    let (base, changed) = (reports("trace=counts"), reports(" [latency=2x]"));
+    assert!(!base.is_empty() && !changed.is_empty(), "both runs report:\n{stderr}");
+    assert!(base.last().unwrap().0 < changed[0].0, "the baseline runs first:\n{stderr}");
+    for run in [&base, &changed] {
+        for pair in run.windows(2) {
+            assert!(pair[0].1.0 <= pair[1].1.0 && pair[0].1.1 <= pair[1].1.1, "never backwards: {pair:?}\n{stderr}");
+        }
+    }
+    let outcome = stderr.lines().find(|l| l.starts_with("[1/1] ")).expect("an outcome line");
+    let baseline_ms: f64 = outcome.rsplit("baseline ").next().unwrap().split(" ms").next().unwrap().parse().unwrap();
+    let (last_ns, _) = base.last().unwrap().1;
+    assert!((last_ns * 1e-6 - baseline_ms).abs() < 0.01, "last report {last_ns} ns, baseline {baseline_ms} ms");
+}

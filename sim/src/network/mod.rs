@@ -63,7 +63,10 @@
 //! of one instant share one recomputation); with all-to-all traffic the component is every
 //! active flow, about twice per message. Measured (1024 ranks, k = 16 fat-tree): analytic
 //! 1M messages in ~0.3 s; flow ~3 us per message with up to ~60 concurrent flows, ~0.5 ms
-//! per message with ~3600 (an overloaded network).
+//! per message with ~3600 (an overloaded network). When the component is every running
+//! flow (all-to-all), the search for it stops early and the flows are walked in memory
+//! order (see `maxmin`): micro all-to-all at 256 ranks, 1-8 KiB, zero-overhead crossbar,
+//! ~3.7 us of CPU per message (~15 us before).
 
 mod analytic;
 mod flow;
