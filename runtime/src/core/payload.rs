@@ -81,6 +81,7 @@ impl Payload {
 
     /// Takes ownership of `words` holding `len` bytes (and zeros past them) without
     /// copying: a transport that received into words of its own.
+    #[cfg_attr(not(feature = "fabric"), allow(dead_code))]
     pub(crate) fn from_words(words: Vec<u64>, len: usize) -> Self {
         assert_eq!(words.len(), len.div_ceil(8), "{len} bytes need {} words", len.div_ceil(8));
         Payload { words: (len > 0).then(|| Arc::new(words)), len }

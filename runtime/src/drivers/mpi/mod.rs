@@ -369,29 +369,51 @@ struct Clock {
 }
 
 impl Clock {
+    /// Ping-pongs always made per rank.
+    const ROUNDS: usize = 16;
+    /// A round trip short enough to stop at (offset error at most half of it).
+    const GOOD_RTT_NS: i64 = 20_000;
+    /// Ping-pongs at most per rank.
+    const MAX_ROUNDS: usize = 1000;
+    /// Time a rank spends measuring at most (beyond the first [`Clock::ROUNDS`]).
+    const MAX_SYNC: Duration = Duration::from_millis(500);
+    /// What a rank sends rank 0 when it has measured enough (no clock reads it: they
+    /// count from 0).
+    const DONE: i64 = -1;
+
     fn local(base: Instant) -> i64 {
         base.elapsed().as_nanos() as i64
     }
 
     /// Measures this rank's offset to rank 0 (the ping-pong with the shortest round
-    /// trip of several wins) and agrees on a common start just after a barrier.
+    /// trip wins: its error is at most half that round trip) and agrees on a common start
+    /// just after a barrier. At least [`Clock::ROUNDS`] ping-pongs, more while the best
+    /// round trip is above [`Clock::GOOD_RTT_NS`] (an oversubscribed or loaded host
+    /// deschedules a rank for milliseconds), within [`Clock::MAX_ROUNDS`] and
+    /// [`Clock::MAX_SYNC`].
     fn synchronise(mpi: &Mpi) -> Clock {
-        const ROUNDS: usize = 16;
         let base = Instant::now();
         let world = &mpi.world;
         let mut offset = 0i64;
         if mpi.rank() == 0 {
             for r in 1..mpi.size() {
                 let peer = world.process_at_rank(r as i32);
-                for _ in 0..ROUNDS {
-                    let (_ping, _) = peer.receive_with_tag::<i64>(TAG_CLOCK);
+                loop {
+                    let (ping, _) = peer.receive_with_tag::<i64>(TAG_CLOCK);
+                    if ping == Clock::DONE {
+                        break;
+                    }
                     peer.send_with_tag(&Clock::local(base), TAG_CLOCK);
                 }
             }
         } else {
             let root = world.process_at_rank(0);
             let mut best = i64::MAX;
-            for _ in 0..ROUNDS {
+            let mut rounds = 0;
+            while rounds < Clock::ROUNDS
+                || (best > Clock::GOOD_RTT_NS && rounds < Clock::MAX_ROUNDS && base.elapsed() < Clock::MAX_SYNC)
+            {
+                rounds += 1;
                 let a = Clock::local(base);
                 root.send_with_tag(&a, TAG_CLOCK);
                 let (t0, _) = root.receive_with_tag::<i64>(TAG_CLOCK);
@@ -401,6 +423,7 @@ impl Clock {
                     offset = t0 - (a + b) / 2;
                 }
             }
+            root.send_with_tag(&Clock::DONE, TAG_CLOCK);
         }
         mpi.barrier();
         let mut start = Clock::local(base) + offset;
