@@ -203,9 +203,9 @@ fn run_job(cmd: &mut Command, timeout: Duration) -> std::io::Result<Job> {
                 if shows_failure(&line) {
                     failed.store(true, Ordering::Relaxed);
                 }
-                // The rank's choice of progress mode, said once per point.
+                // The rank's choice of progress mode, said once per sweep and choice.
                 if line.starts_with(dagwire_runtime::drivers::PROGRESS_NOTE) {
-                    eprintln!("{line}");
+                    dagwire_runtime::drivers::note_progress(&line);
                 }
                 s.push_str(&line);
                 s.push('\n');

@@ -20,7 +20,7 @@ use crate::drivers::fault::Injector;
 use crate::drivers::kernels::{Clock, Finished, KernelRunner};
 use crate::drivers::panics::{self, Handling, set_handling};
 use crate::drivers::registry::{self, DriverInfo, Executed, Launch, RunRequest};
-use crate::drivers::run::{Fault, PROGRESS_NOTE, Progress, RunError, RunOutcome, usable_cores};
+use crate::drivers::run::{Fault, PROGRESS_NOTE, Progress, RunError, RunOutcome, note_progress, usable_cores};
 use crate::drivers::workers::{self, Workers};
 use crate::engine::{Action, Engine, EngineError};
 use crate::ids::Rank;
@@ -239,7 +239,7 @@ pub fn run(
     }
     let (progress, why) = cfg.progress.resolve(cfg.ranks, cfg.workers, usable_cores());
     if cfg.progress == Progress::Auto {
-        eprintln!("{PROGRESS_NOTE}local: {why}");
+        note_progress(&format!("{PROGRESS_NOTE}local: {why}"));
     }
     let cfg = &LocalConfig { progress, ..cfg.clone() };
     let mut engines = Vec::with_capacity(cfg.ranks);

@@ -49,4 +49,4 @@ pub use registry::{
     CheckError, CheckKey, DriverCheck, DriverInfo, Executed, JobDriver, JobRank, Launch, Observer, RunProgress,
     RunRequest, nothing_about_host,
 };
-pub use run::{Fault, PROGRESS_NOTE, Progress, RunError, RunOutcome, online_cores, usable_cores};
+pub use run::{Fault, PROGRESS_NOTE, Progress, RunError, RunOutcome, note_progress, online_cores, usable_cores};

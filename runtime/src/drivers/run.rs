@@ -142,6 +142,25 @@ impl Progress {
 /// from launched jobs).
 pub const PROGRESS_NOTE: &str = "dagwire progress: ";
 
+/// Prints a [`PROGRESS_NOTE`] line on stderr the first time this process sees its text:
+/// a sweep of many points with the same choice says it once, a point that chose
+/// differently says so.
+///
+/// ```
+/// assert!(dagwire_runtime::drivers::note_progress("dagwire progress: local: inline (doc test)"));
+/// assert!(!dagwire_runtime::drivers::note_progress("dagwire progress: local: inline (doc test)"));
+/// ```
+pub fn note_progress(line: &str) -> bool {
+    static SAID: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut said = SAID.lock().unwrap_or_else(|e| e.into_inner());
+    if said.iter().any(|s| s == line) {
+        return false;
+    }
+    said.push(line.to_string());
+    eprintln!("{line}");
+    true
+}
+
 /// Cores this process may run on (its CPU affinity and cgroup quota), at least 1.
 pub fn usable_cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())

@@ -82,7 +82,7 @@ use crate::drivers::rank_loop::{RankCore, RankLoop};
 use crate::drivers::registry::{
     self, CheckError, DriverCheck, DriverInfo, Executed, JobDriver, JobRank, Launch, RunRequest,
 };
-use crate::drivers::run::{PROGRESS_NOTE, Progress, RunError, RunOutcome, usable_cores};
+use crate::drivers::run::{PROGRESS_NOTE, Progress, RunError, RunOutcome, note_progress, usable_cores};
 use crate::drivers::wire;
 use crate::drivers::workers::Workers;
 use crate::engine::{Action, Engine};
@@ -389,7 +389,7 @@ pub fn run(
     // Every rank of a local job shares this host's cores.
     let (progress, why) = cfg.progress.resolve(size, cfg.workers, usable_cores());
     if cfg.progress == Progress::Auto && rank == 0 {
-        eprintln!("{PROGRESS_NOTE}libfabric: {why}");
+        note_progress(&format!("{PROGRESS_NOTE}libfabric: {why}"));
     }
     let cfg = &FabricConfig { progress, ..cfg.clone() };
     if cfg.progress == Progress::Inline && cfg.workers > 1 {

@@ -70,7 +70,9 @@ use crate::drivers::kernels::{self, Finished, KernelRunner};
 use crate::drivers::panics::{Handling, set_handling};
 use crate::drivers::rank_loop::{RankCore, RankLoop};
 use crate::drivers::registry::{self, DriverInfo, Executed, JobDriver, JobRank, Launch, RunRequest};
-use crate::drivers::run::{Fault, PROGRESS_NOTE, Progress, RunError, RunOutcome, online_cores, usable_cores};
+use crate::drivers::run::{
+    Fault, PROGRESS_NOTE, Progress, RunError, RunOutcome, note_progress, online_cores, usable_cores,
+};
 use crate::drivers::workers::Workers;
 use crate::engine::{Action, Engine};
 use crate::ids::{ChunkId, Rank};
@@ -308,7 +310,7 @@ pub fn run(
     let (progress, why) = cfg.progress.resolve(if bound { 1 } else { on_node }, cfg.workers, cores);
     if cfg.progress == Progress::Auto && rank == 0 {
         let sharing = if bound { "bound to cores of its own" } else { "sharing the node's cores" };
-        eprintln!("{PROGRESS_NOTE}mpi: {why}; rank 0, one of {on_node} rank(s) on its node, {sharing}");
+        note_progress(&format!("{PROGRESS_NOTE}mpi: {why}; rank 0, one of {on_node} rank(s) on its node, {sharing}"));
     }
     let cfg = &MpiConfig { progress, ..cfg.clone() };
     if cfg.progress == Progress::Inline && cfg.workers > 1 {
