@@ -1113,7 +1113,8 @@ impl<'a> Driver<'a> {
             }
             payload => {
                 msg.payload = payload;
-                let mut bytes = small(header_tag, 0);
+                let inline = msg.payload.as_ref().map_or(0, Payload::len);
+                let mut bytes = small(header_tag, wire::HEADER + inline);
                 wire::append_inline(&mut bytes, &msg);
                 self.send_small(to, bytes)?;
             }

@@ -901,8 +901,7 @@ mod tests {
             }
             let Buffer::Payload(p) = held.finish(written) else { panic!("a fresh buffer finishes as a payload") };
             assert_eq!(p.len(), len);
-            let bytes = if len == 0 { &[][..] } else { p.as_bytes() };
-            for (i, &b) in bytes.iter().enumerate() {
+            for (i, &b) in p.as_bytes().iter().enumerate() {
                 assert_eq!(
                     b,
                     if i < written { 0xA0 | (i % 16) as u8 } else { 0 },
