@@ -19,15 +19,17 @@
 //! - **Messages**: engine messages are tagged by 64 bits holding a kind, the source rank
 //!   and a per-pair sequence number. A
 //!   header (with the payload inline up to [`INLINE_LIMIT`] bytes) lands in the mailbox:
-//!   untagged receives posted ahead that take every small message (headers, go-aheads,
+//!   untagged receives posted ahead that take every small message (headers, releases, go-aheads,
 //!   collective pieces, each with its tag in front), posted again after the actions their
-//!   messages led to, in a list of their own apart from the tagged receives; a larger
-//!   payload follows as its own tagged message (`fi_tsend`/`fi_trecv`), received straight into
-//!   the chunk's buffer by a receive posted for its exact tag when its header arrives;
-//!   the sender sends it only once the receiver says that receive is posted (a small
-//!   go-ahead message), so no large message ever arrives unexpected (libfabric 1.17's
-//!   `shm` provider hangs on unexpected large messages, and `tcp;ofi_rxm` would buffer
-//!   them).
+//!   messages led to, in a list of their own apart from the tagged receives. A larger
+//!   payload is pulled by its receiver (as UCX's and PaRSEC's rendezvous do): the sender
+//!   registers the payload's own bytes for remote reads and puts their address and key
+//!   after the header; the receiver reads them with one `fi_read` into the chunk's fresh
+//!   buffer and then tells the sender it may close the registration (a small release
+//!   message). One small message and one read per payload: a push would take three legs
+//!   (header, the receiver's go-ahead once its exact receive is posted, the data), since
+//!   no large message may arrive unexpected (libfabric 1.17's `shm` provider hangs on
+//!   unexpected large messages, and `tcp;ofi_rxm` would buffer them).
 //!   Headers are handed to the engine in each source's send order (the sequence number
 //!   puts them back in order whatever order the provider completes them in).
 //! - **Progress**: the rank's loop is the only thread that calls libfabric (the domain is
@@ -207,14 +209,15 @@ const MAILBOX_DEPTH: usize = 128;
 /// How long a rank waits for its peers at start-up and at the end.
 pub const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Tag kinds (bits 56..63 of a tag). Small messages (headers, go-aheads, pieces) travel
+/// Tag kinds (bits 56..63 of a tag). Small messages (headers, releases, go-aheads, pieces) travel
 /// untagged into the mailbox with their tag in front ([`PREFIX`]); the others are
 /// libfabric tags, received by receives posted for their exact tag.
 const KIND_MSG: u64 = 1;
+/// The completion token of a large payload's read (source and sequence number below).
 const KIND_DATA: u64 = 2;
 const KIND_BOOT: u64 = 3;
-/// A receiver's go-ahead for a large payload: its receive is posted.
-const KIND_GO: u64 = 4;
+/// A receiver has read a large payload: the sender may close its registration.
+const KIND_RELEASE: u64 = 4;
 /// A collective's piece (inline, or the announcement of one that follows on [`KIND_PIECE_DATA`]).
 const KIND_PIECE: u64 = 5;
 /// A receiver's go-ahead for a large piece.
@@ -704,8 +707,9 @@ struct Driver<'a> {
     /// their messages led to, so a reply's send does not wait behind an `fi_trecv`
     /// (the mailbox keeps [`MAILBOX_DEPTH`] receives posted otherwise).
     rearm: Vec<Vec<u8>>,
-    /// Large payloads sent once their receiver says its receive is posted: by (to, seq).
-    held: BTreeMap<(usize, u32), Payload>,
+    /// Large payloads registered for their receiver to read, by (to, seq): the
+    /// registration (which holds the payload) closes when the receiver says it has read.
+    lent: BTreeMap<(usize, u32), u64>,
     /// The collectives, run by the shared layer over pieces.
     collectives: Collectives,
     /// Next piece sequence number per destination.
@@ -749,7 +753,7 @@ impl<'a> Driver<'a> {
             faults: Injector::new(cfg.fault),
             completions: Vec::new(),
             rearm: Vec::new(),
-            held: BTreeMap::new(),
+            lent: BTreeMap::new(),
             collectives: Collectives::new(Rank(rank as u32), size, Segmenting::Whole),
             piece_seq: vec![0; size],
             held_pieces: BTreeMap::new(),
@@ -769,11 +773,11 @@ impl<'a> Driver<'a> {
     fn flight(&self) -> String {
         let arriving: usize = self.arriving.iter().map(BTreeMap::len).sum();
         let mut flight = format!(
-            "; libfabric: {} sends in flight, {} large payloads and {} large collective pieces waiting for their \
-             receiver's go-ahead, {arriving} messages and {} large pieces arriving, {} one-sided operations in \
+            "; libfabric: {} sends in flight, {} large payloads lent (registered) until their receiver has read them, \
+             {} large collective pieces waiting for their receiver's go-ahead, {arriving} messages and {} large pieces arriving, {} one-sided operations in \
              flight, {} collectives waiting for them",
             self.sends,
-            self.held.len(),
+            self.lent.len(),
             self.held_pieces.len(),
             self.pieces_arriving,
             self.rma_in_flight,
@@ -793,6 +797,7 @@ impl<'a> Driver<'a> {
         for c in got.drain(..) {
             match c {
                 Completion::Sent { .. } => self.sends -= 1,
+                Completion::Read { token, data } if tag_parts(token).0 == KIND_DATA => self.pulled(token, data)?,
                 Completion::Read { token, mut data } => {
                     self.faults.transfer(&mut data);
                     self.rma_done(token, Some(data))?;
@@ -815,21 +820,6 @@ impl<'a> Driver<'a> {
                 Completion::Received { token, tag: t, len, buf } => {
                     let (kind, _, _) = tag_parts(token);
                     match kind {
-                        KIND_DATA => {
-                            let (_, from, seq) = tag_parts(t);
-                            let Buffer::Payload(payload) = buf else { unreachable!("payloads land in payloads") };
-                            match self.arriving[from].remove(&seq) {
-                                Some(Arriving::Waiting(mut msg)) if len == payload.len() => {
-                                    msg.payload = Some(payload);
-                                    self.arriving[from].insert(seq, Arriving::Ready(msg));
-                                }
-                                _ => {
-                                    return Err(self.fail(format!(
-                                        "a payload of {len} bytes from rank {from} (message {seq}) that no header announced"
-                                    )));
-                                }
-                            }
-                        }
                         KIND_PIECE_DATA => {
                             let (_, from, seq) = tag_parts(t);
                             let Buffer::Bytes(mut bytes) = buf else { unreachable!("pieces land in bytes") };
@@ -851,15 +841,18 @@ impl<'a> Driver<'a> {
         Ok(any)
     }
 
-    /// A message arrived in the mailbox: a header, a piece or a go-ahead, by its tag's kind.
+    /// A message arrived in the mailbox: a header, a piece, a release or a piece's go-ahead,
+    /// by its tag's kind.
     fn small_message(&mut self, t: u64, bytes: &[u8]) -> Result<(), RunError> {
         let (kind, peer, seq) = tag_parts(t);
         match kind {
             KIND_MSG => self.header(t, bytes),
             KIND_PIECE => self.piece_message(t, bytes),
-            KIND_GO => {
-                let held = self.held.remove(&(peer, seq)).map(Buffer::Payload);
-                self.release(peer, seq, KIND_DATA, held, "payload")
+            KIND_RELEASE => {
+                let region = self.lent.remove(&(peer, seq)).ok_or_else(|| {
+                    self.fail(format!("rank {peer} released payload {seq}, which this rank did not lend it"))
+                })?;
+                self.ep.deregister(region).map_err(|e| self.fail(e))
             }
             KIND_PIECE_GO => {
                 let held = self.held_pieces.remove(&(peer, seq)).map(Buffer::Bytes);
@@ -886,9 +879,16 @@ impl<'a> Driver<'a> {
         let h = wire::decode(bytes).map_err(|e| self.fail(format!("a message from rank {from}: {e}")))?;
         let item = match h.data_tag {
             Some(_) => {
-                let data = tag(KIND_DATA, from, seq);
-                self.ep.recv_payload(data, 0, h.len as usize, data).map_err(|e| self.fail(e))?;
-                self.send_small(from, small(tag(KIND_GO, self.rank, seq), 0))?;
+                let at = bytes
+                    .get(wire::HEADER..wire::HEADER + 16)
+                    .map(|b| MemoryKey {
+                        addr: u64::from_le_bytes(b[..8].try_into().expect("8 bytes")),
+                        key: u64::from_le_bytes(b[8..].try_into().expect("8 bytes")),
+                        len: h.len,
+                    })
+                    .ok_or_else(|| self.fail(format!("message {seq} from rank {from} lacks its payload's key")))?;
+                let token = tag(KIND_DATA, from, seq);
+                self.ep.read(from, at, 0, h.len as usize, token).map_err(|e| self.fail(e))?;
                 Arriving::Waiting(h.msg)
             }
             None => Arriving::Ready(h.msg),
@@ -898,7 +898,8 @@ impl<'a> Driver<'a> {
     }
 
     /// A piece message arrived: an inline piece goes to the collectives; an announced one
-    /// gets a receive for its bytes and the sender a go-ahead.
+    /// gets a receive for its bytes and the sender a go-ahead (pieces are pushed: the
+    /// collectives' layer hands over owned bytes, with no payload to lend).
     fn piece_message(&mut self, t: u64, bytes: &[u8]) -> Result<(), RunError> {
         let (_, from, seq) = tag_parts(t);
         match bytes.split_first() {
@@ -1083,6 +1084,24 @@ impl<'a> Driver<'a> {
 
     /// A one-sided operation completed: report it, then join the collectives that
     /// waited for this rank's operations.
+    /// A large payload this rank read (`token`: its message's tag) is here: its message is
+    /// ready, and its sender may close the registration.
+    fn pulled(&mut self, token: u64, data: Payload) -> Result<(), RunError> {
+        let (_, from, seq) = tag_parts(token);
+        match self.arriving[from].remove(&seq) {
+            Some(Arriving::Waiting(mut msg)) => {
+                msg.payload = Some(data);
+                self.arriving[from].insert(seq, Arriving::Ready(msg));
+            }
+            _ => {
+                return Err(
+                    self.fail(format!("a payload read from rank {from} for message {seq}, which is not awaited"))
+                );
+            }
+        }
+        self.send_small(from, small(tag(KIND_RELEASE, self.rank, seq), 0))
+    }
+
     fn rma_done(&mut self, token: u64, data: Option<Payload>) -> Result<(), RunError> {
         self.rma_in_flight -= 1;
         self.core.engine.handle_one_sided_done(self.clock.now(), token & BELOW_KIND, data);
@@ -1094,8 +1113,9 @@ impl<'a> Driver<'a> {
         Ok(())
     }
 
-    /// Sends one engine message: its header (payload inline when small), then a large
-    /// payload as its own message, from the payload's own bytes.
+    /// Sends one engine message: its header, with the payload inline when small, else
+    /// with the address and key of the payload's own bytes, registered for the receiver
+    /// to read.
     fn send(&mut self, to: usize, mut msg: Message) -> Result<(), RunError> {
         if let Some(payload) = msg.payload.as_mut() {
             self.faults.transfer(payload);
@@ -1105,11 +1125,15 @@ impl<'a> Driver<'a> {
         let header_tag = tag(KIND_MSG, self.rank, seq);
         match msg.payload.take() {
             Some(payload) if payload.len() > INLINE_LIMIT => {
-                let mut header = small(header_tag, wire::HEADER);
+                let len = payload.len() as u64;
+                let (region, at) = self.ep.register(payload).map_err(|e| self.fail(e))?;
+                let mut header = small(header_tag, wire::HEADER + 16);
                 msg.payload = Some(Payload::default());
-                wire::put_header(&mut header, &msg, payload.len() as u64, Some(0));
+                wire::put_header(&mut header, &msg, len, Some(0));
+                header.extend_from_slice(&at.addr.to_le_bytes());
+                header.extend_from_slice(&at.key.to_le_bytes());
+                self.lent.insert((to, seq), region);
                 self.send_small(to, header)?;
-                self.held.insert((to, seq), payload);
             }
             payload => {
                 msg.payload = payload;
@@ -1153,7 +1177,7 @@ impl RankLoop for Driver<'_> {
     }
 
     fn drained(&self) -> bool {
-        self.sends == 0 && self.held.is_empty() && self.held_pieces.is_empty() && self.rma_in_flight == 0
+        self.sends == 0 && self.lent.is_empty() && self.held_pieces.is_empty() && self.rma_in_flight == 0
     }
 
     fn failure(&self) -> Option<RunError> {
