@@ -710,6 +710,9 @@ struct Driver<'a> {
     /// Large payloads registered for their receiver to read, by (to, seq): the
     /// registration (which holds the payload) closes when the receiver says it has read.
     lent: BTreeMap<(usize, u32), u64>,
+    /// Payloads read whose senders are yet to hear so, by (from, seq): released after the
+    /// actions their messages led to, so the release is not on the next hop's path.
+    releases: Vec<(usize, u32)>,
     /// The collectives, run by the shared layer over pieces.
     collectives: Collectives,
     /// Next piece sequence number per destination.
@@ -754,6 +757,7 @@ impl<'a> Driver<'a> {
             completions: Vec::new(),
             rearm: Vec::new(),
             lent: BTreeMap::new(),
+            releases: Vec::new(),
             collectives: Collectives::new(Rank(rank as u32), size, Segmenting::Whole),
             piece_seq: vec![0; size],
             held_pieces: BTreeMap::new(),
@@ -1085,7 +1089,7 @@ impl<'a> Driver<'a> {
     /// A one-sided operation completed: report it, then join the collectives that
     /// waited for this rank's operations.
     /// A large payload this rank read (`token`: its message's tag) is here: its message is
-    /// ready, and its sender may close the registration.
+    /// ready, and its sender may close the registration (told after this pass's actions).
     fn pulled(&mut self, token: u64, data: Payload) -> Result<(), RunError> {
         let (_, from, seq) = tag_parts(token);
         match self.arriving[from].remove(&seq) {
@@ -1099,7 +1103,8 @@ impl<'a> Driver<'a> {
                 );
             }
         }
-        self.send_small(from, small(tag(KIND_RELEASE, self.rank, seq), 0))
+        self.releases.push((from, seq));
+        Ok(())
     }
 
     fn rma_done(&mut self, token: u64, data: Option<Payload>) -> Result<(), RunError> {
@@ -1173,11 +1178,21 @@ impl RankLoop for Driver<'_> {
     }
 
     fn after_actions(&mut self) -> Result<(), RunError> {
+        let releases = std::mem::take(&mut self.releases);
+        for &(from, seq) in &releases {
+            self.send_small(from, small(tag(KIND_RELEASE, self.rank, seq), 0))?;
+        }
+        self.releases = releases;
+        self.releases.clear();
         self.rearm_mailbox()
     }
 
     fn drained(&self) -> bool {
-        self.sends == 0 && self.lent.is_empty() && self.held_pieces.is_empty() && self.rma_in_flight == 0
+        self.sends == 0
+            && self.lent.is_empty()
+            && self.releases.is_empty()
+            && self.held_pieces.is_empty()
+            && self.rma_in_flight == 0
     }
 
     fn failure(&self) -> Option<RunError> {
