@@ -35,14 +35,15 @@
 //!
 //! A flow's bytes are settled only when its rate changes: bytes left at its last rate change
 //! less rate times the time since (one subtraction, not one per recomputation), and its
-//! predicted end in a `BTreeSet<(time, slot)>` is updated only then, so no stale end is ever
-//! scheduled.
+//! predicted end, in a heap that knows each slot's place ([`super::ends`]), is updated only
+//! then, so no stale end is ever scheduled.
 
+use super::ends::Ends;
 use super::loggp::ceil_ns;
 use crate::queue::Time;
 use std::cmp::{Ordering, Reverse};
+use std::collections::BinaryHeap;
 use std::collections::binary_heap::PeekMut;
-use std::collections::{BTreeSet, BinaryHeap};
 
 /// What holds a flow that its cap holds.
 const BY_CAP: u32 = u32::MAX;
@@ -133,7 +134,7 @@ pub(crate) struct FlowNet {
     touched: Vec<u32>,
     active: usize,
     /// Predicted ends of running flows, `(time, slot)`: the earliest is the next flow event.
-    ends: BTreeSet<(Time, u32)>,
+    ends: Ends,
     // Scratch, reused by every recomputation. `epoch` counts recomputations, `round` the
     // refills within them; a mark equal to the current count means "yes".
     epoch: u32,
@@ -264,7 +265,7 @@ impl FlowNet {
     /// The earliest predicted flow end, `(time, slot)`.
     #[inline]
     pub fn next_end(&self) -> Option<(Time, u32)> {
-        self.ends.first().copied()
+        self.ends.first()
     }
 
     /// The flow in `slot` is through: it leaves its links and its slot is free for reuse.
@@ -274,7 +275,7 @@ impl FlowNet {
         self.running[s] = false;
         let f = &mut self.flows[s];
         if f.end != Time::MAX {
-            self.ends.remove(&(f.end, slot));
+            self.ends.set(slot, None);
             f.end = Time::MAX;
         }
         let used = fixed(f.rate);
@@ -614,13 +615,8 @@ impl FlowNet {
             fl.left = (fl.left - old * (t - fl.since) as f64).max(0.0);
             fl.since = t;
             fl.rate = new;
-            if fl.end != Time::MAX {
-                self.ends.remove(&(fl.end, f));
-            }
             fl.end = if new > 0.0 { t.saturating_add(ceil_ns(fl.left / new)) } else { Time::MAX };
-            if fl.end != Time::MAX {
-                self.ends.insert((fl.end, f));
-            }
+            self.ends.set(f, (fl.end != Time::MAX).then_some(fl.end));
         }
         changed
     }

@@ -69,6 +69,7 @@
 //! ~3.7 us of CPU per message (~15 us before).
 
 mod analytic;
+mod ends;
 mod flow;
 mod loggp;
 mod maxmin;
