@@ -106,9 +106,9 @@ impl Ord for Level {
 #[derive(Debug, Default)]
 pub(crate) struct FlowNet {
     capacity: Vec<f64>,
-    on_link: Vec<Vec<u32>>,
-    /// Beside each entry of `on_link`: the index of that link in the flow's route.
-    on_link_hop: Vec<Vec<u32>>,
+    /// Per link: its flows, each with the index of that link in the flow's route (one
+    /// list, so a flow joining or leaving touches one place per link).
+    on_link: Vec<Vec<(u32, u32)>>,
     /// Per link: the sum of its flows' rates, in units of 2^-64 bytes/ns.
     used: Vec<i128>,
     /// Per link: how many flows it holds, and at what rate (the level it filled at).
@@ -125,7 +125,7 @@ pub(crate) struct FlowNet {
     /// recomputation reads routes from one array instead of one allocation per flow.
     routes: Vec<u32>,
     /// Beside `routes`: where the flow stands in each of its links' lists
-    /// (`on_link[route[i]][pos[i]]`), so it leaves them in O(1).
+    /// (`on_link[route[i]][pos[i]].0`), so it leaves them in O(1).
     pos: Vec<u32>,
     stride: usize,
     free: Vec<u32>,
@@ -176,7 +176,6 @@ impl FlowNet {
         debug_assert!(bytes_per_ns > 0.0);
         self.capacity.push(bytes_per_ns);
         self.on_link.push(Vec::new());
-        self.on_link_hop.push(Vec::new());
         self.used.push(0);
         self.held.push(0);
         self.level.push(0.0);
@@ -255,8 +254,7 @@ impl FlowNet {
             let l = self.routes[at + hop];
             let list = &mut self.on_link[l as usize];
             self.pos[at + hop] = list.len() as u32;
-            list.push(slot);
-            self.on_link_hop[l as usize].push(hop as u32);
+            list.push((slot, hop as u32));
         }
         self.started.push(slot);
         self.active += 1;
@@ -286,12 +284,11 @@ impl FlowNet {
         let at = s * self.stride;
         for hop in at..at + self.len[s] as usize {
             let (l, at) = (self.routes[hop] as usize, self.pos[hop] as usize);
-            debug_assert_eq!(self.on_link[l][at], slot, "an active flow is on its links where it says");
+            debug_assert_eq!(self.on_link[l][at].0, slot, "an active flow is on its links where it says");
             self.used[l] -= used;
             self.on_link[l].swap_remove(at);
-            self.on_link_hop[l].swap_remove(at);
             // The flow moved into the hole learns its new place.
-            if let (Some(&moved), Some(&hop)) = (self.on_link[l].get(at), self.on_link_hop[l].get(at)) {
+            if let Some(&(moved, hop)) = self.on_link[l].get(at) {
                 self.pos[moved as usize * self.stride + hop as usize] = at as u32;
             }
             self.touched.push(l as u32);
@@ -553,7 +550,7 @@ impl FlowNet {
                 } else if !held || filled < level - tol {
                     // Outside flows faster than the filled level must come down.
                     for k in 0..self.on_link[l].len() {
-                        let f = self.on_link[l][k];
+                        let f = self.on_link[l][k].0;
                         if self.in_set[f as usize] != self.epoch && self.flows[f as usize].rate > filled + tol {
                             self.join(f);
                         }
@@ -571,7 +568,7 @@ impl FlowNet {
     /// The flows outside the set that link `l` holds join it.
     fn join_held(&mut self, l: usize) {
         for k in 0..self.on_link[l].len() {
-            let f = self.on_link[l][k];
+            let f = self.on_link[l][k].0;
             if self.by[f as usize] == l as u32 {
                 self.join(f);
             }
