@@ -63,11 +63,11 @@
 //! they cross adds; see `maxmin`), `O(sum of their route lengths * log)`, plus `O(log n)`
 //! for each flow whose rate changed (its predicted end moves); all starts and ends of one
 //! instant share one recomputation. A flow's bytes are settled only when its rate changes.
-//! Measured (CPU time, zero-overhead crossbar, micro all-to-all, counts trace): ~1.4 us per
-//! message at 64 and 256 ranks (1-64 KiB), ~2 us at 1024 (1 KiB; 0.9 us analytic), against
-//! 2.3 / 3.6 / 16.5 us when every recomputation walked the whole component. Where every
-//! event changes many rates (1024-rank Cholesky on the fat-tree: ~31 of ~780 running flows
-//! per recomputation), the cost follows those changes.
+//! Measured (CPU time, zero-overhead crossbar, micro all-to-all of 1 KiB, counts trace):
+//! 0.8 / 1.0 / 1.5 us per message at 64 / 256 / 1024 ranks (analytic 0.5 / 0.6 / 0.85),
+//! against 1.9 / 3.6 / 16.5 us when every recomputation walked the whole component. Where
+//! every event changes many rates (1024-rank Cholesky on the fat-tree: ~31 of ~780 running
+//! flows per recomputation), the cost follows those changes (~8 us per event there).
 
 mod analytic;
 mod ends;
