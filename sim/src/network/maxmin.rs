@@ -835,5 +835,51 @@ mod reference {
                 }
             }
         }
+
+        /// A two-level network as the fabrics build (each of `nodes` nodes has an up-link
+        /// and a down-link, flows cross one of `cores` core links between them), with more
+        /// flows than above: refill sets that grow over several rounds and, past 64
+        /// running flows, that become every running flow. After each batch every rate is
+        /// the from-scratch max-min rate.
+        #[test]
+        fn incremental_rates_are_max_min_on_a_two_level_network(
+            nodes in 3u32..12,
+            cores in 1u32..4,
+            batches in proptest::collection::vec(
+                proptest::collection::vec((0u32..64, 0u32..64, 0u32..8, 1u32..60, 0u32..4), 1..24), 1..24),
+        ) {
+            let mut net = FlowNet::default();
+            // Up-links 0..nodes, down-links nodes..2*nodes, core links after them.
+            let capacity: Vec<f64> = (0..2 * nodes + cores)
+                .map(|l| if l < 2 * nodes { 10.0 + f64::from(l % 3) } else { 7.0 + f64::from(l) / 3.0 })
+                .collect();
+            for &c in &capacity {
+                net.add_link(c);
+            }
+            let mut running: Vec<(u32, Vec<u32>, f64)> = Vec::new();
+            for (t, batch) in batches.iter().enumerate() {
+                for &(a, b, core, cap, what) in batch {
+                    if what == 0 && !running.is_empty() {
+                        let (slot, _, _) = running.swap_remove(a as usize % running.len());
+                        net.finish(slot);
+                        continue;
+                    }
+                    let (src, dst) = (a % nodes, b % nodes);
+                    let dst = if dst == src { (dst + 1) % nodes } else { dst };
+                    let route = vec![src, 2 * nodes + core % cores, nodes + dst];
+                    let cap = if cap > 40 { f64::INFINITY } else { f64::from(cap) / 8.0 };
+                    let slot = net.insert(&route, 1e6, cap);
+                    net.start(slot, t as Time);
+                    running.push((slot, route, cap));
+                }
+                net.recompute(t as Time);
+                let flows: Vec<(Vec<u32>, f64)> = running.iter().map(|(_, r, c)| (r.clone(), *c)).collect();
+                let want = max_min(&capacity, &flows);
+                for ((slot, _, _), want) in running.iter().zip(want) {
+                    let got = net.rate(*slot);
+                    prop_assert!((got - want).abs() <= 1e-9 * want.max(1.0), "flow {slot}: {got} against {want}");
+                }
+            }
+        }
     }
 }
