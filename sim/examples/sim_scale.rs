@@ -107,9 +107,10 @@ fn alltoall(ranks: usize, strategy: &str, fidelity: Fidelity, from: i64, to: i64
         messages += msgs;
         events += out.events;
         println!(
-            "  size {size:>6} B: {s:8.3} s CPU, {msgs:>10} messages, {:>10} events, {:7.3} us CPU/message",
+            "  size {size:>6} B: {s:8.3} s CPU, {msgs:>10} messages, {:>10} events, {:7.3} us CPU/message, makespan {} ns",
             out.events,
-            s * 1e6 / msgs as f64
+            s * 1e6 / msgs as f64,
+            out.run.makespan_ns
         );
         size *= 2;
     }
@@ -135,13 +136,14 @@ fn cholesky(ranks: usize, tiles: usize, fidelity: Fidelity, strategy: &str, mach
     println!(
         "cholesky {tiles} tiles ({} tasks) on {ranks} ranks, {strategy}, {fidelity:?}: DAG build {build:.2} s, \
          run {sim:.2} s wall {cpu:.2} s CPU (setup {:.2} s, event loop {:.2} s, finish {:.2} s wall), {} events, \
-         {:.2} M events/s over the event loop (wall)",
+         {:.2} M events/s over the event loop (wall), makespan {} ns",
         w.dag().task_count(),
         t.setup.as_secs_f64(),
         t.event_loop.as_secs_f64(),
         t.finish.as_secs_f64(),
         out.events,
-        out.events as f64 / t.event_loop.as_secs_f64() / 1e6
+        out.events as f64 / t.event_loop.as_secs_f64() / 1e6,
+        out.run.makespan_ns
     );
 }
 

@@ -3,15 +3,15 @@
 //! destination NIC's down-link, sharing every link max-min fairly with the other flows
 //! ([`super::maxmin`]), its own rate capped at `1/G`.
 //!
-//! Links get dense indices on first use (NIC up-links, NIC down-links and topology links
-//! in one `FxHashMap` used only for lookups), so a large topology costs memory only for the
-//! links traffic actually crosses.
+//! Links get dense indices on first use, looked up in one table per kind (NIC up-links and
+//! down-links by node, topology links by their index): a large topology costs the flow
+//! model's per-link state only for the links traffic actually crosses, and 4 bytes per
+//! node or topology link up to the largest one used.
 
 use super::MessageId;
 use super::maxmin::FlowNet;
 use super::topology::Fabric;
 use crate::queue::Time;
-use rustc_hash::FxHashMap;
 
 /// What a message needs once its flow is through.
 #[derive(Clone, Copy, Debug)]
@@ -32,35 +32,43 @@ pub(crate) struct Meta {
 #[derive(Debug)]
 pub(crate) struct Flows {
     net: FlowNet,
-    dense: FxHashMap<u64, u32>,
+    /// Dense link index of each node's NIC up-link and down-link and of each topology
+    /// link ([`UNSEEN`] until traffic first crosses it).
+    nic_up: Vec<u32>,
+    nic_down: Vec<u32>,
+    topology: Vec<u32>,
     meta: Vec<Meta>,
     route: Vec<u32>,
     nic_bytes_per_ns: f64,
 }
 
-const NIC_UP: u64 = 0;
-const NIC_DOWN: u64 = 1 << 32;
-const TOPOLOGY: u64 = 2 << 32;
+/// A link no flow has crossed yet.
+const UNSEEN: u32 = u32::MAX;
+
+/// The dense index of link `key` in `table`, added to `net` on first use.
+fn dense(table: &mut Vec<u32>, net: &mut FlowNet, key: u32, bytes_per_ns: impl FnOnce() -> f64) -> u32 {
+    let k = key as usize;
+    if k >= table.len() {
+        table.resize(k + 1, UNSEEN);
+    }
+    if table[k] == UNSEEN {
+        table[k] = net.add_link(bytes_per_ns());
+    }
+    table[k]
+}
 
 impl Flows {
     /// No flows yet; NIC links run at `nic_bytes_per_ns`.
     pub fn new(nic_bytes_per_ns: f64) -> Flows {
         Flows {
             net: FlowNet::default(),
-            dense: FxHashMap::default(),
+            nic_up: Vec::new(),
+            nic_down: Vec::new(),
+            topology: Vec::new(),
             meta: Vec::new(),
             route: Vec::new(),
             nic_bytes_per_ns,
         }
-    }
-
-    fn link(&mut self, key: u64, bytes_per_ns: impl FnOnce() -> f64) -> u32 {
-        if let Some(&l) = self.dense.get(&key) {
-            return l;
-        }
-        let l = self.net.add_link(bytes_per_ns());
-        self.dense.insert(key, l);
-        l
     }
 
     /// Prepares the flow of a message from `src_node` to `dst_node` over `topology_links`
@@ -79,11 +87,11 @@ impl Flows {
         let nic = self.nic_bytes_per_ns;
         let mut route = std::mem::take(&mut self.route);
         route.clear();
-        route.push(self.link(NIC_UP | u64::from(src_node), || nic));
+        route.push(dense(&mut self.nic_up, &mut self.net, src_node, || nic));
         for &l in topology_links {
-            route.push(self.link(TOPOLOGY | u64::from(l), || fabric.link_bytes_per_ns(l)));
+            route.push(dense(&mut self.topology, &mut self.net, l, || fabric.link_bytes_per_ns(l)));
         }
-        route.push(self.link(NIC_DOWN | u64::from(dst_node), || nic));
+        route.push(dense(&mut self.nic_down, &mut self.net, dst_node, || nic));
         let slot = self.net.insert(&route, bytes, cap);
         self.route = route;
         let s = slot as usize;
