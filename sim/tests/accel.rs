@@ -5,7 +5,8 @@
 use dagwire_runtime::{
     ChunkId, Dag, DagBuilder, KernelId, Kernels, ParamValue, Payload, Rank, RunOutcome, Strategy, Task, TaskSpec,
 };
-use dagwire_sim::device::{Devices, Route};
+use dagwire_runtime::space::Space;
+use dagwire_sim::device::Devices;
 use dagwire_sim::driver::{SimConfig, SimKernels, run};
 use dagwire_sim::machine::{Accelerators, HostLink, LogGpSegment, Machine, PeerLink, load_machine};
 use dagwire_strategies::eager::Eager;
@@ -74,9 +75,11 @@ fn a_staged_transfer_takes_the_sum_of_its_hops_and_a_direct_one_skips_the_host_h
     assert_eq!(cpu.makespan_ns, 5000 + MESSAGE + 3000);
     let staged = simulate(&dag, &toy(1, Some(accelerators(1, 1, false))), 2);
     assert_eq!(staged.makespan_ns, 5000 + COPY + MESSAGE + COPY + 3000);
-    // The engine sent at the producer's end and received once the bytes were in device memory.
+    // The strategy sent at the producer's end (the engine held the message for its
+    // device-to-host copy) and it was received once in host memory: the engine then asked
+    // for the host-to-device copy the reader waits for.
     let m = &staged.trace.messages[0];
-    assert_eq!((m.sent_ns, m.recv_ns), (5000, 5000 + COPY + MESSAGE + COPY));
+    assert_eq!((m.sent_ns, m.recv_ns), (5000, 5000 + COPY + MESSAGE));
     let direct = simulate(&dag, &toy(1, Some(accelerators(1, 1, true))), 2);
     assert_eq!(direct.makespan_ns, 5000 + MESSAGE + 3000);
     // Kernels ran on the device at its rate, on stream 0.
@@ -219,10 +222,7 @@ fn two_devices_on_one_pcie_switch_halve_each_others_host_bandwidth() {
         let mut last = [0u64; 2];
         for _ in 0..rounds {
             for src in 0..2u32 {
-                let Route::Network { at, land: true, .. } = d.depart(0, Rank(src), Rank(2 + src), bytes, None) else {
-                    panic!("a staged transfer")
-                };
-                last[src as usize] = at;
+                last[src as usize] = d.copy(0, Rank(src), Space::Host, bytes).end;
             }
         }
         // Each copy holds the stream for latency + bytes; the switch for the bytes alone.
@@ -247,9 +247,9 @@ fn a_kernel_waits_for_a_free_stream_and_copies_for_a_free_copy_engine() {
     let k = d.kernel(0, 0, "k", 1000.0);
     assert_eq!((k.stream, k.start, k.end), (0, 0, 1000));
     // Two staged copies: stream 1 is free, the one copy engine serialises them.
-    let Route::Network { at: first, .. } = d.depart(0, Rank(0), Rank(1), 100, None) else { panic!() };
+    let first = d.copy(0, Rank(0), Space::Host, 100).end;
     assert_eq!(first, 400);
-    let Route::Network { at: second, .. } = d.depart(0, Rank(0), Rank(1), 100, None) else { panic!() };
+    let second = d.copy(0, Rank(0), Space::Host, 100).end;
     // The second copy needs a stream (stream 1 frees at 400, stream 0 at 1000) and the engine (400).
     assert_eq!(second, 800);
     // Kernels after that take the earliest-free stream.
@@ -366,20 +366,4 @@ fn the_sim_parameters_override_the_machine_files_devices_and_refuse_cpu_machines
     ]))
     .unwrap_err();
     assert!(err.contains("no [accelerators]"), "{err}");
-}
-
-#[test]
-fn a_chunk_is_copied_to_host_memory_once_per_sender_however_many_nodes_read_it() {
-    let mut d = Devices::new(&accelerators(1, 1, false), 4);
-    let at = |route: Route| match route {
-        Route::Network { at, land: true, copy } => (at, copy.map(|c| (c.start, c.end))),
-        other => panic!("a staged transfer, not {other:?}"),
-    };
-    assert_eq!(at(d.depart(0, Rank(0), Rank(1), 1000, Some(7))), (1300, Some((0, 1300))));
-    // The same chunk to two more nodes, later and earlier than its host copy is ready: no copy.
-    assert_eq!(at(d.depart(2000, Rank(0), Rank(2), 1000, Some(7))), (2000, None));
-    assert_eq!(at(d.depart(100, Rank(0), Rank(3), 1000, Some(7))), (1300, None));
-    // Another chunk, or a transfer that is not one whole chunk, copies again.
-    assert_eq!(at(d.depart(100, Rank(0), Rank(1), 1000, Some(8))), (2600, Some((1300, 2600))));
-    assert_eq!(at(d.depart(100, Rank(0), Rank(1), 1000, None)), (3900, Some((2600, 3900))));
 }
