@@ -9,9 +9,9 @@
 //! `r / devices` (the machine's `ranks_per_node` equals `devices`); [`Devices::memory`] is
 //! what the sim driver tells each rank's engine of it. Where chunks live and when bytes
 //! move between spaces is the engine's decision ([`dagwire_runtime::space`]): it asks for
-//! each device-to-host and host-to-device copy ([`Devices::copy`]) and marks the data
-//! messages that go by a peer copy between two devices of one node ([`Devices::peer`]).
-//! This module only times what the engine asked for:
+//! each device-to-host and host-to-device copy ([`Devices::copy`]), and data between two
+//! devices of one node goes by a peer copy ([`Devices::peer`]) as the rank's
+//! [`Memory::path`] says. This module only times them:
 //!
 //! - **same node**: a peer copy, device to device, over the peer link (NVLink, xGMI)
 //!   or, without one, over the host links (PCIe peer-to-peer); it bypasses the network;
@@ -23,9 +23,10 @@
 //!   memory; the bytes take the network path only.
 //!
 //! Control messages (headers, requests, acknowledgements) come from the host runtime
-//! and take the network path as on a machine without devices; so do collectives and
-//! one-sided operations, from the host memory the engine staged their chunks in (or from
-//! device memory with GPU-direct).
+//! and take the network path as on a machine without devices. Data of collectives and
+//! one-sided operations take the same paths as messages' (a piece a collective relays
+//! through another node is taken to be in host memory there: relays' own copies are not
+//! modelled).
 //!
 //! # Resources and timing
 //!

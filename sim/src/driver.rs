@@ -35,7 +35,7 @@ use crate::machine::{Machine, ProgressModel, Registration};
 use crate::network::{MessageId, Network};
 use crate::queue::{EventQueue, Time};
 use dagwire_runtime::collective::check_capabilities;
-use dagwire_runtime::collectives::{Collectives, Piece, Segmenting};
+use dagwire_runtime::collectives::{Body, Collectives, Piece, Segmenting};
 use dagwire_runtime::drivers::{Observer, RunProgress};
 use dagwire_runtime::engine::{Action, DeviceCopy, Engine, RunTask, TaskDone};
 use dagwire_runtime::message::HEADER_BYTES;
@@ -167,6 +167,28 @@ enum InFlight {
 }
 
 impl InFlight {
+    /// Whether it carries chunk data (which lives in device memory when the machine has
+    /// accelerators), rather than protocol control from the host.
+    fn is_data(&self) -> bool {
+        match self {
+            InFlight::Message { msg, .. } => msg.payload.is_some(),
+            InFlight::Piece(piece) => !matches!(piece.body, Body::Header),
+            InFlight::Put { .. } | InFlight::GetData { .. } => true,
+            InFlight::PutAck { .. } | InFlight::GetRequest { .. } | InFlight::ReadRequest { .. } => false,
+        }
+    }
+
+    /// What a peer copy of it carries, for its [`CopyRecord`]: the chunk when it is one
+    /// whole chunk (a point-to-point message), and the kind of operation.
+    fn served(&self) -> (Option<ChunkId>, &'static str) {
+        match self {
+            InFlight::Message { msg, .. } => (Some(msg.chunk), "message"),
+            InFlight::Piece(_) => (None, "collective"),
+            InFlight::Put { .. } | InFlight::PutAck { .. } => (None, "put"),
+            InFlight::GetRequest { .. } | InFlight::GetData { .. } | InFlight::ReadRequest { .. } => (None, "get"),
+        }
+    }
+
     /// Whether it is a strategy's control message (no payload: ready-to-send,
     /// clear-to-send, requests, acknowledgements), whose receiver pays the machine's
     /// control-message cost. Collective pieces and one-sided legs are not: the cost is
@@ -174,12 +196,18 @@ impl InFlight {
     fn is_control_message(&self) -> bool {
         matches!(self, InFlight::Message { msg, .. } if msg.payload.is_none())
     }
-
 }
 
 /// The trace record of `copy`, made by `rank`'s device for a transfer from `src` to
-/// `dst` of `chunk`.
-fn copy_record(rank: Rank, kind: CopyKind, copy: Span, bytes: u64, (src, dst): (Rank, Rank), chunk: ChunkId, carries: &'static str) -> CopyRecord {
+/// `dst` of `chunk` (when one whole chunk), serving `carries`.
+fn copy_record(
+    rank: Rank,
+    kind: CopyKind,
+    copy: Span,
+    bytes: u64,
+    (src, dst): (Rank, Rank),
+    (chunk, carries): (Option<ChunkId>, &'static str),
+) -> CopyRecord {
     CopyRecord {
         rank,
         engine: copy.engine,
@@ -190,7 +218,7 @@ fn copy_record(rank: Rank, kind: CopyKind, copy: Span, bytes: u64, (src, dst): (
         end_ns: copy.end,
         src,
         dst,
-        chunk: Some(chunk),
+        chunk,
         carries,
     }
 }
@@ -478,8 +506,17 @@ impl Sim<'_> {
         }
     }
 
-    /// Hands `item` (`bytes` from `src` to `dst`) to the network at `now`.
+    /// Hands `item` (`bytes` from `src` to `dst`) to the network at `now`, or, for data
+    /// between two devices of one node ([`Path::Peer`] of the sender's engine's memory),
+    /// to a peer copy.
     fn transmit(&mut self, now: Time, src: Rank, dst: Rank, bytes: u64, item: InFlight) {
+        if self.accel.is_some()
+            && item.is_data()
+            && src != dst
+            && self.engines[src.index()].memory().path(dst) == Path::Peer
+        {
+            return self.peer_copy(now, src, dst, bytes, item);
+        }
         let id = if item.is_control_message() {
             self.network.send_control(now, src, dst, bytes)
         } else {
@@ -488,14 +525,13 @@ impl Sim<'_> {
         self.in_flight.insert(id, item);
     }
 
-    /// Moves a data message from `src`'s device memory into `dst`'s by a peer copy
-    /// (the engine chose [`Path::Peer`]); it arrives when the copy ends.
-    fn peer_copy(&mut self, now: Time, src: Rank, dst: Rank, msg: Message) {
-        let accel = self.accel.as_mut().expect("only an engine with a device asks for a peer copy");
-        let bytes = msg.wire_bytes();
+    /// Moves data `item` from `src`'s device memory into `dst`'s by a peer copy; it
+    /// arrives when the copy ends.
+    fn peer_copy(&mut self, now: Time, src: Rank, dst: Rank, bytes: u64, item: InFlight) {
+        let accel = self.accel.as_mut().expect("checked by the caller");
         let copy = accel.devices.peer(now, src, dst, bytes);
-        self.trace.record_copy(copy_record(src, CopyKind::Peer, copy, bytes, (src, dst), msg.chunk, "message"));
-        let slot = accel.hold(InFlight::Message { src, dst, msg });
+        self.trace.record_copy(copy_record(src, CopyKind::Peer, copy, bytes, (src, dst), item.served()));
+        let slot = accel.hold(item);
         self.queue.push(copy.end, Event::Land { slot });
     }
 
@@ -508,7 +544,7 @@ impl Sim<'_> {
             Space::Host => (CopyKind::DeviceToHost, (rank, c.peer)),
             Space::Device(_) => (CopyKind::HostToDevice, (c.peer, rank)),
         };
-        self.trace.record_copy(copy_record(rank, kind, span, c.bytes, ends, c.chunk, c.carries));
+        self.trace.record_copy(copy_record(rank, kind, span, c.bytes, ends, (Some(c.chunk), c.carries)));
         self.queue.push(span.end, Event::Copied { rank: rank.0, id: c.id });
     }
 
@@ -564,7 +600,6 @@ impl Sim<'_> {
         loop {
             while let Some(action) = self.engines[r].poll_action(now) {
                 match action {
-                    Action::Send(out) if out.path == Path::Peer => self.peer_copy(now, Rank(r as u32), out.to, out.msg),
                     Action::Send(out) => {
                         let (src, dst) = (Rank(r as u32), out.to);
                         let bytes = out.msg.wire_bytes();

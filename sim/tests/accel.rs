@@ -2,10 +2,10 @@
 //! (staged, direct, peer), of streams against copies and of a shared PCIe switch; real
 //! workloads verifying while their device timing is modelled; determinism.
 
+use dagwire_runtime::space::Space;
 use dagwire_runtime::{
     ChunkId, Dag, DagBuilder, KernelId, Kernels, ParamValue, Payload, Rank, RunOutcome, Strategy, Task, TaskSpec,
 };
-use dagwire_runtime::space::Space;
 use dagwire_sim::device::Devices;
 use dagwire_sim::driver::{SimConfig, SimKernels, run};
 use dagwire_sim::machine::{Accelerators, HostLink, LogGpSegment, Machine, PeerLink, load_machine};
@@ -366,4 +366,36 @@ fn the_sim_parameters_override_the_machine_files_devices_and_refuse_cpu_machines
     ]))
     .unwrap_err();
     assert!(err.contains("no [accelerators]"), "{err}");
+}
+
+#[test]
+fn a_chunk_read_on_three_nodes_is_staged_once_and_copied_to_each_readers_device() {
+    // r0 computes 4096 bytes that r1, r2 and r3 (one node each) read.
+    let mut b = DagBuilder::new(4);
+    let p = b.add(TaskSpec::new(KernelId(0), Rank(0)).flops(5000.0).outputs(&[4096]));
+    for r in 1..4 {
+        b.add(TaskSpec::new(KernelId(0), Rank(r)).flops(10.0).inputs(&[p.output(0)]).outputs(&[8]));
+    }
+    let dag = Arc::new(b.finish());
+    let name = |_| "k";
+    let kernels = SimKernels { kernels: &Zeros, name: &name };
+    let machine = toy(1, Some(accelerators(1, 1, false)));
+    // Eager sends three messages, rma puts the chunk into r0's own window, which the
+    // readers get from: either way one device-to-host copy, when the producer ends.
+    for (strategy, carries) in [("eager", ("message", "message")), ("rma", ("put", "get"))] {
+        let factory = dagwire_strategies::find(strategy).unwrap().factory_with(&[], &dag, 1).unwrap();
+        let cfg = SimConfig { ranks: 4, workers: 1, run_kernels: false, seed: 1, trace: Default::default() };
+        let out = run(&dag, &kernels, &factory, &machine, cfg).unwrap().run;
+        let mut got: Vec<_> = out.trace.copies.iter().map(|c| (c.rank.0, c.kind.as_str(), c.carries)).collect();
+        got.sort();
+        let expected = [(0, "d2h", carries.0), (1, "h2d", carries.1), (2, "h2d", carries.1), (3, "h2d", carries.1)];
+        assert_eq!(got, expected, "{strategy}");
+        let d2h = out.trace.copies.iter().find(|c| c.rank == Rank(0)).unwrap();
+        assert_eq!((d2h.start_ns, d2h.end_ns, d2h.chunk), (5000, 5000 + COPY, Some(ChunkId(0))), "{strategy}");
+        // Every reader's copy starts when its bytes arrived, and its kernel once it ended.
+        for c in out.trace.copies.iter().filter(|c| c.rank != Rank(0)) {
+            let reader = out.trace.tasks.iter().find(|t| t.rank == c.rank).unwrap();
+            assert_eq!(reader.start_ns, c.end_ns, "{strategy}: {c:?}");
+        }
+    }
 }

@@ -111,10 +111,6 @@ pub struct Outgoing {
     pub to: Rank,
     /// The message (its `sent_ns` is already stamped).
     pub msg: Message,
-    /// How its data goes: through the driver's transport, or by a peer copy into the
-    /// receiver's device memory (only between two devices of one node; see
-    /// [`crate::space`]). Always [`Path::Network`] for a rank without a device.
-    pub path: Path,
 }
 
 /// A finished task as the driver reports it.
@@ -531,6 +527,12 @@ impl Engine {
         self.memory = memory;
     }
 
+    /// This rank's memory: a driver with devices moves data along its
+    /// [`Memory::path`] (a peer copy or the network), the path the engine staged it for.
+    pub fn memory(&self) -> &Memory {
+        &self.memory
+    }
+
     /// The one-sided window this rank exposes, if the strategy uses one (declared when
     /// the engine was built): drivers allocate every rank's window before the run.
     pub fn window(&self) -> Option<WindowSpec> {
@@ -648,7 +650,7 @@ impl Engine {
         }
         if let Some((to, mut msg)) = self.sends.pop_front() {
             msg.sent_ns = now;
-            return Some(Action::Send(Outgoing { to, msg, path: Path::Network }));
+            return Some(Action::Send(Outgoing { to, msg }));
         }
         if let Some(mut join) = self.collectives.pop_front() {
             // Ids only grow (a strategy joins in order), so "already used" is one comparison.
@@ -844,10 +846,11 @@ impl Engine {
         }
         received.sort_by_key(|c| c.from);
         if self.memory.has_device() {
-            let space = self.memory.network_space();
-            let data = received.iter().filter(|c| c.from != self.rank).flat_map(|c| &c.messages);
-            for m in data.filter(|m| m.payload.is_some()) {
-                self.landed.insert(m.chunk, (space, "collective"));
+            for c in received.iter().filter(|c| c.from != self.rank) {
+                let space = self.memory.lands(c.from);
+                for m in c.messages.iter().filter(|m| m.payload.is_some()) {
+                    self.landed.insert(m.chunk, (space, "collective"));
+                }
             }
         }
         for c in received.iter().filter(|c| c.from != self.rank) {
@@ -897,9 +900,9 @@ impl Engine {
         }
         if self.memory.has_device() && returns {
             let carries = if op.kind == IssuedKind::Get { "get" } else { "read" };
-            // A get of this rank's own window reads the host memory the window is in.
-            let space = if op.target == self.rank { Space::Host } else { self.memory.network_space() };
-            self.landed.insert(op.chunk, (space, carries));
+            // Bytes read from this rank's own window are where the chunk's producer put them.
+            let from = if op.target == self.rank { self.dag.chunk_owner(op.chunk) } else { op.target };
+            self.landed.insert(op.chunk, (self.memory.lands(from), carries));
         }
         if op.target != self.rank {
             let (src, dst, kind) = match op.kind {
@@ -1131,35 +1134,51 @@ impl Engine {
         let mut waits = Vec::new();
         match &mut action {
             Action::Send(out) => {
-                if let Some(p) = &out.msg.payload {
-                    out.path = self.memory.path(out.to);
-                    if out.path == Path::Network {
-                        self.stage(out.msg.chunk, p.len() as u64, out.to, "message", &mut waits);
-                    }
+                if let Some(p) = &out.msg.payload
+                    && self.memory.path(out.to) == Path::Network
+                {
+                    self.stage(out.msg.chunk, p.len() as u64, out.to, "message", &mut waits);
                 }
             }
             Action::Collective(join) if join.id & TASK_COLLECTIVE != 0 => {
+                // A collective of every rank: its input leaves the node if a rank is elsewhere.
                 let group = &self.groups[(join.id & !TASK_COLLECTIVE) as usize];
                 let input = self.dag.inputs(group.task)[0];
                 let bytes = wire_bytes(&join.sends[0].1);
-                self.stage(input, bytes, self.rank, "collective", &mut waits);
+                let away = (0..self.dag.ranks() as u32).map(Rank).find(|&r| self.memory.path(r) == Path::Network);
+                if let Some(away) = away {
+                    self.stage(input, bytes, away, "collective", &mut waits);
+                }
             }
             Action::Collective(join) => {
-                let me = self.rank;
-                for (to, msgs) in join.sends.iter().filter(|(to, _)| *to != me) {
-                    for m in msgs {
-                        if let Some(p) = &m.payload {
-                            let (chunk, bytes) = (m.chunk, p.len() as u64);
-                            self.stage(chunk, bytes, *to, "collective", &mut waits);
+                for (to, msgs) in &join.sends {
+                    if self.memory.path(*to) == Path::Network {
+                        for m in msgs {
+                            if let Some(p) = &m.payload {
+                                self.stage(m.chunk, p.len() as u64, *to, "collective", &mut waits);
+                            }
                         }
                     }
                 }
             }
-            Action::OneSided(op) => match &op.access {
-                Access::Put(p) => self.stage(op.chunk, p.len() as u64, op.target, "put", &mut waits),
-                Access::Expose(p) => self.stage(op.chunk, p.len() as u64, op.target, "read", &mut waits),
-                _ => {}
-            },
+            Action::OneSided(op) => {
+                // A rank's own window and exposed memory are read from elsewhere later:
+                // staged if a reader of the chunk is on another node.
+                let data = match &op.access {
+                    Access::Put(p) => Some((p.len() as u64, "put")),
+                    Access::Expose(p) => Some((p.len() as u64, "read")),
+                    _ => None,
+                };
+                let reader = if op.target == self.rank {
+                    let readers = self.dag.consumer_owners(op.chunk);
+                    readers.iter().copied().find(|&r| self.memory.path(r) == Path::Network)
+                } else {
+                    Some(op.target).filter(|&t| self.memory.path(t) == Path::Network)
+                };
+                if let (Some((bytes, carries)), Some(reader)) = (data, reader) {
+                    self.stage(op.chunk, bytes, reader, carries, &mut waits);
+                }
+            }
             Action::Run(_) | Action::Copy(_) => {}
         }
         let ordered = !matches!(action, Action::Send(_));
@@ -1220,7 +1239,12 @@ impl Engine {
             return self.arrived(chunk, data);
         }
         if space.is_device() {
-            self.resident.insert(chunk, Resident::default());
+            // Only a chunk that may leave the rank needs its spaces remembered.
+            let leaves = self.dag.consumer_owners(chunk).iter().any(|&r| r != self.rank)
+                || self.dag.consumers_on(chunk, self.rank).iter().any(|&t| self.group_of_task(t).is_some());
+            if leaves {
+                self.resident.insert(chunk, Resident::default());
+            }
             return self.arrived(chunk, data);
         }
         if data.is_empty() || !self.dag.consumers_on(chunk, self.rank).iter().any(|&t| self.on_device(t)) {
@@ -1238,10 +1262,14 @@ impl Engine {
     /// Whether local task `t` runs on the device: a kernel (a task placed at run time
     /// may become one), on a rank with a device; not a collective task.
     fn on_device(&self, t: TaskId) -> bool {
-        let collective = self.group_of.get(self.dag.local_index(t)).is_some_and(|&g| g != NO_GROUP);
         self.memory.has_device()
-            && !collective
+            && self.group_of_task(t).is_none()
             && matches!(self.dag.task(t).role(), Role::Kernel | Role::Placed { .. })
+    }
+
+    /// Local task `t`'s collective group, if it is a collective task.
+    fn group_of_task(&self, t: TaskId) -> Option<u32> {
+        self.group_of.get(self.dag.local_index(t)).copied().filter(|&g| g != NO_GROUP)
     }
 
     /// Where local task `t` leaves its outputs: a device task in device memory, a
@@ -1249,7 +1277,7 @@ impl Engine {
     fn output_space(&self, t: TaskId) -> Space {
         if self.on_device(t) {
             self.memory.compute()
-        } else if self.group_of.get(self.dag.local_index(t)).is_some_and(|&g| g != NO_GROUP) {
+        } else if self.group_of_task(t).is_some() {
             self.memory.network_space()
         } else {
             Space::Host

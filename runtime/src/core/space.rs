@@ -12,17 +12,22 @@
 //! bookkeeping) run on the host. Bytes move between ranks along a [`Path`] that follows
 //! from the two ranks and the machine ([`Memory::path`]):
 //!
-//! - between the devices of one node, a **peer copy** carries a point-to-point data
-//!   message from the sender's device memory straight into the receiver's;
-//! - otherwise the **network** carries the bytes (point-to-point messages, collectives,
-//!   one-sided operations) from and into its [network space](Memory::network_space): device
-//!   memory when the NIC reads and writes it (GPU-direct RDMA), else host memory.
+//! - between the devices of one node, a **peer copy** carries data (a point-to-point
+//!   message's, a collective piece's, a one-sided operation's) from the sender's device
+//!   memory straight into the receiver's;
+//! - otherwise the **network** carries the bytes from and into the ranks'
+//!   [network space](Memory::network_space): device memory when the NIC reads and writes it
+//!   (GPU-direct RDMA), else host memory.
 //!
-//! So the engine asks its driver for a [copy](crate::engine::Copy) from device to host
-//! memory before it hands the network a chunk that lives only in device memory (staged;
-//! once per chunk, however many ranks read it), and one from host to device memory
-//! before a device task reads a chunk that arrived in host memory. Strategies never see
-//! any of this: the engine holds their messages and operations until the copy is done.
+//! So the engine asks its driver for a [copy](crate::engine::DeviceCopy) from device to
+//! host memory before it hands the network a chunk that lives only in device memory
+//! (staged; once per chunk, however many ranks read it; a chunk put into the rank's own
+//! window or exposed for reads is staged when a reader is on another node), and one from
+//! host to device memory before a device task reads a chunk that arrived in host memory.
+//! Strategies never see any of this: the engine holds their messages and operations until
+//! the copy is done. A driver with devices moves each piece of data along [`Memory::path`]
+//! of its two ranks, the one rule both sides follow (a collective's relays are taken to
+//! hold what they forward where that path needs it: their own staging is not modelled).
 
 use crate::ids::Rank;
 
@@ -66,7 +71,7 @@ pub enum Path {
     #[default]
     Network,
     /// A device-to-device copy into the receiver's device memory inside a node, then the
-    /// message is delivered (point-to-point data only).
+    /// data is delivered.
     Peer,
 }
 
@@ -120,15 +125,15 @@ impl Memory {
         if self.gpu_direct { self.compute() } else { Space::Host }
     }
 
-    /// How point-to-point data moves between this rank and `other` (either way): a peer
-    /// copy between two devices of one node, else the network.
+    /// How data moves between this rank and `other` (either way): a peer copy between two
+    /// devices of one node, else the network.
     pub fn path(&self, other: Rank) -> Path {
         let same_node = (self.node.0..self.node.1).contains(&other.0);
         if self.device.is_some() && same_node { Path::Peer } else { Path::Network }
     }
 
-    /// Where point-to-point data from `src` lands here: device memory over a peer copy,
-    /// else the network space.
+    /// Where data from `src` lands here: device memory over a peer copy, else the
+    /// network space.
     pub fn lands(&self, src: Rank) -> Space {
         match self.path(src) {
             Path::Peer => self.compute(),
