@@ -399,3 +399,39 @@ fn a_chunk_read_on_three_nodes_is_staged_once_and_copied_to_each_readers_device(
         }
     }
 }
+
+#[test]
+fn a_batched_exchange_stages_its_whole_batch_between_nodes_and_peer_copies_inside_one() {
+    let dag = two_chunks_at_once();
+    let name = |_| "k";
+    let kernels = SimKernels { kernels: &Zeros, name: &name };
+    let factory = dagwire_strategies::find("batched").unwrap().factory_with(&[], &dag, 1).unwrap();
+    let cfg = SimConfig { ranks: 2, workers: 1, run_kernels: false, seed: 1, trace: Default::default() };
+    let simulate = |machine: &Machine| run(&dag, &kernels, &factory, machine, cfg).unwrap().run;
+    // Two nodes, staged: both chunks to host memory before the all-to-all, both back to
+    // r1's device after it.
+    let staged = simulate(&toy(1, Some(accelerators(1, 2, false))));
+    let mut kinds: Vec<_> =
+        staged.trace.copies.iter().map(|c| (c.rank.0, c.kind.as_str(), c.carries, c.chunk)).collect();
+    kinds.sort();
+    let (c0, c1) = (Some(ChunkId(0)), Some(ChunkId(1)));
+    let expected = [
+        (0, "d2h", "collective", c0),
+        (0, "d2h", "collective", c1),
+        (1, "h2d", "collective", c0),
+        (1, "h2d", "collective", c1),
+    ];
+    assert_eq!(kinds, expected);
+    let last_d2h = staged.trace.copies.iter().filter(|c| c.rank == Rank(0)).map(|c| c.end_ns).max().unwrap();
+    let first_h2d = staged.trace.copies.iter().filter(|c| c.rank == Rank(1)).map(|c| c.start_ns).min().unwrap();
+    // The exchange (o_s + L + o_r at least) lies between the two.
+    assert!(first_h2d >= last_d2h + 100 + 1000 + 200, "{:?}", staged.trace.copies);
+    // One node: the pieces go device to device, no host copy.
+    let peer = simulate(&toy(2, Some(accelerators(2, 2, false))));
+    assert!(!peer.trace.copies.is_empty());
+    assert!(
+        peer.trace.copies.iter().all(|c| c.kind.as_str() == "peer" && c.carries == "collective" && c.chunk.is_none())
+    );
+    // GPU-direct: the NIC reads the device: none.
+    assert!(simulate(&toy(1, Some(accelerators(1, 2, true)))).trace.copies.is_empty());
+}
