@@ -246,24 +246,45 @@ pub const COPIES_COLUMNS: &[ColumnDoc] = &[
         "String",
         "",
         false,
-        "\"d2h\" (device to host: a staged transfer leaving its sender), \"h2d\" (host to device: a staged transfer \
-         landing on its receiver) or \"peer\" (device to device inside a node).",
+        "\"d2h\" (device to host: a chunk staged in host memory for the network, once per chunk), \"h2d\" (host to \
+         device: a chunk that arrived in host memory, for a kernel that reads it) or \"peer\" (device to device \
+         inside a node).",
     ),
     col("bytes", "Int64", "bytes", false, "Bytes copied."),
     col("start_ns", "Int64", "ns", false, "Copy start (its stream, engine and link were free)."),
     col("end_ns", "Int64", "ns", false, "Copy end."),
     col("duration_ns", "Int64", "ns", false, "end_ns - start_ns."),
-    col("src", "Int64", "", false, "Sender's rank of the transfer the copy served."),
-    col("dst", "Int64", "", false, "Receiver's rank of the transfer the copy served."),
+    col(
+        "src",
+        "Int64",
+        "",
+        false,
+        "Sender's rank of the transfer the copy served (the copying rank itself for the output of a task that ran \
+         on the host).",
+    ),
+    col(
+        "dst",
+        "Int64",
+        "",
+        false,
+        "Receiver's rank of the transfer the copy served (for a d2h copy, the first receiver it staged the chunk for).",
+    ),
     col(
         "chunk",
         "Int64",
         "",
         true,
-        "Chunk the transfer carried when it was one whole chunk (a point-to-point message); null for collective \
-         pieces and one-sided data.",
+        "The chunk copied: set on every d2h and h2d copy (each moves one chunk) and on a peer copy of a \
+         point-to-point message; null on a peer copy of collective pieces or one-sided data.",
     ),
-    col("carries", "String", "", false, "What the copy moved: message, collective, put or get."),
+    col(
+        "carries",
+        "String",
+        "",
+        false,
+        "What the copy served: message, collective, put, get, read (exposed memory) or output (a host task's \
+         output a kernel reads).",
+    ),
 ];
 
 /// The five tables of a results directory.

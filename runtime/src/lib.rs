@@ -17,7 +17,7 @@ pub mod drivers;
 
 pub use crate::core::{
     collective, collectives, dag, engine, ids, kernel, message, one_sided, params, payload, placement, policies, rng,
-    strategy, timer, trace,
+    space, strategy, timer, trace,
 };
 
 pub use collective::{Capability, CollectiveJoin, CollectiveKind, Contribution};

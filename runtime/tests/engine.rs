@@ -70,7 +70,9 @@ fn ready_tasks_run_by_priority_and_never_exceed_the_workers() {
         .into_iter()
         .map(|a| match a {
             Action::Run(r) => r.task,
-            Action::Send(_) | Action::Collective(_) | Action::OneSided(_) => panic!("no communication on one rank"),
+            Action::Send(_) | Action::Collective(_) | Action::OneSided(_) | Action::Copy(_) => {
+                panic!("no communication on one rank")
+            }
         })
         .collect();
     assert_eq!(order, vec![high.task, mid.task], "two workers, highest priorities first");
@@ -95,7 +97,7 @@ fn the_last_reader_gets_the_only_reference_so_updates_need_no_copy() {
         .into_iter()
         .map(|a| match a {
             Action::Run(r) => r,
-            Action::Send(_) | Action::Collective(_) | Action::OneSided(_) => unreachable!(),
+            Action::Send(_) | Action::Collective(_) | Action::OneSided(_) | Action::Copy(_) => unreachable!(),
         })
         .collect();
     assert_eq!(runs.iter().map(|r| r.task).collect::<Vec<_>>(), vec![r1.task, r2.task]);

@@ -6,21 +6,27 @@
 //! # Placement and memory spaces
 //!
 //! Ranks are placed one per device: rank `r` is device `r % devices` of node
-//! `r / devices` (the machine's `ranks_per_node` equals `devices`). A chunk lives in the
-//! memory of the device of the rank that produced it, and a data transfer between two
-//! ranks follows from the two memory spaces and the machine:
+//! `r / devices` (the machine's `ranks_per_node` equals `devices`); [`Devices::memory`] is
+//! what the sim driver tells each rank's engine of it. Where chunks live and when bytes
+//! move between spaces is the engine's decision ([`dagwire_runtime::space`]): it asks for
+//! each device-to-host and host-to-device copy ([`Devices::copy`]), and data between two
+//! devices of one node goes by a peer copy ([`Devices::peer`]) as the rank's
+//! [`Memory::path`] says. This module only times them:
 //!
-//! - **same node**: one peer copy, device to device, over the peer link (NVLink, xGMI)
+//! - **same node**: a peer copy, device to device, over the peer link (NVLink, xGMI)
 //!   or, without one, over the host links (PCIe peer-to-peer); it bypasses the network;
 //! - **between nodes, staged** (`gpu_direct = false`): a device-to-host copy on the
-//!   sender, the network (LogGP, NIC, topology) from host to host, a host-to-device copy
-//!   on the receiver (a chunk the sender has already copied to host memory is sent from
-//!   there again: one device-to-host copy per chunk and sender, however many nodes read it);
+//!   sender (once per chunk, however many nodes read it), the network (LogGP, NIC,
+//!   topology) from host to host, a host-to-device copy on the receiver before a kernel
+//!   reads the chunk;
 //! - **between nodes, direct** (`gpu_direct = true`): the NIC reads and writes device
-//!   memory; the message takes the network path only.
+//!   memory; the bytes take the network path only.
 //!
 //! Control messages (headers, requests, acknowledgements) come from the host runtime
-//! and take the network path as on a machine without devices.
+//! and take the network path as on a machine without devices. Data of collectives and
+//! one-sided operations take the same paths as messages' (a piece a collective relays
+//! through another node is taken to be in host memory there: relays' own copies are not
+//! modelled).
 //!
 //! # Resources and timing
 //!
@@ -51,9 +57,9 @@
 //! the host, so results verify).
 
 use crate::machine::Accelerators;
-use crate::network::MessageId;
 use crate::queue::Time;
 use dagwire_runtime::Rank;
+use dagwire_runtime::space::{Memory, Space};
 use rustc_hash::FxHashMap;
 use std::collections::BTreeMap;
 
@@ -68,45 +74,6 @@ pub struct Span {
     pub start: Time,
     /// When it ended.
     pub end: Time,
-}
-
-/// How a data transfer leaves its device (see the [module docs](self)).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Route {
-    /// Through the network, handed to it at `at`; `land` when the receiver copies the
-    /// bytes from host to device memory after delivery (staged).
-    Network {
-        /// When the network gets the message.
-        at: Time,
-        /// Whether a host-to-device copy follows delivery.
-        land: bool,
-        /// The device-to-host copy the sender made for it (`None` when direct, or when
-        /// the chunk was already in host memory).
-        copy: Option<Span>,
-    },
-    /// A peer copy inside the node; the bytes are in the receiver's device memory at
-    /// the copy's end.
-    Peer {
-        /// The copy, on the sender's stream and copy engine.
-        copy: Span,
-    },
-}
-
-impl Route {
-    /// The copy the sending device made for the transfer, if any.
-    ///
-    /// ```
-    /// use dagwire_sim::device::{Route, Span};
-    /// let copy = Span { stream: 0, engine: 1, start: 5, end: 9 };
-    /// assert_eq!(Route::Peer { copy }.copy(), Some(copy));
-    /// assert_eq!(Route::Network { at: 3, land: false, copy: None }.copy(), None);
-    /// ```
-    pub fn copy(&self) -> Option<Span> {
-        match *self {
-            Route::Network { copy, .. } => copy,
-            Route::Peer { copy } => Some(copy),
-        }
-    }
 }
 
 /// One link's cost: latency (ns) and bandwidth (bytes per ns).
@@ -172,8 +139,6 @@ pub struct Devices {
     peer_out: Vec<Time>,
     /// Per device, next-free time of its peer-link port in.
     peer_in: Vec<Time>,
-    /// When a chunk's copy in host memory is ready, by (sending rank, chunk).
-    in_host: FxHashMap<(u32, u32), Time>,
 }
 
 impl Devices {
@@ -210,7 +175,6 @@ impl Devices {
             down_free: vec![0; nodes * switches_per_node as usize],
             peer_out: vec![0; ranks],
             peer_in: vec![0; ranks],
-            in_host: FxHashMap::default(),
         }
     }
 
@@ -236,39 +200,39 @@ impl Devices {
         Span { stream: s as u32, engine: 0, start, end }
     }
 
-    /// How a data transfer of `bytes` from `src` to `dst` asked for at `now` leaves
-    /// `src`'s device memory (see the [module docs](self)): a peer copy inside a node,
-    /// else the network at once (direct) or after a device-to-host copy (staged). A staged
-    /// transfer of a whole `chunk` that `src` already copied to host memory goes from there
-    /// (no second copy).
-    pub fn depart(&mut self, now: Time, src: Rank, dst: Rank, bytes: u64, chunk: Option<u32>) -> Route {
-        if src.0 / self.per_node == dst.0 / self.per_node {
-            let copy = self.copy(src.0, now, Via::Peer { dst: dst.0 }, bytes);
-            return Route::Peer { copy };
-        }
-        if self.gpu_direct {
-            return Route::Network { at: now, land: false, copy: None };
-        }
-        if let Some(c) = chunk
-            && let Some(&ready) = self.in_host.get(&(src.0, c))
-        {
-            return Route::Network { at: now.max(ready), land: true, copy: None };
-        }
-        let span = self.copy(src.0, now, Via::Up, bytes);
-        if let Some(c) = chunk {
-            self.in_host.insert((src.0, c), span.end);
-        }
-        Route::Network { at: span.end, land: true, copy: Some(span) }
+    /// What `rank`'s engine knows of its memory: its device, whether the NIC reads
+    /// device memory, the ranks of its node.
+    ///
+    /// ```
+    /// use dagwire_runtime::space::{Memory, Path};
+    /// use dagwire_runtime::Rank;
+    /// use dagwire_sim::device::Devices;
+    /// use dagwire_sim::machine::load_machine;
+    /// let m = load_machine("dgx-h100").unwrap();
+    /// let d = Devices::new(m.accelerators.as_ref().unwrap(), 16);
+    /// assert_eq!(d.memory(Rank(9)).path(Rank(15)), Path::Peer);
+    /// assert_eq!(d.memory(Rank(9)).path(Rank(7)), Path::Network);
+    /// ```
+    pub fn memory(&self, rank: Rank) -> Memory {
+        let first = rank.0 / self.per_node * self.per_node;
+        Memory::device(rank, (rank.0 % self.per_node) as u16, self.gpu_direct, first..first + self.per_node)
     }
 
-    /// A staged transfer of `bytes` delivered to `dst`'s host memory at `now`: the
-    /// host-to-device copy into its device memory.
-    pub fn land(&mut self, now: Time, dst: Rank, bytes: u64) -> Span {
-        self.copy(dst.0, now, Via::Down, bytes)
+    /// A copy of `bytes` between `rank`'s device memory and host memory, to `to`, asked
+    /// for at `now` (see the [module docs](self)).
+    pub fn copy(&mut self, now: Time, rank: Rank, to: Space, bytes: u64) -> Span {
+        let via = if to.is_device() { Via::Down } else { Via::Up };
+        self.occupy(rank.0, now, via, bytes)
+    }
+
+    /// A peer copy of `bytes` from `src`'s device memory into `dst`'s (one node), asked
+    /// for at `now`, on `src`'s stream and copy engine.
+    pub fn peer(&mut self, now: Time, src: Rank, dst: Rank, bytes: u64) -> Span {
+        self.occupy(src.0, now, Via::Peer { dst: dst.0 }, bytes)
     }
 
     /// A copy of `bytes` by `rank`'s device (see the [module docs](self)).
-    fn copy(&mut self, rank: u32, now: Time, via: Via, bytes: u64) -> Span {
+    fn occupy(&mut self, rank: u32, now: Time, via: Via, bytes: u64) -> Span {
         let sbase = (rank * self.streams) as usize;
         let (s, stream_free) = earliest(&self.stream_free[sbase..sbase + self.streams as usize]);
         let ebase = (rank * self.engines) as usize;
@@ -304,53 +268,27 @@ fn earliest(free: &[Time]) -> (usize, Time) {
     free.iter().copied().enumerate().min_by_key(|&(i, t)| (t, i)).expect("at least one resource")
 }
 
-/// The driver's side of the device model: [`Devices`] plus what waits on a copy, by
-/// slot (`T` is the driver's in-flight item), and the network messages that land in
-/// device memory with a host-to-device copy after delivery.
+/// The driver's side of the device model: [`Devices`] plus the peer copies under way
+/// (`T` is the driver's in-flight item), by slot.
 #[derive(Debug)]
 pub struct Accel<T> {
     /// The devices' resources.
     pub devices: Devices,
-    held: FxHashMap<u64, Held<T>>,
+    held: FxHashMap<u64, T>,
     next: u64,
-    landing: FxHashMap<MessageId, Landing>,
-}
-
-/// A network message that lands in device memory: its sender, receiver and bytes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Landing {
-    /// Sender.
-    pub src: Rank,
-    /// Receiver, whose device copies the bytes from host memory.
-    pub dst: Rank,
-    /// Bytes to copy.
-    pub bytes: u64,
-}
-
-/// An item waiting for a copy: who sends it to whom, its bytes, and the item.
-#[derive(Debug)]
-pub struct Held<T> {
-    /// Sender.
-    pub src: Rank,
-    /// Receiver.
-    pub dst: Rank,
-    /// Bytes on the wire.
-    pub bytes: u64,
-    /// The driver's item.
-    pub item: T,
 }
 
 impl<T> Accel<T> {
     /// The driver side for `devices`.
     pub fn new(devices: Devices) -> Self {
-        Accel { devices, held: FxHashMap::default(), next: 0, landing: FxHashMap::default() }
+        Accel { devices, held: FxHashMap::default(), next: 0 }
     }
 
-    /// Keeps `held` until its copy ends; returns the slot to [`take`](Self::take) it by.
-    pub fn hold(&mut self, held: Held<T>) -> u64 {
+    /// Keeps `item` until its peer copy ends; returns the slot to [`take`](Self::take) it by.
+    pub fn hold(&mut self, item: T) -> u64 {
         let slot = self.next;
         self.next += 1;
-        self.held.insert(slot, held);
+        self.held.insert(slot, item);
         slot
     }
 
@@ -358,22 +296,12 @@ impl<T> Accel<T> {
     ///
     /// # Panics
     /// If nothing is kept there (a driver bug).
-    pub fn take(&mut self, slot: u64) -> Held<T> {
+    pub fn take(&mut self, slot: u64) -> T {
         self.held.remove(&slot).expect("a held transfer")
     }
 
-    /// Marks network message `id` as landing in device memory.
-    pub fn will_land(&mut self, id: MessageId, landing: Landing) {
-        self.landing.insert(id, landing);
-    }
-
-    /// If network message `id` lands in device memory: its sender, receiver and bytes.
-    pub fn landing(&mut self, id: MessageId) -> Option<Landing> {
-        self.landing.remove(&id)
-    }
-
-    /// Nothing held or landing (checked at the end of a run).
+    /// Nothing held (checked at the end of a run).
     pub fn is_idle(&self) -> bool {
-        self.held.is_empty() && self.landing.is_empty()
+        self.held.is_empty()
     }
 }

@@ -30,16 +30,17 @@
 //! header to the exposing rank then the data back, as a get; a withdrawal is free.
 
 use crate::compute::ComputeModel;
-use crate::device::{Accel, Devices, Held, Landing, Route, Span};
+use crate::device::{Accel, Devices, Span};
 use crate::machine::{Machine, ProgressModel, Registration};
 use crate::network::{MessageId, Network};
 use crate::queue::{EventQueue, Time};
 use dagwire_runtime::collective::check_capabilities;
 use dagwire_runtime::collectives::{Body, Collectives, Piece, Segmenting};
 use dagwire_runtime::drivers::{Observer, RunProgress};
-use dagwire_runtime::engine::{Action, Engine, RunTask, TaskDone};
+use dagwire_runtime::engine::{Action, DeviceCopy, Engine, RunTask, TaskDone};
 use dagwire_runtime::message::HEADER_BYTES;
 use dagwire_runtime::one_sided::{Access, MemoryKey, OneSided};
+use dagwire_runtime::space::{Path, Space};
 use dagwire_runtime::trace::{CopyKind, CopyRecord, TraceLevel};
 use dagwire_runtime::{
     Capability, ChunkId, CollectiveJoin, CollectiveKind, Dag, KernelId, Kernels, Message, Payload, Rank, RunError,
@@ -136,11 +137,12 @@ enum Event {
         rank: u32,
         id: u64,
     },
-    /// A device-to-host copy ended: the held transfer `slot` goes to the network.
-    Inject {
-        slot: u64,
+    /// Copy `id` that `rank`'s engine asked for ([`Action::Copy`]) ended.
+    Copied {
+        rank: u32,
+        id: u64,
     },
-    /// A host-to-device or peer copy ended: the held transfer `slot` has arrived.
+    /// A peer copy ended: the held message `slot` has arrived.
     Land {
         slot: u64,
     },
@@ -176,15 +178,7 @@ impl InFlight {
         }
     }
 
-    /// Whether it is a strategy's control message (no payload: ready-to-send,
-    /// clear-to-send, requests, acknowledgements), whose receiver pays the machine's
-    /// control-message cost. Collective pieces and one-sided legs are not: the cost is
-    /// the engine's handling of a strategy message, which they do not go through.
-    fn is_control_message(&self) -> bool {
-        matches!(self, InFlight::Message { msg, .. } if msg.payload.is_none())
-    }
-
-    /// What a device copy of it carries, for its [`CopyRecord`]: the chunk when it is one
+    /// What a peer copy of it carries, for its [`CopyRecord`]: the chunk when it is one
     /// whole chunk (a point-to-point message), and the kind of operation.
     fn served(&self) -> (Option<ChunkId>, &'static str) {
         match self {
@@ -194,19 +188,26 @@ impl InFlight {
             InFlight::GetRequest { .. } | InFlight::GetData { .. } | InFlight::ReadRequest { .. } => (None, "get"),
         }
     }
+
+    /// Whether it is a strategy's control message (no payload: ready-to-send,
+    /// clear-to-send, requests, acknowledgements), whose receiver pays the machine's
+    /// control-message cost. Collective pieces and one-sided legs are not: the cost is
+    /// the engine's handling of a strategy message, which they do not go through.
+    fn is_control_message(&self) -> bool {
+        matches!(self, InFlight::Message { msg, .. } if msg.payload.is_none())
+    }
 }
 
-/// The trace record of `copy`, made by `rank`'s device for `item` (`src` to `dst`).
+/// The trace record of `copy`, made by `rank`'s device for a transfer from `src` to
+/// `dst` of `chunk` (when one whole chunk), serving `carries`.
 fn copy_record(
     rank: Rank,
     kind: CopyKind,
     copy: Span,
     bytes: u64,
-    src: Rank,
-    dst: Rank,
-    item: &InFlight,
+    (src, dst): (Rank, Rank),
+    (chunk, carries): (Option<ChunkId>, &'static str),
 ) -> CopyRecord {
-    let (chunk, carries) = item.served();
     CopyRecord {
         rank,
         engine: copy.engine,
@@ -361,8 +362,13 @@ pub fn run_watched(
         Some(d) => d.streams() as usize,
         None => cfg.workers.clamp(1, machine.compute.cores_per_rank.max(1) as usize),
     };
-    let engines: Vec<Engine> =
+    let mut engines: Vec<Engine> =
         (0..cfg.ranks as u32).map(|r| Engine::new(Rank(r), Arc::clone(dag), strategy(Rank(r)), workers)).collect();
+    if let Some(d) = &devices {
+        for e in &mut engines {
+            e.set_memory(d.memory(e.rank()));
+        }
+    }
     for e in &engines {
         check_capabilities("sim", CAPABILITIES, e.strategy_name(), e.needs())?;
     }
@@ -467,15 +473,6 @@ impl Sim<'_> {
         for &(t, id) in &delivered {
             self.events += 1;
             let item = self.in_flight.remove(id).expect("the network delivers only what was sent");
-            if let Some(accel) = &mut self.accel
-                && let Some(Landing { src, dst, bytes }) = accel.landing(id)
-            {
-                let copy = accel.devices.land(t, dst, bytes);
-                self.trace.record_copy(copy_record(dst, CopyKind::HostToDevice, copy, bytes, src, dst, &item));
-                let slot = accel.hold(Held { src, dst, bytes, item });
-                self.queue.push(copy.end, Event::Land { slot });
-                continue;
-            }
             self.arrived(t, item)?;
         }
         delivered.clear();
@@ -509,36 +506,16 @@ impl Sim<'_> {
         }
     }
 
-    /// Hands `item` (`bytes` from `src` to `dst`) to the network at `now`, or, when the
-    /// machine has devices and it is data, along its device path (see [`crate::device`]).
+    /// Hands `item` (`bytes` from `src` to `dst`) to the network at `now`, or, for data
+    /// between two devices of one node ([`Path::Peer`] of the sender's engine's memory),
+    /// to a peer copy.
     fn transmit(&mut self, now: Time, src: Rank, dst: Rank, bytes: u64, item: InFlight) {
-        if let Some(accel) = &mut self.accel
-            && src != dst
+        if self.accel.is_some()
             && item.is_data()
+            && src != dst
+            && self.engines[src.index()].memory().path(dst) == Path::Peer
         {
-            // A message carries one whole chunk (pieces and puts may carry several or parts).
-            let chunk = match &item {
-                InFlight::Message { msg, .. } => Some(msg.chunk.0),
-                _ => None,
-            };
-            let route = accel.devices.depart(now, src, dst, bytes, chunk);
-            if let Some(copy) = route.copy() {
-                let kind = if matches!(route, Route::Peer { .. }) { CopyKind::Peer } else { CopyKind::DeviceToHost };
-                self.trace.record_copy(copy_record(src, kind, copy, bytes, src, dst, &item));
-            }
-            match route {
-                Route::Network { land: false, .. } => {}
-                Route::Network { at, land: true, .. } => {
-                    let slot = accel.hold(Held { src, dst, bytes, item });
-                    self.queue.push(at, Event::Inject { slot });
-                    return;
-                }
-                Route::Peer { copy } => {
-                    let slot = accel.hold(Held { src, dst, bytes, item });
-                    self.queue.push(copy.end, Event::Land { slot });
-                    return;
-                }
-            }
+            return self.peer_copy(now, src, dst, bytes, item);
         }
         let id = if item.is_control_message() {
             self.network.send_control(now, src, dst, bytes)
@@ -548,22 +525,37 @@ impl Sim<'_> {
         self.in_flight.insert(id, item);
     }
 
+    /// Moves data `item` from `src`'s device memory into `dst`'s by a peer copy; it
+    /// arrives when the copy ends.
+    fn peer_copy(&mut self, now: Time, src: Rank, dst: Rank, bytes: u64, item: InFlight) {
+        let accel = self.accel.as_mut().expect("checked by the caller");
+        let copy = accel.devices.peer(now, src, dst, bytes);
+        self.trace.record_copy(copy_record(src, CopyKind::Peer, copy, bytes, (src, dst), item.served()));
+        let slot = accel.hold(item);
+        self.queue.push(copy.end, Event::Land { slot });
+    }
+
+    /// Runs the copy rank `r`'s engine asked for on its device; the engine hears of its end.
+    fn device_copy(&mut self, r: usize, now: Time, c: DeviceCopy) {
+        let accel = self.accel.as_mut().expect("only an engine with a device asks for a copy");
+        let rank = Rank(r as u32);
+        let span = accel.devices.copy(now, rank, c.to, c.bytes);
+        let (kind, ends) = match c.to {
+            Space::Host => (CopyKind::DeviceToHost, (rank, c.peer)),
+            Space::Device(_) => (CopyKind::HostToDevice, (c.peer, rank)),
+        };
+        self.trace.record_copy(copy_record(rank, kind, span, c.bytes, ends, (Some(c.chunk), c.carries)));
+        self.queue.push(span.end, Event::Copied { rank: rank.0, id: c.id });
+    }
+
     /// Handles the earliest queued event: completes a task, or wakes a rank whose
     /// engine deadline came.
     fn next_event(&mut self) -> Result<Time, RunError> {
         let (now, ev) = self.queue.pop().expect("peeked");
         self.events += 1;
         match ev {
-            Event::Inject { slot } => {
-                let accel = self.accel.as_mut().expect("only devices hold transfers");
-                let Held { src, dst, bytes, item } = accel.take(slot);
-                let id = self.network.send(now, src, dst, bytes);
-                accel.will_land(id, Landing { src, dst, bytes });
-                self.in_flight.insert(id, item);
-                return Ok(now);
-            }
             Event::Land { slot } => {
-                let item = self.accel.as_mut().expect("only devices hold transfers").take(slot).item;
+                let item = self.accel.as_mut().expect("only devices hold transfers").take(slot);
                 self.arrived(now, item)?;
                 return Ok(now);
             }
@@ -589,10 +581,14 @@ impl Sim<'_> {
                 let key = self.exposing.remove(&(rank, id)).expect("a registration under way");
                 self.engines[rank as usize].handle_exposed(now, id, key);
             }
+            Event::Copied { rank, id } => self.engines[rank as usize].handle_copy_done(now, id),
         }
         let rank = match ev {
-            Event::TaskFinished { rank, .. } | Event::Timeout { rank } | Event::Exposed { rank, .. } => rank as usize,
-            Event::Inject { .. } | Event::Land { .. } => unreachable!("handled above"),
+            Event::TaskFinished { rank, .. }
+            | Event::Timeout { rank }
+            | Event::Exposed { rank, .. }
+            | Event::Copied { rank, .. } => rank as usize,
+            Event::Land { .. } => unreachable!("handled above"),
         };
         self.pump(rank, now)?;
         Ok(now)
@@ -609,6 +605,7 @@ impl Sim<'_> {
                         let bytes = out.msg.wire_bytes();
                         self.transmit(now, src, dst, bytes, InFlight::Message { src, dst, msg: out.msg });
                     }
+                    Action::Copy(c) => self.device_copy(r, now, c),
                     Action::Run(job) => self.start_task(r, now, job)?,
                     Action::Collective(join) if join.kind == CollectiveKind::Fence && self.outstanding[r] > 0 => {
                         self.parked_fence[r] = Some(join);

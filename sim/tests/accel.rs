@@ -2,10 +2,11 @@
 //! (staged, direct, peer), of streams against copies and of a shared PCIe switch; real
 //! workloads verifying while their device timing is modelled; determinism.
 
+use dagwire_runtime::space::Space;
 use dagwire_runtime::{
     ChunkId, Dag, DagBuilder, KernelId, Kernels, ParamValue, Payload, Rank, RunOutcome, Strategy, Task, TaskSpec,
 };
-use dagwire_sim::device::{Devices, Route};
+use dagwire_sim::device::Devices;
 use dagwire_sim::driver::{SimConfig, SimKernels, run};
 use dagwire_sim::machine::{Accelerators, HostLink, LogGpSegment, Machine, PeerLink, load_machine};
 use dagwire_strategies::eager::Eager;
@@ -74,9 +75,11 @@ fn a_staged_transfer_takes_the_sum_of_its_hops_and_a_direct_one_skips_the_host_h
     assert_eq!(cpu.makespan_ns, 5000 + MESSAGE + 3000);
     let staged = simulate(&dag, &toy(1, Some(accelerators(1, 1, false))), 2);
     assert_eq!(staged.makespan_ns, 5000 + COPY + MESSAGE + COPY + 3000);
-    // The engine sent at the producer's end and received once the bytes were in device memory.
+    // The strategy sent at the producer's end (the engine held the message for its
+    // device-to-host copy) and it was received once in host memory: the engine then asked
+    // for the host-to-device copy the reader waits for.
     let m = &staged.trace.messages[0];
-    assert_eq!((m.sent_ns, m.recv_ns), (5000, 5000 + COPY + MESSAGE + COPY));
+    assert_eq!((m.sent_ns, m.recv_ns), (5000, 5000 + COPY + MESSAGE));
     let direct = simulate(&dag, &toy(1, Some(accelerators(1, 1, true))), 2);
     assert_eq!(direct.makespan_ns, 5000 + MESSAGE + 3000);
     // Kernels ran on the device at its rate, on stream 0.
@@ -219,10 +222,7 @@ fn two_devices_on_one_pcie_switch_halve_each_others_host_bandwidth() {
         let mut last = [0u64; 2];
         for _ in 0..rounds {
             for src in 0..2u32 {
-                let Route::Network { at, land: true, .. } = d.depart(0, Rank(src), Rank(2 + src), bytes, None) else {
-                    panic!("a staged transfer")
-                };
-                last[src as usize] = at;
+                last[src as usize] = d.copy(0, Rank(src), Space::Host, bytes).end;
             }
         }
         // Each copy holds the stream for latency + bytes; the switch for the bytes alone.
@@ -247,9 +247,9 @@ fn a_kernel_waits_for_a_free_stream_and_copies_for_a_free_copy_engine() {
     let k = d.kernel(0, 0, "k", 1000.0);
     assert_eq!((k.stream, k.start, k.end), (0, 0, 1000));
     // Two staged copies: stream 1 is free, the one copy engine serialises them.
-    let Route::Network { at: first, .. } = d.depart(0, Rank(0), Rank(1), 100, None) else { panic!() };
+    let first = d.copy(0, Rank(0), Space::Host, 100).end;
     assert_eq!(first, 400);
-    let Route::Network { at: second, .. } = d.depart(0, Rank(0), Rank(1), 100, None) else { panic!() };
+    let second = d.copy(0, Rank(0), Space::Host, 100).end;
     // The second copy needs a stream (stream 1 frees at 400, stream 0 at 1000) and the engine (400).
     assert_eq!(second, 800);
     // Kernels after that take the earliest-free stream.
@@ -369,17 +369,69 @@ fn the_sim_parameters_override_the_machine_files_devices_and_refuse_cpu_machines
 }
 
 #[test]
-fn a_chunk_is_copied_to_host_memory_once_per_sender_however_many_nodes_read_it() {
-    let mut d = Devices::new(&accelerators(1, 1, false), 4);
-    let at = |route: Route| match route {
-        Route::Network { at, land: true, copy } => (at, copy.map(|c| (c.start, c.end))),
-        other => panic!("a staged transfer, not {other:?}"),
-    };
-    assert_eq!(at(d.depart(0, Rank(0), Rank(1), 1000, Some(7))), (1300, Some((0, 1300))));
-    // The same chunk to two more nodes, later and earlier than its host copy is ready: no copy.
-    assert_eq!(at(d.depart(2000, Rank(0), Rank(2), 1000, Some(7))), (2000, None));
-    assert_eq!(at(d.depart(100, Rank(0), Rank(3), 1000, Some(7))), (1300, None));
-    // Another chunk, or a transfer that is not one whole chunk, copies again.
-    assert_eq!(at(d.depart(100, Rank(0), Rank(1), 1000, Some(8))), (2600, Some((1300, 2600))));
-    assert_eq!(at(d.depart(100, Rank(0), Rank(1), 1000, None)), (3900, Some((2600, 3900))));
+fn a_chunk_read_on_three_nodes_is_staged_once_and_copied_to_each_readers_device() {
+    // r0 computes 4096 bytes that r1, r2 and r3 (one node each) read.
+    let mut b = DagBuilder::new(4);
+    let p = b.add(TaskSpec::new(KernelId(0), Rank(0)).flops(5000.0).outputs(&[4096]));
+    for r in 1..4 {
+        b.add(TaskSpec::new(KernelId(0), Rank(r)).flops(10.0).inputs(&[p.output(0)]).outputs(&[8]));
+    }
+    let dag = Arc::new(b.finish());
+    let name = |_| "k";
+    let kernels = SimKernels { kernels: &Zeros, name: &name };
+    let machine = toy(1, Some(accelerators(1, 1, false)));
+    // Eager sends three messages, rma puts the chunk into r0's own window, which the
+    // readers get from: either way one device-to-host copy, when the producer ends.
+    for (strategy, carries) in [("eager", ("message", "message")), ("rma", ("put", "get"))] {
+        let factory = dagwire_strategies::find(strategy).unwrap().factory_with(&[], &dag, 1).unwrap();
+        let cfg = SimConfig { ranks: 4, workers: 1, run_kernels: false, seed: 1, trace: Default::default() };
+        let out = run(&dag, &kernels, &factory, &machine, cfg).unwrap().run;
+        let mut got: Vec<_> = out.trace.copies.iter().map(|c| (c.rank.0, c.kind.as_str(), c.carries)).collect();
+        got.sort();
+        let expected = [(0, "d2h", carries.0), (1, "h2d", carries.1), (2, "h2d", carries.1), (3, "h2d", carries.1)];
+        assert_eq!(got, expected, "{strategy}");
+        let d2h = out.trace.copies.iter().find(|c| c.rank == Rank(0)).unwrap();
+        assert_eq!((d2h.start_ns, d2h.end_ns, d2h.chunk), (5000, 5000 + COPY, Some(ChunkId(0))), "{strategy}");
+        // Every reader's copy starts when its bytes arrived, and its kernel once it ended.
+        for c in out.trace.copies.iter().filter(|c| c.rank != Rank(0)) {
+            let reader = out.trace.tasks.iter().find(|t| t.rank == c.rank).unwrap();
+            assert_eq!(reader.start_ns, c.end_ns, "{strategy}: {c:?}");
+        }
+    }
+}
+
+#[test]
+fn a_batched_exchange_stages_its_whole_batch_between_nodes_and_peer_copies_inside_one() {
+    let dag = two_chunks_at_once();
+    let name = |_| "k";
+    let kernels = SimKernels { kernels: &Zeros, name: &name };
+    let factory = dagwire_strategies::find("batched").unwrap().factory_with(&[], &dag, 1).unwrap();
+    let cfg = SimConfig { ranks: 2, workers: 1, run_kernels: false, seed: 1, trace: Default::default() };
+    let simulate = |machine: &Machine| run(&dag, &kernels, &factory, machine, cfg).unwrap().run;
+    // Two nodes, staged: both chunks to host memory before the all-to-all, both back to
+    // r1's device after it.
+    let staged = simulate(&toy(1, Some(accelerators(1, 2, false))));
+    let mut kinds: Vec<_> =
+        staged.trace.copies.iter().map(|c| (c.rank.0, c.kind.as_str(), c.carries, c.chunk)).collect();
+    kinds.sort();
+    let (c0, c1) = (Some(ChunkId(0)), Some(ChunkId(1)));
+    let expected = [
+        (0, "d2h", "collective", c0),
+        (0, "d2h", "collective", c1),
+        (1, "h2d", "collective", c0),
+        (1, "h2d", "collective", c1),
+    ];
+    assert_eq!(kinds, expected);
+    let last_d2h = staged.trace.copies.iter().filter(|c| c.rank == Rank(0)).map(|c| c.end_ns).max().unwrap();
+    let first_h2d = staged.trace.copies.iter().filter(|c| c.rank == Rank(1)).map(|c| c.start_ns).min().unwrap();
+    // The exchange (o_s + L + o_r at least) lies between the two.
+    assert!(first_h2d >= last_d2h + 100 + 1000 + 200, "{:?}", staged.trace.copies);
+    // One node: the pieces go device to device, no host copy.
+    let peer = simulate(&toy(2, Some(accelerators(2, 2, false))));
+    assert!(!peer.trace.copies.is_empty());
+    assert!(
+        peer.trace.copies.iter().all(|c| c.kind.as_str() == "peer" && c.carries == "collective" && c.chunk.is_none())
+    );
+    // GPU-direct: the NIC reads the device: none.
+    assert!(simulate(&toy(1, Some(accelerators(1, 2, true)))).trace.copies.is_empty());
 }

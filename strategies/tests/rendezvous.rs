@@ -317,8 +317,10 @@ fn sends(e: &mut Engine, now: u64) -> Vec<(Rank, Message)> {
         .filter_map(|a| match a {
             Action::Send(out) => Some((out.to, out.msg)),
             Action::Run(_) => None,
-            Action::Collective(_) | Action::OneSided(_) => {
-                panic!("rendezvous joins no collective, issues no put or get")
+            Action::Collective(_) | Action::OneSided(_) | Action::Copy(_) => {
+                panic!(
+                    "rendezvous joins no collective, issues no put or get, and a rank without a device copies nothing"
+                )
             }
         })
         .collect()

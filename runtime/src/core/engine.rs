@@ -19,6 +19,13 @@
 //! output. Its trace record spans the join to the completion, on lane `workers` (one past
 //! the last worker), so timelines show it beside the kernels.
 //!
+//! **Memory spaces** ([`crate::space`]): a driver that gives the engine a device
+//! ([`Engine::set_memory`]) is asked for [`Action::Copy`]s between host and device memory,
+//! and answers each with [`Engine::handle_copy_done`]; the engine holds the messages,
+//! collectives and one-sided operations that wait for a chunk to reach host memory, and
+//! the tasks that wait for one to reach device memory. Without a device (every real
+//! driver) it asks for none.
+//!
 //! `now` (ns since the run started) is always an argument, so the same engine runs
 //! under real threads, MPI and the simulator's virtual time.
 
@@ -29,6 +36,7 @@ use crate::message::{Message, MessageClass, NO_CHUNK};
 use crate::one_sided::{Access, MemoryKey, OneSided, WindowSpec};
 use crate::payload::Payload;
 use crate::policies::{self, DecisionInput, SlotView};
+use crate::space::{Memory, Path, Space};
 use crate::strategy::{Strategy, StrategyCtx};
 use crate::timer::Timers;
 use crate::trace::{ChunkSize, MessageRecord, Phase, TaskRecord, Trace};
@@ -59,6 +67,32 @@ pub enum Action {
     /// [`Engine::handle_one_sided_done`]. Only strategies with a [window](Engine::window)
     /// ask for this (see [`crate::one_sided`] for what drivers guarantee).
     OneSided(OneSided),
+    /// Copy a chunk between this rank's host and device memory, then call
+    /// [`Engine::handle_copy_done`]. Only an engine given a device
+    /// ([`Engine::set_memory`]) asks for this (see [`crate::space`]).
+    Copy(DeviceCopy),
+}
+
+/// A copy between this rank's host and device memory (see [`crate::space`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceCopy {
+    /// Names the copy in [`Engine::handle_copy_done`]; unique per rank.
+    pub id: u64,
+    /// The chunk copied.
+    pub chunk: ChunkId,
+    /// Bytes copied.
+    pub bytes: u64,
+    /// Where the bytes are.
+    pub from: Space,
+    /// Where they go.
+    pub to: Space,
+    /// The other rank of the transfer it serves: the first receiver a chunk is staged
+    /// for (device to host), the sender it came from (host to device; this rank for the
+    /// output of a task that ran on the host).
+    pub peer: Rank,
+    /// What the transfer is: `message`, `collective`, `put`, `get`, `read`, or `output`
+    /// (a host task's output a device task reads).
+    pub carries: &'static str,
 }
 
 /// A task to run with its inputs, in declared order.
@@ -185,6 +219,15 @@ pub enum EngineError {
         idle_ns: u64,
         /// What it waits for ([`Engine::waiting_summary`]).
         waiting: String,
+    },
+    /// The driver reported a copy this rank has not asked for (or whose completion it
+    /// already saw).
+    #[error("rank {rank} was told copy {id} completed, but it has no such copy in flight")]
+    UnknownCopy {
+        /// Rank.
+        rank: Rank,
+        /// The copy's id.
+        id: u64,
     },
     /// The driver reported a task that was not running.
     #[error("rank {rank} was told task {task} finished, but it was not running")]
@@ -324,6 +367,47 @@ pub struct Engine {
     next_group: usize,
     /// The latest time an input brought.
     now: u64,
+    /// This rank's memory: [`Memory::host`] unless the driver gave it a device.
+    memory: Memory,
+    /// With a device: the spaces holding each chunk produced or received here that some
+    /// device memory holds (a chunk not listed is in host memory only).
+    resident: HashMap<ChunkId, Resident>,
+    /// Data messages that arrived and where their bytes landed, until the strategy
+    /// delivers their chunk (with a device only).
+    landed: HashMap<ChunkId, (Space, &'static str)>,
+    /// Copies to hand the driver.
+    copies: VecDeque<DeviceCopy>,
+    /// Copies handed out and not done, by id.
+    copying: HashMap<u64, Copying>,
+    next_copy: u64,
+    /// Communication waiting for chunks to reach host memory, in the order asked.
+    held: Vec<HeldAction>,
+    /// Held communication whose chunks are in host memory now, in release order.
+    released: VecDeque<Action>,
+}
+
+/// Which of a rank's spaces hold a chunk, and whether a copy to host memory is under way.
+#[derive(Clone, Copy, Debug, Default)]
+struct Resident {
+    host: bool,
+    to_host: bool,
+}
+
+/// What a copy under way is for.
+enum Copying {
+    /// Staging a chunk in host memory for the network.
+    ToHost(ChunkId),
+    /// Bringing a chunk that arrived in host memory to the device, for its readers.
+    ToDevice(ChunkId, Payload),
+}
+
+/// A message, collective join or one-sided operation waiting for `waits` to reach host
+/// memory; `ordered` ones (all but messages) also wait for every earlier ordered one, so
+/// operations reach the driver before the fence after them.
+struct HeldAction {
+    waits: Vec<ChunkId>,
+    ordered: bool,
+    action: Action,
 }
 
 /// One of this rank's collective tasks.
@@ -426,7 +510,27 @@ impl Engine {
             groups,
             next_group: 0,
             now: 0,
+            memory: Memory::host(),
+            resident: HashMap::default(),
+            landed: HashMap::default(),
+            copies: VecDeque::new(),
+            copying: HashMap::default(),
+            next_copy: 0,
+            held: Vec::new(),
+            released: VecDeque::new(),
         }
+    }
+
+    /// Gives the engine its rank's memory (before [`Engine::handle_start`]); without
+    /// this call it has no device (see [`crate::space`]).
+    pub fn set_memory(&mut self, memory: Memory) {
+        self.memory = memory;
+    }
+
+    /// This rank's memory: a driver with devices moves data along its
+    /// [`Memory::path`] (a peer copy or the network), the path the engine staged it for.
+    pub fn memory(&self) -> &Memory {
+        &self.memory
     }
 
     /// The one-sided window this rank exposes, if the strategy uses one (declared when
@@ -489,6 +593,8 @@ impl Engine {
             && !(self.one_sided.is_empty()
                 && self.sends.is_empty()
                 && self.collectives.is_empty()
+                && self.copies.is_empty()
+                && self.released.is_empty()
                 && !self.groups.get(self.next_group).is_some_and(|g| g.ready))
     }
 
@@ -520,9 +626,25 @@ impl Engine {
     /// assert!(engine.next_task().is_none()); // the one worker is busy
     /// ```
     pub fn poll_communication(&mut self, now: u64) -> Option<Action> {
-        if self.error.is_some() {
-            return None;
+        loop {
+            if self.error.is_some() {
+                return None;
+            }
+            if let Some(copy) = self.copies.pop_front() {
+                return Some(Action::Copy(copy));
+            }
+            if let Some(action) = self.released.pop_front() {
+                return Some(action);
+            }
+            let action = self.next_communication(now)?;
+            if let Some(action) = self.hold_for_host(action) {
+                return Some(action);
+            }
         }
+    }
+
+    /// The next communication the strategy or a collective task asks for, checked.
+    fn next_communication(&mut self, now: u64) -> Option<Action> {
         if let Some(op) = self.one_sided.pop_front() {
             return self.issue(now, op);
         }
@@ -594,7 +716,8 @@ impl Engine {
             end_ns: now,
             flops: t.flops,
         });
-        self.produced(now, output, result);
+        let space = self.output_space(task);
+        self.produced(now, output, space, result);
         self.strategy.on_task_done(&mut strategy_ctx!(self, now), task);
     }
 
@@ -661,8 +784,9 @@ impl Engine {
                 self.trace.sizes.push(ChunkSize { chunk, rank: self.rank, bytes, bound });
             }
         }
+        let space = self.output_space(done.task);
         for (chunk, payload) in self.dag.output_range(done.task).map(ChunkId).zip(done.outputs) {
-            self.produced(now, chunk, payload);
+            self.produced(now, chunk, space, payload);
         }
         self.strategy.on_task_done(&mut strategy_ctx!(self, now), done.task);
     }
@@ -689,6 +813,9 @@ impl Engine {
             sent_ns: msg.sent_ns,
             recv_ns: now,
         });
+        if self.memory.has_device() && msg.payload.is_some() {
+            self.landed.insert(msg.chunk, (self.memory.lands(from), "message"));
+        }
         let result = self.strategy.on_message(&mut strategy_ctx!(self, now), from, msg);
         self.after_input(result);
     }
@@ -718,6 +845,14 @@ impl Engine {
             return;
         }
         received.sort_by_key(|c| c.from);
+        if self.memory.has_device() {
+            for c in received.iter().filter(|c| c.from != self.rank) {
+                let space = self.memory.lands(c.from);
+                for m in c.messages.iter().filter(|m| m.payload.is_some()) {
+                    self.landed.insert(m.chunk, (space, "collective"));
+                }
+            }
+        }
         for c in received.iter().filter(|c| c.from != self.rank) {
             let first = c.messages.first();
             let data = c.messages.iter().any(|m| m.payload.is_some());
@@ -762,6 +897,12 @@ impl Engine {
             let why = format!("should return {want:?} bytes, the driver returned {got:?}");
             self.error = Some(EngineError::OneSided { rank: self.rank, id, why });
             return;
+        }
+        if self.memory.has_device() && returns {
+            let carries = if op.kind == IssuedKind::Get { "get" } else { "read" };
+            // Bytes read from this rank's own window are where the chunk's producer put them.
+            let from = if op.target == self.rank { self.dag.chunk_owner(op.chunk) } else { op.target };
+            self.landed.insert(op.chunk, (self.memory.lands(from), carries));
         }
         if op.target != self.rank {
             let (src, dst, kind) = match op.kind {
@@ -812,6 +953,28 @@ impl Engine {
         });
         let result = self.strategy.on_exposed(&mut strategy_ctx!(self, now), id, key);
         self.after_input(result);
+    }
+
+    /// Copy `id` ([`Action::Copy`]), which this rank asked for, is done: a chunk staged
+    /// in host memory lets what waited for it go to the driver; a chunk brought to the
+    /// device reaches its readers.
+    pub fn handle_copy_done(&mut self, now: u64, id: u64) {
+        if self.error.is_some() {
+            return;
+        }
+        self.touch(now);
+        match self.copying.remove(&id) {
+            None => self.error = Some(EngineError::UnknownCopy { rank: self.rank, id }),
+            Some(Copying::ToHost(chunk)) => {
+                let r = self.resident.get_mut(&chunk).expect("a chunk staged from the device");
+                (r.host, r.to_host) = (true, false);
+                self.release(chunk);
+            }
+            Some(Copying::ToDevice(chunk, data)) => {
+                self.arrived(chunk, data);
+                self.run_immediate(now);
+            }
+        }
     }
 
     /// One-sided operation `id` failed in the driver (for example it reached past the end
@@ -895,6 +1058,10 @@ impl Engine {
             && self.joined.is_empty()
             && self.one_sided.is_empty()
             && self.in_flight.is_empty()
+            && self.copies.is_empty()
+            && self.copying.is_empty()
+            && self.held.is_empty()
+            && self.released.is_empty()
             && self.strategy.is_idle()
     }
 
@@ -937,6 +1104,11 @@ impl Engine {
             ids.sort_unstable();
             collectives += &format!(", one-sided operations in flight {ids:?}");
         }
+        if !self.copying.is_empty() || !self.held.is_empty() {
+            let mut ids: Vec<u64> = self.copying.keys().copied().collect();
+            ids.sort_unstable();
+            collectives += &format!(", copies in flight {ids:?} ({} operations wait for them)", self.held.len());
+        }
         if let Some(next) = self.timers.next() {
             collectives += &format!(", strategy timer due at {next} ns");
         }
@@ -950,6 +1122,166 @@ impl Engine {
             shown.join(", "),
             self.strategy.is_idle()
         )
+    }
+
+    /// `action` if it can go to the driver now; else holds it until the chunks it
+    /// carries are in host memory (asking for their copies), or, for an ordered one,
+    /// until the ordered ones before it went.
+    fn hold_for_host(&mut self, mut action: Action) -> Option<Action> {
+        if !self.memory.has_device() {
+            return Some(action);
+        }
+        let mut waits = Vec::new();
+        match &mut action {
+            Action::Send(out) => {
+                if let Some(p) = &out.msg.payload
+                    && self.memory.path(out.to) == Path::Network
+                {
+                    self.stage(out.msg.chunk, p.len() as u64, out.to, "message", &mut waits);
+                }
+            }
+            Action::Collective(join) if join.id & TASK_COLLECTIVE != 0 => {
+                // A collective of every rank: its input leaves the node if a rank is elsewhere.
+                let group = &self.groups[(join.id & !TASK_COLLECTIVE) as usize];
+                let input = self.dag.inputs(group.task)[0];
+                let bytes = wire_bytes(&join.sends[0].1);
+                let away = (0..self.dag.ranks() as u32).map(Rank).find(|&r| self.memory.path(r) == Path::Network);
+                if let Some(away) = away {
+                    self.stage(input, bytes, away, "collective", &mut waits);
+                }
+            }
+            Action::Collective(join) => {
+                for (to, msgs) in &join.sends {
+                    if self.memory.path(*to) == Path::Network {
+                        for m in msgs {
+                            if let Some(p) = &m.payload {
+                                self.stage(m.chunk, p.len() as u64, *to, "collective", &mut waits);
+                            }
+                        }
+                    }
+                }
+            }
+            Action::OneSided(op) => {
+                // A rank's own window and exposed memory are read from elsewhere later:
+                // staged if a reader of the chunk is on another node.
+                let data = match &op.access {
+                    Access::Put(p) => Some((p.len() as u64, "put")),
+                    Access::Expose(p) => Some((p.len() as u64, "read")),
+                    _ => None,
+                };
+                let reader = if op.target == self.rank {
+                    let readers = self.dag.consumer_owners(op.chunk);
+                    readers.iter().copied().find(|&r| self.memory.path(r) == Path::Network)
+                } else {
+                    Some(op.target).filter(|&t| self.memory.path(t) == Path::Network)
+                };
+                if let (Some((bytes, carries)), Some(reader)) = (data, reader) {
+                    self.stage(op.chunk, bytes, reader, carries, &mut waits);
+                }
+            }
+            Action::Run(_) | Action::Copy(_) => {}
+        }
+        let ordered = !matches!(action, Action::Send(_));
+        if waits.is_empty() && !(ordered && self.held.iter().any(|h| h.ordered)) {
+            return Some(action);
+        }
+        self.held.push(HeldAction { waits, ordered, action });
+        None
+    }
+
+    /// Notes that data of `chunk` (`bytes`) goes to the network for `peer`: if it is only
+    /// in device memory and the network reads host memory, it waits for a copy to host
+    /// memory (asked for once per chunk).
+    fn stage(&mut self, chunk: ChunkId, bytes: u64, peer: Rank, carries: &'static str, waits: &mut Vec<ChunkId>) {
+        if self.memory.network_space().is_device() || bytes == 0 {
+            return;
+        }
+        let Some(r) = self.resident.get_mut(&chunk) else { return };
+        if r.host {
+            return;
+        }
+        if !waits.contains(&chunk) {
+            waits.push(chunk);
+        }
+        if r.to_host {
+            return;
+        }
+        r.to_host = true;
+        let id = self.next_copy;
+        self.next_copy += 1;
+        let from = self.memory.compute();
+        self.copies.push_back(DeviceCopy { id, chunk, bytes, from, to: Space::Host, peer, carries });
+        self.copying.insert(id, Copying::ToHost(chunk));
+    }
+
+    /// `chunk` is in host memory now: what waited only for it goes (ordered ones in order).
+    fn release(&mut self, chunk: ChunkId) {
+        let mut ordered_waiting = false;
+        let mut i = 0;
+        while i < self.held.len() {
+            let h = &mut self.held[i];
+            h.waits.retain(|&c| c != chunk);
+            if h.waits.is_empty() && !(h.ordered && ordered_waiting) {
+                let h = self.held.remove(i);
+                self.released.push_back(h.action);
+                continue;
+            }
+            ordered_waiting |= h.ordered;
+            i += 1;
+        }
+    }
+
+    /// `chunk` is on this rank now, in `space` (from `from`, as `carries` says): it reaches
+    /// its readers, after a copy to device memory if it is in host memory and a device
+    /// task reads it.
+    fn place(&mut self, chunk: ChunkId, space: Space, from: Rank, carries: &'static str, data: Payload) {
+        if !self.memory.has_device() {
+            return self.arrived(chunk, data);
+        }
+        if space.is_device() {
+            // Only a chunk that may leave the rank needs its spaces remembered.
+            let leaves = self.dag.consumer_owners(chunk).iter().any(|&r| r != self.rank)
+                || self.dag.consumers_on(chunk, self.rank).iter().any(|&t| self.group_of_task(t).is_some());
+            if leaves {
+                self.resident.insert(chunk, Resident::default());
+            }
+            return self.arrived(chunk, data);
+        }
+        if data.is_empty() || !self.dag.consumers_on(chunk, self.rank).iter().any(|&t| self.on_device(t)) {
+            return self.arrived(chunk, data);
+        }
+        self.resident.insert(chunk, Resident { host: true, to_host: false });
+        let id = self.next_copy;
+        self.next_copy += 1;
+        let bytes = data.len() as u64;
+        let to = self.memory.compute();
+        self.copies.push_back(DeviceCopy { id, chunk, bytes, from: Space::Host, to, peer: from, carries });
+        self.copying.insert(id, Copying::ToDevice(chunk, data));
+    }
+
+    /// Whether local task `t` runs on the device: a kernel (a task placed at run time
+    /// may become one), on a rank with a device; not a collective task.
+    fn on_device(&self, t: TaskId) -> bool {
+        self.memory.has_device()
+            && self.group_of_task(t).is_none()
+            && matches!(self.dag.task(t).role(), Role::Kernel | Role::Placed { .. })
+    }
+
+    /// Local task `t`'s collective group, if it is a collective task.
+    fn group_of_task(&self, t: TaskId) -> Option<u32> {
+        self.group_of.get(self.dag.local_index(t)).copied().filter(|&g| g != NO_GROUP)
+    }
+
+    /// Where local task `t` leaves its outputs: a device task in device memory, a
+    /// collective task where the network writes, a task the engine runs in host memory.
+    fn output_space(&self, t: TaskId) -> Space {
+        if self.on_device(t) {
+            self.memory.compute()
+        } else if self.group_of_task(t).is_some() {
+            self.memory.network_space()
+        } else {
+            Space::Host
+        }
     }
 
     /// Hands one-sided operation `op` to the driver, once it is checked against the
@@ -1143,8 +1475,8 @@ impl Engine {
         Ok(Some(dag.task(task).outputs().map(|_| Payload::default()).collect()))
     }
 
-    /// A local task produced `chunk`: hand it to remote readers and local ones.
-    fn produced(&mut self, now: u64, chunk: ChunkId, data: Payload) {
+    /// A local task produced `chunk` in `space`: hand it to remote readers and local ones.
+    fn produced(&mut self, now: u64, chunk: ChunkId, space: Space, data: Payload) {
         let mut readers = std::mem::take(&mut self.readers);
         self.dag.remote_readers_into(chunk, &mut readers);
         if !readers.is_empty() {
@@ -1158,7 +1490,7 @@ impl Engine {
         if self.dag.is_result(chunk) {
             self.results.push((chunk, data.clone()));
         }
-        self.arrived(chunk, data);
+        self.place(chunk, space, self.rank, "output", data);
     }
 
     /// A chunk came in from `src`.
@@ -1175,7 +1507,12 @@ impl Engine {
             self.error = Some(EngineError::UnexpectedChunk { rank: self.rank, chunk, from: src, why });
             return;
         }
-        self.arrived(chunk, payload);
+        // Where the bytes landed: as their message came, else where the network writes.
+        let (space, carries) = match self.landed.remove(&chunk) {
+            Some(landed) => landed,
+            None => (self.memory.network_space(), "message"),
+        };
+        self.place(chunk, space, src, carries, payload);
     }
 
     /// `chunk` is now present here: count its local readers and wake them.

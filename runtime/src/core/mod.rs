@@ -14,6 +14,7 @@
 //!   harness run);
 //! - [`params`]: typed, checked parameters of every registered component;
 //! - [`rng`]: the run's one seeded random source (per-consumer streams, the counter hash);
+//! - [`space`]: memory spaces (host, device), where chunks live and when they move between them;
 //! - [`timer`]: timers strategies set, fired by the engine when the driver says the time came;
 //! - [`trace`]: the records every run writes.
 //!
@@ -32,6 +33,7 @@ pub mod payload;
 pub mod placement;
 pub mod policies;
 pub mod rng;
+pub mod space;
 pub mod strategy;
 pub mod timer;
 pub mod trace;

@@ -549,6 +549,8 @@ fn communicate(shared: &Shared<'_>, engine: &mut Engine, collectives: &mut Colle
             set_handling(Handling::OneSided { id: op.id, target: op.target });
             one_sided(shared, engine, op);
         }
+        // No rank has a device here (see `space`): a copy within host memory is done at once.
+        Action::Copy(copy) => engine.handle_copy_done(shared.now(), copy.id),
         Action::Run(_) => unreachable!("tasks are not communication"),
     }
 }

@@ -255,6 +255,8 @@ impl Harness<'_> {
                     self.join(Rank(r as u32), join)?;
                 }
                 Action::OneSided(op) => self.one_sided(r, op)?,
+                // The harness gives no device: a copy within host memory is done at once.
+                Action::Copy(copy) => self.engines[r].handle_copy_done(self.now, copy.id),
             }
         }
         // Wake the rank at its engine's deadline (a strategy timer), once per deadline.

@@ -1165,8 +1165,13 @@ impl RankLoop for Driver<'_> {
         self.poll_completions()
     }
 
-    fn execute(&mut self, action: Action, _now: u64) -> Result<(), RunError> {
+    fn execute(&mut self, action: Action, now: u64) -> Result<(), RunError> {
         match action {
+            // No device here (see `space`): a copy within host memory is done at once.
+            Action::Copy(copy) => {
+                self.core.engine.handle_copy_done(now, copy.id);
+                Ok(())
+            }
             Action::Send(out) => self.send(out.to.index(), out.msg),
             Action::Collective(join) => self.join(join),
             Action::OneSided(op) => {
