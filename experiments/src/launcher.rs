@@ -192,6 +192,7 @@ fn run_job(cmd: &mut Command, timeout: Duration) -> std::io::Result<Job> {
     use std::sync::atomic::{AtomicBool, Ordering};
     crate::process::end_jobs_on_signals();
     crate::process::die_with_parent(cmd);
+    crate::process::pass_to_job(cmd);
     let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0).spawn()?;
     crate::process::set_job_group(Some(child.id()));
     let failed = Arc::new(AtomicBool::new(false));

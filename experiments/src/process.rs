@@ -6,24 +6,48 @@
 //!   even by `SIGKILL`), on which `mpirun` and `srun` end their ranks.
 //! - `SIGINT`, `SIGTERM` and `SIGHUP` of `experiment run` end the running job's whole
 //!   process group first, then the sweep, as the signal would have.
-//! - The results directory's lock descriptor is inherited by every job, so a rank that
-//!   outlives everything still holds the directory and a `--resume` waits for it
-//!   ([`crate::results::lock`]).
+//! - The results directory's lock descriptor is inherited by every job (and by no other
+//!   child), so a rank that outlives everything still holds the directory and a
+//!   `--resume` waits for it ([`crate::results::lock`]).
 
 use std::os::unix::process::CommandExt;
 use std::process::Command;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicI32, Ordering};
 
-/// Lets child processes inherit `file`'s descriptor (Rust opens files close-on-exec).
-pub fn inherit(file: &std::fs::File) {
+/// Descriptors that launched jobs inherit: the results directories' locks this process holds.
+static JOB_FDS: Mutex<Vec<i32>> = Mutex::new(Vec::new());
+
+/// Lets jobs launched from now on ([`pass_to_job`]) inherit `file`'s descriptor, and only
+/// them: Rust opens files close-on-exec, and the flag is cleared in the job's own process
+/// between fork and exec, so no other child of this process (a test's, a tool's) holds it.
+pub fn share_with_jobs(file: &std::fs::File) {
     use std::os::fd::AsRawFd;
-    let fd = file.as_raw_fd();
-    // SAFETY: fcntl on a descriptor this process owns, changing only its close-on-exec flag.
+    JOB_FDS.lock().unwrap_or_else(|e| e.into_inner()).push(file.as_raw_fd());
+}
+
+/// Ends [`share_with_jobs`] for `file` (before it closes).
+pub fn unshare(file: &std::fs::File) {
+    use std::os::fd::AsRawFd;
+    JOB_FDS.lock().unwrap_or_else(|e| e.into_inner()).retain(|&fd| fd != file.as_raw_fd());
+}
+
+/// Makes `cmd`'s process inherit the descriptors shared with jobs.
+pub fn pass_to_job(cmd: &mut Command) {
+    let fds = JOB_FDS.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    // SAFETY: the closure runs in the child between fork and exec, reads a vector the
+    // parent built (no allocation) and calls only fcntl, which is async-signal-safe, on
+    // descriptors the child inherited from this process.
     unsafe {
-        let flags = libc::fcntl(fd, libc::F_GETFD);
-        if flags >= 0 {
-            libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
-        }
+        cmd.pre_exec(move || {
+            for &fd in &fds {
+                let flags = libc::fcntl(fd, libc::F_GETFD);
+                if flags >= 0 {
+                    libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
+                }
+            }
+            Ok(())
+        });
     }
 }
 

@@ -24,7 +24,13 @@ pub fn default_dir(sweep: &Sweep, now: SystemTime) -> PathBuf {
 /// still holds the directory, and a `--resume` is refused until the job is gone.
 #[derive(Debug)]
 pub struct DirLock {
-    _file: std::fs::File,
+    file: std::fs::File,
+}
+
+impl Drop for DirLock {
+    fn drop(&mut self) {
+        crate::process::unshare(&self.file);
+    }
 }
 
 /// The lock file inside a results directory.
@@ -59,8 +65,8 @@ pub fn lock(dir: &Path) -> Result<DirLock> {
     }
     file.set_len(0).and_then(|()| file.write_all(format!("pid {}\n", std::process::id()).as_bytes())).ok();
     // Launched jobs inherit the descriptor, and with it the lock (see [`DirLock`]).
-    crate::process::inherit(&file);
-    Ok(DirLock { _file: file })
+    crate::process::share_with_jobs(&file);
+    Ok(DirLock { file })
 }
 
 /// Creates `dir` for a new sweep, or reopens it for `--resume` after checking it
@@ -211,4 +217,37 @@ fn host_name() -> String {
         .filter(|s| !s.is_empty())
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| "unknown".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    #[test]
+    fn launched_jobs_inherit_the_lock_and_no_other_child_does() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        // A child spawned while the lock is held (another test's, a tool's) must not keep
+        // the directory locked once the sweep lets go of it.
+        let held = lock(dir).unwrap();
+        let mut bystander = Command::new("sleep").arg("60").spawn().unwrap();
+        drop(held);
+        let again = lock(dir);
+        bystander.kill().unwrap();
+        bystander.wait().unwrap();
+        let again = again.expect("a bystander child held the results directory");
+        // A launched job keeps it locked after the sweep is gone, until it ends.
+        let mut cmd = Command::new("sleep");
+        cmd.arg("60");
+        crate::process::pass_to_job(&mut cmd);
+        let mut job = cmd.spawn().unwrap();
+        drop(again);
+        let while_job_runs = lock(dir).map(drop);
+        job.kill().unwrap();
+        job.wait().unwrap();
+        let err = while_job_runs.expect_err("the job did not inherit the lock");
+        assert!(err.to_string().contains("in use by another process"), "{err}");
+        lock(dir).expect("the lock is free once the job ended");
+    }
 }
