@@ -795,6 +795,16 @@ mod reference {
         rate
     }
 
+    /// Every running flow's rate is the from-scratch max-min rate (within rounding).
+    fn check_max_min(net: &FlowNet, capacity: &[f64], running: &[(u32, Vec<u32>, f64)]) -> Result<(), TestCaseError> {
+        let flows: Vec<(Vec<u32>, f64)> = running.iter().map(|(_, r, c)| (r.clone(), *c)).collect();
+        for ((slot, _, _), want) in running.iter().zip(max_min(capacity, &flows)) {
+            let got = net.rate(*slot);
+            prop_assert!((got - want).abs() <= 1e-9 * want.max(1.0), "flow {slot}: {got} against {want}");
+        }
+        Ok(())
+    }
+
     proptest! {
         /// Flows start and end in random batches over few links (so the component is
         /// often every running flow) or many (small components); after each batch every
@@ -827,12 +837,7 @@ mod reference {
                     running.push((slot, route, cap));
                 }
                 net.recompute(t as Time);
-                let flows: Vec<(Vec<u32>, f64)> = running.iter().map(|(_, r, c)| (r.clone(), *c)).collect();
-                let want = max_min(&capacity, &flows);
-                for ((slot, _, _), want) in running.iter().zip(want) {
-                    let got = net.rate(*slot);
-                    prop_assert!((got - want).abs() <= 1e-9 * want.max(1.0), "flow {slot}: {got} against {want}");
-                }
+                check_max_min(&net, &capacity, &running)?;
             }
         }
 
@@ -873,12 +878,7 @@ mod reference {
                     running.push((slot, route, cap));
                 }
                 net.recompute(t as Time);
-                let flows: Vec<(Vec<u32>, f64)> = running.iter().map(|(_, r, c)| (r.clone(), *c)).collect();
-                let want = max_min(&capacity, &flows);
-                for ((slot, _, _), want) in running.iter().zip(want) {
-                    let got = net.rate(*slot);
-                    prop_assert!((got - want).abs() <= 1e-9 * want.max(1.0), "flow {slot}: {got} against {want}");
-                }
+                check_max_min(&net, &capacity, &running)?;
             }
         }
     }

@@ -1183,11 +1183,10 @@ impl RankLoop for Driver<'_> {
     }
 
     fn after_actions(&mut self) -> Result<(), RunError> {
-        let releases = std::mem::take(&mut self.releases);
-        for &(from, seq) in &releases {
+        for i in 0..self.releases.len() {
+            let (from, seq) = self.releases[i];
             self.send_small(from, small(tag(KIND_RELEASE, self.rank, seq), 0))?;
         }
-        self.releases = releases;
         self.releases.clear();
         self.rearm_mailbox()
     }
