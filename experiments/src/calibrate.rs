@@ -22,7 +22,9 @@
 //!   ([`dagwire_sim::machine::fit::fit_control`]);
 //! - tiled Cholesky (n = 1024, tiles 128, 256 and 512): each kernel's rate from its
 //!   tasks' times less the task overhead, overall (`kernel_gflops`) and per task size
-//!   (`kernel_curves`: small tiles run far below large ones).
+//!   (`kernel_curves`: small tiles run far below large ones), and the matrix
+//!   generator's cost per byte it writes (`kernel_ns_per_byte`: it has no flops, yet
+//!   fills n^2/2 numbers, about 20 ms per rank at n = 2048 here).
 //!
 //! Then the machine file, and `<out stem>-fit.svg/png` next to it: measured against
 //! fitted curves.
@@ -40,7 +42,8 @@ use dagwire_runtime::{MessageClass, ParamValue, Params, Progress, Rank, RunOutco
 use dagwire_sim::machine::ProgressModel;
 use dagwire_sim::machine::calibrated::Calibration;
 use dagwire_sim::machine::fit::{
-    ControlFit, LogGpFit, Sample, fit_control, fit_kernel_curves, fit_kernel_rates, fit_loggp, median,
+    ControlFit, LogGpFit, Sample, fit_control, fit_kernel_byte_costs, fit_kernel_curves, fit_kernel_rates, fit_loggp,
+    median,
 };
 use dagwire_strategies::eager::Eager;
 use dagwire_strategies::rendezvous::{DEFAULT_MAX_RECEIVES, Rendezvous};
@@ -182,8 +185,8 @@ struct Measured {
     hop: Vec<Sample>,
     /// The rendezvous ping-pong's hop (every message through the handshake), ns, per size.
     rendezvous: Vec<Sample>,
-    /// Kernel tasks: (name, flops, duration ns).
-    tasks: Vec<(&'static str, f64, f64)>,
+    /// Kernel tasks: (name, flops, bytes written, duration ns).
+    tasks: Vec<(&'static str, f64, u64, f64)>,
 }
 
 /// Per measured iteration on rank 0, from the start of its `send` task to the end of
@@ -269,8 +272,10 @@ fn measure_and_write(args: &Args, runner: &Runner<'_>, how: &str) -> Result<()> 
         let w = dagwire_workloads::find("cholesky")?.build(&given, 2, 1)?;
         let Some(out) = runner(w.as_ref(), &eager)? else { continue };
         ensure!(w.verify(&out.results).passed, "the {label} run did not verify");
+        let dag = w.dag();
         for t in &out.trace.tasks {
-            m.tasks.push((w.kernel_name(t.kernel), t.flops, (t.end_ns - t.start_ns) as f64));
+            let bytes = dag.task(t.task).outputs().map(|c| dag.chunk(c).bytes).sum();
+            m.tasks.push((w.kernel_name(t.kernel), t.flops, bytes, (t.end_ns - t.start_ns) as f64));
         }
         progress
             .finish_one(&label, &format!("{} tasks, {:.1} ms", out.trace.tasks.len(), out.makespan_ns as f64 / 1e6));
@@ -311,12 +316,12 @@ fn calibration(
     control: &ControlFit,
 ) -> Result<Calibration> {
     let smallest = m.hop.first().context("no ping-pong measured")?;
-    let rates = fit_kernel_rates(m.tasks.iter().copied(), overhead);
+    let rates = fit_kernel_rates(m.tasks.iter().map(|t| (t.0, t.1, t.3)), overhead);
     if rates.is_empty() {
         bail!("the Cholesky runs recorded no kernel with flops");
     }
     let (flops, busy) =
-        m.tasks.iter().filter(|t| t.1 > 0.0).fold((0.0, 0.0), |(f, b), t| (f + t.1, b + (t.2 - overhead).max(1.0)));
+        m.tasks.iter().filter(|t| t.1 > 0.0).fold((0.0, 0.0), |(f, b), t| (f + t.1, b + (t.3 - overhead).max(1.0)));
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_string();
     let name = args.out.file_stem().map_or("this-host".into(), |s| s.to_string_lossy().into_owned());
     Ok(Calibration {
@@ -346,7 +351,8 @@ fn calibration(
         ),
         control_message_ns: (control.ns, control_note(control, fit.one_way_ns(HEADER_BYTES), overhead)),
         kernels: rates,
-        curves: fit_kernel_curves(m.tasks.iter().copied(), overhead),
+        curves: fit_kernel_curves(m.tasks.iter().map(|t| (t.0, t.1, t.3)), overhead),
+        byte_costs: fit_kernel_byte_costs(m.tasks.iter().copied(), overhead),
         default_gflops: (flops / busy, "all measured kernels together: total flops / total busy time".into()),
         progress: {
             // What the drivers chose for these runs (`progress = auto`, one worker, the ranks
@@ -392,6 +398,9 @@ fn summary(c: &Calibration) -> String {
     out.push_str(&format!("  control message {:.0} ns (rendezvous ping-pong)\n", c.control_message_ns.0));
     for k in &c.kernels {
         out.push_str(&format!("  {:<6} {:>6.2} GFLOP/s per core ({} tasks)\n", k.name, k.gflops, k.tasks));
+    }
+    for b in &c.byte_costs {
+        out.push_str(&format!("  {:<6} {:>6.2} ns per byte written ({} tasks)\n", b.name, b.ns_per_byte, b.tasks));
     }
     out
 }

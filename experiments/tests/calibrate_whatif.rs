@@ -26,6 +26,9 @@ fn calibrate_local_writes_a_machine_a_sim_point_runs_on_and_whatif_compares_on_i
     let machine = dagwire_sim::machine::load_machine(out.to_str().unwrap()).unwrap();
     assert_eq!(machine.name, "host");
     assert!(machine.compute.kernel_gflops.contains_key("gemm"), "{:?}", machine.compute);
+    // The matrix generator has no flops: it is charged per byte it writes.
+    assert!(machine.compute.kernel_ns_per_byte.get("gen").is_some_and(|&c| c > 0.0), "{:?}", machine.compute);
+    assert!(!machine.compute.kernel_gflops.contains_key("gen"), "{:?}", machine.compute);
     assert!(tmp.path().join("machines/host-fit.svg").is_file() && tmp.path().join("machines/host-fit.png").is_file());
 
     // A simulated sweep on the calibrated file, two strategies.

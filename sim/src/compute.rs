@@ -16,15 +16,18 @@ use rustc_hash::FxHashMap;
 ///     kernel_gflops: [("gemm".to_string(), 50.0)].into(),
 ///     default_gflops: 10.0,
 ///     kernel_curves: [("trsm".to_string(), vec![[1e6, 1.0], [1e8, 4.0]])].into(),
+///     kernel_ns_per_byte: [("gen".to_string(), 2.0)].into(),
 ///     task_overhead_ns: 100.0,
 ///     control_message_ns: 0.0,
 ///     progress: Default::default(),
 /// });
-/// assert_eq!(model.modelled("gemm", 1e6), 100 + 20_000); // 1 MFLOP at 50 GFLOP/s
-/// assert_eq!(model.modelled("potrf", 1e6), 100 + 100_000);
-/// assert_eq!(model.modelled("trsm", 1e5), 100 + 100_000); // below the curve: its first rate
-/// assert_eq!(model.modelled("trsm", 1e7), 100 + 4_000_000); // halfway in log(flops): 2.5 GFLOP/s
-/// assert_eq!(model.modelled("trsm", 1e9), 100 + 250_000_000); // above: its last rate
+/// assert_eq!(model.modelled("gemm", 1e6, 8), 100 + 20_000); // 1 MFLOP at 50 GFLOP/s
+/// assert_eq!(model.modelled("potrf", 1e6, 8), 100 + 100_000);
+/// assert_eq!(model.modelled("trsm", 1e5, 8), 100 + 100_000); // below the curve: its first rate
+/// assert_eq!(model.modelled("trsm", 1e7, 8), 100 + 4_000_000); // halfway in log(flops): 2.5 GFLOP/s
+/// assert_eq!(model.modelled("trsm", 1e9, 8), 100 + 250_000_000); // above: its last rate
+/// assert_eq!(model.modelled("gen", 0.0, 1000), 100 + 2_000); // 1000 bytes written at 2 ns each
+/// assert!(model.charges_bytes());
 /// ```
 #[derive(Debug)]
 pub struct ComputeModel {
@@ -43,13 +46,21 @@ impl ComputeModel {
         self.spec.mode == ComputeMode::Measure
     }
 
-    /// Modelled duration of a task of `flops` running kernel `name` on one core.
-    pub fn modelled(&self, name: &str, flops: f64) -> Time {
+    /// True when some kernel costs per byte it writes (`kernel_ns_per_byte`): only then
+    /// does [`ComputeModel::modelled`] read its `bytes`.
+    pub fn charges_bytes(&self) -> bool {
+        !self.spec.kernel_ns_per_byte.is_empty()
+    }
+
+    /// Modelled duration of a task of `flops` running kernel `name` on one core and
+    /// writing `bytes` (the sum of its outputs' sizes).
+    pub fn modelled(&self, name: &str, flops: f64, bytes: u64) -> Time {
         let rate = match self.spec.kernel_curves.get(name) {
             Some(curve) => interpolate(curve, flops),
             None => self.spec.kernel_gflops.get(name).copied().unwrap_or(self.spec.default_gflops),
         };
-        (self.spec.task_overhead_ns + flops / rate).ceil() as Time
+        let writing = self.spec.kernel_ns_per_byte.get(name).map_or(0.0, |ns| ns * bytes as f64);
+        (self.spec.task_overhead_ns + flops / rate + writing).ceil() as Time
     }
 
     /// A measured duration for this kernel shape, if one was recorded.

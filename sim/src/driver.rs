@@ -810,6 +810,8 @@ impl Sim<'_> {
             self.queue.push(span.end, Event::TaskFinished { rank: r as u32, task: job.task, worker });
             return Ok(());
         }
+        let bytes =
+            if self.compute.charges_bytes() { task.outputs().map(|c| self.dag.chunk(c).bytes).sum() } else { 0 };
         let (outputs, duration) = if self.cfg.run_kernels {
             let started = Instant::now();
             let outputs = self
@@ -820,11 +822,11 @@ impl Sim<'_> {
             let duration = if self.compute.measures() {
                 self.compute.record(task.kernel.0, task.flops, started.elapsed().as_nanos() as Time)
             } else {
-                self.compute.modelled(name, task.flops)
+                self.compute.modelled(name, task.flops, bytes)
             };
             (outputs, duration)
         } else {
-            (self.modelled_outputs(task, &job.inputs), self.compute.modelled(name, task.flops))
+            (self.modelled_outputs(task, &job.inputs), self.compute.modelled(name, task.flops, bytes))
         };
         self.pending[r * self.workers + worker as usize] =
             Some(Pending { outputs, lane: worker, start: now, end: now + duration });

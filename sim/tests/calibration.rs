@@ -3,7 +3,9 @@
 
 use dagwire_runtime::rng::{self, RngExt};
 use dagwire_sim::machine::LogGpSegment;
-use dagwire_sim::machine::fit::{Sample, fit_kernel_curves, fit_kernel_rates, fit_loggp, fit_piecewise};
+use dagwire_sim::machine::fit::{
+    Sample, fit_kernel_byte_costs, fit_kernel_curves, fit_kernel_rates, fit_loggp, fit_piecewise,
+};
 
 /// The true model: two segments, the protocol switch at 16 KiB.
 fn truth() -> [LogGpSegment; 2] {
@@ -189,6 +191,7 @@ fn kernel_curves_recover_rates_per_task_size_and_the_model_reproduces_each_durat
         kernel_gflops: [("gemm".to_string(), fit_kernel_rates(tasks.iter().copied(), overhead)[0].gflops)].into(),
         default_gflops: 1.0,
         kernel_curves: [("gemm".to_string(), c.points.iter().map(|p| [p.0, p.1]).collect())].into(),
+        kernel_ns_per_byte: Default::default(),
         task_overhead_ns: overhead,
         control_message_ns: 0.0,
         progress: Default::default(),
@@ -196,8 +199,69 @@ fn kernel_curves_recover_rates_per_task_size_and_the_model_reproduces_each_durat
     for &(b, rate) in &truth {
         let flops = b * b * b;
         let exact = overhead + flops / rate;
-        assert!(close(model.modelled("gemm", flops) as f64, exact, 0.06), "tile {b}");
+        assert!(close(model.modelled("gemm", flops, 0) as f64, exact, 0.06), "tile {b}");
     }
+}
+
+#[test]
+fn kernel_curves_add_up_to_the_measured_time_of_skewed_kernels() {
+    // Per size, most tasks fast and one in eight four times slower (small-tile trsm
+    // here): the modelled durations must add up to the measured total, which a median
+    // rate (the fast tasks' rate) would miss by a quarter.
+    let overhead = 500.0;
+    let mut tasks = Vec::new();
+    for b in [128f64, 256.0] {
+        for i in 0..16 {
+            let flops = b * b * b;
+            let slow = if i % 8 == 0 { 4.0 } else { 1.0 };
+            tasks.push(("trsm", flops, overhead + flops / 3.0 * slow));
+        }
+    }
+    let curves = fit_kernel_curves(tasks.iter().copied(), overhead);
+    for &(flops, rate, n) in &curves[0].points {
+        let measured: f64 = tasks.iter().filter(|t| t.1 == flops).map(|t| t.2).sum();
+        let modelled = n as f64 * (overhead + flops / rate);
+        assert!(close(modelled, measured, 1e-9), "{flops} flops: modelled {modelled}, measured {measured}");
+    }
+}
+
+#[test]
+fn byte_costs_recover_a_generator_and_the_model_charges_each_task_for_its_bytes() {
+    use dagwire_sim::compute::ComputeModel;
+    use dagwire_sim::machine::{Compute, ComputeMode};
+    // A generator writing tiles of 128^2 and 512^2 doubles at 0.9 ns per byte (+/-5 %);
+    // flop kernels are not its business.
+    let overhead = 500.0;
+    let mut r = rng::rng(9, 1);
+    let mut tasks = Vec::new();
+    for b in [128u64, 512] {
+        for _ in 0..10 {
+            let bytes = b * b * 8;
+            tasks.push(("gen", 0.0, bytes, overhead + 0.9 * bytes as f64 * (1.0 + r.random_range(-0.05..0.05))));
+        }
+    }
+    tasks.push(("gemm", 1e6, 8 * 128 * 128, 5e4));
+    tasks.push(("noop", 0.0, 0, 600.0));
+    let costs = fit_kernel_byte_costs(tasks.iter().copied(), overhead);
+    assert_eq!(costs.len(), 1, "only the generator writes without flops: {costs:?}");
+    assert_eq!((costs[0].name.as_str(), costs[0].tasks), ("gen", 20));
+    assert!(close(costs[0].ns_per_byte, 0.9, 0.05) && costs[0].rms_rel_residual < 0.05, "{costs:?}");
+    let model = ComputeModel::new(&Compute {
+        mode: ComputeMode::Model,
+        cores_per_rank: 1,
+        kernel_gflops: Default::default(),
+        default_gflops: 20.0,
+        kernel_curves: Default::default(),
+        kernel_ns_per_byte: [("gen".to_string(), costs[0].ns_per_byte)].into(),
+        task_overhead_ns: overhead,
+        control_message_ns: 0.0,
+        progress: Default::default(),
+    });
+    assert!(model.charges_bytes());
+    let tile = 512 * 512 * 8;
+    assert_eq!(model.modelled("gen", 0.0, tile), (overhead + costs[0].ns_per_byte * tile as f64).ceil() as u64);
+    // Other kernels pay for their flops only, however many bytes they write.
+    assert_eq!(model.modelled("gemm", 2e6, tile), model.modelled("gemm", 2e6, 0));
 }
 
 /// Ping-pong hops of `strategy` on `machine` as `experiment calibrate` takes them: per

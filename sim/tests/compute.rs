@@ -54,3 +54,38 @@ fn measured_compute_needs_kernels_to_run() {
     .expect_err("measure without kernels is refused");
     assert!(err.to_string().contains("measure"), "{err}");
 }
+
+#[test]
+fn a_data_writing_kernel_costs_its_bytes_and_the_others_do_not_change() {
+    // Cholesky n = 256, tiles of 64: each `gen` task writes one 32 KiB tile.
+    let w = cholesky(2);
+    let name = |k| w.kernel_name(k);
+    let kernels = SimKernels { kernels: w.kernels(), name: &name };
+    let sim = |machine: &dagwire_sim::machine::Machine| {
+        run(
+            w.dag(),
+            &kernels,
+            &eager,
+            machine,
+            SimConfig { ranks: 2, workers: 1, run_kernels: false, seed: 1, trace: Default::default() },
+        )
+        .unwrap()
+        .run
+    };
+    let durations = |out: &dagwire_runtime::RunOutcome, kernel: &str| -> Vec<u64> {
+        out.trace.tasks.iter().filter(|t| w.kernel_name(t.kernel) == kernel).map(|t| t.end_ns - t.start_ns).collect()
+    };
+    let plain = load_machine("shm-node").unwrap();
+    let mut writing = plain.clone();
+    writing.compute.kernel_ns_per_byte.insert("gen".into(), 2.0);
+    let (before, after) = (sim(&plain), sim(&writing));
+    let tile = 64 * 64 * 8;
+    let overhead = plain.compute.task_overhead_ns;
+    let gen_before = durations(&before, "gen");
+    assert!(!gen_before.is_empty());
+    assert!(gen_before.iter().all(|&d| d == overhead.ceil() as u64), "{gen_before:?}");
+    let expected = (overhead + 2.0 * tile as f64).ceil() as u64;
+    assert!(durations(&after, "gen").iter().all(|&d| d == expected), "{:?}", durations(&after, "gen"));
+    assert_eq!(durations(&before, "gemm"), durations(&after, "gemm"));
+    assert!(after.makespan_ns > before.makespan_ns);
+}

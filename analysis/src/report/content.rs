@@ -4,7 +4,7 @@
 use super::Analysis;
 use super::charts::sim_pairs;
 use super::doc::Block;
-use crate::compare::short;
+use crate::compare::{TIE, short};
 use crate::figures::Drawn;
 use crate::stats::Spread;
 
@@ -130,7 +130,7 @@ pub fn blocks(a: &Analysis, figures: &[Drawn]) -> Vec<Block> {
         ));
         let rankings = ranking_matches(&pairs);
         if !rankings.is_empty() {
-            b.push(Block::Para("Whether the simulator ranks the strategies as the real runs do (by median makespan, fastest first), per configuration with at least two strategies on both sides:".into()));
+            b.push(Block::Para("Whether the simulator ranks the strategies as the real runs do (by median makespan, fastest first), per configuration with at least two strategies on both sides. Only the pairs the real runs tell apart are judged (medians at least 0.1 % apart and the repetitions' ranges disjoint); the others are named as ties:".into()));
             b.push(Block::Table(
                 ["configuration", "measured order", "simulated order", "matches"].map(String::from).to_vec(),
                 rankings,
@@ -264,7 +264,8 @@ fn peak_note(a: &Analysis) -> String {
 
 /// Per configuration (every parameter but the strategy's, the driver's and the
 /// simulator's), the strategies ordered by measured and by simulated median makespan,
-/// and whether the orders agree.
+/// and whether the orders agree: on every pair of strategies the real runs tell apart
+/// (see [`measured_apart`]); the pairs they cannot are named as ties and not judged.
 fn ranking_matches(
     pairs: &[(&crate::point_summary::PointSummary, &crate::point_summary::PointSummary)],
 ) -> Vec<Vec<String>> {
@@ -290,22 +291,98 @@ fn ranking_matches(
             .collect::<Vec<_>>()
             .join(" ")
     };
-    let mut groups: BTreeMap<String, Vec<(String, f64, f64)>> = BTreeMap::new();
+    let mut groups: BTreeMap<String, Vec<(String, Spread, f64)>> = BTreeMap::new();
     for (real, sim) in pairs {
         if let (Some(r), Some(s)) = (real.makespan_ms, sim.makespan_ms) {
-            groups.entry(config_of(sim)).or_default().push((strategy_of(sim), r.median, s.median));
+            groups.entry(config_of(sim)).or_default().push((strategy_of(sim), r, s.median));
         }
     }
     groups
         .into_iter()
         .filter(|(_, v)| v.len() >= 2)
         .map(|(config, mut v)| {
-            v.sort_by(|a, b| a.1.total_cmp(&b.1));
+            v.sort_by(|a, b| a.1.median.total_cmp(&b.1.median));
             let measured: Vec<String> = v.iter().map(|x| x.0.clone()).collect();
+            let (mut agree, mut ties) = (true, Vec::new());
+            for (i, a) in v.iter().enumerate() {
+                for b in &v[i + 1..] {
+                    // `a` measured faster than `b`.
+                    if !measured_apart(&a.1, &b.1) {
+                        ties.push(format!("{} ≈ {}", a.0, b.0));
+                    } else if b.2 - a.2 < TIE * a.2 {
+                        agree = false; // simulated slower, or a simulated tie
+                    }
+                }
+            }
             v.sort_by(|a, b| a.2.total_cmp(&b.2));
             let simulated: Vec<String> = v.iter().map(|x| x.0.clone()).collect();
-            let matches = if measured == simulated { "yes" } else { "no" };
-            vec![config, measured.join(" < "), simulated.join(" < "), matches.into()]
+            let verdict = match (agree, ties.is_empty()) {
+                (false, _) => "no".to_string(),
+                (true, true) => "yes".to_string(),
+                (true, false) => format!("yes (not told apart by the real runs: {})", ties.join(", ")),
+            };
+            vec![config, measured.join(" < "), simulated.join(" < "), verdict]
         })
         .collect()
+}
+
+/// Whether the real runs tell two strategies apart: their medians differ by at least
+/// [`TIE`] and the ranges of their repetitions (min to max) do not overlap. (Their 95 %
+/// intervals would overlap for nearly any pair at the two or three repetitions a
+/// validation sweep runs; a single run each is told apart by its value.)
+fn measured_apart(a: &Spread, b: &Spread) -> bool {
+    let tie = (a.median - b.median).abs() < TIE * a.median.abs().max(b.median.abs());
+    !tie && (a.max < b.min || b.max < a.min)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::point_summary::PointSummary;
+
+    fn point(id: i64, strategy: &str, driver: &str, runs: &[f64]) -> PointSummary {
+        PointSummary {
+            point_id: id,
+            params: vec![
+                ("driver".into(), driver.into()),
+                ("strategy".into(), strategy.into()),
+                ("cholesky.tile".into(), "128".into()),
+                ("workload".into(), "cholesky".into()),
+            ],
+            makespan_ms: Spread::of(runs),
+            ..Default::default()
+        }
+    }
+
+    /// The verdict for three strategies measured as `real` (runs per strategy) and
+    /// simulated as `sim` (one value each).
+    fn verdict(real: [&[f64]; 3], sim: [f64; 3]) -> String {
+        let names = ["eager", "rendezvous", "rma"];
+        let reals: Vec<PointSummary> = (0..3).map(|i| point(i, names[i as usize], "mpi", real[i as usize])).collect();
+        let sims: Vec<PointSummary> =
+            (0..3).map(|i| point(10 + i, names[i as usize], "sim", &[sim[i as usize]])).collect();
+        let pairs: Vec<_> = reals.iter().zip(&sims).collect();
+        let rows = ranking_matches(&pairs);
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        rows[0][3].clone()
+    }
+
+    #[test]
+    fn a_ranking_is_judged_on_the_pairs_the_real_runs_tell_apart() {
+        // Clearly apart everywhere, same order: yes; one pair swapped: no.
+        assert_eq!(verdict([&[10.0, 10.2], &[12.0, 12.1], &[15.0, 15.5]], [9.0, 11.0, 14.0]), "yes");
+        assert_eq!(verdict([&[10.0, 10.2], &[12.0, 12.1], &[15.0, 15.5]], [11.5, 11.0, 14.0]), "no");
+        // A simulated tie on a pair the real runs separate is not a match either.
+        assert_eq!(verdict([&[10.0, 10.2], &[12.0, 12.1], &[15.0, 15.5]], [11.0, 11.0, 14.0]), "no");
+        // Eager and rendezvous overlap in the real runs (91.0-94.0 against 90.5-93.0): their
+        // simulated order is not judged, the separated pairs still are.
+        let tie = verdict([&[91.0, 94.0], &[90.5, 93.0], &[150.0, 152.0]], [82.6, 82.7, 140.0]);
+        assert_eq!(tie, "yes (not told apart by the real runs: rendezvous ≈ eager)");
+        assert_eq!(verdict([&[91.0, 94.0], &[90.5, 93.0], &[150.0, 152.0]], [82.6, 160.0, 140.0]), "no");
+        // One run each: told apart by their values unless within the tie fraction.
+        assert_eq!(
+            verdict([&[10.0], &[10.005], &[12.0]], [10.0, 9.0, 12.0]),
+            "yes (not told apart by the real runs: eager ≈ rendezvous)"
+        );
+    }
 }

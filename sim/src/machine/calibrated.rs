@@ -2,7 +2,7 @@
 //! [`parse_machine`](super::parse_machine) reads back, each with its residual and the
 //! measurement it came from in a comment.
 
-use super::fit::{KernelCurve, KernelRate, LogGpFit};
+use super::fit::{KernelByteCost, KernelCurve, KernelRate, LogGpFit};
 use std::fmt::Write;
 
 /// Everything `experiment calibrate` measured and fitted on one host.
@@ -28,6 +28,8 @@ pub struct Calibration {
     pub kernels: Vec<KernelRate>,
     /// Fitted rates by task size, for the kernels measured at several sizes.
     pub curves: Vec<KernelCurve>,
+    /// Fitted costs per byte written, for the kernels without flops that write data.
+    pub byte_costs: Vec<KernelByteCost>,
     /// Rate for kernels not measured, and how it was chosen.
     pub default_gflops: (f64, String),
     /// How the measured driver progressed communication, and why.
@@ -95,7 +97,7 @@ impl Calibration {
     /// let cal = Calibration {
     ///     name: "host".into(), description: "test".into(), method: "synthetic".into(), ranks_per_node: 2,
     ///     intra_node: fit_loggp(&pp, &pp, 2).unwrap(), inter_node: None,
-    ///     task_overhead_ns: (900.0, "synthetic".into()), control_message_ns: (450.0, "synthetic".into()), kernels: vec![], curves: vec![], default_gflops: (5.0, "synthetic".into()),
+    ///     task_overhead_ns: (900.0, "synthetic".into()), control_message_ns: (450.0, "synthetic".into()), kernels: vec![], curves: vec![], byte_costs: vec![], default_gflops: (5.0, "synthetic".into()),
     ///     progress: (dagwire_sim::machine::ProgressModel::Inline, "synthetic".into()),
     /// };
     /// let m = parse_machine("host.toml", &cal.render()).unwrap();
@@ -158,8 +160,9 @@ impl Calibration {
         if !self.curves.is_empty() {
             let _ = writeln!(
                 out,
-                "\n# [flops, GFLOP/s per core] by task size: each the median of that size's tasks' rates; the\n\
-                 # simulator interpolates in log(flops) and uses these instead of kernel_gflops above.\n\
+                "\n# [flops, GFLOP/s per core] by task size: each that size's total flops / (total time - task\n\
+                 # overheads), so modelled durations add up to the measured ones; the simulator\n\
+                 # interpolates in log(flops) and uses these instead of kernel_gflops above.\n\
                  [compute.kernel_curves]"
             );
             for c in &self.curves {
@@ -172,6 +175,23 @@ impl Calibration {
                 );
                 let points: Vec<String> = c.points.iter().map(|p| format!("[{}, {}]", f(p.0), f(p.1))).collect();
                 let _ = writeln!(out, "{} = [{}]", c.name, points.join(", "));
+            }
+        }
+        if !self.byte_costs.is_empty() {
+            let _ = writeln!(
+                out,
+                "\n# Kernels without flops that write data (the matrix generator): ns per byte written,\n\
+                 # added to the task overhead.\n\
+                 [compute.kernel_ns_per_byte]"
+            );
+            for c in &self.byte_costs {
+                let _ = writeln!(
+                    out,
+                    "# {} tasks, total (time - task overhead) / total bytes written; rms residual per task {:.1}%",
+                    c.tasks,
+                    c.rms_rel_residual * 100.0
+                );
+                let _ = writeln!(out, "{} = {}", c.name, f(c.ns_per_byte));
             }
         }
         out

@@ -73,13 +73,15 @@ pub fn describe(m: &Machine) -> String {
         format!("{k} {}-{} by task size", num(lo), num(hi))
     }));
     rates.push(format!("other {}", num(c.default_gflops)));
+    let writing: String =
+        c.kernel_ns_per_byte.iter().map(|(k, ns)| format!("; {k} {} ns per byte written", num(*ns))).collect();
     let mode = match c.mode {
         super::ComputeMode::Model => "modelled",
         super::ComputeMode::Measure => "measured (rates unused)",
     };
     let _ = writeln!(
         out,
-        "    compute {mode}: {} GFLOP/s per core; task overhead {} ns; control message {} ns; {}",
+        "    compute {mode}: {} GFLOP/s per core{writing}; task overhead {} ns; control message {} ns; {}",
         rates.join(", "),
         num(c.task_overhead_ns),
         num(c.control_message_ns),

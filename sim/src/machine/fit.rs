@@ -406,13 +406,71 @@ pub fn fit_kernel_rates<'a>(tasks: impl IntoIterator<Item = (&'a str, f64, f64)>
         .collect()
 }
 
+/// A data-writing kernel's cost per byte it writes (see `compute.kernel_ns_per_byte`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct KernelByteCost {
+    /// Kernel name (`gen`).
+    pub name: String,
+    /// ns per byte written: total (duration - overhead) / total bytes written.
+    pub ns_per_byte: f64,
+    /// Root-mean-square relative residual of `overhead + bytes x cost` against each
+    /// measured duration.
+    pub rms_rel_residual: f64,
+    /// Tasks measured.
+    pub tasks: usize,
+}
+
+/// Fits a cost per byte written to the kernels without flops that write data, from
+/// task timings `(name, flops, bytes written, duration ns)`: the total time over the
+/// total bytes, so the modelled durations add up to the measured ones (a makespan is a
+/// sum of durations). Kernels with flops are left to [`fit_kernel_rates`]; a kernel that
+/// writes nothing, or costs no more than the overhead, gets no entry.
+///
+/// ```
+/// use dagwire_sim::machine::fit::fit_kernel_byte_costs;
+/// let tasks = [("gen", 0.0, 1000, 500.0 + 2000.0), ("gen", 0.0, 3000, 500.0 + 6000.0), ("gemm", 1e6, 8, 9e4)];
+/// let costs = fit_kernel_byte_costs(tasks.iter().copied(), 500.0);
+/// assert_eq!(costs.len(), 1);
+/// assert!((costs[0].ns_per_byte - 2.0).abs() < 1e-12 && costs[0].rms_rel_residual < 1e-12);
+/// ```
+pub fn fit_kernel_byte_costs<'a>(
+    tasks: impl IntoIterator<Item = (&'a str, f64, u64, f64)>,
+    overhead_ns: f64,
+) -> Vec<KernelByteCost> {
+    let mut by_name: std::collections::BTreeMap<&str, Vec<(f64, f64)>> = Default::default();
+    for (name, flops, bytes, ns) in tasks {
+        if flops == 0.0 && bytes > 0 && ns.is_finite() {
+            by_name.entry(name).or_default().push((bytes as f64, ns));
+        }
+    }
+    by_name
+        .into_iter()
+        .filter_map(|(name, v)| {
+            let bytes: f64 = v.iter().map(|p| p.0).sum();
+            let busy: f64 = v.iter().map(|p| (p.1 - overhead_ns).max(0.0)).sum();
+            let cost = busy / bytes;
+            (cost > 0.0).then(|| {
+                let rss: f64 = v.iter().map(|&(b, ns)| ((overhead_ns + b * cost - ns) / ns).powi(2)).sum();
+                KernelByteCost {
+                    name: name.to_string(),
+                    ns_per_byte: cost,
+                    rms_rel_residual: (rss / v.len() as f64).sqrt(),
+                    tasks: v.len(),
+                }
+            })
+        })
+        .collect()
+}
+
 /// A kernel's rate by task size: one point per distinct task size (flops) measured.
 #[derive(Clone, Debug, PartialEq)]
 pub struct KernelCurve {
     /// Kernel name (`gemm`).
     pub name: String,
-    /// `[flops, GFLOP/s per core, tasks]` in increasing flops: per task size, the median
-    /// of its tasks' rates (flops / (duration - overhead)), robust to load spikes.
+    /// `[flops, GFLOP/s per core, tasks]` in increasing flops: per task size, its total
+    /// flops over its total (duration - overhead), so the modelled durations add up to
+    /// the measured ones (a makespan is a sum of durations; a median rate leaves out
+    /// the slow tail of skewed kernels such as small-tile `trsm` and `potrf`).
     pub points: Vec<(f64, f64, usize)>,
     /// Root-mean-square relative residual of `overhead + flops / rate(flops)` against
     /// each measured duration.
@@ -447,8 +505,8 @@ pub fn fit_kernel_curves<'a>(
     // increasing flops.
     for ((name, _), v) in by_shape {
         let flops = v[0].0;
-        let rates: Vec<f64> = v.iter().map(|&(f, ns)| f / (ns - overhead_ns).max(1.0)).collect();
-        let rate = median(&rates);
+        let busy: f64 = v.iter().map(|&(_, ns)| (ns - overhead_ns).max(1.0)).sum();
+        let rate = flops * v.len() as f64 / busy;
         let rss: f64 = v.iter().map(|&(f, ns)| ((overhead_ns + f / rate - ns) / ns).powi(2)).sum();
         let point = (flops, rate, v.len());
         match curves.last_mut() {

@@ -268,6 +268,7 @@ impl Machine {
                 kernel_gflops: BTreeMap::new(),
                 default_gflops: 1.0,
                 kernel_curves: BTreeMap::new(),
+                kernel_ns_per_byte: BTreeMap::new(),
                 task_overhead_ns: 0.0,
                 control_message_ns: 0.0,
                 progress: ProgressModel::Thread,
@@ -300,6 +301,11 @@ pub struct Compute {
     /// its `kernel_gflops` entry.
     #[serde(default, deserialize_with = "curves")]
     pub kernel_curves: BTreeMap<String, Vec<[f64; 2]>>,
+    /// Cost per byte a task writes (the sum of its outputs' sizes), ns, by kernel name,
+    /// added to its flop time: for kernels that generate or move data rather than
+    /// compute (Cholesky's `gen` tiles have no flops, yet fill n^2/2 numbers).
+    #[serde(default)]
+    pub kernel_ns_per_byte: BTreeMap<String, f64>,
     /// Fixed cost of every task (scheduling, launch), ns.
     #[serde(default)]
     pub task_overhead_ns: f64,

@@ -498,6 +498,17 @@ fn validate(m: &Machine) -> Result<(), Invalid> {
             positive(rate, here(), "a rate in GFLOP/s per core")?;
         }
     }
+    for (name, &cost) in &c.kernel_ns_per_byte {
+        if name.is_empty() {
+            return Err((at("kernel_ns_per_byte"), "kernel names must not be empty".into()));
+        }
+        if !(cost.is_finite() && (0.0..=MAX_NS_PER_BYTE).contains(&cost)) {
+            return Err((
+                vec![key("compute"), key("kernel_ns_per_byte"), key(name)],
+                format!("must be a cost in ns per output byte between 0 and {MAX_NS_PER_BYTE}, got {cost}"),
+            ));
+        }
+    }
     time(c.task_overhead_ns, at("task_overhead_ns"))?;
     time(c.control_message_ns, at("control_message_ns"))?;
     let r = m.registration;
@@ -732,6 +743,10 @@ fn positive(v: f64, path: Path, what: &str) -> Result<(), Invalid> {
         Err((path, format!("must be {what} between {lo:e} and {hi:e}, got {v}")))
     }
 }
+
+/// The largest per-byte kernel cost a machine file may state, ns (a byte written per
+/// microsecond: far slower than any memory; keeps every product with a chunk size finite).
+const MAX_NS_PER_BYTE: f64 = 1000.0;
 
 fn time(v: f64, path: Path) -> Result<(), Invalid> {
     if v.is_finite() && (0.0..=MAX_TIME_NS).contains(&v) {

@@ -257,6 +257,7 @@ fn map_cluster(a: &BTreeMap<String, String>) -> Result<Machine, Refusal> {
             kernel_gflops: BTreeMap::new(),
             default_gflops: gflops,
             kernel_curves: Default::default(),
+            kernel_ns_per_byte: Default::default(),
             task_overhead_ns: 0.0,
             control_message_ns: 0.0,
             progress: Default::default(),

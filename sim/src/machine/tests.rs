@@ -213,6 +213,23 @@ fn type_errors_name_the_key() {
 }
 
 #[test]
+fn kernel_byte_costs_read_back_and_bad_ones_name_their_key() {
+    let k = "kernel_gflops = { gemm = 30.0, potrf = 5.0 }";
+    let text = edit(k, &format!("{k}\nkernel_ns_per_byte = {{ gen = 0.85 }}"));
+    let m = parse_machine("m.toml", &text).unwrap();
+    assert_eq!(m.compute.kernel_ns_per_byte["gen"], 0.85);
+    for (bad, why) in [("-1.0", "between 0 and"), ("1e300", "between 0 and"), ("nan", "between 0 and")] {
+        let text = edit(k, &format!("{k}\nkernel_ns_per_byte = {{ gen = {bad} }}"));
+        let e = err(&text);
+        assert_eq!(e.key, "compute.kernel_ns_per_byte.gen", "{bad}: {e}");
+        assert_eq!(e.line, Some(line_of(&text, "kernel_ns_per_byte")), "{bad}: {e}");
+        assert!(e.reason.contains(why), "{bad}: {e}");
+    }
+    let text = edit(k, &format!("{k}\nkernel_ns_per_byte = {{ gen = \"slow\" }}"));
+    assert_eq!(err(&text).key, "compute.kernel_ns_per_byte.gen");
+}
+
+#[test]
 fn kernel_curves_read_back_and_bad_ones_name_their_key() {
     let text = edit(
         "kernel_gflops = { gemm = 30.0, potrf = 5.0 }",

@@ -48,7 +48,11 @@ pub const KEYS: &[Key] = &[
     Key { name: "nic_bandwidth", help: "the per-node NIC injection bandwidth", unit: Unit::Bandwidth },
     Key { name: "link_bandwidth", help: "every topology link's bandwidth", unit: Unit::Bandwidth },
     Key { name: "hop_latency", help: "latency per switch hop (fat-tree, dragonfly, torus)", unit: Unit::Time },
-    Key { name: "compute", help: "every kernel rate (default and per kernel)", unit: Unit::Rate },
+    Key {
+        name: "compute",
+        help: "every kernel rate (default and per kernel; a factor also divides the per-byte costs of data-writing kernels)",
+        unit: Unit::Rate,
+    },
     Key { name: "task_overhead", help: "the fixed cost of every task", unit: Unit::Time },
     Key {
         name: "control",
@@ -329,6 +333,11 @@ fn apply_one(m: &mut Machine, c: &Change, nodes: u64) {
             change(&mut m.compute.default_gflops, v);
             m.compute.kernel_gflops.values_mut().for_each(|r| change(r, v));
             m.compute.kernel_curves.values_mut().flatten().for_each(|p| change(&mut p[1], v));
+            // A factor speeds data-writing kernels alike; an absolute rate in GFLOP/s says
+            // nothing about them.
+            if let Value::Factor(f) = v {
+                m.compute.kernel_ns_per_byte.values_mut().for_each(|c| *c /= f);
+            }
         }
         "task_overhead" => change(&mut m.compute.task_overhead_ns, v),
         "control" => change(&mut m.compute.control_message_ns, v),

@@ -144,6 +144,7 @@ enum Step {
 ///         kernel_gflops: Default::default(),
 ///         default_gflops: 1.0,
 ///         kernel_curves: Default::default(),
+///         kernel_ns_per_byte: Default::default(),
 ///         task_overhead_ns: 0.0,
 ///         control_message_ns: 0.0,
 ///         progress: Default::default(),
