@@ -97,11 +97,14 @@ pub fn blocks(a: &Analysis, figures: &[Drawn]) -> Vec<Block> {
             (Some(r), Some(s)) if r > 0.0 => format!("{:+.1}", (s - r) / r * 100.0),
             _ => "-".into(),
         };
+        // The workload's own figures (the micro benchmarks' latency or bandwidth: medians
+        // over iterations, which a makespan's warm-up and first calls blur).
+        let with_figures = pairs.iter().any(|(real, sim)| figure_error(real, sim).is_some());
         let rows = pairs
             .iter()
             .filter_map(|(real, sim)| {
                 let (r, s) = (real.makespan_ms?.median, sim.makespan_ms?.median);
-                Some(vec![
+                let mut row = vec![
                     sim.point_id.to_string(),
                     real.point_id.to_string(),
                     point_label(a, sim.point_id),
@@ -110,24 +113,29 @@ pub fn blocks(a: &Analysis, figures: &[Drawn]) -> Vec<Block> {
                     format!("{:+.1}", (s - r) / r * 100.0),
                     format!("{} / {}", p50(real), p50(sim)),
                     p50_error(real, sim),
-                ])
+                ];
+                if with_figures {
+                    row.push(figure_error(real, sim).unwrap_or_else(|| "-".into()));
+                }
+                Some(row)
             })
             .collect();
-        b.push(Block::Table(
-            [
-                "sim point",
-                "real point",
-                "parameters",
-                "measured ms",
-                "simulated ms",
-                "error %",
-                "transfer p50 µs measured / simulated",
-                "p50 error %",
-            ]
-            .map(String::from)
-            .to_vec(),
-            rows,
-        ));
+        let mut header: Vec<String> = [
+            "sim point",
+            "real point",
+            "parameters",
+            "measured ms",
+            "simulated ms",
+            "error %",
+            "transfer p50 µs measured / simulated",
+            "p50 error %",
+        ]
+        .map(String::from)
+        .to_vec();
+        if with_figures {
+            header.push("figure: measured / simulated (error %)".into());
+        }
+        b.push(Block::Table(header, rows));
         let rankings = ranking_matches(&pairs);
         if !rankings.is_empty() {
             b.push(Block::Para("Whether the simulator ranks the strategies as the real runs do (by median makespan, fastest first), per configuration with at least two strategies on both sides. Only the pairs the real runs tell apart are judged (medians at least 0.1 % apart and the repetitions' ranges disjoint); the others are named as ties:".into()));
@@ -326,6 +334,30 @@ fn ranking_matches(
         .collect()
 }
 
+/// The first workload figure both points have, as `name measured / simulated (error %)`.
+fn figure_error(real: &crate::point_summary::PointSummary, sim: &crate::point_summary::PointSummary) -> Option<String> {
+    sim.figures.iter().find_map(|(name, s)| {
+        let r = real.figures.iter().find(|(n, _)| n == name)?.1;
+        let error =
+            if r.median != 0.0 { format!("{:+.1}", (s.median - r.median) / r.median * 100.0) } else { "-".into() };
+        let short = name.rsplit_once('.').map_or(name.as_str(), |(_, n)| n);
+        // Four significant digits or so, whatever the unit's scale.
+        let v = |x: f64| {
+            format!(
+                "{x:.*}",
+                if x.abs() >= 100.0 {
+                    1
+                } else if x.abs() >= 10.0 {
+                    2
+                } else {
+                    3
+                }
+            )
+        };
+        Some(format!("{short} {} / {} ({error})", v(r.median), v(s.median)))
+    })
+}
+
 /// Whether the real runs tell two strategies apart: their medians differ by at least
 /// [`TIE`] and the ranges of their repetitions (min to max) do not overlap. (Their 95 %
 /// intervals would overlap for nearly any pair at the two or three repetitions a
@@ -384,5 +416,17 @@ mod tests {
             verdict([&[10.0], &[10.005], &[12.0]], [10.0, 9.0, 12.0]),
             "yes (not told apart by the real runs: eager ≈ rendezvous)"
         );
+    }
+
+    #[test]
+    fn a_workload_figure_is_compared_when_both_points_have_it() {
+        let mut real = point(0, "eager", "mpi", &[1.2]);
+        let mut sim = point(1, "eager", "sim", &[0.7]);
+        assert_eq!(figure_error(&real, &sim), None);
+        real.figures = vec![("micro.latency_us".into(), Spread::of(&[2.0, 2.2]).unwrap())];
+        sim.figures = vec![("micro.latency_us".into(), Spread::of(&[1.575]).unwrap())];
+        assert_eq!(figure_error(&real, &sim).as_deref(), Some("latency_us 2.100 / 1.575 (-25.0)"));
+        sim.figures = vec![("micro.bandwidth_mbps".into(), Spread::of(&[900.0]).unwrap())];
+        assert_eq!(figure_error(&real, &sim), None, "no figure in common");
     }
 }
