@@ -37,6 +37,9 @@ use polars::prelude::{DataFrame, ParquetWriter, SchemaRef};
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
+/// What marks a table's temporary file: `.<table>.parquet.append-<pid>`.
+const APPEND_MARK: &str = ".append-";
+
 /// Rows gathered before they are written as one row group (polars' default size).
 const ROW_GROUP_ROWS: usize = 512 * 512;
 
@@ -78,16 +81,26 @@ struct Stream {
 
 impl TableWriter {
     /// A writer for the tables of `dir` (which must exist); nothing is written until
-    /// the first point.
+    /// the first point. Temporary files a killed writer left in `dir` are removed (the
+    /// caller holds the directory: one writer at a time).
     pub fn new(dir: &Path) -> anyhow::Result<Self> {
         if !dir.is_dir() {
             bail!("{} is not a directory", dir.display());
+        }
+        for entry in fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
+            let entry = entry.with_context(|| format!("listing {}", dir.display()))?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with('.') && name.contains(APPEND_MARK) {
+                fs::remove_file(entry.path())
+                    .with_context(|| format!("removing the leftover {}", entry.path().display()))?;
+            }
         }
         let streams = Table::ALL[1..]
             .iter()
             .map(|&table| Stream {
                 table,
-                tmp: dir.join(format!(".{}.append-{}", table.file_name(), std::process::id())),
+                tmp: dir.join(format!(".{}{APPEND_MARK}{}", table.file_name(), std::process::id())),
                 file: None,
                 writer: None,
                 schema: None,

@@ -110,6 +110,7 @@ fn a_resumed_sweep_appends_the_earlier_parts_in_their_place() {
     write_part(dir.path(), 0);
     write_part(dir.path(), 2);
     fs::create_dir_all(dir.path().join("parts/.tmp-1-0-999")).unwrap();
+    fs::write(dir.path().join(".tasks.parquet.append-999"), "killed while appending").unwrap();
     let mut writer = TableWriter::new(dir.path()).unwrap();
     writer.append_part(0, 0).unwrap();
     write(&mut writer, 1);
@@ -117,6 +118,7 @@ fn a_resumed_sweep_appends_the_earlier_parts_in_their_place() {
     write(&mut writer, 3);
     let finished = writer.finish().unwrap();
     assert_eq!((finished.fell_back, finished.summary.points), (None, 4));
+    assert!(temporaries(dir.path()).is_empty());
     assert_equals_combine(dir.path());
 }
 
