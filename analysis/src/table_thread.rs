@@ -68,7 +68,7 @@ impl OwnedRows {
 }
 
 enum Job {
-    Point(Box<PointRecord>, Option<OwnedRows>),
+    Point(Box<(PointRecord, Option<OwnedRows>)>),
     Part(u32, u32),
     Finish,
 }
@@ -94,7 +94,7 @@ impl TableThread {
     /// Hands over a finished point: its part files and its rows of the tables are
     /// written on the thread ([`TableWriter::write_point`]).
     pub fn write_point(&mut self, point: PointRecord, rows: Option<OwnedRows>) -> anyhow::Result<()> {
-        self.send(Job::Point(Box::new(point), rows))
+        self.send(Job::Point(Box::new((point, rows))))
     }
 
     /// Appends a point whose part files are on disk ([`TableWriter::append_part`]).
@@ -142,17 +142,19 @@ impl Drop for TableThread {
 fn serve(mut writer: TableWriter, jobs: Receiver<Job>) -> anyhow::Result<Option<Finished>> {
     for job in jobs {
         match job {
-            Job::Point(point, None) => writer.write_point(&point, None)?,
-            Job::Point(point, Some(rows)) => {
-                let kernel_name = |k: KernelId| rows.kernel_names.get(usize::from(k.0)).copied().unwrap_or("?");
-                let view = TraceRows {
-                    trace: &rows.trace,
-                    transfers: &rows.transfers,
-                    kernel_name: &kernel_name,
-                    dag: rows.dag.as_deref(),
-                };
-                writer.write_point(&point, Some(view))?;
-            }
+            Job::Point(point) => match *point {
+                (point, None) => writer.write_point(&point, None)?,
+                (point, Some(rows)) => {
+                    let kernel_name = |k: KernelId| rows.kernel_names.get(usize::from(k.0)).copied().unwrap_or("?");
+                    let view = TraceRows {
+                        trace: &rows.trace,
+                        transfers: &rows.transfers,
+                        kernel_name: &kernel_name,
+                        dag: rows.dag.as_deref(),
+                    };
+                    writer.write_point(&point, Some(view))?;
+                }
+            },
             Job::Part(id, rep) => writer.append_part(id, rep)?,
             Job::Finish => return writer.finish().map(Some),
         }

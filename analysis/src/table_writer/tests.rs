@@ -42,7 +42,7 @@ fn point(id: u32) -> PointRecord {
         ("workload".to_string(), ParamValue::Str("micro".into())),
         (format!("only_{id}"), ParamValue::Int(i64::from(id))),
     ];
-    if id % 2 == 1 {
+    if !id.is_multiple_of(2) {
         return PointRecord::failed(id, 0, params, "failed on purpose", 0.5);
     }
     let mut p = PointRecord { point_id: id, params, makespan_ns: Some(50), verified: true, ..Default::default() };
@@ -54,14 +54,14 @@ fn write(writer: &mut TableWriter, id: u32) {
     let t = trace(u64::from(id));
     let transfers = t.transfers(|_| 8);
     let rows = TraceRows { trace: &t, transfers: &transfers, kernel_name: &kernel_name, dag: None };
-    writer.write_point(&point(id), (id % 2 == 0).then_some(rows)).unwrap();
+    writer.write_point(&point(id), id.is_multiple_of(2).then_some(rows)).unwrap();
 }
 
 fn write_part(dir: &Path, id: u32) {
     let t = trace(u64::from(id));
     let transfers = t.transfers(|_| 8);
     let rows = TraceRows { trace: &t, transfers: &transfers, kernel_name: &kernel_name, dag: None };
-    write_point_parts(dir, &point(id), (id % 2 == 0).then_some(rows)).unwrap();
+    write_point_parts(dir, &point(id), id.is_multiple_of(2).then_some(rows)).unwrap();
 }
 
 fn tables(dir: &Path) -> Vec<DataFrame> {
@@ -168,10 +168,10 @@ fn an_incomplete_part_fails_the_finish_as_combine_does() {
 fn the_thread_writes_what_the_writer_does_and_reports_its_errors() {
     let dir = tempfile::tempdir().unwrap();
     let mut thread = TableThread::start(dir.path()).unwrap();
-    for id in 0..3 {
+    for id in 0..3u32 {
         let t = trace(u64::from(id));
         let transfers = t.transfers(|_| 8);
-        let rows = (id % 2 == 0).then(|| OwnedRows::new(t, transfers, &kernel_name, None));
+        let rows = id.is_multiple_of(2).then(|| OwnedRows::new(t, transfers, &kernel_name, None));
         thread.write_point(point(id), rows).unwrap();
     }
     assert_eq!(thread.finish().unwrap().fell_back, None);
