@@ -32,6 +32,8 @@ pub mod results_dir;
 pub mod run_metrics;
 pub mod schema;
 pub mod stats;
+pub mod table_thread;
+pub mod table_writer;
 pub mod tables;
 pub mod trace_rows;
 

@@ -81,7 +81,39 @@ const TMP_PREFIX: &str = ".tmp-";
 /// # anyhow::Ok(())
 /// ```
 pub fn write_point_parts(dir: &Path, point: &PointRecord, rows: Option<TraceRows<'_>>) -> anyhow::Result<()> {
+    let mut frames = point_frames(point, rows)?;
+    write_parts(dir, (point.point_id, point.repetition), &mut frames)
+}
+
+/// One point's rows of every table, in [`Table::ALL`] order, each in its table's order.
+pub(crate) type PointFrames = [DataFrame; 5];
+
+/// The rows of one finished point (one repetition) in every table; see [`write_point_parts`].
+pub(crate) fn point_frames(point: &PointRecord, rows: Option<TraceRows<'_>>) -> anyhow::Result<PointFrames> {
     let (id, rep) = (point.point_id, point.repetition);
+    let rows = rows.as_ref();
+    let frame = |table: Table| {
+        match table {
+            Table::Points => point.to_frame(),
+            Table::Tasks => tasks_frame(id, rep, rows),
+            Table::Transfers => transfers_frame(id, rep, rows),
+            Table::Messages => messages_frame(id, rep, rows),
+            Table::Copies => copies_frame(id, rep, rows),
+        }
+        .with_context(|| format!("building the {} rows of point {id} repetition {rep}", table.name()))
+    };
+    Ok([
+        frame(Table::Points)?,
+        frame(Table::Tasks)?,
+        frame(Table::Transfers)?,
+        frame(Table::Messages)?,
+        frame(Table::Copies)?,
+    ])
+}
+
+/// Writes `frames` as the part directory of `key` (see [`write_point_parts`]).
+pub(crate) fn write_parts(dir: &Path, key: (u32, u32), frames: &mut PointFrames) -> anyhow::Result<()> {
+    let (id, rep) = key;
     let parts = dir.join(PARTS_DIR);
     fs::create_dir_all(&parts).with_context(|| format!("creating {}", parts.display()))?;
     let done = parts.join(part_name(id, rep));
@@ -91,17 +123,8 @@ pub fn write_point_parts(dir: &Path, point: &PointRecord, rows: Option<TraceRows
     }
     fs::create_dir(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     let written = (|| {
-        let rows = rows.as_ref();
-        for table in Table::ALL {
-            let mut df = match table {
-                Table::Points => point.to_frame(),
-                Table::Tasks => tasks_frame(id, rep, rows),
-                Table::Transfers => transfers_frame(id, rep, rows),
-                Table::Messages => messages_frame(id, rep, rows),
-                Table::Copies => copies_frame(id, rep, rows),
-            }
-            .with_context(|| format!("building the {} rows", table.name()))?;
-            parquet_file::write(&tmp.join(table.part_file_name()), &mut df, parquet_file::Kind::Part)?;
+        for (table, df) in Table::ALL.into_iter().zip(frames.iter_mut()) {
+            parquet_file::write(&tmp.join(table.part_file_name()), df, parquet_file::Kind::Part)?;
         }
         if done.exists() {
             fs::remove_dir_all(&done).with_context(|| format!("replacing {}", done.display()))?;
@@ -112,6 +135,20 @@ pub fn write_point_parts(dir: &Path, point: &PointRecord, rows: Option<TraceRows
         let _ = fs::remove_dir_all(&tmp);
     }
     written.with_context(|| format!("writing the results of point {id} repetition {rep} under {}", dir.display()))
+}
+
+/// Reads the part directory of `key` under `dir`, every file checked against its
+/// table's documented columns.
+pub(crate) fn read_part(dir: &Path, key: (u32, u32)) -> anyhow::Result<PointFrames> {
+    let path = dir.join(PARTS_DIR).join(part_name(key.0, key.1));
+    let read = |table: Table| parquet_file::read(&path.join(table.part_file_name()), table.columns());
+    Ok([
+        read(Table::Points)?,
+        read(Table::Tasks)?,
+        read(Table::Transfers)?,
+        read(Table::Messages)?,
+        read(Table::Copies)?,
+    ])
 }
 
 /// The `(point_id, repetition)` of every complete part directory under `dir/parts`,
@@ -268,10 +305,10 @@ pub fn read_table(dir: &Path, table: Table) -> anyhow::Result<DataFrame> {
 }
 
 /// One directory under `parts/` named like a part.
-struct Part {
-    key: (u32, u32),
-    path: PathBuf,
-    complete: bool,
+pub(crate) struct Part {
+    pub(crate) key: (u32, u32),
+    pub(crate) path: PathBuf,
+    pub(crate) complete: bool,
 }
 
 fn part_name(point_id: u32, repetition: u32) -> String {
@@ -284,7 +321,7 @@ fn parse_part_name(name: &str) -> Option<(u32, u32)> {
 }
 
 /// The part directories of `dir`, sorted by key (none if there is no `parts/`).
-fn scan_parts(dir: &Path) -> anyhow::Result<Vec<Part>> {
+pub(crate) fn scan_parts(dir: &Path) -> anyhow::Result<Vec<Part>> {
     let parts_dir = dir.join(PARTS_DIR);
     if !parts_dir.exists() {
         return Ok(Vec::new());
@@ -309,7 +346,7 @@ fn scan_parts(dir: &Path) -> anyhow::Result<Vec<Part>> {
 
 /// Diagonal concatenation of `frames`, sorted by the table's keys; for `points`, the
 /// parameter columns are moved between the identifiers and the metrics.
-fn concat_sorted(frames: Vec<DataFrame>, table: Table) -> anyhow::Result<DataFrame> {
+pub(crate) fn concat_sorted(frames: Vec<DataFrame>, table: Table) -> anyhow::Result<DataFrame> {
     let lazy: Vec<LazyFrame> = frames.into_iter().map(|df| df.lazy()).collect();
     let args = UnionArgs { diagonal: true, to_supertypes: true, rechunk: true, ..Default::default() };
     let sort = SortMultipleOptions::default().with_maintain_order(true);

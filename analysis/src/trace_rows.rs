@@ -61,10 +61,24 @@ fn frame(n: usize, columns: Vec<Column>) -> anyhow::Result<DataFrame> {
     Ok(DataFrame::new(n, columns)?)
 }
 
+/// The indices of `0..n` in the order of `key`, stable (ties keep their order): the rows
+/// come out in their table's order ([`crate::Table::sort_keys`] after the point's key), so
+/// neither a point's part nor the combined table needs a sort of a DataFrame.
+fn table_order<K: Ord>(n: usize, key: impl Fn(usize) -> K) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    if !order.is_sorted_by_key(|&i| key(i)) {
+        order.sort_by_key(|&i| key(i));
+    }
+    order
+}
+
 /// The `tasks` rows of one point (none when `rows` is `None`).
 pub(crate) fn tasks_frame(point_id: u32, repetition: u32, rows: Option<&TraceRows<'_>>) -> anyhow::Result<DataFrame> {
-    let tasks = rows.map_or(&[][..], |r| &r.trace.tasks[..]);
-    let n = tasks.len();
+    let records = rows.map_or(&[][..], |r| &r.trace.tasks[..]);
+    let n = records.len();
+    let order = table_order(n, |i| (records[i].start_ns, records[i].rank, records[i].task));
+    let tasks: Vec<_> = order.iter().map(|&i| &records[i]).collect();
+    let tasks = &tasks[..];
     let mut columns = Vec::from(key_columns(point_id, repetition, n));
     let kernel: Vec<&str> = match rows {
         Some(r) => tasks.iter().map(|t| (r.kernel_name)(t.kernel)).collect(),
@@ -85,7 +99,7 @@ pub(crate) fn tasks_frame(point_id: u32, repetition: u32, rows: Option<&TraceRow
         None => vec![None; n],
     };
     let chains =
-        chains.into_iter().map(|c| c.map(|v| int(v, "chain_ns")).transpose()).collect::<anyhow::Result<Vec<_>>>()?;
+        order.iter().map(|&i| chains[i].map(|v| int(v, "chain_ns")).transpose()).collect::<anyhow::Result<Vec<_>>>()?;
     columns.push(Column::new("chain_ns".into(), chains));
     frame(n, columns)
 }
@@ -115,8 +129,14 @@ pub(crate) fn transfers_frame(
     repetition: u32,
     rows: Option<&TraceRows<'_>>,
 ) -> anyhow::Result<DataFrame> {
-    let transfers = rows.map_or(&[][..], |r| r.transfers);
-    let n = transfers.len();
+    let records = rows.map_or(&[][..], |r| r.transfers);
+    let n = records.len();
+    let key = |i: usize| {
+        let t = &records[i];
+        (t.posted_ns, t.src, t.dst, t.chunk)
+    };
+    let transfers: Vec<_> = table_order(n, key).into_iter().map(|i| &records[i]).collect();
+    let transfers = &transfers[..];
     let mut columns = Vec::from(key_columns(point_id, repetition, n));
     columns.extend([
         ints(transfers, "chunk", |t| t.chunk.0.into())?,
@@ -146,8 +166,14 @@ pub(crate) fn messages_frame(
     repetition: u32,
     rows: Option<&TraceRows<'_>>,
 ) -> anyhow::Result<DataFrame> {
-    let messages = rows.map_or(&[][..], |r| &r.trace.messages[..]);
-    let n = messages.len();
+    let records = rows.map_or(&[][..], |r| &r.trace.messages[..]);
+    let n = records.len();
+    let key = |i: usize| {
+        let m = &records[i];
+        (m.sent_ns, m.src, m.dst, m.chunk, m.recv_ns)
+    };
+    let messages: Vec<_> = table_order(n, key).into_iter().map(|i| &records[i]).collect();
+    let messages = &messages[..];
     let mut columns = Vec::from(key_columns(point_id, repetition, n));
     columns.extend([
         ints(messages, "src", |m| m.src.0.into())?,
@@ -164,8 +190,14 @@ pub(crate) fn messages_frame(
 
 /// The `copies` rows of one point (none unless the simulator ran devices).
 pub(crate) fn copies_frame(point_id: u32, repetition: u32, rows: Option<&TraceRows<'_>>) -> anyhow::Result<DataFrame> {
-    let copies = rows.map_or(&[][..], |r| &r.trace.copies[..]);
-    let n = copies.len();
+    let records = rows.map_or(&[][..], |r| &r.trace.copies[..]);
+    let n = records.len();
+    let key = |i: usize| {
+        let c = &records[i];
+        (c.start_ns, c.rank, c.engine)
+    };
+    let copies: Vec<_> = table_order(n, key).into_iter().map(|i| &records[i]).collect();
+    let copies = &copies[..];
     let mut columns = Vec::from(key_columns(point_id, repetition, n));
     columns.extend([
         ints(copies, "rank", |c| c.rank.0.into())?,

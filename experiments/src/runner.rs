@@ -1,7 +1,9 @@
 //! Runs a sweep: every point and repetition, one after the other, each written to
 //! the results directory as soon as it finishes, so an interrupted sweep resumes
 //! without redoing or losing finished runs. A failed run is recorded and the sweep
-//! goes on.
+//! goes on. Each finished run's part files are written, and its rows appended to the
+//! combined tables, on the table writer's thread while the next run goes
+//! ([`dagwire_analysis::table_thread`]).
 
 use crate::drivers;
 use crate::plan::Point;
@@ -9,6 +11,7 @@ use crate::progress::{RunWatch, SweepProgress};
 use crate::results::{self, ManifestInfo};
 use crate::sweep::Sweep;
 use anyhow::Result;
+use dagwire_analysis::table_thread::{OwnedRows, TableThread};
 use dagwire_analysis::tables::{self, PointRecord, TraceRows};
 use dagwire_runtime::drivers::{Executed, Launch, Observer};
 use dagwire_runtime::{RunOutcome, rng};
@@ -41,21 +44,26 @@ pub fn run_sweep(sweep: &Sweep, points: &mut [Point], dir: &Path, resume: bool) 
     results::write_manifest(dir, &info)?;
     let mut progress = SweepProgress::new(total, finished.len());
     let mut records = Vec::new();
+    let mut tables = TableThread::start(dir)?;
     for point in points {
         for rep in 0..sweep.repetitions {
             if finished.contains(&(point.id, rep)) {
+                // An earlier session's run, appended in its place in the tables' order.
+                tables.append_part(point.id, rep)?;
                 continue;
             }
             let label = format!("point {} rep {}: {}", point.id, rep, point.label());
             progress.start(&label);
             let watch = progress.watch(&format!("point {} rep {}", point.id, rep));
-            let record = run_and_record(sweep, point, rep, dir, &watch)?;
+            let record = run_and_record(sweep, point, rep, dir, &watch, &mut tables)?;
             progress.finish_one(&label, &outcome_line(&record));
             records.push(record);
         }
     }
     progress.close();
-    tables::combine(dir)?;
+    if let Some(why) = tables.finish()?.fell_back {
+        eprintln!("note: the tables were combined from the part files ({why})");
+    }
     let bad_runs = count_bad(&tables::read_points(dir)?);
     info.finished = Some(SystemTime::now());
     info.failed_runs = bad_runs;
@@ -63,13 +71,25 @@ pub fn run_sweep(sweep: &Sweep, points: &mut [Point], dir: &Path, resume: bool) 
     Ok(SweepOutcome { records, bad_runs })
 }
 
-/// Runs one repetition of a point and writes its parts, `watch` showing how far a long
-/// run has got. Only a failure to write results is an error here; a failed run is a
-/// recorded outcome.
-fn run_and_record(sweep: &Sweep, point: &Point, rep: u32, dir: &Path, watch: &RunWatch) -> Result<PointRecord> {
+/// Runs one repetition of a point and hands it to `tables` (which writes its parts),
+/// `watch` showing how far a long run has got. Only a failure to write results is an
+/// error here; a failed run is a recorded outcome.
+fn run_and_record(
+    sweep: &Sweep,
+    point: &Point,
+    rep: u32,
+    dir: &Path,
+    watch: &RunWatch,
+    tables: &mut TableThread,
+) -> Result<PointRecord> {
     if let Launch::Job(_) = point.driver.launch {
-        // Each point of a job driver is a job of its own: `mpirun -n R experiment point ...`.
-        return crate::launcher::run_and_record(sweep, point, rep, dir);
+        // Each point of a job driver is a job of its own: `mpirun -n R experiment point ...`,
+        // whose rank 0 writes the parts (or, if the job failed, the launcher does).
+        let record = crate::launcher::run_and_record(sweep, point, rep, dir)?;
+        if tables::finished_parts(dir)?.contains(&(point.id, rep)) {
+            tables.append_part(point.id, rep)?;
+        }
+        return Ok(record);
     }
     let started = Instant::now();
     let observe = |p| watch.observe(p);
@@ -85,18 +105,23 @@ fn run_and_record(sweep: &Sweep, point: &Point, rep: u32, dir: &Path, watch: &Ru
                  machine's rates and latencies",
                 outcome.makespan_ns
             ));
-            tables::write_point_parts(dir, &record, None)?;
+            tables.write_point(record.clone(), None)?;
         }
         Ok(Ok((workload, Executed { outcome, kernels_ran }))) => {
-            write_success(dir, &mut record, workload.as_ref(), &outcome, kernels_ran)?;
+            fill_success(&mut record, workload.as_ref(), &outcome, kernels_ran);
+            let dag = workload.dag();
+            let transfers = outcome.trace.transfers(|c| dag.chunk(c).bytes);
+            let kernel_name = |k| workload.kernel_name(k);
+            let rows = OwnedRows::new(outcome.trace, transfers, &kernel_name, Some(dag.clone()));
+            tables.write_point(record.clone(), Some(rows))?;
         }
         Ok(Err(error)) => {
             record.error = Some(format!("{error:#}"));
-            tables::write_point_parts(dir, &record, None)?;
+            tables.write_point(record.clone(), None)?;
         }
         Err(panic) => {
             record.error = Some(format!("run panicked: {}", dagwire_runtime::drivers::panics::text(&*panic)));
-            tables::write_point_parts(dir, &record, None)?;
+            tables.write_point(record.clone(), None)?;
         }
     }
     Ok(record)
