@@ -1450,8 +1450,8 @@ impl Engine {
     /// received no data (a rank that sent some decided otherwise).
     fn shadow(&mut self, task: TaskId, decision: ChunkId, slot: u32) -> Result<Option<Vec<Payload>>, String> {
         let picked = {
-            let slot = self.dag.reading_on(decision, self.rank).0.expect("a placed task reads its decision");
-            let stored = self.store.get(slot).expect("a placed task's decision is present");
+            let held = self.dag.reading_on(decision, self.rank).0.expect("a placed task reads its decision");
+            let stored = self.store.get(held).expect("a placed task's decision is present");
             let bytes = stored.as_bytes();
             let at = slot as usize * 4;
             bytes.get(at..at + 4).map(|b| Rank(u32::from_le_bytes(b.try_into().expect("4 bytes"))))
