@@ -17,7 +17,7 @@ pub mod drivers;
 
 pub use crate::core::{
     collective, collectives, dag, engine, ids, kernel, message, one_sided, params, payload, placement, policies, rng,
-    space, strategy, timer, trace,
+    space, store, strategy, timer, trace,
 };
 
 pub use collective::{Capability, CollectiveJoin, CollectiveKind, Contribution};

@@ -420,7 +420,30 @@ impl DagBuilder {
         for c in 0..self.chunks.len() {
             pairs[consumers.offsets[c] as usize..consumers.offsets[c + 1] as usize].sort_unstable();
         }
-        let (consumer_owners, by_owner_consumers) = pairs.into_iter().unzip();
+        let (consumer_owners, by_owner_consumers): (Vec<Rank>, Vec<TaskId>) = pairs.into_iter().unzip();
+        // Each (chunk, reading rank) pair gets the next slot of that rank, at every
+        // position of its run of consumers; chunks in id order, so slots follow chunk ids.
+        let mut read_slots = vec![0u32; self.ranks as usize];
+        let mut read_slot = vec![0u32; consumer_owners.len()];
+        for c in 0..self.chunks.len() {
+            let (a, b) = (consumers.offsets[c] as usize, consumers.offsets[c + 1] as usize);
+            for p in a..b {
+                let owner = consumer_owners[p].index();
+                if p > a && consumer_owners[p - 1].index() == owner {
+                    read_slot[p] = read_slot[p - 1];
+                } else {
+                    read_slot[p] = read_slots[owner];
+                    read_slots[owner] += 1;
+                }
+            }
+        }
+        let mut input_slots = Vec::with_capacity(self.inputs.len());
+        for (t, task) in self.tasks.iter().enumerate() {
+            for c in &self.inputs[self.input_offsets[t] as usize..self.input_offsets[t + 1] as usize] {
+                let (a, b) = (consumers.offsets[c.index()] as usize, consumers.offsets[c.index() + 1] as usize);
+                input_slots.push(read_slot[a + consumer_owners[a..b].partition_point(|&r| r < task.owner)]);
+            }
+        }
         let by_owner = Csr::build(self.ranks as usize, self.tasks.len(), |t| vec![self.tasks[t].owner.index()]);
         let mut local_index = vec![0u32; self.tasks.len()];
         for r in 0..self.ranks as usize {
@@ -447,6 +470,9 @@ impl DagBuilder {
             consumers,
             by_owner_consumers,
             consumer_owners,
+            read_slot,
+            read_slots,
+            input_slots,
             by_owner,
             local_index,
             collectives: self.collectives,
@@ -524,6 +550,13 @@ pub struct Dag {
     /// chunk on 16,384 ranks has 16,383 consumers).
     by_owner_consumers: Vec<TaskId>,
     consumer_owners: Vec<Rank>,
+    /// Beside `by_owner_consumers`: the read slot of the (chunk, owner) pair
+    /// ([`Dag::reading_on`]).
+    read_slot: Vec<u32>,
+    /// How many distinct chunks each rank's tasks read (its read slots).
+    read_slots: Vec<u32>,
+    /// Beside `inputs`: each input's read slot on its reader's rank ([`Dag::input_slots`]).
+    input_slots: Vec<u32>,
     by_owner: Csr,
     /// Each task's position among its owner's tasks ([`Dag::tasks_of`]).
     local_index: Vec<u32>,
@@ -604,6 +637,40 @@ impl Dag {
         let owners = &self.consumer_owners[a..b];
         let (from, to) = (owners.partition_point(|&r| r < rank), owners.partition_point(|&r| r <= rank));
         &self.by_owner_consumers[a + from..a + to]
+    }
+    /// [`Dag::consumers_on`], with the chunk's **read slot** on `rank`: the distinct
+    /// chunks a rank's tasks read are numbered `0..`[`Dag::read_slots`]`(rank)` (in chunk
+    /// id order), so an engine keeps what it holds in a dense array instead of a map.
+    /// The slot is `None` when no task of `rank` reads `c`.
+    pub fn reading_on(&self, c: ChunkId, rank: Rank) -> (Option<u32>, &[TaskId]) {
+        let (a, b) = (self.consumers.offsets[c.index()] as usize, self.consumers.offsets[c.index() + 1] as usize);
+        let owners = &self.consumer_owners[a..b];
+        let (from, to) = (owners.partition_point(|&r| r < rank), owners.partition_point(|&r| r <= rank));
+        let slot = (from < to).then(|| self.read_slot[a + from]);
+        (slot, &self.by_owner_consumers[a + from..a + to])
+    }
+    /// How many distinct chunks the tasks of `rank` read: the range of its read slots
+    /// ([`Dag::reading_on`]).
+    pub fn read_slots(&self, rank: Rank) -> usize {
+        self.read_slots[rank.index()] as usize
+    }
+    /// The read slots on its owner of each of `t`'s [`Dag::inputs`], in the same order.
+    ///
+    /// ```
+    /// use dagwire_runtime::{DagBuilder, KernelId, Rank, TaskSpec};
+    /// let mut b = DagBuilder::new(2);
+    /// let p = b.add(TaskSpec::new(KernelId(0), Rank(0)).outputs(&[8, 8]));
+    /// let (x, y) = (p.output(0), p.output(1));
+    /// let r = b.add(TaskSpec::new(KernelId(0), Rank(1)).inputs(&[y, x, y]));
+    /// let dag = b.finish();
+    /// assert_eq!(dag.read_slots(Rank(1)), 2);
+    /// assert_eq!(dag.input_slots(r.task), &[1, 0, 1]);
+    /// assert_eq!(dag.reading_on(y, Rank(1)), (Some(1), &[r.task][..]));
+    /// assert_eq!(dag.reading_on(y, Rank(0)).0, None);
+    /// ```
+    pub fn input_slots(&self, t: TaskId) -> &[u32] {
+        let i = t.index();
+        &self.input_slots[self.input_offsets[i] as usize..self.input_offsets[i + 1] as usize]
     }
     /// The tasks a rank runs, in id order.
     pub fn tasks_of(&self, rank: Rank) -> &[TaskId] {

@@ -37,6 +37,7 @@ use crate::one_sided::{Access, MemoryKey, OneSided, WindowSpec};
 use crate::payload::Payload;
 use crate::policies::{self, DecisionInput, SlotView};
 use crate::space::{Memory, Path, Space};
+use crate::store::ChunkStore;
 use crate::strategy::{Strategy, StrategyCtx};
 use crate::timer::Timers;
 use crate::trace::{ChunkSize, MessageRecord, Phase, TaskRecord, Trace};
@@ -283,12 +284,6 @@ impl Ready {
     }
 }
 
-/// A chunk present on this rank and how many local tasks still need to read it.
-struct Stored {
-    data: Payload,
-    readers_left: u32,
-}
-
 /// The per-rank engine. See the [module docs](self) for the call order.
 ///
 /// ```
@@ -331,7 +326,8 @@ pub struct Engine {
     immediate: VecDeque<TaskId>,
     running: Vec<TaskId>,
     unfinished: usize,
-    store: HashMap<ChunkId, Stored>,
+    /// The chunks present for local tasks, by read slot ([`Dag::reading_on`]).
+    store: ChunkStore,
     results: Vec<(ChunkId, Payload)>,
     sends: VecDeque<(Rank, Message)>,
     collectives: VecDeque<CollectiveJoin>,
@@ -476,6 +472,7 @@ impl Engine {
                 }
             }
         }
+        let store = ChunkStore::new(dag.read_slots(rank));
         Engine {
             rank,
             unfinished: local.len(),
@@ -488,7 +485,7 @@ impl Engine {
             ready: BinaryHeap::new(),
             immediate: VecDeque::new(),
             running: Vec::new(),
-            store: HashMap::default(),
+            store,
             results: Vec::new(),
             sends: VecDeque::new(),
             collectives: VecDeque::new(),
@@ -682,7 +679,7 @@ impl Engine {
         group.joined_ns = now;
         let task = group.task;
         let kind = self.dag.collective_of(task).expect("a collective task").clone();
-        let input = read(&mut self.store, self.dag.inputs(task)[0]);
+        let input = self.store.read(self.dag.input_slots(task)[0]);
         let output = self.dag.task(task).outputs().next().expect("one output");
         let mut msg = Message::data(0, output, input);
         msg.sent_ns = now;
@@ -731,7 +728,7 @@ impl Engine {
         self.busy += 1;
         self.running.push(task);
         let store = &mut self.store;
-        let inputs = self.dag.inputs(task).iter().map(|&c| read(store, c)).collect();
+        let inputs = self.dag.input_slots(task).iter().map(|&s| store.read(s)).collect();
         Some(RunTask { task, inputs })
     }
 
@@ -1091,7 +1088,10 @@ impl Engine {
     pub fn waiting_summary(&self) -> String {
         let mut waiting: Vec<ChunkId> = Vec::new();
         for (&t, _) in self.dag.tasks_of(self.rank).iter().zip(&self.missing).filter(|(_, n)| **n > 0) {
-            waiting.extend(self.dag.inputs(t).iter().filter(|c| !self.store.contains_key(c)));
+            let slots = self.dag.input_slots(t);
+            waiting.extend(
+                self.dag.inputs(t).iter().zip(slots).filter(|(_, s)| !self.store.contains(**s)).map(|(c, _)| c),
+            );
         }
         waiting.sort_unstable();
         waiting.dedup();
@@ -1369,7 +1369,7 @@ impl Engine {
     /// The inputs of `task`, taken out of the store as a run would.
     fn take_inputs(&mut self, task: TaskId) -> Vec<Payload> {
         let store = &mut self.store;
-        self.dag.inputs(task).iter().map(|&c| read(store, c)).collect()
+        self.dag.input_slots(task).iter().map(|&s| store.read(s)).collect()
     }
 
     /// Runs decision `d`'s policy on the reports (the inputs of `task`).
@@ -1450,7 +1450,8 @@ impl Engine {
     /// received no data (a rank that sent some decided otherwise).
     fn shadow(&mut self, task: TaskId, decision: ChunkId, slot: u32) -> Result<Option<Vec<Payload>>, String> {
         let picked = {
-            let stored = &self.store.get(&decision).expect("a placed task reads its decision").data;
+            let held = self.dag.reading_on(decision, self.rank).0.expect("a placed task reads its decision");
+            let stored = self.store.get(held).expect("a placed task's decision is present");
             let bytes = stored.as_bytes();
             let at = slot as usize * 4;
             bytes.get(at..at + 4).map(|b| Rank(u32::from_le_bytes(b.try_into().expect("4 bytes"))))
@@ -1495,20 +1496,19 @@ impl Engine {
 
     /// A chunk came in from `src`.
     fn received(&mut self, chunk: ChunkId, src: Rank, payload: Payload) {
-        let reads_it = !self.dag.consumers_on(chunk, self.rank).is_empty();
-        let why = if !reads_it {
-            Some("does not read")
-        } else if self.store.contains_key(&chunk) {
-            Some("already has")
-        } else {
-            None
+        let why = match self.dag.reading_on(chunk, self.rank).0 {
+            None => Some("does not read"),
+            Some(slot) if self.store.contains(slot) => Some("already has"),
+            Some(_) => None,
         };
         if let Some(why) = why {
             self.error = Some(EngineError::UnexpectedChunk { rank: self.rank, chunk, from: src, why });
             return;
         }
         // Where the bytes landed: as their message came, else where the network writes.
-        let (space, carries) = match self.landed.remove(&chunk) {
+        // (Only a rank with a device records where bytes landed: no map to look in otherwise.)
+        let landed = if self.memory.has_device() { self.landed.remove(&chunk) } else { None };
+        let (space, carries) = match landed {
             Some(landed) => landed,
             None => (self.memory.network_space(), "message"),
         };
@@ -1518,7 +1518,8 @@ impl Engine {
     /// `chunk` is now present here: count its local readers and wake them.
     fn arrived(&mut self, chunk: ChunkId, data: Payload) {
         let (dag, rank, mut readers) = (&*self.dag, self.rank, 0);
-        for &t in dag.consumers_on(chunk, rank) {
+        let (slot, consumers) = dag.reading_on(chunk, rank);
+        for &t in consumers {
             // A task may read the same chunk twice; it waits for it (and reads it) each time.
             let local = dag.local_index(t);
             let uses = if self.reads_twice.binary_search(&(local as u32)).is_ok() {
@@ -1533,8 +1534,8 @@ impl Engine {
                 make_ready(&self.group_of, &mut self.groups, &mut self.ready, &mut self.immediate, dag, t);
             }
         }
-        if readers > 0 {
-            self.store.insert(chunk, Stored { data, readers_left: readers });
+        if let Some(slot) = slot.filter(|_| readers > 0) {
+            self.store.insert(slot, data, readers);
         }
     }
 }
@@ -1554,12 +1555,4 @@ fn make_ready(
         (_, Role::Kernel) => ready.push(Ready::of(dag, t)),
         _ => immediate.push_back(t),
     }
-}
-
-/// One read of a stored chunk; the last read takes it out, so an in-place kernel can
-/// reuse the buffer without a copy.
-fn read(store: &mut HashMap<ChunkId, Stored>, chunk: ChunkId) -> Payload {
-    let stored = store.get_mut(&chunk).expect("a ready task's inputs are present");
-    stored.readers_left -= 1;
-    if stored.readers_left == 0 { store.remove(&chunk).expect("present").data } else { stored.data.clone() }
 }

@@ -5,7 +5,8 @@
 //!   where its tasks run, and the policies that place tasks during the run;
 //! - [`payload`], [`message`], [`kernel`]: the bytes that move, the messages that carry
 //!   them, and the kernels a workload provides;
-//! - [`engine`]: the per-rank state machine, fed events and answering with actions;
+//! - [`engine`]: the per-rank state machine, fed events and answering with actions, and
+//!   [`store`], the chunks it holds for its tasks;
 //! - [`strategy`]: the interface transfer protocols implement;
 //! - [`collective`], [`one_sided`]: what a strategy may ask every rank to do together,
 //!   and one-sided windows;
@@ -34,6 +35,7 @@ pub mod placement;
 pub mod policies;
 pub mod rng;
 pub mod space;
+pub mod store;
 pub mod strategy;
 pub mod timer;
 pub mod trace;
