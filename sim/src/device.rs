@@ -23,7 +23,10 @@
 //!   memory; the bytes take the network path only.
 //!
 //! Control messages (headers, requests, acknowledgements) come from the host runtime
-//! and take the network path as on a machine without devices. Data of collectives and
+//! and take the network path as on a machine without devices. A collective's pieces
+//! each leave as soon as their own chunks' copies to host end
+//! ([`dagwire_runtime::collectives::Collectives::stage`]), so staging pipelines with the
+//! exchange. Data of collectives and
 //! one-sided operations take the same paths as messages' (a piece a collective relays
 //! through another node is taken to be in host memory there: relays' own copies are not
 //! modelled).
@@ -58,8 +61,8 @@
 
 use crate::machine::Accelerators;
 use crate::queue::Time;
-use dagwire_runtime::Rank;
 use dagwire_runtime::space::{Memory, Space};
+use dagwire_runtime::{ChunkId, Rank};
 use rustc_hash::FxHashMap;
 use std::collections::BTreeMap;
 
@@ -276,12 +279,24 @@ pub struct Accel<T> {
     pub devices: Devices,
     held: FxHashMap<u64, T>,
     next: u64,
+    /// Copies to host memory under way, by (rank, copy id): the chunk each stages.
+    staging: FxHashMap<(Rank, u64), ChunkId>,
 }
 
 impl<T> Accel<T> {
     /// The driver side for `devices`.
     pub fn new(devices: Devices) -> Self {
-        Accel { devices, held: FxHashMap::default(), next: 0 }
+        Accel { devices, held: FxHashMap::default(), next: 0, staging: FxHashMap::default() }
+    }
+
+    /// Copy `id` of `rank` stages `chunk` in host memory.
+    pub fn stage(&mut self, rank: Rank, id: u64, chunk: ChunkId) {
+        self.staging.insert((rank, id), chunk);
+    }
+
+    /// Copy `id` of `rank` ended: the chunk it staged, if it was a copy to host memory.
+    pub fn staged(&mut self, rank: Rank, id: u64) -> Option<ChunkId> {
+        if self.staging.is_empty() { None } else { self.staging.remove(&(rank, id)) }
     }
 
     /// Keeps `item` until its peer copy ends; returns the slot to [`take`](Self::take) it by.
@@ -302,6 +317,6 @@ impl<T> Accel<T> {
 
     /// Nothing held (checked at the end of a run).
     pub fn is_idle(&self) -> bool {
-        self.held.is_empty()
+        self.held.is_empty() && self.staging.is_empty()
     }
 }

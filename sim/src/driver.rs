@@ -372,6 +372,13 @@ pub fn run_watched(
     for e in &engines {
         check_capabilities("sim", CAPABILITIES, e.strategy_name(), e.needs())?;
     }
+    let mut collectives: Vec<Collectives> =
+        (0..cfg.ranks as u32).map(|r| Collectives::new(Rank(r), cfg.ranks, Segmenting::Segments)).collect();
+    if let Some(d) = &devices {
+        for (r, c) in collectives.iter_mut().enumerate() {
+            c.set_memory(d.memory(Rank(r as u32)));
+        }
+    }
     let sim = Sim {
         dag,
         kernels,
@@ -386,9 +393,7 @@ pub fn run_watched(
         pending: (0..cfg.ranks * workers).map(|_| None).collect(),
         workers,
         delivered: Vec::new(),
-        collectives: (0..cfg.ranks as u32)
-            .map(|r| Collectives::new(Rank(r), cfg.ranks, Segmenting::Segments))
-            .collect(),
+        collectives,
         windows: FxHashMap::default(),
         outstanding: vec![0; cfg.ranks],
         parked_fence: (0..cfg.ranks).map(|_| None).collect(),
@@ -545,6 +550,11 @@ impl Sim<'_> {
             Space::Device(_) => (CopyKind::HostToDevice, (c.peer, rank)),
         };
         self.trace.record_copy(copy_record(rank, kind, span, c.bytes, ends, (Some(c.chunk), c.carries)));
+        if c.to == Space::Host {
+            // Collective pieces carrying the chunk wait for the copy.
+            accel.stage(rank, c.id, c.chunk);
+            self.collectives[r].stage(c.chunk);
+        }
         self.queue.push(span.end, Event::Copied { rank: rank.0, id: c.id });
     }
 
@@ -581,7 +591,12 @@ impl Sim<'_> {
                 let key = self.exposing.remove(&(rank, id)).expect("a registration under way");
                 self.engines[rank as usize].handle_exposed(now, id, key);
             }
-            Event::Copied { rank, id } => self.engines[rank as usize].handle_copy_done(now, id),
+            Event::Copied { rank, id } => {
+                if let Some(chunk) = self.accel.as_mut().and_then(|a| a.staged(Rank(rank), id)) {
+                    self.collectives[rank as usize].staged(now, chunk);
+                }
+                self.engines[rank as usize].handle_copy_done(now, id);
+            }
         }
         let rank = match ev {
             Event::TaskFinished { rank, .. }

@@ -23,8 +23,10 @@
 //! ([`Engine::set_memory`]) is asked for [`Action::Copy`]s between host and device memory,
 //! and answers each with [`Engine::handle_copy_done`]; the engine holds the messages,
 //! collectives and one-sided operations that wait for a chunk to reach host memory, and
-//! the tasks that wait for one to reach device memory. Without a device (every real
-//! driver) it asks for none.
+//! the tasks that wait for one to reach device memory. A strategy's collective is the
+//! exception: it goes out at once, and the driver's collective layer holds each piece
+//! until its chunks' copies end ([`crate::collectives::Collectives::stage`]), so staging
+//! pipelines with the exchange. Without a device (every real driver) it asks for none.
 //!
 //! `now` (ns since the run started) is always an argument, so the same engine runs
 //! under real threads, MPI and the simulator's virtual time.
@@ -1151,11 +1153,19 @@ impl Engine {
                 }
             }
             Action::Collective(join) => {
-                for (to, msgs) in &join.sends {
+                // The join goes at once: each piece waits in the driver's collective
+                // layer for its own chunks' copies (`Collectives::stage`), so staging
+                // pipelines with the exchange. Copies are asked nearest destination
+                // first, the order the algorithms send in.
+                let (me, n) = (self.rank.index(), self.dag.ranks());
+                let mut order: Vec<usize> = (0..join.sends.len()).collect();
+                order.sort_by_key(|&i| (join.sends[i].0.index() + n - me) % n);
+                let mut staged = Vec::new();
+                for (to, msgs) in order.into_iter().map(|i| &join.sends[i]) {
                     if self.memory.path(*to) == Path::Network {
                         for m in msgs {
                             if let Some(p) = &m.payload {
-                                self.stage(m.chunk, p.len() as u64, *to, "collective", &mut waits);
+                                self.stage(m.chunk, p.len() as u64, *to, "collective", &mut staged);
                             }
                         }
                     }

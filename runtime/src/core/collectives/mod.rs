@@ -16,6 +16,12 @@
 //! 5. at the end, [`Collectives::is_idle`] holds; [`Collectives::summary`] says what an
 //!    open collective waits for when a run stalls.
 //!
+//! A driver with devices ([`crate::space`]) also gives each rank's collectives its
+//! [`Memory`] ([`Collectives::set_memory`]) and says when each copy of a chunk to host
+//! memory that the engine asked for starts and ends ([`Collectives::stage`],
+//! [`Collectives::staged`]): a piece to another node that carries a chunk still being
+//! copied waits for it, so staging pipelines with the exchange.
+//!
 //! The algorithms, one family per file (`p` ranks; every step one piece):
 //! - all-to-all-v: **pairwise** exchange (`p - 1` steps) and **Bruck** (`ceil(log2 p)`
 //!   rounds, blocks forwarded);
@@ -39,14 +45,17 @@ mod doubling;
 mod neighbor;
 mod piece;
 mod ring;
+mod staging;
 mod tree;
 mod values;
 
 pub use piece::{Block, Body, Piece, body_bytes};
 
 use crate::collective::{AllReduceAlgorithm, AllToAllAlgorithm, CollectiveJoin, CollectiveKind, Contribution, DType};
+use crate::ids::ChunkId;
 use crate::ids::Rank;
 use crate::message::Message;
+use crate::space::Memory;
 use rustc_hash::FxHashMap;
 use std::collections::{BTreeMap, VecDeque};
 use values::Vector;
@@ -110,6 +119,8 @@ pub struct Collectives {
     sends: VecDeque<Piece>,
     done: VecDeque<(u64, Vec<Contribution>)>,
     error: Option<CollectiveError>,
+    /// Pieces waiting for their chunks to reach host memory.
+    staging: staging::Staging,
 }
 
 /// A collective this rank joined that has not completed.
@@ -132,6 +143,7 @@ impl Collectives {
             sends: VecDeque::new(),
             done: VecDeque::new(),
             error: None,
+            staging: staging::Staging::default(),
         }
     }
 
@@ -186,7 +198,48 @@ impl Collectives {
     /// The next piece to hand to the transport, towards its `dst`.
     #[inline]
     pub fn poll_send(&mut self) -> Option<Piece> {
-        self.sends.pop_front()
+        while let Some(piece) = self.sends.pop_front() {
+            if let Some(piece) = self.staging.admit(piece) {
+                return Some(piece);
+            }
+        }
+        None
+    }
+
+    /// Gives this rank's collectives its memory (a driver with devices, before the run):
+    /// which ranks a piece reaches by a peer copy rather than the network.
+    pub fn set_memory(&mut self, memory: Memory) {
+        self.staging.set_memory(memory);
+    }
+
+    /// A copy of `chunk` from device to host memory has started on this rank: a piece to
+    /// another node carrying it waits in [`Collectives::poll_send`] until
+    /// [`Collectives::staged`].
+    ///
+    /// ```
+    /// use dagwire_runtime::collective::{AllToAllAlgorithm, CollectiveJoin, CollectiveKind};
+    /// use dagwire_runtime::collectives::{Collectives, Segmenting};
+    /// use dagwire_runtime::space::Memory;
+    /// use dagwire_runtime::{ChunkId, Message, Payload, Rank};
+    /// let mut c = Collectives::new(Rank(0), 3, Segmenting::Whole);
+    /// c.set_memory(Memory::device(Rank(0), 0, false, 0..1));
+    /// c.stage(ChunkId(7));
+    /// let kind = CollectiveKind::AllToAllV { algorithm: AllToAllAlgorithm::Pairwise };
+    /// let data = |c| vec![Message::data(1, ChunkId(c), Payload::phantom(64))];
+    /// c.join(0, CollectiveJoin { id: 1, kind, sends: vec![(Rank(1), data(7)), (Rank(2), data(8))] });
+    /// assert!(c.poll_send().is_none()); // step 1's piece (to r1) carries chunk 7
+    /// c.staged(50, ChunkId(7));
+    /// let piece = c.poll_send().unwrap();
+    /// assert_eq!((piece.dst, piece.sent_ns), (Rank(1), 50));
+    /// ```
+    pub fn stage(&mut self, chunk: ChunkId) {
+        self.staging.stage(chunk);
+    }
+
+    /// `chunk`'s copy to host memory ended at `now`: the pieces that waited for it go
+    /// (stamped as sent now).
+    pub fn staged(&mut self, now: u64, chunk: ChunkId) {
+        self.staging.staged(now, chunk, &mut self.sends);
     }
 
     /// The next collective that completed on this rank, with what it received (for
@@ -204,7 +257,11 @@ impl Collectives {
 
     /// True when nothing is open, waiting early, to send or to report.
     pub fn is_idle(&self) -> bool {
-        self.open.is_empty() && self.early.is_empty() && self.sends.is_empty() && self.done.is_empty()
+        self.open.is_empty()
+            && self.early.is_empty()
+            && self.sends.is_empty()
+            && self.done.is_empty()
+            && self.staging.is_idle()
     }
 
     /// Collectives open on this rank: which, at which step, waiting for whom, and
@@ -233,6 +290,7 @@ impl Collectives {
             let from: Vec<String> = pieces.iter().take(4).map(|(step, src)| format!("{src}@{step}")).collect();
             format!("{id} not joined yet, {} pieces in (from {})", pieces.len(), from.join(" "))
         }));
+        parts.extend(self.staging.summary());
         if parts.is_empty() { String::new() } else { format!("collectives open: {}", parts.join("; ")) }
     }
 

@@ -97,6 +97,29 @@ const BYTES: u8 = 1;
 const PHANTOM: u8 = 2;
 
 impl Piece {
+    /// The chunks whose bytes it carries, with their sizes: its messages' payloads (a
+    /// contribution's, a broadcast's last segment's, forwarded blocks'); a reduction's
+    /// vector block belongs to no chunk.
+    ///
+    /// ```
+    /// use dagwire_runtime::collectives::{Body, Piece};
+    /// use dagwire_runtime::{ChunkId, Message, Payload, Rank};
+    /// let body = Body::Messages(vec![Message::data(1, ChunkId(3), Payload::phantom(64)), Message::control(2, ChunkId(4), 0)]);
+    /// let piece = Piece { id: 9, src: Rank(1), dst: Rank(2), sent_ns: 5, step: 0, bytes: 64, body };
+    /// assert_eq!(piece.data().collect::<Vec<_>>(), [(ChunkId(3), 64)]);
+    /// ```
+    pub fn data(&self) -> impl Iterator<Item = (ChunkId, u64)> + '_ {
+        let (messages, blocks): (&[Message], &[Block]) = match &self.body {
+            Body::Messages(m) | Body::Segment { messages: Some(m), .. } => (m, &[]),
+            Body::Blocks(b) => (&[], b),
+            Body::Header | Body::Segment { messages: None, .. } | Body::Values(_) => (&[], &[]),
+        };
+        messages
+            .iter()
+            .chain(blocks.iter().flat_map(|b| &b.messages))
+            .filter_map(|m| m.payload.as_ref().map(|p| (m.chunk, p.len() as u64)))
+    }
+
     /// Appends the piece's encoding to `out` (little-endian; payload bytes inline; a
     /// phantom payload as its length only). [`Piece::decode`] reads it back.
     ///
