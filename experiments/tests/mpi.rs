@@ -378,7 +378,9 @@ fn the_collectives_benchmark_prints_the_all_reduce_table() {
                     row[i].trim_end_matches('x').parse().unwrap_or_else(|_| panic!("not a number: {row:?}"))
                 };
                 let (us, algbw, busbw, ratio) = (num(3), num(4), num(5), num(6));
-                assert!(us > 0.0 && algbw >= 0.0 && ratio > 0.0, "{row:?}");
+                // A ratio printed to 0.001 rounds to 0 when native was descheduled on a loaded
+                // host (0.86 us against native's ~1 ms once): not negative is what holds.
+                assert!(us > 0.0 && algbw >= 0.0 && ratio >= 0.0, "{row:?}");
                 // Printed to 0.01 us and 0.001 GB/s: compare within that rounding.
                 assert!(
                     (algbw - bytes as f64 / (us * 1e3)).abs() <= 0.0015 + algbw * 0.01,
