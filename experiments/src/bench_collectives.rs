@@ -165,10 +165,10 @@ mod imp {
                 for (name, ns) in rows {
                     let algbw = bytes as f64 / ns; // bytes per ns = GB/s
                     println!(
-                        "{bytes:>10} {p:>5} {name:>18} {:>12.2} {algbw:>10.3} {:>10.3} {:>8.3}x",
+                        "{bytes:>10} {p:>5} {name:>18} {:>12.2} {algbw:>10.3} {:>10.3} {:>8}x",
                         ns / 1e3,
                         busbw(algbw, p),
-                        ns / native
+                        crate::bench_mpi::three_digits(ns / native)
                     );
                 }
             }

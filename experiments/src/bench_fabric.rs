@@ -95,11 +95,11 @@ mod imp {
             }
             if root {
                 println!(
-                    "{size:>9} | {raw_fab_lat:>8.2} {fab_lat:>8.2} {:>5.2}x {mpi_lat:>8.2} {raw_mpi_lat:>8.2} {:>5.2}x \
-                     {:>6.2}x | {:>8} {:>8} {:>5}x {:>8} {:>8} {:>5}x {:>6}x",
-                    fab_lat / raw_fab_lat,
-                    mpi_lat / raw_mpi_lat,
-                    fab_lat / mpi_lat,
+                    "{size:>9} | {raw_fab_lat:>8.2} {fab_lat:>8.2} {:>5}x {mpi_lat:>8.2} {raw_mpi_lat:>8.2} {:>5}x \
+                     {:>6}x | {:>8} {:>8} {:>5}x {:>8} {:>8} {:>5}x {:>6}x",
+                    three_digits(fab_lat / raw_fab_lat),
+                    three_digits(mpi_lat / raw_mpi_lat),
+                    three_digits(fab_lat / mpi_lat),
                     three_digits(raw_fab_bw),
                     three_digits(fab_bw),
                     three_digits(fab_bw / raw_fab_bw),

@@ -252,13 +252,7 @@ fn the_fabric_benchmark_prints_four_ways_and_their_ratios() {
     for size in ["8", "64"] {
         let figures = common::row_figures(&stdout, size);
         assert_eq!(figures.len(), 14, "7 latency and 7 bandwidth columns: {figures:?}");
-        // Measured figures are positive; a ratio printed to two decimals may round to 0 when one
-        // leg was descheduled on a loaded host (raw libfabric 64,870 us once), so ratios are >= 0.
-        const RATIOS: [usize; 6] = [2, 5, 6, 9, 12, 13];
-        for (i, f) in figures.iter().enumerate() {
-            let ok = f.is_finite() && if RATIOS.contains(&i) { *f >= 0.0 } else { *f > 0.0 };
-            assert!(ok, "column {i}: measured figures positive, ratios not negative: {figures:?}");
-        }
+        assert!(figures.iter().all(|f| f.is_finite() && *f > 0.0), "every figure positive: {figures:?}");
     }
     for name in ["libfabric", "mpi"] {
         assert!(stdout.contains(&format!("a lean 8-byte hop on {name}")), "{stdout}");
