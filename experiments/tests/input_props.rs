@@ -9,22 +9,10 @@
 use dagwire_experiments::{plan, runner, sweep};
 use proptest::prelude::*;
 
-/// The cases CI runs: `cases` of them from a fixed seed, so CI is repeatable; set
-/// `PROPTEST_CASES` (and `PROPTEST_RNG_SEED`) for a longer or different run locally.
-fn config(cases: u32) -> ProptestConfig {
-    let env = ProptestConfig::default();
-    let set = |k: &str| std::env::var_os(k).is_some();
-    ProptestConfig {
-        cases: if set("PROPTEST_CASES") { env.cases } else { cases },
-        rng_seed: if set("PROPTEST_RNG_SEED") {
-            env.rng_seed
-        } else {
-            proptest::test_runner::RngSeed::Fixed(0x0dd5_eed5)
-        },
-        failure_persistence: None,
-        ..env
-    }
-}
+#[path = "../../sim/tests/common/file_edits.rs"]
+mod file_edits;
+use file_edits::{apply, config, edit};
+
 use std::path::Path;
 
 const SWEEP: &str = r#"name = "props"
@@ -84,49 +72,12 @@ fn value() -> impl Strategy<Value = String> {
     ]
 }
 
-#[derive(Clone, Debug)]
-enum Edit {
-    Replace(usize, String),
-    Delete(usize),
-    Insert(usize, String),
-}
-
-fn edit() -> impl Strategy<Value = Edit> {
-    prop_oneof![
-        4 => (any::<usize>(), value()).prop_map(|(i, v)| Edit::Replace(i, v)),
-        1 => any::<usize>().prop_map(Edit::Delete),
-        1 => (any::<usize>(), "[a-z_.\\[\\]]{1,14}( = [0-9a-z\"\\[\\]., -]{0,12})?").prop_map(|(i, l)| Edit::Insert(i, l)),
-    ]
-}
-
-fn apply(text: &str, edits: &[Edit]) -> String {
-    let mut lines: Vec<String> = text.lines().map(String::from).collect();
-    for e in edits {
-        let n = lines.len().max(1);
-        match e {
-            Edit::Replace(i, v) => {
-                let line = &mut lines[i % n];
-                if let Some((key, _)) = line.split_once(" = ") {
-                    *line = format!("{key} = {v}");
-                }
-            }
-            Edit::Delete(i) => {
-                if !lines.is_empty() {
-                    lines.remove(i % n);
-                }
-            }
-            Edit::Insert(i, l) => lines.insert(i % (n + 1), l.clone()),
-        }
-    }
-    lines.join("\n") + "\n"
-}
-
 proptest! {
     #![proptest_config(config(300))]
 
     #[test]
     fn any_edit_of_a_sweep_is_checked_without_panic_and_refused_by_file_line_and_key(
-        edits in proptest::collection::vec(edit(), 1..4),
+        edits in proptest::collection::vec(edit(value(), "[a-z_.\\[\\]]{1,14}( = [0-9a-z\"\\[\\]., -]{0,12})?"), 1..4),
     ) {
         let text = apply(SWEEP, &edits);
         let path = Path::new("sweeps/edited.toml");

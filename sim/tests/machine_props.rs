@@ -10,22 +10,9 @@ use dagwire_sim::machine::{parse_machine, preset_names, preset_text};
 use dagwire_sim::network::Network;
 use proptest::prelude::*;
 
-/// The cases CI runs: `cases` of them from a fixed seed, so CI is repeatable; set
-/// `PROPTEST_CASES` (and `PROPTEST_RNG_SEED`) for a longer or different run locally.
-fn config(cases: u32) -> ProptestConfig {
-    let env = ProptestConfig::default();
-    let set = |k: &str| std::env::var_os(k).is_some();
-    ProptestConfig {
-        cases: if set("PROPTEST_CASES") { env.cases } else { cases },
-        rng_seed: if set("PROPTEST_RNG_SEED") {
-            env.rng_seed
-        } else {
-            proptest::test_runner::RngSeed::Fixed(0x0dd5_eed5)
-        },
-        failure_persistence: None,
-        ..env
-    }
-}
+#[path = "common/file_edits.rs"]
+mod file_edits;
+use file_edits::{apply, config, edit};
 
 /// Values a hand-edited (or hostile) file may put in place of any value.
 fn value() -> impl Strategy<Value = String> {
@@ -56,51 +43,13 @@ fn value() -> impl Strategy<Value = String> {
     ]
 }
 
-/// One edit of a file: replace a value, delete a line, or insert a line.
-#[derive(Clone, Debug)]
-enum Edit {
-    Replace(usize, String),
-    Delete(usize),
-    Insert(usize, String),
-}
-
-fn edit() -> impl Strategy<Value = Edit> {
-    prop_oneof![
-        4 => (any::<usize>(), value()).prop_map(|(i, v)| Edit::Replace(i, v)),
-        1 => any::<usize>().prop_map(Edit::Delete),
-        1 => (any::<usize>(), "[a-z_]{1,12} = [0-9a-z\"\\[\\]., -]{0,16}").prop_map(|(i, l)| Edit::Insert(i, l)),
-    ]
-}
-
-fn apply(text: &str, edits: &[Edit]) -> String {
-    let mut lines: Vec<String> = text.lines().map(String::from).collect();
-    for e in edits {
-        let n = lines.len().max(1);
-        match e {
-            Edit::Replace(i, v) => {
-                let line = &mut lines[i % n];
-                if let Some((key, _)) = line.split_once(" = ") {
-                    *line = format!("{key} = {v}");
-                }
-            }
-            Edit::Delete(i) => {
-                if !lines.is_empty() {
-                    lines.remove(i % n);
-                }
-            }
-            Edit::Insert(i, l) => lines.insert(i % (n + 1), l.clone()),
-        }
-    }
-    lines.join("\n") + "\n"
-}
-
 proptest! {
     #![proptest_config(config(400))]
 
     #[test]
     fn any_edit_of_a_preset_is_read_without_panic_and_refused_by_key(
         preset in 0..preset_names().len(),
-        edits in proptest::collection::vec(edit(), 1..4),
+        edits in proptest::collection::vec(edit(value(), "[a-z_]{1,12} = [0-9a-z\"\\[\\]., -]{0,16}"), 1..4),
     ) {
         let name = preset_names()[preset];
         let text = apply(preset_text(name).unwrap(), &edits);
