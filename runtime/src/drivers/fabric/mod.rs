@@ -209,7 +209,10 @@ pub const INLINE_LIMIT: usize = 16 << 10;
 /// receives in order, so with a tagged mailbox per kind a header walked past every
 /// posted go-ahead and piece receive first (192 of them: 0.4-0.8 us per message on
 /// `shm`), and a large payload past the whole mailbox (~1 us at 128 receives); untagged
-/// and tagged receives are separate lists.
+/// and tagged receives are separate lists. As many tagged receives of the inject size
+/// take the messages whose header is their tag ([`TAG_HEADER`]): each matches any of them,
+/// so the first posted takes the message; but a large collective piece's exact receive,
+/// posted behind them, is matched only after them.
 const MAILBOX_DEPTH: usize = 128;
 
 /// How long a rank waits for its peers at start-up and at the end.
