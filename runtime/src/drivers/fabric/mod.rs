@@ -288,7 +288,7 @@ const TH_CHUNK: u32 = 32;
 /// let msg = Message { sent_ns: 123_456, ..Message::data(2, ChunkId(7), Payload::zeroed(8)) };
 /// let (tag, data) = header_in_tag(&msg, 5, 70_000).unwrap();
 /// let h = header_from_tag(tag, data);
-/// assert_eq!((h.src, h.seq_low, h.payload), (5, 70_000 % 65_536, true));
+/// assert_eq!((h.src, h.seq_low, h.payload), (5, (70_000u32 % 65_536) as u16, true));
 /// assert_eq!(h.message(200_000), Message { payload: None, ..msg });
 /// assert!(header_in_tag(&Message::control(1, ChunkId(7), 64), 5, 0).is_none(), "arg does not fit");
 /// ```
