@@ -32,6 +32,8 @@ fn main() {
             "failing" => failing_main(&job, &provider),
             "killed" => killed_main(&job, &provider),
             "memory" => memory_main(&job, &provider),
+            "sizes" => sizes_main(&job, &provider, None),
+            "sizes-corrupt" => sizes_main(&job, &provider, Some(CORRUPTED)),
             m => panic!("unknown mode {m}"),
         }
         return;
@@ -44,7 +46,19 @@ fn main() {
             let job = start(provider, ranks, "memory");
             assert!(job.0.success(), "{provider}, {ranks} ranks, memory: {:?}\n{}", job.0.failure(), job.1);
             assert!(job.1.contains("memory round trip checked"), "{provider}, {ranks} ranks:\n{}", job.1);
+            let job = start(provider, ranks, "sizes");
+            assert!(job.0.success(), "{provider}, {ranks} ranks, sizes: {:?}\n{}", job.0.failure(), job.1);
         }
+        // The check that passes above catches a flipped bit in a message of the inject size.
+        let limit = raw::Endpoint::open(provider).expect("the endpoint opens").inject_limit().expect("64-bit data");
+        let (job, stderr) = start(provider, 2, "sizes-corrupt");
+        assert!(!job.success(), "{provider}: a corrupted message went unnoticed:\n{stderr}");
+        let named = format!("input {CORRUPTED} of rank");
+        let sized = format!("{limit} bytes, {limit} expected; byte Some(");
+        assert!(
+            stderr.contains(&named) && stderr.contains(&sized),
+            "{provider}: the failure does not name the corrupted message of the inject size:\n{stderr}"
+        );
         let started = Instant::now();
         let (job, stderr) = start(provider, 3, "failing");
         assert_eq!(job.failed.map(|(r, _)| r), Some(1), "{provider}: rank 1 should fail first:\n{stderr}");
@@ -160,6 +174,119 @@ fn sums_run(job: &FabricJob, provider: &str, values: u32) {
             assert_eq!(t.data_messages as usize, n * (n - 1) * values as usize, "{t:?}");
         }
         None => assert_ne!(job.rank(), 0),
+    }
+}
+
+/// Payload sizes around the provider's inject size (the largest message whose header
+/// travels in its tag and completion data), then one pulled with `fi_read`.
+fn sizes_around(limit: usize) -> Vec<usize> {
+    let mut sizes: Vec<usize> = [limit.saturating_sub(8), limit.saturating_sub(1), limit, limit + 1, limit + 8]
+        .into_iter()
+        .filter(|&s| s > 0)
+        .collect();
+    sizes.extend([1, 3 * fabric::INLINE_LIMIT + 1]);
+    sizes
+}
+
+/// Rounds of [`sizes_around`] each rank sends each other rank: more than 64 messages per
+/// pair, so the later ones carry an `arg` too large for a header in the tag and take the
+/// mailbox, interleaved in one source's order with those before.
+const SIZE_ROUNDS: usize = 11;
+
+/// The data message each rank corrupts in `sizes-corrupt`: with 2 ranks, its fourth
+/// (round 0's payload of exactly the inject size).
+const CORRUPTED: usize = 2;
+
+/// Byte `i` of the payload seeded `seed`: a shifted, dropped or reordered byte changes it.
+fn pattern(seed: u32, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u32).wrapping_mul(31).wrapping_add(seed.wrapping_mul(131)).wrapping_add((i >> 8) as u32) as u8)
+        .collect()
+}
+
+/// Kernel 2 writes `pattern(args[0], args[1])`; kernel 3 checks that each input `k` is
+/// `pattern` of the `k`th chunk of the plan, byte for byte, and fails naming the first
+/// that differs.
+struct Patterns {
+    sizes: Vec<usize>,
+    ranks: usize,
+    me: usize,
+}
+
+impl Kernels for Patterns {
+    fn run(&self, task: &Task, inputs: Vec<Payload>) -> Result<Vec<Payload>, String> {
+        if task.kernel.0 == 2 {
+            return Ok(vec![Payload::from_bytes(&pattern(task.args[0], task.args[1] as usize))]);
+        }
+        let from: Vec<usize> = (0..self.ranks).filter(|&r| r != self.me).collect();
+        let per_rank = self.sizes.len() * SIZE_ROUNDS;
+        assert_eq!(inputs.len(), from.len() * per_rank);
+        for (k, input) in inputs.iter().enumerate() {
+            let (r, i) = (from[k / per_rank], k % per_rank);
+            let want = pattern(seed(r, i), self.sizes[i % self.sizes.len()]);
+            if input.as_bytes() != want {
+                let at = input.as_bytes().iter().zip(&want).position(|(a, b)| a != b);
+                return Err(format!(
+                    "input {i} of rank {r}'s chunks: {} bytes, {} expected; byte {at:?} differs",
+                    input.len(),
+                    want.len()
+                ));
+            }
+        }
+        Ok(vec![Payload::zeroed(8)])
+    }
+}
+
+fn seed(rank: usize, i: usize) -> u32 {
+    (rank * 1000 + i) as u32
+}
+
+/// Every rank sends every other rank payloads of sizes around the inject limit, in
+/// rounds; each receiver checks every byte (kernel 3) and the trace's send times.
+fn sizes_main(job: &FabricJob, provider: &str, corrupt: Option<usize>) {
+    use dagwire_runtime::drivers::JobRank;
+    let n = job.size();
+    let limit = raw::Endpoint::open(provider).expect("the endpoint opens").inject_limit();
+    if provider == "shm" {
+        assert_eq!(limit, Some(4096), "shm injects 4096 bytes with 64 bits of completion data here");
+    }
+    let sizes = sizes_around(limit.unwrap_or(fabric::INLINE_LIMIT));
+    let mut b = DagBuilder::new(n);
+    let mut parts = vec![Vec::new(); n];
+    for (r, mine) in parts.iter_mut().enumerate() {
+        for i in 0..sizes.len() * SIZE_ROUNDS {
+            let len = sizes[i % sizes.len()];
+            let bytes = [len as u64];
+            let spec = TaskSpec::new(KernelId(2), Rank(r as u32)).args([seed(r, i), len as u32, 0, 0]).outputs(&bytes);
+            mine.push(b.add(spec).output(0));
+        }
+    }
+    for r in 0..n {
+        let inputs: Vec<ChunkId> = (0..n).filter(|&q| q != r).flat_map(|q| parts[q].clone()).collect();
+        b.add(TaskSpec::new(KernelId(3), Rank(r as u32)).inputs(&inputs).outputs(&[8]));
+    }
+    let dag = Arc::new(b.finish());
+    let strategy = |_: Rank| -> Box<dyn Strategy> { Box::<Sequenced>::default() };
+    let cfg = FabricConfig {
+        fault: corrupt.map(|nth| dagwire_runtime::Fault::CorruptDataMessage { nth: nth as u64 }),
+        ..config(provider)
+    };
+    let kernels = Patterns { sizes, ranks: n, me: job.rank() };
+    match fabric::run(job, &dag, &kernels, &strategy, &cfg) {
+        Ok(Some(out)) => {
+            let t = &out.trace;
+            assert_eq!(t.messages.len(), n * (n - 1) * kernels.sizes.len() * SIZE_ROUNDS);
+            for m in &t.messages {
+                // Send times restored from 40 bits: within the run, never after arrival
+                // by more than the ranks' clock offsets.
+                assert!(m.sent_ns <= out.makespan_ns && m.sent_ns <= m.recv_ns + 1_000_000, "{m:?}");
+            }
+        }
+        Ok(None) => assert_ne!(job.rank(), 0),
+        Err(e) => {
+            eprintln!("rank {} failed: {e}", job.rank());
+            job.abort(3);
+        }
     }
 }
 

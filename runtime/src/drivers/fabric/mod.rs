@@ -16,7 +16,13 @@
 //!   run's addresses; each then reads every other rank's file, refuses a plan that differs from
 //!   its own with the ranks that differ, and inserts the addresses into its address
 //!   vector. A rank whose peers do not show up within [`BOOT_TIMEOUT`] fails saying which.
-//! - **Messages**: engine messages are tagged by 64 bits holding a kind, the source rank
+//! - **Messages**: a message with no key, an `arg` below 64 and a payload of at most the
+//!   provider's inject size (`shm`: 4096 bytes) travels whole as one injected tagged
+//!   message (`fi_tinjectdata`): its header is the 64-bit tag and the 64 bits of remote
+//!   completion data ([`header_in_tag`]), so a payload of exactly the inject size still
+//!   takes the provider's inject path (a header in the body would push it over, onto a
+//!   slower protocol); it lands in a tagged mailbox of receives posted ahead. Any other
+//!   engine message is tagged by 64 bits holding a kind, the source rank
 //!   and a per-pair sequence number. A
 //!   header (with the payload inline up to [`INLINE_LIMIT`] bytes) lands in the mailbox:
 //!   untagged receives posted ahead that take every small message (headers, releases, go-aheads,
@@ -203,7 +209,10 @@ pub const INLINE_LIMIT: usize = 16 << 10;
 /// receives in order, so with a tagged mailbox per kind a header walked past every
 /// posted go-ahead and piece receive first (192 of them: 0.4-0.8 us per message on
 /// `shm`), and a large payload past the whole mailbox (~1 us at 128 receives); untagged
-/// and tagged receives are separate lists.
+/// and tagged receives are separate lists. As many tagged receives of the inject size
+/// take the messages whose header is their tag ([`TAG_HEADER`]): each matches any of them,
+/// so the first posted takes the message; but a large collective piece's exact receive,
+/// posted behind them, is matched only after them.
 const MAILBOX_DEPTH: usize = 128;
 
 /// How long a rank waits for its peers at start-up and at the end.
@@ -246,6 +255,135 @@ pub fn tag(kind: u64, src: usize, seq: u32) -> u64 {
 /// (kind, source rank, sequence number) of a tag made by [`tag`].
 pub fn tag_parts(tag: u64) -> (u64, usize, u32) {
     (tag >> 56, ((tag >> 32) & 0xff_ffff) as usize, tag as u32)
+}
+
+/// Tags with this bit set carry a whole message header between them and their 64 bits
+/// of remote completion data ([`header_in_tag`]); every other tag kind is below it.
+pub const TAG_HEADER: u64 = 1 << 63;
+
+/// Widths of a header carried in tag and completion data ([`header_in_tag`]), most
+/// significant first after the [`TAG_HEADER`] bit: payload present (1), source rank
+/// (24), sequence number's low bits (16), op (8), arg (6), `sent_ns`'s low bits (40),
+/// chunk (32): 128 bits. The full header needs 1 + 1 + 24 + 32 + 8 + 64 + 64 + 32 = 226
+/// bits (a key 192 more), so two fields travel shortened: the receiver restores the
+/// sequence number from the next one it expects from that source (exact while fewer than
+/// 65,536 of the source's messages are undelivered, [`seq_from_low`]) and `sent_ns` from
+/// its own clock on the same timeline (exact within 2^40 ns, about 18 minutes, of
+/// sending, [`sent_from_low`]); and only messages whose `arg` is below 64 and that carry
+/// no key fit (a data message's `arg` is 0 in the eager, fabric, parsec and starpu
+/// strategies).
+const TH_SRC: u32 = 24;
+const TH_SEQ: u32 = 16;
+const TH_OP: u32 = 8;
+const TH_ARG: u32 = 6;
+const TH_SENT: u32 = 40;
+const TH_CHUNK: u32 = 32;
+
+/// The tag and remote completion data carrying `msg`'s header (not its payload) from
+/// rank `src` with sequence number `seq`, when its fields fit ([`TAG_HEADER`]'s layout).
+///
+/// ```
+/// use dagwire_runtime::drivers::fabric::{header_from_tag, header_in_tag};
+/// use dagwire_runtime::{ChunkId, Message, Payload};
+/// let msg = Message { sent_ns: 123_456, ..Message::data(2, ChunkId(7), Payload::zeroed(8)) };
+/// let (tag, data) = header_in_tag(&msg, 5, 70_000).unwrap();
+/// let h = header_from_tag(tag, data);
+/// assert_eq!((h.src, h.seq_low, h.payload), (5, (70_000u32 % 65_536) as u16, true));
+/// assert_eq!(h.message(200_000), Message { payload: None, ..msg });
+/// assert!(header_in_tag(&Message::control(1, ChunkId(7), 64), 5, 0).is_none(), "arg does not fit");
+/// ```
+pub fn header_in_tag(msg: &Message, src: usize, seq: u32) -> Option<(u64, u64)> {
+    if msg.key.is_some() || msg.arg >> TH_ARG != 0 || (src as u64) >> TH_SRC != 0 {
+        return None;
+    }
+    let mut w: u128 = 1;
+    let mut push = |value: u64, bits: u32| w = (w << bits) | (value & ((1u64 << bits) - 1)) as u128;
+    push(msg.payload.is_some() as u64, 1);
+    push(src as u64, TH_SRC);
+    push(seq as u64, TH_SEQ);
+    push(msg.op as u64, TH_OP);
+    push(msg.arg, TH_ARG);
+    push(msg.sent_ns, TH_SENT);
+    push(msg.chunk.0 as u64, TH_CHUNK);
+    Some(((w >> 64) as u64, w as u64))
+}
+
+/// A header read back from tag and completion data ([`header_in_tag`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TagHeader {
+    /// The source rank.
+    pub src: usize,
+    /// The low bits of the sequence number ([`seq_from_low`] restores it).
+    pub seq_low: u16,
+    /// Whether the message has a payload (the received bytes, maybe none).
+    pub payload: bool,
+    op: u8,
+    arg: u64,
+    sent_low: u64,
+    chunk: u32,
+}
+
+impl TagHeader {
+    /// The message without its payload, `sent_ns` restored from the receiver's clock `now`.
+    pub fn message(&self, now: u64) -> Message {
+        Message {
+            op: self.op,
+            chunk: ChunkId(self.chunk),
+            arg: self.arg,
+            sent_ns: sent_from_low(now, self.sent_low),
+            payload: None,
+            key: None,
+        }
+    }
+}
+
+/// Reads the header that [`header_in_tag`] put in `tag` and `data`.
+pub fn header_from_tag(tag: u64, data: u64) -> TagHeader {
+    let mut w = ((tag as u128) << 64) | data as u128;
+    let mut pop = |bits: u32| {
+        let v = (w & ((1u128 << bits) - 1)) as u64;
+        w >>= bits;
+        v
+    };
+    let chunk = pop(TH_CHUNK) as u32;
+    let sent_low = pop(TH_SENT);
+    let arg = pop(TH_ARG);
+    let op = pop(TH_OP) as u8;
+    let seq_low = pop(TH_SEQ) as u16;
+    let src = pop(TH_SRC) as usize;
+    let payload = pop(1) == 1;
+    TagHeader { src, seq_low, payload, op, arg, sent_low, chunk }
+}
+
+/// The sequence number whose low 16 bits are `low`, at or after `next` (the next one the
+/// receiver expects from that source).
+///
+/// ```
+/// use dagwire_runtime::drivers::fabric::seq_from_low;
+/// assert_eq!(seq_from_low(70_000, (70_005 % 65_536) as u16), 70_005);
+/// assert_eq!(seq_from_low(u32::MAX, 1), 1);
+/// ```
+pub fn seq_from_low(next: u32, low: u16) -> u32 {
+    next.wrapping_add(low.wrapping_sub(next as u16) as u32)
+}
+
+/// How far ahead of the receiver's clock a restored `sent_ns` may be (clock offsets
+/// between ranks are microseconds).
+const SENT_SLACK: u64 = 1 << 30;
+
+/// The time whose low 40 bits are `low`, at most [`SENT_SLACK`] after `now` and less than
+/// 2^40 ns before it.
+///
+/// ```
+/// use dagwire_runtime::drivers::fabric::sent_from_low;
+/// let sent = (3u64 << 40) + 12_345;
+/// assert_eq!(sent_from_low(sent + 5_000, sent & ((1 << 40) - 1)), sent);
+/// assert_eq!(sent_from_low(sent - 5_000, sent & ((1 << 40) - 1)), sent, "a clock slightly behind");
+/// assert_eq!(sent_from_low(0, 700), 700);
+/// ```
+pub fn sent_from_low(now: u64, low: u64) -> u64 {
+    let top = now + SENT_SLACK;
+    top.saturating_sub(top.wrapping_sub(low) & ((1 << TH_SENT) - 1))
 }
 
 /// This process's place in a libfabric job.
@@ -418,6 +556,9 @@ pub fn run(
     let posted = Posted::post(&mut ep, rank, size).map_err(|e| fabric_error(rank, e))?;
     for _ in 0..MAILBOX_DEPTH {
         repost(&mut ep, vec![0; MAILBOX_BYTES]).map_err(|e| fabric_error(rank, e))?;
+        if let Some(limit) = ep.inject_limit() {
+            repost_tagged(&mut ep, vec![0; limit]).map_err(|e| fabric_error(rank, e))?;
+        }
     }
     // The window (when the strategy declares one) is registered memory; peers learn its
     // key and size with the addresses.
@@ -707,6 +848,12 @@ struct Driver<'a> {
     /// their messages led to, so a reply's send does not wait behind an `fi_trecv`
     /// (the mailbox keeps [`MAILBOX_DEPTH`] receives posted otherwise).
     rearm: Vec<Vec<u8>>,
+    /// The same for the tagged mailbox (messages whose header is their tag and completion data).
+    rearm_tagged: Vec<Vec<u8>>,
+    /// Messages with a payload up to this many bytes whose header fits their tag and
+    /// completion data ([`header_in_tag`]) are injected whole (`fi_tinjectdata`): the
+    /// provider's inject size, `None` when it carries less than 64 bits of completion data.
+    inject: Option<usize>,
     /// Large payloads registered for their receiver to read, by (to, seq): the
     /// registration (which holds the payload) closes when the receiver says it has read.
     lent: BTreeMap<(usize, u32), u64>,
@@ -744,6 +891,7 @@ impl<'a> Driver<'a> {
         done: Receiver<Finished>,
     ) -> Result<Self, RunError> {
         let rank = engine.rank().index();
+        let inject = ep.inject_limit();
         Ok(Driver {
             core: RankCore { engine, workers, done, timeout: cfg.timeout },
             ep,
@@ -756,6 +904,8 @@ impl<'a> Driver<'a> {
             faults: Injector::new(cfg.fault),
             completions: Vec::new(),
             rearm: Vec::new(),
+            rearm_tagged: Vec::new(),
+            inject,
             lent: BTreeMap::new(),
             releases: Vec::new(),
             collectives: Collectives::new(Rank(rank as u32), size, Segmenting::Whole),
@@ -821,7 +971,16 @@ impl<'a> Driver<'a> {
                     }
                     handled?;
                 }
-                Completion::Received { token, tag: t, len, buf } => {
+                Completion::Received { token: TAGGED_MAILBOX, tag: t, data, len, buf } => {
+                    let Buffer::Bytes(bytes) = buf else { unreachable!("the mailbox receives bytes") };
+                    let handled = self.tagged_message(t, data, &bytes[..len]);
+                    self.rearm_tagged.push(bytes);
+                    if self.rearm_tagged.len() >= MAILBOX_DEPTH / 2 {
+                        self.rearm_mailbox()?;
+                    }
+                    handled?;
+                }
+                Completion::Received { token, tag: t, len, buf, .. } => {
                     let (kind, _, _) = tag_parts(token);
                     match kind {
                         KIND_PIECE_DATA => {
@@ -864,6 +1023,30 @@ impl<'a> Driver<'a> {
             }
             k => Err(self.fail(format!("a mailbox message of unknown kind {k} from rank {peer}"))),
         }
+    }
+
+    /// A message whose header is its tag and completion data arrived (with its payload,
+    /// if it has one, as its bytes): queue it in its source's order.
+    fn tagged_message(&mut self, t: u64, data: u64, bytes: &[u8]) -> Result<(), RunError> {
+        let h = header_from_tag(t, data);
+        let Some(&next) = self.next_seq.get(h.src) else {
+            return Err(self.fail(format!("a tagged message from rank {}, which is not in this job", h.src)));
+        };
+        let seq = seq_from_low(next, h.seq_low);
+        let mut msg = h.message(self.clock.now());
+        if h.payload {
+            msg.payload = Some(Payload::from_bytes(bytes));
+        } else if !bytes.is_empty() {
+            return Err(self.fail(format!(
+                "message {seq} from rank {} has {} bytes and no payload",
+                h.src,
+                bytes.len()
+            )));
+        }
+        if self.arriving[h.src].insert(seq, Arriving::Ready(msg)).is_some() {
+            return Err(self.fail(format!("message {seq} from rank {} arrived twice", h.src)));
+        }
+        Ok(())
     }
 
     /// A go-ahead arrived: sends what this rank held for it (`what` number `seq`) to `peer`
@@ -989,6 +1172,9 @@ impl<'a> Driver<'a> {
     fn rearm_mailbox(&mut self) -> Result<(), RunError> {
         while let Some(bytes) = self.rearm.pop() {
             repost(self.ep, bytes).map_err(|e| self.fail(e))?;
+        }
+        while let Some(bytes) = self.rearm_tagged.pop() {
+            repost_tagged(self.ep, bytes).map_err(|e| self.fail(e))?;
         }
         Ok(())
     }
@@ -1127,6 +1313,13 @@ impl<'a> Driver<'a> {
         }
         let seq = self.send_seq[to];
         self.send_seq[to] = seq.wrapping_add(1);
+        let payload_len = msg.payload.as_ref().map_or(0, Payload::len);
+        if self.inject.is_some_and(|limit| payload_len <= limit)
+            && let Some((t, data)) = header_in_tag(&msg, self.rank, seq)
+        {
+            let bytes = msg.payload.as_ref().map(Payload::as_bytes).unwrap_or_default();
+            return self.ep.inject_tagged(to, t, data, bytes).map_err(|e| self.fail(e));
+        }
         let header_tag = tag(KIND_MSG, self.rank, seq);
         match msg.payload.take() {
             Some(payload) if payload.len() > INLINE_LIMIT => {
@@ -1230,4 +1423,13 @@ const MAILBOX: u64 = KIND_MSG << 56;
 /// Posts `buf` (a mailbox buffer, whole) as a receive for any peer's small message.
 fn repost(ep: &mut Endpoint, buf: Vec<u8>) -> Result<(), FabricError> {
     ep.recv_untagged(buf, MAILBOX)
+}
+
+/// The completion token of the tagged mailbox's receives (no other token has its bit).
+const TAGGED_MAILBOX: u64 = TAG_HEADER;
+
+/// Posts `buf` (a tagged mailbox buffer of the inject size, whole) as a receive for any
+/// peer's message whose header is its tag and completion data ([`TAG_HEADER`]).
+fn repost_tagged(ep: &mut Endpoint, buf: Vec<u8>) -> Result<(), FabricError> {
+    ep.recv(TAG_HEADER, TAG_HEADER - 1, Buffer::Bytes(buf), TAGGED_MAILBOX)
 }

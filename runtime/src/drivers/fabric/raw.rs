@@ -216,6 +216,9 @@ pub enum Completion {
         token: u64,
         /// The tag of the message that matched.
         tag: u64,
+        /// The 64 bits of remote completion data the sender attached
+        /// ([`Endpoint::inject_tagged`]), 0 when it attached none.
+        data: u64,
         /// Bytes received.
         len: usize,
         /// The receive's buffer, holding them.
@@ -350,6 +353,10 @@ pub struct Endpoint {
     virt_addr: bool,
     /// The provider picks keys (`FI_MR_PROV_KEY`); else we request unique ones.
     prov_key: bool,
+    /// The largest tagged message [`Endpoint::inject_tagged`] may send with 64 bits of
+    /// remote completion data (the provider's inject size), or `None` when the provider
+    /// carries fewer than 64 bits of completion data.
+    inject_limit: Option<usize>,
 }
 
 /// The id of the window's region.
@@ -386,6 +393,11 @@ impl Endpoint {
             // SAFETY: info is the non-null list fi_getinfo returned, with its domain attribute.
             virt_addr: unsafe { ((*(*info).domain_attr).mr_mode as u32) & fi::FI_MR_VIRT_ADDR != 0 },
             prov_key: unsafe { ((*(*info).domain_attr).mr_mode as u32) & fi::FI_MR_PROV_KEY != 0 },
+            // SAFETY: as above; fi_getinfo fills the transmit attribute.
+            inject_limit: unsafe {
+                ((*(*info).domain_attr).cq_data_size >= 8 && !(*info).tx_attr.is_null())
+                    .then(|| (*(*info).tx_attr).inject_size)
+            },
         };
         // SAFETY: each call gets handles opened just before (non-null on success) and
         // the first fi_info of the list; on an error `me` drops and closes what opened.
@@ -461,6 +473,44 @@ impl Endpoint {
     /// against the other's receives.
     pub fn send_untagged(&mut self, to: usize, buf: Vec<u8>, token: u64) -> Result<(), FabricError> {
         self.send_op(to, None, Buffer::Bytes(buf), token)
+    }
+
+    /// The largest message [`Endpoint::inject_tagged`] takes (the provider's inject
+    /// size), or `None` when the provider offers fewer than 64 bits of remote
+    /// completion data (then it cannot be used).
+    pub fn inject_limit(&self) -> Option<usize> {
+        self.inject_limit
+    }
+
+    /// Sends `bytes` (at most [`Endpoint::inject_limit`]) to rank `to` with `tag` and 64
+    /// bits of remote completion `data` (`fi_tinjectdata`): the provider copies the bytes
+    /// before returning, so there is no buffer to keep and no completion at this end;
+    /// the receive that matches completes with `tag` and `data`.
+    pub fn inject_tagged(&mut self, to: usize, tag: u64, data: u64, bytes: &[u8]) -> Result<(), FabricError> {
+        let addr = self.peer(to)?;
+        match self.inject_limit {
+            Some(limit) if bytes.len() <= limit => {}
+            limit => {
+                return Err(FabricError(format!(
+                    "an injected message of {} bytes (the provider injects {limit:?} with completion data)",
+                    bytes.len()
+                )));
+            }
+        }
+        let buf: *const u8 = if bytes.is_empty() { ptr::null() } else { bytes.as_ptr() };
+        loop {
+            // SAFETY: the endpoint is open; `bytes` lives through the call, and libfabric
+            // copies them before returning (inject), so nothing refers to them after.
+            let code = unsafe { fi::fi_tinjectdata(self.ep, buf.cast(), bytes.len(), data, addr, tag) };
+            if code == -(fi::FI_EAGAIN as isize) {
+                let mut got = std::mem::take(&mut self.ready);
+                let read = self.read_cq(&mut got);
+                self.ready = got;
+                read?;
+                continue;
+            }
+            return check(code, "fi_tinjectdata");
+        }
     }
 
     fn send_op(&mut self, to: usize, tag: Option<u64>, buf: Buffer, token: u64) -> Result<(), FabricError> {
@@ -586,7 +636,14 @@ impl Endpoint {
                 let c = match op.kind {
                     Kind::Send => Completion::Sent { token: op.token },
                     Kind::Recv => {
-                        Completion::Received { token: op.token, tag: e.tag, len: e.len, buf: op.buf.finish(e.len) }
+                        let data = if e.flags & fi::FI_REMOTE_CQ_DATA as u64 != 0 { e.data } else { 0 };
+                        Completion::Received {
+                            token: op.token,
+                            tag: e.tag,
+                            data,
+                            len: e.len,
+                            buf: op.buf.finish(e.len),
+                        }
                     }
                     // A read that completes wrote every byte it asked for.
                     Kind::Read => match op.buf.finish(usize::MAX) {
