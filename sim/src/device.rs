@@ -125,6 +125,8 @@ pub struct Devices {
     streams: u32,
     engines: u32,
     gpu_direct: bool,
+    /// Each device's memory, bytes.
+    memory_bytes: u64,
     launch_ns: f64,
     default_gflops: f64,
     kernel_gflops: BTreeMap<String, f64>,
@@ -167,6 +169,7 @@ impl Devices {
             streams: a.streams.max(1),
             engines: a.copy_engines.max(1),
             gpu_direct: a.gpu_direct,
+            memory_bytes: (a.memory_gib * (1u64 << 30) as f64) as u64,
             launch_ns: a.launch_ns,
             default_gflops: a.default_gflops,
             kernel_gflops: a.kernel_gflops.clone(),
@@ -203,8 +206,8 @@ impl Devices {
         Span { stream: s as u32, engine: 0, start, end }
     }
 
-    /// What `rank`'s engine knows of its memory: its device, whether the NIC reads
-    /// device memory, the ranks of its node.
+    /// What `rank`'s engine knows of its memory: its device and its size, whether the
+    /// NIC reads device memory, the ranks of its node.
     ///
     /// ```
     /// use dagwire_runtime::space::{Memory, Path};
@@ -219,6 +222,7 @@ impl Devices {
     pub fn memory(&self, rank: Rank) -> Memory {
         let first = rank.0 / self.per_node * self.per_node;
         Memory::device(rank, (rank.0 % self.per_node) as u16, self.gpu_direct, first..first + self.per_node)
+            .with_capacity(self.memory_bytes)
     }
 
     /// A copy of `bytes` between `rank`'s device memory and host memory, to `to`, asked

@@ -506,7 +506,17 @@ impl Sim<'_> {
     fn receive(&mut self, t: Time, item: InFlight) {
         match item {
             InFlight::Message { src, dst, msg } => self.engines[dst.index()].handle_message(t, src, msg),
-            InFlight::Piece(piece) => self.collectives[piece.dst.index()].handle_piece(t, piece),
+            InFlight::Piece(piece) => {
+                let dst = piece.dst.index();
+                if self.accel.is_some() {
+                    // Chunks a device task reads start their copy to the device as their
+                    // piece lands, not when the whole collective completes.
+                    for (chunk, bytes) in piece.data() {
+                        self.engines[dst].handle_landed(t, piece.src, chunk, bytes);
+                    }
+                }
+                self.collectives[dst].handle_piece(t, piece)
+            }
             _ => unreachable!("only messages and pieces are received"),
         }
     }

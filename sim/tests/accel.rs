@@ -477,3 +477,71 @@ fn a_staged_exchange_sends_each_piece_as_its_copy_to_host_ends() {
     }
     assert!(data[0].2 < d2h[2], "the first piece arrives before the last copy ends: {data:?}");
 }
+
+/// Three ranks on three nodes: r0 makes chunk A (5000 flops) read on r1's device; r2
+/// makes chunk B after 50,000 flops, read on r0's. In one epoch's all-to-all, A lands on
+/// r1 long before the collective completes there (r1 also waits for r2's piece).
+fn early_and_late() -> Arc<Dag> {
+    let mut b = DagBuilder::new(3);
+    let a = b.add(TaskSpec::new(KernelId(0), Rank(0)).flops(5000.0).outputs(&[4096]));
+    let late = b.add(TaskSpec::new(KernelId(0), Rank(2)).flops(50_000.0).outputs(&[4096]));
+    b.add(TaskSpec::new(KernelId(0), Rank(1)).flops(1000.0).inputs(&[a.output(0)]).outputs(&[8]));
+    b.add(TaskSpec::new(KernelId(0), Rank(0)).flops(1000.0).inputs(&[late.output(0)]).outputs(&[8]));
+    Arc::new(b.finish())
+}
+
+#[test]
+fn a_staged_collective_copies_a_chunk_to_the_device_as_its_piece_lands() {
+    let dag = early_and_late();
+    let name = |_| "k";
+    let kernels = SimKernels { kernels: &Zeros, name: &name };
+    let factory = dagwire_strategies::find("batched").unwrap().factory_with(&[], &dag, 1).unwrap();
+    let cfg = SimConfig { ranks: 3, workers: 1, run_kernels: false, seed: 1, trace: Default::default() };
+    let out = run(&dag, &kernels, &factory, &toy(1, Some(accelerators(1, 2, false))), cfg).unwrap().run;
+    let data = |src: u32, dst: u32| {
+        let m = out.trace.messages.iter().find(|m| (m.src.0, m.dst.0) == (src, dst)).unwrap();
+        (m.sent_ns, m.recv_ns)
+    };
+    let h2d = |rank: u32| {
+        let c = out.trace.copies.iter().find(|c| c.rank.0 == rank && c.kind.as_str() == "h2d").unwrap();
+        (c.start_ns, c.end_ns)
+    };
+    let start = |rank: u32| out.trace.tasks.iter().find(|t| t.rank.0 == rank && t.start_ns > 0).unwrap().start_ns;
+    // A leaves r0 when its copy to host ends; it lands on r1 one network time later.
+    let (a_sent, a_landed) = data(0, 1);
+    assert_eq!(a_sent, 5000 + COPY);
+    // r1's collective completes when r2's (empty) piece arrives, after r2's 50,000 flops.
+    let (_, complete) = data(2, 1);
+    assert!(complete > 50_000 && a_landed + COPY < complete, "{:?}", out.trace.messages);
+    // r1 copies A to its device as A lands, not at the completion: the reader starts as
+    // the collective completes, the copy long done (before: completion + COPY).
+    assert_eq!(h2d(1), (a_landed, a_landed + COPY), "{:?}", out.trace.copies);
+    assert_eq!(start(1), complete);
+    // B lands on r0 as r0's collective completes: its copy starts then, the reader after it.
+    let (_, b_landed) = data(2, 0);
+    assert_eq!(h2d(0), (b_landed, b_landed + COPY));
+    assert_eq!(start(0), b_landed + COPY);
+}
+
+#[test]
+fn a_run_whose_device_chunks_exceed_a_devices_memory_fails_naming_the_device_the_need_and_the_capacity() {
+    let dag = producer_and_reader();
+    let name = |_| "k";
+    let kernels = SimKernels { kernels: &Zeros, name: &name };
+    let cfg = SimConfig { ranks: 2, workers: 1, run_kernels: false, seed: 1, trace: Default::default() };
+    let with_memory = |bytes: u64, gpu_direct: bool| {
+        let mut a = accelerators(1, 2, gpu_direct);
+        a.memory_gib = bytes as f64 / (1u64 << 30) as f64;
+        run(&dag, &kernels, &eager, &toy(1, Some(a)), cfg).map(|out| out.run.makespan_ns).map_err(|e| e.to_string())
+    };
+    // r1 holds the 4096-byte chunk it reads (from its copy to the device, or its direct
+    // landing) while its task writes a 4096-byte output: 8192 bytes at once; r0 needs
+    // only its 4096-byte output.
+    for gpu_direct in [false, true] {
+        assert!(with_memory(8192, gpu_direct).is_ok());
+        let e = with_memory(8191, gpu_direct).unwrap_err();
+        assert!(e.contains("rank r1's device 0 needs 8192 bytes") && e.contains("memory of 8191 bytes"), "{e}");
+        let e = with_memory(4095, gpu_direct).unwrap_err();
+        assert!(e.contains("rank r0's device 0 needs 4096 bytes") && e.contains("memory of 4095 bytes"), "{e}");
+    }
+}

@@ -38,7 +38,7 @@ use crate::message::{Message, MessageClass, NO_CHUNK};
 use crate::one_sided::{Access, MemoryKey, OneSided, WindowSpec};
 use crate::payload::Payload;
 use crate::policies::{self, DecisionInput, SlotView};
-use crate::space::{Memory, Path, Space};
+use crate::space::{DeviceMemory, Memory, Path, Space};
 use crate::store::ChunkStore;
 use crate::strategy::{Strategy, StrategyCtx};
 use crate::timer::Timers;
@@ -46,6 +46,9 @@ use crate::trace::{ChunkSize, MessageRecord, Phase, TaskRecord, Trace};
 use rustc_hash::FxHashMap as HashMap;
 use std::collections::{BinaryHeap, VecDeque};
 use std::sync::Arc;
+
+/// Bytes in a GiB, for messages.
+const GIB: f64 = (1u64 << 30) as f64;
 
 /// The bit that marks the ids of collectives the engine joins for collective tasks
 /// (strategies' own collective ids stay below it).
@@ -232,6 +235,26 @@ pub enum EngineError {
         /// The copy's id.
         id: u64,
     },
+    /// The chunks this rank's device tasks need at once do not fit its device's memory
+    /// (see [`crate::space::DeviceMemory`]).
+    #[error(
+        "rank {rank}'s {device} needs {need} bytes ({:.2} GiB) at once (with chunk {chunk}), more than its memory of \
+         {capacity} bytes ({:.2} GiB): device memory is not evicted to host memory; give the device more memory \
+         (memory_gib) or run more ranks",
+        *.need as f64 / GIB, *.capacity as f64 / GIB
+    )]
+    DeviceMemory {
+        /// Rank.
+        rank: Rank,
+        /// Its device.
+        device: Space,
+        /// Bytes needed at once.
+        need: u64,
+        /// The chunk that did not fit.
+        chunk: ChunkId,
+        /// The device's memory, bytes.
+        capacity: u64,
+    },
     /// The driver reported a task that was not running.
     #[error("rank {rank} was told task {task} finished, but it was not running")]
     NotRunning {
@@ -377,6 +400,12 @@ pub struct Engine {
     copies: VecDeque<DeviceCopy>,
     /// Copies handed out and not done, by id.
     copying: HashMap<u64, Copying>,
+    /// Chunks copied to the device as their collective piece landed
+    /// ([`Engine::handle_landed`]) and not delivered yet: the copy's id while it runs,
+    /// `None` once it ended.
+    early: HashMap<ChunkId, Option<u64>>,
+    /// With a device: the chunks its tasks hold in its memory.
+    device_memory: DeviceMemory,
     next_copy: u64,
     /// Communication waiting for chunks to reach host memory, in the order asked.
     held: Vec<HeldAction>,
@@ -395,8 +424,10 @@ struct Resident {
 enum Copying {
     /// Staging a chunk in host memory for the network.
     ToHost(ChunkId),
-    /// Bringing a chunk that arrived in host memory to the device, for its readers.
-    ToDevice(ChunkId, Payload),
+    /// Bringing a chunk that arrived in host memory to the device, for its readers; the
+    /// chunk's bytes once it is delivered (a copy started as its collective piece landed,
+    /// [`Engine::handle_landed`], may end before the collective completes).
+    ToDevice(ChunkId, Option<Payload>),
 }
 
 /// A message, collective join or one-sided operation waiting for `waits` to reach host
@@ -514,6 +545,8 @@ impl Engine {
             landed: HashMap::default(),
             copies: VecDeque::new(),
             copying: HashMap::default(),
+            early: HashMap::default(),
+            device_memory: DeviceMemory::default(),
             next_copy: 0,
             held: Vec::new(),
             released: VecDeque::new(),
@@ -787,6 +820,11 @@ impl Engine {
         for (chunk, payload) in self.dag.output_range(done.task).map(ChunkId).zip(done.outputs) {
             self.produced(now, chunk, space, payload);
         }
+        if self.on_device(done.task) {
+            for &chunk in self.dag.inputs(done.task) {
+                self.device_memory.release(chunk);
+            }
+        }
         self.strategy.on_task_done(&mut strategy_ctx!(self, now), done.task);
     }
 
@@ -969,11 +1007,52 @@ impl Engine {
                 (r.host, r.to_host) = (true, false);
                 self.release(chunk);
             }
-            Some(Copying::ToDevice(chunk, data)) => {
+            Some(Copying::ToDevice(chunk, Some(data))) => {
                 self.arrived(chunk, data);
                 self.run_immediate(now);
             }
+            Some(Copying::ToDevice(chunk, None)) => {
+                self.early.insert(chunk, None);
+            }
         }
+    }
+
+    /// Bytes of `chunk` (`bytes`) from `from` have landed here as part of a collective
+    /// still under way (a driver with devices calls this per [`Piece::data`] entry as a
+    /// piece arrives): if they landed in host memory and a device task here reads the
+    /// chunk, its copy to device memory starts now rather than when the collective
+    /// completes and the strategy delivers it. Without a device it does nothing.
+    ///
+    /// [`Piece::data`]: crate::collectives::Piece::data
+    pub fn handle_landed(&mut self, now: u64, from: Rank, chunk: ChunkId, bytes: u64) {
+        if self.error.is_some() || !self.memory.has_device() || bytes == 0 || self.memory.lands(from).is_device() {
+            return;
+        }
+        let (slot, consumers) = self.dag.reading_on(chunk, self.rank);
+        let unread = slot.is_some_and(|s| !self.store.contains(s));
+        if !unread
+            || self.early.contains_key(&chunk)
+            || self.resident.contains_key(&chunk)
+            || !consumers.iter().any(|&t| self.on_device(t))
+        {
+            return;
+        }
+        self.touch(now);
+        let id = self.next_copy;
+        self.next_copy += 1;
+        let to = self.memory.compute();
+        self.copies.push_back(DeviceCopy {
+            id,
+            chunk,
+            bytes,
+            from: Space::Host,
+            to,
+            peer: from,
+            carries: "collective",
+        });
+        self.copying.insert(id, Copying::ToDevice(chunk, None));
+        self.early.insert(chunk, Some(id));
+        self.hold_on_device(chunk, bytes);
     }
 
     /// One-sided operation `id` failed in the driver (for example it reached past the end
@@ -1255,18 +1334,46 @@ impl Engine {
             if leaves {
                 self.resident.insert(chunk, Resident::default());
             }
+            self.hold_on_device(chunk, data.len() as u64);
             return self.arrived(chunk, data);
         }
         if data.is_empty() || !self.dag.consumers_on(chunk, self.rank).iter().any(|&t| self.on_device(t)) {
             return self.arrived(chunk, data);
         }
         self.resident.insert(chunk, Resident { host: true, to_host: false });
+        match self.early.remove(&chunk) {
+            // Its copy started as its piece landed: it ended, or the bytes wait for it.
+            Some(None) => return self.arrived(chunk, data),
+            Some(Some(id)) => {
+                self.copying.insert(id, Copying::ToDevice(chunk, Some(data)));
+                return;
+            }
+            None => {}
+        }
         let id = self.next_copy;
         self.next_copy += 1;
         let bytes = data.len() as u64;
+        self.hold_on_device(chunk, bytes);
         let to = self.memory.compute();
         self.copies.push_back(DeviceCopy { id, chunk, bytes, from: Space::Host, to, peer: from, carries });
-        self.copying.insert(id, Copying::ToDevice(chunk, data));
+        self.copying.insert(id, Copying::ToDevice(chunk, Some(data)));
+    }
+
+    /// `chunk` (`bytes`) is in device memory now (or on its way): held there for its
+    /// local device readers; fails the rank if the device's memory cannot hold it.
+    fn hold_on_device(&mut self, chunk: ChunkId, bytes: u64) {
+        let (dag, rank) = (&*self.dag, self.rank);
+        let reads: usize = dag
+            .consumers_on(chunk, rank)
+            .iter()
+            .filter(|&&t| self.on_device(t))
+            .map(|&t| dag.inputs(t).iter().filter(|&&c| c == chunk).count())
+            .sum();
+        let need = self.device_memory.hold(chunk, bytes, reads as u32);
+        if let Some(capacity) = self.memory.capacity().filter(|&c| need > c) {
+            let device = self.memory.compute();
+            self.error.get_or_insert(EngineError::DeviceMemory { rank, device, need, chunk, capacity });
+        }
     }
 
     /// Whether local task `t` runs on the device: a kernel (a task placed at run time

@@ -28,8 +28,22 @@
 //! the copy is done. A driver with devices moves each piece of data along [`Memory::path`]
 //! of its two ranks, the one rule both sides follow (a collective's relays are taken to
 //! hold what they forward where that path needs it: their own staging is not modelled).
+//!
+//! # Device memory capacity
+//!
+//! A device's memory is finite ([`Memory::with_capacity`]); chunks are not evicted to
+//! host memory (a runtime that spills would need its own copies and policy, which no
+//! strategy here has), so a run that needs more fails, naming the device, the need and
+//! the capacity ([`DeviceMemory`]). What is counted is what the device's own tasks need:
+//! a chunk a device task reads occupies device memory from when it is produced there or
+//! its copy to the device starts until its last local reader ends; a device task's
+//! outputs count when they are produced (with the task's inputs still held). Buffers
+//! the network or a copy to host still reads after that are not counted (the engine does
+//! not learn when the NIC is done with them), so the check never fails a run that fits,
+//! and may pass one that needs a little more.
 
-use crate::ids::Rank;
+use crate::ids::{ChunkId, Rank};
+use rustc_hash::FxHashMap as HashMap;
 
 /// Where bytes live.
 ///
@@ -94,6 +108,8 @@ pub struct Memory {
     gpu_direct: bool,
     /// First rank of the node and one past its last.
     node: (u32, u32),
+    /// The device's memory, bytes (`None`: not limited).
+    capacity: Option<u64>,
 }
 
 impl Memory {
@@ -106,7 +122,17 @@ impl Memory {
     /// `node` share its node (the rank among them).
     pub fn device(rank: Rank, device: u16, gpu_direct: bool, node: std::ops::Range<u32>) -> Memory {
         debug_assert!(node.contains(&rank.0), "{rank} is on its own node");
-        Memory { device: Some(device), gpu_direct, node: (node.start, node.end) }
+        Memory { device: Some(device), gpu_direct, node: (node.start, node.end), capacity: None }
+    }
+
+    /// The same, with `bytes` of device memory (see [`DeviceMemory`]).
+    pub fn with_capacity(self, bytes: u64) -> Memory {
+        Memory { capacity: Some(bytes), ..self }
+    }
+
+    /// The device's memory, bytes, if limited.
+    pub fn capacity(&self) -> Option<u64> {
+        self.capacity
     }
 
     /// Whether the rank has a device.
@@ -139,5 +165,66 @@ impl Memory {
             Path::Peer => self.compute(),
             Path::Network => self.network_space(),
         }
+    }
+}
+
+/// The chunks a device's tasks hold in its memory (see the [module docs](self)).
+///
+/// ```
+/// use dagwire_runtime::space::DeviceMemory;
+/// use dagwire_runtime::ChunkId;
+/// let mut m = DeviceMemory::default();
+/// assert_eq!(m.hold(ChunkId(1), 100, 2), 100); // read by two local tasks
+/// assert_eq!(m.hold(ChunkId(2), 50, 0), 150); // counted as produced, then gone
+/// m.release(ChunkId(1));
+/// assert_eq!(m.hold(ChunkId(3), 10, 1), 110);
+/// m.release(ChunkId(1)); // its second reader ended
+/// m.release(ChunkId(9)); // not held: nothing
+/// assert_eq!((m.used(), m.peak()), (10, 150));
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct DeviceMemory {
+    /// Held chunks: bytes, and how many local reads still hold each.
+    held: HashMap<ChunkId, (u64, u32)>,
+    used: u64,
+    peak: u64,
+}
+
+impl DeviceMemory {
+    /// `chunk` (`bytes`) is now in device memory, for `reads` local reads (0: it is
+    /// counted now, then gone). Returns the bytes in use with it.
+    pub fn hold(&mut self, chunk: ChunkId, bytes: u64, reads: u32) -> u64 {
+        if let Some(held) = self.held.get_mut(&chunk) {
+            held.1 += reads;
+            return self.used;
+        }
+        let with = self.used.saturating_add(bytes);
+        self.peak = self.peak.max(with);
+        if reads > 0 {
+            self.held.insert(chunk, (bytes, reads));
+            self.used = with;
+        }
+        with
+    }
+
+    /// One local read of `chunk` ended; the last frees it.
+    pub fn release(&mut self, chunk: ChunkId) {
+        if let Some((bytes, reads)) = self.held.get_mut(&chunk) {
+            *reads -= 1;
+            if *reads == 0 {
+                self.used -= *bytes;
+                self.held.remove(&chunk);
+            }
+        }
+    }
+
+    /// Bytes held now.
+    pub fn used(&self) -> u64 {
+        self.used
+    }
+
+    /// The most bytes held at once so far.
+    pub fn peak(&self) -> u64 {
+        self.peak
     }
 }

@@ -68,7 +68,8 @@ pub struct Accelerators {
     pub model: String,
     /// Devices per node; must equal `ranks_per_node` (one rank per device).
     pub devices: u32,
-    /// Device memory per device, GiB (listed; chunks are not evicted, so not enforced).
+    /// Device memory per device, GiB: a run whose device tasks need more at once fails
+    /// (chunks are not evicted; see `dagwire_runtime::space`).
     pub memory_gib: f64,
     /// Compute streams per device: kernels and copies each hold one while they run.
     pub streams: u32,
