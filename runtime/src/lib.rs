@@ -21,7 +21,7 @@ pub use crate::core::{
 };
 
 pub use collective::{Capability, CollectiveJoin, CollectiveKind, Contribution};
-pub use dag::{Added, Chunk, Dag, DagBuilder, Decision, DecisionId, Role, SlotSpec, Task, TaskSpec};
+pub use dag::{Added, Chunk, Dag, DagBuilder, Decision, DecisionId, Reader, Role, SlotSpec, Task, TaskSpec};
 pub use drivers::{Fault, Progress, RunError, RunOutcome};
 pub use engine::{Action, Engine, EngineError};
 pub use ids::{ChunkId, KernelId, Rank, TaskId};

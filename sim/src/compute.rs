@@ -29,16 +29,36 @@ use rustc_hash::FxHashMap;
 /// assert_eq!(model.modelled("gen", 0.0, 1000), 100 + 2_000); // 1000 bytes written at 2 ns each
 /// assert!(model.charges_bytes());
 /// ```
+///
+/// A run asks by kernel id ([`ComputeModel::modelled_kernel`]): each kernel's rate is
+/// looked up by name once, then read from a dense table.
 #[derive(Debug)]
 pub struct ComputeModel {
     spec: Compute,
     measured: FxHashMap<(u16, u64), Time>,
+    /// By kernel id: its rate and byte cost, once asked for.
+    by_kernel: Vec<Option<KernelCost>>,
+}
+
+/// What a kernel costs, resolved from its name.
+#[derive(Clone, Debug)]
+struct KernelCost {
+    rate: Rate,
+    /// ns per output byte (0 when the kernel has no byte cost).
+    ns_per_byte: f64,
+}
+
+/// A kernel's speed: one rate, or a curve by flops.
+#[derive(Clone, Debug)]
+enum Rate {
+    Flat(f64),
+    Curve(Vec<[f64; 2]>),
 }
 
 impl ComputeModel {
     /// A model from a machine's compute section.
     pub fn new(spec: &Compute) -> Self {
-        ComputeModel { spec: spec.clone(), measured: FxHashMap::default() }
+        ComputeModel { spec: spec.clone(), measured: FxHashMap::default(), by_kernel: Vec::new() }
     }
 
     /// True when durations come from running kernels.
@@ -55,11 +75,45 @@ impl ComputeModel {
     /// Modelled duration of a task of `flops` running kernel `name` on one core and
     /// writing `bytes` (the sum of its outputs' sizes).
     pub fn modelled(&self, name: &str, flops: f64, bytes: u64) -> Time {
+        self.cost(&self.resolve(name), flops, bytes)
+    }
+
+    /// [`ComputeModel::modelled`] for kernel id `kernel`, whose name `name` gives (asked
+    /// only the first time the kernel comes up): the same duration, without looking the
+    /// name up per task.
+    pub fn modelled_kernel(
+        &mut self,
+        kernel: u16,
+        name: impl FnOnce() -> &'static str,
+        flops: f64,
+        bytes: u64,
+    ) -> Time {
+        let k = usize::from(kernel);
+        if k >= self.by_kernel.len() {
+            self.by_kernel.resize(k + 1, None);
+        }
+        if self.by_kernel[k].is_none() {
+            self.by_kernel[k] = Some(self.resolve(name()));
+        }
+        let cost = self.by_kernel[k].as_ref().expect("resolved above");
+        self.cost(cost, flops, bytes)
+    }
+
+    /// Kernel `name`'s rate and byte cost.
+    fn resolve(&self, name: &str) -> KernelCost {
         let rate = match self.spec.kernel_curves.get(name) {
-            Some(curve) => interpolate(curve, flops),
-            None => self.spec.kernel_gflops.get(name).copied().unwrap_or(self.spec.default_gflops),
+            Some(curve) => Rate::Curve(curve.clone()),
+            None => Rate::Flat(self.spec.kernel_gflops.get(name).copied().unwrap_or(self.spec.default_gflops)),
         };
-        let writing = self.spec.kernel_ns_per_byte.get(name).map_or(0.0, |ns| ns * bytes as f64);
+        KernelCost { rate, ns_per_byte: self.spec.kernel_ns_per_byte.get(name).copied().unwrap_or(0.0) }
+    }
+
+    fn cost(&self, cost: &KernelCost, flops: f64, bytes: u64) -> Time {
+        let rate = match &cost.rate {
+            Rate::Flat(rate) => *rate,
+            Rate::Curve(curve) => interpolate(curve, flops),
+        };
+        let writing = if cost.ns_per_byte == 0.0 { 0.0 } else { cost.ns_per_byte * bytes as f64 };
         (self.spec.task_overhead_ns + flops / rate + writing).ceil() as Time
     }
 
@@ -89,4 +143,44 @@ fn interpolate(curve: &[[f64; 2]], flops: f64) -> f64 {
     let ([x0, y0], [x1, y1]) = (curve[i - 1], curve[i]);
     let t = (flops.ln() - x0.ln()) / (x1.ln() - x0.ln());
     y0 + t * (y1 - y0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    /// By kernel id a task costs what it does by name, for flat rates, curves, byte
+    /// costs and kernels the machine does not name; each name is looked up once.
+    #[test]
+    fn a_kernel_costs_by_id_what_it_costs_by_name_and_its_name_is_asked_once() {
+        let mut model = ComputeModel::new(&Compute {
+            mode: ComputeMode::Model,
+            cores_per_rank: 1,
+            kernel_gflops: [("gemm".to_string(), 50.0), ("gen".to_string(), 3.0)].into(),
+            default_gflops: 10.0,
+            kernel_curves: [("trsm".to_string(), vec![[1e6, 1.0], [1e8, 4.0]])].into(),
+            kernel_ns_per_byte: [("gen".to_string(), 2.5)].into(),
+            task_overhead_ns: 7.5,
+            control_message_ns: 0.0,
+            progress: Default::default(),
+        });
+        let names = ["gemm", "trsm", "gen", "potrf"];
+        let asked = Cell::new(0);
+        for (flops, bytes) in [(0.0, 0), (1e5, 8), (3.3e6, 1000), (1e7, 77), (2e9, 1 << 20)] {
+            for (k, name) in names.iter().enumerate() {
+                let by_id = model.modelled_kernel(
+                    k as u16 * 3,
+                    || {
+                        asked.set(asked.get() + 1);
+                        name
+                    },
+                    flops,
+                    bytes,
+                );
+                assert_eq!(by_id, model.modelled(name, flops, bytes), "{name} at {flops} flops, {bytes} bytes");
+            }
+        }
+        assert_eq!(asked.get(), names.len());
+    }
 }

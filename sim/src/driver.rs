@@ -818,10 +818,9 @@ impl Sim<'_> {
     fn start_task(&mut self, r: usize, now: Time, job: RunTask) -> Result<(), RunError> {
         let task = self.dag.task(job.task);
         let worker = self.free_workers[r].pop().expect("the engine never exceeds its workers");
-        let name = (self.kernels.name)(task.kernel);
         if let Some(accel) = &mut self.accel {
             // The kernel's time on the device, whether or not it also runs on the host.
-            let span = accel.devices.kernel(r as u32, now, name, task.flops);
+            let span = accel.devices.kernel(r as u32, now, (self.kernels.name)(task.kernel), task.flops);
             let outputs = if self.cfg.run_kernels {
                 self.kernels
                     .kernels
@@ -847,11 +846,13 @@ impl Sim<'_> {
             let duration = if self.compute.measures() {
                 self.compute.record(task.kernel.0, task.flops, started.elapsed().as_nanos() as Time)
             } else {
-                self.compute.modelled(name, task.flops, bytes)
+                self.compute.modelled_kernel(task.kernel.0, || (self.kernels.name)(task.kernel), task.flops, bytes)
             };
             (outputs, duration)
         } else {
-            (self.modelled_outputs(task, &job.inputs), self.compute.modelled(name, task.flops, bytes))
+            let duration =
+                self.compute.modelled_kernel(task.kernel.0, || (self.kernels.name)(task.kernel), task.flops, bytes);
+            (self.modelled_outputs(task, &job.inputs), duration)
         };
         self.pending[r * self.workers + worker as usize] =
             Some(Pending { outputs, lane: worker, start: now, end: now + duration });

@@ -224,6 +224,20 @@ pub struct Chunk {
 }
 
 /// Builds a [`Dag`] task by task. See [`TaskSpec`] for an example.
+/// A task reading a chunk, as [`Dag::reading_on`] finds it: everything an arrival of
+/// the chunk needs about its reader, in one record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reader {
+    /// The reading task.
+    pub task: TaskId,
+    /// Its owner.
+    pub owner: Rank,
+    /// The chunk's read slot on `owner` (the same for every reader on one rank).
+    pub slot: u32,
+    /// The task's position among its owner's tasks ([`Dag::local_index`]).
+    pub local: u32,
+}
+
 #[derive(Debug, Default)]
 pub struct DagBuilder {
     ranks: u32,
@@ -420,35 +434,36 @@ impl DagBuilder {
         for c in 0..self.chunks.len() {
             pairs[consumers.offsets[c] as usize..consumers.offsets[c + 1] as usize].sort_unstable();
         }
-        let (consumer_owners, by_owner_consumers): (Vec<Rank>, Vec<TaskId>) = pairs.into_iter().unzip();
+        let by_owner = Csr::build(self.ranks as usize, self.tasks.len(), |t| vec![self.tasks[t].owner.index()]);
+        let mut local_index = vec![0u32; self.tasks.len()];
+        for r in 0..self.ranks as usize {
+            for (i, t) in by_owner.row(r).iter().enumerate() {
+                local_index[t.index()] = i as u32;
+            }
+        }
         // Each (chunk, reading rank) pair gets the next slot of that rank, at every
         // position of its run of consumers; chunks in id order, so slots follow chunk ids.
         let mut read_slots = vec![0u32; self.ranks as usize];
-        let mut read_slot = vec![0u32; consumer_owners.len()];
+        let mut readers: Vec<Reader> = Vec::with_capacity(pairs.len());
         for c in 0..self.chunks.len() {
             let (a, b) = (consumers.offsets[c] as usize, consumers.offsets[c + 1] as usize);
             for p in a..b {
-                let owner = consumer_owners[p].index();
-                if p > a && consumer_owners[p - 1].index() == owner {
-                    read_slot[p] = read_slot[p - 1];
-                } else {
-                    read_slot[p] = read_slots[owner];
-                    read_slots[owner] += 1;
-                }
+                let (owner, task) = pairs[p];
+                let slot = match readers.last() {
+                    Some(prev) if p > a && prev.owner == owner => prev.slot,
+                    _ => {
+                        read_slots[owner.index()] += 1;
+                        read_slots[owner.index()] - 1
+                    }
+                };
+                readers.push(Reader { task, owner, slot, local: local_index[task.index()] });
             }
         }
         let mut input_slots = Vec::with_capacity(self.inputs.len());
         for (t, task) in self.tasks.iter().enumerate() {
             for c in &self.inputs[self.input_offsets[t] as usize..self.input_offsets[t + 1] as usize] {
                 let (a, b) = (consumers.offsets[c.index()] as usize, consumers.offsets[c.index() + 1] as usize);
-                input_slots.push(read_slot[a + consumer_owners[a..b].partition_point(|&r| r < task.owner)]);
-            }
-        }
-        let by_owner = Csr::build(self.ranks as usize, self.tasks.len(), |t| vec![self.tasks[t].owner.index()]);
-        let mut local_index = vec![0u32; self.tasks.len()];
-        for r in 0..self.ranks as usize {
-            for (i, t) in by_owner.row(r).iter().enumerate() {
-                local_index[t.index()] = i as u32;
+                input_slots.push(readers[a + readers[a..b].partition_point(|r| r.owner < task.owner)].slot);
             }
         }
         let mut results: Vec<ChunkId> = (0..self.chunks.len() as u32)
@@ -468,9 +483,7 @@ impl DagBuilder {
             input_offsets: self.input_offsets,
             inputs: self.inputs,
             consumers,
-            by_owner_consumers,
-            consumer_owners,
-            read_slot,
+            readers,
             read_slots,
             input_slots,
             by_owner,
@@ -544,15 +557,12 @@ pub struct Dag {
     input_offsets: Vec<u32>,
     inputs: Vec<ChunkId>,
     consumers: Csr,
-    /// Each chunk's consumers again (rows as in `consumers`), ordered by (owner, id), and
-    /// their owners beside them: an engine finds the consumers on its rank by binary
-    /// search, not by reading every consumer's task record on every arrival (a broadcast
-    /// chunk on 16,384 ranks has 16,383 consumers).
-    by_owner_consumers: Vec<TaskId>,
-    consumer_owners: Vec<Rank>,
-    /// Beside `by_owner_consumers`: the read slot of the (chunk, owner) pair
-    /// ([`Dag::reading_on`]).
-    read_slot: Vec<u32>,
+    /// Each chunk's consumers again (rows as in `consumers`), ordered by (owner, id), each
+    /// with its owner, read slot and local index in one record: an engine finds the
+    /// consumers on its rank by binary search, not by reading every consumer's task record
+    /// on every arrival (a broadcast chunk on 16,384 ranks has 16,383 consumers), and an
+    /// arrival reads one array, not four.
+    readers: Vec<Reader>,
     /// How many distinct chunks each rank's tasks read (its read slots).
     read_slots: Vec<u32>,
     /// Beside `inputs`: each input's read slot on its reader's rank ([`Dag::input_slots`]).
@@ -623,31 +633,32 @@ impl Dag {
     /// let r1 = b.add(TaskSpec::new(KernelId(0), Rank(1)).inputs(&[p.output(0)]));
     /// let r0 = b.add(TaskSpec::new(KernelId(0), Rank(0)).inputs(&[p.output(0)]));
     /// let dag = b.finish();
-    /// assert_eq!(dag.consumer_owners(p.output(0)), &[Rank(0), Rank(1)]);
-    /// assert_eq!(dag.consumers_on(p.output(0), Rank(1)), &[r1.task]);
-    /// assert_eq!(dag.consumers_on(p.output(0), Rank(0)), &[r0.task]);
+    /// assert_eq!(dag.consumer_owners(p.output(0)).collect::<Vec<_>>(), [Rank(0), Rank(1)]);
+    /// assert_eq!(dag.consumers_on(p.output(0), Rank(1)).collect::<Vec<_>>(), [r1.task]);
+    /// assert_eq!(dag.consumers_on(p.output(0), Rank(0)).collect::<Vec<_>>(), [r0.task]);
     /// ```
-    pub fn consumer_owners(&self, c: ChunkId) -> &[Rank] {
+    pub fn consumer_owners(&self, c: ChunkId) -> impl Iterator<Item = Rank> + '_ {
+        self.readers_of(c).iter().map(|r| r.owner)
+    }
+    /// Every [`Reader`] of `c`, ordered by (owner, task).
+    fn readers_of(&self, c: ChunkId) -> &[Reader] {
         let i = c.index();
-        &self.consumer_owners[self.consumers.offsets[i] as usize..self.consumers.offsets[i + 1] as usize]
+        &self.readers[self.consumers.offsets[i] as usize..self.consumers.offsets[i + 1] as usize]
     }
     /// The consumers of `c` that `rank` owns, in id order (a binary search).
-    pub fn consumers_on(&self, c: ChunkId, rank: Rank) -> &[TaskId] {
-        let (a, b) = (self.consumers.offsets[c.index()] as usize, self.consumers.offsets[c.index() + 1] as usize);
-        let owners = &self.consumer_owners[a..b];
-        let (from, to) = (owners.partition_point(|&r| r < rank), owners.partition_point(|&r| r <= rank));
-        &self.by_owner_consumers[a + from..a + to]
+    pub fn consumers_on(&self, c: ChunkId, rank: Rank) -> impl Iterator<Item = TaskId> + '_ {
+        self.reading_on(c, rank).1.iter().map(|r| r.task)
     }
-    /// [`Dag::consumers_on`], with the chunk's **read slot** on `rank`: the distinct
-    /// chunks a rank's tasks read are numbered `0..`[`Dag::read_slots`]`(rank)` (in chunk
-    /// id order), so an engine keeps what it holds in a dense array instead of a map.
-    /// The slot is `None` when no task of `rank` reads `c`.
-    pub fn reading_on(&self, c: ChunkId, rank: Rank) -> (Option<u32>, &[TaskId]) {
-        let (a, b) = (self.consumers.offsets[c.index()] as usize, self.consumers.offsets[c.index() + 1] as usize);
-        let owners = &self.consumer_owners[a..b];
-        let (from, to) = (owners.partition_point(|&r| r < rank), owners.partition_point(|&r| r <= rank));
-        let slot = (from < to).then(|| self.read_slot[a + from]);
-        (slot, &self.by_owner_consumers[a + from..a + to])
+    /// [`Dag::consumers_on`] as [`Reader`]s, with the chunk's **read slot** on `rank`: the
+    /// distinct chunks a rank's tasks read are numbered `0..`[`Dag::read_slots`]`(rank)`
+    /// (in chunk id order), so an engine keeps what it holds in a dense array instead of a
+    /// map. The slot is `None` (and the readers empty) when no task of `rank` reads `c`.
+    pub fn reading_on(&self, c: ChunkId, rank: Rank) -> (Option<u32>, &[Reader]) {
+        let all = self.readers_of(c);
+        let from = all.partition_point(|r| r.owner < rank);
+        let to = from + all[from..].partition_point(|r| r.owner <= rank);
+        let on = &all[from..to];
+        (on.first().map(|r| r.slot), on)
     }
     /// How many distinct chunks the tasks of `rank` read: the range of its read slots
     /// ([`Dag::reading_on`]).
@@ -665,7 +676,8 @@ impl Dag {
     /// let dag = b.finish();
     /// assert_eq!(dag.read_slots(Rank(1)), 2);
     /// assert_eq!(dag.input_slots(r.task), &[1, 0, 1]);
-    /// assert_eq!(dag.reading_on(y, Rank(1)), (Some(1), &[r.task][..]));
+    /// assert_eq!(dag.reading_on(y, Rank(1)).0, Some(1));
+    /// assert_eq!(dag.consumers_on(y, Rank(1)).collect::<Vec<_>>(), [r.task]);
     /// assert_eq!(dag.reading_on(y, Rank(0)).0, None);
     /// ```
     pub fn input_slots(&self, t: TaskId) -> &[u32] {
@@ -684,7 +696,7 @@ impl Dag {
     /// Whether a task on another rank than the producer's reads `c` (it must move).
     pub fn is_read_remotely(&self, c: ChunkId) -> bool {
         let owner = self.chunk_owner(c);
-        self.consumer_owners(c).iter().any(|&r| r != owner)
+        self.consumer_owners(c).any(|r| r != owner)
     }
 
     /// Ranks other than the producer's that read a chunk, sorted and without repeats.
@@ -700,7 +712,7 @@ impl Dag {
         let owner = self.chunk_owner(c);
         ranks.clear();
         // Owners come sorted: repeats are adjacent.
-        ranks.extend(self.consumer_owners(c).iter().filter(|&&r| r != owner));
+        ranks.extend(self.consumer_owners(c).filter(|&r| r != owner));
         ranks.dedup();
     }
     /// Chunks nobody reads.

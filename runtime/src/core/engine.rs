@@ -32,7 +32,7 @@
 //! under real threads, MPI and the simulator's virtual time.
 
 use crate::collective::{Capability, CollectiveJoin, Contribution, wire_bytes};
-use crate::dag::{Dag, Role};
+use crate::dag::{Dag, Reader, Role};
 use crate::ids::{ChunkId, Rank, TaskId};
 use crate::message::{Message, MessageClass, NO_CHUNK};
 use crate::one_sided::{Access, MemoryKey, OneSided, WindowSpec};
@@ -1033,7 +1033,7 @@ impl Engine {
         if !unread
             || self.early.contains_key(&chunk)
             || self.resident.contains_key(&chunk)
-            || !consumers.iter().any(|&t| self.on_device(t))
+            || !consumers.iter().any(|r| self.on_device(r.task))
         {
             return;
         }
@@ -1259,8 +1259,7 @@ impl Engine {
                     _ => None,
                 };
                 let reader = if op.target == self.rank {
-                    let readers = self.dag.consumer_owners(op.chunk);
-                    readers.iter().copied().find(|&r| self.memory.path(r) == Path::Network)
+                    self.dag.consumer_owners(op.chunk).find(|&r| self.memory.path(r) == Path::Network)
                 } else {
                     Some(op.target).filter(|&t| self.memory.path(t) == Path::Network)
                 };
@@ -1329,15 +1328,15 @@ impl Engine {
         }
         if space.is_device() {
             // Only a chunk that may leave the rank needs its spaces remembered.
-            let leaves = self.dag.consumer_owners(chunk).iter().any(|&r| r != self.rank)
-                || self.dag.consumers_on(chunk, self.rank).iter().any(|&t| self.group_of_task(t).is_some());
+            let leaves = self.dag.consumer_owners(chunk).any(|r| r != self.rank)
+                || self.dag.consumers_on(chunk, self.rank).any(|t| self.group_of_task(t).is_some());
             if leaves {
                 self.resident.insert(chunk, Resident::default());
             }
             self.hold_on_device(chunk, data.len() as u64);
             return self.arrived(chunk, data);
         }
-        if data.is_empty() || !self.dag.consumers_on(chunk, self.rank).iter().any(|&t| self.on_device(t)) {
+        if data.is_empty() || !self.dag.consumers_on(chunk, self.rank).any(|t| self.on_device(t)) {
             return self.arrived(chunk, data);
         }
         self.resident.insert(chunk, Resident { host: true, to_host: false });
@@ -1636,16 +1635,15 @@ impl Engine {
     fn arrived(&mut self, chunk: ChunkId, data: Payload) {
         let (dag, rank, mut readers) = (&*self.dag, self.rank, 0);
         let (slot, consumers) = dag.reading_on(chunk, rank);
-        for &t in consumers {
+        for &Reader { task: t, local, .. } in consumers {
             // A task may read the same chunk twice; it waits for it (and reads it) each time.
-            let local = dag.local_index(t);
-            let uses = if self.reads_twice.binary_search(&(local as u32)).is_ok() {
+            let uses = if self.reads_twice.binary_search(&local).is_ok() {
                 dag.inputs(t).iter().filter(|&&c| c == chunk).count() as u32
             } else {
                 1
             };
             readers += uses;
-            let left = &mut self.missing[local];
+            let left = &mut self.missing[local as usize];
             *left -= uses;
             if *left == 0 {
                 make_ready(&self.group_of, &mut self.groups, &mut self.ready, &mut self.immediate, dag, t);
