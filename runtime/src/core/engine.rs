@@ -1364,9 +1364,8 @@ impl Engine {
         let (dag, rank) = (&*self.dag, self.rank);
         let reads: usize = dag
             .consumers_on(chunk, rank)
-            .iter()
-            .filter(|&&t| self.on_device(t))
-            .map(|&t| dag.inputs(t).iter().filter(|&&c| c == chunk).count())
+            .filter(|&t| self.on_device(t))
+            .map(|t| dag.inputs(t).iter().filter(|&&c| c == chunk).count())
             .sum();
         let need = self.device_memory.hold(chunk, bytes, reads as u32);
         if let Some(capacity) = self.memory.capacity().filter(|&c| need > c) {
