@@ -41,9 +41,11 @@ use dagwire_runtime::message::HEADER_BYTES;
 use dagwire_runtime::{MessageClass, ParamValue, Params, Progress, Rank, RunOutcome, Strategy, StrategyFactory};
 use dagwire_sim::machine::ProgressModel;
 use dagwire_sim::machine::calibrated::Calibration;
+use dagwire_runtime::trace::TraceLevel;
+use dagwire_sim::driver::{SimConfig, SimKernels};
 use dagwire_sim::machine::fit::{
-    ControlFit, LogGpFit, Sample, fit_control, fit_kernel_byte_costs, fit_kernel_curves, fit_kernel_rates, fit_loggp,
-    median,
+    CollectiveCallFit, ControlFit, CpuPerByteFit, LogGpFit, Sample, fit_collective_call, fit_control,
+    fit_cpu_per_byte, fit_kernel_byte_costs, fit_kernel_curves, fit_kernel_rates, fit_loggp, median,
 };
 use dagwire_strategies::eager::Eager;
 use dagwire_strategies::rendezvous::{DEFAULT_MAX_RECEIVES, Rendezvous};
@@ -187,6 +189,30 @@ struct Measured {
     rendezvous: Vec<Sample>,
     /// Kernel tasks: (name, flops, bytes written, duration ns).
     tasks: Vec<(&'static str, f64, u64, f64)>,
+    /// Streaming: the sender's time between consecutive `send` tasks of a window (median),
+    /// ns, per size: its thread's CPU time per message sent.
+    send_cpu: Vec<Sample>,
+    /// Streaming: the receiver's time between consecutive `recv` tasks of a window.
+    recv_cpu: Vec<Sample>,
+    /// The batched ping-pong's hop (every message in an all-to-all), ns, per size.
+    batched: Vec<Sample>,
+}
+
+/// On `rank`, the time between consecutive `kernel` tasks of one measured iteration
+/// (end of one to start of the next): in a streaming window, what its thread spends
+/// per message between kernels.
+fn between_tasks(w: &dyn Workload, out: &RunOutcome, rank: Rank, kernel: &str) -> Vec<f64> {
+    let mut tasks: Vec<(u32, u64, u64)> = out
+        .trace
+        .tasks
+        .iter()
+        .filter(|t| t.rank == rank && w.kernel_name(t.kernel) == kernel)
+        .map(|t| (w.dag().task(t.task).args, t))
+        .filter(|(args, _)| args[1] != 0)
+        .map(|(args, t)| (args[0], t.start_ns, t.end_ns))
+        .collect();
+    tasks.sort_by_key(|t| (t.0, t.1));
+    tasks.windows(2).filter(|p| p[0].0 == p[1].0).map(|p| p[1].1.saturating_sub(p[0].2) as f64).collect()
 }
 
 /// Per measured iteration on rank 0, from the start of its `send` task to the end of
@@ -227,7 +253,7 @@ fn measure_and_write(args: &Args, runner: &Runner<'_>, how: &str, jobs: bool) ->
     let tiles = tiles(args.kernel_n);
     ensure!(!tiles.is_empty(), "--kernel-n must be at least 256 (tiles of 128 on a 2x2 grid at least)");
     let control_sizes: Vec<u64> = CONTROL_SIZES.into_iter().filter(|&s| s <= args.max_size).collect();
-    let mut progress = SweepProgress::new(2 * sizes.len() + control_sizes.len() + tiles.len(), 0);
+    let mut progress = SweepProgress::new(2 * sizes.len() + 2 * control_sizes.len() + tiles.len(), 0);
     let mut m = Measured::default();
     for &size in &sizes {
         for (pattern, window) in [("pingpong", 1), ("bandwidth", 16)] {
@@ -246,6 +272,12 @@ fn measure_and_write(args: &Args, runner: &Runner<'_>, how: &str, jobs: bool) ->
             } else {
                 let interval = span / window as f64;
                 m.stream.push(Sample { bytes: size, ns: interval });
+                let send = median(&between_tasks(w.as_ref(), &out, Rank(0), "send"));
+                let recv = median(&between_tasks(w.as_ref(), &out, Rank(1), "recv"));
+                if send.is_finite() && recv.is_finite() {
+                    m.send_cpu.push(Sample { bytes: size, ns: send.max(1.0) });
+                    m.recv_cpu.push(Sample { bytes: size, ns: recv.max(1.0) });
+                }
                 format!(
                     "{:.2} us per message (median window), {:.0} MB/s",
                     interval / 1e3,
@@ -264,6 +296,20 @@ fn measure_and_write(args: &Args, runner: &Runner<'_>, how: &str, jobs: bool) ->
         ensure!(check.passed, "the {label} run did not verify: {}", check.detail);
         let hop = median(&iteration_spans(w.as_ref(), &out)) / 2.0;
         m.rendezvous.push(Sample { bytes: size, ns: hop });
+        progress.finish_one(&label, &format!("{:.2} us per hop (median)", hop / 1e3));
+    }
+    let batched = dagwire_strategies::find("batched")?;
+    let batched_params = Params::resolve(&(batched.params)(), Default::default())?;
+    for &size in &control_sizes {
+        let label = format!("pingpong {size} B, batched");
+        progress.start(&label);
+        let w = micro("pingpong", size, args.iterations, 1)?;
+        let factory = batched.factory(&batched_params, w.dag(), 1);
+        let Some(out) = runner(w.as_ref(), &factory)? else { continue };
+        let check = w.verify(&out.results);
+        ensure!(check.passed, "the {label} run did not verify: {}", check.detail);
+        let hop = median(&iteration_spans(w.as_ref(), &out)) / 2.0;
+        m.batched.push(Sample { bytes: size, ns: hop });
         progress.finish_one(&label, &format!("{:.2} us per hop (median)", hop / 1e3));
     }
     for &tile in &tiles {
@@ -299,9 +345,13 @@ fn measure_and_write(args: &Args, runner: &Runner<'_>, how: &str, jobs: bool) ->
     let pingpong: Vec<Sample> =
         m.hop.iter().map(|h| Sample { bytes: h.bytes, ns: (h.ns - 2.0 * overhead).max(1.0) }).collect();
     let fit = fit_loggp(&pingpong, &m.stream, 3).context("fitting the ping-pong and streaming curves")?;
+    let cpu = fit_cpu_per_byte(&m.send_cpu, &m.recv_cpu).context("fitting the CPU time per message byte")?;
+    let fit = fit.with_cpu_per_byte(&cpu);
     let control = fit_control(&m.rendezvous, &fit, overhead, HEADER_BYTES)
         .context("fitting the control-message cost to the rendezvous ping-pong")?;
-    let calibration = calibration(args, how, &m, fit, overhead, &control)?;
+    let mut calibration = calibration(args, how, &m, fit, overhead, &control, &cpu)?;
+    let call = collective_call(args, &m, &calibration)?;
+    calibration.collective_call_ns = (call.ns, call_note(&call));
     if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
@@ -317,6 +367,43 @@ fn measure_and_write(args: &Args, runner: &Runner<'_>, how: &str, jobs: bool) ->
     Ok(())
 }
 
+/// Fits the collective call's cost: the batched hops against the same hops simulated on
+/// the fitted machine without it (the simulator's own collectives, so every other cost
+/// the hop pays is the model's).
+fn collective_call(args: &Args, m: &Measured, calibration: &Calibration) -> Result<CollectiveCallFit> {
+    let origin = args.out.display().to_string();
+    let machine = dagwire_sim::machine::parse_machine(&origin, &calibration.render())
+        .context("the calibrated machine does not read back (a bug)")?;
+    let batched = dagwire_strategies::find("batched")?;
+    let batched_params = Params::resolve(&(batched.params)(), Default::default())?;
+    let mut simulated = std::collections::BTreeMap::new();
+    for s in &m.batched {
+        let w = micro("pingpong", s.bytes, args.iterations, 1)?;
+        let name = |k| w.kernel_name(k);
+        let kernels = SimKernels { kernels: w.kernels(), name: &name };
+        let factory = batched.factory(&batched_params, w.dag(), 1);
+        let cfg = SimConfig { ranks: args.ranks, workers: 1, run_kernels: false, seed: 1, trace: TraceLevel::Full };
+        let out = dagwire_sim::driver::run(w.dag(), &kernels, &factory, &machine, cfg)
+            .context("simulating the batched ping-pong")?;
+        simulated.insert(s.bytes, median(&iteration_spans(w.as_ref(), &out.run)) / 2.0);
+    }
+    fit_collective_call(&m.batched, &|k| simulated.get(&k).copied().unwrap_or(f64::NAN))
+        .context("fitting the collective call cost to the batched ping-pong")
+}
+
+/// The machine file's comment on the collective call cost.
+fn call_note(c: &CollectiveCallFit) -> String {
+    let list = |f: &dyn Fn(&(u64, f64, f64)) -> String| c.estimates.iter().map(f).collect::<Vec<_>>().join(" / ");
+    format!(
+        "batched ping-pong (one all-to-all a hop, both ranks calling it) hops at {} B: {} ns (median of each \
+         run's round trips / 2);\nper size, the hop less the same hop simulated on this machine without the cost \
+         = {} ns; the median of those (at least 0), charged on each rank's CPU when it joins a collective",
+        list(&|e| e.0.to_string()),
+        list(&|e| format!("{:.0}", e.1)),
+        list(&|e| format!("{:.0}", e.2)),
+    )
+}
+
 fn calibration(
     args: &Args,
     how: &str,
@@ -324,6 +411,7 @@ fn calibration(
     fit: LogGpFit,
     overhead: f64,
     control: &ControlFit,
+    cpu: &CpuPerByteFit,
 ) -> Result<Calibration> {
     let smallest = m.hop.first().context("no ping-pong measured")?;
     let rates = fit_kernel_rates(m.tasks.iter().map(|t| (t.0, t.1, t.3)), overhead);
@@ -360,6 +448,21 @@ fn calibration(
             ),
         ),
         control_message_ns: (control.ns, control_note(control, fit.one_way_ns(HEADER_BYTES), overhead)),
+        collective_call_ns: (0.0, "not fitted yet".into()),
+        cpu_per_byte: format!(
+            "streaming (window 16): the sender's time between consecutive send tasks (median), {} ns at {} .. {} B \
+             (slope {:.3} ns/B, rms residual {:.1}%), and the receiver's between recv tasks, {} ns (slope {:.3} \
+             ns/B, rms residual {:.1}%): its thread's CPU per message; O = the mean slope, at most G/2 of the \
+             ping-pong slope, which gives up 2 O to it",
+            join(&m.send_cpu),
+            m.send_cpu.first().map_or(0, |s| s.bytes),
+            m.send_cpu.last().map_or(0, |s| s.bytes),
+            cpu.send.slope_ns_per_byte,
+            cpu.send.rms_rel_residual * 100.0,
+            join(&m.recv_cpu),
+            cpu.receive.slope_ns_per_byte,
+            cpu.receive.rms_rel_residual * 100.0,
+        ),
         kernels: rates,
         curves: fit_kernel_curves(m.tasks.iter().map(|t| (t.0, t.1, t.3)), overhead),
         byte_costs: fit_kernel_byte_costs(m.tasks.iter().copied(), overhead),
@@ -372,6 +475,11 @@ fn calibration(
             (model, why)
         },
     })
+}
+
+/// `a / b / c` of the samples' times, ns.
+fn join(s: &[Sample]) -> String {
+    s.iter().map(|p| format!("{:.0}", p.ns)).collect::<Vec<_>>().join(" / ")
 }
 
 /// The machine file's comment on the control-message cost: what was measured and how
@@ -406,6 +514,10 @@ fn summary(c: &Calibration) -> String {
     }
     out.push_str(&format!("  task overhead {:.0} ns\n", c.task_overhead_ns.0));
     out.push_str(&format!("  control message {:.0} ns (rendezvous ping-pong)\n", c.control_message_ns.0));
+    out.push_str(&format!("  collective call {:.0} ns (batched ping-pong)\n", c.collective_call_ns.0));
+    if let Some(o) = c.intra_node.segments.iter().find_map(|s| s.segment.o_per_byte_ns) {
+        out.push_str(&format!("  CPU per message byte (O) {o:.3} ns (streaming, between tasks)\n"));
+    }
     for k in &c.kernels {
         out.push_str(&format!("  {:<6} {:>6.2} GFLOP/s per core ({} tasks)\n", k.name, k.gflops, k.tasks));
     }

@@ -19,6 +19,7 @@ use rustc_hash::FxHashMap;
 ///     kernel_ns_per_byte: [("gen".to_string(), 2.0)].into(),
 ///     task_overhead_ns: 100.0,
 ///     control_message_ns: 0.0,
+///     collective_call_ns: 0.0,
 ///     progress: Default::default(),
 /// });
 /// assert_eq!(model.modelled("gemm", 1e6, 8), 100 + 20_000); // 1 MFLOP at 50 GFLOP/s

@@ -15,7 +15,11 @@
 //! shows in time.
 //!
 //! A strategy's control message (no payload) also costs its receiver the machine's
-//! `compute.control_message_ns` (see [`Network::send_control`]).
+//! `compute.control_message_ns` (see [`Network::send_control`]). Joining a collective
+//! costs the rank's CPU `compute.collective_call_ns` ([`Network::collective_call`]).
+//! A kernel starts once the rank's CPU is free of the message work that holds it
+//! ([`Network::cpu_free`]: messages under LogGOPS, collective calls); with inline
+//! progress a message held for a running kernel costs its CPU time when the kernel ends.
 //!
 //! One-sided operations cost what RDMA does: a put is its data to the target then an
 //! acknowledgement header back (it completes at the origin when the acknowledgement
@@ -589,6 +593,15 @@ impl Sim<'_> {
                 // the rank starts another (the pump below).
                 if let Some(held) = &mut self.held_for_kernel {
                     for item in std::mem::take(&mut held[rank as usize]) {
+                        // Under LogGOPS its CPU time comes now, after the kernel.
+                        let cpu = match &item {
+                            InFlight::Message { src, dst, msg } => {
+                                self.network.receive_cpu(*src, *dst, msg.wire_bytes(), item.is_control_message())
+                            }
+                            InFlight::Piece(p) => self.network.receive_cpu(p.src, p.dst, p.bytes, false),
+                            _ => 0,
+                        };
+                        self.network.cpu_busy(now, Rank(rank), cpu);
                         self.receive(now, item);
                     }
                 }
@@ -635,7 +648,10 @@ impl Sim<'_> {
                     Action::Collective(join) if join.kind == CollectiveKind::Fence && self.outstanding[r] > 0 => {
                         self.parked_fence[r] = Some(join);
                     }
-                    Action::Collective(join) => self.collectives[r].join(now, join),
+                    Action::Collective(join) => {
+                        self.network.collective_call(now, Rank(r as u32));
+                        self.collectives[r].join(now, join)
+                    }
                     Action::OneSided(op) => self.one_sided(r, now, op),
                 }
             }
@@ -775,6 +791,7 @@ impl Sim<'_> {
         if self.outstanding[r] == 0
             && let Some(fence) = self.parked_fence[r].take()
         {
+            self.network.collective_call(t, origin);
             self.collectives[r].join(t, fence);
         }
         self.pump(r, t)
@@ -854,9 +871,11 @@ impl Sim<'_> {
                 self.compute.modelled_kernel(task.kernel.0, || (self.kernels.name)(task.kernel), task.flops, bytes);
             (self.modelled_outputs(task, &job.inputs), duration)
         };
+        // A kernel waits for the rank's CPU to finish the message work that holds it.
+        let start = now.max(self.network.cpu_free(Rank(r as u32)));
         self.pending[r * self.workers + worker as usize] =
-            Some(Pending { outputs, lane: worker, start: now, end: now + duration });
-        self.queue.push(now + duration, Event::TaskFinished { rank: r as u32, task: job.task, worker });
+            Some(Pending { outputs, lane: worker, start, end: start + duration });
+        self.queue.push(start + duration, Event::TaskFinished { rank: r as u32, task: job.task, worker });
         Ok(())
     }
 

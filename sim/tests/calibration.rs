@@ -10,7 +10,7 @@ use dagwire_sim::machine::fit::{
 /// The true model: two segments, the protocol switch at 16 KiB.
 fn truth() -> [LogGpSegment; 2] {
     [
-        LogGpSegment { from_bytes: 0, o_s_ns: 150.0, o_r_ns: 150.0, g_ns: 150.0, l_ns: 400.0, g_per_byte_ns: 0.125 },
+        LogGpSegment { from_bytes: 0, o_s_ns: 150.0, o_r_ns: 150.0, g_ns: 150.0, l_ns: 400.0, g_per_byte_ns: 0.125, o_per_byte_ns: None },
         LogGpSegment {
             from_bytes: 16384,
             o_s_ns: 400.0,
@@ -18,6 +18,7 @@ fn truth() -> [LogGpSegment; 2] {
             g_ns: 400.0,
             l_ns: 1200.0,
             g_per_byte_ns: 0.05,
+            o_per_byte_ns: None,
         },
     ]
 }
@@ -194,6 +195,7 @@ fn kernel_curves_recover_rates_per_task_size_and_the_model_reproduces_each_durat
         kernel_ns_per_byte: Default::default(),
         task_overhead_ns: overhead,
         control_message_ns: 0.0,
+        collective_call_ns: 0.0,
         progress: Default::default(),
     });
     for &(b, rate) in &truth {
@@ -255,6 +257,7 @@ fn byte_costs_recover_a_generator_and_the_model_charges_each_task_for_its_bytes(
         kernel_ns_per_byte: [("gen".to_string(), costs[0].ns_per_byte)].into(),
         task_overhead_ns: overhead,
         control_message_ns: 0.0,
+        collective_call_ns: 0.0,
         progress: Default::default(),
     });
     assert!(model.charges_bytes());
@@ -326,7 +329,7 @@ fn the_control_message_cost_comes_back_from_simulated_ping_pongs() {
     use dagwire_sim::machine::Machine;
     use dagwire_sim::machine::fit::fit_control;
     let seg =
-        LogGpSegment { from_bytes: 0, o_s_ns: 300.0, o_r_ns: 300.0, g_ns: 300.0, l_ns: 900.0, g_per_byte_ns: 0.1 };
+        LogGpSegment { from_bytes: 0, o_s_ns: 300.0, o_r_ns: 300.0, g_ns: 300.0, l_ns: 900.0, g_per_byte_ns: 0.1, o_per_byte_ns: None };
     let recovered = |control: f64| {
         let mut machine = Machine::crossbar("synthetic", seg.clone(), 2, 1e4);
         machine.compute.task_overhead_ns = 800.0;

@@ -120,7 +120,7 @@ fn cost_model_runs_scale_to_many_ranks_without_kernels() {
 
 /// One node-local crossbar machine with a single LogGP segment and fixed compute rate.
 fn toy_machine(ranks_per_node: u32) -> Machine {
-    let seg = LogGpSegment { from_bytes: 0, o_s_ns: 100.0, o_r_ns: 200.0, g_ns: 0.0, l_ns: 1000.0, g_per_byte_ns: 0.5 };
+    let seg = LogGpSegment { from_bytes: 0, o_s_ns: 100.0, o_r_ns: 200.0, g_ns: 0.0, l_ns: 1000.0, g_per_byte_ns: 0.5, o_per_byte_ns: None };
     Machine::crossbar("toy", seg, ranks_per_node, 1e6)
 }
 

@@ -24,6 +24,11 @@ pub struct Calibration {
     pub task_overhead_ns: (f64, String),
     /// CPU cost of handling one control message, ns, and how it was found.
     pub control_message_ns: (f64, String),
+    /// CPU cost of one collective call, ns, and how it was found.
+    pub collective_call_ns: (f64, String),
+    /// How the per-byte CPU overhead (`o_per_byte_ns` of the segments, when they have
+    /// one) was found.
+    pub cpu_per_byte: String,
     /// Fitted kernel rates (GFLOP/s per core).
     pub kernels: Vec<KernelRate>,
     /// Fitted rates by task size, for the kernels measured at several sizes.
@@ -47,7 +52,7 @@ fn quote(s: &str) -> String {
     format!("{s:?}")
 }
 
-fn segments(out: &mut String, table: &str, fit: &LogGpFit, what: &str) {
+fn segments(out: &mut String, table: &str, fit: &LogGpFit, what: &str, cpu_note: &str) {
     for (i, s) in fit.segments.iter().enumerate() {
         let seg = &s.segment;
         let p = &s.latency;
@@ -82,6 +87,12 @@ fn segments(out: &mut String, table: &str, fit: &LogGpFit, what: &str) {
             p.rms_rel_residual * 100.0
         );
         let _ = writeln!(out, "g_per_byte_ns = {}", f(seg.g_per_byte_ns));
+        if let Some(o) = seg.o_per_byte_ns {
+            for line in cpu_note.lines() {
+                let _ = writeln!(out, "# {line}");
+            }
+            let _ = writeln!(out, "o_per_byte_ns = {}", f(o));
+        }
     }
 }
 
@@ -97,12 +108,14 @@ impl Calibration {
     /// let cal = Calibration {
     ///     name: "host".into(), description: "test".into(), method: "synthetic".into(), ranks_per_node: 2,
     ///     intra_node: fit_loggp(&pp, &pp, 2).unwrap(), inter_node: None,
-    ///     task_overhead_ns: (900.0, "synthetic".into()), control_message_ns: (450.0, "synthetic".into()), kernels: vec![], curves: vec![], byte_costs: vec![], default_gflops: (5.0, "synthetic".into()),
+    ///     task_overhead_ns: (900.0, "synthetic".into()), control_message_ns: (450.0, "synthetic".into()),
+    ///     collective_call_ns: (20_000.0, "synthetic".into()), cpu_per_byte: String::new(), kernels: vec![], curves: vec![], byte_costs: vec![], default_gflops: (5.0, "synthetic".into()),
     ///     progress: (dagwire_sim::machine::ProgressModel::Inline, "synthetic".into()),
     /// };
     /// let m = parse_machine("host.toml", &cal.render()).unwrap();
     /// assert_eq!(m.compute.task_overhead_ns, 900.0);
     /// assert_eq!(m.compute.control_message_ns, 450.0);
+    /// assert_eq!(m.compute.collective_call_ns, 20_000.0);
     /// assert_eq!(m.compute.progress, dagwire_sim::machine::ProgressModel::Inline);
     /// ```
     pub fn render(&self) -> String {
@@ -123,14 +136,14 @@ impl Calibration {
         let _ = writeln!(out, "# The largest messages' bandwidth (no separate NIC measurement).");
         let _ = writeln!(out, "nic_gbps = {}", f(gbps));
         match &self.inter_node {
-            Some(fit) => segments(&mut out, "inter_node", fit, "between nodes"),
+            Some(fit) => segments(&mut out, "inter_node", fit, "between nodes", &self.cpu_per_byte),
             None => {
                 let _ =
                     writeln!(out, "\n# inter_node: not measured (the ranks shared one node); a copy of intra_node.");
-                segments(&mut out, "inter_node", &self.intra_node, "copy of intra_node");
+                segments(&mut out, "inter_node", &self.intra_node, "copy of intra_node", &self.cpu_per_byte);
             }
         }
-        segments(&mut out, "intra_node", &self.intra_node, "within a node");
+        segments(&mut out, "intra_node", &self.intra_node, "within a node", &self.cpu_per_byte);
         let _ = writeln!(out, "\n[topology]\nkind = \"crossbar\"\nlink_gbps = {}", f(gbps));
         let _ = writeln!(out, "\n[compute]\nmode = \"model\"\ncores_per_rank = 1");
         let _ = writeln!(out, "# {}", self.default_gflops.1);
@@ -141,6 +154,10 @@ impl Calibration {
             let _ = writeln!(out, "# {line}");
         }
         let _ = writeln!(out, "control_message_ns = {}", f(self.control_message_ns.0));
+        for line in self.collective_call_ns.1.lines() {
+            let _ = writeln!(out, "# {line}");
+        }
+        let _ = writeln!(out, "collective_call_ns = {}", f(self.collective_call_ns.0));
         let _ = writeln!(out, "# The measured driver's progress: {}", self.progress.1);
         let progress = match self.progress.0 {
             super::ProgressModel::Thread => "thread",

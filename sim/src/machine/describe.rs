@@ -81,10 +81,12 @@ pub fn describe(m: &Machine) -> String {
     };
     let _ = writeln!(
         out,
-        "    compute {mode}: {} GFLOP/s per core{writing}; task overhead {} ns; control message {} ns; {}",
+        "    compute {mode}: {} GFLOP/s per core{writing}; task overhead {} ns; control message {} ns; collective \
+         call {} ns; {}",
         rates.join(", "),
         num(c.task_overhead_ns),
         num(c.control_message_ns),
+        num(c.collective_call_ns),
         match c.progress {
             super::ProgressModel::Thread => "communication progresses beside kernels",
             super::ProgressModel::Inline => "inline progress: messages wait for the running kernel",
@@ -164,13 +166,14 @@ fn loggp(l: &LogGp) -> String {
         .iter()
         .map(|s| {
             format!(
-                "from {}: L {} ns, o_s {} ns, o_r {} ns, g {} ns, {} GB/s",
+                "from {}: L {} ns, o_s {} ns, o_r {} ns, g {} ns, {} GB/s{}",
                 bytes(s.from_bytes),
                 num(s.l_ns),
                 num(s.o_s_ns),
                 num(s.o_r_ns),
                 num(s.g_ns),
-                gbytes(1.0 / s.g_per_byte_ns)
+                gbytes(1.0 / s.g_per_byte_ns),
+                s.o_per_byte_ns.map_or(String::new(), |o| format!(", CPU {} ns per byte", num(o)))
             )
         })
         .collect::<Vec<_>>()

@@ -237,13 +237,42 @@ impl LogGpFit {
     /// simulator's `T(k)` without its whole-nanosecond rounding).
     pub fn one_way_ns(&self, bytes: u64) -> f64 {
         let s = &self.segment_of(bytes).segment;
-        s.o_s_ns + s.l_ns + s.o_r_ns + (bytes.max(1) - 1) as f64 * s.g_per_byte_ns
+        let o = s.o_per_byte_ns.unwrap_or(0.0);
+        s.o_s_ns + s.l_ns + s.o_r_ns + (bytes.max(1) - 1) as f64 * (s.g_per_byte_ns + 2.0 * o)
     }
 
     /// The delivery interval the fit predicts for back-to-back `bytes` messages, ns.
     pub fn interval_ns(&self, bytes: u64) -> f64 {
         let s = &self.segment_of(bytes).segment;
-        s.g_ns.max(s.o_s_ns).max(s.o_r_ns).max(bytes.max(1) as f64 * s.g_per_byte_ns)
+        let copy = (bytes.max(1) - 1) as f64 * s.o_per_byte_ns.unwrap_or(0.0);
+        s.g_ns.max(s.o_s_ns + copy).max(s.o_r_ns + copy).max(bytes.max(1) as f64 * s.g_per_byte_ns)
+    }
+
+    /// The same fit with LogGOPS's per-byte CPU overhead `O` (see [`fit_cpu_per_byte`]):
+    /// each segment gets `O = min(cpu.ns_per_byte, G / 2)` and gives up `2·O` of its `G`,
+    /// so the ping-pong line (`o_s + L + o_r + (k-1)·(G + 2·O)`) stays the fitted one:
+    /// the measured slope is split between the two ends' CPUs and the wire, not added to.
+    ///
+    /// ```
+    /// use dagwire_sim::machine::fit::{CpuPerByteFit, Sample, fit_cpu_per_byte, fit_loggp};
+    /// let sizes = [8u64, 512, 32768, 262144];
+    /// let pp: Vec<Sample> = sizes.iter().map(|&k| Sample { bytes: k, ns: 1000.0 + 1.0 * (k - 1) as f64 }).collect();
+    /// let fit = fit_loggp(&pp, &pp, 1).unwrap();
+    /// let cpu: Vec<Sample> = sizes.iter().map(|&k| Sample { bytes: k, ns: 700.0 + 0.3 * k as f64 }).collect();
+    /// let with = fit.with_cpu_per_byte(&fit_cpu_per_byte(&cpu, &cpu).unwrap());
+    /// let s = &with.segments[0].segment;
+    /// assert!((s.o_per_byte_ns.unwrap() - 0.3).abs() < 1e-9 && (s.g_per_byte_ns - 0.4).abs() < 1e-9);
+    /// assert!((with.one_way_ns(262144) - fit.one_way_ns(262144)).abs() < 1e-6);
+    /// ```
+    pub fn with_cpu_per_byte(&self, cpu: &CpuPerByteFit) -> LogGpFit {
+        let mut out = self.clone();
+        for s in &mut out.segments {
+            let total = s.segment.g_per_byte_ns + 2.0 * s.segment.o_per_byte_ns.unwrap_or(0.0);
+            let o = cpu.ns_per_byte.clamp(0.0, (total - MIN_G) / 2.0).max(0.0);
+            s.segment.o_per_byte_ns = Some(o);
+            s.segment.g_per_byte_ns = (total - 2.0 * o).max(MIN_G);
+        }
+        out
     }
 
     fn segment_of(&self, bytes: u64) -> &FittedSegment {
@@ -301,6 +330,7 @@ pub fn fit_loggp(pingpong: &[Sample], stream: &[Sample], max_segments: usize) ->
                 g_ns: interval,
                 l_ns: (fixed - 2.0 * o).max(0.0),
                 g_per_byte_ns: g_per_byte,
+                o_per_byte_ns: None,
             },
             latency: piece.clone(),
             stream_gap,
@@ -355,6 +385,73 @@ pub fn fit_control(
     let ns = median(&estimates.iter().map(|e| e.2).collect::<Vec<_>>()).max(0.0);
     let rss: f64 = rendezvous.iter().map(|s| ((without(s.bytes) + 2.0 * ns - s.ns) / s.ns).powi(2)).sum();
     Ok(ControlFit { ns, estimates, rms_rel_residual: (rss / rendezvous.len() as f64).sqrt() })
+}
+
+/// LogGOPS's per-byte CPU overhead `O`, and the lines it came from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CpuPerByteFit {
+    /// `O`, ns per byte (at least 0): the mean of the two lines' slopes.
+    pub ns_per_byte: f64,
+    /// The sending rank's CPU time per message against its size.
+    pub send: Piece,
+    /// The receiving rank's CPU time per message against its size.
+    pub receive: Piece,
+}
+
+/// Fits `O` (`o_per_byte_ns`) to the CPU time a rank's thread spends per message it
+/// sends (`send`) and per message it receives (`receive`), by size: the time between
+/// its kernels that a stream of messages costs it, which is not time on the wire. The
+/// simulator charges `o + (k-1)·O` at each end, so `O` is the mean of the two lines'
+/// slopes (their sum is what a byte costs both CPUs), clamped at 0; the intercepts (the
+/// fixed costs, which the task overhead and `o` already model) are not used.
+///
+/// ```
+/// use dagwire_sim::machine::fit::{Sample, fit_cpu_per_byte};
+/// let at = |a: f64, b: f64| [8u64, 4096, 65536].map(|k| Sample { bytes: k, ns: a + b * k as f64 });
+/// let o = fit_cpu_per_byte(&at(900.0, 0.2), &at(1200.0, 0.6)).unwrap();
+/// assert!((o.ns_per_byte - 0.4).abs() < 1e-9);
+/// ```
+pub fn fit_cpu_per_byte(send: &[Sample], receive: &[Sample]) -> Result<CpuPerByteFit, FitError> {
+    let line = |s: &[Sample], what: &str| {
+        fit_piecewise(s, 1, 2)
+            .map(|mut p| p.remove(0))
+            .map_err(|e| FitError(format!("the {what} CPU time per message: {e}")))
+    };
+    let (send, receive) = (line(send, "sender's")?, line(receive, "receiver's")?);
+    let ns_per_byte = ((send.slope_ns_per_byte + receive.slope_ns_per_byte) / 2.0).max(0.0);
+    Ok(CpuPerByteFit { ns_per_byte, send, receive })
+}
+
+/// The fitted CPU cost of one collective call, and where it came from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CollectiveCallFit {
+    /// Ns per collective call (at least 0): the median of the per-size estimates.
+    pub ns: f64,
+    /// Per measured size: bytes, the measured hop (ns) and its estimate of the cost.
+    pub estimates: Vec<(u64, f64, f64)>,
+}
+
+/// Fits the CPU cost of a collective call (`compute.collective_call_ns`) to hops of a
+/// ping-pong whose every message moves in a collective (the `batched` strategy: one
+/// all-to-all a hop, both ranks joining it), given what the model charges such a hop
+/// without the cost (`modelled`, ns, by size: from the fitted machine). Both ranks pay
+/// the call at once, so a hop is `modelled + c`: per size the excess is an estimate;
+/// the median of them, clamped at 0.
+///
+/// ```
+/// use dagwire_sim::machine::fit::{Sample, fit_collective_call};
+/// let model = |k: u64| 3000.0 + 0.5 * k as f64;
+/// let hops: Vec<Sample> = [8u64, 64, 512].iter().map(|&k| Sample { bytes: k, ns: model(k) + 25_000.0 }).collect();
+/// let c = fit_collective_call(&hops, &model).unwrap();
+/// assert!((c.ns - 25_000.0).abs() < 1e-9);
+/// ```
+pub fn fit_collective_call(hops: &[Sample], modelled: &dyn Fn(u64) -> f64) -> Result<CollectiveCallFit, FitError> {
+    if hops.is_empty() || hops.iter().any(|s| !(s.ns.is_finite() && s.ns > 0.0)) {
+        return Err(FitError("the collective call cost needs batched hops with finite positive times".into()));
+    }
+    let estimates: Vec<(u64, f64, f64)> = hops.iter().map(|s| (s.bytes, s.ns, s.ns - modelled(s.bytes))).collect();
+    let ns = median(&estimates.iter().map(|e| e.2).collect::<Vec<_>>()).max(0.0);
+    Ok(CollectiveCallFit { ns, estimates })
 }
 
 /// A kernel's fitted rate.

@@ -186,6 +186,16 @@ pub struct LogGpSegment {
     pub l_ns: f64,
     /// Gap per byte (`G`): the inverse of the path bandwidth, ns/byte.
     pub g_per_byte_ns: f64,
+    /// CPU overhead per byte (LogGOPS's `O`), ns/byte: the sending and the receiving
+    /// rank's CPU each spend `o + (k-1)·O` on a `k`-byte message (copying it into and out
+    /// of the transport), in series with the wire, and that CPU time holds the rank's
+    /// kernels (a kernel starting while the rank's CPU is busy with a message waits for
+    /// it). Optional: absent, the model is plain LogGP (`o_s` / `o_r` run beside the
+    /// kernels, the bytes cost the wire only); given (even 0) on any segment of a
+    /// machine, the rank's sends and receives share one CPU with its kernels. See the
+    /// `network` module docs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub o_per_byte_ns: Option<f64>,
 }
 
 /// The interconnect topology. Link bandwidths in Gbit/s, per-hop latency in ns (added
@@ -248,7 +258,7 @@ impl Machine {
     ///
     /// ```
     /// use dagwire_sim::machine::{Fidelity, LogGpSegment, Machine};
-    /// let seg = LogGpSegment { from_bytes: 0, o_s_ns: 0.0, o_r_ns: 0.0, g_ns: 0.0, l_ns: 1000.0, g_per_byte_ns: 0.1 };
+    /// let seg = LogGpSegment { from_bytes: 0, o_s_ns: 0.0, o_r_ns: 0.0, g_ns: 0.0, l_ns: 1000.0, g_per_byte_ns: 0.1, o_per_byte_ns: None };
     /// let m = Machine { fidelity: Fidelity::Flow, ..Machine::crossbar("toy", seg, 4, 100.0) };
     /// dagwire_sim::machine::validate_machine("toy", &m).unwrap();
     /// assert_eq!((m.ranks_per_node, m.nic_gbps), (4, 100.0));
@@ -272,6 +282,7 @@ impl Machine {
                 kernel_ns_per_byte: BTreeMap::new(),
                 task_overhead_ns: 0.0,
                 control_message_ns: 0.0,
+                collective_call_ns: 0.0,
                 progress: ProgressModel::Thread,
             },
             latency_jitter: 0.0,
@@ -318,6 +329,12 @@ pub struct Compute {
     /// [`fit::fit_control`] for why the receiver, and how it is measured).
     #[serde(default)]
     pub control_message_ns: f64,
+    /// CPU cost of one collective call (joining a collective: an `MPI_Ialltoallv` and its
+    /// set-up on the real drivers), ns: the rank's CPU is busy for it at the join, so the
+    /// collective's first pieces leave after it and a kernel starting meanwhile waits.
+    /// Optional, 0 by default (see [`fit::fit_collective_call`] for how it is measured).
+    #[serde(default)]
+    pub collective_call_ns: f64,
     /// Who progresses communication while kernels run (`thread`, the default: it goes on
     /// beside them; `inline`: the rank's one thread runs kernels and communication in
     /// turn, as the real drivers do when the cores are fewer than their threads).

@@ -511,6 +511,7 @@ fn validate(m: &Machine) -> Result<(), Invalid> {
     }
     time(c.task_overhead_ns, at("task_overhead_ns"))?;
     time(c.control_message_ns, at("control_message_ns"))?;
+    time(c.collective_call_ns, at("collective_call_ns"))?;
     let r = m.registration;
     if !(r.base_us.is_finite() && r.base_us >= 0.0 && r.per_mib_us.is_finite() && r.per_mib_us >= 0.0) {
         return Err((
@@ -625,6 +626,17 @@ fn validate_loggp(l: &LogGp, section: &str) -> Result<(), Invalid> {
                     "must be a number in (0, 1e6] (ns per byte, the inverse of the bandwidth: 0.04 = 25 GB/s, \
                      1e6 = 1 kB/s), got {}",
                     s.g_per_byte_ns
+                ),
+            ));
+        }
+        if let Some(o) = s.o_per_byte_ns
+            && !(o.is_finite() && (0.0..=MAX_NS_PER_BYTE).contains(&o))
+        {
+            return Err((
+                at("o_per_byte_ns"),
+                format!(
+                    "must be a CPU cost in ns per byte between 0 and {MAX_NS_PER_BYTE} (0.5 = a 2 GB/s copy), \
+                     got {o}"
                 ),
             ));
         }
@@ -744,8 +756,9 @@ fn positive(v: f64, path: Path, what: &str) -> Result<(), Invalid> {
     }
 }
 
-/// The largest per-byte kernel cost a machine file may state, ns (a byte written per
-/// microsecond: far slower than any memory; keeps every product with a chunk size finite).
+/// The largest per-byte cost a machine file may state (a kernel's per byte written, a
+/// message's CPU per byte), ns (a byte per microsecond: far slower than any memory;
+/// keeps every product with a chunk size finite).
 const MAX_NS_PER_BYTE: f64 = 1000.0;
 
 fn time(v: f64, path: Path) -> Result<(), Invalid> {

@@ -240,7 +240,7 @@ fn map_cluster(a: &BTreeMap<String, String>) -> Result<Machine, Refusal> {
         }
     };
     let segment =
-        LogGpSegment { from_bytes: 0, o_s_ns: 0.0, o_r_ns: 0.0, g_ns: 0.0, l_ns, g_per_byte_ns: 1e9 / bytes_per_s };
+        LogGpSegment { from_bytes: 0, o_s_ns: 0.0, o_r_ns: 0.0, g_ns: 0.0, l_ns, g_per_byte_ns: 1e9 / bytes_per_s, o_per_byte_ns: None };
     let id = get("id").unwrap_or("simgrid-cluster");
     Ok(Machine {
         name: id.to_string(),
@@ -260,6 +260,7 @@ fn map_cluster(a: &BTreeMap<String, String>) -> Result<Machine, Refusal> {
             kernel_ns_per_byte: Default::default(),
             task_overhead_ns: 0.0,
             control_message_ns: 0.0,
+            collective_call_ns: 0.0,
             progress: Default::default(),
         },
         latency_jitter: 0.0,

@@ -37,7 +37,11 @@ pub struct Key {
 /// parameters a sensitivity analysis perturbs.
 pub const KEYS: &[Key] = &[
     Key { name: "latency", help: "L of every message segment, both paths", unit: Unit::Time },
-    Key { name: "overhead", help: "o_s and o_r of every segment, both paths", unit: Unit::Time },
+    Key {
+        name: "overhead",
+        help: "o_s and o_r of every segment, both paths (a factor also scales the per-byte CPU overhead O)",
+        unit: Unit::Time,
+    },
     Key { name: "gap", help: "g (minimum gap between injections) of every segment", unit: Unit::Time },
     Key {
         name: "bandwidth",
@@ -57,6 +61,11 @@ pub const KEYS: &[Key] = &[
     Key {
         name: "control",
         help: "the CPU cost of handling each control message (compute.control_message_ns)",
+        unit: Unit::Time,
+    },
+    Key {
+        name: "collective_call",
+        help: "the CPU cost of each collective call (compute.collective_call_ns)",
         unit: Unit::Time,
     },
     Key {
@@ -314,6 +323,10 @@ fn apply_one(m: &mut Machine, c: &Change, nodes: u64) {
         "overhead" => segments(m).for_each(|s| {
             change(&mut s.o_s_ns, v);
             change(&mut s.o_r_ns, v);
+            // O is per byte: a factor scales it, an absolute time says nothing about it.
+            if let (Value::Factor(f), Some(o)) = (v, s.o_per_byte_ns.as_mut()) {
+                *o *= f;
+            }
         }),
         "gap" => segments(m).for_each(|s| change(&mut s.g_ns, v)),
         "path_bandwidth" => segments(m).for_each(|s| change_inverse(&mut s.g_per_byte_ns, v)),
@@ -341,6 +354,7 @@ fn apply_one(m: &mut Machine, c: &Change, nodes: u64) {
         }
         "task_overhead" => change(&mut m.compute.task_overhead_ns, v),
         "control" => change(&mut m.compute.control_message_ns, v),
+        "collective_call" => change(&mut m.compute.collective_call_ns, v),
         "fidelity" => {
             m.fidelity = if *v == Value::Name("flow") { Fidelity::Flow } else { Fidelity::Analytic };
         }

@@ -5,6 +5,10 @@
 //! `max(g, k*G)` apart); every node has a NIC (inter-node injections at least
 //! `max(g, k*G, k / NIC bandwidth)` apart). No link is shared: an injected message arrives
 //! `(k-1)*G + L (+ hops)` later. The flow fidelity reuses the CPUs and the NIC's `g`.
+//!
+//! With LogGOPS's `O` (`one_cpu`), a rank's sends and receives share one CPU, each taking
+//! `o + (k-1)*O` of it, and the rank's kernels wait for it (`hold`); collective calls
+//! take that CPU too ([`Resources::busy`]).
 
 use super::loggp::Segment;
 use crate::queue::Time;
@@ -16,20 +20,55 @@ pub(crate) struct Resources {
     recv_cpu: Vec<Time>,
     local: Vec<Time>,
     nic: Vec<Time>,
+    /// Per rank, the end of the latest CPU work that holds its kernels (messages' CPU
+    /// time with `one_cpu`, collective calls always).
+    hold: Vec<Time>,
+    /// LogGOPS: receives run on the sender CPU (one CPU a rank) and hold the kernels.
+    one_cpu: bool,
 }
 
 impl Resources {
     /// Idle resources for `ranks` ranks on `nodes` nodes.
-    pub fn new(ranks: usize, nodes: usize) -> Resources {
-        Resources { send_cpu: vec![0; ranks], recv_cpu: vec![0; ranks], local: vec![0; ranks], nic: vec![0; nodes] }
+    /// `one_cpu`: LogGOPS (see the module docs).
+    pub fn new(ranks: usize, nodes: usize, one_cpu: bool) -> Resources {
+        Resources {
+            send_cpu: vec![0; ranks],
+            recv_cpu: vec![0; ranks],
+            local: vec![0; ranks],
+            nic: vec![0; nodes],
+            hold: vec![0; ranks],
+            one_cpu,
+        }
     }
 
-    /// Runs `o_s` on `rank`'s sender CPU from `now` (or when it frees up); returns when the
-    /// message is ready to inject.
+    /// Runs `o_s` (with `O`, `o_s + (k-1)*O`) on `rank`'s sender CPU from `now` (or when
+    /// it frees up); returns when the message is ready to inject.
     pub fn send_overhead(&mut self, now: Time, rank: usize, o_s: Time) -> Time {
         let done = now.max(self.send_cpu[rank]) + o_s;
         self.send_cpu[rank] = done;
+        if self.one_cpu {
+            self.hold[rank] = done;
+        }
         done
+    }
+
+    /// `rank`'s CPU is busy for `ns` from `now` (or when it frees up): a collective call,
+    /// or (LogGOPS) a receive handled late. Its sends queue behind it and its kernels
+    /// wait for it.
+    pub fn busy(&mut self, now: Time, rank: usize, ns: Time) {
+        if ns == 0 {
+            return;
+        }
+        let done = now.max(self.send_cpu[rank]) + ns;
+        self.send_cpu[rank] = done;
+        self.hold[rank] = self.hold[rank].max(done);
+    }
+
+    /// When `rank`'s CPU is free of the message work that holds its kernels (0 when none
+    /// ever did).
+    #[inline]
+    pub fn held_until(&self, rank: usize) -> Time {
+        self.hold[rank]
     }
 
     /// Injects into `node`'s NIC at `ready` or when it frees up; the NIC then stays busy for
@@ -50,6 +89,12 @@ impl Resources {
     /// Runs `o_r` on `rank`'s receiver CPU from `arrive` (or when it frees up); returns the
     /// delivery time.
     pub fn receive(&mut self, arrive: Time, rank: usize, o_r: Time) -> Time {
+        if self.one_cpu {
+            let done = arrive.max(self.send_cpu[rank]) + o_r;
+            self.send_cpu[rank] = done;
+            self.hold[rank] = done;
+            return done;
+        }
         let done = arrive.max(self.recv_cpu[rank]) + o_r;
         self.recv_cpu[rank] = done;
         done
@@ -58,7 +103,7 @@ impl Resources {
 
 /// Arrival time (before `o_r`) of an intra-node message sent at `now`.
 pub(crate) fn intra_node_arrival(res: &mut Resources, seg: &Segment, now: Time, src: usize, bytes: u64) -> Time {
-    let ready = res.send_overhead(now, src, seg.o_s);
+    let ready = res.send_overhead(now, src, seg.o_s + Time::from(seg.copy_ns(bytes)));
     let start = res.inject_local(ready, src, seg.gap_ns(bytes, f64::INFINITY));
     start + seg.data_ns(bytes) + seg.latency_ns(0, 0.0)
 }
@@ -76,7 +121,7 @@ pub(crate) fn inter_node_arrival(
     nic_bytes_per_ns: f64,
     latency: Time,
 ) -> Time {
-    let ready = res.send_overhead(now, src, seg.o_s);
+    let ready = res.send_overhead(now, src, seg.o_s + Time::from(seg.copy_ns(bytes)));
     let start = res.inject_nic(ready, src_node, seg.gap_ns(bytes, nic_bytes_per_ns));
     start + seg.data_ns(bytes) + latency
 }

@@ -24,6 +24,8 @@ pub(crate) struct Meta {
     pub seg: u32,
     /// A control message (its receiver also pays the control-message cost).
     pub control: bool,
+    /// `ceil((k-1)*O)`: its bytes' CPU time at the receiver (LogGOPS; 0 without `O`).
+    pub copy: u32,
     /// `ceil(L + (hops-1)*hop_ns)` of its route.
     pub latency: Time,
 }

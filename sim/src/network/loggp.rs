@@ -39,6 +39,8 @@ pub(crate) struct Segment {
     pub l_ns: f64,
     /// `G`, ns per byte.
     pub per_byte_ns: f64,
+    /// `O`, CPU ns per byte (0 when the machine gives none).
+    pub cpu_per_byte_ns: f64,
 }
 
 impl Segment {
@@ -50,7 +52,14 @@ impl Segment {
             g_ns: s.g_ns,
             l_ns: s.l_ns,
             per_byte_ns: s.g_per_byte_ns,
+            cpu_per_byte_ns: s.o_per_byte_ns.unwrap_or(0.0),
         }
+    }
+
+    /// `ceil((k-1) * O)`: the CPU time a message's bytes cost each end (LogGOPS), as a
+    /// `u32` (at most `u32::MAX` ns, 4.3 s: a message costs its CPU at most that much).
+    pub fn copy_ns(&self, bytes: u64) -> u32 {
+        ceil_ns((counted_bytes(bytes) - 1) as f64 * self.cpu_per_byte_ns).min(u64::from(u32::MAX)) as u32
     }
 
     /// `ceil((k-1) * G)`: the time to push the bytes after the first.
@@ -83,6 +92,9 @@ impl Segment {
 pub(crate) struct Costs {
     segments: Vec<Segment>,
     inter_len: usize,
+    /// Some segment gives `O` (`o_per_byte_ns`): messages' CPU time holds their ranks'
+    /// kernels (LogGOPS).
+    pub loggops: bool,
 }
 
 impl Costs {
@@ -102,6 +114,7 @@ impl Costs {
                     ("g_ns", s.g_ns),
                     ("l_ns", s.l_ns),
                     ("g_per_byte_ns", s.g_per_byte_ns),
+                    ("o_per_byte_ns", s.o_per_byte_ns.unwrap_or(0.0)),
                 ] {
                     if !v.is_finite() || v < 0.0 {
                         return Err(format!("{key}.segments[{i}].{name} = {v}: must be a finite number >= 0"));
@@ -112,7 +125,8 @@ impl Costs {
             part.sort_by_key(|s| s.from_bytes);
             segments.extend(part);
         }
-        Ok(Costs { segments, inter_len: inter.segments.len() })
+        let loggops = inter.segments.iter().chain(&intra.segments).any(|s| s.o_per_byte_ns.is_some());
+        Ok(Costs { segments, inter_len: inter.segments.len(), loggops })
     }
 
     /// Index of the inter-node segment of a `bytes` message.
@@ -142,7 +156,7 @@ mod tests {
     use super::*;
 
     fn seg(from_bytes: u64, o_s_ns: f64) -> LogGpSegment {
-        LogGpSegment { from_bytes, o_s_ns, o_r_ns: 0.0, g_ns: 0.0, l_ns: 0.0, g_per_byte_ns: 0.0 }
+        LogGpSegment { from_bytes, o_s_ns, o_r_ns: 0.0, g_ns: 0.0, l_ns: 0.0, g_per_byte_ns: 0.0, o_per_byte_ns: None }
     }
 
     #[test]
@@ -189,6 +203,7 @@ mod tests {
             g_ns: 50.0,
             l_ns: 1000.0,
             g_per_byte_ns: 0.125,
+            o_per_byte_ns: None,
         });
         assert_eq!(s.o_s, 101);
         assert_eq!(s.data_ns(0), 0);

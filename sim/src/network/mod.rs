@@ -105,7 +105,7 @@ pub struct RouteInfo {
 enum Step {
     /// The last byte reached the receiving rank, whose CPU takes `o_r` next (and the
     /// control-message cost after it, for a control message).
-    Arrive { id: MessageId, dst: u32, seg: u32, control: bool },
+    Arrive { id: MessageId, dst: u32, seg: u32, control: bool, copy: u32 },
     /// `o_r` is done: the message is delivered.
     Deliver { id: MessageId },
     /// The message's flow starts taking bandwidth.
@@ -128,7 +128,7 @@ enum Step {
 /// use dagwire_runtime::Rank;
 /// use dagwire_sim::machine::*;
 /// use dagwire_sim::network::Network;
-/// let seg = LogGpSegment { from_bytes: 0, o_s_ns: 100.0, o_r_ns: 100.0, g_ns: 0.0, l_ns: 1000.0, g_per_byte_ns: 0.5 };
+/// let seg = LogGpSegment { from_bytes: 0, o_s_ns: 100.0, o_r_ns: 100.0, g_ns: 0.0, l_ns: 1000.0, g_per_byte_ns: 0.5, o_per_byte_ns: None };
 /// let machine = Machine {
 ///     name: "doc".into(),
 ///     description: "doc".into(),
@@ -147,6 +147,7 @@ enum Step {
 ///         kernel_ns_per_byte: Default::default(),
 ///         task_overhead_ns: 0.0,
 ///         control_message_ns: 0.0,
+///         collective_call_ns: 0.0,
 ///         progress: Default::default(),
 ///     },
 ///     latency_jitter: 0.0,
@@ -180,6 +181,8 @@ pub struct Network {
     jitter: f64,
     /// `ceil(compute.control_message_ns)`: a control message's extra receive CPU time.
     control_ns: Time,
+    /// `ceil(compute.collective_call_ns)`: the CPU time of joining a collective.
+    call_ns: Time,
     /// The run's network stream ([`rng::stream::NETWORK`]): all of the network's
     /// randomness comes from the run's seed, never from entropy.
     rng: SeededRng,
@@ -197,6 +200,7 @@ impl Network {
         }
         let nic_bytes_per_ns = topology::bytes_per_ns("nic_gbps", machine.nic_gbps)?;
         let costs = Costs::new(&machine.inter_node, &machine.intra_node)?;
+        let loggops = costs.loggops;
         let nodes = (ranks as u64).div_ceil(u64::from(machine.ranks_per_node));
         let fabric = Fabric::build(&machine.topology, nodes)?;
         if ranks > u32::MAX as usize {
@@ -208,7 +212,7 @@ impl Network {
             nic_bytes_per_ns,
             costs,
             fabric,
-            resources: Resources::new(ranks, nodes as usize),
+            resources: Resources::new(ranks, nodes as usize, loggops),
             flows: (machine.fidelity == Fidelity::Flow).then(|| Flows::new(nic_bytes_per_ns)),
             events: EventQueue::default(),
             clock: 0,
@@ -217,6 +221,7 @@ impl Network {
             route: Vec::new(),
             jitter: machine.latency_jitter,
             control_ns: loggp::ceil_ns(machine.compute.control_message_ns),
+            call_ns: loggp::ceil_ns(machine.compute.collective_call_ns),
             rng: rng::rng(0, rng::stream::NETWORK),
         })
     }
@@ -271,7 +276,8 @@ impl Network {
             let extra = self.jitter_ns(self.costs.get(seg).l_ns);
             let arrive =
                 extra + analytic::intra_node_arrival(&mut self.resources, self.costs.get(seg), now, src.index(), bytes);
-            self.push(arrive, Step::Arrive { id, dst: dst.0, seg, control });
+            let copy = self.costs.get(seg).copy_ns(bytes);
+            self.push(arrive, Step::Arrive { id, dst: dst.0, seg, control, copy });
             return id;
         }
         let seg_index = self.costs.inter(bytes);
@@ -280,6 +286,7 @@ impl Network {
         let l_ns = seg.l_ns;
         let latency = seg.latency_ns(hops, self.fabric.hop_ns()) + self.jitter_ns(l_ns);
         let seg = self.costs.get(seg_index);
+        let copy = seg.copy_ns(bytes);
         let Some(flows) = &mut self.flows else {
             let arrive = analytic::inter_node_arrival(
                 &mut self.resources,
@@ -291,17 +298,17 @@ impl Network {
                 self.nic_bytes_per_ns,
                 latency,
             );
-            self.push(arrive, Step::Arrive { id, dst: dst.0, seg: seg_index, control });
+            self.push(arrive, Step::Arrive { id, dst: dst.0, seg: seg_index, control, copy });
             return id;
         };
-        let ready = self.resources.send_overhead(now, src.index(), seg.o_s);
+        let ready = self.resources.send_overhead(now, src.index(), seg.o_s + Time::from(copy));
         let start = self.resources.inject_nic(ready, src_node as usize, loggp::ceil_ns(seg.g_ns));
         let flow_bytes = loggp::counted_bytes(bytes) - 1;
         if flow_bytes == 0 {
-            self.push(start + latency, Step::Arrive { id, dst: dst.0, seg: seg_index, control });
+            self.push(start + latency, Step::Arrive { id, dst: dst.0, seg: seg_index, control, copy });
             return id;
         }
-        let meta = Meta { id, dst: dst.0, seg: seg_index, control, latency };
+        let meta = Meta { id, dst: dst.0, seg: seg_index, control, copy, latency };
         let slot =
             flows.prepare(&self.fabric, &self.route, src_node, dst_node, flow_bytes as f64, seg.rate_cap(), meta);
         self.push(start, Step::FlowStart { slot });
@@ -364,6 +371,46 @@ impl Network {
         self.in_flight
     }
 
+    /// When `rank`'s CPU is done with the message work that holds its kernels: its
+    /// messages' CPU time under LogGOPS (`o + (k-1)·O`, see the module docs) and its
+    /// collective calls ([`Network::cpu_busy`]); 0 when none did. A kernel the rank starts
+    /// at `now` begins at the later of the two.
+    #[inline]
+    pub fn cpu_free(&self, rank: Rank) -> Time {
+        self.resources.held_until(rank.index())
+    }
+
+    /// `rank`'s CPU is busy for `ns` from `now` (or from when it frees up): its later
+    /// sends (`o_s`) queue behind it, and its kernels wait for it ([`Network::cpu_free`]).
+    /// Nothing happens for `ns = 0`.
+    ///
+    /// # Panics
+    /// If `now` is earlier than a time already given to the network.
+    pub fn cpu_busy(&mut self, now: Time, rank: Rank, ns: Time) {
+        assert!(now >= self.clock, "cpu_busy at {now} ns, but the network is already at {} ns", self.clock);
+        self.resources.busy(now, rank.index(), ns);
+    }
+
+    /// `rank` joins a collective at `now`: its CPU is busy for the machine's
+    /// `compute.collective_call_ns` ([`Network::cpu_busy`]), so the collective's pieces
+    /// leave after it and a kernel starting meanwhile waits.
+    pub fn collective_call(&mut self, now: Time, rank: Rank) {
+        self.cpu_busy(now, rank, self.call_ns);
+    }
+
+    /// Under LogGOPS, what receiving a `bytes` message from `src` costs `dst`'s CPU
+    /// (`o_r + (k-1)·O`, and the control-message cost for a control message); 0 without
+    /// `O`. For a receive the rank handles after a kernel (inline progress), charged
+    /// again with [`Network::cpu_busy`] when the kernel ends.
+    pub fn receive_cpu(&self, src: Rank, dst: Rank, bytes: u64, control: bool) -> Time {
+        if !self.costs.loggops {
+            return 0;
+        }
+        let same_node = src.0 / self.ranks_per_node == dst.0 / self.ranks_per_node;
+        let seg = self.costs.get(if same_node { self.costs.intra(bytes) } else { self.costs.inter(bytes) });
+        seg.o_r + Time::from(seg.copy_ns(bytes)) + if control { self.control_ns } else { 0 }
+    }
+
     /// Route of a node pair, for tests/inspection: number of topology links and switch hops.
     ///
     /// # Panics
@@ -394,8 +441,8 @@ impl Network {
     /// One step of the timeline at `t` (the one `match` of the network).
     fn step(&mut self, t: Time, step: Step, delivered: &mut Vec<(Time, MessageId)>) {
         match step {
-            Step::Arrive { id, dst, seg, control } => {
-                let cpu = self.costs.get(seg).o_r + if control { self.control_ns } else { 0 };
+            Step::Arrive { id, dst, seg, control, copy } => {
+                let cpu = self.costs.get(seg).o_r + Time::from(copy) + if control { self.control_ns } else { 0 };
                 let at = self.resources.receive(t, dst as usize, cpu);
                 self.push(at, Step::Deliver { id });
             }
@@ -406,7 +453,8 @@ impl Network {
             Step::FlowStart { slot } => self.flows.as_mut().expect("flow fidelity").start(slot, t),
             Step::FlowEnd { slot } => {
                 let m = self.flows.as_mut().expect("flow fidelity").finish(slot);
-                self.push(t + m.latency, Step::Arrive { id: m.id, dst: m.dst, seg: m.seg, control: m.control });
+                let (id, dst, seg, control, copy) = (m.id, m.dst, m.seg, m.control, m.copy);
+                self.push(t + m.latency, Step::Arrive { id, dst, seg, control, copy });
             }
         }
     }
