@@ -38,14 +38,14 @@ use dagwire_analysis::figures::{
 use dagwire_runtime::drivers::usable_cores;
 use dagwire_runtime::drivers::{Launch, RunRequest};
 use dagwire_runtime::message::HEADER_BYTES;
+use dagwire_runtime::trace::TraceLevel;
 use dagwire_runtime::{MessageClass, ParamValue, Params, Progress, Rank, RunOutcome, Strategy, StrategyFactory};
+use dagwire_sim::driver::{SimConfig, SimKernels};
 use dagwire_sim::machine::ProgressModel;
 use dagwire_sim::machine::calibrated::Calibration;
-use dagwire_runtime::trace::TraceLevel;
-use dagwire_sim::driver::{SimConfig, SimKernels};
 use dagwire_sim::machine::fit::{
-    CollectiveCallFit, ControlFit, CpuPerByteFit, LogGpFit, Sample, fit_collective_call, fit_control,
-    fit_cpu_per_byte, fit_kernel_byte_costs, fit_kernel_curves, fit_kernel_rates, fit_loggp, median,
+    CollectiveCallFit, ControlFit, CpuPerByteFit, LogGpFit, Sample, fit_collective_call, fit_control, fit_cpu_per_byte,
+    fit_kernel_byte_costs, fit_kernel_curves, fit_kernel_rates, fit_loggp, median,
 };
 use dagwire_strategies::eager::Eager;
 use dagwire_strategies::rendezvous::{DEFAULT_MAX_RECEIVES, Rendezvous};
@@ -189,30 +189,8 @@ struct Measured {
     rendezvous: Vec<Sample>,
     /// Kernel tasks: (name, flops, bytes written, duration ns).
     tasks: Vec<(&'static str, f64, u64, f64)>,
-    /// Streaming: the sender's time between consecutive `send` tasks of a window (median),
-    /// ns, per size: its thread's CPU time per message sent.
-    send_cpu: Vec<Sample>,
-    /// Streaming: the receiver's time between consecutive `recv` tasks of a window.
-    recv_cpu: Vec<Sample>,
     /// The batched ping-pong's hop (every message in an all-to-all), ns, per size.
     batched: Vec<Sample>,
-}
-
-/// On `rank`, the time between consecutive `kernel` tasks of one measured iteration
-/// (end of one to start of the next): in a streaming window, what its thread spends
-/// per message between kernels.
-fn between_tasks(w: &dyn Workload, out: &RunOutcome, rank: Rank, kernel: &str) -> Vec<f64> {
-    let mut tasks: Vec<(u32, u64, u64)> = out
-        .trace
-        .tasks
-        .iter()
-        .filter(|t| t.rank == rank && w.kernel_name(t.kernel) == kernel)
-        .map(|t| (w.dag().task(t.task).args, t))
-        .filter(|(args, _)| args[1] != 0)
-        .map(|(args, t)| (args[0], t.start_ns, t.end_ns))
-        .collect();
-    tasks.sort_by_key(|t| (t.0, t.1));
-    tasks.windows(2).filter(|p| p[0].0 == p[1].0).map(|p| p[1].1.saturating_sub(p[0].2) as f64).collect()
 }
 
 /// Per measured iteration on rank 0, from the start of its `send` task to the end of
@@ -272,12 +250,6 @@ fn measure_and_write(args: &Args, runner: &Runner<'_>, how: &str, jobs: bool) ->
             } else {
                 let interval = span / window as f64;
                 m.stream.push(Sample { bytes: size, ns: interval });
-                let send = median(&between_tasks(w.as_ref(), &out, Rank(0), "send"));
-                let recv = median(&between_tasks(w.as_ref(), &out, Rank(1), "recv"));
-                if send.is_finite() && recv.is_finite() {
-                    m.send_cpu.push(Sample { bytes: size, ns: send.max(1.0) });
-                    m.recv_cpu.push(Sample { bytes: size, ns: recv.max(1.0) });
-                }
                 format!(
                     "{:.2} us per message (median window), {:.0} MB/s",
                     interval / 1e3,
@@ -345,7 +317,11 @@ fn measure_and_write(args: &Args, runner: &Runner<'_>, how: &str, jobs: bool) ->
     let pingpong: Vec<Sample> =
         m.hop.iter().map(|h| Sample { bytes: h.bytes, ns: (h.ns - 2.0 * overhead).max(1.0) }).collect();
     let fit = fit_loggp(&pingpong, &m.stream, 3).context("fitting the ping-pong and streaming curves")?;
-    let cpu = fit_cpu_per_byte(&m.send_cpu, &m.recv_cpu).context("fitting the CPU time per message byte")?;
+    // On one node the transport's copy is what a stream waits for: each rank's thread
+    // copies every byte (no NIC beside it), so the streaming interval is taken as both
+    // ends' CPU time per message (the convention; `with_cpu_per_byte` caps O at half the
+    // ping-pong slope, which gives it up).
+    let cpu = fit_cpu_per_byte(&m.stream, &m.stream).context("fitting the CPU time per message byte")?;
     let fit = fit.with_cpu_per_byte(&cpu);
     let control = fit_control(&m.rendezvous, &fit, overhead, HEADER_BYTES)
         .context("fitting the control-message cost to the rendezvous ping-pong")?;
@@ -450,18 +426,11 @@ fn calibration(
         control_message_ns: (control.ns, control_note(control, fit.one_way_ns(HEADER_BYTES), overhead)),
         collective_call_ns: (0.0, "not fitted yet".into()),
         cpu_per_byte: format!(
-            "streaming (window 16): the sender's time between consecutive send tasks (median), {} ns at {} .. {} B \
-             (slope {:.3} ns/B, rms residual {:.1}%), and the receiver's between recv tasks, {} ns (slope {:.3} \
-             ns/B, rms residual {:.1}%): its thread's CPU per message; O = the mean slope, at most G/2 of the \
-             ping-pong slope, which gives up 2 O to it",
-            join(&m.send_cpu),
-            m.send_cpu.first().map_or(0, |s| s.bytes),
-            m.send_cpu.last().map_or(0, |s| s.bytes),
+            "O: the slope of the streaming interval (window 16) against size, {:.3} ns/B (rms residual {:.1}%): \
+             on one node the ranks' threads copy every byte, so a stream waits for that CPU time (the \
+             convention); at most half the ping-pong slope, which gives up 2 O to it",
             cpu.send.slope_ns_per_byte,
             cpu.send.rms_rel_residual * 100.0,
-            join(&m.recv_cpu),
-            cpu.receive.slope_ns_per_byte,
-            cpu.receive.rms_rel_residual * 100.0,
         ),
         kernels: rates,
         curves: fit_kernel_curves(m.tasks.iter().map(|t| (t.0, t.1, t.3)), overhead),
@@ -475,11 +444,6 @@ fn calibration(
             (model, why)
         },
     })
-}
-
-/// `a / b / c` of the samples' times, ns.
-fn join(s: &[Sample]) -> String {
-    s.iter().map(|p| format!("{:.0}", p.ns)).collect::<Vec<_>>().join(" / ")
 }
 
 /// The machine file's comment on the control-message cost: what was measured and how
@@ -516,7 +480,7 @@ fn summary(c: &Calibration) -> String {
     out.push_str(&format!("  control message {:.0} ns (rendezvous ping-pong)\n", c.control_message_ns.0));
     out.push_str(&format!("  collective call {:.0} ns (batched ping-pong)\n", c.collective_call_ns.0));
     if let Some(o) = c.intra_node.segments.iter().find_map(|s| s.segment.o_per_byte_ns) {
-        out.push_str(&format!("  CPU per message byte (O) {o:.3} ns (streaming, between tasks)\n"));
+        out.push_str(&format!("  CPU per message byte (O) {o:.3} ns (streaming slope, capped at G/2)\n"));
     }
     for k in &c.kernels {
         out.push_str(&format!("  {:<6} {:>6.2} GFLOP/s per core ({} tasks)\n", k.name, k.gflops, k.tasks));

@@ -67,7 +67,15 @@ fn fidelity(name: &str) -> Fidelity {
 
 /// A crossbar of single-rank nodes with no CPU overheads: 1 us latency, 12.5 GB/s.
 fn zero_overhead_crossbar(fidelity: Fidelity) -> Machine {
-    let seg = LogGpSegment { from_bytes: 0, o_s_ns: 0.0, o_r_ns: 0.0, g_ns: 0.0, l_ns: 1000.0, g_per_byte_ns: 0.08, o_per_byte_ns: None };
+    let seg = LogGpSegment {
+        from_bytes: 0,
+        o_s_ns: 0.0,
+        o_r_ns: 0.0,
+        g_ns: 0.0,
+        l_ns: 1000.0,
+        g_per_byte_ns: 0.08,
+        o_per_byte_ns: None,
+    };
     Machine { fidelity, ..Machine::crossbar("zero-overhead-crossbar", seg, 1, 100.0) }
 }
 

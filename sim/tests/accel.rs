@@ -36,7 +36,15 @@ fn accelerators(devices: u32, streams: u32, gpu_direct: bool) -> Accelerators {
 /// The toy machine of `sim/tests/driver.rs` (LogGP o_s 100, L 1000, o_r 200, G 0.5), with
 /// `ranks_per_node` devices per node.
 fn toy(ranks_per_node: u32, accel: Option<Accelerators>) -> Machine {
-    let seg = LogGpSegment { from_bytes: 0, o_s_ns: 100.0, o_r_ns: 200.0, g_ns: 0.0, l_ns: 1000.0, g_per_byte_ns: 0.5, o_per_byte_ns: None };
+    let seg = LogGpSegment {
+        from_bytes: 0,
+        o_s_ns: 100.0,
+        o_r_ns: 200.0,
+        g_ns: 0.0,
+        l_ns: 1000.0,
+        g_per_byte_ns: 0.5,
+        o_per_byte_ns: None,
+    };
     Machine { accelerators: accel, ..Machine::crossbar("toy", seg, ranks_per_node, 1e6) }
 }
 

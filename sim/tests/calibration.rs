@@ -10,7 +10,15 @@ use dagwire_sim::machine::fit::{
 /// The true model: two segments, the protocol switch at 16 KiB.
 fn truth() -> [LogGpSegment; 2] {
     [
-        LogGpSegment { from_bytes: 0, o_s_ns: 150.0, o_r_ns: 150.0, g_ns: 150.0, l_ns: 400.0, g_per_byte_ns: 0.125, o_per_byte_ns: None },
+        LogGpSegment {
+            from_bytes: 0,
+            o_s_ns: 150.0,
+            o_r_ns: 150.0,
+            g_ns: 150.0,
+            l_ns: 400.0,
+            g_per_byte_ns: 0.125,
+            o_per_byte_ns: None,
+        },
         LogGpSegment {
             from_bytes: 16384,
             o_s_ns: 400.0,
@@ -328,8 +336,15 @@ fn the_control_message_cost_comes_back_from_simulated_ping_pongs() {
     use dagwire_runtime::message::HEADER_BYTES;
     use dagwire_sim::machine::Machine;
     use dagwire_sim::machine::fit::fit_control;
-    let seg =
-        LogGpSegment { from_bytes: 0, o_s_ns: 300.0, o_r_ns: 300.0, g_ns: 300.0, l_ns: 900.0, g_per_byte_ns: 0.1, o_per_byte_ns: None };
+    let seg = LogGpSegment {
+        from_bytes: 0,
+        o_s_ns: 300.0,
+        o_r_ns: 300.0,
+        g_ns: 300.0,
+        l_ns: 900.0,
+        g_per_byte_ns: 0.1,
+        o_per_byte_ns: None,
+    };
     let recovered = |control: f64| {
         let mut machine = Machine::crossbar("synthetic", seg.clone(), 2, 1e4);
         machine.compute.task_overhead_ns = 800.0;
@@ -359,4 +374,108 @@ fn the_control_message_cost_comes_back_from_simulated_ping_pongs() {
     // The same machine without the cost: what is left is the noise (±2% of a ~5 µs hop).
     let none = recovered(0.0);
     assert!(none.ns < 0.05 * 1500.0, "{none:?}");
+}
+
+/// A simulated micro run on `machine` (20 measured iterations, 2 of warm-up).
+fn simulated_micro(
+    machine: &dagwire_sim::machine::Machine,
+    strategy: &str,
+    pattern: &str,
+    size: u64,
+) -> (Box<dyn dagwire_workloads::Workload>, dagwire_runtime::RunOutcome) {
+    use dagwire_runtime::ParamValue;
+    use dagwire_sim::driver::{SimConfig, SimKernels, run};
+    let given = [
+        ("pattern", ParamValue::Str(pattern.into())),
+        ("size", ParamValue::Int(size as i64)),
+        ("iterations", ParamValue::Int(20)),
+        ("warmup", ParamValue::Int(2)),
+        ("window", ParamValue::Int(16)),
+    ];
+    let w = dagwire_workloads::find("micro").unwrap().build(&given, 2, 1).unwrap();
+    let out = {
+        let name = |k| w.kernel_name(k);
+        let kernels = SimKernels { kernels: w.kernels(), name: &name };
+        let factory = dagwire_strategies::find(strategy).unwrap().factory_with(&[], w.dag(), 1).unwrap();
+        let cfg = SimConfig { ranks: 2, workers: 1, run_kernels: false, seed: 1, trace: Default::default() };
+        run(w.dag(), &kernels, &factory, machine, cfg).unwrap().run
+    };
+    (w, out)
+}
+
+/// LogGOPS's `O` comes back from streaming intervals of a machine with a known one
+/// (0.3 ns per byte, G = 0.1: the copy is what a stream waits for, the case `experiment
+/// calibrate` assumes on one node), ±2% seeded noise, sizes 8 B .. 4 MiB: within 5%, and
+/// spread over the fitted ping-pong line, `G` comes back within 10% while the line
+/// (`o_s + L + o_r + (k-1)(G + 2 O)`) stays the fitted one. A curve whose slope is
+/// below twice the stream's keeps `G > 0` (O capped at half the slope).
+#[test]
+fn the_cpu_overhead_per_byte_comes_back_from_streaming_intervals() {
+    use dagwire_sim::machine::fit::fit_cpu_per_byte;
+    let (o, g, fixed) = (0.3, 0.1, 1500.0);
+    let mut r = rng::rng(13, 0);
+    let mut noisy = |x: f64| x * (1.0 + 0.02 * (2.0 * r.random::<f64>() - 1.0));
+    let sizes: Vec<u64> = (3..=22).map(|p| 1u64 << p).collect();
+    let stream: Vec<Sample> =
+        sizes.iter().map(|&k| Sample { bytes: k, ns: noisy(300.0 + (k - 1) as f64 * o) }).collect();
+    let pp: Vec<Sample> =
+        sizes.iter().map(|&k| Sample { bytes: k, ns: noisy(fixed + (k - 1) as f64 * (g + 2.0 * o)) }).collect();
+    let cpu = fit_cpu_per_byte(&stream, &stream).unwrap();
+    assert!(close(cpu.ns_per_byte, o, 0.05), "{cpu:?}");
+    let plain = fit_loggp(&pp, &stream, 1).unwrap();
+    let with = plain.with_cpu_per_byte(&cpu);
+    let s = &with.segments[0].segment;
+    assert!(close(s.o_per_byte_ns.unwrap(), cpu.ns_per_byte, 1e-9) && close(s.g_per_byte_ns, g, 0.10), "{s:?}");
+    for k in [8u64, 4096, 1 << 22] {
+        assert!(close(with.one_way_ns(k), plain.one_way_ns(k), 1e-9), "{k}");
+    }
+    // A ping-pong slope under twice the stream's: O takes half of it, G what is left.
+    let flat: Vec<Sample> = sizes.iter().map(|&k| Sample { bytes: k, ns: fixed + (k - 1) as f64 * 0.2 }).collect();
+    let capped = fit_loggp(&flat, &stream, 1).unwrap().with_cpu_per_byte(&cpu);
+    let s = &capped.segments[0].segment;
+    assert!(s.g_per_byte_ns > 0.0 && close(s.o_per_byte_ns.unwrap(), 0.1, 1e-3), "{s:?}");
+}
+
+/// The collective call cost comes back from simulated batched ping-pongs on a machine
+/// with a known one (25 µs), against the same hops simulated without it, as `experiment
+/// calibrate` fits it (±2% seeded noise on the measured hops): within 5%.
+#[test]
+fn the_collective_call_cost_comes_back_from_simulated_batched_ping_pongs() {
+    use dagwire_sim::machine::Machine;
+    use dagwire_sim::machine::fit::{fit_collective_call, median};
+    let seg = LogGpSegment {
+        from_bytes: 0,
+        o_s_ns: 300.0,
+        o_r_ns: 300.0,
+        g_ns: 300.0,
+        l_ns: 900.0,
+        g_per_byte_ns: 0.1,
+        o_per_byte_ns: None,
+    };
+    let mut machine = Machine::crossbar("synthetic", seg, 2, 1e4);
+    machine.compute.task_overhead_ns = 800.0;
+    let hop = |m: &Machine, k: u64| {
+        let (w, out) = simulated_micro(m, "batched", "pingpong", k);
+        let mut at: std::collections::BTreeMap<u32, (u64, u64)> = Default::default();
+        for t in out.trace.tasks.iter().filter(|t| t.rank.0 == 0 && w.dag().task(t.task).args[1] != 0) {
+            let slot = at.entry(w.dag().task(t.task).args[0]).or_default();
+            match w.kernel_name(t.kernel) {
+                "send" => slot.0 = t.start_ns,
+                "recv" => slot.1 = t.end_ns,
+                _ => {}
+            }
+        }
+        median(&at.values().map(|&(s, e)| (e - s) as f64).collect::<Vec<_>>()) / 2.0
+    };
+    let mut costly = machine.clone();
+    costly.compute.collective_call_ns = 25_000.0;
+    let mut r = rng::rng(17, 0);
+    let mut noisy = |x: f64| x * (1.0 + 0.02 * (2.0 * r.random::<f64>() - 1.0));
+    let sizes = [8u64, 64, 512];
+    let measured: Vec<Sample> = sizes.iter().map(|&k| Sample { bytes: k, ns: noisy(hop(&costly, k)) }).collect();
+    let c = fit_collective_call(&measured, &|k| hop(&machine, k)).unwrap();
+    assert!(close(c.ns, 25_000.0, 0.05), "{c:?}");
+    let none =
+        fit_collective_call(&sizes.map(|k| Sample { bytes: k, ns: hop(&machine, k) }), &|k| hop(&machine, k)).unwrap();
+    assert_eq!(none.ns, 0.0, "{none:?}");
 }

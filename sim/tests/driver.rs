@@ -120,7 +120,15 @@ fn cost_model_runs_scale_to_many_ranks_without_kernels() {
 
 /// One node-local crossbar machine with a single LogGP segment and fixed compute rate.
 fn toy_machine(ranks_per_node: u32) -> Machine {
-    let seg = LogGpSegment { from_bytes: 0, o_s_ns: 100.0, o_r_ns: 200.0, g_ns: 0.0, l_ns: 1000.0, g_per_byte_ns: 0.5, o_per_byte_ns: None };
+    let seg = LogGpSegment {
+        from_bytes: 0,
+        o_s_ns: 100.0,
+        o_r_ns: 200.0,
+        g_ns: 0.0,
+        l_ns: 1000.0,
+        g_per_byte_ns: 0.5,
+        o_per_byte_ns: None,
+    };
     Machine::crossbar("toy", seg, ranks_per_node, 1e6)
 }
 
@@ -575,4 +583,87 @@ fn a_bruck_all_to_all_v_sends_fewer_larger_network_messages_than_pairwise() {
         v
     };
     assert_eq!(records(&pairwise), records(&bruck), "the same contributions reach the same ranks");
+}
+
+/// r0's 5000-flop producer sends 4096 bytes to r1's 3000-flop reader and feeds r0's own
+/// 2000-flop follower.
+fn producer_follower_and_reader() -> Arc<dagwire_runtime::Dag> {
+    let mut b = DagBuilder::new(2);
+    let p = b.add(TaskSpec::new(KernelId(0), Rank(0)).flops(5000.0).outputs(&[4096]));
+    b.add(TaskSpec::new(KernelId(0), Rank(0)).flops(2000.0).inputs(&[p.output(0)]).outputs(&[4096]));
+    b.add(TaskSpec::new(KernelId(0), Rank(1)).flops(3000.0).inputs(&[p.output(0)]).outputs(&[4096]));
+    Arc::new(b.finish())
+}
+
+/// LogGOPS: a message's CPU time `o + ceil((k-1)·O)` holds its sender's next kernel and
+/// is paid again at the receiver, in series with the wire; with `O` absent the CPU
+/// overheads run beside the kernels, as before.
+#[test]
+fn a_messages_cpu_overhead_delays_the_next_kernel_on_its_rank_by_exactly_the_model() {
+    use dagwire_sim::machine::ProgressModel;
+    let dag = producer_follower_and_reader();
+    let name = |_| "k";
+    let kernels = SimKernels { kernels: &Zeros, name: &name };
+    let cfg = SimConfig { ranks: 2, workers: 1, run_kernels: true, seed: 1, trace: Default::default() };
+    let on = |o: Option<f64>, fidelity: Fidelity| {
+        let mut m = toy_machine(1);
+        m.fidelity = fidelity;
+        m.intra_node.segments[0].o_per_byte_ns = o;
+        m.inter_node.segments[0].o_per_byte_ns = o;
+        run(&dag, &kernels, &eager, &m, cfg).unwrap().run
+    };
+    let follower_start =
+        |out: &RunOutcome| out.trace.tasks.iter().find(|t| t.rank == Rank(0) && t.start_ns > 0).unwrap().start_ns;
+    // 4095 bytes after the first at 0.25 ns: 1023.75, rounded up.
+    let copy = 1024;
+    let wire = 100 + 2048 + 1000 + 200;
+    for fidelity in [Fidelity::Analytic, Fidelity::Flow] {
+        let plain = on(None, fidelity);
+        assert_eq!(follower_start(&plain), 5000, "{fidelity:?}: o_s beside the kernels");
+        assert_eq!(plain.makespan_ns, 5000 + wire + 3000);
+        let zero = on(Some(0.0), fidelity);
+        assert_eq!(follower_start(&zero), 5000 + 100, "{fidelity:?}: o_s holds the CPU");
+        let with = on(Some(0.25), fidelity);
+        assert_eq!(follower_start(&with), 5000 + 100 + copy, "{fidelity:?}");
+        let m = &with.trace.messages[0];
+        assert_eq!(m.recv_ns - m.sent_ns, wire + 2 * copy, "{fidelity:?}: O at both ends");
+        assert_eq!(with.makespan_ns, 5000 + wire + 2 * copy + 3000, "{fidelity:?}");
+    }
+    // Inline progress: a message reaching a rank in a kernel costs its CPU after the kernel.
+    let dag = reader_busy_in_a_kernel();
+    let machine = |progress, o| {
+        let mut m = toy_machine(1);
+        m.compute.progress = progress;
+        m.inter_node.segments[0].o_per_byte_ns = o;
+        m
+    };
+    let out = |progress, o| run(&dag, &kernels, &eager, &machine(progress, o), cfg).unwrap().run;
+    assert_eq!(out(ProgressModel::Inline, None).makespan_ns, 23000);
+    assert_eq!(out(ProgressModel::Inline, Some(0.25)).makespan_ns, 20000 + 200 + copy + 3000);
+    assert_eq!(out(ProgressModel::Thread, Some(0.25)).makespan_ns, 23000, "copied beside the kernel");
+}
+
+/// Joining a collective costs each rank `collective_call_ns` of CPU before its pieces
+/// leave: the pairwise exchange above ends exactly that much later.
+#[test]
+fn a_collective_call_costs_each_joining_rank_its_cpu_time() {
+    let mut b = DagBuilder::new(3);
+    let p = b.add(TaskSpec::new(KernelId(0), Rank(0)).flops(5000.0).outputs(&[4096]));
+    for r in [1, 2] {
+        b.add(TaskSpec::new(KernelId(0), Rank(r)).flops(3000.0).inputs(&[p.output(0)]).outputs(&[4096]));
+    }
+    let dag = Arc::new(b.finish());
+    let name = |_| "k";
+    let kernels = SimKernels { kernels: &Zeros, name: &name };
+    let cfg = SimConfig { ranks: 3, workers: 1, run_kernels: true, seed: 1, trace: Default::default() };
+    let with = |call: f64| {
+        let mut m = toy_machine(1);
+        m.compute.collective_call_ns = call;
+        run(&dag, &kernels, &batched("level", 1).factory(&dag), &m, cfg).unwrap().run
+    };
+    let (base, costly) = (with(0.0), with(7000.0));
+    assert_eq!(costly.makespan_ns, base.makespan_ns + 7000);
+    let data =
+        |out: &RunOutcome| out.trace.messages.iter().find(|m| m.kind == "batch-data").map(|m| m.recv_ns - m.sent_ns);
+    assert_eq!(data(&costly), data(&base).map(|t| t + 7000), "r0's data leaves after its call");
 }

@@ -412,8 +412,13 @@ pub struct CpuPerByteFit {
 /// assert!((o.ns_per_byte - 0.4).abs() < 1e-9);
 /// ```
 pub fn fit_cpu_per_byte(send: &[Sample], receive: &[Sample]) -> Result<CpuPerByteFit, FitError> {
+    // A rank that spends no time between its tasks (CPU overheads beside its kernels)
+    // measures 0: counted as 1 ns, which the relative weighting of the line allows.
+    let floor = |s: &[Sample]| -> Vec<Sample> {
+        s.iter().map(|p| Sample { ns: if p.ns >= 0.0 { p.ns.max(1.0) } else { p.ns }, ..*p }).collect()
+    };
     let line = |s: &[Sample], what: &str| {
-        fit_piecewise(s, 1, 2)
+        fit_piecewise(&floor(s), 1, 2)
             .map(|mut p| p.remove(0))
             .map_err(|e| FitError(format!("the {what} CPU time per message: {e}")))
     };

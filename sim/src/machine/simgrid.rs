@@ -239,8 +239,15 @@ fn map_cluster(a: &BTreeMap<String, String>) -> Result<Machine, Refusal> {
             ));
         }
     };
-    let segment =
-        LogGpSegment { from_bytes: 0, o_s_ns: 0.0, o_r_ns: 0.0, g_ns: 0.0, l_ns, g_per_byte_ns: 1e9 / bytes_per_s, o_per_byte_ns: None };
+    let segment = LogGpSegment {
+        from_bytes: 0,
+        o_s_ns: 0.0,
+        o_r_ns: 0.0,
+        g_ns: 0.0,
+        l_ns,
+        g_per_byte_ns: 1e9 / bytes_per_s,
+        o_per_byte_ns: None,
+    };
     let id = get("id").unwrap_or("simgrid-cluster");
     Ok(Machine {
         name: id.to_string(),

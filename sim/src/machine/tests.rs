@@ -651,3 +651,48 @@ fn the_gpu_presets_have_the_documented_devices_and_the_cpu_presets_none() {
     assert_eq!(dgx.nic_gbps, 3200.0);
     assert_eq!(dgx.accelerators.unwrap().peer_link.unwrap().gbps, 3600.0);
 }
+
+/// A segment's `o_per_byte_ns` (LogGOPS's `O`): optional (absent on every preset), read
+/// when given and listed; a negative, non-numeric or too large value is refused naming
+/// file, line and key. `compute.collective_call_ns` likewise.
+#[test]
+fn the_cpu_overhead_per_byte_and_the_collective_call_are_optional_read_and_checked() {
+    let m = parse_machine("x.toml", BASE).unwrap();
+    assert!(m.inter_node.segments.iter().chain(&m.intra_node.segments).all(|s| s.o_per_byte_ns.is_none()));
+    assert_eq!(m.compute.collective_call_ns, 0.0);
+    for name in preset_names() {
+        let p = load_machine(name).unwrap();
+        assert!(p.intra_node.segments.iter().all(|s| s.o_per_byte_ns.is_none()), "{name}");
+        assert_eq!(p.compute.collective_call_ns, 0.0, "{name}");
+    }
+    let text = edit("from_bytes = 8192\n", "from_bytes = 8192\no_per_byte_ns = 0.35\n");
+    let text = text.replacen("[compute]\n", "[compute]\ncollective_call_ns = 21000.0\n", 1);
+    let m = parse_machine("x.toml", &text).unwrap();
+    assert_eq!(m.inter_node.segments[1].o_per_byte_ns, Some(0.35));
+    assert_eq!(m.compute.collective_call_ns, 21000.0);
+    let d = describe(&m);
+    assert!(d.contains("CPU 0.35 ns per byte") && d.contains("collective call 21000 ns"), "{d}");
+    for (value, reason) in [
+        ("-0.5", "must be a CPU cost in ns per byte between 0 and 1000"),
+        ("1e9", "must be a CPU cost in ns per byte between 0 and 1000"),
+        ("nan", "must be a CPU cost in ns per byte"),
+        ("\"fast\"", "expected"),
+    ] {
+        let text = edit("from_bytes = 8192\n", &format!("from_bytes = 8192\no_per_byte_ns = {value}\n"));
+        let e = err(&text);
+        assert_eq!(
+            (e.file.as_str(), e.key.as_str(), e.line),
+            ("machines/x.toml", "inter_node.segments[1].o_per_byte_ns", Some(line_of(&text, "o_per_byte_ns"))),
+            "{e}"
+        );
+        assert!(e.reason.contains(reason), "{value}: {e}");
+    }
+    let text = edit("[compute]\n", "[compute]\ncollective_call_ns = -3.0\n");
+    let e = err(&text);
+    assert_eq!(
+        (e.key.as_str(), e.line),
+        ("compute.collective_call_ns", Some(line_of(&text, "collective_call_ns"))),
+        "{e}"
+    );
+    assert!(e.reason.contains("must be a time in ns between 0 and 1e10"), "{e}");
+}

@@ -4,7 +4,15 @@ use super::*;
 use crate::machine::{LogGp, LogGpSegment, Topology};
 
 fn seg(from_bytes: u64, o_s: f64, o_r: f64, g: f64, l: f64, per_byte: f64) -> LogGpSegment {
-    LogGpSegment { from_bytes, o_s_ns: o_s, o_r_ns: o_r, g_ns: g, l_ns: l, g_per_byte_ns: per_byte, o_per_byte_ns: None }
+    LogGpSegment {
+        from_bytes,
+        o_s_ns: o_s,
+        o_r_ns: o_r,
+        g_ns: g,
+        l_ns: l,
+        g_per_byte_ns: per_byte,
+        o_per_byte_ns: None,
+    }
 }
 
 fn machine(
