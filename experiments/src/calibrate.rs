@@ -20,6 +20,13 @@
 //!   fitted eager hop, less the fitted time of the ready-to-send and clear-to-send
 //!   headers, halved, is the CPU cost of handling one control message
 //!   ([`dagwire_sim::machine::fit::fit_control`]);
+//! - the `micro` ping-pong with the batched strategy (one all-to-all a hop) at 8, 64
+//!   and 512 B: its hop less the same hop simulated on the fitted machine without it is
+//!   the cost of a collective call ([`dagwire_sim::machine::fit::fit_collective_call`]);
+//! - the per-byte CPU overhead `O` of the segments: the streaming interval's slope (on
+//!   one node the ranks' threads copy every byte, so a stream waits for that CPU time:
+//!   the convention), at most half the ping-pong slope, whose `G` gives up `2·O`
+//!   ([`dagwire_sim::machine::fit::LogGpFit::with_cpu_per_byte`]);
 //! - tiled Cholesky (n = 1024, tiles 128, 256 and 512): each kernel's rate from its
 //!   tasks' times less the task overhead, overall (`kernel_gflops`) and per task size
 //!   (`kernel_curves`: small tiles run far below large ones), and the matrix

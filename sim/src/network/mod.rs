@@ -27,6 +27,15 @@
 //! `ceil(control_message_ns)` (the machine's `compute.control_message_ns`) more on its
 //! receiver CPU, right after `o_r`: an isolated one takes `T(k) + ceil(control_message_ns)`.
 //!
+//! **LogGOPS** (a segment gives `o_per_byte_ns`, `O`): both ends' CPU also spend
+//! `ceil((k-1)*O)` on the message, right after `o_s` and right after `o_r`, in series with
+//! the wire: an isolated message takes `T(k) + 2*ceil((k-1)*O)`. A rank's sends and
+//! receives then share one CPU, and that CPU time holds the rank's kernels
+//! ([`Network::cpu_free`]); without `O` anywhere in the machine, `o_s` and `o_r` run on
+//! separate CPUs beside the kernels, as in plain LogGP. A collective call
+//! ([`Network::collective_call`], `compute.collective_call_ns`) takes the rank's CPU in
+//! either model: its sends queue behind it and its kernels wait.
+//!
 //! **Analytic fidelity** ([`Fidelity::Analytic`]): after `o_s`, an inter-node message is
 //! injected into its node's NIC, whose consecutive injections are at least
 //! `ceil(max(g, k*G, k*8/nic_gbps))` apart (so the NIC's injection bandwidth is shared by
