@@ -25,8 +25,8 @@
 //!   the cost of a collective call ([`dagwire_sim::machine::fit::fit_collective_call`]);
 //! - the per-byte CPU overhead `O` of the segments: the streaming interval's slope (on
 //!   one node the ranks' threads copy every byte, so a stream waits for that CPU time:
-//!   the convention), at most half the ping-pong slope, whose `G` gives up `2·O`
-//!   ([`dagwire_sim::machine::fit::LogGpFit::with_cpu_per_byte`]);
+//!   the convention), split with the ping-pong slope so both curves hold, `G` giving up
+//!   `2·O` ([`dagwire_sim::machine::fit::LogGpFit::with_cpu_per_byte`]);
 //! - tiled Cholesky (n = 1024, tiles 128, 256 and 512): each kernel's rate from its
 //!   tasks' times less the task overhead, overall (`kernel_gflops`) and per task size
 //!   (`kernel_curves`: small tiles run far below large ones), and the matrix
@@ -435,7 +435,8 @@ fn calibration(
         cpu_per_byte: format!(
             "O: the slope of the streaming interval (window 16) against size, {:.3} ns/B (rms residual {:.1}%): \
              on one node the ranks' threads copy every byte, so a stream waits for that CPU time (the \
-             convention); at most half the ping-pong slope, which gives up 2 O to it",
+             convention); split with the ping-pong slope p so both curves hold: O = s and G = p - 2s if p >= \
+             2s, else G = s and O = (p - s) / 2 (one copy a message), O = 0 if p < s",
             cpu.send.slope_ns_per_byte,
             cpu.send.rms_rel_residual * 100.0,
         ),
@@ -487,7 +488,7 @@ fn summary(c: &Calibration) -> String {
     out.push_str(&format!("  control message {:.0} ns (rendezvous ping-pong)\n", c.control_message_ns.0));
     out.push_str(&format!("  collective call {:.0} ns (batched ping-pong)\n", c.collective_call_ns.0));
     if let Some(o) = c.intra_node.segments.iter().find_map(|s| s.segment.o_per_byte_ns) {
-        out.push_str(&format!("  CPU per message byte (O) {o:.3} ns (streaming slope, capped at G/2)\n"));
+        out.push_str(&format!("  CPU per message byte (O) {o:.3} ns (streaming slope, split with G)\n"));
     }
     for k in &c.kernels {
         out.push_str(&format!("  {:<6} {:>6.2} GFLOP/s per core ({} tasks)\n", k.name, k.gflops, k.tasks));

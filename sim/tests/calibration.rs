@@ -407,8 +407,8 @@ fn simulated_micro(
 /// (0.3 ns per byte, G = 0.1: the copy is what a stream waits for, the case `experiment
 /// calibrate` assumes on one node), ±2% seeded noise, sizes 8 B .. 4 MiB: within 5%, and
 /// spread over the fitted ping-pong line, `G` comes back within 10% while the line
-/// (`o_s + L + o_r + (k-1)(G + 2 O)`) stays the fitted one. A curve whose slope is
-/// below twice the stream's keeps `G > 0` (O capped at half the slope).
+/// (`o_s + L + o_r + (k-1)(G + 2 O)`) stays the fitted one. A ping-pong slope below
+/// twice the stream's is split the other way (see `LogGpFit::with_cpu_per_byte`).
 #[test]
 fn the_cpu_overhead_per_byte_comes_back_from_streaming_intervals() {
     use dagwire_sim::machine::fit::fit_cpu_per_byte;
@@ -429,11 +429,18 @@ fn the_cpu_overhead_per_byte_comes_back_from_streaming_intervals() {
     for k in [8u64, 4096, 1 << 22] {
         assert!(close(with.one_way_ns(k), plain.one_way_ns(k), 1e-9), "{k}");
     }
-    // A ping-pong slope under twice the stream's: O takes half of it, G what is left.
-    let flat: Vec<Sample> = sizes.iter().map(|&k| Sample { bytes: k, ns: fixed + (k - 1) as f64 * 0.2 }).collect();
-    let capped = fit_loggp(&flat, &stream, 1).unwrap().with_cpu_per_byte(&cpu);
-    let s = &capped.segments[0].segment;
-    assert!(s.g_per_byte_ns > 0.0 && close(s.o_per_byte_ns.unwrap(), 0.1, 1e-3), "{s:?}");
+    // A ping-pong slope under twice the stream's (one copy a message, the wire bounds
+    // the stream): G = the stream's slope, O half the rest; under the stream's: no O.
+    let slope = |p: f64| -> Vec<Sample> {
+        sizes.iter().map(|&k| Sample { bytes: k, ns: fixed + (k - 1) as f64 * p }).collect()
+    };
+    let wire_bound = fit_loggp(&slope(0.45), &stream, 1).unwrap().with_cpu_per_byte(&cpu);
+    let s = &wire_bound.segments[0].segment;
+    let want_o = (0.45 - cpu.ns_per_byte) / 2.0;
+    assert!(close(s.o_per_byte_ns.unwrap(), want_o, 0.02) && close(s.g_per_byte_ns, cpu.ns_per_byte, 0.02), "{s:?}");
+    let flat = fit_loggp(&slope(0.2), &stream, 1).unwrap().with_cpu_per_byte(&cpu);
+    let s = &flat.segments[0].segment;
+    assert!(s.o_per_byte_ns == Some(0.0) && close(s.g_per_byte_ns, 0.2, 0.01), "{s:?}");
 }
 
 /// The collective call cost comes back from simulated batched ping-pongs on a machine

@@ -248,10 +248,13 @@ impl LogGpFit {
         s.g_ns.max(s.o_s_ns + copy).max(s.o_r_ns + copy).max(bytes.max(1) as f64 * s.g_per_byte_ns)
     }
 
-    /// The same fit with LogGOPS's per-byte CPU overhead `O` (see [`fit_cpu_per_byte`]):
-    /// each segment gets `O = min(cpu.ns_per_byte, G / 2)` and gives up `2·O` of its `G`,
-    /// so the ping-pong line (`o_s + L + o_r + (k-1)·(G + 2·O)`) stays the fitted one:
-    /// the measured slope is split between the two ends' CPUs and the wire, not added to.
+    /// The same fit with LogGOPS's per-byte CPU overhead `O` (see [`fit_cpu_per_byte`]),
+    /// split so that both curves stay reproduced: per segment, with `p` its ping-pong
+    /// slope (`G + 2·O` in the model) and `s = cpu.ns_per_byte` the streaming slope
+    /// (`max(O, G)`): `O = s, G = p - 2s` when `p >= 2s` (the copy bounds the stream);
+    /// `G = s, O = (p - s) / 2` when `s <= p < 2s` (the wire does: one copy, not two, per
+    /// message); `O = 0` when `p < s`. The ping-pong line (`o_s + L + o_r + (k-1)·(G +
+    /// 2·O)`) stays the fitted one: the slope is split, not added to.
     ///
     /// ```
     /// use dagwire_sim::machine::fit::{CpuPerByteFit, Sample, fit_cpu_per_byte, fit_loggp};
@@ -268,7 +271,14 @@ impl LogGpFit {
         let mut out = self.clone();
         for s in &mut out.segments {
             let total = s.segment.g_per_byte_ns + 2.0 * s.segment.o_per_byte_ns.unwrap_or(0.0);
-            let o = cpu.ns_per_byte.clamp(0.0, (total - MIN_G) / 2.0).max(0.0);
+            let stream = cpu.ns_per_byte.max(0.0);
+            let o = if total >= 2.0 * stream {
+                stream.min((total - MIN_G) / 2.0).max(0.0)
+            } else if total >= stream {
+                (total - stream) / 2.0
+            } else {
+                0.0
+            };
             s.segment.o_per_byte_ns = Some(o);
             s.segment.g_per_byte_ns = (total - 2.0 * o).max(MIN_G);
         }
