@@ -23,10 +23,10 @@
 //! - the `micro` ping-pong with the batched strategy (one all-to-all a hop) at 8, 64
 //!   and 512 B: its hop less the same hop simulated on the fitted machine without it is
 //!   the cost of a collective call ([`dagwire_sim::machine::fit::fit_collective_call`]);
-//! - the per-byte CPU overhead `O` of the segments: the streaming interval's slope (on
-//!   one node the ranks' threads copy every byte, so a stream waits for that CPU time:
-//!   the convention), split with the ping-pong slope so both curves hold, `G` giving up
-//!   `2·O` ([`dagwire_sim::machine::fit::LogGpFit::with_cpu_per_byte`]);
+//! - with `--cpu-per-byte`, the per-byte CPU overhead `O` of the segments: the
+//!   streaming interval's slope (on one node the ranks' threads copy every byte, so a
+//!   stream waits for that CPU time: the convention), split with the ping-pong slope so
+//!   both curves hold, `G` giving up `2·O` ([`dagwire_sim::machine::fit::LogGpFit::with_cpu_per_byte`]);
 //! - tiled Cholesky (n = 1024, tiles 128, 256 and 512): each kernel's rate from its
 //!   tasks' times less the task overhead, overall (`kernel_gflops`) and per task size
 //!   (`kernel_curves`: small tiles run far below large ones), and the matrix
@@ -86,6 +86,13 @@ pub struct Args {
     /// Cholesky order for the kernel rates (tiles 128, 256 and 512, those at most half of it).
     #[arg(long, default_value_t = 1024)]
     pub kernel_n: i64,
+    /// Also fit LogGOPS's per-byte CPU overhead O (`o_per_byte_ns`) from the streaming
+    /// slope, moving that share of G onto the ranks' CPUs so a long message delays the
+    /// kernels of both ends. Off by default: on this 2-core host it made the predicted
+    /// mpi Cholesky makespans 3-8% longer than measured (main's are within 5%), as above
+    /// Open MPI's eager limit one rank copies, not both; see issue 16.
+    #[arg(long)]
+    pub cpu_per_byte: bool,
 }
 
 /// One run with a strategy through the chosen driver: rank 0 gets the outcome, other
@@ -324,12 +331,12 @@ fn measure_and_write(args: &Args, runner: &Runner<'_>, how: &str, jobs: bool) ->
     let pingpong: Vec<Sample> =
         m.hop.iter().map(|h| Sample { bytes: h.bytes, ns: (h.ns - 2.0 * overhead).max(1.0) }).collect();
     let fit = fit_loggp(&pingpong, &m.stream, 3).context("fitting the ping-pong and streaming curves")?;
-    // On one node the transport's copy is what a stream waits for: each rank's thread
-    // copies every byte (no NIC beside it), so the streaming interval is taken as both
-    // ends' CPU time per message (the convention; `with_cpu_per_byte` caps O at half the
-    // ping-pong slope, which gives it up).
+    // With --cpu-per-byte: on one node the transport's copy is what a stream waits for
+    // (each rank's thread copies every byte, no NIC beside it), so the streaming interval
+    // is taken as the CPU time per message (the convention; `with_cpu_per_byte` splits it
+    // with the ping-pong slope so both curves hold). Without it O stays absent (zero).
     let cpu = fit_cpu_per_byte(&m.stream, &m.stream).context("fitting the CPU time per message byte")?;
-    let fit = fit.with_cpu_per_byte(&cpu);
+    let fit = if args.cpu_per_byte { fit.with_cpu_per_byte(&cpu) } else { fit };
     let control = fit_control(&m.rendezvous, &fit, overhead, HEADER_BYTES)
         .context("fitting the control-message cost to the rendezvous ping-pong")?;
     let mut calibration = calibration(args, how, &m, fit, overhead, &control, &cpu)?;

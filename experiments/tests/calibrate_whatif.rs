@@ -15,9 +15,13 @@ fn calibrate_local_writes_a_machine_a_sim_point_runs_on_and_whatif_compares_on_i
         max_size: 4096,
         iterations: 20,
         kernel_n: 512,
+        cpu_per_byte: true,
     })
     .unwrap();
     let text = std::fs::read_to_string(&out).unwrap();
+    // Asked for, LogGOPS's O is written for every segment, with where it came from.
+    assert!(text.contains("\no_per_byte_ns = ") && text.contains("O: the slope of the streaming interval"), "{text}");
+    assert!(text.contains("\ncollective_call_ns = "), "{text}");
     assert!(text.contains("rms residual") && text.contains("task_overhead_ns"), "{text}");
     // The control-message cost, from the rendezvous ping-pong at 8, 64 and 512 B (its
     // value depends on the host: only that it was measured and written).
