@@ -164,6 +164,7 @@ mod tests {
             kernel_ns_per_byte: [("gen".to_string(), 2.5)].into(),
             task_overhead_ns: 7.5,
             control_message_ns: 0.0,
+            collective_call_ns: 0.0,
             progress: Default::default(),
         });
         let names = ["gemm", "trsm", "gen", "potrf"];
