@@ -1,6 +1,7 @@
 //! The local driver's bounds: a point asking for more threads than the machine holds
-//! is refused at the check, and a thread the system refuses to start fails the run at
-//! once with a clear error (it used to hang, or abort the whole process).
+//! is refused at the check, and a run whose threads do not fit the process's address
+//! space (`ulimit -v`) fails at once with a clear error before any thread starts (it
+//! used to hang, or abort the whole process when a thread's signal stack did not fit).
 
 mod common;
 
@@ -40,7 +41,7 @@ fn more_threads_than_the_machine_holds_are_refused_at_the_check_naming_ranks() {
 const CHILD: &str = "DAGWIRE_LOCAL_LIMITS_CHILD";
 
 /// Runs in a child process whose address space is capped (`ulimit -v`), so rank
-/// threads cannot all get their stacks: the run must fail at once, naming a rank.
+/// threads cannot all get their stacks: the run must fail at once, naming the limit.
 #[test]
 fn child_runs_more_ranks_than_its_address_space_holds() {
     if std::env::var(CHILD).is_err() {
@@ -56,7 +57,12 @@ fn child_runs_more_ranks_than_its_address_space_holds() {
     let e = run(&dag, &Fill, &strategy, &cfg).expect_err("the address space cannot hold 4000 thread stacks");
     assert!(started.elapsed() < Duration::from_secs(30), "failed at once, not after a timeout");
     let RunError::Config(text) = &e else { panic!("a configuration error, got {e}") };
-    assert!(text.contains("could not start the thread of rank") && text.contains("fewer ranks"), "{text}");
+    assert!(
+        text.contains("could not start the threads of 4000 ranks")
+            && text.contains("(ulimit -v)")
+            && text.contains("fewer ranks"),
+        "{text}"
+    );
     println!("CHILD-OK: {text}");
 }
 

@@ -89,6 +89,29 @@ pub fn thread_limit() -> usize {
     (max / 4).clamp(64, 8192)
 }
 
+/// Address space one thread maps: its stack (std's default of 2 MiB, or
+/// `RUST_MIN_STACK`), its guard page and the alternate signal stack std maps as the
+/// thread starts, rounded up.
+fn thread_address_space() -> u64 {
+    let stack = std::env::var("RUST_MIN_STACK").ok().and_then(|v| v.parse::<u64>().ok()).unwrap_or(2 << 20);
+    stack.saturating_add(128 << 10)
+}
+
+/// Bytes this process may still map under an address-space limit (`ulimit -v`:
+/// `/proc/self/limits` less `VmSize` in `/proc/self/status`); `None` when unlimited or
+/// unknown. Rank threads are counted against it before any starts: a thread whose stack
+/// fits but whose signal stack does not aborts the whole process as it starts (std
+/// cannot report that to the spawner), so running out part-way is not recoverable.
+fn address_space_left() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max address space"))?;
+    let soft = line.split_whitespace().nth(3)?.parse::<u64>().ok()?;
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let size = status.lines().find_map(|l| l.strip_prefix("VmSize:"))?;
+    let kib = size.trim().trim_end_matches("kB").trim().parse::<u64>().ok()?;
+    Some(soft.saturating_sub(kib.saturating_mul(1024)))
+}
+
 /// Refuses faults on one rank and more threads than [`thread_limit`]: a rank is a
 /// thread, plus one per kernel worker when progress runs on its own thread.
 fn check(c: &registry::DriverCheck<'_>) -> Result<(), registry::CheckError> {
@@ -238,6 +261,19 @@ pub fn run(
         return Err(RunError::Config("workers must be at least 1".into()));
     }
     let (progress, why) = cfg.progress.resolve(cfg.ranks, cfg.workers, usable_cores());
+    let threads = if progress == Progress::Thread { cfg.ranks.saturating_mul(cfg.workers + 1) } else { cfg.ranks };
+    if let Some(left) = address_space_left() {
+        let need = (threads as u64).saturating_mul(thread_address_space());
+        if need > left {
+            return Err(RunError::Config(format!(
+                "could not start the threads of {} ranks: {threads} threads need about {} MiB of address space and \
+                 this process may map only {} MiB more (ulimit -v); use fewer ranks or the sim driver",
+                cfg.ranks,
+                need >> 20,
+                left >> 20
+            )));
+        }
+    }
     if cfg.progress == Progress::Auto {
         note_progress(&format!("{PROGRESS_NOTE}local: {why}"));
     }
