@@ -324,6 +324,20 @@ fn simulated_pingpong(
     (median(&spans) / 2.0, median(&wire))
 }
 
+/// One segment with a sizeable fixed cost (o, g, L) and 0.1 ns/byte: the machine the
+/// control-message and collective-call fits are checked on.
+fn fixed_cost_segment() -> LogGpSegment {
+    LogGpSegment {
+        from_bytes: 0,
+        o_s_ns: 300.0,
+        o_r_ns: 300.0,
+        g_ns: 300.0,
+        l_ns: 900.0,
+        g_per_byte_ns: 0.1,
+        o_per_byte_ns: None,
+    }
+}
+
 /// The control-message cost comes back from simulated ping-pongs on a synthetic machine
 /// with a known cost (1500 ns on top of o_r = 300 ns): eager at 8 B .. 64 KiB, rendezvous
 /// with every message through the handshake at 8, 64 and 512 B, each hop and message
@@ -336,15 +350,7 @@ fn the_control_message_cost_comes_back_from_simulated_ping_pongs() {
     use dagwire_runtime::message::HEADER_BYTES;
     use dagwire_sim::machine::Machine;
     use dagwire_sim::machine::fit::fit_control;
-    let seg = LogGpSegment {
-        from_bytes: 0,
-        o_s_ns: 300.0,
-        o_r_ns: 300.0,
-        g_ns: 300.0,
-        l_ns: 900.0,
-        g_per_byte_ns: 0.1,
-        o_per_byte_ns: None,
-    };
+    let seg = fixed_cost_segment();
     let recovered = |control: f64| {
         let mut machine = Machine::crossbar("synthetic", seg.clone(), 2, 1e4);
         machine.compute.task_overhead_ns = 800.0;
@@ -450,15 +456,7 @@ fn the_cpu_overhead_per_byte_comes_back_from_streaming_intervals() {
 fn the_collective_call_cost_comes_back_from_simulated_batched_ping_pongs() {
     use dagwire_sim::machine::Machine;
     use dagwire_sim::machine::fit::{fit_collective_call, median};
-    let seg = LogGpSegment {
-        from_bytes: 0,
-        o_s_ns: 300.0,
-        o_r_ns: 300.0,
-        g_ns: 300.0,
-        l_ns: 900.0,
-        g_per_byte_ns: 0.1,
-        o_per_byte_ns: None,
-    };
+    let seg = fixed_cost_segment();
     let mut machine = Machine::crossbar("synthetic", seg, 2, 1e4);
     machine.compute.task_overhead_ns = 800.0;
     let hop = |m: &Machine, k: u64| {
