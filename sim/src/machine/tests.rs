@@ -650,6 +650,9 @@ fn the_gpu_presets_have_the_documented_devices_and_the_cpu_presets_none() {
     let dgx = load_machine("dgx-h100").unwrap();
     assert_eq!(dgx.nic_gbps, 3200.0);
     assert_eq!(dgx.accelerators.unwrap().peer_link.unwrap().gbps, 3600.0);
+    // The NIC affinity: pcie-4gpu's one NIC for its 4 GPUs; the others pool theirs.
+    let nics = |n: &str| load_machine(n).unwrap().accelerators.unwrap().nics;
+    assert_eq!((nics("pcie-4gpu"), nics("dgx-h100"), nics("aurora-gpu")), (Some(1), None, None));
 }
 
 /// A segment's `o_per_byte_ns` (LogGOPS's `O`): optional (absent on every preset), read
