@@ -50,10 +50,24 @@
 //!   out and the receiver's port in (or, without a peer link, the sender's switch up and
 //!   the receiver's switch down, at the host link's latency and bandwidth).
 //!
+//! - **NIC affinity** (`nics = N` in `[accelerators]`): NIC `i` of a node serves its
+//!   devices `i * D/N .. (i+1) * D/N` (`D` devices) and sits under the PCIe switch of the
+//!   first of them. GPU-direct data of a device under another switch crosses the host
+//!   root complex between the device and its NIC ([`Devices::nic_hop`]): on the way out
+//!   the device's switch up and the NIC's switch down, on the way in the NIC's switch up
+//!   and the device's switch down, each held for `ceil(b / bw)` of the host link, the hop
+//!   ending `ceil(lat)` later (store and forward, as a peer copy over PCIe, but on no
+//!   stream or copy engine: the NIC moves the bytes). The sender's hop ends before the
+//!   network takes the message, the receiver's starts when the network delivers it. Staged
+//!   transfers are unchanged (their host copies already cross the device's switch; the
+//!   NIC reads host memory). The NICs' bandwidth and who shares it is the network's
+//!   (`network` module docs). Without `nics`, every device is next to the node's NIC.
+//!
 //! An isolated staged transfer of `b` bytes therefore takes
 //! `copy(b) + T_net(b) + copy(b)` with `copy(b) = ceil(lat) + ceil(b / bw)` and `T_net` the
-//! network's time for the message; a direct one takes `T_net(b)`; with one stream a copy
-//! waits for the kernel running on it, with two it runs beside it.
+//! network's time for the message; a direct one takes `T_net(b)`, plus `copy(b)` at each
+//! end whose device is not under its NIC's switch; with one stream a copy waits for the
+//! kernel running on it, with two it runs beside it.
 //!
 //! On real drivers nothing of this exists: chunks stay in host memory and kernels run on
 //! the CPU; the simulator models the device's timing (kernels may still run for real on
@@ -122,6 +136,8 @@ pub struct Devices {
     per_node: u32,
     per_switch: u32,
     switches_per_node: u32,
+    /// Devices per NIC (`devices / nics`); `None`: every device next to the node's NIC.
+    per_nic: Option<u32>,
     streams: u32,
     engines: u32,
     gpu_direct: bool,
@@ -166,6 +182,7 @@ impl Devices {
             per_node,
             per_switch,
             switches_per_node,
+            per_nic: a.nics.map(|n| (per_node / n.clamp(1, per_node)).max(1)),
             streams: a.streams.max(1),
             engines: a.copy_engines.max(1),
             gpu_direct: a.gpu_direct,
@@ -238,6 +255,50 @@ impl Devices {
         self.occupy(src.0, now, Via::Peer { dst: dst.0 }, bytes)
     }
 
+    /// Whether GPU-direct data of `rank`'s device crosses the host to reach its NIC: the
+    /// NIC sits under another PCIe switch (see the [module docs](self)).
+    ///
+    /// ```
+    /// use dagwire_runtime::Rank;
+    /// use dagwire_sim::device::Devices;
+    /// use dagwire_sim::machine::load_machine;
+    /// let mut a = load_machine("dgx-h100").unwrap().accelerators.unwrap();
+    /// assert!(!Devices::new(&a, 16).crosses_to_nic(Rank(3)));
+    /// a.nics = Some(2); // NIC 1 serves devices 4-7, under device 4's switch (4 and 5)
+    /// let d = Devices::new(&a, 16);
+    /// assert_eq!((5..8).map(|r| d.crosses_to_nic(Rank(r))).collect::<Vec<_>>(), [false, true, true]);
+    /// ```
+    pub fn crosses_to_nic(&self, rank: Rank) -> bool {
+        let Some(per_nic) = self.per_nic else { return false };
+        let device = rank.0 % self.per_node;
+        device / self.per_switch != device / per_nic * per_nic / self.per_switch
+    }
+
+    /// GPU-direct data of `bytes` between `rank`'s device memory and its NIC, asked for at
+    /// `now`, when the NIC sits under another switch ([`Devices::crosses_to_nic`]):
+    /// towards the NIC (`to_nic`, before the network takes it) it holds the device's switch
+    /// up and the NIC's switch down, from the NIC (after the network delivered it) the
+    /// NIC's switch up and the device's switch down, for `ceil(b / bw)` of the host link,
+    /// and ends `ceil(lat)` later. No stream or copy engine: the NIC moves the bytes.
+    /// Returns when it ends, or `None` when the NIC is under the device's own switch (the
+    /// data goes straight to the network).
+    pub fn nic_hop(&mut self, now: Time, rank: Rank, to_nic: bool, bytes: u64) -> Option<Time> {
+        if !self.crosses_to_nic(rank) {
+            return None;
+        }
+        let per_nic = self.per_nic.expect("crosses only with NICs");
+        let node = rank.0 / self.per_node;
+        let device = rank.0 % self.per_node;
+        let at = |d: u32| (node * self.switches_per_node + d / self.per_switch) as usize;
+        let (own, nic) = (at(device), at(device / per_nic * per_nic));
+        let (up, down) = if to_nic { (own, nic) } else { (nic, own) };
+        let start = now.max(self.up_free[up]).max(self.down_free[down]);
+        let occupied = start.saturating_add(self.host.occupancy(bytes));
+        self.up_free[up] = occupied;
+        self.down_free[down] = occupied;
+        Some(occupied.saturating_add(self.host.latency))
+    }
+
     /// A copy of `bytes` by `rank`'s device (see the [module docs](self)).
     fn occupy(&mut self, rank: u32, now: Time, via: Via, bytes: u64) -> Span {
         let sbase = (rank * self.streams) as usize;
@@ -285,12 +346,25 @@ pub struct Accel<T> {
     next: u64,
     /// Copies to host memory under way, by (rank, copy id): the chunk each stages.
     staging: FxHashMap<(Rank, u64), ChunkId>,
+    /// Data crossing to its sender's NIC ([`Devices::nic_hop`]), by slot: the sender, the
+    /// receiver and the bytes to hand the network when the hop ends.
+    to_nic: FxHashMap<u64, (Rank, Rank, u64)>,
+    /// Data that crosses from its receiver's NIC to the device once the network delivers
+    /// it, by message id: the receiver and the bytes.
+    from_nic: FxHashMap<u64, (Rank, u64)>,
 }
 
 impl<T> Accel<T> {
     /// The driver side for `devices`.
     pub fn new(devices: Devices) -> Self {
-        Accel { devices, held: FxHashMap::default(), next: 0, staging: FxHashMap::default() }
+        Accel {
+            devices,
+            held: FxHashMap::default(),
+            next: 0,
+            staging: FxHashMap::default(),
+            to_nic: FxHashMap::default(),
+            from_nic: FxHashMap::default(),
+        }
     }
 
     /// Copy `id` of `rank` stages `chunk` in host memory.
@@ -319,8 +393,36 @@ impl<T> Accel<T> {
         self.held.remove(&slot).expect("a held transfer")
     }
 
+    /// Keeps `item`, `bytes` from `src` to `dst`, until its hop to `src`'s NIC ends;
+    /// returns the slot to [`take_to_nic`](Self::take_to_nic) it by.
+    pub fn hold_to_nic(&mut self, item: T, src: Rank, dst: Rank, bytes: u64) -> u64 {
+        let slot = self.hold(item);
+        self.to_nic.insert(slot, (src, dst, bytes));
+        slot
+    }
+
+    /// The item kept under `slot` by [`hold_to_nic`](Self::hold_to_nic), its sender,
+    /// receiver and bytes.
+    ///
+    /// # Panics
+    /// If nothing is kept there (a driver bug).
+    pub fn take_to_nic(&mut self, slot: u64) -> (T, Rank, Rank, u64) {
+        let (src, dst, bytes) = self.to_nic.remove(&slot).expect("a transfer crossing to its NIC");
+        (self.take(slot), src, dst, bytes)
+    }
+
+    /// Message `id`'s `bytes` cross from `dst`'s NIC to its device once delivered.
+    pub fn expect_from_nic(&mut self, id: u64, dst: Rank, bytes: u64) {
+        self.from_nic.insert(id, (dst, bytes));
+    }
+
+    /// If message `id` crosses from its receiver's NIC to the device: the receiver and bytes.
+    pub fn from_nic(&mut self, id: u64) -> Option<(Rank, u64)> {
+        if self.from_nic.is_empty() { None } else { self.from_nic.remove(&id) }
+    }
+
     /// Nothing held (checked at the end of a run).
     pub fn is_idle(&self) -> bool {
-        self.held.is_empty() && self.staging.is_empty()
+        self.held.is_empty() && self.staging.is_empty() && self.to_nic.is_empty() && self.from_nic.is_empty()
     }
 }

@@ -146,8 +146,14 @@ enum Event {
         rank: u32,
         id: u64,
     },
-    /// A peer copy ended: the held message `slot` has arrived.
+    /// A peer copy, or a GPU-direct receive's hop from the NIC to the device, ended: the
+    /// held message `slot` has arrived.
     Land {
+        slot: u64,
+    },
+    /// A GPU-direct send's hop from the device to its NIC ended: the network takes the
+    /// held data `slot` now.
+    Inject {
         slot: u64,
     },
 }
@@ -482,6 +488,15 @@ impl Sim<'_> {
         for &(t, id) in &delivered {
             self.events += 1;
             let item = self.in_flight.remove(id).expect("the network delivers only what was sent");
+            if let Some(accel) = &mut self.accel
+                && let Some((dst, bytes)) = accel.from_nic(id)
+            {
+                // GPU-direct data whose NIC is under another switch than the device's.
+                let end = accel.devices.nic_hop(t, dst, false, bytes).expect("only data that crosses is expected");
+                let slot = accel.hold(item);
+                self.queue.push(end, Event::Land { slot });
+                continue;
+            }
             self.arrived(t, item)?;
         }
         delivered.clear();
@@ -527,20 +542,46 @@ impl Sim<'_> {
 
     /// Hands `item` (`bytes` from `src` to `dst`) to the network at `now`, or, for data
     /// between two devices of one node ([`Path::Peer`] of the sender's engine's memory),
-    /// to a peer copy.
+    /// to a peer copy. GPU-direct data of a device whose NIC is under another PCIe switch
+    /// first crosses to the NIC ([`Devices::nic_hop`]).
     fn transmit(&mut self, now: Time, src: Rank, dst: Rank, bytes: u64, item: InFlight) {
-        if self.accel.is_some()
+        if let Some(accel) = &mut self.accel
             && item.is_data()
             && src != dst
-            && self.engines[src.index()].memory().path(dst) == Path::Peer
         {
-            return self.peer_copy(now, src, dst, bytes, item);
+            let memory = self.engines[src.index()].memory();
+            if memory.path(dst) == Path::Peer {
+                return self.peer_copy(now, src, dst, bytes, item);
+            }
+            if memory.network_space().is_device()
+                && let Some(end) = accel.devices.nic_hop(now, src, true, bytes)
+            {
+                let slot = accel.hold_to_nic(item, src, dst, bytes);
+                self.queue.push(end, Event::Inject { slot });
+                return;
+            }
         }
+        self.send(now, src, dst, bytes, item);
+    }
+
+    /// Hands `item` (`bytes` from `src` to `dst`) to the network at `now`; GPU-direct data
+    /// for a device whose NIC is under another PCIe switch will cross from the NIC once
+    /// delivered.
+    fn send(&mut self, now: Time, src: Rank, dst: Rank, bytes: u64, item: InFlight) {
         let id = if item.is_control_message() {
             self.network.send_control(now, src, dst, bytes)
         } else {
             self.network.send(now, src, dst, bytes)
         };
+        if let Some(accel) = &mut self.accel
+            && item.is_data()
+            && src != dst
+            && accel.devices.crosses_to_nic(dst)
+            && self.engines[dst.index()].memory().path(src) == Path::Network
+            && self.engines[dst.index()].memory().network_space().is_device()
+        {
+            accel.expect_from_nic(id, dst, bytes);
+        }
         self.in_flight.insert(id, item);
     }
 
@@ -581,6 +622,12 @@ impl Sim<'_> {
             Event::Land { slot } => {
                 let item = self.accel.as_mut().expect("only devices hold transfers").take(slot);
                 self.arrived(now, item)?;
+                return Ok(now);
+            }
+            Event::Inject { slot } => {
+                let (item, src, dst, bytes) =
+                    self.accel.as_mut().expect("only devices hold transfers").take_to_nic(slot);
+                self.send(now, src, dst, bytes, item);
                 return Ok(now);
             }
             Event::TaskFinished { rank, task, worker } => {
@@ -626,7 +673,7 @@ impl Sim<'_> {
             | Event::Timeout { rank }
             | Event::Exposed { rank, .. }
             | Event::Copied { rank, .. } => rank as usize,
-            Event::Land { .. } => unreachable!("handled above"),
+            Event::Land { .. } | Event::Inject { .. } => unreachable!("handled above"),
         };
         self.pump(rank, now)?;
         Ok(now)

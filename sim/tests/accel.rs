@@ -30,6 +30,7 @@ fn accelerators(devices: u32, streams: u32, gpu_direct: bool) -> Accelerators {
         kernel_gflops: Default::default(),
         host_link: HostLink { latency_ns: 300.0, gbps: 8.0, devices_per_switch: 1 },
         peer_link: Some(PeerLink { latency_ns: 50.0, gbps: 16.0 }),
+        nics: None,
     }
 }
 
@@ -552,4 +553,115 @@ fn a_run_whose_device_chunks_exceed_a_devices_memory_fails_naming_the_device_the
         let e = with_memory(4095, gpu_direct).unwrap_err();
         assert!(e.contains("rank r0's device 0 needs 4096 bytes") && e.contains("memory of 4095 bytes"), "{e}");
     }
+}
+
+/// `devices` per node and `nics` NICs (each `nic_gbps / nics`), devices on their own
+/// switches, with the toy's costs; `g_per_byte_ns` 0.01 so the NICs are the bottleneck.
+fn nic_machine(devices: u32, nics: Option<u32>, nic_gbps: f64, fidelity: dagwire_sim::machine::Fidelity) -> Machine {
+    let mut a = accelerators(devices, 1, true);
+    a.nics = nics;
+    let mut m = toy(devices, Some(a));
+    m.inter_node.segments[0].g_per_byte_ns = 0.01;
+    m.nic_gbps = nic_gbps;
+    m.fidelity = fidelity;
+    m
+}
+
+/// Sends `bytes` from each of `srcs` to the matching `dsts` at 0; their delivery times.
+fn deliveries(machine: &Machine, ranks: usize, pairs: &[(u32, u32)], bytes: u64) -> Vec<u64> {
+    let mut net = dagwire_sim::network::Network::new(machine, ranks).unwrap();
+    let ids: Vec<_> = pairs.iter().map(|&(s, d)| net.send(0, Rank(s), Rank(d), bytes)).collect();
+    let mut got = Vec::new();
+    while let Some(t) = net.next_delivery() {
+        got.extend(net.deliver_until(t));
+    }
+    ids.iter().map(|id| got.iter().find(|(_, g)| g == id).unwrap().0).collect()
+}
+
+#[test]
+fn two_devices_sharing_one_nic_each_get_half_its_bandwidth() {
+    use dagwire_sim::machine::Fidelity;
+    let bytes = 100_001u64;
+    // Four devices a node, 16 Gbit/s a node: two NICs of 8 Gbit/s (1 byte/ns), NIC 0
+    // serving devices 0 and 1, NIC 1 devices 2 and 3. Node 1's receivers are on
+    // different NICs, so only the senders' NICs are shared.
+    let two_nics = nic_machine(4, Some(2), 16.0, Fidelity::Flow);
+    // Flow: o_s, then k-1 bytes at the flow's rate, then L and o_r.
+    let at_rate = |bytes_per_ns: f64| 100 + ((bytes - 1) as f64 / bytes_per_ns).ceil() as u64 + 1000 + 200;
+    // Devices 0 and 1 share NIC 0: half of 1 byte/ns each.
+    assert_eq!(deliveries(&two_nics, 8, &[(0, 4), (1, 6)], bytes), [at_rate(0.5), at_rate(0.5)]);
+    // Devices 0 and 2 each have their own NIC: all of it.
+    assert_eq!(deliveries(&two_nics, 8, &[(0, 4), (2, 6)], bytes), [at_rate(1.0), at_rate(1.0)]);
+    // Alone on a shared NIC: the whole NIC.
+    assert_eq!(deliveries(&two_nics, 8, &[(1, 6)], bytes), [at_rate(1.0)]);
+    // Without `nics` (as before) the node's 16 Gbit/s are one pool any two ranks share.
+    let pooled = nic_machine(4, None, 16.0, Fidelity::Flow);
+    assert_eq!(deliveries(&pooled, 8, &[(0, 4), (1, 6)], bytes), [at_rate(1.0), at_rate(1.0)]);
+    // Analytic: a NIC injects one message at a time, each holding it for k bytes at the
+    // NIC's rate: the second of two on one NIC waits for the first.
+    let analytic = nic_machine(4, Some(2), 16.0, Fidelity::Analytic);
+    // o_s + ceil((k-1) G) + L + o_r after the injection starts.
+    let after = |start: u64| start + 100 + ((bytes - 1) as f64 * 0.01).ceil() as u64 + 1000 + 200;
+    assert_eq!(deliveries(&analytic, 8, &[(0, 4), (1, 6)], bytes), [after(0), after(bytes)]);
+    assert_eq!(deliveries(&analytic, 8, &[(0, 4), (2, 6)], bytes), [after(0), after(0)]);
+    let pooled = nic_machine(4, None, 16.0, Fidelity::Analytic);
+    assert_eq!(deliveries(&pooled, 8, &[(0, 4), (1, 6)], bytes), [after(0), after(bytes.div_ceil(2))]);
+}
+
+/// r`src` computes 5000 flops and sends 4096 bytes to r`dst`, which computes 3000 flops.
+fn producer_and_reader_on(ranks: usize, src: u32, dst: u32) -> Arc<Dag> {
+    let mut b = DagBuilder::new(ranks);
+    let p = b.add(TaskSpec::new(KernelId(0), Rank(src)).flops(5000.0).outputs(&[4096]));
+    b.add(TaskSpec::new(KernelId(0), Rank(dst)).flops(3000.0).inputs(&[p.output(0)]).outputs(&[4096]));
+    Arc::new(b.finish())
+}
+
+#[test]
+fn a_gpu_direct_transfer_from_or_to_a_device_not_under_its_nics_switch_crosses_the_host() {
+    // Two devices a node, each on its own switch; one NIC, under device 0's switch.
+    let with_nics = |nics: Option<u32>, gpu_direct: bool| {
+        let mut a = accelerators(2, 1, gpu_direct);
+        a.nics = nics;
+        toy(2, Some(a))
+    };
+    let one_nic = with_nics(Some(1), true);
+    // r0, r2: device 0 of nodes 0 and 1 (next to the NIC); r1, r3: device 1 (across).
+    // The hop is a host-link crossing: 300 ns + 4096 bytes at 1 byte/ns, as a copy.
+    for (src, dst, hops) in [(0, 2, 0), (1, 2, 1), (0, 3, 1), (1, 3, 2)] {
+        let out = simulate(&producer_and_reader_on(4, src, dst), &one_nic, 4);
+        assert_eq!(out.makespan_ns, 5000 + hops * COPY + MESSAGE + 3000, "r{src} -> r{dst}");
+        // The NIC moves the bytes: no copy engine records a copy.
+        assert!(out.trace.copies.is_empty(), "{:?}", out.trace.copies);
+    }
+    // One NIC per device, or no `nics` (every device next to its NIC): no hop.
+    for nics in [Some(2), None] {
+        for (src, dst) in [(0, 2), (1, 2), (0, 3), (1, 3)] {
+            let out = simulate(&producer_and_reader_on(4, src, dst), &with_nics(nics, true), 4);
+            assert_eq!(out.makespan_ns, 5000 + MESSAGE + 3000, "nics {nics:?}: r{src} -> r{dst}");
+        }
+    }
+    // Staged transfers are unchanged: the host copies at both ends, wherever the NIC is.
+    for nics in [Some(1), None] {
+        let out = simulate(&producer_and_reader_on(4, 1, 3), &with_nics(nics, false), 4);
+        assert_eq!(out.makespan_ns, 5000 + COPY + MESSAGE + COPY + 3000, "nics {nics:?}");
+    }
+}
+
+#[test]
+fn a_hop_to_the_nic_holds_the_devices_switch_up_and_the_nics_switch_down() {
+    let mut a = accelerators(2, 2, true);
+    a.nics = Some(1);
+    let mut d = Devices::new(&a, 2);
+    assert!(!d.crosses_to_nic(Rank(0)) && d.crosses_to_nic(Rank(1)));
+    assert_eq!(d.nic_hop(0, Rank(0), true, 1000), None, "device 0 is under its NIC's switch");
+    // Device 1's data crosses to the NIC: 1000 bytes on its switch up and switch 0 down,
+    // then the 300 ns latency.
+    assert_eq!(d.nic_hop(0, Rank(1), true, 1000), Some(1300));
+    // A copy to host on device 1 waits for its switch's up direction; one to device 0's
+    // memory for switch 0's down direction; device 0's copy to host does not wait.
+    assert_eq!(d.copy(0, Rank(1), Space::Host, 100).start, 1000);
+    assert_eq!(d.copy(0, Rank(0), Space::Device(0), 100).start, 1000);
+    assert_eq!(d.copy(0, Rank(0), Space::Host, 100).start, 0);
+    // The way in takes the other directions: switch 0 up (free since 100), switch 1 down.
+    assert_eq!(d.nic_hop(0, Rank(1), false, 1000), Some(100 + 1000 + 300));
 }

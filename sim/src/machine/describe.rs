@@ -93,13 +93,13 @@ pub fn describe(m: &Machine) -> String {
         }
     );
     if let Some(a) = &m.accelerators {
-        accelerators(&mut out, a);
+        accelerators(&mut out, a, m.nic_gbps);
     }
     out
 }
 
-/// The `[accelerators]` lines: devices, streams and copy engines, links, rates.
-fn accelerators(out: &mut String, a: &super::Accelerators) {
+/// The `[accelerators]` lines: devices, streams and copy engines, links, NICs, rates.
+fn accelerators(out: &mut String, a: &super::Accelerators, nic_gbps: f64) {
     let model = if a.model.is_empty() { String::new() } else { format!(" {}", a.model) };
     let _ = writeln!(
         out,
@@ -122,6 +122,24 @@ fn accelerators(out: &mut String, a: &super::Accelerators) {
         num(h.latency_ns),
         h.devices_per_switch
     );
+    let nics = match a.nics {
+        None => format!("NICs: one pool of {} Gbit/s per node, next to every device", num(nic_gbps)),
+        Some(n) => {
+            let per_nic = a.devices / n.max(1);
+            let far = (0..a.devices)
+                .filter(|d| {
+                    d / h.devices_per_switch.max(1) != d / per_nic.max(1) * per_nic / h.devices_per_switch.max(1)
+                })
+                .count();
+            format!(
+                "NICs: {n} per node, {} Gbit/s each, {per_nic} device(s) each, under its first device's switch; \
+                 {far} of {} devices cross the host to reach theirs (GPU-direct)",
+                num(nic_gbps / f64::from(n.max(1))),
+                a.devices
+            )
+        }
+    };
+    let _ = writeln!(out, "    {nics}");
     let mut rates: Vec<String> = a.kernel_gflops.iter().map(|(k, v)| format!("{k} {}", num(*v))).collect();
     rates.push(format!("other {}", num(a.default_gflops)));
     let _ =

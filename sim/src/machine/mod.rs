@@ -31,7 +31,8 @@ pub struct Machine {
     pub fidelity: Fidelity,
     /// Ranks placed on one node (consecutive ranks share a node).
     pub ranks_per_node: u32,
-    /// Per-node NIC injection bandwidth, Gbit/s.
+    /// Per-node NIC injection bandwidth, Gbit/s: one NIC the node's ranks share, or, with
+    /// [`Accelerators::nics`], split evenly between the node's NICs.
     pub nic_gbps: f64,
     /// Message costs between nodes.
     pub inter_node: LogGp,
@@ -59,7 +60,8 @@ pub struct Machine {
 /// The accelerators of one node (the `[accelerators]` section): one rank per device,
 /// kernels on the device's compute streams, copies on its copy engines over its host
 /// link (a PCIe switch shared by `devices_per_switch` devices) or over the device-device
-/// link inside the node; the simulator's `device` module gives the timing rules.
+/// link inside the node, and the node's NICs and which devices each serves (`nics`); the
+/// simulator's `device` module gives the timing rules, its `network` module the NICs'.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Accelerators {
@@ -93,6 +95,17 @@ pub struct Accelerators {
     /// go device to device over the host links (PCIe peer-to-peer).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer_link: Option<PeerLink>,
+    /// NICs per node and which devices each serves (the NIC-to-device affinity): NIC `i`
+    /// serves the `devices / nics` consecutive devices from `i * devices / nics` on, sits
+    /// under the PCIe switch of the first of them, and has `nic_gbps / nics` of the node's
+    /// injection bandwidth, shared by the ranks of the devices it serves. A GPU-direct
+    /// transfer of a device under another switch than its NIC's crosses the host (its
+    /// switch's up-link and the NIC's switch's down-link, the other way when receiving).
+    /// Must divide `devices`. Absent (the default): the node's NIC bandwidth is one pool
+    /// every rank of the node shares (as multi-rail striping does) and every device reaches
+    /// it without crossing a switch (the model before this key existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nics: Option<u32>,
 }
 
 /// A device's host link: PCIe lanes behind a switch shared by `devices_per_switch`

@@ -526,7 +526,7 @@ fn validate(m: &Machine) -> Result<(), Invalid> {
         ));
     }
     if let Some(a) = &m.accelerators {
-        validate_accelerators(a, m.ranks_per_node)?;
+        validate_accelerators(a, m.ranks_per_node, m.nic_gbps)?;
     }
     Ok(())
 }
@@ -535,7 +535,7 @@ fn validate(m: &Machine) -> Result<(), Invalid> {
 /// built, and small enough that per-device tables stay small.
 pub const MAX_DEVICE_COUNT: u32 = 1024;
 
-fn validate_accelerators(a: &Accelerators, ranks_per_node: u32) -> Result<(), Invalid> {
+fn validate_accelerators(a: &Accelerators, ranks_per_node: u32, nic_gbps: f64) -> Result<(), Invalid> {
     let at = |k: &str| vec![key("accelerators"), key(k)];
     for (name, v) in [("devices", a.devices), ("streams", a.streams), ("copy_engines", a.copy_engines)] {
         if !(1..=MAX_DEVICE_COUNT).contains(&v) {
@@ -576,6 +576,30 @@ fn validate_accelerators(a: &Accelerators, ranks_per_node: u32) -> Result<(), In
         let peer = |k: &str| vec![key("accelerators"), key("peer_link"), key(k)];
         time(p.latency_ns, peer("latency_ns"))?;
         positive(p.gbps, peer("gbps"), "a bandwidth in Gbit/s")?;
+    }
+    if let Some(nics) = a.nics
+        && !(nics >= 1 && a.devices.is_multiple_of(nics))
+    {
+        return Err((
+            at("nics"),
+            format!(
+                "must be a number of NICs per node from 1 to devices = {} that divides it (each NIC serves \
+                 devices / nics consecutive devices), got {nics}",
+                a.devices
+            ),
+        ));
+    }
+    if let Some(nics) = a.nics
+        && nic_gbps / f64::from(nics) < GBPS.0
+    {
+        return Err((
+            at("nics"),
+            format!(
+                "each NIC gets nic_gbps / nics = {} Gbit/s, below the smallest bandwidth, {:e} Gbit/s",
+                nic_gbps / f64::from(nics),
+                GBPS.0
+            ),
+        ));
     }
     Ok(())
 }

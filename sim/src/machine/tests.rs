@@ -650,6 +650,9 @@ fn the_gpu_presets_have_the_documented_devices_and_the_cpu_presets_none() {
     let dgx = load_machine("dgx-h100").unwrap();
     assert_eq!(dgx.nic_gbps, 3200.0);
     assert_eq!(dgx.accelerators.unwrap().peer_link.unwrap().gbps, 3600.0);
+    // The NIC affinity: pcie-4gpu's one NIC for its 4 GPUs; the others pool theirs.
+    let nics = |n: &str| load_machine(n).unwrap().accelerators.unwrap().nics;
+    assert_eq!((nics("pcie-4gpu"), nics("dgx-h100"), nics("aurora-gpu")), (Some(1), None, None));
 }
 
 /// A segment's `o_per_byte_ns` (LogGOPS's `O`): optional (absent on every preset), read
@@ -695,4 +698,47 @@ fn the_cpu_overhead_per_byte_and_the_collective_call_are_optional_read_and_check
         "{e}"
     );
     assert!(e.reason.contains("must be a time in ns between 0 and 1e10"), "{e}");
+}
+
+/// `[accelerators] nics`: optional (absent: one pool per node, as before), read and
+/// listed when given; a count that is 0, does not divide `devices` or is not a number is
+/// refused naming file, line and key.
+#[test]
+fn the_nic_count_is_optional_read_listed_and_must_divide_the_devices() {
+    let m = parse_machine("x.toml", &with_accel()).unwrap();
+    assert_eq!(m.accelerators.as_ref().unwrap().nics, None);
+    assert!(describe(&m).contains("NICs: one pool of"), "{}", describe(&m));
+    let text = with_accel().replacen("devices = 4\n", "devices = 4\nnics = 1\n", 1);
+    let m = parse_machine("x.toml", &text).unwrap();
+    assert_eq!(m.accelerators.as_ref().unwrap().nics, Some(1));
+    // BASE's NIC is 100 Gbit/s; devices 2 and 3 are on the second switch, the NIC on the first.
+    let d = describe(&m);
+    let want = format!(
+        "NICs: 1 per node, {} Gbit/s each, 4 device(s) each, under its first device's switch; 2 of 4 devices",
+        m.nic_gbps
+    );
+    assert!(d.contains(&want), "{want:?} missing from:\n{d}");
+    for (value, reason) in [
+        ("0", "must be a number of NICs per node from 1 to devices = 4 that divides it"),
+        ("3", "must be a number of NICs per node from 1 to devices = 4 that divides it"),
+        ("8", "must be a number of NICs per node from 1 to devices = 4 that divides it"),
+        ("-1", "expected"),
+        ("\"two\"", "expected"),
+    ] {
+        let text = with_accel().replacen("devices = 4\n", &format!("devices = 4\nnics = {value}\n"), 1);
+        let e = err(&text);
+        assert_eq!(
+            (e.file.as_str(), e.key.as_str(), e.line),
+            ("machines/x.toml", "accelerators.nics", Some(line_of(&text, "nics ="))),
+            "{value}: {e}"
+        );
+        assert!(e.reason.contains(reason), "{value}: {e}");
+    }
+    // A NIC's share of the node's bandwidth must stay a usable bandwidth.
+    let text = with_accel().replacen("devices = 4\n", "devices = 4\nnics = 4\n", 1);
+    let mut m = parse_machine("x.toml", &text).unwrap();
+    m.nic_gbps = 2e-6;
+    let e = validate_machine("x (modified)", &m).unwrap_err();
+    assert_eq!(e.key, "accelerators.nics", "{e}");
+    assert!(e.reason.contains("nic_gbps / nics"), "{e}");
 }

@@ -2,8 +2,8 @@
 //!
 //! Every rank has a sender CPU (`o_s` serialises its sends), a receiver CPU (`o_r`
 //! serialises its receives) and a shared-memory injector (intra-node messages at least
-//! `max(g, k*G)` apart); every node has a NIC (inter-node injections at least
-//! `max(g, k*G, k / NIC bandwidth)` apart). No link is shared: an injected message arrives
+//! `max(g, k*G)` apart); every NIC (one per node, or the node's `nics`) has a queue
+//! (inter-node injections at least `max(g, k*G, k / NIC bandwidth)` apart). No link is shared: an injected message arrives
 //! `(k-1)*G + L (+ hops)` later. The flow fidelity reuses the CPUs and the NIC's `g`.
 //!
 //! With LogGOPS's `O` (`one_cpu`), a rank's sends and receives share one CPU, each taking
@@ -28,14 +28,14 @@ pub(crate) struct Resources {
 }
 
 impl Resources {
-    /// Idle resources for `ranks` ranks on `nodes` nodes.
+    /// Idle resources for `ranks` ranks sharing `nics` NICs.
     /// `one_cpu`: LogGOPS (see the module docs).
-    pub fn new(ranks: usize, nodes: usize, one_cpu: bool) -> Resources {
+    pub fn new(ranks: usize, nics: usize, one_cpu: bool) -> Resources {
         Resources {
             send_cpu: vec![0; ranks],
             recv_cpu: vec![0; ranks],
             local: vec![0; ranks],
-            nic: vec![0; nodes],
+            nic: vec![0; nics],
             hold: vec![0; ranks],
             one_cpu,
         }
@@ -71,11 +71,11 @@ impl Resources {
         self.hold[rank]
     }
 
-    /// Injects into `node`'s NIC at `ready` or when it frees up; the NIC then stays busy for
+    /// Injects into NIC `nic` at `ready` or when it frees up; the NIC then stays busy for
     /// `gap`. Returns the injection start.
-    pub fn inject_nic(&mut self, ready: Time, node: usize, gap: Time) -> Time {
-        let start = ready.max(self.nic[node]);
-        self.nic[node] = start + gap;
+    pub fn inject_nic(&mut self, ready: Time, nic: usize, gap: Time) -> Time {
+        let start = ready.max(self.nic[nic]);
+        self.nic[nic] = start + gap;
         start
     }
 
@@ -116,12 +116,12 @@ pub(crate) fn inter_node_arrival(
     seg: &Segment,
     now: Time,
     src: usize,
-    src_node: usize,
+    src_nic: usize,
     bytes: u64,
     nic_bytes_per_ns: f64,
     latency: Time,
 ) -> Time {
     let ready = res.send_overhead(now, src, seg.o_s + Time::from(seg.copy_ns(bytes)));
-    let start = res.inject_nic(ready, src_node, seg.gap_ns(bytes, nic_bytes_per_ns));
+    let start = res.inject_nic(ready, src_nic, seg.gap_ns(bytes, nic_bytes_per_ns));
     start + seg.data_ns(bytes) + latency
 }

@@ -1,10 +1,10 @@
 //! The flow fidelity: an inter-node message's bytes (all but the first, whose time is part
-//! of `L`) move as a flow over the source NIC's up-link, the topology route and the
-//! destination NIC's down-link, sharing every link max-min fairly with the other flows
+//! of `L`) move as a flow over the source rank's NIC's up-link, the topology route and the
+//! destination rank's NIC's down-link, sharing every link max-min fairly with the other flows
 //! ([`super::maxmin`]), its own rate capped at `1/G`.
 //!
 //! Links get dense indices on first use, looked up in one table per kind (NIC up-links and
-//! down-links by node, topology links by their index): a large topology costs the flow
+//! down-links by NIC, topology links by their index): a large topology costs the flow
 //! model's per-link state only for the links traffic actually crosses, and 4 bytes per
 //! node or topology link up to the largest one used.
 
@@ -34,7 +34,7 @@ pub(crate) struct Meta {
 #[derive(Debug)]
 pub(crate) struct Flows {
     net: FlowNet,
-    /// Dense link index of each node's NIC up-link and down-link and of each topology
+    /// Dense link index of each NIC's up-link and down-link and of each topology
     /// link ([`UNSEEN`] until traffic first crosses it).
     nic_up: Vec<u32>,
     nic_down: Vec<u32>,
@@ -73,15 +73,16 @@ impl Flows {
         }
     }
 
-    /// Prepares the flow of a message from `src_node` to `dst_node` over `topology_links`
-    /// (`bytes` > 0, rate capped at `cap`). Returns its slot; it starts with [`Self::start`].
+    /// Prepares the flow of a message from NIC `src_nic` to NIC `dst_nic` over
+    /// `topology_links` (`bytes` > 0, rate capped at `cap`). Returns its slot; it starts
+    /// with [`Self::start`].
     #[allow(clippy::too_many_arguments)]
     pub fn prepare(
         &mut self,
         fabric: &Fabric,
         topology_links: &[u32],
-        src_node: u32,
-        dst_node: u32,
+        src_nic: u32,
+        dst_nic: u32,
         bytes: f64,
         cap: f64,
         meta: Meta,
@@ -89,11 +90,11 @@ impl Flows {
         let nic = self.nic_bytes_per_ns;
         let mut route = std::mem::take(&mut self.route);
         route.clear();
-        route.push(dense(&mut self.nic_up, &mut self.net, src_node, || nic));
+        route.push(dense(&mut self.nic_up, &mut self.net, src_nic, || nic));
         for &l in topology_links {
             route.push(dense(&mut self.topology, &mut self.net, l, || fabric.link_bytes_per_ns(l)));
         }
-        route.push(dense(&mut self.nic_down, &mut self.net, dst_node, || nic));
+        route.push(dense(&mut self.nic_down, &mut self.net, dst_nic, || nic));
         let slot = self.net.insert(&route, bytes, cap);
         self.route = route;
         let s = slot as usize;

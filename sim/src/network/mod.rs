@@ -21,7 +21,15 @@
 //!
 //! **Resources** are next-free times, as in LogGOPSim. Each rank has a sender CPU (`o_s`
 //! serialises its sends in call order) and a receiver CPU (`o_r` serialises its receives in
-//! arrival order); each node has a NIC.
+//! arrival order); each node has a NIC of `nic_gbps` that all its ranks share.
+//!
+//! **NICs of a node with accelerators** (`[accelerators] nics = N`): the node has `N` NICs
+//! of `nic_gbps / N` each, and NIC `i` serves the `ranks_per_node / N` consecutive ranks
+//! (devices) from `i * ranks_per_node / N` on: rank `r` injects into, and receives through,
+//! NIC `r / (ranks_per_node / N)`, which the ranks it serves share and no other rank uses.
+//! Below, "its NIC" is that NIC, and `nic_gbps` reads `nic_gbps / N`. Without `nics` the
+//! node's one NIC is as above (`N = 1`). Where the NIC sits relative to the devices' PCIe
+//! switches is the `device` module's business.
 //!
 //! **Control messages** ([`Network::send_control`]) cost their receiver
 //! `ceil(control_message_ns)` (the machine's `compute.control_message_ns`) more on its
@@ -37,14 +45,14 @@
 //! either model: its sends queue behind it and its kernels wait.
 //!
 //! **Analytic fidelity** ([`Fidelity::Analytic`]): after `o_s`, an inter-node message is
-//! injected into its node's NIC, whose consecutive injections are at least
+//! injected into its sender's NIC, whose consecutive injections are at least
 //! `ceil(max(g, k*G, k*8/nic_gbps))` apart (so the NIC's injection bandwidth is shared by
-//! the node's ranks); its last byte arrives `ceil((k-1)*G) + ceil(L + hops)` after the
+//! the ranks it serves); its last byte arrives `ceil((k-1)*G) + ceil(L + hops)` after the
 //! injection starts; then the receiver's `o_r`. No link is shared.
 //!
 //! **Flow fidelity** ([`Fidelity::Flow`]): after `o_s` and the NIC gap `ceil(g)`, the
 //! message's `k-1` bytes (the first byte's time is part of `L`) move as a flow over the
-//! source NIC's up-link (`nic_gbps`), the route's topology links and the destination NIC's
+//! sender's NIC's up-link (`nic_gbps`), the route's topology links and the receiver's NIC's
 //! down-link (`nic_gbps`). Concurrent flows share links max-min fairly (progressive
 //! filling); each flow's rate is also capped by `1/G`; rates are recomputed whenever a flow
 //! starts or ends. When the last byte is through (the end rounded up to a whole ns), the
@@ -176,6 +184,10 @@ enum Step {
 pub struct Network {
     ranks: usize,
     ranks_per_node: u32,
+    /// Consecutive ranks that share one NIC: rank `r` injects into NIC `r / ranks_per_nic`
+    /// (`ranks_per_node` unless the machine's `[accelerators]` give `nics`).
+    ranks_per_nic: u32,
+    /// One NIC's bandwidth: `nic_gbps / nics`.
     nic_bytes_per_ns: f64,
     costs: Costs,
     fabric: Fabric,
@@ -207,7 +219,16 @@ impl Network {
         if machine.ranks_per_node == 0 {
             return Err("ranks_per_node = 0: must be at least 1".into());
         }
-        let nic_bytes_per_ns = topology::bytes_per_ns("nic_gbps", machine.nic_gbps)?;
+        let nics = machine.accelerators.as_ref().and_then(|a| a.nics).unwrap_or(1);
+        if nics == 0 || !machine.ranks_per_node.is_multiple_of(nics) {
+            return Err(format!(
+                "accelerators.nics = {nics}: must divide ranks_per_node = {} (one rank per device)",
+                machine.ranks_per_node
+            ));
+        }
+        let ranks_per_nic = machine.ranks_per_node / nics;
+        let key = if nics > 1 { "nic_gbps / accelerators.nics" } else { "nic_gbps" };
+        let nic_bytes_per_ns = topology::bytes_per_ns(key, machine.nic_gbps / f64::from(nics))?;
         let costs = Costs::new(&machine.inter_node, &machine.intra_node)?;
         let loggops = costs.loggops;
         let nodes = (ranks as u64).div_ceil(u64::from(machine.ranks_per_node));
@@ -218,10 +239,11 @@ impl Network {
         Ok(Network {
             ranks,
             ranks_per_node: machine.ranks_per_node,
+            ranks_per_nic,
             nic_bytes_per_ns,
             costs,
             fabric,
-            resources: Resources::new(ranks, nodes as usize, loggops),
+            resources: Resources::new(ranks, ranks.div_ceil(ranks_per_nic as usize), loggops),
             flows: (machine.fidelity == Fidelity::Flow).then(|| Flows::new(nic_bytes_per_ns)),
             events: EventQueue::default(),
             clock: 0,
@@ -296,13 +318,14 @@ impl Network {
         let latency = seg.latency_ns(hops, self.fabric.hop_ns()) + self.jitter_ns(l_ns);
         let seg = self.costs.get(seg_index);
         let copy = seg.copy_ns(bytes);
+        let (src_nic, dst_nic) = (src.0 / self.ranks_per_nic, dst.0 / self.ranks_per_nic);
         let Some(flows) = &mut self.flows else {
             let arrive = analytic::inter_node_arrival(
                 &mut self.resources,
                 seg,
                 now,
                 src.index(),
-                src_node as usize,
+                src_nic as usize,
                 bytes,
                 self.nic_bytes_per_ns,
                 latency,
@@ -311,15 +334,14 @@ impl Network {
             return id;
         };
         let ready = self.resources.send_overhead(now, src.index(), seg.o_s + Time::from(copy));
-        let start = self.resources.inject_nic(ready, src_node as usize, loggp::ceil_ns(seg.g_ns));
+        let start = self.resources.inject_nic(ready, src_nic as usize, loggp::ceil_ns(seg.g_ns));
         let flow_bytes = loggp::counted_bytes(bytes) - 1;
         if flow_bytes == 0 {
             self.push(start + latency, Step::Arrive { id, dst: dst.0, seg: seg_index, control, copy });
             return id;
         }
         let meta = Meta { id, dst: dst.0, seg: seg_index, control, copy, latency };
-        let slot =
-            flows.prepare(&self.fabric, &self.route, src_node, dst_node, flow_bytes as f64, seg.rate_cap(), meta);
+        let slot = flows.prepare(&self.fabric, &self.route, src_nic, dst_nic, flow_bytes as f64, seg.rate_cap(), meta);
         self.push(start, Step::FlowStart { slot });
         id
     }
