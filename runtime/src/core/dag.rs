@@ -447,10 +447,9 @@ impl DagBuilder {
         let mut readers: Vec<Reader> = Vec::with_capacity(pairs.len());
         for c in 0..self.chunks.len() {
             let (a, b) = (consumers.offsets[c] as usize, consumers.offsets[c + 1] as usize);
-            for p in a..b {
-                let (owner, task) = pairs[p];
+            for (i, &(owner, task)) in pairs[a..b].iter().enumerate() {
                 let slot = match readers.last() {
-                    Some(prev) if p > a && prev.owner == owner => prev.slot,
+                    Some(prev) if i > 0 && prev.owner == owner => prev.slot,
                     _ => {
                         read_slots[owner.index()] += 1;
                         read_slots[owner.index()] - 1
