@@ -1,9 +1,10 @@
 //! The simulator at scale, without the `experiment` binary (no polars to build):
 //!
-//! - `scale alltoall RANKS [STRATEGY] [FIDELITY] [FROM-TO bytes]`: the micro `alltoall`
-//!   workload (10 iterations per size, no warm-up, sizes doubling from FROM to TO, 8-8192
-//!   by default) on a zero-overhead crossbar, counts-only trace; prints the wall time per
-//!   simulated message at each rank count.
+//! - `scale alltoall RANKS [STRATEGY] [FIDELITY] [FROM-TO bytes] [counts|full]`: the
+//!   micro `alltoall` workload (10 iterations per size, a tenth of that above 8 KiB, no
+//!   warm-up, sizes doubling from FROM to TO, 8-8192 by default) on a zero-overhead
+//!   crossbar, counts-only trace unless `full`; prints, per size and in all, the wall
+//!   time of DAG build, setup, event loop and trace finish, and each per simulated message.
 //! - `scale cholesky RANKS TILES [FIDELITY] [STRATEGY] [MACHINE]`: the cost-model tiled
 //!   Cholesky (tile 256) with the full trace; prints DAG build, plan, event loop and
 //!   trace-finish times separately, and events/s over the event loop alone.
@@ -34,7 +35,12 @@ fn main() {
                 let (a, b) = r.split_once('-').expect("FROM-TO");
                 (a.parse().expect("FROM"), b.parse().expect("TO"))
             });
-            alltoall(ranks, strategy, fidelity, from, to);
+            let trace = match arg(5).unwrap_or("counts") {
+                "counts" => TraceLevel::Counts,
+                "full" => TraceLevel::Full,
+                other => panic!("trace {other}: counts or full"),
+            };
+            alltoall(ranks, strategy, fidelity, from, to, trace);
         }
         Some("cholesky") => {
             let ranks: usize = arg(1).expect("RANKS").parse().expect("RANKS is a number");
@@ -45,7 +51,9 @@ fn main() {
             cholesky(ranks, tiles, fidelity, strategy, machine);
         }
         Some("digest") => digest(),
-        _ => eprintln!("usage: scale alltoall RANKS [STRATEGY] [FIDELITY] [FROM-TO] | cholesky RANKS TILES | digest"),
+        _ => eprintln!(
+            "usage: scale alltoall RANKS [STRATEGY] [FIDELITY] [FROM-TO] [counts|full] | cholesky RANKS TILES | digest"
+        ),
     }
 }
 
@@ -97,36 +105,59 @@ fn simulate(w: &dyn Workload, strategy: &str, machine: &Machine, ranks: usize, t
     run(w.dag(), &kernels, &factory, machine, cfg).unwrap_or_else(|e| panic!("{strategy} on {ranks} ranks: {e}"))
 }
 
-fn alltoall(ranks: usize, strategy: &str, fidelity: Fidelity, from: i64, to: i64) {
+fn alltoall(ranks: usize, strategy: &str, fidelity: Fidelity, from: i64, to: i64, trace: TraceLevel) {
     let machine = zero_overhead_crossbar(fidelity);
-    let (mut build, mut sim, mut cpu, mut messages, mut events) = (0.0, 0.0, 0.0, 0u64, 0u64);
+    // Wall seconds of each phase over all sizes: DAG build, setup, event loop, finish.
+    let mut phases = [0.0f64; 4];
+    let (mut cpu, mut messages, mut events) = (0.0, 0u64, 0u64);
+    let started = Instant::now();
     let mut size = from;
     while size <= to {
         let t = Instant::now();
         let w = micro(ranks, "alltoall", size, 10);
-        build += t.elapsed().as_secs_f64();
-        let (t, c) = (Instant::now(), cpu_s());
-        let out = simulate(w.as_ref(), strategy, &machine, ranks, TraceLevel::Counts);
+        let build = t.elapsed().as_secs_f64();
+        let c = cpu_s();
+        let out = simulate(w.as_ref(), strategy, &machine, ranks, trace);
         let s = cpu_s() - c;
-        sim += t.elapsed().as_secs_f64();
-        cpu += s;
         let m = out.run.trace.message_totals();
         let msgs = m.data_messages + m.control_messages;
+        let tm = &out.timing;
+        let split = [build, tm.setup.as_secs_f64(), tm.event_loop.as_secs_f64(), tm.finish.as_secs_f64()];
+        phases.iter_mut().zip(split).for_each(|(p, x)| *p += x);
+        cpu += s;
         messages += msgs;
         events += out.events;
         println!(
-            "  size {size:>6} B: {s:8.3} s CPU, {msgs:>10} messages, {:>10} events, {:7.3} us CPU/message, makespan {} ns",
+            "  size {size:>6} B: {msgs:>10} messages, {:>10} events, build {:.3} s, setup {:.3} s, loop {:.3} s, \
+             finish {:.3} s (wall); run {s:.3} s CPU, {:.3} us CPU/message, makespan {} ns",
             out.events,
+            split[0],
+            split[1],
+            split[2],
+            split[3],
             s * 1e6 / msgs as f64,
             out.run.makespan_ns
         );
+        drop(out);
+        drop(w);
         size *= 2;
     }
+    let total = started.elapsed().as_secs_f64();
+    let per = |x: f64| x * 1e6 / messages as f64;
     println!(
-        "alltoall {ranks} ranks {strategy} {fidelity:?}: DAG build {build:.2} s, simulation {sim:.2} s wall, {cpu:.2} s \
-         CPU, {messages} messages, {events} events, {:.3} us CPU/message, {:.2} M events/s (CPU)",
-        cpu * 1e6 / messages as f64,
-        events as f64 / cpu / 1e6
+        "alltoall {ranks} ranks {strategy} {fidelity:?} trace {trace:?}: {messages} messages, {events} events, {total:.2} s \
+         wall in all: DAG build {:.2} s, setup {:.2} s, event loop {:.2} s, finish {:.2} s; per message (us): total \
+         {:.3}, build {:.3}, setup {:.3}, loop {:.3}, finish {:.3}; run {cpu:.2} s CPU, {:.2} M events/s over the loop",
+        phases[0],
+        phases[1],
+        phases[2],
+        phases[3],
+        per(total),
+        per(phases[0]),
+        per(phases[1]),
+        per(phases[2]),
+        per(phases[3]),
+        events as f64 / phases[2] / 1e6
     );
 }
 

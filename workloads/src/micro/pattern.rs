@@ -204,6 +204,31 @@ impl Layout {
         }
     }
 
+    /// Where message `key` (one of this layout's) is among the outputs of its sender's
+    /// send task: its position in [`Layout::sends`]`(key.iteration, key.src)`, computed
+    /// without listing them, so the DAG builder finds a message's chunk in constant time.
+    ///
+    /// ```
+    /// use dagwire_workloads::micro::{Layout, Pattern};
+    /// let l = Layout::new(Pattern::AllToAll, 4, 16, 1);
+    /// for (i, k) in l.sends(0, 2).into_iter().enumerate() {
+    ///     assert_eq!(l.send_index(k), i);
+    /// }
+    /// ```
+    pub fn send_index(&self, key: MsgKey) -> usize {
+        match self.pattern {
+            Pattern::PingPong | Pattern::Broadcast => 0,
+            Pattern::Bandwidth if key.slot == ACK_SLOT => 0,
+            Pattern::Bandwidth => key.slot as usize,
+            // Every other rank in order: receivers above the sender move down one.
+            Pattern::AllToAll => (key.dst - (key.dst > key.src) as u32) as usize,
+            // Directions in slot order, those whose neighbour is the sender itself left out.
+            Pattern::Halo => {
+                Direction::ALL[..key.slot as usize].iter().filter(|&&d| self.neighbour(key.src, d) != key.src).count()
+            }
+        }
+    }
+
     /// The halo neighbour of `rank` in direction `d` (periodic; may be `rank` itself
     /// on a grid one row high, in which case no message is sent).
     pub fn neighbour(&self, rank: u32, d: Direction) -> u32 {
@@ -252,6 +277,21 @@ mod tests {
                     }
                 }
                 assert_eq!(sent, read, "{pattern:?} ranks={ranks}: a message nobody reads");
+            }
+        }
+    }
+
+    /// `send_index` is each sent message's position among its send task's outputs.
+    #[test]
+    fn send_index_is_the_output_position() {
+        for pattern in Pattern::ALL {
+            for ranks in 2..=17 {
+                let l = Layout::new(pattern, ranks, 8, 3);
+                for r in 0..l.ranks {
+                    for (i, k) in l.sends(2, r).into_iter().enumerate() {
+                        assert_eq!(l.send_index(k), i, "{pattern:?} ranks={ranks}: {k:?}");
+                    }
+                }
             }
         }
     }
