@@ -8,9 +8,13 @@ use dagwire_runtime::{
 };
 use dagwire_sim::device::Devices;
 use dagwire_sim::driver::{SimConfig, SimKernels, run};
-use dagwire_sim::machine::{Accelerators, HostLink, LogGpSegment, Machine, PeerLink, load_machine};
+use dagwire_sim::machine::{Accelerators, HostLink, Machine, PeerLink, load_machine};
 use dagwire_strategies::eager::Eager;
 use std::sync::Arc;
+
+#[path = "common/toy.rs"]
+mod toy;
+use toy::toy_machine;
 
 fn eager(_: Rank) -> Box<dyn Strategy> {
     Box::new(Eager)
@@ -34,19 +38,9 @@ fn accelerators(devices: u32, streams: u32, gpu_direct: bool) -> Accelerators {
     }
 }
 
-/// The toy machine of `sim/tests/driver.rs` (LogGP o_s 100, L 1000, o_r 200, G 0.5), with
-/// `ranks_per_node` devices per node.
+/// The toy machine (`common/toy.rs`) with `ranks_per_node` devices per node.
 fn toy(ranks_per_node: u32, accel: Option<Accelerators>) -> Machine {
-    let seg = LogGpSegment {
-        from_bytes: 0,
-        o_s_ns: 100.0,
-        o_r_ns: 200.0,
-        g_ns: 0.0,
-        l_ns: 1000.0,
-        g_per_byte_ns: 0.5,
-        o_per_byte_ns: None,
-    };
-    Machine { accelerators: accel, ..Machine::crossbar("toy", seg, ranks_per_node, 1e6) }
+    Machine { accelerators: accel, ..toy_machine(ranks_per_node) }
 }
 
 struct Zeros;

@@ -4,10 +4,14 @@ use dagwire_runtime::{
     Dag, DagBuilder, KernelId, Kernels, ParamValue, Payload, Rank, RunOutcome, Strategy, Task, TaskSpec, TraceLevel,
 };
 use dagwire_sim::driver::{SimConfig, SimKernels, run};
-use dagwire_sim::machine::{Fidelity, LogGpSegment, Machine, Topology, load_machine};
+use dagwire_sim::machine::{Fidelity, Machine, Topology, load_machine};
 use dagwire_strategies::eager::Eager;
 use dagwire_workloads::Workload;
 use std::sync::Arc;
+
+#[path = "common/toy.rs"]
+mod toy;
+use toy::toy_machine;
 
 fn eager(_: Rank) -> Box<dyn Strategy> {
     Box::new(Eager)
@@ -116,20 +120,6 @@ fn cost_model_runs_scale_to_many_ranks_without_kernels() {
     assert_eq!(out.trace.tasks.len(), w.dag().task_count());
     let busy_ranks: std::collections::BTreeSet<_> = out.trace.tasks.iter().map(|t| t.rank).collect();
     assert_eq!(busy_ranks.len(), ranks, "every rank ran tasks");
-}
-
-/// One node-local crossbar machine with a single LogGP segment and fixed compute rate.
-fn toy_machine(ranks_per_node: u32) -> Machine {
-    let seg = LogGpSegment {
-        from_bytes: 0,
-        o_s_ns: 100.0,
-        o_r_ns: 200.0,
-        g_ns: 0.0,
-        l_ns: 1000.0,
-        g_per_byte_ns: 0.5,
-        o_per_byte_ns: None,
-    };
-    Machine::crossbar("toy", seg, ranks_per_node, 1e6)
 }
 
 struct Zeros;
