@@ -8,7 +8,27 @@
 use crate::collective::CollectiveKind;
 use crate::ids::{ChunkId, KernelId, Rank, TaskId};
 use crate::policies::{PlacementPolicy, Policy};
+use std::cell::Cell;
 use std::ops::Range;
+
+thread_local! {
+    static FINISHED_HERE: Cell<u64> = const { Cell::new(0) };
+}
+
+/// How many DAGs [`DagBuilder::finish`] has built on the calling thread so far: lets a
+/// test check that a step (a sweep's check of its points) builds none, and a run one.
+///
+/// ```
+/// use dagwire_runtime::{DagBuilder, KernelId, Rank, TaskSpec, dag};
+/// let before = dag::finished_on_this_thread();
+/// let mut b = DagBuilder::new(1);
+/// b.add(TaskSpec::new(KernelId(0), Rank(0)).outputs(&[8]));
+/// b.finish();
+/// assert_eq!(dag::finished_on_this_thread(), before + 1);
+/// ```
+pub fn finished_on_this_thread() -> u64 {
+    FINISHED_HERE.with(Cell::get)
+}
 
 /// What to add: one task, its inputs and the sizes of its outputs.
 ///
@@ -422,6 +442,7 @@ impl DagBuilder {
 
     /// Freezes the DAG and builds its reverse indices.
     pub fn finish(self) -> Dag {
+        FINISHED_HERE.with(|n| n.set(n.get() + 1));
         let consumers = Csr::build(self.chunks.len(), self.tasks.len(), |t| {
             let (a, b) = (self.input_offsets[t] as usize, self.input_offsets[t + 1] as usize);
             let mut chunks: Vec<usize> = self.inputs[a..b].iter().map(|c| c.index()).collect();
