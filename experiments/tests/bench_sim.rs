@@ -61,7 +61,11 @@ fn bench_sim_prints_each_configuration_as_it_finishes_after_its_progress() {
         let secs: Vec<f64> = fields[3..8].iter().map(|f| f.parse().unwrap()).collect();
         assert!(secs.iter().all(|&s| s >= 0.0), "{row}");
         assert!(secs[..4].iter().sum::<f64>() <= secs[4] + 0.025, "the parts exceed the wall time: {row}");
-        assert!(fields[8].parse::<f64>().unwrap() > 0.0, "{row}");
+        let (wall_rate, cpu_rate): (f64, f64) = (fields[8].parse().unwrap(), fields[9].parse().unwrap());
+        assert!(wall_rate > 0.0, "{row}");
+        // One thread runs the loop: its CPU time is at most the loop's wall time (both
+        // rounded to whole events/s when printed).
+        assert!(cpu_rate + 1.0 >= wall_rate, "events over the loop's CPU time, not its wall time: {row}");
         if level == "full" {
             tasks_of_size = Some(tasks);
         } else {
