@@ -112,6 +112,13 @@ pub fn decode(bytes: &[u8]) -> Result<Header, String> {
     Ok(h)
 }
 
+/// Bytes [`put_messages`] appends for `messages`: a count, then a header and the
+/// inline payload of each (so a caller sizes one buffer for several lists up front).
+#[cfg_attr(not(feature = "mpi"), allow(dead_code))]
+pub fn messages_len(messages: &[Message]) -> usize {
+    4 + messages.iter().map(|m| HEADER + m.payload.as_ref().map_or(0, |p| p.len())).sum::<usize>()
+}
+
 /// Appends a list of messages (a collective contribution) with their payloads inline.
 #[cfg_attr(not(feature = "mpi"), allow(dead_code))]
 pub fn put_messages(out: &mut Vec<u8>, messages: &[Message]) {
@@ -140,6 +147,24 @@ pub fn get_messages(r: &mut Reader<'_>) -> Result<Vec<Message>, String> {
         out.push(msg);
     }
     Ok(out)
+}
+
+/// Reads a list written by [`put_messages`] that must end the reader's bytes: bytes
+/// after its last message are refused (a length or count the sender and receiver
+/// disagree on), not ignored.
+#[cfg_attr(not(feature = "mpi"), allow(dead_code))]
+pub fn get_last_messages(r: &mut Reader<'_>) -> Result<Vec<Message>, String> {
+    let messages = get_messages(r)?;
+    if !r.is_empty() {
+        return Err(format!(
+            "{} trailing bytes after the last of {} messages in a {}-byte buffer (a peer built from another \
+             version?)",
+            r.bytes.len() - r.at,
+            messages.len(),
+            r.bytes.len()
+        ));
+    }
+    Ok(messages)
 }
 
 /// A cursor over received bytes.
@@ -367,6 +392,42 @@ mod tests {
         let mut r = Reader::new(&out);
         assert_eq!(get_messages(&mut r).unwrap(), list);
         assert!(r.is_empty());
+        assert_eq!(messages_len(&list), out.len());
+        assert_eq!(messages_len(&[]), 4);
+    }
+
+    /// Lists packed one after another into one buffer sized by `messages_len` (as the
+    /// MPI driver packs an all-to-all) read back from slices of it; a list followed by
+    /// bytes it does not account for is refused, naming them.
+    #[test]
+    fn packed_lists_round_trip_from_slices_and_trailing_bytes_are_refused() {
+        let lists = [
+            vec![Message::data(2, ChunkId(5), Payload::from_bytes(&[7; 300])), Message::control(1, ChunkId(4), 8)],
+            vec![],
+            vec![Message::data(3, ChunkId(9), Payload::from_bytes(&[1, 2, 3]))],
+        ];
+        let lens: Vec<usize> = lists.iter().map(|l| 8 + messages_len(l)).collect();
+        let mut buf = Vec::with_capacity(lens.iter().sum());
+        for (i, l) in lists.iter().enumerate() {
+            buf.extend_from_slice(&(i as u64).to_le_bytes());
+            put_messages(&mut buf, l);
+        }
+        assert_eq!(buf.len(), lens.iter().sum::<usize>());
+        assert_eq!(buf.capacity(), buf.len(), "sized up front, never grown");
+        let mut at = 0;
+        for (i, l) in lists.iter().enumerate() {
+            let mut r = Reader::new(&buf[at..at + lens[i]]);
+            assert_eq!(r.u64().unwrap(), i as u64);
+            assert_eq!(&get_last_messages(&mut r).unwrap(), l);
+            at += lens[i];
+        }
+        let mut long = Vec::new();
+        put_messages(&mut long, &lists[2]);
+        long.extend_from_slice(&[0; 5]);
+        let e = get_last_messages(&mut Reader::new(&long)).unwrap_err();
+        assert!(e.contains("5 trailing bytes after the last of 1 messages"), "{e}");
+        let e = get_last_messages(&mut Reader::new(&long[..long.len() - 8])).unwrap_err();
+        assert!(e.contains("truncated"), "{e}");
     }
 
     #[test]

@@ -776,7 +776,7 @@ impl<'a> Driver<'a> {
             self.core.engine.handle_collective_done(now, id, vec![result]);
         }
         if let Some((id, WorldOp::AllToAllV(op))) = self.world_op.as_mut()
-            && let Some(parts) = op.test()?
+            && let Some(got) = op.test()?
         {
             let id = *id;
             self.world_op = None;
@@ -784,10 +784,13 @@ impl<'a> Driver<'a> {
             set_handling(Handling::Collective { id, from: None });
             let now = self.clock.now();
             let mut received = Vec::with_capacity(self.size - 1);
-            for (r, bytes) in parts.into_iter().enumerate().filter(|&(r, _)| r != self.rank.index()) {
-                let mut rd = wire::Reader::new(&bytes);
+            // Each part is decoded from its slice of the receive buffer (payloads copied
+            // once, into their own buffers), and must hold exactly its message list.
+            for r in (0..self.size).filter(|&r| r != self.rank.index()) {
+                let mut rd = wire::Reader::new(got.part(r));
                 let sent_ns = rd.u64()?;
-                let messages = wire::get_messages(&mut rd)?;
+                let messages =
+                    wire::get_last_messages(&mut rd).map_err(|e| format!("the all-to-all part from rank {r}: {e}"))?;
                 received.push(Contribution { from: Rank(r as u32), sent_ns, recv_ns: now, messages });
             }
             self.core.engine.handle_collective_done(now, id, received);
@@ -985,14 +988,20 @@ impl<'a> Driver<'a> {
     }
 
     fn start_all_to_all(&mut self, join: CollectiveJoin) -> Result<(), String> {
+        // Each destination's part (the send time, then its message list) is packed in
+        // rank order straight into one buffer sized up front, which MPI sends from.
         let now = self.clock.now();
-        let mut parts = vec![Vec::new(); self.size];
+        let mut lists: Vec<Option<&[Message]>> = vec![None; self.size];
         for (to, messages) in &join.sends {
-            let part = &mut parts[to.index()];
-            part.extend_from_slice(&now.to_le_bytes());
-            wire::put_messages(part, messages);
+            lists[to.index()] = Some(messages);
         }
-        self.world_op = Some((join.id, WorldOp::AllToAllV(AllToAllV::start(self.coll, parts)?)));
+        let counts: Vec<usize> = lists.iter().map(|l| l.map_or(0, |m| 8 + wire::messages_len(m))).collect();
+        let mut send = Vec::with_capacity(counts.iter().sum());
+        for messages in lists.iter().flatten() {
+            send.extend_from_slice(&now.to_le_bytes());
+            wire::put_messages(&mut send, messages);
+        }
+        self.world_op = Some((join.id, WorldOp::AllToAllV(AllToAllV::start(self.coll, send, &counts)?)));
         Ok(())
     }
 }

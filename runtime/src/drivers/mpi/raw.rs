@@ -402,17 +402,22 @@ enum Step {
 }
 
 impl AllToAllV {
-    /// Starts sending `parts[r]` to rank `r` (one entry per rank of the communicator).
-    pub fn start(comm: RawComm, parts: Vec<Vec<u8>>) -> Result<AllToAllV, String> {
-        let n = parts.len();
-        let total: usize = parts.iter().map(Vec::len).sum();
+    /// Starts sending `send[displacement r .. + counts[r]]` to rank `r` (one count per
+    /// rank of the communicator; the parts packed in rank order, as the caller wrote
+    /// them into one buffer: no copy here).
+    pub fn start(comm: RawComm, send: Vec<u8>, counts: &[usize]) -> Result<AllToAllV, String> {
+        let n = counts.len();
+        let total: usize = counts.iter().sum();
+        if total != send.len() {
+            return Err(format!("an all-to-all-v of {} bytes whose parts count {total}", send.len()));
+        }
         count(total, "one rank's all-to-all-v contribution")?;
-        let mut send = Vec::with_capacity(total);
         let (mut send_counts, mut send_displs) = (Vec::with_capacity(n), Vec::with_capacity(n));
-        for p in &parts {
-            send_displs.push(send.len() as c_int);
-            send_counts.push(p.len() as c_int);
-            send.extend_from_slice(p);
+        let mut at = 0;
+        for &c in counts {
+            send_displs.push(at as c_int);
+            send_counts.push(c as c_int);
+            at += c;
         }
         let mut op = AllToAllV {
             comm,
@@ -444,8 +449,9 @@ impl AllToAllV {
         Ok(op)
     }
 
-    /// Advances the exchange; once it is complete, what each rank sent to this one.
-    pub fn test(&mut self) -> Result<Option<Vec<Vec<u8>>>, String> {
+    /// Advances the exchange; once it is complete, what each rank sent to this one: one
+    /// buffer and, per rank, the range of it that rank sent (read in place, not copied out).
+    pub fn test(&mut self) -> Result<Option<Received>, String> {
         if self.step == Step::Done || !test(&mut self.req) {
             return Ok(None);
         }
@@ -481,16 +487,28 @@ impl AllToAllV {
             }
             Step::Data => {
                 self.step = Step::Done;
-                let parts = self
-                    .recv_counts
-                    .iter()
-                    .zip(&self.recv_displs)
-                    .map(|(&c, &d)| self.recv[d as usize..(d + c) as usize].to_vec())
-                    .collect();
-                Ok(Some(parts))
+                let parts =
+                    self.recv_counts.iter().zip(&self.recv_displs).map(|(&c, &d)| d as usize..(d + c) as usize).collect();
+                Ok(Some(Received { bytes: std::mem::take(&mut self.recv), parts }))
             }
             Step::Done => Ok(None),
         }
+    }
+}
+
+/// What an [`AllToAllV`] received: every rank's part in one buffer.
+#[derive(Debug)]
+pub struct Received {
+    /// The receive buffer.
+    pub bytes: Vec<u8>,
+    /// Per rank of the communicator, where its part lies in `bytes`.
+    pub parts: Vec<std::ops::Range<usize>>,
+}
+
+impl Received {
+    /// The part rank `r` sent.
+    pub fn part(&self, r: usize) -> &[u8] {
+        &self.bytes[self.parts[r].clone()]
     }
 }
 
