@@ -20,6 +20,8 @@ use rustc_hash::FxHashMap;
 ///     task_overhead_ns: 100.0,
 ///     control_message_ns: 0.0,
 ///     collective_call_ns: 0.0,
+///     collective_message_ns: 0.0,
+///     collective_ns_per_byte: 0.0,
 ///     progress: Default::default(),
 /// });
 /// assert_eq!(model.modelled("gemm", 1e6, 8), 100 + 20_000); // 1 MFLOP at 50 GFLOP/s
@@ -165,6 +167,8 @@ mod tests {
             task_overhead_ns: 7.5,
             control_message_ns: 0.0,
             collective_call_ns: 0.0,
+            collective_message_ns: 0.0,
+            collective_ns_per_byte: 0.0,
             progress: Default::default(),
         });
         let names = ["gemm", "trsm", "gen", "potrf"];

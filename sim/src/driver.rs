@@ -16,7 +16,9 @@
 //!
 //! A strategy's control message (no payload) also costs its receiver the machine's
 //! `compute.control_message_ns` (see [`Network::send_control`]). Joining a collective
-//! costs the rank's CPU `compute.collective_call_ns` ([`Network::collective_call`]).
+//! costs the rank's CPU `compute.collective_call_ns` ([`Network::collective_call`]);
+//! each piece costs both ends' CPU per message and per payload byte it carries
+//! (`compute.collective_message_ns`, `collective_ns_per_byte`: [`Network::send_piece`]).
 //! A kernel starts once the rank's CPU is free of the message work that holds it
 //! ([`Network::cpu_free`]: messages under LogGOPS, collective calls); with inline
 //! progress a message held for a running kernel costs its CPU time when the kernel ends.
@@ -585,10 +587,10 @@ impl Sim<'_> {
     /// for a device whose NIC is under another PCIe switch will cross from the NIC once
     /// delivered.
     fn send(&mut self, now: Time, src: Rank, dst: Rank, bytes: u64, item: InFlight) {
-        let id = if item.is_control_message() {
-            self.network.send_control(now, src, dst, bytes)
-        } else {
-            self.network.send(now, src, dst, bytes)
+        let id = match &item {
+            InFlight::Piece(piece) => self.network.send_piece(now, src, dst, bytes, self.piece_cpu(piece)),
+            item if item.is_control_message() => self.network.send_control(now, src, dst, bytes),
+            _ => self.network.send(now, src, dst, bytes),
         };
         if let Some(accel) = &mut self.accel
             && item.is_data()
@@ -600,6 +602,21 @@ impl Sim<'_> {
             accel.expect_from_nic(id, dst, bytes);
         }
         self.in_flight.insert(id, item);
+    }
+
+    /// What `piece` costs each end's CPU ([`Network::piece_cpu`]): per message it
+    /// carries (its own, or its blocks') and per payload byte (its messages', or its
+    /// vector block's).
+    fn piece_cpu(&self, piece: &Piece) -> Time {
+        let (messages, payload) = match &piece.body {
+            Body::Values(v) => (0, v.len() as u64),
+            Body::Messages(m) | Body::Segment { messages: Some(m), .. } => (m.len() as u64, piece.data().map(|d| d.1).sum()),
+            Body::Blocks(blocks) => {
+                (blocks.iter().map(|b| b.messages.len() as u64).sum(), piece.data().map(|d| d.1).sum())
+            }
+            Body::Header | Body::Segment { messages: None, .. } => (0, 0),
+        };
+        self.network.piece_cpu(messages, payload)
     }
 
     /// Moves data `item` from `src`'s device memory into `dst`'s by a peer copy; it
@@ -662,7 +679,9 @@ impl Sim<'_> {
                             InFlight::Message { src, dst, msg } => {
                                 self.network.receive_cpu(*src, *dst, msg.wire_bytes(), item.is_control_message())
                             }
-                            InFlight::Piece(p) => self.network.receive_cpu(p.src, p.dst, p.bytes, false),
+                            InFlight::Piece(p) => {
+                                self.network.piece_receive_cpu(p.src, p.dst, p.bytes, self.piece_cpu(p))
+                            }
                             _ => 0,
                         };
                         self.network.cpu_busy(now, Rank(rank), cpu);

@@ -633,6 +633,42 @@ fn a_messages_cpu_overhead_delays_the_next_kernel_on_its_rank_by_exactly_the_mod
     assert_eq!(out(ProgressModel::Thread, Some(0.25)).makespan_ns, 23000, "copied beside the kernel");
 }
 
+/// A collective piece costs both ends' CPU `ceil(messages * collective_message_ns +
+/// payload * collective_ns_per_byte)`: a 2-rank level epoch whose one piece with data
+/// carries one message of 4096 B ends exactly twice that later than with both at 0
+/// (the sender's share before it leaves, the receiver's before it is handled); the
+/// other piece carries no message and costs nothing. The results stay the same.
+#[test]
+fn a_collective_piece_costs_both_ends_per_message_and_per_byte() {
+    let mut b = DagBuilder::new(2);
+    let p = b.add(TaskSpec::new(KernelId(0), Rank(0)).flops(5000.0).outputs(&[4096]));
+    b.add(TaskSpec::new(KernelId(0), Rank(1)).flops(3000.0).inputs(&[p.output(0)]).outputs(&[4096]));
+    let dag = Arc::new(b.finish());
+    let name = |_| "k";
+    let kernels = SimKernels { kernels: &Zeros, name: &name };
+    let cfg = SimConfig { ranks: 2, workers: 1, run_kernels: true, seed: 1, trace: Default::default() };
+    let with = |fidelity, message: f64, per_byte: f64| {
+        let mut m = toy_machine(1);
+        m.fidelity = fidelity;
+        m.compute.collective_message_ns = message;
+        m.compute.collective_ns_per_byte = per_byte;
+        run(&dag, &kernels, &batched("level", 1).factory(&dag), &m, cfg).unwrap().run
+    };
+    let data =
+        |out: &RunOutcome| out.trace.messages.iter().find(|m| m.kind == "batch-data").map(|m| m.recv_ns - m.sent_ns);
+    for fidelity in [Fidelity::Analytic, Fidelity::Flow] {
+        let base = with(fidelity, 0.0, 0.0);
+        // 1250 + 4096 x 1.2 = 6165.2, rounded up once.
+        let piece = 6166;
+        let costly = with(fidelity, 1250.0, 1.2);
+        assert_eq!(costly.makespan_ns, base.makespan_ns + 2 * piece, "{fidelity:?}");
+        assert_eq!(data(&costly), data(&base).map(|t| t + 2 * piece), "{fidelity:?}");
+        assert_eq!(costly.results, base.results, "{fidelity:?}");
+        let message_only = with(fidelity, 1250.0, 0.0);
+        assert_eq!(message_only.makespan_ns, base.makespan_ns + 2 * 1250, "{fidelity:?}");
+    }
+}
+
 /// Joining a collective costs each rank `collective_call_ns` of CPU before its pieces
 /// leave: the pairwise exchange above ends exactly that much later.
 #[test]

@@ -99,6 +99,35 @@ fn control_moves_the_rendezvous_ping_pong_by_the_closed_form_and_not_the_eager_o
     assert!(parse_set("control=-1us").unwrap_err().to_string().contains("negative"));
 }
 
+/// `collective_piece` scales both collective piece costs (per message and per byte)
+/// by a factor and sets the per-message one to an absolute time (leaving the per-byte
+/// one); an eager ping-pong (no collective) keeps its makespan, a batched one grows.
+#[test]
+fn collective_piece_scales_both_piece_costs_and_sets_the_message_cost() {
+    let mut m = load_machine("eth-100g").unwrap();
+    assert_eq!((m.compute.collective_message_ns, m.compute.collective_ns_per_byte), (0.0, 0.0));
+    m.compute.collective_message_ns = 400.0;
+    m.compute.collective_ns_per_byte = 0.5;
+    let doubled = apply(&m, &[parse_set("collective_piece=2x").unwrap()], 1).unwrap();
+    assert_eq!((doubled.compute.collective_message_ns, doubled.compute.collective_ns_per_byte), (800.0, 1.0));
+    let set = apply(&m, &[parse_set("collective_piece=3us").unwrap()], 1).unwrap();
+    assert_eq!((set.compute.collective_message_ns, set.compute.collective_ns_per_byte), (3000.0, 0.5));
+    let pp = micro("pingpong", 4096, 1);
+    assert_eq!(simulate(pp.as_ref(), &doubled).0, simulate(pp.as_ref(), &m).0, "eager runs no collective");
+    let batched = |machine: &Machine| {
+        let name = |k| pp.kernel_name(k);
+        let kernels = SimKernels { kernels: pp.kernels(), name: &name };
+        let factory = dagwire_strategies::find("batched").unwrap().factory_with(&[], pp.dag(), 2).unwrap();
+        let cfg = SimConfig { ranks: 2, workers: 1, run_kernels: false, seed: 1, trace: Default::default() };
+        run(pp.dag(), &kernels, &factory, machine, cfg).unwrap().run.makespan_ns
+    };
+    assert!(batched(&doubled) > batched(&m), "a batched ping-pong pays its pieces");
+    let e = parse_set("collective_piece=-1us").unwrap_err();
+    assert_eq!(e.key, "collective_piece");
+    let e = parse_set("collective_peice=2x").unwrap_err();
+    assert!(e.reason.contains("collective_piece"), "{e}");
+}
+
 #[test]
 fn sensitivity_ranks_the_parameter_that_bounds_the_run_first() {
     let m = load_machine("eth-100g").unwrap();

@@ -26,6 +26,13 @@ pub struct Calibration {
     pub control_message_ns: (f64, String),
     /// CPU cost of one collective call, ns, and how it was found.
     pub collective_call_ns: (f64, String),
+    /// CPU cost of each message a collective piece carries, ns, and how it was found.
+    pub collective_message_ns: (f64, String),
+    /// CPU cost of each payload byte a collective piece carries, ns, and how it was found.
+    pub collective_ns_per_byte: (f64, String),
+    /// What makes the figures doubtful (a loaded host, a fit that misses): each written
+    /// as a `# WARNING:` comment at the top of the file.
+    pub warnings: Vec<String>,
     /// How the per-byte CPU overhead (`o_per_byte_ns` of the segments, when they have
     /// one) was found.
     pub cpu_per_byte: String,
@@ -109,13 +116,16 @@ impl Calibration {
     ///     name: "host".into(), description: "test".into(), method: "synthetic".into(), ranks_per_node: 2,
     ///     intra_node: fit_loggp(&pp, &pp, 2).unwrap(), inter_node: None,
     ///     task_overhead_ns: (900.0, "synthetic".into()), control_message_ns: (450.0, "synthetic".into()),
-    ///     collective_call_ns: (20_000.0, "synthetic".into()), cpu_per_byte: String::new(), kernels: vec![], curves: vec![], byte_costs: vec![], default_gflops: (5.0, "synthetic".into()),
+    ///     collective_call_ns: (20_000.0, "synthetic".into()), collective_message_ns: (300.0, "synthetic".into()),
+    ///     collective_ns_per_byte: (0.25, "synthetic".into()), warnings: vec!["load average 3.1".into()], cpu_per_byte: String::new(), kernels: vec![], curves: vec![], byte_costs: vec![], default_gflops: (5.0, "synthetic".into()),
     ///     progress: (dagwire_sim::machine::ProgressModel::Inline, "synthetic".into()),
     /// };
     /// let m = parse_machine("host.toml", &cal.render()).unwrap();
     /// assert_eq!(m.compute.task_overhead_ns, 900.0);
     /// assert_eq!(m.compute.control_message_ns, 450.0);
     /// assert_eq!(m.compute.collective_call_ns, 20_000.0);
+    /// assert_eq!((m.compute.collective_message_ns, m.compute.collective_ns_per_byte), (300.0, 0.25));
+    /// assert!(cal.render().contains("\n# WARNING: load average 3.1\n"));
     /// assert_eq!(m.compute.progress, dagwire_sim::machine::ProgressModel::Inline);
     /// ```
     pub fn render(&self) -> String {
@@ -126,6 +136,12 @@ impl Calibration {
             "# Every fitted value has its source measurement and residual in the comment above it. Edit a copy\n\
              # rather than this file: a new calibration overwrites it.\n"
         );
+        for w in &self.warnings {
+            let _ = writeln!(out, "# WARNING: {w}");
+        }
+        if !self.warnings.is_empty() {
+            let _ = writeln!(out);
+        }
         let _ = writeln!(out, "name = {}", quote(&self.name));
         let _ = writeln!(out, "description = {}", quote(&self.description));
         let _ = writeln!(out, "fidelity = \"analytic\"");
@@ -158,6 +174,14 @@ impl Calibration {
             let _ = writeln!(out, "# {line}");
         }
         let _ = writeln!(out, "collective_call_ns = {}", f(self.collective_call_ns.0));
+        for line in self.collective_message_ns.1.lines() {
+            let _ = writeln!(out, "# {line}");
+        }
+        let _ = writeln!(out, "collective_message_ns = {}", f(self.collective_message_ns.0));
+        for line in self.collective_ns_per_byte.1.lines() {
+            let _ = writeln!(out, "# {line}");
+        }
+        let _ = writeln!(out, "collective_ns_per_byte = {}", f(self.collective_ns_per_byte.0));
         let _ = writeln!(out, "# The measured driver's progress: {}", self.progress.1);
         let progress = match self.progress.0 {
             super::ProgressModel::Thread => "thread",

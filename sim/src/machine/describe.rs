@@ -82,11 +82,20 @@ pub fn describe(m: &Machine) -> String {
     let _ = writeln!(
         out,
         "    compute {mode}: {} GFLOP/s per core{writing}; task overhead {} ns; control message {} ns; collective \
-         call {} ns; {}",
+         call {} ns{}; {}",
         rates.join(", "),
         num(c.task_overhead_ns),
         num(c.control_message_ns),
         num(c.collective_call_ns),
+        if c.collective_message_ns == 0.0 && c.collective_ns_per_byte == 0.0 {
+            String::new()
+        } else {
+            format!(
+                ", {} ns per message and {} ns per byte a collective piece carries",
+                num(c.collective_message_ns),
+                num(c.collective_ns_per_byte)
+            )
+        },
         match c.progress {
             super::ProgressModel::Thread => "communication progresses beside kernels",
             super::ProgressModel::Inline => "inline progress: messages wait for the running kernel",

@@ -34,6 +34,17 @@
 //! on the receiver's CPU after `o_r`, where the handling happens (matching the offer,
 //! granting a buffer, queuing the answer); sending a header is what `o_s` already
 //! covers.
+//!
+//! # Collectives
+//!
+//! A strategy whose messages move in collectives (`batched`) pays, beyond the messages'
+//! own costs, a CPU cost per collective call, per message a piece carries (packing and
+//! unpacking) and per payload byte (the copies into and out of the collective's
+//! buffers). A ping-pong with one message a collective cannot tell the call from the
+//! message; a stream with many messages a collective can, and sizes tell the bytes:
+//! [`fit_collective`] fits all three to both at once, by least squares over simulations
+//! of the measured runs with probe costs (the model's own collectives, so every other
+//! cost they pay is the fitted machine's).
 
 use super::LogGpSegment;
 use statrs::statistics::{Data, Median};
@@ -467,6 +478,170 @@ pub fn fit_collective_call(hops: &[Sample], modelled: &dyn Fn(u64) -> f64) -> Re
     let estimates: Vec<(u64, f64, f64)> = hops.iter().map(|s| (s.bytes, s.ns, s.ns - modelled(s.bytes))).collect();
     let ns = median(&estimates.iter().map(|e| e.2).collect::<Vec<_>>()).max(0.0);
     Ok(CollectiveCallFit { ns, estimates })
+}
+
+/// The CPU costs the model charges a collective (`compute.collective_call_ns`,
+/// `collective_message_ns`, `collective_ns_per_byte`).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct CollectiveCosts {
+    /// Per collective call, on each joining rank, ns.
+    pub call_ns: f64,
+    /// Per message a piece carries, at each end, ns.
+    pub message_ns: f64,
+    /// Per payload byte a piece carries, at each end, ns.
+    pub ns_per_byte: f64,
+}
+
+/// One measurement of a workload whose messages move in collectives: a pattern (what
+/// the caller's simulation runs: `pingpong`, `bandwidth`), a message size and a time.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CollectiveSample {
+    /// What was measured, as the caller's simulation knows it.
+    pub pattern: &'static str,
+    /// Message size, bytes.
+    pub bytes: u64,
+    /// Measured time, ns.
+    pub ns: f64,
+}
+
+/// The fitted collective costs, and how well the model then reproduces each measurement.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CollectiveFit {
+    /// The fitted costs (each at least 0).
+    pub costs: CollectiveCosts,
+    /// Per measurement: it, and the time simulated with the fitted costs.
+    pub points: Vec<(CollectiveSample, f64)>,
+    /// Root-mean-square relative residual of those simulated times.
+    pub rms_rel_residual: f64,
+    /// Per measurement, how much its simulated time grows per ns of call cost, per ns of
+    /// message cost and per ns/B of byte cost (from the probe simulations).
+    pub sensitivity: Vec<[f64; 3]>,
+}
+
+/// The probe values [`fit_collective`] simulates each cost at (alone, the others 0).
+pub const COLLECTIVE_PROBES: CollectiveCosts = CollectiveCosts { call_ns: 10_000.0, message_ns: 10_000.0, ns_per_byte: 1.0 };
+
+/// Fits the three CPU costs of collectives to measurements of workloads whose messages
+/// move in collectives (the `batched` strategy's ping-pong, one message a collective,
+/// and its streaming, many messages a collective: the two tell the call from the
+/// message; their sizes tell the bytes), by least squares over probe simulations.
+///
+/// `simulate(costs, sample)` is the model's time for the sample's pattern and size on
+/// the machine with those collective costs (every other cost the machine's own). Per
+/// sample it runs once with all three at 0 and once with each alone at its
+/// [`COLLECTIVE_PROBES`] value: the differences are the time's sensitivity to each cost
+/// (the model is linear in them while nothing else queues differently). The costs
+/// minimise the sum of squared relative residuals `(base + sensitivity . costs -
+/// measured) / measured` with every cost at least 0 (the best of the fits on each
+/// subset of the costs whose solution is non-negative); a last simulation per sample
+/// with the fitted costs gives the residuals reported.
+///
+/// ```
+/// use dagwire_sim::machine::fit::{CollectiveCosts, CollectiveSample, fit_collective};
+/// // A toy model: a ping-pong hop pays the call and two message costs; a stream of 16
+/// // messages a collective pays a sixteenth of the call per message.
+/// let model = |c: &CollectiveCosts, s: &CollectiveSample| {
+///     let piece = c.message_ns + c.ns_per_byte * s.bytes as f64;
+///     match s.pattern {
+///         "pingpong" => 3000.0 + 0.2 * s.bytes as f64 + c.call_ns + 2.0 * piece,
+///         _ => 500.0 + 0.1 * s.bytes as f64 + c.call_ns / 16.0 + piece,
+///     }
+/// };
+/// let truth = CollectiveCosts { call_ns: 4000.0, message_ns: 600.0, ns_per_byte: 0.3 };
+/// let samples: Vec<CollectiveSample> = ["pingpong", "bandwidth"]
+///     .iter()
+///     .flat_map(|&p| [8u64, 4096, 65536].map(|k| CollectiveSample { pattern: p, bytes: k, ns: 0.0 }))
+///     .map(|s| CollectiveSample { ns: model(&truth, &s), ..s })
+///     .collect();
+/// let fit = fit_collective(&samples, &mut |c, s| model(c, s)).unwrap();
+/// assert!((fit.costs.call_ns - 4000.0).abs() < 1e-6 && (fit.costs.message_ns - 600.0).abs() < 1e-6);
+/// assert!((fit.costs.ns_per_byte - 0.3).abs() < 1e-9 && fit.rms_rel_residual < 1e-9);
+/// ```
+pub fn fit_collective(
+    samples: &[CollectiveSample],
+    simulate: &mut dyn FnMut(&CollectiveCosts, &CollectiveSample) -> f64,
+) -> Result<CollectiveFit, FitError> {
+    if samples.is_empty() || samples.iter().any(|s| !(s.ns.is_finite() && s.ns > 0.0)) {
+        return Err(FitError("the collective costs need measurements with finite positive times".into()));
+    }
+    let p = COLLECTIVE_PROBES;
+    let probes = [
+        CollectiveCosts { call_ns: p.call_ns, ..Default::default() },
+        CollectiveCosts { message_ns: p.message_ns, ..Default::default() },
+        CollectiveCosts { ns_per_byte: p.ns_per_byte, ..Default::default() },
+    ];
+    let units = [p.call_ns, p.message_ns, p.ns_per_byte];
+    // Per sample, weighted by 1/measured: the row (sensitivities) and the target
+    // (measured - base).
+    let mut rows = Vec::with_capacity(samples.len());
+    let mut sensitivity = Vec::with_capacity(samples.len());
+    for s in samples {
+        let base = simulate(&CollectiveCosts::default(), s);
+        let mut row = [0.0; 3];
+        for i in 0..3 {
+            row[i] = (simulate(&probes[i], s) - base) / units[i];
+        }
+        if !(base.is_finite() && row.iter().all(|x| x.is_finite())) {
+            return Err(FitError(format!("the {} simulation at {} B gave no finite time", s.pattern, s.bytes)));
+        }
+        sensitivity.push(row);
+        rows.push((row.map(|x| x / s.ns), (s.ns - base) / s.ns));
+    }
+    let mut best: Option<(f64, [f64; 3])> = None;
+    for mask in 1u8..8 {
+        let used: Vec<usize> = (0..3).filter(|i| mask & (1 << i) != 0).collect();
+        let Some(x) = least_squares(&rows, &used) else { continue };
+        if x.iter().any(|&v| v < 0.0) {
+            continue;
+        }
+        let rss: f64 = rows.iter().map(|(a, b)| (a[0] * x[0] + a[1] * x[1] + a[2] * x[2] - b).powi(2)).sum();
+        if best.is_none_or(|(r, _)| rss < r) {
+            best = Some((rss, x));
+        }
+    }
+    let x = best.map_or([0.0; 3], |(_, x)| x);
+    let costs = CollectiveCosts { call_ns: x[0], message_ns: x[1], ns_per_byte: x[2] };
+    let points: Vec<(CollectiveSample, f64)> = samples.iter().map(|s| (s.clone(), simulate(&costs, s))).collect();
+    let rss: f64 = points.iter().map(|(s, t)| ((t - s.ns) / s.ns).powi(2)).sum();
+    Ok(CollectiveFit { costs, rms_rel_residual: (rss / points.len() as f64).sqrt(), points, sensitivity })
+}
+
+/// Least squares `rows . x = target` over the columns `used` (the others 0), by the
+/// normal equations; `None` when they are singular.
+fn least_squares(rows: &[([f64; 3], f64)], used: &[usize]) -> Option<[f64; 3]> {
+    let n = used.len();
+    // The augmented normal equations, n x (n + 1).
+    let mut m = vec![vec![0.0; n + 1]; n];
+    for (a, b) in rows {
+        for (i, &u) in used.iter().enumerate() {
+            for (j, &v) in used.iter().enumerate() {
+                m[i][j] += a[u] * a[v];
+            }
+            m[i][n] += a[u] * b;
+        }
+    }
+    // Gauss-Jordan with partial pivoting.
+    let scale = m.iter().flat_map(|r| r[..n].iter()).fold(0.0f64, |s, x| s.max(x.abs()));
+    for c in 0..n {
+        let pivot = (c..n).max_by(|&i, &j| m[i][c].abs().total_cmp(&m[j][c].abs()))?;
+        if m[pivot][c].abs() <= 1e-12 * scale {
+            return None;
+        }
+        m.swap(c, pivot);
+        for r in 0..n {
+            if r != c {
+                let f = m[r][c] / m[c][c];
+                for k in c..=n {
+                    m[r][k] -= f * m[c][k];
+                }
+            }
+        }
+    }
+    let mut x = [0.0; 3];
+    for (i, &u) in used.iter().enumerate() {
+        x[u] = m[i][n] / m[i][i];
+    }
+    Some(x)
 }
 
 /// A kernel's fitted rate.

@@ -296,6 +296,8 @@ impl Machine {
                 task_overhead_ns: 0.0,
                 control_message_ns: 0.0,
                 collective_call_ns: 0.0,
+                collective_message_ns: 0.0,
+                collective_ns_per_byte: 0.0,
                 progress: ProgressModel::Thread,
             },
             latency_jitter: 0.0,
@@ -348,6 +350,18 @@ pub struct Compute {
     /// Optional, 0 by default (see [`fit::fit_collective_call`] for how it is measured).
     #[serde(default)]
     pub collective_call_ns: f64,
+    /// CPU cost of each message a collective piece carries (on the real drivers:
+    /// packing it into the collective's send buffer, and unpacking it at the receiver),
+    /// ns: charged on the sender's CPU before the piece leaves (after its `o_s`) and on
+    /// the receiver's after it arrives (after its `o_r`), per message in the piece.
+    /// Optional, 0 by default (see [`fit::fit_collective`] for how it is measured).
+    #[serde(default)]
+    pub collective_message_ns: f64,
+    /// CPU cost of each payload byte a collective piece carries (the copies into and
+    /// out of the collective's buffers), ns per byte, charged where
+    /// `collective_message_ns` is. Optional, 0 by default.
+    #[serde(default)]
+    pub collective_ns_per_byte: f64,
     /// Who progresses communication while kernels run (`thread`, the default: it goes on
     /// beside them; `inline`: the rank's one thread runs kernels and communication in
     /// turn, as the real drivers do when the cores are fewer than their threads).

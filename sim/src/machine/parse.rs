@@ -512,6 +512,14 @@ fn validate(m: &Machine) -> Result<(), Invalid> {
     time(c.task_overhead_ns, at("task_overhead_ns"))?;
     time(c.control_message_ns, at("control_message_ns"))?;
     time(c.collective_call_ns, at("collective_call_ns"))?;
+    time(c.collective_message_ns, at("collective_message_ns"))?;
+    let cost = c.collective_ns_per_byte;
+    if !(cost.is_finite() && (0.0..=MAX_NS_PER_BYTE).contains(&cost)) {
+        return Err((
+            at("collective_ns_per_byte"),
+            format!("must be a CPU cost in ns per byte between 0 and {MAX_NS_PER_BYTE}, got {cost}"),
+        ));
+    }
     let r = m.registration;
     if !(r.base_us.is_finite() && r.base_us >= 0.0 && r.per_mib_us.is_finite() && r.per_mib_us >= 0.0) {
         return Err((

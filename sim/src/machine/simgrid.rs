@@ -268,6 +268,8 @@ fn map_cluster(a: &BTreeMap<String, String>) -> Result<Machine, Refusal> {
             task_overhead_ns: 0.0,
             control_message_ns: 0.0,
             collective_call_ns: 0.0,
+            collective_message_ns: 0.0,
+            collective_ns_per_byte: 0.0,
             progress: Default::default(),
         },
         latency_jitter: 0.0,

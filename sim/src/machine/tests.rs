@@ -700,6 +700,35 @@ fn the_cpu_overhead_per_byte_and_the_collective_call_are_optional_read_and_check
     assert!(e.reason.contains("must be a time in ns between 0 and 1e10"), "{e}");
 }
 
+/// `compute.collective_message_ns` and `collective_ns_per_byte`: optional (0 on every
+/// preset), read when given and described; a negative or too large value is refused
+/// naming the key and line.
+#[test]
+fn the_collective_piece_costs_are_optional_read_described_and_checked() {
+    let m = parse_machine("x.toml", BASE).unwrap();
+    assert_eq!((m.compute.collective_message_ns, m.compute.collective_ns_per_byte), (0.0, 0.0));
+    assert!(!describe(&m).contains("collective piece"), "{}", describe(&m));
+    for name in preset_names() {
+        let p = load_machine(name).unwrap();
+        assert_eq!((p.compute.collective_message_ns, p.compute.collective_ns_per_byte), (0.0, 0.0), "{name}");
+    }
+    let text = BASE.replacen("[compute]\n", "[compute]\ncollective_message_ns = 372.0\ncollective_ns_per_byte = 0.321\n", 1);
+    let m = parse_machine("x.toml", &text).unwrap();
+    assert_eq!((m.compute.collective_message_ns, m.compute.collective_ns_per_byte), (372.0, 0.321));
+    let d = describe(&m);
+    assert!(d.contains("372 ns per message and 0.321 ns per byte a collective piece carries"), "{d}");
+    for (key, value, reason) in [
+        ("collective_message_ns", "-1.0", "must be a time in ns"),
+        ("collective_ns_per_byte", "-0.5", "must be a CPU cost in ns per byte between 0 and 1000"),
+        ("collective_ns_per_byte", "5000.0", "must be a CPU cost in ns per byte between 0 and 1000"),
+    ] {
+        let text = edit("[compute]\n", &format!("[compute]\n{key} = {value}\n"));
+        let e = err(&text);
+        assert_eq!((e.key.as_str(), e.line), (format!("compute.{key}").as_str(), Some(line_of(&text, key))), "{e}");
+        assert!(e.reason.contains(reason), "{key} = {value}: {e}");
+    }
+}
+
 /// `[accelerators] nics`: optional (absent: one pool per node, as before), read and
 /// listed when given; a count that is 0, does not divide `devices` or is not a number is
 /// refused naming file, line and key.

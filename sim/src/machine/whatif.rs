@@ -69,6 +69,12 @@ pub const KEYS: &[Key] = &[
         unit: Unit::Time,
     },
     Key {
+        name: "collective_piece",
+        help: "the CPU cost of each message a collective piece carries (compute.collective_message_ns; a factor \
+               also scales its per-byte cost, compute.collective_ns_per_byte)",
+        unit: Unit::Time,
+    },
+    Key {
         name: "topology",
         help: "replace the topology, sized for the run, keeping link bandwidth and hop latency",
         unit: Unit::Name(&["crossbar", "fat-tree", "dragonfly", "torus"]),
@@ -355,6 +361,13 @@ fn apply_one(m: &mut Machine, c: &Change, nodes: u64) {
         "task_overhead" => change(&mut m.compute.task_overhead_ns, v),
         "control" => change(&mut m.compute.control_message_ns, v),
         "collective_call" => change(&mut m.compute.collective_call_ns, v),
+        "collective_piece" => {
+            change(&mut m.compute.collective_message_ns, v);
+            // Per byte: a factor scales it, an absolute time says nothing about it.
+            if let Value::Factor(f) = v {
+                m.compute.collective_ns_per_byte *= f;
+            }
+        }
         "fidelity" => {
             m.fidelity = if *v == Value::Name("flow") { Fidelity::Flow } else { Fidelity::Analytic };
         }

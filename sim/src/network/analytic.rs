@@ -101,15 +101,17 @@ impl Resources {
     }
 }
 
-/// Arrival time (before `o_r`) of an intra-node message sent at `now`.
-pub(crate) fn intra_node_arrival(res: &mut Resources, seg: &Segment, now: Time, src: usize, bytes: u64) -> Time {
-    let ready = res.send_overhead(now, src, seg.o_s + Time::from(seg.copy_ns(bytes)));
+/// Arrival time (before `o_r`) of an intra-node message sent at `now`; `cpu` is the
+/// sender's CPU time after `o_s` (LogGOPS's copy, a collective piece's packing).
+pub(crate) fn intra_node_arrival(res: &mut Resources, seg: &Segment, now: Time, src: usize, bytes: u64, cpu: u32) -> Time {
+    let ready = res.send_overhead(now, src, seg.o_s + Time::from(cpu));
     let start = res.inject_local(ready, src, seg.gap_ns(bytes, f64::INFINITY));
     start + seg.data_ns(bytes) + seg.latency_ns(0, 0.0)
 }
 
 /// Arrival time (before `o_r`) of an inter-node message sent at `now` in the analytic
-/// fidelity; `latency` is the route's `ceil(L + (hops-1)*hop_ns)`.
+/// fidelity; `latency` is the route's `ceil(L + (hops-1)*hop_ns)`, `cpu` as for
+/// [`intra_node_arrival`].
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn inter_node_arrival(
     res: &mut Resources,
@@ -120,8 +122,9 @@ pub(crate) fn inter_node_arrival(
     bytes: u64,
     nic_bytes_per_ns: f64,
     latency: Time,
+    cpu: u32,
 ) -> Time {
-    let ready = res.send_overhead(now, src, seg.o_s + Time::from(seg.copy_ns(bytes)));
+    let ready = res.send_overhead(now, src, seg.o_s + Time::from(cpu));
     let start = res.inject_nic(ready, src_nic, seg.gap_ns(bytes, nic_bytes_per_ns));
     start + seg.data_ns(bytes) + latency
 }

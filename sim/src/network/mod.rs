@@ -35,6 +35,11 @@
 //! `ceil(control_message_ns)` (the machine's `compute.control_message_ns`) more on its
 //! receiver CPU, right after `o_r`: an isolated one takes `T(k) + ceil(control_message_ns)`.
 //!
+//! **Collective pieces** ([`Network::send_piece`]) carrying `m` messages with `b` payload
+//! bytes cost both ends' CPU `c = ceil(m*collective_message_ns + b*collective_ns_per_byte)`
+//! (the machine's `compute` keys) more: the sender's right after `o_s`, the receiver's
+//! right after `o_r`, as LogGOPS's copies below: an isolated piece takes `T(k) + 2*c`.
+//!
 //! **LogGOPS** (a segment gives `o_per_byte_ns`, `O`): both ends' CPU also spend
 //! `ceil((k-1)*O)` on the message, right after `o_s` and right after `o_r`, in series with
 //! the wire: an isolated message takes `T(k) + 2*ceil((k-1)*O)`. A rank's sends and
@@ -165,6 +170,8 @@ enum Step {
 ///         task_overhead_ns: 0.0,
 ///         control_message_ns: 0.0,
 ///         collective_call_ns: 0.0,
+///         collective_message_ns: 0.0,
+///         collective_ns_per_byte: 0.0,
 ///         progress: Default::default(),
 ///     },
 ///     latency_jitter: 0.0,
@@ -204,6 +211,10 @@ pub struct Network {
     control_ns: Time,
     /// `ceil(compute.collective_call_ns)`: the CPU time of joining a collective.
     call_ns: Time,
+    /// `compute.collective_message_ns` and `compute.collective_ns_per_byte`: what a
+    /// collective piece costs each end's CPU per message and per payload byte it carries.
+    piece_message_ns: f64,
+    piece_ns_per_byte: f64,
     /// The run's network stream ([`rng::stream::NETWORK`]): all of the network's
     /// randomness comes from the run's seed, never from entropy.
     rng: SeededRng,
@@ -253,6 +264,8 @@ impl Network {
             jitter: machine.latency_jitter,
             control_ns: loggp::ceil_ns(machine.compute.control_message_ns),
             call_ns: loggp::ceil_ns(machine.compute.collective_call_ns),
+            piece_message_ns: machine.compute.collective_message_ns,
+            piece_ns_per_byte: machine.compute.collective_ns_per_byte,
             rng: rng::rng(0, rng::stream::NETWORK),
         })
     }
@@ -277,7 +290,28 @@ impl Network {
     /// If `now` is earlier than a time already given to `send` or `deliver_until`, or a
     /// rank is out of range.
     pub fn send(&mut self, now: Time, src: Rank, dst: Rank, bytes: u64) -> MessageId {
-        self.send_as(now, src, dst, bytes, false)
+        self.send_as(now, src, dst, bytes, false, 0)
+    }
+
+    /// What a collective piece carrying `messages` messages with `payload` bytes in all
+    /// costs the CPU of each end: `ceil(messages * compute.collective_message_ns + payload
+    /// * compute.collective_ns_per_byte)` (0 when both are 0).
+    pub fn piece_cpu(&self, messages: u64, payload: u64) -> Time {
+        if self.piece_message_ns == 0.0 && self.piece_ns_per_byte == 0.0 {
+            return 0;
+        }
+        loggp::ceil_ns(messages as f64 * self.piece_message_ns + payload as f64 * self.piece_ns_per_byte)
+    }
+
+    /// A collective piece of `bytes` from `src` to `dst`: as [`send`](Self::send), and both
+    /// ends' CPU also spend `cpu` ([`Network::piece_cpu`]) on it, the sender's right after
+    /// `o_s` (the piece leaves after it), the receiver's right after `o_r` (it is delivered
+    /// after it): an isolated piece takes `T(k) + 2*cpu`.
+    ///
+    /// # Panics
+    /// As [`send`](Self::send).
+    pub fn send_piece(&mut self, now: Time, src: Rank, dst: Rank, bytes: u64, cpu: Time) -> MessageId {
+        self.send_as(now, src, dst, bytes, false, u32::try_from(cpu).unwrap_or(u32::MAX))
     }
 
     /// A control message (a strategy's message without payload) of `bytes` from `src` to
@@ -287,10 +321,11 @@ impl Network {
     /// # Panics
     /// As [`send`](Self::send).
     pub fn send_control(&mut self, now: Time, src: Rank, dst: Rank, bytes: u64) -> MessageId {
-        self.send_as(now, src, dst, bytes, true)
+        self.send_as(now, src, dst, bytes, true, 0)
     }
 
-    fn send_as(&mut self, now: Time, src: Rank, dst: Rank, bytes: u64, control: bool) -> MessageId {
+    /// `extra`: CPU time at both ends beyond `o_s`/`o_r` and the copies (a piece's).
+    fn send_as(&mut self, now: Time, src: Rank, dst: Rank, bytes: u64, control: bool, extra: u32) -> MessageId {
         assert!(now >= self.clock, "send at {now} ns, but the network is already at {} ns", self.clock);
         assert!(
             src.index() < self.ranks && dst.index() < self.ranks,
@@ -304,10 +339,10 @@ impl Network {
         let (src_node, dst_node) = (src.0 / self.ranks_per_node, dst.0 / self.ranks_per_node);
         if src_node == dst_node {
             let seg = self.costs.intra(bytes);
-            let extra = self.jitter_ns(self.costs.get(seg).l_ns);
-            let arrive =
-                extra + analytic::intra_node_arrival(&mut self.resources, self.costs.get(seg), now, src.index(), bytes);
-            let copy = self.costs.get(seg).copy_ns(bytes);
+            let late = self.jitter_ns(self.costs.get(seg).l_ns);
+            let copy = self.costs.get(seg).copy_ns(bytes).saturating_add(extra);
+            let arrive = late
+                + analytic::intra_node_arrival(&mut self.resources, self.costs.get(seg), now, src.index(), bytes, copy);
             self.push(arrive, Step::Arrive { id, dst: dst.0, seg, control, copy });
             return id;
         }
@@ -317,7 +352,7 @@ impl Network {
         let l_ns = seg.l_ns;
         let latency = seg.latency_ns(hops, self.fabric.hop_ns()) + self.jitter_ns(l_ns);
         let seg = self.costs.get(seg_index);
-        let copy = seg.copy_ns(bytes);
+        let copy = seg.copy_ns(bytes).saturating_add(extra);
         let (src_nic, dst_nic) = (src.0 / self.ranks_per_nic, dst.0 / self.ranks_per_nic);
         let Some(flows) = &mut self.flows else {
             let arrive = analytic::inter_node_arrival(
@@ -329,6 +364,7 @@ impl Network {
                 bytes,
                 self.nic_bytes_per_ns,
                 latency,
+                copy,
             );
             self.push(arrive, Step::Arrive { id, dst: dst.0, seg: seg_index, control, copy });
             return id;
@@ -440,6 +476,15 @@ impl Network {
         let same_node = src.0 / self.ranks_per_node == dst.0 / self.ranks_per_node;
         let seg = self.costs.get(if same_node { self.costs.intra(bytes) } else { self.costs.inter(bytes) });
         seg.o_r + Time::from(seg.copy_ns(bytes)) + if control { self.control_ns } else { 0 }
+    }
+
+    /// [`Network::receive_cpu`] for a collective piece whose ends each spend `cpu` on it
+    /// ([`Network::piece_cpu`]): 0 without `O`.
+    pub fn piece_receive_cpu(&self, src: Rank, dst: Rank, bytes: u64, cpu: Time) -> Time {
+        if !self.costs.loggops {
+            return 0;
+        }
+        self.receive_cpu(src, dst, bytes, false) + cpu
     }
 
     /// Route of a node pair, for tests/inspection: number of topology links and switch hops.
