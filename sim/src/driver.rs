@@ -610,7 +610,9 @@ impl Sim<'_> {
     fn piece_cpu(&self, piece: &Piece) -> Time {
         let (messages, payload) = match &piece.body {
             Body::Values(v) => (0, v.len() as u64),
-            Body::Messages(m) | Body::Segment { messages: Some(m), .. } => (m.len() as u64, piece.data().map(|d| d.1).sum()),
+            Body::Messages(m) | Body::Segment { messages: Some(m), .. } => {
+                (m.len() as u64, piece.data().map(|d| d.1).sum())
+            }
             Body::Blocks(blocks) => {
                 (blocks.iter().map(|b| b.messages.len() as u64).sum(), piece.data().map(|d| d.1).sum())
             }

@@ -519,7 +519,8 @@ pub struct CollectiveFit {
 }
 
 /// The probe values [`fit_collective`] simulates each cost at (alone, the others 0).
-pub const COLLECTIVE_PROBES: CollectiveCosts = CollectiveCosts { call_ns: 10_000.0, message_ns: 10_000.0, ns_per_byte: 1.0 };
+pub const COLLECTIVE_PROBES: CollectiveCosts =
+    CollectiveCosts { call_ns: 10_000.0, message_ns: 10_000.0, ns_per_byte: 1.0 };
 
 /// Fits the three CPU costs of collectives to measurements of workloads whose messages
 /// move in collectives (the `batched` strategy's ping-pong, one message a collective,

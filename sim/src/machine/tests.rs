@@ -712,7 +712,8 @@ fn the_collective_piece_costs_are_optional_read_described_and_checked() {
         let p = load_machine(name).unwrap();
         assert_eq!((p.compute.collective_message_ns, p.compute.collective_ns_per_byte), (0.0, 0.0), "{name}");
     }
-    let text = BASE.replacen("[compute]\n", "[compute]\ncollective_message_ns = 372.0\ncollective_ns_per_byte = 0.321\n", 1);
+    let text =
+        BASE.replacen("[compute]\n", "[compute]\ncollective_message_ns = 372.0\ncollective_ns_per_byte = 0.321\n", 1);
     let m = parse_machine("x.toml", &text).unwrap();
     assert_eq!((m.compute.collective_message_ns, m.compute.collective_ns_per_byte), (372.0, 0.321));
     let d = describe(&m);

@@ -103,7 +103,14 @@ impl Resources {
 
 /// Arrival time (before `o_r`) of an intra-node message sent at `now`; `cpu` is the
 /// sender's CPU time after `o_s` (LogGOPS's copy, a collective piece's packing).
-pub(crate) fn intra_node_arrival(res: &mut Resources, seg: &Segment, now: Time, src: usize, bytes: u64, cpu: u32) -> Time {
+pub(crate) fn intra_node_arrival(
+    res: &mut Resources,
+    seg: &Segment,
+    now: Time,
+    src: usize,
+    bytes: u64,
+    cpu: u32,
+) -> Time {
     let ready = res.send_overhead(now, src, seg.o_s + Time::from(cpu));
     let start = res.inject_local(ready, src, seg.gap_ns(bytes, f64::INFINITY));
     start + seg.data_ns(bytes) + seg.latency_ns(0, 0.0)

@@ -487,8 +487,12 @@ impl AllToAllV {
             }
             Step::Data => {
                 self.step = Step::Done;
-                let parts =
-                    self.recv_counts.iter().zip(&self.recv_displs).map(|(&c, &d)| d as usize..(d + c) as usize).collect();
+                let parts = self
+                    .recv_counts
+                    .iter()
+                    .zip(&self.recv_displs)
+                    .map(|(&c, &d)| d as usize..(d + c) as usize)
+                    .collect();
                 Ok(Some(Received { bytes: std::mem::take(&mut self.recv), parts }))
             }
             Step::Done => Ok(None),
