@@ -20,9 +20,13 @@
 //!   fitted eager hop, less the fitted time of the ready-to-send and clear-to-send
 //!   headers, halved, is the CPU cost of handling one control message
 //!   ([`dagwire_sim::machine::fit::fit_control`]);
-//! - the `micro` ping-pong with the batched strategy (one all-to-all a hop) at 8, 64
-//!   and 512 B: its hop less the same hop simulated on the fitted machine without it is
-//!   the cost of a collective call ([`dagwire_sim::machine::fit::fit_collective_call`]);
+//! - the `micro` ping-pong (one all-to-all a hop, one message in it) and bandwidth
+//!   pattern (window 16: many messages an all-to-all) with the batched strategy at 8,
+//!   512, 4096, 32768 and 262144 B (those up to `--max-size`), the 8 B ping-pong three
+//!   times: the CPU costs of a collective call, of each message a collective piece
+//!   carries and of each payload byte, fitted by least squares against the same runs
+//!   simulated on the fitted machine ([`dagwire_sim::machine::fit::fit_collective`]);
+//!   the three 8 B runs give the call cost's spread;
 //! - with `--cpu-per-byte`, the per-byte CPU overhead `O` of the segments: the
 //!   streaming interval's slope (on one node the ranks' threads copy every byte, so a
 //!   stream waits for that CPU time: the convention), split with the ping-pong slope so
@@ -51,8 +55,8 @@ use dagwire_sim::driver::{SimConfig, SimKernels};
 use dagwire_sim::machine::ProgressModel;
 use dagwire_sim::machine::calibrated::Calibration;
 use dagwire_sim::machine::fit::{
-    CollectiveCallFit, ControlFit, CpuPerByteFit, LogGpFit, Sample, fit_collective_call, fit_control, fit_cpu_per_byte,
-    fit_kernel_byte_costs, fit_kernel_curves, fit_kernel_rates, fit_loggp, median,
+    CollectiveCosts, CollectiveFit, CollectiveSample, ControlFit, CpuPerByteFit, LogGpFit, Sample, fit_collective,
+    fit_control, fit_cpu_per_byte, fit_kernel_byte_costs, fit_kernel_curves, fit_kernel_rates, fit_loggp, median,
 };
 use dagwire_strategies::eager::Eager;
 use dagwire_strategies::rendezvous::{DEFAULT_MAX_RECEIVES, Rendezvous};
@@ -111,6 +115,21 @@ fn rendezvous(_: Rank) -> Box<dyn Strategy> {
 /// The ping-pong sizes of the rendezvous runs (those up to `--max-size`): small, so
 /// the handshake's fixed cost dominates.
 const CONTROL_SIZES: [u64; 3] = [8, 64, 512];
+
+/// The sizes of the batched runs (those up to `--max-size`): from latency-bound to
+/// copy-bound, so the fit tells the per-byte cost from the per-message one.
+const BATCHED_SIZES: [u64; 5] = [8, 512, 4096, 32768, 262144];
+
+/// Runs of the 8 B batched ping-pong (the call cost's spread across them is reported).
+const CALL_REPEATS: usize = 3;
+
+/// A `# WARNING:` when the call cost's estimates across the repeated 8 B runs spread
+/// by more than this fraction of the fitted call cost (or, when it is 0, of the hop).
+const CALL_SPREAD: f64 = 0.5;
+
+/// A `# WARNING:` when the modelled batched runs miss the measured ones by more than
+/// this rms relative residual.
+const COLLECTIVE_RMS: f64 = 0.15;
 
 /// Runs the calibration through the registered driver `--driver`: in this process, or,
 /// for a driver whose points run as jobs (mpi, libfabric), as a job this command
@@ -203,8 +222,11 @@ struct Measured {
     rendezvous: Vec<Sample>,
     /// Kernel tasks: (name, flops, bytes written, duration ns).
     tasks: Vec<(&'static str, f64, u64, f64)>,
-    /// The batched ping-pong's hop (every message in an all-to-all), ns, per size.
-    batched: Vec<Sample>,
+    /// The batched runs: ping-pong hops and streaming intervals (every message in an
+    /// all-to-all), ns, per size; the 8 B ping-pong [`CALL_REPEATS`] times.
+    batched: Vec<CollectiveSample>,
+    /// The 1-minute load average, before and after measuring.
+    load: Vec<f64>,
 }
 
 /// Per measured iteration on rank 0, from the start of its `send` task to the end of
@@ -245,8 +267,12 @@ fn measure_and_write(args: &Args, runner: &Runner<'_>, how: &str, jobs: bool) ->
     let tiles = tiles(args.kernel_n);
     ensure!(!tiles.is_empty(), "--kernel-n must be at least 256 (tiles of 128 on a 2x2 grid at least)");
     let control_sizes: Vec<u64> = CONTROL_SIZES.into_iter().filter(|&s| s <= args.max_size).collect();
-    let mut progress = SweepProgress::new(2 * sizes.len() + 2 * control_sizes.len() + tiles.len(), 0);
-    let mut m = Measured::default();
+    let batched_sizes: Vec<u64> = BATCHED_SIZES.into_iter().filter(|&s| s <= args.max_size).collect();
+    let batched_runs: Vec<(&'static str, u64)> = std::iter::repeat_n(("pingpong", 8), CALL_REPEATS - 1)
+        .chain(["pingpong", "bandwidth"].into_iter().flat_map(|p| batched_sizes.iter().map(move |&k| (p, k))))
+        .collect();
+    let mut progress = SweepProgress::new(2 * sizes.len() + control_sizes.len() + batched_runs.len() + tiles.len(), 0);
+    let mut m = Measured { load: load_average().into_iter().collect(), ..Default::default() };
     for &size in &sizes {
         for (pattern, window) in [("pingpong", 1), ("bandwidth", 16)] {
             let label = format!("{pattern} {size} B");
@@ -286,17 +312,18 @@ fn measure_and_write(args: &Args, runner: &Runner<'_>, how: &str, jobs: bool) ->
     }
     let batched = dagwire_strategies::find("batched")?;
     let batched_params = Params::resolve(&(batched.params)(), Default::default())?;
-    for &size in &control_sizes {
-        let label = format!("pingpong {size} B, batched");
+    for &(pattern, size) in &batched_runs {
+        let label = format!("{pattern} {size} B, batched");
         progress.start(&label);
-        let w = micro("pingpong", size, args.iterations, 1)?;
+        let (w, per) = batched_micro(pattern, size, args.iterations)?;
         let factory = batched.factory(&batched_params, w.dag(), 1);
         let Some(out) = runner(w.as_ref(), &factory)? else { continue };
         let check = w.verify(&out.results);
         ensure!(check.passed, "the {label} run did not verify: {}", check.detail);
-        let hop = median(&iteration_spans(w.as_ref(), &out)) / 2.0;
-        m.batched.push(Sample { bytes: size, ns: hop });
-        progress.finish_one(&label, &format!("{:.2} us per hop (median)", hop / 1e3));
+        let ns = median(&iteration_spans(w.as_ref(), &out)) / per;
+        m.batched.push(CollectiveSample { pattern, bytes: size, ns });
+        let what = if pattern == "pingpong" { "hop" } else { "message (median window)" };
+        progress.finish_one(&label, &format!("{:.2} us per {what}", ns / 1e3));
     }
     for &tile in &tiles {
         let label = format!("cholesky n={} tile={tile}", args.kernel_n);
@@ -326,6 +353,7 @@ fn measure_and_write(args: &Args, runner: &Runner<'_>, how: &str, jobs: bool) ->
     if m.hop.is_empty() {
         return Ok(()); // an MPI rank other than 0
     }
+    m.load.extend(load_average());
     // The per-task overhead: what a small hop costs beyond its message, two tasks a hop.
     let overhead = ((m.hop[0].ns - m.wire[0].ns) / 2.0).max(0.0);
     let pingpong: Vec<Sample> =
@@ -340,8 +368,16 @@ fn measure_and_write(args: &Args, runner: &Runner<'_>, how: &str, jobs: bool) ->
     let control = fit_control(&m.rendezvous, &fit, overhead, HEADER_BYTES)
         .context("fitting the control-message cost to the rendezvous ping-pong")?;
     let mut calibration = calibration(args, how, &m, fit, overhead, &control, &cpu)?;
-    let call = collective_call(args, &m, &calibration)?;
-    calibration.collective_call_ns = (call.ns, call_note(&call));
+    let fitted = collective(args, &m, &calibration)?;
+    let c = fitted.costs;
+    let notes = collective_notes(&fitted);
+    calibration.collective_call_ns = (c.call_ns, notes[0].clone());
+    calibration.collective_message_ns = (c.message_ns, notes[1].clone());
+    calibration.collective_ns_per_byte = (c.ns_per_byte, notes[2].clone());
+    calibration.warnings = warnings(&m, &fitted, &calibration.intra_node);
+    for w in &calibration.warnings {
+        eprintln!("WARNING: {w}");
+    }
     if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
@@ -357,41 +393,137 @@ fn measure_and_write(args: &Args, runner: &Runner<'_>, how: &str, jobs: bool) ->
     Ok(())
 }
 
-/// Fits the collective call's cost: the batched hops against the same hops simulated on
-/// the fitted machine without it (the simulator's own collectives, so every other cost
-/// the hop pays is the model's).
-fn collective_call(args: &Args, m: &Measured, calibration: &Calibration) -> Result<CollectiveCallFit> {
+/// The batched micro run of `pattern` at `size`, and what its iteration span is
+/// divided by: a ping-pong's round trip is two hops, a bandwidth window 16 messages.
+fn batched_micro(pattern: &str, size: u64, iterations: u32) -> Result<(Box<dyn Workload>, f64)> {
+    let window = if pattern == "pingpong" { 1 } else { 16 };
+    Ok((micro(pattern, size, iterations, window)?, if pattern == "pingpong" { 2.0 } else { window as f64 }))
+}
+
+/// Fits the collective costs: the batched runs against the same runs simulated on the
+/// fitted machine with probe costs (the simulator's own collectives, so every other cost
+/// they pay is the model's).
+fn collective(args: &Args, m: &Measured, calibration: &Calibration) -> Result<CollectiveFit> {
     let origin = args.out.display().to_string();
     let machine = dagwire_sim::machine::parse_machine(&origin, &calibration.render())
         .context("the calibrated machine does not read back (a bug)")?;
     let batched = dagwire_strategies::find("batched")?;
     let batched_params = Params::resolve(&(batched.params)(), Default::default())?;
-    let mut simulated = std::collections::BTreeMap::new();
-    for s in &m.batched {
-        let w = micro("pingpong", s.bytes, args.iterations, 1)?;
-        let name = |k| w.kernel_name(k);
-        let kernels = SimKernels { kernels: w.kernels(), name: &name };
-        let factory = batched.factory(&batched_params, w.dag(), 1);
-        let cfg = SimConfig { ranks: args.ranks, workers: 1, run_kernels: false, seed: 1, trace: TraceLevel::Full };
-        let out = dagwire_sim::driver::run(w.dag(), &kernels, &factory, &machine, cfg)
-            .context("simulating the batched ping-pong")?;
-        simulated.insert(s.bytes, median(&iteration_spans(w.as_ref(), &out.run)) / 2.0);
+    let mut failed = None;
+    let mut simulate = |c: &CollectiveCosts, s: &CollectiveSample| {
+        let run = || -> Result<f64> {
+            let mut machine = machine.clone();
+            machine.compute.collective_call_ns = c.call_ns;
+            machine.compute.collective_message_ns = c.message_ns;
+            machine.compute.collective_ns_per_byte = c.ns_per_byte;
+            let (w, per) = batched_micro(s.pattern, s.bytes, args.iterations)?;
+            let name = |k| w.kernel_name(k);
+            let kernels = SimKernels { kernels: w.kernels(), name: &name };
+            let factory = batched.factory(&batched_params, w.dag(), 1);
+            let cfg = SimConfig { ranks: args.ranks, workers: 1, run_kernels: false, seed: 1, trace: TraceLevel::Full };
+            let out = dagwire_sim::driver::run(w.dag(), &kernels, &factory, &machine, cfg)
+                .context("simulating a batched micro run")?;
+            Ok(median(&iteration_spans(w.as_ref(), &out.run)) / per)
+        };
+        run().unwrap_or_else(|e| {
+            failed.get_or_insert(e);
+            f64::NAN
+        })
+    };
+    let fit = fit_collective(&m.batched, &mut simulate);
+    if let Some(e) = failed {
+        return Err(e);
     }
-    fit_collective_call(&m.batched, &|k| simulated.get(&k).copied().unwrap_or(f64::NAN))
-        .context("fitting the collective call cost to the batched ping-pong")
+    fit.context("fitting the collective costs to the batched runs")
 }
 
-/// The machine file's comment on the collective call cost.
-fn call_note(c: &CollectiveCallFit) -> String {
-    let list = |f: &dyn Fn(&(u64, f64, f64)) -> String| c.estimates.iter().map(f).collect::<Vec<_>>().join(" / ");
-    format!(
-        "batched ping-pong (one all-to-all a hop, both ranks calling it) hops at {} B: {} ns (median of each \
-         run's round trips / 2);\nper size, the hop less the same hop simulated on this machine without the cost \
-         = {} ns; the median of those (at least 0), charged on each rank's CPU when it joins a collective",
-        list(&|e| e.0.to_string()),
-        list(&|e| format!("{:.0}", e.1)),
-        list(&|e| format!("{:.0}", e.2)),
-    )
+/// The machine file's comments on the three collective costs: call, message, byte.
+fn collective_notes(fit: &CollectiveFit) -> [String; 3] {
+    let runs: Vec<String> = fit
+        .points
+        .iter()
+        .map(|(s, t)| {
+            format!("{} {} B {:.0} ns (modelled {:.0}, {:+.1}%)", s.pattern, s.bytes, s.ns, t, (t / s.ns - 1.0) * 100.0)
+        })
+        .collect();
+    [
+        format!(
+            "batched micro runs (every message in an all-to-all; a ping-pong hop, one message a collective, or \
+             the streaming interval of a window of 16), median of each run's iterations:\n{};\n\
+             the call, per-message and per-byte costs fitted together by least squares (relative residuals, each \
+             cost at least 0) against the same runs simulated on this machine with probe costs; rms residual \
+             {:.1}%; the call is charged on each rank's CPU when it joins a collective",
+            runs.join(",\n"),
+            fit.rms_rel_residual * 100.0
+        ),
+        "fitted with collective_call_ns above: per message a collective piece carries, on the sender's CPU \
+         after o_s and on the receiver's after o_r"
+            .into(),
+        "fitted with collective_call_ns above: per payload byte a collective piece carries, where \
+         collective_message_ns is charged"
+            .into(),
+    ]
+}
+
+/// The 1-minute load average (`/proc/loadavg`), if readable.
+fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg").ok()?.split_whitespace().next()?.parse().ok()
+}
+
+/// What makes this calibration doubtful: a loaded host; a call cost that moves a lot
+/// between repeated runs; a call cost above half the fitted hop (it then likely holds
+/// waiting the model has no term for); batched runs the model misses.
+fn warnings(m: &Measured, fit: &CollectiveFit, path: &LogGpFit) -> Vec<String> {
+    let mut out = Vec::new();
+    // SAFETY: sysconf only reads a system setting.
+    let online = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as f64;
+    let load = m.load.iter().copied().fold(0.0, f64::max);
+    if load > online / 2.0 {
+        out.push(format!(
+            "load average {load:.2} (before/after: {}) is over half the {online:.0} online cores: other work shared \
+             the CPUs while measuring, so every figure here may be inflated",
+            m.load.iter().map(|l| format!("{l:.2}")).collect::<Vec<_>>().join(" / ")
+        ));
+    }
+    let c = fit.costs;
+    let repeats: Vec<(f64, f64, [f64; 3])> = fit
+        .points
+        .iter()
+        .zip(&fit.sensitivity)
+        .filter(|((s, _), _)| s.pattern == "pingpong" && s.bytes == 8)
+        .map(|((s, t), d)| (s.ns, *t, *d))
+        .collect();
+    // Per repeat, the call cost that alone would make the model meet it.
+    let estimates: Vec<f64> =
+        repeats.iter().filter(|r| r.2[0] > 0.0).map(|&(ns, t, d)| c.call_ns + (ns - t) / d[0]).collect();
+    if estimates.len() >= 2 {
+        let (lo, hi) = estimates.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &e| (l.min(e), h.max(e)));
+        let scale = if c.call_ns > 0.0 { c.call_ns } else { repeats[0].0 };
+        if hi - lo > CALL_SPREAD * scale {
+            out.push(format!(
+                "the call cost moves from {lo:.0} to {hi:.0} ns across {} runs of the 8 B batched ping-pong (more than \
+                 {:.0}% of {scale:.0} ns): the host's timing is not steady",
+                estimates.len(),
+                CALL_SPREAD * 100.0
+            ));
+        }
+    }
+    let hop = path.one_way_ns(8);
+    if c.call_ns > hop / 2.0 {
+        out.push(format!(
+            "the fitted call cost, {:.0} ns, is over half the fitted 8 B one-way time ({hop:.0} ns): it likely holds \
+             waiting (scheduling on a loaded host, the progress loop) the model has no term for",
+            c.call_ns
+        ));
+    }
+    if fit.rms_rel_residual > COLLECTIVE_RMS {
+        out.push(format!(
+            "the batched runs' rms residual is {:.1}% (over {:.0}%): the collective costs do not explain them well",
+            fit.rms_rel_residual * 100.0,
+            COLLECTIVE_RMS * 100.0
+        ));
+    }
+    out
 }
 
 fn calibration(
@@ -418,12 +550,14 @@ fn calibration(
         method: format!(
             "{how}, {} ranks, eager strategy; micro ping-pong and bandwidth (window 16) at {} sizes 8 B .. {} B, {} \
              iterations; the ping-pong with rendezvous (eager_limit = 0) at {} sizes for the control-message \
-             cost; Cholesky n = {} tiles {} for the kernel rates",
+             cost; the ping-pong and bandwidth with batched ({} runs) for the collective costs; Cholesky n = {} \
+             tiles {} for the kernel rates",
             args.ranks,
             m.hop.len(),
             args.max_size,
             args.iterations,
             m.rendezvous.len(),
+            m.batched.len(),
             args.kernel_n,
             tiles(args.kernel_n).iter().map(|t| t.to_string()).collect::<Vec<_>>().join(", ")
         ),
@@ -439,6 +573,9 @@ fn calibration(
         ),
         control_message_ns: (control.ns, control_note(control, fit.one_way_ns(HEADER_BYTES), overhead)),
         collective_call_ns: (0.0, "not fitted yet".into()),
+        collective_message_ns: (0.0, "not fitted yet".into()),
+        collective_ns_per_byte: (0.0, "not fitted yet".into()),
+        warnings: Vec::new(),
         cpu_per_byte: format!(
             "O: the slope of the streaming interval (window 16) against size, {:.3} ns/B (rms residual {:.1}%): \
              on one node the ranks' threads copy every byte, so a stream waits for that CPU time (the \
@@ -493,7 +630,10 @@ fn summary(c: &Calibration) -> String {
     }
     out.push_str(&format!("  task overhead {:.0} ns\n", c.task_overhead_ns.0));
     out.push_str(&format!("  control message {:.0} ns (rendezvous ping-pong)\n", c.control_message_ns.0));
-    out.push_str(&format!("  collective call {:.0} ns (batched ping-pong)\n", c.collective_call_ns.0));
+    out.push_str(&format!(
+        "  collective call {:.0} ns, {:.0} ns per message, {:.3} ns per byte (batched runs)\n",
+        c.collective_call_ns.0, c.collective_message_ns.0, c.collective_ns_per_byte.0
+    ));
     if let Some(o) = c.intra_node.segments.iter().find_map(|s| s.segment.o_per_byte_ns) {
         out.push_str(&format!("  CPU per message byte (O) {o:.3} ns (streaming slope, split with G)\n"));
     }
