@@ -629,11 +629,12 @@ fn least_squares(rows: &[([f64; 3], f64)], used: &[usize]) -> Option<[f64; 3]> {
             return None;
         }
         m.swap(c, pivot);
-        for r in 0..n {
+        let pivot_row = m[c].clone();
+        for (r, row) in m.iter_mut().enumerate() {
             if r != c {
-                let f = m[r][c] / m[c][c];
-                for k in c..=n {
-                    m[r][k] -= f * m[c][k];
+                let f = row[c] / pivot_row[c];
+                for (x, p) in row.iter_mut().zip(&pivot_row).skip(c) {
+                    *x -= f * p;
                 }
             }
         }
