@@ -782,11 +782,7 @@ fn the_nic_switch_is_first_device_or_host_and_host_needs_nics() {
     assert!(e.reason.contains("did you mean `host`?") && e.reason.contains("first-device"), "{e}");
     let text = with("nic_switch = \"host\"\n");
     let e = err(&text);
-    assert_eq!(
-        (e.key.as_str(), e.line),
-        ("accelerators.nic_switch", Some(line_of(&text, "nic_switch ="))),
-        "{e}"
-    );
+    assert_eq!((e.key.as_str(), e.line), ("accelerators.nic_switch", Some(line_of(&text, "nic_switch ="))), "{e}");
     assert!(e.reason.contains("needs `nics`") && e.reason.contains("\"first-device\""), "{e}");
 }
 
@@ -800,7 +796,8 @@ fn a_section_key_written_into_a_kernel_rate_table_is_refused() {
     let e = err(&text);
     assert_eq!((e.key.as_str(), e.line), ("accelerators.kernel_gflops.nics", Some(line_of(&text, "nics = 8"))), "{e}");
     assert!(e.reason.contains("is a key of [accelerators], not a kernel name") && e.reason.contains("move it"), "{e}");
-    let text = edit("kernel_gflops = { gemm = 30.0, potrf = 5.0 }", "kernel_gflops = { gemm = 30.0, cores_per_rank = 5.0 }");
+    let text =
+        edit("kernel_gflops = { gemm = 30.0, potrf = 5.0 }", "kernel_gflops = { gemm = 30.0, cores_per_rank = 5.0 }");
     let e = err(&text);
     assert_eq!(e.key, "compute.kernel_gflops.cores_per_rank", "{e}");
     // Kernel names the simulator does not know are kept (they are the workloads').
