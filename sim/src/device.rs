@@ -37,9 +37,18 @@
 //! (and not before it is asked for), holds them, and frees them at its end. Ties between
 //! equal resources go to the lowest index, so timing is a function of the call order only.
 //!
-//! - A **kernel** of `flops` holds the device's earliest-free stream for
-//!   `ceil(launch_ns + flops / rate)` (`rate` from `kernel_gflops`, else `default_gflops`);
-//!   kernels on different streams run side by side.
+//! - A **kernel** of `flops` needs `W = ceil(launch_ns + flops / rate)` of the whole
+//!   device (`rate` from `kernel_gflops`, else `default_gflops`) and holds the device's
+//!   earliest-free stream that runs no unfinished kernel. Kernels on different streams
+//!   share the device's compute (processor sharing): while `k` of them run, each
+//!   progresses at `1/k` of its rate, so a kernel alone takes `W` (one stream: exactly as
+//!   without sharing), two equal ones started together both end at `2W`, and a short `S`
+//!   beside a long `L` ends at `2S`, the long one at `S + L`. A kernel's end is projected
+//!   when it starts, from the kernels then running or waiting for their stream, and every
+//!   other kernel's end is projected again then ([`Devices::moved`]: a new kernel only
+//!   delays the others; one that ends only speeds them up, which the projection already
+//!   counts). What was queued behind a kernel on its stream before its end moved (a copy)
+//!   keeps the start it was given. Launch overhead is shared like the rest of `W`.
 //! - A **copy** of `b` bytes over a link of latency `lat` and bandwidth `bw` holds the
 //!   device's earliest-free stream and earliest-free copy engine for
 //!   `ceil(lat) + ceil(b / bw)` and the link for `ceil(b / bw)`. Device-to-host copies use
@@ -52,15 +61,18 @@
 //!
 //! - **NIC affinity** (`nics = N` in `[accelerators]`): NIC `i` of a node serves its
 //!   devices `i * D/N .. (i+1) * D/N` (`D` devices) and sits under the PCIe switch of the
-//!   first of them. GPU-direct data of a device under another switch crosses the host
+//!   first of them (`nic_switch = "first-device"`, the default) or on the host's root
+//!   complex (`nic_switch = "host"`, under no device's switch). GPU-direct data of a device
+//!   under another switch than its NIC (every device, with `"host"`) crosses the host
 //!   root complex between the device and its NIC ([`Devices::nic_hop`]): on the way out
-//!   the device's switch up and the NIC's switch down, on the way in the NIC's switch up
-//!   and the device's switch down, each held for `ceil(b / bw)` of the host link, the hop
+//!   the device's switch up and the NIC's switch down (with `"host"` only the device's
+//!   switch up), on the way in the NIC's switch up and the device's switch down (only the
+//!   device's switch down), each held for `ceil(b / bw)` of the host link, the hop
 //!   ending `ceil(lat)` later (store and forward, as a peer copy over PCIe, but on no
 //!   stream or copy engine: the NIC moves the bytes). The sender's hop ends before the
 //!   network takes the message, the receiver's starts when the network delivers it. Staged
 //!   transfers are unchanged (their host copies already cross the device's switch; the
-//!   NIC reads host memory). The NICs' bandwidth and who shares it is the network's
+//!   NIC reads host memory; under either `nic_switch`). The NICs' bandwidth and who shares it is the network's
 //!   (`network` module docs). Without `nics`, every device is next to the node's NIC.
 //!
 //! An isolated staged transfer of `b` bytes therefore takes
@@ -73,7 +85,7 @@
 //! the CPU; the simulator models the device's timing (kernels may still run for real on
 //! the host, so results verify).
 
-use crate::machine::Accelerators;
+use crate::machine::{Accelerators, NicSwitch};
 use crate::queue::Time;
 use dagwire_runtime::space::{Memory, Space};
 use dagwire_runtime::{ChunkId, Rank};
@@ -138,6 +150,8 @@ pub struct Devices {
     switches_per_node: u32,
     /// Devices per NIC (`devices / nics`); `None`: every device next to the node's NIC.
     per_nic: Option<u32>,
+    /// The NICs hang off the host's root complex, under no device's switch.
+    nic_at_host: bool,
     streams: u32,
     engines: u32,
     gpu_direct: bool,
@@ -160,6 +174,37 @@ pub struct Devices {
     peer_out: Vec<Time>,
     /// Per device, next-free time of its peer-link port in.
     peer_in: Vec<Time>,
+    /// The kernels each device runs or will run once its stream frees, stream `s` of
+    /// rank `r` at `r * streams + s` (see [`Devices::kernel`]).
+    running: Vec<Option<Running>>,
+    /// Per device, the time its kernels' `left` is counted from.
+    as_of: Vec<Time>,
+    /// Kernels whose end the last [`Devices::kernel`] moved, reused.
+    moved: Vec<Moved>,
+    /// One device's kernels, for projecting their ends, reused.
+    scratch: Vec<Option<Running>>,
+}
+
+/// A kernel on a device's compute, shared with the device's other kernels.
+#[derive(Clone, Copy, Debug)]
+struct Running {
+    /// When it starts (its stream free).
+    start: Time,
+    /// Its work still to do at the device's `as_of`, ns at the whole device's rate.
+    left: f64,
+    /// When it ends, as last projected.
+    end: Time,
+}
+
+/// A kernel whose projected end a later kernel on its device moved ([`Devices::moved`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Moved {
+    /// Its stream.
+    pub stream: u32,
+    /// The end it had.
+    pub was: Time,
+    /// The end it has now.
+    pub end: Time,
 }
 
 impl Devices {
@@ -183,6 +228,7 @@ impl Devices {
             per_switch,
             switches_per_node,
             per_nic: a.nics.map(|n| (per_node / n.clamp(1, per_node)).max(1)),
+            nic_at_host: a.nic_switch == NicSwitch::Host && a.nics.is_some(),
             streams: a.streams.max(1),
             engines: a.copy_engines.max(1),
             gpu_direct: a.gpu_direct,
@@ -198,6 +244,10 @@ impl Devices {
             down_free: vec![0; nodes * switches_per_node as usize],
             peer_out: vec![0; ranks],
             peer_in: vec![0; ranks],
+            running: vec![None; ranks * a.streams.max(1) as usize],
+            as_of: vec![0; ranks],
+            moved: Vec::new(),
+            scratch: Vec::new(),
         }
     }
 
@@ -213,14 +263,104 @@ impl Devices {
     }
 
     /// Runs kernel `name` of `flops` for rank `rank`, asked for at `now`, on the rank's
-    /// earliest-free stream.
+    /// earliest-free stream that runs no unfinished kernel (the earliest-free of all if
+    /// every stream runs one). The device's compute is shared (see the
+    /// [module docs](self)): the span's end is projected from the kernels the device
+    /// runs, and the ends of those the new one slows down move later
+    /// ([`Devices::moved`]).
+    ///
+    /// ```
+    /// use dagwire_sim::device::{Devices, Moved};
+    /// use dagwire_sim::machine::load_machine;
+    /// let mut a = load_machine("dgx-h100").unwrap().accelerators.unwrap();
+    /// (a.launch_ns, a.default_gflops) = (0.0, 1.0);
+    /// let mut d = Devices::new(&a, 8);
+    /// let short = d.kernel(0, 0, "k", 1000.0);
+    /// assert_eq!((short.stream, short.end), (0, 1000));
+    /// // A second kernel at once shares the device: each runs at half the rate.
+    /// let long = d.kernel(0, 0, "k", 3000.0);
+    /// assert_eq!((long.stream, long.end), (1, 4000));
+    /// assert_eq!(d.moved(), [Moved { stream: 0, was: 1000, end: 2000 }]);
+    /// ```
     pub fn kernel(&mut self, rank: u32, now: Time, name: &str, flops: f64) -> Span {
         let base = (rank * self.streams) as usize;
-        let (s, free) = earliest(&self.stream_free[base..base + self.streams as usize]);
+        let streams = base..base + self.streams as usize;
+        self.advance(rank as usize, now);
+        let idle = self.stream_free[streams.clone()]
+            .iter()
+            .zip(&self.running[streams.clone()])
+            .enumerate()
+            .filter(|(_, (_, k))| k.is_none())
+            .map(|(i, (&t, _))| (t, i))
+            .min();
+        let (s, free) = match idle {
+            Some((t, i)) => (i, t),
+            None => earliest(&self.stream_free[streams.clone()]),
+        };
         let start = now.max(free);
-        let end = start.saturating_add(self.kernel_ns(name, flops));
+        let work = self.kernel_ns(name, flops);
+        let mut end = start.saturating_add(work);
+        self.moved.clear();
+        if self.running[streams.clone()].iter().any(Option::is_some) {
+            // Others run or wait on the device: project every end again with this one.
+            self.running[base + s] = Some(Running { start, left: work as f64, end });
+            self.project(rank as usize, s);
+            end = self.running[base + s].expect("just placed").end;
+            for m in &self.moved {
+                let free = &mut self.stream_free[base + m.stream as usize];
+                *free = (*free).max(m.end);
+            }
+        } else {
+            // Alone on the device: its own time (the model before sharing, exactly).
+            self.as_of[rank as usize] = now;
+            self.running[base + s] = Some(Running { start, left: work as f64, end });
+        }
         self.stream_free[base + s] = end;
         Span { stream: s as u32, engine: 0, start, end }
+    }
+
+    /// The kernels of the device the last [`Devices::kernel`] ran on whose projected end
+    /// it moved later (the new kernel shares the device with them): their stream, the
+    /// end they had and the end they have now.
+    pub fn moved(&self) -> &[Moved] {
+        &self.moved
+    }
+
+    /// Counts rank `r`'s kernels' work done from the device's `as_of` to `now`, sharing
+    /// the device; kernels done by `now` leave it.
+    fn advance(&mut self, r: usize, now: Time) {
+        let from = self.as_of[r];
+        let base = r * self.streams as usize;
+        let kernels = &mut self.running[base..base + self.streams as usize];
+        if now > from {
+            share(kernels, from as f64, now as f64, |_, _| {});
+            self.as_of[r] = now;
+        }
+        for k in kernels.iter_mut() {
+            if k.is_some_and(|k| k.left <= 0.0 || k.end <= now) {
+                *k = None;
+            }
+        }
+    }
+
+    /// Projects the ends of rank `r`'s kernels from the device's `as_of` on, sharing the
+    /// device, into their `end`; those of streams other than `new`'s that change go to
+    /// [`Devices::moved`].
+    fn project(&mut self, r: usize, new: usize) {
+        let base = r * self.streams as usize;
+        let kernels = &mut self.running[base..base + self.streams as usize];
+        let moved = &mut self.moved;
+        self.scratch.clear();
+        self.scratch.extend_from_slice(kernels);
+        share(&mut self.scratch, self.as_of[r] as f64, f64::INFINITY, |i, t| {
+            if let Some(k) = &mut kernels[i] {
+                let end = ceil_ns(t).max(k.start);
+                if i != new && end != k.end {
+                    moved.push(Moved { stream: i as u32, was: k.end, end });
+                }
+                k.end = end;
+            }
+        });
     }
 
     /// What `rank`'s engine knows of its memory: its device and its size, whether the
@@ -270,6 +410,9 @@ impl Devices {
     /// ```
     pub fn crosses_to_nic(&self, rank: Rank) -> bool {
         let Some(per_nic) = self.per_nic else { return false };
+        if self.nic_at_host {
+            return true;
+        }
         let device = rank.0 % self.per_node;
         device / self.per_switch != device / per_nic * per_nic / self.per_switch
     }
@@ -292,6 +435,13 @@ impl Devices {
         let at = |d: u32| (node * self.switches_per_node + d / self.per_switch) as usize;
         let (own, nic) = (at(device), at(device / per_nic * per_nic));
         let (up, down) = if to_nic { (own, nic) } else { (nic, own) };
+        if self.nic_at_host {
+            // The NIC is on the root complex: only the device's own switch is crossed.
+            let free = if to_nic { &mut self.up_free[own] } else { &mut self.down_free[own] };
+            let occupied = now.max(*free).saturating_add(self.host.occupancy(bytes));
+            *free = occupied;
+            return Some(occupied.saturating_add(self.host.latency));
+        }
         let start = now.max(self.up_free[up]).max(self.down_free[down]);
         let occupied = start.saturating_add(self.host.occupancy(bytes));
         self.up_free[up] = occupied;
@@ -328,6 +478,54 @@ impl Devices {
         self.stream_free[sbase + s] = end;
         self.engine_free[ebase + e] = end;
         Span { stream: s as u32, engine: e as u32, start, end }
+    }
+}
+
+/// Processor sharing of one device's compute among `kernels` from time `from` until
+/// `until`: the `n` kernels started and not done each do `1/n` of the device's work per
+/// ns (`left` falls by `dt / n`); a kernel not yet started joins at its `start`.
+/// `done(i, t)` hears of kernel `i` finishing at `t <= until`.
+fn share(kernels: &mut [Option<Running>], from: f64, until: f64, mut done: impl FnMut(usize, f64)) {
+    let mut t = from;
+    while t < until {
+        let (mut n, mut least, mut next_start) = (0u32, f64::INFINITY, f64::INFINITY);
+        for k in kernels.iter().flatten().filter(|k| k.left > 0.0) {
+            if k.start as f64 <= t {
+                n += 1;
+                least = least.min(k.left);
+            } else {
+                next_start = next_start.min(k.start as f64);
+            }
+        }
+        if n == 0 {
+            if next_start == f64::INFINITY {
+                return;
+            }
+            t = next_start;
+            continue;
+        }
+        let finish = t + least * f64::from(n);
+        let to = finish.min(next_start).min(until);
+        let finishes = to == finish;
+        let each = if finishes { least } else { (to - t) / f64::from(n) };
+        for (i, slot) in kernels.iter_mut().enumerate() {
+            let Some(k) = slot else { continue };
+            if k.left <= 0.0 || k.start as f64 > t {
+                continue;
+            }
+            if finishes && k.left == least {
+                k.left = 0.0;
+                done(i, finish);
+            } else {
+                k.left -= each;
+                if k.left <= 0.0 {
+                    // Rounding: it finished with the step.
+                    k.left = 0.0;
+                    done(i, to);
+                }
+            }
+        }
+        t = to;
     }
 }
 

@@ -241,10 +241,14 @@ fn copy_record(
 
 /// A running task's results and timing, until its completion event fires.
 struct Pending {
+    /// The task (a completion event of another task on this worker is stale).
+    task: TaskId,
     outputs: Vec<Payload>,
     /// The timeline lane it ran on: its worker, or its device stream.
     lane: u32,
     start: Time,
+    /// When it ends: a completion event at another time is stale (a kernel sharing its
+    /// device with one started later ends later, [`Devices::moved`]).
     end: Time,
 }
 
@@ -668,6 +672,11 @@ impl Sim<'_> {
             }
             Event::TaskFinished { rank, task, worker } => {
                 let slot = rank as usize * self.workers + worker as usize;
+                if !self.pending[slot].as_ref().is_some_and(|p| p.task == task && p.end == now) {
+                    // Its kernel's end moved later (device sharing): a later event ends it.
+                    self.events -= 1;
+                    return Ok(now);
+                }
                 let p = self.pending[slot].take().expect("a finishing task was started");
                 self.free_workers[rank as usize].push(worker);
                 let done = TaskDone { task, worker: p.lane, start_ns: p.start, end_ns: now, outputs: p.outputs };
@@ -923,6 +932,18 @@ impl Sim<'_> {
         if let Some(accel) = &mut self.accel {
             // The kernel's time on the device, whether or not it also runs on the host.
             let span = accel.devices.kernel(r as u32, now, (self.kernels.name)(task.kernel), task.flops);
+            // Kernels the new one shares the device with end later: their completion
+            // events move (the old ones, found stale, are skipped).
+            let lanes = r * self.workers..(r + 1) * self.workers;
+            for m in accel.devices.moved() {
+                let (worker, p) = self.pending[lanes.clone()]
+                    .iter_mut()
+                    .enumerate()
+                    .find_map(|(w, p)| p.as_mut().filter(|p| p.lane == m.stream && p.end == m.was).map(|p| (w, p)))
+                    .expect("a moved kernel is running");
+                p.end = m.end;
+                self.queue.push(m.end, Event::TaskFinished { rank: r as u32, task: p.task, worker: worker as u32 });
+            }
             let outputs = if self.cfg.run_kernels {
                 self.kernels
                     .kernels
@@ -932,7 +953,7 @@ impl Sim<'_> {
                 self.modelled_outputs(task, &job.inputs)
             };
             self.pending[r * self.workers + worker as usize] =
-                Some(Pending { outputs, lane: span.stream, start: span.start, end: span.end });
+                Some(Pending { task: job.task, outputs, lane: span.stream, start: span.start, end: span.end });
             self.queue.push(span.end, Event::TaskFinished { rank: r as u32, task: job.task, worker });
             return Ok(());
         }
@@ -959,7 +980,7 @@ impl Sim<'_> {
         // A kernel waits for the rank's CPU to finish the message work that holds it.
         let start = now.max(self.network.cpu_free(Rank(r as u32)));
         self.pending[r * self.workers + worker as usize] =
-            Some(Pending { outputs, lane: worker, start, end: start + duration });
+            Some(Pending { task: job.task, outputs, lane: worker, start, end: start + duration });
         self.queue.push(start + duration, Event::TaskFinished { rank: r as u32, task: job.task, worker });
         Ok(())
     }

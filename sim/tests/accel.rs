@@ -8,7 +8,7 @@ use dagwire_runtime::{
 };
 use dagwire_sim::device::Devices;
 use dagwire_sim::driver::{SimConfig, SimKernels, run};
-use dagwire_sim::machine::{Accelerators, HostLink, Machine, PeerLink, load_machine};
+use dagwire_sim::machine::{Accelerators, HostLink, Machine, NicSwitch, PeerLink, load_machine};
 use dagwire_strategies::eager::Eager;
 use std::sync::Arc;
 
@@ -35,6 +35,7 @@ fn accelerators(devices: u32, streams: u32, gpu_direct: bool) -> Accelerators {
         host_link: HostLink { latency_ns: 300.0, gbps: 8.0, devices_per_switch: 1 },
         peer_link: Some(PeerLink { latency_ns: 50.0, gbps: 16.0 }),
         nics: None,
+        nic_switch: NicSwitch::FirstDevice,
     }
 }
 
@@ -205,13 +206,65 @@ fn with_one_stream_kernels_and_copies_serialise_and_with_two_they_overlap() {
     // One stream: the host-to-device copy waits for the long kernel, then the reader runs.
     assert_eq!(one.makespan_ns, 10_000 + copy + 1000);
     let two = simulate(&dag, &toy(1, Some(accelerators(1, 2, false))), 2);
-    // Two streams: copy and reader run beside the long kernel, which ends last.
-    assert_eq!(two.makespan_ns, 10_000);
+    // Two streams: the copy runs beside the long kernel on the second stream, then the
+    // reader, which shares the device's compute with the long kernel (each at half its
+    // rate): the reader's 1000 ns of work take 2000 ns, during which the long kernel does
+    // 1000 of its remaining 10_000 - (arrival + copy) = 4600 ns of work; it ends the
+    // remaining 3600 alone at arrival + copy + 2000 + 3600 = 11_000 = 10_000 + 1000.
+    assert_eq!(two.makespan_ns, 11_000);
     let reader = two.trace.tasks.iter().find(|t| t.rank == Rank(1) && t.end_ns < 10_000).expect("the reader");
-    assert_eq!((reader.start_ns, reader.end_ns), (arrival + copy, arrival + copy + 1000));
+    assert_eq!((reader.start_ns, reader.end_ns), (arrival + copy, arrival + copy + 2 * 1000));
     assert_eq!(reader.worker, 1, "the reader ran on the second stream");
-    // The overlap is the copy and the reader: exactly what one stream serialised.
-    assert_eq!(one.makespan_ns - two.makespan_ns, copy + 1000);
+    // The overlap is the copy: the kernels share one device, so the reader's work still
+    // adds to the long kernel's.
+    assert_eq!(one.makespan_ns - two.makespan_ns, copy);
+}
+
+/// `kernels` (flops each) on rank 0 (one device of `streams` streams), all ready at 0.
+fn side_by_side(kernels: &[f64]) -> Arc<Dag> {
+    let mut b = DagBuilder::new(1);
+    for &flops in kernels {
+        b.add(TaskSpec::new(KernelId(0), Rank(0)).flops(flops).outputs(&[8]));
+    }
+    Arc::new(b.finish())
+}
+
+/// The (start, end) of rank 0's tasks, in task order.
+fn spans(out: &RunOutcome) -> Vec<(u64, u64)> {
+    let mut tasks: Vec<_> = out.trace.tasks.iter().map(|t| (t.task, t.start_ns, t.end_ns)).collect();
+    tasks.sort();
+    tasks.into_iter().map(|(_, s, e)| (s, e)).collect()
+}
+
+#[test]
+fn kernels_on_two_streams_of_one_device_share_its_compute() {
+    let two_streams = toy(1, Some(accelerators(1, 2, false)));
+    // Two equal kernels of W = 4000 ns at once: each at half the rate, both end at 2W.
+    let out = simulate(&side_by_side(&[4000.0, 4000.0]), &two_streams, 1);
+    assert_eq!(spans(&out), [(0, 8000), (0, 8000)]);
+    assert_eq!(out.makespan_ns, 2 * 4000);
+    // A short S = 1000 and a long L = 5000: the short ends at 2S, the long at S + L.
+    let out = simulate(&side_by_side(&[1000.0, 5000.0]), &two_streams, 1);
+    assert_eq!(spans(&out), [(0, 2 * 1000), (0, 1000 + 5000)]);
+    // Three kernels on three streams: 1000 each at a third of the rate: all end at 3000.
+    let out = simulate(&side_by_side(&[1000.0, 1000.0, 1000.0]), &toy(1, Some(accelerators(1, 3, false))), 1);
+    assert_eq!(spans(&out), [(0, 3000), (0, 3000), (0, 3000)]);
+    // One stream: the kernels run one after the other at the whole rate, as always.
+    let out = simulate(&side_by_side(&[1000.0, 5000.0]), &toy(1, Some(accelerators(1, 1, false))), 1);
+    assert_eq!(spans(&out), [(0, 1000), (1000, 6000)]);
+    // A kernel that starts later slows one already running from then on: A = 4000 from 0,
+    // B = 1000 from 3000.
+    let mut d = Devices::new(&accelerators(1, 2, false), 1);
+    let a = d.kernel(0, 0, "k", 4000.0);
+    assert_eq!(a.end, 4000);
+    let b = d.kernel(0, 3000, "k", 1000.0);
+    // From 3000 both run at half the rate: A's last 1000 and B's 1000 both end at 5000.
+    assert_eq!((b.stream, b.start, b.end), (1, 3000, 5000));
+    assert_eq!(d.moved(), [dagwire_sim::device::Moved { stream: 0, was: 4000, end: 5000 }]);
+    // Once A and B ended, a kernel has the device to itself again.
+    let c = d.kernel(0, 5000, "k", 1000.0);
+    assert_eq!((c.start, c.end), (5000, 6000));
+    assert!(d.moved().is_empty());
 }
 
 #[test]
@@ -658,4 +711,43 @@ fn a_hop_to_the_nic_holds_the_devices_switch_up_and_the_nics_switch_down() {
     assert_eq!(d.copy(0, Rank(0), Space::Host, 100).start, 0);
     // The way in takes the other directions: switch 0 up (free since 100), switch 1 down.
     assert_eq!(d.nic_hop(0, Rank(1), false, 1000), Some(100 + 1000 + 300));
+}
+
+#[test]
+fn with_the_nic_on_the_host_every_gpu_direct_transfer_crosses_its_devices_switch_and_staged_ones_do_not() {
+    // Two devices a node, each on its own switch, one NIC: under device 0's switch
+    // (`first-device`) or on the host's root complex (`host`).
+    let machine = |nic_switch: NicSwitch, gpu_direct: bool| {
+        let mut a = accelerators(2, 1, gpu_direct);
+        a.nics = Some(1);
+        a.nic_switch = nic_switch;
+        toy(2, Some(a))
+    };
+    // r0, r2: device 0 of nodes 0 and 1; r1, r3: device 1. A crossing is a host-link
+    // hop, 300 ns + 4096 bytes at 1 byte/ns (= COPY), at each end that crosses.
+    for (nic_switch, pairs) in [
+        (NicSwitch::FirstDevice, [(0, 2, 0), (1, 2, 1), (0, 3, 1), (1, 3, 2)]),
+        (NicSwitch::Host, [(0, 2, 2), (1, 2, 2), (0, 3, 2), (1, 3, 2)]),
+    ] {
+        for (src, dst, hops) in pairs {
+            let out = simulate(&producer_and_reader_on(4, src, dst), &machine(nic_switch, true), 4);
+            assert_eq!(out.makespan_ns, 5000 + hops * COPY + MESSAGE + 3000, "{nic_switch:?}: r{src} -> r{dst}");
+        }
+        // Staged: the host copies at both ends, wherever the NIC hangs.
+        let out = simulate(&producer_and_reader_on(4, 1, 3), &machine(nic_switch, false), 4);
+        assert_eq!(out.makespan_ns, 5000 + COPY + MESSAGE + COPY + 3000, "{nic_switch:?} staged");
+    }
+    // On the host, a hop holds only the device's own switch: device 0's data out holds
+    // switch 0 up (a copy to host on device 0 waits for it), and no other switch.
+    let mut a = accelerators(2, 2, true);
+    (a.nics, a.nic_switch) = (Some(1), NicSwitch::Host);
+    let mut d = Devices::new(&a, 2);
+    assert!(d.crosses_to_nic(Rank(0)) && d.crosses_to_nic(Rank(1)));
+    assert_eq!(d.nic_hop(0, Rank(0), true, 1000), Some(1000 + 300));
+    assert_eq!(d.copy(0, Rank(0), Space::Host, 100).start, 1000);
+    assert_eq!(d.copy(0, Rank(1), Space::Host, 100).start, 0);
+    assert_eq!(d.copy(0, Rank(0), Space::Device(0), 100).start, 0, "switch 0 down is free");
+    // The way in holds the device's switch down, which the copy to device 0 held for its
+    // 100 bytes (a copy holds its link for the bytes only).
+    assert_eq!(d.nic_hop(0, Rank(0), false, 1000), Some(100 + 1000 + 300));
 }

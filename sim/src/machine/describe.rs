@@ -135,14 +135,21 @@ fn accelerators(out: &mut String, a: &super::Accelerators, nic_gbps: f64) {
         None => format!("NICs: one pool of {} Gbit/s per node, next to every device", num(nic_gbps)),
         Some(n) => {
             let per_nic = a.devices / n.max(1);
-            let far = (0..a.devices)
-                .filter(|d| {
-                    d / h.devices_per_switch.max(1) != d / per_nic.max(1) * per_nic / h.devices_per_switch.max(1)
-                })
-                .count();
+            let (far, at) = match a.nic_switch {
+                super::NicSwitch::FirstDevice => (
+                    (0..a.devices)
+                        .filter(|d| {
+                            d / h.devices_per_switch.max(1)
+                                != d / per_nic.max(1) * per_nic / h.devices_per_switch.max(1)
+                        })
+                        .count() as u32,
+                    "under its first device's switch (nic_switch = \"first-device\")",
+                ),
+                super::NicSwitch::Host => (a.devices, "on the host's root complex (nic_switch = \"host\")"),
+            };
             format!(
-                "NICs: {n} per node, {} Gbit/s each, {per_nic} device(s) each, under its first device's switch; \
-                 {far} of {} devices cross the host to reach theirs (GPU-direct)",
+                "NICs: {n} per node, {} Gbit/s each, {per_nic} device(s) each, {at}; {far} of {} devices cross the \
+                 host to reach theirs (GPU-direct)",
                 num(nic_gbps / f64::from(n.max(1))),
                 a.devices
             )

@@ -97,7 +97,7 @@ pub struct Accelerators {
     pub peer_link: Option<PeerLink>,
     /// NICs per node and which devices each serves (the NIC-to-device affinity): NIC `i`
     /// serves the `devices / nics` consecutive devices from `i * devices / nics` on, sits
-    /// under the PCIe switch of the first of them, and has `nic_gbps / nics` of the node's
+    /// under the PCIe switch of the first of them (or on the host, [`Self::nic_switch`]), and has `nic_gbps / nics` of the node's
     /// injection bandwidth, shared by the ranks of the devices it serves. A GPU-direct
     /// transfer of a device under another switch than its NIC's crosses the host (its
     /// switch's up-link and the NIC's switch's down-link, the other way when receiving).
@@ -106,6 +106,40 @@ pub struct Accelerators {
     /// it without crossing a switch (the model before this key existed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nics: Option<u32>,
+    /// Which PCIe switch each NIC hangs off: `first-device` (the default), the switch of
+    /// the first device it serves, so that device and its switch-mates reach it without
+    /// crossing the host; `host`, the host's root complex (a CPU root port), so every
+    /// device's GPU-direct data crosses its own switch to reach it. Staged transfers are
+    /// the same under both (the NIC reads host memory; that read is not modelled on any
+    /// switch). `host` needs `nics`.
+    #[serde(default, skip_serializing_if = "NicSwitch::is_first_device")]
+    pub nic_switch: NicSwitch,
+}
+
+/// Where a node's NICs sit on its PCIe tree ([`Accelerators::nic_switch`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NicSwitch {
+    /// Under the PCIe switch of the first device each NIC serves.
+    #[default]
+    FirstDevice,
+    /// On the host's root complex, under no device's switch.
+    Host,
+}
+
+impl NicSwitch {
+    /// The value as written in a machine file.
+    pub fn name(self) -> &'static str {
+        match self {
+            NicSwitch::FirstDevice => "first-device",
+            NicSwitch::Host => "host",
+        }
+    }
+
+    /// Whether it is the default, `first-device` (left out when a machine is written).
+    pub fn is_first_device(&self) -> bool {
+        *self == NicSwitch::FirstDevice
+    }
 }
 
 /// A device's host link: PCIe lanes behind a switch shared by `devices_per_switch`

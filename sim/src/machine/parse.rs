@@ -1,7 +1,7 @@
 //! Reading machine files: TOML parsing with file/line/key errors, then semantic
 //! validation (units, ranges, topology shapes) before any simulation runs.
 
-use super::{Accelerators, LogGp, Machine, Topology};
+use super::{Accelerators, LogGp, Machine, NicSwitch, Topology};
 use dagwire_runtime::params::did_you_mean;
 use std::fmt;
 use std::ops::Range;
@@ -474,6 +474,7 @@ fn validate(m: &Machine) -> Result<(), Invalid> {
         if name.is_empty() {
             return Err((at("kernel_gflops"), "kernel names must not be empty".into()));
         }
+        not_a_section_key(name, "compute", "kernel_gflops", COMPUTE_KEYS)?;
         positive(rate, vec![key("compute"), key("kernel_gflops"), key(name)], "a rate in GFLOP/s per core")?;
     }
     for (name, curve) in &c.kernel_curves {
@@ -539,6 +540,56 @@ fn validate(m: &Machine) -> Result<(), Invalid> {
     Ok(())
 }
 
+/// The keys of `[compute]` (a kernel of one of these names in a rate table is a key
+/// written below its table's header by mistake).
+const COMPUTE_KEYS: &[&str] = &[
+    "mode",
+    "cores_per_rank",
+    "kernel_gflops",
+    "default_gflops",
+    "kernel_curves",
+    "kernel_ns_per_byte",
+    "task_overhead_ns",
+    "control_message_ns",
+    "collective_call_ns",
+    "progress",
+];
+
+/// The keys of `[accelerators]`.
+const ACCELERATORS_KEYS: &[&str] = &[
+    "model",
+    "devices",
+    "memory_gib",
+    "streams",
+    "copy_engines",
+    "gpu_direct",
+    "launch_ns",
+    "default_gflops",
+    "kernel_gflops",
+    "host_link",
+    "peer_link",
+    "nics",
+    "nic_switch",
+];
+
+/// Refuses a kernel `name` in `[section.table]` that is a key of `[section]`: in TOML a key
+/// written after the `[section.table]` header lands in that table, so `nics = 8` below
+/// `[accelerators.kernel_gflops]` would silently be the rate of a kernel called `nics`.
+/// (Kernel names are the workloads'; the simulator does not know them all, so other
+/// unknown names are kept.)
+fn not_a_section_key(name: &str, section: &str, table: &str, keys: &[&str]) -> Result<(), Invalid> {
+    if keys.contains(&name) {
+        return Err((
+            vec![key(section), key(table), key(name)],
+            format!(
+                "`{name}` is a key of [{section}], not a kernel name: a key written after the [{section}.{table}] \
+                 header belongs to that table; move it above the header"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// The most devices, streams or copy engines a node's device may list: far beyond any
 /// built, and small enough that per-device tables stay small.
 pub const MAX_DEVICE_COUNT: u32 = 1024;
@@ -568,6 +619,7 @@ fn validate_accelerators(a: &Accelerators, ranks_per_node: u32, nic_gbps: f64) -
         if name.is_empty() {
             return Err((at("kernel_gflops"), "kernel names must not be empty".into()));
         }
+        not_a_section_key(name, "accelerators", "kernel_gflops", ACCELERATORS_KEYS)?;
         positive(rate, vec![key("accelerators"), key("kernel_gflops"), key(name)], "a rate in GFLOP/s per kernel")?;
     }
     let h = &a.host_link;
@@ -595,6 +647,14 @@ fn validate_accelerators(a: &Accelerators, ranks_per_node: u32, nic_gbps: f64) -
                  devices / nics consecutive devices), got {nics}",
                 a.devices
             ),
+        ));
+    }
+    if a.nic_switch == NicSwitch::Host && a.nics.is_none() {
+        return Err((
+            at("nic_switch"),
+            "\"host\" needs `nics` (the number of NICs per node, e.g. nics = 1): without it every device is \
+             taken to sit next to the node's NIC pool; allowed values: \"first-device\" (the default), \"host\""
+                .into(),
         ));
     }
     if let Some(nics) = a.nics

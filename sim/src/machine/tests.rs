@@ -650,9 +650,18 @@ fn the_gpu_presets_have_the_documented_devices_and_the_cpu_presets_none() {
     let dgx = load_machine("dgx-h100").unwrap();
     assert_eq!(dgx.nic_gbps, 3200.0);
     assert_eq!(dgx.accelerators.unwrap().peer_link.unwrap().gbps, 3600.0);
-    // The NIC affinity: pcie-4gpu's one NIC for its 4 GPUs; the others pool theirs.
-    let nics = |n: &str| load_machine(n).unwrap().accelerators.unwrap().nics;
-    assert_eq!((nics("pcie-4gpu"), nics("dgx-h100"), nics("aurora-gpu")), (Some(1), None, None));
+    // The NIC affinity: pcie-4gpu's one NIC for its 4 GPUs on the host's root port;
+    // dgx-h100's one 400 Gb/s NIC per GPU under the GPU's switch; aurora-gpu pools its NICs.
+    let nics = |n: &str| {
+        let a = load_machine(n).unwrap().accelerators.unwrap();
+        (a.nics, a.nic_switch)
+    };
+    assert_eq!(nics("pcie-4gpu"), (Some(1), NicSwitch::Host));
+    assert_eq!(nics("dgx-h100"), (Some(8), NicSwitch::FirstDevice));
+    assert_eq!(nics("aurora-gpu"), (None, NicSwitch::FirstDevice));
+    let d = describe(&load_machine("dgx-h100").unwrap());
+    assert!(d.contains("NICs: 8 per node, 400 Gbit/s each, 1 device(s) each, under its first device's switch"), "{d}");
+    assert!(d.contains("0 of 8 devices cross the host"), "{d}");
 }
 
 /// A segment's `o_per_byte_ns` (LogGOPS's `O`): optional (absent on every preset), read
@@ -744,7 +753,8 @@ fn the_nic_count_is_optional_read_listed_and_must_divide_the_devices() {
     // BASE's NIC is 100 Gbit/s; devices 2 and 3 are on the second switch, the NIC on the first.
     let d = describe(&m);
     let want = format!(
-        "NICs: 1 per node, {} Gbit/s each, 4 device(s) each, under its first device's switch; 2 of 4 devices",
+        "NICs: 1 per node, {} Gbit/s each, 4 device(s) each, under its first device's switch (nic_switch = \
+         \"first-device\"); 2 of 4 devices",
         m.nic_gbps
     );
     assert!(d.contains(&want), "{want:?} missing from:\n{d}");
@@ -771,4 +781,56 @@ fn the_nic_count_is_optional_read_listed_and_must_divide_the_devices() {
     let e = validate_machine("x (modified)", &m).unwrap_err();
     assert_eq!(e.key, "accelerators.nics", "{e}");
     assert!(e.reason.contains("nic_gbps / nics"), "{e}");
+}
+
+/// `[accelerators] nic_switch`: optional (`first-device`), read and listed when given;
+/// `host` needs `nics`; a value that is not one of the two is refused naming file, line,
+/// key and the allowed values.
+#[test]
+fn the_nic_switch_is_first_device_or_host_and_host_needs_nics() {
+    let with = |extra: &str| with_accel().replacen("devices = 4\n", &format!("devices = 4\n{extra}"), 1);
+    let m = parse_machine("x.toml", &with("nics = 1\n")).unwrap();
+    assert_eq!(m.accelerators.as_ref().unwrap().nic_switch, NicSwitch::FirstDevice);
+    let m = parse_machine("x.toml", &with("nics = 1\nnic_switch = \"first-device\"\n")).unwrap();
+    assert_eq!(m.accelerators.as_ref().unwrap().nic_switch, NicSwitch::FirstDevice);
+    let m = parse_machine("x.toml", &with("nics = 1\nnic_switch = \"host\"\n")).unwrap();
+    assert_eq!(m.accelerators.as_ref().unwrap().nic_switch, NicSwitch::Host);
+    let d = describe(&m);
+    let want = "4 device(s) each, on the host's root complex (nic_switch = \"host\"); 4 of 4 devices cross the host";
+    assert!(d.contains(want), "{want:?} missing from:\n{d}");
+    // A machine written back keeps the value (and leaves the default out).
+    let back = toml::to_string(&m).unwrap();
+    assert!(back.contains("nic_switch = \"host\""), "{back}");
+    assert!(!toml::to_string(&parse_machine("x.toml", &with("nics = 1\n")).unwrap()).unwrap().contains("nic_switch"));
+    let text = with("nics = 1\nnic_switch = \"hots\"\n");
+    let e = err(&text);
+    assert_eq!(
+        (e.file.as_str(), e.key.as_str(), e.line),
+        ("machines/x.toml", "accelerators.nic_switch", Some(line_of(&text, "nic_switch ="))),
+        "{e}"
+    );
+    assert!(e.reason.contains("did you mean `host`?") && e.reason.contains("first-device"), "{e}");
+    let text = with("nic_switch = \"host\"\n");
+    let e = err(&text);
+    assert_eq!((e.key.as_str(), e.line), ("accelerators.nic_switch", Some(line_of(&text, "nic_switch ="))), "{e}");
+    assert!(e.reason.contains("needs `nics`") && e.reason.contains("\"first-device\""), "{e}");
+}
+
+/// A key of `[accelerators]` (or `[compute]`) written below its rate table's header lands
+/// in that table as a kernel name; it is refused naming the key, with what to do.
+#[test]
+fn a_section_key_written_into_a_kernel_rate_table_is_refused() {
+    // `nics = 8` meant for [accelerators], written after its rate table's header.
+    let text = with_accel().replacen("kernel_gflops = { gemm = 50000.0 }\n", "", 1)
+        + "\n[accelerators.kernel_gflops]\ngemm = 50000.0\nnics = 8\n";
+    let e = err(&text);
+    assert_eq!((e.key.as_str(), e.line), ("accelerators.kernel_gflops.nics", Some(line_of(&text, "nics = 8"))), "{e}");
+    assert!(e.reason.contains("is a key of [accelerators], not a kernel name") && e.reason.contains("move it"), "{e}");
+    let text =
+        edit("kernel_gflops = { gemm = 30.0, potrf = 5.0 }", "kernel_gflops = { gemm = 30.0, cores_per_rank = 5.0 }");
+    let e = err(&text);
+    assert_eq!(e.key, "compute.kernel_gflops.cores_per_rank", "{e}");
+    // Kernel names the simulator does not know are kept (they are the workloads').
+    let m = parse_machine("x.toml", &edit("potrf = 5.0", "my-kernel = 5.0")).unwrap();
+    assert_eq!(m.compute.kernel_gflops["my-kernel"], 5.0);
 }
