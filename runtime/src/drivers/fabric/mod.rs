@@ -498,9 +498,9 @@ impl Credits {
                 *left += n;
                 Ok(())
             }
-            Some(left) => {
-                Err(format!("rank {from} returned {n} pool credits with {left} of {grant} not spent; never more than granted"))
-            }
+            Some(left) => Err(format!(
+                "rank {from} returned {n} pool credits with {left} of {grant} not spent; never more than granted"
+            )),
             None => Err(format!("pool credits from rank {from}, which is not in this job")),
         }
     }

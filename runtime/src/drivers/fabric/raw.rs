@@ -556,7 +556,14 @@ impl Endpoint {
     /// (`fi_tsenddata`), straight from the payload's own bytes (a shared clone the
     /// operation holds until its completion, invariant 10); its completion carries
     /// `token`. The driver sends mid-size payloads into the peer's pool this way.
-    pub fn send_data(&mut self, to: usize, tag: u64, data: u64, payload: Payload, token: u64) -> Result<(), FabricError> {
+    pub fn send_data(
+        &mut self,
+        to: usize,
+        tag: u64,
+        data: u64,
+        payload: Payload,
+        token: u64,
+    ) -> Result<(), FabricError> {
         self.send_op_data(to, Some((tag, Some(data))), Buffer::Payload(payload), token)
     }
 
