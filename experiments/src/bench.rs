@@ -126,7 +126,7 @@ pub enum Which {
 /// ```
 /// use dagwire_experiments::bench::parse_size;
 /// assert_eq!(parse_size(" 32768"), Ok(32768));
-/// assert!(parse_size("32k").unwrap_err().contains("whole number of bytes"));
+/// assert!(parse_size("32k").unwrap_err().contains("whole numbers of bytes"));
 /// assert!(parse_size("0").is_err());
 /// ```
 pub fn parse_size(s: &str) -> Result<usize, String> {
