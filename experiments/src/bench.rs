@@ -98,10 +98,17 @@ pub enum Which {
     /// libfabric against MPI: ping-pong latency and streaming bandwidth, raw libfabric
     /// tagged messages vs the engine on the libfabric driver vs the engine on the mpi
     /// driver vs raw MPI, with ratios, in one 2-rank job (launches `mpirun -n 2` itself).
+    /// Sizes go 8, 64, 512, ... up to --max-size, or exactly those of --sizes (e.g.
+    /// `--sizes 4096,32768,65536,65537` around the driver's pool for mid-size payloads,
+    /// which takes up to 64 KiB).
     Fabric {
         /// Largest message, bytes (sizes go 8, 64, 512, ... up to it).
         #[arg(long, default_value_t = 4 << 20)]
         max_size: usize,
+        /// Message sizes to measure instead, bytes, comma-separated, each at least 1
+        /// (e.g. 8,4096,32768); replaces the 8, 64, 512, ... series and --max-size.
+        #[arg(long, value_delimiter = ',', value_parser = parse_size, conflicts_with = "max_size")]
+        sizes: Vec<usize>,
         /// Measured iterations (divided by 10 above 8 KiB, as OSU does).
         #[arg(long, default_value_t = 2000)]
         iterations: u32,
@@ -114,6 +121,24 @@ pub enum Which {
     },
 }
 
+/// One message size of `--sizes`: a whole number of bytes, at least 1.
+///
+/// ```
+/// use dagwire_experiments::bench::parse_size;
+/// assert_eq!(parse_size(" 32768"), Ok(32768));
+/// assert!(parse_size("32k").unwrap_err().contains("whole numbers of bytes"));
+/// assert!(parse_size("0").is_err());
+/// ```
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("a message size must be at least 1 byte".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!(
+            "`{s}` is not a message size: give whole numbers of bytes separated by commas, e.g. --sizes 8,4096,32768"
+        )),
+    }
+}
+
 /// Runs a benchmark and prints its figures.
 pub fn run(which: Which) -> Result<()> {
     match which {
@@ -121,8 +146,8 @@ pub fn run(which: Which) -> Result<()> {
         Which::Overhead { tasks, width } => overhead(tasks, width),
         Which::Collectives(args) => crate::bench_collectives::run(&args),
         Which::Mpi { max_size, iterations, window } => crate::bench_mpi::run(max_size, iterations, window),
-        Which::Fabric { max_size, iterations, window, provider } => {
-            crate::bench_fabric::run(max_size, iterations, window, &provider)
+        Which::Fabric { max_size, sizes, iterations, window, provider } => {
+            crate::bench_fabric::run(max_size, &sizes, iterations, window, &provider)
         }
         Which::Sim { machine, ranks, tiles, tile, fidelity, strategy, only_tiles, counts_only } => {
             let setup = crate::bench_sim::Setup { machine, ranks, tile, fidelity, strategy };

@@ -16,18 +16,19 @@
 use anyhow::{Result, bail};
 
 /// Runs the benchmark (launching itself under MPI first if needed).
+/// `sizes`, when not empty, replaces the series 8, 64, 512, ... up to `max_size`.
 #[cfg(all(feature = "mpi", feature = "fabric"))]
-pub fn run(max_size: usize, iterations: u32, window: u32, provider: &str) -> Result<()> {
+pub fn run(max_size: usize, sizes: &[usize], iterations: u32, window: u32, provider: &str) -> Result<()> {
     use dagwire_runtime::drivers::mpi::Mpi;
     if !Mpi::launched() {
         return crate::bench_mpi::relaunch_self(2);
     }
-    imp::run(max_size, iterations, window, provider)
+    imp::run(max_size, sizes, iterations, window, provider)
 }
 
 /// Without both drivers there is nothing to compare.
 #[cfg(not(all(feature = "mpi", feature = "fabric")))]
-pub fn run(_max_size: usize, _iterations: u32, _window: u32, _provider: &str) -> Result<()> {
+pub fn run(_max_size: usize, _sizes: &[usize], _iterations: u32, _window: u32, _provider: &str) -> Result<()> {
     bail!("this experiment binary was built without the `mpi` or the `fabric` feature; rebuild it with both")
 }
 
@@ -54,7 +55,7 @@ mod imp {
         "ratio", "eng mpi", "raw mpi", "ratio", "fab/mpi",
     ];
 
-    pub fn run(max_size: usize, iterations: u32, window: u32, provider: &str) -> Result<()> {
+    pub fn run(max_size: usize, sizes_given: &[usize], iterations: u32, window: u32, provider: &str) -> Result<()> {
         let mpi = Mpi::init()?;
         ensure!(mpi.size() == 2, "bench fabric needs exactly 2 ranks, the job has {}", mpi.size());
         let me = mpi.rank();
@@ -80,7 +81,8 @@ mod imp {
             );
         }
         let mut first_hops = None;
-        for size in sizes(max_size) {
+        let sizes = if sizes_given.is_empty() { sizes(max_size) } else { sizes_given.to_vec() };
+        for size in sizes {
             let (measured, warmup) = effective_iterations(size as u64, iterations, iterations / 10);
             let raw_fab_lat = bench.raw.pingpong(&mpi, size, measured, warmup)?;
             let (fab_lat, fab_hops) = bench.fabric(lean_pingpong(size, measured, warmup), size, measured, 1)?;

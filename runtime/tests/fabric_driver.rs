@@ -1,7 +1,10 @@
 //! The libfabric driver with real providers (`tcp`, which libfabric runs as
 //! `tcp;ofi_rxm`, and `shm`), ranks as processes started by the driver's own local
 //! launcher: 2 and 3 ranks run a plan with many small and large messages, kept in each
-//! source's order, and gather the right sums to rank 0; registered memory (a window
+//! source's order, and gather the right sums to rank 0; payloads around the inject size
+//! and around the pool's largest (64 KiB, and one byte more, which the pool does not
+//! take) arrive intact in bursts deeper than the pool's credits, and a corrupted one
+//! fails the check; registered memory (a window
 //! and exposed payloads) round-trips bytes at offsets through `fi_read` and
 //! `fi_writemsg`; a failing kernel and a killed
 //! rank end the job within seconds, naming the rank; an unknown provider is refused with
@@ -34,6 +37,8 @@ fn main() {
             "memory" => memory_main(&job, &provider),
             "sizes" => sizes_main(&job, &provider, None),
             "sizes-corrupt" => sizes_main(&job, &provider, Some(CORRUPTED)),
+            "sizes-corrupt-pool" => sizes_main(&job, &provider, Some(CORRUPTED_POOL)),
+            "pool-burst" => pool_burst_main(&job, &provider),
             m => panic!("unknown mode {m}"),
         }
         return;
@@ -48,6 +53,11 @@ fn main() {
             assert!(job.1.contains("memory round trip checked"), "{provider}, {ranks} ranks:\n{}", job.1);
             let job = start(provider, ranks, "sizes");
             assert!(job.0.success(), "{provider}, {ranks} ranks, sizes: {:?}\n{}", job.0.failure(), job.1);
+            // More pool-sized payloads than credits, from every rank at once: the pool's
+            // credits run out and come back (never more than granted, or the rank fails
+            // saying so), the rest takes the paths without the pool, nothing hangs.
+            let job = start(provider, ranks, "pool-burst");
+            assert!(job.0.success(), "{provider}, {ranks} ranks, pool burst: {:?}\n{}", job.0.failure(), job.1);
         }
         // The check that passes above catches a flipped bit in a message of the inject size.
         let limit = raw::Endpoint::open(provider).expect("the endpoint opens").inject_limit().expect("64-bit data");
@@ -58,6 +68,15 @@ fn main() {
         assert!(
             stderr.contains(&named) && stderr.contains(&sized),
             "{provider}: the failure does not name the corrupted message of the inject size:\n{stderr}"
+        );
+        // And one in the pool: 64 KiB, sent while credits are left.
+        let (job, stderr) = start(provider, 2, "sizes-corrupt-pool");
+        assert!(!job.success(), "{provider}: a corrupted pooled message went unnoticed:\n{stderr}");
+        let named = format!("input {CORRUPTED_POOL} of rank");
+        let sized = format!("{} bytes, {} expected; byte Some(", fabric::POOL_BYTES, fabric::POOL_BYTES);
+        assert!(
+            stderr.contains(&named) && stderr.contains(&sized),
+            "{provider}: the failure does not name the corrupted pooled message:\n{stderr}"
         );
         let started = Instant::now();
         let (job, stderr) = start(provider, 3, "failing");
@@ -178,13 +197,15 @@ fn sums_run(job: &FabricJob, provider: &str, values: u32) {
 }
 
 /// Payload sizes around the provider's inject size (the largest message whose header
-/// travels in its tag and completion data), then one pulled with `fi_read`.
+/// travels in its tag and completion data; just above it, the pool's), then one above
+/// the inline limit (the pool's while a credit is left, else pulled with `fi_read`), the
+/// pool's largest and one byte more (always pulled).
 fn sizes_around(limit: usize) -> Vec<usize> {
     let mut sizes: Vec<usize> = [limit.saturating_sub(8), limit.saturating_sub(1), limit, limit + 1, limit + 8]
         .into_iter()
         .filter(|&s| s > 0)
         .collect();
-    sizes.extend([1, 3 * fabric::INLINE_LIMIT + 1]);
+    sizes.extend([1, 3 * fabric::INLINE_LIMIT + 1, fabric::POOL_BYTES, fabric::POOL_BYTES + 1]);
     sizes
 }
 
@@ -193,9 +214,14 @@ fn sizes_around(limit: usize) -> Vec<usize> {
 /// mailbox, interleaved in one source's order with those before.
 const SIZE_ROUNDS: usize = 11;
 
-/// The data message each rank corrupts in `sizes-corrupt`: with 2 ranks, its fourth
+/// The data message each rank corrupts in `sizes-corrupt`: with 2 ranks, its third
 /// (round 0's payload of exactly the inject size).
 const CORRUPTED: usize = 2;
+
+/// The data message each rank corrupts in `sizes-corrupt-pool`: with 2 ranks, round 0's
+/// payload of [`fabric::POOL_BYTES`] (sent into the pool: 16 credits granted, at most 4
+/// spent before it).
+const CORRUPTED_POOL: usize = 7;
 
 /// Byte `i` of the payload seeded `seed`: a shifted, dropped or reordered byte changes it.
 fn pattern(seed: u32, len: usize) -> Vec<u8> {
@@ -209,6 +235,7 @@ fn pattern(seed: u32, len: usize) -> Vec<u8> {
 /// that differs.
 struct Patterns {
     sizes: Vec<usize>,
+    rounds: usize,
     ranks: usize,
     me: usize,
 }
@@ -219,7 +246,7 @@ impl Kernels for Patterns {
             return Ok(vec![Payload::from_bytes(&pattern(task.args[0], task.args[1] as usize))]);
         }
         let from: Vec<usize> = (0..self.ranks).filter(|&r| r != self.me).collect();
-        let per_rank = self.sizes.len() * SIZE_ROUNDS;
+        let per_rank = self.sizes.len() * self.rounds;
         assert_eq!(inputs.len(), from.len() * per_rank);
         for (k, input) in inputs.iter().enumerate() {
             let (r, i) = (from[k / per_rank], k % per_rank);
@@ -241,20 +268,34 @@ fn seed(rank: usize, i: usize) -> u32 {
     (rank * 1000 + i) as u32
 }
 
-/// Every rank sends every other rank payloads of sizes around the inject limit, in
-/// rounds; each receiver checks every byte (kernel 3) and the trace's send times.
+/// Every rank sends every other rank payloads of sizes around the inject limit and the
+/// pool's, in rounds; each receiver checks every byte (kernel 3) and the trace's send times.
 fn sizes_main(job: &FabricJob, provider: &str, corrupt: Option<usize>) {
-    use dagwire_runtime::drivers::JobRank;
-    let n = job.size();
     let limit = raw::Endpoint::open(provider).expect("the endpoint opens").inject_limit();
     if provider == "shm" {
         assert_eq!(limit, Some(4096), "shm injects 4096 bytes with 64 bits of completion data here");
     }
     let sizes = sizes_around(limit.unwrap_or(fabric::INLINE_LIMIT));
+    assert_eq!(sizes[CORRUPTED_POOL], fabric::POOL_BYTES);
+    patterns_main(job, provider, sizes, SIZE_ROUNDS, corrupt);
+}
+
+/// Every rank sends every other rank 24 payloads of the pool's largest size and 24 of one
+/// byte more, at once (all with a header in the tag: fewer than 64 per pair), so pooled
+/// messages outnumber the credits (16 with 2 ranks, 8 with 3).
+fn pool_burst_main(job: &FabricJob, provider: &str) {
+    patterns_main(job, provider, vec![fabric::POOL_BYTES, fabric::POOL_BYTES + 1], 24, None);
+}
+
+/// Every rank sends every other rank `rounds` rounds of payloads of `sizes`; each receiver
+/// checks every byte (kernel 3) and the trace's send times.
+fn patterns_main(job: &FabricJob, provider: &str, sizes: Vec<usize>, rounds: usize, corrupt: Option<usize>) {
+    use dagwire_runtime::drivers::JobRank;
+    let n = job.size();
     let mut b = DagBuilder::new(n);
     let mut parts = vec![Vec::new(); n];
     for (r, mine) in parts.iter_mut().enumerate() {
-        for i in 0..sizes.len() * SIZE_ROUNDS {
+        for i in 0..sizes.len() * rounds {
             let len = sizes[i % sizes.len()];
             let bytes = [len as u64];
             let spec = TaskSpec::new(KernelId(2), Rank(r as u32)).args([seed(r, i), len as u32, 0, 0]).outputs(&bytes);
@@ -271,17 +312,22 @@ fn sizes_main(job: &FabricJob, provider: &str, corrupt: Option<usize>) {
         fault: corrupt.map(|nth| dagwire_runtime::Fault::CorruptDataMessage { nth: nth as u64 }),
         ..config(provider)
     };
-    let kernels = Patterns { sizes, ranks: n, me: job.rank() };
-    match fabric::run(job, &dag, &kernels, &strategy, &cfg) {
+    let kernels = Patterns { sizes, rounds, ranks: n, me: job.rank() };
+    let result = fabric::run(job, &dag, &kernels, &strategy, &cfg);
+    if result.is_ok() {
+        // Every rank's peers sent payloads the pool takes while credits last.
+        assert!(fabric::pooled_received() > 0, "rank {}: no message came through the pool", job.rank());
+    }
+    match result {
         Ok(Some(out)) => {
             let t = &out.trace;
-            assert_eq!(t.messages.len(), n * (n - 1) * kernels.sizes.len() * SIZE_ROUNDS);
+            assert_eq!(t.messages.len(), n * (n - 1) * kernels.sizes.len() * rounds);
             for m in &t.messages {
-                // Send times restored from 40 bits: within the run, never after arrival
+                // Send times restored from 39 bits: within the run, never after arrival
                 // by more than the ranks' clock offsets. Those are at most half the best
                 // of the start-up's clock round trips: microseconds on a quiet host, over
                 // a millisecond on a loaded 2-core one (seen in CI: 1.2 ms), so allow
-                // 100 ms; a wrong restoration is off by a multiple of 2^40 ns (18 minutes).
+                // 100 ms; a wrong restoration is off by a multiple of 2^39 ns (9 minutes).
                 assert!(m.sent_ns <= out.makespan_ns && m.sent_ns <= m.recv_ns + 100_000_000, "{m:?}");
             }
         }

@@ -51,16 +51,23 @@ pub const INFO: StrategyInfo = StrategyInfo {
 /// What the strategy needs from a driver.
 pub const NEEDS: &[Capability] = &[Capability::PointToPoint, Capability::OneSidedExpose];
 
-/// Default of `rdv_limit`: 16 KiB (the libfabric driver's inline limit; UCX's shared
-/// memory rendezvous threshold is of that order).
-pub const DEFAULT_RDV_LIMIT: u64 = 16 << 10;
+/// Default of `rdv_limit`: 64 KiB, the libfabric driver's pool for mid-size payloads
+/// (`POOL_BYTES`): an eager message up to that size lands in a receive the receiver
+/// posted ahead, with no registration and no round trip. Measured with `experiment bench
+/// fabric` (shm, 2 ranks, 2026-12-06, under `chrt -f 10`): a 32 KiB hop through the
+/// engine took 30.0 us one way when the driver pulled the payload (a header, then an
+/// `fi_read`: 11.4 us over raw `fi_tsend`), 17.4 us through the pool (1.0 us over raw);
+/// this strategy's pull (key message, `fi_read`, release) costs at least the former, so
+/// below 64 KiB eager wins. Until the pool the default was 16 KiB, the driver's inline
+/// limit, above which an eager payload was itself pulled by the driver.
+pub const DEFAULT_RDV_LIMIT: u64 = 64 << 10;
 
 /// The parameters a sweep may set (`fabric.rdv_limit`, `fabric.mr_cache`).
 ///
 /// ```
 /// use dagwire_runtime::Params;
 /// let p = Params::resolve(&dagwire_strategies::fabric::params(), Default::default()).unwrap();
-/// assert_eq!((p.int("rdv_limit"), p.str("mr_cache")), (16384, "on"));
+/// assert_eq!((p.int("rdv_limit"), p.str("mr_cache")), (65536, "on"));
 /// ```
 pub fn params() -> Vec<ParamSpec> {
     vec![

@@ -21,7 +21,14 @@
 //!   message (`fi_tinjectdata`): its header is the 64-bit tag and the 64 bits of remote
 //!   completion data ([`header_in_tag`]), so a payload of exactly the inject size still
 //!   takes the provider's inject path (a header in the body would push it over, onto a
-//!   slower protocol); it lands in a tagged mailbox of receives posted ahead. Any other
+//!   slower protocol); it lands in a tagged mailbox of receives posted ahead. Such a
+//!   message with a larger payload, up to [`POOL_BYTES`] (64 KiB), goes the same way but
+//!   as `fi_tsenddata` from the payload's own bytes into the receiver's **pool**: 16
+//!   receives of that room posted ahead for any source, whose buffer becomes the chunk
+//!   as it landed (no copy, no registration, no extra round trip); senders spend credits
+//!   the receiver grants and gives back once it posted the receives again ([`Credits`]),
+//!   so no pooled message arrives unexpected, and send by the paths below when they
+//!   have none (and always with more than 17 ranks). Any other
 //!   engine message is tagged by 64 bits holding a kind, the source rank
 //!   and a per-pair sequence number. A
 //!   header (with the payload inline up to [`INLINE_LIMIT`] bytes) lands in the mailbox:
@@ -235,6 +242,8 @@ const KIND_PIECE_GO: u64 = 6;
 const KIND_PIECE_DATA: u64 = 7;
 /// Completion tokens of one-sided operations (the operation's id below the kind).
 const KIND_RMA: u64 = 8;
+/// Pool credits given back ([`Credits`]): the count in the sequence number's place.
+const KIND_CREDIT: u64 = 9;
 /// First byte of a [`KIND_PIECE`] message (and of a large piece's bytes): the encoded piece follows.
 const PIECE_INLINE: u8 = 0;
 /// First byte of a [`KIND_PIECE`] message: the piece's length (u64) follows; its bytes come apart.
@@ -261,33 +270,40 @@ pub fn tag_parts(tag: u64) -> (u64, usize, u32) {
 /// of remote completion data ([`header_in_tag`]); every other tag kind is below it.
 pub const TAG_HEADER: u64 = 1 << 63;
 
+/// Tags with this bit set (besides [`TAG_HEADER`]) are messages into the receiver's pool
+/// for mid-size payloads ([`POOL_BYTES`]); without it, into the tagged mailbox. The bit
+/// only steers matching: [`header_in_tag`] leaves it clear, the pooled send sets it.
+pub const TAG_POOL: u64 = 1 << 62;
+
 /// Widths of a header carried in tag and completion data ([`header_in_tag`]), most
-/// significant first after the [`TAG_HEADER`] bit: payload present (1), source rank
-/// (24), sequence number's low bits (16), op (8), arg (6), `sent_ns`'s low bits (40),
-/// chunk (32): 128 bits. The full header needs 1 + 1 + 24 + 32 + 8 + 64 + 64 + 32 = 226
-/// bits (a key 192 more), so two fields travel shortened: the receiver restores the
-/// sequence number from the next one it expects from that source (exact while fewer than
-/// 65,536 of the source's messages are undelivered, [`seq_from_low`]) and `sent_ns` from
-/// its own clock on the same timeline (exact within 2^40 ns, about 18 minutes, of
-/// sending, [`sent_from_low`]); and only messages whose `arg` is below 64 and that carry
-/// no key fit (a data message's `arg` is 0 in the eager, fabric, parsec and starpu
-/// strategies).
+/// significant first after the [`TAG_HEADER`] and [`TAG_POOL`] bits: payload present
+/// (1), source rank (24), sequence number's low bits (16), op (8), arg (6), `sent_ns`'s
+/// low bits (39), chunk (32): 128 bits. The full header needs 1 + 1 + 24 + 32 + 8 + 64 +
+/// 64 + 32 = 226 bits (a key 192 more), so two fields travel shortened: the receiver
+/// restores the sequence number from the next one it expects from that source (exact
+/// while fewer than 65,536 of the source's messages are undelivered, [`seq_from_low`])
+/// and `sent_ns` from its own clock on the same timeline (exact within 2^39 ns, about 9
+/// minutes, of sending, [`sent_from_low`]; 40 bits until the pool took one); and only
+/// messages whose `arg` is below 64 and that carry no key fit (a data message's `arg` is
+/// 0 in the eager, fabric, parsec and starpu strategies).
 const TH_SRC: u32 = 24;
 const TH_SEQ: u32 = 16;
 const TH_OP: u32 = 8;
 const TH_ARG: u32 = 6;
-const TH_SENT: u32 = 40;
+const TH_SENT: u32 = 39;
 const TH_CHUNK: u32 = 32;
 
 /// The tag and remote completion data carrying `msg`'s header (not its payload) from
-/// rank `src` with sequence number `seq`, when its fields fit ([`TAG_HEADER`]'s layout).
+/// rank `src` with sequence number `seq`, when its fields fit ([`TAG_HEADER`]'s layout;
+/// the [`TAG_POOL`] bit clear).
 ///
 /// ```
-/// use dagwire_runtime::drivers::fabric::{header_from_tag, header_in_tag};
+/// use dagwire_runtime::drivers::fabric::{TAG_POOL, header_from_tag, header_in_tag};
 /// use dagwire_runtime::{ChunkId, Message, Payload};
 /// let msg = Message { sent_ns: 123_456, ..Message::data(2, ChunkId(7), Payload::zeroed(8)) };
 /// let (tag, data) = header_in_tag(&msg, 5, 70_000).unwrap();
 /// let h = header_from_tag(tag, data);
+/// assert_eq!((tag & TAG_POOL, header_from_tag(tag | TAG_POOL, data)), (0, h.clone()), "the pool bit only steers");
 /// assert_eq!((h.src, h.seq_low, h.payload), (5, (70_000u32 % 65_536) as u16, true));
 /// assert_eq!(h.message(200_000), Message { payload: None, ..msg });
 /// assert!(header_in_tag(&Message::control(1, ChunkId(7), 64), 5, 0).is_none(), "arg does not fit");
@@ -298,6 +314,7 @@ pub fn header_in_tag(msg: &Message, src: usize, seq: u32) -> Option<(u64, u64)> 
     }
     let mut w: u128 = 1;
     let mut push = |value: u64, bits: u32| w = (w << bits) | (value & ((1u64 << bits) - 1)) as u128;
+    push(0, 1); // TAG_POOL
     push(msg.payload.is_some() as u64, 1);
     push(src as u64, TH_SRC);
     push(seq as u64, TH_SEQ);
@@ -352,6 +369,7 @@ pub fn header_from_tag(tag: u64, data: u64) -> TagHeader {
     let seq_low = pop(TH_SEQ) as u16;
     let src = pop(TH_SRC) as usize;
     let payload = pop(1) == 1;
+    let _pool = pop(1);
     TagHeader { src, seq_low, payload, op, arg, sent_low, chunk }
 }
 
@@ -371,19 +389,157 @@ pub fn seq_from_low(next: u32, low: u16) -> u32 {
 /// between ranks are microseconds).
 const SENT_SLACK: u64 = 1 << 30;
 
-/// The time whose low 40 bits are `low`, at most [`SENT_SLACK`] after `now` and less than
-/// 2^40 ns before it.
+/// The time whose low 39 bits are `low`, at most [`SENT_SLACK`] after `now` and less than
+/// 2^39 ns before it.
 ///
 /// ```
 /// use dagwire_runtime::drivers::fabric::sent_from_low;
-/// let sent = (3u64 << 40) + 12_345;
-/// assert_eq!(sent_from_low(sent + 5_000, sent & ((1 << 40) - 1)), sent);
-/// assert_eq!(sent_from_low(sent - 5_000, sent & ((1 << 40) - 1)), sent, "a clock slightly behind");
+/// let sent = (3u64 << 39) + 12_345;
+/// assert_eq!(sent_from_low(sent + 5_000, sent & ((1 << 39) - 1)), sent);
+/// assert_eq!(sent_from_low(sent - 5_000, sent & ((1 << 39) - 1)), sent, "a clock slightly behind");
 /// assert_eq!(sent_from_low(0, 700), 700);
 /// ```
 pub fn sent_from_low(now: u64, low: u64) -> u64 {
     let top = now + SENT_SLACK;
     top.saturating_sub(top.wrapping_sub(low) & ((1 << TH_SENT) - 1))
+}
+
+/// Receives each endpoint keeps posted for mid-size payloads (its pool).
+pub const POOL_DEPTH: u32 = 16;
+
+/// Messages this process received through its pool, over all its runs (for tests and
+/// benchmarks to see the pool at work: [`pooled_received`]).
+static POOLED_RECEIVED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many messages this process received through its pool so far.
+pub fn pooled_received() -> u64 {
+    POOLED_RECEIVED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// The largest payload sent into a peer's pool (each pool receive has room for this much).
+pub const POOL_BYTES: usize = 64 << 10;
+
+/// The pool's credits on one rank: how many messages it may still send into each peer's
+/// pool, and what it owes each peer for messages that landed in its own.
+///
+/// A payload above the provider's inject size and up to [`POOL_BYTES`] whose header fits
+/// its tag ([`header_in_tag`]) travels as one `fi_tsenddata` straight into one of the
+/// receiver's [`POOL_DEPTH`] pool receives (posted for any source) and is handed to the
+/// engine as it landed, with no copy, no registration and no extra round trip. A message
+/// that arrived with no receive posted for it would wait unexpected (`shm` hangs on
+/// those), so senders spend credits: each receiver grants every other rank
+/// `POOL_DEPTH / (ranks - 1)` ([`Credits::grant`]), so the grants never exceed the
+/// receives, and gives a credit back only once the receive its message used is posted
+/// again, in a small message carrying the count (batched: [`Credits::due`]). A sender
+/// with no credit left sends by the path it would take without the pool (the mailbox up
+/// to the inline limit, the receiver's read above). With more than 17 ranks a grant
+/// would be 0: the pool is off.
+///
+/// ```
+/// use dagwire_runtime::drivers::fabric::Credits;
+/// let mut c = Credits::new(3, 0, true);
+/// assert_eq!(c.grant(), 8);
+/// assert!((0..8).all(|_| c.take(1)) && !c.take(1), "8 credits for rank 1, then none");
+/// c.returned(1, 8).unwrap();
+/// assert!(c.returned(1, 1).is_err(), "never more than granted");
+/// (0..5).for_each(|_| c.used(2));
+/// assert_eq!(c.to_repost(), 5);
+/// c.reposted();
+/// assert_eq!(c.due(), vec![(2, 5)], "owed credits go back once they reach half the grant");
+/// assert_eq!(Credits::new(17, 0, true).grant(), 1);
+/// assert_eq!(Credits::new(18, 0, true).grant(), 0, "off above 17 ranks");
+/// ```
+#[derive(Clone, Debug)]
+pub struct Credits {
+    grant: u32,
+    /// Per peer: messages this rank may still send into its pool.
+    left: Vec<u32>,
+    /// Per peer: pool receives its messages used, posted again, and not yet credited back.
+    owed: Vec<u32>,
+    /// Sources of the messages that used pool receives not yet posted again.
+    used: Vec<usize>,
+}
+
+impl Credits {
+    /// Rank `me`'s credits in a job of `ranks`; `usable` is false when the provider
+    /// cannot carry a header in tag and completion data (then the pool is off).
+    pub fn new(ranks: usize, me: usize, usable: bool) -> Credits {
+        let grant = if usable && ranks > 1 { POOL_DEPTH / (ranks as u32 - 1) } else { 0 };
+        let left = (0..ranks).map(|r| if r == me { 0 } else { grant }).collect();
+        Credits { grant, left, owed: vec![0; ranks], used: Vec::new() }
+    }
+
+    /// Credits each rank grants each other rank (0: the pool is off).
+    pub fn grant(&self) -> u32 {
+        self.grant
+    }
+
+    /// Whether the pool is on (a grant of at least one credit).
+    pub fn on(&self) -> bool {
+        self.grant > 0
+    }
+
+    /// Spends a credit for a message into `to`'s pool; false when none is left.
+    pub fn take(&mut self, to: usize) -> bool {
+        match self.left.get_mut(to) {
+            Some(n) if *n > 0 => {
+                *n -= 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// `from` gave back `n` credits; more than it was granted is a protocol error.
+    pub fn returned(&mut self, from: usize, n: u32) -> Result<(), String> {
+        let grant = self.grant;
+        match self.left.get_mut(from) {
+            Some(left) if *left + n <= grant => {
+                *left += n;
+                Ok(())
+            }
+            Some(left) => Err(format!(
+                "rank {from} returned {n} pool credits with {left} of {grant} not spent; never more than granted"
+            )),
+            None => Err(format!("pool credits from rank {from}, which is not in this job")),
+        }
+    }
+
+    /// A message from `from` used a pool receive (not yet posted again).
+    pub fn used(&mut self, from: usize) {
+        self.used.push(from);
+    }
+
+    /// Pool receives to post again; once they are, call [`Credits::reposted`].
+    pub fn to_repost(&self) -> usize {
+        self.used.len()
+    }
+
+    /// The receives [`Credits::to_repost`] counted are posted again: their credits are owed.
+    pub fn reposted(&mut self) {
+        for from in self.used.drain(..) {
+            self.owed[from] += 1;
+        }
+    }
+
+    /// Credits to give back now, by peer, in one message each: those owed to a peer once
+    /// they reach half the grant (a credit message per pooled message would cost a send
+    /// per hop; the sender keeps at least half its grant meanwhile).
+    pub fn due(&mut self) -> Vec<(usize, u32)> {
+        let batch = (self.grant / 2).max(1);
+        let mut due = Vec::new();
+        for (peer, owed) in self.owed.iter_mut().enumerate() {
+            if *owed >= batch {
+                due.push((peer, std::mem::take(owed)));
+            }
+        }
+        due
+    }
+
+    /// Credits left per peer and owed per peer, for a stall's diagnosis.
+    pub fn summary(&self) -> String {
+        format!("pool credits left {:?}, owed {:?}, grant {}", self.left, self.owed, self.grant)
+    }
 }
 
 /// This process's place in a libfabric job.
@@ -554,6 +710,14 @@ pub fn run(
     // deeper than the mailbox (libfabric 1.17's `shm` loses small messages when several
     // arrive unexpected).
     let posted = Posted::post(&mut ep, rank, size).map_err(|e| fabric_error(rank, e))?;
+    // The pool first: a provider walks its tagged receives in order, so a pooled message
+    // passes no mailbox receive while the pool's are at the front.
+    let credits = Credits::new(size, rank, ep.inject_limit().is_some());
+    if credits.on() {
+        for _ in 0..POOL_DEPTH {
+            repost_pool(&mut ep).map_err(|e| fabric_error(rank, e))?;
+        }
+    }
     for _ in 0..MAILBOX_DEPTH {
         repost(&mut ep, vec![0; MAILBOX_BYTES]).map_err(|e| fabric_error(rank, e))?;
         if let Some(limit) = ep.inject_limit() {
@@ -585,6 +749,7 @@ pub fn run(
         });
         let mut driver = Driver::new(engine, &mut ep, size, cfg, &clock, workers, done_rx)?;
         driver.windows = windows;
+        driver.credits = credits;
         let result = driver.run_loop(runner);
         drop(driver);
         result
@@ -878,6 +1043,9 @@ struct Driver<'a> {
     deferred: VecDeque<CollectiveJoin>,
     /// This rank's exposed memory: the registered region of each key.
     exposures: std::collections::HashMap<u64, u64>,
+    /// The pool for mid-size payloads: credits to send into peers' pools, receives of
+    /// this rank's to post again and credits it owes.
+    credits: Credits,
 }
 
 impl<'a> Driver<'a> {
@@ -916,6 +1084,7 @@ impl<'a> Driver<'a> {
             rma_in_flight: 0,
             deferred: VecDeque::new(),
             exposures: Default::default(),
+            credits: Credits::new(size, rank, false),
         })
     }
 
@@ -939,6 +1108,9 @@ impl<'a> Driver<'a> {
         );
         if !self.collectives.is_idle() {
             flight += &format!("; {}", self.collectives.summary());
+        }
+        if self.credits.on() {
+            flight += &format!("; {}", self.credits.summary());
         }
         flight
     }
@@ -973,12 +1145,20 @@ impl<'a> Driver<'a> {
                 }
                 Completion::Received { token: TAGGED_MAILBOX, tag: t, data, len, buf } => {
                     let Buffer::Bytes(bytes) = buf else { unreachable!("the mailbox receives bytes") };
-                    let handled = self.tagged_message(t, data, &bytes[..len]);
+                    let handled = self.tagged_message(t, data, len, || Payload::from_bytes(&bytes[..len]));
                     self.rearm_tagged.push(bytes);
                     if self.rearm_tagged.len() >= MAILBOX_DEPTH / 2 {
                         self.rearm_mailbox()?;
                     }
                     handled?;
+                }
+                Completion::Received { token: POOL, tag: t, data, len, buf } => {
+                    // The payload is the pool receive's own buffer, handed on as it landed.
+                    let Buffer::Payload(payload) = buf else { unreachable!("the pool receives payloads") };
+                    let from = header_from_tag(t, data).src;
+                    self.tagged_message(t, data, len, || payload)?;
+                    self.credits.used(from);
+                    POOLED_RECEIVED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
                 Completion::Received { token, tag: t, len, buf, .. } => {
                     let (kind, _, _) = tag_parts(token);
@@ -1021,13 +1201,20 @@ impl<'a> Driver<'a> {
                 let held = self.held_pieces.remove(&(peer, seq)).map(Buffer::Bytes);
                 self.release(peer, seq, KIND_PIECE_DATA, held, "collective piece")
             }
+            KIND_CREDIT => self.credits.returned(peer, seq).map_err(|e| self.fail(e)),
             k => Err(self.fail(format!("a mailbox message of unknown kind {k} from rank {peer}"))),
         }
     }
 
-    /// A message whose header is its tag and completion data arrived (with its payload,
-    /// if it has one, as its bytes): queue it in its source's order.
-    fn tagged_message(&mut self, t: u64, data: u64, bytes: &[u8]) -> Result<(), RunError> {
+    /// A message whose header is its tag and completion data arrived with `len` bytes
+    /// (its payload, if it has one, which `payload` makes): queue it in its source's order.
+    fn tagged_message(
+        &mut self,
+        t: u64,
+        data: u64,
+        len: usize,
+        payload: impl FnOnce() -> Payload,
+    ) -> Result<(), RunError> {
         let h = header_from_tag(t, data);
         let Some(&next) = self.next_seq.get(h.src) else {
             return Err(self.fail(format!("a tagged message from rank {}, which is not in this job", h.src)));
@@ -1035,13 +1222,9 @@ impl<'a> Driver<'a> {
         let seq = seq_from_low(next, h.seq_low);
         let mut msg = h.message(self.clock.now());
         if h.payload {
-            msg.payload = Some(Payload::from_bytes(bytes));
-        } else if !bytes.is_empty() {
-            return Err(self.fail(format!(
-                "message {seq} from rank {} has {} bytes and no payload",
-                h.src,
-                bytes.len()
-            )));
+            msg.payload = Some(payload());
+        } else if len > 0 {
+            return Err(self.fail(format!("message {seq} from rank {} has {len} bytes and no payload", h.src)));
         }
         if self.arriving[h.src].insert(seq, Arriving::Ready(msg)).is_some() {
             return Err(self.fail(format!("message {seq} from rank {} arrived twice", h.src)));
@@ -1176,6 +1359,10 @@ impl<'a> Driver<'a> {
         while let Some(bytes) = self.rearm_tagged.pop() {
             repost_tagged(self.ep, bytes).map_err(|e| self.fail(e))?;
         }
+        for _ in 0..self.credits.to_repost() {
+            repost_pool(self.ep).map_err(|e| self.fail(e))?;
+        }
+        self.credits.reposted();
         Ok(())
     }
 
@@ -1314,11 +1501,22 @@ impl<'a> Driver<'a> {
         let seq = self.send_seq[to];
         self.send_seq[to] = seq.wrapping_add(1);
         let payload_len = msg.payload.as_ref().map_or(0, Payload::len);
-        if self.inject.is_some_and(|limit| payload_len <= limit)
+        if let Some(limit) = self.inject
             && let Some((t, data)) = header_in_tag(&msg, self.rank, seq)
         {
-            let bytes = msg.payload.as_ref().map(Payload::as_bytes).unwrap_or_default();
-            return self.ep.inject_tagged(to, t, data, bytes).map_err(|e| self.fail(e));
+            if payload_len <= limit {
+                let bytes = msg.payload.as_ref().map(Payload::as_bytes).unwrap_or_default();
+                return self.ep.inject_tagged(to, t, data, bytes).map_err(|e| self.fail(e));
+            }
+            // Mid-size: straight into the receiver's pool, while this rank has a credit.
+            if payload_len <= POOL_BYTES
+                && self.credits.take(to)
+                && let Some(payload) = msg.payload.take()
+            {
+                self.ep.send_data(to, t | TAG_POOL, data, payload, TOKEN_SEND).map_err(|e| self.fail(e))?;
+                self.sends += 1;
+                return Ok(());
+            }
         }
         let header_tag = tag(KIND_MSG, self.rank, seq);
         match msg.payload.take() {
@@ -1381,7 +1579,12 @@ impl RankLoop for Driver<'_> {
             self.send_small(from, small(tag(KIND_RELEASE, self.rank, seq), 0))?;
         }
         self.releases.clear();
-        self.rearm_mailbox()
+        self.rearm_mailbox()?;
+        // Pool receives are posted again: give their credits back (batched).
+        for (peer, n) in self.credits.due() {
+            self.send_small(peer, small(tag(KIND_CREDIT, self.rank, n), 0))?;
+        }
+        Ok(())
     }
 
     fn drained(&self) -> bool {
@@ -1429,7 +1632,18 @@ fn repost(ep: &mut Endpoint, buf: Vec<u8>) -> Result<(), FabricError> {
 const TAGGED_MAILBOX: u64 = TAG_HEADER;
 
 /// Posts `buf` (a tagged mailbox buffer of the inject size, whole) as a receive for any
-/// peer's message whose header is its tag and completion data ([`TAG_HEADER`]).
+/// peer's message whose header is its tag and completion data ([`TAG_HEADER`]), and not
+/// a pooled one ([`TAG_POOL`] clear).
 fn repost_tagged(ep: &mut Endpoint, buf: Vec<u8>) -> Result<(), FabricError> {
-    ep.recv(TAG_HEADER, TAG_HEADER - 1, Buffer::Bytes(buf), TAGGED_MAILBOX)
+    ep.recv(TAG_HEADER, TAG_POOL - 1, Buffer::Bytes(buf), TAGGED_MAILBOX)
+}
+
+/// The completion token of the pool's receives (the pool's tag bits; no other token has both).
+const POOL: u64 = TAG_HEADER | TAG_POOL;
+
+/// Posts one pool receive: room for [`POOL_BYTES`] in fresh words, for any peer's pooled
+/// message ([`TAG_HEADER`] and [`TAG_POOL`] set); it completes with a payload of exactly
+/// what arrived.
+fn repost_pool(ep: &mut Endpoint) -> Result<(), FabricError> {
+    ep.recv_fresh(POOL, TAG_POOL - 1, POOL_BYTES, POOL)
 }

@@ -48,6 +48,19 @@
 //!    completion the bytes past what libfabric wrote are zeroed, and only then does the
 //!    vector take its length and become a [`Payload`] ([`finish_fresh`]). An operation
 //!    that fails or is dropped frees the words without reading them.
+//! 10. **A pooled receive hands over only what arrived.** A receive of the driver's pool
+//!     for mid-size payloads ([`Endpoint::recv_fresh`]) lands in fresh words with room
+//!     for the pool's largest payload, under invariant 9; on completion the bytes after
+//!     what libfabric wrote are zeroed only up to the next word boundary, the vector
+//!     takes the length of what arrived, gives the rest of its allocation back
+//!     (`shrink_to_fit`, which moves no initialised byte it keeps) and becomes a payload
+//!     of exactly those bytes. A payload sent into a peer's pool
+//!     ([`Endpoint::send_data`], `fi_tsenddata`) is a shared clone owned by its
+//!     operation until the completion (invariant 1). That every pooled message finds a
+//!     posted pool receive is the driver's credit protocol, not a safety matter: a
+//!     message that found none would wait unexpected in the provider (or be truncated
+//!     to the receive's room, reported as an error completion), never written past a
+//!     buffer.
 
 #![allow(unsafe_code)]
 
@@ -143,8 +156,9 @@ enum Held {
     /// A buffer the caller gave.
     Given(Buffer),
     /// Words allocated for a receive or a read, uninitialised until it completes
-    /// (invariant 9): room for `len` bytes.
-    Fresh { words: Vec<u64>, len: usize },
+    /// (invariant 9): room for `len` bytes. `exact`: the payload is what arrived, not
+    /// the whole room (invariant 10).
+    Fresh { words: Vec<u64>, len: usize, exact: bool },
 }
 
 impl Held {
@@ -153,7 +167,15 @@ impl Held {
     fn fresh(len: usize) -> (Held, *mut u8) {
         let mut words = Vec::<u64>::with_capacity(len.div_ceil(8));
         let at = if len == 0 { ptr::null_mut() } else { words.as_mut_ptr().cast::<u8>() };
-        (Held::Fresh { words, len }, at)
+        (Held::Fresh { words, len, exact: false }, at)
+    }
+
+    /// Room for up to `room` bytes that libfabric may write, finishing as a payload of
+    /// just the bytes written (invariant 10).
+    fn fresh_exact(room: usize) -> (Held, *mut u8) {
+        let (held, at) = Held::fresh(room);
+        let Held::Fresh { words, len, .. } = held else { unreachable!("fresh gives fresh words") };
+        (Held::Fresh { words, len, exact: true }, at)
     }
 
     /// The buffer to hand back once the operation finished, `written` bytes of it by
@@ -161,7 +183,24 @@ impl Held {
     fn finish(self, written: usize) -> Buffer {
         match self {
             Held::Given(buf) => buf,
-            Held::Fresh { words, len } => Buffer::Payload(finish_fresh(words, len, written)),
+            Held::Fresh { words, len, exact: false } => Buffer::Payload(finish_fresh(words, len, written)),
+            Held::Fresh { mut words, len, exact: true } => {
+                let written = written.min(len);
+                // Only the words holding what arrived (invariant 10): zeroed to their end,
+                // the vector given their length, the rest of the room given back.
+                let n = written.div_ceil(8);
+                debug_assert!(words.capacity() >= n);
+                // SAFETY: the allocation holds room for `len >= written` bytes
+                // (`Held::fresh`); libfabric wrote the first `written`, the rest of the
+                // `n` words is zeroed here, so all `n` are initialised before `set_len`.
+                unsafe {
+                    let base = words.as_mut_ptr().cast::<u8>();
+                    ptr::write_bytes(base.add(written), 0, n * 8 - written);
+                    words.set_len(n);
+                }
+                words.shrink_to_fit();
+                Buffer::Payload(Payload::from_words(words, written))
+            }
         }
     }
 }
@@ -513,20 +552,55 @@ impl Endpoint {
         }
     }
 
+    /// Sends `payload` to rank `to` with `tag` and 64 bits of remote completion `data`
+    /// (`fi_tsenddata`), straight from the payload's own bytes (a shared clone the
+    /// operation holds until its completion, invariant 10); its completion carries
+    /// `token`. The driver sends mid-size payloads into the peer's pool this way.
+    pub fn send_data(
+        &mut self,
+        to: usize,
+        tag: u64,
+        data: u64,
+        payload: Payload,
+        token: u64,
+    ) -> Result<(), FabricError> {
+        self.send_op_data(to, Some((tag, Some(data))), Buffer::Payload(payload), token)
+    }
+
     fn send_op(&mut self, to: usize, tag: Option<u64>, buf: Buffer, token: u64) -> Result<(), FabricError> {
+        self.send_op_data(to, tag.map(|t| (t, None)), buf, token)
+    }
+
+    /// Posts a send of `buf`: tagged (with remote completion data when given) or untagged.
+    fn send_op_data(
+        &mut self,
+        to: usize,
+        tag: Option<(u64, Option<u64>)>,
+        buf: Buffer,
+        token: u64,
+    ) -> Result<(), FabricError> {
         let addr = self.peer(to)?;
         let (data, len) = match &buf {
             Buffer::Bytes(b) => (b.as_ptr(), b.len()),
+            Buffer::Payload(p) if p.is_empty() => (ptr::null(), 0),
             Buffer::Payload(p) => (p.as_bytes().as_ptr(), p.len()),
         };
         let mut op = Box::new(Op { ctx: Default::default(), token, kind: Kind::Send, buf: Held::Given(buf) });
         let ctx: *mut Op = &mut *op;
-        self.post(op, if tag.is_some() { "fi_tsend" } else { "fi_send" }, |ep| {
+        let what = match tag {
+            Some((_, Some(_))) => "fi_tsenddata",
+            Some((_, None)) => "fi_tsend",
+            None => "fi_send",
+        };
+        self.post(op, what, |ep| {
             // SAFETY: the endpoint is open; `data` stays valid until the completion
             // (the box holding the buffer lives in `ops`, invariant 1).
             unsafe {
                 match tag {
-                    Some(tag) => fi::fi_tsend(ep, data.cast(), len, ptr::null_mut(), addr, tag, ctx.cast()),
+                    Some((tag, Some(cq))) => {
+                        fi::fi_tsenddata(ep, data.cast(), len, ptr::null_mut(), cq, addr, tag, ctx.cast())
+                    }
+                    Some((tag, None)) => fi::fi_tsend(ep, data.cast(), len, ptr::null_mut(), addr, tag, ctx.cast()),
                     None => fi::fi_send(ep, data.cast(), len, ptr::null_mut(), addr, ctx.cast()),
                 }
             }
@@ -566,6 +640,15 @@ impl Endpoint {
     pub fn recv_payload(&mut self, tag: u64, ignore: u64, len: usize, token: u64) -> Result<(), FabricError> {
         let (held, data) = Held::fresh(len);
         self.post_recv(tag, ignore, held, data, len, token)
+    }
+
+    /// Posts a receive of up to `room` bytes into fresh words, for a message whose tag
+    /// equals `tag` in the bits not set in `ignore`; it completes as
+    /// [`Completion::Received`] with a [`Buffer::Payload`] of exactly the bytes that
+    /// arrived (invariant 10): the driver's pool for mid-size payloads.
+    pub fn recv_fresh(&mut self, tag: u64, ignore: u64, room: usize, token: u64) -> Result<(), FabricError> {
+        let (held, data) = Held::fresh_exact(room);
+        self.post_recv(tag, ignore, held, data, room, token)
     }
 
     fn post_recv(
@@ -965,6 +1048,22 @@ mod tests {
                     "byte {i} of {len} ({written} written)"
                 );
             }
+        }
+    }
+
+    /// A pooled receive becomes a payload of exactly the bytes that arrived, however
+    /// large its room (invariant 10).
+    #[test]
+    fn a_pooled_buffer_becomes_exactly_what_arrived() {
+        for written in [0, 1, 13, 4097, 65536] {
+            let (held, at) = Held::fresh_exact(65536);
+            for i in 0..written {
+                // SAFETY: `at` has room for 65536 bytes and `written <= 65536`.
+                unsafe { at.add(i).write((i % 251) as u8) };
+            }
+            let Buffer::Payload(p) = held.finish(written) else { panic!("a fresh buffer finishes as a payload") };
+            assert_eq!(p.len(), written);
+            assert!(p.as_bytes().iter().enumerate().all(|(i, &b)| b == (i % 251) as u8), "{written} bytes");
         }
     }
 }
