@@ -386,6 +386,22 @@ fn the_control_message_cost_comes_back_from_simulated_ping_pongs() {
     assert!(none.ns < 0.05 * 1500.0, "{none:?}");
 }
 
+/// The median time, on rank 0, from a batched micro round's send task starting to its
+/// receive task ending (`pattern` at `bytes`, simulated on `m`; warm-up rounds left out).
+fn median_round_ns(m: &dagwire_sim::machine::Machine, pattern: &str, bytes: u64) -> f64 {
+    let (w, out) = simulated_micro(m, "batched", pattern, bytes);
+    let mut at: std::collections::BTreeMap<u32, (u64, u64)> = Default::default();
+    for t in out.trace.tasks.iter().filter(|t| t.rank.0 == 0 && w.dag().task(t.task).args[1] != 0) {
+        let slot = at.entry(w.dag().task(t.task).args[0]).or_default();
+        match w.kernel_name(t.kernel) {
+            "send" => slot.0 = t.start_ns,
+            "recv" => slot.1 = t.end_ns,
+            _ => {}
+        }
+    }
+    dagwire_sim::machine::fit::median(&at.values().map(|&(s, e)| (e - s) as f64).collect::<Vec<_>>())
+}
+
 /// A simulated micro run on `machine` (20 measured iterations, 2 of warm-up).
 fn simulated_micro(
     machine: &dagwire_sim::machine::Machine,
@@ -459,23 +475,11 @@ fn the_cpu_overhead_per_byte_comes_back_from_streaming_intervals() {
 #[test]
 fn the_collective_call_cost_comes_back_from_simulated_batched_ping_pongs() {
     use dagwire_sim::machine::Machine;
-    use dagwire_sim::machine::fit::{fit_collective_call, median};
+    use dagwire_sim::machine::fit::fit_collective_call;
     let seg = fixed_cost_segment();
     let mut machine = Machine::crossbar("synthetic", seg, 2, 1e4);
     machine.compute.task_overhead_ns = 800.0;
-    let hop = |m: &Machine, k: u64| {
-        let (w, out) = simulated_micro(m, "batched", "pingpong", k);
-        let mut at: std::collections::BTreeMap<u32, (u64, u64)> = Default::default();
-        for t in out.trace.tasks.iter().filter(|t| t.rank.0 == 0 && w.dag().task(t.task).args[1] != 0) {
-            let slot = at.entry(w.dag().task(t.task).args[0]).or_default();
-            match w.kernel_name(t.kernel) {
-                "send" => slot.0 = t.start_ns,
-                "recv" => slot.1 = t.end_ns,
-                _ => {}
-            }
-        }
-        median(&at.values().map(|&(s, e)| (e - s) as f64).collect::<Vec<_>>()) / 2.0
-    };
+    let hop = |m: &Machine, k: u64| median_round_ns(m, "pingpong", k) / 2.0;
     let mut costly = machine.clone();
     costly.compute.collective_call_ns = 25_000.0;
     let mut r = rng::rng(17, 0);
@@ -498,22 +502,12 @@ fn the_collective_call_cost_comes_back_from_simulated_batched_ping_pongs() {
 #[test]
 fn the_collective_costs_come_back_from_simulated_batched_runs() {
     use dagwire_sim::machine::Machine;
-    use dagwire_sim::machine::fit::{CollectiveCosts, CollectiveSample, fit_collective, median};
+    use dagwire_sim::machine::fit::{CollectiveCosts, CollectiveSample, fit_collective};
     let mut machine = Machine::crossbar("synthetic", fixed_cost_segment(), 2, 1e4);
     machine.compute.task_overhead_ns = 800.0;
     let time = |m: &Machine, s: &CollectiveSample| {
-        let (w, out) = simulated_micro(m, "batched", s.pattern, s.bytes);
-        let mut at: std::collections::BTreeMap<u32, (u64, u64)> = Default::default();
-        for t in out.trace.tasks.iter().filter(|t| t.rank.0 == 0 && w.dag().task(t.task).args[1] != 0) {
-            let slot = at.entry(w.dag().task(t.task).args[0]).or_default();
-            match w.kernel_name(t.kernel) {
-                "send" => slot.0 = t.start_ns,
-                "recv" => slot.1 = t.end_ns,
-                _ => {}
-            }
-        }
         let per = if s.pattern == "pingpong" { 2.0 } else { 16.0 };
-        median(&at.values().map(|&(s, e)| (e - s) as f64).collect::<Vec<_>>()) / per
+        median_round_ns(m, s.pattern, s.bytes) / per
     };
     let with = |c: &CollectiveCosts| {
         let mut m = machine.clone();
