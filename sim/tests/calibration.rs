@@ -469,30 +469,6 @@ fn the_cpu_overhead_per_byte_comes_back_from_streaming_intervals() {
     assert!(s.o_per_byte_ns == Some(0.0) && close(s.g_per_byte_ns, 0.2, 0.01), "{s:?}");
 }
 
-/// The collective call cost comes back from simulated batched ping-pongs on a machine
-/// with a known one (25 µs), against the same hops simulated without it, as `experiment
-/// calibrate` fits it (±2% seeded noise on the measured hops): within 5%.
-#[test]
-fn the_collective_call_cost_comes_back_from_simulated_batched_ping_pongs() {
-    use dagwire_sim::machine::Machine;
-    use dagwire_sim::machine::fit::fit_collective_call;
-    let seg = fixed_cost_segment();
-    let mut machine = Machine::crossbar("synthetic", seg, 2, 1e4);
-    machine.compute.task_overhead_ns = 800.0;
-    let hop = |m: &Machine, k: u64| median_round_ns(m, "pingpong", k) / 2.0;
-    let mut costly = machine.clone();
-    costly.compute.collective_call_ns = 25_000.0;
-    let mut r = rng::rng(17, 0);
-    let mut noisy = |x: f64| x * (1.0 + 0.02 * (2.0 * r.random::<f64>() - 1.0));
-    let sizes = [8u64, 64, 512];
-    let measured: Vec<Sample> = sizes.iter().map(|&k| Sample { bytes: k, ns: noisy(hop(&costly, k)) }).collect();
-    let c = fit_collective_call(&measured, &|k| hop(&machine, k)).unwrap();
-    assert!(close(c.ns, 25_000.0, 0.05), "{c:?}");
-    let none =
-        fit_collective_call(&sizes.map(|k| Sample { bytes: k, ns: hop(&machine, k) }), &|k| hop(&machine, k)).unwrap();
-    assert_eq!(none.ns, 0.0, "{none:?}");
-}
-
 /// The collective costs (call, per message a piece carries, per payload byte) come back
 /// from simulated batched ping-pongs and streams on a machine with known ones (4 µs,
 /// 600 ns, 0.3 ns/B), fitted as `experiment calibrate` does (least squares over probe

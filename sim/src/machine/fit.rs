@@ -448,38 +448,6 @@ pub fn fit_cpu_per_byte(send: &[Sample], receive: &[Sample]) -> Result<CpuPerByt
     Ok(CpuPerByteFit { ns_per_byte, send, receive })
 }
 
-/// The fitted CPU cost of one collective call, and where it came from.
-#[derive(Clone, Debug, PartialEq)]
-pub struct CollectiveCallFit {
-    /// Ns per collective call (at least 0): the median of the per-size estimates.
-    pub ns: f64,
-    /// Per measured size: bytes, the measured hop (ns) and its estimate of the cost.
-    pub estimates: Vec<(u64, f64, f64)>,
-}
-
-/// Fits the CPU cost of a collective call (`compute.collective_call_ns`) to hops of a
-/// ping-pong whose every message moves in a collective (the `batched` strategy: one
-/// all-to-all a hop, both ranks joining it), given what the model charges such a hop
-/// without the cost (`modelled`, ns, by size: from the fitted machine). Both ranks pay
-/// the call at once, so a hop is `modelled + c`: per size the excess is an estimate;
-/// the median of them, clamped at 0.
-///
-/// ```
-/// use dagwire_sim::machine::fit::{Sample, fit_collective_call};
-/// let model = |k: u64| 3000.0 + 0.5 * k as f64;
-/// let hops: Vec<Sample> = [8u64, 64, 512].iter().map(|&k| Sample { bytes: k, ns: model(k) + 25_000.0 }).collect();
-/// let c = fit_collective_call(&hops, &model).unwrap();
-/// assert!((c.ns - 25_000.0).abs() < 1e-9);
-/// ```
-pub fn fit_collective_call(hops: &[Sample], modelled: &dyn Fn(u64) -> f64) -> Result<CollectiveCallFit, FitError> {
-    if hops.is_empty() || hops.iter().any(|s| !(s.ns.is_finite() && s.ns > 0.0)) {
-        return Err(FitError("the collective call cost needs batched hops with finite positive times".into()));
-    }
-    let estimates: Vec<(u64, f64, f64)> = hops.iter().map(|s| (s.bytes, s.ns, s.ns - modelled(s.bytes))).collect();
-    let ns = median(&estimates.iter().map(|e| e.2).collect::<Vec<_>>()).max(0.0);
-    Ok(CollectiveCallFit { ns, estimates })
-}
-
 /// The CPU costs the model charges a collective (`compute.collective_call_ns`,
 /// `collective_message_ns`, `collective_ns_per_byte`).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]

@@ -381,7 +381,7 @@ pub struct Compute {
     /// CPU cost of one collective call (joining a collective: an `MPI_Ialltoallv` and its
     /// set-up on the real drivers), ns: the rank's CPU is busy for it at the join, so the
     /// collective's first pieces leave after it and a kernel starting meanwhile waits.
-    /// Optional, 0 by default (see [`fit::fit_collective_call`] for how it is measured).
+    /// Optional, 0 by default (see [`fit::fit_collective`] for how it is measured).
     #[serde(default)]
     pub collective_call_ns: f64,
     /// CPU cost of each message a collective piece carries (on the real drivers:
