@@ -10,7 +10,7 @@
 
 use crate::drivers::kernels::{Finished, KernelRunner};
 use crate::drivers::panics::{Handling, set_handling};
-use crate::drivers::run::RunError;
+use crate::drivers::run::{IdleWait, RunError};
 use crate::drivers::wire;
 use crate::drivers::workers::Workers;
 use crate::engine::{Action, Engine, EngineError};
@@ -27,6 +27,8 @@ pub(crate) struct RankCore {
     pub done: Receiver<Finished>,
     /// How long the rank may make no progress before it fails with a diagnosis.
     pub timeout: Duration,
+    /// How the loop waits when a pass made no progress.
+    pub idle: IdleWait,
 }
 
 /// One rank of a job driver: its [`RankCore`] and its transport.
@@ -62,7 +64,7 @@ pub(crate) trait RankLoop {
         core.engine.set_stall_timeout(Some(core.timeout.as_nanos() as u64), now);
         set_handling(Handling::Start);
         core.engine.handle_start(now);
-        let mut backoff = Backoff::default();
+        let mut backoff = Backoff::new(self.core().idle);
         loop {
             let mut progressed = self.poll_workers();
             progressed |= self.poll_network()?;
@@ -187,10 +189,10 @@ pub(crate) trait RankLoop {
     }
 }
 
-/// Idle waiting: spin, then yield, then sleep with a growing pause (parked, so a kernel
-/// worker's result wakes the loop at once).
-#[derive(Default)]
+/// Idle waiting: spin, then yield; with [`IdleWait::Backoff`], after a while sleep with
+/// a growing pause (parked, so a kernel worker's result wakes the loop at once).
 pub(crate) struct Backoff {
+    wait: IdleWait,
     idle_polls: u32,
     since: Option<Instant>,
     sleep_us: u64,
@@ -204,9 +206,13 @@ impl Backoff {
     /// The longest pause between polls once idle.
     const MAX_SLEEP_US: u64 = 200;
 
+    pub(crate) fn new(wait: IdleWait) -> Self {
+        Backoff { wait, idle_polls: 0, since: None, sleep_us: 0 }
+    }
+
     /// Progress was made: spin again next time.
     pub(crate) fn reset(&mut self) {
-        *self = Backoff::default();
+        *self = Backoff::new(self.wait);
     }
 
     /// One idle pass; true when it looked at the clock (so the caller may too).
@@ -217,7 +223,7 @@ impl Backoff {
             return false;
         }
         let idle = self.since.get_or_insert_with(Instant::now).elapsed();
-        if idle < Backoff::SPIN {
+        if self.wait == IdleWait::Poll || idle < Backoff::SPIN {
             std::thread::yield_now();
         } else {
             self.sleep_us = (self.sleep_us * 2).clamp(5, Backoff::MAX_SLEEP_US);

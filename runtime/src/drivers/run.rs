@@ -137,6 +137,48 @@ impl Progress {
     }
 }
 
+/// How a job driver's rank waits when a pass of its progress loop made no progress.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IdleWait {
+    /// Poll without sleeping (spin, then yield the core between polls), as MPI's own
+    /// blocking calls do: when every thread of the node has a core of its own, a sleep
+    /// only delays noticing what arrived. Each sleep used to cost up to its 200 µs pause
+    /// per protocol round (a rendezvous, each step of MPI's own all-to-all-v), which
+    /// doubled the batched strategy's 256 KiB ping-pong hop on the mpi driver (issue 16).
+    Poll,
+    /// Spin, yield for 100 µs, then sleep with a growing pause (at most 200 µs; a kernel
+    /// worker's result wakes the loop at once): when the node runs more threads than it
+    /// has cores, so an idle rank leaves them to the ranks and workers with work.
+    Backoff,
+}
+
+impl IdleWait {
+    /// How a rank in `progress` mode (resolved: not `Auto`) waits, and why, on a node
+    /// running `ranks_here` ranks with `workers` kernel workers each on `cores` cores: it
+    /// polls when the node's threads in that mode (ranks x (workers + 1 progress thread)
+    /// with thread progress, one per rank inline) fit in its cores, else it backs off.
+    ///
+    /// ```
+    /// use dagwire_runtime::Progress;
+    /// use dagwire_runtime::drivers::run::IdleWait;
+    /// assert_eq!(IdleWait::of(Progress::Inline, 2, 1, 2).0, IdleWait::Poll);
+    /// assert_eq!(IdleWait::of(Progress::Inline, 3, 1, 2).0, IdleWait::Backoff);
+    /// assert_eq!(IdleWait::of(Progress::Thread, 2, 1, 2).1, "backs off (4 threads > 2 core(s))");
+    /// assert_eq!(IdleWait::of(Progress::Thread, 1, 1, 2).1, "polls (2 threads <= 2 core(s))");
+    /// ```
+    pub fn of(progress: Progress, ranks_here: usize, workers: usize, cores: usize) -> (IdleWait, String) {
+        let threads = match progress {
+            Progress::Inline => ranks_here,
+            Progress::Thread | Progress::Auto => ranks_here.saturating_mul(workers.saturating_add(1)),
+        };
+        if threads <= cores {
+            (IdleWait::Poll, format!("polls ({threads} threads <= {cores} core(s))"))
+        } else {
+            (IdleWait::Backoff, format!("backs off ({threads} threads > {cores} core(s))"))
+        }
+    }
+}
+
 /// How a line on stderr starts that says which mode [`Progress::Auto`] picked for a
 /// point: `dagwire progress: DRIVER: MODE (auto: WHY)` (`experiment run` passes these on
 /// from launched jobs).

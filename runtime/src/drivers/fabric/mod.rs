@@ -97,7 +97,7 @@ use crate::drivers::rank_loop::{RankCore, RankLoop};
 use crate::drivers::registry::{
     self, CheckError, DriverCheck, DriverInfo, Executed, JobDriver, JobRank, Launch, RunRequest,
 };
-use crate::drivers::run::{PROGRESS_NOTE, Progress, RunError, RunOutcome, note_progress, usable_cores};
+use crate::drivers::run::{IdleWait, PROGRESS_NOTE, Progress, RunError, RunOutcome, note_progress, usable_cores};
 use crate::drivers::wire;
 use crate::drivers::workers::Workers;
 use crate::engine::{Action, Engine};
@@ -685,8 +685,9 @@ pub fn run(
     let strategy = strategy(Rank(rank as u32));
     // Every rank of a local job shares this host's cores.
     let (progress, why) = cfg.progress.resolve(size, cfg.workers, usable_cores());
-    if cfg.progress == Progress::Auto && rank == 0 {
-        note_progress(&format!("{PROGRESS_NOTE}libfabric: {why}"));
+    let (idle, idle_why) = IdleWait::of(progress, size, cfg.workers, usable_cores());
+    if rank == 0 {
+        note_progress(&format!("{PROGRESS_NOTE}libfabric: {why}; when idle, {idle_why}"));
     }
     let cfg = &FabricConfig { progress, ..cfg.clone() };
     if cfg.progress == Progress::Inline && cfg.workers > 1 {
@@ -749,6 +750,7 @@ pub fn run(
         });
         let mut driver = Driver::new(engine, &mut ep, size, cfg, &clock, workers, done_rx)?;
         driver.windows = windows;
+        driver.core.idle = idle;
         driver.credits = credits;
         let result = driver.run_loop(runner);
         drop(driver);
@@ -1061,7 +1063,7 @@ impl<'a> Driver<'a> {
         let rank = engine.rank().index();
         let inject = ep.inject_limit();
         Ok(Driver {
-            core: RankCore { engine, workers, done, timeout: cfg.timeout },
+            core: RankCore { engine, workers, done, timeout: cfg.timeout, idle: IdleWait::Backoff },
             ep,
             rank,
             clock,

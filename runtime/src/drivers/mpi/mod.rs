@@ -71,7 +71,7 @@ use crate::drivers::panics::{Handling, set_handling};
 use crate::drivers::rank_loop::{RankCore, RankLoop};
 use crate::drivers::registry::{self, DriverInfo, Executed, JobDriver, JobRank, Launch, RunRequest};
 use crate::drivers::run::{
-    Fault, PROGRESS_NOTE, Progress, RunError, RunOutcome, note_progress, online_cores, usable_cores,
+    Fault, IdleWait, PROGRESS_NOTE, Progress, RunError, RunOutcome, note_progress, online_cores, usable_cores,
 };
 use crate::drivers::workers::Workers;
 use crate::engine::{Action, Engine};
@@ -307,10 +307,14 @@ pub fn run(
     // each to cores of its own.
     let on_node = mpi.world.split_shared(rank as i32).size() as usize;
     let (cores, bound) = (usable_cores(), usable_cores() < online_cores());
-    let (progress, why) = cfg.progress.resolve(if bound { 1 } else { on_node }, cfg.workers, cores);
-    if cfg.progress == Progress::Auto && rank == 0 {
+    let ranks_here = if bound { 1 } else { on_node };
+    let (progress, why) = cfg.progress.resolve(ranks_here, cfg.workers, cores);
+    let (idle, idle_why) = IdleWait::of(progress, ranks_here, cfg.workers, cores);
+    if rank == 0 {
         let sharing = if bound { "bound to cores of its own" } else { "sharing the node's cores" };
-        note_progress(&format!("{PROGRESS_NOTE}mpi: {why}; rank 0, one of {on_node} rank(s) on its node, {sharing}"));
+        note_progress(&format!(
+            "{PROGRESS_NOTE}mpi: {why}; when idle, {idle_why}; rank 0, one of {on_node} rank(s) on its node, {sharing}"
+        ));
     }
     let cfg = &MpiConfig { progress, ..cfg.clone() };
     if cfg.progress == Progress::Inline && cfg.workers > 1 {
@@ -352,6 +356,7 @@ pub fn run(
         let mut driver = Driver::new(engine, p2p.as_raw(), coll.as_raw(), size, cfg, &clock, workers, done_rx)
             .map_err(|e| RunError::Config(format!("rank {rank}: MPI driver: {e}")))?;
         driver.window = window.take();
+        driver.core.idle = idle;
         let result = driver.run_loop(runner);
         window = driver.window.take();
         drop(driver); // closes the job channel, so the workers end before the scope does
@@ -650,7 +655,7 @@ impl<'a> Driver<'a> {
             fences: Vec::new(),
             pieces_arriving: Vec::new(),
             piece_tags: Tags::new(size, raw::tag_ub(coll)),
-            core: RankCore { engine, workers, done, timeout: cfg.timeout },
+            core: RankCore { engine, workers, done, timeout: cfg.timeout, idle: IdleWait::Backoff },
             comm,
             coll,
             rank,
