@@ -31,6 +31,11 @@ pub fn render(what: What) -> String {
         out.push_str("WORKLOADS (grid.workload; parameters as [grid.<workload>] keys)\n");
         for w in dagwire_workloads::REGISTRY {
             entry(&mut out, w.name, w.summary, &(w.params)());
+            let _ = writeln!(
+                out,
+                "      kernel kinds (keys of a machine file's rate tables): {}",
+                w.kernel_kinds.join(", ")
+            );
         }
     }
     if matches!(what, What::All | What::Strategies) {

@@ -200,6 +200,14 @@ fn check_point(sweep: &Sweep, p: &Point) -> Result<(), SweepError> {
         };
         err(key, e.reason)
     })?;
+    if dagwire_sim::registry::models_a_machine(driver) {
+        // A kernel kind in the machine file that no registered workload runs is refused,
+        // not one that only this point's workload does not run: one machine file serves
+        // every workload (a preset rates `potrf` for Cholesky and `moe-ffn` for MoE).
+        let machine = p.driver_params.str(dagwire_sim::registry::MACHINE);
+        dagwire_sim::machine::check_kernel_kinds(machine, &dagwire_workloads::kernel_kinds())
+            .map_err(|e| err(format!("grid.{}.{}", driver.name, dagwire_sim::registry::MACHINE), e.to_string()))?;
+    }
     (p.workload.check)(&p.workload_params, p.ranks).map_err(|e| {
         let key =
             if e.key == "ranks" { "grid.ranks".to_string() } else { format!("grid.{}.{}", p.workload.name, e.key) };

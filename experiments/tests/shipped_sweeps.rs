@@ -40,3 +40,13 @@ fn every_shipped_sweep_expands() {
         assert!(checked.iter().any(|c| c == expected), "{expected} not among {checked:?}");
     }
 }
+
+/// Every kernel kind a preset rates is one some registered workload runs (the check every
+/// sim point's machine file gets), so the presets carry no rate that is never used.
+#[test]
+fn every_presets_kernel_kinds_are_known() {
+    let known = dagwire_workloads::kernel_kinds();
+    for name in dagwire_sim::machine::preset_names() {
+        dagwire_sim::machine::check_kernel_kinds(name, &known).unwrap_or_else(|e| panic!("{e}"));
+    }
+}

@@ -160,6 +160,30 @@ fn an_invalid_machine_file_names_its_own_file_and_key() {
 }
 
 #[test]
+fn a_kernel_kind_no_workload_runs_is_refused_naming_the_machine_file_line_key_and_the_closest_kind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("typo.toml");
+    let preset = dagwire_sim::machine::preset_text("dgx-h100").unwrap();
+    assert!(preset.contains("gemm = 40000.0"), "the device's gemm rate moved");
+    let bad = preset.replace("gemm = 40000.0", "gemn = 40000.0");
+    let line = bad.lines().position(|l| l.starts_with("gemn = ")).unwrap() + 1;
+    std::fs::write(&file, &bad).unwrap();
+    let e = error_of(&SIM.replace("\"ib-hdr-fattree\"", &format!("{:?}", file.to_str().unwrap())));
+    assert_eq!(e.key, "grid.sim.machine");
+    let m = &e.message;
+    assert!(m.contains(&format!("typo.toml:{line}: key `accelerators.kernel_gflops.gemn`")), "{e}");
+    assert!(m.contains("did you mean `gemm`?") && m.contains("moe-ffn, "), "the suggestion and the kinds: {e}");
+    // Kinds of another workload than the point's are known (one machine file serves all).
+    let fine = preset.replace("gemm = 40000.0", "gemm = 40000.0\nmoe-ffn-backward = 30000.0");
+    std::fs::write(&file, &fine).unwrap();
+    let s = sweep::parse(
+        Path::new("ok.toml"),
+        &SIM.replace("\"ib-hdr-fattree\"", &format!("{:?}", file.to_str().unwrap())),
+    );
+    plan::expand(&s.unwrap()).unwrap();
+}
+
+#[test]
 fn more_ranks_than_the_machine_holds_is_refused_on_the_ranks_line() {
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("small.toml");

@@ -47,8 +47,12 @@
 //!   when it starts, from the kernels then running or waiting for their stream, and every
 //!   other kernel's end is projected again then ([`Devices::moved`]: a new kernel only
 //!   delays the others; one that ends only speeds them up, which the projection already
-//!   counts). What was queued behind a kernel on its stream before its end moved (a copy)
-//!   keeps the start it was given. Launch overhead is shared like the rest of `W`.
+//!   counts). Nothing is ever queued behind a kernel whose end then moves: the driver
+//!   gives a rank as many workers as streams, so a kernel starts only on a stream running
+//!   no other kernel, no earlier than that stream is free; a copy queued behind a kernel
+//!   took the stream that frees first, so no later kernel starts before that kernel ends
+//!   (`a_copy_queued_behind_a_kernel_starts_at_its_final_end…` in `tests/accel.rs`).
+//!   Launch overhead is shared like the rest of `W`.
 //! - A **copy** of `b` bytes over a link of latency `lat` and bandwidth `bw` holds the
 //!   device's earliest-free stream and earliest-free copy engine for
 //!   `ceil(lat) + ceil(b / bw)` and the link for `ceil(b / bw)`. Device-to-host copies use

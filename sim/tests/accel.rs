@@ -363,6 +363,84 @@ fn cholesky_gemm_dp_train_and_moe_verify_with_kernels_on_the_host_and_device_tim
     }
 }
 
+/// Each stream and each copy engine of a run's trace holds one kernel or copy at a time
+/// (the recorded spans, kernels with their final ends).
+fn assert_one_thing_at_a_time(out: &RunOutcome, what: &str) {
+    let mut lanes: std::collections::BTreeMap<(Rank, bool, u32), Vec<(u64, u64)>> = Default::default();
+    for t in &out.trace.tasks {
+        lanes.entry((t.rank, false, t.worker)).or_default().push((t.start_ns, t.end_ns));
+    }
+    for c in &out.trace.copies {
+        lanes.entry((c.rank, false, c.stream)).or_default().push((c.start_ns, c.end_ns));
+        lanes.entry((c.rank, true, c.engine)).or_default().push((c.start_ns, c.end_ns));
+    }
+    for (lane, mut spans) in lanes {
+        spans.sort();
+        assert!(spans.windows(2).all(|w| w[0].1 <= w[1].0), "{what}: {lane:?} holds two things at once: {spans:?}");
+    }
+}
+
+/// A copy is timed when asked for, behind what holds the stream it takes; a kernel's end
+/// moves when a later kernel starts beside it. A copy queued behind a kernel whose end
+/// then moved would overlap it on its stream. That cannot happen in the driver: a rank
+/// has as many workers as streams, so a kernel starts only on a stream running no other
+/// kernel (one is free: at most `streams - 1` others run), no earlier than that stream's
+/// next-free time; the copy took the stream that frees first, so every other stream frees
+/// no earlier than the kernel it waits behind ends, and no kernel starts beside that one
+/// after the copy was asked: its end is final. (With one stream no end ever moves.)
+#[test]
+fn a_copy_queued_behind_a_kernel_starts_at_its_final_end_and_later_kernels_move_only_others() {
+    let mut d = Devices::new(&accelerators(1, 2, false), 1);
+    // A = 3000 ns of work on stream 0 and B = 1000 on stream 1, both from 0: each at half
+    // the rate, B ends at 2 x 1000 = 2000 with 1000 of A done; A's last 2000 alone end at
+    // 4000 (moved from 3000).
+    let a = d.kernel(0, 0, "k", 3000.0);
+    let b = d.kernel(0, 0, "k", 1000.0);
+    assert_eq!([(a.stream, a.end), (b.stream, b.end)], [(0, 3000), (1, 2000)]);
+    assert_eq!(d.moved(), [dagwire_sim::device::Moved { stream: 0, was: 3000, end: 4000 }]);
+    // A 1000-byte copy to host asked for at 0: both streams run kernels; it takes B's,
+    // which frees first, for 300 + 1000 = 1300 ns from B's end: 2000 to 3300.
+    let copy = d.copy(0, Rank(0), Space::Host, 1000);
+    assert_eq!((copy.stream, copy.start, copy.end), (1, 2000, 3300));
+    // The driver starts the next kernel once a worker frees, at B's end (2000): C = 1000 on
+    // the stream running no kernel, B's, behind the copy: from 3300. A had 2000 left at
+    // 2000, does 1300 alone until 3300, then its last 700 at half the rate with C: A ends
+    // at 3300 + 1400 = 4700 (moved from 4000), C's last 300 alone end at 5000.
+    let c = d.kernel(0, 2000, "k", 1000.0);
+    assert_eq!((c.stream, c.start, c.end), (1, 3300, 5000));
+    assert_eq!(d.moved(), [dagwire_sim::device::Moved { stream: 0, was: 4000, end: 4700 }]);
+    // The kernel that moved is A, behind which nothing waits; B, which the copy waited
+    // behind, ended at 2000 before anything started beside it.
+
+    // The same on whole runs: staged (copies on the streams), 2 to 4 streams, point-to-point,
+    // forwarding and collective strategies; every stream holds one thing at a time.
+    let int = ParamValue::Int;
+    let base = load_machine("dgx-h100").unwrap();
+    let cases: [(&str, Vec<(&str, ParamValue)>); 2] = [
+        ("cholesky", vec![("n", int(1024)), ("tile", int(128))]),
+        ("moe", vec![("tokens", int(64)), ("d", int(16)), ("hidden", int(32)), ("experts", int(16))]),
+    ];
+    let mut behind_a_kernel = 0;
+    for (name, given) in &cases {
+        let w = workload(name, given, 16);
+        for streams in [2, 3, 4] {
+            let mut m = base.clone();
+            let a = m.accelerators.as_mut().unwrap();
+            (a.gpu_direct, a.streams) = (false, streams);
+            for strategy in ["eager", "parsec", "batched"] {
+                let out = run_workload(w.as_ref(), strategy, &m, 16, false);
+                assert_one_thing_at_a_time(&out, &format!("{name} {strategy} {streams} streams"));
+                let ends: std::collections::BTreeSet<_> =
+                    out.trace.tasks.iter().map(|t| (t.rank, t.worker, t.end_ns)).collect();
+                behind_a_kernel +=
+                    out.trace.copies.iter().filter(|c| ends.contains(&(c.rank, c.stream, c.start_ns))).count();
+            }
+        }
+    }
+    // Not vacuous: copies did start as the kernel on their stream ended.
+    assert!(behind_a_kernel > 0);
+}
+
 #[test]
 fn device_timing_is_deterministic_and_gpu_direct_and_streams_change_it() {
     let w = workload("cholesky", &[("n", ParamValue::Int(2048)), ("tile", ParamValue::Int(256))], 16);
@@ -380,18 +458,7 @@ fn device_timing_is_deterministic_and_gpu_direct_and_streams_change_it() {
     // kernel or copy at a time.
     let kinds: std::collections::BTreeSet<_> = a.trace.copies.iter().map(|c| c.kind.as_str()).collect();
     assert_eq!(kinds.into_iter().collect::<Vec<_>>(), ["d2h", "h2d", "peer"]);
-    let mut lanes: std::collections::BTreeMap<(Rank, bool, u32), Vec<(u64, u64)>> = Default::default();
-    for t in &a.trace.tasks {
-        lanes.entry((t.rank, false, t.worker)).or_default().push((t.start_ns, t.end_ns));
-    }
-    for c in &a.trace.copies {
-        lanes.entry((c.rank, false, c.stream)).or_default().push((c.start_ns, c.end_ns));
-        lanes.entry((c.rank, true, c.engine)).or_default().push((c.start_ns, c.end_ns));
-    }
-    for (lane, mut spans) in lanes {
-        spans.sort();
-        assert!(spans.windows(2).all(|w| w[0].1 <= w[1].0), "{lane:?} holds two things at once: {spans:?}");
-    }
+    assert_one_thing_at_a_time(&a, "cholesky eager staged 2 streams");
     let direct = run_workload(w.as_ref(), "eager", &with(true, 2), 16, false);
     assert!(direct.makespan_ns < a.makespan_ns, "direct {} vs staged {}", direct.makespan_ns, a.makespan_ns);
     let one = run_workload(w.as_ref(), "eager", &with(false, 1), 16, false);

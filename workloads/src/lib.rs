@@ -31,6 +31,11 @@ pub struct WorkloadInfo {
     /// The same checks as `prepare`, without building the DAG: what a sweep runs on every
     /// point before the first one starts (a DAG is built once, when its point runs).
     pub check: Check,
+    /// Every kernel kind its DAGs' tasks may run, as [`Workload::kernel_name`] names them
+    /// (under any parameters): the names a machine file's kernel rate tables may key (see
+    /// [`kernel_kinds`]). Each workload's tests build its DAGs and check the list is exactly
+    /// the kinds they use.
+    pub kernel_kinds: &'static [&'static str],
 }
 
 /// Checks a workload's parameters against the rank count without building anything.
@@ -98,6 +103,22 @@ pub struct Verification {
 /// Every workload, in the order `experiment list` shows them.
 pub static REGISTRY: &[WorkloadInfo] = &[cholesky::INFO, gemm::INFO, dp::INFO, micro::INFO, moe::INFO];
 
+/// Every kernel kind some registered workload runs, sorted, each once: the names a machine
+/// file's kernel rate tables (`kernel_gflops`, `kernel_curves`, `kernel_ns_per_byte`) may
+/// key. One machine file serves every workload, so a kind is known when any workload runs it.
+///
+/// ```
+/// let kinds = dagwire_workloads::kernel_kinds();
+/// assert!(kinds.contains(&"potrf") && kinds.contains(&"moe-ffn"));
+/// assert!(!kinds.contains(&"gemn"));
+/// ```
+pub fn kernel_kinds() -> Vec<&'static str> {
+    let mut kinds: Vec<&'static str> = REGISTRY.iter().flat_map(|w| w.kernel_kinds.iter().copied()).collect();
+    kinds.sort_unstable();
+    kinds.dedup();
+    kinds
+}
+
 /// A workload name that is not registered.
 #[derive(Debug, thiserror::Error)]
 #[error("unknown workload `{given}`{}; known workloads: {}", .suggestion.map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default(), .known.join(", "))]
@@ -122,4 +143,27 @@ pub fn find(name: &str) -> Result<&'static WorkloadInfo, UnknownWorkload> {
         suggestion: did_you_mean(name, REGISTRY.iter().map(|w| w.name)),
         known: REGISTRY.iter().map(|w| w.name).collect(),
     })
+}
+
+/// What the workloads' tests share.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::WorkloadInfo;
+    use dagwire_runtime::ParamValue;
+    use std::collections::BTreeSet;
+
+    /// Builds `info`'s DAG for each `(parameters, ranks)` and checks that the kernel kinds
+    /// their tasks use, together, are exactly `info.kernel_kinds` (so the list a machine
+    /// file is checked against cannot drift from the DAGs).
+    pub fn assert_kernel_kinds_are_the_dags(info: &WorkloadInfo, configs: &[(&[(&str, ParamValue)], usize)]) {
+        let mut used = BTreeSet::new();
+        for (given, ranks) in configs {
+            let w = info.build(given, *ranks, 1).unwrap_or_else(|e| panic!("{} {given:?}: {e}", info.name));
+            let dag = w.dag();
+            used.extend(dag.task_ids().map(|t| w.kernel_name(dag.task(t).kernel)));
+        }
+        let listed: BTreeSet<&str> = info.kernel_kinds.iter().copied().collect();
+        assert_eq!(listed.len(), info.kernel_kinds.len(), "{} lists a kind twice", info.name);
+        assert_eq!(used, listed, "{}: the kinds its DAGs use against its kernel_kinds", info.name);
+    }
 }

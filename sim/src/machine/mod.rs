@@ -15,7 +15,7 @@ mod tests;
 pub mod whatif;
 
 pub use describe::describe;
-pub use parse::{MachineError, load_machine, parse_machine, validate_machine};
+pub use parse::{KERNEL_TABLES, MachineError, check_kernel_kinds, load_machine, parse_machine, validate_machine};
 pub use presets::{PRESETS, preset_names, preset_text};
 
 /// A whole machine model.

@@ -64,8 +64,24 @@ impl std::error::Error for MachineError {}
 /// assert!(err.to_string().contains("did you mean `ib-hdr-fattree`?"), "{err}");
 /// ```
 pub fn load_machine(spec: &str) -> Result<Machine, MachineError> {
+    match source(spec)? {
+        Source::Toml { origin, text } => parse_machine(&origin, &text),
+        Source::SimGrid { text } => super::simgrid::parse_simgrid(spec, &text),
+    }
+}
+
+/// A machine's text, as [`load_machine`] finds it.
+enum Source {
+    /// A TOML machine file or preset; `origin` names it in errors.
+    Toml { origin: String, text: std::borrow::Cow<'static, str> },
+    /// A SimGrid platform file.
+    SimGrid { text: String },
+}
+
+/// Finds the text of machine `spec` (see [`load_machine`]).
+fn source(spec: &str) -> Result<Source, MachineError> {
     if let Some(text) = super::presets::preset_text(spec) {
-        return parse_machine(&format!("preset {spec}"), text);
+        return Ok(Source::Toml { origin: format!("preset {spec}"), text: text.into() });
     }
     let path = std::path::Path::new(spec);
     let is_xml = spec.ends_with(".xml");
@@ -80,10 +96,11 @@ pub fn load_machine(spec: &str) -> Result<Machine, MachineError> {
                  `experiment list machines` lists the presets)"
             ),
         })?;
-        if is_xml {
-            return super::simgrid::parse_simgrid(spec, &text);
-        }
-        return parse_machine(spec, &text);
+        return Ok(if is_xml {
+            Source::SimGrid { text }
+        } else {
+            Source::Toml { origin: spec.into(), text: text.into() }
+        });
     }
     let names = super::presets::preset_names();
     let hint = did_you_mean(spec, names.iter().copied()).map(|n| format!(" (did you mean `{n}`?)")).unwrap_or_default();
@@ -98,6 +115,64 @@ pub fn load_machine(spec: &str) -> Result<Machine, MachineError> {
             names.first().copied().unwrap_or("NAME"),
         ),
     })
+}
+
+/// The tables of a machine file keyed by kernel kind (rates, rate curves, costs per byte).
+pub const KERNEL_TABLES: [[&str; 2]; 4] = [
+    ["compute", "kernel_gflops"],
+    ["compute", "kernel_curves"],
+    ["compute", "kernel_ns_per_byte"],
+    ["accelerators", "kernel_gflops"],
+];
+
+/// Refuses a kernel kind in machine `spec`'s [`KERNEL_TABLES`] that is not in `known`: a
+/// kind no kernel has (a typo, `gemn = 50.0`) would leave the kernels it was meant for at
+/// `default_gflops` without a word. The error names the file, the line and the key, lists
+/// `known`, and suggests the closest. Which kinds are known is the caller's: the
+/// simulator does not know the workloads (`experiment` passes every registered
+/// workload's). A SimGrid platform file keys no kernel kinds; `spec` is found as
+/// [`load_machine`] finds it.
+///
+/// ```
+/// use dagwire_sim::machine::check_kernel_kinds;
+/// let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("m.toml");
+/// let text = dagwire_sim::machine::preset_text("shm-node").unwrap().replacen("gemm = ", "gemn = ", 1);
+/// std::fs::write(&path, &text).unwrap();
+/// let known = ["gemm", "potrf", "syrk", "trsm", "moe-ffn"];
+/// let err = check_kernel_kinds(path.to_str().unwrap(), &known).unwrap_err();
+/// assert_eq!(err.key, "compute.kernel_gflops.gemn");
+/// assert!(err.reason.contains("did you mean `gemm`?"), "{err}");
+/// assert!(check_kernel_kinds("shm-node", &known).is_ok());
+/// ```
+pub fn check_kernel_kinds(spec: &str, known: &[&str]) -> Result<(), MachineError> {
+    let Source::Toml { origin, text } = source(spec)? else { return Ok(()) };
+    let tree = DeTable::parse(&text).map_err(|e| syntax_error(&origin, &text, &e))?;
+    let root = tree.get_ref();
+    for [section, table] in KERNEL_TABLES {
+        let Some(DeValue::Table(kinds)) = node_at(root, &[key(section), key(table)]) else { continue };
+        for (kind, _) in kinds.iter() {
+            let name: &str = kind.get_ref();
+            if known.contains(&name) {
+                continue;
+            }
+            let hint = did_you_mean(name, known.iter().copied())
+                .map(|k| format!(" (did you mean `{k}`?)"))
+                .unwrap_or_default();
+            return Err(MachineError {
+                file: origin.clone(),
+                line: Some(line_at(&text, kind.span().start)),
+                key: render_path(&[key(section), key(table), key(name)]),
+                reason: format!(
+                    "unknown kernel kind{hint}: no workload runs a kernel of this kind, so this entry would never \
+                     be used and the kernels it was meant for would run at default_gflops; kinds the workloads \
+                     run: {}",
+                    known.join(", ")
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Parses and validates machine `text`; `origin` names it in errors (a path, or
@@ -575,8 +650,8 @@ const ACCELERATORS_KEYS: &[&str] = &[
 /// Refuses a kernel `name` in `[section.table]` that is a key of `[section]`: in TOML a key
 /// written after the `[section.table]` header lands in that table, so `nics = 8` below
 /// `[accelerators.kernel_gflops]` would silently be the rate of a kernel called `nics`.
-/// (Kernel names are the workloads'; the simulator does not know them all, so other
-/// unknown names are kept.)
+/// (Kernel names are the workloads'; the simulator does not know them, so other unknown
+/// names are left to [`check_kernel_kinds`], which `experiment` runs with the workloads'.)
 fn not_a_section_key(name: &str, section: &str, table: &str, keys: &[&str]) -> Result<(), Invalid> {
     if keys.contains(&name) {
         return Err((

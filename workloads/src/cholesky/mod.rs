@@ -44,6 +44,7 @@ pub const INFO: WorkloadInfo = WorkloadInfo {
     params,
     prepare: |params, ranks, seed| Ok(Box::new(Cholesky::new(params, ranks, seed)?)),
     check: |params, ranks| Cholesky::checked(params, ranks).map(drop),
+    kernel_kinds: &plan::Kind::NAMES,
 };
 
 /// Largest accepted matrix order and tile edge (tile indices travel as `u32`, and a
@@ -205,5 +206,17 @@ impl Workload for Cholesky {
 
     fn verify(&self, results: &BTreeMap<ChunkId, Payload>) -> Verification {
         verify::verify(self.kernels.tiling, self.kernels.seed, &self.results, results)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use dagwire_runtime::ParamValue::Int;
+
+    /// Three tiles a side: every kind (a GEMM update needs a third tile row).
+    #[test]
+    fn its_kernel_kinds_are_exactly_those_its_dag_runs() {
+        let small: &[(&str, _)] = &[("n", Int(96)), ("tile", Int(32))];
+        crate::testing::assert_kernel_kinds_are_the_dags(&super::INFO, &[(small, 2)]);
     }
 }

@@ -44,9 +44,12 @@ impl Kind {
         Kind::ALL.get(id.0 as usize).copied()
     }
 
+    /// Names for traces, in id order: the workload's kernel kinds.
+    pub const NAMES: [&'static str; 5] = ["gen", "potrf", "trsm", "syrk", "gemm"];
+
     /// Name for traces.
     pub fn name(self) -> &'static str {
-        ["gen", "potrf", "trsm", "syrk", "gemm"][self as usize]
+        Kind::NAMES[self as usize]
     }
 
     /// Number of inputs a task of this kind reads.

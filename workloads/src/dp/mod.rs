@@ -52,6 +52,7 @@ pub const INFO: WorkloadInfo = WorkloadInfo {
     params,
     prepare: |params, ranks, seed| Ok(Box::new(DpTrain::new(params, ranks, seed)?)),
     check: |params, ranks| DpTrain::checked(params, ranks, 0).map(drop),
+    kernel_kinds: &plan::Kind::NAMES,
 };
 
 /// Model presets: name and layer widths (input first).
@@ -419,5 +420,18 @@ impl Workload for DpTrain {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use dagwire_runtime::ParamValue::{Int, Str};
+
+    /// `reduce` with the strategy's ring, `allreduce` with a collective.
+    #[test]
+    fn its_kernel_kinds_are_exactly_those_its_dag_runs() {
+        let ring: &[(&str, _)] = &[("steps", Int(1)), ("batch", Int(2))];
+        let collective: &[(&str, _)] = &[("steps", Int(1)), ("batch", Int(2)), ("allreduce", Str("ring".into()))];
+        crate::testing::assert_kernel_kinds_are_the_dags(&super::INFO, &[(ring, 2), (collective, 2)]);
     }
 }

@@ -61,9 +61,12 @@ impl Kind {
         Kind::ALL.get(id.0 as usize).copied()
     }
 
+    /// Names for traces, in id order: the workload's kernel kinds.
+    pub const NAMES: [&'static str; 7] = ["init", "forward", "backward", "pack", "reduce", "step", "allreduce"];
+
     /// Name for traces.
     pub fn name(self) -> &'static str {
-        ["init", "forward", "backward", "pack", "reduce", "step", "allreduce"][self as usize]
+        Kind::NAMES[self as usize]
     }
 }
 

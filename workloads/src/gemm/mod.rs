@@ -48,6 +48,7 @@ pub const INFO: WorkloadInfo = WorkloadInfo {
     params,
     prepare: |params, ranks, seed| Ok(Box::new(Gemm::new(params, ranks, seed)?)),
     check: |params, ranks| Gemm::checked(params, ranks).map(drop),
+    kernel_kinds: &plan::Kind::NAMES,
 };
 
 /// Largest accepted dimension (tile indices travel as `u32`; the dense reference must fit).
@@ -200,5 +201,24 @@ impl Workload for Gemm {
             out.push(("bytes_per_rank", received.into_iter().max().unwrap_or(0) as f64));
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use dagwire_runtime::ParamValue::{Bool, Int, Str};
+
+    /// `gen_c` only with `accumulate`, `add` only in 3D.
+    #[test]
+    fn its_kernel_kinds_are_exactly_those_its_dag_runs() {
+        let plain: &[(&str, _)] = &[("n", Int(32)), ("tile", Int(16))];
+        let layered: &[(&str, _)] = &[
+            ("n", Int(32)),
+            ("tile", Int(16)),
+            ("layout", Str("3d".into())),
+            ("replicas", Int(2)),
+            ("accumulate", Bool(true)),
+        ];
+        crate::testing::assert_kernel_kinds_are_the_dags(&super::INFO, &[(plain, 4), (layered, 4)]);
     }
 }

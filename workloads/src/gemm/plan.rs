@@ -91,9 +91,13 @@ impl Kind {
         Kind::ALL.get(id.0 as usize).copied()
     }
 
-    /// Name for traces (the multiply is `gemm`, so machine files' `gemm` rate applies).
+    /// Names for traces, in id order: the workload's kernel kinds (the multiply is `gemm`,
+    /// so machine files' `gemm` rate applies).
+    pub const NAMES: [&'static str; 5] = ["gen_a", "gen_b", "gen_c", "gemm", "add"];
+
+    /// Name for traces.
     pub fn name(self) -> &'static str {
-        ["gen_a", "gen_b", "gen_c", "gemm", "add"][self as usize]
+        Kind::NAMES[self as usize]
     }
 
     /// Inputs a task reads; `acc`: a multiply that updates an existing `C`.

@@ -61,6 +61,7 @@ pub const INFO: WorkloadInfo = WorkloadInfo {
     params,
     prepare: |params, ranks, _seed| Ok(Box::new(Micro::new(params, ranks)?)),
     check: |params, ranks| Micro::checked(params, ranks).map(drop),
+    kernel_kinds: &kernels::Kind::NAMES,
 };
 
 /// Largest message, 64 MiB.
@@ -230,5 +231,16 @@ impl Workload for Micro {
 
     fn figures(&self, trace: &Trace) -> Vec<(&'static str, f64)> {
         figures::figures(&self.dag, self.kernels.layout, self.warmup, self.measured, trace)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use dagwire_runtime::ParamValue::{Int, Str};
+
+    #[test]
+    fn its_kernel_kinds_are_exactly_those_its_dag_runs() {
+        let pingpong: &[(&str, _)] = &[("pattern", Str("pingpong".into())), ("iterations", Int(2))];
+        crate::testing::assert_kernel_kinds_are_the_dags(&super::INFO, &[(pingpong, 2)]);
     }
 }

@@ -56,6 +56,7 @@ pub const INFO: WorkloadInfo = WorkloadInfo {
     params,
     prepare: |params, ranks, seed| Ok(Box::new(Moe::new(params, ranks, seed)?)),
     check: |params, ranks| Moe::checked(params, ranks).map(drop),
+    kernel_kinds: &plan::kernel::NAMES,
 };
 
 /// Verification bound on the largest absolute difference from the reference.
@@ -446,6 +447,19 @@ impl Workload for Moe {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dagwire_runtime::ParamValue;
+
+    /// The backward kinds only with `backward`, `decide` and `check` only with the dynamic
+    /// policy (the engine runs them).
+    #[test]
+    fn its_kernel_kinds_are_exactly_those_its_dag_runs() {
+        use ParamValue::{Bool, Int, Str};
+        let small = [("tokens", Int(16)), ("d", Int(4)), ("hidden", Int(8)), ("experts", Int(4))];
+        let backward: Vec<(&str, ParamValue)> = small.iter().cloned().chain([("backward", Bool(true))]).collect();
+        let dynamic: Vec<(&str, ParamValue)> =
+            small.iter().cloned().chain([("policy", Str("dynamic".into()))]).collect();
+        crate::testing::assert_kernel_kinds_are_the_dags(&INFO, &[(&backward, 2), (&dynamic, 2)]);
+    }
 
     #[test]
     fn imbalance_and_gini_of_known_loads() {
