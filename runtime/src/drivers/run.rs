@@ -208,6 +208,17 @@ pub fn usable_cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+/// The cores a rank's threads share and with how many ranks (its own included), for a
+/// node running `ranks_on_node` ranks: the usable cores with all of them, unless this
+/// process may use fewer cores than the machine has online, i.e. its launcher bound it
+/// to cores of its own (as `mpirun` binds each rank): then those, with no other rank.
+/// Returns (ranks sharing, cores, bound).
+pub fn cores_shared(ranks_on_node: usize) -> (usize, usize, bool) {
+    let cores = usable_cores();
+    let bound = cores < online_cores();
+    (if bound { 1 } else { ranks_on_node }, cores, bound)
+}
+
 /// Cores the machine has online (Linux: `/sys/devices/system/cpu/online`), or
 /// [`usable_cores`] where that cannot be read. A process that may use fewer than these is
 /// bound to its own (as `mpirun` binds each rank).

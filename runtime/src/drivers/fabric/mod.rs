@@ -97,7 +97,7 @@ use crate::drivers::rank_loop::{RankCore, RankLoop};
 use crate::drivers::registry::{
     self, CheckError, DriverCheck, DriverInfo, Executed, JobDriver, JobRank, Launch, RunRequest,
 };
-use crate::drivers::run::{IdleWait, PROGRESS_NOTE, Progress, RunError, RunOutcome, note_progress, usable_cores};
+use crate::drivers::run::{IdleWait, PROGRESS_NOTE, Progress, RunError, RunOutcome, cores_shared, note_progress};
 use crate::drivers::wire;
 use crate::drivers::workers::Workers;
 use crate::engine::{Action, Engine};
@@ -683,9 +683,11 @@ pub fn run(
         return Err(RunError::Config("workers must be at least 1".into()));
     }
     let strategy = strategy(Rank(rank as u32));
-    // Every rank of a local job shares this host's cores.
-    let (progress, why) = cfg.progress.resolve(size, cfg.workers, usable_cores());
-    let (idle, idle_why) = IdleWait::of(progress, size, cfg.workers, usable_cores());
+    // Every rank of a local job shares this host's cores; a launcher (mpirun) may bind
+    // each to cores of its own.
+    let (ranks_here, cores, _) = cores_shared(size);
+    let (progress, why) = cfg.progress.resolve(ranks_here, cfg.workers, cores);
+    let (idle, idle_why) = IdleWait::of(progress, ranks_here, cfg.workers, cores);
     if rank == 0 {
         note_progress(&format!("{PROGRESS_NOTE}libfabric: {why}; when idle, {idle_why}"));
     }

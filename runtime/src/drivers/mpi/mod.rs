@@ -71,7 +71,7 @@ use crate::drivers::panics::{Handling, set_handling};
 use crate::drivers::rank_loop::{RankCore, RankLoop};
 use crate::drivers::registry::{self, DriverInfo, Executed, JobDriver, JobRank, Launch, RunRequest};
 use crate::drivers::run::{
-    Fault, IdleWait, PROGRESS_NOTE, Progress, RunError, RunOutcome, note_progress, online_cores, usable_cores,
+    Fault, IdleWait, PROGRESS_NOTE, Progress, RunError, RunOutcome, cores_shared, note_progress,
 };
 use crate::drivers::workers::Workers;
 use crate::engine::{Action, Engine};
@@ -306,8 +306,7 @@ pub fn run(
     // The ranks sharing this node's memory share its cores, unless the launcher bound
     // each to cores of its own.
     let on_node = mpi.world.split_shared(rank as i32).size() as usize;
-    let (cores, bound) = (usable_cores(), usable_cores() < online_cores());
-    let ranks_here = if bound { 1 } else { on_node };
+    let (ranks_here, cores, bound) = cores_shared(on_node);
     let (progress, why) = cfg.progress.resolve(ranks_here, cfg.workers, cores);
     let (idle, idle_why) = IdleWait::of(progress, ranks_here, cfg.workers, cores);
     if rank == 0 {
