@@ -320,6 +320,11 @@ struct Sim<'a> {
     delivered: Vec<(Time, MessageId)>,
     /// Every rank's collectives in progress.
     collectives: Vec<Collectives>,
+    /// Per rank, whether its collectives took an input (a join, a piece, a staging
+    /// change) since [`Sim::pump`] last drained them: only then can they have pieces to
+    /// send, completions or an error, so a rank that uses none costs the pump no look at
+    /// its (cold) collectives. Set by [`Sim::collectives_of`].
+    collectives_touched: Vec<bool>,
     /// What puts wrote into the windows, by (rank, offset).
     windows: FxHashMap<(u32, u64), Payload>,
     /// Per rank, remote one-sided operations not yet complete.
@@ -424,6 +429,7 @@ pub fn run_watched(
         workers,
         delivered: Vec::new(),
         collectives,
+        collectives_touched: vec![false; cfg.ranks],
         windows: FxHashMap::default(),
         outstanding: vec![0; cfg.ranks],
         parked_fence: (0..cfg.ranks).map(|_| None).collect(),
@@ -557,7 +563,7 @@ impl Sim<'_> {
                         self.engines[dst].handle_landed(t, piece.src, chunk, bytes);
                     }
                 }
-                self.collectives[dst].handle_piece(t, piece)
+                self.collectives_of(dst).handle_piece(t, piece)
             }
             _ => unreachable!("only messages and pieces are received"),
         }
@@ -648,7 +654,7 @@ impl Sim<'_> {
         if c.to == Space::Host {
             // Collective pieces carrying the chunk wait for the copy.
             accel.stage(rank, c.id, c.chunk);
-            self.collectives[r].stage(c.chunk);
+            self.collectives_of(r).stage(c.chunk);
         }
         self.queue.push(span.end, Event::Copied { rank: rank.0, id: c.id });
     }
@@ -710,7 +716,7 @@ impl Sim<'_> {
             }
             Event::Copied { rank, id } => {
                 if let Some(chunk) = self.accel.as_mut().and_then(|a| a.staged(Rank(rank), id)) {
-                    self.collectives[rank as usize].staged(now, chunk);
+                    self.collectives_of(rank as usize).staged(now, chunk);
                 }
                 self.engines[rank as usize].handle_copy_done(now, id);
             }
@@ -744,7 +750,7 @@ impl Sim<'_> {
                     }
                     Action::Collective(join) => {
                         self.network.collective_call(now, Rank(r as u32));
-                        self.collectives[r].join(now, join)
+                        self.collectives_of(r).join(now, join)
                     }
                     Action::OneSided(op) => self.one_sided(r, now, op),
                 }
@@ -752,24 +758,37 @@ impl Sim<'_> {
             if let Some(e) = self.engines[r].error() {
                 return Err(RunError::Engine(e.clone()));
             }
-            while let Some(piece) = self.collectives[r].poll_send() {
-                self.transmit(now, piece.src, piece.dst, piece.bytes, InFlight::Piece(piece));
-            }
-            if let Some(e) = self.collectives[r].error() {
-                return Err(RunError::Collective(e.clone()));
-            }
+            // Only collectives that took an input since they were last drained can have
+            // something to send, a completion or an error.
             let mut completed = false;
-            while let Some((id, received)) = self.collectives[r].poll_done() {
-                self.engines[r].handle_collective_done(now, id, received);
-                completed = true;
+            if self.collectives_touched[r] {
+                while let Some(piece) = self.collectives[r].poll_send() {
+                    self.transmit(now, piece.src, piece.dst, piece.bytes, InFlight::Piece(piece));
+                }
+                if let Some(e) = self.collectives[r].error() {
+                    return Err(RunError::Collective(e.clone()));
+                }
+                while let Some((id, received)) = self.collectives[r].poll_done() {
+                    self.engines[r].handle_collective_done(now, id, received);
+                    completed = true;
+                }
             }
             if !completed {
+                // Drained: nothing more can come out until their next input.
+                self.collectives_touched[r] = false;
                 // Collect records as the run goes: no per-rank copies to merge at the end.
                 self.engines[r].drain_trace_into(&mut self.trace);
                 self.queue_timeout(r, now);
                 return Ok(());
             }
         }
+    }
+
+    /// Rank `r`'s collectives, about to take an input: the next [`Sim::pump`] of `r`
+    /// looks for what it causes.
+    fn collectives_of(&mut self, r: usize) -> &mut Collectives {
+        self.collectives_touched[r] = true;
+        &mut self.collectives[r]
     }
 
     /// Queues a wake-up at rank `r`'s engine deadline, unless one is queued for it
@@ -886,7 +905,7 @@ impl Sim<'_> {
             && let Some(fence) = self.parked_fence[r].take()
         {
             self.network.collective_call(t, origin);
-            self.collectives[r].join(t, fence);
+            self.collectives_of(r).join(t, fence);
         }
         self.pump(r, t)
     }
