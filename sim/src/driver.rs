@@ -320,6 +320,11 @@ struct Sim<'a> {
     delivered: Vec<(Time, MessageId)>,
     /// Every rank's collectives in progress.
     collectives: Vec<Collectives>,
+    /// Per rank, whether its collectives took an input (a join, a piece, a staging
+    /// change) since [`Sim::pump`] last drained them: only then can they have pieces to
+    /// send, completions or an error, so a rank that uses none costs the pump no look at
+    /// its (cold) collectives. Set by [`Sim::collectives_of`].
+    collectives_touched: Vec<bool>,
     /// What puts wrote into the windows, by (rank, offset).
     windows: FxHashMap<(u32, u64), Payload>,
     /// Per rank, remote one-sided operations not yet complete.
@@ -342,6 +347,13 @@ struct Sim<'a> {
     events: u64,
     timing: SimTiming,
     trace: Trace,
+    /// Whether the trace's record tables are lent to the engine being called
+    /// ([`Sim::engine`]): with the full trace, so every rank writes into the one set of
+    /// tables, whose ends stay in cache, not into a buffer of its own that has gone
+    /// cold since it last ran (then copied over).
+    lend_records: bool,
+    /// The rank whose engine holds the trace's record tables now.
+    lent: Option<usize>,
     /// When the run started (wall time) and how long it may take.
     deadline: Option<(std::time::Instant, std::time::Duration)>,
     /// Told how far the run has got, now and then.
@@ -424,6 +436,7 @@ pub fn run_watched(
         workers,
         delivered: Vec::new(),
         collectives,
+        collectives_touched: vec![false; cfg.ranks],
         windows: FxHashMap::default(),
         outstanding: vec![0; cfg.ranks],
         parked_fence: (0..cfg.ranks).map(|_| None).collect(),
@@ -436,6 +449,8 @@ pub fn run_watched(
         accel: devices.map(Accel::new),
         events: 0,
         trace: Trace::with_level(cfg.trace),
+        lend_records: cfg.trace == TraceLevel::Full,
+        lent: None,
         deadline: watch.wall_limit.map(|limit| (std::time::Instant::now(), limit)),
         observer: watch.observer,
         timing: SimTiming::default(),
@@ -449,7 +464,7 @@ impl Sim<'_> {
         let looping_cpu = thread_cpu_time();
         self.timing.setup = looping - started;
         for r in 0..self.engines.len() {
-            self.engines[r].handle_start(0);
+            self.engine(r).handle_start(0);
             self.pump(r, 0)?;
         }
         let mut now = 0;
@@ -547,17 +562,17 @@ impl Sim<'_> {
     /// Hands a message or a collective piece to its receiver's engine or collectives.
     fn receive(&mut self, t: Time, item: InFlight) {
         match item {
-            InFlight::Message { src, dst, msg } => self.engines[dst.index()].handle_message(t, src, msg),
+            InFlight::Message { src, dst, msg } => self.engine(dst.index()).handle_message(t, src, msg),
             InFlight::Piece(piece) => {
                 let dst = piece.dst.index();
                 if self.accel.is_some() {
                     // Chunks a device task reads start their copy to the device as their
                     // piece lands, not when the whole collective completes.
                     for (chunk, bytes) in piece.data() {
-                        self.engines[dst].handle_landed(t, piece.src, chunk, bytes);
+                        self.engine(dst).handle_landed(t, piece.src, chunk, bytes);
                     }
                 }
-                self.collectives[dst].handle_piece(t, piece)
+                self.collectives_of(dst).handle_piece(t, piece)
             }
             _ => unreachable!("only messages and pieces are received"),
         }
@@ -648,7 +663,7 @@ impl Sim<'_> {
         if c.to == Space::Host {
             // Collective pieces carrying the chunk wait for the copy.
             accel.stage(rank, c.id, c.chunk);
-            self.collectives[r].stage(c.chunk);
+            self.collectives_of(r).stage(c.chunk);
         }
         self.queue.push(span.end, Event::Copied { rank: rank.0, id: c.id });
     }
@@ -680,7 +695,7 @@ impl Sim<'_> {
                 let p = self.pending[slot].take().expect("a finishing task was started");
                 self.free_workers[rank as usize].push(worker);
                 let done = TaskDone { task, worker: p.lane, start_ns: p.start, end_ns: now, outputs: p.outputs };
-                self.engines[rank as usize].handle_task_done(now, done);
+                self.engine(rank as usize).handle_task_done(now, done);
                 // Inline progress: what arrived during the kernel is handled now, before
                 // the rank starts another (the pump below).
                 if let Some(held) = &mut self.held_for_kernel {
@@ -702,17 +717,17 @@ impl Sim<'_> {
             }
             Event::Timeout { rank } => {
                 self.timeout_queued[rank as usize] = None;
-                self.engines[rank as usize].handle_timeout(now);
+                self.engine(rank as usize).handle_timeout(now);
             }
             Event::Exposed { rank, id } => {
                 let key = self.exposing.remove(&(rank, id)).expect("a registration under way");
-                self.engines[rank as usize].handle_exposed(now, id, key);
+                self.engine(rank as usize).handle_exposed(now, id, key);
             }
             Event::Copied { rank, id } => {
                 if let Some(chunk) = self.accel.as_mut().and_then(|a| a.staged(Rank(rank), id)) {
-                    self.collectives[rank as usize].staged(now, chunk);
+                    self.collectives_of(rank as usize).staged(now, chunk);
                 }
-                self.engines[rank as usize].handle_copy_done(now, id);
+                self.engine(rank as usize).handle_copy_done(now, id);
             }
         }
         let rank = match ev {
@@ -730,7 +745,7 @@ impl Sim<'_> {
     /// that can go ahead and the completions they lead to.
     fn pump(&mut self, r: usize, now: Time) -> Result<(), RunError> {
         loop {
-            while let Some(action) = self.engines[r].poll_action(now) {
+            while let Some(action) = self.engine(r).poll_action(now) {
                 match action {
                     Action::Send(out) => {
                         let (src, dst) = (Rank(r as u32), out.to);
@@ -744,7 +759,7 @@ impl Sim<'_> {
                     }
                     Action::Collective(join) => {
                         self.network.collective_call(now, Rank(r as u32));
-                        self.collectives[r].join(now, join)
+                        self.collectives_of(r).join(now, join)
                     }
                     Action::OneSided(op) => self.one_sided(r, now, op),
                 }
@@ -752,24 +767,58 @@ impl Sim<'_> {
             if let Some(e) = self.engines[r].error() {
                 return Err(RunError::Engine(e.clone()));
             }
-            while let Some(piece) = self.collectives[r].poll_send() {
-                self.transmit(now, piece.src, piece.dst, piece.bytes, InFlight::Piece(piece));
-            }
-            if let Some(e) = self.collectives[r].error() {
-                return Err(RunError::Collective(e.clone()));
-            }
+            // Only collectives that took an input since they were last drained can have
+            // something to send, a completion or an error.
             let mut completed = false;
-            while let Some((id, received)) = self.collectives[r].poll_done() {
-                self.engines[r].handle_collective_done(now, id, received);
-                completed = true;
+            if self.collectives_touched[r] {
+                while let Some(piece) = self.collectives[r].poll_send() {
+                    self.transmit(now, piece.src, piece.dst, piece.bytes, InFlight::Piece(piece));
+                }
+                if let Some(e) = self.collectives[r].error() {
+                    return Err(RunError::Collective(e.clone()));
+                }
+                while let Some((id, received)) = self.collectives[r].poll_done() {
+                    self.engine(r).handle_collective_done(now, id, received);
+                    completed = true;
+                }
             }
             if !completed {
+                // Drained: nothing more can come out until their next input.
+                self.collectives_touched[r] = false;
                 // Collect records as the run goes: no per-rank copies to merge at the end.
+                self.take_records_back();
                 self.engines[r].drain_trace_into(&mut self.trace);
                 self.queue_timeout(r, now);
                 return Ok(());
             }
         }
+    }
+
+    /// Rank `r`'s engine, about to be called: with the full trace it gets the trace's
+    /// record tables (taken back from the engine that had them), after its own records
+    /// so far went into them, so records stay in the order they were made.
+    fn engine(&mut self, r: usize) -> &mut Engine {
+        if self.lend_records && self.lent != Some(r) {
+            self.take_records_back();
+            self.engines[r].drain_trace_into(&mut self.trace);
+            self.engines[r].swap_records(&mut self.trace);
+            self.lent = Some(r);
+        }
+        &mut self.engines[r]
+    }
+
+    /// The trace's record tables back from the engine they are lent to, if any.
+    fn take_records_back(&mut self) {
+        if let Some(q) = self.lent.take() {
+            self.engines[q].swap_records(&mut self.trace);
+        }
+    }
+
+    /// Rank `r`'s collectives, about to take an input: the next [`Sim::pump`] of `r`
+    /// looks for what it causes.
+    fn collectives_of(&mut self, r: usize) -> &mut Collectives {
+        self.collectives_touched[r] = true;
+        &mut self.collectives[r]
     }
 
     /// Queues a wake-up at rank `r`'s engine deadline, unless one is queued for it
@@ -800,7 +849,7 @@ impl Sim<'_> {
             Access::Withdraw(key) => {
                 if self.exposed.remove(&(origin.0, key.key)).is_none() {
                     let why = format!("withdraws memory key {}, which {origin} has not exposed", key.key);
-                    self.engines[r].handle_one_sided_failed(id, why);
+                    self.engine(r).handle_one_sided_failed(id, why);
                 }
                 return;
             }
@@ -816,11 +865,11 @@ impl Sim<'_> {
             match access {
                 Access::Put(data) => {
                     self.windows.insert((target.0, offset), data);
-                    self.engines[r].handle_one_sided_done(now, id, None);
+                    self.engine(r).handle_one_sided_done(now, id, None);
                 }
                 Access::Get { len } => match self.read_window(target, offset, len) {
-                    Ok(data) => self.engines[r].handle_one_sided_done(now, id, Some(data)),
-                    Err(why) => self.engines[r].handle_one_sided_failed(id, why),
+                    Ok(data) => self.engine(r).handle_one_sided_done(now, id, Some(data)),
+                    Err(why) => self.engine(r).handle_one_sided_failed(id, why),
                 },
                 _ => unreachable!("handled above"),
             }
@@ -852,7 +901,7 @@ impl Sim<'_> {
                 Ok(())
             }
             Err(why) => {
-                self.engines[origin.index()].handle_one_sided_failed(id, why);
+                self.engine(origin.index()).handle_one_sided_failed(id, why);
                 self.pump(origin.index(), t)
             }
         }
@@ -880,13 +929,13 @@ impl Sim<'_> {
             InFlight::Message { .. } | InFlight::Piece(_) => unreachable!("not a one-sided leg"),
         };
         let r = origin.index();
-        self.engines[r].handle_one_sided_done(t, id, data);
+        self.engine(r).handle_one_sided_done(t, id, data);
         self.outstanding[r] -= 1;
         if self.outstanding[r] == 0
             && let Some(fence) = self.parked_fence[r].take()
         {
             self.network.collective_call(t, origin);
-            self.collectives[r].join(t, fence);
+            self.collectives_of(r).join(t, fence);
         }
         self.pump(r, t)
     }
@@ -1019,6 +1068,7 @@ impl Sim<'_> {
         debug_assert!(self.held_for_kernel.iter().flatten().all(Vec::is_empty));
         debug_assert!(self.collectives.iter().all(Collectives::is_idle));
         let mut results: BTreeMap<ChunkId, Payload> = BTreeMap::new();
+        self.take_records_back();
         let mut trace = std::mem::take(&mut self.trace);
         for e in &mut self.engines {
             results.extend(e.take_results());

@@ -1165,6 +1165,15 @@ impl Engine {
         sink.append(&mut self.trace);
     }
 
+    /// Swaps the tables of records this engine writes (tasks, messages, transfer
+    /// phases) with `sink`'s ([`Trace::swap_records`]): a driver that owns all ranks
+    /// lends the run's tables to the engine it calls, so records go straight into them,
+    /// and takes them back with a second call. Drain the engine first
+    /// ([`Engine::drain_trace_into`]) to keep the records in the order they were made.
+    pub fn swap_records(&mut self, sink: &mut Trace) {
+        self.trace.swap_records(sink);
+    }
+
     /// Why this rank is not done: for stall diagnostics.
     pub fn waiting_summary(&self) -> String {
         let mut waiting: Vec<ChunkId> = Vec::new();

@@ -22,17 +22,25 @@ const EMPTY: u32 = u32::MAX;
 /// assert!(store.contains(2));
 /// assert_eq!(store.read(2).len(), 8); // the last read takes it out
 /// assert!(!store.contains(2));
+/// store.insert(0, Payload::zeroed(16), 1); // reuses the place slot 2 had
+/// store.insert(1, Payload::zeroed(24), 1);
+/// assert_eq!((store.read(0).len(), store.read(1).len()), (16, 24));
+/// assert!(!store.contains(0) && !store.contains(1));
 /// ```
 #[derive(Debug)]
 pub struct ChunkStore {
     /// By slot: the chunk's place in `present`, or [`EMPTY`].
     at: Vec<u32>,
     present: Vec<Stored>,
-    /// Places in `present` free for reuse.
-    free: Vec<u32>,
+    /// The first place in `present` free for reuse ([`EMPTY`]: none); each free place
+    /// holds the next in its `readers_left`. The list lives in the places themselves,
+    /// so taking one touches only the line the new chunk is written to (a separate list
+    /// would be one more cache miss per insert on a rank whose state has gone cold).
+    free: u32,
 }
 
-/// A chunk present and how many reads of it remain.
+/// A chunk present and how many reads of it remain (when free: no data, and the next
+/// free place).
 #[derive(Debug, Default)]
 struct Stored {
     data: Payload,
@@ -42,7 +50,7 @@ struct Stored {
 impl ChunkStore {
     /// A store for `slots` read slots, all empty.
     pub fn new(slots: usize) -> Self {
-        ChunkStore { at: vec![EMPTY; slots], present: Vec::new(), free: Vec::new() }
+        ChunkStore { at: vec![EMPTY; slots], present: Vec::new(), free: EMPTY }
     }
 
     /// Whether slot `slot` holds a chunk.
@@ -59,17 +67,18 @@ impl ChunkStore {
     /// Puts `data` in the empty slot `slot`, to be read `reads` times (at least once).
     pub fn insert(&mut self, slot: u32, data: Payload, reads: u32) {
         debug_assert!(!self.contains(slot) && reads > 0);
-        let stored = Stored { data, readers_left: reads };
-        let at = match self.free.pop() {
-            Some(at) => {
-                self.present[at as usize] = stored;
-                at
-            }
-            None => {
-                self.present.push(stored);
-                self.present.len() as u32 - 1
-            }
-        };
+        let at = self.free;
+        if at == EMPTY {
+            self.present.push(Stored { data, readers_left: reads });
+            self.at[slot as usize] = self.present.len() as u32 - 1;
+            return;
+        }
+        let place = &mut self.present[at as usize];
+        self.free = place.readers_left;
+        // A free place's data was taken by its last read: nothing to drop.
+        debug_assert!(place.data.is_empty() && !place.data.is_phantom());
+        place.data = data;
+        place.readers_left = reads;
         self.at[slot as usize] = at;
     }
 
@@ -87,7 +96,8 @@ impl ChunkStore {
             return stored.data.clone();
         }
         self.at[slot as usize] = EMPTY;
-        self.free.push(at);
+        stored.readers_left = self.free;
+        self.free = at;
         std::mem::take(&mut stored.data)
     }
 }

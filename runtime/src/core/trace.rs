@@ -309,6 +309,28 @@ impl Trace {
         }
     }
 
+    /// Swaps the tables an engine writes as it runs (tasks, messages, transfer phases)
+    /// with `other`'s; sizes, copies, level and counts stay. A driver that owns every
+    /// rank (the simulator) lends the run's tables to the engine it is about to call, so
+    /// its records go straight to the end of the one set of tables, which stays in
+    /// cache, instead of through a buffer of each rank's, and swaps them back after.
+    ///
+    /// ```
+    /// use dagwire_runtime::trace::{TaskRecord, Trace};
+    /// use dagwire_runtime::{KernelId, Rank, TaskId};
+    /// let (mut run, mut rank) = (Trace::default(), Trace::default());
+    /// run.swap_records(&mut rank);
+    /// let (task, kernel, rank0) = (TaskId(0), KernelId(0), Rank(0));
+    /// rank.tasks.push(TaskRecord { task, kernel, rank: rank0, worker: 0, start_ns: 0, end_ns: 1, flops: 0.0 });
+    /// run.swap_records(&mut rank);
+    /// assert_eq!((run.tasks.len(), rank.tasks.len()), (1, 0));
+    /// ```
+    pub fn swap_records(&mut self, other: &mut Trace) {
+        std::mem::swap(&mut self.tasks, &mut other.tasks);
+        std::mem::swap(&mut self.messages, &mut other.messages);
+        std::mem::swap(&mut self.transfer_events, &mut other.transfer_events);
+    }
+
     /// Tasks run: the records kept plus those only counted.
     pub fn task_count(&self) -> u64 {
         self.tasks.len() as u64 + self.counted.tasks
