@@ -7,7 +7,9 @@
 //!   time of DAG build, setup, event loop and trace finish, and each per simulated message.
 //! - `scale cholesky RANKS TILES [FIDELITY] [STRATEGY] [MACHINE]`: the cost-model tiled
 //!   Cholesky (tile 256) with the full trace; prints DAG build, plan, event loop and
-//!   trace-finish times separately, and events/s over the event loop alone.
+//!   trace-finish times separately, and events/s over the event loop alone. Without a
+//!   MACHINE it runs on `ib-hdr-fattree` (8192 ranks at most), or on
+//!   `slingshot-11-dragonfly` (16,384) when the ranks do not fit, and says so.
 //! - `scale digest`: a fixed set of small runs (cholesky, gemm, micro x strategies x
 //!   rank counts x fidelities) with the full trace, one line each with a hash of the
 //!   whole outcome (trace records, results' ids and sizes, makespan, event count): run it
@@ -47,13 +49,37 @@ fn main() {
             let tiles: usize = arg(2).expect("TILES").parse().expect("TILES is a number");
             let fidelity = fidelity(arg(3).unwrap_or("analytic"));
             let strategy = arg(4).unwrap_or("eager");
-            let machine = arg(5).unwrap_or("ib-hdr-fattree");
+            let machine = match arg(5) {
+                Some(name) => name,
+                None => default_machine(ranks),
+            };
             cholesky(ranks, tiles, fidelity, strategy, machine);
         }
         Some("digest") => digest(),
         _ => eprintln!(
-            "usage: scale alltoall RANKS [STRATEGY] [FIDELITY] [FROM-TO] [counts|full] | cholesky RANKS TILES | digest"
+            "usage: scale alltoall RANKS [STRATEGY] [FIDELITY] [FROM-TO] [counts|full] \
+             | cholesky RANKS TILES [FIDELITY] [STRATEGY] [MACHINE] | digest\n\
+             cholesky's MACHINE: ib-hdr-fattree (up to 8192 ranks), else slingshot-11-dragonfly (up to 16,384)"
         ),
+    }
+}
+
+/// Presets `cholesky` runs on without a MACHINE, the first that holds the ranks.
+const DEFAULT_MACHINES: [&str; 2] = ["ib-hdr-fattree", "slingshot-11-dragonfly"];
+
+/// The first of [`DEFAULT_MACHINES`] that holds `ranks`; says on stderr when that is not
+/// the first. When none does, the first, whose capacity error names the numbers.
+fn default_machine(ranks: usize) -> &'static str {
+    let holds = |name: &str| {
+        let m = load_machine(name).unwrap();
+        m.node_capacity().is_none_or(|nodes| nodes * u64::from(m.ranks_per_node) >= ranks as u64)
+    };
+    match DEFAULT_MACHINES.iter().position(|name| holds(name)) {
+        Some(0) | None => DEFAULT_MACHINES[0],
+        Some(i) => {
+            eprintln!("{} cannot hold {ranks} ranks: running on {}", DEFAULT_MACHINES[0], DEFAULT_MACHINES[i]);
+            DEFAULT_MACHINES[i]
+        }
     }
 }
 
