@@ -479,8 +479,9 @@ pub struct MessageTotals {
 /// previous one in `prefix` is taken out together with that previous one (at most twice
 /// the fewest records whose removal leaves the rest in order); the rest is put in `key`
 /// order by sorting its runs of equal `prefix`, the taken records are sorted, and the two
-/// are merged from the end. When over half the records would be taken out, a plain sort
-/// is cheaper and runs instead. Records with equal keys come out in some order, as with
+/// are merged from the end. When over an eighth of the records would be taken out, a
+/// plain sort runs instead (the taken records are a copy: the cap bounds the memory, and
+/// the pass wasted on a table far from sorted, such as messages by send time). Records with equal keys come out in some order, as with
 /// `sort_unstable_by_key`.
 fn sort_nearly_sorted<T: Clone, K: Ord>(v: &mut [T], prefix: impl Fn(&T) -> u64, key: impl Fn(&T) -> K) {
     if v.is_sorted_by_key(&key) {
@@ -492,7 +493,7 @@ fn sort_nearly_sorted<T: Clone, K: Ord>(v: &mut [T], prefix: impl Fn(&T) -> u64,
     let mut kept = 0;
     for i in 0..v.len() {
         if kept > 0 && prefix(&v[i]) < prefix(&v[kept - 1]) {
-            if 2 * (out.len() + 2) > v.len() {
+            if 8 * (out.len() + 2) > v.len() {
                 // Put them back in the free places and sort the lot.
                 v[kept..i].clone_from_slice(&out);
                 v.sort_unstable_by_key(key);
