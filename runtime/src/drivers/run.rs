@@ -124,7 +124,7 @@ impl Progress {
                 (Progress::Thread, format!("thread (auto: {workers} workers per rank need worker threads)"))
             }
             Progress::Auto => {
-                let threads = ranks_here * (workers + 1);
+                let threads = Progress::Thread.threads(ranks_here, workers);
                 let sum =
                     format!("{ranks_here} rank(s) x ({workers} worker(s) + 1 progress thread) = {threads} threads");
                 if threads > cores {
@@ -133,6 +133,15 @@ impl Progress {
                     (Progress::Thread, format!("thread (auto: {sum} <= {cores} core(s))"))
                 }
             }
+        }
+    }
+
+    /// Threads a node running `ranks_here` ranks with `workers` kernel workers each runs
+    /// in this mode: one per rank inline, else ranks x (workers + 1 progress thread).
+    fn threads(self, ranks_here: usize, workers: usize) -> usize {
+        match self {
+            Progress::Inline => ranks_here,
+            Progress::Thread | Progress::Auto => ranks_here.saturating_mul(workers.saturating_add(1)),
         }
     }
 }
@@ -167,10 +176,7 @@ impl IdleWait {
     /// assert_eq!(IdleWait::of(Progress::Thread, 1, 1, 2).1, "polls (2 threads <= 2 core(s))");
     /// ```
     pub fn of(progress: Progress, ranks_here: usize, workers: usize, cores: usize) -> (IdleWait, String) {
-        let threads = match progress {
-            Progress::Inline => ranks_here,
-            Progress::Thread | Progress::Auto => ranks_here.saturating_mul(workers.saturating_add(1)),
-        };
+        let threads = progress.threads(ranks_here, workers);
         if threads <= cores {
             (IdleWait::Poll, format!("polls ({threads} threads <= {cores} core(s))"))
         } else {
